@@ -1,0 +1,1 @@
+"""SceneXtras analytics service: statistics and streaks."""

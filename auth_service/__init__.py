@@ -1,0 +1,1 @@
+"""SceneXtras auth service: accounts, tokens, profiles, referrals."""

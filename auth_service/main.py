@@ -1,0 +1,19 @@
+"""uvicorn auth_service.main:app"""
+from fastapi import FastAPI
+
+from auth_service.settings import Settings
+from shared.app import create_app, lazy_app
+from shared.settings import load_settings
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings(Settings)
+    return create_app(
+        service="auth",
+        settings=settings,
+        routers=[],
+        legacy_prefixes=['/api/auth', '/api/user_management'],
+    )
+
+
+__getattr__ = lazy_app(build_app)

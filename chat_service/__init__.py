@@ -1,0 +1,1 @@
+"""SceneXtras chat service: character conversations."""

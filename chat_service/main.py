@@ -1,0 +1,20 @@
+"""uvicorn chat_service.main:app"""
+from fastapi import FastAPI
+
+from chat_service.settings import Settings
+from shared.app import create_app, lazy_app
+from shared.settings import load_settings
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings(Settings)
+    return create_app(
+        service="chat",
+        settings=settings,
+        routers=[],
+        legacy_prefixes=['/api/chat'],
+        own_database_url=settings.chat_database_url,
+    )
+
+
+__getattr__ = lazy_app(build_app)

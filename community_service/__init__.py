@@ -1,0 +1,1 @@
+"""SceneXtras community service: stories, rooms, scenarios."""

@@ -1,0 +1,20 @@
+"""uvicorn community_service.main:app"""
+from fastapi import FastAPI
+
+from community_service.settings import Settings
+from shared.app import create_app, lazy_app
+from shared.settings import load_settings
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings(Settings)
+    return create_app(
+        service="community",
+        settings=settings,
+        routers=[],
+        legacy_prefixes=['/api/story', '/api/notifications'],
+        own_database_url=settings.community_database_url,
+    )
+
+
+__getattr__ = lazy_app(build_app)

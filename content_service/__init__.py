@@ -1,0 +1,1 @@
+"""SceneXtras content service: search and resources."""

@@ -1,0 +1,1 @@
+"""SceneXtras media service: images and media files."""

@@ -1,0 +1,1 @@
+"""SceneXtras payment service: subscriptions, webhooks, quotas."""

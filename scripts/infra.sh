@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Start real PostgreSQL, Redis and RabbitMQ from the OS packages and create the databases.
+# Idempotent: a second run finds everything up and says so. apt-get installs what is missing
+# (as root, or through sudo).
+set -euo pipefail
+
+PG_PASSWORD="${PG_PASSWORD:-postgres}"
+DATABASES=(scenextras chat media community analytics)
+
+say() { printf '[infra] %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (apt-get)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# PostgreSQL: the Debian cluster, password auth on 127.0.0.1.
+pg_version=$(pg_lsclusters -h | awk 'NR==1{print $1}')
+pg_cluster=$(pg_lsclusters -h | awk 'NR==1{print $2}')
+if [ -z "$pg_version" ]; then
+  pg_version=$(ls /usr/lib/postgresql | sort -V | tail -n1)
+  pg_cluster=main
+  as_root pg_createcluster "$pg_version" "$pg_cluster" >/dev/null
+fi
+if pg_lsclusters -h | awk -v v="$pg_version" -v c="$pg_cluster" '$1==v && $2==c {print $4}' | grep -q online; then
+  say "postgresql $pg_version/$pg_cluster already running"
+else
+  as_root pg_ctlcluster "$pg_version" "$pg_cluster" start
+  say "postgresql $pg_version/$pg_cluster started"
+fi
+as_root su postgres -c "psql -qtAc \"ALTER USER postgres PASSWORD '$PG_PASSWORD'\"" >/dev/null
+# More connections than the default 100: seven services, their pools and the test suite.
+if [ "$(as_root su postgres -c "psql -qtAc 'SHOW max_connections'")" != "400" ]; then
+  as_root su postgres -c "psql -qtAc 'ALTER SYSTEM SET max_connections = 400'" >/dev/null
+  as_root pg_ctlcluster "$pg_version" "$pg_cluster" restart
+  say "postgresql restarted with max_connections = 400"
+fi
+for db in "${DATABASES[@]}"; do
+  if as_root su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='$db'\"" | grep -q 1; then
+    :
+  else
+    as_root su postgres -c "createdb $db"
+    say "created database $db"
+  fi
+done
+
+# Redis.
+if redis-cli -h 127.0.0.1 ping 2>/dev/null | grep -q PONG; then
+  say "redis already running"
+else
+  as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null
+  for _ in $(seq 50); do redis-cli -h 127.0.0.1 ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  say "redis started"
+fi
+
+# RabbitMQ, with the management API (used by the tests to make a vhost per run).
+if as_root rabbitmqctl -q status >/dev/null 2>&1; then
+  say "rabbitmq already running"
+else
+  as_root rabbitmq-plugins --offline enable rabbitmq_management >/dev/null 2>&1 || true
+  as_root sh -c 'rabbitmq-server > /var/log/rabbitmq/foreground.log 2>&1 &'
+  say "rabbitmq starting"
+fi
+as_root rabbitmqctl -q wait --timeout 60 /var/lib/rabbitmq/mnesia/rabbit@"$(hostname -s)".pid >/dev/null 2>&1 \
+  || as_root rabbitmqctl -q await_startup >/dev/null
+if ! as_root rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
+  as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+fi
+for _ in $(seq 100); do curl -sf -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null && break; sleep 0.2; done
+say "rabbitmq ready (amqp 5672, management 15672)"
+
+cat <<ENV
+[infra] connection settings:
+DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/scenextras
+CHAT_DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/chat
+MEDIA_DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/media
+COMMUNITY_DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/community
+ANALYTICS_DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/analytics
+REDIS_URL=redis://127.0.0.1:6379/0
+RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/%2F
+ENV

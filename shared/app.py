@@ -1,0 +1,280 @@
+"""The app factory every service uses: one shape for lifespan, health, errors, logs and limits."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Awaitable, Callable, Sequence
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from shared import db as dbmod
+from shared.auth import TokenValidator
+from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay
+from shared.errors import error_response, install_error_handlers
+from shared.logs import configure_logging, request_id_var
+from shared.migrate import migrate
+from shared.ratelimit import default_rate_limit
+from shared.redis import Keys, create_redis
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("shared.app")
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    """Request id (X-Request-ID in and out), one structured access log line, body size limit.
+
+    Pure ASGI rather than BaseHTTPMiddleware: it adds no task per request and never buffers
+    streaming responses.
+    """
+
+    def __init__(self, app, *, max_body_bytes: int):
+        self.app = app
+        self.max_body = max_body_bytes
+        self.access = logging.getLogger("access")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = None
+        content_length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:64]
+            elif name == b"content-length":
+                try:
+                    content_length = int(value)
+                except ValueError:
+                    content_length = -1
+        request_id = request_id or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_wrapper(message):
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = list(message.get("headers", [])) + [(b"x-request-id", request_id.encode())]
+            await send(message)
+
+        received = 0
+
+        async def receive_wrapper():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            if content_length is not None and content_length > self.max_body:
+                raise _BodyTooLarge()
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except _BodyTooLarge:
+            if not response_started:
+                response = error_response(
+                    413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {self.max_body} bytes.", max_bytes=self.max_body
+                )
+                await response(scope, receive, send_wrapper)
+        finally:
+            if self.access.isEnabledFor(logging.INFO) and not scope["path"].startswith("/health"):
+                self.access.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+            request_id_var.reset(token)
+
+
+async def _check(coro, timeout: float = 2.0) -> str:
+    try:
+        await asyncio.wait_for(coro, timeout)
+        return "ok"
+    except Exception as exc:  # a readiness probe reports, it does not raise
+        return f"error: {type(exc).__name__}"
+
+
+def create_app(
+    *,
+    service: str,
+    settings: ServiceSettings,
+    routers: Sequence[APIRouter] = (),
+    legacy_prefixes: Sequence[str] = (),
+    own_database_url: str | None = None,
+    use_database: bool = True,
+    consumer: EventHandlers | None = None,
+    outbox: bool = True,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    title: str | None = None,
+    version: str = "1.0.0",
+) -> FastAPI:
+    """Build a service app.
+
+    - `own_database_url`: the service's own database; None means its own tables live in the
+      shared core database (Auth, Payment). `app.state.db` is the own pool, `app.state.core_db`
+      the core pool (the same pool when they coincide).
+    - `consumer`: event handlers; binds the service's durable queue `<service>_service.events`.
+    - `outbox`: run the outbox relay on the own database.
+    """
+    configure_logging(f"{service}_service", settings.log_level, settings.log_json)
+    if settings.sentry_dsn:
+        import sentry_sdk
+
+        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.environment, traces_sample_rate=0.0, send_default_pii=False)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = app.state
+        state.settings = settings
+        state.service = service
+        state.keys = Keys(settings.redis_prefix)
+        state.token_validator = TokenValidator(
+            settings.supabase_jwt_secret,
+            supabase_url=settings.supabase_url,
+            asymmetric_algorithms=settings.jwt_asymmetric_algorithms,
+        )
+        state.redis = create_redis(settings.redis_url)
+        state.db = state.core_db = None
+        state.publisher = EventPublisher(settings.rabbitmq_url, settings.events_exchange, name=f"{service}_service:publisher")
+        state.relay = state.consumer = None
+        if use_database:
+            own_dsn = own_database_url or settings.database_url
+            if settings.migrate_on_start:
+                applied = await migrate(own_dsn, service)
+                if applied:
+                    log.info("migrations applied", extra={"applied": applied})
+            state.db = await dbmod.create_pool(own_dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+            state.core_db = (
+                state.db
+                if own_dsn == settings.database_url
+                else await dbmod.create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+            )
+            if outbox:
+                state.relay = OutboxRelay(state.db, state.publisher, batch_size=settings.outbox_batch_size)
+                state.relay.start()
+            if consumer is not None:
+                state.consumer = Consumer(
+                    url=settings.rabbitmq_url,
+                    exchange=settings.events_exchange,
+                    queue=f"{service}_service.events",
+                    pool=state.db,
+                    handlers=consumer,
+                    prefetch=settings.consumer_prefetch,
+                    max_attempts=settings.consumer_max_attempts,
+                    retry_delays_ms=settings.consumer_retry_delays_ms,
+                )
+                state.consumer.start()
+        for hook in on_startup:
+            await hook(app)
+        log.info("service started", extra={"port": settings.port})
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                try:
+                    await hook(app)
+                except Exception:
+                    log.exception("shutdown hook failed")
+            if state.consumer is not None:
+                await state.consumer.stop()
+            if state.relay is not None:
+                await state.relay.stop()
+            await state.publisher.close()
+            for pool in {id(p): p for p in (state.db, state.core_db) if p is not None}.values():
+                await pool.close()
+            await state.redis.aclose()
+
+    app = FastAPI(
+        title=title or f"SceneXtras {service} service",
+        version=version,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    @app.exception_handler(RedisConnectionError)
+    async def _redis_down(request, exc):
+        return error_response(503, "CACHE_UNAVAILABLE", "A dependency is unavailable; try again shortly.", headers={"Retry-After": "2"})
+
+    for error_type in dbmod.UNAVAILABLE_ERRORS:
+
+        @app.exception_handler(error_type)
+        async def _db_down(request, exc):
+            log.warning("database unavailable", extra={"error": repr(exc)})
+            return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.", headers={"Retry-After": "2"})
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials="*" not in settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+    )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    health = APIRouter(tags=["health"])
+
+    @health.get("/health")
+    async def liveness():
+        return {"status": "ok", "service": service}
+
+    @health.get("/health/ready")
+    async def readiness():
+        state = app.state
+        checks: dict[str, str] = {}
+        if state.db is not None:
+            checks["database"] = await _check(state.db.fetchval("SELECT 1"))
+            if state.core_db is not state.db:
+                checks["core_database"] = await _check(state.core_db.fetchval("SELECT 1"))
+        checks["redis"] = await _check(state.redis.ping())
+        checks["rabbitmq"] = await _check(state.publisher.connect(timeout=2.0))
+        ok = all(v == "ok" for v in checks.values())
+        body = {"status": "ok" if ok else "unavailable", "service": service, "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    app.include_router(health)
+    for router in routers:
+        app.include_router(router, dependencies=[Depends(default_rate_limit)])
+        for prefix in legacy_prefixes:
+            app.include_router(router, prefix=prefix, include_in_schema=False, dependencies=[Depends(default_rate_limit)])
+    return app
+
+
+def lazy_app(build: Callable[[], FastAPI]):
+    """For `main.py`: `__getattr__ = lazy_app(build_app)` makes `<service>.main:app` build the app
+    on first access (what uvicorn does), so importing the module never needs the environment."""
+    cache: dict[str, FastAPI] = {}
+
+    def module_getattr(name: str):
+        if name == "app":
+            if "app" not in cache:
+                cache["app"] = build()
+            return cache["app"]
+        raise AttributeError(name)
+
+    return module_getattr
+
+
+__all__ = ["create_app", "lazy_app"]

@@ -1,0 +1,287 @@
+"""JWT validation for every service (the plan's per-service validation), and token minting.
+
+Tokens are Supabase-format: HS256 signed with SUPABASE_JWT_SECRET, aud "authenticated",
+role "authenticated", sub = user uuid, app_metadata.tier. Asymmetric Supabase tokens
+(ES256/RS256) are accepted when SUPABASE_URL is set, with the key chosen by `kid` from the
+project's JWKS and the algorithm from an explicit allow-list. The algorithm is pinned per key
+type: an HS256 header is only ever checked against the shared secret, an asymmetric header only
+against a JWKS public key, so a public key can never be used as an HMAC secret.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import Depends, Request
+from jose import jwk, jwt
+from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
+
+from shared.errors import APIError
+
+AUDIENCE = "authenticated"
+TIER_FREE, TIER_PRO, TIER_MAX = 0, 1, 2
+TIER_NAMES = {TIER_FREE: "free", TIER_PRO: "pro", TIER_MAX: "max"}
+SERVICE_ROLE = "service"
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentUser:
+    user_id: str
+    email: str | None
+    role: str
+    tier: int
+    claims: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == SERVICE_ROLE
+
+    @property
+    def is_guest(self) -> bool:
+        return bool(self.claims.get("is_anonymous"))
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def _unauthorized(message: str, code: str = "INVALID_TOKEN") -> APIError:
+    return APIError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class JWKSCache:
+    """Supabase JWKS (`SUPABASE_URL/auth/v1/.well-known/jwks.json`), cached, refetched on an unknown kid."""
+
+    def __init__(self, url: str, ttl_seconds: float = 600, min_refetch_seconds: float = 30):
+        self.url = url
+        self.ttl = ttl_seconds
+        self.min_refetch = min_refetch_seconds
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self, kid: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        stale = now - self._fetched_at > self.ttl
+        if kid not in self._keys or stale:
+            async with self._lock:
+                now = time.monotonic()
+                if (kid not in self._keys and now - self._fetched_at > self.min_refetch) or now - self._fetched_at > self.ttl:
+                    await self._fetch()
+        return self._keys.get(kid)
+
+    async def _fetch(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                response = await client.get(self.url)
+                response.raise_for_status()
+                keys = response.json().get("keys", [])
+        except (httpx.HTTPError, ValueError):
+            # Keep the keys we had; an unknown kid stays unknown until the next try.
+            self._fetched_at = time.monotonic()
+            return
+        self._keys = {k["kid"]: k for k in keys if "kid" in k}
+        self._fetched_at = time.monotonic()
+
+
+class TokenValidator:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        supabase_url: str | None = None,
+        asymmetric_algorithms: list[str] | None = None,
+        leeway_seconds: int = 0,
+    ):
+        self.secret = secret
+        self.leeway = leeway_seconds
+        self.asymmetric_algorithms = [a for a in (asymmetric_algorithms or []) if a in {"ES256", "RS256"}]
+        self.jwks = (
+            JWKSCache(supabase_url.rstrip("/") + "/auth/v1/.well-known/jwks.json")
+            if supabase_url and self.asymmetric_algorithms
+            else None
+        )
+        self._options = {"leeway": leeway_seconds, "require_exp": True, "require_sub": False}
+
+    def _check_claims(self, claims: dict[str, Any]) -> dict[str, Any]:
+        if not claims.get("sub"):
+            # Supabase's legacy anon / service_role keys have no sub: they are not user tokens.
+            raise InvalidToken("token has no subject")
+        if "exp" not in claims:
+            raise InvalidToken("token has no expiry")
+        return claims
+
+    def decode_hs256(self, token: str) -> dict[str, Any]:
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"], audience=AUDIENCE, options=self._options)
+        except ExpiredSignatureError as exc:
+            raise InvalidToken("token expired") from exc
+        except (JWTClaimsError, JWTError) as exc:
+            raise InvalidToken(str(exc) or "invalid token") from exc
+        return self._check_claims(claims)
+
+    async def decode(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except JWTError as exc:
+            raise InvalidToken("malformed token") from exc
+        if not isinstance(header, dict):
+            raise InvalidToken("malformed token")
+        alg = header.get("alg")
+        if alg == "HS256":
+            return self.decode_hs256(token)
+        if alg in self.asymmetric_algorithms and self.jwks is not None:
+            kid = header.get("kid")
+            if not isinstance(kid, str):
+                raise InvalidToken("token has no key id")
+            key = await self.jwks.get(kid)
+            if key is None:
+                raise InvalidToken("unknown signing key")
+            key_alg = key.get("alg", alg)
+            if key_alg != alg:
+                raise InvalidToken("algorithm does not match the key")
+            try:
+                public_key = jwk.construct(key, algorithm=alg)
+                claims = jwt.decode(token, public_key, algorithms=[alg], audience=AUDIENCE, options=self._options)
+            except ExpiredSignatureError as exc:
+                raise InvalidToken("token expired") from exc
+            except (JWTClaimsError, JWTError) as exc:
+                raise InvalidToken(str(exc) or "invalid token") from exc
+            return self._check_claims(claims)
+        raise InvalidToken("signing algorithm not accepted")
+
+
+def user_from_claims(claims: dict[str, Any]) -> CurrentUser:
+    app_metadata = claims.get("app_metadata") or {}
+    tier = app_metadata.get("tier", 0) if isinstance(app_metadata, dict) else 0
+    try:
+        tier = max(TIER_FREE, min(TIER_MAX, int(tier)))
+    except (TypeError, ValueError):
+        tier = TIER_FREE
+    return CurrentUser(
+        user_id=str(claims["sub"]),
+        email=claims.get("email"),
+        role=str(claims.get("role") or "authenticated"),
+        tier=tier,
+        claims=claims,
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("Authorization header must be 'Bearer <token>'.", "MALFORMED_AUTHORIZATION")
+    return token.strip()
+
+
+async def authenticate(request: Request) -> CurrentUser | None:
+    """The request's user, validated once per request and cached on request.state."""
+    cached = getattr(request.state, "user", None)
+    if cached is not None:
+        return cached
+    token = bearer_token(request)
+    if token is None:
+        return None
+    validator: TokenValidator = request.app.state.token_validator
+    try:
+        claims = await validator.decode(token)
+    except InvalidToken as exc:
+        raise _unauthorized(f"Invalid token: {exc}.") from None
+    user = user_from_claims(claims)
+    request.state.user = user
+    return user
+
+
+async def get_current_user(request: Request) -> CurrentUser:
+    user = await authenticate(request)
+    if user is None:
+        raise _unauthorized("Authentication required.", "NOT_AUTHENTICATED")
+    return user
+
+
+async def get_optional_user(request: Request) -> CurrentUser | None:
+    return await authenticate(request)
+
+
+async def require_service(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
+    if not user.is_service:
+        raise APIError(403, "SERVICE_TOKEN_REQUIRED", "This route is for SceneXtras services only.")
+    return user
+
+
+async def resolve_tier(request: Request, user: CurrentUser) -> int:
+    """The caller's current tier: fresher than the token when the service keeps a tier resolver
+    (subscription events keep it up to date), the token's claim otherwise."""
+    resolver = getattr(request.app.state, "tier_resolver", None)
+    if resolver is None or user.is_service:
+        return user.tier
+    return await resolver(user)
+
+
+def requires_tier(minimum: int):
+    async def dependency(request: Request, user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
+        tier = await resolve_tier(request, user)
+        if tier < minimum:
+            raise APIError(
+                402,
+                "INSUFFICIENT_TIER",
+                f"This needs the {TIER_NAMES[minimum]} plan or higher.",
+                required_tier=minimum,
+                current_tier=tier,
+            )
+        return user
+
+    return dependency
+
+
+def mint_access_token(
+    secret: str,
+    *,
+    user_id: str,
+    email: str | None = None,
+    tier: int = TIER_FREE,
+    expires_in: int = 3600,
+    issuer: str = "scenextras-auth",
+    session_id: str | None = None,
+    is_anonymous: bool = False,
+    extra_claims: dict[str, Any] | None = None,
+) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "aud": AUDIENCE,
+        "role": "authenticated",
+        "email": email,
+        "iat": now,
+        "exp": now + expires_in,
+        "iss": issuer,
+        "session_id": session_id or str(uuid.uuid4()),
+        "is_anonymous": is_anonymous,
+        "app_metadata": {"provider": "email", "tier": tier},
+        "user_metadata": {},
+    }
+    if extra_claims:
+        claims.update(extra_claims)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def mint_service_token(secret: str, service_name: str, *, expires_in: int = 300, issuer: str = "scenextras-auth") -> str:
+    """A short-lived token for service-to-service calls and operators (role `service`)."""
+    now = int(time.time())
+    claims = {
+        "sub": f"service:{service_name}",
+        "aud": AUDIENCE,
+        "role": SERVICE_ROLE,
+        "iat": now,
+        "exp": now + expires_in,
+        "iss": issuer,
+        "app_metadata": {"tier": TIER_MAX},
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")

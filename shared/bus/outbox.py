@@ -1,0 +1,144 @@
+"""Transactional outbox: a state change and its event commit together, or neither does.
+
+`emit(conn, event)` inserts into `outbox_events` inside the caller's transaction. The relay
+publishes unpublished rows with confirms and marks them, so an event emitted while RabbitMQ is
+down is delivered when it returns. A crash between publish and mark re-publishes: consumers
+are idempotent by event id, so that is harmless.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from shared.bus.publisher import EventPublisher
+from shared.events import Event
+
+log = logging.getLogger("shared.bus.outbox")
+
+_INSERT = "INSERT INTO outbox_events (event_id, event_type, body) VALUES ($1, $2, $3)"
+
+
+async def emit(conn: asyncpg.Connection, *events: Event) -> None:
+    """Record events in the caller's transaction (call inside `async with conn.transaction()`)."""
+    if len(events) == 1:
+        e = events[0]
+        await conn.execute(_INSERT, e.event_id, e.event_type, e.to_bytes())
+    elif events:
+        await conn.executemany(_INSERT, [(e.event_id, e.event_type, e.to_bytes()) for e in events])
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: EventPublisher,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 1.0,
+        max_backoff_seconds: float = 30.0,
+    ):
+        self.pool = pool
+        self.publisher = publisher
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.max_backoff = max_backoff_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self.published_total = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _on_notify(self, *_args) -> None:
+        self._wake.set()
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            conn = await self.pool.acquire()
+        except Exception:
+            return None
+        try:
+            await conn.add_listener("outbox_events", self._on_notify)
+        except Exception:
+            await self.pool.release(conn)
+            return None
+        return conn
+
+    async def _run(self) -> None:
+        listener: asyncpg.Connection | None = None
+        backoff = 0.0
+        while not self._stopping:
+            if listener is None or listener.is_closed():
+                if listener is not None:
+                    try:
+                        await self.pool.release(listener)
+                    except Exception:
+                        pass
+                listener = await self._listen()
+            self._wake.clear()
+            try:
+                await self.drain()
+                backoff = 0.0
+            except asyncio.CancelledError:
+                break
+            except Exception as exc:
+                backoff = min(self.max_backoff, max(0.5, backoff * 2))
+                log.warning("outbox relay: publish failed, retrying", extra={"error": repr(exc), "retry_in_s": backoff})
+                await asyncio.sleep(backoff)
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+        if listener is not None:
+            try:
+                if not listener.is_closed():
+                    await listener.remove_listener("outbox_events", self._on_notify)
+                await self.pool.release(listener)
+            except Exception:
+                pass
+
+    async def drain(self) -> int:
+        """Publish every unpublished event; returns how many were confirmed."""
+        total = 0
+        while True:
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():
+                    rows = await conn.fetch(
+                        "SELECT id, event_id::text AS event_id, event_type, body FROM outbox_events"
+                        " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                        self.batch_size,
+                    )
+                    if not rows:
+                        return total
+                    results = await self.publisher.publish_raw([(r["event_id"], r["event_type"], bytes(r["body"])) for r in rows])
+                    done = [r["id"] for r, err in zip(rows, results) if err is None]
+                    failed = [(r["id"], repr(err)) for r, err in zip(rows, results) if err is not None]
+                    if done:
+                        await conn.execute("UPDATE outbox_events SET published_at = now() WHERE id = ANY($1::bigint[])", done)
+                    if failed:
+                        await conn.executemany(
+                            "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2 WHERE id = $1", failed
+                        )
+            total += len(done)
+            self.published_total += len(done)
+            if failed:
+                raise RuntimeError(f"{len(failed)} events not confirmed: {failed[0][1]}")
+            if len(rows) < self.batch_size:
+                return total

@@ -1,0 +1,184 @@
+"""pytest fixtures for real infrastructure.
+
+- `infra`: where PostgreSQL, Redis and RabbitMQ are (started by scripts/infra.sh).
+- `databases`: fresh databases for this run (core, chat, media, community, analytics), dropped after.
+- `amqp_url`: a RabbitMQ vhost for this run, deleted after.
+- `service_env`: the environment a service needs, pointing at all of the above (and the
+  sandbox's protocol servers when the sandbox package is present).
+- `make_client`: `async with make_client("chat", **overrides) as client:` runs a service
+  in-process (its real lifespan) behind an httpx client; `client.app` is the app.
+- `service_process`: `with service_process("auth", **overrides) as svc:` a real uvicorn process.
+- `tokens`: mint access and service tokens signed with the run's secret.
+- `event_spy`: `async with event_spy(["user.*"]) as spy:` sees what reaches the exchange.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import uuid
+
+import httpx
+import pytest
+import pytest_asyncio
+from asgi_lifespan import LifespanManager
+
+from shared.auth import mint_access_token, mint_service_token
+from shared.testing.bus import EventSpy
+from shared.testing.env import (
+    TEST_JWT_SECRET,
+    Infra,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+    new_run_id,
+    patched_environ,
+)
+from shared.testing.processes import ServiceProcess
+
+DATABASE_ROLES = ("core", "chat", "media", "community", "analytics")
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return new_run_id()
+
+
+@pytest.fixture(scope="session")
+def infra() -> Infra:
+    return Infra.from_environ()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def databases(infra: Infra, run_id: str):
+    dsns = {}
+    for role in DATABASE_ROLES:
+        dsns[role] = await create_database(infra, f"{run_id}_{role}")
+    yield dsns
+    for role in DATABASE_ROLES:
+        await drop_database(infra, f"{run_id}_{role}")
+
+
+@pytest.fixture(scope="session")
+def amqp_url(infra: Infra, run_id: str):
+    url = create_vhost(infra, run_id)
+    yield url
+    delete_vhost(infra, run_id)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """The local protocol servers (Anthropic, OpenAI, Stripe, TMDB, ...) in a thread, or None."""
+    try:
+        from sandbox.testing import start_sandbox_in_thread
+    except ImportError:
+        yield None
+        return
+    handle = start_sandbox_in_thread()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def service_env(infra: Infra, run_id: str, databases, amqp_url, sandbox) -> dict[str, str]:
+    env = {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": databases["core"],
+        "CHAT_DATABASE_URL": databases["chat"],
+        "MEDIA_DATABASE_URL": databases["media"],
+        "COMMUNITY_DATABASE_URL": databases["community"],
+        "ANALYTICS_DATABASE_URL": databases["analytics"],
+        "REDIS_URL": infra.redis_url,
+        "REDIS_PREFIX": run_id,
+        "RABBITMQ_URL": amqp_url,
+        "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
+        "MIGRATE_ON_START": "1",
+        "LOG_JSON": "1",
+        "LOG_LEVEL": "WARNING",
+        "CONSUMER_RETRY_DELAYS_MS": "[50,100,200]",
+        "CONSUMER_MAX_ATTEMPTS": "3",
+    }
+    if sandbox is not None:
+        env.update(sandbox.env())
+    return env
+
+
+@pytest.fixture(scope="session")
+def make_client(service_env):
+    @contextlib.asynccontextmanager
+    async def _make(service: str, **overrides):
+        name = service.removesuffix("_service")
+        main = importlib.import_module(f"{name}_service.main")
+        settings_mod = importlib.import_module(f"{name}_service.settings")
+        env = {**service_env, **{k.upper(): str(v) for k, v in overrides.items()}}
+        with patched_environ(env):
+            settings = settings_mod.Settings()
+        app = main.build_app(settings)
+        async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
+                client.app = app
+                yield client
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def service_process(service_env, tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("service-logs")
+
+    @contextlib.contextmanager
+    def _start(service: str, **overrides):
+        env = {**service_env, **{k.upper(): str(v) for k, v in overrides.items()}}
+        with ServiceProcess(service, env, log_dir=log_dir) as proc:
+            yield proc
+
+    return _start
+
+
+class Tokens:
+    secret = TEST_JWT_SECRET
+
+    def user(self, user_id: str | None = None, *, tier: int = 0, email: str | None = None, **kwargs) -> str:
+        user_id = user_id or str(uuid.uuid4())
+        return mint_access_token(self.secret, user_id=user_id, email=email or f"{user_id[:8]}@example.com", tier=tier, **kwargs)
+
+    def service(self, name: str = "tests") -> str:
+        return mint_service_token(self.secret, name)
+
+    @staticmethod
+    def headers(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def tokens() -> Tokens:
+    return Tokens()
+
+
+@pytest.fixture(scope="session")
+def event_spy(service_env):
+    def _spy(bindings: list[str] | None = None) -> EventSpy:
+        return EventSpy(service_env["RABBITMQ_URL"], "scenextras.events", bindings)
+
+    return _spy
+
+
+@pytest.fixture
+async def eventually():
+    """await eventually(lambda: condition(), timeout=5): poll an async or sync predicate."""
+
+    async def _eventually(predicate, timeout: float = 10.0, interval: float = 0.05):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            result = predicate()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(interval)
+
+    return _eventually

@@ -1,0 +1,1 @@
+# Fixtures come from the shared.testing.plugin (pyproject addopts); service test folders add their own.
