@@ -27,8 +27,8 @@ log = logging.getLogger("shared.app")
 Hook = Callable[[FastAPI], Awaitable[None]]
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(BaseException):
+    """BaseException so that body parsers' `except Exception` cannot turn it into a 400."""
 
 
 class RequestContextMiddleware:
@@ -150,6 +150,7 @@ def create_app(
         state.keys = Keys(settings.redis_prefix)
         state.token_validator = TokenValidator(
             settings.supabase_jwt_secret,
+            previous_secrets=[settings.supabase_jwt_secret_previous] if settings.supabase_jwt_secret_previous else None,
             supabase_url=settings.supabase_url,
             asymmetric_algorithms=settings.jwt_asymmetric_algorithms,
         )

@@ -26,6 +26,7 @@ AUDIENCE = "authenticated"
 TIER_FREE, TIER_PRO, TIER_MAX = 0, 1, 2
 TIER_NAMES = {TIER_FREE: "free", TIER_PRO: "pro", TIER_MAX: "max"}
 SERVICE_ROLE = "service"
+_USER_KEY = "scenextras.user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +94,15 @@ class TokenValidator:
         self,
         secret: str,
         *,
+        previous_secrets: list[str] | None = None,
         supabase_url: str | None = None,
         asymmetric_algorithms: list[str] | None = None,
         leeway_seconds: int = 0,
     ):
         self.secret = secret
+        # During a secret rotation tokens signed with the previous secret stay valid until they
+        # expire; new tokens are always signed with `secret`.
+        self.secrets = [secret, *[p for p in (previous_secrets or []) if p and p != secret]]
         self.leeway = leeway_seconds
         self.asymmetric_algorithms = [a for a in (asymmetric_algorithms or []) if a in {"ES256", "RS256"}]
         self.jwks = (
@@ -116,13 +121,19 @@ class TokenValidator:
         return claims
 
     def decode_hs256(self, token: str) -> dict[str, Any]:
-        try:
-            claims = jwt.decode(token, self.secret, algorithms=["HS256"], audience=AUDIENCE, options=self._options)
-        except ExpiredSignatureError as exc:
-            raise InvalidToken("token expired") from exc
-        except (JWTClaimsError, JWTError) as exc:
-            raise InvalidToken(str(exc) or "invalid token") from exc
-        return self._check_claims(claims)
+        error: Exception | None = None
+        for secret in self.secrets:
+            try:
+                claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE, options=self._options)
+            except ExpiredSignatureError as exc:
+                raise InvalidToken("token expired") from exc
+            except JWTClaimsError as exc:
+                raise InvalidToken(str(exc) or "invalid claims") from exc
+            except JWTError as exc:
+                error = exc
+                continue
+            return self._check_claims(claims)
+        raise InvalidToken(str(error) or "invalid token") from error
 
     async def decode(self, token: str) -> dict[str, Any]:
         try:
@@ -182,8 +193,11 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def authenticate(request: Request) -> CurrentUser | None:
-    """The request's user, validated once per request and cached on request.state."""
-    cached = getattr(request.state, "user", None)
+    """The request's user, validated once per request and cached in the request's scope.
+
+    Not request.state: that can be backed by the app's shared lifespan state (asgi-lifespan
+    passes it uncopied), and a user must never leak from one request to another."""
+    cached = request.scope.get(_USER_KEY)
     if cached is not None:
         return cached
     token = bearer_token(request)
@@ -195,7 +209,7 @@ async def authenticate(request: Request) -> CurrentUser | None:
     except InvalidToken as exc:
         raise _unauthorized(f"Invalid token: {exc}.") from None
     user = user_from_claims(claims)
-    request.state.user = user
+    request.scope[_USER_KEY] = user
     return user
 
 

@@ -43,5 +43,8 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("pika", "httpx", "httpcore", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pika logs every broker outage as a burst of ERROR tracebacks; the bus logs one warning
+    # per outage with the reason instead.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

@@ -29,6 +29,8 @@ class ServiceSettings(BaseSettings):
     events_exchange: str = "scenextras.events"
 
     supabase_jwt_secret: str = Field(..., min_length=32)
+    # Set to the old secret while rotating SUPABASE_JWT_SECRET (infra/dokku/README.md).
+    supabase_jwt_secret_previous: str | None = None
     supabase_url: str | None = None
     jwt_issuer: str = "scenextras-auth"
     # Asymmetric algorithms accepted from the JWKS, when SUPABASE_URL is set.

@@ -74,6 +74,7 @@ class Consumer:
         self._stopping = False
         self.ready = asyncio.Event()
         self.handled = 0
+        self.duplicates = 0
         self.dead_lettered = 0
 
     @property
@@ -157,7 +158,7 @@ class Consumer:
             self._ack(ch, tag)
             return
         try:
-            await self._apply(handler, event)
+            applied = await self._apply(handler, event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -176,10 +177,13 @@ class Consumer:
                 )
                 await self._republish(ch, tag, queue, body, properties, {**headers, ATTEMPT_HEADER: attempt + 1, "x-last-error": error})
             return
-        self.handled += 1
+        if applied:
+            self.handled += 1
+        else:
+            self.duplicates += 1
         self._ack(ch, tag)
 
-    async def _apply(self, handler: Handler, event: Event) -> None:
+    async def _apply(self, handler: Handler, event: Event) -> bool:
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 first_time = await conn.fetchval(
@@ -191,8 +195,9 @@ class Consumer:
                 )
                 if not first_time:
                     log.info("duplicate event skipped", extra={"event_id": event.event_id, "event_type": event.event_type})
-                    return
+                    return False
                 await handler(conn, event)
+                return True
 
     def _ack(self, ch: AMQPChannel, tag: int) -> None:
         if ch.is_open:

@@ -107,16 +107,22 @@ def service_env(infra: Infra, run_id: str, databases, amqp_url, sandbox) -> dict
 @pytest.fixture(scope="session")
 def make_client(service_env):
     @contextlib.asynccontextmanager
-    async def _make(service: str, **overrides):
-        name = service.removesuffix("_service")
-        main = importlib.import_module(f"{name}_service.main")
-        settings_mod = importlib.import_module(f"{name}_service.settings")
+    async def _make(service, **overrides):
+        """`service` is a service name ("chat"), or a callable env -> FastAPI for a custom app."""
         env = {**service_env, **{k.upper(): str(v) for k, v in overrides.items()}}
-        with patched_environ(env):
-            settings = settings_mod.Settings()
-        app = main.build_app(settings)
+        if callable(service):
+            with patched_environ(env):
+                app = service(env)
+        else:
+            name = service.removesuffix("_service")
+            main = importlib.import_module(f"{name}_service.main")
+            settings_mod = importlib.import_module(f"{name}_service.settings")
+            with patched_environ(env):
+                settings = settings_mod.Settings()
+            app = main.build_app(settings)
         async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
-            transport = httpx.ASGITransport(app=manager.app)
+            # As under uvicorn: the 500 response is sent, the error is logged, not raised into the test.
+            transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
                 client.app = app
                 yield client

@@ -1,0 +1,215 @@
+"""The bus over a real RabbitMQ: outbox delivery across an outage, idempotency, retries, DLQ."""
+import asyncio
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import pytest
+
+from shared import db as dbmod
+from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay, emit
+from shared.bus.amqp import AMQPChannel
+from shared.events import Event, EventType, make_event
+from shared.migrate import migrate
+from shared.testing.env import queue_info
+from shared.testing.proxy import TcpProxy
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+EXCHANGE = "scenextras.events"
+
+
+@pytest.fixture(scope="module")
+async def pool(service_env, tmp_path_factory):
+    dsn = service_env["ANALYTICS_DATABASE_URL"]
+    await migrate(dsn, "bus_tests", tmp_path_factory.mktemp("no-migrations"))
+    p = await dbmod.create_pool(dsn)
+    yield p
+    await p.close()
+
+
+def via_proxy(url: str, proxy: TcpProxy) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@127.0.0.1:{proxy.port}"))
+
+
+class Recorder:
+    def __init__(self):
+        self.calls: list[Event] = []
+        self.failures_left: dict[str, int] = {}
+
+    async def __call__(self, conn, event: Event):
+        self.calls.append(event)
+        await conn.execute("SELECT 1")
+        left = self.failures_left.get(event.event_id, 0)
+        if left == -1 or left > 0:
+            if left > 0:
+                self.failures_left[event.event_id] = left - 1
+            raise RuntimeError("handler failed on purpose")
+
+
+def make_consumer(service_env, pool, queue, recorder, *types, **kwargs):
+    handlers = EventHandlers()
+    handlers.on(*types)(recorder)
+    return Consumer(
+        url=service_env["RABBITMQ_URL"],
+        exchange=EXCHANGE,
+        queue=queue,
+        pool=pool,
+        handlers=handlers,
+        max_attempts=kwargs.get("max_attempts", 3),
+        retry_delays_ms=kwargs.get("retry_delays_ms", [50, 100]),
+    )
+
+
+async def wait_until(predicate, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_event_emitted_while_rabbitmq_is_down_is_delivered_when_it_returns(service_env, pool, event_spy):
+    host, port = urlsplit(service_env["RABBITMQ_URL"]).hostname, urlsplit(service_env["RABBITMQ_URL"]).port or 5672
+    proxy = await TcpProxy(host, port).start()
+    proxy.cut()  # the broker is unreachable from the service
+    publisher = EventPublisher(via_proxy(service_env["RABBITMQ_URL"], proxy), EXCHANGE, "test-relay")
+    relay = OutboxRelay(pool, publisher, poll_seconds=0.2, max_backoff_seconds=0.5)
+    relay.start()
+    user_id = str(uuid.uuid4())
+    async with event_spy(["user.#"]) as spy:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await emit(conn, make_event(EventType.USER_CREATED, user_id, {"email": "a@example.com"}))
+            await asyncio.sleep(1.0)
+            assert spy.of_type("user.created", user_id=user_id) == []
+            row = await pool.fetchrow("SELECT published_at, attempts FROM outbox_events WHERE event_type='user.created' ORDER BY id DESC LIMIT 1")
+            assert row["published_at"] is None
+            proxy.restore()
+            events = await spy.wait_for("user.created", user_id=user_id, timeout=15)
+            assert len(events) == 1 and events[0].data == {"email": "a@example.com"}
+            unpublished = "SELECT count(*) FROM outbox_events WHERE published_at IS NULL"
+            deadline = asyncio.get_running_loop().time() + 5
+            while await pool.fetchval(unpublished) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            assert await pool.fetchval(unpublished) == 0
+        finally:
+            await relay.stop()
+            await publisher.close()
+            await proxy.close()
+
+
+async def test_rolled_back_transaction_emits_nothing(service_env, pool):
+    event = make_event(EventType.USER_UPDATED, str(uuid.uuid4()))
+    with pytest.raises(RuntimeError):
+        async with pool.acquire() as conn, conn.transaction():
+            await emit(conn, event)
+            raise RuntimeError("the state change failed")
+    assert await pool.fetchval("SELECT count(*) FROM outbox_events WHERE event_id = $1", event.event_id) == 0
+
+
+async def test_redelivered_event_is_handled_once(service_env, pool):
+    recorder = Recorder()
+    queue = f"idem-{uuid.uuid4().hex[:8]}.events"
+    consumer = make_consumer(service_env, pool, queue, recorder, "quota.updated")
+    consumer.start()
+    await asyncio.wait_for(consumer.ready.wait(), 10)
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE)
+    try:
+        event = make_event(EventType.QUOTA_UPDATED, str(uuid.uuid4()), {"remaining": 3})
+        for _ in range(3):
+            await publisher.publish(event)
+        other = make_event(EventType.QUOTA_UPDATED, str(uuid.uuid4()))
+        await publisher.publish(other)
+        await wait_until(lambda: consumer.handled + consumer.duplicates == 4)
+        assert [e.event_id for e in recorder.calls].count(event.event_id) == 1
+        assert consumer.handled == 2 and consumer.duplicates == 2
+    finally:
+        await consumer.stop()
+        await publisher.close()
+
+
+async def test_failing_handler_is_retried_then_succeeds(service_env, pool):
+    recorder = Recorder()
+    queue = f"retry-{uuid.uuid4().hex[:8]}.events"
+    consumer = make_consumer(service_env, pool, queue, recorder, "payment.failed", max_attempts=4)
+    consumer.start()
+    await asyncio.wait_for(consumer.ready.wait(), 10)
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE)
+    try:
+        event = make_event(EventType.PAYMENT_FAILED, str(uuid.uuid4()))
+        recorder.failures_left[event.event_id] = 2
+        await publisher.publish(event)
+        await wait_until(lambda: consumer.handled == 1)
+        assert len(recorder.calls) == 3
+        assert consumer.dead_lettered == 0
+    finally:
+        await consumer.stop()
+        await publisher.close()
+
+
+async def test_message_that_always_fails_ends_in_the_dead_letter_queue(service_env, pool, infra, run_id):
+    recorder = Recorder()
+    queue = f"dlq-{uuid.uuid4().hex[:8]}.events"
+    consumer = make_consumer(service_env, pool, queue, recorder, "story.created", max_attempts=3)
+    consumer.start()
+    await asyncio.wait_for(consumer.ready.wait(), 10)
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE)
+    try:
+        event = make_event(EventType.STORY_CREATED, str(uuid.uuid4()))
+        recorder.failures_left[event.event_id] = -1
+        await publisher.publish(event)
+        await wait_until(lambda: consumer.dead_lettered == 1)
+        assert len(recorder.calls) == 3  # exactly N tries
+        # The failed attempts left no idempotency record: a replay from the DLQ can still apply it.
+        assert await pool.fetchval("SELECT count(*) FROM processed_events WHERE event_id = $1", event.event_id) == 0
+        await wait_until(lambda: (queue_info(infra, run_id, consumer.dlq) or {}).get("messages", 0) == 1, timeout=15)
+        info = queue_info(infra, run_id, queue)
+        assert info["messages"] == 0
+    finally:
+        await consumer.stop()
+        await publisher.close()
+    # The parked message is the original event, with the error recorded.
+    ch = await AMQPChannel(service_env["RABBITMQ_URL"], "dlq-reader").open()
+    try:
+        got: asyncio.Future = asyncio.get_running_loop().create_future()
+        ch.channel.basic_get(consumer.dlq, lambda _c, m, p, b: got.set_result((p, b)), auto_ack=True)
+        props, body = await asyncio.wait_for(got, 5)
+        assert Event.from_bytes(body).event_id == event.event_id
+        assert "handler failed on purpose" in props.headers["x-last-error"]
+    finally:
+        await ch.close()
+
+
+async def test_unknown_types_and_unknown_fields(service_env, pool):
+    recorder = Recorder()
+    queue = f"unknown-{uuid.uuid4().hex[:8]}.events"
+    consumer = make_consumer(service_env, pool, queue, recorder, "user.updated")
+    consumer.bindings = ["user.#", "future.#"]
+    consumer.start()
+    await asyncio.wait_for(consumer.ready.wait(), 10)
+    ch = await AMQPChannel(service_env["RABBITMQ_URL"], "raw").open()
+    try:
+        future_event = {"event_id": str(uuid.uuid4()), "event_type": "future.thing", "timestamp": "2026-11-29T10:00:00Z", "data": {}}
+        await ch.publish(EXCHANGE, "future.thing", orjson.dumps(future_event))
+        newer = {
+            "event_id": str(uuid.uuid4()), "event_type": "user.updated", "timestamp": "2026-11-29T10:00:00+00:00",
+            "user_id": "u1", "data": {"name": "x"}, "version": 2, "trace": {"span": "abc"},
+        }
+        await ch.publish(EXCHANGE, "user.updated", orjson.dumps(newer))
+        await ch.publish(EXCHANGE, "user.updated", b"\x00not json")
+        await wait_until(lambda: len(recorder.calls) == 1 and consumer.dead_lettered == 1)
+        assert recorder.calls[0].model_extra == {"trace": {"span": "abc"}}
+        assert recorder.calls[0].version == 2
+    finally:
+        await ch.close()
+        await consumer.stop()
+
+
+async def test_event_schema_round_trip():
+    e = make_event("subscription.upgraded", "u1", {"tier": 1}, source="stripe")
+    back = Event.from_bytes(e.to_bytes())
+    assert back == e and back.timestamp.tzinfo is not None and back.known
+    assert Event.model_validate({"event_type": "x.y", "timestamp": "2026-01-01T00:00:00"}).timestamp.tzinfo is not None

@@ -1,0 +1,115 @@
+"""The error envelope, bad input, body limits, legacy prefixes and rate limits across instances."""
+import asyncio
+
+import pytest
+
+from tests.shared.apps import build_probe_app
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+async def client(make_client):
+    async with make_client(build_probe_app) as c:
+        yield c
+
+
+async def test_non_json_body_gets_400_json(client, tokens):
+    r = await client.post("/items", content=b"{not json", headers={**tokens.headers(tokens.user()), "content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["detail"]["code"] == "INVALID_JSON"
+
+
+async def test_wrong_types_get_422_with_the_fields(client, tokens):
+    r = await client.post("/items", json={"name": "", "count": "many"}, headers=tokens.headers(tokens.user()))
+    assert r.status_code == 422
+    body = r.json()["detail"]
+    assert body["code"] == "VALIDATION_ERROR"
+    assert {tuple(e["loc"]) for e in body["errors"]} == {("body", "name"), ("body", "count")}
+
+
+async def test_oversized_body_gets_413(client, tokens):
+    r = await client.post("/items", content=b"x" * (1024 * 1024 + 1), headers={**tokens.headers(tokens.user()), "content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["detail"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_oversized_chunked_body_gets_413(client, tokens):
+    async def chunks():
+        for _ in range(20):
+            yield b"y" * 65536
+
+    r = await client.post("/items", content=chunks(), headers={**tokens.headers(tokens.user()), "content-type": "application/json"})
+    assert r.status_code == 413
+
+
+async def test_unknown_route_and_method_use_the_envelope(client):
+    r = await client.get("/nope")
+    assert r.status_code == 404 and r.json()["detail"]["code"] == "NOT_FOUND"
+    r = await client.delete("/public")
+    assert r.status_code == 405 and r.json()["detail"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_unhandled_error_is_a_500_without_a_stack_trace(client):
+    r = await client.get("/boom")
+    assert r.status_code == 500
+    assert r.json() == {"detail": {"code": "INTERNAL_ERROR", "message": "Something went wrong on our side."}}
+    assert "internal detail" not in r.text
+
+
+async def test_legacy_prefix_serves_the_same_routes(client):
+    assert (await client.get("/api/probe/public")).json() == {"ok": True}
+    assert "/api/probe/public" not in (await client.get("/openapi.json")).json()["paths"]
+
+
+async def test_request_id_is_echoed(client):
+    r = await client.get("/public", headers={"X-Request-ID": "abc123"})
+    assert r.headers["x-request-id"] == "abc123"
+
+
+async def test_rate_limit_holds_across_two_instances(make_client, tokens):
+    user = tokens.headers(tokens.user())
+    async with make_client(build_probe_app) as a, make_client(build_probe_app) as b:
+        assert a.app is not b.app
+        statuses = []
+        for i in range(8):
+            r = await (a if i % 2 == 0 else b).get("/limited", headers=user)
+            statuses.append(r.status_code)
+        assert statuses[:5] == [200] * 5
+        assert statuses[5:] == [429] * 3
+        r = await b.get("/limited", headers=user)
+        assert r.json()["detail"]["code"] == "RATE_LIMITED"
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        # Another user has a separate budget.
+        assert (await a.get("/limited", headers=tokens.headers(tokens.user()))).status_code == 200
+
+
+async def test_rate_limit_is_atomic_under_concurrency(make_client, tokens):
+    user = tokens.headers(tokens.user())
+    async with make_client(build_probe_app) as a, make_client(build_probe_app) as b:
+        results = await asyncio.gather(*[(a if i % 2 else b).get("/limited", headers=user) for i in range(30)])
+        assert sum(r.status_code == 200 for r in results) == 5
+        assert sum(r.status_code == 429 for r in results) == 25
+
+
+async def test_anonymous_requests_are_limited_by_address(make_client):
+    async with make_client(build_probe_app) as a:
+        statuses = [(await a.get("/limited")).status_code for _ in range(7)]
+        assert statuses.count(200) == 5 and statuses.count(429) == 2
+
+
+async def test_default_limit_applies_to_every_route(make_client, tokens):
+    user = tokens.headers(tokens.user())
+    async with make_client(build_probe_app, rate_limit_per_minute=3) as a:
+        statuses = [(await a.get("/public", headers=user)).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        # Health probes are never limited.
+        assert [(await a.get("/health")).status_code for _ in range(5)] == [200] * 5
+
+
+async def test_rate_limit_fails_open_when_redis_is_down(make_client, tokens):
+    async with make_client(build_probe_app, redis_url="redis://127.0.0.1:1/0") as a:
+        r = await a.get("/limited", headers=tokens.headers(tokens.user()))
+        assert r.status_code == 200
+        ready = await a.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("error")
