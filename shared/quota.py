@@ -1,0 +1,198 @@
+"""The quota client Chat, Media and Community use: one atomic reserve before the expensive work,
+a settle (or release) after it.
+
+It calls the SQL functions Payment's migrations define in the shared core database
+(`quota_reserve`, `quota_settle`, `quota_release`, `quota_snapshot`), so concurrent requests,
+on any number of instances, can never spend more than remains. A reservation nobody settles (a
+crashed worker) expires and is given back by the database.
+
+    quota = QuotaClient(app.state.core_db, app.state.redis, app.state.keys)
+    async with quota.reserved(user.user_id, "premium") as reservation:
+        reply = await call_the_llm(...)
+        reservation.actual = 1          # optional: charge less than reserved
+    # settled on success, released when the block raises (InsufficientQuota: nothing reserved)
+
+The Redis cache of `remaining()` (`keys("quota", user_id)`, at most 5 minutes) is dropped on every
+change made through this client.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import AsyncIterator
+
+import orjson
+from redis.exceptions import RedisError
+
+from shared.errors import APIError
+from shared.tiers import QUOTA_TYPES, UNLIMITED
+
+log = logging.getLogger("shared.quota")
+
+QUOTA_CACHE_TTL_SECONDS = 300
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class InsufficientQuota(APIError):
+    """402 INSUFFICIENT_QUOTA, with quota_type, remaining, requested and reset_at in the envelope."""
+
+    def __init__(self, quota_type: str, remaining: int, reset_at: datetime | None, requested: int = 1):
+        when = f" It resets at {_iso(reset_at)}." if reset_at else ""
+        super().__init__(
+            402,
+            "INSUFFICIENT_QUOTA",
+            f"Not enough {quota_type} quota: {remaining} left, {requested} needed.{when}",
+            quota_type=quota_type,
+            remaining=remaining,
+            requested=requested,
+            reset_at=_iso(reset_at),
+        )
+        self.quota_type = quota_type
+        self.remaining = remaining
+        self.reset_at = reset_at
+        self.requested = requested
+
+
+@dataclass
+class Reservation:
+    reservation_id: str
+    user_id: str
+    quota_type: str
+    amount: int
+    remaining: int  # after this reservation; -1 = unlimited
+    reset_at: datetime | None
+    # Set inside `reserved(...)` to charge less than reserved (None = the full amount).
+    actual: int | None = field(default=None, compare=False)
+
+    @property
+    def unlimited(self) -> bool:
+        return self.remaining == UNLIMITED
+
+
+def _check(quota_type: str, amount: int) -> None:
+    if quota_type not in QUOTA_TYPES:
+        raise ValueError(f"unknown quota type {quota_type!r}; one of {', '.join(QUOTA_TYPES)}")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        raise ValueError(f"quota amount must be a non-negative int, got {amount!r}")
+
+
+class QuotaClient:
+    def __init__(self, core_pool, redis=None, keys=None, *, cache_ttl_seconds: int = QUOTA_CACHE_TTL_SECONDS,
+                 reservation_ttl_seconds: int = 600):
+        self.pool = core_pool
+        self.redis = redis
+        self.keys = keys
+        self.cache_ttl = cache_ttl_seconds
+        self.reservation_ttl = reservation_ttl_seconds
+
+    # -------------------------------------------------------------------------------- cache
+    def _cache_key(self, user_id: str) -> str | None:
+        return self.keys("quota", user_id) if self.keys is not None else None
+
+    async def drop_cache(self, *user_ids: str) -> None:
+        if self.redis is None or self.keys is None or not user_ids:
+            return
+        try:
+            await self.redis.delete(*(self.keys("quota", str(u)) for u in user_ids))
+        except (RedisError, OSError) as exc:
+            log.warning("quota cache not dropped: redis unavailable", extra={"error": repr(exc)})
+
+    # ------------------------------------------------------------------------------ actions
+    async def reserve(self, user_id: str, quota_type: str, amount: int = 1) -> Reservation:
+        """Reserve `amount` of `quota_type`, or raise InsufficientQuota (nothing reserved)."""
+        _check(quota_type, amount)
+        row = await self.pool.fetchrow(
+            "SELECT reservation_id, remaining, reset_at FROM quota_reserve($1::uuid, $2, $3, $4)",
+            user_id, quota_type, amount, self.reservation_ttl,
+        )
+        if row["reservation_id"] is None:
+            raise InsufficientQuota(quota_type, row["remaining"], row["reset_at"], requested=amount)
+        if row["remaining"] != UNLIMITED:
+            await self.drop_cache(user_id)
+        return Reservation(
+            reservation_id=str(row["reservation_id"]),
+            user_id=str(user_id),
+            quota_type=quota_type,
+            amount=amount,
+            remaining=row["remaining"],
+            reset_at=row["reset_at"],
+        )
+
+    async def settle(self, reservation_id: str, actual: int | None = None) -> None:
+        """Charge `actual` (None: what was reserved; never more) and give back the rest. Idempotent."""
+        if actual is not None and (not isinstance(actual, int) or actual < 0):
+            raise ValueError(f"actual must be a non-negative int or None, got {actual!r}")
+        row = await self.pool.fetchrow(
+            "SELECT quota_settle($1::uuid, $2) AS remaining,"
+            " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
+            reservation_id, actual,
+        )
+        if row["user_id"] is None:
+            log.warning("settle of an unknown reservation ignored", extra={"reservation_id": reservation_id})
+            return
+        await self.drop_cache(row["user_id"])
+
+    async def release(self, reservation_id: str) -> None:
+        """Give the whole reservation back (the work failed). Idempotent."""
+        row = await self.pool.fetchrow(
+            "SELECT quota_release($1::uuid) AS remaining,"
+            " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
+            reservation_id,
+        )
+        if row["user_id"] is None:
+            log.warning("release of an unknown reservation ignored", extra={"reservation_id": reservation_id})
+            return
+        await self.drop_cache(row["user_id"])
+
+    async def remaining(self, user_id: str) -> dict:
+        """Per quota type: {"remaining": int (-1 unlimited), "reset_at": iso | None}; cached ≤ 5 min."""
+        key = self._cache_key(user_id)
+        if self.redis is not None and key is not None:
+            try:
+                cached = await self.redis.get(key)
+                if cached:
+                    return orjson.loads(cached)
+            except (RedisError, OSError) as exc:
+                log.warning("quota cache unavailable; reading the database", extra={"error": repr(exc)})
+                key = None
+        rows = await self.pool.fetch("SELECT quota_type, remaining, reset_at FROM quota_snapshot($1::uuid)", user_id)
+        result = {r["quota_type"]: {"remaining": r["remaining"], "reset_at": _iso(r["reset_at"])} for r in rows}
+        if self.redis is not None and key is not None:
+            ttl = self.cache_ttl
+            resets = [r["reset_at"] for r in rows if r["reset_at"] is not None]
+            if resets:
+                # Never serve a cached value past the next reset.
+                until = (min(resets) - datetime.now(timezone.utc)).total_seconds()
+                ttl = max(1, min(ttl, int(until)))
+            try:
+                await self.redis.set(key, orjson.dumps(result), ex=ttl)
+            except (RedisError, OSError):
+                pass
+        return result
+
+    @asynccontextmanager
+    async def reserved(self, user_id: str, quota_type: str, amount: int = 1) -> AsyncIterator[Reservation]:
+        reservation = await self.reserve(user_id, quota_type, amount)
+        try:
+            yield reservation
+        except BaseException:
+            try:
+                await self.release(reservation.reservation_id)
+            except Exception:
+                # The reservation expires and is given back by the database anyway.
+                log.exception("quota release failed", extra={"reservation_id": reservation.reservation_id})
+            raise
+        else:
+            await self.settle(reservation.reservation_id, reservation.actual)
+
+
+__all__ = ["InsufficientQuota", "Reservation", "QuotaClient", "QUOTA_CACHE_TTL_SECONDS"]

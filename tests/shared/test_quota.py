@@ -1,0 +1,271 @@
+"""shared/quota.py and shared/tiers.py against Payment's SQL functions in a real core database."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import pytest_asyncio
+
+from shared import db as dbmod
+from shared.auth import user_from_claims
+from shared.migrate import migrate
+from shared.quota import InsufficientQuota, QuotaClient
+from shared.redis import Keys, create_redis
+from shared.tiers import QUOTA_TYPES, TIER_QUOTAS, TierResolver, drop_cached_tier, set_cached_tier
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def core(databases):
+    await migrate(databases["core"], "payment")
+    pool = await dbmod.create_pool(databases["core"], min_size=2, max_size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def redis(service_env):
+    client = create_redis(service_env["REDIS_URL"])
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def keys(service_env):
+    return Keys(service_env["REDIS_PREFIX"] + "-quota-tests")
+
+
+@pytest.fixture
+def quota(core, redis, keys):
+    return QuotaClient(core, redis, keys)
+
+
+def new_user() -> str:
+    return str(uuid.uuid4())
+
+
+async def test_tier_table_matches_shared_tiers(core):
+    rows = await core.fetch("SELECT tier, quota_type, allowance FROM tier_quotas")
+    from_db = {}
+    for r in rows:
+        from_db.setdefault(r["tier"], {})[r["quota_type"]] = r["allowance"]
+    assert from_db == TIER_QUOTAS
+    assert set(QUOTA_TYPES) == set(TIER_QUOTAS[0])
+
+
+async def test_missing_row_is_created_free_and_reserve_counts_down(quota, core):
+    user = new_user()
+    r1 = await quota.reserve(user, "regular")
+    assert r1.reservation_id and r1.remaining == 4 and r1.reset_at is not None
+    row = await core.fetchrow("SELECT tier, period, quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
+    assert dict(row) == {"tier": 0, "period": "daily", "quota": 4}
+    # The free reset is the next UTC midnight.
+    now = datetime.now(timezone.utc)
+    assert r1.reset_at == datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
+
+
+async def test_fifty_concurrent_reserves_with_five_left_give_exactly_five(quota, core):
+    user = new_user()
+    results = await asyncio.gather(*(quota.reserve(user, "regular") for _ in range(50)), return_exceptions=True)
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, InsufficientQuota)]
+    assert len(ok) == 5 and len(refused) == 45
+    assert len({r.reservation_id for r in ok}) == 5
+    assert sorted(r.remaining for r in ok) == [0, 1, 2, 3, 4]
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 0
+    err = refused[0]
+    assert err.status == 402 and err.body()["detail"]["code"] == "INSUFFICIENT_QUOTA"
+    assert err.body()["detail"]["quota_type"] == "regular" and err.body()["detail"]["remaining"] == 0
+    assert err.body()["detail"]["reset_at"].endswith("Z")
+
+
+async def test_concurrent_mixed_amounts_never_overspend(quota, core):
+    user = new_user()
+    await core.execute("SELECT quota_reset($1::uuid, 1)", uuid.UUID(user))  # pro: 100 premium
+    amounts = [7, 13, 1, 29, 3, 17, 11, 5, 23, 19] * 3
+    results = await asyncio.gather(*(quota.reserve(user, "premium", a) for a in amounts), return_exceptions=True)
+    spent = sum(r.amount for r in results if not isinstance(r, BaseException))
+    left = await core.fetchval("SELECT quota_premium_model FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
+    assert spent <= 100 and spent + left == 100 and left >= 0
+
+
+async def test_settle_charges_actual_and_gives_back_rest_idempotently(quota, core):
+    user = new_user()
+    await core.execute("SELECT quota_reset($1::uuid, 1)", uuid.UUID(user))
+    r = await quota.reserve(user, "premium", 10)
+    assert r.remaining == 90
+    await quota.settle(r.reservation_id, 4)
+    await quota.settle(r.reservation_id, 1)  # second settle changes nothing
+    await quota.release(r.reservation_id)  # nor does a release after it
+    row = await core.fetchrow("SELECT quota_premium_model, premium_tokens_used FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
+    assert dict(row) == {"quota_premium_model": 96, "premium_tokens_used": 4}
+    # Charging more than reserved charges only what was reserved.
+    r2 = await quota.reserve(user, "premium", 2)
+    await quota.settle(r2.reservation_id, 50)
+    assert await core.fetchval("SELECT quota_premium_model FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 94
+
+
+async def test_release_gives_everything_back_once(quota, core):
+    user = new_user()
+    r = await quota.reserve(user, "regular", 3)
+    await quota.release(r.reservation_id)
+    await quota.release(r.reservation_id)
+    await quota.settle(r.reservation_id)
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 5
+    state = await core.fetchval("SELECT state FROM quota_reservations WHERE id = $1", uuid.UUID(r.reservation_id))
+    assert state == "released"
+
+
+async def test_reserved_context_settles_on_success_and_releases_on_error(quota, core):
+    user = new_user()
+    async with quota.reserved(user, "regular", 2) as res:
+        res.actual = 1
+    with pytest.raises(RuntimeError):
+        async with quota.reserved(user, "regular", 2):
+            raise RuntimeError("the LLM failed")
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 4
+    states = await core.fetch("SELECT state, charged FROM quota_reservations WHERE user_id = $1 ORDER BY created_at", uuid.UUID(user))
+    assert [(s["state"], s["charged"]) for s in states] == [("settled", 1), ("released", 0)]
+
+
+async def test_unlimited_always_reserves_with_an_id(quota, core):
+    user = new_user()
+    await core.execute("SELECT quota_reset($1::uuid, 2)", uuid.UUID(user))
+    results = await asyncio.gather(*(quota.reserve(user, "image_gen", 5) for _ in range(20)))
+    assert all(r.reservation_id and r.remaining == -1 and r.unlimited for r in results)
+    await quota.settle(results[0].reservation_id)
+    assert await core.fetchval("SELECT quota_image_generation FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == -1
+
+
+async def test_expired_reservation_is_given_back(quota, core):
+    user = new_user()
+    held = await quota.reserve(user, "regular", 5)
+    with pytest.raises(InsufficientQuota):
+        await quota.reserve(user, "regular")
+    # A worker crashed: the reservation's time runs out.
+    await core.execute("UPDATE quota_reservations SET expires_at = now() - interval '1 second' WHERE id = $1", uuid.UUID(held.reservation_id))
+    again = await quota.reserve(user, "regular")
+    assert again.remaining == 4
+    assert await core.fetchval("SELECT state FROM quota_reservations WHERE id = $1", uuid.UUID(held.reservation_id)) == "expired"
+    # A late settle of the expired reservation charges nothing more.
+    await quota.settle(held.reservation_id)
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 4
+
+
+async def test_global_sweep_expires_reservations(core):
+    user = new_user()
+    row = await core.fetchrow("SELECT * FROM quota_reserve($1::uuid, 'regular', 2, 0)", uuid.UUID(user))
+    assert row["reservation_id"] is not None
+    swept = await core.fetch("SELECT u FROM quota_expire_reservations() AS u")
+    assert uuid.UUID(user) in [r["u"] for r in swept]
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 5
+
+
+async def test_free_daily_reset_lazy_and_swept(quota, core):
+    user = new_user()
+    for _ in range(5):
+        await quota.reserve(user, "regular")
+    with pytest.raises(InsufficientQuota):
+        await quota.reserve(user, "regular")
+    # Midnight UTC passes.
+    await core.execute("UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(user))
+    r = await quota.reserve(user, "regular")
+    assert r.remaining == 4
+    # The sweeper's path: quota_reset() without a user resets every due free row.
+    other = new_user()
+    await quota.reserve(other, "regular", 5)
+    await core.execute("UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(other))
+    reset = [r["u"] for r in await core.fetch("SELECT u FROM quota_reset() AS u")]
+    assert uuid.UUID(other) in reset
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(other)) == 5
+    reasons = await core.fetch(
+        "SELECT convert_from(body, 'UTF8')::jsonb->'data'->>'reason' AS reason FROM outbox_events"
+        " WHERE event_type = 'quota.reset' AND convert_from(body, 'UTF8')::jsonb->>'user_id' = $1",
+        other,
+    )
+    assert [r["reason"] for r in reasons] == ["created", "daily"]
+
+
+async def test_reservation_from_before_a_reset_does_not_overfill(quota, core):
+    user = new_user()
+    held = await quota.reserve(user, "regular", 3)
+    await core.execute("UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(user))
+    await core.fetch("SELECT quota_reset()")
+    await quota.release(held.reservation_id)
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 5
+
+
+async def test_bonus_credits_spent_after_allowance_and_survive_reset(quota, core):
+    user = new_user()
+    assert await core.fetchval("SELECT quota_add_bonus($1::uuid, 3, 'test')", uuid.UUID(user)) == 8
+    r = await quota.reserve(user, "regular", 7)
+    assert r.remaining == 1
+    await quota.release(r.reservation_id)
+    r = await quota.reserve(user, "regular", 7)
+    await quota.settle(r.reservation_id)
+    await core.execute("UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(user))
+    snap = await quota.remaining(user)
+    assert snap["regular"]["remaining"] == 6  # 5 daily + 1 bonus left
+
+
+async def test_depleted_event_is_emitted_once_when_reaching_zero(quota, core):
+    user = new_user()
+    await quota.reserve(user, "regular", 4)
+    await quota.reserve(user, "regular", 1)
+    with pytest.raises(InsufficientQuota):
+        await quota.reserve(user, "regular", 1)
+    n = await core.fetchval(
+        "SELECT count(*) FROM outbox_events WHERE event_type = 'quota.depleted' AND convert_from(body, 'UTF8')::jsonb->>'user_id' = $1", user
+    )
+    assert n == 1
+
+
+async def test_bad_input_is_refused_before_the_database(quota):
+    with pytest.raises(ValueError):
+        await quota.reserve(new_user(), "gold")
+    with pytest.raises(ValueError):
+        await quota.reserve(new_user(), "regular", -1)
+
+
+async def test_remaining_is_cached_and_dropped_on_change(quota, redis, keys):
+    user = new_user()
+    first = await quota.remaining(user)
+    assert first["regular"] == {"remaining": 5, "reset_at": first["regular"]["reset_at"]}
+    assert first["image_gen"]["remaining"] == 0
+    assert await redis.get(keys("quota", user)) is not None
+    ttl = await redis.ttl(keys("quota", user))
+    assert 0 < ttl <= 300
+    await quota.reserve(user, "regular", 2)
+    assert await redis.get(keys("quota", user)) is None
+    assert (await quota.remaining(user))["regular"]["remaining"] == 3
+
+
+async def test_tier_resolver_cache_database_and_token_fallbacks(core, redis, keys, tokens, databases):
+    from jose import jwt
+
+    user_id = new_user()
+    claims = jwt.get_unverified_claims(tokens.user(user_id, tier=1))
+    user = user_from_claims(claims)
+    resolver = TierResolver(redis, keys, core)
+    # Nothing in the database: free, whatever the token says, and cached.
+    assert await resolver(user) == 0
+    assert await redis.get(keys("tier", user_id)) == "0"
+    await set_cached_tier(redis, keys, user_id, 2)
+    assert await resolver(user) == 2
+    await drop_cached_tier(redis, keys, user_id)
+    await core.execute(
+        "INSERT INTO subscriptions (user_id, source, external_id, tier, status, source_updated_at)"
+        " VALUES ($1, 'revenuecat', $2, 2, 'active', now())",
+        uuid.UUID(user_id), user_id,
+    )
+    assert await resolver(user) == 2
+    # Both unreachable: the token's own tier.
+    from redis.asyncio import Redis
+
+    dead_redis = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+
+    closed_pool = await dbmod.create_pool(databases["core"], min_size=1, max_size=1)
+    await closed_pool.close()
+    assert await TierResolver(dead_redis, keys, closed_pool)(user) == 1
+    await dead_redis.aclose()
