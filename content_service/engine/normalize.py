@@ -14,6 +14,7 @@ the original text it came from, so that a match on the key can be highlighted in
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Leading articles: a name that starts with one is also indexed without it, so "dark kn"
@@ -102,9 +103,61 @@ def normalize_spans(text: str) -> tuple[str, list[int], list[str]]:
     return raw, key_pos, compounds
 
 
+_ASCII_FOLD: dict[str, str] = {}
+
+
+def _ascii_fold(c: str) -> str:
+    """A non-ASCII character's fold if it is plain ASCII letters/digits (or nothing, for a
+    combining mark); "\x00" otherwise."""
+    if unicodedata.combining(c):
+        return ""
+    if c.isalnum():
+        f = _fold_char(c)
+        if f.isascii() and f.isalnum():
+            return f
+    return "\x00"
+
+
+_ASCII_TABLE = {c: " " for c in range(128) if not chr(c).isalnum()}
+_ELISION = re.compile(r"(?<![a-z0-9])([ld])'")
+_COMPOUND = re.compile(r"[a-z0-9]+(?:[-.][a-z0-9]+)+")
+
+
+def normalize_key(text: str) -> tuple[str, list[str]]:
+    """(key, compounds): normalize_spans without the positions, with a fast path for ASCII."""
+    if not text.isascii():
+        parts = []
+        for c in text:
+            if c < "\x80":
+                parts.append(c)
+                continue
+            f = _ASCII_FOLD.get(c)
+            if f is None:
+                f = _ASCII_FOLD[c] = _ascii_fold(c)
+            if f == "\x00":       # no plain-letter folding: take the careful path
+                key, _, comps = normalize_spans(text)
+                return key, comps
+            parts.append(f)
+        text = "".join(parts)
+    s = text.lower()
+    if "'" in s or "`" in s:
+        s = _ELISION.sub(r"\1 ", s.replace("`", "'")).replace("'", "")
+    if "&" in s:
+        s = s.replace("&", " and ")
+    if "+" in s:
+        s = s.replace("+", " plus ")
+    comps: list[str] = []
+    if "-" in s or "." in s:
+        for m in _COMPOUND.finditer(s):
+            c = m.group().replace("-", "").replace(".", "")
+            if c not in comps:
+                comps.append(c)
+    return " ".join(s.translate(_ASCII_TABLE).split()), comps
+
+
 def normalize(text: str) -> str:
     """The search key of a name or a query."""
-    return normalize_spans(text)[0]
+    return normalize_key(text)[0]
 
 
 def max_edits(length: int) -> int:

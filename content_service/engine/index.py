@@ -1,0 +1,746 @@
+"""The search index: exact, prefix, substring, fuzzy and auto (autocomplete) over names.
+
+Layout (all built once, then read-only; a rebuild swaps in a new index):
+
+* names: one entry per (entity, display name); aliases of an entity are separate names.
+  Name ids are assigned in ranking order (popularity descending, then type, then length), so
+  "most popular first" is "smallest id first" everywhere below.
+* key index: every normalized key (and the key without a leading article) in one sorted list;
+  exact = equal range, prefix = bisect range. Ranges larger than HEAVY_KEY keep a precomputed
+  list of their HEAVY_TOP best name ids, so a one-letter prefix costs the same as a long one.
+* word index: sorted vocabulary of the words of all names, CSR postings (name ids ascending).
+  The words starting with a prefix are one contiguous vocabulary range, so their postings are
+  one contiguous slice; heavy slices keep a precomputed sorted set of name ids.
+* fuzzy: two deletion-neighbourhood indexes (fuzzy.py) over the vocabulary: full words
+  (deletions of the first 7 characters) and distinct word prefixes of 3..9 characters (for a
+  typo in the unfinished last word), verified with rapidfuzz's OSA distance.
+* substring: a trigram index (CSR over trigram codes) over the padded keys, verified with `in`.
+
+Match kinds rank exact > prefix > substring > fuzzy; inside a kind fewer edits first, then the
+name id (popularity, type). Every hit carries its kind, edit distance and matched spans in the
+display name.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+
+import numpy as np
+from rapidfuzz.distance import OSA
+
+from content_service.engine.fuzzy import PREFIX_INDEX_MAX, PREFIX_LEN, DeletionIndex, deletions
+from content_service.engine.normalize import (
+    article_stripped,
+    index_words,
+    max_edits,
+    normalize_key,
+    normalize_spans,
+    prefix_edits,
+)
+
+MAXCH = "\U0010ffff"
+KINDS = ("exact", "prefix", "substring", "fuzzy")
+EXACT, PREFIX, SUBSTRING, FUZZY = range(4)
+MODES = ("exact", "prefix", "substring", "fuzzy", "auto")
+TYPES = ("movie", "tv", "character", "person")
+TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
+
+HEAVY_KEY = 1024
+HEAVY_TOP = 128
+HEAVY_WORD = 8192
+SCAN_LIMIT = 200_000
+
+
+@dataclass(slots=True)
+class Hit:
+    entity: str
+    type: str
+    name: str
+    kind: str
+    distance: int
+    spans: list[tuple[int, int]]
+    popularity: float
+    name_id: int
+
+    def to_dict(self) -> dict:
+        return {"entity": self.entity, "type": self.type, "name": self.name, "kind": self.kind,
+                "distance": self.distance, "spans": [list(s) for s in self.spans],
+                "popularity": round(float(self.popularity), 3)}
+
+
+@dataclass(slots=True)
+class EntityNames:
+    """What the index needs of an entity: its key, type, popularity and names."""
+    key: str
+    type: str
+    popularity: float
+    names: list[str] = field(default_factory=list)
+
+
+def _smallest_unique(arr: np.ndarray, k: int) -> tuple[np.ndarray, bool]:
+    """The k smallest distinct values of arr, sorted; and whether that is all of them."""
+    n = len(arr)
+    if n <= 4 * k + 16:
+        u = np.unique(arr)
+        return u[:k], len(u) <= k
+    kk = 2 * k
+    part = np.partition(arr, kk)[: kk + 1]
+    u = np.unique(part)
+    if len(u) > k:
+        return u[:k], False
+    u = np.unique(arr)
+    return u[:k], len(u) <= k
+
+
+def _prefix_walk(strings: list[str], weight, threshold: int):
+    """Every non-empty prefix p of the sorted `strings` whose range weight exceeds threshold,
+    as (p, lo, hi). weight(lo, hi) -> int."""
+    out = []
+    stack = [("", 0, len(strings))]
+    while stack:
+        p, lo, hi = stack.pop()
+        d = len(p)
+        i = bisect_right(strings, p, lo, hi) if p else lo
+        while i < hi:
+            s = strings[i]
+            if len(s) <= d:
+                i += 1
+                continue
+            np_ = p + s[d]
+            j = bisect_left(strings, np_ + MAXCH, i, hi)
+            if weight(i, j) > threshold:
+                out.append((np_, i, j))
+                stack.append((np_, i, j))
+            i = j
+    return out
+
+
+def _pack_dict(d: dict[str, np.ndarray]) -> tuple[str, np.ndarray, np.ndarray]:
+    keys = list(d)
+    lens = np.array([len(d[k]) for k in keys], dtype=np.int64)
+    off = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(lens, out=off[1:])
+    vals = np.concatenate([d[k] for k in keys]) if keys else np.empty(0, np.int32)
+    return "\x00".join(keys), off, vals.astype(np.int32)
+
+
+def _unpack_dict(keys: str, off: np.ndarray, vals: np.ndarray) -> dict[str, np.ndarray]:
+    if not keys and len(off) <= 1:
+        return {}
+    ks = keys.split("\x00")
+    o = off.tolist()
+    return {k: vals[o[i]:o[i + 1]] for i, k in enumerate(ks)}
+
+
+def _tri_codes(s: str) -> np.ndarray:
+    a = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    return (a[:-2] << np.uint64(42)) | (a[1:-1] << np.uint64(21)) | a[2:]
+
+
+class SearchIndex:
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, entities: list[EntityNames]) -> "SearchIndex":
+        self = cls()
+        ent_keys = [e.key for e in entities]
+        ent_type = np.array([TYPE_CODE[e.type] for e in entities], dtype=np.uint8)
+        ent_pop = np.array([e.popularity for e in entities], dtype=np.float32)
+        entries = []   # (sort key..., entity, display, key, compounds)
+        for ei, e in enumerate(entities):
+            seen: set[str] = set()
+            for disp in e.names:
+                disp = (disp or "").replace("\x00", " ").replace("\n", " ").strip()
+                if not disp:
+                    continue
+                key, comps = normalize_key(disp)
+                if not key or key in seen:
+                    continue
+                seen.add(key)
+                entries.append((-e.popularity, ent_type[ei], len(key), key, ei, disp, comps))
+        entries.sort(key=lambda t: (t[0], t[1], t[2], t[3], t[4]))
+        self.ent_keys = ent_keys
+        self.ent_type = ent_type
+        self.ent_pop = ent_pop
+        self.name_entity = np.array([t[4] for t in entries], dtype=np.int32)
+        self.names = [t[5] for t in entries]
+        self.keys = [t[3] for t in entries]
+        compounds = [t[6] for t in entries]
+        del entries
+        self._build_keys()
+        self._build_words(compounds)
+        self._build_fuzzy()
+        self._build_trigrams()
+        return self
+
+    def _build_keys(self):
+        pairs = [(k, i) for i, k in enumerate(self.keys)]
+        for i, k in enumerate(self.keys):
+            alt = article_stripped(k)
+            if alt:
+                pairs.append((alt, i))
+        pairs.sort()
+        self.skeys = [p[0] for p in pairs]
+        self.skey_name = np.array([p[1] for p in pairs], dtype=np.int32)
+        del pairs
+        heavy = {}
+        for p, lo, hi in _prefix_walk(self.skeys, lambda a, b: b - a, HEAVY_KEY):
+            heavy[p] = _smallest_unique(self.skey_name[lo:hi], HEAVY_TOP)[0]
+        self.heavy_key = heavy
+
+    def _build_words(self, compounds):
+        wid: dict[str, int] = {}
+        pw: list[int] = []
+        pn: list[int] = []
+        for nid, key in enumerate(self.keys):
+            for w in index_words(key, compounds[nid]):
+                i = wid.get(w)
+                if i is None:
+                    i = wid[w] = len(wid)
+                pw.append(i)
+                pn.append(nid)
+        ins_words = list(wid)
+        order = sorted(range(len(ins_words)), key=ins_words.__getitem__)
+        rank = np.empty(len(ins_words), dtype=np.int32)
+        rank[np.array(order, dtype=np.int64)] = np.arange(len(ins_words), dtype=np.int32)
+        self.vocab = [ins_words[i] for i in order]
+        w_arr = rank[np.array(pw, dtype=np.int64)]
+        n_arr = np.array(pn, dtype=np.int32)
+        del pw, pn, wid
+        srt = np.argsort(w_arr, kind="stable")   # names stay ascending inside a word
+        w_arr = w_arr[srt]
+        self.post_ids = np.ascontiguousarray(n_arr[srt])
+        counts = np.bincount(w_arr, minlength=len(self.vocab))
+        self.post_off = np.zeros(len(self.vocab) + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.post_off[1:])
+        off = self.post_off
+        heavy = {}
+        for p, lo, hi in _prefix_walk(self.vocab, lambda a, b: int(off[b] - off[a]), HEAVY_WORD):
+            heavy[p] = np.unique(self.post_ids[off[lo]:off[hi]])
+        self.heavy_word = heavy
+
+    def _build_fuzzy(self):
+        vocab = self.vocab
+        self.word_del = DeletionIndex.build(
+            (i, w[:PREFIX_LEN], 1 if len(w) <= 5 else 2)
+            for i, w in enumerate(vocab) if len(w) >= 3)
+        lo_l: list[int] = []
+        hi_l: list[int] = []
+        len_l: list[int] = []
+        strs: list[str] = []
+        n = len(vocab)
+        for L in range(3, PREFIX_INDEX_MAX + 1):
+            i = 0
+            while i < n:
+                w = vocab[i]
+                if len(w) < L:
+                    i += 1
+                    continue
+                p = w[:L]
+                j = bisect_left(vocab, p + MAXCH, i + 1)
+                lo_l.append(i)
+                hi_l.append(j)
+                len_l.append(L)
+                strs.append(p)
+                i = j
+        self.pref_lo = np.array(lo_l, dtype=np.int32)
+        self.pref_hi = np.array(hi_l, dtype=np.int32)
+        self.pref_len = np.array(len_l, dtype=np.uint8)
+        self.pref_del = DeletionIndex.build((i, p, 1) for i, p in enumerate(strs))
+
+    def _build_trigrams(self):
+        codes_parts = []
+        ids_parts = []
+        step = 100_000
+        for start in range(0, len(self.keys), step):
+            chunk = self.keys[start:start + step]
+            big = "".join("\x02" + k + "\x03" for k in chunk)
+            a = np.frombuffer(big.encode("utf-32-le"), dtype=np.uint32)
+            lens = np.fromiter((len(k) + 2 for k in chunk), dtype=np.int64, count=len(chunk))
+            nid = np.repeat(np.arange(start, start + len(chunk), dtype=np.int32), lens)
+            valid = (a[:-2] != 3) & (a[1:-1] != 3)
+            a64 = a.astype(np.uint64)
+            codes = (a64[:-2] << np.uint64(42)) | (a64[1:-1] << np.uint64(21)) | a64[2:]
+            codes_parts.append(codes[valid])
+            ids_parts.append(nid[:-2][valid])
+        codes = np.concatenate(codes_parts)
+        ids = np.concatenate(ids_parts)
+        del codes_parts, ids_parts
+        order = np.argsort(codes, kind="stable")
+        codes = codes[order]
+        ids = ids[order]
+        del order
+        keep = np.ones(len(codes), dtype=bool)
+        keep[1:] = (codes[1:] != codes[:-1]) | (ids[1:] != ids[:-1])
+        codes = codes[keep]
+        ids = ids[keep]
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else \
+            np.empty(0, dtype=np.int64)
+        self.tri_codes = np.ascontiguousarray(codes[starts])
+        self.tri_off = np.append(starts, len(codes)).astype(np.int64)
+        self.tri_ids = np.ascontiguousarray(ids)
+
+    # ------------------------------------------------------------- snapshot
+    _ARRAYS = ("ent_type", "ent_pop", "name_entity", "skey_name", "post_off", "post_ids",
+               "pref_lo", "pref_hi", "pref_len", "tri_codes", "tri_off", "tri_ids")
+    _STRLISTS = ("ent_keys", "names", "keys", "skeys", "vocab")
+
+    def to_snapshot(self) -> dict[str, bytes]:
+        """The index as named byte blobs (arrays raw, string lists NUL-joined)."""
+        out: dict[str, bytes] = {}
+        meta = {}
+        arrays = {n: getattr(self, n) for n in self._ARRAYS}
+        arrays["word_del_h"], arrays["word_del_t"] = self.word_del.hashes, self.word_del.targets
+        arrays["pref_del_h"], arrays["pref_del_t"] = self.pref_del.hashes, self.pref_del.targets
+        for dname in ("heavy_key", "heavy_word"):
+            ks, off, vals = _pack_dict(getattr(self, dname))
+            out[f"{dname}.keys"] = ks.encode("utf-8")
+            arrays[f"{dname}.off"] = off
+            arrays[f"{dname}.vals"] = vals
+        for n, a in arrays.items():
+            a = np.ascontiguousarray(a)
+            out[f"a.{n}"] = a.tobytes()
+            meta[n] = a.dtype.str
+        for n in self._STRLISTS:
+            out[f"s.{n}"] = "\x00".join(getattr(self, n)).encode("utf-8")
+        out["meta"] = repr(meta).encode()
+        return out
+
+    @classmethod
+    def from_snapshot(cls, blobs: dict[str, bytes]) -> "SearchIndex":
+        import ast
+        self = cls()
+        meta = ast.literal_eval(blobs["meta"].decode())
+        arr = {n: np.frombuffer(blobs[f"a.{n}"], dtype=np.dtype(dt)) for n, dt in meta.items()}
+        for n in cls._ARRAYS:
+            setattr(self, n, arr[n])
+        self.word_del = DeletionIndex(arr["word_del_h"], arr["word_del_t"])
+        self.pref_del = DeletionIndex(arr["pref_del_h"], arr["pref_del_t"])
+        for dname in ("heavy_key", "heavy_word"):
+            setattr(self, dname, _unpack_dict(blobs[f"{dname}.keys"].decode("utf-8"),
+                                              arr[f"{dname}.off"], arr[f"{dname}.vals"]))
+        for n in cls._STRLISTS:
+            raw = blobs[f"s.{n}"].decode("utf-8")
+            setattr(self, n, raw.split("\x00") if raw else [])
+        return self
+
+    # ---------------------------------------------------------------- stats
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def entity_count(self) -> int:
+        return len(self.ent_keys)
+
+    def stats(self) -> dict:
+        return {"names": len(self.names), "entities": len(self.ent_keys),
+                "keys": len(self.skeys), "words": len(self.vocab),
+                "postings": int(len(self.post_ids)), "word_deletions": int(len(self.word_del.hashes)),
+                "prefix_deletions": int(len(self.pref_del.hashes)),
+                "trigram_postings": int(len(self.tri_ids))}
+
+    # ---------------------------------------------------------------- query
+    def search(self, query: str, mode: str = "auto", limit: int = 10,
+               types: tuple[str, ...] | list[str] | None = None) -> list[Hit]:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        key = normalize_key(query)[0]
+        if not key or limit <= 0:
+            return []
+        words = key.split(" ")
+        tmask = None
+        if types:
+            tmask = [False] * len(TYPES)
+            for t in types:
+                tmask[TYPE_CODE[t]] = True
+        tiers = [(EXACT, lambda want: self._exact(key))]
+        if mode in ("prefix", "substring", "auto"):
+            tiers.append((PREFIX, lambda want: self._prefix(key, want)))
+        if mode == "substring":
+            tiers.append((SUBSTRING, lambda want: self._substring(key, want)))
+        elif mode == "auto":
+            tiers.append((SUBSTRING, lambda want: self._words(words, True, False, want)))
+            tiers.append((FUZZY, lambda want: self._words(words, True, True, want)))
+        elif mode == "fuzzy":
+            tiers = self._fuzzy_tiers(key, words)
+        found = self._collect(tiers, limit, tmask)
+        return [self._hit(nid, kind, d, key, words, mode == "auto") for nid, kind, d in found]
+
+    def _collect(self, tiers, limit, tmask):
+        out: list[tuple[int, int, int]] = []
+        seen: set[int] = set()
+        name_entity = self.name_entity
+        ent_type = self.ent_type
+        for kind, producer in tiers:
+            want = 2 * limit + 8
+            while True:
+                ids, dists, complete = producer(want)
+                start = len(out)
+                idl = ids.tolist()
+                dl = dists.tolist() if isinstance(dists, np.ndarray) else [dists] * len(idl)
+                ents = name_entity[ids].tolist() if len(idl) else []
+                for nid, d, e in zip(idl, dl, ents):
+                    if e in seen or (tmask is not None and not tmask[ent_type[e]]):
+                        continue
+                    seen.add(e)
+                    out.append((nid, kind, d))
+                    if len(out) >= limit:
+                        return out
+                if complete:
+                    break
+                for nid, _, _ in out[start:]:
+                    seen.discard(int(name_entity[nid]))
+                del out[start:]
+                want *= 4
+        return out
+
+    # -- key tiers
+    def _exact(self, key):
+        lo = bisect_left(self.skeys, key)
+        hi = bisect_right(self.skeys, key, lo)
+        return np.unique(self.skey_name[lo:hi]), 0, True
+
+    def _prefix_range(self, key):
+        lo = bisect_left(self.skeys, key)
+        hi = bisect_left(self.skeys, key + MAXCH, lo)
+        return lo, hi
+
+    def _prefix(self, key, want):
+        lo, hi = self._prefix_range(key)
+        if hi - lo > HEAVY_KEY and want <= HEAVY_TOP:
+            top = self.heavy_key.get(key)
+            if top is not None:
+                return top[:want], 0, False
+        ids, complete = _smallest_unique(self.skey_name[lo:hi], want)
+        return ids, 0, complete
+
+    # -- substring (trigrams)
+    def _tri_postings(self, code_lo, code_hi):
+        a = np.searchsorted(self.tri_codes, np.uint64(code_lo), "left")
+        b = np.searchsorted(self.tri_codes, np.uint64(code_hi), "left")
+        return self.tri_ids[self.tri_off[a]:self.tri_off[b]]
+
+    def _substring(self, key, want):
+        m = len(key)
+        if m < 3:
+            cps = [ord(c) for c in key]
+            if m == 2:
+                base = (cps[0] << 42) | (cps[1] << 21)
+                span = 1 << 21
+            else:
+                base = cps[0] << 42
+                span = 1 << 42
+            sl = self._tri_postings(base, base + span)
+            if len(sl) <= SCAN_LIMIT:
+                ids, complete = _smallest_unique(sl, want)
+                return ids, 0, complete
+            return self._scan(key, want)
+        codes = np.unique(_tri_codes(key))
+        idx = np.searchsorted(self.tri_codes, codes)
+        lists = []
+        for c, i in zip(codes.tolist(), idx.tolist()):
+            if i >= len(self.tri_codes) or int(self.tri_codes[i]) != c:
+                return np.empty(0, np.int32), 0, True
+            lists.append(self.tri_ids[self.tri_off[i]:self.tri_off[i + 1]])
+        lists.sort(key=len)
+        cand = lists[0]
+        for other in lists[1:3]:
+            pos = np.searchsorted(other, cand)
+            pos[pos >= len(other)] = len(other) - 1
+            cand = cand[other[pos] == cand]
+        keys = self.keys
+        out = []
+        if len(lists) <= 3 and m <= 3:   # the trigrams are the whole query: no verification
+            out = cand[:want]
+            return out, 0, len(cand) <= want
+        for nid in cand.tolist():
+            if key in keys[nid]:
+                out.append(nid)
+                if len(out) >= want:
+                    return np.array(out, dtype=np.int32), 0, False
+        return np.array(out, dtype=np.int32), 0, True
+
+    def _scan(self, key, want):
+        out = []
+        for nid, k in enumerate(self.keys):
+            if key in k:
+                out.append(nid)
+                if len(out) >= want:
+                    return np.array(out, dtype=np.int32), 0, False
+        return np.array(out, dtype=np.int32), 0, True
+
+    # -- word tiers (auto substring/fuzzy, fuzzy mode)
+    def _word_sources(self, w: str, last: bool, fuzzy: bool):
+        """Vocabulary ranges matching query word w: list of (lo, hi, dist, prefix|None)."""
+        vocab = self.vocab
+        src = []
+        m = len(w)
+        if last:
+            lo = bisect_left(vocab, w)
+            hi = bisect_left(vocab, w + MAXCH, lo)
+            if hi > lo:
+                src.append((lo, hi, 0, w))
+        else:
+            i = bisect_left(vocab, w)
+            if i < len(vocab) and vocab[i] == w:
+                src.append((i, i + 1, 0, None))
+        if not fuzzy:
+            return src
+        k = max_edits(m)
+        if k and (not last or m >= 8):
+            for wid in self.word_del.lookup(deletions(w[:PREFIX_LEN], k)).tolist():
+                d = OSA.distance(w, vocab[wid], score_cutoff=k)
+                if 0 < d <= k:
+                    src.append((wid, wid + 1, d, None))
+        if last and prefix_edits(m):
+            w8 = w[:PREFIX_INDEX_MAX - 1]
+            m8 = len(w8)
+            plo, phi, plen = self.pref_lo, self.pref_hi, self.pref_len
+            for pid in self.pref_del.lookup(deletions(w8, 1)).tolist():
+                L = int(plen[pid])
+                if abs(L - m8) > 1:
+                    continue
+                lo = int(plo[pid])
+                p = vocab[lo][:L]
+                d = OSA.distance(w8, p, score_cutoff=1)
+                if d > 1:
+                    continue
+                hi = int(phi[pid])
+                if m == m8:
+                    if d:
+                        src.append((lo, hi, d, p))
+                    continue
+                for wid in range(lo, hi):
+                    d2 = _prefix_distance(w, vocab[wid], 1)
+                    if 0 < d2 <= 1:
+                        src.append((wid, wid + 1, d2, None))
+        return src
+
+    def _source_ids(self, lo, hi, p, want=None):
+        """Sorted distinct name ids of a vocabulary range (the first `want` if given), and
+        whether that is all of them."""
+        off = self.post_off
+        a, b = int(off[lo]), int(off[hi])
+        if hi == lo + 1:
+            ids = self.post_ids[a:b]
+        elif b - a > HEAVY_WORD and p is not None and p in self.heavy_word:
+            ids = self.heavy_word[p]
+        else:
+            ids = np.unique(self.post_ids[a:b])
+        if want is not None and len(ids) > want:
+            return ids[:want], False
+        return ids, True
+
+    def _source_size(self, s):
+        return int(self.post_off[s[1]] - self.post_off[s[0]])
+
+    def _materialize(self, sources):
+        """(ids ascending, min distance) over a word's sources."""
+        if len(sources) == 1:
+            lo, hi, d, p = sources[0]
+            ids = self._source_ids(lo, hi, p)[0]
+            return ids, np.full(len(ids), d, dtype=np.int32)
+        parts = [self._source_ids(lo, hi, p)[0] for lo, hi, d, p in sources]
+        ids = np.concatenate(parts)
+        ds = np.repeat(np.array([s[2] for s in sources], dtype=np.int32),
+                       [len(x) for x in parts])
+        order = np.lexsort((ds, ids))
+        ids = ids[order]
+        ds = ds[order]
+        first = np.ones(len(ids), dtype=bool)
+        first[1:] = ids[1:] != ids[:-1]
+        return ids[first], ds[first]
+
+    def _filter(self, ids, dist, sources):
+        """Keep ids matched by one of `sources`, adding the best source distance."""
+        best = np.full(len(ids), 99, dtype=np.int32)
+        for lo, hi, d, p in sources:
+            sid = self._source_ids(lo, hi, p)[0]
+            if not len(sid):
+                continue
+            pos = np.searchsorted(sid, ids)
+            pos[pos >= len(sid)] = len(sid) - 1
+            hit = sid[pos] == ids
+            np.minimum(best, np.where(hit, d, 99), out=best)
+        keep = best < 99
+        return ids[keep], dist[keep] + best[keep]
+
+    def _word_match(self, words, last_prefix, fuzzy):
+        """All names matching every query word: (ids, summed distance), ids ascending."""
+        per_word = []
+        for i, w in enumerate(words):
+            src = self._word_sources(w, last_prefix and i == len(words) - 1, fuzzy)
+            if not src:
+                return np.empty(0, np.int32), np.empty(0, np.int32)
+            per_word.append((sum(self._source_size(s) for s in src), src))
+        per_word.sort(key=lambda t: t[0])
+        ids, dist = self._materialize(per_word[0][1])
+        for size, src in per_word[1:]:
+            if not len(ids):
+                break
+            if size <= 4 * len(ids) or len(src) == 1:
+                oid, odist = self._materialize(src) if len(src) > 1 else (None, None)
+                if oid is None:
+                    ids, dist = self._filter(ids, dist, src)
+                    continue
+                pos = np.searchsorted(oid, ids)
+                pos[pos >= len(oid)] = max(len(oid) - 1, 0)
+                hit = (oid[pos] == ids) if len(oid) else np.zeros(len(ids), bool)
+                ids = ids[hit]
+                dist = dist[hit] + odist[pos[hit]]
+            else:
+                ids, dist = self._filter(ids, dist, src)
+        return ids, dist
+
+    def _words(self, words, last_prefix, fuzzy, want):
+        if len(words) == 1:
+            return self._single_word(words[0], last_prefix, fuzzy, want)
+        ids, dist = self._word_match(words, last_prefix, fuzzy)
+        if fuzzy:
+            keep = dist > 0     # distance 0 was the substring tier
+            ids, dist = ids[keep], dist[keep]
+        order = np.lexsort((ids, dist))
+        return ids[order], dist[order], True
+
+    def _single_word(self, w, last_prefix, fuzzy, want):
+        src = self._word_sources(w, last_prefix, fuzzy)
+        if fuzzy:
+            src = [s for s in src if s[2] > 0]
+        groups: dict[int, list] = {}
+        for s in src:
+            groups.setdefault(s[2], []).append(s)
+        all_ids, all_d = [], []
+        complete = True
+        for d in sorted(groups):
+            parts = []
+            for lo, hi, _, p in groups[d]:
+                ids, full = self._source_ids(lo, hi, p, want)
+                complete &= full
+                parts.append(ids)
+            u = np.unique(np.concatenate(parts)) if len(parts) > 1 else parts[0]
+            all_ids.append(u)
+            all_d.append(np.full(len(u), d, dtype=np.int32))
+        if not all_ids:
+            return np.empty(0, np.int32), 0, True
+        return np.concatenate(all_ids), np.concatenate(all_d), complete
+
+    def _fuzzy_tiers(self, key, words):
+        cache = {}
+
+        def match():
+            if "m" not in cache:
+                cache["m"] = self._word_match(words, False, True)
+            return cache["m"]
+
+        def zero_ids():
+            if "z" not in cache:
+                ids, dist = match()
+                cache["z"] = ids[dist == 0]
+            return cache["z"]
+
+        def exact(want):
+            return self._exact(key)
+
+        def prefix(want):
+            z = zero_ids()
+            lo, hi = self._prefix_range(key)
+            ids = np.unique(self.skey_name[lo:hi]) if hi > lo else np.empty(0, np.int32)
+            if len(z) and len(ids):
+                pos = np.searchsorted(z, ids)
+                pos[pos >= len(z)] = len(z) - 1
+                ids = ids[z[pos] == ids]
+            else:
+                ids = ids[:0]
+            return ids, 0, True
+
+        def substring(want):
+            return zero_ids(), 0, True
+
+        def fuzzy(want):
+            ids, dist = match()
+            keep = dist > 0
+            ids, dist = ids[keep], dist[keep]
+            order = np.lexsort((ids, dist))
+            return ids[order], dist[order], True
+
+        return [(EXACT, exact), (PREFIX, prefix), (SUBSTRING, substring), (FUZZY, fuzzy)]
+
+    # ---------------------------------------------------------------- hits
+    def _hit(self, nid, kind, dist, qkey, qwords, last_prefix) -> Hit:
+        name = self.names[nid]
+        e = int(self.name_entity[nid])
+        return Hit(entity=self.ent_keys[e], type=TYPES[self.ent_type[e]], name=name,
+                   kind=KINDS[kind], distance=int(dist),
+                   spans=match_spans(name, kind, qkey, qwords, last_prefix),
+                   popularity=float(self.ent_pop[e]), name_id=int(nid))
+
+
+def _prefix_distance(q: str, w: str, k: int) -> int:
+    """min over the prefixes p of w of OSA(q, p), capped at k + 1 (only prefixes whose length
+    is within k of len(q) can be that close)."""
+    m = len(q)
+    best = k + 1
+    for j in range(max(1, m - k), m + k + 1):
+        if j > len(w):
+            break
+        d = OSA.distance(q, w[:j], score_cutoff=k)
+        if d < best:
+            best = d
+    return best
+
+
+def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix: bool):
+    """Character spans [start, end) of `name` that the query matched, for highlighting."""
+    key, pos, _ = normalize_spans(name)
+    if not key:
+        return []
+    key_spans: list[tuple[int, int]] = []
+    if kind in (EXACT, PREFIX):
+        if key.startswith(qkey):
+            key_spans = [(0, len(qkey))]
+        else:
+            alt = article_stripped(key)
+            if alt is not None and alt.startswith(qkey):
+                s = len(key) - len(alt)
+                key_spans = [(s, s + len(qkey))]
+    if not key_spans and kind == SUBSTRING:
+        i = key.find(qkey)
+        if i >= 0:
+            key_spans = [(i, i + len(qkey))]
+    if not key_spans:
+        toks = []
+        start = 0
+        for t in key.split(" "):
+            toks.append((start, t))
+            start += len(t) + 1
+        for qi, w in enumerate(qwords):
+            is_last = last_prefix and qi == len(qwords) - 1
+            best = None
+            for s, t in toks:
+                if t == w:
+                    cand = (0, s, s + len(t))
+                elif is_last and t.startswith(w):
+                    cand = (0, s, s + len(w))
+                else:
+                    k = max(max_edits(len(w)), prefix_edits(len(w)) if is_last else 0)
+                    if not k:
+                        continue
+                    d = OSA.distance(w, t, score_cutoff=k)
+                    cand = (d, s, s + len(t))
+                    if is_last:
+                        for j in range(max(1, len(w) - 1), min(len(t), len(w) + 1) + 1):
+                            dj = OSA.distance(w, t[:j], score_cutoff=1)
+                            if dj < cand[0]:
+                                cand = (dj, s, s + j)
+                    if cand[0] > k:
+                        continue
+                if best is None or cand[0] < best[0]:
+                    best = cand
+            if best is not None:
+                key_spans.append((best[1], best[2]))
+        key_spans = sorted(set(key_spans))
+    out = []
+    for s, e in key_spans:
+        if e <= s or e > len(pos):
+            continue
+        out.append((pos[s], pos[e - 1] + 1))
+    return out
