@@ -1,6 +1,16 @@
 """uvicorn auth_service.main:app"""
+from __future__ import annotations
+
+import asyncio
+
 from fastapi import FastAPI
 
+from auth_service.core import Auth
+from auth_service.emails import build_mailer
+from auth_service.events import handlers
+from auth_service.oauth import OAuthProviders
+from auth_service.passwords import Passwords
+from auth_service.routers import accounts, oauth, referrals, tokens, users
 from auth_service.settings import Settings
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings
@@ -8,11 +18,34 @@ from shared.settings import load_settings
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
+
+    async def start(app: FastAPI) -> None:
+        passwords = Passwords(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            concurrency=settings.password_hash_concurrency,
+        )
+        app.state.background_tasks = set()
+        app.state.auth = Auth(app, settings, passwords, build_mailer(settings), OAuthProviders(settings))
+
+    async def stop(app: FastAPI) -> None:
+        tasks = getattr(app.state, "background_tasks", set())
+        if tasks:
+            await asyncio.wait(list(tasks), timeout=10)
+        auth = getattr(app.state, "auth", None)
+        if auth is not None:
+            await auth.mailer.close()
+            await auth.oauth.close()
+
     return create_app(
         service="auth",
         settings=settings,
-        routers=[],
-        legacy_prefixes=['/api/auth', '/api/user_management'],
+        routers=[accounts.router, tokens.router, oauth.router, users.router, referrals.router],
+        legacy_prefixes=["/api/auth", "/api/user_management"],
+        consumer=handlers,
+        on_startup=[start],
+        on_shutdown=[stop],
     )
 
 
