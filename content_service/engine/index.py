@@ -253,11 +253,11 @@ class SearchIndex:
         step = 100_000
         for start in range(0, len(self.keys), step):
             chunk = self.keys[start:start + step]
-            big = "".join("\x02" + k + "\x03" for k in chunk)
+            big = "".join("\x02" + k + "\x03\x03" for k in chunk)
             a = np.frombuffer(big.encode("utf-32-le"), dtype=np.uint32)
-            lens = np.fromiter((len(k) + 2 for k in chunk), dtype=np.int64, count=len(chunk))
+            lens = np.fromiter((len(k) + 3 for k in chunk), dtype=np.int64, count=len(chunk))
             nid = np.repeat(np.arange(start, start + len(chunk), dtype=np.int32), lens)
-            valid = (a[:-2] != 3) & (a[1:-1] != 3)
+            valid = a[:-2] != 3      # a window starting on a terminator crosses into the next key
             a64 = a.astype(np.uint64)
             codes = (a64[:-2] << np.uint64(42)) | (a64[1:-1] << np.uint64(21)) | a64[2:]
             codes_parts.append(codes[valid])
@@ -688,6 +688,16 @@ def _prefix_distance(q: str, w: str, k: int) -> int:
     return best
 
 
+def _joined_end(key: str, start: int, n: int) -> int:
+    """End in key of the first n non-space characters from start."""
+    i = start
+    while n and i < len(key):
+        if key[i] != " ":
+            n -= 1
+        i += 1
+    return i
+
+
 def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix: bool):
     """Character spans [start, end) of `name` that the query matched, for highlighting."""
     key, pos, _ = normalize_spans(name)
@@ -712,6 +722,13 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
         for t in key.split(" "):
             toks.append((start, t))
             start += len(t) + 1
+        # compounds ("spider man" -> "spiderman") span their parts
+        joined = []
+        for a in range(len(toks)):
+            for b in range(a + 1, min(a + 6, len(toks))):
+                s0 = toks[a][0]
+                joined.append((s0, "".join(t for _, t in toks[a:b + 1]),
+                               toks[b][0] + len(toks[b][1]) - s0))
         for qi, w in enumerate(qwords):
             is_last = last_prefix and qi == len(qwords) - 1
             best = None
@@ -735,6 +752,22 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
                         continue
                 if best is None or cand[0] < best[0]:
                     best = cand
+            if best is None or best[0] > 0:
+                for s0, t, length in joined:
+                    k = max_edits(len(w))
+                    if t == w or (is_last and t.startswith(w)):
+                        d = 0
+                    elif k:
+                        d = OSA.distance(w, t, score_cutoff=k)
+                        if d > k:
+                            continue
+                    else:
+                        continue
+                    if best is None or d < best[0]:
+                        end = s0 + length
+                        if is_last and t.startswith(w) and t != w:   # spread over the parts
+                            end = _joined_end(key, s0, len(w))
+                        best = (d, s0, end)
             if best is not None:
                 key_spans.append((best[1], best[2]))
         key_spans = sorted(set(key_spans))
