@@ -1,0 +1,441 @@
+"""OpenAI-compatible API, served as OpenAI (``/openai/v1``), Groq (``/groq/openai/v1``),
+DeepSeek (``/deepseek/v1``) and Gemini (``/gemini/v1beta/openai``).
+
+Routes (relative to each base): ``POST /chat/completions`` (plain and SSE ``data: {chunk}`` ...
+``data: [DONE]``; ``stream_options.include_usage`` adds the final usage chunk with empty
+``choices``), ``GET /models``, ``GET /models/{id}``, ``POST /audio/transcriptions`` (multipart),
+``POST /audio/speech`` (audio bytes).
+
+* auth: ``Authorization: Bearer <key>`` required -> 401 in the provider's error shape;
+* errors: ``{"error": {"message", "type", "param", "code"}}``; Gemini's compatibility layer
+  answers errors as a one-element JSON list ``[{"error": {"code", "message", "status"}}]``,
+  as the real one does;
+* which provider answered: header ``x-sandbox-provider``, ``system_fingerprint`` =
+  ``fp_sandbox_<provider>``, the request log, and (``POST /_sandbox/config {"tag_replies": true}``)
+  a ``[via <provider>]`` suffix in the reply text;
+* unknown models (outside each provider's known families) get 404 ``model_not_found``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any, AsyncIterator, Optional
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route, Router
+
+from . import audio, llm
+from .core import (
+    JSON,
+    OPENAI_FAMILY,
+    SandboxState,
+    StreamCut,
+    UploadedFile,
+    bearer_token,
+    dumps,
+    now,
+    register_error_renderer,
+    sandbox_scope,
+    stream_fault,
+)
+
+OPENAI_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", None),
+    502: ("server_error", None),
+    503: ("server_error", None),
+}
+OPENAI_MESSAGES = {
+    401: "Incorrect API key provided.",
+    429: "Rate limit reached for requests. Please try again in 1s.",
+    500: "The server had an error while processing your request. Sorry about that!",
+    503: "The engine is currently overloaded, please try again later.",
+}
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+# Models each provider knows: exact ids listed by GET /models, plus accepted prefixes.
+MODELS: dict[str, tuple[list[str], tuple[str, ...]]] = {
+    "openai": (
+        ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-5", "gpt-5-mini", "o4-mini", "whisper-1",
+         "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"],
+        ("gpt-", "o1", "o3", "o4", "chatgpt-", "whisper-", "tts-", "ft:"),
+    ),
+    "groq": (
+        ["llama-3.3-70b-versatile", "llama-3.1-8b-instant", "openai/gpt-oss-120b", "openai/gpt-oss-20b",
+         "meta-llama/llama-4-scout-17b-16e-instruct", "qwen/qwen3-32b", "whisper-large-v3", "whisper-large-v3-turbo"],
+        ("llama", "meta-llama/", "openai/", "qwen", "moonshotai/", "gemma", "mixtral", "deepseek-r1", "whisper-",
+         "playai-tts"),
+    ),
+    "deepseek": (["deepseek-chat", "deepseek-reasoner"], ("deepseek-",)),
+    "gemini": (
+        ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.0-flash"],
+        ("gemini-", "models/gemini-", "gemma-"),
+    ),
+}
+VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
+          "marin", "cedar"}
+AUDIO_EXTENSIONS = ["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"]
+OWNERS = {"openai": "system", "groq": "Meta", "deepseek": "deepseek", "gemini": "google"}
+
+
+def _openai_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None,
+                  param: Optional[str] = None, code: Optional[str] = None) -> Response:
+    etype, ecode = OPENAI_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+    return JSON(
+        {
+            "error": {
+                "message": message or OPENAI_MESSAGES.get(status, f"Error {status}"),
+                "type": error_type or etype,
+                "param": param,
+                "code": code if code is not None else ecode,
+            }
+        },
+        status_code=status,
+    )
+
+
+def _gemini_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+    return JSON(
+        [{"error": {"code": status, "message": message or f"Error {status}",
+                    "status": error_type or GOOGLE_STATUS.get(status, "UNKNOWN")}}],
+        status_code=status,
+    )
+
+
+@register_error_renderer("openai", "groq", "deepseek")
+def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **kw: Any) -> Response:
+    return _openai_error(status, message, error_type, **kw)
+
+
+@register_error_renderer("gemini")
+def render_gemini_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **kw: Any) -> Response:
+    return _gemini_error(status, message, error_type)
+
+
+def _err(provider: str, status: int, message: str, param: Optional[str] = None, code: Optional[str] = None) -> Response:
+    if provider == "gemini":
+        return _gemini_error(status, message)
+    return _openai_error(status, message, param=param, code=code)
+
+
+def _model_known(provider: str, model: str) -> bool:
+    listed, prefixes = MODELS[provider]
+    return model in listed or model.startswith(prefixes)
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, param: Optional[str] = None, code: Optional[str] = None, status: int = 400):
+        super().__init__(message)
+        self.message, self.param, self.code, self.status = message, param, code, status
+
+
+def _parse_chat(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("We could not parse the JSON body of your request.")
+    if not body.get("model"):
+        raise BadRequest("you must provide a model parameter")
+    messages = body.get("messages")
+    if messages is None:
+        raise BadRequest("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("[] is too short - 'messages'", "messages", "invalid_value")
+    system_parts: list[str] = []
+    turns: list[llm.Turn] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise BadRequest(f"Invalid type for 'messages[{i}]': expected an object.", f"messages[{i}]", "invalid_type")
+        role = msg.get("role")
+        if role not in ("system", "developer", "user", "assistant", "tool", "function"):
+            raise BadRequest(
+                f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', "
+                "'tool', and 'developer'.", f"messages[{i}].role", "invalid_value")
+        content = msg.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    url = (part.get("image_url") or {}).get("url", "")
+                    if not (url.startswith(("http://", "https://")) or
+                            (url.startswith("data:image/") and ";base64," in url)):
+                        raise BadRequest(
+                            "Invalid image URL. The URL must be a valid HTTP or HTTPS URL, or a data URL with "
+                            "base64 encoding.", f"messages[{i}].content[{j}].image_url.url", "invalid_image_url")
+        text, images = llm.text_of(content)
+        if role in ("system", "developer"):
+            system_parts.append(text)
+        else:
+            turns.append(llm.Turn("assistant" if role == "assistant" else "user" if role == "user" else role,
+                                  text, images))
+    system = "\n".join(system_parts)
+    extra = dumps(body.get("tools")).decode() if body.get("tools") else ""
+    return {"system": system, "turns": turns, "prompt_tokens": llm.input_tokens(system, turns, extra)}
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def build(state: SandboxState, provider: str) -> Router:
+    assert provider in OPENAI_FAMILY
+
+    def auth(request: Request) -> Optional[Response]:
+        if bearer_token(request) is None:
+            return _err(
+                provider, 401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+        return None
+
+    def completion_id() -> str:
+        if provider == "deepseek":
+            return f"{state.rand(8).lower()}-{state.rand(4).lower()}-{state.rand(4).lower()}-{state.rand(12).lower()}"
+        return "chatcmpl-" + state.rand(29)
+
+    async def chat(request: Request) -> Response:
+        if (err := auth(request)) is not None:
+            return err
+        body = sandbox_scope(request)["parsed"]
+        try:
+            parsed = _parse_chat(body)
+        except BadRequest as e:
+            return _err(provider, e.status, e.message, e.param, e.code)
+        model = body["model"]
+        if not _model_known(provider, model):
+            return _err(provider, 404, f"The model `{model}` does not exist or you do not have access to it.",
+                        code="model_not_found")
+        fmt = (body.get("response_format") or {}).get("type")
+        tag = provider if state.config.get("tag_replies") else None
+        text = llm.compose_reply(parsed["system"], parsed["turns"], json_object=fmt in ("json_object", "json_schema"),
+                                 tag=tag)
+        stop = body.get("stop")
+        finish = "stop"
+        for seq in ([stop] if isinstance(stop, str) else stop or []):
+            if seq and seq in text:
+                text = text[: text.index(seq)]
+                break
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        toks, cut = llm.truncate_to_tokens(text, max_tokens)
+        if cut:
+            finish = "length"
+        n = int(body.get("n") or 1)
+        cid, created = completion_id(), now()
+        fingerprint = f"fp_sandbox_{provider}"
+        headers = {"x-sandbox-provider": provider, "x-request-id": "req_" + state.rand(32).lower()}
+        usage = _usage(parsed["prompt_tokens"], len(toks) * n)
+        lat = state.latency_for(provider)
+        if not body.get("stream"):
+            delay = lat.first_token_seconds + lat.per_token_seconds * len(toks)
+            if delay:
+                await asyncio.sleep(delay)
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": "".join(toks), "refusal": None, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+                for i in range(n)
+            ]
+            return JSON(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": choices,
+                    "usage": usage,
+                    "service_tier": "default",
+                    "system_fingerprint": fingerprint,
+                },
+                headers=headers,
+            )
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        fault = stream_fault(request)
+
+        def chunk(choices: list[dict[str, Any]], usage_value: Any = None) -> bytes:
+            data: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": fingerprint,
+                "choices": choices,
+            }
+            if include_usage:
+                data["usage"] = usage_value
+            return b"data: " + dumps(data) + b"\n\n"
+
+        async def events() -> AsyncIterator[bytes]:
+            yield chunk([
+                {"index": i, "delta": {"role": "assistant", "content": "", "refusal": None}, "logprobs": None,
+                 "finish_reason": None} for i in range(n)
+            ])
+            if lat.first_token_seconds:
+                await asyncio.sleep(lat.first_token_seconds)
+            for k, piece in enumerate(toks):
+                if fault is not None and k >= fault.after_chunks:
+                    if fault.drop_connection:
+                        raise StreamCut("sandbox fault: stream cut")
+                    status = fault.status or 500
+                    etype, ecode = OPENAI_TYPES.get(status, ("server_error", None))
+                    yield b"data: " + dumps({"error": {
+                        "message": fault.message or OPENAI_MESSAGES.get(status, "stream failed"),
+                        "type": fault.error_type or etype, "param": None, "code": ecode}}) + b"\n\n"
+                    return
+                if k and lat.per_token_seconds:
+                    await asyncio.sleep(lat.per_token_seconds)
+                yield chunk([{"index": i, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
+                             for i in range(n)])
+            yield chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": finish} for i in range(n)])
+            if include_usage:
+                yield chunk([], usage)
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream; charset=utf-8",
+                                 headers=dict(headers, **{"cache-control": "no-cache"}))
+
+    def model_obj(mid: str) -> dict[str, Any]:
+        return {"id": mid, "object": "model", "created": 1715367049, "owned_by": OWNERS[provider]}
+
+    async def models(request: Request) -> Response:
+        if (err := auth(request)) is not None:
+            return err
+        return JSON({"object": "list", "data": [model_obj(m) for m in MODELS[provider][0]]})
+
+    async def model(request: Request) -> Response:
+        if (err := auth(request)) is not None:
+            return err
+        mid = request.path_params["model_id"]
+        if not _model_known(provider, mid):
+            return _err(provider, 404, f"The model '{mid}' does not exist", param="model", code="model_not_found")
+        return JSON(model_obj(mid))
+
+    async def transcriptions(request: Request) -> Response:
+        if (err := auth(request)) is not None:
+            return err
+        form = sandbox_scope(request)["parsed"]
+        if not isinstance(form, dict) or not isinstance(form.get("file"), UploadedFile):
+            return _err(provider, 400, "Missing required parameter: 'file'.", "file", "missing_required_parameter")
+        if not form.get("model"):
+            return _err(provider, 400, "Missing required parameter: 'model'.", "model", "missing_required_parameter")
+        if not _model_known(provider, str(form["model"])):
+            return _err(provider, 404, f"The model `{form['model']}` does not exist or you do not have access to it.",
+                        code="model_not_found")
+        upload: UploadedFile = form["file"]
+        ext = upload.filename.rsplit(".", 1)[-1].lower() if "." in upload.filename else ""
+        if ext not in AUDIO_EXTENSIONS:
+            return _err(provider, 400, f"Invalid file format. Supported formats: {AUDIO_EXTENSIONS}", "file",
+                        "invalid_value")
+        duration = audio.sniff_duration(upload.data)
+        if not upload.data or (duration is not None and duration < 0.1):
+            return _err(provider, 400, "Audio file is too short. Minimum audio length is 0.1 seconds.", "file",
+                        "audio_too_short")
+        if state.transcripts:
+            text = state.transcripts.popleft()
+        else:
+            text = audio.read_marker(upload.data)
+            if text is None:
+                if audio.wav_duration(upload.data) is not None:
+                    text = audio.DEFAULT_TRANSCRIPT
+                else:
+                    text = f"Sandbox transcription of {upload.filename} ({len(upload.data)} bytes)."
+        duration = duration if duration is not None else max(0.1, len(upload.data) / 16000)
+        fmt = form.get("response_format") or "json"
+        if fmt == "text":
+            return PlainTextResponse(text + "\n")
+        if fmt in ("srt", "vtt"):
+            end = _timestamp(duration, "," if fmt == "srt" else ".")
+            start = _timestamp(0.0, "," if fmt == "srt" else ".")
+            cue = f"{start} --> {end}\n{text}\n"
+            return PlainTextResponse(("1\n" + cue + "\n") if fmt == "srt" else ("WEBVTT\n\n" + cue + "\n"))
+        if fmt == "verbose_json":
+            return JSON({
+                "task": "transcribe",
+                "language": form.get("language") or "english",
+                "duration": round(duration, 2),
+                "text": text,
+                "segments": [{
+                    "id": 0, "seek": 0, "start": 0.0, "end": round(duration, 2), "text": " " + text,
+                    "tokens": [], "temperature": 0.0, "avg_logprob": -0.2, "compression_ratio": 1.0,
+                    "no_speech_prob": 0.01,
+                }],
+                "usage": {"type": "duration", "seconds": math.ceil(duration)},
+            })
+        if fmt != "json":
+            return _err(provider, 400, f"Invalid value: '{fmt}'. Supported values are: 'json', 'text', 'srt', "
+                        "'verbose_json', and 'vtt'.", "response_format", "invalid_value")
+        return JSON({"text": text, "usage": {"type": "duration", "seconds": math.ceil(duration)}})
+
+    async def speech(request: Request) -> Response:
+        if (err := auth(request)) is not None:
+            return err
+        body = sandbox_scope(request)["parsed"]
+        if not isinstance(body, dict):
+            return _err(provider, 400, "We could not parse the JSON body of your request.")
+        for name in ("model", "input", "voice"):
+            if not body.get(name):
+                return _err(provider, 400, f"Missing required parameter: '{name}'.", name,
+                            "missing_required_parameter")
+        if not _model_known(provider, str(body["model"])):
+            return _err(provider, 404, f"The model `{body['model']}` does not exist or you do not have access to it.",
+                        code="model_not_found")
+        text = str(body["input"])
+        if len(text) > 4096:
+            return _err(provider, 400, f"'{text[:20]}...' is too long - 'input' (max 4096 characters)", "input",
+                        "string_above_max_length")
+        if provider == "openai" and body["voice"] not in VOICES:
+            return _err(provider, 400, f"Invalid value: '{body['voice']}'. Supported values are: "
+                        + ", ".join(f"'{v}'" for v in sorted(VOICES)) + ".", "voice", "invalid_value")
+        fmt = body.get("response_format") or "mp3"
+        if fmt not in audio.FORMATS:
+            if fmt in ("opus", "aac"):
+                return _err(provider, 400, f"The sandbox cannot encode '{fmt}'; ask for mp3, wav, flac or pcm.",
+                            "response_format", "unsupported_value")
+            return _err(provider, 400, f"Invalid value: '{fmt}'. Supported values are: 'mp3', 'opus', 'aac', "
+                        "'flac', 'wav', and 'pcm'.", "response_format", "invalid_value")
+        content_type, make = audio.FORMATS[fmt]
+        return Response(make(text), media_type=content_type, headers={"x-sandbox-provider": provider})
+
+    return Router(routes=[
+        Route("/chat/completions", chat, methods=["POST"]),
+        Route("/models", models, methods=["GET"]),
+        Route("/models/{model_id:path}", model, methods=["GET"]),
+        Route("/audio/transcriptions", transcriptions, methods=["POST"]),
+        Route("/audio/speech", speech, methods=["POST"]),
+    ])
+
+
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, rem = divmod(ms, 3600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
