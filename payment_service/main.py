@@ -1,19 +1,57 @@
 """uvicorn payment_service.main:app"""
 from fastapi import FastAPI
 
+from payment_service.billing import Billing
+from payment_service.events import build_handlers
+from payment_service.routers import account, webhooks
 from payment_service.settings import Settings
+from payment_service.stripe_gateway import StripeGateway
+from payment_service.sweeper import Sweeper
 from shared.app import create_app, lazy_app
+from shared.quota import QuotaClient
 from shared.settings import load_settings
+from shared.tiers import TierResolver
+
+LEGACY_PREFIX = "/api/payments"
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
-    return create_app(
+    holder: dict[str, FastAPI] = {}
+
+    async def start(app: FastAPI) -> None:
+        state = app.state
+        state.gateway = StripeGateway(
+            settings.stripe_api_key,
+            settings.stripe_api_base,
+            timeout=settings.stripe_timeout_seconds,
+            max_network_retries=settings.stripe_max_network_retries,
+        )
+        state.billing = Billing(settings, state.gateway)
+        state.stripe_handlers = webhooks._stripe_handlers(state.billing)
+        state.quota = QuotaClient(state.core_db, state.redis, state.keys, cache_ttl_seconds=settings.quota_cache_ttl_seconds)
+        state.tier_resolver = TierResolver(state.redis, state.keys, state.core_db)
+        state.sweeper = Sweeper(app, settings.sweep_interval_seconds)
+        state.sweeper.start()
+
+    async def stop(app: FastAPI) -> None:
+        await app.state.sweeper.stop()
+        await app.state.gateway.close()
+
+    app = create_app(
         service="payment",
         settings=settings,
-        routers=[],
-        legacy_prefixes=['/api/payments'],
+        routers=[account.router],
+        legacy_prefixes=[LEGACY_PREFIX],
+        consumer=build_handlers(lambda: holder["app"]),
+        on_startup=[start],
+        on_shutdown=[stop],
     )
+    # Provider webhooks: authenticated per event, not rate limited per client address.
+    app.include_router(webhooks.router)
+    app.include_router(webhooks.router, prefix=LEGACY_PREFIX, include_in_schema=False)
+    holder["app"] = app
+    return app
 
 
 __getattr__ = lazy_app(build_app)

@@ -1,7 +1,7 @@
 """The payment service's settings: everything ServiceSettings reads, plus its own."""
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
 from shared.settings import ServiceSettings
 
@@ -13,7 +13,7 @@ class Settings(ServiceSettings):
     # Stripe. Without a key the Stripe routes answer 503 STRIPE_NOT_CONFIGURED (the service still
     # starts: quotas, RevenueCat and webhooks keep working). The keyless local fleet points
     # STRIPE_API_BASE at the sandbox.
-    stripe_api_key: str | None = None
+    stripe_api_key: str | None = Field(default=None, validation_alias=AliasChoices("STRIPE_API_KEY", "STRIPE_SECRET_KEY", "stripe_api_key"))
     stripe_webhook_secret: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
     stripe_price_pro: str | None = None
@@ -30,6 +30,8 @@ class Settings(ServiceSettings):
 
     payment_grace_days: float = Field(default=3.0, ge=0)
     frontend_url: str = "https://scenextras.com"
+    # Hosts (besides FRONTEND_URL's, and their subdomains) allowed as checkout/portal redirect targets.
+    allowed_redirect_hosts: list[str] = []
 
     # Referral bonus credits (regular messages that never reset).
     referral_bonus_referrer: int = Field(default=10, ge=0)

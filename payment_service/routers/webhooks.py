@@ -1,0 +1,138 @@
+"""Provider webhooks: Stripe (`POST /webhook`) and RevenueCat (`POST /webhooks/revenuecat`).
+
+Not behind the per-client rate limit (providers deliver bursts from few addresses); each event is
+authenticated (Stripe signature with a 5-minute tolerance, RevenueCat's Authorization value) and
+applied once: its id is recorded in the same transaction as its effect.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from datetime import datetime, timezone
+
+import orjson
+import stripe
+from fastapi import APIRouter, Request
+
+from payment_service.models import WebhookAck
+from payment_service.repositories import billing as repo
+from payment_service.repositories.billing import as_uuid
+from payment_service.webhook_effects import after_commit
+from shared.errors import APIError
+
+log = logging.getLogger("payment.webhooks")
+router = APIRouter(tags=["webhooks"])
+
+
+def _stripe_handlers(billing):
+    async def subscription(conn, obj, when, event_id, *, reason, deleted=False):
+        applied = await billing.apply_stripe_subscription(conn, obj, when, reason=reason, provider_event_id=event_id, deleted=deleted)
+        return [applied] if applied else []
+
+    return {
+        "checkout.session.completed": billing.on_checkout_completed,
+        "customer.subscription.created": lambda c, o, w, e: subscription(c, o, w, e, reason="created"),
+        "customer.subscription.updated": lambda c, o, w, e: subscription(c, o, w, e, reason="updated"),
+        "customer.subscription.deleted": lambda c, o, w, e: subscription(c, o, w, e, reason="deleted", deleted=True),
+        "customer.subscription.paused": lambda c, o, w, e: subscription(c, o, w, e, reason="paused"),
+        "customer.subscription.resumed": lambda c, o, w, e: subscription(c, o, w, e, reason="resumed"),
+        "invoice.paid": billing.on_invoice_paid,
+        "invoice.payment_failed": billing.on_invoice_failed,
+        "charge.refunded": billing.on_charge_refunded,
+    }
+
+
+def _bad_payload(message: str) -> APIError:
+    return APIError(400, "INVALID_PAYLOAD", message)
+
+
+@router.post("/webhook", response_model=WebhookAck)
+async def stripe_webhook(request: Request):
+    state = request.app.state
+    secret = state.settings.stripe_webhook_secret
+    if not secret:
+        raise APIError(503, "WEBHOOK_NOT_CONFIGURED", "STRIPE_WEBHOOK_SECRET is not set; the event was not processed.")
+    raw = await request.body()
+    signature = request.headers.get("stripe-signature")
+    try:
+        stripe.WebhookSignature.verify_header(raw, signature, secret, state.settings.stripe_webhook_tolerance_seconds)
+    except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError):
+        raise APIError(400, "INVALID_SIGNATURE", "The Stripe-Signature header does not match this payload (or is too old).") from None
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _bad_payload("The webhook body is not JSON.") from None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise _bad_payload("The webhook body is not a Stripe event.")
+    obj = (event.get("data") or {}).get("object") if isinstance(event.get("data"), dict) else None
+    created = event.get("created")
+    if not isinstance(obj, dict) or not isinstance(created, int):
+        raise _bad_payload("The Stripe event has no data.object or created time.")
+    when = datetime.fromtimestamp(created, timezone.utc)
+    handler = state.stripe_handlers.get(event["type"])
+    if handler is not None and obj.get("id") is None:
+        raise _bad_payload("The event's object has no id.")
+    applied = []
+    try:
+        async with state.core_db.acquire() as conn:
+            async with conn.transaction():
+                if not await repo.record_webhook_event(conn, "stripe", event["id"], event["type"], when):
+                    return WebhookAck(duplicate=True)
+                if handler is None:
+                    await repo.set_webhook_outcome(conn, "stripe", event["id"], "ignored")
+                    return WebhookAck(ignored=True)
+                applied = await handler(conn, obj, when, event["id"])
+                await repo.set_webhook_outcome(conn, "stripe", event["id"], "applied" if applied else "no_change")
+    except (KeyError, TypeError, ValueError) as exc:
+        # The event is signed but not shaped as its type should be: nothing was changed.
+        log.warning("malformed stripe event", extra={"event_id": event["id"], "type": event["type"], "error": repr(exc)})
+        raise _bad_payload(f"The {event['type']} event is malformed: {exc}") from None
+    await after_commit(request.app, applied)
+    return WebhookAck()
+
+
+def _revenuecat_user(event: dict) -> str | None:
+    for candidate in [event.get("app_user_id"), event.get("original_app_user_id"), *(event.get("aliases") or [])]:
+        uid = as_uuid(candidate)
+        if uid is not None:
+            return str(uid)
+    return None
+
+
+@router.post("/webhooks/revenuecat", response_model=WebhookAck)
+async def revenuecat_webhook(request: Request):
+    state = request.app.state
+    expected = state.settings.revenuecat_webhook_auth
+    if not expected:
+        raise APIError(503, "WEBHOOK_NOT_CONFIGURED", "REVENUECAT_WEBHOOK_AUTH is not set; the event was not processed.")
+    given = request.headers.get("authorization") or ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise APIError(401, "INVALID_WEBHOOK_AUTH", "The Authorization header does not match the configured RevenueCat secret.")
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise _bad_payload("The webhook body is not JSON.") from None
+    event = body.get("event") if isinstance(body, dict) else None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise _bad_payload("The body is not a RevenueCat event ({\"event\": {id, type, ...}}).")
+    stamp = event.get("event_timestamp_ms")
+    when = datetime.fromtimestamp((int(stamp) / 1000) if isinstance(stamp, (int, float)) else time.time(), timezone.utc)
+    user_id = _revenuecat_user(event)
+    applied = []
+    try:
+        async with state.core_db.acquire() as conn:
+            async with conn.transaction():
+                if not await repo.record_webhook_event(conn, "revenuecat", event["id"], event["type"], when):
+                    return WebhookAck(duplicate=True)
+                if user_id is None:
+                    log.warning("revenuecat event for a user we cannot identify", extra={"event_id": event["id"]})
+                    await repo.set_webhook_outcome(conn, "revenuecat", event["id"], "unknown_user")
+                    return WebhookAck(ignored=True)
+                applied = await state.billing.on_revenuecat(conn, event, user_id, when)
+                await repo.set_webhook_outcome(conn, "revenuecat", event["id"], "applied" if applied else "ignored")
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("malformed revenuecat event", extra={"event_id": event["id"], "error": repr(exc)})
+        raise _bad_payload(f"The {event['type']} event is malformed: {exc}") from None
+    await after_commit(request.app, applied)
+    return WebhookAck(ignored=not applied)
