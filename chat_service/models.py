@@ -1,0 +1,128 @@
+"""Request and response bodies (pydantic at the edges). Limits that depend on configuration
+(message length, number of characters, attachments) are checked in the routes, so the error
+names the configured limit with its own code."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["image"] = "image"
+    url: str | None = Field(default=None, max_length=4096, description="an https image URL")
+    data: str | None = Field(default=None, description="base64 image bytes (an upload)")
+    media_type: str | None = Field(default=None, description="image/jpeg, image/png, image/gif or image/webp")
+
+
+class TalkRequest(BaseModel):
+    message: str
+    character: str = Field(..., min_length=1, max_length=200)
+    series: str | None = Field(default=None, max_length=300)
+    conversation_id: str | None = None
+    model: str | None = None
+    stream: bool = False
+    attachments: list[Attachment] = Field(default_factory=list)
+
+
+class QuotaInfo(BaseModel):
+    type: str
+    remaining: int  # -1 unlimited
+    reset_at: datetime | None = None
+
+
+class TalkResponse(BaseModel):
+    response: str
+    conversation_id: str
+    message_id: str
+    user_message_id: str
+    model: str
+    provider: str
+    remaining_quota: int
+    quota: QuotaInfo
+    follow_up_questions: list[str]
+    usage: dict[str, int]
+    context_tokens: int
+    dropped_messages: int
+
+
+class GroupCharacter(BaseModel):
+    name: str = Field(..., min_length=1, max_length=200)
+    series: str | None = Field(default=None, max_length=300)
+
+
+class GroupChatRequest(BaseModel):
+    characters: list[GroupCharacter] = Field(default_factory=list)
+    message: str
+    conversation_id: str | None = None
+    model: str | None = None
+
+
+class GroupReply(BaseModel):
+    message_id: str
+    sender: str
+    response: str
+    model: str
+    provider: str
+
+
+class GroupChatResponse(BaseModel):
+    conversation_id: str
+    user_message_id: str
+    replies: list[GroupReply]
+    turn_order: list[str]
+    remaining_quota: int
+    quota: QuotaInfo
+    follow_up_questions: list[str]
+
+
+class EditMessage(BaseModel):
+    content: str
+
+
+class ReactionRequest(BaseModel):
+    reaction: Literal["like", "dislike"]
+
+
+class SpeakRequest(BaseModel):
+    text: str
+    voice: str | None = Field(default=None, max_length=40)
+
+
+def message_out(row, reactions: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta = row["metadata"] or {}
+    return {
+        "id": str(row["id"]),
+        "conversation_id": str(row["conversation_id"]),
+        "sender": row["sender"],
+        "role": row["role"],
+        "content": row["content"],
+        "message_type": row["message_type"],
+        "status": row["status"],
+        "pinned": row["pinned"],
+        "token_count": row["token_count"],
+        "metadata": meta,
+        "edited_at": row["edited_at"].isoformat() if row["edited_at"] else None,
+        "created_at": row["created_at"].isoformat(),
+        "reactions": reactions or {"like": 0, "dislike": 0, "mine": []},
+    }
+
+
+def conversation_out(row) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "character": row["character_name"],
+        "series": row["character_series"],
+        "type": row["conversation_type"],
+        "participants": row["participants"],
+        "model": row["model"],
+        "message_count": row["message_count"],
+        "token_count": row["token_count"],
+        "shared": row["share_token"] is not None,
+        "last_message_at": row["last_message_at"].isoformat() if row["last_message_at"] else None,
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }

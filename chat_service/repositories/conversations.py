@@ -1,0 +1,138 @@
+"""SQL for conversations (asyncpg, written out). Every query is scoped to the owner."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+COLUMNS = (
+    "id, user_id, character_name, character_series, conversation_type, participants, model,"
+    " token_count, message_count, share_token, last_message_at, created_at, updated_at"
+)
+
+
+async def get_owned(conn: asyncpg.Connection | asyncpg.Pool, conversation_id: str, user_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
+    sql = f"SELECT {COLUMNS} FROM conversations WHERE id = $1 AND user_id = $2"
+    if for_update:
+        sql += " FOR UPDATE"
+    return await conn.fetchrow(sql, conversation_id, user_id)
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    conversation_id: str,
+    user_id: str,
+    character_name: str,
+    character_series: str | None,
+    conversation_type: str,
+    participants: list[dict[str, Any]] | None,
+    model: str | None,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""
+        INSERT INTO conversations (id, user_id, character_name, character_series, conversation_type, participants, model)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        RETURNING {COLUMNS}
+        """,
+        conversation_id,
+        user_id,
+        character_name,
+        character_series,
+        conversation_type,
+        participants,
+        model,
+    )
+
+
+async def touch(conn: asyncpg.Connection, conversation_id: str, *, added_messages: int, added_tokens: int, model: str | None) -> None:
+    await conn.execute(
+        """
+        UPDATE conversations
+           SET message_count = message_count + $2,
+               token_count = token_count + $3,
+               model = COALESCE($4, model),
+               last_message_at = clock_timestamp(),
+               updated_at = clock_timestamp()
+         WHERE id = $1
+        """,
+        conversation_id,
+        added_messages,
+        added_tokens,
+        model,
+    )
+
+
+async def recount(conn: asyncpg.Connection, conversation_id: str) -> None:
+    """After an edit or a delete: counts from the messages themselves."""
+    await conn.execute(
+        """
+        UPDATE conversations c
+           SET message_count = s.n, token_count = s.t, updated_at = clock_timestamp()
+          FROM (SELECT count(*) AS n, COALESCE(sum(token_count), 0) AS t FROM messages WHERE conversation_id = $1) s
+         WHERE c.id = $1
+        """,
+        conversation_id,
+    )
+
+
+async def list_page(
+    pool: asyncpg.Pool, user_id: str, *, limit: int, after: tuple[datetime, uuid.UUID] | None
+) -> list[asyncpg.Record]:
+    """Most recent first; keyset pagination on (last activity, id)."""
+    if after is None:
+        return await pool.fetch(
+            f"""
+            SELECT {COLUMNS}, COALESCE(last_message_at, created_at) AS activity_at FROM conversations
+             WHERE user_id = $1
+             ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC
+             LIMIT $2
+            """,
+            user_id,
+            limit,
+        )
+    return await pool.fetch(
+        f"""
+        SELECT {COLUMNS}, COALESCE(last_message_at, created_at) AS activity_at FROM conversations
+         WHERE user_id = $1
+           AND (COALESCE(last_message_at, created_at), id) < ($3, $4)
+         ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC
+         LIMIT $2
+        """,
+        user_id,
+        limit,
+        after[0],
+        after[1],
+    )
+
+
+async def delete_owned(pool: asyncpg.Pool, conversation_id: str, user_id: str) -> bool:
+    status = await pool.execute("DELETE FROM conversations WHERE id = $1 AND user_id = $2", conversation_id, user_id)
+    return status.endswith(" 1")
+
+
+async def set_share_token(pool: asyncpg.Pool, conversation_id: str, user_id: str, token: str | None) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        f"UPDATE conversations SET share_token = $3, updated_at = clock_timestamp() WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}",
+        conversation_id,
+        user_id,
+        token,
+    )
+
+
+async def get_shared(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(f"SELECT {COLUMNS} FROM conversations WHERE share_token = $1", token)
+
+
+async def erase_user(conn: asyncpg.Connection, user_id: str) -> dict[str, int]:
+    """Every conversation, message and reaction of the user (messages go with their conversation)."""
+    reactions = await conn.execute("DELETE FROM message_reactions WHERE user_id = $1", user_id)
+    messages = await conn.execute("DELETE FROM messages WHERE user_id = $1", user_id)
+    conversations = await conn.execute("DELETE FROM conversations WHERE user_id = $1", user_id)
+    return {
+        "reactions": int(reactions.split()[-1]),
+        "messages": int(messages.split()[-1]),
+        "conversations": int(conversations.split()[-1]),
+    }

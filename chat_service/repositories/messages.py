@@ -1,0 +1,197 @@
+"""SQL for messages and reactions (asyncpg, written out)."""
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+COLUMNS = "id, seq, conversation_id, user_id, sender, role, content, message_type, metadata, token_count, status, pinned, edited_at, created_at"
+M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    message_id: str,
+    conversation_id: str,
+    user_id: str,
+    sender: str,
+    role: str,
+    content: str,
+    token_count: int,
+    metadata: dict[str, Any] | None = None,
+    message_type: str = "text",
+    status: str = "complete",
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""
+        INSERT INTO messages (id, conversation_id, user_id, sender, role, content, message_type, metadata, token_count, status)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        RETURNING {COLUMNS}
+        """,
+        message_id,
+        conversation_id,
+        user_id,
+        sender,
+        role,
+        content,
+        message_type,
+        metadata or {},
+        token_count,
+        status,
+    )
+
+
+async def recent_within(conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None) -> list[asyncpg.Record]:
+    """Pinned messages and the newest messages whose running token total stays within
+    `token_cap`, chronological. The exact fit is `budget.fit`; this only bounds what is read."""
+    return await conn.fetch(
+        f"""
+        SELECT {COLUMNS} FROM (
+            SELECT {COLUMNS}, sum(token_count) OVER (ORDER BY seq DESC) AS running
+              FROM messages
+             WHERE conversation_id = $1 AND ($3::bigint IS NULL OR seq < $3)
+        ) s
+         WHERE running <= $2 OR pinned
+         ORDER BY seq
+        """,
+        conversation_id,
+        token_cap,
+        before_seq,
+    )
+
+
+async def get_owned(conn, message_id: str, user_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {COLUMNS} FROM messages WHERE id = $1 AND user_id = $2", message_id, user_id)
+
+
+async def page(conn, conversation_id: str, *, limit: int, before_seq: int | None) -> list[asyncpg.Record]:
+    """Newest `limit` messages before `before_seq`, returned chronologically."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {COLUMNS} FROM messages
+         WHERE conversation_id = $1 AND ($3::bigint IS NULL OR seq < $3)
+         ORDER BY seq DESC
+         LIMIT $2
+        """,
+        conversation_id,
+        limit,
+        before_seq,
+    )
+    return list(reversed(rows))
+
+
+async def all_in(conn, conversation_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY seq", conversation_id)
+
+
+async def last_user_message(conn, conversation_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM messages WHERE conversation_id = $1 AND role = 'user' ORDER BY seq DESC LIMIT 1",
+        conversation_id,
+    )
+
+
+async def replies_after(conn, conversation_id: str, seq: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq",
+        conversation_id,
+        seq,
+    )
+
+
+async def edit(conn, message_id: str, content: str, token_count: int, previous: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""
+        UPDATE messages
+           SET content = $2,
+               token_count = $3,
+               edited_at = clock_timestamp(),
+               metadata = jsonb_set(metadata, '{{edits}}',
+                   COALESCE(metadata->'edits', '[]'::jsonb)
+                   || jsonb_build_array(jsonb_build_object('content', $4::text, 'replaced_at', clock_timestamp())))
+         WHERE id = $1
+        RETURNING {COLUMNS}
+        """,
+        message_id,
+        content,
+        token_count,
+        previous,
+    )
+
+
+async def replace_reply(
+    conn, message_id: str, *, content: str, token_count: int, sender: str, metadata: dict[str, Any], status: str = "complete"
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""
+        UPDATE messages SET content = $2, token_count = $3, sender = $4, metadata = $5, status = $6, edited_at = clock_timestamp()
+         WHERE id = $1
+        RETURNING {COLUMNS}
+        """,
+        message_id,
+        content,
+        token_count,
+        sender,
+        metadata,
+        status,
+    )
+
+
+async def delete(conn, message_id: str) -> None:
+    await conn.execute("DELETE FROM messages WHERE id = $1", message_id)
+
+
+async def set_pinned(conn, message_id: str, pinned: bool) -> asyncpg.Record:
+    return await conn.fetchrow(f"UPDATE messages SET pinned = $2 WHERE id = $1 RETURNING {COLUMNS}", message_id, pinned)
+
+
+# -- reactions ---------------------------------------------------------------------------------
+
+
+async def react(conn: asyncpg.Connection, message_id: str, user_id: str, reaction: str) -> None:
+    """One reaction per user and kind; a like replaces the user's dislike and vice versa."""
+    opposite = "dislike" if reaction == "like" else "like"
+    await conn.execute(
+        "DELETE FROM message_reactions WHERE message_id = $1 AND user_id = $2 AND reaction_type = $3",
+        message_id,
+        user_id,
+        opposite,
+    )
+    await conn.execute(
+        """
+        INSERT INTO message_reactions (message_id, user_id, reaction_type) VALUES ($1, $2, $3)
+        ON CONFLICT (message_id, user_id, reaction_type) DO NOTHING
+        """,
+        message_id,
+        user_id,
+        reaction,
+    )
+
+
+async def unreact(conn, message_id: str, user_id: str, reaction: str) -> None:
+    await conn.execute(
+        "DELETE FROM message_reactions WHERE message_id = $1 AND user_id = $2 AND reaction_type = $3",
+        message_id,
+        user_id,
+        reaction,
+    )
+
+
+async def reaction_summary(conn, message_ids: list, user_id: str) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(
+        """
+        SELECT message_id, reaction_type, count(*) AS n, bool_or(user_id = $2) AS mine
+          FROM message_reactions WHERE message_id = ANY($1::uuid[])
+         GROUP BY message_id, reaction_type
+        """,
+        message_ids,
+        user_id,
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = out.setdefault(str(r["message_id"]), {"like": 0, "dislike": 0, "mine": []})
+        entry[r["reaction_type"]] = r["n"]
+        if r["mine"]:
+            entry["mine"].append(r["reaction_type"])
+    return out

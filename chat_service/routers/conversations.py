@@ -1,0 +1,186 @@
+"""Conversations: list and detail (cursor pagination), delete, regenerate, export, share."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import secrets
+import uuid
+from datetime import datetime
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+
+from chat_service import export
+from chat_service.models import conversation_out, message_out
+from chat_service.repositories import conversations as conv_repo
+from chat_service.repositories import messages as msg_repo
+from chat_service.service import parse_uuid
+from shared.auth import CurrentUser, get_current_user, resolve_tier
+from shared.errors import APIError
+
+router = APIRouter(tags=["conversations"])
+
+
+def _bad_cursor() -> APIError:
+    return APIError(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")
+
+
+def encode_cursor(*parts: str) -> str:
+    return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, n: int) -> list[str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise _bad_cursor() from None
+    parts = raw.split("|")
+    if len(parts) != n:
+        raise _bad_cursor()
+    return parts
+
+
+async def owned(request: Request, conversation_id: str, user: CurrentUser):
+    conv = await conv_repo.get_owned(request.app.state.db, parse_uuid(conversation_id), user.user_id)
+    if conv is None:
+        raise APIError(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
+    return conv
+
+
+@router.get("/conversations")
+async def list_conversations(
+    request: Request,
+    limit: int = Query(20, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=200),
+    user: CurrentUser = Depends(get_current_user),
+):
+    after = None
+    if cursor:
+        ts, cid = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(ts), uuid.UUID(cid))
+        except ValueError:
+            raise _bad_cursor() from None
+    rows = await conv_repo.list_page(request.app.state.db, user.user_id, limit=limit + 1, after=after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1]["activity_at"].isoformat(), str(rows[-1]["id"])) if more and rows else None
+    return {"conversations": [conversation_out(r) for r in rows], "next_cursor": next_cursor}
+
+
+@router.get("/conversations/{conversation_id}")
+async def get_conversation(
+    conversation_id: str,
+    request: Request,
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, max_length=200),
+    user: CurrentUser = Depends(get_current_user),
+):
+    """The conversation and a page of its messages: the newest first page, older with `cursor`;
+    each page is in chronological order."""
+    conv = await owned(request, conversation_id, user)
+    before = None
+    if cursor:
+        (seq,) = decode_cursor(cursor, 1)
+        if not seq.isdigit():
+            raise _bad_cursor()
+        before = int(seq)
+    db = request.app.state.db
+    rows = await msg_repo.page(db, conv["id"], limit=limit + 1, before_seq=before)
+    more = len(rows) > limit
+    rows = rows[-limit:] if more else rows
+    reactions = await msg_repo.reaction_summary(db, [r["id"] for r in rows], user.user_id) if rows else {}
+    return {
+        "conversation": conversation_out(conv),
+        "messages": [message_out(r, reactions.get(str(r["id"]))) for r in rows],
+        "next_cursor": encode_cursor(str(rows[0]["seq"])) if more and rows else None,
+    }
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204)
+async def delete_conversation(conversation_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
+    if not await conv_repo.delete_owned(request.app.state.db, parse_uuid(conversation_id), user.user_id):
+        raise APIError(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
+    return Response(status_code=204)
+
+
+@router.post("/conversations/{conversation_id}/regenerate")
+async def regenerate(
+    conversation_id: str,
+    request: Request,
+    body: dict | None = Body(default=None),
+    user: CurrentUser = Depends(get_current_user),
+):
+    model = (body or {}).get("model")
+    if model is not None and not isinstance(model, str):
+        raise APIError(422, "VALIDATION_ERROR", "model must be a string.")
+    tier = await resolve_tier(request, user)
+    return await request.app.state.engine.regenerate(user, tier, conversation_id, model)
+
+
+async def _transcript(db, conv):
+    rows = await msg_repo.all_in(db, conv["id"])
+    return conversation_out(conv), [message_out(r) for r in rows]
+
+
+@router.get("/conversations/{conversation_id}/export")
+async def export_conversation(
+    conversation_id: str,
+    request: Request,
+    format: str = Query("txt"),
+    user: CurrentUser = Depends(get_current_user),
+):
+    if format not in export.FORMATS:
+        raise APIError(422, "UNSUPPORTED_FORMAT", f"format must be one of {', '.join(export.FORMATS)}.", formats=list(export.FORMATS))
+    conv = await owned(request, conversation_id, user)
+    meta, messages = await _transcript(request.app.state.db, conv)
+    if format == "pdf":
+        data = await asyncio.to_thread(export.to_pdf, meta, messages, request.app.state.settings.chat_pdf_font_path)
+    else:
+        data = {"txt": export.to_txt, "md": export.to_md, "json": export.to_json}[format](meta, messages)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", conv["character_name"]).strip("-").lower() or "conversation"
+    return Response(
+        data,
+        media_type=export.FORMATS[format],
+        headers={"Content-Disposition": f'attachment; filename="{slug}-{str(conv["id"])[:8]}.{format}"'},
+    )
+
+
+@router.post("/conversations/{conversation_id}/share")
+async def share(conversation_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
+    """A read-only link to the transcript; calling it again returns the same link."""
+    conv = await owned(request, conversation_id, user)
+    token = conv["share_token"]
+    if token is None:
+        token = secrets.token_urlsafe(24)
+        await conv_repo.set_share_token(request.app.state.db, conv["id"], user.user_id, token)
+    base = request.app.state.settings.public_base_url.rstrip("/")
+    return {"share_token": token, "url": f"{base}/shared/{token}"}
+
+
+@router.delete("/conversations/{conversation_id}/share", status_code=204)
+async def unshare(conversation_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
+    conv = await owned(request, conversation_id, user)
+    await conv_repo.set_share_token(request.app.state.db, conv["id"], user.user_id, None)
+    return Response(status_code=204)
+
+
+@router.get("/shared/{token}")
+async def shared_transcript(token: str, request: Request):
+    """Public and read-only: no ids of the owner, no metadata beyond who said what."""
+    if not re.fullmatch(r"[A-Za-z0-9_\-]{16,64}", token):
+        raise APIError(404, "SHARE_NOT_FOUND", "This link does not exist or was revoked.")
+    conv = await conv_repo.get_shared(request.app.state.db, token)
+    if conv is None:
+        raise APIError(404, "SHARE_NOT_FOUND", "This link does not exist or was revoked.")
+    meta, messages = await _transcript(request.app.state.db, conv)
+    return {
+        "character": meta["character"],
+        "series": meta["series"],
+        "type": meta["type"],
+        "created_at": meta["created_at"],
+        "messages": [
+            {"sender": "You" if m["role"] == "user" else m["sender"], "role": m["role"], "content": m["content"], "created_at": m["created_at"]}
+            for m in messages
+        ],
+    }

@@ -1,0 +1,93 @@
+"""Voice: speech to text (OpenAI transcription) and text to speech (OpenAI TTS), via the SDK."""
+from __future__ import annotations
+
+import logging
+
+import openai
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+
+from chat_service.llm import OpenAICompatibleProvider, describe, should_fall_back
+from chat_service.models import SpeakRequest
+from shared.auth import CurrentUser, get_current_user
+from shared.errors import APIError
+from shared.ratelimit import RateLimit
+
+log = logging.getLogger("chat_service.voice")
+router = APIRouter(tags=["voice"])
+
+AUDIO_TYPES = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/webm": "webm",
+    "video/webm": "webm",
+    "audio/ogg": "ogg",
+    "audio/mp4": "m4a",
+    "audio/m4a": "m4a",
+    "audio/x-m4a": "m4a",
+    "audio/flac": "flac",
+    "audio/x-flac": "flac",
+}
+VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse"}
+SPEECH_FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
+
+
+def openai_client(request: Request) -> openai.AsyncOpenAI:
+    provider = request.app.state.llm.providers.get("openai")
+    if not isinstance(provider, OpenAICompatibleProvider):
+        raise APIError(503, "VOICE_UNAVAILABLE", "Voice needs OPENAI_API_KEY, which this server does not have.")
+    return provider.client
+
+
+def _voice_error(exc: Exception) -> APIError:
+    if isinstance(exc, openai.APIStatusError) and exc.status_code == 400:
+        return APIError(422, "AUDIO_REJECTED", "The speech service could not process this audio.", detail=str(exc.message)[:300])
+    if should_fall_back(exc):
+        log.warning("voice provider failed", extra={"error": describe(exc)})
+        return APIError(503, "VOICE_UNAVAILABLE", "The speech service is unavailable; try again shortly.", headers={"Retry-After": "5"})
+    log.error("voice provider refused", extra={"error": describe(exc)})
+    return APIError(502, "VOICE_FAILED", "The speech service refused the request.")
+
+
+@router.post("/voice/transcribe", dependencies=[Depends(RateLimit(30, 60, scope="voice"))])
+async def transcribe(request: Request, file: UploadFile = File(...), user: CurrentUser = Depends(get_current_user)):
+    settings = request.app.state.settings
+    ctype = (file.content_type or "").split(";")[0].strip().lower()
+    ext = (file.filename or "").rsplit(".", 1)[-1].lower() if "." in (file.filename or "") else ""
+    if ctype not in AUDIO_TYPES and ext not in set(AUDIO_TYPES.values()):
+        raise APIError(415, "UNSUPPORTED_AUDIO_TYPE", "Send mp3, wav, webm, ogg, m4a or flac audio.", accepted=sorted(set(AUDIO_TYPES.values())))
+    data = await file.read(settings.voice_max_bytes + 1)
+    if len(data) > settings.voice_max_bytes:
+        raise APIError(413, "AUDIO_TOO_LARGE", f"Audio files are limited to {settings.voice_max_bytes} bytes.", max_bytes=settings.voice_max_bytes)
+    if not data:
+        raise APIError(422, "EMPTY_AUDIO", "The audio file is empty.")
+    client = openai_client(request)
+    name = f"audio.{AUDIO_TYPES.get(ctype) or ext}"
+    try:
+        result = await client.audio.transcriptions.create(model=settings.voice_transcribe_model, file=(name, data, ctype or "application/octet-stream"))
+    except openai.APIError as exc:
+        raise _voice_error(exc) from None
+    return {"text": result.text}
+
+
+@router.post("/voice/speak", dependencies=[Depends(RateLimit(30, 60, scope="voice"))])
+async def speak(body: SpeakRequest, request: Request, format: str = "mp3", user: CurrentUser = Depends(get_current_user)):
+    settings = request.app.state.settings
+    text = body.text.strip() if body.text else ""
+    if not text:
+        raise APIError(422, "EMPTY_TEXT", "There is no text to speak.")
+    if len(text) > settings.voice_max_text_chars:
+        raise APIError(422, "TEXT_TOO_LONG", f"At most {settings.voice_max_text_chars} characters can be spoken at once.", max_chars=settings.voice_max_text_chars)
+    voice = body.voice or settings.voice_default
+    if voice not in VOICES:
+        raise APIError(422, "UNKNOWN_VOICE", f"Unknown voice {voice!r}.", voices=sorted(VOICES))
+    if format not in SPEECH_FORMATS:
+        raise APIError(422, "UNSUPPORTED_FORMAT", "format must be mp3, wav or flac.", formats=list(SPEECH_FORMATS))
+    client = openai_client(request)
+    try:
+        audio = await client.audio.speech.create(model=settings.voice_tts_model, voice=voice, input=text, response_format=format)
+    except openai.APIError as exc:
+        raise _voice_error(exc) from None
+    return Response(audio.content, media_type=SPEECH_FORMATS[format])
