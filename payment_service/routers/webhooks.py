@@ -84,7 +84,7 @@ async def stripe_webhook(request: Request):
                     return WebhookAck(ignored=True)
                 applied = await handler(conn, obj, when, event["id"])
                 await repo.set_webhook_outcome(conn, "stripe", event["id"], "applied" if applied else "no_change")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # The event is signed but not shaped as its type should be: nothing was changed.
         log.warning("malformed stripe event", extra={"event_id": event["id"], "type": event["type"], "error": repr(exc)})
         raise _bad_payload(f"The {event['type']} event is malformed: {exc}") from None
@@ -131,7 +131,7 @@ async def revenuecat_webhook(request: Request):
                     return WebhookAck(ignored=True)
                 applied = await state.billing.on_revenuecat(conn, event, user_id, when)
                 await repo.set_webhook_outcome(conn, "revenuecat", event["id"], "applied" if applied else "ignored")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.warning("malformed revenuecat event", extra={"event_id": event["id"], "error": repr(exc)})
         raise _bad_payload(f"The {event['type']} event is malformed: {exc}") from None
     await after_commit(request.app, applied)
