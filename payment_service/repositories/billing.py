@@ -124,10 +124,10 @@ async def users_needing_reconcile(conn, limit: int = 500) -> list[str]:
     passed: a grace period or a RevenueCat entitlement ran out, a scheduled downgrade came due."""
     rows = await conn.fetch(
         "SELECT DISTINCT s.user_id FROM subscriptions s JOIN user_quotas q ON q.user_id = s.user_id"
-        " WHERE ((s.status = 'past_due' AND s.grace_until <= now())"
-        "     OR (s.source = 'revenuecat' AND s.current_period_end <= now())"
-        "     OR (s.pending_tier IS NOT NULL AND s.pending_tier_at <= now()))"
-        "   AND q.tier <> effective_tier(s.user_id) LIMIT $1",
+        " WHERE (s.pending_tier IS NOT NULL AND s.pending_tier_at <= now())"
+        "    OR (((s.status = 'past_due' AND s.grace_until <= now())"
+        "         OR (s.source = 'revenuecat' AND s.current_period_end <= now()))"
+        "        AND q.tier <> effective_tier(s.user_id)) LIMIT $1",
         limit,
     )
     return [str(r["user_id"]) for r in rows]

@@ -145,7 +145,7 @@ async def create_checkout_session(body: CheckoutRequest, request: Request, user:
         first_subscription = not await repo.had_stripe_subscription(conn, user_id)
     if live is not None and live["status"] in ENTITLED_STATUSES:
         raise APIError(409, "ALREADY_SUBSCRIBED", "You already have a subscription; change it with /subscription/change.",
-                       tier=live["tier"], status=live["status"])
+                       tier=live["tier"], subscription_status=live["status"])
     customer = await _customer(request, user, user_id)
     params: dict = {
         "mode": "subscription",
