@@ -56,8 +56,8 @@ class ModelSpec:
 
 DEFAULT_CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec("claude-haiku-4-5", ANTHROPIC, "claude-haiku-4-5-20251001", TIER_FREE, "regular", True, "Claude Haiku 4.5"),
-    ModelSpec("claude-sonnet-4-5", ANTHROPIC, "claude-sonnet-4-5-20250929", TIER_PRO, "premium", True, "Claude Sonnet 4.5"),
-    ModelSpec("claude-opus-4-1", ANTHROPIC, "claude-opus-4-1-20250805", TIER_PRO, "premium", True, "Claude Opus 4.1"),
+    ModelSpec("claude-sonnet-4-6", ANTHROPIC, "claude-sonnet-4-6", TIER_PRO, "premium", True, "Claude Sonnet 4.6"),
+    ModelSpec("claude-opus-4-7", ANTHROPIC, "claude-opus-4-7", TIER_PRO, "premium", True, "Claude Opus 4.7"),
     ModelSpec("gpt-4o-mini", "openai", "gpt-4o-mini", TIER_FREE, "regular", True, "GPT-4o mini"),
     ModelSpec("gpt-4o", "openai", "gpt-4o", TIER_PRO, "premium", True, "GPT-4o"),
     ModelSpec("gemini-2.5-flash", "gemini", "gemini-2.5-flash", TIER_FREE, "regular", True, "Gemini 2.5 Flash"),

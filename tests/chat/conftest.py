@@ -179,3 +179,23 @@ def serve_chat(service_env, chat_env, core_schema):
             await asyncio.wait_for(task, 30)
 
     return _serve
+
+
+@pytest.fixture
+def subscribe(core_db):
+    """What Payment does when a subscription starts: the subscription row (effective_tier reads
+    it) and the tier's allowances for a new period."""
+
+    async def _subscribe(user_id: str, tier: int) -> None:
+        await core_db.execute(
+            """
+            INSERT INTO subscriptions (user_id, source, external_id, tier, status, current_period_end, source_updated_at)
+            VALUES ($1::uuid, 'stripe', $2, $3, 'active', now() + interval '1 month', now())
+            """,
+            user_id,
+            f"sub_test_{uuid.uuid4().hex[:12]}",
+            tier,
+        )
+        await core_db.execute("SELECT quota_reset($1::uuid, $2, now() + interval '1 month', 'test')", user_id, tier)
+
+    return _subscribe
