@@ -439,12 +439,16 @@ def checkout_session_completed(
     amount_total: int = 999, session_id: Optional[str] = None, payment_status: str = "paid",
     invoice: Optional[str] = None, session: Optional[Obj] = None, **event_kw: Any,
 ) -> Obj:
-    """``checkout.session.completed`` for a subscription Checkout (what grants the plan since basil)."""
+    """``checkout.session.completed`` for a subscription Checkout (what grants the plan since basil).
+    Event fields: ``event_id``, ``event_created``, ``api_version``, ``request_id``, ``idempotency_key``."""
+    rest, ev = _split_event_kw(event_kw)
+    if rest:
+        raise TypeError(f"unexpected arguments: {sorted(rest)}")
     session = session or checkout_session_object(
         id=session_id, customer=customer, customer_email=customer_email, client_reference_id=client_reference_id,
         metadata=metadata, amount_total=amount_total, status="complete", payment_status=payment_status,
         subscription=subscription, invoice=invoice)
-    return event("checkout.session.completed", session, **event_kw)
+    return event("checkout.session.completed", session, **ev)
 
 
 def _split_event_kw(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
