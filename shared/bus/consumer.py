@@ -125,6 +125,12 @@ class Consumer:
                 await asyncio.sleep(backoff)
                 backoff = min(30.0, backoff * 2)
                 continue
+            if self._stopping:
+                # stop() ran while this connection was opening (on Python 3.11, asyncio.wait_for can
+                # swallow the cancellation when the open completes at the same moment): do not
+                # start consuming on it, or this task waits on it forever.
+                await ch.close()
+                break
             self._channel = ch
             backoff = 0.5
             self.ready.set()
