@@ -105,7 +105,7 @@ class IdTokenVerifier:
                 id_token,
                 jwk.construct(key, algorithm="RS256"),
                 algorithms=["RS256"],
-                options={"verify_aud": False, "verify_iss": False, "require_exp": True, "require_iat": False, "leeway": self.leeway},
+                options={"verify_aud": False, "verify_iss": False, "verify_at_hash": False, "require_exp": True, "require_iat": False, "leeway": self.leeway},
             )
         except ExpiredSignatureError as exc:
             raise OAuthError("the ID token has expired") from exc
