@@ -74,6 +74,7 @@ async def get_subscription(conn, source: str, external_id: str) -> asyncpg.Recor
 
 
 async def save_subscription(conn, source: str, external_id: str, fields: dict[str, Any]) -> asyncpg.Record:
+    fields = {**fields, "cancel_at_period_end": bool(fields.get("cancel_at_period_end")), "tier": fields.get("tier") or 0}
     values = [fields.get(c) for c in _SUB_COLUMNS]
     values[0] = as_uuid(values[0])
     placeholders = ", ".join(f"${i + 3}" for i in range(len(_SUB_COLUMNS)))
