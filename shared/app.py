@@ -8,7 +8,7 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Awaitable, Callable, Sequence
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
@@ -16,9 +16,9 @@ from shared import db as dbmod
 from shared.auth import TokenValidator
 from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay
 from shared.errors import error_response, install_error_handlers
-from shared.logs import configure_logging, request_id_var
+from shared.logs import AccessLog, configure_logging, request_id_var
 from shared.migrate import migrate
-from shared.ratelimit import default_rate_limit
+from shared.ratelimit import DefaultRateLimitMiddleware
 from shared.redis import Keys, create_redis
 from shared.settings import ServiceSettings
 
@@ -38,10 +38,10 @@ class RequestContextMiddleware:
     streaming responses.
     """
 
-    def __init__(self, app, *, max_body_bytes: int):
+    def __init__(self, app, *, max_body_bytes: int, service: str):
         self.app = app
         self.max_body = max_body_bytes
-        self.access = logging.getLogger("access")
+        self.access = AccessLog(service)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -92,16 +92,8 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_wrapper)
         finally:
-            if self.access.isEnabledFor(logging.INFO) and not scope["path"].startswith("/health"):
-                self.access.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
+            if self.access.enabled and not scope["path"].startswith("/health"):
+                self.access.write(request_id, scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
             request_id_var.reset(token)
 
 
@@ -225,6 +217,8 @@ def create_app(
             log.warning("database unavailable", extra={"error": repr(exc)})
             return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.", headers={"Retry-After": "2"})
 
+    # Outermost last: request id and access log -> CORS (so a 429 is readable by browsers) -> rate limit.
+    app.add_middleware(DefaultRateLimitMiddleware)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -233,7 +227,7 @@ def create_app(
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "Retry-After"],
     )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, service=f"{service}_service")
 
     health = APIRouter(tags=["health"])
 
@@ -257,9 +251,9 @@ def create_app(
 
     app.include_router(health)
     for router in routers:
-        app.include_router(router, dependencies=[Depends(default_rate_limit)])
+        app.include_router(router)
         for prefix in legacy_prefixes:
-            app.include_router(router, prefix=prefix, include_in_schema=False, dependencies=[Depends(default_rate_limit)])
+            app.include_router(router, prefix=prefix, include_in_schema=False)
     return app
 
 

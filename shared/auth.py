@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +112,11 @@ class TokenValidator:
             else None
         )
         self._options = {"leeway": leeway_seconds, "require_exp": True, "require_sub": False}
+        # token -> claims for tokens that passed full validation. A token is immutable and
+        # signed, so re-verifying it on every request only burns CPU; expiry is still checked
+        # on every hit. Bounded, so a flood of distinct tokens cannot grow memory.
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._verified_max = 10_000
 
     def _check_claims(self, claims: dict[str, Any]) -> dict[str, Any]:
         if not claims.get("sub"):
@@ -136,6 +142,19 @@ class TokenValidator:
         raise InvalidToken(str(error) or "invalid token") from error
 
     async def decode(self, token: str) -> dict[str, Any]:
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims["exp"] + self.leeway > time.time():
+                return claims
+            self._verified.pop(token, None)
+            raise InvalidToken("token expired")
+        claims = await self._decode(token)
+        self._verified[token] = claims
+        if len(self._verified) > self._verified_max:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _decode(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except JWTError as exc:

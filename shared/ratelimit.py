@@ -1,10 +1,19 @@
 """Rate limits kept in Redis, so they hold across every instance of a service.
 
-A fixed window per (scope, identity): one atomic Lua call increments the counter and sets its
-expiry, so two instances never both admit the 101st request. Identity is the user id when the
-request carries a valid token, the client address otherwise. When Redis is unreachable the
-limiter lets requests through and logs it: rate limits protect capacity, they do not guard
-money (quotas do that, in PostgreSQL).
+A fixed window per (scope, identity). An instance takes a small lease of the window's budget
+from Redis in one atomic Lua call (INCRBY + expiry) and spends it locally, so most requests
+cost no Redis round trip. The leases handed out never add up to more than the limit, so all
+instances together never admit more than `limit` requests a window; the price is that near
+the end of a window an instance may refuse while another still holds a few unspent leased
+requests (at most limit/20, capped at 10, per instance). Limits of 20 or less are exact
+(one Redis call per request).
+
+The service-wide default (RATE_LIMIT_PER_MINUTE, every route but health and docs) runs as
+ASGI middleware; stricter per-route limits are dependencies: `Depends(RateLimit(5, 60, scope="otp"))`.
+
+Identity is the user id when the request carries a valid token, the client address otherwise.
+When Redis is unreachable the limiter lets requests through and logs it: rate limits protect
+capacity, they do not guard money (quotas do that, in PostgreSQL).
 """
 from __future__ import annotations
 
@@ -15,13 +24,13 @@ from fastapi import Request
 from redis.exceptions import RedisError
 
 from shared.auth import authenticate
-from shared.errors import APIError
+from shared.errors import APIError, error_response
 
 log = logging.getLogger("shared.ratelimit")
 
 _SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
 local ttl = redis.call('PTTL', KEYS[1])
@@ -31,43 +40,106 @@ if ttl < 0 then
 end
 return {count, ttl}
 """
+MAX_LEASE = 10
+UNLIMITED_PATHS = ("/health", "/docs", "/openapi.json", "/redoc")
+
+
+class _Window:
+    """This instance's unspent leases for one scope's current window (older windows dropped)."""
+
+    __slots__ = ("index", "leases", "inflight")
+
+    def __init__(self, index: int):
+        self.index = index
+        self.leases: dict[str, int] = {}
+        self.inflight: set[str] = set()
+
+
+def _window(state, scope: str, index: int) -> _Window:
+    windows = getattr(state, "rate_windows", None)
+    if windows is None:
+        windows = state.rate_windows = {}
+    window = windows.get(scope)
+    if window is None or window.index != index:
+        window = windows[scope] = _Window(index)
+    return window
+
+
+async def check_rate(state, scope: str, identity: str, limit: int, window_seconds: int = 60) -> APIError | None:
+    """None when the request may go ahead, the 429 error otherwise."""
+    if limit <= 0:
+        return None
+    window_ms = window_seconds * 1000
+    index = int(time.time() * 1000) // window_ms
+    window = _window(state, scope, index)
+    if window.leases.get(identity, 0) > 0:
+        window.leases[identity] -= 1
+        return None
+    # One lease per identity at a time; concurrent requests meanwhile take exactly one each,
+    # so a burst never strands many half-spent leases.
+    lease = 1 if limit <= 20 or identity in window.inflight else min(MAX_LEASE, limit // 20)
+    if lease > 1:
+        window.inflight.add(identity)
+    try:
+        count, ttl_ms = await state.redis.eval(_SCRIPT, 1, state.keys("rl", scope, identity, index), window_ms, lease)
+    except (RedisError, OSError) as exc:
+        log.warning("rate limit skipped: redis unavailable", extra={"error": str(exc), "scope": scope})
+        return None
+    finally:
+        if lease > 1:
+            window.inflight.discard(identity)
+    granted = min(lease, limit - (int(count) - lease))
+    if granted > 0:
+        window.leases[identity] = window.leases.get(identity, 0) + granted - 1  # this request takes one
+        return None
+    retry_after = max(1, -(-int(ttl_ms) // 1000))
+    return APIError(
+        429,
+        "RATE_LIMITED",
+        f"Too many requests: the limit is {limit} per {window_seconds} s.",
+        headers={"Retry-After": str(retry_after)},
+        retry_after=retry_after,
+        limit=limit,
+    )
+
+
+async def identity_of(request: Request) -> str:
+    try:
+        user = await authenticate(request)
+    except APIError:
+        user = None  # a bad token is the route's 401 to give; limit it by address meanwhile
+    if user is not None:
+        return f"u:{user.user_id}"
+    return f"ip:{request.client.host if request.client else 'unknown'}"
 
 
 class RateLimit:
-    """FastAPI dependency: `Depends(RateLimit(10, 60, scope="otp"))`.
+    """A per-route limit, as a dependency."""
 
-    limit=None takes the service default (RATE_LIMIT_PER_MINUTE per 60 s).
-    """
-
-    def __init__(self, limit: int | None = None, window_seconds: int = 60, scope: str = "default"):
+    def __init__(self, limit: int, window_seconds: int = 60, scope: str = "route"):
         self.limit = limit
-        self.window_ms = window_seconds * 1000
+        self.window_seconds = window_seconds
         self.scope = scope
 
     async def __call__(self, request: Request) -> None:
-        state = request.app.state
-        limit = self.limit if self.limit is not None else state.settings.rate_limit_per_minute
-        if limit <= 0:
-            return
-        user = await authenticate(request)
-        identity = f"u:{user.user_id}" if user else f"ip:{request.client.host if request.client else 'unknown'}"
-        window = int(time.time() * 1000) // self.window_ms
-        key = state.keys("rl", self.scope, identity, window)
-        try:
-            count, ttl_ms = await state.redis.eval(_SCRIPT, 1, key, self.window_ms)
-        except (RedisError, OSError) as exc:
-            log.warning("rate limit skipped: redis unavailable", extra={"error": str(exc), "scope": self.scope})
-            return
-        if int(count) > limit:
-            retry_after = max(1, -(-int(ttl_ms) // 1000))
-            raise APIError(
-                429,
-                "RATE_LIMITED",
-                f"Too many requests: the limit is {limit} per {self.window_ms // 1000} s.",
-                headers={"Retry-After": str(retry_after)},
-                retry_after=retry_after,
-                limit=limit,
-            )
+        error = await check_rate(request.app.state, self.scope, await identity_of(request), self.limit, self.window_seconds)
+        if error is not None:
+            raise error
 
 
-default_rate_limit = RateLimit()
+class DefaultRateLimitMiddleware:
+    """The service-wide limit, RATE_LIMIT_PER_MINUTE per identity, on every route but health/docs."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PATHS) or scope["method"] == "OPTIONS":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        state = scope["app"].state
+        error = await check_rate(state, "default", await identity_of(request), state.settings.rate_limit_per_minute)
+        if error is not None:
+            response = error_response(error.status, error.code, error.message, headers=error.headers, **error.extra)
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)

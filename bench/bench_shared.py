@@ -1,0 +1,144 @@
+"""Foundation benchmarks, measured side by side in one run.
+
+1. HTTP: a bare FastAPI endpoint vs the same endpoint authenticated (JWT) and rate limited
+   (Redis) through the shared app factory; each under uvicorn (1 worker), loaded by wrk from a
+   second process, alternating rounds. Target: shared >= 50% of bare requests/s.
+2. Outbox relay: 20,000 events emitted into the outbox, published with confirms. Target >= 2,000/s.
+3. Publish -> consume latency: events emitted one by one (NOTIFY wakes the relay), consumed
+   from a queue; latency = consume time - emit time. Target p99 < 50 ms.
+
+Run: .venv/bin/python bench/bench_shared.py   (needs scripts/infra.sh's services and wrk)
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+from common import ROOT, Infra, create_database, create_vhost, drop_database, percentile, summary, wrk
+
+from shared import db as dbmod
+from shared.auth import mint_access_token
+from shared.bus import EventPublisher, OutboxRelay, emit
+from shared.bus.amqp import AMQPChannel, declare_event_exchange
+from shared.events import Event, make_event
+from shared.migrate import migrate
+from shared.testing.env import delete_vhost
+from shared.testing.processes import free_port
+
+SECRET = "bench-secret-bench-secret-bench-secret-0123"
+EXCHANGE = "scenextras.events"
+
+
+def start(module: str, env: dict) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", module, "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    import httpx
+
+    for _ in range(100):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=0.5)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def bench_http(seconds: int, rounds: int) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://unused/unused",
+        "SUPABASE_JWT_SECRET": SECRET,
+        "REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
+        # High enough that the benchmark measures the limiter's cost, not 429s.
+        "RATE_LIMIT_PER_MINUTE": "100000000",
+    }
+    bare, bare_url = start("bench.apps.bare:app", env)
+    shared, shared_url = start("bench.apps.shared_stack:app", env)
+    token = mint_access_token(SECRET, user_id=str(uuid.uuid4()), tier=1)
+    try:
+        results = {"bare": [], "shared": []}
+        for _ in range(rounds):
+            results["bare"].append(wrk(f"{bare_url}/ping", seconds=seconds))
+            results["shared"].append(wrk(f"{shared_url}/ping", seconds=seconds, headers={"Authorization": f"Bearer {token}"}))
+        print("\n== HTTP: bare FastAPI vs authenticated + rate-limited (shared factory), wrk -t2 -c50 ==")
+        for name, runs in results.items():
+            best = max(runs, key=lambda r: r["rps"])
+            print(f"{name:>7}: {best['rps']:8.0f} req/s  p50 {best['p50_ms']:.2f} ms  p99 {best['p99_ms']:.2f} ms  non-2xx {sum(r['non_2xx'] for r in runs)}"
+                  f"  (rounds: {', '.join('%.0f' % r['rps'] for r in runs)})")
+        ratio = max(r["rps"] for r in results["shared"]) / max(r["rps"] for r in results["bare"])
+        print(f"  ratio shared/bare: {ratio:.2f}  (target >= 0.50)")
+    finally:
+        for p in (bare, shared):
+            p.terminate()
+            p.wait()
+
+
+async def bench_bus(events: int, latency_events: int) -> None:
+    infra = Infra.from_environ()
+    run = f"bench{uuid.uuid4().hex[:6]}"
+    dsn = await create_database(infra, run)
+    amqp = create_vhost(infra, run)
+    try:
+        await migrate(dsn, "bench", ROOT / "bench" / "no-migrations")
+        pool = await dbmod.create_pool(dsn, min_size=2, max_size=4)
+        # A consumer queue bound to everything, so messages are really routed and stored.
+        ch = await AMQPChannel(amqp, "bench-consumer").open()
+        await declare_event_exchange(ch, EXCHANGE)
+        await ch.declare_queue("bench.events")
+        await ch.bind_queue("bench.events", EXCHANGE, "#")
+
+        # 1. Throughput: a backlog of events, drained by the relay.
+        batch = [make_event("message.sent", str(uuid.uuid4()), {"n": i}) for i in range(events)]
+        async with pool.acquire() as conn, conn.transaction():
+            for i in range(0, events, 1000):
+                await emit(conn, *batch[i : i + 1000])
+        publisher = EventPublisher(amqp, EXCHANGE)
+        relay = OutboxRelay(pool, publisher, batch_size=500)
+        t0 = time.perf_counter()
+        published = await relay.drain()
+        elapsed = time.perf_counter() - t0
+        print("\n== Outbox relay (publisher confirms, persistent, batch 500) ==")
+        print(f"published {published} events in {elapsed:.2f} s: {published / elapsed:,.0f} events/s  (target >= 2,000/s)")
+        await ch._rpc(ch.channel.queue_purge, queue="bench.events")
+
+        # 2. Latency: one event per transaction, relay woken by NOTIFY, consumer on the queue.
+        latencies: list[float] = []
+        done = asyncio.Event()
+
+        def on_message(_c, method, _props, body):
+            event = Event.from_bytes(body)
+            latencies.append((time.time() - event.timestamp.timestamp()) * 1000)
+            if len(latencies) >= latency_events:
+                done.set()
+
+        ch.channel.basic_consume("bench.events", on_message, auto_ack=True)
+        relay.start()
+        for i in range(latency_events):
+            async with pool.acquire() as conn, conn.transaction():
+                await emit(conn, make_event("message.sent", str(uuid.uuid4()), {"i": i}))
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(done.wait(), 30)
+        print(f"publish -> consume latency ({latency_events} events at ~200/s): {summary(latencies)}  (target p99 < 50 ms)")
+        await relay.stop()
+        await publisher.close()
+        await ch.close()
+        await pool.close()
+    finally:
+        await drop_database(infra, run)
+        delete_vhost(infra, run)
+
+
+def main() -> None:
+    seconds = int(os.environ.get("BENCH_SECONDS", "8"))
+    bench_http(seconds, rounds=int(os.environ.get("BENCH_ROUNDS", "2")))
+    asyncio.run(bench_bus(events=int(os.environ.get("BENCH_EVENTS", "20000")), latency_events=1000))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Helpers for the benchmarks: scratch databases and vhosts, percentiles, wrk."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared.testing.env import Infra, create_database, create_vhost, drop_database  # noqa: E402
+
+__all__ = ["ROOT", "Infra", "create_database", "create_vhost", "drop_database", "percentile", "wrk", "summary"]
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(values_ms: list[float]) -> str:
+    return f"p50 {percentile(values_ms, 50):.2f} ms  p99 {percentile(values_ms, 99):.2f} ms  mean {statistics.fmean(values_ms):.2f} ms  n={len(values_ms)}"
+
+
+def wrk(url: str, *, seconds: int = 10, connections: int = 50, threads: int = 2, headers: dict[str, str] | None = None) -> dict:
+    """Run wrk (Debian package) and parse requests/s and latency percentiles."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: scripts/bootstrap.sh installs it (apt-get install wrk)")
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def lat(label: str) -> float:
+        m = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50_ms": lat("50"), "p99_ms": lat("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0, "raw": out}
+
+
+def env_for(infra: Infra, **extra: str) -> dict[str, str]:
+    return {**os.environ, **extra}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, starts PostgreSQL, Redis and RabbitMQ, then pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/chat -x).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/bootstrap.sh"
+cd "$ROOT"
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "no tests were collected" >&2
+  exit 1
+fi
+exit "$status"
