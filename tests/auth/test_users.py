@@ -1,0 +1,145 @@
+"""Profile, referrals, deletion and isolation between users."""
+from __future__ import annotations
+
+import uuid
+
+from tests.auth.conftest import PASSWORD, bearer, new_email, sign_up
+
+
+async def test_profile_validation_changes_nothing_on_bad_input(client, outbox, auth_settings):
+    done = await sign_up(client, outbox)
+    h = bearer(done["access_token"])
+    r = await client.put("/users/me/details", json={"name": "Neo", "preferences": {"theme": "dark"}}, headers=h)
+    assert r.status_code == 200
+    bad_bodies = [
+        {"avatar_url": "javascript:alert(1)"},
+        {"phone": "call me"},
+        {"country": "Narnia"},
+        {"language": "English!"},
+        {"onboarding_status": "x" * 80},
+        {"preferences": ["not", "an", "object"]},
+        {"name": ""},
+        {"name": "x" * 101},
+        {"email": "new@example.com"},  # not a profile field
+        {"premium": 2},
+    ]
+    for body in bad_bodies:
+        r = await client.put("/users/me/details", json=body, headers=h)
+        assert r.status_code == 422, (body, r.text)
+    r = await client.put("/users/me/details", json={"preferences": {"blob": "x" * 20000}}, headers=h)
+    assert r.status_code == 422 and r.json()["detail"]["code"] == "PREFERENCES_TOO_LARGE"
+    me = (await client.get("/users/me", headers=h)).json()
+    assert me["profile"]["name"] == "Neo" and me["profile"]["preferences"] == {"theme": "dark"} and me["tier"] == 0
+    # Partial update: only what is sent changes; null clears.
+    r = await client.put("/users/me/details", json={"country": "br", "name": None}, headers=h)
+    assert r.status_code == 200 and r.json()["country"] == "BR" and r.json()["name"] is None and r.json()["preferences"] == {"theme": "dark"}
+    # Without a token, with a bad one, with a service token: refused.
+    assert (await client.get("/users/me")).status_code == 401
+    assert (await client.get("/users/me", headers=bearer("abc.def.ghi"))).status_code == 401
+    from tests.auth.test_signup import claims  # noqa: F401 (same secret)
+    from shared.auth import mint_service_token
+    from shared.testing.env import TEST_JWT_SECRET
+
+    r = await client.get("/users/me", headers=bearer(mint_service_token(TEST_JWT_SECRET, "chat")))
+    assert r.status_code == 403
+
+
+async def test_no_route_reaches_another_users_data(client, outbox, tokens):
+    alice = await sign_up(client, outbox)
+    bob = await sign_up(client, outbox)
+    await client.put("/users/me/details", json={"name": "Alice"}, headers=bearer(alice["access_token"]))
+    r = await client.put("/users/me/details", json={"name": "Bob"}, headers=bearer(bob["access_token"]))
+    assert r.json()["name"] == "Bob"
+    a = (await client.get("/users/me", headers=bearer(alice["access_token"]))).json()
+    assert a["id"] == alice["user"]["id"] and a["profile"]["name"] == "Alice" and a["email"] == alice["email"]
+    # A token for a user id that is not an account (forged with the right secret) sees nothing.
+    stranger = tokens.user(str(uuid.uuid4()))
+    assert (await client.get("/users/me", headers=bearer(stranger))).status_code == 404
+    assert (await client.put("/users/me/details", json={"name": "x"}, headers=bearer(stranger))).status_code == 404
+    assert (await client.get("/referrals/me", headers=bearer(stranger))).status_code == 404
+    # Bob deleting himself leaves Alice alone.
+    assert (await client.delete("/users/me", headers=bearer(bob["access_token"]))).status_code == 204
+    assert (await client.get("/users/me", headers=bearer(alice["access_token"]))).json()["profile"]["name"] == "Alice"
+    assert (await client.post("/token/refresh", json={"refresh_token": alice["refresh_token"]})).status_code == 200
+    # The OpenAPI surface has no route with a user id in it.
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert not [p for p in paths if "{user" in p or "{id" in p]
+
+
+async def test_deletion_publishes_user_deleted_and_tokens_stop_refreshing(client, outbox, event_spy, db):
+    done = await sign_up(client, outbox)
+    user_id = done["user"]["id"]
+    await client.put("/users/me/details", json={"name": "Soon Gone"}, headers=bearer(done["access_token"]))
+    async with event_spy(["user.deleted"]) as spy:
+        r = await client.delete("/users/me", headers=bearer(done["access_token"]))
+        assert r.status_code == 204
+        events = await spy.wait_for("user.deleted", user_id=user_id)
+        assert events[0].user_id == user_id
+    for table in ("users WHERE id", "user_profiles WHERE user_id", "refresh_tokens WHERE user_id", "otp_codes WHERE user_id"):
+        assert await db.fetchval(f"SELECT count(*) FROM {table} = $1", user_id) == 0, table
+    r = await client.post("/token/refresh", json={"refresh_token": done["refresh_token"]})
+    assert r.status_code == 401
+    assert (await client.get("/users/me", headers=bearer(done["access_token"]))).status_code == 404
+    assert (await client.delete("/users/me", headers=bearer(done["access_token"]))).status_code == 404
+    # The address is free again.
+    again = await sign_up(client, outbox, email=done["email"])
+    assert again["user"]["id"] != user_id
+
+
+async def test_referral_at_sign_up(client, outbox, event_spy, db):
+    referrer = await sign_up(client, outbox)
+    code = referrer["user"]["referral_code"]
+    async with event_spy(["referral.completed", "user.created"]) as spy:
+        email = new_email("referred")
+        r = await client.post("/create-account", json={"email": email, "password": PASSWORD, "referral_code": code.lower()})
+        assert r.status_code == 201
+        referred_id = r.json()["user_id"]
+        # Nothing is granted before the address is verified.
+        assert await db.fetchval("SELECT count(*) FROM referrals WHERE referred_id = $1", referred_id) == 0
+        r = await client.post("/verify-otp", json={"email": email, "code": await outbox.code(email)})
+        assert r.status_code == 200
+        completed = await spy.wait_for("referral.completed", user_id=referred_id)
+        assert completed[0].data == {"referrer_id": referrer["user"]["id"], "referred_id": referred_id, "code": code, "bonus_credits": 10}
+        created = await spy.wait_for("user.created", user_id=referred_id)
+        assert created[0].data["referred_by"] == referrer["user"]["id"]
+    mail = await outbox.wait(referrer["email"], "referral_completed")
+    assert mail["context"]["referral_count"] == 1
+    info = (await client.get("/referrals/me", headers=bearer(referrer["access_token"]))).json()
+    assert info["code"] == code and info["referral_count"] == 1 and info["bonus_earned"] == 10
+    mine = (await client.get("/referrals/me", headers=bearer(r.json()["access_token"]))).json()
+    assert mine["referred_by"] == referrer["user"]["id"] and mine["referral_bonus_received"] == 10 and mine["can_apply"] is False
+
+
+async def test_referral_rules_self_twice_too_late(client, outbox, event_spy, db):
+    referrer = await sign_up(client, outbox)
+    other = await sign_up(client, outbox)
+    user = await sign_up(client, outbox)
+    h = bearer(user["access_token"])
+    # Own code.
+    r = await client.post("/referrals/apply", json={"code": user["user"]["referral_code"]}, headers=h)
+    assert r.status_code == 400 and r.json()["detail"]["code"] == "SELF_REFERRAL"
+    # Unknown code.
+    r = await client.post("/referrals/apply", json={"code": "ZZZZ2222"}, headers=h)
+    assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_REFERRAL_CODE"
+    # Retroactive, once.
+    async with event_spy(["referral.completed"]) as spy:
+        r = await client.post("/referrals/apply", json={"code": referrer["user"]["referral_code"]}, headers=h)
+        assert r.status_code == 200, r.text
+        assert r.json()["referred_by"] == referrer["user"]["id"] and r.json()["can_apply"] is False
+        await spy.wait_for("referral.completed", user_id=user["user"]["id"])
+    r = await client.post("/referrals/apply", json={"code": other["user"]["referral_code"]}, headers=h)
+    assert r.status_code == 409 and r.json()["detail"]["code"] == "REFERRAL_ALREADY_APPLIED"
+    assert await db.fetchval("SELECT count(*) FROM referrals WHERE referred_id = $1", user["user"]["id"]) == 1
+    # Too late: 31 days after sign-up.
+    late = await sign_up(client, outbox)
+    await db.execute("UPDATE users SET created_at = now() - interval '31 days' WHERE id = $1", late["user"]["id"])
+    r = await client.post("/referrals/apply", json={"code": referrer["user"]["referral_code"]}, headers=bearer(late["access_token"]))
+    assert r.status_code == 409 and r.json()["detail"]["code"] == "REFERRAL_WINDOW_CLOSED"
+    # Guests cannot apply codes (they would farm bonuses).
+    guest = (await client.post("/guest")).json()
+    r = await client.post("/referrals/apply", json={"code": referrer["user"]["referral_code"]}, headers=bearer(guest["access_token"]))
+    assert r.status_code == 403
+    assert (await client.get("/referrals/me", headers=bearer(referrer["access_token"]))).json()["referral_count"] == 1
+    # Deleting the referred user keeps the referrer's count (the bonus was granted).
+    await client.delete("/users/me", headers=h)
+    assert (await client.get("/referrals/me", headers=bearer(referrer["access_token"]))).json()["referral_count"] == 1
