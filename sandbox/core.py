@@ -524,16 +524,20 @@ class ProviderApp:
             if fault.delay_seconds:
                 await asyncio.sleep(fault.delay_seconds)
             if fault.drop_connection:
+                # start an answer, then stop: uvicorn closes the connection mid-response
                 await send_recorded(
                     {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1024")]}
                 )
                 await send({"type": "http.response.body", "body": b'{"partial":', "more_body": True})
-                raise StreamCut("sandbox fault: connection dropped")
+                return
             if fault.status is not None:
                 resp = render_error(self.provider, fault.status, fault.message, fault.error_type, fault.retry_after)
                 await resp(scope, replay, send_recorded)
                 return
-        await self.app(scope, replay, send_recorded)
+        try:
+            await self.app(scope, replay, send_recorded)
+        except StreamCut:
+            return  # response left incomplete on purpose: the client sees the connection cut
 
 
 def sandbox_scope(request: Request) -> dict[str, Any]:
