@@ -1,0 +1,97 @@
+"""History fitted to the tier's context budget with a real tokenizer (cl100k_base)."""
+import json
+import re
+import uuid
+
+import pytest
+
+from chat_service import budget
+
+
+def test_the_tokenizer_is_cl100k():
+    # Known cl100k_base encodings (tiktoken's own test vectors).
+    assert budget.encoding().encode("hello world") == [15339, 1917]
+    assert budget.count_tokens("hello world") == 2
+    assert budget.count_tokens("") == 0
+
+
+def test_fit_keeps_system_pinned_and_newest_and_drops_oldest():
+    history = [budget.Item(f"m{i}", 100, pinned=(i == 0)) for i in range(10)]
+    fitted = budget.fit(system_tokens=200, history=history, new_tokens=50, budget=750)
+    # 200 + 50 + pinned 100 = 350; 400 left: the 4 newest.
+    assert fitted.keep == ["m0", "m6", "m7", "m8", "m9"]
+    assert fitted.dropped == ["m1", "m2", "m3", "m4", "m5"]
+    assert fitted.used_tokens == 750
+
+
+def test_fit_never_skips_a_newer_message_to_keep_an_older_one():
+    history = [budget.Item("old-small", 10), budget.Item("mid-big", 500), budget.Item("new", 10)]
+    fitted = budget.fit(system_tokens=0, history=history, new_tokens=0, budget=100)
+    assert fitted.keep == ["new"]
+
+
+def test_fit_when_pinned_messages_alone_overflow():
+    history = [budget.Item("p1", 600, pinned=True), budget.Item("p2", 600, pinned=True), budget.Item("n", 10)]
+    fitted = budget.fit(system_tokens=100, history=history, new_tokens=100, budget=1000)
+    assert fitted.keep == ["p2", "n"]  # p1 does not fit beside p2; system prompt and new message always stay
+    assert fitted.used_tokens == 810
+
+
+FILLER = "lorem " * 995
+
+
+async def seed_history(chat_db, user_id: str, conversation_id: str, n: int, pin: set[int]) -> dict[str, int]:
+    """n messages of ~1000 tokens each, alternating user / character; returns marker -> tokens."""
+    tokens = {}
+    async with chat_db.acquire() as conn:
+        for i in range(n):
+            content = f"[m{i}] {FILLER}"
+            count = budget.count_tokens(content)
+            tokens[f"m{i}"] = count
+            role = "user" if i % 2 == 0 else "assistant"
+            await conn.execute(
+                "INSERT INTO messages (id, conversation_id, user_id, sender, role, content, token_count, pinned)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                str(uuid.uuid4()), conversation_id, user_id, "user" if role == "user" else "Batman", role, content, count, i in pin,
+            )
+    return tokens
+
+
+async def trimmed_request(chat, user, chat_db, llm_sandbox, n_messages):
+    r = await chat.post("/talk_with", json={"message": "start", "character": "Batman"}, headers=user.headers)
+    cid = r.json()["conversation_id"]
+    await seed_history(chat_db, user.id, cid, n_messages, pin={0})
+    await llm_sandbox.reset()
+    r = await chat.post("/talk_with", json={"message": "What do you remember?", "character": "Batman", "conversation_id": cid}, headers=user.headers)
+    assert r.status_code == 200, r.text
+    call = (await llm_sandbox.requests(provider="anthropic", path="/v1/messages"))[0]
+    sent = json.dumps(call["body"]["messages"])
+    markers = [int(m) for m in re.findall(r"\[m(\d+)\]", sent)]
+    return r.json(), markers
+
+
+@pytest.mark.parametrize("tier,n_messages,budget_total", [(0, 30, 12_000), (1, 90, 64_000)])
+async def test_history_is_trimmed_to_the_tier_budget(chat, new_user, subscribe, chat_db, llm_sandbox, tier, n_messages, budget_total):
+    user = new_user(tier=tier)
+    if tier:
+        await subscribe(user.id, tier)
+    body, markers = await trimmed_request(chat, user, chat_db, llm_sandbox, n_messages)
+    assert 0 in markers  # the pinned (oldest) message is kept
+    kept = [m for m in markers if m != 0]
+    # The newest messages are kept, contiguous up to the last one; the oldest are dropped.
+    assert kept == list(range(min(kept), n_messages))
+    assert min(kept) > 1
+    assert body["dropped_messages"] == (min(kept) - 1) + 2  # the unpinned old ones + the first exchange
+    # It is as full as it can be within the budget (reply reserve included).
+    input_budget = budget_total - 1024
+    assert body["context_tokens"] <= input_budget
+    assert body["context_tokens"] > input_budget - 1100  # one more ~1000-token message would not fit
+
+
+async def test_pro_gets_more_history_than_free(chat, new_user, subscribe, chat_db, llm_sandbox):
+    free = new_user()
+    pro = new_user(tier=1)
+    await subscribe(pro.id, 1)
+    _, free_markers = await trimmed_request(chat, free, chat_db, llm_sandbox, 40)
+    _, pro_markers = await trimmed_request(chat, pro, chat_db, llm_sandbox, 40)
+    assert len(pro_markers) == 40 and len(free_markers) < 12
