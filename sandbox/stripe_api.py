@@ -81,7 +81,8 @@ PARAMS = {
     "subscription_update": {"items", "proration_behavior", "cancel_at_period_end", "cancel_at", "metadata",
                             "pause_collection", "payment_behavior", "default_payment_method", "trial_end",
                             "description", "billing_cycle_anchor", "proration_date", "discounts",
-                            "cancellation_details", "collection_method", "days_until_due", "off_session"},
+                            "cancellation_details", "collection_method", "days_until_due", "off_session",
+                            "add_invoice_items", "trial_from_plan", "default_tax_rates", "automatic_tax"},
     "subscription_cancel": {"invoice_now", "prorate", "cancellation_details"},
 }
 
@@ -391,6 +392,7 @@ def build(state: SandboxState) -> Router:
             rid = "req_" + state.rand(14)
             request.scope["stripe_request_id"] = rid
             version = request.headers.get("stripe-version") or store.api_version
+            request.scope["stripe_version"] = version
             headers = {"request-id": rid, "stripe-version": version}
             key = _api_key(request)
             if key is None:
@@ -738,6 +740,17 @@ def build(state: SandboxState) -> Router:
             if set(p) - allowed:
                 raise StripeError(400, "A canceled subscription can only update its cancellation_details and "
                                   "metadata.")
+        if p.get("payment_behavior") == "pending_if_incomplete":
+            # Pending updates take only these parameters; metadata joined them in 2026-05-27.dahlia.
+            supported = {"expand", "payment_behavior", "proration_behavior", "proration_date", "billing_cycle_anchor",
+                         "items", "trial_end", "trial_from_plan", "add_invoice_items"}
+            if str(request.scope.get("stripe_version", "")) >= "2026-05-27":
+                supported.add("metadata")
+            extra = sorted(set(p) - supported)
+            if extra:
+                raise StripeError(400, f"When `payment_behavior` is `pending_if_incomplete`, you can only pass the "
+                                  f"parameters supported by pending updates ({', '.join(sorted(supported))}); "
+                                  f"received: {', '.join(extra)}.", param=extra[0])
         previous: Obj = {}
         events: list[Obj] = []
         behavior = p.get("proration_behavior") or "create_prorations"

@@ -308,3 +308,20 @@ def test_hosted_checkout_page_pays_and_redirects(sandbox):
     assert r.status_code == 303 and r.headers["location"] == f"https://app.example/ok?id={sess.id}"
     paid = c.v1.checkout.sessions.retrieve(sess.id)
     assert paid.status == "complete" and paid.amount_total == 799  # 20% off 9.99
+
+
+def test_pending_if_incomplete_takes_only_pending_update_parameters(sandbox):
+    c = client(sandbox)
+    sess = c.v1.checkout.sessions.create({"mode": "subscription", "customer_email": "pend@x.example",
+                                          "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}]})
+    sub_id = sandbox.control.stripe_complete_checkout(sess.id)["subscription"]["id"]
+    item = c.v1.subscriptions.retrieve(sub_id)["items"].data[0]
+    params = {"items": [{"id": item.id, "price": "price_sandbox_max_monthly"}], "payment_behavior": "pending_if_incomplete",
+              "proration_behavior": "always_invoice", "metadata": {"tier": "max"}}
+    # metadata with a pending update is refused before 2026-05-27.dahlia, accepted from it on
+    old = stripe.StripeClient(KEY, base_addresses={"api": sandbox.url("/stripe")}, max_network_retries=0,
+                              stripe_version="2025-03-31.basil")
+    with pytest.raises(stripe.InvalidRequestError) as e:
+        old.v1.subscriptions.update(sub_id, params)
+    assert e.value.param == "metadata"
+    assert c.v1.subscriptions.update(sub_id, params).metadata["tier"] == "max"
