@@ -13,7 +13,9 @@ Routes (relative to each base): ``POST /chat/completions`` (plain and SSE ``data
 * which provider answered: header ``x-sandbox-provider``, ``system_fingerprint`` =
   ``fp_sandbox_<provider>``, the request log, and (``POST /_sandbox/config {"tag_replies": true}``)
   a ``[via <provider>]`` suffix in the reply text;
-* unknown models (outside each provider's known families) get 404 ``model_not_found``.
+* unknown models (outside each provider's known families) get 404 ``model_not_found``; OpenAI's
+  reasoning models (``o1``/``o3``/``o4``/``gpt-5``) refuse ``max_tokens`` and ``temperature != 1`` (400
+  ``unsupported_parameter``/``unsupported_value``) as the real API does.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ MODELS: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ("gemini-", "models/gemini-", "gemma-"),
     ),
 }
+# OpenAI reasoning models refuse max_tokens (max_completion_tokens instead) and a temperature other than 1.
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
           "marin", "cedar"}
 AUDIO_EXTENSIONS = ["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"]
@@ -228,6 +232,14 @@ def build(state: SandboxState, provider: str) -> Router:
         if not _model_known(provider, model):
             return _err(provider, 404, f"The model `{model}` does not exist or you do not have access to it.",
                         code="model_not_found")
+        if provider == "openai" and model.startswith(REASONING_PREFIXES):
+            if body.get("max_tokens") is not None:
+                return _err(provider, 400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                            "Use 'max_completion_tokens' instead.", "max_tokens", "unsupported_parameter")
+            temp = body.get("temperature")
+            if temp is not None and float(temp) != 1:
+                return _err(provider, 400, f"Unsupported value: 'temperature' does not support {temp} with this "
+                            "model. Only the default (1) value is supported.", "temperature", "unsupported_value")
         fmt = (body.get("response_format") or {}).get("type")
         tag = provider if state.config.get("tag_replies") else None
         text = llm.compose_reply(parsed["system"], parsed["turns"], json_object=fmt in ("json_object", "json_schema"),

@@ -335,3 +335,14 @@ async def test_speech_returns_real_audio(sandbox):
     assert t.text == "Why so serious?"
     with pytest.raises(openai.BadRequestError):
         await client.audio.speech.create(model="tts-1", voice="batman", input="x")
+
+
+async def test_openai_reasoning_models_refuse_max_tokens(sandbox):
+    client = oai(sandbox)
+    with pytest.raises(openai.BadRequestError) as e:
+        await client.chat.completions.create(model="gpt-5-mini", max_tokens=50,
+                                             messages=[{"role": "user", "content": "x"}])
+    assert e.value.code == "unsupported_parameter" and e.value.param == "max_tokens"
+    ok = await client.chat.completions.create(model="gpt-5-mini", max_completion_tokens=3,
+                                              messages=[{"role": "user", "content": "x y z"}])
+    assert ok.choices[0].finish_reason == "length" and ok.usage.completion_tokens == 3
