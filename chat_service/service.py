@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from chat_service import budget
-from chat_service.context import CharacterContext, ContextBuilder, system_prompt
+from chat_service.context import STOPWORDS, CharacterContext, ContextBuilder, system_prompt
 from chat_service.llm import Completion, ImageInput, LLMRouter, LLMUnavailable, ModelSpec, StreamResult, Turn
 from chat_service.models import Attachment, GroupCharacter
 from chat_service.repositories import conversations as conv_repo
@@ -686,7 +686,7 @@ def turn_order(message: str, names: list[str], contexts: dict[str, CharacterCont
             mentions.append((m.start(), i, name))
     if mentions:
         return [n for _, _, n in sorted(mentions)]
-    words = {w for w in re.findall(r"[a-z]{4,}", message.lower())}
+    words = {w for w in re.findall(r"[a-z]{4,}", message.lower())} - STOPWORDS
     scored = []
     for i, name in enumerate(names):
         relevance = len(words & contexts[name].keywords()) if name in contexts else 0
