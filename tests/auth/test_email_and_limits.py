@@ -96,5 +96,5 @@ async def test_passwords_and_codes_never_reach_the_logs(auth_client_factory, out
         await c.post("/login", json={"email": email, "password": secret_password + "x"})
     captured = capsys.readouterr()
     text = captured.out + captured.err
-    assert '"path":"/login"' in text, "expected the access log lines to inspect"
+    assert '"service":"auth_service"' in text, "expected the service's log lines to inspect"
     assert secret_password not in text and code not in text

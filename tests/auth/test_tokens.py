@@ -106,7 +106,8 @@ async def test_tokens_are_accepted_by_another_services_validation(client, outbox
 
     done = await sign_up(client, outbox)
     chat_settings_mod = importlib.import_module("chat_service.settings")
-    with patched_environ(service_env):
+    # Its own Redis namespace: the auth client's requests in this run do not count against it.
+    with patched_environ({**service_env, "REDIS_PREFIX": service_env["REDIS_PREFIX"] + "-chat"}):
         chat_settings = chat_settings_mod.Settings()
     router = APIRouter()
 
@@ -129,7 +130,14 @@ async def test_tokens_are_accepted_by_another_services_validation(client, outbox
             assert r.json() == {"user_id": done["user"]["id"], "email": done["email"], "tier": 0, "guest": False}
             r = await chat.get("/pro-only", headers=bearer(done["access_token"]))
             assert r.status_code == 402 and r.json()["detail"]["code"] == "INSUFFICIENT_TIER"
+            # The same claims with the tier raised to max, keeping the signature: refused.
+            import base64
+            import json
+
             head, payload, sig = done["access_token"].split(".")
-            tampered = f"{head}.{payload}.{sig[:-4]}AAAA"
-            assert (await chat.get("/whoami", headers=bearer(tampered))).status_code == 401
+            body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            body["app_metadata"]["tier"] = 2
+            forged_payload = base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode()
+            r = await chat.get("/pro-only", headers=bearer(f"{head}.{forged_payload}.{sig}"))
+            assert r.status_code == 401, r.text
     assert chat_settings.supabase_jwt_secret == TEST_JWT_SECRET
