@@ -77,6 +77,36 @@ class EntityNames:
     names: list[str] = field(default_factory=list)
 
 
+class StrTable:
+    """A read-only list of strings kept as one UTF-8 blob and offsets (no object per string)."""
+
+    __slots__ = ("blob", "off")
+
+    def __init__(self, blob: bytes, off: np.ndarray):
+        self.blob = blob
+        self.off = off
+
+    @classmethod
+    def from_list(cls, items: list[str]) -> "StrTable":
+        enc = [x.encode("utf-8") for x in items]
+        off = np.zeros(len(enc) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter((len(b) for b in enc), dtype=np.int64, count=len(enc)),
+                  out=off[1:])
+        return cls(b"".join(enc), off)
+
+    def __len__(self) -> int:
+        return len(self.off) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self.blob[int(self.off[i]):int(self.off[i + 1])].decode("utf-8")
+
+    def __iter__(self):
+        o = self.off.tolist()
+        b = self.blob
+        for i in range(len(o) - 1):
+            yield b[o[i]:o[i + 1]].decode("utf-8")
+
+
 def _smallest_unique(arr: np.ndarray, k: int) -> tuple[np.ndarray, bool]:
     """The k smallest distinct values of arr, sorted; and whether that is all of them."""
     n = len(arr)
@@ -158,11 +188,11 @@ class SearchIndex:
                 seen.add(key)
                 entries.append((-e.popularity, ent_type[ei], len(key), key, ei, disp, comps))
         entries.sort(key=lambda t: (t[0], t[1], t[2], t[3], t[4]))
-        self.ent_keys = ent_keys
+        self.ent_keys = StrTable.from_list(ent_keys)
         self.ent_type = ent_type
         self.ent_pop = ent_pop
         self.name_entity = np.array([t[4] for t in entries], dtype=np.int32)
-        self.names = [t[5] for t in entries]
+        self.names = StrTable.from_list([t[5] for t in entries])
         self.keys = [t[3] for t in entries]
         compounds = [t[6] for t in entries]
         del entries
@@ -173,15 +203,16 @@ class SearchIndex:
         return self
 
     def _build_keys(self):
-        pairs = [(k, i) for i, k in enumerate(self.keys)]
+        pairs = [(k, i, 0) for i, k in enumerate(self.keys)]
         for i, k in enumerate(self.keys):
             alt = article_stripped(k)
             if alt:
-                pairs.append((alt, i))
+                pairs.append((alt, i, len(k) - len(alt)))
         pairs.sort()
-        self.skeys = [p[0] for p in pairs]
         self.skey_name = np.array([p[1] for p in pairs], dtype=np.int32)
+        self.skey_off = np.array([p[2] for p in pairs], dtype=np.uint8)
         del pairs
+        self._skeys_from_keys()
         heavy = {}
         for p, lo, hi in _prefix_walk(self.skeys, lambda a, b: b - a, HEAVY_KEY):
             heavy[p] = _smallest_unique(self.skey_name[lo:hi], HEAVY_TOP)[0]
@@ -279,10 +310,18 @@ class SearchIndex:
         self.tri_off = np.append(starts, len(codes)).astype(np.int64)
         self.tri_ids = np.ascontiguousarray(ids)
 
+    def _skeys_from_keys(self):
+        """The sorted key list, sharing the key strings (alternates are suffixes)."""
+        keys = self.keys
+        self.skeys = [keys[n][o:] if o else keys[n]
+                      for n, o in zip(self.skey_name.tolist(), self.skey_off.tolist())]
+
     # ------------------------------------------------------------- snapshot
-    _ARRAYS = ("ent_type", "ent_pop", "name_entity", "skey_name", "post_off", "post_ids",
+    _ARRAYS = ("ent_type", "ent_pop", "name_entity", "skey_name", "skey_off", "post_off",
+               "post_ids",
                "pref_lo", "pref_hi", "pref_len", "tri_codes", "tri_off", "tri_ids")
-    _STRLISTS = ("ent_keys", "names", "keys", "skeys", "vocab")
+    _STRLISTS = ("keys", "vocab")
+    _STRTABLES = ("ent_keys", "names")
 
     def to_snapshot(self) -> dict[str, bytes]:
         """The index as named byte blobs (arrays raw, string lists NUL-joined)."""
@@ -302,6 +341,11 @@ class SearchIndex:
             meta[n] = a.dtype.str
         for n in self._STRLISTS:
             out[f"s.{n}"] = "\x00".join(getattr(self, n)).encode("utf-8")
+        for n in self._STRTABLES:
+            t = getattr(self, n)
+            out[f"t.{n}"] = t.blob
+            meta[f"{n}.off"] = t.off.dtype.str
+            out[f"a.{n}.off"] = np.ascontiguousarray(t.off).tobytes()
         out["meta"] = repr(meta).encode()
         return out
 
@@ -321,6 +365,9 @@ class SearchIndex:
         for n in cls._STRLISTS:
             raw = blobs[f"s.{n}"].decode("utf-8")
             setattr(self, n, raw.split("\x00") if raw else [])
+        for n in cls._STRTABLES:
+            setattr(self, n, StrTable(blobs[f"t.{n}"], arr[f"{n}.off"]))
+        self._skeys_from_keys()
         return self
 
     # ---------------------------------------------------------------- stats
@@ -375,9 +422,9 @@ class SearchIndex:
             while True:
                 ids, dists, complete = producer(want)
                 start = len(out)
-                idl = ids.tolist()
+                idl = ids if isinstance(ids, list) else ids.tolist()
                 dl = dists.tolist() if isinstance(dists, np.ndarray) else [dists] * len(idl)
-                ents = name_entity[ids].tolist() if len(idl) else []
+                ents = name_entity[idl].tolist() if idl else []
                 for nid, d, e in zip(idl, dl, ents):
                     if e in seen or (tmask is not None and not tmask[ent_type[e]]):
                         continue
@@ -397,6 +444,8 @@ class SearchIndex:
     def _exact(self, key):
         lo = bisect_left(self.skeys, key)
         hi = bisect_right(self.skeys, key, lo)
+        if hi - lo <= 64:
+            return sorted(set(self.skey_name[lo:hi].tolist())), 0, True
         return np.unique(self.skey_name[lo:hi]), 0, True
 
     def _prefix_range(self, key):
@@ -670,7 +719,7 @@ class SearchIndex:
         e = int(self.name_entity[nid])
         return Hit(entity=self.ent_keys[e], type=TYPES[self.ent_type[e]], name=name,
                    kind=KINDS[kind], distance=int(dist),
-                   spans=match_spans(name, kind, qkey, qwords, last_prefix),
+                   spans=match_spans(name, kind, qkey, qwords, last_prefix, self.keys[nid]),
                    popularity=float(self.ent_pop[e]), name_id=int(nid))
 
 
@@ -698,9 +747,30 @@ def _joined_end(key: str, start: int, n: int) -> int:
     return i
 
 
-def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix: bool):
+def _map_spans(name: str, key: str, key_spans) -> list[tuple[int, int]]:
+    """Key spans -> spans of the display name."""
+    if name.isascii() and "&" not in name and "+" not in name:
+        low = name.lower()
+        if low == key:
+            return list(key_spans)
+        # every key character is a letter/digit of the name, in order, or a space
+        alnum = [i for i, c in enumerate(low) if c.isalnum()]
+        out = []
+        for s, e in key_spans:
+            a = s - key.count(" ", 0, s)
+            b = (e - 1) - key.count(" ", 0, e - 1)
+            if e > s and b < len(alnum):
+                out.append((alnum[a], alnum[b] + 1))
+        return out
+    _, pos, _ = normalize_spans(name)
+    return [(pos[s], pos[e - 1] + 1) for s, e in key_spans if s < e <= len(pos)]
+
+
+def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix: bool,
+                key: str | None = None):
     """Character spans [start, end) of `name` that the query matched, for highlighting."""
-    key, pos, _ = normalize_spans(name)
+    if key is None:
+        key = normalize_key(name)[0]
     if not key:
         return []
     key_spans: list[tuple[int, int]] = []
@@ -771,9 +841,4 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
             if best is not None:
                 key_spans.append((best[1], best[2]))
         key_spans = sorted(set(key_spans))
-    out = []
-    for s, e in key_spans:
-        if e <= s or e > len(pos):
-            continue
-        out.append((pos[s], pos[e - 1] + 1))
-    return out
+    return _map_spans(name, key, key_spans)
