@@ -75,9 +75,11 @@ async def check_rate(state, scope: str, identity: str, limit: int, window_second
     if window.leases.get(identity, 0) > 0:
         window.leases[identity] -= 1
         return None
-    # One lease per identity at a time; concurrent requests meanwhile take exactly one each,
-    # so a burst never strands many half-spent leases.
-    lease = 1 if limit <= 20 or identity in window.inflight else min(MAX_LEASE, limit // 20)
+    # A bigger lease only for an identity already seen in this window on this instance (one-off
+    # callers strand nothing), and one lease per identity at a time: concurrent requests
+    # meanwhile take exactly one each, so a burst never strands many half-spent leases.
+    hot = identity in window.leases and identity not in window.inflight
+    lease = min(MAX_LEASE, limit // 20) if hot and limit > 20 else 1
     if lease > 1:
         window.inflight.add(identity)
     try:
