@@ -111,7 +111,7 @@ class QuotaClient:
         """Reserve `amount` of `quota_type`, or raise InsufficientQuota (nothing reserved)."""
         _check(quota_type, amount)
         row = await self.pool.fetchrow(
-            "SELECT reservation_id, remaining, reset_at FROM quota_reserve($1::uuid, $2, $3, $4)",
+            "SELECT reservation_id, remaining, reset_at FROM quota_reserve($1::uuid, $2, $3, $4, true)",
             user_id, quota_type, amount, self.reservation_ttl,
         )
         if row["reservation_id"] is None:
@@ -132,7 +132,7 @@ class QuotaClient:
         if actual is not None and (not isinstance(actual, int) or actual < 0):
             raise ValueError(f"actual must be a non-negative int or None, got {actual!r}")
         row = await self.pool.fetchrow(
-            "SELECT quota_settle($1::uuid, $2) AS remaining,"
+            "SELECT quota_settle($1::uuid, $2, true) AS remaining,"
             " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
             reservation_id, actual,
         )
@@ -144,7 +144,7 @@ class QuotaClient:
     async def release(self, reservation_id: str) -> None:
         """Give the whole reservation back (the work failed). Idempotent."""
         row = await self.pool.fetchrow(
-            "SELECT quota_release($1::uuid) AS remaining,"
+            "SELECT quota_release($1::uuid, true) AS remaining,"
             " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
             reservation_id,
         )

@@ -248,12 +248,14 @@ async def change_subscription(body: ChangeRequest, request: Request, user: Curre
         params = {"items": [{"id": item["id"], "price": price}], "proration_behavior": "none", "metadata": cleared}
         reason = "downgrade_withdrawn"
     elif target > current_tier:
-        # Upgrade now: swap the price and invoice the prorated difference immediately.
+        # Upgrade now: swap the price and invoice the prorated difference immediately; with
+        # pending_if_incomplete the swap only happens once that invoice is paid. (Stripe accepts no
+        # metadata with pending_if_incomplete; none is needed: a scheduled downgrade cannot be
+        # pending here, going back to the paid-for tier took the branch above.)
         params = {
             "items": [{"id": item["id"], "price": price}],
             "proration_behavior": "always_invoice",
             "payment_behavior": "pending_if_incomplete",
-            "metadata": cleared,
         }
         reason = "upgrade"
     else:
@@ -269,7 +271,12 @@ async def change_subscription(body: ChangeRequest, request: Request, user: Curre
         reason = "downgrade_scheduled"
     async with stripe_errors("change the subscription"):
         updated = await client.v1.subscriptions.update_async(sub["id"], params, {"idempotency_key": key})
-    return await _apply_returned(request, updated, reason)
+    result = await _apply_returned(request, updated, reason)
+    if to_dict(updated).get("pending_update"):
+        # The prorated invoice was not paid: Stripe keeps the old price until it is.
+        raise APIError(402, "UPGRADE_PAYMENT_PENDING", "The upgrade waits for its payment; update your card in the billing portal.",
+                       tier=result.tier)
+    return result
 
 
 @router.post("/subscription/cancel", response_model=SubscriptionState)

@@ -30,7 +30,6 @@ def payment_env(sandbox) -> dict[str, str]:
         "payment_grace_days": "3",
         "frontend_url": "https://app.scenextras.test",
         "sweep_interval_seconds": "0",
-        "rate_limit_per_minute": "100000",
     }
 
 

@@ -294,3 +294,11 @@ async def test_missing_webhook_secret_is_a_clear_503(make_client, sandbox_requir
         assert r.status_code == 503 and r.json()["detail"]["code"] == "STRIPE_NOT_CONFIGURED"
         plans = (await c.get("/plans")).json()["plans"]
         assert [p["available"] for p in plans] == [True, False, False]
+
+
+async def test_webhooks_are_not_rate_limited_per_address_but_other_routes_are(client):
+    events = [se.event("customer.tax_id.created", {"id": se.new_id("txi_", 14), "object": "tax_id"}) for _ in range(120)]
+    statuses = [(await post_stripe(client, e)).status_code for e in events]
+    assert statuses == [200] * 120
+    plans = [(await client.get("/plans")).status_code for _ in range(120)]
+    assert 429 in plans and plans[0] == 200

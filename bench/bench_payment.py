@@ -1,0 +1,186 @@
+"""Payment benchmark: quota reserves per second and Stripe webhook latency, side by side in one run.
+
+    .venv/bin/python bench/bench_payment.py [--reserves 20000] [--webhooks 1000] [--concurrency 32]
+
+Needs the local PostgreSQL, Redis and RabbitMQ (scripts/infra.sh). Creates a throwaway database
+and vhost, applies Payment's migrations, runs the service in-process (its real lifespan, ASGI
+transport: no network hop), and drops everything afterwards. Targets (issue 4): >= 2,000 quota
+reserves per second; webhook p99 < 50 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from asgi_lifespan import LifespanManager  # noqa: E402
+
+from sandbox import stripe_events as se  # noqa: E402
+from shared import db as dbmod  # noqa: E402
+from shared.migrate import migrate  # noqa: E402
+from shared.quota import InsufficientQuota, QuotaClient  # noqa: E402
+from shared.redis import Keys, create_redis  # noqa: E402
+from shared.testing.env import (  # noqa: E402
+    TEST_JWT_SECRET,
+    Infra,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+    new_run_id,
+    patched_environ,
+)
+
+SECRET = "whsec_bench_0123456789abcdefghijklmnopqrstuvwxyz"
+PRICE_PRO, PRICE_MAX = "price_bench_pro", "price_bench_max"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def run_reserves(quota: QuotaClient, users: list[str], total: int, concurrency: int, settle: bool) -> tuple[float, int]:
+    counter = iter(range(total))
+    refused = 0
+
+    async def worker(n: int):
+        nonlocal refused
+        for i in counter:
+            user = users[(i * 7 + n) % len(users)]
+            try:
+                r = await quota.reserve(user, "premium", 1)
+            except InsufficientQuota:
+                refused += 1
+                continue
+            if settle:
+                await quota.settle(r.reservation_id)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    return total / (time.perf_counter() - started), refused
+
+
+async def bench_quota(dsn: str, redis_url: str, prefix: str, total: int, concurrency: int) -> dict:
+    pool = await dbmod.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    redis = create_redis(redis_url)
+    quota = QuotaClient(pool, redis, Keys(prefix))
+    results = {}
+    many = [str(uuid.uuid4()) for _ in range(2000)]
+    hot = [str(uuid.uuid4())]
+    for uid in many + hot:  # Max tier has unlimited premium; Pro has 100: use a large paid allowance
+        await pool.execute("SELECT quota_reset($1::uuid, 1, now() + interval '30 days', 'bench')", uuid.UUID(uid))
+    await pool.execute("UPDATE user_quotas SET quota_premium_model = 1000000")
+    await run_reserves(quota, many, 2000, concurrency, False)  # warm-up
+    results["reserve, 2000 users, 1 task"] = await run_reserves(quota, many, max(500, total // 10), 1, False)
+    results[f"reserve, 2000 users, {concurrency} tasks"] = await run_reserves(quota, many, total, concurrency, False)
+    results[f"reserve+settle, 2000 users, {concurrency} tasks"] = await run_reserves(quota, many, total // 2, concurrency, True)
+    results[f"reserve, 1 hot user, {concurrency} tasks"] = await run_reserves(quota, hot, total // 2, concurrency, False)
+    await pool.execute("UPDATE user_quotas SET quota_premium_model = -1 WHERE user_id = $1", uuid.UUID(hot[0]))
+    results[f"reserve unlimited, 1 hot user, {concurrency} tasks"] = await run_reserves(quota, hot, total // 2, concurrency, False)
+    await redis.aclose()
+    await pool.close()
+    return results
+
+
+async def bench_webhooks(env: dict[str, str], n: int, concurrency: int) -> dict:
+    from payment_service.main import build_app
+    from payment_service.settings import Settings
+
+    with patched_environ(env):
+        settings = Settings()
+    app = build_app(settings)
+    price = se.price_object(PRICE_PRO, "prod_bench", 999)
+    price_max = se.price_object(PRICE_MAX, "prod_bench_max", 1999)
+    results = {}
+    async with LifespanManager(app, startup_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            async def post(event) -> float:
+                body, headers = se.signed_webhook(event, SECRET)
+                t = time.perf_counter()
+                r = await client.post("/webhook", content=body, headers=headers)
+                elapsed = (time.perf_counter() - t) * 1000
+                assert r.status_code == 200, r.text
+                return elapsed
+
+            def new_sub(price_obj):
+                user = str(uuid.uuid4())
+                return se.subscription_object(customer=se.new_id("cus_", 14), price=price_obj, metadata={"user_id": user})
+
+            async def series(events, conc):
+                it = iter(events)
+                times: list[float] = []
+
+                async def worker():
+                    for e in it:
+                        times.append(await post(e))
+
+                started = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(conc)))
+                return times, len(events) / (time.perf_counter() - started)
+
+            await series([se.customer_subscription_created(new_sub(price)) for _ in range(50)], 4)  # warm-up
+            created = [se.customer_subscription_created(new_sub(price)) for _ in range(n)]
+            results["subscription.created (new user, tier change), sequential"] = await series(created, 1)
+            upgrades = [se.customer_subscription_updated(dict(e["data"]["object"], items=new_sub(price_max)["items"]),
+                                                         event_created=e["created"] + 1) for e in created]
+            results[f"subscription.updated (upgrade), {concurrency} concurrent"] = await series(upgrades, concurrency)
+            results["same events again (duplicates), sequential"] = await series(created[: n // 2], 1)
+            unknown = [se.event("customer.tax_id.created", {"id": se.new_id("txi_", 14), "object": "tax_id"}) for _ in range(n // 2)]
+            results["unhandled type (ack only), sequential"] = await series(unknown, 1)
+    return results
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reserves", type=int, default=20000)
+    parser.add_argument("--webhooks", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    infra = Infra.from_environ()
+    run = new_run_id()
+    dsn = await create_database(infra, f"{run}_core")
+    amqp = create_vhost(infra, run)
+    try:
+        await migrate(dsn, "payment")
+        print(f"Payment benchmark ({os.cpu_count()} CPUs; PostgreSQL, Redis, RabbitMQ local)\n")
+        quota = await bench_quota(dsn, infra.redis_url, f"{run}-bench", args.reserves, args.concurrency)
+        print("Quota reserves (QuotaClient -> quota_reserve(), one round trip + cache drop)")
+        base = None
+        for name, (rate, refused) in quota.items():
+            base = base or rate
+            print(f"  {name:<48} {rate:>9,.0f} /s   x{rate / base:>5.2f} vs 1 task" + (f"   refused {refused}" if refused else ""))
+        target = quota[f"reserve, 2000 users, {args.concurrency} tasks"][0]
+        print(f"  target >= 2,000/s: {'MET' if target >= 2000 else 'NOT MET'} ({target:,.0f}/s)\n")
+        env = {
+            "DATABASE_URL": dsn, "REDIS_URL": infra.redis_url, "REDIS_PREFIX": f"{run}-bench", "RABBITMQ_URL": amqp,
+            "SUPABASE_JWT_SECRET": TEST_JWT_SECRET, "STRIPE_WEBHOOK_SECRET": SECRET, "STRIPE_PRICE_PRO": PRICE_PRO,
+            "STRIPE_PRICE_MAX": PRICE_MAX, "LOG_LEVEL": "ERROR", "SWEEP_INTERVAL_SECONDS": "0", "DB_POOL_MAX": "20",
+        }
+        hooks = await bench_webhooks(env, args.webhooks, 8)
+        print("Stripe webhooks (signature check, event recorded, subscription + quotas + outbox in one transaction)")
+        first_p99 = None
+        for name, (times, rate) in hooks.items():
+            p50, p95, p99 = pct(times, 50), pct(times, 95), pct(times, 99)
+            first_p99 = first_p99 or p99
+            print(f"  {name:<58} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  p99 {p99:6.2f} ms  "
+                  f"mean {statistics.mean(times):6.2f} ms  {rate:7,.0f}/s  p99 x{p99 / first_p99:4.2f}")
+        worst = max(pct(t, 99) for t, _ in hooks.values())
+        print(f"  target p99 < 50 ms: {'MET' if worst < 50 else 'NOT MET'} (worst p99 {worst:.2f} ms)")
+    finally:
+        await drop_database(infra, f"{run}_core")
+        delete_vhost(infra, run)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
