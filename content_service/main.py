@@ -1,19 +1,95 @@
-"""uvicorn content_service.main:app"""
+"""uvicorn content_service.main:app
+
+Search and resources over the embedded store: start-up opens the store (CONTENT_DATA_DIR) and
+loads the index snapshot without calling TMDB; an empty store is seeded (CONTENT_SEED). The TMDB
+sync runs on POST /admin/sync and every SYNC_INTERVAL_SECONDS when TMDB_API_KEY is set.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
 from fastapi import FastAPI
 
+from content_service.repository import ContentRepository
+from content_service.routers import admin, resources, search
 from content_service.settings import Settings
+from content_service.sync.runner import SyncRunner, schedule_loop
+from content_service.sync.tmdb import TMDBClient
+from content_service.sync.tvdb import TVDBClient
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings
+
+log = logging.getLogger("content_service")
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
+
+    async def startup(app: FastAPI) -> None:
+        repo = ContentRepository(settings.content_data_dir,
+                                 map_size_gb=settings.content_store_map_size_gb,
+                                 cache_size=settings.search_cache_size)
+        what = await asyncio.to_thread(repo.open, settings.content_seed)
+        app.state.repo = repo
+        log.info("content store open", extra={"index": what, "names": len(repo.index),
+                                              "entities": repo.store.count_entities()})
+        app.state.tmdb_factory = None
+        app.state.sync_runner = None
+        app.state.sync_schedule = None
+        if settings.tmdb_api_key:
+            def tmdb_factory() -> TMDBClient:
+                return TMDBClient(settings.tmdb_base_url, settings.tmdb_api_key,
+                                  timeout=settings.tmdb_timeout_seconds,
+                                  max_retries=settings.tmdb_max_retries, store=repo.store)
+
+            tvdb_factory = None
+            if settings.tvdb_api_key:
+                def tvdb_factory() -> TVDBClient:
+                    return TVDBClient(settings.tvdb_base_url, settings.tvdb_api_key,
+                                      settings.tvdb_pin, timeout=settings.tmdb_timeout_seconds)
+
+            runner = SyncRunner(repo, tmdb_factory, popular_pages=settings.sync_popular_pages,
+                                trending=settings.sync_trending,
+                                people_per_title=settings.sync_people_per_title,
+                                max_age_seconds=settings.sync_details_max_age_seconds,
+                                tvdb_factory=tvdb_factory)
+            app.state.tmdb_factory = tmdb_factory
+            app.state.sync_runner = runner
+            if settings.sync_on_start or runner.store.get_meta("sync:checkpoint"):
+                runner.start("startup")       # a fresh start, or resume an interrupted run
+            if settings.sync_interval_seconds > 0:
+                app.state.sync_schedule = asyncio.create_task(
+                    schedule_loop(runner, settings.sync_interval_seconds), name="content-sync-schedule")
+        else:
+            log.warning("TMDB_API_KEY not set: no TMDB sync; serving the store as it is")
+
+    async def shutdown(app: FastAPI) -> None:
+        for name in ("sync_schedule",):
+            task = getattr(app.state, name, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        runner = getattr(app.state, "sync_runner", None)
+        if runner is not None and runner.running:
+            runner.task.cancel()      # the checkpoint lets the next start resume it
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner.task
+        repo = getattr(app.state, "repo", None)
+        if repo is not None:
+            repo.close()
+
     return create_app(
         service="content",
         settings=settings,
-        routers=[],
-        legacy_prefixes=['/api/search'],
+        routers=[search.router, resources.router, admin.router],
+        legacy_prefixes=["/api/search", "/api"],
         use_database=False,
+        outbox=False,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
     )
 
 

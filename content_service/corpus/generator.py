@@ -329,6 +329,7 @@ def names_of(rec: dict) -> list[str]:
         out = [rec["name"]]
         if rec.get("original_name") and rec["original_name"] != rec["name"]:
             out.append(rec["original_name"])
+        out.extend(a for a in rec.get("aliases") or [] if a not in out)
         return out
     if t == "person":
         return [rec["name"], *rec.get("also_known_as", [])]

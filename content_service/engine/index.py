@@ -293,8 +293,8 @@ class SearchIndex:
             codes = (a64[:-2] << np.uint64(42)) | (a64[1:-1] << np.uint64(21)) | a64[2:]
             codes_parts.append(codes[valid])
             ids_parts.append(nid[:-2][valid])
-        codes = np.concatenate(codes_parts)
-        ids = np.concatenate(ids_parts)
+        codes = np.concatenate(codes_parts) if codes_parts else np.empty(0, np.uint64)
+        ids = np.concatenate(ids_parts) if ids_parts else np.empty(0, np.int32)
         del codes_parts, ids_parts
         order = np.argsort(codes, kind="stable")
         codes = codes[order]
@@ -384,6 +384,22 @@ class SearchIndex:
                 "postings": int(len(self.post_ids)), "word_deletions": int(len(self.word_del.hashes)),
                 "prefix_deletions": int(len(self.pref_del.hashes)),
                 "trigram_postings": int(len(self.tri_ids))}
+
+    def popular(self, types: tuple[str, ...] | list[str] | None = None, limit: int = 20,
+                offset: int = 0) -> list[tuple[str, str, float]]:
+        """The most popular entities (of the given types): (entity key, type, popularity)."""
+        key = tuple(sorted(types)) if types else ()
+        cache = self.__dict__.setdefault("_popular", {})
+        top = cache.get(key)
+        if top is None:
+            idx = np.arange(len(self.ent_type))
+            if key:
+                mask = np.isin(self.ent_type, [TYPE_CODE[t] for t in key])
+                idx = idx[mask]
+            order = np.argsort(-self.ent_pop[idx], kind="stable")[:1000]
+            top = cache[key] = idx[order]
+        return [(self.ent_keys[int(e)], TYPES[int(self.ent_type[e])], float(self.ent_pop[e]))
+                for e in top[offset:offset + limit]]
 
     # ---------------------------------------------------------------- query
     def search(self, query: str, mode: str = "auto", limit: int = 10,

@@ -1,0 +1,42 @@
+"""Operations: POST /admin/sync starts a TMDB/TVDB sync (service token, role `service`);
+GET /admin/sync tells its state; POST /admin/reindex rebuilds the search index."""
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from shared.auth import CurrentUser, require_service
+from shared.errors import APIError
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.post("/sync", status_code=202, summary="Start a TMDB/TVDB sync (service token)")
+async def start_sync(request: Request, caller: CurrentUser = Depends(require_service)):
+    runner = getattr(request.app.state, "sync_runner", None)
+    if runner is None:
+        raise APIError(409, "SYNC_NOT_CONFIGURED",
+                       "TMDB_API_KEY is not set: this instance cannot sync.")
+    started, status = runner.start(trigger=f"api:{caller.user_id}")
+    return JSONResponse({"started": started, **status}, status_code=202 if started else 200)
+
+
+@router.get("/sync", summary="Sync state: running run, checkpoint, last result (service token)")
+async def sync_status(request: Request, caller: CurrentUser = Depends(require_service)):
+    runner = getattr(request.app.state, "sync_runner", None)
+    repo = request.app.state.repo
+    body = runner.status() if runner is not None else {"running": False, "configured": False}
+    body["index"] = {"names": len(repo.index), "entities": repo.index.entity_count,
+                     "version": repo.index_version, "stale": repo.stale,
+                     "built_at": repo.index_built_at, "build_seconds": repo.last_build_seconds}
+    return body
+
+
+@router.post("/reindex", status_code=202, summary="Rebuild the search index (service token)")
+async def reindex(request: Request, caller: CurrentUser = Depends(require_service)):
+    repo = request.app.state.repo
+    await asyncio.to_thread(repo.rebuild)
+    return {"names": len(repo.index), "version": repo.index_version,
+            "build_seconds": repo.last_build_seconds}

@@ -1,0 +1,165 @@
+"""Search routes: /autocomplete, /search, /popular, /characters.
+
+The engine answers in well under a millisecond for most queries, so it runs inline on the event
+loop (a thread hop would cost more than the search). Responses are cached as bytes in an
+in-process LRU keyed by the index version, so a rebuilt index never serves stale answers.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from content_service.engine.normalize import normalize_key
+from shared.errors import APIError
+
+router = APIRouter(tags=["search"])
+
+Mode = Literal["exact", "prefix", "substring", "fuzzy", "auto"]
+EntityType = Literal["movie", "tv", "person", "character"]
+PopularType = Literal["movie", "tv", "person", "character", "anime", "cartoon"]
+
+
+class SearchResult(BaseModel):
+    id: str
+    type: str
+    name: str
+    kind: Literal["exact", "prefix", "substring", "fuzzy"]
+    distance: int
+    spans: list[list[int]]
+    popularity: float
+    tmdb_id: int | str | None = None
+    year: int | None = None
+    is_anime: bool | None = None
+    is_cartoon: bool | None = None
+    title: str | None = None
+    title_name: str | None = None
+    actor: str | None = None
+    person: str | None = None
+    known_for_department: str | None = None
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: Mode
+    type: EntityType | None = None
+    results: list[SearchResult]
+    took_ms: float
+
+
+class ResponseCache:
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self.items: OrderedDict[tuple, bytes] = OrderedDict()
+
+    def get(self, key):
+        found = self.items.get(key)
+        if found is not None:
+            self.items.move_to_end(key)
+        return found
+
+    def put(self, key, value: bytes):
+        self.items[key] = value
+        if len(self.items) > self.maxsize:
+            self.items.popitem(last=False)
+
+
+def _cache(request: Request) -> ResponseCache:
+    state = request.app.state
+    cache = getattr(state, "search_cache", None)
+    if cache is None:
+        cache = state.search_cache = ResponseCache(state.settings.search_cache_size)
+    return cache
+
+
+def _context(rec: dict | None) -> dict:
+    if not rec:
+        return {}
+    t = rec["type"]
+    out: dict = {"tmdb_id": rec.get("id")}
+    if t in ("movie", "tv"):
+        out["year"] = rec.get("year")
+        if t == "tv":
+            out["is_anime"] = bool(rec.get("is_anime"))
+            out["is_cartoon"] = bool(rec.get("is_cartoon"))
+    elif t == "character":
+        out.update(title=rec.get("title"), title_name=rec.get("title_name"),
+                   actor=rec.get("actor"), person=rec.get("person"))
+    elif t == "person":
+        out["known_for_department"] = rec.get("known_for_department")
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _search(request: Request, q: str, mode: str, limit: int, type_: str | None) -> Response:
+    started = time.perf_counter()
+    key, _ = normalize_key(q)
+    if not key:
+        raise APIError(422, "INVALID_QUERY", "The query has no letters or digits to search for.")
+    repo = request.app.state.repo
+    ckey = (repo.index_version, id(repo.index), key, mode, limit, type_)
+    cache = _cache(request)
+    body = cache.get(ckey)
+    if body is None:
+        hits = repo.index.search(q, mode, limit, (type_,) if type_ else None)
+        recs = repo.entities([h.entity for h in hits]) if hits else {}
+        results = []
+        for h in hits:
+            d = h.to_dict()
+            d["id"] = d.pop("entity")
+            d.update(_context(recs.get(h.entity)))
+            results.append(d)
+        body = orjson.dumps({"query": q, "mode": mode, "type": type_, "results": results})
+        cache.put(ckey, body)
+    took = (time.perf_counter() - started) * 1000
+    # took_ms is appended to the cached body without re-serializing it
+    return Response(body[:-1] + b',"took_ms":' + f"{took:.3f}".encode() + b"}",
+                    media_type="application/json")
+
+
+@router.get("/autocomplete", response_model=SearchResponse,
+            summary="Ranked suggestions for what is typed so far, typo-tolerant")
+async def autocomplete(request: Request,
+                       q: str = Query(..., min_length=1, max_length=200),
+                       limit: int = Query(10, ge=1, le=50),
+                       type: EntityType | None = Query(None)):
+    return _search(request, q, "auto", limit, type)
+
+
+@router.get("/search", response_model=SearchResponse,
+            summary="Search with a mode: exact, prefix, substring, fuzzy or auto")
+async def search(request: Request,
+                 q: str = Query(..., min_length=1, max_length=200),
+                 mode: Mode = Query("auto"),
+                 type: EntityType | None = Query(None),
+                 limit: int = Query(20, ge=1, le=50)):
+    return _search(request, q, mode, limit, type)
+
+
+@router.get("/popular", summary="Popular titles and characters (or one type)")
+async def popular(request: Request, type: PopularType | None = Query(None),
+                  limit: int = Query(20, ge=1, le=100)):
+    repo = request.app.state.repo
+    if type is None:
+        return {"titles": repo.popular(["movie", "tv"], limit),
+                "characters": repo.popular(["character"], limit)}
+    if type in ("anime", "cartoon"):
+        return {"type": type, "results": repo.popular(["tv", "movie"], limit, flags=type)}
+    return {"type": type, "results": repo.popular([type], limit)}
+
+
+@router.get("/characters", summary="Characters of a series (or a movie), in cast order")
+async def characters(request: Request, series_id: int | None = Query(None, ge=1),
+                     movie_id: int | None = Query(None, ge=1),
+                     limit: int = Query(50, ge=1, le=200)):
+    if (series_id is None) == (movie_id is None):
+        raise APIError(422, "INVALID_PARAMETERS", "Give exactly one of series_id and movie_id.")
+    key = f"tv:{series_id}" if series_id is not None else f"movie:{movie_id}"
+    found = request.app.state.repo.characters_of(key)
+    if found is None:
+        raise APIError(404, "NOT_FOUND", f"No {'series' if series_id else 'movie'} with that id.")
+    return {"title": key, "characters": found[:limit]}
