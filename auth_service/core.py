@@ -136,6 +136,10 @@ class Auth:
 
     async def user_out(self, conn: asyncpg.Connection, user: asyncpg.Record, *, with_profile: bool = True) -> dict:
         profile = await users_repo.get_profile(conn, user["id"]) if with_profile else None
+        providers = await identities_repo.providers_for(conn, user["id"])
+        return self.user_view(user, dict(profile) if profile is not None else None, providers)
+
+    def user_view(self, user, profile: dict | None, providers: list[str]) -> dict:
         return {
             "id": str(user["id"]),
             "email": user["email"],
@@ -146,10 +150,10 @@ class Auth:
             "referral_code": user["referral_code"],
             "referred_by": str(user["referred_by"]) if user["referred_by"] and user["confirmed"] else None,
             "has_password": user["password_hash"] is not None,
-            "providers": await identities_repo.providers_for(conn, user["id"]),
+            "providers": providers,
             "created_at": user["created_at"],
             "last_login": user["last_login"],
-            "profile": dict(profile) if profile is not None else None,
+            "profile": profile,
         }
 
     async def auth_result(self, conn: asyncpg.Connection, user: asyncpg.Record, *, provider: str = "email", family_id: Any = None) -> dict:

@@ -147,3 +147,15 @@ async def update_profile(conn: asyncpg.Connection, user_id: str, changes: dict[s
         user_id,
         *[changes[n] for n in names],
     )
+
+
+async def get_me(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
+    """The user, its profile and its linked providers in one round trip (GET /users/me)."""
+    return await conn.fetchrow(
+        f"SELECT {', '.join('u.' + c.strip() for c in USER_COLUMNS.split(','))},"
+        " p.name, p.avatar_url, p.phone, p.country, p.language, p.preferences, p.onboarding_status,"
+        " p.created_at AS profile_created_at, p.updated_at AS profile_updated_at, (p.user_id IS NOT NULL) AS has_profile,"
+        " ARRAY(SELECT provider FROM oauth_identities i WHERE i.user_id = u.id ORDER BY provider) AS providers"
+        " FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = $1",
+        user_id,
+    )

@@ -23,10 +23,25 @@ PUBLIC_FIELDS = ("name", "avatar_url", "country", "language", "onboarding_status
 async def me(request: Request, caller: CurrentUser = Depends(current_account)):
     auth = auth_of(request)
     async with auth.pool.acquire() as conn:
-        user = await users_repo.get(conn, caller.user_id)
-        if user is None:
-            raise not_found()
-        return await auth.user_out(conn, user)
+        row = await users_repo.get_me(conn, caller.user_id)
+    if row is None:
+        raise not_found()
+    profile = (
+        {
+            "name": row["name"],
+            "avatar_url": row["avatar_url"],
+            "phone": row["phone"],
+            "country": row["country"],
+            "language": row["language"],
+            "preferences": row["preferences"],
+            "onboarding_status": row["onboarding_status"],
+            "created_at": row["profile_created_at"],
+            "updated_at": row["profile_updated_at"],
+        }
+        if row["has_profile"]
+        else None
+    )
+    return auth.user_view(row, profile, list(row["providers"]))
 
 
 @router.put("/users/me/details", response_model=Profile)
