@@ -349,7 +349,7 @@ class Completion:
     provider_model: str
     input_tokens: int
     output_tokens: int
-    latency_ms: int
+    latency_ms: float
     attempts: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
 
@@ -366,7 +366,7 @@ class StreamResult:
     input_tokens: int = 0
     output_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
-    first_token_ms: int | None = None
+    first_token_ms: float | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def completion(self, text: str) -> Completion:
@@ -378,7 +378,7 @@ class StreamResult:
             provider_model=self.spec.provider_model,
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
-            latency_ms=int((time.perf_counter() - self.started) * 1000),
+            latency_ms=round((time.perf_counter() - self.started) * 1000, 2),
             attempts=self.attempts,
         )
 
@@ -476,7 +476,7 @@ class LLMRouter:
                 provider_model=candidate.provider_model,
                 input_tokens=raw.input_tokens,
                 output_tokens=raw.output_tokens,
-                latency_ms=int((time.perf_counter() - started) * 1000),
+                latency_ms=round((time.perf_counter() - started) * 1000, 2),
                 attempts=attempts,
                 stop_reason=raw.stop_reason,
             )
@@ -507,7 +507,7 @@ class LLMRouter:
                         if not sent_any:
                             sent_any = True
                             result.spec = candidate
-                            result.first_token_ms = int((time.perf_counter() - result.started) * 1000)
+                            result.first_token_ms = round((time.perf_counter() - result.started) * 1000, 2)
                         yield delta
                 finally:
                     provider.slots.release()

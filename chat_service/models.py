@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -126,3 +128,8 @@ def conversation_out(row) -> dict[str, Any]:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
+
+
+def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
+    """A dict straight to JSON bytes (orjson), without FastAPI's per-field encoder walk."""
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")

@@ -223,15 +223,12 @@ class ChatEngine:
         """(kept rows chronological, tokens used, number dropped)."""
         cap = self.input_budget(tier)
         rows = await msg_repo.recent_within(self.pool, conversation_id, cap, before_seq=before_seq)
-        # Messages beyond the window were dropped too: count them for the report.
         system_tokens = budget.message_tokens(system)
         items = [budget.Item(str(r["id"]), r["token_count"] + budget.MESSAGE_OVERHEAD, r["pinned"]) for r in rows]
         fitted = budget.fit(system_tokens, items, new_tokens, cap)
         keep = set(fitted.keep)
         kept = [r for r in rows if str(r["id"]) in keep]
-        total = await self.pool.fetchval(
-            "SELECT count(*) FROM messages WHERE conversation_id = $1 AND ($2::bigint IS NULL OR seq < $2)", conversation_id, before_seq
-        )
+        total = rows[0]["total"] if rows else 0  # rows beyond the window were dropped too
         return kept, fitted.used_tokens, int(total) - len(kept)
 
     # -- preparing a turn -----------------------------------------------------------------------
@@ -460,6 +457,7 @@ class ChatEngine:
             "quota": quota,
             "follow_up_questions": follow_ups,
             "usage": {"input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens},
+            "model_latency_ms": completion.latency_ms,
             "context_tokens": p.context_tokens,
             "dropped_messages": p.dropped,
             "status": status,

@@ -44,11 +44,12 @@ async def insert(
 
 async def recent_within(conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None) -> list[asyncpg.Record]:
     """Pinned messages and the newest messages whose running token total stays within
-    `token_cap`, chronological. The exact fit is `budget.fit`; this only bounds what is read."""
+    `token_cap`, chronological, each with `total` (how many messages the conversation has in
+    that range). The exact fit is `budget.fit`; this only bounds what is read."""
     return await conn.fetch(
         f"""
-        SELECT {COLUMNS} FROM (
-            SELECT {COLUMNS}, sum(token_count) OVER (ORDER BY seq DESC) AS running
+        SELECT {COLUMNS}, total FROM (
+            SELECT {COLUMNS}, sum(token_count) OVER (ORDER BY seq DESC) AS running, count(*) OVER () AS total
               FROM messages
              WHERE conversation_id = $1 AND ($3::bigint IS NULL OR seq < $3)
         ) s

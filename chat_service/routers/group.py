@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+from chat_service.models import json_response
+
 from chat_service.models import GroupChatRequest
 from shared.auth import CurrentUser, get_current_user, resolve_tier
 
@@ -12,6 +14,6 @@ router = APIRouter(tags=["chat"])
 @router.post("/group_chat")
 async def group_chat(body: GroupChatRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
     tier = await resolve_tier(request, user)
-    return await request.app.state.engine.group(
+    return json_response(await request.app.state.engine.group(
         user, tier, characters=body.characters, message=body.message, conversation_id=body.conversation_id, model=body.model
-    )
+    ))

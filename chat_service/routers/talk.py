@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from chat_service.models import TalkRequest
+from chat_service.models import TalkRequest, json_response
 from chat_service.streaming import StreamRun
 from shared.auth import TIER_NAMES, CurrentUser, get_current_user, resolve_tier
 
@@ -34,7 +34,7 @@ async def talk_with(body: TalkRequest, request: Request, user: CurrentUser = Dep
         attachments=body.attachments,
     )
     if not wants_stream(request, body):
-        return await eng.talk(prepared)
+        return json_response(await eng.talk(prepared))
     run = StreamRun(eng, prepared).start()
     return StreamingResponse(
         run.events(eng.settings.chat_stream_heartbeat_seconds),

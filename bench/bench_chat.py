@@ -1,0 +1,282 @@
+"""Chat benchmark: what the service adds on top of the model, side by side in one run.
+
+    .venv/bin/python bench/bench_chat.py [--users 50] [--seconds 20] [--think 1.0] [--ttft 100]
+
+Needs the local PostgreSQL, Redis and RabbitMQ (scripts/infra.sh). Creates throwaway databases
+and a vhost, applies Payment's migrations (quota functions) to the core one, starts the sandbox
+(the zero-latency local model: `uvicorn sandbox.app:app`) and the chat service
+(`uvicorn chat_service.main:app`) as real processes, and drops everything afterwards.
+
+Figures (issue 5 targets: overhead p50 <= 5 ms and p99 <= 20 ms at 50 concurrent users;
+time-to-first-token overhead <= 10 ms):
+  1. the model alone: the same requests straight to the local model with the Anthropic SDK;
+  2. /talk_with at N concurrent users (each sends a message in its conversation, waits `think`
+     seconds, again): client latency, and per request the service's overhead = client latency
+     minus the model time the service measured around its own model call (`model_latency_ms`);
+  3. time to first token, streamed, one request at a time: through the service vs straight to
+     the model, and per request client TTFT minus the service-measured model TTFT.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import anthropic  # noqa: E402
+import httpx  # noqa: E402
+
+from shared.auth import mint_access_token  # noqa: E402
+from shared.migrate import migrate  # noqa: E402
+from shared.testing.env import (  # noqa: E402
+    TEST_JWT_SECRET,
+    Infra,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+    new_run_id,
+)
+
+KEYS = {
+    "ANTHROPIC_API_KEY": "sk-ant-bench",
+    "OPENAI_API_KEY": "sk-bench",
+    "TMDB_API_KEY": "0123456789abcdef0123456789abcdef",
+}
+SYSTEM = "You are Batman, the character from The Dark Knight (2008). Stay in character at all times."
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def line(label: str, values: list[float]) -> str:
+    return f"  {label:<44} p50 {pct(values, 50):7.2f} ms   p99 {pct(values, 99):7.2f} ms   mean {statistics.fmean(values):7.2f} ms   n={len(values)}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(module: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{module} exited:\n{log.read_text()[-3000:]}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health" if "chat" in module else f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"{module} did not start:\n{log.read_text()[-3000:]}")
+
+
+async def model_alone(base: str, users: int, seconds: float, think: float) -> tuple[list[float], float]:
+    client = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=0)
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+
+    async def user(i: int) -> None:
+        history: list[dict] = []
+        await asyncio.sleep(random.random() * think)
+        n = 0
+        while time.monotonic() < stop:
+            history.append({"role": "user", "content": f"message {n} from user {i}: what happened in Gotham tonight?"})
+            t0 = time.perf_counter()
+            msg = await client.messages.create(model="claude-haiku-4-5-20251001", system=SYSTEM, messages=history[-20:], max_tokens=1024)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            history.append({"role": "assistant", "content": msg.content[0].text})
+            n += 1
+            await asyncio.sleep(think * (0.5 + random.random()))
+
+    started = time.monotonic()
+    await asyncio.gather(*(user(i) for i in range(users)))
+    elapsed = time.monotonic() - started
+    await client.close()
+    return latencies, len(latencies) / elapsed
+
+
+async def through_service(url: str, users: int, seconds: float, think: float) -> tuple[list[float], list[float], float, int]:
+    latencies: list[float] = []
+    overheads: list[float] = []
+    errors = 0
+    stop = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def user(i: int) -> None:
+            nonlocal errors
+            uid = str(uuid.uuid4())
+            headers = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=uid, expires_in=3600)}"}
+            r = await client.post("/talk_with", json={"message": "Hello Batman", "character": "Batman", "series": "The Dark Knight"}, headers=headers)
+            r.raise_for_status()
+            cid = r.json()["conversation_id"]
+            await asyncio.sleep(random.random() * think)
+            n = 0
+            while time.monotonic() < stop:
+                body = {"message": f"message {n} from user {i}: what happened in Gotham tonight?", "character": "Batman", "conversation_id": cid}
+                t0 = time.perf_counter()
+                r = await client.post("/talk_with", json=body, headers=headers)
+                total = (time.perf_counter() - t0) * 1000
+                if r.status_code != 200:
+                    errors += 1
+                else:
+                    latencies.append(total)
+                    overheads.append(total - r.json()["model_latency_ms"])
+                n += 1
+                await asyncio.sleep(think * (0.5 + random.random()))
+
+        started = time.monotonic()
+        await asyncio.gather(*(user(i) for i in range(users)))
+        elapsed = time.monotonic() - started
+    return latencies, overheads, len(latencies) / elapsed, errors
+
+
+async def ttft(url: str, base: str, n: int) -> tuple[list[float], list[float], list[float]]:
+    model = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=0)
+    direct: list[float] = []
+    service: list[float] = []
+    per_request: list[float] = []
+    uid = str(uuid.uuid4())
+    headers = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=uid, expires_in=3600)}", "Accept": "text/event-stream"}
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        r = await client.post("/talk_with", json={"message": "Hello", "character": "Batman", "series": "The Dark Knight"}, headers={"Authorization": headers["Authorization"]})
+        cid = r.json()["conversation_id"]
+        for i in range(n):
+            # straight to the model
+            t0 = time.perf_counter()
+            stream = await model.messages.create(model="claude-haiku-4-5-20251001", system=SYSTEM, max_tokens=1024, stream=True,
+                                                 messages=[{"role": "user", "content": f"question {i}: where is the Joker?"}])
+            async with stream:
+                async for event in stream:
+                    if event.type == "content_block_delta":
+                        direct.append((time.perf_counter() - t0) * 1000)
+                        break
+            # through the service
+            t0 = time.perf_counter()
+            first = None
+            async with client.stream("POST", "/talk_with", json={"message": f"question {i}: where is the Joker?", "character": "Batman", "conversation_id": cid}, headers=headers) as resp:
+                event = None
+                async for raw in resp.aiter_lines():
+                    if raw.startswith("event:"):
+                        event = raw[6:].strip()
+                    elif raw.startswith("data:") and event == "token" and first is None:
+                        first = (time.perf_counter() - t0) * 1000
+                    elif raw.startswith("data:") and event == "done":
+                        import json
+
+                        server_ttft = json.loads(raw[5:])["first_token_ms"]
+            service.append(first)
+            per_request.append(first - server_ttft)
+    await model.close()
+    return direct, service, per_request
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--think", type=float, default=1.0, help="mean seconds a user waits between messages")
+    ap.add_argument("--ttft", type=int, default=100, help="streamed requests for time to first token")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn workers for the chat service")
+    args = ap.parse_args()
+
+    infra = Infra.from_environ()
+    run = new_run_id()
+    names = {role: f"{run}_{role}" for role in ("core", "chat")}
+    dsns = {role: await create_database(infra, name) for role, name in names.items()}
+    amqp = create_vhost(infra, run)
+    logs = Path(os.environ.get("TMPDIR", "/tmp"))
+    procs: list[subprocess.Popen] = []
+    try:
+        await migrate(dsns["core"], "payment")
+        sandbox_port, chat_port = free_port(), free_port()
+        procs.append(start("sandbox.app:app", sandbox_port, {}, logs / f"bench-chat-sandbox-{run}.log"))
+        base = f"http://127.0.0.1:{sandbox_port}"
+        env = {
+            "DATABASE_URL": dsns["core"],
+            "CHAT_DATABASE_URL": dsns["chat"],
+            "REDIS_URL": infra.redis_url,
+            "REDIS_PREFIX": run,
+            "RABBITMQ_URL": amqp,
+            "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
+            "MIGRATE_ON_START": "1",
+            "LOG_LEVEL": "WARNING",
+            "RATE_LIMIT_PER_MINUTE": "1000000",
+            "CHAT_FOLLOW_UPS": "template",
+            "DB_POOL_MAX": "20",
+            "ANTHROPIC_BASE_URL": f"{base}/anthropic",
+            "OPENAI_BASE_URL": f"{base}/openai/v1",
+            "TMDB_BASE_URL": f"{base}/tmdb/3",
+            "WIKIPEDIA_BASE_URL": f"{base}/wikipedia/api/rest_v1",
+            **KEYS,
+        }
+        procs.append(start("chat_service.main:app", chat_port, env, logs / f"bench-chat-service-{run}.log"))
+        url = f"http://127.0.0.1:{chat_port}"
+        # Warm up: the character context is cached after the first request, connections are open.
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            h = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=str(uuid.uuid4()))}"}
+            for _ in range(20):
+                (await c.post("/talk_with", json={"message": "warm up", "character": "Batman", "series": "The Dark Knight"}, headers=h)).status_code
+
+        print(f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, think time ~{args.think} s; "
+              f"model = local sandbox (no added latency); {os.cpu_count()} CPUs")
+        alone, alone_rps = await model_alone(base, args.users, args.seconds, args.think)
+        latencies, overheads, rps, errors = await through_service(url, args.users, args.seconds, args.think)
+        print("\n1. non-streamed messages")
+        print(line("model alone (SDK -> local model)", alone) + f"   {alone_rps:.0f} req/s")
+        print(line("through /talk_with (client latency)", latencies) + f"   {rps:.0f} req/s, {errors} errors")
+        print(line("service overhead per request", overheads))
+        print(f"  side by side: service p50 - model p50 = {pct(latencies, 50) - pct(alone, 50):.2f} ms; "
+              f"p99 - p99 = {pct(latencies, 99) - pct(alone, 99):.2f} ms; "
+              f"ratio p50 {pct(latencies, 50) / pct(alone, 50):.2f}x")
+
+        direct, service, per_request = await ttft(url, base, args.ttft)
+        print("\n2. time to first token (streamed, one at a time)")
+        print(line("model alone", direct))
+        print(line("through /talk_with", service))
+        print(line("overhead per request (client - server-measured)", per_request))
+        print(f"  side by side: p50 {pct(service, 50) - pct(direct, 50):.2f} ms more; ratio {pct(service, 50) / pct(direct, 50):.2f}x")
+        verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
+        print("\ntargets: overhead p50 <= 5 ms: " + verdict(pct(overheads, 50) <= 5)
+              + f"; p99 <= 20 ms: " + verdict(pct(overheads, 99) <= 20)
+              + f"; TTFT overhead <= 10 ms: " + verdict(pct(per_request, 50) <= 10))
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for name in names.values():
+            await drop_database(infra, name)
+        delete_vhost(infra, run)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
