@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from auth_service.core import Auth
 from auth_service.emails import build_mailer
 from auth_service.events import handlers
+from auth_service.maintenance import cleanup_loop
 from auth_service.oauth import OAuthProviders
 from auth_service.passwords import Passwords
 from auth_service.routers import accounts, oauth, referrals, tokens, users
@@ -28,8 +29,15 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.background_tasks = set()
         app.state.auth = Auth(app, settings, passwords, build_mailer(settings), OAuthProviders(settings))
+        app.state.cleanup = (
+            asyncio.create_task(cleanup_loop(app, settings), name="auth-housekeeping") if settings.cleanup_interval_seconds > 0 else None
+        )
 
     async def stop(app: FastAPI) -> None:
+        cleanup = getattr(app.state, "cleanup", None)
+        if cleanup is not None:
+            cleanup.cancel()
+            await asyncio.gather(cleanup, return_exceptions=True)
         tasks = getattr(app.state, "background_tasks", set())
         if tasks:
             await asyncio.wait(list(tasks), timeout=10)

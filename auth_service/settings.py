@@ -63,6 +63,11 @@ class Settings(ServiceSettings):
     # carried in referral.completed as `bonus_credits`); keep it equal to Payment's setting.
     referral_bonus_credits: int = Field(10, ge=0)
 
+    # Housekeeping (every instance runs it; the deletes are safe to run concurrently)
+    cleanup_interval_seconds: int = Field(3600, ge=0)  # 0 turns it off
+    guest_retention_days: int = Field(30, ge=1)
+    refresh_token_grace_days: int = Field(7, ge=0)
+
     # Profile
     preferences_max_bytes: int = Field(16384, ge=256)
 

@@ -39,9 +39,3 @@ async def revoke_user(conn: asyncpg.Connection, user_id: str) -> int:
     status = await conn.execute("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id)
     return int(status.split()[-1])
 
-
-async def delete_expired(conn: asyncpg.Connection, older_than_days: int = 7) -> int:
-    status = await conn.execute(
-        "DELETE FROM refresh_tokens WHERE expires_at < now() - make_interval(days => $1)", older_than_days
-    )
-    return int(status.split()[-1])

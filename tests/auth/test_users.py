@@ -143,3 +143,26 @@ async def test_referral_rules_self_twice_too_late(client, outbox, event_spy, db)
     # Deleting the referred user keeps the referrer's count (the bonus was granted).
     await client.delete("/users/me", headers=h)
     assert (await client.get("/referrals/me", headers=bearer(referrer["access_token"]))).json()["referral_count"] == 1
+
+
+async def test_housekeeping_removes_abandoned_guests_and_dead_tokens(client, outbox, event_spy, db):
+    from auth_service.maintenance import cleanup_once
+
+    settings = client.app.state.settings
+    old_guest = (await client.post("/guest")).json()
+    fresh_guest = (await client.post("/guest")).json()
+    member = await sign_up(client, outbox)
+    # The old guest was created 40 days ago and has not been back since; the member is just as old.
+    for uid in (old_guest["user"]["id"], member["user"]["id"]):
+        await db.execute("UPDATE users SET created_at = now() - interval '40 days' WHERE id = $1", uid)
+        await db.execute("UPDATE refresh_tokens SET created_at = now() - interval '40 days' WHERE user_id = $1", uid)
+    await db.execute("UPDATE refresh_tokens SET expires_at = now() - interval '8 days' WHERE user_id = $1", member["user"]["id"])
+    async with event_spy(["user.deleted"]) as spy:
+        done = await cleanup_once(db, settings)
+        assert done["guests"] >= 1 and done["refresh_tokens"] >= 1
+        deleted = await spy.wait_for("user.deleted", user_id=old_guest["user"]["id"])
+        assert deleted[0].data["reason"] == "guest_expired"
+    assert await db.fetchval("SELECT count(*) FROM users WHERE id = $1", old_guest["user"]["id"]) == 0
+    assert await db.fetchval("SELECT count(*) FROM users WHERE id = $1", fresh_guest["user"]["id"]) == 1
+    assert await db.fetchval("SELECT count(*) FROM users WHERE id = $1", member["user"]["id"]) == 1
+    assert await db.fetchval("SELECT count(*) FROM refresh_tokens WHERE user_id = $1", member["user"]["id"]) == 0
