@@ -99,6 +99,8 @@ class Settings(ServiceSettings):
             raise ValueError("EMAIL_BACKEND=sendgrid needs SENDGRID_API_KEY")
         if self.email_backend == "file" and not self.email_outbox_dir:
             raise ValueError("EMAIL_BACKEND=file needs EMAIL_OUTBOX_DIR")
+        if self.email_backend == "console" and self.environment == "production":
+            raise ValueError("EMAIL_BACKEND=console logs codes instead of sending them; use sendgrid in production")
         if bool(self.facebook_app_id) != bool(self.facebook_app_secret):
             raise ValueError("set both FACEBOOK_APP_ID and FACEBOOK_APP_SECRET, or neither")
         return self

@@ -159,3 +159,13 @@ async def get_me(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | Non
         " FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = $1",
         user_id,
     )
+
+
+async def release_pending_email(conn: asyncpg.Connection, user_id: str) -> None:
+    """A guest's unverified email goes back to nobody (its code with it); the guest stays a guest."""
+    await conn.execute(
+        "UPDATE users SET email = NULL, password_hash = NULL, referred_by = NULL, updated_at = now()"
+        " WHERE id = $1 AND temporary_account AND NOT confirmed",
+        user_id,
+    )
+    await conn.execute("DELETE FROM otp_codes WHERE user_id = $1 AND purpose = 'verify'", user_id)

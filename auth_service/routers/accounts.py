@@ -79,9 +79,12 @@ async def create_account(body: CreateAccount, request: Request):
                 guest = await _guest_row(request, conn)
                 if existing is not None and existing["confirmed"]:
                     raise APIError(409, "EMAIL_TAKEN", "An account with this email already exists; log in instead.")
+                if existing is not None and existing["temporary_account"] and (guest is None or existing["id"] != guest["id"]):
+                    # Another guest is waiting to verify this address: an address belongs to whoever
+                    # proves it, so the guest loses the claim (and keeps its data, as a guest).
+                    await users_repo.release_pending_email(conn, existing["id"])
+                    existing = None
                 if guest is not None and existing is not None and existing["id"] != guest["id"]:
-                    if existing["temporary_account"]:
-                        raise APIError(409, "EMAIL_TAKEN", "This email is waiting for verification on another account.")
                     # A sign-up that was never verified has never had a token: nothing to keep.
                     await users_repo.delete_pending(conn, existing["id"])
                     existing = None

@@ -247,3 +247,36 @@ async def test_guest_becomes_an_account_with_the_same_id(client, outbox, event_s
     assert await db.fetchval("SELECT temporary_account FROM users WHERE id = $1", guest_id) is False
     # A guest cannot log in with a password (it has none) and cannot be found by email.
     assert (await client.post("/login", json={"email": email, "password": PASSWORD})).status_code == 200
+
+
+async def test_an_unverified_address_belongs_to_whoever_proves_it(client, outbox, db):
+    """A guest claims an address it does not own; the owner signs up: the owner gets the account,
+    the guest stays a guest with its data, and the guest's stale code no longer works."""
+    guest = (await client.post("/guest")).json()
+    gh = bearer(guest["access_token"])
+    await client.put("/users/me/details", json={"name": "Squatter"}, headers=gh)
+    email = new_email("owner")
+    assert (await client.post("/create-account", json={"email": email, "password": "guest password"}, headers=gh)).status_code == 201
+    guest_code = await outbox.code(email)
+    r = await client.post("/create-account", json={"email": email, "password": "owner password"})
+    assert r.status_code == 201 and r.json()["user_id"] != guest["user"]["id"]
+    owner_code = await outbox.code(email, count=2)
+    if guest_code != owner_code:
+        r = await client.post("/verify-otp", json={"email": email, "code": guest_code})
+        assert r.status_code == 400
+    r = await client.post("/verify-otp", json={"email": email, "code": owner_code})
+    assert r.status_code == 200 and r.json()["user"]["profile"]["name"] is None
+    me = (await client.get("/users/me", headers=gh)).json()
+    assert me["is_guest"] is True and me["email"] is None and me["profile"]["name"] == "Squatter"
+
+
+async def test_production_refuses_the_console_email_backend(service_env):
+    import pytest
+
+    from auth_service.settings import Settings
+    from shared.testing.env import patched_environ
+
+    with patched_environ({**service_env, "ENVIRONMENT": "production", "EMAIL_BACKEND": "console"}):
+        with pytest.raises(Exception) as err:
+            Settings()
+    assert "EMAIL_BACKEND" in str(err.value)
