@@ -115,10 +115,7 @@ class Billing:
     async def finish(self, conn, user_id: str, before: int, prev, row, *, source: str, reason: str,
                      provider_event_id: str | None) -> Applied:
         """After a subscription row changed: new effective tier, quota reset on a tier change, one event."""
-        after = await repo.effective_tier(conn, user_id)
-        if after != before:
-            reset_at = await repo.entitled_period_end(conn, user_id, after) if after > 0 else None
-            await repo.reset_quotas(conn, user_id, after, reset_at, "upgrade" if after > before else "downgrade")
+        after = await repo.settle_tier(conn, user_id, before)
         kind = classify(prev, row, before, after) if row is not None else (
             "upgraded" if after > before else "downgraded" if after < before else None)
         if kind:
@@ -143,10 +140,14 @@ class Billing:
 
     async def apply_row(self, conn, *, source: str, external_id: str, user_id: str, fields: dict[str, Any],
                         event_time: datetime, reason: str, provider_event_id: str | None,
-                        terminal_is_final: bool) -> Applied | None:
-        """Apply one provider state to one subscription row unless a newer state is already there."""
-        await repo.lock_subscription(conn, source, external_id)
-        prev = await repo.get_subscription(conn, source, external_id)
+                        terminal_is_final: bool, locked_prev: Any = False) -> Applied | None:
+        """Apply one provider state to one subscription row unless a newer state is already there.
+        `locked_prev`: the row as read by a caller that already holds the subscription's lock."""
+        if locked_prev is False:
+            await repo.lock_subscription(conn, source, external_id)
+            prev = await repo.get_subscription(conn, source, external_id)
+        else:
+            prev = locked_prev
         if prev is not None:
             if terminal_is_final and prev["status"] in ENDED_STATUSES and fields.get("status", prev["status"]) not in ENDED_STATUSES:
                 log.info("state of an ended subscription ignored", extra={"subscription": external_id})
@@ -229,17 +230,19 @@ class Billing:
     async def apply_stripe_subscription(self, conn, sub: dict[str, Any], event_time: datetime, *, reason: str,
                                         provider_event_id: str | None, deleted: bool = False) -> Applied | None:
         customer = obj_id(sub.get("customer"))
-        user_id = await self.stripe_user(conn, customer=customer, metadata=sub.get("metadata"), subscription_id=sub["id"])
+        await repo.lock_subscription(conn, "stripe", sub["id"])
+        prev = await repo.get_subscription(conn, "stripe", sub["id"])
+        user_id = str(prev["user_id"]) if prev is not None else await self.stripe_user(
+            conn, customer=customer, metadata=sub.get("metadata"))
         if user_id is None:
             log.error("stripe subscription for an unknown user ignored", extra={"subscription": sub["id"], "customer": customer})
             return None
-        prev = await repo.get_subscription(conn, "stripe", sub["id"])
         fields = self.stripe_fields(sub, event_time, prev)
         if deleted:
             fields["status"] = "canceled"
         return await self.apply_row(conn, source="stripe", external_id=sub["id"], user_id=user_id, fields=fields,
                                     event_time=event_time, reason=reason, provider_event_id=provider_event_id,
-                                    terminal_is_final=True)
+                                    terminal_is_final=True, locked_prev=prev)
 
     async def fetch_subscription(self, subscription_id: str) -> dict[str, Any] | None:
         if self.gateway is None or not self.gateway.configured:

@@ -2,6 +2,7 @@
 user's very next request (Redis tier cache), and the quota cache is dropped."""
 from __future__ import annotations
 
+import asyncio
 from typing import Iterable
 
 from shared.tiers import set_cached_tier
@@ -13,7 +14,8 @@ async def after_commit(app, applied: Iterable) -> None:
     for a in applied:
         if a is not None:
             users[a.user_id] = a.tier
-    for user_id, tier in users.items():
-        await set_cached_tier(state.redis, state.keys, user_id, tier)
     if users:
-        await state.quota.drop_cache(*users)
+        await asyncio.gather(
+            *(set_cached_tier(state.redis, state.keys, user_id, tier) for user_id, tier in users.items()),
+            state.quota.drop_cache(*users),
+        )

@@ -17,6 +17,7 @@ change made through this client.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -85,6 +86,44 @@ def _check(quota_type: str, amount: int) -> None:
         raise ValueError(f"quota amount must be a non-negative int, got {amount!r}")
 
 
+class _Invalidator:
+    """Cache drops grouped like a group commit: while one DEL is in flight, the keys of every other
+    caller wait for the next DEL, which drops them all at once. Each caller still waits until its key
+    is gone, so nothing is weaker than one DEL per change; under load it is one round trip for many."""
+
+    def __init__(self, redis):
+        self.redis = redis
+        self._pending: set[str] = set()
+        self._waiters: list[asyncio.Future] = []
+        self._running = False
+
+    async def drop(self, keys: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.update(keys)
+        self._waiters.append(fut)
+        if not self._running:
+            self._running = True
+            loop.create_task(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                keys, waiters = list(self._pending), self._waiters
+                self._pending, self._waiters = set(), []
+                error: BaseException | None = None
+                try:
+                    await self.redis.delete(*keys)
+                except (RedisError, OSError) as exc:
+                    error = exc
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(error)
+        finally:
+            self._running = False
+
+
 class QuotaClient:
     def __init__(self, core_pool, redis=None, keys=None, *, cache_ttl_seconds: int = QUOTA_CACHE_TTL_SECONDS,
                  reservation_ttl_seconds: int = 600):
@@ -93,6 +132,7 @@ class QuotaClient:
         self.keys = keys
         self.cache_ttl = cache_ttl_seconds
         self.reservation_ttl = reservation_ttl_seconds
+        self._invalidator: _Invalidator | None = None
 
     # -------------------------------------------------------------------------------- cache
     def _cache_key(self, user_id: str) -> str | None:
@@ -101,10 +141,11 @@ class QuotaClient:
     async def drop_cache(self, *user_ids: str) -> None:
         if self.redis is None or self.keys is None or not user_ids:
             return
-        try:
-            await self.redis.delete(*(self.keys("quota", str(u)) for u in user_ids))
-        except (RedisError, OSError) as exc:
-            log.warning("quota cache not dropped: redis unavailable", extra={"error": repr(exc)})
+        if self._invalidator is None:
+            self._invalidator = _Invalidator(self.redis)
+        error = await self._invalidator.drop([self.keys("quota", str(u)) for u in user_ids])
+        if error is not None:
+            log.warning("quota cache not dropped: redis unavailable", extra={"error": repr(error)})
 
     # ------------------------------------------------------------------------------ actions
     async def reserve(self, user_id: str, quota_type: str, amount: int = 1) -> Reservation:

@@ -28,12 +28,12 @@ def as_uuid(value: Any) -> uuid.UUID | None:
 # ------------------------------------------------------------------------------ webhook events
 
 async def record_webhook_event(conn: asyncpg.Connection, provider: str, event_id: str, event_type: str,
-                               created: datetime | None) -> bool:
+                               created: datetime | None, outcome: str | None = None) -> bool:
     """True the first time; False when this event was already applied (same transaction as the effect)."""
     return bool(await conn.fetchval(
-        "INSERT INTO webhook_events (provider, event_id, event_type, event_created) VALUES ($1, $2, $3, $4)"
+        "INSERT INTO webhook_events (provider, event_id, event_type, event_created, outcome) VALUES ($1, $2, $3, $4, $5)"
         " ON CONFLICT DO NOTHING RETURNING true",
-        provider, event_id, event_type, created,
+        provider, event_id, event_type, created, outcome,
     ))
 
 
@@ -110,6 +110,22 @@ async def had_stripe_subscription(conn, user_id: str) -> bool:
 
 async def effective_tier(conn, user_id: str) -> int:
     return int(await conn.fetchval("SELECT effective_tier($1::uuid)", as_uuid(user_id)))
+
+
+async def settle_tier(conn, user_id: str, before: int) -> int:
+    """The user's effective tier now; when it differs from `before`, their quotas are reset to it
+    (paid: for the period of the subscription granting it; free: daily). One round trip."""
+    # The reset count is selected (not just joined) so PostgreSQL cannot prune the reset away.
+    row = await conn.fetchrow(
+        "WITH t AS (SELECT effective_tier($1::uuid) AS tier),"
+        " r AS (SELECT quota_reset($1::uuid, t.tier,"
+        "   (SELECT max(current_period_end) FROM subscriptions WHERE user_id = $1::uuid AND tier = t.tier"
+        "     AND status IN ('active', 'trialing', 'past_due')),"
+        "   CASE WHEN t.tier > $2 THEN 'upgrade' ELSE 'downgrade' END) AS u FROM t WHERE t.tier <> $2)"
+        " SELECT t.tier, (SELECT count(*) FROM r) AS reset FROM t",
+        as_uuid(user_id), before,
+    )
+    return int(row["tier"])
 
 
 async def entitled_period_end(conn, user_id: str, tier: int) -> datetime | None:

@@ -77,13 +77,12 @@ async def stripe_webhook(request: Request):
     try:
         async with state.core_db.acquire() as conn:
             async with conn.transaction():
-                if not await repo.record_webhook_event(conn, "stripe", event["id"], event["type"], when):
+                outcome = "ignored" if handler is None else "applied"
+                if not await repo.record_webhook_event(conn, "stripe", event["id"], event["type"], when, outcome):
                     return WebhookAck(duplicate=True)
                 if handler is None:
-                    await repo.set_webhook_outcome(conn, "stripe", event["id"], "ignored")
                     return WebhookAck(ignored=True)
                 applied = await handler(conn, obj, when, event["id"])
-                await repo.set_webhook_outcome(conn, "stripe", event["id"], "applied" if applied else "no_change")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # The event is signed but not shaped as its type should be: nothing was changed.
         log.warning("malformed stripe event", extra={"event_id": event["id"], "type": event["type"], "error": repr(exc)})
