@@ -58,3 +58,73 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class ThreadedTcpProxy:
+    """A TcpProxy on its own event loop in a daemon thread, so it keeps relaying while the test's
+    loop is busy or blocked (starting uvicorn processes, sync fixtures). `cut()` / `restore()` are
+    safe from any thread; `cut()` returns once every open link has been dropped.
+
+        proxy = ThreadedTcpProxy("127.0.0.1", 5672).start()
+        url = proxy.rewrite("amqp://guest:guest@127.0.0.1:5672/vhost")   # same URL, via the proxy
+        proxy.cut(); ...; proxy.restore(); proxy.close()
+    """
+
+    def __init__(self, target_host: str, target_port: int):
+        self._proxy = TcpProxy(target_host, target_port)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = None
+
+    @property
+    def port(self) -> int:
+        return self._proxy.port
+
+    @property
+    def up(self) -> bool:
+        return self._proxy.up
+
+    def start(self, timeout: float = 10.0) -> "ThreadedTcpProxy":
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"tcp-proxy-{self._proxy.target[1]}", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(timeout)
+        return self
+
+    def _call(self, fn, timeout: float = 10.0) -> None:
+        async def run():
+            fn()
+
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def cut(self) -> None:
+        self._call(self._proxy.cut)
+
+    def restore(self) -> None:
+        self._call(self._proxy.restore)
+
+    def rewrite(self, url: str) -> str:
+        """`url` with its host:port replaced by this proxy's address (credentials, path kept)."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        return urlunsplit(parts._replace(netloc=f"{userinfo}127.0.0.1:{self.port}"))
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._proxy.close(), self._loop).result(10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._loop.close()
+            self._loop = None
+
+    def __enter__(self) -> "ThreadedTcpProxy":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

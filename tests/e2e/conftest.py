@@ -1,0 +1,108 @@
+"""The fleet end to end: Auth, Payment and Chat as separate uvicorn processes on this run's
+PostgreSQL databases, Redis prefix and RabbitMQ vhost, every external API played by the sandbox,
+driven only over HTTP. Redis and RabbitMQ are reached through cuttable TCP proxies
+(`fleet.redis_proxy`, `fleet.amqp_proxy`), so a test can take them "down" for these services
+without touching the servers other test runs share.
+
+One fleet per test module (module-scoped), started once: flows and faults in different modules.
+"""
+from __future__ import annotations
+
+import time
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+
+from shared.testing.env import Infra, queue_info
+from shared.testing.fleet import Fleet
+from tests.e2e.fans import Clients, Outbox
+
+QUEUES = ("auth_service.events", "payment_service.events", "chat_service.events")
+
+
+@pytest.fixture(scope="session")
+def sandbox_handle(sandbox):
+    if sandbox is None:
+        pytest.fail("the sandbox package is required for the end-to-end tests")
+    return sandbox
+
+
+def _wait_for_queues(infra: Infra, vhost: str, timeout: float = 30.0) -> None:
+    """Each consumer has declared and bound its queue: an event published now reaches it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [q for q in QUEUES if (queue_info(infra, vhost, q) or {}).get("consumers", 0) < 1]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"consumers not attached in time: {missing}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def fleet(service_env, sandbox_handle, infra, run_id, tmp_path_factory):
+    """Auth, Payment and Chat running, the sandbox's Stripe posting signed webhooks to Payment."""
+    from sandbox.stripe_api import store_of
+
+    log_dir = tmp_path_factory.mktemp("fleet")
+    env = {**service_env, **sandbox_handle.env(keys=True)}
+    f = Fleet(env, log_dir=log_dir).start()
+    endpoint = None
+    try:
+        _wait_for_queues(infra, run_id)
+        endpoint = sandbox_handle.control.stripe_webhook_endpoint(f.url("payment") + "/webhook")
+        f.sandbox = sandbox_handle
+        yield f
+    finally:
+        if endpoint is not None:
+            store = store_of(sandbox_handle.state)
+            store.endpoints[:] = [e for e in store.endpoints if e["id"] != endpoint["id"]]
+        f.stop()
+
+
+@pytest.fixture(scope="module")
+def outbox(fleet) -> Outbox:
+    return Outbox(fleet.outbox_dir)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def http(fleet):
+    clients = Clients({name: fleet.url(name) for name in fleet.procs})
+    yield clients
+    await clients.aclose()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def core_db(service_env, databases):
+    """Direct to this run's core database (not through any proxy), for checking what was stored."""
+    pool = await asyncpg.create_pool(service_env["DATABASE_URL"], min_size=1, max_size=3)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chat_db(service_env, databases):
+    pool = await asyncpg.create_pool(service_env["CHAT_DATABASE_URL"], min_size=1, max_size=3)
+    yield pool
+    await pool.close()
+
+
+async def wait_ready(url: str, timeout: float = 30.0) -> dict:
+    """Poll /health/ready until 200 (the service recovered by itself)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    async with httpx.AsyncClient(timeout=5, trust_env=False) as c:
+        while time.monotonic() < deadline:
+            try:
+                r = await c.get(url + "/health/ready")
+                last = r.json()
+                if r.status_code == 200:
+                    return last
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            import asyncio
+
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout}s: {last}")
