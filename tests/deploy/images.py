@@ -1,0 +1,87 @@
+"""Reading the deployment files the way Docker and Dokku do (shared by the tests/deploy tests)."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ["auth", "payment", "chat", "content", "media", "community", "analytics"]
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs: comments dropped, line continuations joined."""
+    lines, current = [], ""
+    for raw in path.read_text().splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("#") and not current:
+            continue
+        if stripped.startswith("#"):
+            continue  # a comment inside a continuation is removed by Docker too
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        current += stripped
+        if current.strip():
+            lines.append(current.strip())
+        current = ""
+    out = []
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def copy_sources(path: Path) -> list[tuple[list[str], str]]:
+    """Sources and destination of every COPY/ADD from the build context (not --from stages)."""
+    result = []
+    for word, rest in dockerfile_instructions(path):
+        if word not in {"COPY", "ADD"}:
+            continue
+        parts = shlex.split(rest)
+        if any(p.startswith("--from") for p in parts):
+            continue
+        parts = [p for p in parts if not p.startswith("--")]
+        result.append((parts[:-1], parts[-1]))
+    return result
+
+
+def procfile(service: str) -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / f"{service}_service" / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def app_json(service: str) -> dict:
+    return json.loads((ROOT / f"{service}_service" / "app.json").read_text())
+
+
+def requirement_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*==\s*([^\s;]+)", line)
+        assert match, f"{path.relative_to(ROOT)}: '{line}' is not pinned with =="
+        pins[normalize(match.group(1))] = match.group(3)
+    return pins
+
+
+def pyproject_pins() -> dict[str, str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pins = {}
+    for spec in data["project"]["dependencies"]:
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==(\S+)", spec)
+        if match:
+            pins[normalize(match.group(1))] = match.group(3)
+    return pins
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
