@@ -218,11 +218,13 @@ class ChatEngine:
         return max(1000, total - self.settings.llm_max_reply_tokens)
 
     async def history(
-        self, conversation_id: str, system: str, new_tokens: int, tier: int, *, before_seq: int | None = None
+        self, conversation_id: str, system: str, new_tokens: int, tier: int, *, before_seq: int | None = None, rows=None
     ) -> tuple[list[asyncpg.Record], int, int]:
-        """(kept rows chronological, tokens used, number dropped)."""
+        """(kept rows chronological, tokens used, number dropped). `rows`: already read with
+        `msg_repo.recent_within(..., self.input_budget(tier))`."""
         cap = self.input_budget(tier)
-        rows = await msg_repo.recent_within(self.pool, conversation_id, cap, before_seq=before_seq)
+        if rows is None:
+            rows = await msg_repo.recent_within(self.pool, conversation_id, cap, before_seq=before_seq)
         system_tokens = budget.message_tokens(system)
         items = [budget.Item(str(r["id"]), r["token_count"] + budget.MESSAGE_OVERHEAD, r["pinned"]) for r in rows]
         fitted = budget.fit(system_tokens, items, new_tokens, cap)
@@ -238,9 +240,15 @@ class ChatEngine:
         images, attachments_meta = self.check_attachments(attachments)
         vision = bool(images)
         conv = None
+        history_rows = None
         if conversation_id is not None:
             cid = parse_uuid(conversation_id)
-            conv = await conv_repo.get_owned(self.pool, cid, user.user_id)
+            # The conversation and its recent history in parallel (the history query is scoped
+            # to the owner too, so nothing leaks when the conversation is someone else's).
+            conv, history_rows = await asyncio.gather(
+                conv_repo.get_owned(self.pool, cid, user.user_id),
+                msg_repo.recent_within(self.pool, cid, self.input_budget(tier), user_id=user.user_id),
+            )
             if conv is None:
                 raise APIError(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
             if conv["conversation_type"] != "single":
@@ -264,7 +272,7 @@ class ChatEngine:
             system = system_prompt(ctx)
             new_tokens = budget.message_tokens(text, len(images))
             if conv is not None:
-                rows, used, dropped = await self.history(str(conv["id"]), system, new_tokens, tier)
+                rows, used, dropped = await self.history(str(conv["id"]), system, new_tokens, tier, rows=history_rows)
             else:
                 rows, used, dropped = [], budget.message_tokens(system) + new_tokens, 0
             turns = [Turn(r["role"], r["content"]) for r in rows]
@@ -361,22 +369,18 @@ class ChatEngine:
                             source="chat_service",
                         )
                     )
-                await msg_repo.insert(
-                    conn,
-                    message_id=user_message_id,
-                    conversation_id=p.conversation_id,
-                    user_id=p.user.user_id,
-                    sender="user",
-                    role="user",
-                    content=p.message,
-                    token_count=p.message_tokens,
-                    metadata={"attachments": p.attachments_meta} if p.attachments_meta else {},
-                    message_type="image" if p.attachments_meta else "text",
-                )
-                added_tokens = p.message_tokens
+                rows: list[dict[str, Any]] = [{
+                    "id": user_message_id,
+                    "user_id": p.user.user_id,
+                    "sender": "user",
+                    "role": "user",
+                    "content": p.message,
+                    "token_count": p.message_tokens,
+                    "metadata": {"attachments": p.attachments_meta} if p.attachments_meta else {},
+                    "message_type": "image" if p.attachments_meta else "text",
+                }]
                 for sender, c, status in replies:
                     reply_tokens = budget.count_tokens(c.text)
-                    added_tokens += reply_tokens
                     meta = {
                         "model": c.model,
                         "provider": c.provider,
@@ -393,19 +397,19 @@ class ChatEngine:
                         meta["fallbacks"] = c.attempts
                     if status != "complete":
                         meta["incomplete_reason"] = "client_disconnected"
-                    row = await msg_repo.insert(
-                        conn,
-                        message_id=str(uuid.uuid4()),
-                        conversation_id=p.conversation_id,
-                        user_id=p.user.user_id,
-                        sender=sender,
-                        role="assistant",
-                        content=c.text,
-                        token_count=reply_tokens,
-                        metadata=meta,
-                        status=status,
-                    )
-                    saved.append(row)
+                    rows.append({
+                        "id": str(uuid.uuid4()),
+                        "user_id": p.user.user_id,
+                        "sender": sender,
+                        "role": "assistant",
+                        "content": c.text,
+                        "token_count": reply_tokens,
+                        "metadata": meta,
+                        "status": status,
+                    })
+                model = replies[0][1].model if replies else None
+                saved = list(await msg_repo.insert_turn(conn, p.conversation_id, rows, model))[1:]
+                for (sender, c, status), row in zip(replies, saved):
                     events.append(
                         make_event(
                             EventType.MESSAGE_SENT,
@@ -416,7 +420,7 @@ class ChatEngine:
                                 "model": c.model,
                                 "provider": c.provider,
                                 "input_tokens": c.input_tokens,
-                                "output_tokens": c.output_tokens or reply_tokens,
+                                "output_tokens": c.output_tokens or row["token_count"],
                                 "latency_ms": c.latency_ms,
                                 "quota_type": p.quota_type,
                                 "status": status,
@@ -425,8 +429,6 @@ class ChatEngine:
                             source="chat_service",
                         )
                     )
-                model = replies[0][1].model if replies else None
-                await conv_repo.touch(conn, p.conversation_id, added_messages=1 + len(replies), added_tokens=added_tokens, model=model)
                 await emit(conn, *events)
         return user_message_id, saved
 

@@ -42,7 +42,46 @@ async def insert(
     )
 
 
-async def recent_within(conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None) -> list[asyncpg.Record]:
+async def insert_turn(conn: asyncpg.Connection, conversation_id: str, rows: list[dict[str, Any]], model: str | None) -> list[asyncpg.Record]:
+    """Several messages of one conversation, and the conversation's counters, in one statement
+    (one round trip). `rows` are in order; each has id, user_id, sender, role, content,
+    message_type, metadata, token_count, status."""
+    return await conn.fetch(
+        f"""
+        WITH ins AS (
+            INSERT INTO messages (id, conversation_id, user_id, sender, role, content, message_type, metadata, token_count, status)
+            SELECT id, $1::uuid, user_id, sender, role, content, message_type, metadata, token_count, status
+              FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::int[], $10::text[])
+                   AS t(id, user_id, sender, role, content, message_type, metadata, token_count, status)
+            RETURNING {COLUMNS}
+        ), upd AS (
+            UPDATE conversations
+               SET message_count = message_count + (SELECT count(*) FROM ins),
+                   token_count = token_count + (SELECT COALESCE(sum(token_count), 0) FROM ins),
+                   model = COALESCE($11, model),
+                   last_message_at = clock_timestamp(),
+                   updated_at = clock_timestamp()
+             WHERE id = $1::uuid
+        )
+        SELECT {COLUMNS} FROM ins ORDER BY seq
+        """,
+        conversation_id,
+        [r["id"] for r in rows],
+        [r["user_id"] for r in rows],
+        [r["sender"] for r in rows],
+        [r["role"] for r in rows],
+        [r["content"] for r in rows],
+        [r.get("message_type", "text") for r in rows],
+        [r.get("metadata") or {} for r in rows],
+        [r["token_count"] for r in rows],
+        [r.get("status", "complete") for r in rows],
+        model,
+    )
+
+
+async def recent_within(
+    conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None, user_id: str | None = None
+) -> list[asyncpg.Record]:
     """Pinned messages and the newest messages whose running token total stays within
     `token_cap`, chronological, each with `total` (how many messages the conversation has in
     that range). The exact fit is `budget.fit`; this only bounds what is read."""
@@ -51,7 +90,7 @@ async def recent_within(conn, conversation_id: str, token_cap: int, *, before_se
         SELECT {COLUMNS}, total FROM (
             SELECT {COLUMNS}, sum(token_count) OVER (ORDER BY seq DESC) AS running, count(*) OVER () AS total
               FROM messages
-             WHERE conversation_id = $1 AND ($3::bigint IS NULL OR seq < $3)
+             WHERE conversation_id = $1 AND ($3::bigint IS NULL OR seq < $3) AND ($4::uuid IS NULL OR user_id = $4)
         ) s
          WHERE running <= $2 OR pinned
          ORDER BY seq
@@ -59,6 +98,7 @@ async def recent_within(conn, conversation_id: str, token_cap: int, *, before_se
         conversation_id,
         token_cap,
         before_seq,
+        user_id,
     )
 
 
