@@ -69,7 +69,9 @@ def requirement_pins(path: Path) -> dict[str, str]:
             continue
         match = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*==\s*([^\s;]+)", line)
         assert match, f"{path.relative_to(ROOT)}: '{line}' is not pinned with =="
-        pins[normalize(match.group(1))] = match.group(3)
+        name = normalize(match.group(1))
+        assert name not in pins, f"{path.relative_to(ROOT)}: {name} is listed twice"
+        pins[name] = match.group(3)
     return pins
 
 

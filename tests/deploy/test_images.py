@@ -158,3 +158,20 @@ def test_every_required_or_secret_setting_has_a_source(service):
             assert name.upper() in listed, f"{service}: required setting {name.upper()} has no source in production"
         if secret.search(name) and name not in {"supabase_jwt_secret_previous"}:
             assert name.upper() in listed, f"{service}: {name.upper()} is a credential missing from infra/dokku/scenextras.env.example"
+
+
+def test_docker_compose_builds_each_service_like_dokku():
+    import yaml
+
+    data = yaml.safe_load((ROOT / "docker-compose.dev.yml").read_text())
+    init_sql = (ROOT / "infra" / "dev" / "postgres-init.sql").read_text()
+    for service in SERVICES:
+        spec = data["services"][f"{service}-service"]
+        assert spec["build"] == {"context": ".", "dockerfile": f"{service}_service/Dockerfile"}
+        assert (ROOT / spec["build"]["dockerfile"]).exists()
+        assert spec["ports"][0].endswith(":5000") and spec["environment"]["PORT"] == "5000"
+        required = {name.upper() for name, f in settings_fields(service).items() if f.is_required()}
+        assert required <= set(spec["environment"]), f"{service}: compose lacks {required - set(spec['environment'])}"
+        for name in required - {"DATABASE_URL", "SUPABASE_JWT_SECRET"}:
+            database = spec["environment"][name].rsplit("/", 1)[1]
+            assert f"CREATE DATABASE {database};" in init_sql
