@@ -107,18 +107,32 @@ class StrTable:
             yield b[o[i]:o[i + 1]].decode("utf-8")
 
 
+def _uniq(a: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (sort-based: faster than numpy's hash unique on int ids)."""
+    if len(a) <= 1:
+        return a
+    a = np.sort(a)
+    keep = np.empty(len(a), dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
 def _smallest_unique(arr: np.ndarray, k: int) -> tuple[np.ndarray, bool]:
     """The k smallest distinct values of arr, sorted; and whether that is all of them."""
     n = len(arr)
+    if n <= 48:
+        u = sorted(set(arr.tolist()))
+        return np.array(u[:k], dtype=np.int32), len(u) <= k
     if n <= 4 * k + 16:
-        u = np.unique(arr)
+        u = _uniq(arr)
         return u[:k], len(u) <= k
     kk = 2 * k
     part = np.partition(arr, kk)[: kk + 1]
-    u = np.unique(part)
+    u = _uniq(part)
     if len(u) > k:
         return u[:k], False
-    u = np.unique(arr)
+    u = _uniq(arr)
     return u[:k], len(u) <= k
 
 
@@ -237,6 +251,10 @@ class SearchIndex:
         w_arr = rank[np.array(pw, dtype=np.int64)]
         n_arr = np.array(pn, dtype=np.int32)
         del pw, pn, wid
+        # forward index: the words of each name (names appear in id order in the pairs)
+        self.fwd_words = np.ascontiguousarray(w_arr)
+        self.fwd_off = np.zeros(len(self.keys) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(n_arr, minlength=len(self.keys)), out=self.fwd_off[1:])
         srt = np.argsort(w_arr, kind="stable")   # names stay ascending inside a word
         w_arr = w_arr[srt]
         self.post_ids = np.ascontiguousarray(n_arr[srt])
@@ -246,7 +264,7 @@ class SearchIndex:
         off = self.post_off
         heavy = {}
         for p, lo, hi in _prefix_walk(self.vocab, lambda a, b: int(off[b] - off[a]), HEAVY_WORD):
-            heavy[p] = np.unique(self.post_ids[off[lo]:off[hi]])
+            heavy[p] = _uniq(self.post_ids[off[lo]:off[hi]])
         self.heavy_word = heavy
 
     def _build_fuzzy(self):
@@ -318,7 +336,7 @@ class SearchIndex:
 
     # ------------------------------------------------------------- snapshot
     _ARRAYS = ("ent_type", "ent_pop", "name_entity", "skey_name", "skey_off", "post_off",
-               "post_ids",
+               "post_ids", "fwd_words", "fwd_off",
                "pref_lo", "pref_hi", "pref_len", "tri_codes", "tri_off", "tri_ids")
     _STRLISTS = ("keys", "vocab")
     _STRTABLES = ("ent_keys", "names")
@@ -415,7 +433,7 @@ class SearchIndex:
             tmask = [False] * len(TYPES)
             for t in types:
                 tmask[TYPE_CODE[t]] = True
-        tiers = [(EXACT, lambda want: self._exact(key))]
+        tiers = [(EXACT, lambda want: self._exact(key, want))]
         if mode in ("prefix", "substring", "auto"):
             tiers.append((PREFIX, lambda want: self._prefix(key, want)))
         if mode == "substring":
@@ -437,6 +455,11 @@ class SearchIndex:
             want = 2 * limit + 8
             while True:
                 ids, dists, complete = producer(want)
+                if len(ids) > want:
+                    ids = ids[:want]
+                    if isinstance(dists, np.ndarray):
+                        dists = dists[:want]
+                    complete = False
                 start = len(out)
                 idl = ids if isinstance(ids, list) else ids.tolist()
                 dl = dists.tolist() if isinstance(dists, np.ndarray) else [dists] * len(idl)
@@ -457,12 +480,11 @@ class SearchIndex:
         return out
 
     # -- key tiers
-    def _exact(self, key):
+    def _exact(self, key, want=64):
         lo = bisect_left(self.skeys, key)
         hi = bisect_right(self.skeys, key, lo)
-        if hi - lo <= 64:
-            return sorted(set(self.skey_name[lo:hi].tolist())), 0, True
-        return np.unique(self.skey_name[lo:hi]), 0, True
+        ids, complete = _smallest_unique(self.skey_name[lo:hi], want)
+        return ids, 0, complete
 
     def _prefix_range(self, key):
         lo = bisect_left(self.skeys, key)
@@ -499,7 +521,7 @@ class SearchIndex:
                 ids, complete = _smallest_unique(sl, want)
                 return ids, 0, complete
             return self._scan(key, want)
-        codes = np.unique(_tri_codes(key))
+        codes = _uniq(_tri_codes(key))
         idx = np.searchsorted(self.tri_codes, codes)
         lists = []
         for c, i in zip(codes.tolist(), idx.tolist()):
@@ -507,21 +529,31 @@ class SearchIndex:
                 return np.empty(0, np.int32), 0, True
             lists.append(self.tri_ids[self.tri_off[i]:self.tri_off[i + 1]])
         lists.sort(key=len)
-        cand = lists[0]
-        for other in lists[1:3]:
-            pos = np.searchsorted(other, cand)
-            pos[pos >= len(other)] = len(other) - 1
-            cand = cand[other[pos] == cand]
         keys = self.keys
-        out = []
         if len(lists) <= 3 and m <= 3:   # the trigrams are the whole query: no verification
-            out = cand[:want]
-            return out, 0, len(cand) <= want
-        for nid in cand.tolist():
-            if key in keys[nid]:
-                out.append(nid)
-                if len(out) >= want:
-                    return np.array(out, dtype=np.int32), 0, False
+            verify = False
+        else:
+            verify = True
+        # walk the rarest trigram's names in id order, in growing chunks; stop at `want`
+        drive, others = lists[0], lists[1:4]
+        out: list[int] = []
+        pos = 0
+        chunk = max(256, 8 * want)
+        while pos < len(drive):
+            cand = drive[pos:pos + chunk]
+            pos += len(cand)
+            chunk *= 4
+            for other in others:
+                j = np.searchsorted(other, cand)
+                j[j >= len(other)] = len(other) - 1
+                cand = cand[other[j] == cand]
+                if not len(cand):
+                    break
+            for nid in cand.tolist():
+                if not verify or key in keys[nid]:
+                    out.append(nid)
+                    if len(out) >= want:
+                        return np.array(out, dtype=np.int32), 0, False
         return np.array(out, dtype=np.int32), 0, True
 
     def _scan(self, key, want):
@@ -589,8 +621,10 @@ class SearchIndex:
             ids = self.post_ids[a:b]
         elif b - a > HEAVY_WORD and p is not None and p in self.heavy_word:
             ids = self.heavy_word[p]
+        elif want is not None:
+            return _smallest_unique(self.post_ids[a:b], want)
         else:
-            ids = np.unique(self.post_ids[a:b])
+            ids = _uniq(self.post_ids[a:b])
         if want is not None and len(ids) > want:
             return ids[:want], False
         return ids, True
@@ -615,56 +649,98 @@ class SearchIndex:
         first[1:] = ids[1:] != ids[:-1]
         return ids[first], ds[first]
 
-    def _filter(self, ids, dist, sources):
-        """Keep ids matched by one of `sources`, adding the best source distance."""
-        best = np.full(len(ids), 99, dtype=np.int32)
-        for lo, hi, d, p in sources:
-            sid = self._source_ids(lo, hi, p)[0]
-            if not len(sid):
-                continue
-            pos = np.searchsorted(sid, ids)
-            pos[pos >= len(sid)] = len(sid) - 1
-            hit = sid[pos] == ids
-            np.minimum(best, np.where(hit, d, 99), out=best)
-        keep = best < 99
-        return ids[keep], dist[keep] + best[keep]
-
-    def _word_match(self, words, last_prefix, fuzzy):
-        """All names matching every query word: (ids, summed distance), ids ascending."""
+    def _words(self, words, last_prefix, fuzzy, want):
+        if len(words) == 1:
+            return self._single_word(words[0], last_prefix, fuzzy, want)
         per_word = []
         for i, w in enumerate(words):
             src = self._word_sources(w, last_prefix and i == len(words) - 1, fuzzy)
             if not src:
-                return np.empty(0, np.int32), np.empty(0, np.int32)
-            per_word.append((sum(self._source_size(s) for s in src), src))
-        per_word.sort(key=lambda t: t[0])
-        ids, dist = self._materialize(per_word[0][1])
-        for size, src in per_word[1:]:
-            if not len(ids):
-                break
-            if size <= 4 * len(ids) or len(src) == 1:
-                oid, odist = self._materialize(src) if len(src) > 1 else (None, None)
-                if oid is None:
-                    ids, dist = self._filter(ids, dist, src)
-                    continue
-                pos = np.searchsorted(oid, ids)
-                pos[pos >= len(oid)] = max(len(oid) - 1, 0)
-                hit = (oid[pos] == ids) if len(oid) else np.zeros(len(ids), bool)
-                ids = ids[hit]
-                dist = dist[hit] + odist[pos[hit]]
-            else:
-                ids, dist = self._filter(ids, dist, src)
-        return ids, dist
+                return np.empty(0, np.int32), 0, True
+            per_word.append(src)
+        # fuzzy tier: distance 0 was the substring tier
+        return self._words_topk(per_word, want, 1 if fuzzy else 0)
 
-    def _words(self, words, last_prefix, fuzzy, want):
-        if len(words) == 1:
-            return self._single_word(words[0], last_prefix, fuzzy, want)
-        ids, dist = self._word_match(words, last_prefix, fuzzy)
-        if fuzzy:
-            keep = dist > 0     # distance 0 was the substring tier
-            ids, dist = ids[keep], dist[keep]
+    def _words_topk(self, per_word, want, dmin):
+        """The best `want` names (by total distance >= dmin, then id) matching every word.
+
+        One word drives: its ids are walked in id order (popularity), in growing chunks,
+        and checked against the other words' sources. The walk stops once `want` matches at
+        the smallest possible distance are found: no later id can beat them."""
+        def direct(src):          # a sorted id array without merging: one source
+            return len(src) == 1
+
+        # walking a direct word costs nothing up front; merging one costs a sort of its ids
+        sized = [(sum(self._source_size(x) for x in src) * (1 if direct(src) else 3), i, src)
+                 for i, src in enumerate(per_word)]
+        sized.sort(key=lambda t: t[0])
+        drive = sized[0][2]
+        if direct(drive):
+            lo, hi, d0, p = drive[0]
+            d_ids = self._source_ids(lo, hi, p)[0]
+            d_dist = None
+        else:
+            d_ids, d_dist = self._materialize(drive)
+        others = [src for _, _, src in sized[1:]]
+        n = len(d_ids)
+        pos = 0
+        chunk = max(64, 4 * want)
+        got_ids: list[np.ndarray] = []
+        got_d: list[np.ndarray] = []
+        best = 0
+        while pos < n:
+            ids = d_ids[pos:pos + chunk]
+            dist = (np.full(len(ids), drive[0][2], dtype=np.int32) if d_dist is None
+                    else d_dist[pos:pos + chunk].copy())
+            pos += len(ids)
+            chunk *= 4
+            for srcs in others:
+                bestd = self._range_distance(ids, srcs)
+                keep = bestd < 255
+                ids = ids[keep]
+                dist = dist[keep] + bestd[keep]
+                if not len(ids):
+                    break
+            if dmin:
+                keep = dist >= dmin
+                ids, dist = ids[keep], dist[keep]
+            if len(ids):
+                got_ids.append(ids)
+                got_d.append(dist)
+                best += int(np.count_nonzero(dist == dmin))
+            if best >= want:
+                break
+        if not got_ids:
+            return np.empty(0, np.int32), 0, True
+        ids = np.concatenate(got_ids)
+        dist = np.concatenate(got_d)
         order = np.lexsort((ids, dist))
-        return ids[order], dist[order], True
+        return ids[order], dist[order], pos >= n
+
+    def _range_distance(self, ids: np.ndarray, sources) -> np.ndarray:
+        """For each name id: the smallest source distance among its words (255: none).
+
+        Marks the sources' vocabulary ranges in a scratch array (word -> distance), then reads
+        it through the forward index (name -> words): no posting list is touched."""
+        wd = self.__dict__.get("_scratch")
+        if wd is None or len(wd) != len(self.vocab):
+            wd = self.__dict__["_scratch"] = np.full(len(self.vocab), 255, dtype=np.uint8)
+        try:
+            for lo, hi, d, _ in sources:
+                seg = wd[lo:hi]
+                np.minimum(seg, d, out=seg)
+            starts = self.fwd_off[ids]
+            lens = self.fwd_off[ids + 1] - starts
+            total = int(lens.sum())
+            if not total:
+                return np.full(len(ids), 255, dtype=np.uint8)
+            ends = np.cumsum(lens)
+            firsts = ends - lens
+            flat = np.arange(total, dtype=np.int64) + np.repeat(starts - firsts, lens)
+            return np.minimum.reduceat(wd[self.fwd_words[flat]], firsts)
+        finally:
+            for lo, hi, _, _ in sources:
+                wd[lo:hi] = 255
 
     def _single_word(self, w, last_prefix, fuzzy, want):
         src = self._word_sources(w, last_prefix, fuzzy)
@@ -681,7 +757,7 @@ class SearchIndex:
                 ids, full = self._source_ids(lo, hi, p, want)
                 complete &= full
                 parts.append(ids)
-            u = np.unique(np.concatenate(parts)) if len(parts) > 1 else parts[0]
+            u = _uniq(np.concatenate(parts)) if len(parts) > 1 else parts[0]
             all_ids.append(u)
             all_d.append(np.full(len(u), d, dtype=np.int32))
         if not all_ids:
@@ -689,45 +765,37 @@ class SearchIndex:
         return np.concatenate(all_ids), np.concatenate(all_d), complete
 
     def _fuzzy_tiers(self, key, words):
-        cache = {}
-
-        def match():
-            if "m" not in cache:
-                cache["m"] = self._word_match(words, False, True)
-            return cache["m"]
-
-        def zero_ids():
-            if "z" not in cache:
-                ids, dist = match()
-                cache["z"] = ids[dist == 0]
-            return cache["z"]
-
-        def exact(want):
-            return self._exact(key)
+        """Fuzzy mode: every query word matches a whole word of the name within its typo
+        budget. Kinds: exact (the key), prefix (the key starts with the query at a word
+        boundary), substring (all words found without edits), fuzzy (with edits)."""
+        exact_srcs = []
+        for w in words:
+            i = bisect_left(self.vocab, w)
+            exact_srcs.append([(i, i + 1, 0, None)] if i < len(self.vocab) and
+                              self.vocab[i] == w else [])
 
         def prefix(want):
-            z = zero_ids()
-            lo, hi = self._prefix_range(key)
-            ids = np.unique(self.skey_name[lo:hi]) if hi > lo else np.empty(0, np.int32)
-            if len(z) and len(ids):
-                pos = np.searchsorted(z, ids)
-                pos[pos >= len(z)] = len(z) - 1
-                ids = ids[z[pos] == ids]
-            else:
-                ids = ids[:0]
-            return ids, 0, True
+            # the key starts with the query and a word boundary follows: a prefix range
+            return self._prefix(key + " ", want)
 
         def substring(want):
-            return zero_ids(), 0, True
+            if not all(exact_srcs):
+                return np.empty(0, np.int32), 0, True
+            if len(words) == 1:
+                lo, hi, d, p = exact_srcs[0][0]
+                return self._source_ids(lo, hi, p)[0], 0, True
+            return self._words_topk(exact_srcs, want, 0)
 
         def fuzzy(want):
-            ids, dist = match()
-            keep = dist > 0
-            ids, dist = ids[keep], dist[keep]
-            order = np.lexsort((ids, dist))
-            return ids[order], dist[order], True
+            if len(words) == 1:
+                return self._single_word(words[0], False, True, want)
+            per_word = [self._word_sources(w, False, True) for w in words]
+            if not all(per_word):
+                return np.empty(0, np.int32), 0, True
+            return self._words_topk(per_word, want, 1)
 
-        return [(EXACT, exact), (PREFIX, prefix), (SUBSTRING, substring), (FUZZY, fuzzy)]
+        return [(EXACT, lambda want: self._exact(key, want)), (PREFIX, prefix),
+                (SUBSTRING, substring), (FUZZY, fuzzy)]
 
     # ---------------------------------------------------------------- hits
     def _hit(self, nid, kind, dist, qkey, qwords, last_prefix) -> Hit:
