@@ -9,7 +9,8 @@ parameters (argon2id t=3, m=64 MiB, p=4 unless ARGON2_* say otherwise) and the p
 limits off. Everything printed is measured in this run, side by side:
 
 - closed loop: N clients each sending the next request as soon as the last answered (the
-  service's saturation throughput; latency there is mostly queueing);
+  service's saturation throughput; latency there is mostly queueing), with the service's CPU
+  time per request (read from /proc: robust to other load on the machine, unlike wall time);
 - open loop: N clients each sending --rate requests a second on a fixed schedule (latency at a
   steady load below saturation), GET /health alongside as the framework's floor;
 - login: sequential logins against the in-process argon2id hash with the same parameters.
@@ -37,6 +38,26 @@ from shared.testing.env import TEST_JWT_SECRET, Infra, create_database, create_v
 from shared.testing.processes import free_port  # noqa: E402
 
 PASSWORD = "bench password 123"
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its direct children (uvicorn workers)."""
+    total = 0.0
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = path.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        proc_pid, ppid = int(path.parent.name), int(fields[1])
+        if proc_pid == pid or ppid == pid:
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+SERVER_PID = 0
 
 
 def pct(values: list[float], p: float) -> float:
@@ -67,6 +88,7 @@ def summary(name: str, lat: list[float], elapsed: float, errors: int) -> dict:
 
 
 async def closed_loop(name, op, clients: int, seconds: float) -> dict:
+    cpu0 = cpu_seconds(SERVER_PID)
     lat: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
@@ -83,7 +105,10 @@ async def closed_loop(name, op, clients: int, seconds: float) -> dict:
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(clients)))
-    return summary(name, lat, time.perf_counter() - start, errors)
+    row = summary(name, lat, time.perf_counter() - start, errors)
+    row["cpu_ms"] = (cpu_seconds(SERVER_PID) - cpu0) * 1000 / max(1, row["n"] + errors)
+    print(f"  {'':<34} service CPU per request {row['cpu_ms']:.2f} ms  (= {1000 / row['cpu_ms']:.0f} req/s per core at full use)")
+    return row
 
 
 async def open_loop(name, op, clients: int, seconds: float, rate: float) -> dict:
@@ -193,6 +218,8 @@ async def main() -> None:
         cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    global SERVER_PID
+    SERVER_PID = proc.pid
     try:
         await wait_ready(url, proc, log)
         limits = httpx.Limits(max_connections=args.clients + 10, max_keepalive_connections=args.clients + 10)
@@ -222,8 +249,9 @@ async def main() -> None:
                 refresh[i] = r.json()["refresh_token"]
                 return True
 
+            print("warm-up:")
             for name, op in (("GET /health", health), ("GET /users/me", me), ("POST /token/refresh", do_refresh)):
-                await closed_loop(name, op, 5, 1.0)  # warm-up
+                await closed_loop(name, op, 5, 1.0)
             results = {}
             print(f"\nclosed loop ({args.clients} clients back to back):")
             for name, op in (("GET /health (floor)", health), ("GET /users/me", me), ("POST /token/refresh", do_refresh)):
