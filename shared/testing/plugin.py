@@ -98,6 +98,10 @@ def service_env(infra: Infra, run_id: str, databases, amqp_url, sandbox) -> dict
         "LOG_LEVEL": "WARNING",
         "CONSUMER_RETRY_DELAYS_MS": "[50,100,200]",
         "CONSUMER_MAX_ATTEMPTS": "3",
+        # Every in-process client shares one address (127.0.0.1) and the run's Redis prefix, so
+        # the default per-address limit would leak between unrelated tests. Tests of the default
+        # limit set RATE_LIMIT_PER_MINUTE themselves; per-route limits keep their own values.
+        "RATE_LIMIT_PER_MINUTE": "100000",
     }
     if sandbox is not None:
         env.update(sandbox.env())
