@@ -14,6 +14,11 @@ crashed worker) expires and is given back by the database.
 
 The Redis cache of `remaining()` (`keys("quota", user_id)`, at most 5 minutes) is dropped on every
 change made through this client.
+
+Each call is its own single-statement transaction and asks the function to commit asynchronously
+(no wait for the WAL flush): a database crash can forget the last fraction of a second of quota
+operations, as whole transactions, never as an overspend (docs/payment.md). Other services' test
+databases need Payment's migrations: `await shared.migrate.migrate(DATABASE_URL, "payment")`.
 """
 from __future__ import annotations
 
