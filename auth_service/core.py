@@ -110,16 +110,20 @@ class Auth:
             ) from None
 
     # -- tokens ------------------------------------------------------------------------------
+    def refresh_expiry(self) -> datetime:
+        return datetime.now(timezone.utc) + timedelta(days=self.settings.refresh_token_ttl_days)
+
     async def issue_pair(self, conn: asyncpg.Connection, user: asyncpg.Record, *, family_id: Any = None, provider: str = "email") -> dict:
         refresh = secrets.token_urlsafe(48)
         family = str(family_id or uuid.uuid4())
         await tokens_repo.insert(
-            conn,
-            user_id=user["id"],
-            family_id=family,
-            token_hash=hash_refresh_token(refresh),
-            expires_at=datetime.now(timezone.utc) + timedelta(days=self.settings.refresh_token_ttl_days),
+            conn, user_id=user["id"], family_id=family, token_hash=hash_refresh_token(refresh), expires_at=self.refresh_expiry()
         )
+        return self.pair(user, refresh, family, provider)
+
+    def pair(self, user, refresh: str, family: Any, provider: str = "email") -> dict:
+        """The answer for a user whose refresh token is already stored: mints the access token."""
+        family = str(family)
         is_guest = bool(user["temporary_account"]) and not user["confirmed"]
         access = mint_access_token(
             self.settings.supabase_jwt_secret,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 from fastapi import APIRouter, Request, Response
 
@@ -25,8 +26,14 @@ async def refresh(body: RefreshBody, request: Request):
     again means it leaked (or a client retried), so its whole family is revoked."""
     auth = auth_of(request)
     token_hash = hash_refresh_token(body.refresh_token)
+    new_refresh = secrets.token_urlsafe(48)
     reused = None
     async with auth.pool.acquire() as conn:
+        # Happy path: one statement (spend, add the successor, read the user's current tier).
+        user = await tokens_repo.rotate(conn, token_hash=token_hash, new_hash=hash_refresh_token(new_refresh), expires_at=auth.refresh_expiry())
+        if user is not None:
+            return auth.pair(user, new_refresh, user["family_id"])
+        # Otherwise find out why, under the row lock, and revoke the family on reuse.
         async with conn.transaction():
             row = await tokens_repo.get_for_update(conn, token_hash)
             if row is None:
