@@ -199,7 +199,7 @@ async def _live_subscription(request: Request, user_id: str):
     return live
 
 
-async def _apply_returned(request: Request, sub, reason: str) -> SubscriptionState:
+async def _apply_returned(request: Request, sub, reason: str, user_id: str) -> SubscriptionState:
     """Apply the subscription state Stripe just answered with, so the change shows at once (the
     webhook for it then finds the same state)."""
     state = request.app.state
@@ -208,7 +208,7 @@ async def _apply_returned(request: Request, sub, reason: str) -> SubscriptionSta
     async with state.core_db.acquire() as conn:
         async with conn.transaction():
             applied = await state.billing.apply_stripe_subscription(conn, sub, now, reason=reason, provider_event_id=None)
-        result = await _state(conn, str(applied.user_id) if applied else sub["metadata"].get("user_id"))
+        result = await _state(conn, user_id)
     if applied:
         await after_commit(request.app, [applied])
     return result
@@ -271,7 +271,7 @@ async def change_subscription(body: ChangeRequest, request: Request, user: Curre
         reason = "downgrade_scheduled"
     async with stripe_errors("change the subscription"):
         updated = await client.v1.subscriptions.update_async(sub["id"], params, {"idempotency_key": key})
-    result = await _apply_returned(request, updated, reason)
+    result = await _apply_returned(request, updated, reason, user_id)
     if to_dict(updated).get("pending_update"):
         # The prorated invoice was not paid: Stripe keeps the old price until it is.
         raise APIError(402, "UPGRADE_PAYMENT_PENDING", "The upgrade waits for its payment; update your card in the billing portal.",
@@ -293,7 +293,7 @@ async def cancel_subscription(request: Request, body: CancelRequest | None = Non
             )
         else:
             updated = await client.v1.subscriptions.cancel_async(live["external_id"])
-    return await _apply_returned(request, updated, "cancel_requested")
+    return await _apply_returned(request, updated, "cancel_requested", user_id)
 
 
 __all__ = ["router", "Applied"]
