@@ -47,24 +47,6 @@ async def insert(
     )
 
 
-async def touch(conn: asyncpg.Connection, conversation_id: str, *, added_messages: int, added_tokens: int, model: str | None) -> None:
-    await conn.execute(
-        """
-        UPDATE conversations
-           SET message_count = message_count + $2,
-               token_count = token_count + $3,
-               model = COALESCE($4, model),
-               last_message_at = clock_timestamp(),
-               updated_at = clock_timestamp()
-         WHERE id = $1
-        """,
-        conversation_id,
-        added_messages,
-        added_tokens,
-        model,
-    )
-
-
 async def recount(conn: asyncpg.Connection, conversation_id: str) -> None:
     """After an edit or a delete: counts from the messages themselves."""
     await conn.execute(

@@ -1,0 +1,1 @@
+"""SQL per domain (asyncpg, written out)."""
