@@ -40,6 +40,7 @@ class SandboxControl:
     def __init__(self, base_url: str, env: dict[str, str]):
         self.base = base_url.rstrip("/")
         self.env = env
+        self.mark = 0  # requests up to this id belong to earlier tests
 
     async def _call(self, method: str, path: str, **kw):
         async with httpx.AsyncClient(base_url=self.base, timeout=10) as c:
@@ -48,7 +49,14 @@ class SandboxControl:
             return r.json()
 
     async def reset(self):
-        return await self._call("POST", "/_sandbox/reset")
+        """Our faults, latency and reply tags off, and a new mark for `requests()`. Not the
+        sandbox's full reset: in a whole-suite run the sandbox is shared with other services'
+        tests, whose state (Stripe objects, emails, ...) must survive."""
+        await self._call("DELETE", "/_sandbox/faults")
+        await self._call("DELETE", "/_sandbox/latency")
+        await self._call("POST", "/_sandbox/config", json={"tag_replies": False})
+        last = (await self._call("GET", "/_sandbox/requests", params={"limit": 1}))["data"]
+        self.mark = last[-1]["id"] if last else 0
 
     async def fault(self, **spec):
         return await self._call("POST", "/_sandbox/faults", json=spec)
@@ -57,7 +65,8 @@ class SandboxControl:
         return await self._call("POST", "/_sandbox/latency", json=spec)
 
     async def requests(self, **filters):
-        return (await self._call("GET", "/_sandbox/requests", params=filters))["data"]
+        """Requests recorded since the last reset()."""
+        return (await self._call("GET", "/_sandbox/requests", params={"since": self.mark, **filters}))["data"]
 
     async def config(self, **values):
         return await self._call("POST", "/_sandbox/config", json=values)
