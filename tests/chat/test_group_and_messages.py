@@ -201,3 +201,17 @@ async def test_list_and_detail_with_cursors_and_delete(chat, new_user):
     assert (await chat.delete(f"/conversations/{cid}", headers=user.headers)).status_code == 204
     assert (await chat.get(f"/conversations/{cid}", headers=user.headers)).status_code == 404
     assert (await chat.delete(f"/conversations/{cid}", headers=user.headers)).status_code == 404
+
+
+async def test_regenerate_a_group_turn_keeps_the_speakers(chat, new_user, llm_sandbox):
+    user = new_user()
+    r = await chat.post("/group_chat", json={"characters": CAST, "message": "Batman and Joker: truce?"}, headers=user.headers)
+    body = r.json()
+    await llm_sandbox.config(tag_replies=True)
+    r = await chat.post(f"/conversations/{body['conversation_id']}/regenerate", headers=user.headers)
+    assert r.status_code == 200, r.text
+    msgs = r.json()["messages"]
+    assert [m["sender"] for m in msgs] == ["Batman", "Joker"]
+    assert [m["id"] for m in msgs] == [x["message_id"] for x in body["replies"]]
+    assert msgs[0]["content"].startswith("Batman here.") and msgs[0]["content"].endswith("[via anthropic]")
+    assert msgs[1]["metadata"]["alternatives"][0]["content"] == body["replies"][1]["response"]
