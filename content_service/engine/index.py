@@ -100,6 +100,15 @@ class StrTable:
     def __getitem__(self, i: int) -> str:
         return self.blob[int(self.off[i]):int(self.off[i + 1])].decode("utf-8")
 
+    def many(self, idx: list[int]) -> list[str]:
+        if not idx:
+            return []
+        a = np.asarray(idx, dtype=np.int64)
+        starts = self.off[a].tolist()
+        ends = self.off[a + 1].tolist()
+        b = self.blob
+        return [b[x:y].decode("utf-8") for x, y in zip(starts, ends)]
+
     def __iter__(self):
         o = self.off.tolist()
         b = self.blob
@@ -444,7 +453,7 @@ class SearchIndex:
         elif mode == "fuzzy":
             tiers = self._fuzzy_tiers(key, words)
         found = self._collect(tiers, limit, tmask)
-        return [self._hit(nid, kind, d, key, words, mode == "auto") for nid, kind, d in found]
+        return self._hits(found, key, words, mode == "auto")
 
     def _collect(self, tiers, limit, tmask):
         out: list[tuple[int, int, int]] = []
@@ -798,13 +807,20 @@ class SearchIndex:
                 (SUBSTRING, substring), (FUZZY, fuzzy)]
 
     # ---------------------------------------------------------------- hits
-    def _hit(self, nid, kind, dist, qkey, qwords, last_prefix) -> Hit:
-        name = self.names[nid]
-        e = int(self.name_entity[nid])
-        return Hit(entity=self.ent_keys[e], type=TYPES[self.ent_type[e]], name=name,
-                   kind=KINDS[kind], distance=int(dist),
-                   spans=match_spans(name, kind, qkey, qwords, last_prefix, self.keys[nid]),
-                   popularity=float(self.ent_pop[e]), name_id=int(nid))
+    def _hits(self, found, qkey, qwords, last_prefix) -> list[Hit]:
+        if not found:
+            return []
+        nids = [f[0] for f in found]
+        ents = self.name_entity[nids].tolist()
+        types = self.ent_type[ents].tolist()
+        pops = self.ent_pop[ents].tolist()
+        names = self.names.many(nids)
+        ekeys = self.ent_keys.many(ents)
+        keys = self.keys
+        return [Hit(entity=ek, type=TYPES[t], name=name, kind=KINDS[kind], distance=int(d),
+                    spans=match_spans(name, kind, qkey, qwords, last_prefix, keys[nid]),
+                    popularity=pop, name_id=nid)
+                for (nid, kind, d), ek, t, name, pop in zip(found, ekeys, types, names, pops)]
 
 
 def _prefix_distance(q: str, w: str, k: int) -> int:
