@@ -92,7 +92,7 @@ def providers(sandbox):
     own = None
     if sandbox is not None:
         env = dict(sandbox.env())
-        base = env["SENDGRID_BASE_URL"].rstrip("/").removesuffix("/sendgrid")
+        base = getattr(sandbox, "base_url", None) or env["SENDGRID_BASE_URL"].rstrip("/").removesuffix("/sendgrid")
     else:
         own = _SandboxThread().start()
         base = f"http://127.0.0.1:{own.port}"
