@@ -1,6 +1,5 @@
 """uvicorn payment_service.main:app"""
 from fastapi import FastAPI
-from starlette.middleware import Middleware
 
 from payment_service.billing import Billing
 from payment_service.events import build_handlers
@@ -10,29 +9,11 @@ from payment_service.stripe_gateway import StripeGateway
 from payment_service.sweeper import Sweeper
 from shared.app import create_app, lazy_app
 from shared.quota import QuotaClient
-from shared.ratelimit import DefaultRateLimitMiddleware
 from shared.settings import load_settings
 from shared.tiers import TierResolver
 
 LEGACY_PREFIX = "/api/payments"
 WEBHOOK_PATHS = ("/webhook", "/webhooks/", LEGACY_PREFIX + "/webhook")
-
-
-class PaymentRateLimitMiddleware(DefaultRateLimitMiddleware):
-    """The service-wide per-client limit, except on provider webhooks: Stripe and RevenueCat deliver
-    bursts from a few addresses, every event is authenticated, and a 429 would only delay money
-    events (they retry). Everything else keeps the shared limit."""
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"].startswith(WEBHOOK_PATHS):
-            return await self.app(scope, receive, send)
-        return await super().__call__(scope, receive, send)
-
-
-def _exempt_webhooks_from_rate_limit(app: FastAPI) -> None:
-    for i, middleware in enumerate(app.user_middleware):
-        if middleware.cls is DefaultRateLimitMiddleware:
-            app.user_middleware[i] = Middleware(PaymentRateLimitMiddleware, *middleware.args, **middleware.kwargs)
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -66,11 +47,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         consumer=build_handlers(lambda: holder["app"]),
         on_startup=[start],
         on_shutdown=[stop],
+        # Provider webhooks: authenticated per event, delivered in bursts from a few addresses.
+        rate_limit_exempt=WEBHOOK_PATHS,
     )
     # Provider webhooks: authenticated per event, not rate limited per client address.
     app.include_router(webhooks.router)
     app.include_router(webhooks.router, prefix=LEGACY_PREFIX, include_in_schema=False)
-    _exempt_webhooks_from_rate_limit(app)
     holder["app"] = app
     return app
 

@@ -117,6 +117,7 @@ def create_app(
     outbox: bool = True,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    rate_limit_exempt: Sequence[str] = (),
     title: str | None = None,
     version: str = "1.0.0",
 ) -> FastAPI:
@@ -127,6 +128,7 @@ def create_app(
       the core pool (the same pool when they coincide).
     - `consumer`: event handlers; binds the service's durable queue `<service>_service.events`.
     - `outbox`: run the outbox relay on the own database.
+    - `rate_limit_exempt`: path prefixes outside the default per-client rate limit.
     """
     configure_logging(f"{service}_service", settings.log_level, settings.log_json)
     if settings.sentry_dsn:
@@ -217,8 +219,22 @@ def create_app(
             log.warning("database unavailable", extra={"error": repr(exc)})
             return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.", headers={"Retry-After": "2"})
 
+    import asyncpg
+
+    @app.exception_handler(asyncpg.exceptions.InternalClientError)
+    async def _db_connection_broken(request, exc):
+        # A backend terminated while its pooled connection sat idle (pg_terminate_backend, a
+        # restart or failover): asyncpg has read the server's FATAL but not yet the close, and
+        # refuses the next query with "another operation (2) is in progress" (2 is
+        # PROTOCOL_ERROR_CONSUME). That is the database going away, not a bug: 503 like the rest.
+        if "another operation (2)" in str(exc):
+            log.warning("database connection terminated", extra={"error": repr(exc)})
+            return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.", headers={"Retry-After": "2"})
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return error_response(500, "INTERNAL_ERROR", "Something went wrong on our side.")
+
     # Outermost last: request id and access log -> CORS (so a 429 is readable by browsers) -> rate limit.
-    app.add_middleware(DefaultRateLimitMiddleware)
+    app.add_middleware(DefaultRateLimitMiddleware, exempt_paths=tuple(rate_limit_exempt))
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

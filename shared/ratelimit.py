@@ -132,11 +132,14 @@ class RateLimit:
 class DefaultRateLimitMiddleware:
     """The service-wide limit, RATE_LIMIT_PER_MINUTE per identity, on every route but health/docs."""
 
-    def __init__(self, app):
+    def __init__(self, app, exempt_paths: tuple[str, ...] = ()):
         self.app = app
+        # Path prefixes outside the per-client limit: e.g. provider webhooks, authenticated per
+        # event and delivered in bursts from a few addresses (a 429 only delays money events).
+        self.unlimited = UNLIMITED_PATHS + tuple(exempt_paths)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PATHS) or scope["method"] == "OPTIONS":
+        if scope["type"] != "http" or scope["path"].startswith(self.unlimited) or scope["method"] == "OPTIONS":
             return await self.app(scope, receive, send)
         request = Request(scope)
         state = scope["app"].state
