@@ -143,6 +143,13 @@ class ChatEngine:
             raise unavailable(f"The provider serving {spec.id} is not configured on this server.")
         return spec
 
+    def conversation_model(self, conv, tier: int) -> str | None:
+        """The model a conversation was using, unless the user's tier no longer allows it (then
+        the default model takes over rather than refusing to continue)."""
+        if conv is None or conv["model"] not in self.router.by_id:
+            return None
+        return conv["model"] if self.router.by_id[conv["model"]].min_tier <= tier else None
+
     def check_attachments(self, attachments: list[Attachment]) -> tuple[list[ImageInput], list[dict[str, Any]]]:
         if not attachments:
             return [], []
@@ -254,9 +261,7 @@ class ChatEngine:
             if conv["conversation_type"] != "single":
                 raise APIError(422, "NOT_A_SINGLE_CONVERSATION", "This is a group conversation: use /group_chat.")
             character, series = conv["character_name"], conv["character_series"]
-        spec = self.choose_model(model or (conv["model"] if conv is not None and conv["model"] in self.router.by_id else None), tier, vision=vision)
-        if model is None and conv is not None and spec.min_tier > tier:
-            spec = self.choose_model(None, tier, vision=vision)  # the user was downgraded since
+        spec = self.choose_model(model or self.conversation_model(conv, tier), tier, vision=vision)
         # Reserve before any expensive work.
         needs: list[str] = []
         if conv is None:
@@ -498,7 +503,7 @@ class ChatEngine:
         names = [c.name.strip() for c in cast]
         if len({n.lower() for n in names}) != len(names):
             raise APIError(422, "DUPLICATE_CHARACTER", "Each character can join a group chat once.")
-        spec = self.choose_model(model or (conv["model"] if conv is not None and conv["model"] in self.router.by_id else None), tier)
+        spec = self.choose_model(model or self.conversation_model(conv, tier), tier)
         needs = (["regular"] if conv is None else []) + (["premium"] if spec.quota_type == "premium" else [])
         main = "premium" if spec.quota_type == "premium" else ("regular" if conv is None else None)
         reservations = await self.reserve(user.user_id, needs)
@@ -574,7 +579,7 @@ class ChatEngine:
         if last_user is None:
             raise APIError(409, "NOTHING_TO_REGENERATE", "This conversation has no message to answer.")
         old_replies = [r for r in await msg_repo.replies_after(self.pool, conv["id"], last_user["seq"]) if r["role"] == "assistant"]
-        spec = self.choose_model(model or (conv["model"] if conv["model"] in self.router.by_id else None), tier)
+        spec = self.choose_model(model or self.conversation_model(conv, tier), tier)
         needs = ["premium"] if spec.quota_type == "premium" else []
         reservations = await self.reserve(user.user_id, needs)
         try:

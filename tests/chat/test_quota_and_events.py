@@ -75,12 +75,17 @@ async def test_downgrade_event_closes_premium_models(chat, new_user, service_env
     await subscribe(user.id, 1)
     r = await chat.post("/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers)
     assert r.status_code == 200, r.text
+    cid = r.json()["conversation_id"]
     await core_db.execute("UPDATE subscriptions SET status = 'canceled' WHERE user_id = $1", user.id)
     await publish(service_env, "subscription.cancelled", user.id, {"tier": 0})
     key = chat.app.state.keys("tier", user.id)
     await eventually(lambda: _is(chat.app.state.redis, key, "0"), timeout=10)
     r = await chat.post("/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers)
     assert r.status_code == 402 and r.json()["detail"]["code"] == "INSUFFICIENT_TIER"
+    # The premium conversation goes on, on the default model, instead of being locked.
+    r = await chat.post("/talk_with", json={"message": "still there?", "character": "Batman", "conversation_id": cid}, headers=user.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "claude-haiku-4-5"
 
 
 async def _is(redis, key, value):
