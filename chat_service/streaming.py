@@ -132,19 +132,26 @@ class StreamRun:
             self.queue.put_nowait(("done", body))
 
     async def events(self, heartbeat_seconds: float) -> AsyncIterator[bytes]:
+        """Frames as they come; whatever is already queued goes out in one write."""
         getter: asyncio.Future | None = None
         try:
             while True:
-                if getter is None:
+                if getter is None and self.queue.empty():
                     getter = asyncio.ensure_future(self.queue.get())
-                done, _ = await asyncio.wait({getter}, timeout=heartbeat_seconds)
-                if not done:
-                    yield HEARTBEAT
-                    continue
-                kind, data = getter.result()
-                getter = None
-                yield frame(kind, data)
-                if kind in ("done", "error"):
+                if getter is not None:
+                    done, _ = await asyncio.wait({getter}, timeout=heartbeat_seconds)
+                    if not done:
+                        yield HEARTBEAT
+                        continue
+                    items = [getter.result()]
+                    getter = None
+                else:
+                    items = []
+                while not self.queue.empty():
+                    items.append(self.queue.get_nowait())
+                chunk = b"".join(frame(kind, data) for kind, data in items)
+                yield chunk
+                if any(kind in ("done", "error") for kind, _ in items):
                     return
         finally:
             if getter is not None and not getter.done():
