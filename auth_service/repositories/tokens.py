@@ -5,6 +5,8 @@ from datetime import datetime
 
 import asyncpg
 
+from auth_service.repositories.users import U_COLUMNS
+
 
 async def insert(conn: asyncpg.Connection, *, user_id: str, family_id: str, token_hash: bytes, expires_at: datetime) -> None:
     await conn.execute(
@@ -41,24 +43,21 @@ async def revoke_user(conn: asyncpg.Connection, user_id: str) -> int:
 
 
 
+_ROTATE = (
+    "WITH old AS ("
+    "  UPDATE refresh_tokens SET rotated_at = now()"
+    "  WHERE token_hash = $1 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > now()"
+    "  RETURNING user_id, family_id"
+    "), new AS ("
+    "  INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)"
+    "  SELECT user_id, family_id, $2, $3 FROM old RETURNING user_id, family_id"
+    f") SELECT {U_COLUMNS}, new.family_id FROM new JOIN users u ON u.id = new.user_id"
+)
+
+
 async def rotate(conn: asyncpg.Connection, *, token_hash: bytes, new_hash: bytes, expires_at: datetime) -> asyncpg.Record | None:
     """The happy path of a refresh in one statement: spend a live token, add its successor to the
     same family, return the user. None when the token is unknown, spent, revoked or expired (the
     caller then finds out which). The UPDATE's row lock makes two concurrent rotations of one
     token serialise; the second sees it spent and gets None."""
-    from auth_service.repositories.users import USER_COLUMNS
-
-    user_columns = ", ".join("u." + c.strip() for c in USER_COLUMNS.split(","))
-    return await conn.fetchrow(
-        "WITH old AS ("
-        "  UPDATE refresh_tokens SET rotated_at = now()"
-        "  WHERE token_hash = $1 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > now()"
-        "  RETURNING user_id, family_id"
-        "), new AS ("
-        "  INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)"
-        "  SELECT user_id, family_id, $2, $3 FROM old RETURNING user_id, family_id"
-        f") SELECT {user_columns}, new.family_id FROM new JOIN users u ON u.id = new.user_id",
-        token_hash,
-        new_hash,
-        expires_at,
-    )
+    return await conn.fetchrow(_ROTATE, token_hash, new_hash, expires_at)

@@ -149,16 +149,19 @@ async def update_profile(conn: asyncpg.Connection, user_id: str, changes: dict[s
     )
 
 
+U_COLUMNS = ", ".join("u." + c.strip() for c in USER_COLUMNS.split(","))
+_GET_ME = (
+    f"SELECT {U_COLUMNS},"
+    " p.name, p.avatar_url, p.phone, p.country, p.language, p.preferences, p.onboarding_status,"
+    " p.created_at AS profile_created_at, p.updated_at AS profile_updated_at, (p.user_id IS NOT NULL) AS has_profile,"
+    " ARRAY(SELECT provider FROM oauth_identities i WHERE i.user_id = u.id ORDER BY provider) AS providers"
+    " FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = $1"
+)
+
+
 async def get_me(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
     """The user, its profile and its linked providers in one round trip (GET /users/me)."""
-    return await conn.fetchrow(
-        f"SELECT {', '.join('u.' + c.strip() for c in USER_COLUMNS.split(','))},"
-        " p.name, p.avatar_url, p.phone, p.country, p.language, p.preferences, p.onboarding_status,"
-        " p.created_at AS profile_created_at, p.updated_at AS profile_updated_at, (p.user_id IS NOT NULL) AS has_profile,"
-        " ARRAY(SELECT provider FROM oauth_identities i WHERE i.user_id = u.id ORDER BY provider) AS providers"
-        " FROM users u LEFT JOIN user_profiles p ON p.user_id = u.id WHERE u.id = $1",
-        user_id,
-    )
+    return await conn.fetchrow(_GET_ME, user_id)
 
 
 async def release_pending_email(conn: asyncpg.Connection, user_id: str) -> None:
