@@ -29,6 +29,17 @@ async def emit(conn: asyncpg.Connection, *events: Event) -> None:
         await conn.executemany(_INSERT, [(e.event_id, e.event_type, e.to_bytes()) for e in events])
 
 
+def _alive(listener) -> bool:
+    """False once the LISTEN connection is gone. When its connection is lost (the server
+    terminated it), asyncpg detaches the pool proxy and `is_closed()` itself raises
+    InterfaceError; unguarded, that ended the relay task silently and no event was published
+    again until a restart."""
+    try:
+        return not listener.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -84,7 +95,7 @@ class OutboxRelay:
         listener: asyncpg.Connection | None = None
         backoff = 0.0
         while not self._stopping:
-            if listener is None or listener.is_closed():
+            if listener is None or not _alive(listener):
                 if listener is not None:
                     try:
                         await self.pool.release(listener)
@@ -108,7 +119,7 @@ class OutboxRelay:
                 pass
         if listener is not None:
             try:
-                if not listener.is_closed():
+                if _alive(listener):
                     await listener.remove_listener("outbox_events", self._on_notify)
                 await self.pool.release(listener)
             except Exception:

@@ -1,0 +1,29 @@
+"""shared/ under killed database connections (pg_terminate_backend on this run's core database),
+in-process so the app's own tasks can be inspected: the outbox relay survives and keeps
+publishing; a request on a connection the server terminated while idle answers 503."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from shared.bus import emit
+from shared.events import make_event
+from tests.e2e.test_faults import kill_connections
+
+
+async def test_outbox_relay_survives_killed_connections(make_client, infra, service_env, event_spy):
+    core = service_env["DATABASE_URL"].rsplit("/", 1)[1]
+    async with make_client("payment", sweep_interval_seconds=0) as client:
+        relay = client.app.state.relay
+        await asyncio.sleep(0.5)  # the relay holds its LISTEN connection
+        for _ in range(10):
+            await kill_connections(infra.pg_admin_url, [core])
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        assert not relay._task.done(), relay._task.exception() if not relay._task.cancelled() else "cancelled"
+        user = str(uuid.uuid4())
+        async with event_spy(["user.engagement"]) as spy:
+            async with client.app.state.db.acquire() as conn:
+                async with conn.transaction():
+                    await emit(conn, make_event("user.engagement", user, {"probe": True}, source="e2e"))
+            await spy.wait_for("user.engagement", user_id=user, timeout=15)
