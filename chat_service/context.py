@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
@@ -99,6 +100,10 @@ class ContextBuilder:
         timeout = httpx.Timeout(settings.context_timeout_seconds, connect=min(2.0, settings.context_timeout_seconds))
         self.http = httpx.AsyncClient(timeout=timeout, follow_redirects=True, headers={"User-Agent": "SceneXtras-chat/1.0 (https://scenextras.com)"})
         self._inflight: dict[str, asyncio.Future] = {}
+        # A small in-process layer over Redis: hot characters cost no round trip at all.
+        self._local: dict[str, tuple[float, CharacterContext]] = {}
+        self.local_ttl = settings.context_local_cache_seconds
+        self.local_max = 2048
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -124,9 +129,15 @@ class ContextBuilder:
     # -- public ---------------------------------------------------------------------------------
     async def get(self, character: str, series: str | None) -> CharacterContext:
         key = self.context_key(character, series)
+        now = time.monotonic()
+        local = self._local.get(key)
+        if local is not None and local[0] > now:
+            return local[1]
         cached = await self._cache_get(key)
         if cached is not None:
-            return CharacterContext(**cached)
+            ctx = CharacterContext(**cached)
+            self._remember(key, ctx, now)
+            return ctx
         if key in self._inflight:  # one build per character at a time in this process
             return await asyncio.shield(self._inflight[key])
         fut = asyncio.get_running_loop().create_future()
@@ -135,6 +146,8 @@ class ContextBuilder:
             ctx = await self._build(character, series)
             ttl = self.settings.context_failure_cache_seconds if ctx.degraded else self.settings.context_cache_seconds
             await self._cache_set(key, asdict(ctx), ttl)
+            if not ctx.degraded:
+                self._remember(key, ctx, time.monotonic())
             fut.set_result(ctx)
             return ctx
         except BaseException as exc:
@@ -143,6 +156,14 @@ class ContextBuilder:
             raise
         finally:
             self._inflight.pop(key, None)
+
+    def _remember(self, key: str, ctx: CharacterContext, now: float) -> None:
+        if self.local_ttl <= 0 or ctx.degraded:
+            return
+        if len(self._local) >= self.local_max:
+            for k in [k for k, (exp, _) in self._local.items() if exp <= now] or list(self._local)[: self.local_max // 4]:
+                self._local.pop(k, None)
+        self._local[key] = (now + self.local_ttl, ctx)
 
     async def _build(self, character: str, series: str | None) -> CharacterContext:
         ctx = CharacterContext(character=character.strip(), series=(series or "").strip() or None)

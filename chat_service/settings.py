@@ -60,6 +60,7 @@ class Settings(ServiceSettings):
     context_cache_seconds: int = 24 * 3600
     tmdb_cache_seconds: int = 7 * 24 * 3600
     context_failure_cache_seconds: int = 60
+    context_local_cache_seconds: int = 300  # in-process copy of hot characters (0: off)
 
     # --- voice ----------------------------------------------------------------------------------
     voice_max_bytes: int = 10 * 1024 * 1024
