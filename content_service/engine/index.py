@@ -461,7 +461,7 @@ class SearchIndex:
         name_entity = self.name_entity
         ent_type = self.ent_type
         for kind, producer in tiers:
-            want = 2 * limit + 8
+            want = 2 * (limit - len(out)) + 4
             while True:
                 ids, dists, complete = producer(want)
                 if len(ids) > want:
@@ -671,6 +671,39 @@ class SearchIndex:
         return self._words_topk(per_word, want, 1 if fuzzy else 0)
 
     def _words_topk(self, per_word, want, dmin):
+        """The best `want` names (by total distance >= dmin, then id) matching every word,
+        level by level: total distance 1 is one word with one edit and the others exact, and
+        so on. Exact sources are selective, so each level's intersections stay cheap, and the
+        levels stop as soon as `want` names are found."""
+        levels = [sorted({x[2] for x in src}) for src in per_word]
+        top = sum(lv[-1] for lv in levels)
+        found: dict[int, int] = {}
+        complete = True
+        for level in range(dmin, top + 1):
+            level_ids: list[np.ndarray] = []
+            for combo in _combos(levels, level):
+                srcs = [[x for x in src if x[2] == d] for src, d in zip(per_word, combo)]
+                ids, _, done = self._intersect_topk(srcs, want + len(found), level)
+                complete &= done
+                if len(ids):
+                    level_ids.append(np.asarray(ids))
+            if level_ids:
+                for n in _uniq(np.concatenate(level_ids)).tolist():
+                    if n not in found:
+                        found[n] = level
+            if len(found) >= want:
+                break
+        else:
+            level = top
+        if not found:
+            return np.empty(0, np.int32), 0, complete
+        ids = np.fromiter(found.keys(), dtype=np.int32, count=len(found))
+        dist = np.fromiter(found.values(), dtype=np.int32, count=len(found))
+        order = np.lexsort((ids, dist))
+        # levels above the last one looked at were not searched: more may exist there
+        return ids[order], dist[order], complete and level >= top
+
+    def _intersect_topk(self, per_word, want, dmin):
         """The best `want` names (by total distance >= dmin, then id) matching every word.
 
         One word drives: its ids are walked in id order (popularity), in growing chunks,
@@ -690,7 +723,7 @@ class SearchIndex:
             d_dist = None
         else:
             d_ids, d_dist = self._materialize(drive)
-        others = [src for _, _, src in sized[1:]]
+        others = [self._mark(src) for _, _, src in sized[1:]]
         n = len(d_ids)
         pos = 0
         chunk = max(64, 4 * want)
@@ -703,8 +736,8 @@ class SearchIndex:
                     else d_dist[pos:pos + chunk].copy())
             pos += len(ids)
             chunk *= 4
-            for srcs in others:
-                bestd = self._range_distance(ids, srcs)
+            for marks in others:
+                bestd = self._marked_distance(ids, marks)
                 keep = bestd < 255
                 ids = ids[keep]
                 dist = dist[keep] + bestd[keep]
@@ -726,30 +759,26 @@ class SearchIndex:
         order = np.lexsort((ids, dist))
         return ids[order], dist[order], pos >= n
 
-    def _range_distance(self, ids: np.ndarray, sources) -> np.ndarray:
-        """For each name id: the smallest source distance among its words (255: none).
+    def _mark(self, sources) -> np.ndarray:
+        """word id -> smallest distance of the sources covering it (255: none)."""
+        wd = np.full(len(self.vocab), 255, dtype=np.uint8)
+        for lo, hi, d, _ in sources:
+            seg = wd[lo:hi]
+            np.minimum(seg, d, out=seg)
+        return wd
 
-        Marks the sources' vocabulary ranges in a scratch array (word -> distance), then reads
-        it through the forward index (name -> words): no posting list is touched."""
-        wd = self.__dict__.get("_scratch")
-        if wd is None or len(wd) != len(self.vocab):
-            wd = self.__dict__["_scratch"] = np.full(len(self.vocab), 255, dtype=np.uint8)
-        try:
-            for lo, hi, d, _ in sources:
-                seg = wd[lo:hi]
-                np.minimum(seg, d, out=seg)
-            starts = self.fwd_off[ids]
-            lens = self.fwd_off[ids + 1] - starts
-            total = int(lens.sum())
-            if not total:
-                return np.full(len(ids), 255, dtype=np.uint8)
-            ends = np.cumsum(lens)
-            firsts = ends - lens
-            flat = np.arange(total, dtype=np.int64) + np.repeat(starts - firsts, lens)
-            return np.minimum.reduceat(wd[self.fwd_words[flat]], firsts)
-        finally:
-            for lo, hi, _, _ in sources:
-                wd[lo:hi] = 255
+    def _marked_distance(self, ids: np.ndarray, wd: np.ndarray) -> np.ndarray:
+        """For each name id: the smallest marked distance among its words (255: none), read
+        through the forward index (name -> words): no posting list is touched."""
+        starts = self.fwd_off[ids]
+        lens = self.fwd_off[ids + 1] - starts
+        total = int(lens.sum())
+        if not total:
+            return np.full(len(ids), 255, dtype=np.uint8)
+        ends = np.cumsum(lens)
+        firsts = ends - lens
+        flat = np.arange(total, dtype=np.int64) + np.repeat(starts - firsts, lens)
+        return np.minimum.reduceat(wd[self.fwd_words[flat]], firsts)
 
     def _single_word(self, w, last_prefix, fuzzy, want):
         src = self._word_sources(w, last_prefix, fuzzy)
@@ -821,6 +850,18 @@ class SearchIndex:
                     spans=match_spans(name, kind, qkey, qwords, last_prefix, keys[nid]),
                     popularity=pop, name_id=nid)
                 for (nid, kind, d), ek, t, name, pop in zip(found, ekeys, types, names, pops)]
+
+
+def _combos(levels: list[list[int]], total: int):
+    """Every choice of one distance per word (from that word's levels) summing to total."""
+    if not levels:
+        if total == 0:
+            yield ()
+        return
+    for d in levels[0]:
+        if d <= total:
+            for rest in _combos(levels[1:], total - d):
+                yield (d, *rest)
 
 
 def _prefix_distance(q: str, w: str, k: int) -> int:
