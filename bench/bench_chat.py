@@ -77,7 +77,7 @@ def free_port() -> int:
 
 def start(module: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
+        [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools", "--timeout-keep-alive", "60"],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=open(log, "wb"),
@@ -97,7 +97,7 @@ def start(module: str, port: int, env: dict[str, str], log: Path) -> subprocess.
 
 
 async def model_alone(base: str, users: int, seconds: float, think: float) -> tuple[list[float], float]:
-    client = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=0)
+    client = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=2)
     latencies: list[float] = []
     stop = time.monotonic() + seconds
 
@@ -158,7 +158,7 @@ async def through_service(url: str, users: int, seconds: float, think: float) ->
 
 
 async def ttft(url: str, base: str, n: int) -> tuple[list[float], list[float], list[float]]:
-    model = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=0)
+    model = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=2)
     direct: list[float] = []
     service: list[float] = []
     per_request: list[float] = []
@@ -195,6 +195,26 @@ async def ttft(url: str, base: str, n: int) -> tuple[list[float], list[float], l
             per_request.append(first - server_ttft)
     await model.close()
     return direct, service, per_request
+
+
+async def round_trips(dsn: str, redis_url: str, n: int = 200) -> tuple[list[float], list[float]]:
+    """The machine's floor: one trivial PostgreSQL query and one Redis GET."""
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    conn = await asyncpg.connect(dsn)
+    r = aioredis.from_url(redis_url)
+    pg, rd = [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await conn.fetchval("SELECT 1")
+        pg.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        await r.get("bench:chat:nothing")
+        rd.append((time.perf_counter() - t0) * 1000)
+    await conn.close()
+    await r.aclose()
+    return pg, rd
 
 
 async def main() -> None:
@@ -246,6 +266,11 @@ async def main() -> None:
 
         print(f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, think time ~{args.think} s; "
               f"model = local sandbox (no added latency); {os.cpu_count()} CPUs")
+        pg, rd = await round_trips(dsns["chat"], infra.redis_url)
+        load = os.getloadavg()
+        print(f"\n0. the machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; the service does ~10 such round trips a message)")
+        print(line("PostgreSQL SELECT 1", pg))
+        print(line("Redis GET", rd))
         alone, alone_rps = await model_alone(base, args.users, args.seconds, args.think)
         latencies, overheads, rps, errors = await through_service(url, args.users, args.seconds, args.think)
         print("\n1. non-streamed messages")
