@@ -1,12 +1,15 @@
 """POST /talk_with (plain or server-sent events) and GET /models."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import base64
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
-from chat_service.models import TalkRequest, json_response
+from chat_service.models import Attachment, TalkRequest, json_response
 from chat_service.streaming import StreamRun
 from shared.auth import TIER_NAMES, CurrentUser, get_current_user, resolve_tier
+from shared.errors import APIError
 
 router = APIRouter(tags=["chat"])
 
@@ -19,8 +22,7 @@ def wants_stream(request: Request, body: TalkRequest) -> bool:
     return body.stream or "text/event-stream" in request.headers.get("accept", "")
 
 
-@router.post("/talk_with")
-async def talk_with(body: TalkRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
+async def _talk(request: Request, user: CurrentUser, body: TalkRequest):
     eng = engine(request)
     tier = await resolve_tier(request, user)
     prepared = await eng.prepare(
@@ -41,6 +43,37 @@ async def talk_with(body: TalkRequest, request: Request, user: CurrentUser = Dep
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.post("/talk_with")
+async def talk_with(body: TalkRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
+    return await _talk(request, user, body)
+
+
+@router.post("/talk_with/upload")
+async def talk_with_upload(
+    request: Request,
+    message: str = Form(...),
+    character: str = Form(..., min_length=1, max_length=200),
+    series: str | None = Form(None, max_length=300),
+    conversation_id: str | None = Form(None),
+    model: str | None = Form(None),
+    stream: bool = Form(False),
+    images: list[UploadFile] = File(default_factory=list),
+    user: CurrentUser = Depends(get_current_user),
+):
+    """/talk_with with images as multipart uploads (field `images`, repeatable); the same answer."""
+    settings = request.app.state.settings
+    if len(images) > settings.chat_max_attachments:
+        raise APIError(422, "TOO_MANY_ATTACHMENTS", f"At most {settings.chat_max_attachments} images per message.", max_attachments=settings.chat_max_attachments)
+    attachments = []
+    for i, upload in enumerate(images):
+        data = await upload.read(settings.chat_max_image_bytes + 1)
+        if len(data) > settings.chat_max_image_bytes:
+            raise APIError(422, "ATTACHMENT_TOO_LARGE", f"Image {i} is larger than {settings.chat_max_image_bytes} bytes.", index=i, max_bytes=settings.chat_max_image_bytes)
+        attachments.append(Attachment(data=base64.b64encode(data).decode()))
+    body = TalkRequest(message=message, character=character, series=series, conversation_id=conversation_id, model=model, stream=stream, attachments=attachments)
+    return await _talk(request, user, body)
 
 
 @router.get("/models")

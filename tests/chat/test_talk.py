@@ -235,3 +235,24 @@ async def test_models_route(chat, new_user):
     models = {m["id"]: m for m in r.json()["models"]}
     assert models["claude-haiku-4-5"]["allowed"] and not models["claude-sonnet-4-6"]["allowed"]
     assert r.json()["default_model"] == "claude-haiku-4-5"
+
+
+async def test_images_as_multipart_uploads(chat, new_user, subscribe, core_db, llm_sandbox):
+    user = new_user(tier=1)
+    await subscribe(user.id, 1)
+    png = base64.b64decode(PNG)
+    r = await chat.post(
+        "/talk_with/upload",
+        data={"message": "What are these?", "character": "Batman"},
+        files=[("images", ("a.png", png, "image/png")), ("images", ("b.png", png, "image/png"))],
+        headers=user.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert "I can see the 2 images you sent" in r.json()["response"]
+    call = (await llm_sandbox.requests(provider="anthropic", path="/v1/messages"))[0]
+    blocks = call["body"]["messages"][-1]["content"]
+    assert [b["type"] for b in blocks] == ["image", "image", "text"] and blocks[0]["source"]["media_type"] == "image/png"
+    assert await core_db.fetchval("SELECT quota_image_recognition FROM user_quotas WHERE user_id = $1", user.id) == 9
+    r = await chat.post("/talk_with/upload", data={"message": "And this?", "character": "Batman"},
+                        files=[("images", ("x.txt", b"plain text", "text/plain"))], headers=user.headers)
+    assert r.status_code == 422 and r.json()["detail"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
