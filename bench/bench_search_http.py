@@ -155,6 +155,13 @@ def make_paths(keys: Keys, n: int, seed: int = 3) -> list[str]:
     return paths
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summarize(results, elapsed):
     out = {"requests": len(results), "achieved_rps": len(results) / elapsed,
            "errors": sum(1 for _, _, s in results if s != 200)}
@@ -192,8 +199,10 @@ def main(argv=None):
     startup = time.perf_counter() - t
     try:
         asyncio.run(load(port, paths[: int(args.rate * 3)], args.rate, 3, args.connections))
+        cpu0 = cpu_seconds(server.pid)
         results, elapsed = asyncio.run(load(port, paths[int(args.rate * 3):], args.rate,
                                             args.duration, args.connections))
+        server_cpu = cpu_seconds(server.pid) - cpu0
     finally:
         server.terminate()
         try:
@@ -203,6 +212,8 @@ def main(argv=None):
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     summary = summarize(results, elapsed)
+    summary["server_cpu_ms_per_request"] = server_cpu * 1000 / max(1, len(results))
+    summary["server_cpu_share"] = server_cpu / elapsed
     summary.update(names=names, rate=args.rate, duration=args.duration,
                    cache=not args.no_cache, server_start_s=startup,
                    loadavg=os.getloadavg())
@@ -210,6 +221,8 @@ def main(argv=None):
           f"{summary['achieved_rps']:.0f} req/s served, {summary['errors']} errors, "
           f"response cache {'on' if not args.no_cache else 'off'}; "
           f"server up in {startup:.1f} s; load average {summary['loadavg'][0]:.1f}")
+    print(f"  server CPU: {summary['server_cpu_ms_per_request']:.2f} ms per request, "
+          f"{summary['server_cpu_share']:.0%} of one core")
     for route in ("all", "/autocomplete", "/search"):
         if route in summary:
             s = summary[route]

@@ -43,6 +43,7 @@ class ContentRepository:
         """Load the index: the snapshot when it matches the entities, else rebuild. An empty
         store is seeded first. Returns what happened ("snapshot", "rebuilt", "seeded", "empty")."""
         what = "snapshot"
+        self.store.ensure_briefs()
         if self.store.count_entities() == 0:
             if seed == "none":
                 return "empty"
@@ -94,6 +95,9 @@ class ContentRepository:
 
     def entities(self, keys) -> dict[str, dict]:
         return self.store.get_entities(keys)
+
+    def briefs(self, keys) -> dict[str, dict]:
+        return self.store.get_briefs(keys)
 
     def title(self, kind: str, tmdb_id: int) -> dict | None:
         """A movie or series with its cast resolved (people and characters)."""
@@ -152,7 +156,7 @@ class ContentRepository:
         """Most popular entities; flags "anime"/"cartoon" filter series."""
         want = limit * 8 if flags else limit
         rows = self.index.popular(types, want)
-        recs = self.store.get_entities([k for k, _, _ in rows])
+        recs = self.store.get_briefs([k for k, _, _ in rows])
         out = []
         for key, _, _ in rows:
             r = recs.get(key)

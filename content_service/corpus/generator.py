@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from content_service.corpus import words as W
 
+MAX_CAST = 80
 ROMAN = ["", "", "II", "III", "IV", "V", "VI", "VII"]
 ORDINAL_WORDS = ["", "", "Two", "Three", "Four", "Five"]
 GENRES = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama",
@@ -287,6 +288,8 @@ def generate(n_names: int, seed: int = 2024) -> Iterator[dict]:
     chars = []
     for c in range(n_chars):
         ti = titles_by_pop[int(n_titles * r.random() ** 2.2)]
+        while len(titles[ti][9]) >= MAX_CAST:       # casts as long as TMDB's, no longer
+            ti = titles_by_pop[int(n_titles * r.random())]
         pi = people_by_pop[int(n_people * r.random() ** 1.8)]
         t = titles[ti]
         p = people[pi]

@@ -4,6 +4,7 @@ Sub-databases:
   entities    entity key ("movie:155") -> JSON record
   index       the serialized search index snapshot (named blobs) and the version it was built at
   tmdb_cache  request key -> {"at": unix time, "body": ...}; entries older than 7 days are misses
+  briefs      entity key -> the few fields a search result shows (no cast lists)
   meta        sync checkpoints, schedule state, entity version counter
 
 LMDB is a memory-mapped B+tree: reads are lock-free and cost microseconds, one writer at a time,
@@ -23,6 +24,16 @@ CACHE_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_MAP_SIZE = 32 * 2**30     # address space only; the file grows as data is written
 
 
+BRIEF_FIELDS = ("key", "type", "id", "name", "year", "is_anime", "is_cartoon", "title",
+                "title_name", "actor", "person", "known_for_department", "popularity",
+                "poster_path", "profile_path")
+
+
+def brief(rec: dict) -> dict:
+    """An entity's summary: what a search result shows next to the matched name."""
+    return {f: rec[f] for f in BRIEF_FIELDS if rec.get(f) is not None}
+
+
 class Store:
     def __init__(self, path: str | Path, map_size: int = DEFAULT_MAP_SIZE, readonly: bool = False):
         self.path = Path(path)
@@ -33,6 +44,7 @@ class Store:
         self._index = self.env.open_db(b"index")
         self._cache = self.env.open_db(b"tmdb_cache")
         self._meta = self.env.open_db(b"meta")
+        self._briefs = self.env.open_db(b"briefs")
 
     def close(self) -> None:
         self.env.close()
@@ -52,7 +64,9 @@ class Store:
                 break
             with self.env.begin(write=True, db=self._entities) as txn:
                 for rec in chunk:
-                    txn.put(rec["key"].encode(), orjson.dumps(rec))
+                    k = rec["key"].encode()
+                    txn.put(k, orjson.dumps(rec))
+                    txn.put(k, orjson.dumps(brief(rec)), db=self._briefs)
             n += len(chunk)
             if len(chunk) < batch:
                 break
@@ -65,6 +79,7 @@ class Store:
         with self.env.begin(write=True, db=self._entities) as txn:
             for k in keys:
                 n += bool(txn.delete(k.encode()))
+                txn.delete(k.encode(), db=self._briefs)
         if n:
             self._bump_version()
         return n
@@ -77,6 +92,36 @@ class Store:
     def get_entities(self, keys: Iterable[str]) -> dict[str, dict]:
         out = {}
         with self.env.begin(db=self._entities) as txn:
+            for k in keys:
+                raw = txn.get(k.encode())
+                if raw is not None:
+                    out[k] = orjson.loads(raw)
+        return out
+
+    def ensure_briefs(self) -> int:
+        """Backfill the briefs of a store written before they existed; returns how many."""
+        with self.env.begin(db=self._briefs) as txn:
+            if txn.stat(self._briefs)["entries"] or not self.count_entities():
+                return 0
+        n = 0
+        batch = []
+        for rec in self.iter_entities():
+            batch.append((rec["key"].encode(), orjson.dumps(brief(rec))))
+            if len(batch) >= 20_000:
+                n += self._put_briefs(batch)
+                batch = []
+        return n + self._put_briefs(batch)
+
+    def _put_briefs(self, items) -> int:
+        with self.env.begin(write=True, db=self._briefs) as txn:
+            for k, v in items:
+                txn.put(k, v)
+        return len(items)
+
+    def get_briefs(self, keys: Iterable[str]) -> dict[str, dict]:
+        """The few fields search results show (see brief()), without the cast lists."""
+        out = {}
+        with self.env.begin(db=self._briefs) as txn:
             for k in keys:
                 raw = txn.get(k.encode())
                 if raw is not None:

@@ -106,7 +106,7 @@ def _search(request: Request, q: str, mode: str, limit: int, type_: str | None) 
     body = cache.get(ckey)
     if body is None:
         hits = repo.index.search(q, mode, limit, (type_,) if type_ else None)
-        recs = repo.entities([h.entity for h in hits]) if hits else {}
+        recs = repo.briefs([h.entity for h in hits]) if hits else {}
         results = []
         for h in hits:
             d = h.to_dict()
