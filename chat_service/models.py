@@ -33,7 +33,7 @@ class TalkRequest(BaseModel):
 class QuotaInfo(BaseModel):
     type: str
     remaining: int  # -1 unlimited
-    reset_at: datetime | None = None
+    reset_at: str | None = None
 
 
 class TalkResponse(BaseModel):
@@ -47,8 +47,10 @@ class TalkResponse(BaseModel):
     quota: QuotaInfo
     follow_up_questions: list[str]
     usage: dict[str, int]
+    model_latency_ms: float
     context_tokens: int
     dropped_messages: int
+    status: Literal["complete", "incomplete"]
 
 
 class GroupCharacter(BaseModel):

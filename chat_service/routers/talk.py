@@ -6,7 +6,7 @@ import base64
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
-from chat_service.models import Attachment, TalkRequest, json_response
+from chat_service.models import Attachment, TalkRequest, TalkResponse, json_response
 from chat_service.streaming import StreamRun
 from shared.auth import TIER_NAMES, CurrentUser, get_current_user, resolve_tier
 from shared.errors import APIError
@@ -45,12 +45,22 @@ async def _talk(request: Request, user: CurrentUser, body: TalkRequest):
     )
 
 
-@router.post("/talk_with")
+TALK_RESPONSES = {
+    200: {
+        "model": TalkResponse,
+        "description": "The reply; with `stream: true` or `Accept: text/event-stream`, server-sent events "
+        "(`token` frames, then one `done` carrying this body, or one `error`).",
+        "content": {"text/event-stream": {}},
+    }
+}
+
+
+@router.post("/talk_with", responses=TALK_RESPONSES)
 async def talk_with(body: TalkRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
     return await _talk(request, user, body)
 
 
-@router.post("/talk_with/upload")
+@router.post("/talk_with/upload", responses=TALK_RESPONSES)
 async def talk_with_upload(
     request: Request,
     message: str = Form(...),

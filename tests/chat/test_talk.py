@@ -256,3 +256,13 @@ async def test_images_as_multipart_uploads(chat, new_user, subscribe, core_db, l
     r = await chat.post("/talk_with/upload", data={"message": "And this?", "character": "Batman"},
                         files=[("images", ("x.txt", b"plain text", "text/plain"))], headers=user.headers)
     assert r.status_code == 422 and r.json()["detail"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+async def test_openapi_documents_the_chat_routes(chat):
+    spec = (await chat.get("/openapi.json")).json()
+    for path in ["/talk_with", "/talk_with/upload", "/group_chat", "/conversations", "/conversations/{conversation_id}/export",
+                 "/messages/{message_id}/reactions", "/voice/transcribe", "/voice/speak", "/models"]:
+        assert path in spec["paths"], path
+    schema = spec["paths"]["/talk_with"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["$ref"].endswith("/TalkResponse")
+    assert "follow_up_questions" in spec["components"]["schemas"]["TalkResponse"]["properties"]
