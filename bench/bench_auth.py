@@ -8,11 +8,12 @@ RabbitMQ (scripts/infra.sh), in a throw-away database and vhost, with production
 parameters (argon2id t=3, m=64 MiB, p=4 unless ARGON2_* say otherwise) and the per-route rate
 limits off. Everything printed is measured in this run, side by side:
 
+- open loop (first, on a fresh service): N clients each sending --rate requests a second on a
+  fixed schedule (latency at a steady load below saturation), GET /health alongside as the
+  framework's floor and a bare PostgreSQL INSERT commit as the write path's floor;
 - closed loop: N clients each sending the next request as soon as the last answered (the
   service's saturation throughput; latency there is mostly queueing), with the service's CPU
   time per request (read from /proc: robust to other load on the machine, unlike wall time);
-- open loop: N clients each sending --rate requests a second on a fixed schedule (latency at a
-  steady load below saturation), GET /health alongside as the framework's floor;
 - login: sequential logins against the in-process argon2id hash with the same parameters.
 """
 from __future__ import annotations
@@ -185,6 +186,7 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=2.0, help="requests per second per client in the open-loop runs")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--logins", type=int, default=20)
+    ap.add_argument("--phases", default="closed,open,login", help="which parts to run (comma-separated)")
     args = ap.parse_args()
 
     infra = Infra.from_environ()
@@ -253,57 +255,80 @@ async def main() -> None:
             for name, op in (("GET /health", health), ("GET /users/me", me), ("POST /token/refresh", do_refresh)):
                 await closed_loop(name, op, 5, 1.0)
             results = {}
-            print(f"\nclosed loop ({args.clients} clients back to back):")
-            for name, op in (("GET /health (floor)", health), ("GET /users/me", me), ("POST /token/refresh", do_refresh)):
-                results[("closed", name)] = await closed_loop(name, op, args.clients, args.seconds)
-            print(f"\nopen loop ({args.clients} clients x {args.rate:g} req/s = {args.clients * args.rate:.0f} req/s offered):")
-            for name, op in (("GET /health (floor)", health), ("GET /users/me", me), ("POST /token/refresh", do_refresh)):
-                results[("open", name)] = await open_loop(name, op, args.clients, args.seconds, args.rate)
+            phases = set(args.phases.split(","))
+            if "open" in phases:
+                # Control for the write path: a bare one-row INSERT commit (fsync) on the same server,
+                # at the same rate, measured in the same run. A refresh commits a write; when this
+                # control's tail is long, the disk (not the service) sets the refresh's tail.
+                import asyncpg
 
-            print(f"\nlogin cost ({args.logins} sequential logins, no other load):")
-            hash_times = []
-            for _ in range(args.logins):
-                t = time.perf_counter()
-                await pw.hash(PASSWORD)
-                hash_times.append(time.perf_counter() - t)
-            stored = await pw.hash(PASSWORD)
-            verify_times = []
-            for _ in range(args.logins):
-                t = time.perf_counter()
-                await pw.verify(stored, PASSWORD)
-                verify_times.append(time.perf_counter() - t)
-            login_times, unknown_times = [], []
-            for i in range(args.logins):
-                t = time.perf_counter()
-                r = await c.post("/login", json={"email": users[i % len(users)]["email"], "password": PASSWORD})
-                login_times.append(time.perf_counter() - t)
-                assert r.status_code == 200, r.text
-                t = time.perf_counter()
-                r = await c.post("/login", json={"email": f"nobody-{i}@example.com", "password": PASSWORD})
-                unknown_times.append(time.perf_counter() - t)
-                assert r.status_code == 401
-            seq_refresh, seq_me = [], []
-            for i in range(args.logins):
-                t = time.perf_counter()
-                assert await do_refresh(i % len(refresh))
-                seq_refresh.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                assert await me(i % len(access))
-                seq_me.append(time.perf_counter() - t)
-            med = lambda xs: statistics.median(xs) * 1000  # noqa: E731
-            print(f"  argon2id hash (in-process)          median {med(hash_times):7.1f} ms")
-            print(f"  argon2id verify (in-process)        median {med(verify_times):7.1f} ms")
-            print(f"  POST /login (right password)        median {med(login_times):7.1f} ms   p99 {pct([x*1000 for x in login_times], 99):7.1f} ms")
-            print(f"  POST /login (unknown email)         median {med(unknown_times):7.1f} ms   (dummy verify: same cost, no account oracle)")
-            print(f"  POST /token/refresh (one at a time) median {med(seq_refresh):7.1f} ms")
-            print(f"  GET /users/me (one at a time)       median {med(seq_me):7.1f} ms")
-            print(f"  login = verify {med(verify_times):.0f} ms + the rest {max(0.0, med(login_times) - med(verify_times)):.0f} ms "
-                  f"(a refresh, which does the same token work without the hash, takes {med(seq_refresh):.1f} ms)")
-            me_o, ref_o = results[("open", "GET /users/me")], results[("open", "POST /token/refresh")]
-            print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on this machine inflates every figure)")
-            print(f"ratios: open-loop p99 /users/me vs /health floor {me_o['p99'] / results[('open', 'GET /health (floor)')]['p99']:.1f}x, "
-                  f"refresh vs /users/me {ref_o['p99'] / me_o['p99']:.1f}x; login / refresh (one at a time) "
-                  f"{med(login_times) / med(seq_refresh):.0f}x")
+                pg = await asyncpg.create_pool(dsn, min_size=5, max_size=20)
+                await pg.execute("CREATE TABLE IF NOT EXISTS bench_commit_control (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
+
+                async def commit(i):
+                    await pg.execute("INSERT INTO bench_commit_control DEFAULT VALUES")
+                    return True
+
+                print(f"\nopen loop ({args.clients} clients x {args.rate:g} req/s = {args.clients * args.rate:.0f} req/s offered):")
+                for name, op in (
+                    ("GET /health (floor)", health),
+                    ("GET /users/me", me),
+                    ("POST /token/refresh", do_refresh),
+                    ("control: bare INSERT commit", commit),
+                ):
+                    results[("open", name)] = await open_loop(name, op, args.clients, args.seconds, args.rate)
+                await pg.close()
+
+            if "closed" in phases:
+                print(f"\nclosed loop ({args.clients} clients back to back):")
+                for name, op in (("GET /health (floor)", health), ("GET /users/me", me), ("POST /token/refresh", do_refresh)):
+                    results[("closed", name)] = await closed_loop(name, op, args.clients, args.seconds)
+            if "login" in phases:
+                print(f"\nlogin cost ({args.logins} sequential logins, no other load):")
+                hash_times = []
+                for _ in range(args.logins):
+                    t = time.perf_counter()
+                    await pw.hash(PASSWORD)
+                    hash_times.append(time.perf_counter() - t)
+                stored = await pw.hash(PASSWORD)
+                verify_times = []
+                for _ in range(args.logins):
+                    t = time.perf_counter()
+                    await pw.verify(stored, PASSWORD)
+                    verify_times.append(time.perf_counter() - t)
+                login_times, unknown_times = [], []
+                for i in range(args.logins):
+                    t = time.perf_counter()
+                    r = await c.post("/login", json={"email": users[i % len(users)]["email"], "password": PASSWORD})
+                    login_times.append(time.perf_counter() - t)
+                    assert r.status_code == 200, r.text
+                    t = time.perf_counter()
+                    r = await c.post("/login", json={"email": f"nobody-{i}@example.com", "password": PASSWORD})
+                    unknown_times.append(time.perf_counter() - t)
+                    assert r.status_code == 401
+                seq_refresh, seq_me = [], []
+                for i in range(args.logins):
+                    t = time.perf_counter()
+                    assert await do_refresh(i % len(refresh))
+                    seq_refresh.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    assert await me(i % len(access))
+                    seq_me.append(time.perf_counter() - t)
+                med = lambda xs: statistics.median(xs) * 1000  # noqa: E731
+                print(f"  argon2id hash (in-process)          median {med(hash_times):7.1f} ms")
+                print(f"  argon2id verify (in-process)        median {med(verify_times):7.1f} ms")
+                print(f"  POST /login (right password)        median {med(login_times):7.1f} ms   p99 {pct([x*1000 for x in login_times], 99):7.1f} ms")
+                print(f"  POST /login (unknown email)         median {med(unknown_times):7.1f} ms   (dummy verify: same cost, no account oracle)")
+                print(f"  POST /token/refresh (one at a time) median {med(seq_refresh):7.1f} ms")
+                print(f"  GET /users/me (one at a time)       median {med(seq_me):7.1f} ms")
+                print(f"  login = verify {med(verify_times):.0f} ms + the rest {max(0.0, med(login_times) - med(verify_times)):.0f} ms "
+                      f"(a refresh, which does the same token work without the hash, takes {med(seq_refresh):.1f} ms)")
+                me_o, ref_o = results[("open", "GET /users/me")], results[("open", "POST /token/refresh")]
+            if {"open", "login"} <= phases:
+                print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on this machine inflates every figure)")
+                print(f"ratios: open-loop p99 /users/me vs /health floor {me_o['p99'] / results[('open', 'GET /health (floor)')]['p99']:.1f}x, "
+                      f"refresh vs /users/me {ref_o['p99'] / me_o['p99']:.1f}x; login / refresh (one at a time) "
+                      f"{med(login_times) / med(seq_refresh):.0f}x")
     finally:
         proc.terminate()
         try:
