@@ -266,3 +266,26 @@ async def test_openapi_documents_the_chat_routes(chat):
     schema = spec["paths"]["/talk_with"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("/TalkResponse")
     assert "follow_up_questions" in spec["components"]["schemas"]["TalkResponse"]["properties"]
+
+
+async def test_context_sources_timing_out_do_not_hold_the_reply(make_client, chat_env, new_user, llm_sandbox):
+    async with make_client("chat", **chat_env, CONTEXT_TIMEOUT_SECONDS="0.3") as client:
+        await llm_sandbox.fault(provider="tmdb", delay_seconds=3, count=None)
+        await llm_sandbox.fault(provider="wikipedia", delay_seconds=3, count=None)
+        started = asyncio.get_running_loop().time()
+        r = await client.post("/talk_with", json={"message": "hi", "character": "Sherlock Holmes", "series": "Sherlock"}, headers=new_user().headers)
+        assert r.status_code == 200, r.text
+        assert asyncio.get_running_loop().time() - started < 2.5
+        assert r.json()["response"].startswith("Sherlock Holmes here.")
+
+
+async def test_character_context_is_cached(chat, new_user, llm_sandbox):
+    for _ in range(2):
+        r = await chat.post("/talk_with", json={"message": "hi", "character": "Naruto Uzumaki", "series": "Naruto"}, headers=new_user().headers)
+        assert r.status_code == 200, r.text
+    tmdb = await llm_sandbox.requests(provider="tmdb")
+    wiki = await llm_sandbox.requests(provider="wikipedia")
+    assert len(tmdb) == 2  # search + credits, once
+    assert 1 <= len(wiki) <= 3  # the title candidates, once
+    system = (await llm_sandbox.requests(provider="anthropic", path="/v1/messages"))[-2]["body"]["system"]
+    assert system.startswith("You are Naruto Uzumaki") and "About you: Naruto Uzumaki is the title character" in system
