@@ -3,7 +3,6 @@
 names the configured limit with its own code."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 import orjson

@@ -21,8 +21,8 @@ import asyncpg
 
 from chat_service import budget
 from chat_service.context import STOPWORDS, CharacterContext, ContextBuilder, system_prompt
-from chat_service.llm import Completion, ImageInput, LLMRouter, LLMUnavailable, ModelSpec, StreamResult, Turn
-from chat_service.models import Attachment, GroupCharacter
+from chat_service.llm import Completion, ImageInput, LLMRouter, LLMUnavailable, ModelSpec, Turn
+from chat_service.models import Attachment, GroupCharacter, message_out
 from chat_service.repositories import conversations as conv_repo
 from chat_service.repositories import messages as msg_repo
 from shared.auth import TIER_FREE, TIER_NAMES, CurrentUser
@@ -647,8 +647,6 @@ class ChatEngine:
             await self.release(reservations)
             raise
         await self.settle(reservations)
-        from chat_service.models import message_out
-
         return {"conversation_id": str(conv["id"]), "messages": [message_out(r) for r in saved]}
 
 

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator
 import orjson
 
 from chat_service import budget
-from chat_service.llm import Completion, LLMUnavailable, StreamResult
+from chat_service.llm import LLMUnavailable, StreamResult
 from chat_service.service import ChatEngine, Prepared
 
 log = logging.getLogger("chat_service.streaming")

@@ -1,6 +1,5 @@
 """Quotas through Payment's reserve/settle functions, and the events the service consumes."""
 import asyncio
-import uuid
 
 from shared.bus import EventPublisher
 from shared.events import make_event
