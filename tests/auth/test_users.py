@@ -36,7 +36,6 @@ async def test_profile_validation_changes_nothing_on_bad_input(client, outbox, a
     # Without a token, with a bad one, with a service token: refused.
     assert (await client.get("/users/me")).status_code == 401
     assert (await client.get("/users/me", headers=bearer("abc.def.ghi"))).status_code == 401
-    from tests.auth.test_signup import claims  # noqa: F401 (same secret)
     from shared.auth import mint_service_token
     from shared.testing.env import TEST_JWT_SECRET
 
