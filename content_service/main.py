@@ -81,16 +81,20 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         if repo is not None:
             repo.close()
 
-    return create_app(
+    legacy = ["/api/search", "/api"]
+    app = create_app(
         service="content",
         settings=settings,
         routers=[search.router, resources.router, admin.router],
-        legacy_prefixes=["/api/search", "/api"],
+        legacy_prefixes=legacy,
         use_database=False,
         outbox=False,
         on_startup=[startup],
         on_shutdown=[shutdown],
     )
+    # the hot search routes first, lean (see routers/search.py); the shared middleware still wraps them
+    app.router.routes[0:0] = search.lean_routes(["", *legacy])
+    return app
 
 
 __getattr__ = lazy_app(build_app)

@@ -121,6 +121,61 @@ def _search(request: Request, q: str, mode: str, limit: int, type_: str | None) 
                     media_type="application/json")
 
 
+# -- the hot path: /autocomplete and /search without FastAPI's per-request parameter machinery.
+# The FastAPI routes below document the same contract in /openapi.json (and answer if the lean
+# routes are not installed); these Starlette routes are put first and answer in practice. They
+# validate the same way and answer errors in the same envelope.
+
+_MODES = ("exact", "prefix", "substring", "fuzzy", "auto")
+_TYPES = ("movie", "tv", "person", "character")
+
+
+def _invalid(loc: str, msg: str, typ: str) -> APIError:
+    return APIError(422, "VALIDATION_ERROR", "The request is invalid.",
+                    errors=[{"loc": ["query", loc], "msg": msg, "type": typ}])
+
+
+def _lean(mode_fixed: str | None, default_limit: int):
+    async def endpoint(request: Request) -> Response:
+        params = request.query_params
+        q = params.get("q")
+        if q is None:
+            raise _invalid("q", "Field required", "missing")
+        if not 1 <= len(q) <= 200:
+            raise _invalid("q", "String should have 1 to 200 characters", "string_too_short"
+                           if not q else "string_too_long")
+        raw_limit = params.get("limit")
+        limit = default_limit
+        if raw_limit is not None:
+            try:
+                limit = int(raw_limit)
+            except ValueError:
+                raise _invalid("limit", "Input should be a valid integer", "int_parsing") from None
+            if not 1 <= limit <= 50:
+                raise _invalid("limit", "Input should be between 1 and 50", "less_than_equal"
+                               if limit > 50 else "greater_than_equal")
+        mode = mode_fixed or params.get("mode", "auto")
+        if mode not in _MODES:
+            raise _invalid("mode", f"Input should be one of {', '.join(_MODES)}", "literal_error")
+        type_ = params.get("type")
+        if type_ is not None and type_ not in _TYPES:
+            raise _invalid("type", f"Input should be one of {', '.join(_TYPES)}", "literal_error")
+        return _search(request, q, mode, limit, type_)
+
+    return endpoint
+
+
+def lean_routes(prefixes=("",)):
+    from starlette.routing import Route
+    out = []
+    for prefix in prefixes:
+        out.append(Route(prefix + "/autocomplete", _lean("auto", 10), methods=["GET"],
+                         include_in_schema=False))
+        out.append(Route(prefix + "/search", _lean(None, 20), methods=["GET"],
+                         include_in_schema=False))
+    return out
+
+
 @router.get("/autocomplete", response_model=SearchResponse,
             summary="Ranked suggestions for what is typed so far, typo-tolerant")
 async def autocomplete(request: Request,

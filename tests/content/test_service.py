@@ -44,6 +44,17 @@ async def test_autocomplete_and_search(content_app):
         assert r.status_code == 200
 
 
+async def test_openapi_documents_the_routes(content_app):
+    async with content_app() as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        for p in ("/autocomplete", "/search", "/popular", "/characters", "/admin/sync",
+                  "/resources/movies/{id}", "/resources/series/{id}",
+                  "/resources/people/{id}/filmography"):
+            assert p in paths, p
+        modes = paths["/search"]["get"]["parameters"]
+        assert any(x["name"] == "mode" for x in modes)
+
+
 @pytest.mark.parametrize("path,params", [
     ("/autocomplete", {"q": ""}),
     ("/autocomplete", {}),
