@@ -25,6 +25,7 @@ from auth_service.settings import Settings
 from shared.auth import TIER_NAMES, CurrentUser, get_current_user, mint_access_token
 from shared.bus import emit
 from shared.errors import APIError
+from shared.tiers import REFERRAL_BONUS_REFERRED, REFERRAL_BONUS_REFERRER
 from shared.events import EventType, make_event
 from shared.ratelimit import RateLimit
 
@@ -223,7 +224,7 @@ class Auth:
     ) -> tuple[bool, dict | None]:
         """Records the referral and emits referral.completed; (False, None) when this user was
         already referred. The dict is the referrer's email notice, to send after commit."""
-        bonus = self.settings.referral_bonus_credits
+        bonus = REFERRAL_BONUS_REFERRER
         if not await referrals_repo.insert(
             conn, referrer_id=referrer["id"], referred_id=referred["id"], code=referrer["referral_code"], bonus_credits=bonus
         ):
@@ -239,6 +240,7 @@ class Auth:
                     "referred_id": str(referred["id"]),
                     "code": referrer["referral_code"],
                     "bonus_credits": bonus,
+                    "bonus_referred": REFERRAL_BONUS_REFERRED,
                 },
                 source="auth_service",
             ),

@@ -59,9 +59,7 @@ class Settings(ServiceSettings):
 
     # Referrals
     referral_window_days: int = Field(30, ge=0)
-    # What Payment grants each side for a completed referral (shown by GET /referrals/me and
-    # carried in referral.completed as `bonus_credits`); keep it equal to Payment's setting.
-    referral_bonus_credits: int = Field(10, ge=0)
+    # The bonus amounts themselves are shared.tiers.REFERRAL_BONUS_* (Payment grants them).
 
     # Housekeeping (every instance runs it; the deletes are safe to run concurrently)
     cleanup_interval_seconds: int = Field(3600, ge=0)  # 0 turns it off

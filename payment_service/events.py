@@ -10,6 +10,7 @@ from payment_service.repositories import billing as repo
 from payment_service.repositories.billing import as_uuid
 from shared.bus import EventHandlers
 from shared.events import Event, EventType
+from shared.tiers import REFERRAL_BONUS_REFERRED, REFERRAL_BONUS_REFERRER
 
 log = logging.getLogger("payment.events")
 
@@ -28,8 +29,7 @@ def build_handlers(get_app) -> EventHandlers:
 
     @handlers.on(EventType.REFERRAL_COMPLETED)
     async def referral_completed(conn, event: Event) -> None:
-        settings = get_app().state.settings
-        for key, amount in (("referrer_id", settings.referral_bonus_referrer), ("referred_id", settings.referral_bonus_referred)):
+        for key, amount in (("referrer_id", REFERRAL_BONUS_REFERRER), ("referred_id", REFERRAL_BONUS_REFERRED)):
             user_id = as_uuid(event.data.get(key))
             if user_id is None or amount <= 0:
                 continue

@@ -33,9 +33,6 @@ class Settings(ServiceSettings):
     # Hosts (besides FRONTEND_URL's, and their subdomains) allowed as checkout/portal redirect targets.
     allowed_redirect_hosts: list[str] = []
 
-    # Referral bonus credits (regular messages that never reset).
-    referral_bonus_referrer: int = Field(default=10, ge=0)
-    referral_bonus_referred: int = Field(default=5, ge=0)
 
     # Background sweeper: expired reservations, daily free resets, grace periods that ended.
     sweep_interval_seconds: float = 30.0

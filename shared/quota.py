@@ -33,6 +33,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from shared.errors import APIError
+from shared.redis import pending_writes, replay_pending
 from shared.tiers import QUOTA_TYPES, UNLIMITED
 
 log = logging.getLogger("shared.quota")
@@ -148,9 +149,13 @@ class QuotaClient:
             return
         if self._invalidator is None:
             self._invalidator = _Invalidator(self.redis)
-        error = await self._invalidator.drop([self.keys("quota", str(u)) for u in user_ids])
+        keys = [self.keys("quota", str(u)) for u in user_ids]
+        error = await self._invalidator.drop(keys)
         if error is not None:
-            log.warning("quota cache not dropped: redis unavailable", extra={"error": repr(error)})
+            # Replayed before this process's next use of the cache (shared.redis.PendingCacheWrites).
+            for key in keys:
+                pending_writes(self.redis).remember_delete(key)
+            log.warning("quota cache not dropped: redis unavailable; will replay", extra={"error": repr(error)})
 
     # ------------------------------------------------------------------------------ actions
     async def reserve(self, user_id: str, quota_type: str, amount: int = 1) -> Reservation:
@@ -204,6 +209,7 @@ class QuotaClient:
         key = self._cache_key(user_id)
         if self.redis is not None and key is not None:
             try:
+                await replay_pending(self.redis)  # invalidations that failed during an outage come first
                 cached = await self.redis.get(key)
                 if cached:
                     return orjson.loads(cached)

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
+from shared.redis import pending_writes, replay_pending
 from shared.auth import TIER_FREE, TIER_MAX, TIER_NAMES, TIER_PRO, CurrentUser
 
 log = logging.getLogger("shared.tiers")
@@ -42,6 +43,11 @@ TIER_QUOTAS: dict[int, dict[str, int]] = {
 # Prices in cents, USD, per month (what /plans shows; Stripe's prices are the ones charged).
 TIER_PRICES_CENTS: dict[int, int] = {TIER_FREE: 0, TIER_PRO: 999, TIER_MAX: 1999}
 TIER_CONTEXT_TOKENS: dict[int, int] = {TIER_FREE: 12_000, TIER_PRO: 64_000, TIER_MAX: 64_000}
+# Referral bonus, in `regular` credits that never reset: Auth announces it (referral.completed,
+# GET /referrals/me) and Payment grants it, both from these two numbers.
+REFERRAL_BONUS_REFERRER = 10
+REFERRAL_BONUS_REFERRED = 5
+
 TIER_BY_NAME: dict[str, int] = {name: tier for tier, name in TIER_NAMES.items()}
 
 
@@ -61,21 +67,32 @@ def _tier_key(keys, user_id: str) -> str:
 
 
 async def set_cached_tier(redis, keys, user_id: str, tier: int, ttl_seconds: int = TIER_CACHE_TTL_SECONDS) -> bool:
-    """Write the user's current tier to the cache every service reads. False when Redis is down."""
+    """Write the user's current tier to the cache every service reads. False when Redis is down;
+    the write is then replayed as soon as Redis answers this process again (shared.redis)."""
+    key = _tier_key(keys, user_id)
+    pending = pending_writes(redis)
     try:
-        await redis.set(_tier_key(keys, user_id), int(tier), ex=ttl_seconds)
+        await replay_pending(redis)
+        await redis.set(key, int(tier), ex=ttl_seconds)
+        pending.forget(key)
         return True
     except (RedisError, OSError) as exc:
-        log.warning("tier cache not updated: redis unavailable", extra={"user_id": user_id, "error": repr(exc)})
+        pending.remember_set(key, int(tier), ttl_seconds)
+        log.warning("tier cache not updated: redis unavailable; will replay", extra={"user_id": user_id, "error": repr(exc)})
         return False
 
 
 async def drop_cached_tier(redis, keys, user_id: str) -> bool:
+    key = _tier_key(keys, user_id)
+    pending = pending_writes(redis)
     try:
-        await redis.delete(_tier_key(keys, user_id))
+        await replay_pending(redis)
+        await redis.delete(key)
+        pending.forget(key)
         return True
     except (RedisError, OSError) as exc:
-        log.warning("tier cache not dropped: redis unavailable", extra={"user_id": user_id, "error": repr(exc)})
+        pending.remember_delete(key)
+        log.warning("tier cache not dropped: redis unavailable; will replay", extra={"user_id": user_id, "error": repr(exc)})
         return False
 
 
@@ -98,6 +115,7 @@ class TierResolver:
         redis_ok = self.redis is not None
         if redis_ok:
             try:
+                await replay_pending(self.redis)  # writes that failed during an outage come first
                 cached = await self.redis.get(key)
                 if cached is not None:
                     return clamp_tier(cached)
@@ -130,6 +148,8 @@ __all__ = [
     "TIER_CONTEXT_TOKENS",
     "TIER_BY_NAME",
     "UNLIMITED",
+    "REFERRAL_BONUS_REFERRER",
+    "REFERRAL_BONUS_REFERRED",
     "TierResolver",
     "set_cached_tier",
     "drop_cached_tier",

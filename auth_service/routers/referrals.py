@@ -11,6 +11,7 @@ from auth_service.repositories import referrals as referrals_repo
 from auth_service.repositories import users as users_repo
 from shared.auth import CurrentUser
 from shared.errors import APIError
+from shared.tiers import REFERRAL_BONUS_REFERRED, REFERRAL_BONUS_REFERRER
 
 router = APIRouter(tags=["referrals"])
 
@@ -23,9 +24,9 @@ async def _info(auth, conn, user) -> dict:
         "code": user["referral_code"],
         "referral_count": stats["count"],
         "bonus_earned": stats["bonus"],
-        "bonus_per_referral": auth.settings.referral_bonus_credits,
+        "bonus_per_referral": REFERRAL_BONUS_REFERRER,
         "referred_by": str(mine["referrer_id"]) if mine and mine["referrer_id"] else None,
-        "referral_bonus_received": auth.settings.referral_bonus_credits if mine else 0,
+        "referral_bonus_received": REFERRAL_BONUS_REFERRED if mine else 0,
         "can_apply": mine is None and user["confirmed"],
         "apply_deadline": deadline if mine is None else None,
     }

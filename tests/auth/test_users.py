@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 
+from shared.tiers import REFERRAL_BONUS_REFERRED
 from tests.auth.conftest import PASSWORD, bearer, new_email, sign_up
 
 
@@ -98,7 +99,7 @@ async def test_referral_at_sign_up(client, outbox, event_spy, db):
         r = await client.post("/verify-otp", json={"email": email, "code": await outbox.code(email)})
         assert r.status_code == 200
         completed = await spy.wait_for("referral.completed", user_id=referred_id)
-        assert completed[0].data == {"referrer_id": referrer["user"]["id"], "referred_id": referred_id, "code": code, "bonus_credits": 10}
+        assert completed[0].data == {"referrer_id": referrer["user"]["id"], "referred_id": referred_id, "code": code, "bonus_credits": 10, "bonus_referred": REFERRAL_BONUS_REFERRED}
         created = await spy.wait_for("user.created", user_id=referred_id)
         assert created[0].data["referred_by"] == referrer["user"]["id"]
     mail = await outbox.wait(referrer["email"], "referral_completed")
@@ -106,7 +107,7 @@ async def test_referral_at_sign_up(client, outbox, event_spy, db):
     info = (await client.get("/referrals/me", headers=bearer(referrer["access_token"]))).json()
     assert info["code"] == code and info["referral_count"] == 1 and info["bonus_earned"] == 10
     mine = (await client.get("/referrals/me", headers=bearer(r.json()["access_token"]))).json()
-    assert mine["referred_by"] == referrer["user"]["id"] and mine["referral_bonus_received"] == 10 and mine["can_apply"] is False
+    assert mine["referred_by"] == referrer["user"]["id"] and mine["referral_bonus_received"] == REFERRAL_BONUS_REFERRED and mine["can_apply"] is False
 
 
 async def test_referral_rules_self_twice_too_late(client, outbox, event_spy, db):

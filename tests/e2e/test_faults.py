@@ -215,13 +215,6 @@ async def test_redis_down(fleet, http, outbox, eventually, checker_pools):
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (chat_service/events.py on_subscription + shared/tiers.py): while Redis is down the "
-    "subscription event's set_cached_tier() fails, returns False and the event is acknowledged anyway, so "
-    "the tier 0 cached before the outage (TTL 300 s) is served again once Redis returns: a paying user "
-    "gets 402 INSUFFICIENT_TIER for up to 5 minutes.",
-)
 async def test_redis_outage_leaves_no_stale_tier(fleet, http, outbox, eventually):
     """A user whose free tier was cached before Redis went down, and who paid during the outage,
     is Pro once Redis is back (not for the rest of the cache's 5 minutes)."""
