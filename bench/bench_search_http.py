@@ -71,7 +71,7 @@ def build_store(n: int, where: str) -> str:
     return where
 
 
-def start_server(store_dir: str, port: int, cache: bool) -> subprocess.Popen:
+def start_server(store_dir: str, port: int, cache: bool, workers: int = 1) -> subprocess.Popen:
     data_dir = os.path.dirname(os.path.abspath(store_dir))
     env = {**os.environ, "CONTENT_DATA_DIR": data_dir, "CONTENT_SEED": "none",
            "SUPABASE_JWT_SECRET": SECRET, "RATE_LIMIT_PER_MINUTE": "0", "LOG_LEVEL": "WARNING",
@@ -80,7 +80,8 @@ def start_server(store_dir: str, port: int, cache: bool) -> subprocess.Popen:
     env.pop("TMDB_API_KEY", None)
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "content_service.main:app",
                              "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                             "--log-level", "warning"], cwd=ROOT, env=env)
+                             "--log-level", "warning", "--workers", str(workers)],
+                            cwd=ROOT, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -156,10 +157,23 @@ def make_paths(keys: Keys, n: int, seed: int = 3) -> list[str]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of a process and its children (uvicorn workers), from /proc."""
+    total = 0.0
+    pids = [pid]
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                pids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
 
 
 def summarize(results, elapsed):
@@ -181,6 +195,7 @@ def main(argv=None):
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--no-cache", action="store_true", help="switch the response LRU off")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -195,7 +210,7 @@ def main(argv=None):
     del keys
     port = free_port()
     t = time.perf_counter()
-    server = start_server(store_dir, port, cache=not args.no_cache)
+    server = start_server(store_dir, port, cache=not args.no_cache, workers=args.workers)
     startup = time.perf_counter() - t
     try:
         asyncio.run(load(port, paths[: int(args.rate * 3)], args.rate, 3, args.connections))
@@ -214,12 +229,12 @@ def main(argv=None):
     summary = summarize(results, elapsed)
     summary["server_cpu_ms_per_request"] = server_cpu * 1000 / max(1, len(results))
     summary["server_cpu_share"] = server_cpu / elapsed
-    summary.update(names=names, rate=args.rate, duration=args.duration,
+    summary.update(names=names, rate=args.rate, duration=args.duration, workers=args.workers,
                    cache=not args.no_cache, server_start_s=startup,
                    loadavg=os.getloadavg())
     print(f"\nHTTP: {names:,} names, {args.rate:.0f} req/s offered for {args.duration:.0f} s, "
           f"{summary['achieved_rps']:.0f} req/s served, {summary['errors']} errors, "
-          f"response cache {'on' if not args.no_cache else 'off'}; "
+          f"response cache {'on' if not args.no_cache else 'off'}, {args.workers} worker(s); "
           f"server up in {startup:.1f} s; load average {summary['loadavg'][0]:.1f}")
     print(f"  server CPU: {summary['server_cpu_ms_per_request']:.2f} ms per request, "
           f"{summary['server_cpu_share']:.0%} of one core")

@@ -17,6 +17,7 @@ from content_service.engine import CachedSearch, EntityNames, SearchIndex, Store
 log = logging.getLogger("content_service.repository")
 
 TITLE_TYPES = ("movie", "tv")
+BRIEF_CACHE = 50_000
 
 
 def entity_names(records) -> list[EntityNames]:
@@ -34,6 +35,7 @@ class ContentRepository:
         self.index_built_at: float | None = None
         self.last_build_seconds: float | None = None
         self._build_lock = threading.Lock()
+        self._briefs: dict[str, dict] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -78,10 +80,12 @@ class ContentRepository:
                                                   "seconds": round(self.last_build_seconds, 2)})
 
     def _swap(self, index: SearchIndex, version: int) -> None:
+        self._briefs = {}
         self.search = CachedSearch(index, self.cache_size)
         self.index = index
         self.index_version = version
         self.index_built_at = time.time()
+        _warm_up(index)
         gc.collect()
         gc.freeze()   # the index's objects never need scanning: keeps GC pauses out of p99
 
@@ -97,7 +101,24 @@ class ContentRepository:
         return self.store.get_entities(keys)
 
     def briefs(self, keys) -> dict[str, dict]:
-        return self.store.get_briefs(keys)
+        """Result context by entity key, through a small in-process cache (popular entities
+        come back in many different queries); cleared with every index swap."""
+        cache = self._briefs
+        out = {}
+        missing = []
+        for k in keys:
+            b = cache.get(k)
+            if b is None:
+                missing.append(k)
+            else:
+                out[k] = b
+        if missing:
+            found = self.store.get_briefs(missing)
+            if len(cache) + len(found) > BRIEF_CACHE:
+                cache.clear()
+            cache.update(found)
+            out.update(found)
+        return out
 
     def title(self, kind: str, tmdb_id: int) -> dict | None:
         """A movie or series with its cast resolved (people and characters)."""
@@ -170,6 +191,17 @@ class ContentRepository:
             if len(out) >= limit:
                 break
         return out
+
+
+def _warm_up(index: SearchIndex) -> None:
+    """First calls pay one-time costs (code paths, first touches of the arrays): pay them here,
+    not in a user's request."""
+    for q in ("the", "dark knigth", "a b", "zzqx", "mister gam", "queen alvar", "ght"):
+        for mode in ("auto", "fuzzy", "substring", "exact", "prefix"):
+            try:
+                index.search(q, mode, 10)
+            except Exception:   # an empty index, say: warming up must never stop a start
+                pass
 
 
 def _brief(rec: dict) -> dict:
