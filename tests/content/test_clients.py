@@ -1,0 +1,145 @@
+"""The TMDB and TVDB clients against small local servers speaking their protocols (TVDB has no
+sandbox provider: a Starlette app plays its v4 API here), and the TVDB step of a sync."""
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from content_service.corpus.real import real_records
+from content_service.engine import Store
+from content_service.repository import ContentRepository
+from content_service.sync.runner import SyncRunner
+from content_service.sync.tmdb import TMDBClient, TMDBError, retry_after_seconds
+from content_service.sync.tvdb import TVDBClient
+
+
+def tvdb_app(state: dict) -> Starlette:
+    async def login(request: Request):
+        body = await request.json()
+        state["logins"] += 1
+        if body.get("apikey") != "tvdb-key":
+            return JSONResponse({"status": "failure", "message": "Unauthorized"}, 401)
+        return JSONResponse({"status": "success", "data": {"token": f"tok{state['logins']}"}})
+
+    async def search(request: Request):
+        auth = request.headers.get("authorization", "")
+        if auth != f"Bearer tok{state['logins']}" or state.pop("expire", False):
+            return JSONResponse({"status": "failure", "message": "Unauthorized"}, 401)
+        if state.get("throttle"):
+            state["throttle"] -= 1
+            return JSONResponse({"status": "failure"}, 429, headers={"Retry-After": "0"})
+        q = request.query_params.get("query", "")
+        data = []
+        if q.lower().startswith("naruto"):
+            data = [{"tvdb_id": "78857", "name": "Naruto", "year": "2002",
+                     "aliases": ["NARUTO -ナルト-", "Naruto TV"],
+                     "translations": {"eng": "Naruto", "jpn": "ナルト"}},
+                    {"tvdb_id": "79824", "name": "Naruto Shippuden", "year": "2007"}]
+        return JSONResponse({"status": "success", "data": data})
+
+    return Starlette(routes=[Route("/v4/login", login, methods=["POST"]),
+                             Route("/v4/search", search)])
+
+
+async def no_sleep(_):
+    return None
+
+
+async def test_tvdb_login_search_relogin_and_429():
+    state = {"logins": 0, "throttle": 1}
+    client = TVDBClient("http://tvdb.local/v4", "tvdb-key",
+                        transport=httpx.ASGITransport(app=tvdb_app(state)), sleep=no_sleep)
+    found = await client.find_series("Naruto", 2002)
+    assert found["tvdb_id"] == 78857
+    assert "NARUTO -ナルト-" in found["aliases"]
+    state["expire"] = True                 # the token expires: one new login, then on
+    assert (await client.find_series("Naruto"))["tvdb_id"] == 78857
+    assert state["logins"] == 2
+    assert await client.find_series("Breaking Bad") is None
+    await client.aclose()
+
+
+async def test_tvdb_step_adds_aliases_that_search_finds(tmp_path):
+    state = {"logins": 0}
+    repo = ContentRepository(tmp_path / "data")
+    repo.open("real")
+
+    def tvdb_factory():
+        return TVDBClient("http://tvdb.local/v4", "tvdb-key",
+                          transport=httpx.ASGITransport(app=tvdb_app(state)), sleep=no_sleep)
+
+    runner = SyncRunner(repo, client_factory=None, tvdb_factory=tvdb_factory)
+    out = await runner._tvdb({"queue": [["tv", 46260], ["tv", 1396], ["movie", 155]]})
+    assert out["matched"] == 1 and out["aliases"] >= 2
+    rec = repo.store.get_entity("tv:46260")
+    assert rec["tvdb_id"] == 78857
+    repo.rebuild()
+    hits = repo.index.search("naruto tv", "auto", 5)
+    assert hits[0].entity == "tv:46260" and hits[0].name == "Naruto TV"
+    repo.close()
+
+
+def test_retry_after_forms():
+    assert retry_after_seconds("3", 1.0) == 3.0
+    assert retry_after_seconds(None, 1.5) == 1.5
+    assert retry_after_seconds("soon", 2.0) == 2.0
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= retry_after_seconds(later, 1.0) <= 31
+
+
+async def test_tmdb_client_auth_retries_and_cache(tmp_path):
+    seen = []
+    budget = {"429": 2, "503": 1}
+
+    def handler(request: httpx.Request):
+        seen.append(request)
+        if budget["429"]:
+            budget["429"] -= 1
+            return httpx.Response(429, json={"status_code": 25}, headers={"Retry-After": "1"})
+        if budget["503"]:
+            budget["503"] -= 1
+            return httpx.Response(503, json={"status_code": 9})
+        if request.url.path.endswith("/missing"):
+            return httpx.Response(404, json={"status_code": 34, "status_message": "nope"})
+        return httpx.Response(200, json={"id": 1, "page": 1, "total_pages": 1})
+
+    waits = []
+
+    async def sleep(s):
+        waits.append(s)
+
+    store = Store(tmp_path / "s")
+    client = TMDBClient("http://tmdb.local/3", "eyJhbGciOi.v4token", store=store,
+                        transport=httpx.MockTransport(handler), sleep=sleep)
+    assert (await client.get("movie/1"))["id"] == 1
+    assert waits[:2] == [1.0, 1.0] and len(waits) == 3
+    assert seen[0].headers["authorization"] == "Bearer eyJhbGciOi.v4token"
+    assert "api_key" not in str(seen[0].url)
+    n = len(seen)
+    assert (await client.get("movie/1"))["id"] == 1       # from the 7-day cache
+    assert len(seen) == n and client.cache_hits == 1
+    with pytest.raises(TMDBError) as err:
+        await client.get("movie/missing")
+    assert err.value.status == 404
+    await client.aclose()
+    plain = TMDBClient("http://tmdb.local/3", "abc123", transport=httpx.MockTransport(handler))
+    await plain.get("configuration", cache=False)
+    assert seen[-1].url.params["api_key"] == "abc123"
+    await plain.aclose()
+    store.close()
+
+
+def test_records_roundtrip_real_set(tmp_path):
+    store = Store(tmp_path / "s")
+    store.put_entities(real_records())
+    briefs = store.get_briefs(["character:1", "tv:46260"])
+    assert briefs["character:1"]["title_name"] == "The Dark Knight"
+    assert "cast" not in briefs["tv:46260"] and briefs["tv:46260"]["is_anime"] is True
+    store.close()
