@@ -29,8 +29,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     async def startup(app: FastAPI) -> None:
         repo = ContentRepository(settings.content_data_dir,
-                                 map_size_gb=settings.content_store_map_size_gb,
-                                 cache_size=settings.search_cache_size)
+                                 map_size_gb=settings.content_store_map_size_gb)
         what = await asyncio.to_thread(repo.open, settings.content_seed)
         app.state.repo = repo
         log.info("content store open", extra={"index": what, "names": len(repo.index),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from content_service.corpus import generate, names_of
 from content_service.corpus.real import real_records
-from content_service.engine import CachedSearch, EntityNames, SearchIndex, Store
+from content_service.engine import EntityNames, SearchIndex, Store
 
 log = logging.getLogger("content_service.repository")
 
@@ -26,11 +26,9 @@ def entity_names(records) -> list[EntityNames]:
 
 
 class ContentRepository:
-    def __init__(self, data_dir: str | Path, *, map_size_gb: int = 32, cache_size: int = 50_000):
+    def __init__(self, data_dir: str | Path, *, map_size_gb: int = 32):
         self.store = Store(Path(data_dir) / "store", map_size=map_size_gb * 2**30)
-        self.cache_size = cache_size
         self.index = SearchIndex.build([])
-        self.search = CachedSearch(self.index, cache_size)
         self.index_version = -1
         self.index_built_at: float | None = None
         self.last_build_seconds: float | None = None
@@ -81,7 +79,6 @@ class ContentRepository:
 
     def _swap(self, index: SearchIndex, version: int) -> None:
         self._briefs = {}
-        self.search = CachedSearch(index, self.cache_size)
         self.index = index
         self.index_version = version
         self.index_built_at = time.time()
