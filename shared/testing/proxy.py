@@ -28,6 +28,10 @@ class TcpProxy:
         except OSError:
             writer.close()
             return
+        if not self.up:  # cut while this link was being opened: it must not survive the cut
+            up_writer.transport.abort()
+            writer.transport.abort()
+            return
         self._links.update({writer, up_writer})
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

@@ -181,7 +181,7 @@ async def test_free_daily_reset_lazy_and_swept(quota, core):
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(other)) == 5
     reasons = await core.fetch(
         "SELECT convert_from(body, 'UTF8')::jsonb->'data'->>'reason' AS reason FROM outbox_events"
-        " WHERE event_type = 'quota.reset' AND convert_from(body, 'UTF8')::jsonb->>'user_id' = $1",
+        " WHERE event_type = 'quota.reset' AND convert_from(body, 'UTF8')::jsonb->>'user_id' = $1 ORDER BY id",
         other,
     )
     assert [r["reason"] for r in reasons] == ["created", "daily"]
