@@ -576,7 +576,18 @@ class SearchIndex:
 
     # -- word tiers (auto substring/fuzzy, fuzzy mode)
     def _word_sources(self, w: str, last: bool, fuzzy: bool):
-        """Vocabulary ranges matching query word w: list of (lo, hi, dist, prefix|None)."""
+        """Vocabulary ranges matching query word w: list of (lo, hi, dist, prefix|None).
+        Cached: while a user types, the earlier words of the query come back each keystroke."""
+        cache = self.__dict__.setdefault("_src_cache", {})
+        key = (w, last, fuzzy)
+        found = cache.get(key)
+        if found is None:
+            if len(cache) > 20_000:
+                cache.clear()
+            found = cache[key] = self._compute_sources(w, last, fuzzy)
+        return found
+
+    def _compute_sources(self, w: str, last: bool, fuzzy: bool):
         vocab = self.vocab
         src = []
         m = len(w)
@@ -679,10 +690,16 @@ class SearchIndex:
         top = sum(lv[-1] for lv in levels)
         found: dict[int, int] = {}
         complete = True
+        # one (sources, size, marks) per word and distance, shared by the combinations
+        parts: dict[tuple[int, int], _Part] = {}
+        for i, src in enumerate(per_word):
+            for d in levels[i]:
+                sub = [x for x in src if x[2] == d]
+                parts[(i, d)] = _Part(sub, sum(self._source_size(x) for x in sub))
         for level in range(dmin, top + 1):
             level_ids: list[np.ndarray] = []
             for combo in _combos(levels, level):
-                srcs = [[x for x in src if x[2] == d] for src, d in zip(per_word, combo)]
+                srcs = [parts[(i, d)] for i, d in enumerate(combo)]
                 ids, _, done = self._intersect_topk(srcs, want + len(found), level)
                 complete &= done
                 if len(ids):
@@ -709,21 +726,18 @@ class SearchIndex:
         One word drives: its ids are walked in id order (popularity), in growing chunks,
         and checked against the other words' sources. The walk stops once `want` matches at
         the smallest possible distance are found: no later id can beat them."""
-        def direct(src):          # a sorted id array without merging: one source
-            return len(src) == 1
-
+        parts = [p if isinstance(p, _Part) else
+                 _Part(p, sum(self._source_size(x) for x in p)) for p in per_word]
         # walking a direct word costs nothing up front; merging one costs a sort of its ids
-        sized = [(sum(self._source_size(x) for x in src) * (1 if direct(src) else 3), i, src)
-                 for i, src in enumerate(per_word)]
-        sized.sort(key=lambda t: t[0])
-        drive = sized[0][2]
-        if direct(drive):
+        parts.sort(key=lambda p: p.size * (1 if len(p.src) == 1 else 3))
+        drive = parts[0].src
+        if len(drive) == 1:       # a sorted id array without merging
             lo, hi, d0, p = drive[0]
             d_ids = self._source_ids(lo, hi, p)[0]
             d_dist = None
         else:
             d_ids, d_dist = self._materialize(drive)
-        others = [self._mark(src) for _, _, src in sized[1:]]
+        others = [p.marks(self) for p in parts[1:]]
         n = len(d_ids)
         pos = 0
         chunk = max(64, 4 * want)
@@ -850,6 +864,23 @@ class SearchIndex:
                     spans=match_spans(name, kind, qkey, qwords, last_prefix, keys[nid]),
                     popularity=pop, name_id=nid)
                 for (nid, kind, d), ek, t, name, pop in zip(found, ekeys, types, names, pops)]
+
+
+class _Part:
+    """One query word's sources at one distance, with their total size and (lazily) the
+    word -> distance marks used to check candidates through the forward index."""
+
+    __slots__ = ("src", "size", "_marks")
+
+    def __init__(self, src, size: int):
+        self.src = src
+        self.size = size
+        self._marks = None
+
+    def marks(self, index: "SearchIndex") -> np.ndarray:
+        if self._marks is None:
+            self._marks = index._mark(self.src)
+        return self._marks
 
 
 def _combos(levels: list[list[int]], total: int):
