@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from content_service.repository import ContentRepository
 from content_service.routers import admin, resources, search
 from content_service.settings import Settings
-from content_service.sync.runner import SyncRunner, schedule_loop
+from content_service.sync.runner import SyncRunner, refresh_loop, schedule_loop
 from content_service.sync.tmdb import TMDBClient
 from content_service.sync.tvdb import TVDBClient
 from shared.app import create_app, lazy_app
@@ -37,6 +37,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         app.state.tmdb_factory = None
         app.state.sync_runner = None
         app.state.sync_schedule = None
+        app.state.index_refresh = None
+        if settings.index_refresh_seconds > 0:
+            app.state.index_refresh = asyncio.create_task(
+                refresh_loop(repo, settings.index_refresh_seconds), name="content-index-refresh")
         if settings.tmdb_api_key:
             def tmdb_factory() -> TMDBClient:
                 return TMDBClient(settings.tmdb_base_url, settings.tmdb_api_key,
@@ -65,7 +69,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             log.warning("TMDB_API_KEY not set: no TMDB sync; serving the store as it is")
 
     async def shutdown(app: FastAPI) -> None:
-        for name in ("sync_schedule",):
+        for name in ("sync_schedule", "index_refresh"):
             task = getattr(app.state, name, None)
             if task is not None:
                 task.cancel()

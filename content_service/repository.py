@@ -77,6 +77,20 @@ class ContentRepository:
             log.info("search index built", extra={"names": len(index),
                                                   "seconds": round(self.last_build_seconds, 2)})
 
+    def refresh(self) -> bool:
+        """Load a newer snapshot written by another process (another worker or instance on
+        the same store, after its sync); True if one was loaded."""
+        stored = self.store.index_version()
+        if stored is None or stored <= self.index_version or self._build_lock.locked():
+            return False
+        with self._build_lock:
+            loaded = self.store.load_index()
+            if loaded is None or loaded[1] <= self.index_version:
+                return False
+            self._swap(SearchIndex.from_snapshot(loaded[0]), loaded[1])
+        log.info("search index reloaded", extra={"version": self.index_version})
+        return True
+
     def _swap(self, index: SearchIndex, version: int) -> None:
         self._briefs = {}
         self.index = index

@@ -1,8 +1,6 @@
 """The content service's settings: everything ServiceSettings reads, plus its own."""
 from __future__ import annotations
 
-from typing import Literal
-
 from shared.settings import ServiceSettings
 
 
@@ -45,4 +43,5 @@ class Settings(ServiceSettings):
 
     search_default_limit: int = 10
     search_max_limit: int = 50
-    index_build: Literal["sync", "background"] = "sync"
+    # Every worker/instance on one store picks up a snapshot another one built (0 = never).
+    index_refresh_seconds: float = 15.0

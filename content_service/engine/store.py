@@ -165,6 +165,12 @@ class Store:
                 txn.put(b"blob:" + name.encode(), data)
             txn.put(b"version", orjson.dumps(version))
 
+    def index_version(self) -> int | None:
+        """The entity version the stored snapshot was built at (None: no snapshot)."""
+        with self.env.begin(db=self._index) as txn:
+            raw = txn.get(b"version")
+        return int(orjson.loads(raw)) if raw is not None else None
+
     def load_index(self) -> tuple[dict[str, bytes], int] | None:
         """(blobs, the entity version they were built at), or None if there is no snapshot."""
         with self.env.begin(db=self._index) as txn:

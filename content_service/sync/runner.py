@@ -12,7 +12,9 @@ credits -> index rebuild.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import time
 import uuid
 
@@ -73,11 +75,16 @@ class SyncRunner:
     # ------------------------------------------------------------------ the run
     async def run(self, trigger: str = "manual") -> dict:
         async with self._lock:
+            # one sync per store, across worker processes and instances sharing the mount
+            lock = _ProcessLock(self.store.path / "sync.lock")
+            if not lock.acquire():
+                return {"status": "skipped", "reason": "another process is syncing"}
             client: TMDBClient = self.client_factory()
             try:
                 return await self._run(client, trigger)
             finally:
                 self.current = None
+                lock.release()
                 await client.aclose()
 
     async def _run(self, client: TMDBClient, trigger: str) -> dict:
@@ -259,12 +266,46 @@ class SyncRunner:
         return out
 
 
+class _ProcessLock:
+    """An exclusive, non-blocking flock on a file next to the store."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+
+    def acquire(self) -> bool:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            return False
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
 def _brief_checkpoint(cp: dict | None) -> dict | None:
     if cp is None:
         return None
     return {"run_id": cp.get("run_id"), "phase": cp.get("phase"), "pos": cp.get("pos"),
             "queued": len(cp.get("queue") or []), "people_done": cp.get("ppos"),
             "people": len(cp.get("people") or [])}
+
+
+async def refresh_loop(repo, interval: float) -> None:
+    """Pick up snapshots other processes build (several workers or instances on one store)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(repo.refresh)
+        except Exception:
+            log.exception("index refresh failed")
 
 
 async def schedule_loop(runner: SyncRunner, interval: float) -> None:

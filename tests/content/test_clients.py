@@ -143,3 +143,40 @@ def test_records_roundtrip_real_set(tmp_path):
     assert briefs["character:1"]["title_name"] == "The Dark Knight"
     assert "cast" not in briefs["tv:46260"] and briefs["tv:46260"]["is_anime"] is True
     store.close()
+
+
+def test_a_second_process_snapshot_is_picked_up(tmp_path):
+    """Workers (or instances) sharing one store: one syncs and rebuilds, the others reload."""
+    import subprocess
+    import sys
+
+    repo = ContentRepository(tmp_path / "data")
+    repo.open("real")
+    assert repo.refresh() is False
+    assert not repo.index.search("zyxwvut movie", "auto")
+    script = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from content_service.repository import ContentRepository\n"
+        "r = ContentRepository(%r); r.open('none')\n"
+        "r.store.put_entities([{'key': 'movie:777', 'type': 'movie', 'id': 777,"
+        " 'name': 'Zyxwvut Movie', 'popularity': 5.0}])\n"
+        "r.rebuild(); r.close()\n") % (str(__import__("pathlib").Path(__file__).parents[2]),
+                                       str(tmp_path / "data"))
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert repo.refresh() is True
+    assert repo.index.search("zyxwvut movie", "auto")[0].entity == "movie:777"
+    assert repo.stale is False
+    repo.close()
+
+
+async def test_one_sync_per_store(tmp_path):
+    from content_service.sync.runner import _ProcessLock
+
+    repo = ContentRepository(tmp_path / "data")
+    repo.open("real")
+    held = _ProcessLock(repo.store.path / "sync.lock")
+    assert held.acquire()
+    runner = SyncRunner(repo, client_factory=lambda: None)
+    assert (await runner.run("test"))["status"] == "skipped"
+    held.release()
+    repo.close()
