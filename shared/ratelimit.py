@@ -6,7 +6,7 @@ cost no Redis round trip. The leases handed out never add up to more than the li
 instances together never admit more than `limit` requests a window; the price is that near
 the end of a window an instance may refuse while another still holds a few unspent leased
 requests (at most limit/20, capped at 10, per instance). Limits of 20 or less are exact
-(one Redis call per request).
+(one Redis call per request). Concurrent requests of one identity share one Redis call.
 
 The service-wide default (RATE_LIMIT_PER_MINUTE, every route but health and docs) runs as
 ASGI middleware; stricter per-route limits are dependencies: `Depends(RateLimit(5, 60, scope="otp"))`.
@@ -17,6 +17,7 @@ capacity, they do not guard money (quotas do that, in PostgreSQL).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -52,7 +53,9 @@ class _Window:
     def __init__(self, index: int):
         self.index = index
         self.leases: dict[str, int] = {}
-        self.inflight: set[str] = set()
+        # identity -> the Redis call in flight for it; concurrent requests of that identity wait
+        # for it and share its lease instead of each calling Redis.
+        self.inflight: dict[str, asyncio.Future] = {}
 
 
 def _window(state, scope: str, index: int) -> _Window:
@@ -72,37 +75,47 @@ async def check_rate(state, scope: str, identity: str, limit: int, window_second
     window_ms = window_seconds * 1000
     index = int(time.time() * 1000) // window_ms
     window = _window(state, scope, index)
-    if window.leases.get(identity, 0) > 0:
-        window.leases[identity] -= 1
-        return None
-    # A bigger lease only for an identity already seen in this window on this instance (one-off
-    # callers strand nothing), and one lease per identity at a time: concurrent requests
-    # meanwhile take exactly one each, so a burst never strands many half-spent leases.
-    hot = identity in window.leases and identity not in window.inflight
+    while True:
+        if window.leases.get(identity, 0) > 0:
+            window.leases[identity] -= 1
+            return None
+        pending = window.inflight.get(identity)
+        if pending is None:
+            break
+        outcome = await asyncio.shield(pending)
+        if isinstance(outcome, APIError):
+            return outcome  # the window is spent: every waiter gets the same answer
+        if outcome == "redis-down":
+            return None
+    # This request fetches the next lease. A bigger one only for an identity already seen in this
+    # window on this instance, so one-off callers strand nothing.
+    hot = identity in window.leases
     lease = min(MAX_LEASE, limit // 20) if hot and limit > 20 else 1
-    if lease > 1:
-        window.inflight.add(identity)
+    fetch: asyncio.Future = asyncio.get_running_loop().create_future()
+    window.inflight[identity] = fetch
+    outcome: APIError | str | None = None
     try:
         count, ttl_ms = await state.redis.eval(_SCRIPT, 1, state.keys("rl", scope, identity, index), window_ms, lease)
+        granted = min(lease, limit - (int(count) - lease))
+        if granted > 0:
+            window.leases[identity] = window.leases.get(identity, 0) + granted - 1  # this request takes one
+        else:
+            retry_after = max(1, -(-int(ttl_ms) // 1000))
+            outcome = APIError(
+                429,
+                "RATE_LIMITED",
+                f"Too many requests: the limit is {limit} per {window_seconds} s.",
+                headers={"Retry-After": str(retry_after)},
+                retry_after=retry_after,
+                limit=limit,
+            )
     except (RedisError, OSError) as exc:
         log.warning("rate limit skipped: redis unavailable", extra={"error": str(exc), "scope": scope})
-        return None
+        outcome = "redis-down"
     finally:
-        if lease > 1:
-            window.inflight.discard(identity)
-    granted = min(lease, limit - (int(count) - lease))
-    if granted > 0:
-        window.leases[identity] = window.leases.get(identity, 0) + granted - 1  # this request takes one
-        return None
-    retry_after = max(1, -(-int(ttl_ms) // 1000))
-    return APIError(
-        429,
-        "RATE_LIMITED",
-        f"Too many requests: the limit is {limit} per {window_seconds} s.",
-        headers={"Retry-After": str(retry_after)},
-        retry_after=retry_after,
-        limit=limit,
-    )
+        window.inflight.pop(identity, None)
+        fetch.set_result(outcome)
+    return outcome if isinstance(outcome, APIError) else None
 
 
 async def identity_of(request: Request) -> str:
