@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from shared.testing.env import Infra, create_database, create_vhost, drop_database  # noqa: E402
 
-__all__ = ["ROOT", "Infra", "create_database", "create_vhost", "drop_database", "percentile", "wrk", "summary"]
+__all__ = ["ROOT", "Infra", "create_database", "create_vhost", "drop_database", "percentile", "wrk", "summary", "process_cpu_seconds"]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -46,7 +46,14 @@ def wrk(url: str, *, seconds: int = 10, connections: int = 50, threads: int = 2,
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50_ms": lat("50"), "p99_ms": lat("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0, "raw": out}
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "requests": total, "p50_ms": lat("50"), "p99_ms": lat("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0, "raw": out}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc): robust to other load on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def env_for(infra: Infra, **extra: str) -> dict[str, str]:

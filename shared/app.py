@@ -18,7 +18,7 @@ from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay
 from shared.errors import error_response, install_error_handlers
 from shared.logs import AccessLog, configure_logging, request_id_var
 from shared.migrate import migrate
-from shared.ratelimit import DefaultRateLimitMiddleware
+from shared.ratelimit import DefaultRateLimit
 from shared.redis import Keys, create_redis
 from shared.settings import ServiceSettings
 
@@ -35,16 +35,18 @@ class _BodyTooLarge(BaseException):
 
 
 class RequestContextMiddleware:
-    """Request id (X-Request-ID in and out), one structured access log line, body size limit.
+    """Request id (X-Request-ID in and out), one structured access log line, body size limit,
+    and the service-wide rate limit (shared.ratelimit.DefaultRateLimit).
 
     Pure ASGI rather than BaseHTTPMiddleware: it adds no task per request and never buffers
     streaming responses.
     """
 
-    def __init__(self, app, *, max_body_bytes: int, service: str):
+    def __init__(self, app, *, max_body_bytes: int, service: str, rate_limit: DefaultRateLimit):
         self.app = app
         self.max_body = max_body_bytes
         self.access = AccessLog(service)
+        self.rate_limit = rate_limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -92,6 +94,11 @@ class RequestContextMiddleware:
         try:
             if content_length is not None and content_length > self.max_body:
                 raise _BodyTooLarge()
+            limited = await self.rate_limit.check(scope)
+            if limited is not None:
+                response = error_response(limited.status, limited.code, limited.message, headers=limited.headers, **limited.extra)
+                await response(scope, receive, send_wrapper)
+                return
             await self.app(scope, counted_receive, send_wrapper)
         except _BodyTooLarge:
             if not response_started:
@@ -103,6 +110,23 @@ class RequestContextMiddleware:
             if self.access.enabled and not scope["path"].startswith("/health"):
                 self.access.write(request_id, scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
             request_id_var.reset(token)
+
+
+class BrowserCORSMiddleware:
+    """Starlette's CORS, only for requests that carry an Origin header (browsers send one on
+    every cross-origin request). Mobile apps, webhooks and services skip the per-request header
+    work entirely."""
+
+    def __init__(self, app, **cors_options):
+        self.app = app
+        self.cors = CORSMiddleware(app, **cors_options)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            for name, _ in scope["headers"]:
+                if name == b"origin":
+                    return await self.cors(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 async def _check(coro, timeout: float = 2.0) -> str:
@@ -241,17 +265,22 @@ def create_app(
         log.exception("unhandled error", extra={"path": request.url.path})
         return error_response(500, "INTERNAL_ERROR", "Something went wrong on our side.")
 
-    # Outermost last: request id and access log -> CORS (so a 429 is readable by browsers) -> rate limit.
-    app.add_middleware(DefaultRateLimitMiddleware, exempt_paths=tuple(rate_limit_exempt))
+    # Outermost last: CORS (so 413s and 429s are readable by browsers) -> request id, access log,
+    # body limit and the default rate limit in one layer -> the app.
     app.add_middleware(
-        CORSMiddleware,
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        service=f"{service}_service",
+        rate_limit=DefaultRateLimit(tuple(rate_limit_exempt)),
+    )
+    app.add_middleware(
+        BrowserCORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials="*" not in settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "Retry-After"],
     )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, service=f"{service}_service")
 
     health = APIRouter(tags=["health"])
 

@@ -8,8 +8,8 @@ the end of a window an instance may refuse while another still holds a few unspe
 requests (at most limit/20, capped at 10, per instance). Limits of 20 or less are exact
 (one Redis call per request). Concurrent requests of one identity share one Redis call.
 
-The service-wide default (RATE_LIMIT_PER_MINUTE, every route but health and docs) runs as
-ASGI middleware; stricter per-route limits are dependencies: `Depends(RateLimit(5, 60, scope="otp"))`.
+The service-wide default (RATE_LIMIT_PER_MINUTE, every route but health and docs) is checked
+by the app factory's request middleware; stricter per-route limits are dependencies: `Depends(RateLimit(5, 60, scope="otp"))`.
 
 Identity is the user id when the request carries a valid token, the client address otherwise.
 When Redis is unreachable the limiter lets requests through and logs it: rate limits protect
@@ -25,7 +25,7 @@ from fastapi import Request
 from redis.exceptions import RedisError
 
 from shared.auth import authenticate
-from shared.errors import APIError, error_response
+from shared.errors import APIError
 
 log = logging.getLogger("shared.ratelimit")
 
@@ -142,22 +142,19 @@ class RateLimit:
             raise error
 
 
-class DefaultRateLimitMiddleware:
-    """The service-wide limit, RATE_LIMIT_PER_MINUTE per identity, on every route but health/docs."""
+class DefaultRateLimit:
+    """The service-wide limit, RATE_LIMIT_PER_MINUTE per identity, on every route but health/docs.
 
-    def __init__(self, app, exempt_paths: tuple[str, ...] = ()):
-        self.app = app
+    Checked by the app factory's request middleware (one ASGI layer for request id, access log,
+    body limit and this), before routing."""
+
+    def __init__(self, exempt_paths: tuple[str, ...] = ()):
         # Path prefixes outside the per-client limit: e.g. provider webhooks, authenticated per
         # event and delivered in bursts from a few addresses (a 429 only delays money events).
         self.unlimited = UNLIMITED_PATHS + tuple(exempt_paths)
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].startswith(self.unlimited) or scope["method"] == "OPTIONS":
-            return await self.app(scope, receive, send)
-        request = Request(scope)
+    async def check(self, scope) -> APIError | None:
+        if scope["path"].startswith(self.unlimited) or scope["method"] == "OPTIONS":
+            return None
         state = scope["app"].state
-        error = await check_rate(state, "default", await identity_of(request), state.settings.rate_limit_per_minute)
-        if error is not None:
-            response = error_response(error.status, error.code, error.message, headers=error.headers, **error.extra)
-            return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
+        return await check_rate(state, "default", await identity_of(Request(scope)), state.settings.rate_limit_per_minute)

@@ -139,3 +139,15 @@ async def test_rate_limit_fails_open_when_redis_is_down(make_client, tokens):
         assert r.status_code == 200
         ready = await a.get("/health/ready")
         assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("error")
+
+
+async def test_cors_answers_browsers_and_preflights(client, tokens):
+    r = await client.get("/public", headers={"Origin": "https://app.scenextras.com"})
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert "x-request-id" in r.headers["access-control-expose-headers"].lower()
+    pre = await client.options(
+        "/items", headers={"Origin": "https://app.scenextras.com", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    )
+    assert pre.status_code == 200 and "POST" in pre.headers["access-control-allow-methods"]
+    # Without an Origin (mobile apps, webhooks, services) no CORS headers are added.
+    assert "access-control-allow-origin" not in (await client.get("/public")).headers
