@@ -6,6 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from shared.auth import CurrentUser, require_service
 from shared.errors import APIError
@@ -13,13 +14,21 @@ from shared.errors import APIError
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
+class SyncRequest(BaseModel):
+    """Optional: a targeted run over TMDB's search for these queries (instead of the popular
+    and trending lists)."""
+    queries: list[str] = Field(default_factory=list, max_length=50)
+
+
 @router.post("/sync", status_code=202, summary="Start a TMDB/TVDB sync (service token)")
-async def start_sync(request: Request, caller: CurrentUser = Depends(require_service)):
+async def start_sync(request: Request, body: SyncRequest | None = None,
+                     caller: CurrentUser = Depends(require_service)):
     runner = getattr(request.app.state, "sync_runner", None)
     if runner is None:
         raise APIError(409, "SYNC_NOT_CONFIGURED",
                        "TMDB_API_KEY is not set: this instance cannot sync.")
-    started, status = runner.start(trigger=f"api:{caller.user_id}")
+    queries = [q.strip() for q in (body.queries if body else []) if q.strip()]
+    started, status = runner.start(trigger=f"api:{caller.user_id}", queries=queries or None)
     return JSONResponse({"started": started, **status}, status_code=202 if started else 200)
 
 

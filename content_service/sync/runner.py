@@ -48,16 +48,18 @@ class SyncRunner:
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    def start(self, trigger: str = "manual") -> tuple[bool, dict]:
-        """Start a run in the background; (started, status)."""
+    def start(self, trigger: str = "manual", queries: list[str] | None = None
+              ) -> tuple[bool, dict]:
+        """Start a run in the background; (started, status). With `queries`, a targeted run:
+        TMDB's search/multi for each query instead of the popular and trending lists."""
         if self.running:
             return False, self.status()
-        self.task = asyncio.create_task(self._guarded(trigger), name="content-sync")
+        self.task = asyncio.create_task(self._guarded(trigger, queries), name="content-sync")
         return True, self.status()
 
-    async def _guarded(self, trigger: str) -> dict | None:
+    async def _guarded(self, trigger: str, queries: list[str] | None = None) -> dict | None:
         try:
-            return await self.run(trigger)
+            return await self.run(trigger, queries)
         except Exception as exc:   # the schedule goes on; the checkpoint keeps the progress
             log.exception("sync failed")
             await self._put_meta(LAST, {"status": "failed", "error": repr(exc)[:500],
@@ -73,7 +75,7 @@ class SyncRunner:
         await asyncio.to_thread(self.store.put_meta, key, value)
 
     # ------------------------------------------------------------------ the run
-    async def run(self, trigger: str = "manual") -> dict:
+    async def run(self, trigger: str = "manual", queries: list[str] | None = None) -> dict:
         async with self._lock:
             # one sync per store, across worker processes and instances sharing the mount
             lock = _ProcessLock(self.store.path / "sync.lock")
@@ -81,26 +83,28 @@ class SyncRunner:
                 return {"status": "skipped", "reason": "another process is syncing"}
             client: TMDBClient = self.client_factory()
             try:
-                return await self._run(client, trigger)
+                return await self._run(client, trigger, queries)
             finally:
                 self.current = None
                 lock.release()
                 await client.aclose()
 
-    async def _run(self, client: TMDBClient, trigger: str) -> dict:
+    async def _run(self, client: TMDBClient, trigger: str,
+                   queries: list[str] | None = None) -> dict:
         started = time.time()
         cp = self.store.get_meta(CHECKPOINT)
         resumed = cp is not None
         if cp is None:
             cp = {"run_id": uuid.uuid4().hex, "started_at": started, "trigger": trigger,
-                  "phase": "discover", "queue": [], "pos": 0, "people": [], "ppos": 0,
+                  "phase": "discover", "queries": list(queries or []),
+                  "queue": [], "pos": 0, "people": [], "ppos": 0,
                   "stats": {"titles": 0, "skipped": 0, "people": 0, "characters": 0,
                             "errors": 0}}
         self.current = {"run_id": cp["run_id"], "phase": cp["phase"], "resumed": resumed,
                         "trigger": trigger}
         stats = cp["stats"]
         if cp["phase"] == "discover":
-            cp["queue"], cp["people"] = await self._discover(client)
+            cp["queue"], cp["people"] = await self._discover(client, cp.get("queries") or [])
             cp["phase"] = "details"
             await self._put_meta(CHECKPOINT, cp)
         if cp["phase"] == "details":
@@ -170,7 +174,7 @@ class SyncRunner:
         log.info("sync finished", extra={k: v for k, v in result.items() if k != "stats"})
         return result
 
-    async def _discover(self, client: TMDBClient) -> tuple[list, list]:
+    async def _discover(self, client: TMDBClient, queries: list[str]) -> tuple[list, list]:
         queue: list[list] = []
         seen = set()
         people: list[int] = []
@@ -179,6 +183,17 @@ class SyncRunner:
             if (kind, tid) not in seen:
                 seen.add((kind, tid))
                 queue.append([kind, tid])
+
+        if queries:
+            for q in queries:
+                body = await client.get("search/multi", {"query": q, "page": 1}, cache=False)
+                for item in body.get("results") or []:
+                    mt = item.get("media_type")
+                    if mt in ("movie", "tv"):
+                        add(mt, int(item["id"]))
+                    elif mt == "person" and int(item["id"]) not in people:
+                        people.append(int(item["id"]))
+            return queue, people
 
         for kind in ("movie", "tv"):
             async for _, body in client.pages(f"{kind}/popular", max_pages=self.popular_pages):

@@ -223,3 +223,22 @@ async def test_restart_keeps_the_data_without_tmdb(content_app, tmdb_control, to
         status = (await client.get("/admin/sync", headers=svc)).json()
         assert status["index"]["stale"] is False
     assert tmdb_since(tmdb_control, n) == []
+
+
+async def test_targeted_sync_from_tmdb_search(content_app, tmdb_control, tokens):
+    svc = tokens.headers(tokens.service("tests"))
+    async with content_app() as client:
+        r = await client.get("/autocomplete", params={"q": "fight clu"})
+        assert not [x for x in r.json()["results"] if x["name"] == "Fight Club"]
+        since = mark(tmdb_control)
+        r = await client.post("/admin/sync", headers=svc, json={"queries": ["fight club"]})
+        assert r.status_code == 202, r.text
+        last = (await wait_sync(client, svc))["last"]
+        assert last["status"] == "ok" and last["queued"] >= 1
+        paths = [x["path"] for x in tmdb_since(tmdb_control, since)]
+        assert any(p.endswith("/search/multi") for p in paths)
+        assert not any(p.endswith("/popular") for p in paths)
+        r = await client.get("/autocomplete", params={"q": "fight clu"})
+        assert r.json()["results"][0]["name"] == "Fight Club"
+        r = await client.post("/admin/sync", headers=svc, json={"queries": ["x"] * 51})
+        assert r.status_code == 422
