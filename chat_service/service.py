@@ -27,6 +27,7 @@ from chat_service.repositories import conversations as conv_repo
 from chat_service.repositories import messages as msg_repo
 from shared.auth import TIER_FREE, TIER_NAMES, CurrentUser
 from shared.bus import emit
+from shared.db import is_unavailable, retry_unavailable
 from shared.errors import APIError
 from shared.events import EventType, make_event
 from shared.quota import QuotaClient, Reservation
@@ -351,6 +352,28 @@ class ChatEngine:
     ) -> tuple[str, list[asyncpg.Record]]:
         """The user message and the replies in one transaction, with their events."""
         user_message_id = str(uuid.uuid4())
+        rows: list[dict[str, Any]] = []
+        try:
+            saved = await self._save_turn_tx(p, replies, follow_ups, user_message_id, rows, conversation_type, participants, character_label)
+        except Exception as exc:
+            if not is_unavailable(exc) or not rows:
+                raise
+            # The connection died around COMMIT: the turn may or may not be saved. Ask the
+            # database (once it answers) rather than guess: quota is settled or released on
+            # what is really there, and a saved turn is answered as saved.
+            stored = await retry_unavailable(lambda: self._stored_rows([r["id"] for r in rows]))
+            if len(stored) != len(rows):
+                raise
+            log.warning("turn saved although its commit was not acknowledged", extra={"conversation_id": p.conversation_id})
+            saved = stored[1:]
+        return user_message_id, saved
+
+    async def _stored_rows(self, ids: list[str]) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return await msg_repo.by_ids(conn, ids)
+
+    async def _save_turn_tx(self, p, replies, follow_ups, user_message_id, rows, conversation_type, participants, character_label):
+        """save_turn's transaction; fills `rows` (the messages it writes) before committing."""
         saved: list[asyncpg.Record] = []
         async with self.pool.acquire() as conn:
             async with conn.transaction():
@@ -374,7 +397,7 @@ class ChatEngine:
                             source="chat_service",
                         )
                     )
-                rows: list[dict[str, Any]] = [{
+                rows.append({
                     "id": user_message_id,
                     "user_id": p.user.user_id,
                     "sender": "user",
@@ -383,7 +406,7 @@ class ChatEngine:
                     "token_count": p.message_tokens,
                     "metadata": {"attachments": p.attachments_meta} if p.attachments_meta else {},
                     "message_type": "image" if p.attachments_meta else "text",
-                }]
+                })
                 for sender, c, status in replies:
                     reply_tokens = budget.count_tokens(c.text)
                     meta = {
@@ -435,7 +458,7 @@ class ChatEngine:
                         )
                     )
                 await emit(conn, *events)
-        return user_message_id, saved
+        return saved
 
     async def finish(
         self, p: Prepared, completion: Completion, status: str = "complete", follow_ups: list[str] | None = None, *, charge: bool = True

@@ -259,7 +259,7 @@ def create_app(
         # restart or failover): asyncpg has read the server's FATAL but not yet the close, and
         # refuses the next query with "another operation (2) is in progress" (2 is
         # PROTOCOL_ERROR_CONSUME). That is the database going away, not a bug: 503 like the rest.
-        if "another operation (2)" in str(exc):
+        if dbmod.is_unavailable(exc):
             log.warning("database connection terminated", extra={"error": repr(exc)})
             return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.", headers={"Retry-After": "2"})
         log.exception("unhandled error", extra={"path": request.url.path})

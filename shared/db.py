@@ -38,3 +38,28 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database went away (connection refused, terminated, failing over), as opposed to a
+    query error. Includes asyncpg's "another operation (2) is in progress", which is what a pooled
+    connection whose backend was terminated while idle answers to its next query."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return True
+    return isinstance(exc, asyncpg.exceptions.InternalClientError) and "another operation (2)" in str(exc)
+
+
+async def retry_unavailable(operation, *, attempts: int = 7, first_delay: float = 0.05):
+    """Run `operation()` (an idempotent database call), retrying while the database is briefly
+    unavailable: 7 tries over ~3 s by default. Other errors, and the last failure, propagate."""
+    import asyncio
+
+    delay = first_delay
+    for attempt in range(attempts):
+        try:
+            return await operation()
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_unavailable(exc):
+                raise
+            await asyncio.sleep(delay)
+            delay *= 2

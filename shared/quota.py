@@ -32,6 +32,7 @@ from typing import AsyncIterator
 import orjson
 from redis.exceptions import RedisError
 
+from shared.db import retry_unavailable
 from shared.errors import APIError
 from shared.redis import pending_writes, replay_pending
 from shared.tiers import QUOTA_TYPES, UNLIMITED
@@ -182,10 +183,14 @@ class QuotaClient:
         """Charge `actual` (None: what was reserved; never more) and give back the rest. Idempotent."""
         if actual is not None and (not isinstance(actual, int) or actual < 0):
             raise ValueError(f"actual must be a non-negative int or None, got {actual!r}")
-        row = await self.pool.fetchrow(
-            "SELECT quota_settle($1::uuid, $2, true) AS remaining,"
-            " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
-            reservation_id, actual,
+        # Retried while the database is briefly away: the work was done and saved, so a settle
+        # lost to a dropped connection would let the reservation expire and be given back.
+        row = await retry_unavailable(
+            lambda: self.pool.fetchrow(
+                "SELECT quota_settle($1::uuid, $2, true) AS remaining,"
+                " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
+                reservation_id, actual,
+            )
         )
         if row["user_id"] is None:
             log.warning("settle of an unknown reservation ignored", extra={"reservation_id": reservation_id})
@@ -194,10 +199,12 @@ class QuotaClient:
 
     async def release(self, reservation_id: str) -> None:
         """Give the whole reservation back (the work failed). Idempotent."""
-        row = await self.pool.fetchrow(
-            "SELECT quota_release($1::uuid, true) AS remaining,"
-            " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
-            reservation_id,
+        row = await retry_unavailable(
+            lambda: self.pool.fetchrow(
+                "SELECT quota_release($1::uuid, true) AS remaining,"
+                " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
+                reservation_id,
+            )
         )
         if row["user_id"] is None:
             log.warning("release of an unknown reservation ignored", extra={"reservation_id": reservation_id})

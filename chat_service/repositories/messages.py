@@ -79,6 +79,10 @@ async def insert_turn(conn: asyncpg.Connection, conversation_id: str, rows: list
     )
 
 
+async def by_ids(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {COLUMNS} FROM messages WHERE id = ANY($1::uuid[]) ORDER BY seq", ids)
+
+
 async def recent_within(
     conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None, user_id: str | None = None
 ) -> list[asyncpg.Record]:

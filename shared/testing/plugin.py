@@ -80,17 +80,17 @@ def sandbox():
     handle.stop()
 
 
-@pytest.fixture(scope="session")
-def service_env(infra: Infra, run_id: str, databases, amqp_url, sandbox) -> dict[str, str]:
+def build_service_env(infra: Infra, tag: str, dsns: dict[str, str], amqp_url: str, sandbox) -> dict[str, str]:
+    """The environment a service needs for one isolated set of databases, vhost and Redis prefix."""
     env = {
         "ENVIRONMENT": "test",
-        "DATABASE_URL": databases["core"],
-        "CHAT_DATABASE_URL": databases["chat"],
-        "MEDIA_DATABASE_URL": databases["media"],
-        "COMMUNITY_DATABASE_URL": databases["community"],
-        "ANALYTICS_DATABASE_URL": databases["analytics"],
+        "DATABASE_URL": dsns["core"],
+        "CHAT_DATABASE_URL": dsns["chat"],
+        "MEDIA_DATABASE_URL": dsns["media"],
+        "COMMUNITY_DATABASE_URL": dsns["community"],
+        "ANALYTICS_DATABASE_URL": dsns["analytics"],
         "REDIS_URL": infra.redis_url,
-        "REDIS_PREFIX": run_id,
+        "REDIS_PREFIX": tag,
         "RABBITMQ_URL": amqp_url,
         "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
         "MIGRATE_ON_START": "1",
@@ -106,6 +106,24 @@ def service_env(infra: Infra, run_id: str, databases, amqp_url, sandbox) -> dict
     if sandbox is not None:
         env.update(sandbox.env())
     return env
+
+
+@contextlib.asynccontextmanager
+async def isolated_infra(infra: Infra, tag: str):
+    """Fresh databases (one per role) and a RabbitMQ vhost named after `tag`, dropped afterwards."""
+    dsns = {role: await create_database(infra, f"{tag}_{role}") for role in DATABASE_ROLES}
+    amqp_url = create_vhost(infra, tag)
+    try:
+        yield dsns, amqp_url
+    finally:
+        for role in DATABASE_ROLES:
+            await drop_database(infra, f"{tag}_{role}")
+        delete_vhost(infra, tag)
+
+
+@pytest.fixture(scope="session")
+def service_env(infra: Infra, run_id: str, databases, amqp_url, sandbox) -> dict[str, str]:
+    return build_service_env(infra, run_id, databases, amqp_url, sandbox)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,8 @@
-"""The fleet end to end: Auth, Payment and Chat as separate uvicorn processes on this run's
-PostgreSQL databases, Redis prefix and RabbitMQ vhost, every external API played by the sandbox,
+"""The fleet end to end: Auth, Payment and Chat as separate uvicorn processes on PostgreSQL
+databases, a Redis prefix and a RabbitMQ vhost of their own (`e2e_env`: not the run's shared
+ones, where in-process apps of other test folders keep outbox relays and consumers running for
+the whole session and would publish or consume the fleet's events behind the tests' back),
+every external API played by the sandbox,
 driven only over HTTP. Redis and RabbitMQ are reached through cuttable TCP proxies
 (`fleet.redis_proxy`, `fleet.amqp_proxy`), so a test can take them "down" for these services
 without touching the servers other test runs share.
@@ -15,8 +18,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from shared.testing.bus import EventSpy
 from shared.testing.env import Infra, queue_info
 from shared.testing.fleet import Fleet
+from shared.testing.plugin import build_service_env, isolated_infra
 from tests.e2e.fans import Clients, Outbox
 
 QUEUES = ("auth_service.events", "payment_service.events", "chat_service.events")
@@ -41,17 +46,35 @@ def _wait_for_queues(infra: Infra, vhost: str, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def e2e_env(infra, run_id, sandbox_handle):
+    """Databases, vhost and Redis prefix for the fleet alone."""
+    tag = f"{run_id}e2e"
+    async with isolated_infra(infra, tag) as (dsns, amqp_url):
+        yield build_service_env(infra, tag, dsns, amqp_url, sandbox_handle)
+
+
+@pytest.fixture(scope="session")
+def event_spy(e2e_env):
+    """The plugin's event_spy, on the fleet's own vhost."""
+
+    def _spy(bindings: list[str] | None = None) -> EventSpy:
+        return EventSpy(e2e_env["RABBITMQ_URL"], "scenextras.events", bindings)
+
+    return _spy
+
+
 @pytest.fixture(scope="module")
-def fleet(service_env, sandbox_handle, infra, run_id, tmp_path_factory):
+def fleet(e2e_env, sandbox_handle, infra, tmp_path_factory):
     """Auth, Payment and Chat running, the sandbox's Stripe posting signed webhooks to Payment."""
     from sandbox.stripe_api import store_of
 
     log_dir = tmp_path_factory.mktemp("fleet")
-    env = {**service_env, **sandbox_handle.env(keys=True)}
+    env = {**e2e_env, **sandbox_handle.env(keys=True)}
     f = Fleet(env, log_dir=log_dir).start()
     endpoint = None
     try:
-        _wait_for_queues(infra, run_id)
+        _wait_for_queues(infra, e2e_env["REDIS_PREFIX"])
         endpoint = sandbox_handle.control.stripe_webhook_endpoint(f.url("payment") + "/webhook")
         f.sandbox = sandbox_handle
         yield f
@@ -75,16 +98,16 @@ async def http(fleet):
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def core_db(service_env, databases):
-    """Direct to this run's core database (not through any proxy), for checking what was stored."""
-    pool = await asyncpg.create_pool(service_env["DATABASE_URL"], min_size=1, max_size=3)
+async def core_db(e2e_env):
+    """Direct to the fleet's core database (not through any proxy), for checking what was stored."""
+    pool = await asyncpg.create_pool(e2e_env["DATABASE_URL"], min_size=1, max_size=3)
     yield pool
     await pool.close()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def chat_db(service_env, databases):
-    pool = await asyncpg.create_pool(service_env["CHAT_DATABASE_URL"], min_size=1, max_size=3)
+async def chat_db(e2e_env):
+    pool = await asyncpg.create_pool(e2e_env["CHAT_DATABASE_URL"], min_size=1, max_size=3)
     yield pool
     await pool.close()
 

@@ -1,4 +1,4 @@
-"""shared/ under killed database connections (pg_terminate_backend on this run's core database),
+"""shared/ under killed database connections (pg_terminate_backend on the end-to-end core database),
 in-process so the app's own tasks can be inspected: the outbox relay survives and keeps
 publishing; a request on a connection the server terminated while idle answers 503."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ from shared.events import make_event
 from tests.e2e.test_faults import kill_connections
 
 
-async def test_outbox_relay_survives_killed_connections(make_client, infra, service_env, event_spy):
-    core = service_env["DATABASE_URL"].rsplit("/", 1)[1]
-    async with make_client("payment", sweep_interval_seconds=0) as client:
+async def test_outbox_relay_survives_killed_connections(make_client, infra, e2e_env, event_spy):
+    core = e2e_env["DATABASE_URL"].rsplit("/", 1)[1]
+    async with make_client("payment", sweep_interval_seconds=0, **e2e_env) as client:
         relay = client.app.state.relay
         await asyncio.sleep(0.5)  # the relay holds its LISTEN connection
         for _ in range(10):

@@ -19,11 +19,11 @@ CHECKER = "e2e-checker"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def checker_pools(service_env, databases):
+async def checker_pools(e2e_env):
     """Pools for the test's own checks, named so the connection killer spares them."""
     settings = {"application_name": CHECKER}
-    core = await asyncpg.create_pool(service_env["DATABASE_URL"], min_size=1, max_size=2, server_settings=settings)
-    chat = await asyncpg.create_pool(service_env["CHAT_DATABASE_URL"], min_size=1, max_size=2, server_settings=settings)
+    core = await asyncpg.create_pool(e2e_env["DATABASE_URL"], min_size=1, max_size=2, server_settings=settings)
+    chat = await asyncpg.create_pool(e2e_env["CHAT_DATABASE_URL"], min_size=1, max_size=2, server_settings=settings)
     yield core, chat
     await core.close()
     await chat.close()
@@ -106,14 +106,14 @@ async def kill_connections(admin_url: str, databases: list[str]) -> int:
         await conn.close()
 
 
-async def test_postgres_connections_killed(fleet, http, outbox, infra, service_env, checker_pools, eventually):
+async def test_postgres_connections_killed(fleet, http, outbox, infra, e2e_env, checker_pools, eventually):
     """pg_terminate_backend on every connection of this run's databases, repeatedly, while fans
     chat: answers are 200, 402 or a clear 503 (never a 500), the services recover by themselves,
     and no request is half-applied (each saved conversation charged once, nothing charged
     without a saved conversation, no user message without its reply)."""
     core, chat = checker_pools
     fans = [await sign_up(http, outbox) for _ in range(4)]
-    dbs = [service_env["DATABASE_URL"].rsplit("/", 1)[1], service_env["CHAT_DATABASE_URL"].rsplit("/", 1)[1]]
+    dbs = [e2e_env["DATABASE_URL"].rsplit("/", 1)[1], e2e_env["CHAT_DATABASE_URL"].rsplit("/", 1)[1]]
     statuses: list[tuple[int, str | None]] = []
     stop = asyncio.Event()
 
@@ -167,7 +167,8 @@ async def test_postgres_connections_killed(fleet, http, outbox, infra, service_e
         settled = await core.fetchval(
             "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND quota_type = 'regular' AND state = 'settled'", uid
         )
-        assert settled == len(convs), f"{fan.user_id}: {len(convs)} conversations saved, {settled} charged"
+        states = await core.fetch("SELECT state, amount, created_at FROM quota_reservations WHERE user_id = $1 AND quota_type = 'regular' ORDER BY created_at", uid)
+        assert settled == len(convs), f"{fan.user_id}: {len(convs)} conversations saved, {settled} charged; reservations {[tuple(r) for r in states]}"
         # The database's own count (the API's cached view may lag when a reserve committed but its
         # answer was lost with the connection: that reservation is held and given back on expiry).
         left = await core.fetchval("SELECT remaining FROM quota_snapshot($1) WHERE quota_type = 'regular'", uid)
