@@ -6,6 +6,8 @@ to, subject, text, template, context (written atomically: a reader never sees ha
 """
 from __future__ import annotations
 
+import abc
+
 import asyncio
 import logging
 import os
@@ -71,9 +73,9 @@ def render(template: str, context: dict[str, Any], *, frontend_url: str, otp_min
     raise ValueError(f"unknown email template {template!r}")
 
 
-class EmailBackend:
-    async def send(self, email: Email) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+class EmailBackend(abc.ABC):
+    @abc.abstractmethod
+    async def send(self, email: Email) -> None: ...
 
     async def close(self) -> None:
         pass

@@ -12,6 +12,8 @@ priority.
 """
 from __future__ import annotations
 
+import abc
+
 import asyncio
 import heapq
 import itertools
@@ -250,21 +252,23 @@ class RawReply:
     stop_reason: str | None = None
 
 
-class Provider:
+class Provider(abc.ABC):
+    """One LLM provider family behind the router (Anthropic, or an OpenAI-compatible API)."""
+
     name: str
 
     def __init__(self, name: str, limit: int):
         self.name = name
         self.slots = PrioritySemaphore(limit)
 
-    async def complete(self, model: str, system: str, turns: list[Turn], max_tokens: int) -> RawReply:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def complete(self, model: str, system: str, turns: list[Turn], max_tokens: int) -> RawReply: ...
 
-    def stream(self, model: str, system: str, turns: list[Turn], max_tokens: int, usage: dict[str, int]) -> AsyncIterator[str]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stream(self, model: str, system: str, turns: list[Turn], max_tokens: int, usage: dict[str, int]) -> AsyncIterator[str]: ...
 
-    async def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def close(self) -> None: ...
 
 
 class AnthropicProvider(Provider):
