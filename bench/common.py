@@ -54,7 +54,3 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (from /proc): robust to other load on the machine."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def env_for(infra: Infra, **extra: str) -> dict[str, str]:
-    return {**os.environ, **extra}

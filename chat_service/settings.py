@@ -5,7 +5,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from shared.auth import TIER_FREE, TIER_PRO
 from shared.settings import ServiceSettings
+from shared.tiers import TIER_CONTEXT_TOKENS
 
 
 class Settings(ServiceSettings):
@@ -46,8 +48,9 @@ class Settings(ServiceSettings):
     chat_max_message_chars: int = 8000
     chat_max_group_characters: int = 5
     chat_group_max_speakers: int = 3
-    chat_context_budget_free: int = 12_000
-    chat_context_budget_paid: int = 64_000
+    # Defaults are the tier table's (shared.tiers.TIER_CONTEXT_TOKENS), one definition for all services.
+    chat_context_budget_free: int = TIER_CONTEXT_TOKENS[TIER_FREE]
+    chat_context_budget_paid: int = TIER_CONTEXT_TOKENS[TIER_PRO]
     chat_max_attachments: int = 4
     chat_max_image_bytes: int = 5 * 1024 * 1024
     chat_stream_heartbeat_seconds: float = 10.0
