@@ -80,11 +80,12 @@ class EntityNames:
 class StrTable:
     """A read-only list of strings kept as one UTF-8 blob and offsets (no object per string)."""
 
-    __slots__ = ("blob", "off")
+    __slots__ = ("blob", "off", "_o")
 
     def __init__(self, blob: bytes, off: np.ndarray):
         self.blob = blob
         self.off = off
+        self._o = _mv(off)
 
     @classmethod
     def from_list(cls, items: list[str]) -> "StrTable":
@@ -98,22 +99,26 @@ class StrTable:
         return len(self.off) - 1
 
     def __getitem__(self, i: int) -> str:
-        return self.blob[int(self.off[i]):int(self.off[i + 1])].decode("utf-8")
+        o = self._o
+        return self.blob[o[i]:o[i + 1]].decode("utf-8")
 
     def many(self, idx: list[int]) -> list[str]:
-        if not idx:
-            return []
-        a = np.asarray(idx, dtype=np.int64)
-        starts = self.off[a].tolist()
-        ends = self.off[a + 1].tolist()
+        o = self._o
         b = self.blob
-        return [b[x:y].decode("utf-8") for x, y in zip(starts, ends)]
+        return [b[o[i]:o[i + 1]].decode("utf-8") for i in idx]
 
     def __iter__(self):
         o = self.off.tolist()
         b = self.blob
         for i in range(len(o) - 1):
             yield b[o[i]:o[i + 1]].decode("utf-8")
+
+
+def _mv(a: np.ndarray) -> memoryview:
+    """A flat memoryview of an array: indexing it gives Python ints/floats at a fraction of
+    the cost of numpy scalar indexing (the hit path reads a few elements per query)."""
+    a = np.ascontiguousarray(a)
+    return memoryview(a).cast("B").cast(a.dtype.char)
 
 
 def _uniq(a: np.ndarray) -> np.ndarray:
@@ -223,7 +228,15 @@ class SearchIndex:
         self._build_words(compounds)
         self._build_fuzzy()
         self._build_trigrams()
+        self._init_views()
         return self
+
+    def _init_views(self):
+        """Per-element views of the arrays the hit path reads (see _mv)."""
+        self._ne = _mv(self.name_entity)
+        self._et = _mv(self.ent_type)
+        self._ep = _mv(self.ent_pop)
+        self._skn = _mv(self.skey_name)
 
     def _build_keys(self):
         pairs = [(k, i, 0) for i, k in enumerate(self.keys)]
@@ -395,6 +408,7 @@ class SearchIndex:
         for n in cls._STRTABLES:
             setattr(self, n, StrTable(blobs[f"t.{n}"], arr[f"{n}.off"]))
         self._skeys_from_keys()
+        self._init_views()
         return self
 
     # ---------------------------------------------------------------- stats
@@ -456,34 +470,47 @@ class SearchIndex:
         return self._hits(found, key, words, mode == "auto")
 
     def _collect(self, tiers, limit, tmask):
-        out: list[tuple[int, int, int]] = []
+        """Walk the tiers in rank order: (name id, kind, distance, entity) of the best name
+        of each of the first `limit` entities (of the wanted types)."""
+        out: list[tuple[int, int, int, int]] = []
         seen: set[int] = set()
-        name_entity = self.name_entity
-        ent_type = self.ent_type
+        ne = self._ne
+        et = self._et
         for kind, producer in tiers:
             want = 2 * (limit - len(out)) + 4
             while True:
                 ids, dists, complete = producer(want)
                 if len(ids) > want:
                     ids = ids[:want]
-                    if isinstance(dists, np.ndarray):
+                    if isinstance(dists, (np.ndarray, list)):
                         dists = dists[:want]
                     complete = False
                 start = len(out)
                 idl = ids if isinstance(ids, list) else ids.tolist()
-                dl = dists.tolist() if isinstance(dists, np.ndarray) else [dists] * len(idl)
-                ents = name_entity[idl].tolist() if idl else []
-                for nid, d, e in zip(idl, dl, ents):
-                    if e in seen or (tmask is not None and not tmask[ent_type[e]]):
-                        continue
-                    seen.add(e)
-                    out.append((nid, kind, d))
-                    if len(out) >= limit:
-                        return out
+                if not isinstance(dists, (np.ndarray, list)):
+                    d = int(dists)
+                    for nid in idl:
+                        e = ne[nid]
+                        if e in seen or (tmask is not None and not tmask[et[e]]):
+                            continue
+                        seen.add(e)
+                        out.append((nid, kind, d, e))
+                        if len(out) >= limit:
+                            return out
+                else:
+                    dl = dists if isinstance(dists, list) else dists.tolist()
+                    for nid, d in zip(idl, dl):
+                        e = ne[nid]
+                        if e in seen or (tmask is not None and not tmask[et[e]]):
+                            continue
+                        seen.add(e)
+                        out.append((nid, kind, d, e))
+                        if len(out) >= limit:
+                            return out
                 if complete:
                     break
-                for nid, _, _ in out[start:]:
-                    seen.discard(int(name_entity[nid]))
+                for f in out[start:]:
+                    seen.discard(f[3])
                 del out[start:]
                 want *= 4
         return out
@@ -851,19 +878,18 @@ class SearchIndex:
 
     # ---------------------------------------------------------------- hits
     def _hits(self, found, qkey, qwords, last_prefix) -> list[Hit]:
-        if not found:
-            return []
-        nids = [f[0] for f in found]
-        ents = self.name_entity[nids].tolist()
-        types = self.ent_type[ents].tolist()
-        pops = self.ent_pop[ents].tolist()
-        names = self.names.many(nids)
-        ekeys = self.ent_keys.many(ents)
+        et = self._et
+        ep = self._ep
+        names = self.names
+        ent_keys = self.ent_keys
         keys = self.keys
-        return [Hit(entity=ek, type=TYPES[t], name=name, kind=KINDS[kind], distance=int(d),
-                    spans=match_spans(name, kind, qkey, qwords, last_prefix, keys[nid]),
-                    popularity=pop, name_id=nid)
-                for (nid, kind, d), ek, t, name, pop in zip(found, ekeys, types, names, pops)]
+        out = []
+        for nid, kind, d, e in found:
+            name = names[nid]
+            out.append(Hit(ent_keys[e], TYPES[et[e]], name, KINDS[kind], d,
+                           match_spans(name, kind, qkey, qwords, last_prefix, keys[nid]),
+                           ep[e], nid))
+        return out
 
 
 class _Part:
