@@ -269,3 +269,161 @@ async def test_tier_resolver_cache_database_and_token_fallbacks(core, redis, key
     await closed_pool.close()
     assert await TierResolver(dead_redis, keys, closed_pool)(user) == 1
     await dead_redis.aclose()
+
+
+# ------------------------------------------------------------------- reserves coalesced into one call
+
+@pytest.fixture
+def quota_one_call(core, redis, keys):
+    """One reserve call in flight at a time: a call held on a row lock makes the next ones queue."""
+    return QuotaClient(core, redis, keys, reserves_in_flight=1)
+
+
+async def _fresh_user(core, tier: int = 0) -> str:
+    user = new_user()
+    await core.execute("SELECT quota_reset($1::uuid, $2)", uuid.UUID(user), tier)
+    return user
+
+
+async def test_reserve_many_applies_each_item_on_its_own_in_user_order(core):
+    a, b = await _fresh_user(core), await _fresh_user(core)  # free: 5 regular, 1 story
+    ua, ub = uuid.UUID(a), uuid.UUID(b)
+    rows = await core.fetch(
+        "SELECT * FROM quota_reserve_many($1::uuid[], $2::text[], $3::int[])",
+        [ua, ub, ua, ua, ub, ua], ["regular", "regular", "story", "regular", "gold", "regular"], [2, 1, 1, 4, 1, 3],
+    )
+    by_item = {r["item"]: r for r in rows}
+    assert sorted(by_item) == [1, 2, 3, 4, 5, 6]
+    # The same user several times in one call: each item sees what the ones before it left.
+    assert by_item[1]["reservation_id"] and by_item[1]["remaining"] == 3
+    assert by_item[3]["reservation_id"] and by_item[3]["remaining"] == 0
+    assert by_item[4]["reservation_id"] is None and by_item[4]["remaining"] == 3 and by_item[4]["error_code"] is None
+    assert by_item[6]["reservation_id"] and by_item[6]["remaining"] == 0
+    assert by_item[2]["reservation_id"] and by_item[2]["remaining"] == 4
+    # A failing item (unknown type) rolls back only itself.
+    assert by_item[5]["reservation_id"] is None and by_item[5]["error_code"] == "22023"
+    assert "unknown quota type" in by_item[5]["error_message"]
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", ua) == 0
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", ub) == 4
+    held = await core.fetch("SELECT user_id, quota_type, amount FROM quota_reservations WHERE user_id = ANY($1::uuid[]) AND state = 'held'", [ua, ub])
+    assert sorted((str(r["user_id"]) == a, r["quota_type"], r["amount"]) for r in held) == sorted(
+        [(True, "regular", 2), (True, "story", 1), (True, "regular", 3), (False, "regular", 1)])
+
+
+async def test_concurrent_reserves_share_calls_and_each_caller_gets_its_own_answer(quota, core, redis, keys):
+    users = [await _fresh_user(core, 1) for _ in range(6)]  # pro: 100 premium each
+    for u in users:
+        await quota.remaining(u)  # cached
+    calls = [(users[i % 6], 1 + i % 4) for i in range(60)]
+    results = await asyncio.gather(*(quota.reserve(u, "premium", n) for u, n in calls))
+    assert quota._reserves.largest > 1 and quota._reserves.calls < 60
+    assert [(r.user_id, r.amount) for r in results] == calls
+    assert len({r.reservation_id for r in results}) == 60
+    for u in users:
+        mine = [r for r in results if r.user_id == u]
+        spent = sum(r.amount for r in mine)
+        assert await core.fetchval("SELECT quota_premium_model FROM user_quotas WHERE user_id = $1", uuid.UUID(u)) == 100 - spent
+        # Each answer is what that reserve left: the smallest is what remains now.
+        assert min(r.remaining for r in mine) == 100 - spent
+        assert sorted(r.remaining for r in mine) == sorted({r.remaining for r in mine})
+        assert await redis.get(keys("quota", u)) is None  # every changed user's cache dropped
+        rows = await core.fetch("SELECT id::text, amount FROM quota_reservations WHERE user_id = $1", uuid.UUID(u))
+        assert {(x["id"], x["amount"]) for x in rows} == {(r.reservation_id, r.amount) for r in mine}
+
+
+async def test_a_failing_item_fails_only_its_own_caller(quota_one_call, core):
+    import asyncpg
+
+    good = [await _fresh_user(core) for _ in range(4)]
+    blocker = await core.acquire()
+    try:  # hold one user's row so the following reserves queue up into one call
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(good[0]))
+        first = asyncio.ensure_future(quota_one_call.reserve(good[0], "regular"))
+        await asyncio.sleep(0.05)
+        batcher = quota_one_call._reserves
+        # The public API refuses unknown types before the database; the batch path must still
+        # keep one item's database error to its own caller.
+        bad = batcher.submit(uuid.UUID(good[1]), "gold", 1)
+        others = [asyncio.ensure_future(quota_one_call.reserve(u, "regular", 2)) for u in good[1:]]
+        await asyncio.sleep(0.05)
+        await tx.rollback()
+    finally:
+        await core.release(blocker)
+    assert (await first).remaining == 4
+    with pytest.raises(asyncpg.exceptions.InvalidParameterValueError, match="unknown quota type"):
+        await bad
+    assert [(await o).remaining for o in others] == [3, 3, 3]
+    assert batcher.largest >= 4
+
+
+async def _wait_for_lock_waiter(core, text: str) -> int:
+    for _ in range(200):
+        pid = await core.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1 AND datname = current_database()",
+            f"%{text}%")
+        if pid:
+            return pid
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no backend waiting with {text}")
+
+
+async def test_connection_killed_mid_call_gives_errors_or_correct_answers_never_an_overspend(quota_one_call, core):
+    users = [await _fresh_user(core) for _ in range(5)]  # 5 regular each
+    hot = users[0]
+    blocker = await core.acquire()
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(hot))
+    try:
+        lone = asyncio.ensure_future(quota_one_call.reserve(hot, "regular", 1))  # goes alone, waits on the lock
+        await asyncio.sleep(0.05)
+        batch1 = [asyncio.ensure_future(quota_one_call.reserve(u, "regular", 2)) for u in users + users[:2]]
+        # Kill the lone reserve's connection: its caller gets an error, the queue goes on.
+        await core.execute("SELECT pg_terminate_backend($1)", await _wait_for_lock_waiter(core, "quota_reserve($1"))
+        # Kill the call carrying the next seven mid-way (it also waits on the hot user's row).
+        await core.execute("SELECT pg_terminate_backend($1)", await _wait_for_lock_waiter(core, "quota_reserve_many"))
+        batch2 = [asyncio.ensure_future(quota_one_call.reserve(u, "regular", 3)) for u in users]
+        await asyncio.sleep(0.05)
+    finally:
+        await tx.rollback()
+        await core.release(blocker)
+    results = await asyncio.gather(lone, *batch1, *batch2, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert errors and all(dbmod.is_unavailable(e) for e in errors), errors
+    assert all(isinstance(r, BaseException) for r in results[:8])  # the killed calls answered nobody
+    assert [r.remaining for r in results[8:]] == [2] * 5  # the next call was made and answered correctly
+    for u in users:
+        held = await core.fetchval("SELECT coalesce(sum(amount), 0) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", uuid.UUID(u))
+        left = await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(u))
+        assert held == 3 and left == 2  # the killed calls were rolled back whole
+    assert (await quota_one_call.reserve(hot, "regular", 2)).remaining == 0
+
+
+async def test_a_caller_cancelled_while_its_call_is_in_flight_gets_its_reservation_released(quota, core):
+    user = await _fresh_user(core)
+    other = await _fresh_user(core)
+    blocker = await core.acquire()
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(user))
+    try:
+        lone = asyncio.ensure_future(quota.reserve(user, "regular", 1))  # waits on the lock
+        await asyncio.sleep(0.05)
+        # A second call in flight carries these two together, and waits on the lock too.
+        queued = [asyncio.ensure_future(quota.reserve(u, "regular", 2)) for u in (user, other)]
+        await _wait_for_lock_waiter(core, "quota_reserve_many")
+        queued[0].cancel()  # its request went away while the call is in flight
+    finally:
+        await tx.rollback()
+        await core.release(blocker)
+    assert (await lone).remaining == 4
+    assert (await queued[1]).remaining == 3
+    for _ in range(100):
+        states = await core.fetch("SELECT amount, state FROM quota_reservations WHERE user_id = $1", uuid.UUID(user))
+        if sorted((s["amount"], s["state"]) for s in states) == [(1, "held"), (2, "released")]:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted((s["amount"], s["state"]) for s in states) == [(1, "held"), (2, "released")]
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 4
