@@ -6,8 +6,9 @@ Layout (all built once, then read-only; a rebuild swaps in a new index):
   Name ids are assigned in ranking order (popularity descending, then type, then length), so
   "most popular first" is "smallest id first" everywhere below.
 * key index: every normalized key (and the key without a leading article) in one sorted list;
-  exact = equal range, prefix = bisect range. Ranges larger than HEAVY_KEY keep a precomputed
-  list of their HEAVY_TOP best name ids, so a one-letter prefix costs the same as a long one.
+  exact = equal range (its name ids come sorted), prefix = bisect range. Prefixes whose range
+  holds more than HEAVY_KEY names keep a precomputed list of their HEAVY_TOP best name ids, so
+  a one-letter prefix costs a dictionary lookup, as a long one does.
 * word index: sorted vocabulary of the words of all names, CSR postings (name ids ascending).
   The words starting with a prefix are one contiguous vocabulary range, so their postings are
   one contiguous slice; heavy slices keep a precomputed sorted set of name ids.
@@ -30,6 +31,7 @@ from rapidfuzz.distance import OSA
 
 from content_service.engine.fuzzy import PREFIX_INDEX_MAX, PREFIX_LEN, DeletionIndex, deletions
 from content_service.engine.normalize import (
+    _fold_char,
     article_stripped,
     index_words,
     max_edits,
@@ -45,10 +47,12 @@ MODES = ("exact", "prefix", "substring", "fuzzy", "auto")
 TYPES = ("movie", "tv", "character", "person")
 TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
 
-HEAVY_KEY = 1024
+HEAVY_KEY = 48       # above this many names a prefix range keeps its top ids (24k prefixes at 1M)
 HEAVY_TOP = 128
 HEAVY_WORD = 8192
 SCAN_LIMIT = 200_000
+SUBSTRING_LISTS = 3     # trigram posting lists intersected (the rarest drives); the rest verified
+SUBSTRING_CHUNK = 64    # first chunk of driving ids; later chunks grow 4x
 
 
 @dataclass(slots=True)
@@ -132,12 +136,13 @@ def _uniq(a: np.ndarray) -> np.ndarray:
     return a[keep]
 
 
-def _smallest_unique(arr: np.ndarray, k: int) -> tuple[np.ndarray, bool]:
-    """The k smallest distinct values of arr, sorted; and whether that is all of them."""
+def _smallest_unique(arr: np.ndarray, k: int) -> tuple[np.ndarray | list[int], bool]:
+    """The k smallest distinct values of arr, sorted (a list when arr is small: plain Python
+    is faster than numpy on a few values); and whether that is all of them."""
     n = len(arr)
     if n <= 48:
         u = sorted(set(arr.tolist()))
-        return np.array(u[:k], dtype=np.int32), len(u) <= k
+        return u[:k], len(u) <= k
     if n <= 4 * k + 16:
         u = _uniq(arr)
         return u[:k], len(u) <= k
@@ -190,11 +195,6 @@ def _unpack_dict(keys: str, off: np.ndarray, vals: np.ndarray) -> dict[str, np.n
     return {k: vals[o[i]:o[i + 1]] for i, k in enumerate(ks)}
 
 
-def _tri_codes(s: str) -> np.ndarray:
-    a = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    return (a[:-2] << np.uint64(42)) | (a[1:-1] << np.uint64(21)) | a[2:]
-
-
 class SearchIndex:
     # ------------------------------------------------------------------ build
     @classmethod
@@ -237,6 +237,8 @@ class SearchIndex:
         self._et = _mv(self.ent_type)
         self._ep = _mv(self.ent_pop)
         self._skn = _mv(self.skey_name)
+        self._tc = _mv(self.tri_codes)
+        self._to = _mv(self.tri_off)
 
     def _build_keys(self):
         pairs = [(k, i, 0) for i, k in enumerate(self.keys)]
@@ -249,9 +251,13 @@ class SearchIndex:
         self.skey_off = np.array([p[2] for p in pairs], dtype=np.uint8)
         del pairs
         self._skeys_from_keys()
+        self._build_heavy_keys()
+
+    def _build_heavy_keys(self):
         heavy = {}
         for p, lo, hi in _prefix_walk(self.skeys, lambda a, b: b - a, HEAVY_KEY):
-            heavy[p] = _smallest_unique(self.skey_name[lo:hi], HEAVY_TOP)[0]
+            heavy[p] = np.asarray(_smallest_unique(self.skey_name[lo:hi], HEAVY_TOP)[0],
+                                  dtype=np.int32)
         self.heavy_key = heavy
 
     def _build_words(self, compounds):
@@ -516,11 +522,23 @@ class SearchIndex:
         return out
 
     # -- key tiers
+    def _key_ids(self, lo, hi, want):
+        """The first `want` distinct name ids of the sorted-key range [lo, hi)."""
+        n = hi - lo
+        if n <= 48:
+            ids = self._skn[lo:hi].tolist()
+            if n > 1:
+                ids = sorted(set(ids))
+            return ids[:want], len(ids) <= want
+        return _smallest_unique(self.skey_name[lo:hi], want)
+
     def _exact(self, key, want=64):
+        # the pairs were sorted by (key, name id): an equal range is sorted and distinct
         lo = bisect_left(self.skeys, key)
         hi = bisect_right(self.skeys, key, lo)
-        ids, complete = _smallest_unique(self.skey_name[lo:hi], want)
-        return ids, 0, complete
+        if hi - lo <= want:
+            return self._skn[lo:hi].tolist(), 0, True
+        return self._skn[lo:lo + want].tolist(), 0, False
 
     def _prefix_range(self, key):
         lo = bisect_left(self.skeys, key)
@@ -528,12 +546,12 @@ class SearchIndex:
         return lo, hi
 
     def _prefix(self, key, want):
-        lo, hi = self._prefix_range(key)
-        if hi - lo > HEAVY_KEY and want <= HEAVY_TOP:
+        if want <= HEAVY_TOP:
             top = self.heavy_key.get(key)
-            if top is not None:
-                return top[:want], 0, False
-        ids, complete = _smallest_unique(self.skey_name[lo:hi], want)
+            if top is not None:      # fewer than HEAVY_TOP ids: that is all of them
+                return top[:want].tolist(), 0, len(top) <= want and len(top) < HEAVY_TOP
+        lo, hi = self._prefix_range(key)
+        ids, complete = self._key_ids(lo, hi, want)
         return ids, 0, complete
 
     # -- substring (trigrams)
@@ -557,24 +575,30 @@ class SearchIndex:
                 ids, complete = _smallest_unique(sl, want)
                 return ids, 0, complete
             return self._scan(key, want)
-        codes = _uniq(_tri_codes(key))
-        idx = np.searchsorted(self.tri_codes, codes)
-        lists = []
-        for c, i in zip(codes.tolist(), idx.tolist()):
-            if i >= len(self.tri_codes) or int(self.tri_codes[i]) != c:
-                return np.empty(0, np.int32), 0, True
-            lists.append(self.tri_ids[self.tri_off[i]:self.tri_off[i + 1]])
-        lists.sort(key=len)
+        # the query's distinct trigrams, looked up in plain Python (a handful of values: numpy's
+        # per-call overhead would cost more than the work)
+        codes = sorted({(ord(key[i]) << 42) | (ord(key[i + 1]) << 21) | ord(key[i + 2])
+                        for i in range(m - 2)})
+        tc, to = self._tc, self._to
+        n = len(tc)
+        spans = []
+        for c in codes:
+            i = bisect_left(tc, c)
+            if i >= n or tc[i] != c:
+                return [], 0, True
+            spans.append((to[i + 1] - to[i], to[i]))
+        spans.sort()
+        tri_ids = self.tri_ids
+        lists = [tri_ids[a:a + size] for size, a in spans[:SUBSTRING_LISTS]]
+        # the trigrams are the whole query: the postings are the answer, no verification
+        verify = not (len(spans) <= 3 and m <= 3)
         keys = self.keys
-        if len(lists) <= 3 and m <= 3:   # the trigrams are the whole query: no verification
-            verify = False
-        else:
-            verify = True
-        # walk the rarest trigram's names in id order, in growing chunks; stop at `want`
-        drive, others = lists[0], lists[1:4]
+        # walk the rarest trigram's names in id order, in growing chunks (small first: each
+        # other list costs a binary search per candidate); stop at `want`
+        drive, others = lists[0], lists[1:]
         out: list[int] = []
         pos = 0
-        chunk = max(256, 8 * want)
+        chunk = max(SUBSTRING_CHUNK, 2 * want)
         while pos < len(drive):
             cand = drive[pos:pos + chunk]
             pos += len(cand)
@@ -589,8 +613,8 @@ class SearchIndex:
                 if not verify or key in keys[nid]:
                     out.append(nid)
                     if len(out) >= want:
-                        return np.array(out, dtype=np.int32), 0, False
-        return np.array(out, dtype=np.int32), 0, True
+                        return out, 0, False
+        return out, 0, True
 
     def _scan(self, key, want):
         out = []
@@ -880,15 +904,26 @@ class SearchIndex:
     def _hits(self, found, qkey, qwords, last_prefix) -> list[Hit]:
         et = self._et
         ep = self._ep
-        names = self.names
-        ent_keys = self.ent_keys
+        nb, no = self.names.blob, self.names._o
+        eb, eo = self.ent_keys.blob, self.ent_keys._o
         keys = self.keys
+        qlen = len(qkey)
         out = []
         for nid, kind, d, e in found:
-            name = names[nid]
-            out.append(Hit(ent_keys[e], TYPES[et[e]], name, KINDS[kind], d,
-                           match_spans(name, kind, qkey, qwords, last_prefix, keys[nid]),
-                           ep[e], nid))
+            name = nb[no[nid]:no[nid + 1]].decode("utf-8")
+            key = keys[nid]
+            # the common case of the key tiers: the query is a prefix of the key, and the
+            # name maps onto its key character for character (ASCII, nothing dropped)
+            if (kind <= PREFIX and key.startswith(qkey) and len(name) == len(key)
+                    and name.isascii() and "&" not in name and "+" not in name):
+                spans = [(0, qlen)]
+            elif (kind == SUBSTRING and len(name) == len(key) and name.isascii()
+                    and "&" not in name and "+" not in name and (i := key.find(qkey)) >= 0):
+                spans = [(i, i + qlen)]
+            else:
+                spans = match_spans(name, kind, qkey, qwords, last_prefix, key)
+            out.append(Hit(eb[eo[e]:eo[e + 1]].decode("utf-8"), TYPES[et[e]], name,
+                           KINDS[kind], d, spans, ep[e], nid))
         return out
 
 
@@ -945,21 +980,45 @@ def _joined_end(key: str, start: int, n: int) -> int:
     return i
 
 
+_ONE_FOLD: dict[str, bool] = {}
+
+
+def _alnum_positions(name: str) -> list[int] | None:
+    """Positions of the letters and digits of `name`, when each of them folds to exactly one
+    key character (then the key's non-space characters are those, in order); else None."""
+    out = []
+    for i, c in enumerate(name):
+        if c.isalnum():
+            if c > "\x7f":
+                one = _ONE_FOLD.get(c)
+                if one is None:
+                    f = _fold_char(c)
+                    one = _ONE_FOLD[c] = len(f) == 1 and f.isalnum()
+                if not one:       # ß -> ss, æ -> ae, ½ -> 12: the careful path
+                    return None
+            out.append(i)
+    return out
+
+
 def _map_spans(name: str, key: str, key_spans) -> list[tuple[int, int]]:
     """Key spans -> spans of the display name."""
-    if name.isascii() and "&" not in name and "+" not in name:
-        low = name.lower()
-        if low == key:
-            return list(key_spans)
-        # every key character is a letter/digit of the name, in order, or a space
-        alnum = [i for i, c in enumerate(low) if c.isalnum()]
-        out = []
-        for s, e in key_spans:
-            a = s - key.count(" ", 0, s)
-            b = (e - 1) - key.count(" ", 0, e - 1)
-            if e > s and b < len(alnum):
-                out.append((alnum[a], alnum[b] + 1))
-        return out
+    if "&" not in name and "+" not in name:
+        if name.isascii():
+            if len(name) == len(key):
+                # ASCII keys only drop or collapse characters: nothing was, so key position
+                # i is name position i
+                return list(key_spans)
+            alnum = [i for i, c in enumerate(name) if c.isalnum()]
+        else:
+            alnum = _alnum_positions(name)
+        if alnum is not None and len(alnum) == len(key) - key.count(" "):
+            out = []
+            for s, e in key_spans:
+                a = s - key.count(" ", 0, s)
+                b = (e - 1) - key.count(" ", 0, e - 1)
+                if e > s and b < len(alnum):
+                    out.append((alnum[a], alnum[b] + 1))
+            return out
     _, pos, _ = normalize_spans(name)
     return [(pos[s], pos[e - 1] + 1) for s, e in key_spans if s < e <= len(pos)]
 

@@ -10,7 +10,7 @@ from rapidfuzz.distance import OSA
 from content_service.corpus import generate, names_of
 from content_service.corpus.real import real_records
 from content_service.engine import EntityNames, SearchIndex, Store
-from content_service.engine.index import KINDS
+from content_service.engine.index import KINDS, _map_spans
 from content_service.engine.normalize import (
     article_stripped,
     index_words,
@@ -90,6 +90,28 @@ def test_spans_map_back_to_the_original():
     assert key == "leon the professional"
     assert [pos[i] for i in range(4)] == [0, 1, 2, 3]
     assert pos[key.index("the")] == 6
+
+
+def test_span_mapping_equals_the_careful_path():
+    """The hit path maps key spans to the display name without normalize_spans when it can
+    (ASCII, or letters that fold to one character each); it must agree with it."""
+    samples = ["Léon: The Professional", "Straße Kids", "Ærø Æon", "½ Moon", "Tom & Jerry",
+               "L'Avventura", "Amélie", "Pokémon: Mewtwo", "Schindler's List", "Ça & Là",
+               "WALL·E", "ﬁre walk", "Zoë’s  Day", "  The   Dark—Knight ", "naïve—x", "Ⅻ Monkeys",
+               "Łódź Story", "C++ Lives", "o'neil-smith", "Naruto Shippūden", "Björk Guðmundsdóttir"]
+    samples += [n for r in generate(3000, seed=5) for n in names_of(r)]
+    for name in samples:
+        key, pos, _ = normalize_spans(name)
+        if not key:
+            continue
+        spans = [(0, len(key))]
+        start = 0
+        for w in key.split(" "):           # every word, and every run of two words
+            spans.append((start, start + len(w)))
+            start += len(w) + 1
+        spans += [(a[0], b[1]) for a, b in zip(spans[1:], spans[2:])]
+        careful = [(pos[s], pos[e - 1] + 1) for s, e in spans]
+        assert _map_spans(name, key, spans) == careful, name
 
 
 def test_typo_budget():
