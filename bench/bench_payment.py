@@ -3,16 +3,21 @@
     .venv/bin/python bench/bench_payment.py [--reserves 20000] [--webhooks 1000] [--concurrency 32]
 
 Needs the local PostgreSQL, Redis and RabbitMQ (scripts/infra.sh). Creates a throwaway database
-and vhost, applies Payment's migrations, runs the service in-process (its real lifespan, ASGI
-transport: no network hop), and drops everything afterwards. Targets (issue 4): >= 2,000 quota
-reserves per second; webhook p99 < 50 ms.
+and vhost, applies Payment's migrations, and drops everything afterwards. Runs on uvloop, as the
+services do. Quota reserves: QuotaClient in this process. Webhooks: twice, (1) one uvicorn worker
+process as deployed, the load generator in this process over HTTP, CPU read from the worker's
+/proc entry; (2) in-process (the app's real lifespan behind httpx's ASGI transport), where the load
+generator's CPU and event-loop time count as the worker's. Events are signed before the clock
+starts (Stripe's work). Targets (issue 4): >= 2,000 quota reserves per second; webhook p99 < 50 ms.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -108,53 +113,99 @@ async def server_time(dsn: str) -> float:
     return statistics.median(times)
 
 
+async def webhook_series(client: httpx.AsyncClient, cpu_seconds, n: int, concurrency: int) -> dict:
+    """The same webhook series against `client`; `cpu_seconds()` reads the CPU time of whatever
+    handles the requests (this process in-process, the worker's process otherwise)."""
+    price = se.price_object(PRICE_PRO, "prod_bench", 999)
+    price_max = se.price_object(PRICE_MAX, "prod_bench_max", 1999)
+    results = {}
+
+    async def post(signed) -> float:
+        body, headers = signed
+        t = time.perf_counter()
+        r = await client.post("/webhook", content=body, headers=headers)
+        elapsed = (time.perf_counter() - t) * 1000
+        assert r.status_code == 200, r.text
+        return elapsed
+
+    def new_sub(price_obj):
+        user = str(uuid.uuid4())
+        return se.subscription_object(customer=se.new_id("cus_", 14), price=price_obj, metadata={"user_id": user})
+
+    async def series(events, conc):
+        # Signed before the clock starts: serialising and signing is Stripe's work, not the worker's.
+        it = iter([se.signed_webhook(e, SECRET) for e in events])
+        times: list[float] = []
+
+        async def worker():
+            for signed in it:
+                times.append(await post(signed))
+
+        started, cpu = time.perf_counter(), cpu_seconds()
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        return times, len(events) / (time.perf_counter() - started), (cpu_seconds() - cpu) / len(events) * 1000
+
+    await series([se.customer_subscription_created(new_sub(price)) for _ in range(50)], 4)  # warm-up
+    created = [se.customer_subscription_created(new_sub(price)) for _ in range(n)]
+    results["subscription.created (new user, tier change), sequential"] = await series(created, 1)
+    upgrades = [se.customer_subscription_updated(dict(e["data"]["object"], items=new_sub(price_max)["items"]),
+                                                 event_created=e["created"] + 1) for e in created]
+    results[f"subscription.updated (upgrade), {concurrency} concurrent"] = await series(upgrades, concurrency)
+    results["same events again (duplicates), sequential"] = await series(created[: n // 2], 1)
+    unknown = [se.event("customer.tax_id.created", {"id": se.new_id("txi_", 14), "object": "tax_id"}) for _ in range(n // 2)]
+    results["unhandled type (ack only), sequential"] = await series(unknown, 1)
+    return results
+
+
 async def bench_webhooks(env: dict[str, str], n: int, concurrency: int) -> dict:
+    """In-process: the app's real lifespan behind httpx's ASGI transport, so the load generator
+    (httpx) shares the worker's process and event loop, and its CPU is counted as the worker's."""
     from payment_service.main import build_app
     from payment_service.settings import Settings
 
     with patched_environ(env):
         settings = Settings()
     app = build_app(settings)
-    price = se.price_object(PRICE_PRO, "prod_bench", 999)
-    price_max = se.price_object(PRICE_MAX, "prod_bench_max", 1999)
-    results = {}
     async with LifespanManager(app, startup_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            async def post(event) -> float:
-                body, headers = se.signed_webhook(event, SECRET)
-                t = time.perf_counter()
-                r = await client.post("/webhook", content=body, headers=headers)
-                elapsed = (time.perf_counter() - t) * 1000
-                assert r.status_code == 200, r.text
-                return elapsed
+            return await webhook_series(client, time.process_time, n, concurrency)
 
-            def new_sub(price_obj):
-                user = str(uuid.uuid4())
-                return se.subscription_object(customer=se.new_id("cus_", 14), price=price_obj, metadata={"user_id": user})
 
-            async def series(events, conc):
-                it = iter(events)
-                times: list[float] = []
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-                async def worker():
-                    for e in it:
-                        times.append(await post(e))
 
-                started, cpu = time.perf_counter(), time.process_time()
-                await asyncio.gather(*(worker() for _ in range(conc)))
-                return times, len(events) / (time.perf_counter() - started), (time.process_time() - cpu) / len(events) * 1000
-
-            await series([se.customer_subscription_created(new_sub(price)) for _ in range(50)], 4)  # warm-up
-            created = [se.customer_subscription_created(new_sub(price)) for _ in range(n)]
-            results["subscription.created (new user, tier change), sequential"] = await series(created, 1)
-            upgrades = [se.customer_subscription_updated(dict(e["data"]["object"], items=new_sub(price_max)["items"]),
-                                                         event_created=e["created"] + 1) for e in created]
-            results[f"subscription.updated (upgrade), {concurrency} concurrent"] = await series(upgrades, concurrency)
-            results["same events again (duplicates), sequential"] = await series(created[: n // 2], 1)
-            unknown = [se.event("customer.tax_id.created", {"id": se.new_id("txi_", 14), "object": "tax_id"}) for _ in range(n // 2)]
-            results["unhandled type (ack only), sequential"] = await series(unknown, 1)
-    return results
+async def bench_webhooks_worker(env: dict[str, str], n: int, concurrency: int, log_path: Path) -> dict:
+    """One uvicorn worker process as deployed (Procfile; uvloop and httptools), the load generator
+    in this process over HTTP on loopback: latency is what a client sees, CPU is the worker's."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "payment_service.main:app", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
+        cwd=ROOT, env={**os.environ, **env}, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+    )
+    try:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as client:
+            for _ in range(300):
+                if proc.poll() is not None:
+                    raise SystemExit(f"the payment worker exited:\n{log_path.read_text()[-3000:]}")
+                try:
+                    await client.get("/health")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.2)
+            return await webhook_series(client, lambda: process_cpu_seconds(proc.pid), n, concurrency)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 async def main() -> None:
@@ -189,21 +240,33 @@ async def main() -> None:
             "SUPABASE_JWT_SECRET": TEST_JWT_SECRET, "STRIPE_WEBHOOK_SECRET": SECRET, "STRIPE_PRICE_PRO": PRICE_PRO,
             "STRIPE_PRICE_MAX": PRICE_MAX, "LOG_LEVEL": "ERROR", "SWEEP_INTERVAL_SECONDS": "0", "DB_POOL_MAX": "20",
         }
-        hooks = await bench_webhooks(env, args.webhooks, 8)
+        modes = {
+            "one uvicorn worker process (uvloop, httptools), client over HTTP; CPU = the worker's":
+                await bench_webhooks_worker(env, args.webhooks, 8, Path(f"/tmp/bench-payment-worker-{run}.log")),
+            "in-process (ASGI transport): client and app share one process and loop; CPU = both":
+                await bench_webhooks(env, args.webhooks, 8),
+        }
         print("Stripe webhooks (signature check, event recorded, subscription + quotas + outbox in one transaction)")
-        first_p99 = None
-        for name, (times, rate, cpu_ms) in hooks.items():
-            p50, p95, p99 = pct(times, 50), pct(times, 95), pct(times, 99)
-            first_p99 = first_p99 or p99
-            print(f"  {name:<58} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  p99 {p99:6.2f} ms  "
-                  f"mean {statistics.mean(times):6.2f} ms  {rate:7,.0f}/s  p99 x{p99 / first_p99:4.2f}  process CPU {cpu_ms:5.2f} ms/op")
-        worst = max(pct(t, 99) for t, _, _ in hooks.values())
+        worst = {}
+        for mode, hooks in modes.items():
+            print(f"  {mode}")
+            first_p99 = None
+            for name, (times, rate, cpu_ms) in hooks.items():
+                p50, p95, p99 = pct(times, 50), pct(times, 95), pct(times, 99)
+                first_p99 = first_p99 or p99
+                print(f"    {name:<58} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  p99 {p99:6.2f} ms  "
+                      f"mean {statistics.mean(times):6.2f} ms  {rate:7,.0f}/s  p99 x{p99 / first_p99:4.2f}  CPU {cpu_ms:5.2f} ms/op")
+            worst[mode] = max(pct(t, 99) for t, _, _ in hooks.values())
         print(f"  (load average {os.getloadavg()[0]:.1f} at the end)")
-        print(f"  target p99 < 50 ms: {'MET' if worst < 50 else 'NOT MET'} (worst p99 {worst:.2f} ms)")
+        for mode, p99 in worst.items():
+            print(f"  target p99 < 50 ms, {mode.split(':')[0].split(' (')[0]}: {'MET' if p99 < 50 else 'NOT MET'} (worst p99 {p99:.2f} ms)")
     finally:
         await drop_database(infra, f"{run}_core")
         delete_vhost(infra, run)
 
 
 if __name__ == "__main__":
+    import uvloop
+
+    uvloop.install()  # the event loop the services run on (uvicorn picks uvloop when installed)
     asyncio.run(main())

@@ -113,9 +113,11 @@ class Billing:
         return {1: self.settings.stripe_price_pro, 2: self.settings.stripe_price_max}.get(tier)
 
     async def finish(self, conn, user_id: str, before: int, prev, row, *, source: str, reason: str,
-                     provider_event_id: str | None) -> Applied:
-        """After a subscription row changed: new effective tier, quota reset on a tier change, one event."""
-        after = await repo.settle_tier(conn, user_id, before)
+                     provider_event_id: str | None, after: int | None = None) -> Applied:
+        """After a subscription row changed: new effective tier, quota reset on a tier change, one event.
+        `after`: the tier already settled by the caller (save_subscription_and_settle_tier)."""
+        if after is None:
+            after = await repo.settle_tier(conn, user_id, before)
         kind = classify(prev, row, before, after) if row is not None else (
             "upgraded" if after > before else "downgraded" if after < before else None)
         if kind:
@@ -144,8 +146,7 @@ class Billing:
         """Apply one provider state to one subscription row unless a newer state is already there.
         `locked_prev`: the row as read by a caller that already holds the subscription's lock."""
         if locked_prev is False:
-            await repo.lock_subscription(conn, source, external_id)
-            prev = await repo.get_subscription(conn, source, external_id)
+            prev = await repo.lock_and_get_subscription(conn, source, external_id)
         else:
             prev = locked_prev
         if prev is not None:
@@ -156,11 +157,10 @@ class Billing:
                 log.info("stale subscription state ignored", extra={"subscription": external_id})
                 return None
             user_id = str(prev["user_id"])
-        before = await repo.lock_quota_tier(conn, user_id)
         merged = {**(dict(prev) if prev else {}), **fields, "user_id": user_id, "source_updated_at": event_time}
-        row = await repo.save_subscription(conn, source, external_id, merged)
+        row, before, after = await repo.save_subscription_and_settle_tier(conn, source, external_id, merged)
         return await self.finish(conn, user_id, before, prev, row, source=source, reason=reason,
-                                 provider_event_id=provider_event_id)
+                                 provider_event_id=provider_event_id, after=after)
 
     # ------------------------------------------------------------------------------ Stripe
     def stripe_fields(self, sub: dict[str, Any], event_time: datetime, prev) -> dict[str, Any]:
@@ -230,8 +230,7 @@ class Billing:
     async def apply_stripe_subscription(self, conn, sub: dict[str, Any], event_time: datetime, *, reason: str,
                                         provider_event_id: str | None, deleted: bool = False) -> Applied | None:
         customer = obj_id(sub.get("customer"))
-        await repo.lock_subscription(conn, "stripe", sub["id"])
-        prev = await repo.get_subscription(conn, "stripe", sub["id"])
+        prev = await repo.lock_and_get_subscription(conn, "stripe", sub["id"])
         user_id = str(prev["user_id"]) if prev is not None else await self.stripe_user(
             conn, customer=customer, metadata=sub.get("metadata"))
         if user_id is None:
@@ -327,8 +326,7 @@ class Billing:
             return []
         price_id, period_end, item_id = self.invoice_line(invoice)
         applied: Applied | None = None
-        await repo.lock_subscription(conn, "stripe", sub_id)
-        prev = await repo.get_subscription(conn, "stripe", sub_id)
+        prev = await repo.lock_and_get_subscription(conn, "stripe", sub_id)
         if prev is None:
             # The invoice came before the subscription's own events: take Stripe's current state,
             # or what the invoice says was paid for.
@@ -376,8 +374,7 @@ class Billing:
         applied = None
         grace_until = None
         if sub_id:
-            await repo.lock_subscription(conn, "stripe", sub_id)
-            prev = await repo.get_subscription(conn, "stripe", sub_id)
+            prev = await repo.lock_and_get_subscription(conn, "stripe", sub_id)
             if prev is not None and prev["status"] not in ENDED_STATUSES and prev["source_updated_at"] <= event_time:
                 grace_until = prev["grace_until"] or event_time + self.grace
                 if prev["status"] in ("active", "trialing", "past_due"):
@@ -415,8 +412,7 @@ class Billing:
         entitlements = event.get("entitlement_ids") or ([event["entitlement_id"]] if event.get("entitlement_id") else [])
         event_tier = self.revenuecat_tier(entitlements)
         expires = ts(int(event["expiration_at_ms"]) // 1000) if event.get("expiration_at_ms") else None
-        await repo.lock_subscription(conn, "revenuecat", external_id)
-        prev = await repo.get_subscription(conn, "revenuecat", external_id)
+        prev = await repo.lock_and_get_subscription(conn, "revenuecat", external_id)
         fields: dict[str, Any]
         product = event.get("new_product_id") or event.get("product_id")
         if etype in ("INITIAL_PURCHASE", "RENEWAL", "UNCANCELLATION", "NON_RENEWING_PURCHASE", "SUBSCRIPTION_EXTENDED"):

@@ -64,26 +64,27 @@ async def link_customer(conn, user_id: str, customer_id: str) -> str:
 
 # ------------------------------------------------------------------------------- subscriptions
 
-async def lock_subscription(conn, source: str, external_id: str) -> None:
-    """Serialise every change to one subscription (also before its row exists)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"sub:{source}:{external_id}")
+async def lock_and_get_subscription(conn, source: str, external_id: str) -> asyncpg.Record | None:
+    """Serialise every change to one subscription (also before its row exists; the lock is held
+    until the transaction ends), then read it: one round trip."""
+    return await conn.fetchrow("SELECT * FROM payment_lock_subscription($1, $2)", source, external_id)
 
 
 async def get_subscription(conn, source: str, external_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM subscriptions WHERE source = $1 AND external_id = $2", source, external_id)
 
 
-async def save_subscription(conn, source: str, external_id: str, fields: dict[str, Any]) -> asyncpg.Record:
+async def save_subscription_and_settle_tier(conn, source: str, external_id: str,
+                                            fields: dict[str, Any]) -> tuple[asyncpg.Record, int, int]:
+    """Lock the user's quota row, save the subscription, settle the effective tier (quotas reset when
+    it changed), in one round trip. Returns (row, tier the quotas were set for before, tier now)."""
     fields = {**fields, "cancel_at_period_end": bool(fields.get("cancel_at_period_end")), "tier": fields.get("tier") or 0}
-    values = [fields.get(c) for c in _SUB_COLUMNS]
-    values[0] = as_uuid(values[0])
-    placeholders = ", ".join(f"${i + 3}" for i in range(len(_SUB_COLUMNS)))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SUB_COLUMNS)
-    return await conn.fetchrow(
-        f"INSERT INTO subscriptions (source, external_id, {', '.join(_SUB_COLUMNS)}) VALUES ($1, $2, {placeholders})"
-        f" ON CONFLICT (source, external_id) DO UPDATE SET {updates}, updated_at = now() RETURNING *",
-        source, external_id, *values,
+    values = {c: fields.get(c) for c in _SUB_COLUMNS}
+    values["user_id"] = as_uuid(values["user_id"])
+    result = await conn.fetchrow(
+        "SELECT sub, tier_before, tier_after FROM payment_save_subscription($1, $2, $3::jsonb)", source, external_id, values,
     )
+    return result["sub"], result["tier_before"], result["tier_after"]
 
 
 async def user_subscriptions(conn, user_id: str) -> list[asyncpg.Record]:
