@@ -15,6 +15,11 @@ crashed worker) expires and is given back by the database.
 The Redis cache of `remaining()` (`keys("quota", user_id)`, at most 5 minutes) is dropped on every
 change made through this client.
 
+Reserves made while another reserve call is in flight are coalesced: they go to PostgreSQL together
+in one `quota_reserve_many()` call (each applied on its own, exactly as `quota_reserve()` would),
+so under load one round trip carries many; a reserve alone goes straight to `quota_reserve()`.
+Every caller still gets its own answer or its own error (_ReserveBatcher).
+
 Each call is its own single-statement transaction and asks the function to commit asynchronously
 (no wait for the WAL flush): a database crash can forget the last fraction of a second of quota
 operations, as whole transactions, never as an overspend (docs/payment.md). Other services' test
