@@ -51,8 +51,9 @@ HEAVY_KEY = 48       # above this many names a prefix range keeps its top ids (2
 HEAVY_TOP = 128
 HEAVY_WORD = 8192
 SCAN_LIMIT = 200_000
-FWD_WIDTH = 4           # words per name in the fixed-width forward index (98% of names);
-                        # _marked_distance's byte-pair minimum assumes 4
+WALK_GROWTH = 8         # growth of the chunks a multi-word intersection walks
+FWD_WIDTH = 8           # words per name in the fixed-width forward index (all but 4 in a
+                        # million generated names; a power of two: see _marked_distance)
 _MIN2 = np.minimum(np.arange(65536) & 255, np.arange(65536) >> 8).astype(np.uint8)
 SUBSTRING_LISTS = 3     # trigram posting lists intersected (the rarest drives); the rest verified
 SUBSTRING_CHUNK = 64    # first chunk of driving ids; later chunks grow 4x
@@ -823,7 +824,7 @@ class SearchIndex:
             dist = (np.full(len(ids), drive[0][2], dtype=np.int32) if d_dist is None
                     else d_dist[pos:pos + chunk].copy())
             pos += len(ids)
-            chunk *= 4
+            chunk *= WALK_GROWTH
             for marks in others:
                 bestd = self._marked_distance(ids, marks)
                 keep = bestd < 255
@@ -859,11 +860,13 @@ class SearchIndex:
     def _marked_distance(self, ids: np.ndarray, wd: np.ndarray) -> np.ndarray:
         """For each name id: the smallest marked distance among its words (255: none), read
         through the forward index (name -> words): no posting list is touched."""
-        # marks of the 4 words per row as (n, 4) bytes; the row minimum through a table of
-        # min(low byte, high byte) over uint16 pairs, twice: numpy's min(axis=1) over a short
-        # axis costs several times as much
+        # marks of the words of each row as (n, FWD_WIDTH) bytes; the row minimum by halving
+        # the width through a table of min(low byte, high byte) over uint16 pairs: numpy's
+        # min(axis=1) over a short axis costs several times as much
         g = wd.take(self.fwd_fixed.take(ids, axis=0))
-        best = _MIN2.take(_MIN2.take(g.view(np.uint16)).view(np.uint16)).ravel()
+        while g.shape[1] > 1:
+            g = _MIN2.take(g.view(np.uint16))
+        best = g.ravel()
         more = self.fwd_more.take(ids)
         if more.any():               # names with more than FWD_WIDTH words: all their words
             sel = np.flatnonzero(more)
