@@ -727,23 +727,6 @@ class SearchIndex:
     def _source_size(self, s):
         return int(self.post_off[s[1]] - self.post_off[s[0]])
 
-    def _materialize(self, sources):
-        """(ids ascending, min distance) over a word's sources."""
-        if len(sources) == 1:
-            lo, hi, d, p = sources[0]
-            ids = self._source_ids(lo, hi, p)[0]
-            return ids, np.full(len(ids), d, dtype=np.int32)
-        parts = [self._source_ids(lo, hi, p)[0] for lo, hi, d, p in sources]
-        ids = np.concatenate(parts)
-        ds = np.repeat(np.array([s[2] for s in sources], dtype=np.int32),
-                       [len(x) for x in parts])
-        order = np.lexsort((ds, ids))
-        ids = ids[order]
-        ds = ds[order]
-        first = np.ones(len(ids), dtype=bool)
-        first[1:] = ids[1:] != ids[:-1]
-        return ids[first], ds[first]
-
     def _words(self, words, last_prefix, fuzzy, want):
         if len(words) == 1:
             return self._single_word(words[0], last_prefix, fuzzy, want)
@@ -775,7 +758,7 @@ class SearchIndex:
             level_ids: list[np.ndarray] = []
             for combo in _combos(levels, level):
                 srcs = [parts[(i, d)] for i, d in enumerate(combo)]
-                ids, _, done = self._intersect_topk(srcs, want + len(found), level)
+                ids, done = self._intersect_ids(srcs, want + len(found))
                 complete &= done
                 if len(ids):
                     level_ids.append(np.asarray(ids))
@@ -795,58 +778,46 @@ class SearchIndex:
         # levels above the last one looked at were not searched: more may exist there
         return ids[order], dist[order], complete and level >= top
 
-    def _intersect_topk(self, per_word, want, dmin):
-        """The best `want` names (by total distance >= dmin, then id) matching every word.
+    def _intersect_ids(self, parts: list["_Part"], want: int) -> tuple[np.ndarray, bool]:
+        """The first `want` name ids (ascending) matching every part - one word's sources at
+        one distance each, so every match is at the same total distance - and whether that
+        is all of them.
 
-        One word drives: its ids are walked in id order (popularity), in growing chunks,
-        and checked against the other words' sources. The walk stops once `want` matches at
-        the smallest possible distance are found: no later id can beat them."""
-        parts = [p if isinstance(p, _Part) else
-                 _Part(p, sum(self._source_size(x) for x in p)) for p in per_word]
+        One part drives: its ids are walked in id order (popularity), in growing chunks, and
+        checked against the other parts' marks through the forward index. The walk stops
+        once `want` matches are found: no later id can beat them."""
         # walking a direct word costs nothing up front; merging one costs a sort of its ids
-        parts.sort(key=lambda p: p.size * (1 if len(p.src) == 1 else 3))
+        parts = sorted(parts, key=lambda p: p.size * (1 if len(p.src) == 1 else 3))
         drive = parts[0].src
         if len(drive) == 1:       # a sorted id array without merging
-            lo, hi, d0, p = drive[0]
+            lo, hi, _, p = drive[0]
             d_ids = self._source_ids(lo, hi, p)[0]
-            d_dist = None
         else:
-            d_ids, d_dist = self._materialize(drive)
+            d_ids = _uniq(np.concatenate([self._source_ids(lo, hi, p)[0]
+                                          for lo, hi, _, p in drive]))
         others = [p.marks(self) for p in parts[1:]]
         n = len(d_ids)
         pos = 0
         chunk = max(64, 4 * want)
-        got_ids: list[np.ndarray] = []
-        got_d: list[np.ndarray] = []
-        best = 0
+        got: list[np.ndarray] = []
+        count = 0
         while pos < n:
             ids = d_ids[pos:pos + chunk]
-            dist = (np.full(len(ids), drive[0][2], dtype=np.int32) if d_dist is None
-                    else d_dist[pos:pos + chunk].copy())
             pos += len(ids)
             chunk *= WALK_GROWTH
             for marks in others:
-                bestd = self._marked_distance(ids, marks)
-                keep = bestd < 255
-                ids = ids[keep]
-                dist = dist[keep] + bestd[keep]
+                ids = ids[self._marked_distance(ids, marks) < 255]
                 if not len(ids):
                     break
-            if dmin:
-                keep = dist >= dmin
-                ids, dist = ids[keep], dist[keep]
             if len(ids):
-                got_ids.append(ids)
-                got_d.append(dist)
-                best += int(np.count_nonzero(dist == dmin))
-            if best >= want:
-                break
-        if not got_ids:
-            return np.empty(0, np.int32), 0, True
-        ids = np.concatenate(got_ids)
-        dist = np.concatenate(got_d)
-        order = np.lexsort((ids, dist))
-        return ids[order], dist[order], pos >= n
+                got.append(ids)
+                count += len(ids)
+                if count >= want:
+                    break
+        if not got:
+            return np.empty(0, np.int32), True
+        # chunks are consecutive slices of an ascending array: already in order
+        return (np.concatenate(got) if len(got) > 1 else got[0]), pos >= n
 
     def _mark(self, sources) -> np.ndarray:
         """word id -> smallest distance of the sources covering it (255: none); one slot more
