@@ -88,6 +88,10 @@ async def bench_quota(dsn: str, redis_url: str, prefix: str, total: int, concurr
     await run_reserves(quota, many, 2000, concurrency, False)  # warm-up
     results["reserve, 2000 users, 1 task"] = await run_reserves(quota, many, max(500, total // 10), 1, False)
     results[f"reserve, 2000 users, {concurrency} tasks"] = await run_reserves(quota, many, total, concurrency, False)
+    # Side by side: the same client making one quota_reserve() call per reserve (no coalescing).
+    one_by_one = QuotaClient(pool, redis, Keys(prefix), max_reserve_batch=1, reserves_in_flight=concurrency)
+    results[f"reserve, 2000 users, {concurrency} tasks, one call per reserve"] = await run_reserves(
+        one_by_one, many, total // 2, concurrency, False)
     no_cache = QuotaClient(pool)  # side by side: the same without the Redis cache drop
     results[f"reserve without cache drop, {concurrency} tasks"] = await run_reserves(no_cache, many, total // 2, concurrency, False)
     results[f"reserve+settle, 2000 users, {concurrency} tasks"] = await run_reserves(quota, many, total // 2, concurrency, True)
@@ -99,18 +103,22 @@ async def bench_quota(dsn: str, redis_url: str, prefix: str, total: int, concurr
     return results
 
 
-async def server_time(dsn: str) -> float:
-    import json
-
+async def server_time(dsn: str, batch: int = 32) -> tuple[float, float]:
+    """Median server execution time of one quota_reserve(), and per item of one quota_reserve_many()."""
     conn = await dbmod.create_pool(dsn, min_size=1, max_size=1)
-    user = uuid.UUID(await conn.fetchval("SELECT user_id::text FROM user_quotas LIMIT 1"))
-    times = []
-    for _ in range(200):
+    users = [r["user_id"] for r in await conn.fetch("SELECT user_id FROM user_quotas LIMIT $1", batch)]
+    one, many = [], []
+    for _ in range(100):
         plan = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM quota_reserve($1, 'premium', 1, 600, true)", user)
-        times.append((plan if isinstance(plan, list) else json.loads(plan))[0]["Execution Time"])
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM quota_reserve($1, 'premium', 1, 600, true)", users[0])
+        one.append(plan[0]["Execution Time"])
+    for _ in range(20):
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM quota_reserve_many($1::uuid[], $2::text[], $3::int[], 600, true)",
+            users, ["premium"] * len(users), [1] * len(users))
+        many.append(plan[0]["Execution Time"] / len(users))
     await conn.close()
-    return statistics.median(times)
+    return statistics.median(one), statistics.median(many)
 
 
 async def webhook_series(client, cpu_seconds, n: int, concurrency: int) -> dict:
@@ -258,6 +266,7 @@ async def main() -> None:
     parser.add_argument("--reserves", type=int, default=20000)
     parser.add_argument("--webhooks", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--only", choices=("quota", "webhooks"), help="run one half")
     args = parser.parse_args()
     infra = Infra.from_environ()
     run = new_run_id()
@@ -267,47 +276,62 @@ async def main() -> None:
         await migrate(dsn, "payment")
         load = os.getloadavg()[0]
         print(f"Payment benchmark ({os.cpu_count()} CPUs, load average {load:.1f} at start; PostgreSQL, Redis, RabbitMQ local)\n")
-        quota = await bench_quota(dsn, infra.redis_url, f"{run}-bench", args.reserves, args.concurrency)
-        print("Quota reserves (QuotaClient -> quota_reserve(), one round trip + cache drop)")
-        base = None
-        for name, (rate, refused, cpu_us) in quota.items():
-            base = base or rate
-            print(f"  {name:<48} {rate:>9,.0f} /s   x{rate / base:>5.2f} vs 1 task   client CPU {cpu_us:5.0f} us/op"
-                  + (f"   refused {refused}" if refused else ""))
-        server_ms = await server_time(dsn)
-        client_us = quota[f"reserve, 2000 users, {args.concurrency} tasks"][2]
-        print(f"  quota_reserve() server execution (EXPLAIN ANALYZE median): {server_ms:.3f} ms; "
-              f"CPU-bound ceiling on {os.cpu_count()} idle cores ~ {os.cpu_count() / (server_ms / 1000 + client_us / 1e6):,.0f}/s (estimate)")
-        target = quota[f"reserve, 2000 users, {args.concurrency} tasks"][0]
-        print(f"  target >= 2,000/s: {'MET' if target >= 2000 else 'NOT MET'} ({target:,.0f}/s)\n")
-        env = {
-            "DATABASE_URL": dsn, "REDIS_URL": infra.redis_url, "REDIS_PREFIX": f"{run}-bench", "RABBITMQ_URL": amqp,
-            "SUPABASE_JWT_SECRET": TEST_JWT_SECRET, "STRIPE_WEBHOOK_SECRET": SECRET, "STRIPE_PRICE_PRO": PRICE_PRO,
-            "STRIPE_PRICE_MAX": PRICE_MAX, "LOG_LEVEL": "ERROR", "SWEEP_INTERVAL_SECONDS": "0", "DB_POOL_MAX": "20",
-        }
-        modes = {
-            "one uvicorn worker process (uvloop, httptools), client over HTTP; CPU = the worker's":
-                await bench_webhooks_worker(env, args.webhooks, 8, Path(f"/tmp/bench-payment-worker-{run}.log")),
-            "in-process (ASGI transport): client and app share one process and loop; CPU = both":
-                await bench_webhooks(env, args.webhooks, 8),
-        }
-        print("Stripe webhooks (signature check, event recorded, subscription + quotas + outbox in one transaction)")
-        worst = {}
-        for mode, hooks in modes.items():
-            print(f"  {mode}")
-            first_p99 = None
-            for name, (times, rate, cpu_ms) in hooks.items():
-                p50, p95, p99 = pct(times, 50), pct(times, 95), pct(times, 99)
-                first_p99 = first_p99 or p99
-                print(f"    {name:<58} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  p99 {p99:6.2f} ms  "
-                      f"mean {statistics.mean(times):6.2f} ms  {rate:7,.0f}/s  p99 x{p99 / first_p99:4.2f}  CPU {cpu_ms:5.2f} ms/op")
-            worst[mode] = max(pct(t, 99) for t, _, _ in hooks.values())
-        print(f"  (load average {os.getloadavg()[0]:.1f} at the end)")
-        for mode, p99 in worst.items():
-            print(f"  target p99 < 50 ms, {mode.split(':')[0].split(' (')[0]}: {'MET' if p99 < 50 else 'NOT MET'} (worst p99 {p99:.2f} ms)")
+        if args.only != "webhooks":
+            await report_quota(dsn, infra.redis_url, f"{run}-bench", args.reserves, args.concurrency)
+        if args.only != "quota":
+            env = {
+                "DATABASE_URL": dsn, "REDIS_URL": infra.redis_url, "REDIS_PREFIX": f"{run}-bench", "RABBITMQ_URL": amqp,
+                "SUPABASE_JWT_SECRET": TEST_JWT_SECRET, "STRIPE_WEBHOOK_SECRET": SECRET, "STRIPE_PRICE_PRO": PRICE_PRO,
+                "STRIPE_PRICE_MAX": PRICE_MAX, "LOG_LEVEL": "ERROR", "SWEEP_INTERVAL_SECONDS": "0", "DB_POOL_MAX": "20",
+            }
+            await report_webhooks(env, args.webhooks, run)
     finally:
         await drop_database(infra, f"{run}_core")
         delete_vhost(infra, run)
+
+
+async def report_quota(dsn: str, redis_url: str, prefix: str, total: int, concurrency: int) -> None:
+    quota = await bench_quota(dsn, redis_url, prefix, total, concurrency)
+    print("Quota reserves (QuotaClient.reserve: concurrent reserves coalesced into quota_reserve_many(), + cache drop)")
+    base = None
+    for name, (rate, refused, cpu_us) in quota.items():
+        base = base or rate
+        print(f"  {name:<58} {rate:>9,.0f} /s   x{rate / base:>5.2f} vs 1 task   client CPU {cpu_us:5.0f} us/op"
+              + (f"   refused {refused}" if refused else ""))
+    main_row = f"reserve, 2000 users, {concurrency} tasks"
+    single = quota[f"{main_row}, one call per reserve"][0]
+    print(f"  coalesced vs one call per reserve: x{quota[main_row][0] / single:.2f}")
+    one_ms, item_ms = await server_time(dsn)
+    client_us = quota[main_row][2]
+    print(f"  server execution (EXPLAIN ANALYZE median): quota_reserve() {one_ms:.3f} ms; per item in a call of "
+          f"{concurrency}: {item_ms:.3f} ms; CPU-bound ceiling on {os.cpu_count()} idle cores ~ "
+          f"{os.cpu_count() / (item_ms / 1000 + client_us / 1e6):,.0f}/s (estimate)")
+    target = quota[main_row][0]
+    print(f"  (load average {os.getloadavg()[0]:.1f})")
+    print(f"  target >= 2,000/s: {'MET' if target >= 2000 else 'NOT MET'} ({target:,.0f}/s)\n")
+
+
+async def report_webhooks(env: dict[str, str], n: int, run: str) -> None:
+    modes = {
+        "one uvicorn worker process (uvloop, httptools), client over HTTP; CPU = the worker's":
+            await bench_webhooks_worker(env, n, 8, Path(f"/tmp/bench-payment-worker-{run}.log")),
+        "in-process (ASGI transport): client and app share one process and loop; CPU = both":
+            await bench_webhooks(env, n, 8),
+    }
+    print("Stripe webhooks (signature check, event recorded, subscription + quotas + outbox in one transaction)")
+    worst = {}
+    for mode, hooks in modes.items():
+        print(f"  {mode}")
+        first_p99 = None
+        for name, (times, rate, cpu_ms) in hooks.items():
+            p50, p95, p99 = pct(times, 50), pct(times, 95), pct(times, 99)
+            first_p99 = first_p99 or p99
+            print(f"    {name:<58} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  p99 {p99:6.2f} ms  "
+                  f"mean {statistics.mean(times):6.2f} ms  {rate:7,.0f}/s  p99 x{p99 / first_p99:4.2f}  CPU {cpu_ms:5.2f} ms/op")
+        worst[mode] = max(pct(t, 99) for t, _, _ in hooks.values())
+    print(f"  (load average {os.getloadavg()[0]:.1f} at the end)")
+    for mode, p99 in worst.items():
+        print(f"  target p99 < 50 ms, {mode.split(':')[0].split(' (')[0]}: {'MET' if p99 < 50 else 'NOT MET'} (worst p99 {p99:.2f} ms)")
 
 
 if __name__ == "__main__":
