@@ -243,6 +243,7 @@ class SearchIndex:
         self._skn = _mv(self.skey_name)
         self._tc = _mv(self.tri_codes)
         self._to = _mv(self.tri_off)
+        self._po = _mv(self.post_off)
         self._plo = _mv(self.pref_lo)
         self._phi = _mv(self.pref_hi)
         self._plen = _mv(self.pref_len)
@@ -263,6 +264,7 @@ class SearchIndex:
         fixed[row[keep], col[keep]] = self.fwd_words[keep]
         self.fwd_fixed = fixed
         self.fwd_more = counts > FWD_WIDTH
+        self._over = np.flatnonzero(self.fwd_more).tolist()
 
     def _build_keys(self):
         pairs = [(k, i, 0) for i, k in enumerate(self.keys)]
@@ -725,7 +727,8 @@ class SearchIndex:
         return ids, True
 
     def _source_size(self, s):
-        return int(self.post_off[s[1]] - self.post_off[s[0]])
+        po = self._po
+        return po[s[1]] - po[s[0]]
 
     def _words(self, words, last_prefix, fuzzy, want):
         if len(words) == 1:
@@ -792,9 +795,11 @@ class SearchIndex:
         if len(drive) == 1:       # a sorted id array without merging
             lo, hi, _, p = drive[0]
             d_ids = self._source_ids(lo, hi, p)[0]
-        else:
-            d_ids = _uniq(np.concatenate([self._source_ids(lo, hi, p)[0]
-                                          for lo, hi, _, p in drive]))
+        else:                     # one sort over the raw posting slices of every source
+            po, post = self._po, self.post_ids
+            d_ids = _uniq(np.concatenate([
+                post[po[lo]:po[hi]] if hi == lo + 1 or po[hi] - po[lo] <= HEAVY_WORD
+                else self._source_ids(lo, hi, p)[0] for lo, hi, _, p in drive]))
         others = [p.marks(self) for p in parts[1:]]
         n = len(d_ids)
         pos = 0
@@ -823,9 +828,11 @@ class SearchIndex:
         """word id -> smallest distance of the sources covering it (255: none); one slot more
         than the vocabulary, the fixed-width forward index's padding, always 255."""
         wd = np.full(len(self.vocab) + 1, 255, dtype=np.uint8)
-        for lo, hi, d, _ in sources:
-            seg = wd[lo:hi]
-            np.minimum(seg, d, out=seg)
+        # largest distance first, so a smaller one overwrites it: the minimum, one slice
+        # assignment per source
+        for lo, hi, d, _ in (sources if len(sources) == 1 else
+                             sorted(sources, key=lambda x: -x[2])):
+            wd[lo:hi] = d
         return wd
 
     def _marked_distance(self, ids: np.ndarray, wd: np.ndarray) -> np.ndarray:
@@ -838,10 +845,13 @@ class SearchIndex:
         while g.shape[1] > 1:
             g = _MIN2.take(g.view(np.uint16))
         best = g.ravel()
-        more = self.fwd_more.take(ids)
-        if more.any():               # names with more than FWD_WIDTH words: all their words
-            sel = np.flatnonzero(more)
-            best[sel] = self._marked_distance_csr(ids[sel], wd)
+        over = self._over
+        if over:                     # names with more than FWD_WIDTH words (a handful)
+            i = bisect_left(over, int(ids.min()))
+            if i < len(over) and over[i] <= int(ids.max()):
+                sel = np.flatnonzero(self.fwd_more.take(ids))
+                if len(sel):
+                    best[sel] = self._marked_distance_csr(ids[sel], wd)
         return best
 
     def _marked_distance_csr(self, ids: np.ndarray, wd: np.ndarray) -> np.ndarray:
@@ -1059,13 +1069,7 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
         for t in key.split(" "):
             toks.append((start, t))
             start += len(t) + 1
-        # compounds ("spider man" -> "spiderman") span their parts
-        joined = []
-        for a in range(len(toks)):
-            for b in range(a + 1, min(a + 6, len(toks))):
-                s0 = toks[a][0]
-                joined.append((s0, "".join(t for _, t in toks[a:b + 1]),
-                               toks[b][0] + len(toks[b][1]) - s0))
+        joined = None
         for qi, w in enumerate(qwords):
             is_last = last_prefix and qi == len(qwords) - 1
             best = None
@@ -1090,6 +1094,15 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
                 if best is None or cand[0] < best[0]:
                     best = cand
             if best is None or best[0] > 0:
+                if joined is None:
+                    # compounds ("spider man" -> "spiderman") span their parts; built only
+                    # when a word has no exact token
+                    joined = []
+                    for a in range(len(toks)):
+                        for b in range(a + 1, min(a + 6, len(toks))):
+                            s0 = toks[a][0]
+                            joined.append((s0, "".join(t for _, t in toks[a:b + 1]),
+                                           toks[b][0] + len(toks[b][1]) - s0))
                 for s0, t, length in joined:
                     k = max_edits(len(w))
                     if t == w or (is_last and t.startswith(w)):

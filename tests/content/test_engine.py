@@ -261,6 +261,32 @@ def test_ranking_kind_then_edits_then_popularity():
         assert pops == sorted(pops, reverse=True)
 
 
+def test_long_names_match_on_every_word():
+    """Multi-word matching checks candidates through a fixed-width forward index; names with
+    more words than it holds take another path, and their late words must match too."""
+    long_words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+                  "india", "juliet", "kilo", "lima"]
+    ents = [EntityNames("movie:1", "movie", 10.0, [" ".join(long_words)]),
+            EntityNames("movie:2", "movie", 20.0, [" ".join(long_words[:9])]),
+            EntityNames("movie:3", "movie", 30.0, ["Alpha Kilo"]),
+            EntityNames("movie:4", "movie", 40.0, ["Alpha Romeo"])]
+    # the late words common, the first rare: the rare word drives, the late ones are checked
+    ents += [EntityNames(f"movie:{i}", "movie", 1.0, [f"Kilo Lima India Filler {i}"])
+             for i in range(5, 200)]
+    idx = SearchIndex.build(ents)
+    for query, mode, want in [("alpha kilo", "auto", {"movie:1", "movie:3"}),
+                              ("alpha kilo", "fuzzy", {"movie:1", "movie:3"}),
+                              ("alpha kil", "auto", {"movie:1", "movie:3"}),
+                              ("alpha kiol", "auto", {"movie:1", "movie:3"}),
+                              ("alpah lima", "fuzzy", {"movie:1"}),
+                              ("alpha india", "auto", {"movie:1", "movie:2"}),
+                              ("india alpha hotel", "fuzzy", {"movie:1", "movie:2"})]:
+        got = {h.entity for h in idx.search(query, mode=mode, limit=50)}
+        assert got == want, (query, mode, got)
+    hit = idx.search("alpha lima", mode="auto", limit=5)[0]
+    assert hit.entity == "movie:1" and hit.kind == "substring"
+
+
 def test_popularity_then_type_breaks_ties():
     ents = [EntityNames("person:1", "person", 10.0, ["Avatar"]),
             EntityNames("character:2", "character", 10.0, ["Avatar"]),
