@@ -56,6 +56,7 @@ FWD_WIDTH = 8           # words per name in the fixed-width forward index (all b
                         # million generated names; a power of two: see _marked_distance)
 _MIN2 = np.minimum(np.arange(65536) & 255, np.arange(65536) >> 8).astype(np.uint8)
 SUBSTRING_LISTS = 3     # trigram posting lists intersected (the rarest drives); the rest verified
+SUBSTRING_OTHER_MAX = 50_000  # longer trigram lists are not intersected (see _substring)
 SUBSTRING_CHUNK = 64    # first chunk of driving ids; later chunks grow 4x
 
 
@@ -615,7 +616,11 @@ class SearchIndex:
             spans.append((to[i + 1] - to[i], to[i]))
         spans.sort()
         tri_ids = self.tri_ids
-        lists = [tri_ids[a:a + size] for size, a in spans[:SUBSTRING_LISTS]]
+        # the rarest trigram drives; other lists filter its candidates only when they are small
+        # (a binary search in a long list misses the cache at every level: verifying the
+        # candidate's key costs less)
+        lists = [tri_ids[a:a + size] for k, (size, a) in enumerate(spans[:SUBSTRING_LISTS])
+                 if k == 0 or size <= SUBSTRING_OTHER_MAX]
         # the trigrams are the whole query: the postings are the answer, no verification
         verify = not (len(spans) <= 3 and m <= 3)
         keys = self.keys
