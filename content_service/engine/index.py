@@ -160,6 +160,37 @@ def _smallest_unique(arr: np.ndarray, k: int) -> tuple[np.ndarray | list[int], b
     return u[:k], len(u) <= k
 
 
+def _gallop_end(strings: list[str], lo: int, key: str, prefix: bool) -> int:
+    """End of the run of sorted `strings` from lo that equal `key` (prefix=False) or start
+    with it (prefix=True). Galloping from lo: the runs are short (an equal range is a few
+    names; a prefix range without precomputed top ids at most HEAVY_KEY keys), so this reads
+    a few strings next to lo instead of binary-searching the whole list (each string read is
+    a cache miss)."""
+    n = len(strings)
+    if prefix:
+        def inside(i):
+            return strings[i].startswith(key)
+    else:
+        def inside(i):
+            return strings[i] == key
+    if lo >= n or not inside(lo):
+        return lo
+    a, step = lo, 1                  # inside(a) holds
+    b = lo + 1
+    while b < n and inside(b):
+        a = b
+        step *= 2
+        b = a + step
+    b = min(b, n)                    # the run ends in (a, b]
+    while a + 1 < b:
+        m = (a + b) // 2
+        if inside(m):
+            a = m
+        else:
+            b = m
+    return b
+
+
 def _prefix_walk(strings: list[str], weight, threshold: int):
     """Every non-empty prefix p of the sorted `strings` whose range weight exceeds threshold,
     as (p, lo, hi). weight(lo, hi) -> int."""
@@ -489,9 +520,11 @@ class SearchIndex:
             tmask = [False] * len(TYPES)
             for t in types:
                 tmask[TYPE_CODE[t]] = True
-        tiers = [(EXACT, lambda want: self._exact(key, want))]
+        # the exact range and the prefix range both start here: one binary search for both
+        lo = bisect_left(self.skeys, key)
+        tiers = [(EXACT, lambda want: self._exact(key, want, lo))]
         if mode in ("prefix", "substring", "auto"):
-            tiers.append((PREFIX, lambda want: self._prefix(key, want)))
+            tiers.append((PREFIX, lambda want: self._prefix(key, want, lo)))
         if mode == "substring":
             tiers.append((SUBSTRING, lambda want: self._substring(key, want)))
         elif mode == "auto":
@@ -559,25 +592,28 @@ class SearchIndex:
             return ids[:want], len(ids) <= want
         return _smallest_unique(self.skey_name[lo:hi], want)
 
-    def _exact(self, key, want=64):
+    def _exact(self, key, want=64, lo=None):
         # the pairs were sorted by (key, name id): an equal range is sorted and distinct
-        lo = bisect_left(self.skeys, key)
-        hi = bisect_right(self.skeys, key, lo)
+        skeys = self.skeys
+        if lo is None:
+            lo = bisect_left(skeys, key)
+        hi = _gallop_end(skeys, lo, key, False)
         if hi - lo <= want:
             return self._skn[lo:hi].tolist(), 0, True
         return self._skn[lo:lo + want].tolist(), 0, False
 
-    def _prefix_range(self, key):
-        lo = bisect_left(self.skeys, key)
-        hi = bisect_left(self.skeys, key + MAXCH, lo)
-        return lo, hi
+    def _prefix_range(self, key, lo=None):
+        skeys = self.skeys
+        if lo is None:
+            lo = bisect_left(skeys, key)
+        return lo, _gallop_end(skeys, lo, key, True)
 
-    def _prefix(self, key, want):
+    def _prefix(self, key, want, lo=None):
         if want <= HEAVY_TOP:
             top = self.heavy_key.get(key)
             if top is not None:      # fewer than HEAVY_TOP ids: that is all of them
                 return top[:want].tolist(), 0, len(top) <= want and len(top) < HEAVY_TOP
-        lo, hi = self._prefix_range(key)
+        lo, hi = self._prefix_range(key, lo)
         ids, complete = self._key_ids(lo, hi, want)
         return ids, 0, complete
 

@@ -10,7 +10,7 @@ from rapidfuzz.distance import OSA
 from content_service.corpus import generate, names_of
 from content_service.corpus.real import real_records
 from content_service.engine import EntityNames, SearchIndex, Store
-from content_service.engine.index import KINDS, _map_spans
+from content_service.engine.index import KINDS, _gallop_end, _map_spans
 from content_service.engine.normalize import (
     article_stripped,
     index_words,
@@ -112,6 +112,17 @@ def test_span_mapping_equals_the_careful_path():
         spans += [(a[0], b[1]) for a, b in zip(spans[1:], spans[2:])]
         careful = [(pos[s], pos[e - 1] + 1) for s, e in spans]
         assert _map_spans(name, key, spans) == careful, name
+
+
+def test_gallop_end_equals_binary_search():
+    from bisect import bisect_left, bisect_right
+    rnd = random.Random(2)
+    strings = sorted("".join(rnd.choice("ab ") for _ in range(rnd.randint(1, 6)))
+                     for _ in range(3000))
+    for key in {s[:rnd.randint(1, len(s))] for s in strings} | {"zz", "", "a a"}:
+        lo = bisect_left(strings, key)
+        assert _gallop_end(strings, lo, key, False) == bisect_right(strings, key, lo), key
+        assert _gallop_end(strings, lo, key, True) == bisect_left(strings, key + "\uffff", lo)
 
 
 def test_typo_budget():
