@@ -228,9 +228,12 @@ class Billing:
         return None
 
     async def apply_stripe_subscription(self, conn, sub: dict[str, Any], event_time: datetime, *, reason: str,
-                                        provider_event_id: str | None, deleted: bool = False) -> Applied | None:
+                                        provider_event_id: str | None, deleted: bool = False,
+                                        locked_prev: Any = False) -> Applied | None:
+        """`locked_prev`: the row as read by a caller that already holds the subscription's lock
+        (repo.record_subscription_event); False: take the lock here."""
         customer = obj_id(sub.get("customer"))
-        prev = await repo.lock_and_get_subscription(conn, "stripe", sub["id"])
+        prev = await repo.lock_and_get_subscription(conn, "stripe", sub["id"]) if locked_prev is False else locked_prev
         user_id = str(prev["user_id"]) if prev is not None else await self.stripe_user(
             conn, customer=customer, metadata=sub.get("metadata"))
         if user_id is None:

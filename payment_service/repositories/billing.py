@@ -37,6 +37,18 @@ async def record_webhook_event(conn: asyncpg.Connection, provider: str, event_id
     ))
 
 
+async def record_subscription_event(conn: asyncpg.Connection, provider: str, event_id: str, event_type: str,
+                                    created: datetime | None, outcome: str | None, source: str,
+                                    external_id: str) -> tuple[bool, asyncpg.Record | None]:
+    """record_webhook_event and, the first time, lock_and_get_subscription: one round trip.
+    Returns (recorded, the subscription row or None)."""
+    row = await conn.fetchrow(
+        "SELECT recorded, sub FROM payment_record_subscription_event($1, $2, $3, $4, $5, $6, $7)",
+        provider, event_id, event_type, created, outcome, source, external_id,
+    )
+    return row["recorded"], row["sub"]
+
+
 async def set_webhook_outcome(conn: asyncpg.Connection, provider: str, event_id: str, outcome: str) -> None:
     await conn.execute("UPDATE webhook_events SET outcome = $3 WHERE provider = $1 AND event_id = $2",
                        provider, event_id, outcome[:200])

@@ -25,18 +25,27 @@ log = logging.getLogger("payment.webhooks")
 router = APIRouter(tags=["webhooks"])
 
 
+# Their handlers take the subscription row already locked and read with the event's record.
+SUBSCRIPTION_EVENTS = {
+    "customer.subscription.created": {"reason": "created"},
+    "customer.subscription.updated": {"reason": "updated"},
+    "customer.subscription.deleted": {"reason": "deleted", "deleted": True},
+    "customer.subscription.paused": {"reason": "paused"},
+    "customer.subscription.resumed": {"reason": "resumed"},
+}
+
+
 def _stripe_handlers(billing):
-    async def subscription(conn, obj, when, event_id, *, reason, deleted=False):
-        applied = await billing.apply_stripe_subscription(conn, obj, when, reason=reason, provider_event_id=event_id, deleted=deleted)
-        return [applied] if applied else []
+    def subscription(options):
+        async def handle(conn, obj, when, event_id, locked_prev):
+            applied = await billing.apply_stripe_subscription(conn, obj, when, provider_event_id=event_id,
+                                                              locked_prev=locked_prev, **options)
+            return [applied] if applied else []
+        return handle
 
     return {
         "checkout.session.completed": billing.on_checkout_completed,
-        "customer.subscription.created": lambda c, o, w, e: subscription(c, o, w, e, reason="created"),
-        "customer.subscription.updated": lambda c, o, w, e: subscription(c, o, w, e, reason="updated"),
-        "customer.subscription.deleted": lambda c, o, w, e: subscription(c, o, w, e, reason="deleted", deleted=True),
-        "customer.subscription.paused": lambda c, o, w, e: subscription(c, o, w, e, reason="paused"),
-        "customer.subscription.resumed": lambda c, o, w, e: subscription(c, o, w, e, reason="resumed"),
+        **{event_type: subscription(options) for event_type, options in SUBSCRIPTION_EVENTS.items()},
         "invoice.paid": billing.on_invoice_paid,
         "invoice.payment_failed": billing.on_invoice_failed,
         "charge.refunded": billing.on_charge_refunded,
@@ -78,11 +87,18 @@ async def stripe_webhook(request: Request):
         async with state.core_db.acquire() as conn:
             async with conn.transaction():
                 outcome = "ignored" if handler is None else "applied"
-                if not await repo.record_webhook_event(conn, "stripe", event["id"], event["type"], when, outcome):
-                    return WebhookAck(duplicate=True)
-                if handler is None:
-                    return WebhookAck(ignored=True)
-                applied = await handler(conn, obj, when, event["id"])
+                if handler is not None and event["type"] in SUBSCRIPTION_EVENTS:
+                    recorded, prev = await repo.record_subscription_event(
+                        conn, "stripe", event["id"], event["type"], when, outcome, "stripe", str(obj["id"]))
+                    if not recorded:
+                        return WebhookAck(duplicate=True)
+                    applied = await handler(conn, obj, when, event["id"], prev)
+                else:
+                    if not await repo.record_webhook_event(conn, "stripe", event["id"], event["type"], when, outcome):
+                        return WebhookAck(duplicate=True)
+                    if handler is None:
+                        return WebhookAck(ignored=True)
+                    applied = await handler(conn, obj, when, event["id"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # The event is signed but not shaped as its type should be: nothing was changed.
         log.warning("malformed stripe event", extra={"event_id": event["id"], "type": event["type"], "error": repr(exc)})
