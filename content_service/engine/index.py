@@ -1113,25 +1113,29 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
         joined = None
         for qi, w in enumerate(qwords):
             is_last = last_prefix and qi == len(qwords) - 1
+            m = len(w)
+            k = max(max_edits(m), prefix_edits(m) if is_last else 0)
             best = None
             for s, t in toks:
                 if t == w:
-                    cand = (0, s, s + len(t))
-                elif is_last and t.startswith(w):
-                    cand = (0, s, s + len(w))
-                else:
-                    k = max(max_edits(len(w)), prefix_edits(len(w)) if is_last else 0)
-                    if not k:
-                        continue
-                    d = OSA.distance(w, t, score_cutoff=k)
-                    cand = (d, s, s + len(t))
-                    if is_last:
-                        for j in range(max(1, len(w) - 1), min(len(t), len(w) + 1) + 1):
-                            dj = OSA.distance(w, t[:j], score_cutoff=1)
-                            if dj < cand[0]:
-                                cand = (dj, s, s + j)
-                    if cand[0] > k:
-                        continue
+                    best = (0, s, s + len(t))
+                    break                # the first token at distance 0: nothing beats it
+                if is_last and t.startswith(w):
+                    best = (0, s, s + m)
+                    break
+                if not k:
+                    continue
+                # the distance is at least the length difference: skip rapidfuzz when that
+                # alone is over the budget (score_cutoff would answer k + 1)
+                d = OSA.distance(w, t, score_cutoff=k) if abs(len(t) - m) <= k else k + 1
+                cand = (d, s, s + len(t))
+                if is_last:
+                    for j in range(max(1, m - 1), min(len(t), m + 1) + 1):
+                        dj = OSA.distance(w, t[:j], score_cutoff=1)
+                        if dj < cand[0]:
+                            cand = (dj, s, s + j)
+                if cand[0] > k:
+                    continue
                 if best is None or cand[0] < best[0]:
                     best = cand
             if best is None or best[0] > 0:
