@@ -97,4 +97,12 @@ class DeletionIndex:
         parts = [self.targets[a:b] for a, b in zip(lo.tolist(), hi.tolist()) if b > a]
         if not parts:
             return np.empty(0, dtype=np.int32)
-        return np.unique(np.concatenate(parts))
+        # sorted distinct by sort + neighbour compare: for these few hundred ids numpy's
+        # np.unique costs several times more (and its first call in a process ~100 ms)
+        a = np.sort(np.concatenate(parts))
+        if len(a) > 1:
+            keep = np.empty(len(a), dtype=bool)
+            keep[0] = True
+            np.not_equal(a[1:], a[:-1], out=keep[1:])
+            a = a[keep]
+        return a

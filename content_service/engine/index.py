@@ -1031,6 +1031,21 @@ def _prefix_distance(q: str, w: str, k: int) -> int:
     return best
 
 
+def _compounds(toks, word: str | None = None) -> list[tuple[int, str, int]]:
+    """Compounds ("spider man" -> "spiderman") of 2..6 consecutive tokens as (start, joined
+    string, length in the key); with `word`, only those whose first token is a proper prefix
+    of it."""
+    out = []
+    for a in range(len(toks)):
+        s0, first = toks[a]
+        if word is not None and not (len(first) < len(word) and word.startswith(first)):
+            continue
+        for b in range(a + 1, min(a + 6, len(toks))):
+            out.append((s0, "".join(t for _, t in toks[a:b + 1]),
+                         toks[b][0] + len(toks[b][1]) - s0))
+    return out
+
+
 def _joined_end(key: str, start: int, n: int) -> int:
     """End in key of the first n non-space characters from start."""
     i = start
@@ -1139,25 +1154,27 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
                 if best is None or cand[0] < best[0]:
                     best = cand
             if best is None or best[0] > 0:
-                if joined is None:
-                    # compounds ("spider man" -> "spiderman") span their parts; built only
-                    # when a word has no exact token
-                    joined = []
-                    for a in range(len(toks)):
-                        for b in range(a + 1, min(a + 6, len(toks))):
-                            s0 = toks[a][0]
-                            joined.append((s0, "".join(t for _, t in toks[a:b + 1]),
-                                           toks[b][0] + len(toks[b][1]) - s0))
-                for s0, t, length in joined:
-                    k = max_edits(len(w))
+                kj = max_edits(m)
+                if best is not None and min(kj, best[0] - 1) <= 0:
+                    # only an exact compound could still win, and one starts with a token
+                    # that is a proper prefix of the word: build just those
+                    cands = _compounds(toks, w)
+                else:
+                    if joined is None:    # built once per name, when a word needs them
+                        joined = _compounds(toks)
+                    cands = joined
+                for s0, t, length in cands:
                     if t == w or (is_last and t.startswith(w)):
                         d = 0
-                    elif k:
-                        d = OSA.distance(w, t, score_cutoff=k)
-                        if d > k:
-                            continue
                     else:
-                        continue
+                        # only a distance below the best so far (and within the budget)
+                        # counts: the length difference alone may rule it out
+                        lim = kj if best is None else min(kj, best[0] - 1)
+                        if lim <= 0 or abs(len(t) - m) > lim:
+                            continue
+                        d = OSA.distance(w, t, score_cutoff=lim)
+                        if d > lim:
+                            continue
                     if best is None or d < best[0]:
                         end = s0 + length
                         if is_last and t.startswith(w) and t != w:   # spread over the parts
