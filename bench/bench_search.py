@@ -4,7 +4,9 @@
     python bench/bench_search.py --names 100000  # quick
 
 Prints, side by side, p50/p99 latency per query kind (in-process, one query at a time, results
-including hit assembly with spans), the SQLite FTS5 figures for the same queries and the ratios,
+including hit assembly with spans), the SQLite FTS5 figures for the same queries and the ratios
+(each query goes through ours and both SQLite variants one after the other, so all of them are
+timed under the same load),
 then build time, store size, start-up time (a fresh process loading the index from the
 embedded store) and the memory that start-up adds (RSS delta).
 
@@ -128,25 +130,6 @@ MODE_OF = {"autocomplete": "auto", "fuzzy": "fuzzy", "exact": "exact", "prefix":
            "substring": "substring"}
 
 
-def time_ours(idx, queries, limit=10):
-    out = {}
-    for kind, qs in queries.items():
-        mode = MODE_OF[kind]
-        for q in qs[:50]:                          # warm-up
-            idx.search(q, mode, limit)
-        lat, cpu = [], []
-        empty = 0
-        for q in qs:
-            c = time.thread_time_ns()
-            t = time.perf_counter_ns()
-            hits = idx.search(q, mode, limit)
-            lat.append((time.perf_counter_ns() - t) / 1e6)
-            cpu.append((time.thread_time_ns() - c) / 1e6)
-            empty += not hits
-        out[kind] = stats(lat, cpu, empty)
-    return out
-
-
 def stats(lat, cpu, empty):
     return {"p50": pct(lat, 50), "p99": pct(lat, 99), "mean": sum(lat) / len(lat),
             "cpu_p50": pct(cpu, 50), "cpu_p99": pct(cpu, 99), "n": len(lat), "empty": empty}
@@ -267,23 +250,40 @@ class SQLiteSearch:
                                 "ORDER BY words.rowid LIMIT ?", ("{key}: " + expr, limit)).fetchall()
 
 
-def time_sqlite(s: SQLiteSearch, queries, per_kind: dict[str, int]):
-    out = {}
+def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limit=10):
+    """Every query through ours and each SQLite variant one after the other (the order
+    rotating), so that all of them meet the same machine: on a shared 2-core box the load
+    changes from one minute to the next, and timing one engine after the other would compare
+    two different machines. A variant runs only the first per_kind[kind] queries of a kind."""
+    runners = {"ours": lambda kind, q: idx.search(q, MODE_OF[kind], limit)}
+    for name, s in engines.items():
+        runners[name] = lambda kind, q, s=s: getattr(s, kind)(q, limit)
+    names = list(runners)
+    out = {name: {} for name in names}
     for kind, qs in queries.items():
-        fn = getattr(s, kind)
-        qs = qs[: per_kind.get(kind, len(qs))]
-        for q in qs[:20]:
-            fn(q)
-        lat, cpu = [], []
-        empty = 0
-        for q in qs:
-            c = time.thread_time_ns()
-            t = time.perf_counter_ns()
-            rows = fn(q)
-            lat.append((time.perf_counter_ns() - t) / 1e6)
-            cpu.append((time.thread_time_ns() - c) / 1e6)
-            empty += not rows
-        out[kind] = stats(lat, cpu, empty)
+        cap = {name: (len(qs) if name == "ours" else per_kind.get(kind, len(qs)))
+               for name in names}
+        for q in qs[:50]:                          # warm-up
+            for name in names:
+                if cap[name] >= 50:
+                    runners[name](kind, q)
+        lat = {name: [] for name in names}
+        cpu = {name: [] for name in names}
+        empty = dict.fromkeys(names, 0)
+        for i, q in enumerate(qs):
+            for j in range(len(names)):
+                name = names[(i + j) % len(names)]
+                if i >= cap[name]:
+                    continue
+                run = runners[name]
+                c = time.thread_time_ns()
+                t = time.perf_counter_ns()
+                res = run(kind, q)
+                lat[name].append((time.perf_counter_ns() - t) / 1e6)
+                cpu[name].append((time.thread_time_ns() - c) / 1e6)
+                empty[name] += not res
+        for name in names:
+            out[name][kind] = stats(lat[name], cpu[name], empty[name])
     return out
 
 
@@ -356,21 +356,23 @@ def main(argv=None):
                               for f in os.listdir(os.path.join(tmp, "store"))) / 2**20
     figures["startup"] = measure_startup(os.path.join(tmp, "store"))
 
-    gc.collect()
-    gc.freeze()      # as the service does after loading: the index is never scanned by the GC
-    queries = make_queries(idx, args.queries)
-    figures["ours"] = time_ours(idx, queries)
-    figures["hot"] = time_hot(idx, queries["autocomplete"])
-    figures["loadavg"] = os.getloadavg()
-
     t = time.perf_counter()
     db = os.path.join(tmp, "fts.sqlite")
     con = build_sqlite(db, idx)
     figures["sqlite_build_s"] = time.perf_counter() - t
     figures["sqlite_mb"] = os.path.getsize(db) / 2**20
+
+    gc.collect()
+    gc.freeze()      # as the service does after loading: the index is never scanned by the GC
+    queries = make_queries(idx, args.queries)
     per_kind = {"fuzzy": args.sqlite_fuzzy}
-    figures["sqlite"] = time_sqlite(SQLiteSearch(con), queries, per_kind)
-    figures["sqlite_full"] = time_sqlite(SQLiteSearch(con, full=True), queries, per_kind)
+    load0 = os.getloadavg()
+    timed = time_interleaved(idx, {"sqlite": SQLiteSearch(con),
+                                   "sqlite_full": SQLiteSearch(con, full=True)},
+                             queries, per_kind)
+    figures["loadavg"] = [max(a, b) for a, b in zip(load0, os.getloadavg())]
+    figures.update(timed)
+    figures["hot"] = time_hot(idx, queries["autocomplete"])
     figures["sqlite_version"] = sqlite3.sqlite_version
     con.close()
     if not args.keep:
