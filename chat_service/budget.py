@@ -54,6 +54,13 @@ def message_tokens(text: str, images: int = 0) -> int:
     return count_tokens(text) + MESSAGE_OVERHEAD + IMAGE_TOKENS * images
 
 
+@functools.lru_cache(maxsize=4096)
+def system_tokens(system: str) -> int:
+    """A system prompt's tokens. Prompts repeat (one per character context, cached for a day),
+    and at a few thousand characters each they are the longest text tokenised per turn."""
+    return message_tokens(system)
+
+
 @dataclass
 class Item:
     """One history message as the budget sees it."""

@@ -9,13 +9,14 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import inspect
 import json
 import logging
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable
 
 import asyncpg
 
@@ -77,6 +78,7 @@ class Prepared:
     quota_type: str | None  # the main quota this turn spent (None: none)
     context_tokens: int
     dropped: int
+    quota_snapshot: asyncio.Task | None = None  # started early when the turn reserves nothing
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -207,13 +209,29 @@ class ChatEngine:
             except Exception:
                 log.exception("quota settle failed", extra={"reservation_id": r.reservation_id})
 
-    async def quota_view(self, user_id: str, reservations: list[Reservation], main: str | None) -> dict[str, Any]:
+    def early_quota_snapshot(self, user_id: str, reservations: list[Reservation], main: str | None) -> asyncio.Task | None:
+        """A turn that reserves nothing for its main quota type changes nothing the snapshot
+        shows, so its read can run while the model answers instead of after it."""
+        if any(r.quota_type == main for r in reservations):
+            return None
+
+        async def read() -> dict | Exception:
+            try:
+                return await self.quota.remaining(user_id)
+            except Exception as exc:  # handed to quota_view (never an unretrieved task error)
+                return exc
+
+        return asyncio.ensure_future(read())
+
+    async def quota_view(self, user_id: str, reservations: list[Reservation], main: str | None, snapshot: asyncio.Task | None = None) -> dict[str, Any]:
         for r in reservations:
             if r.quota_type == main:
                 return {"type": r.quota_type, "remaining": r.remaining, "reset_at": r.reset_at.isoformat() if r.reset_at else None}
         qt = main or "regular"
         try:
-            snap = await self.quota.remaining(user_id)
+            snap = await (snapshot if snapshot is not None else self.quota.remaining(user_id))
+            if isinstance(snap, Exception):
+                raise snap
             entry = snap.get(qt) or {}
             return {"type": qt, "remaining": int(entry.get("remaining", -1)), "reset_at": entry.get("reset_at")}
         except Exception as exc:  # the reply is saved; the count is informative only
@@ -233,7 +251,7 @@ class ChatEngine:
         cap = self.input_budget(tier)
         if rows is None:
             rows = await msg_repo.recent_within(self.pool, conversation_id, cap, before_seq=before_seq)
-        system_tokens = budget.message_tokens(system)
+        system_tokens = budget.system_tokens(system)
         items = [budget.Item(str(r["id"]), r["token_count"] + budget.MESSAGE_OVERHEAD, r["pinned"]) for r in rows]
         fitted = budget.fit(system_tokens, items, new_tokens, cap)
         keep = set(fitted.keep)
@@ -242,8 +260,10 @@ class ChatEngine:
         return kept, fitted.used_tokens, int(total) - len(kept)
 
     # -- preparing a turn -----------------------------------------------------------------------
-    async def prepare(self, user: CurrentUser, tier: int, *, message: str, character: str, series: str | None,
+    async def prepare(self, user: CurrentUser, tier: int | Awaitable[int], *, message: str, character: str, series: str | None,
                       conversation_id: str | None, model: str | None, attachments: list[Attachment]) -> Prepared:
+        """`tier`: the caller's current tier, or an awaitable of it (then read while the
+        conversation loads)."""
         text = self.check_message(message)
         images, attachments_meta = self.check_attachments(attachments)
         vision = bool(images)
@@ -251,12 +271,18 @@ class ChatEngine:
         history_rows = None
         if conversation_id is not None:
             cid = parse_uuid(conversation_id)
-            # The conversation and its recent history in parallel (the history query is scoped
-            # to the owner too, so nothing leaks when the conversation is someone else's).
-            conv, history_rows = await asyncio.gather(
-                conv_repo.get_owned(self.pool, cid, user.user_id),
-                msg_repo.recent_within(self.pool, cid, self.input_budget(tier), user_id=user.user_id),
+            # The current tier (a Redis read) and the conversation with its recent history (one
+            # query, scoped to the owner) at the same time. The history window is sized by the
+            # token's tier claim, and read again in the rare case the current tier allows more.
+            guess = self.input_budget(user.tier)
+            tier, (conv, history_rows) = await asyncio.gather(
+                _resolved(tier), conv_repo.get_owned_with_history(self.pool, cid, user.user_id, guess)
             )
+            if conv is not None and self.input_budget(tier) > guess:
+                conv, history_rows = await conv_repo.get_owned_with_history(self.pool, cid, user.user_id, self.input_budget(tier))
+        else:
+            tier = await _resolved(tier)
+        if conversation_id is not None:
             if conv is None:
                 raise APIError(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
             if conv["conversation_type"] != "single":
@@ -276,11 +302,12 @@ class ChatEngine:
         try:
             ctx = await self.contexts.get(character, series)
             system = system_prompt(ctx)
-            new_tokens = budget.message_tokens(text, len(images))
+            text_tokens = budget.count_tokens(text)
+            new_tokens = text_tokens + budget.MESSAGE_OVERHEAD + budget.IMAGE_TOKENS * len(images)
             if conv is not None:
                 rows, used, dropped = await self.history(str(conv["id"]), system, new_tokens, tier, rows=history_rows)
             else:
-                rows, used, dropped = [], budget.message_tokens(system) + new_tokens, 0
+                rows, used, dropped = [], budget.system_tokens(system) + new_tokens, 0
             turns = [Turn(r["role"], r["content"]) for r in rows]
             turns.append(Turn("user", text, images))
         except BaseException:
@@ -299,12 +326,13 @@ class ChatEngine:
             system=system,
             turns=turns,
             message=text,
-            message_tokens=budget.count_tokens(text),
+            message_tokens=text_tokens,
             attachments_meta=attachments_meta,
             reservations=reservations,
             quota_type=main,
             context_tokens=used,
             dropped=dropped,
+            quota_snapshot=self.early_quota_snapshot(user.user_id, reservations, main),
         )
 
     # -- follow-ups --------------------------------------------------------------------------------
@@ -373,92 +401,88 @@ class ChatEngine:
             return await msg_repo.by_ids(conn, ids)
 
     async def _save_turn_tx(self, p, replies, follow_ups, user_message_id, rows, conversation_type, participants, character_label):
-        """save_turn's transaction; fills `rows` (the messages it writes) before committing."""
-        saved: list[asyncpg.Record] = []
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                events = []
-                if p.conversation is None:
-                    await conv_repo.insert(
-                        conn,
-                        conversation_id=p.conversation_id,
-                        user_id=p.user.user_id,
-                        character_name=character_label or p.character,
-                        character_series=p.series,
-                        conversation_type=conversation_type,
-                        participants=participants,
-                        model=p.spec.id,
-                    )
-                    events.append(
-                        make_event(
-                            EventType.CONVERSATION_CREATED,
-                            p.user.user_id,
-                            {"conversation_id": p.conversation_id, "character": character_label or p.character, "series": p.series, "type": conversation_type},
-                            source="chat_service",
-                        )
-                    )
-                rows.append({
-                    "id": user_message_id,
-                    "user_id": p.user.user_id,
-                    "sender": "user",
-                    "role": "user",
-                    "content": p.message,
-                    "token_count": p.message_tokens,
-                    "metadata": {"attachments": p.attachments_meta} if p.attachments_meta else {},
-                    "message_type": "image" if p.attachments_meta else "text",
-                })
-                for sender, c, status in replies:
-                    reply_tokens = budget.count_tokens(c.text)
-                    meta = {
+        """save_turn's statement (one round trip, atomic); fills `rows` (the messages it writes)
+        before sending it."""
+        events = []
+        new_conversation = None
+        if p.conversation is None:
+            new_conversation = {
+                "user_id": p.user.user_id,
+                "character_name": character_label or p.character,
+                "character_series": p.series,
+                "conversation_type": conversation_type,
+                "participants": participants,
+                "model": p.spec.id,
+            }
+            events.append(
+                make_event(
+                    EventType.CONVERSATION_CREATED,
+                    p.user.user_id,
+                    {"conversation_id": p.conversation_id, "character": character_label or p.character, "series": p.series, "type": conversation_type},
+                    source="chat_service",
+                )
+            )
+        rows.append({
+            "id": user_message_id,
+            "user_id": p.user.user_id,
+            "sender": "user",
+            "role": "user",
+            "content": p.message,
+            "token_count": p.message_tokens,
+            "metadata": {"attachments": p.attachments_meta} if p.attachments_meta else {},
+            "message_type": "image" if p.attachments_meta else "text",
+        })
+        for sender, c, status in replies:
+            reply_tokens = budget.count_tokens(c.text)
+            meta = {
+                "model": c.model,
+                "provider": c.provider,
+                "provider_model": c.provider_model,
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens or reply_tokens,
+                "latency_ms": c.latency_ms,
+                "context_tokens": p.context_tokens,
+                "dropped_messages": p.dropped,
+                "quota_type": p.quota_type,
+                "follow_up_questions": follow_ups,
+            }
+            if c.attempts:
+                meta["fallbacks"] = c.attempts
+            if status != "complete":
+                meta["incomplete_reason"] = "client_disconnected"
+            message_id = str(uuid.uuid4())
+            rows.append({
+                "id": message_id,
+                "user_id": p.user.user_id,
+                "sender": sender,
+                "role": "assistant",
+                "content": c.text,
+                "token_count": reply_tokens,
+                "metadata": meta,
+                "status": status,
+            })
+            events.append(
+                make_event(
+                    EventType.MESSAGE_SENT,
+                    p.user.user_id,
+                    {
+                        "conversation_id": p.conversation_id,
+                        "message_id": message_id,
                         "model": c.model,
                         "provider": c.provider,
-                        "provider_model": c.provider_model,
                         "input_tokens": c.input_tokens,
                         "output_tokens": c.output_tokens or reply_tokens,
                         "latency_ms": c.latency_ms,
-                        "context_tokens": p.context_tokens,
-                        "dropped_messages": p.dropped,
                         "quota_type": p.quota_type,
-                        "follow_up_questions": follow_ups,
-                    }
-                    if c.attempts:
-                        meta["fallbacks"] = c.attempts
-                    if status != "complete":
-                        meta["incomplete_reason"] = "client_disconnected"
-                    rows.append({
-                        "id": str(uuid.uuid4()),
-                        "user_id": p.user.user_id,
-                        "sender": sender,
-                        "role": "assistant",
-                        "content": c.text,
-                        "token_count": reply_tokens,
-                        "metadata": meta,
                         "status": status,
-                    })
-                model = replies[0][1].model if replies else None
-                saved = list(await msg_repo.insert_turn(conn, p.conversation_id, rows, model))[1:]
-                for (sender, c, status), row in zip(replies, saved):
-                    events.append(
-                        make_event(
-                            EventType.MESSAGE_SENT,
-                            p.user.user_id,
-                            {
-                                "conversation_id": p.conversation_id,
-                                "message_id": str(row["id"]),
-                                "model": c.model,
-                                "provider": c.provider,
-                                "input_tokens": c.input_tokens,
-                                "output_tokens": c.output_tokens or row["token_count"],
-                                "latency_ms": c.latency_ms,
-                                "quota_type": p.quota_type,
-                                "status": status,
-                                "sender": sender,
-                            },
-                            source="chat_service",
-                        )
-                    )
-                await emit(conn, *events)
-        return saved
+                        "sender": sender,
+                    },
+                    source="chat_service",
+                )
+            )
+        model = replies[0][1].model if replies else None
+        saved = await msg_repo.save_turn(self.pool, p.conversation_id, rows, model, events, new_conversation=new_conversation)
+        return list(saved)[1:]
 
     async def finish(
         self, p: Prepared, completion: Completion, status: str = "complete", follow_ups: list[str] | None = None, *, charge: bool = True
@@ -475,7 +499,7 @@ class ChatEngine:
             await self.settle(p.reservations)
         else:
             await self.release(p.reservations)
-        quota = await self.quota_view(p.user.user_id, p.reservations if charge else [], p.quota_type)
+        quota = await self.quota_view(p.user.user_id, p.reservations if charge else [], p.quota_type, p.quota_snapshot)
         return {
             "response": completion.text,
             "conversation_id": p.conversation_id,
@@ -541,11 +565,7 @@ class ChatEngine:
                 # Budget against the longest system prompt among the cast.
                 longest = max((system_prompt(ctx, group_names=names) for ctx in contexts), key=len)
                 rows, used, dropped = await self.history(str(conv["id"]), longest, new_tokens, tier)
-                spoke = await self.pool.fetch(
-                    "SELECT sender, max(seq) AS last FROM messages WHERE conversation_id = $1 AND role = 'assistant' GROUP BY sender",
-                    conv["id"],
-                )
-                last_spoke = {r["sender"]: r["last"] for r in spoke}
+                last_spoke = await msg_repo.last_spoke(self.pool, conv["id"])
             order = turn_order(text, names, by_name, last_spoke, self.settings.chat_group_max_speakers)
             p = Prepared(
                 user=user, tier=tier, spec=spec, vision=False,
@@ -663,8 +683,7 @@ class ChatEngine:
                             "input_tokens": c.input_tokens, "output_tokens": c.output_tokens, "latency_ms": c.latency_ms,
                             "quota_type": "premium" if needs else None, "regenerated": True, "sender": speaker,
                         }, source="chat_service"))
-                    await conv_repo.recount(conn, str(conv["id"]))
-                    await conn.execute("UPDATE conversations SET model = $2, last_message_at = clock_timestamp() WHERE id = $1", conv["id"], spec.id)
+                    await conv_repo.recount(conn, str(conv["id"]), model=spec.id)
                     await emit(conn, *events)
         except BaseException:
             await self.release(reservations)
@@ -674,6 +693,10 @@ class ChatEngine:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+async def _resolved(value):
+    return await value if inspect.isawaitable(value) else value
 
 
 def parse_questions(text: str) -> list[str]:

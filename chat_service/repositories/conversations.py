@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from chat_service.repositories.messages import recent_within_query
+
 COLUMNS = (
     "id, user_id, character_name, character_series, conversation_type, participants, model,"
     " token_count, message_count, share_token, last_message_at, created_at, updated_at"
@@ -20,43 +22,43 @@ async def get_owned(conn: asyncpg.Connection | asyncpg.Pool, conversation_id: st
     return await conn.fetchrow(sql, conversation_id, user_id)
 
 
-async def insert(
-    conn: asyncpg.Connection,
-    *,
-    conversation_id: str,
-    user_id: str,
-    character_name: str,
-    character_series: str | None,
-    conversation_type: str,
-    participants: list[dict[str, Any]] | None,
-    model: str | None,
-) -> asyncpg.Record:
-    return await conn.fetchrow(
-        f"""
-        INSERT INTO conversations (id, user_id, character_name, character_series, conversation_type, participants, model)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
-        RETURNING {COLUMNS}
-        """,
-        conversation_id,
-        user_id,
-        character_name,
-        character_series,
-        conversation_type,
-        participants,
-        model,
-    )
+_CONVERSATION_COLUMNS = [c.strip() for c in COLUMNS.split(",")]
+_OWNED_WITH_HISTORY = f"""
+    SELECT {", ".join(f"c.{c} AS c_{c}" for c in _CONVERSATION_COLUMNS)}, h.*
+      FROM conversations c
+      LEFT JOIN LATERAL ({recent_within_query("c.id", "$3")}
+      ) h ON true
+     WHERE c.id = $1 AND c.user_id = $2
+     ORDER BY h.seq
+"""
 
 
-async def recount(conn: asyncpg.Connection, conversation_id: str) -> None:
-    """After an edit or a delete: counts from the messages themselves."""
+async def get_owned_with_history(conn, conversation_id: str, user_id: str, token_cap: int) -> tuple[dict[str, Any] | None, list[asyncpg.Record]]:
+    """The conversation (if the caller owns it) and its recent history (as
+    `messages.recent_within`) in one round trip: one row per history message, each carrying the
+    conversation's columns prefixed `c_`, or one row with empty message columns when there is
+    no history yet. (None, []) when there is no such conversation of this user."""
+    rows = await conn.fetch(_OWNED_WITH_HISTORY, conversation_id, user_id, token_cap)
+    if not rows:
+        return None, []
+    conversation = {c: rows[0][f"c_{c}"] for c in _CONVERSATION_COLUMNS}
+    return conversation, [r for r in rows if r["id"] is not None]
+
+
+async def recount(conn: asyncpg.Connection, conversation_id: str, *, model: str | None = None) -> None:
+    """After an edit, a delete or a regenerate: counts from the messages themselves; a
+    regenerate (`model`) also records the model and the activity."""
     await conn.execute(
         """
         UPDATE conversations c
-           SET message_count = s.n, token_count = s.t, updated_at = clock_timestamp()
+           SET message_count = s.n, token_count = s.t, updated_at = clock_timestamp(),
+               model = COALESCE($2, c.model),
+               last_message_at = CASE WHEN $2::text IS NULL THEN c.last_message_at ELSE clock_timestamp() END
           FROM (SELECT count(*) AS n, COALESCE(sum(token_count), 0) AS t FROM messages WHERE conversation_id = $1) s
          WHERE c.id = $1
         """,
         conversation_id,
+        model,
     )
 
 

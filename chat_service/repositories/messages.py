@@ -5,6 +5,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.bus import OUTBOX_INSERT_ARRAYS, outbox_arrays
+
 COLUMNS = "id, seq, conversation_id, user_id, sender, role, content, message_type, metadata, token_count, status, pinned, edited_at, created_at"
 M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
 
@@ -42,29 +44,54 @@ async def insert(
     )
 
 
-async def insert_turn(conn: asyncpg.Connection, conversation_id: str, rows: list[dict[str, Any]], model: str | None) -> list[asyncpg.Record]:
-    """Several messages of one conversation, and the conversation's counters, in one statement
-    (one round trip). `rows` are in order; each has id, user_id, sender, role, content,
-    message_type, metadata, token_count, status."""
-    return await conn.fetch(
-        f"""
-        WITH ins AS (
+_SAVE_TURN = f"""
+        WITH conv AS (
+            INSERT INTO conversations (id, user_id, character_name, character_series, conversation_type, participants, model,
+                                       message_count, token_count, last_message_at)
+            SELECT $1::uuid, $12::uuid, $13, $14, $15, $16::jsonb, COALESCE($11, $21), cardinality($2::uuid[]),
+                   (SELECT COALESCE(sum(n), 0) FROM unnest($9::int[]) AS n), clock_timestamp()
+             WHERE $17
+        ), ins AS (
             INSERT INTO messages (id, conversation_id, user_id, sender, role, content, message_type, metadata, token_count, status)
             SELECT id, $1::uuid, user_id, sender, role, content, message_type, metadata, token_count, status
               FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::int[], $10::text[])
                    AS t(id, user_id, sender, role, content, message_type, metadata, token_count, status)
             RETURNING {COLUMNS}
         ), upd AS (
+            -- A conversation inserted by this statement is invisible to this UPDATE (one
+            -- snapshot), so a new one is inserted with its counters instead.
             UPDATE conversations
                SET message_count = message_count + (SELECT count(*) FROM ins),
                    token_count = token_count + (SELECT COALESCE(sum(token_count), 0) FROM ins),
                    model = COALESCE($11, model),
                    last_message_at = clock_timestamp(),
                    updated_at = clock_timestamp()
-             WHERE id = $1::uuid
+             WHERE id = $1::uuid AND NOT $17
+        ), events AS (
+            {OUTBOX_INSERT_ARRAYS.format(ids="$18", types="$19", bodies="$20")}
         )
         SELECT {COLUMNS} FROM ins ORDER BY seq
-        """,
+        """
+
+
+async def save_turn(
+    conn,
+    conversation_id: str,
+    rows: list[dict[str, Any]],
+    model: str | None,
+    events: list,
+    *,
+    new_conversation: dict[str, Any] | None = None,
+) -> list[asyncpg.Record]:
+    """A turn in one statement, so one round trip and atomic without BEGIN/COMMIT: the
+    conversation when it is new (`new_conversation`: user_id, character_name, character_series,
+    conversation_type, participants, model), its messages in order, its counters, and the turn's events
+    in the outbox. `rows` each have id, user_id, sender, role, content, message_type, metadata,
+    token_count, status. Returns the inserted messages in order."""
+    new = new_conversation or {}
+    event_ids, event_types, event_bodies = outbox_arrays(events)
+    return await conn.fetch(
+        _SAVE_TURN,
         conversation_id,
         [r["id"] for r in rows],
         [r["user_id"] for r in rows],
@@ -76,34 +103,52 @@ async def insert_turn(conn: asyncpg.Connection, conversation_id: str, rows: list
         [r["token_count"] for r in rows],
         [r.get("status", "complete") for r in rows],
         model,
+        new.get("user_id"),
+        new.get("character_name"),
+        new.get("character_series"),
+        new.get("conversation_type", "single"),
+        new.get("participants"),
+        bool(new_conversation),
+        event_ids,
+        event_types,
+        event_bodies,
+        new.get("model"),
     )
+
+
+async def last_spoke(conn, conversation_id) -> dict[str, int]:
+    """Per character of a group conversation, the sequence number of its latest reply."""
+    rows = await conn.fetch(
+        "SELECT sender, max(seq) AS last FROM messages WHERE conversation_id = $1 AND role = 'assistant' GROUP BY sender",
+        conversation_id,
+    )
+    return {r["sender"]: r["last"] for r in rows}
 
 
 async def by_ids(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
     return await conn.fetch(f"SELECT {COLUMNS} FROM messages WHERE id = ANY($1::uuid[]) ORDER BY seq", ids)
 
 
-async def recent_within(
-    conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None, user_id: str | None = None
-) -> list[asyncpg.Record]:
-    """Pinned messages and the newest messages whose running token total stays within
-    `token_cap`, chronological, each with `total` (how many messages the conversation has in
-    that range). The exact fit is `budget.fit`; this only bounds what is read."""
-    return await conn.fetch(
-        f"""
+def recent_within_query(conversation: str, token_cap: str, before_seq: str = "NULL") -> str:
+    """The history window as SQL over the given expressions (parameters or columns): pinned
+    messages and the newest messages whose running token total stays within the cap, each with
+    `total` (how many messages the conversation has in that range). Unordered."""
+    return f"""
         SELECT {COLUMNS}, total FROM (
             SELECT {COLUMNS}, sum(token_count) OVER (ORDER BY seq DESC) AS running, count(*) OVER () AS total
               FROM messages
-             WHERE conversation_id = $1 AND ($3::bigint IS NULL OR seq < $3) AND ($4::uuid IS NULL OR user_id = $4)
+             WHERE conversation_id = {conversation} AND ({before_seq}::bigint IS NULL OR seq < {before_seq})
         ) s
-         WHERE running <= $2 OR pinned
-         ORDER BY seq
-        """,
-        conversation_id,
-        token_cap,
-        before_seq,
-        user_id,
-    )
+         WHERE running <= {token_cap} OR pinned"""
+
+
+async def recent_within(conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None) -> list[asyncpg.Record]:
+    """`recent_within_query`, chronological. The exact fit is `budget.fit`; this only bounds
+    what is read."""
+    return await conn.fetch(_RECENT_WITHIN, conversation_id, token_cap, before_seq)
+
+
+_RECENT_WITHIN = recent_within_query("$1", "$2", "$3") + " ORDER BY seq"
 
 
 async def get_owned(conn, message_id: str, user_id: str) -> asyncpg.Record | None:

@@ -6,7 +6,7 @@ pika call ever blocks the loop and there is exactly one thread touching each con
 """
 from shared.bus.amqp import AMQPChannel, ConnectionLost, PublishFailed
 from shared.bus.consumer import Consumer, EventHandlers
-from shared.bus.outbox import OutboxRelay, emit
+from shared.bus.outbox import OUTBOX_INSERT_ARRAYS, OutboxRelay, emit, outbox_arrays
 from shared.bus.publisher import EventPublisher
 
 __all__ = [
@@ -16,6 +16,8 @@ __all__ = [
     "Consumer",
     "EventHandlers",
     "EventPublisher",
+    "OUTBOX_INSERT_ARRAYS",
     "OutboxRelay",
     "emit",
+    "outbox_arrays",
 ]

@@ -101,17 +101,18 @@ def llm_sandbox(sandbox):
     thread.join(10)
 
 
-@pytest.fixture(scope="session")
-def chat_env(llm_sandbox) -> dict[str, str]:
-    """Overrides for make_client: sandbox URLs and dummy keys."""
-    return {**llm_sandbox.env, **KEYS, "CHAT_STREAM_HEARTBEAT_SECONDS": "0.5", "RATE_LIMIT_PER_MINUTE": "100000"}
-
-
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def core_schema(service_env):
     """Payment's migrations (quota functions, subscriptions) in the core database."""
     await migrate(service_env["DATABASE_URL"], "payment")
     return service_env["DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def chat_env(llm_sandbox, core_schema) -> dict[str, str]:
+    """Overrides for make_client: sandbox URLs and dummy keys (and the core database migrated,
+    so any test that builds its own chat app finds the quota functions)."""
+    return {**llm_sandbox.env, **KEYS, "CHAT_STREAM_HEARTBEAT_SECONDS": "0.5", "RATE_LIMIT_PER_MINUTE": "100000"}
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
