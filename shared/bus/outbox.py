@@ -8,6 +8,7 @@ are idempotent by event id, so that is harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import asyncpg
@@ -42,6 +43,15 @@ async def emit(conn: asyncpg.Connection, *events: Event) -> None:
         await conn.executemany(_INSERT, [(e.event_id, e.event_type, e.to_bytes()) for e in events])
 
 
+_CLAIM = """
+    UPDATE outbox_events SET claimed_until = now() + make_interval(secs => $2)
+     WHERE id IN (SELECT id FROM outbox_events
+                   WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+                   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+    RETURNING id, event_id::text AS event_id, event_type, body
+"""
+
+
 def _alive(listener) -> bool:
     """False once the LISTEN connection is gone. When its connection is lost (the server
     terminated it), asyncpg detaches the pool proxy and `is_closed()` itself raises
@@ -63,6 +73,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         max_backoff_seconds: float = 30.0,
         coalesce_seconds: float = 0.005,
+        claim_seconds: float = 30.0,
     ):
         self.pool = pool
         self.publisher = publisher
@@ -73,6 +84,9 @@ class OutboxRelay:
         # finishes its response first (the relay shares its event loop), and events committed
         # meanwhile by other requests go out in the same batch and transaction.
         self.coalesce_seconds = coalesce_seconds
+        # How long a claimed batch stays invisible to other relays: far longer than a publish
+        # with confirms takes; after it, a batch whose relay died is published again.
+        self.claim_seconds = claim_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -146,27 +160,33 @@ class OutboxRelay:
                 pass
 
     async def drain(self) -> int:
-        """Publish every unpublished event; returns how many were confirmed."""
+        """Publish every unpublished event; returns how many were confirmed.
+
+        A batch is claimed by one statement (`claimed_until`, so concurrent relays of other
+        workers skip it), published with confirms, then marked: two round trips and no
+        transaction held open across the publish."""
         total = 0
         while True:
-            async with self.pool.acquire() as conn:
-                async with conn.transaction():
-                    rows = await conn.fetch(
-                        "SELECT id, event_id::text AS event_id, event_type, body FROM outbox_events"
-                        " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                        self.batch_size,
-                    )
-                    if not rows:
-                        return total
-                    results = await self.publisher.publish_raw([(r["event_id"], r["event_type"], bytes(r["body"])) for r in rows])
-                    done = [r["id"] for r, err in zip(rows, results) if err is None]
-                    failed = [(r["id"], repr(err)) for r, err in zip(rows, results) if err is not None]
-                    if done:
-                        await conn.execute("UPDATE outbox_events SET published_at = now() WHERE id = ANY($1::bigint[])", done)
-                    if failed:
-                        await conn.executemany(
-                            "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2 WHERE id = $1", failed
-                        )
+            rows = await self.pool.fetch(_CLAIM, self.batch_size, self.claim_seconds)
+            if not rows:
+                return total
+            rows = sorted(rows, key=lambda r: r["id"])  # RETURNING order is not guaranteed
+            try:
+                results = await self.publisher.publish_raw([(r["event_id"], r["event_type"], bytes(r["body"])) for r in rows])
+            except BaseException:
+                # Hand the batch back at once (the broker is away, or we are stopping), rather
+                # than leave it invisible until the claim expires.
+                with contextlib.suppress(Exception):
+                    await self.pool.execute("UPDATE outbox_events SET claimed_until = NULL WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+                raise
+            done = [r["id"] for r, err in zip(rows, results) if err is None]
+            failed = [(r["id"], repr(err)) for r, err in zip(rows, results) if err is not None]
+            if done:
+                await self.pool.execute("UPDATE outbox_events SET published_at = now(), claimed_until = NULL WHERE id = ANY($1::bigint[])", done)
+            if failed:
+                await self.pool.executemany(
+                    "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2, claimed_until = NULL WHERE id = $1", failed
+                )
             total += len(done)
             self.published_total += len(done)
             if failed:

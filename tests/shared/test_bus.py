@@ -101,6 +101,53 @@ async def test_event_emitted_while_rabbitmq_is_down_is_delivered_when_it_returns
             await proxy.close()
 
 
+async def test_a_claimed_batch_is_left_alone_until_its_claim_expires(service_env, pool, event_spy):
+    """A relay that died between claiming and marking: its batch waits for the claim to
+    expire, then another relay publishes it (once)."""
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "test-claims")
+    user_id = str(uuid.uuid4())
+    async with event_spy(["user.#"]) as spy:
+        async with pool.acquire() as conn, conn.transaction():
+            await emit(conn, make_event(EventType.USER_UPDATED, user_id, {"n": 1}))
+            # as if another relay had claimed it and then died
+            await conn.execute("UPDATE outbox_events SET claimed_until = now() + interval '1.5 seconds' WHERE published_at IS NULL")
+        relay = OutboxRelay(pool, publisher, poll_seconds=0.2)
+        relay.start()
+        try:
+            await asyncio.sleep(1.0)
+            assert spy.of_type("user.updated", user_id=user_id) == []
+            events = await spy.wait_for("user.updated", user_id=user_id, timeout=10)
+            assert len(events) == 1
+            await asyncio.sleep(0.5)
+            assert len(spy.of_type("user.updated", user_id=user_id)) == 1
+        finally:
+            await relay.stop()
+            await publisher.close()
+
+
+async def test_two_relays_publish_each_event_once(service_env, pool, event_spy):
+    publishers = [EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, f"test-two-relays-{i}") for i in range(2)]
+    relays = [OutboxRelay(pool, p, poll_seconds=0.05, batch_size=7, coalesce_seconds=0) for p in publishers]
+    user_id = str(uuid.uuid4())
+    async with event_spy(["user.#"]) as spy:
+        for r in relays:
+            r.start()
+        try:
+            for i in range(60):
+                async with pool.acquire() as conn, conn.transaction():
+                    await emit(conn, make_event(EventType.USER_UPDATED, user_id, {"n": i}))
+            await wait_until(lambda: len(spy.of_type("user.updated", user_id=user_id)) >= 60, timeout=15)
+            await asyncio.sleep(0.5)
+            seen = [e.data["n"] for e in spy.of_type("user.updated", user_id=user_id)]
+            assert sorted(seen) == list(range(60))  # all of them, none twice
+            assert sum(r.published_total for r in relays) == 60
+        finally:
+            for r in relays:
+                await r.stop()
+            for p in publishers:
+                await p.close()
+
+
 async def test_rolled_back_transaction_emits_nothing(service_env, pool):
     event = make_event(EventType.USER_UPDATED, str(uuid.uuid4()))
     with pytest.raises(RuntimeError):
