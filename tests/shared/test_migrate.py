@@ -35,11 +35,11 @@ def migrations_dir(tmp_path):
 
 async def test_migrations_run_twice_without_error(fresh_db, migrations_dir):
     first = await migrate(fresh_db, "demo", migrations_dir)
-    assert first == ["shared/001_outbox.sql", "demo/001_things.sql", "demo/002_more.sql"]
+    assert first == ["shared/001_outbox.sql", "shared/002_outbox_claims.sql", "demo/001_things.sql", "demo/002_more.sql"]
     assert await migrate(fresh_db, "demo", migrations_dir) == []
     conn = await asyncpg.connect(fresh_db)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 3
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 4
         await conn.execute("INSERT INTO things (name, size) VALUES ('x', 1)")
     finally:
         await conn.close()
