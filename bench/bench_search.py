@@ -5,8 +5,8 @@
 
 Prints, side by side, p50/p99 latency per query kind (in-process, one query at a time, results
 including hit assembly with spans), the SQLite FTS5 figures for the same queries and the ratios
-(each query goes through ours and both SQLite variants one after the other, so all of them are
-timed under the same load),
+(ours and both SQLite variants take turns in blocks of 100 queries, so all of them are timed
+under the same load),
 then build time, store size, start-up time (a fresh process loading the index from the
 embedded store) and the memory that start-up adds (RSS delta).
 
@@ -250,11 +250,14 @@ class SQLiteSearch:
                                 "ORDER BY words.rowid LIMIT ?", ("{key}: " + expr, limit)).fetchall()
 
 
-def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limit=10):
-    """Every query through ours and each SQLite variant one after the other (the order
-    rotating), so that all of them meet the same machine: on a shared 2-core box the load
-    changes from one minute to the next, and timing one engine after the other would compare
-    two different machines. A variant runs only the first per_kind[kind] queries of a kind."""
+def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limit=10,
+                     block: int = 100):
+    """Ours and each SQLite variant take turns in blocks of `block` queries (the order of the
+    engines rotating from block to block), so that all of them meet the same machine: on a
+    shared 2-core box the load changes from one minute to the next, and timing one engine
+    after the other would compare two different machines. Blocks rather than single queries:
+    alternating every query would let each engine evict the other's data from the CPU caches,
+    which no deployment does. A variant runs only the first per_kind[kind] queries of a kind."""
     runners = {"ours": lambda kind, q: idx.search(q, MODE_OF[kind], limit)}
     for name, s in engines.items():
         runners[name] = lambda kind, q, s=s: getattr(s, kind)(q, limit)
@@ -263,25 +266,23 @@ def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limi
     for kind, qs in queries.items():
         cap = {name: (len(qs) if name == "ours" else per_kind.get(kind, len(qs)))
                for name in names}
-        for q in qs[:50]:                          # warm-up
-            for name in names:
-                if cap[name] >= 50:
-                    runners[name](kind, q)
         lat = {name: [] for name in names}
         cpu = {name: [] for name in names}
         empty = dict.fromkeys(names, 0)
-        for i, q in enumerate(qs):
+        for b, start in enumerate(range(0, len(qs), block)):
             for j in range(len(names)):
-                name = names[(i + j) % len(names)]
-                if i >= cap[name]:
-                    continue
+                name = names[(b + j) % len(names)]
                 run = runners[name]
-                c = time.thread_time_ns()
-                t = time.perf_counter_ns()
-                res = run(kind, q)
-                lat[name].append((time.perf_counter_ns() - t) / 1e6)
-                cpu[name].append((time.thread_time_ns() - c) / 1e6)
-                empty[name] += not res
+                chunk = qs[start:min(start + block, cap[name])]
+                for q in chunk[:10]:               # warm-up: this engine's turn begins
+                    run(kind, q)
+                for q in chunk:
+                    c = time.thread_time_ns()
+                    t = time.perf_counter_ns()
+                    res = run(kind, q)
+                    lat[name].append((time.perf_counter_ns() - t) / 1e6)
+                    cpu[name].append((time.thread_time_ns() - c) / 1e6)
+                    empty[name] += not res
         for name in names:
             out[name][kind] = stats(lat[name], cpu[name], empty[name])
     return out
