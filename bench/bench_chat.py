@@ -33,8 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import aiohttp  # noqa: E402
 import anthropic  # noqa: E402
 import httpx  # noqa: E402
+import orjson  # noqa: E402
 
 from shared.auth import mint_access_token  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
@@ -69,15 +71,36 @@ def line(label: str, values: list[float]) -> str:
     return f"  {label:<44} p50 {pct(values, 50):7.2f} ms   p99 {pct(values, 99):7.2f} ms   mean {statistics.fmean(values):7.2f} ms   n={len(values)}"
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (uvicorn workers)."""
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start(module: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+def start(module: str, port: int, env: dict[str, str], log: Path, workers: int = 1) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools", "--timeout-keep-alive", "60"],
+        [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools", "--timeout-keep-alive", "60", "--workers", str(workers)],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=open(log, "wb"),
@@ -97,7 +120,7 @@ def start(module: str, port: int, env: dict[str, str], log: Path) -> subprocess.
 
 
 async def model_alone(base: str, users: int, seconds: float, think: float) -> tuple[list[float], float]:
-    client = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=2)
+    client = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=2, http_client=anthropic.DefaultAioHttpClient())
     latencies: list[float] = []
     stop = time.monotonic() + seconds
 
@@ -121,52 +144,63 @@ async def model_alone(base: str, users: int, seconds: float, think: float) -> tu
     return latencies, len(latencies) / elapsed
 
 
-async def through_service(url: str, users: int, seconds: float, think: float) -> tuple[list[float], list[float], float, int]:
+def server_ms(headers) -> float:
+    """The service's own time until its response started (its Server-Timing `app;dur=`)."""
+    return float(headers["server-timing"].partition("dur=")[2])
+
+
+async def through_service(url: str, users: int, seconds: float, think: float) -> tuple[list[float], list[float], list[float], float, int]:
+    """The load generator is aiohttp, a lean client, so its own request building and parsing
+    (httpx costs ~1 ms CPU per request on these shared cores) is not counted as the service's."""
     latencies: list[float] = []
     overheads: list[float] = []
+    server_overheads: list[float] = []
     errors = 0
     stop = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=users + 10)
+    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
 
         async def user(i: int) -> None:
             nonlocal errors
             uid = str(uuid.uuid4())
             headers = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=uid, expires_in=3600)}"}
-            r = await client.post("/talk_with", json={"message": "Hello Batman", "character": "Batman", "series": "The Dark Knight"}, headers=headers)
-            r.raise_for_status()
-            cid = r.json()["conversation_id"]
+            async with client.post("/talk_with", json={"message": "Hello Batman", "character": "Batman", "series": "The Dark Knight"}, headers=headers) as r:
+                r.raise_for_status()
+                cid = (await r.json())["conversation_id"]
             await asyncio.sleep(random.random() * think)
             n = 0
             while time.monotonic() < stop:
                 body = {"message": f"message {n} from user {i}: what happened in Gotham tonight?", "character": "Batman", "conversation_id": cid}
                 t0 = time.perf_counter()
-                r = await client.post("/talk_with", json=body, headers=headers)
-                total = (time.perf_counter() - t0) * 1000
-                if r.status_code != 200:
-                    errors += 1
-                else:
-                    latencies.append(total)
-                    overheads.append(total - r.json()["model_latency_ms"])
+                async with client.post("/talk_with", json=body, headers=headers) as r:
+                    payload = await r.read()
+                    total = (time.perf_counter() - t0) * 1000
+                    if r.status != 200:
+                        errors += 1
+                    else:
+                        model_ms = orjson.loads(payload)["model_latency_ms"]
+                        latencies.append(total)
+                        overheads.append(total - model_ms)
+                        server_overheads.append(server_ms(r.headers) - model_ms)
                 n += 1
                 await asyncio.sleep(think * (0.5 + random.random()))
 
         started = time.monotonic()
         await asyncio.gather(*(user(i) for i in range(users)))
         elapsed = time.monotonic() - started
-    return latencies, overheads, len(latencies) / elapsed, errors
+    return latencies, overheads, server_overheads, len(latencies) / elapsed, errors
 
 
 async def ttft(url: str, base: str, n: int) -> tuple[list[float], list[float], list[float]]:
-    model = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=2)
+    model = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=2, http_client=anthropic.DefaultAioHttpClient())
     direct: list[float] = []
     service: list[float] = []
     per_request: list[float] = []
     uid = str(uuid.uuid4())
     headers = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=uid, expires_in=3600)}", "Accept": "text/event-stream"}
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        r = await client.post("/talk_with", json={"message": "Hello", "character": "Batman", "series": "The Dark Knight"}, headers={"Authorization": headers["Authorization"]})
-        cid = r.json()["conversation_id"]
+    async with aiohttp.ClientSession(base_url=url, timeout=aiohttp.ClientTimeout(total=60)) as client:
+        async with client.post("/talk_with", json={"message": "Hello", "character": "Batman", "series": "The Dark Knight"}, headers={"Authorization": headers["Authorization"]}) as r:
+            cid = (await r.json())["conversation_id"]
         for i in range(n):
             # straight to the model
             t0 = time.perf_counter()
@@ -180,17 +214,16 @@ async def ttft(url: str, base: str, n: int) -> tuple[list[float], list[float], l
             # through the service
             t0 = time.perf_counter()
             first = None
-            async with client.stream("POST", "/talk_with", json={"message": f"question {i}: where is the Joker?", "character": "Batman", "conversation_id": cid}, headers=headers) as resp:
+            async with client.post("/talk_with", json={"message": f"question {i}: where is the Joker?", "character": "Batman", "conversation_id": cid}, headers=headers) as resp:
                 event = None
-                async for raw in resp.aiter_lines():
+                async for raw_line in resp.content:
+                    raw = raw_line.decode().rstrip("\n")
                     if raw.startswith("event:"):
                         event = raw[6:].strip()
                     elif raw.startswith("data:") and event == "token" and first is None:
                         first = (time.perf_counter() - t0) * 1000
                     elif raw.startswith("data:") and event == "done":
-                        import json
-
-                        server_ttft = json.loads(raw[5:])["first_token_ms"]
+                        server_ttft = orjson.loads(raw[5:])["first_token_ms"]
             service.append(first)
             per_request.append(first - server_ttft)
     await model.close()
@@ -256,7 +289,7 @@ async def main() -> None:
             "WIKIPEDIA_BASE_URL": f"{base}/wikipedia/api/rest_v1",
             **KEYS,
         }
-        procs.append(start("chat_service.main:app", chat_port, env, logs / f"bench-chat-service-{run}.log"))
+        procs.append(start("chat_service.main:app", chat_port, env, logs / f"bench-chat-service-{run}.log", args.workers))
         url = f"http://127.0.0.1:{chat_port}"
         # Warm up: the character context is cached after the first request, connections are open.
         async with httpx.AsyncClient(base_url=url, timeout=30) as c:
@@ -264,7 +297,7 @@ async def main() -> None:
             for _ in range(20):
                 (await c.post("/talk_with", json={"message": "warm up", "character": "Batman", "series": "The Dark Knight"}, headers=h)).status_code
 
-        print(f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, think time ~{args.think} s; "
+        print(f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, think time ~{args.think} s, {args.workers} worker(s); "
               f"model = local sandbox (no added latency); {os.cpu_count()} CPUs")
         pg, rd = await round_trips(dsns["chat"], infra.redis_url)
         load = os.getloadavg()
@@ -272,11 +305,15 @@ async def main() -> None:
         print(line("PostgreSQL SELECT 1", pg))
         print(line("Redis GET", rd))
         alone, alone_rps = await model_alone(base, args.users, args.seconds, args.think)
-        latencies, overheads, rps, errors = await through_service(url, args.users, args.seconds, args.think)
+        cpu_before = process_cpu(procs[-1].pid)
+        latencies, overheads, server_overheads, rps, errors = await through_service(url, args.users, args.seconds, args.think)
+        cpu_per_message = (process_cpu(procs[-1].pid) - cpu_before) / max(1, len(latencies)) * 1000
         print("\n1. non-streamed messages")
         print(line("model alone (SDK -> local model)", alone) + f"   {alone_rps:.0f} req/s")
         print(line("through /talk_with (client latency)", latencies) + f"   {rps:.0f} req/s, {errors} errors")
         print(line("service overhead per request", overheads))
+        print(line("  of which inside the service (Server-Timing)", server_overheads))
+        print(f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its threads, from /proc)")
         print(f"  side by side: service p50 - model p50 = {pct(latencies, 50) - pct(alone, 50):.2f} ms; "
               f"p99 - p99 = {pct(latencies, 99) - pct(alone, 99):.2f} ms; "
               f"ratio p50 {pct(latencies, 50) / pct(alone, 50):.2f}x")

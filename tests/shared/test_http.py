@@ -75,6 +75,12 @@ async def test_request_id_is_echoed(client):
     assert r.headers["x-request-id"] == "abc123"
 
 
+async def test_server_timing_says_how_long_the_service_took(client):
+    r = await client.get("/public")
+    name, _, duration = r.headers["server-timing"].partition(";dur=")
+    assert name == "app" and 0 <= float(duration) < 5000
+
+
 async def test_rate_limit_holds_across_two_instances(make_client, tokens):
     await inside_one_window()
     user = tokens.headers(tokens.user())
