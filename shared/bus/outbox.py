@@ -126,38 +126,41 @@ class OutboxRelay:
     async def _run(self) -> None:
         listener: asyncpg.Connection | None = None
         backoff = 0.0
-        while not self._stopping:
-            if listener is None or not _alive(listener):
-                if listener is not None:
-                    try:
-                        await self.pool.release(listener)
-                    except Exception:
-                        pass
-                listener = await self._listen()
-            self._wake.clear()
-            try:
-                await self.drain()
-                backoff = 0.0
-            except asyncio.CancelledError:
-                break
-            except Exception as exc:
-                backoff = min(self.max_backoff, max(0.5, backoff * 2))
-                log.warning("outbox relay: publish failed, retrying", extra={"error": repr(exc), "retry_in_s": backoff})
-                await asyncio.sleep(backoff)
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-                if self.coalesce_seconds and not self._stopping:
-                    await asyncio.sleep(self.coalesce_seconds)
-            except asyncio.TimeoutError:
-                pass
-        if listener is not None:
-            try:
-                if _alive(listener):
-                    await listener.remove_listener("outbox_events", self._on_notify)
-                await self.pool.release(listener)
-            except Exception:
-                pass
+        try:
+            while not self._stopping:
+                if listener is None or not _alive(listener):
+                    if listener is not None:
+                        try:
+                            await self.pool.release(listener)
+                        except Exception:
+                            pass
+                    listener = await self._listen()
+                self._wake.clear()
+                try:
+                    await self.drain()
+                    backoff = 0.0
+                except Exception as exc:
+                    backoff = min(self.max_backoff, max(0.5, backoff * 2))
+                    log.warning("outbox relay: publish failed, retrying", extra={"error": repr(exc), "retry_in_s": backoff})
+                    await asyncio.sleep(backoff)
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                    if self.coalesce_seconds and not self._stopping:
+                        await asyncio.sleep(self.coalesce_seconds)
+                except asyncio.TimeoutError:
+                    pass
+        except asyncio.CancelledError:
+            pass  # stop(): wherever the relay was waiting, it still hands its listener back
+        finally:
+            # Unreleased, the LISTEN connection would make the pool's close() wait forever.
+            if listener is not None:
+                try:
+                    if _alive(listener):
+                        await listener.remove_listener("outbox_events", self._on_notify)
+                    await self.pool.release(listener)
+                except Exception:
+                    pass
 
     async def drain(self) -> int:
         """Publish every unpublished event; returns how many were confirmed.

@@ -4,6 +4,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import orjson
 import pytest
 
@@ -123,6 +124,30 @@ async def test_a_claimed_batch_is_left_alone_until_its_claim_expires(service_env
         finally:
             await relay.stop()
             await publisher.close()
+
+
+async def test_relay_stopped_mid_wait_hands_back_its_listener(service_env):
+    """Stopped while coalescing after a wake-up (or backing off), the relay still releases its
+    LISTEN connection: otherwise the pool's close() at shutdown waits forever."""
+    own_pool = await dbmod.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=2)
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "test-stop")
+    relay = OutboxRelay(own_pool, publisher, poll_seconds=5, coalesce_seconds=2.0)
+    relay.start()
+    try:
+        await asyncio.sleep(0.3)  # listening
+        event = make_event(EventType.USER_UPDATED, str(uuid.uuid4()))
+        async with own_pool.acquire() as conn, conn.transaction():
+            await emit(conn, event)
+        await asyncio.sleep(0.3)  # woken, now in its coalescing wait
+    finally:
+        await relay.stop()
+        await publisher.close()
+    await asyncio.wait_for(own_pool.close(), 5)
+    conn = await asyncpg.connect(service_env["ANALYTICS_DATABASE_URL"])
+    try:  # leave no backlog for the next test's relays
+        await conn.execute("DELETE FROM outbox_events WHERE event_id = $1", event.event_id)
+    finally:
+        await conn.close()
 
 
 async def test_two_relays_publish_each_event_once(service_env, pool, event_spy):
