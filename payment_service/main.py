@@ -39,7 +39,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         # Everything loaded so far (~86k objects: FastAPI, pydantic, the Stripe SDK) lives as long as
         # the process. Frozen out of the collector, a full collection no longer walks it: walking it
         # took ~50 ms on the benchmark VM, a stall for every request in flight whenever one ran.
-        gc.collect()
+        # (No gc.collect() first: it would run whatever finalizers are pending, at an unknown cost;
+        # in one test session that stalled start-up past its 60 s limit.)
         gc.freeze()
 
     async def stop(app: FastAPI) -> None:
