@@ -1,6 +1,6 @@
 """Search engine benchmark: our index vs SQLite FTS5 on the same 1M-name corpus, same queries.
 
-    python bench/bench_search.py                 # 1M names (about 5 minutes on 2 cores)
+    python bench/bench_search.py                 # 1M names (about 8 minutes on 2 cores)
     python bench/bench_search.py --names 100000  # quick
 
 Prints, side by side, p50/p99 latency per query kind (in-process, one query at a time, results
