@@ -56,7 +56,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.llm = LLMRouter(settings)
         announce_providers(settings, state.llm)
         state.contexts = ContextBuilder(settings, state.redis, state.keys)
-        state.engine = ChatEngine(settings, state.db, state.llm, state.contexts, state.quota)
+        state.engine = ChatEngine(settings, state.db, state.llm, state.contexts, state.quota, state.tier_resolver)
 
     async def stop(app: FastAPI) -> None:
         state = app.state

@@ -9,14 +9,13 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import inspect
 import json
 import logging
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable
+from typing import Any
 
 import asyncpg
 
@@ -32,6 +31,7 @@ from shared.db import is_unavailable, retry_unavailable
 from shared.errors import APIError
 from shared.events import EventType, make_event
 from shared.quota import QuotaClient, Reservation
+from shared.tiers import TierResolver
 
 log = logging.getLogger("chat_service.service")
 
@@ -83,8 +83,10 @@ class Prepared:
 
 
 class ChatEngine:
-    def __init__(self, settings, pool: asyncpg.Pool, router: LLMRouter, contexts: ContextBuilder, quota: QuotaClient):
+    def __init__(self, settings, pool: asyncpg.Pool, router: LLMRouter, contexts: ContextBuilder, quota: QuotaClient,
+                 tiers: TierResolver | None = None):
         self.settings = settings
+        self.tiers = tiers
         self.pool = pool
         self.router = router
         self.contexts = contexts
@@ -209,15 +211,16 @@ class ChatEngine:
             except Exception:
                 log.exception("quota settle failed", extra={"reservation_id": r.reservation_id})
 
-    def early_quota_snapshot(self, user_id: str, reservations: list[Reservation], main: str | None) -> asyncio.Task | None:
+    def early_quota_snapshot(self, user_id: str, reservations: list[Reservation], main: str | None, cached: bytes | None = None) -> asyncio.Future | None:
         """A turn that reserves nothing for its main quota type changes nothing the snapshot
-        shows, so its read can run while the model answers instead of after it."""
+        shows: it comes from the cache value read with the tier, or (on a miss) from a read that
+        runs while the model answers instead of after it."""
         if any(r.quota_type == main for r in reservations):
             return None
 
         async def read() -> dict | Exception:
             try:
-                return await self.quota.remaining(user_id)
+                return await self.quota.remaining(user_id, cached)
             except Exception as exc:  # handed to quota_view (never an unretrieved task error)
                 return exc
 
@@ -260,10 +263,15 @@ class ChatEngine:
         return kept, fitted.used_tokens, int(total) - len(kept)
 
     # -- preparing a turn -----------------------------------------------------------------------
-    async def prepare(self, user: CurrentUser, tier: int | Awaitable[int], *, message: str, character: str, series: str | None,
+    async def tier_and_cached_quota(self, user: CurrentUser) -> tuple[int, bytes | None]:
+        """The caller's current tier and the cached quota snapshot, in one Redis round trip."""
+        if self.tiers is None:
+            return user.tier, None
+        tier, (quota,) = await self.tiers.with_cached(user, self.quota.cache_key(user.user_id) or "")
+        return tier, quota
+
+    async def prepare(self, user: CurrentUser, *, message: str, character: str, series: str | None,
                       conversation_id: str | None, model: str | None, attachments: list[Attachment]) -> Prepared:
-        """`tier`: the caller's current tier, or an awaitable of it (then read while the
-        conversation loads)."""
         text = self.check_message(message)
         images, attachments_meta = self.check_attachments(attachments)
         vision = bool(images)
@@ -271,17 +279,18 @@ class ChatEngine:
         history_rows = None
         if conversation_id is not None:
             cid = parse_uuid(conversation_id)
-            # The current tier (a Redis read) and the conversation with its recent history (one
-            # query, scoped to the owner) at the same time. The history window is sized by the
-            # token's tier claim, and read again in the rare case the current tier allows more.
+            # The current tier (with the cached quota snapshot: one Redis round trip) and the
+            # conversation with its recent history (one query, scoped to the owner) at the same
+            # time. The history window is sized by the token's tier claim, and read again in the
+            # rare case the current tier allows more.
             guess = self.input_budget(user.tier)
-            tier, (conv, history_rows) = await asyncio.gather(
-                _resolved(tier), conv_repo.get_owned_with_history(self.pool, cid, user.user_id, guess)
+            (tier, cached_quota), (conv, history_rows) = await asyncio.gather(
+                self.tier_and_cached_quota(user), conv_repo.get_owned_with_history(self.pool, cid, user.user_id, guess)
             )
             if conv is not None and self.input_budget(tier) > guess:
                 conv, history_rows = await conv_repo.get_owned_with_history(self.pool, cid, user.user_id, self.input_budget(tier))
         else:
-            tier = await _resolved(tier)
+            tier, cached_quota = await self.tier_and_cached_quota(user)
         if conversation_id is not None:
             if conv is None:
                 raise APIError(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
@@ -332,7 +341,7 @@ class ChatEngine:
             quota_type=main,
             context_tokens=used,
             dropped=dropped,
-            quota_snapshot=self.early_quota_snapshot(user.user_id, reservations, main),
+            quota_snapshot=self.early_quota_snapshot(user.user_id, reservations, main, cached_quota),
         )
 
     # -- follow-ups --------------------------------------------------------------------------------
@@ -695,8 +704,6 @@ class ChatEngine:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-async def _resolved(value):
-    return await value if inspect.isawaitable(value) else value
 
 
 def parse_questions(text: str) -> list[str]:

@@ -276,7 +276,9 @@ class QuotaClient:
         self._reserves: _ReserveBatcher | None = None
 
     # -------------------------------------------------------------------------------- cache
-    def _cache_key(self, user_id: str) -> str | None:
+    def cache_key(self, user_id: str) -> str | None:
+        """The Redis key of `remaining()`'s cache, for a caller that reads it together with
+        other keys (then passes the value to `remaining(..., cached=)`)."""
         return self.keys("quota", user_id) if self.keys is not None else None
 
     async def drop_cache(self, *user_ids: str) -> None:
@@ -346,9 +348,12 @@ class QuotaClient:
             return
         await self.drop_cache(row["user_id"])
 
-    async def remaining(self, user_id: str) -> dict:
-        """Per quota type: {"remaining": int (-1 unlimited), "reset_at": iso | None}; cached ≤ 5 min."""
-        key = self._cache_key(user_id)
+    async def remaining(self, user_id: str, cached: bytes | None = None) -> dict:
+        """Per quota type: {"remaining": int (-1 unlimited), "reset_at": iso | None}; cached ≤ 5 min.
+        `cached`: the cache's value, when the caller already read it."""
+        if cached:
+            return orjson.loads(cached)
+        key = self.cache_key(user_id)
         if self.redis is not None and key is not None:
             try:
                 await replay_pending(self.redis)  # invalidations that failed during an outage come first

@@ -1,7 +1,6 @@
 """POST /talk_with (plain or server-sent events) and GET /models."""
 from __future__ import annotations
 
-import asyncio
 import base64
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -25,20 +24,15 @@ def wants_stream(request: Request, body: TalkRequest) -> bool:
 
 async def _talk(request: Request, user: CurrentUser, body: TalkRequest):
     eng = engine(request)
-    tier = asyncio.ensure_future(resolve_tier(request, user))  # read while the conversation loads
-    try:
-        prepared = await eng.prepare(
-            user,
-            tier,
-            message=body.message,
-            character=body.character,
-            series=body.series,
-            conversation_id=body.conversation_id,
-            model=body.model,
-            attachments=body.attachments,
-        )
-    finally:
-        tier.cancel()  # a no-op once read; stops it when validation failed first
+    prepared = await eng.prepare(
+        user,
+        message=body.message,
+        character=body.character,
+        series=body.series,
+        conversation_id=body.conversation_id,
+        model=body.model,
+        attachments=body.attachments,
+    )
     if not wants_stream(request, body):
         return json_response(await eng.talk(prepared))
     run = StreamRun(eng, prepared).start()

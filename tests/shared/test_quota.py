@@ -268,7 +268,23 @@ async def test_tier_resolver_cache_database_and_token_fallbacks(core, redis, key
     closed_pool = await dbmod.create_pool(databases["core"], min_size=1, max_size=1)
     await closed_pool.close()
     assert await TierResolver(dead_redis, keys, closed_pool)(user) == 1
+    assert await TierResolver(dead_redis, keys, closed_pool).with_cached(user, keys("quota", user_id)) == (1, [None])
     await dead_redis.aclose()
+
+
+async def test_tier_and_quota_snapshot_in_one_read(core, redis, keys, tokens, quota):
+    from jose import jwt
+
+    user_id = new_user()
+    user = user_from_claims(jwt.get_unverified_claims(tokens.user(user_id, tier=0)))
+    resolver = TierResolver(redis, keys, core)
+    await set_cached_tier(redis, keys, user_id, 1)
+    tier, (snapshot,) = await resolver.with_cached(user, quota.cache_key(user_id))
+    assert tier == 1 and snapshot is None  # nothing cached for the quota yet
+    fresh = await quota.remaining(user_id)  # reads the database, fills the cache
+    tier, (snapshot,) = await resolver.with_cached(user, quota.cache_key(user_id))
+    assert tier == 1 and snapshot is not None
+    assert await quota.remaining(user_id, snapshot) == fresh
 
 
 # ------------------------------------------------------------------- reserves coalesced into one call
