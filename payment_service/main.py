@@ -1,5 +1,4 @@
 """uvicorn payment_service.main:app"""
-import gc
 
 from fastapi import FastAPI
 
@@ -36,12 +35,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.tier_resolver = TierResolver(state.redis, state.keys, state.core_db)
         state.sweeper = Sweeper(app, settings.sweep_interval_seconds)
         state.sweeper.start()
-        # Everything loaded so far (~86k objects: FastAPI, pydantic, the Stripe SDK) lives as long as
-        # the process. Frozen out of the collector, a full collection no longer walks it: walking it
-        # took ~50 ms on the benchmark VM, a stall for every request in flight whenever one ran.
-        # (No gc.collect() first: it would run whatever finalizers are pending, at an unknown cost;
-        # in one test session that stalled start-up past its 60 s limit.)
-        gc.freeze()
 
     async def stop(app: FastAPI) -> None:
         await app.state.sweeper.stop()
