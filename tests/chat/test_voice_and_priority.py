@@ -49,7 +49,8 @@ async def test_max_tier_is_not_queued_behind_others(make_client, chat_env, new_u
     free_a, free_b, max_user = new_user(), new_user(), new_user(tier=2)
     await subscribe(max_user.id, 2)
     async with make_client("chat", **chat_env, LLM_MAX_CONCURRENCY="1", CHAT_FOLLOW_UPS="template") as client:
-        await llm_sandbox.latency(provider="anthropic", first_token_seconds=0.5)
+        # free-a holds the only slot for 1.5 s: time for the others to queue even on a busy machine
+        await llm_sandbox.latency(provider="anthropic", first_token_seconds=1.5)
         finished: list[tuple[str, float]] = []
 
         async def send(name, user, delay):
