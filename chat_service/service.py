@@ -78,7 +78,7 @@ class Prepared:
     quota_type: str | None  # the main quota this turn spent (None: none)
     context_tokens: int
     dropped: int
-    quota_snapshot: asyncio.Task | None = None  # started early when the turn reserves nothing
+    quota_snapshot: asyncio.Future | None = None  # read early when the turn reserves nothing
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -226,7 +226,7 @@ class ChatEngine:
 
         return asyncio.ensure_future(read())
 
-    async def quota_view(self, user_id: str, reservations: list[Reservation], main: str | None, snapshot: asyncio.Task | None = None) -> dict[str, Any]:
+    async def quota_view(self, user_id: str, reservations: list[Reservation], main: str | None, snapshot: asyncio.Future | None = None) -> dict[str, Any]:
         for r in reservations:
             if r.quota_type == main:
                 return {"type": r.quota_type, "remaining": r.remaining, "reset_at": r.reset_at.isoformat() if r.reset_at else None}
@@ -265,9 +265,12 @@ class ChatEngine:
     # -- preparing a turn -----------------------------------------------------------------------
     async def tier_and_cached_quota(self, user: CurrentUser) -> tuple[int, bytes | None]:
         """The caller's current tier and the cached quota snapshot, in one Redis round trip."""
+        quota_key = self.quota.cache_key(user.user_id)
         if self.tiers is None:
             return user.tier, None
-        tier, (quota,) = await self.tiers.with_cached(user, self.quota.cache_key(user.user_id) or "")
+        if quota_key is None:
+            return await self.tiers(user), None
+        tier, (quota,) = await self.tiers.with_cached(user, quota_key)
         return tier, quota
 
     async def prepare(self, user: CurrentUser, *, message: str, character: str, series: str | None,
@@ -277,7 +280,9 @@ class ChatEngine:
         vision = bool(images)
         conv = None
         history_rows = None
-        if conversation_id is not None:
+        if conversation_id is None:
+            tier, cached_quota = await self.tier_and_cached_quota(user)
+        else:
             cid = parse_uuid(conversation_id)
             # The current tier (with the cached quota snapshot: one Redis round trip) and the
             # conversation with its recent history (one query, scoped to the owner) at the same
@@ -287,15 +292,14 @@ class ChatEngine:
             (tier, cached_quota), (conv, history_rows) = await asyncio.gather(
                 self.tier_and_cached_quota(user), conv_repo.get_owned_with_history(self.pool, cid, user.user_id, guess)
             )
-            if conv is not None and self.input_budget(tier) > guess:
-                conv, history_rows = await conv_repo.get_owned_with_history(self.pool, cid, user.user_id, self.input_budget(tier))
-        else:
-            tier, cached_quota = await self.tier_and_cached_quota(user)
-        if conversation_id is not None:
             if conv is None:
                 raise APIError(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
             if conv["conversation_type"] != "single":
                 raise APIError(422, "NOT_A_SINGLE_CONVERSATION", "This is a group conversation: use /group_chat.")
+            if self.input_budget(tier) > guess:
+                conv, history_rows = await conv_repo.get_owned_with_history(self.pool, cid, user.user_id, self.input_budget(tier))
+                if conv is None:  # deleted meanwhile
+                    raise APIError(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
             character, series = conv["character_name"], conv["character_series"]
         spec = self.choose_model(model or self.conversation_model(conv, tier), tier, vision=vision)
         # Reserve before any expensive work.
@@ -391,7 +395,7 @@ class ChatEngine:
         user_message_id = str(uuid.uuid4())
         rows: list[dict[str, Any]] = []
         try:
-            saved = await self._save_turn_tx(p, replies, follow_ups, user_message_id, rows, conversation_type, participants, character_label)
+            saved = await self._save_turn_statement(p, replies, follow_ups, user_message_id, rows, conversation_type, participants, character_label)
         except Exception as exc:
             if not is_unavailable(exc) or not rows:
                 raise
@@ -409,7 +413,7 @@ class ChatEngine:
         async with self.pool.acquire() as conn:
             return await msg_repo.by_ids(conn, ids)
 
-    async def _save_turn_tx(self, p, replies, follow_ups, user_message_id, rows, conversation_type, participants, character_label):
+    async def _save_turn_statement(self, p, replies, follow_ups, user_message_id, rows, conversation_type, participants, character_label):
         """save_turn's statement (one round trip, atomic); fills `rows` (the messages it writes)
         before sending it."""
         events = []

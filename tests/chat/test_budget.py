@@ -95,3 +95,13 @@ async def test_pro_gets_more_history_than_free(chat, new_user, subscribe, chat_d
     _, free_markers = await trimmed_request(chat, free, chat_db, llm_sandbox, 40)
     _, pro_markers = await trimmed_request(chat, pro, chat_db, llm_sandbox, 40)
     assert len(pro_markers) == 40 and len(free_markers) < 12
+
+
+async def test_upgraded_user_with_a_free_token_gets_the_paid_window(chat, new_user, subscribe, chat_db, llm_sandbox):
+    """The history window is first read at the size the token's tier claim allows; a user who
+    upgraded since the token was issued gets it read again at the paid size."""
+    user = new_user(tier=0)  # the token still says Free
+    await subscribe(user.id, 1)
+    body, markers = await trimmed_request(chat, user, chat_db, llm_sandbox, 40)
+    assert len(markers) == 40  # all of ~40K tokens: more than Free's 12K window
+    assert body["context_tokens"] > 12_000
