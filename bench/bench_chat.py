@@ -38,6 +38,7 @@ import anthropic  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 
+from common import percentile as pct, process_cpu_seconds  # noqa: E402
 from shared.auth import mint_access_token  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
 from shared.testing.env import (  # noqa: E402
@@ -58,38 +59,8 @@ KEYS = {
 SYSTEM = "You are Batman, the character from The Dark Knight (2008). Stay in character at all times."
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 def line(label: str, values: list[float]) -> str:
     return f"  {label:<44} p50 {pct(values, 50):7.2f} ms   p99 {pct(values, 99):7.2f} ms   mean {statistics.fmean(values):7.2f} ms   n={len(values)}"
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its children (uvicorn workers)."""
-    total = 0.0
-    for p in [pid, *children(pid)]:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except FileNotFoundError:
-            pass
-    return total
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(c) for c in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 def free_port() -> int:
@@ -305,9 +276,9 @@ async def main() -> None:
         print(line("PostgreSQL SELECT 1", pg))
         print(line("Redis GET", rd))
         alone, alone_rps = await model_alone(base, args.users, args.seconds, args.think)
-        cpu_before = process_cpu(procs[-1].pid)
+        cpu_before = process_cpu_seconds(procs[-1].pid, with_children=True)
         latencies, overheads, server_overheads, rps, errors = await through_service(url, args.users, args.seconds, args.think)
-        cpu_per_message = (process_cpu(procs[-1].pid) - cpu_before) / max(1, len(latencies)) * 1000
+        cpu_per_message = (process_cpu_seconds(procs[-1].pid, with_children=True) - cpu_before) / max(1, len(latencies)) * 1000
         print("\n1. non-streamed messages")
         print(line("model alone (SDK -> local model)", alone) + f"   {alone_rps:.0f} req/s")
         print(line("through /talk_with (client latency)", latencies) + f"   {rps:.0f} req/s, {errors} errors")

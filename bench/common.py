@@ -50,7 +50,22 @@ def wrk(url: str, *, seconds: int = 10, connections: int = 50, threads: int = 2,
     return {"rps": rps, "requests": total, "p50_ms": lat("50"), "p99_ms": lat("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0, "raw": out}
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (from /proc): robust to other load on the machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def process_cpu_seconds(pid: int, *, with_children: bool = False) -> float:
+    """User + system CPU time of a process (from /proc): robust to other load on the machine.
+    `with_children`: its child processes too (uvicorn's workers)."""
+    pids = [pid, *_children(pid)] if with_children else [pid]
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
