@@ -26,8 +26,7 @@ _CONVERSATION_COLUMNS = [c.strip() for c in COLUMNS.split(",")]
 _OWNED_WITH_HISTORY = f"""
     SELECT {", ".join(f"c.{c} AS c_{c}" for c in _CONVERSATION_COLUMNS)}, h.*
       FROM conversations c
-      LEFT JOIN LATERAL ({recent_within_query("c.id", "$3")}
-      ) h ON true
+      LEFT JOIN LATERAL ({recent_within_query("c.id", "$3")}) h ON true
      WHERE c.id = $1 AND c.user_id = $2
      ORDER BY h.seq
 """

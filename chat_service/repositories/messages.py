@@ -131,15 +131,14 @@ async def by_ids(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Recor
 
 def recent_within_query(conversation: str, token_cap: str, before_seq: str = "NULL") -> str:
     """The history window as SQL over the given expressions (parameters or columns): pinned
-    messages and the newest messages whose running token total stays within the cap, each with
-    `total` (how many messages the conversation has in that range). Unordered."""
-    return f"""
-        SELECT {COLUMNS}, total FROM (
-            SELECT {COLUMNS}, sum(token_count) OVER (ORDER BY seq DESC) AS running, count(*) OVER () AS total
-              FROM messages
-             WHERE conversation_id = {conversation} AND ({before_seq}::bigint IS NULL OR seq < {before_seq})
-        ) s
-         WHERE running <= {token_cap} OR pinned"""
+    messages and the newest messages whose running token total stays within the cap, with the
+    columns a prompt needs (HISTORY_COLUMNS) and `total` (how many messages the conversation has
+    in that range). Unordered. The window is read newest first and stops at the cap (migration
+    002's `chat_history_window`), so long conversations cost what their window costs."""
+    return f"SELECT {HISTORY_COLUMNS} FROM chat_history_window({conversation}, {token_cap}, {before_seq})"
+
+
+HISTORY_COLUMNS = "id, seq, sender, role, content, token_count, pinned, total"
 
 
 async def recent_within(conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None) -> list[asyncpg.Record]:

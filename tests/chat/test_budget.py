@@ -54,6 +54,11 @@ async def seed_history(chat_db, user_id: str, conversation_id: str, n: int, pin:
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 str(uuid.uuid4()), conversation_id, user_id, "user" if role == "user" else "Batman", role, content, count, i in pin,
             )
+        # The counters the service keeps with every turn (the history window reads message_count).
+        await conn.execute(
+            "UPDATE conversations SET message_count = message_count + $2, token_count = token_count + $3 WHERE id = $1",
+            conversation_id, n, sum(tokens.values()),
+        )
     return tokens
 
 
@@ -105,3 +110,44 @@ async def test_upgraded_user_with_a_free_token_gets_the_paid_window(chat, new_us
     body, markers = await trimmed_request(chat, user, chat_db, llm_sandbox, 40)
     assert len(markers) == 40  # all of ~40K tokens: more than Free's 12K window
     assert body["context_tokens"] > 12_000
+
+
+async def test_history_window_of_a_long_conversation_is_the_defined_window(chat, new_user, chat_db):
+    """The window read newest-first and stopped at the cap (migration 002) holds exactly the
+    messages its definition names: the newest whose running token total stays within the cap,
+    and every pinned message older than that, with the conversation's message count."""
+    import random
+
+    from chat_service.repositories import messages as msg_repo
+
+    user = new_user()
+    r = await chat.post("/talk_with", json={"message": "start", "character": "Batman"}, headers=user.headers)
+    cid = r.json()["conversation_id"]
+    rnd = random.Random(7)
+    rows = [(str(uuid.uuid4()), cid, user.id, "user", "user", f"[m{i}]", rnd.randint(0, 400), rnd.random() < 0.02) for i in range(3000)]
+    async with chat_db.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO messages (id, conversation_id, user_id, sender, role, content, token_count, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            rows,
+        )
+        await conn.execute("UPDATE conversations SET message_count = message_count + $2 WHERE id = $1", cid, len(rows))
+        everything = await conn.fetch("SELECT id, seq, token_count, pinned FROM messages WHERE conversation_id = $1 ORDER BY seq", cid)
+
+    def defined(cap, before):
+        scope = [m for m in everything if before is None or m["seq"] < before]
+        keep, running = set(), 0
+        for m in reversed(scope):
+            running += m["token_count"]
+            if running <= cap or m["pinned"]:
+                keep.add(m["id"])
+        return [m["id"] for m in scope if m["id"] in keep], len(scope)
+
+    seqs = [m["seq"] for m in everything]
+    cases = [(12_000, None), (64_000, None), (0, None), (10**9, None), (12_000, seqs[1500]), (5_000, seqs[3]), (12_000, seqs[0])]
+    for cap, before in cases:
+        got = await msg_repo.recent_within(chat_db, cid, cap, before_seq=before)
+        want_ids, total = defined(cap, before)
+        assert [g["id"] for g in got] == want_ids, (cap, before)
+        assert all(g["total"] == total for g in got), (cap, before)
+    pinned_old = [m["id"] for m in everything[:1000] if m["pinned"]]
+    assert pinned_old and set(pinned_old) <= {g["id"] for g in await msg_repo.recent_within(chat_db, cid, 12_000)}
