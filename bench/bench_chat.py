@@ -9,10 +9,13 @@ and a vhost, applies Payment's migrations (quota functions) to the core one, sta
 
 Figures (issue 5 targets: overhead p50 <= 5 ms and p99 <= 20 ms at 50 concurrent users;
 time-to-first-token overhead <= 10 ms):
+  0. the machine's floor: a PostgreSQL and a Redis round trip, back to back and after 10 ms of
+     idleness (what a request's round trips cost at a few dozen messages a second);
   1. the model alone: the same requests straight to the local model with the Anthropic SDK;
   2. /talk_with at N concurrent users (each sends a message in its conversation, waits `think`
      seconds, again): client latency, and per request the service's overhead = client latency
      minus the model time the service measured around its own model call (`model_latency_ms`);
+     then, as the floor under that overhead, the same users calling the service's /health;
   3. time to first token, streamed, one request at a time: through the service vs straight to
      the model, and per request client TTFT minus the service-measured model TTFT.
 """
@@ -162,6 +165,28 @@ async def through_service(url: str, users: int, seconds: float, think: float) ->
     return latencies, overheads, server_overheads, len(latencies) / elapsed, errors
 
 
+async def empty_route(url: str, users: int, seconds: float, think: float) -> list[float]:
+    """The floor under /talk_with's overhead: the same users and client calling the service's
+    /health (no token, no database, no model) through the same server and middleware."""
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=users + 10)
+    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
+
+        async def user() -> None:
+            await asyncio.sleep(random.random() * think)
+            while time.monotonic() < stop:
+                t0 = time.perf_counter()
+                async with client.get("/health") as r:
+                    await r.read()
+                    if r.status == 200:
+                        latencies.append((time.perf_counter() - t0) * 1000)
+                await asyncio.sleep(think * (0.5 + random.random()))
+
+        await asyncio.gather(*(user() for _ in range(users)))
+    return latencies
+
+
 async def ttft(url: str, base: str, n: int) -> tuple[list[float], list[float], list[float]]:
     model = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=2, http_client=anthropic.DefaultAioHttpClient())
     direct: list[float] = []
@@ -201,8 +226,10 @@ async def ttft(url: str, base: str, n: int) -> tuple[list[float], list[float], l
     return direct, service, per_request
 
 
-async def round_trips(dsn: str, redis_url: str, n: int = 200) -> tuple[list[float], list[float]]:
-    """The machine's floor: one trivial PostgreSQL query and one Redis GET."""
+async def round_trips(dsn: str, redis_url: str, n: int = 200, idle: float = 0.0) -> tuple[list[float], list[float]]:
+    """The machine's floor: one trivial PostgreSQL query and one Redis GET, back to back or each
+    after `idle` seconds of doing nothing (as a request's round trips are at a few dozen
+    messages a second: the processes on both ends have gone to sleep in between)."""
     import asyncpg
     import redis.asyncio as aioredis
 
@@ -210,9 +237,13 @@ async def round_trips(dsn: str, redis_url: str, n: int = 200) -> tuple[list[floa
     r = aioredis.from_url(redis_url)
     pg, rd = [], []
     for _ in range(n):
+        if idle:
+            await asyncio.sleep(idle)
         t0 = time.perf_counter()
         await conn.fetchval("SELECT 1")
         pg.append((time.perf_counter() - t0) * 1000)
+        if idle:
+            await asyncio.sleep(idle)
         t0 = time.perf_counter()
         await r.get("bench:chat:nothing")
         rd.append((time.perf_counter() - t0) * 1000)
@@ -271,19 +302,24 @@ async def main() -> None:
         print(f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, think time ~{args.think} s, {args.workers} worker(s); "
               f"model = local sandbox (no added latency); {os.cpu_count()} CPUs")
         pg, rd = await round_trips(dsns["chat"], infra.redis_url)
+        pg_idle, rd_idle = await round_trips(dsns["chat"], infra.redis_url, n=100, idle=0.01)
         load = os.getloadavg()
         print(f"\n0. the machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; the service does ~10 such round trips a message)")
         print(line("PostgreSQL SELECT 1", pg))
         print(line("Redis GET", rd))
+        print(line("PostgreSQL SELECT 1 after 10 ms idle", pg_idle))
+        print(line("Redis GET after 10 ms idle", rd_idle))
         alone, alone_rps = await model_alone(base, args.users, args.seconds, args.think)
         cpu_before = process_cpu_seconds(procs[-1].pid, with_children=True)
         latencies, overheads, server_overheads, rps, errors = await through_service(url, args.users, args.seconds, args.think)
         cpu_per_message = (process_cpu_seconds(procs[-1].pid, with_children=True) - cpu_before) / max(1, len(latencies)) * 1000
+        empty = await empty_route(url, args.users, min(args.seconds, 10), args.think)
         print("\n1. non-streamed messages")
         print(line("model alone (SDK -> local model)", alone) + f"   {alone_rps:.0f} req/s")
         print(line("through /talk_with (client latency)", latencies) + f"   {rps:.0f} req/s, {errors} errors")
         print(line("service overhead per request", overheads))
         print(line("  of which inside the service (Server-Timing)", server_overheads))
+        print(line("floor: GET /health, same users and server", empty))
         print(f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its threads, from /proc)")
         print(f"  side by side: service p50 - model p50 = {pct(latencies, 50) - pct(alone, 50):.2f} ms; "
               f"p99 - p99 = {pct(latencies, 99) - pct(alone, 99):.2f} ms; "
