@@ -23,6 +23,7 @@ display name.
 """
 from __future__ import annotations
 
+import os
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
@@ -40,10 +41,16 @@ from content_service.engine.normalize import (
     prefix_edits,
 )
 
+try:     # the compiled query path (_kernel.c, built by setup.py); without it, pure Python
+    from content_service.engine import _kernel
+except ImportError:  # pragma: no cover - the build hook was not run
+    _kernel = None
+
 MAXCH = "\U0010ffff"
 KINDS = ("exact", "prefix", "substring", "fuzzy")
 EXACT, PREFIX, SUBSTRING, FUZZY = range(4)
 MODES = ("exact", "prefix", "substring", "fuzzy", "auto")
+MODE_CODE = {m: i for i, m in enumerate(MODES)}   # the kernel's mode numbers
 TYPES = ("movie", "tv", "character", "person")
 TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
 
@@ -280,6 +287,31 @@ class SearchIndex:
         self._phi = _mv(self.pref_hi)
         self._plen = _mv(self.pref_len)
         self._build_fwd_fixed()
+        self._kernel = self._make_kernel() if kernel_enabled() else None
+
+    def _make_kernel(self):
+        """The compiled query path over this index's structures (see _kernel.c)."""
+        rows = {}
+        vals = []
+        off = [0]
+        for p, top in self.heavy_key.items():
+            rows[p] = len(rows)
+            vals.append(np.asarray(top, dtype=np.int32))
+            off.append(off[-1] + len(top))
+        self._heavy_key_off = np.asarray(off, dtype=np.int64)
+        self._heavy_key_vals = (np.concatenate(vals) if vals else np.empty(0, np.int32))
+
+        def arr(a, dt):
+            return np.ascontiguousarray(a, dtype=dt)
+
+        return _kernel.Kernel(
+            self.skeys, self.keys, rows, Hit, KINDS, TYPES, match_spans, _one_fold,
+            arr(self.skey_name, np.int32), self._heavy_key_off, self._heavy_key_vals,
+            self.names.blob, arr(self.names.off, np.int64),
+            self.ent_keys.blob, arr(self.ent_keys.off, np.int64),
+            arr(self.name_entity, np.int32), arr(self.ent_type, np.uint8),
+            arr(self.ent_pop, np.float32), arr(self.tri_codes, np.uint64),
+            arr(self.tri_off, np.int64), arr(self.tri_ids, np.int32))
 
     def _build_fwd_fixed(self):
         """The forward index at a fixed width: the first FWD_WIDTH word ids of each name, padded
@@ -509,11 +541,36 @@ class SearchIndex:
     # ---------------------------------------------------------------- query
     def search(self, query: str, mode: str = "auto", limit: int = 10,
                types: tuple[str, ...] | list[str] | None = None) -> list[Hit]:
+        kernel = self._kernel
+        if kernel is None:
+            return self.search_python(query, mode, limit, types)
+        code = MODE_CODE.get(mode)
+        if code is None:
+            raise ValueError(f"unknown mode {mode!r}")
+        key = normalize_key(query)[0]
+        if not key or limit <= 0:
+            return []
+        bits = 0
+        if types:
+            for t in types:
+                bits |= 1 << TYPE_CODE[t]
+        hits = kernel.search(key, code, limit, bits)
+        if hits is not None:
+            return hits
+        return self._search_key(key, mode, limit, types)
+
+    def search_python(self, query: str, mode: str = "auto", limit: int = 10,
+                      types: tuple[str, ...] | list[str] | None = None) -> list[Hit]:
+        """The pure-Python path: the reference the compiled one is tested against, and what
+        answers when the kernel is not built (or CONTENT_KERNEL=0)."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         key = normalize_key(query)[0]
         if not key or limit <= 0:
             return []
+        return self._search_key(key, mode, limit, types, python=True)
+
+    def _search_key(self, key: str, mode: str, limit: int, types, python: bool = False):
         words = key.split(" ")
         tmask = None
         if types:
@@ -533,6 +590,8 @@ class SearchIndex:
         elif mode == "fuzzy":
             tiers = self._fuzzy_tiers(key, words)
         found = self._collect(tiers, limit, tmask)
+        if self._kernel is not None and not python:
+            return self._kernel.hits(found, key, mode == "auto")
         return self._hits(found, key, words, mode == "auto")
 
     def _collect(self, tiers, limit, tmask):
@@ -988,6 +1047,12 @@ class SearchIndex:
         return out
 
 
+def kernel_enabled() -> bool:
+    """Whether indexes get the compiled query path: the module is built and CONTENT_KERNEL is
+    not 0."""
+    return _kernel is not None and os.environ.get("CONTENT_KERNEL", "1") != "0"
+
+
 class _Part:
     """One query word's sources at one distance, with their total size and (lazily) the
     word -> distance marks used to check candidates through the forward index."""
@@ -1057,6 +1122,15 @@ def _joined_end(key: str, start: int, n: int) -> int:
 
 
 _ONE_FOLD: dict[str, bool] = {}
+
+
+def _one_fold(c: str) -> bool:
+    """Whether the letter or digit c folds to exactly one key character."""
+    one = _ONE_FOLD.get(c)
+    if one is None:
+        f = _fold_char(c)
+        one = _ONE_FOLD[c] = len(f) == 1 and f.isalnum()
+    return one
 
 
 def _alnum_positions(name: str) -> list[int] | None:
