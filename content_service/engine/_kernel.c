@@ -23,7 +23,8 @@ enum { EXACT = 0, PREFIX = 1, SUBSTRING = 2, FUZZY = 3 };
 enum { M_EXACT = 0, M_PREFIX = 1, M_SUBSTRING = 2, M_FUZZY = 3, M_AUTO = 4 };
 
 #define HEAVY_TOP 128               /* index.py HEAVY_TOP */
-#define SUBSTRING_LISTS 3           /* index.py SUBSTRING_LISTS */
+#define SUBSTRING_FILTERS 8         /* trigram lists a candidate must be in before verifying */
+#define SUBSTRING_BATCH 16          /* candidates whose records are loaded together */
 #define SUBSTRING_OTHER_MAX 50000   /* index.py SUBSTRING_OTHER_MAX */
 #define SMALL_RANGE_MAX 4096        /* a non-heavy prefix range holds at most HEAVY_KEY keys */
 
@@ -42,6 +43,7 @@ typedef struct {
     PyObject *heavy_key;   /* dict[str, int]: heavy prefix -> row of heavy_off */
     PyObject *span_fn;     /* index.match_spans: the careful span mapping */
     PyObject *one_fold;    /* index._one_fold(ch) -> bool, asked once per character */
+    PyObject *normalize;   /* normalize.normalize: queries the C fast path does not take */
     uint8_t *fold_known, *fold_one;   /* bitmaps over code points: asked, and its answer */
     PyTypeObject *hit_type;
     PyObject *kind_str[4];
@@ -573,10 +575,13 @@ static int tier_substring(Kernel *k, Coll *c, PyObject *key)
         spans[i].start = k->to[lo];
     }
     qsort(spans, (size_t)nd, sizeof(Span), cmp_span);
-    const int32_t *lists[SUBSTRING_LISTS];
-    Py_ssize_t lens[SUBSTRING_LISTS], cur[SUBSTRING_LISTS];
+    /* the rarest trigram drives; the next rarest lists filter its ids before any key is read
+     * (a filter costs a gallop forward in a sorted list; a verification, two cache misses).
+     * More lists than index.py filters with: the verification decides either way. */
+    const int32_t *lists[SUBSTRING_FILTERS];
+    Py_ssize_t lens[SUBSTRING_FILTERS], cur[SUBSTRING_FILTERS];
     int nl = 0;
-    for (Py_ssize_t i = 0; i < nd && i < SUBSTRING_LISTS; i++) {
+    for (Py_ssize_t i = 0; i < nd && nl < SUBSTRING_FILTERS; i++) {
         if (i == 0 || spans[i].size <= SUBSTRING_OTHER_MAX) {
             lists[nl] = k->ti + spans[i].start;
             lens[nl] = (Py_ssize_t)spans[i].size;
@@ -593,28 +598,39 @@ static int tier_substring(Kernel *k, Coll *c, PyObject *key)
         goto out;
     }
     const int32_t *drive = lists[0];
-    for (Py_ssize_t p = 0; p < lens[0]; p++) {
-        int32_t nid = drive[p];
-        int ok = 1;
-        for (int j = 1; j < nl; j++) {
-            cur[j] = gallop_ge(lists[j], lens[j], cur[j], nid);
-            if (cur[j] >= lens[j] || lists[j][cur[j]] != nid) {
-                ok = 0;
-                break;
+    Py_ssize_t p = 0;
+    int32_t batch[SUBSTRING_BATCH];
+    while (p < lens[0]) {
+        /* a batch of candidates that pass the filters, their records loaded together */
+        Py_ssize_t nb = 0;
+        while (p < lens[0] && nb < SUBSTRING_BATCH) {
+            int32_t nid = drive[p++];
+            int ok = 1;
+            for (int j = 1; j < nl; j++) {
+                cur[j] = gallop_ge(lists[j], lens[j], cur[j], nid);
+                if (cur[j] >= lens[j] || lists[j][cur[j]] != nid) {
+                    ok = 0;
+                    break;
+                }
             }
+            if (ok)
+                batch[nb++] = nid;
         }
-        if (!ok)
-            continue;
-        if (verify) {   /* key in keys[nid], on UTF-8 (a substring of code points is one of bytes) */
-            const RecHead *h = (const RecHead *)(k->rec + k->rec_off[nid]);
-            const char *kp = (const char *)(h + 1) + h->name_len;
-            if (!memmem(kp, h->key_len, q8, (size_t)q8len))
-                continue;
-        }
-        int r = coll_add(c, nid, SUBSTRING, 0);
-        if (r) {
-            result = add_result(r);
-            goto out;
+        if (verify)
+            prefetch_records(k, batch, nb);
+        for (Py_ssize_t b = 0; b < nb; b++) {
+            int32_t nid = batch[b];
+            if (verify) {   /* key in keys[nid], on UTF-8 (a substring of code points is one of bytes) */
+                const RecHead *h = (const RecHead *)(k->rec + k->rec_off[nid]);
+                const char *kp = (const char *)(h + 1) + h->name_len;
+                if (!memmem(kp, h->key_len, q8, (size_t)q8len))
+                    continue;
+            }
+            int r = coll_add(c, nid, SUBSTRING, 0);
+            if (r) {
+                result = add_result(r);
+                goto out;
+            }
         }
     }
 out:
@@ -950,24 +966,9 @@ static int build_records(Kernel *k)
 
 /* ------------------------------------------------------------------ methods */
 
-PyDoc_STRVAR(search_doc,
-"search(key, mode, limit, type_bits) -> list[Hit] | None\n\n"
-"The hits of an already normalized, non-empty key (mode: 0 exact, 1 prefix, 2 substring,\n"
-"3 fuzzy, 4 auto; type_bits: 1 << type code of each wanted type, 0 = all), or None when\n"
-"the query needs a tier only the Python path has.");
-
-static PyObject *Kernel_search(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
+/* The hits of a normalized, non-empty key, or Py_None when the Python path must answer. */
+static PyObject *search_key(Kernel *k, PyObject *key, long mode, Py_ssize_t limit, long tbits)
 {
-    if (nargs != 4 || !PyUnicode_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "search(key: str, mode: int, limit: int, type_bits: int)");
-        return NULL;
-    }
-    PyObject *key = args[0];
-    long mode = PyLong_AsLong(args[1]);
-    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
-    long tbits = PyLong_AsLong(args[3]);
-    if (PyErr_Occurred())
-        return NULL;
     if (mode == M_FUZZY || mode < 0 || mode > M_AUTO || limit <= 0 ||
         PyUnicode_GET_LENGTH(key) == 0)
         Py_RETURN_NONE;
@@ -994,6 +995,105 @@ static PyObject *Kernel_search(Kernel *k, PyObject *const *args, Py_ssize_t narg
     else
         res = make_hits(k, c.f, c.n, key, mode == M_AUTO);
     coll_free(&c);
+    return res;
+}
+
+static int parse_args(PyObject *const *args, Py_ssize_t nargs, long *mode, Py_ssize_t *limit,
+                      long *tbits, const char *sig)
+{
+    if (nargs != 4 || !PyUnicode_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, sig);
+        return -1;
+    }
+    *mode = PyLong_AsLong(args[1]);
+    *limit = PyLong_AsSsize_t(args[2]);
+    *tbits = PyLong_AsLong(args[3]);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+PyDoc_STRVAR(search_doc,
+"search(key, mode, limit, type_bits) -> list[Hit] | None\n\n"
+"The hits of an already normalized, non-empty key (mode: 0 exact, 1 prefix, 2 substring,\n"
+"3 fuzzy, 4 auto; type_bits: 1 << type code of each wanted type, 0 = all), or None when\n"
+"the query needs a tier only the Python path has.");
+
+static PyObject *Kernel_search(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    long mode, tbits;
+    Py_ssize_t limit;
+    if (parse_args(args, nargs, &mode, &limit, &tbits,
+                   "search(key: str, mode: int, limit: int, type_bits: int)") < 0)
+        return NULL;
+    return search_key(k, args[0], mode, limit, tbits);
+}
+
+/* normalize.normalize_key's key for an ASCII query without ' ` & + (lower case, every other
+ * character than a letter or digit a separator, runs of them one space, none at the ends);
+ * NULL without an exception for any other query. */
+static PyObject *normalize_plain_ascii(PyObject *text)
+{
+    if (!PyUnicode_IS_ASCII(text))
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const unsigned char *p = PyUnicode_1BYTE_DATA(text);
+    char buf[256];
+    if (n > (Py_ssize_t)sizeof buf)
+        return NULL;
+    Py_ssize_t m = 0;
+    int pending = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = p[i];
+        if (ch == '\'' || ch == '`' || ch == '&' || ch == '+')
+            return NULL;
+        if (ch >= 'A' && ch <= 'Z')
+            ch |= 0x20;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) {
+            if (pending && m)
+                buf[m++] = ' ';
+            pending = 0;
+            buf[m++] = (char)ch;
+        }
+        else
+            pending = 1;
+    }
+    return PyUnicode_FromStringAndSize(buf, m);
+}
+
+PyDoc_STRVAR(search_text_doc,
+"search_text(query, mode, limit, type_bits) -> list[Hit] | str\n\n"
+"search() of a raw query: the hits, or the normalized key when the Python path must\n"
+"answer ([] for a query that normalizes to nothing).");
+
+static PyObject *Kernel_search_text(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
+{
+    long mode, tbits;
+    Py_ssize_t limit;
+    if (parse_args(args, nargs, &mode, &limit, &tbits,
+                   "search_text(query: str, mode: int, limit: int, type_bits: int)") < 0)
+        return NULL;
+    PyObject *key = normalize_plain_ascii(args[0]);
+    if (!key) {
+        if (PyErr_Occurred())
+            return NULL;
+        key = PyObject_CallOneArg(k->normalize, args[0]);
+        if (!key)
+            return NULL;
+        if (!PyUnicode_CheckExact(key)) {
+            Py_DECREF(key);
+            PyErr_SetString(PyExc_TypeError, "normalize() must return a str");
+            return NULL;
+        }
+    }
+    if (PyUnicode_GET_LENGTH(key) == 0 || limit <= 0) {
+        Py_DECREF(key);
+        return PyList_New(0);
+    }
+    PyObject *res = search_key(k, key, mode, limit, tbits);
+    if (res == Py_None) {
+        Py_DECREF(res);
+        return key;
+    }
+    Py_DECREF(key);
     return res;
 }
 
@@ -1042,6 +1142,8 @@ out:
 
 static PyMethodDef Kernel_methods[] = {
     {"search", (PyCFunction)(void (*)(void))Kernel_search, METH_FASTCALL, search_doc},
+    {"search_text", (PyCFunction)(void (*)(void))Kernel_search_text, METH_FASTCALL,
+     search_text_doc},
     {"hits", (PyCFunction)(void (*)(void))Kernel_hits, METH_FASTCALL, hits_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -1062,6 +1164,7 @@ static void Kernel_dealloc(Kernel *k)
     Py_XDECREF(k->heavy_key);
     Py_XDECREF(k->span_fn);
     Py_XDECREF(k->one_fold);
+    Py_XDECREF(k->normalize);
     PyMem_Free(k->fold_known);
     PyMem_Free(k->fold_one);
     Py_XDECREF(k->hit_type);
@@ -1134,7 +1237,7 @@ static int build_heavy_table(Kernel *k)
 }
 
 PyDoc_STRVAR(Kernel_doc,
-"Kernel(skeys, keys, heavy_key_rows, hit_type, kinds, types, match_spans, one_fold,\n"
+"Kernel(skeys, keys, heavy_key_rows, hit_type, kinds, types, match_spans, one_fold, normalize,\n"
 "       skey_name, heavy_key_off, heavy_key_vals, names_blob, names_off, ent_keys_blob,\n"
 "       ent_keys_off, name_entity, ent_type, ent_pop, tri_codes, tri_off, tri_ids)\n\n"
 "The compiled query path over a SearchIndex's structures (index.py builds it).");
@@ -1145,8 +1248,8 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_TypeError, "Kernel() takes positional arguments");
         return NULL;
     }
-    if (PyTuple_GET_SIZE(args) != 8 + B_COUNT) {
-        PyErr_Format(PyExc_TypeError, "Kernel() takes %d arguments", 8 + B_COUNT);
+    if (PyTuple_GET_SIZE(args) != 9 + B_COUNT) {
+        PyErr_Format(PyExc_TypeError, "Kernel() takes %d arguments", 9 + B_COUNT);
         return NULL;
     }
     Kernel *k = (Kernel *)type->tp_alloc(type, 0);
@@ -1178,6 +1281,7 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         goto fail;
     k->span_fn = Py_NewRef(PyTuple_GET_ITEM(args, 6));
     k->one_fold = Py_NewRef(PyTuple_GET_ITEM(args, 7));
+    k->normalize = Py_NewRef(PyTuple_GET_ITEM(args, 8));
     k->fold_known = PyMem_Calloc(0x110000 / 8, 1);
     k->fold_one = PyMem_Calloc(0x110000 / 8, 1);
     if (!k->fold_known || !k->fold_one) {
@@ -1206,12 +1310,12 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         }
     }
     for (int i = 0; i < B_COUNT; i++) {
-        if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, 8 + i), &k->buf[i], PyBUF_C_CONTIGUOUS) < 0)
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, 9 + i), &k->buf[i], PyBUF_C_CONTIGUOUS) < 0)
             goto fail;
         k->nbuf++;
         if (k->buf[i].len % B_ITEMSIZE[i]) {
             PyErr_Format(PyExc_ValueError, "array argument %d: item size %zd expected",
-                         8 + i, B_ITEMSIZE[i]);
+                         9 + i, B_ITEMSIZE[i]);
             goto fail;
         }
     }

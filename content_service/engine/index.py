@@ -36,6 +36,7 @@ from content_service.engine.normalize import (
     article_stripped,
     index_words,
     max_edits,
+    normalize,
     normalize_key,
     normalize_spans,
     prefix_edits,
@@ -305,7 +306,7 @@ class SearchIndex:
             return np.ascontiguousarray(a, dtype=dt)
 
         return _kernel.Kernel(
-            self.skeys, self.keys, rows, Hit, KINDS, TYPES, match_spans, _one_fold,
+            self.skeys, self.keys, rows, Hit, KINDS, TYPES, match_spans, _one_fold, normalize,
             arr(self.skey_name, np.int32), self._heavy_key_off, self._heavy_key_vals,
             self.names.blob, arr(self.names.off, np.int64),
             self.ent_keys.blob, arr(self.ent_keys.off, np.int64),
@@ -547,17 +548,18 @@ class SearchIndex:
         code = MODE_CODE.get(mode)
         if code is None:
             raise ValueError(f"unknown mode {mode!r}")
-        key = normalize_key(query)[0]
-        if not key or limit <= 0:
-            return []
         bits = 0
         if types:
             for t in types:
-                bits |= 1 << TYPE_CODE[t]
-        hits = kernel.search(key, code, limit, bits)
-        if hits is not None:
-            return hits
-        return self._search_key(key, mode, limit, types)
+                c = TYPE_CODE.get(t)
+                if c is None:        # what Python does with it (an empty query: no error)
+                    return self.search_python(query, mode, limit, types)
+                bits |= 1 << c
+        # normalizes (in C for plain ASCII queries) and answers, or hands back the key
+        found = kernel.search_text(query, code, limit, bits)
+        if found.__class__ is list:
+            return found
+        return self._search_key(found, mode, limit, types)
 
     def search_python(self, query: str, mode: str = "auto", limit: int = 10,
                       types: tuple[str, ...] | list[str] | None = None) -> list[Hit]:
