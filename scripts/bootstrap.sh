@@ -26,15 +26,17 @@ if [ ${#wanted[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${wanted[@]}" >/dev/null
 fi
 
-# Virtualenv, reinstalled only when pyproject.toml changes.
+# Virtualenv, reinstalled only when pyproject.toml, setup.py or the search engine's compiled
+# kernel (content_service/engine/_kernel.c, built in place by the editable install) changes.
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.pyproject.sha256"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  say "installing Python dependencies (pinned in pyproject.toml)"
+want=$(cat pyproject.toml setup.py content_service/engine/_kernel.c | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
+   || ! compgen -G "content_service/engine/_kernel.cpython-*.so" >/dev/null; then
+  say "installing Python dependencies (pinned in pyproject.toml) and building the search kernel"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'
   echo "$want" > "$stamp"
