@@ -18,6 +18,11 @@ SQLite has no edit distance; its fuzzy answer uses the FTS5 vocabulary (fts5voca
 length and a registered OSA distance function (rapidfuzz, C), then an FTS5 MATCH of the
 matched terms - the usual way to bolt typo tolerance onto FTS5 without extensions.
 
+"ours" is the engine as the service runs it: the compiled query kernel
+(content_service/engine/_kernel.c) where it answers, the Python tiers where it hands over. The
+pure-Python engine (SearchIndex.search_python, the reference and the fallback when the kernel
+is not built) is timed in the same rotation and printed too.
+
 SQLite is timed twice on the same queries: "rowid" returns only the matching rowids (what it
 is fastest at); "full" returns what our hits carry - rowid, display name, entity key, type and
 popularity (a rowid join to a plain table) and the match highlighted by FTS5's highlight()
@@ -27,6 +32,7 @@ are printed against both.
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import os
@@ -251,7 +257,7 @@ class SQLiteSearch:
 
 
 def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limit=10,
-                     block: int = 100):
+                     block: int = 100, reference=None):
     """Ours and each SQLite variant take turns in blocks of `block` queries (the order of the
     engines rotating from block to block), so that all of them meet the same machine: on a
     shared 2-core box the load changes from one minute to the next, and timing one engine
@@ -259,12 +265,14 @@ def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limi
     alternating every query would let each engine evict the other's data from the CPU caches,
     which no deployment does. A variant runs only the first per_kind[kind] queries of a kind."""
     runners = {"ours": lambda kind, q: idx.search(q, MODE_OF[kind], limit)}
+    if reference is not None:
+        runners["python"] = lambda kind, q: reference.search_python(q, MODE_OF[kind], limit)
     for name, s in engines.items():
         runners[name] = lambda kind, q, s=s: getattr(s, kind)(q, limit)
     names = list(runners)
     out = {name: {} for name in names}
     for kind, qs in queries.items():
-        cap = {name: (len(qs) if name == "ours" else per_kind.get(kind, len(qs)))
+        cap = {name: (len(qs) if name in ("ours", "python") else per_kind.get(kind, len(qs)))
                for name in names}
         lat = {name: [] for name in names}
         cpu = {name: [] for name in names}
@@ -367,13 +375,18 @@ def main(argv=None):
     gc.freeze()      # as the service does after loading: the index is never scanned by the GC
     queries = make_queries(idx, args.queries)
     per_kind = {"fuzzy": args.sqlite_fuzzy}
+    # the pure-Python engine over the same arrays, with caches of its own (the per-word source
+    # cache would otherwise let whichever engine runs second reuse the first one's work)
+    reference = copy.copy(idx)
+    reference._kernel = None
     load0 = os.getloadavg()
     timed = time_interleaved(idx, {"sqlite": SQLiteSearch(con),
                                    "sqlite_full": SQLiteSearch(con, full=True)},
-                             queries, per_kind)
+                             queries, per_kind, reference=reference)
     figures["loadavg"] = [max(a, b) for a, b in zip(load0, os.getloadavg())]
     figures.update(timed)
     figures["hot"] = time_hot(idx, queries["autocomplete"])
+    figures["kernel"] = idx._kernel is not None
     figures["sqlite_version"] = sqlite3.sqlite_version
     con.close()
     if not args.keep:
@@ -403,9 +416,19 @@ def report(f):
                   f"{'sqlite p99':>12}{'x p50':>8}{'x p99':>8}{'empty ours/sqlite':>20}")
             for kind in ("autocomplete", "exact", "prefix", "substring", "fuzzy"):
                 o, s = f["ours"][kind], f[variant][kind]
-                print(f"{kind:<14}{o[a]:>10.3f}{o[b]:>10.3f}{s[a]:>12.3f}{s[b]:>12.3f}"
+                print(f"{kind:<14}{o[a]:>10.4f}{o[b]:>10.3f}{s[a]:>12.3f}{s[b]:>12.3f}"
                       f"{s[a] / o[a]:>7.1f}x{s[b] / o[b]:>7.1f}x"
                       f"{o['empty']:>10}/{s['empty']:<4}({o['n']}/{s['n']})")
+    if "python" in f:
+        print(f"-- the same run: ours {'(compiled kernel)' if f.get('kernel') else '(KERNEL NOT BUILT)'}"
+              f" vs the pure-Python engine (ms; CPU time of the querying thread in brackets)")
+        print(f"{'query kind':<14}{'ours p50':>10}{'ours p99':>10}{'python p50':>12}"
+              f"{'python p99':>12}{'x p50':>8}{'x p99':>8}")
+        for kind in ("autocomplete", "exact", "prefix", "substring", "fuzzy"):
+            o, p = f["ours"][kind], f["python"][kind]
+            print(f"{kind:<14}{o['p50']:>10.4f}{o['p99']:>10.3f}{p['p50']:>12.4f}{p['p99']:>12.3f}"
+                  f"{p['p50'] / o['p50']:>7.1f}x{p['p99'] / o['p99']:>7.1f}x"
+                  f"   ({o['cpu_p50']:.4f} / {o['cpu_p99']:.3f}; {p['cpu_p50']:.4f} / {p['cpu_p99']:.3f})")
     if "hot" in f:
         h = f["hot"]
         print(f"autocomplete through the hot-query LRU (same stream, {h['hit_ratio']:.0%} hits): "
