@@ -23,7 +23,9 @@ enum { EXACT = 0, PREFIX = 1, SUBSTRING = 2, FUZZY = 3 };
 enum { M_EXACT = 0, M_PREFIX = 1, M_SUBSTRING = 2, M_FUZZY = 3, M_AUTO = 4 };
 
 #define HEAVY_TOP 128               /* index.py HEAVY_TOP */
+#ifndef SUBSTRING_FILTERS
 #define SUBSTRING_FILTERS 8         /* trigram lists a candidate must be in before verifying */
+#endif
 #define SUBSTRING_BATCH 16          /* candidates whose records are loaded together */
 #define SUBSTRING_OTHER_MAX 50000   /* index.py SUBSTRING_OTHER_MAX */
 #define SMALL_RANGE_MAX 4096        /* a non-heavy prefix range holds at most HEAVY_KEY keys */
@@ -885,6 +887,19 @@ fail:
     return NULL;
 }
 
+/* Let other threads run now and then during a construction of several hundred ms: an index
+ * rebuilt in a worker thread must not stall the service's event loop (Python code gives the
+ * GIL up every 5 ms; a C loop has to do it itself). The objects read here are kept alive by
+ * the kernel's references and never change. */
+#define YIELD_EVERY 16384
+static inline void yield_gil(Py_ssize_t i)
+{
+    if ((i & (YIELD_EVERY - 1)) == YIELD_EVERY - 1) {
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+    }
+}
+
 /* The per-name records (see RecHead), from the index's arrays. */
 static int build_records(Kernel *k)
 {
@@ -900,6 +915,7 @@ static int build_records(Kernel *k)
     for (int pass = 0; pass < 2; pass++) {
         total = 0;
         for (Py_ssize_t nid = 0; nid < n; nid++) {
+            yield_gil(nid);
             int32_t e = k->ne[nid];
             if (e < 0 || e >= nent) {
                 PyErr_SetString(PyExc_ValueError, "name_entity out of range");
@@ -1263,12 +1279,12 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         goto fail;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(skeys); i++)
-        if (!PyUnicode_CheckExact(PyList_GET_ITEM(skeys, i))) {
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(skeys, i)) || (yield_gil(i), 0)) {
             PyErr_SetString(PyExc_TypeError, "skeys: a list of str");
             goto fail;
         }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++)
-        if (!PyUnicode_CheckExact(PyList_GET_ITEM(keys, i))) {
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(keys, i)) || (yield_gil(i), 0)) {
             PyErr_SetString(PyExc_TypeError, "keys: a list of str");
             goto fail;
         }
@@ -1349,6 +1365,7 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         goto fail;
     }
     for (Py_ssize_t i = 0; i < nskeys; i++) {
+        yield_gil(i);
         Py_ssize_t len;
         const char *u8 = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(skeys, i), &len);
         if (!u8)
