@@ -1,16 +1,19 @@
-/* The compiled query path of SearchIndex (index.py): the key tiers (exact, prefix), the
- * trigram substring tier and hit assembly, over the index's own arrays and string lists.
+/* The compiled query path of SearchIndex (index.py): query normalization (plain ASCII), the
+ * key tiers (exact, prefix), the trigram substring tier, the collection and hit assembly,
+ * over the index's own arrays and string lists plus three structures derived at load (per-name
+ * records, 8-byte key prefixes, the heavy-prefix table).
  *
- * It answers what it can in full and returns None for the rest (word and fuzzy tiers, a
- * heavy prefix whose precomputed top ids run out, substring queries under 3 characters,
- * fuzzy mode); index.py then answers with the pure-Python path, which stays the reference.
- * Every rule here mirrors index.py line for line, and a test compares the two on generated
- * query sets (tests/content/test_kernel.py): the same hits, in the same order, with the same
- * kinds, distances and spans.
+ * It answers what it can in full and hands the rest back to index.py (fuzzy mode, the word and
+ * typo tiers of autocomplete, substring queries under 3 characters, a heavy prefix whose
+ * precomputed top ids run out): search() returns None, search_text() the normalized key, and
+ * the pure-Python path answers; it stays the reference. Every rule here mirrors index.py, and
+ * tests/content/test_kernel.py compares the two on generated query sets: the same hits, in
+ * the same order, with the same kinds, distances and spans.
  *
- * Why C: a median query touches a few ids, so the Python path's time was interpreter work
- * per id and per hit plus memory latency; here a query is one binary search over the sorted
- * key strings, a walk over a few ids and one object per hit field.
+ * Why C: a median query touches a few ids, so the Python path's time was interpreter work per
+ * id and per hit plus memory latency; here a query is one binary search over an array of
+ * integers, a walk over a few ids whose records are loaded together, and one object per hit
+ * field.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,7 +33,7 @@ enum { M_EXACT = 0, M_PREFIX = 1, M_SUBSTRING = 2, M_FUZZY = 3, M_AUTO = 4 };
 #define SUBSTRING_OTHER_MAX 50000   /* index.py SUBSTRING_OTHER_MAX */
 #define SMALL_RANGE_MAX 4096        /* a non-heavy prefix range holds at most HEAVY_KEY keys */
 
-/* The arrays, in the order Kernel() takes them after the three objects. */
+/* The arrays, in the order Kernel() takes them after its nine objects. */
 enum { B_SKN, B_HOFF, B_HVALS, B_NBLOB, B_NOFF, B_EBLOB, B_EOFF, B_NE, B_ET, B_EP,
        B_TC, B_TO, B_TI, B_COUNT };
 static const Py_ssize_t B_ITEMSIZE[B_COUNT] = {4, 8, 4, 1, 8, 1, 8, 4, 1, 4, 8, 8, 4};
@@ -141,20 +144,6 @@ static inline int ustr_eq(PyObject *s, PyObject *p)
     Py_ssize_t l = PyUnicode_GET_LENGTH(p);
     return PyUnicode_GET_LENGTH(s) == l && PyUnicode_KIND(s) == PyUnicode_KIND(p) &&
            memcmp(PyUnicode_DATA(s), PyUnicode_DATA(p), (size_t)l * PyUnicode_KIND(p)) == 0;
-}
-
-/* s.find(p): index or -1; -2 on error */
-static inline Py_ssize_t ustr_find(PyObject *s, PyObject *p)
-{
-    Py_ssize_t ls = PyUnicode_GET_LENGTH(s), lp = PyUnicode_GET_LENGTH(p);
-    if (lp > ls)
-        return -1;
-    if (PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND && PyUnicode_KIND(p) == PyUnicode_1BYTE_KIND) {
-        const char *ds = PyUnicode_DATA(s);
-        const char *hit = memmem(ds, (size_t)ls, PyUnicode_DATA(p), (size_t)lp);
-        return hit ? hit - ds : -1;
-    }
-    return PyUnicode_Find(s, p, 0, ls, 1);
 }
 
 /* A query key as the sorted-key searches need it. */
