@@ -63,11 +63,12 @@ typedef struct {
     const float *ep;
     const uint64_t *tc;
     Py_ssize_t ntc;
-    /* One record per name id with everything a hit reads, so a hit costs one or two cache
-     * misses instead of one per array (name_entity, ent_type, ent_pop, the two blobs and
-     * their offsets, the key): see build_records. */
-    char *rec;
-    uint32_t *rec_off;
+    /* One 64-byte slot per name id (one cache line, at nid * 64) with everything a hit
+     * reads, so a hit costs one cache miss instead of one per array (name_entity, ent_type,
+     * ent_pop, the two blobs and their offsets, the key); names too long for the slot keep
+     * their strings in spill. See build_records. */
+    char *slots;
+    char *spill;
     /* The first 8 UTF-8 bytes of each sorted key as a big-endian integer (zero-padded):
      * integer order is the keys' order on those bytes, and UTF-8 byte order is code point
      * order, so the binary search and the range walks read this one array and touch the
@@ -81,21 +82,62 @@ typedef struct {
     uint32_t hmask;
 } Kernel;
 
-/* record: header, then the UTF-8 of the name, of its key and of the entity key */
+/* A name's slot: this header, then the UTF-8 of the name, of its key and of the entity key
+ * when they fit in the slot's 48 other bytes; else (RF_SPILLED) a uint32 offset into spill,
+ * where three uint32 lengths and the three strings are. */
+#define SLOT_SHIFT 6
+#define SLOT_SIZE (1 << SLOT_SHIFT)
 typedef struct {
     int32_t entity;
     float popularity;
     uint8_t type;
     uint8_t flags;
-    uint32_t name_len, key_len, ent_len;
+    uint8_t name_len, key_len, ent_len;    /* inline lengths */
 } RecHead;
+#define SLOT_INLINE (SLOT_SIZE - (Py_ssize_t)sizeof(RecHead))
+_Static_assert(sizeof(RecHead) == 16, "a slot header is 16 bytes");
+
+/* The three strings of a slot, inline or spilled. */
+typedef struct {
+    const char *name, *key, *ent;
+    Py_ssize_t nlen, klen, elen;
+} RecView;
 
 enum {
     RF_NAME_ASCII = 1,
     RF_SIMPLE = 2,      /* ASCII name without & or +, as long as its key: spans map 1:1 */
     RF_ENT_ASCII = 4,
     RF_KEY_ASCII = 8,
+    RF_SPILLED = 16,
 };
+
+static inline const RecHead *rec_head(const char *slots, int32_t nid)
+{
+    return (const RecHead *)(slots + ((size_t)nid << SLOT_SHIFT));
+}
+
+static inline void rec_view(const char *spill, const RecHead *h, RecView *v)
+{
+    const char *d = (const char *)(h + 1);
+    if (!(h->flags & RF_SPILLED)) {
+        v->nlen = h->name_len;
+        v->klen = h->key_len;
+        v->elen = h->ent_len;
+    }
+    else {
+        uint32_t off, lens[3];
+        memcpy(&off, d, sizeof off);
+        d = spill + off;
+        memcpy(lens, d, sizeof lens);
+        d += sizeof lens;
+        v->nlen = lens[0];
+        v->klen = lens[1];
+        v->elen = lens[2];
+    }
+    v->name = d;
+    v->key = d + v->nlen;
+    v->ent = v->key + v->klen;
+}
 
 /* ------------------------------------------------------------------ str helpers */
 
@@ -267,8 +309,7 @@ typedef struct {
     uint32_t mask;
     Py_ssize_t used;
     unsigned tbits;             /* allowed type codes; 0 = all */
-    const char *rec;
-    const uint32_t *rec_off;
+    const char *slots;
     Found fbuf[64];
     int32_t sbuf[256];
 } Coll;
@@ -284,8 +325,7 @@ static void coll_init(Coll *c, Py_ssize_t limit, unsigned tbits, const Kernel *k
     c->used = 0;
     memset(c->sbuf, 0xff, sizeof c->sbuf);
     c->tbits = tbits;
-    c->rec = k->rec;
-    c->rec_off = k->rec_off;
+    c->slots = k->slots;
 }
 
 static void coll_free(Coll *c)
@@ -336,7 +376,7 @@ static int set_add(Coll *c, int32_t e)
  * memory error. */
 static inline int coll_add(Coll *c, int32_t nid, int kind, int32_t d)
 {
-    const RecHead *h = (const RecHead *)(c->rec + c->rec_off[nid]);
+    const RecHead *h = rec_head(c->slots, nid);
     int32_t e = h->entity;
     if (c->tbits && !((c->tbits >> h->type) & 1u))
         return 0;
@@ -375,12 +415,7 @@ static inline int add_result(int r) { return r < 0 ? T_ERROR : (r ? T_DONE : T_M
 static inline void prefetch_records(const Kernel *k, const int32_t *ids, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++)
-        __builtin_prefetch(&k->rec_off[ids[i]]);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const char *r = k->rec + k->rec_off[ids[i]];
-        __builtin_prefetch(r);
-        __builtin_prefetch(r + 64);
-    }
+        __builtin_prefetch(rec_head(k->slots, ids[i]));
 }
 
 /* exact: the equal range of the sorted keys (sorted by name id, distinct) */
@@ -627,9 +662,9 @@ static int tier_substring(Kernel *k, Coll *c, PyObject *key)
         for (Py_ssize_t b = 0; b < nb; b++) {
             int32_t nid = batch[b];
             if (verify) {   /* key in keys[nid], on UTF-8 (a substring of code points is one of bytes) */
-                const RecHead *h = (const RecHead *)(k->rec + k->rec_off[nid]);
-                const char *kp = (const char *)(h + 1) + h->name_len;
-                if (!memmem(kp, h->key_len, q8, (size_t)q8len))
+                RecView rv;
+                rec_view(k->spill, rec_head(k->slots, nid), &rv);
+                if (!memmem(rv.key, (size_t)rv.klen, q8, (size_t)q8len))
                     continue;
             }
             int r = coll_add(c, nid, SUBSTRING, 0);
@@ -726,9 +761,11 @@ static PyObject *spans_mapped(Kernel *k, const RecHead *h, int kind, const char 
 {
     if (!(h->flags & RF_KEY_ASCII) || kind > SUBSTRING)
         return NULL;
-    const char *np = (const char *)(h + 1);
-    const char *kp = np + h->name_len;
-    Py_ssize_t klen = h->key_len, s = -1;
+    RecView rv;
+    rec_view(k->spill, h, &rv);
+    const char *np = rv.name;
+    const char *kp = rv.key;
+    Py_ssize_t klen = rv.klen, nlen = rv.nlen, s = -1;
     if (kind <= PREFIX) {
         if (klen >= q8len && memcmp(kp, q8, (size_t)q8len) == 0)
             s = 0;
@@ -752,10 +789,10 @@ static PyObject *spans_mapped(Kernel *k, const RecHead *h, int kind, const char 
     if (s < 0)
         return NULL;
     Py_ssize_t e = s + q8len;         /* the query matched ASCII: its length in characters */
-    for (Py_ssize_t j = 0; j < h->name_len; j++)
+    for (Py_ssize_t j = 0; j < nlen; j++)
         if (np[j] == '&' || np[j] == '+')
             return NULL;
-    if ((h->flags & RF_NAME_ASCII) && h->name_len == klen)
+    if ((h->flags & RF_NAME_ASCII) && nlen == klen)
         return one_span(s, e);
     /* key position i holds the (i - spaces before i)-th letter or digit of the name */
     Py_ssize_t spaces = 0, sp_s = 0, sp_e = 0;
@@ -768,7 +805,7 @@ static PyObject *spans_mapped(Kernel *k, const RecHead *h, int kind, const char 
     }
     Py_ssize_t a = s - sp_s, b = (e - 1) - sp_e;
     Py_ssize_t idx = 0, nalnum = 0, pos_a = -1, pos_b = -1;
-    const unsigned char *p = (const unsigned char *)np, *end = p + h->name_len;
+    const unsigned char *p = (const unsigned char *)np, *end = p + nlen;
     while (p < end) {
         Py_UCS4 ch = utf8_next(&p);
         int alnum;
@@ -828,23 +865,22 @@ static PyObject *make_hits(Kernel *k, const Found *f, Py_ssize_t n, PyObject *qk
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t nid = f[i].nid;
         int kind = f[i].kind;
-        const RecHead *h = (const RecHead *)(k->rec + k->rec_off[nid]);
-        const char *np = (const char *)(h + 1);
-        const char *kp = np + h->name_len;
-        const char *ep = kp + h->key_len;
+        const RecHead *h = rec_head(k->slots, nid);
+        RecView rv;
+        rec_view(k->spill, h, &rv);
         PyObject *v[8] = {NULL};
-        v[2] = str_from_utf8(np, h->name_len, h->flags & RF_NAME_ASCII);
+        v[2] = str_from_utf8(rv.name, rv.nlen, h->flags & RF_NAME_ASCII);
         if (!v[2])
             goto fail;
         /* the common cases: the name maps onto its (ASCII) key character for character, so a
          * key span is a name span; a non-ASCII query cannot match inside an ASCII key */
         if (h->flags & RF_SIMPLE) {
-            if (kind <= PREFIX && h->key_len >= (uint32_t)q8len && memcmp(kp, q8, (size_t)q8len) == 0)
+            if (kind <= PREFIX && rv.klen >= q8len && memcmp(rv.key, q8, (size_t)q8len) == 0)
                 v[5] = one_span(0, qlen);
             else if (kind == SUBSTRING) {
-                const char *at = memmem(kp, h->key_len, q8, (size_t)q8len);
+                const char *at = memmem(rv.key, (size_t)rv.klen, q8, (size_t)q8len);
                 if (at)
-                    v[5] = one_span(at - kp, at - kp + qlen);
+                    v[5] = one_span(at - rv.key, at - rv.key + qlen);
             }
             if (!v[5] && PyErr_Occurred())
                 goto fail_v;
@@ -864,7 +900,7 @@ static PyObject *make_hits(Kernel *k, const Found *f, Py_ssize_t n, PyObject *qk
             if (!v[5])
                 goto fail_v;
         }
-        v[0] = str_from_utf8(ep, h->ent_len, h->flags & RF_ENT_ASCII);
+        v[0] = str_from_utf8(rv.ent, rv.elen, h->flags & RF_ENT_ASCII);
         if (!v[0])
             goto fail_v;
         v[1] = Py_NewRef(k->type_str[h->type & 3]);
@@ -904,20 +940,22 @@ static inline void yield_gil(Py_ssize_t i)
     }
 }
 
-/* The per-name records (see RecHead), from the index's arrays. */
+/* The per-name slots (see RecHead) and the spill, from the index's arrays. */
 static int build_records(Kernel *k)
 {
     Py_ssize_t n = PyList_GET_SIZE(k->keys);
     PyObject **keys = ((PyListObject *)k->keys)->ob_item;
     Py_ssize_t nent = k->buf[B_ET].len;
-    uint64_t total = 0;
-    k->rec_off = PyMem_Malloc(((size_t)n + 1) * sizeof(uint32_t));
-    if (!k->rec_off) {
+    size_t slots_size = (size_t)(n > 0 ? n : 1) << SLOT_SHIFT;
+    k->slots = aligned_alloc(SLOT_SIZE, slots_size);     /* a slot is one cache line */
+    if (!k->slots) {
         PyErr_NoMemory();
         return -1;
     }
+    memset(k->slots, 0, slots_size);
+    uint64_t spill_total = 0;
     for (int pass = 0; pass < 2; pass++) {
-        total = 0;
+        spill_total = 0;
         for (Py_ssize_t nid = 0; nid < n; nid++) {
             yield_gil(nid);
             int32_t e = k->ne[nid];
@@ -929,6 +967,21 @@ static int build_records(Kernel *k)
             Py_ssize_t nlen = (Py_ssize_t)(k->noff[nid + 1] - k->noff[nid]);
             const char *ep = k->eblob + k->eoff[e];
             Py_ssize_t elen = (Py_ssize_t)(k->eoff[e + 1] - k->eoff[e]);
+            PyObject *key = keys[nid];
+            Py_ssize_t klen;
+            const char *kd = PyUnicode_AsUTF8AndSize(key, &klen);
+            if (!kd)
+                return -1;
+            int spilled = nlen + klen + elen > SLOT_INLINE;
+            if (pass == 0) {
+                if (spilled)
+                    spill_total += 3 * sizeof(uint32_t) + (uint64_t)(nlen + klen + elen);
+                if (spill_total > UINT32_MAX) {
+                    PyErr_SetString(PyExc_ValueError, "names too large for 32-bit spill offsets");
+                    return -1;
+                }
+                continue;
+            }
             int ascii = 1, plain = 1;
             for (Py_ssize_t j = 0; j < nlen; j++) {
                 unsigned char ch = (unsigned char)np[j];
@@ -939,43 +992,37 @@ static int build_records(Kernel *k)
                 if (ch == '&' || ch == '+')
                     plain = 0;
             }
-            PyObject *key = keys[nid];
             int simple = plain && PyUnicode_IS_ASCII(key) && PyUnicode_GET_LENGTH(key) == nlen;
-            Py_ssize_t klen;
-            const char *kd = PyUnicode_AsUTF8AndSize(key, &klen);
-            if (!kd)
-                return -1;
-            uint64_t size = sizeof(RecHead) + (uint64_t)nlen + (uint64_t)klen + (uint64_t)elen;
-            size = (size + 3) & ~(uint64_t)3;          /* the next header stays aligned */
-            if (pass == 0) {
-                k->rec_off[nid] = (uint32_t)total;
+            RecHead *h = (RecHead *)(k->slots + ((size_t)nid << SLOT_SHIFT));
+            h->entity = e;
+            h->popularity = k->ep[e];
+            h->type = k->et[e];
+            h->flags = (ascii ? RF_NAME_ASCII : 0) | (simple ? RF_SIMPLE : 0) |
+                       (bytes_ascii(ep, elen) ? RF_ENT_ASCII : 0) |
+                       (PyUnicode_IS_ASCII(key) ? RF_KEY_ASCII : 0) |
+                       (spilled ? RF_SPILLED : 0);
+            char *p = (char *)(h + 1);
+            if (spilled) {
+                uint32_t off = (uint32_t)spill_total, lens[3] = {(uint32_t)nlen, (uint32_t)klen,
+                                                                 (uint32_t)elen};
+                memcpy(p, &off, sizeof off);
+                p = k->spill + spill_total;
+                memcpy(p, lens, sizeof lens);
+                p += sizeof lens;
+                spill_total += sizeof lens + (uint64_t)(nlen + klen + elen);
             }
             else {
-                RecHead *h = (RecHead *)(k->rec + k->rec_off[nid]);
-                h->entity = e;
-                h->popularity = k->ep[e];
-                h->type = k->et[e];
-                h->flags = (ascii ? RF_NAME_ASCII : 0) | (simple ? RF_SIMPLE : 0) |
-                           (bytes_ascii(ep, elen) ? RF_ENT_ASCII : 0) |
-                           (PyUnicode_IS_ASCII(key) ? RF_KEY_ASCII : 0);
-                h->name_len = (uint32_t)nlen;
-                h->key_len = (uint32_t)klen;
-                h->ent_len = (uint32_t)elen;
-                char *p = (char *)(h + 1);
-                memcpy(p, np, (size_t)nlen);
-                memcpy(p + nlen, kd, (size_t)klen);
-                memcpy(p + nlen + klen, ep, (size_t)elen);
+                h->name_len = (uint8_t)nlen;
+                h->key_len = (uint8_t)klen;
+                h->ent_len = (uint8_t)elen;
             }
-            total += size;
-            if (total > UINT32_MAX) {
-                PyErr_SetString(PyExc_ValueError, "names too large for 32-bit record offsets");
-                return -1;
-            }
+            memcpy(p, np, (size_t)nlen);
+            memcpy(p + nlen, kd, (size_t)klen);
+            memcpy(p + nlen + klen, ep, (size_t)elen);
         }
         if (pass == 0) {
-            k->rec_off[n] = (uint32_t)total;
-            k->rec = PyMem_Malloc((size_t)total + 1);
-            if (!k->rec) {
+            k->spill = PyMem_Malloc((size_t)spill_total + 1);
+            if (!k->spill) {
                 PyErr_NoMemory();
                 return -1;
             }
@@ -1174,8 +1221,8 @@ static void Kernel_dealloc(Kernel *k)
 {
     for (int i = 0; i < k->nbuf; i++)
         PyBuffer_Release(&k->buf[i]);
-    PyMem_Free(k->rec);
-    PyMem_Free(k->rec_off);
+    free(k->slots);
+    PyMem_Free(k->spill);
     PyMem_Free(k->kpre);
     PyMem_Free(k->hkey);
     PyMem_Free(k->hrow);
