@@ -1141,13 +1141,8 @@ def _alnum_positions(name: str) -> list[int] | None:
     out = []
     for i, c in enumerate(name):
         if c.isalnum():
-            if c > "\x7f":
-                one = _ONE_FOLD.get(c)
-                if one is None:
-                    f = _fold_char(c)
-                    one = _ONE_FOLD[c] = len(f) == 1 and f.isalnum()
-                if not one:       # ß -> ss, æ -> ae, ½ -> 12: the careful path
-                    return None
+            if c > "\x7f" and not _one_fold(c):   # ß -> ss, æ -> ae, ½ -> 12: the careful path
+                return None
             out.append(i)
     return out
 
