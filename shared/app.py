@@ -166,7 +166,8 @@ def create_app(
       shared core database (Auth, Payment). `app.state.db` is the own pool, `app.state.core_db`
       the core pool (the same pool when they coincide).
     - `consumer`: event handlers; binds the service's durable queue `<service>_service.events`.
-    - `outbox`: run the outbox relay on the own database.
+    - `outbox`: the service emits events through an outbox in its own database; its relay runs
+      in this process unless OUTBOX_RELAY=external (then `python -m shared.relay <service>`).
     - `rate_limit_exempt`: path prefixes outside the default per-client rate limit.
     """
     configure_logging(f"{service}_service", settings.log_level, settings.log_json)
@@ -203,7 +204,7 @@ def create_app(
                 if own_dsn == settings.database_url
                 else await dbmod.create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
             )
-            if outbox:
+            if outbox and settings.outbox_relay == "inprocess":
                 state.relay = OutboxRelay(state.db, state.publisher, batch_size=settings.outbox_batch_size)
                 state.relay.start()
             if consumer is not None:

@@ -6,7 +6,7 @@ traceback or a late failure on the first request.
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +44,10 @@ class ServiceSettings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
     # Outbox relay and consumer tuning.
+    # inprocess: each web process publishes its outbox from its own event loop. external: the web
+    # processes leave that to `python -m shared.relay <service>` (Procfile `relay`), which then
+    # must run: its CPU (~1.5 ms a chat message) leaves the requests' event loop.
+    outbox_relay: Literal["inprocess", "external"] = "inprocess"
     outbox_batch_size: int = 500
     consumer_prefetch: int = 20
     consumer_max_attempts: int = 5

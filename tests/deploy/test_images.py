@@ -73,7 +73,10 @@ def copied_index(copies, source):
 @pytest.mark.parametrize("service", SERVICES)
 def test_procfile_runs_web_and_migrates_in_release(service):
     entries = procfile(service)
-    assert set(entries) == {"web", "release"}
+    # `relay`: the outbox relay as its own process (OUTBOX_RELAY=external), for services with an outbox
+    assert set(entries) == ({"web", "release"} if service == "content" else {"web", "release", "relay"})
+    if service != "content":
+        assert entries["relay"] == f"python -m shared.relay {service}"
     web = entries["web"].split()
     assert web[:2] == ["uvicorn", f"{service}_service.main:app"]
     assert web[web.index("--port") + 1] == "$PORT" and web[web.index("--host") + 1] == "0.0.0.0"
