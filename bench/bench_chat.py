@@ -16,6 +16,9 @@ time-to-first-token overhead <= 10 ms):
      seconds, again): client latency, and per request the service's overhead = client latency
      minus the model time the service measured around its own model call (`model_latency_ms`);
      then, as the floor under that overhead, the same users calling the service's /health;
+     the outbox relay runs in the web process (the default), or with `--relay external` as its own
+     process (`python -m shared.relay chat`, OUTBOX_RELAY=external), its CPU then counted with the
+     service's; at the end, how many of the run's events were published;
   3. time to first token, streamed, one request at a time: through the service vs straight to
      the model, and per request client TTFT minus the service-measured model TTFT.
 """
@@ -259,6 +262,9 @@ async def main() -> None:
     ap.add_argument("--think", type=float, default=1.0, help="mean seconds a user waits between messages")
     ap.add_argument("--ttft", type=int, default=100, help="streamed requests for time to first token")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers for the chat service")
+    ap.add_argument("--relay", choices=("inprocess", "external"), default="inprocess",
+                    help="the outbox relay in the web process (the default deployment) or as its own process "
+                         "(`python -m shared.relay chat`, OUTBOX_RELAY=external)")
     args = ap.parse_args()
 
     infra = Infra.from_environ()
@@ -289,9 +295,20 @@ async def main() -> None:
             "OPENAI_BASE_URL": f"{base}/openai/v1",
             "TMDB_BASE_URL": f"{base}/tmdb/3",
             "WIKIPEDIA_BASE_URL": f"{base}/wikipedia/api/rest_v1",
+            "OUTBOX_RELAY": args.relay,
             **KEYS,
         }
         procs.append(start("chat_service.main:app", chat_port, env, logs / f"bench-chat-service-{run}.log", args.workers))
+        service_pid = procs[-1].pid
+        relay_pids = []
+        if args.relay == "external":
+            procs.append(subprocess.Popen([sys.executable, "-m", "shared.relay", "chat"], cwd=ROOT, env={**os.environ, **env},
+                                          stdout=open(logs / f"bench-chat-relay-{run}.log", "wb"), stderr=subprocess.STDOUT))
+            relay_pids.append(procs[-1].pid)
+
+        def chat_cpu_seconds() -> float:  # the service (its workers included) and its relay process
+            return process_cpu_seconds(service_pid, with_children=True) + sum(process_cpu_seconds(p) for p in relay_pids)
+
         url = f"http://127.0.0.1:{chat_port}"
         # Warm up: the character context is cached after the first request, connections are open.
         async with httpx.AsyncClient(base_url=url, timeout=30) as c:
@@ -299,7 +316,8 @@ async def main() -> None:
             for _ in range(20):
                 (await c.post("/talk_with", json={"message": "warm up", "character": "Batman", "series": "The Dark Knight"}, headers=h)).status_code
 
-        print(f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, think time ~{args.think} s, {args.workers} worker(s); "
+        print(f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, think time ~{args.think} s, {args.workers} worker(s), "
+              f"outbox relay {'in its own process' if args.relay == 'external' else 'in the web process'}; "
               f"model = local sandbox (no added latency); {os.cpu_count()} CPUs")
         pg, rd = await round_trips(dsns["chat"], infra.redis_url)
         pg_idle, rd_idle = await round_trips(dsns["chat"], infra.redis_url, n=100, idle=0.01)
@@ -310,9 +328,9 @@ async def main() -> None:
         print(line("PostgreSQL SELECT 1 after 10 ms idle", pg_idle))
         print(line("Redis GET after 10 ms idle", rd_idle))
         alone, alone_rps = await model_alone(base, args.users, args.seconds, args.think)
-        cpu_before = process_cpu_seconds(procs[-1].pid, with_children=True)
+        cpu_before = chat_cpu_seconds()
         latencies, overheads, server_overheads, rps, errors = await through_service(url, args.users, args.seconds, args.think)
-        cpu_per_message = (process_cpu_seconds(procs[-1].pid, with_children=True) - cpu_before) / max(1, len(latencies)) * 1000
+        cpu_per_message = (chat_cpu_seconds() - cpu_before) / max(1, len(latencies)) * 1000
         empty = await empty_route(url, args.users, min(args.seconds, 10), args.think)
         print("\n1. non-streamed messages")
         print(line("model alone (SDK -> local model)", alone) + f"   {alone_rps:.0f} req/s")
@@ -320,7 +338,7 @@ async def main() -> None:
         print(line("service overhead per request", overheads))
         print(line("  of which inside the service (Server-Timing)", server_overheads))
         print(line("floor: GET /health, same users and server", empty))
-        print(f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its threads, from /proc)")
+        print(f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its threads{' and its relay process' if relay_pids else ''}, from /proc)")
         print(f"  side by side: service p50 - model p50 = {pct(latencies, 50) - pct(alone, 50):.2f} ms; "
               f"p99 - p99 = {pct(latencies, 99) - pct(alone, 99):.2f} ms; "
               f"ratio p50 {pct(latencies, 50) / pct(alone, 50):.2f}x")
@@ -331,6 +349,13 @@ async def main() -> None:
         print(line("through /talk_with", service))
         print(line("overhead per request (client - server-measured)", per_request))
         print(f"  side by side: p50 {pct(service, 50) - pct(direct, 50):.2f} ms more; ratio {pct(service, 50) / pct(direct, 50):.2f}x")
+        await asyncio.sleep(2)  # the last batch's publish
+        import asyncpg
+
+        conn = await asyncpg.connect(dsns["chat"])
+        total, waiting = await conn.fetchrow("SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox_events")
+        await conn.close()
+        print(f"\n3. events: {total} emitted through the outbox, {total - waiting} published to RabbitMQ, {waiting} still waiting")
         verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
         print("\ntargets: overhead p50 <= 5 ms: " + verdict(pct(overheads, 50) <= 5)
               + f"; p99 <= 20 ms: " + verdict(pct(overheads, 99) <= 20)
