@@ -1,33 +1,26 @@
-"""The error envelope: {"detail": {"code": "...", "message": "...", ...}}, never a stack trace."""
+"""The error envelope and the error catalogue.
+
+Every error a client can see is `{"detail": {"code": "...", "message": "...", ...}}`, never a
+stack trace. Codes are declared once, as `ErrorCode` constants: the ones every service can
+answer here, a service's own in `<service>_service/errors.py`. A route raises one
+(`raise errors.CONVERSATION_NOT_FOUND()`, optionally with a more precise message or extra
+fields) and declares what it may answer next to itself
+(`@router.get(..., responses=documented(errors.CONVERSATION_NOT_FOUND))`), so the OpenAPI
+document lists every status and code a client can meet.
+"""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("shared.errors")
-
-_DEFAULT_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    402: "PAYMENT_REQUIRED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "CONFLICT",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    422: "VALIDATION_ERROR",
-    429: "RATE_LIMITED",
-    500: "INTERNAL_ERROR",
-    502: "BAD_GATEWAY",
-    503: "SERVICE_UNAVAILABLE",
-    504: "GATEWAY_TIMEOUT",
-}
 
 
 class APIError(Exception):
@@ -43,6 +36,86 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"detail": {"code": self.code, "message": self.message, **self.extra}}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """One entry of the catalogue: a status, a stable code and the default message.
+
+    Calling it builds the APIError to raise: `raise NOT_FOUND()`, `raise NOT_FOUND("No such story.")`,
+    `raise RATE_LIMITED(headers={"Retry-After": "3"}, retry_after=3)`.
+    """
+
+    status: int
+    code: str
+    message: str
+
+    def __call__(self, message: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any) -> APIError:
+        return APIError(self.status, self.code, message or self.message, headers=headers, **extra)
+
+    def response(self, message: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+        return error_response(self.status, self.code, message or self.message, headers=headers, **extra)
+
+
+# Answered by every service (the app factory, shared.auth, shared.ratelimit, shared.quota).
+BAD_REQUEST = ErrorCode(400, "BAD_REQUEST", "The request is malformed.")
+INVALID_JSON = ErrorCode(400, "INVALID_JSON", "The request body is not valid JSON.")
+UNAUTHORIZED = ErrorCode(401, "UNAUTHORIZED", "Authentication is required.")
+INVALID_TOKEN = ErrorCode(401, "INVALID_TOKEN", "The access token is missing, invalid or expired.")
+PAYMENT_REQUIRED = ErrorCode(402, "PAYMENT_REQUIRED", "This needs a paid plan.")
+INSUFFICIENT_TIER = ErrorCode(402, "INSUFFICIENT_TIER", "Your plan does not include this.")
+INSUFFICIENT_QUOTA = ErrorCode(402, "INSUFFICIENT_QUOTA", "Your quota for this is used up.")
+FORBIDDEN = ErrorCode(403, "FORBIDDEN", "You may not do this.")
+SERVICE_TOKEN_REQUIRED = ErrorCode(403, "SERVICE_TOKEN_REQUIRED", "This route is for SceneXtras services only.")
+USER_TOKEN_REQUIRED = ErrorCode(403, "USER_TOKEN_REQUIRED", "This route needs a user's token, not a service token.")
+NOT_FOUND = ErrorCode(404, "NOT_FOUND", "Not found.")
+METHOD_NOT_ALLOWED = ErrorCode(405, "METHOD_NOT_ALLOWED", "Method not allowed.")
+CONFLICT = ErrorCode(409, "CONFLICT", "The request conflicts with the current state.")
+PAYLOAD_TOO_LARGE = ErrorCode(413, "PAYLOAD_TOO_LARGE", "The request body is too large.")
+UNSUPPORTED_MEDIA_TYPE = ErrorCode(415, "UNSUPPORTED_MEDIA_TYPE", "This media type is not supported.")
+VALIDATION_ERROR = ErrorCode(422, "VALIDATION_ERROR", "The request is invalid.")
+RATE_LIMITED = ErrorCode(429, "RATE_LIMITED", "Too many requests; try again shortly.")
+INTERNAL_ERROR = ErrorCode(500, "INTERNAL_ERROR", "Something went wrong on our side.")
+BAD_GATEWAY = ErrorCode(502, "BAD_GATEWAY", "An upstream service failed.")
+SERVICE_UNAVAILABLE = ErrorCode(503, "SERVICE_UNAVAILABLE", "The service is unavailable; try again shortly.")
+DATABASE_UNAVAILABLE = ErrorCode(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.")
+CACHE_UNAVAILABLE = ErrorCode(503, "CACHE_UNAVAILABLE", "A dependency is unavailable; try again shortly.")
+GATEWAY_TIMEOUT = ErrorCode(504, "GATEWAY_TIMEOUT", "An upstream service timed out.")
+
+# What Starlette's own HTTPExceptions (404 for an unknown path, 405, ...) become.
+_DEFAULT_CODES = {
+    e.status: e.code
+    for e in (BAD_REQUEST, UNAUTHORIZED, PAYMENT_REQUIRED, FORBIDDEN, NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT,
+              PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, VALIDATION_ERROR, RATE_LIMITED, INTERNAL_ERROR,
+              BAD_GATEWAY, SERVICE_UNAVAILABLE, GATEWAY_TIMEOUT)
+}
+
+
+class ErrorDetail(BaseModel):
+    """`detail` of every error answer; codes may add fields (`errors`, `retry_after`, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+
+
+class ErrorEnvelope(BaseModel):
+    detail: ErrorDetail
+
+
+def documented(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status it may answer, with the envelope as its schema and
+    the codes in the description. Merge with `|` for several groups."""
+    by_status: dict[int, list[ErrorCode]] = {}
+    for code in codes:
+        by_status.setdefault(code.status, []).append(code)
+    return {
+        status: {
+            "model": ErrorEnvelope,
+            "description": "; ".join(f"`{c.code}`: {c.message}" for c in sorted(group, key=lambda c: c.code)),
+        }
+        for status, group in sorted(by_status.items())
+    }
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -66,8 +139,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError):
         errors = _jsonable_errors(exc.errors())
         if any(e["type"] == "json_invalid" for e in errors):
-            return error_response(400, "INVALID_JSON", "The request body is not valid JSON.", errors=errors)
-        return error_response(422, "VALIDATION_ERROR", "The request is invalid.", errors=errors)
+            return INVALID_JSON.response(errors=errors)
+        return VALIDATION_ERROR.response(errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -81,4 +154,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception):
         log.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(500, "INTERNAL_ERROR", "Something went wrong on our side.")
+        return INTERNAL_ERROR.response()
