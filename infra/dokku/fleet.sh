@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this file
-# The SceneXtras fleet: one table, sourced by infra/dokku/bootstrap.sh (on the Dokku server) and
-# by deploy-all.sh (on an operator's machine). Plain functions and `case`, no associative arrays,
-# so it also runs under the bash 3.2 that macOS ships.
+# The SceneXtras fleet, sourced by infra/dokku/bootstrap.sh (on the Dokku server) and by
+# deploy-all.sh (on an operator's machine). Plain functions and `case`, no associative arrays,
+# so it also runs under the bash 3.2 that macOS ships, and no Python (the server may have none).
+# generated from shared/fleet.py by `python -m shared.fleet generate`; do not edit by hand.
 
 # Deploy order: Auth and Payment first, because their migrations create the shared core tables
 # and the atomic quota functions that the other services call.
@@ -41,7 +42,7 @@ sx_app() { printf '%s-service\n' "$1"; }
 
 sx_package() { printf '%s_service\n' "$1"; }
 
-# The subdomain under the API domain (api.scenextras.com): content answers on search.api.
+# The subdomain under the API domain (api.scenextras.com).
 sx_subdomain() {
   case "$1" in
     content) printf 'search\n' ;;
@@ -51,7 +52,7 @@ sx_subdomain() {
 
 # The service's own database (a dokku-postgres service) and the alias it is linked under, so the
 # app sees <ALIAS>_URL next to the core DATABASE_URL. Auth and Payment own tables in the core
-# database; Content has an embedded store and no PostgreSQL of its own.
+# database; Content has no PostgreSQL of its own.
 sx_own_db() {
   case "$1" in
     chat | media | community | analytics) printf '%s-db\n' "$1" ;;
@@ -61,7 +62,10 @@ sx_own_db() {
 
 sx_own_db_alias() {
   case "$1" in
-    chat | media | community | analytics) printf '%s_DATABASE\n' "$(printf '%s' "$1" | tr '[:lower:]' '[:upper:]')" ;;
+    chat) printf 'CHAT_DATABASE\n' ;;
+    media) printf 'MEDIA_DATABASE\n' ;;
+    community) printf 'COMMUNITY_DATABASE\n' ;;
+    analytics) printf 'ANALYTICS_DATABASE\n' ;;
     *) printf '\n' ;;
   esac
 }
