@@ -36,13 +36,15 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT, Infra, create_database, create_vhost, drop_database, percentile  # noqa: E402
+from shared import fleet as manifest  # noqa: E402
 from shared.testing.env import TEST_JWT_SECRET, delete_vhost, new_run_id, queue_info  # noqa: E402
 from shared.testing.fleet import Fleet  # noqa: E402
 from shared.testing.processes import free_port  # noqa: E402
 from tests.e2e.fans import Clients, Outbox, Fan, claims, new_email, parse_sse  # noqa: E402
 
 TAP_QUEUE = "bench.analytics.tap"
-SERVICE_QUEUES = ("auth_service.events", "payment_service.events", "chat_service.events")
+# The queues of the consumers among the services it runs (Fleet's default: auth, payment, chat).
+SERVICE_QUEUES = tuple(manifest.get(s).events_queue for s in ("auth", "payment", "chat") if manifest.get(s).consumes_events)
 
 
 class Stats:
@@ -308,7 +310,7 @@ def main() -> None:
     dsns = {}
     sandbox = fleet = None
     try:
-        for role in ("core", "chat", "media", "community", "analytics"):
+        for role in manifest.database_roles():
             dsns[role] = asyncio.run(create_database(infra, f"{run_id}_{role}"))
         amqp_url = create_vhost(infra, run_id)
         port = free_port()
@@ -324,8 +326,7 @@ def main() -> None:
         from sandbox.testing import DUMMY_KEYS
 
         env = {
-            "ENVIRONMENT": "bench", "DATABASE_URL": dsns["core"], "CHAT_DATABASE_URL": dsns["chat"],
-            "MEDIA_DATABASE_URL": dsns["media"], "COMMUNITY_DATABASE_URL": dsns["community"], "ANALYTICS_DATABASE_URL": dsns["analytics"],
+            "ENVIRONMENT": "bench", **manifest.database_env(dsns),
             "REDIS_URL": infra.redis_url, "REDIS_PREFIX": run_id, "RABBITMQ_URL": amqp_url, "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
             "MIGRATE_ON_START": "1", "LOG_JSON": "1", "DB_POOL_MAX": "20",
             **env_for(sandbox_url), **DUMMY_KEYS,

@@ -15,19 +15,14 @@ set -a
 # shellcheck disable=SC1091
 . .local/fleet.env
 set +a
-for svc in auth payment chat media community analytics content; do
+# The services, their ports and databases come from the fleet manifest (shared/fleet.py);
+# Procfile.dev is generated from it (python -m shared.fleet generate).
+.venv/bin/python -m shared.fleet check
+for svc in $(.venv/bin/python -m shared.fleet names); do
   .venv/bin/python -m shared.migrate "$svc"
 done
 
-cat <<URLS
-[fleet] starting; once up:
-  auth       http://127.0.0.1:8005   (docs: /docs)
-  chat       http://127.0.0.1:8001
-  payment    http://127.0.0.1:8002
-  content    http://127.0.0.1:8003
-  media      http://127.0.0.1:8004
-  community  http://127.0.0.1:8006
-  analytics  http://127.0.0.1:8007
-  health of all: for p in 8001 8002 8003 8004 8005 8006 8007; do curl -s 127.0.0.1:\$p/health/ready; echo; done
-URLS
+echo "[fleet] starting; once up:"
+.venv/bin/python -m shared.fleet urls
+echo "  health of all: for u in \$(.venv/bin/python -m shared.fleet urls | awk '{print \$2}'); do curl -s \$u/health/ready; echo; done"
 exec .venv/bin/honcho start -f "$procfile" -e .local/fleet.env

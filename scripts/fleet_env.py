@@ -16,8 +16,11 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox.control import env_for  # noqa: E402
 from sandbox.testing import DUMMY_KEYS  # noqa: E402
+from shared import fleet  # noqa: E402
 
-SANDBOX_URL = os.environ.get("SANDBOX_URL", "http://127.0.0.1:9100")
+SANDBOX_URL = os.environ.get("SANDBOX_URL", f"http://127.0.0.1:{fleet.SANDBOX_PORT}")
+# A service's own variables (CHAT_..., MEDIA_...) pass through to the fleet when set.
+SERVICE_PREFIXES = tuple(f"{s.name.upper()}_" for s in fleet.SERVICES)
 PG = os.environ.get("PG_BASE", "postgresql://postgres:postgres@127.0.0.1:5432")
 
 # provider -> (the key that means "use the real one", the variables the sandbox stands in for)
@@ -43,11 +46,7 @@ def main() -> int:
         secret_file.write_text(secrets.token_urlsafe(48))
     env = {
         "ENVIRONMENT": "development",
-        "DATABASE_URL": f"{PG}/scenextras",
-        "CHAT_DATABASE_URL": f"{PG}/chat",
-        "MEDIA_DATABASE_URL": f"{PG}/media",
-        "COMMUNITY_DATABASE_URL": f"{PG}/community",
-        "ANALYTICS_DATABASE_URL": f"{PG}/analytics",
+        **{var: f"{PG}/{name}" for var, name in fleet.database_vars().items()},
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
         "SUPABASE_JWT_SECRET": os.environ.get("SUPABASE_JWT_SECRET") or secret_file.read_text().strip(),
@@ -76,7 +75,7 @@ def main() -> int:
         env.update(GOOGLE_CLIENT_IDS="sandbox-google-client", APPLE_CLIENT_IDS="sandbox.apple.client")
     # Passed through when set: anything else a service reads (Sentry, RevenueCat, Facebook app...).
     for key, value in os.environ.items():
-        if key.startswith(("SENTRY_", "REVENUECAT_", "FACEBOOK_APP_", "STRIPE_", "CHAT_", "CONTENT_", "AUTH_", "PAYMENT_")):
+        if key.startswith(("SENTRY_", "REVENUECAT_", "FACEBOOK_APP_", "STRIPE_", *SERVICE_PREFIXES)):
             env.setdefault(key, value)
     (local / "fleet.env").write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
     if sandboxed:

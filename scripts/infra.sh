@@ -5,7 +5,13 @@
 set -euo pipefail
 
 PG_PASSWORD="${PG_PASSWORD:-postgres}"
-DATABASES=(scenextras chat media community analytics)
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The fleet manifest (shared/fleet.py, standard library only) names the databases.
+FLEET_PY="$ROOT/.venv/bin/python"
+[ -x "$FLEET_PY" ] || FLEET_PY="${PYTHON:-python3}"
+fleet() { (cd "$ROOT" && "$FLEET_PY" -m shared.fleet "$@"); }
+mapfile -t DATABASES < <(fleet databases)
+[ ${#DATABASES[@]} -gt 0 ] || { echo "[infra] shared/fleet.py named no databases" >&2; exit 1; }
 
 say() { printf '[infra] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -76,13 +82,9 @@ fi
 for _ in $(seq 100); do curl -sf -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null && break; sleep 0.2; done
 say "rabbitmq ready (amqp 5672, management 15672)"
 
+echo "[infra] connection settings:"
+fleet database-env "postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432"
 cat <<ENV
-[infra] connection settings:
-DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/scenextras
-CHAT_DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/chat
-MEDIA_DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/media
-COMMUNITY_DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/community
-ANALYTICS_DATABASE_URL=postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432/analytics
 REDIS_URL=redis://127.0.0.1:6379/0
 RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/%2F
 ENV

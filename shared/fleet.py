@@ -131,9 +131,8 @@ def render_procfile() -> str:
         f"sandbox: .venv/bin/python -m sandbox --port {SANDBOX_PORT} --stripe-forward-to {payment_webhook_url()}",
     ]
     for s in SERVICES:
-        lines.append(
-            f"{s.name}: env PORT={s.dev_port} .venv/bin/uvicorn {s.package}.main:app --host 127.0.0.1 --port {s.dev_port}"
-        )
+        uvicorn = f".venv/bin/uvicorn {s.package}.main:app --host 127.0.0.1 --port {s.dev_port}"
+        lines.append(f"{s.name}: env PORT={s.dev_port} {uvicorn}")
     return "\n".join(lines) + "\n"
 
 

@@ -16,21 +16,16 @@ from pathlib import Path
 
 import asyncpg
 
+from shared import fleet
+
 log = logging.getLogger("shared.migrate")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
-# service -> the environment variable holding the database its migrations go to.
-SERVICE_DATABASES: dict[str, str | None] = {
-    "auth": "DATABASE_URL",
-    "payment": "DATABASE_URL",
-    "chat": "CHAT_DATABASE_URL",
-    "media": "MEDIA_DATABASE_URL",
-    "community": "COMMUNITY_DATABASE_URL",
-    "analytics": "ANALYTICS_DATABASE_URL",
-    "content": None,  # embedded key-value store, no PostgreSQL
-}
+# service -> the environment variable holding the database its migrations go to (None: no
+# PostgreSQL, e.g. Content's embedded store). From the fleet manifest.
+SERVICE_DATABASES: dict[str, str | None] = {s.name: s.database_var for s in fleet.SERVICES}
 LOCK_KEY = 0x5CE7E1A5  # one advisory lock id for all SceneXtras migration runners
 
 

@@ -1,7 +1,7 @@
 """pytest fixtures for real infrastructure.
 
 - `infra`: where PostgreSQL, Redis and RabbitMQ are (started by scripts/infra.sh).
-- `databases`: fresh databases for this run (core, chat, media, community, analytics), dropped after.
+- `databases`: fresh databases for this run (core and each service's own, from shared/fleet.py), dropped after.
 - `amqp_url`: a RabbitMQ vhost for this run, deleted after.
 - `service_env`: the environment a service needs, pointing at all of the above (and the
   sandbox's protocol servers when the sandbox package is present).
@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
 
+from shared import fleet
 from shared.auth import mint_access_token, mint_service_token
 from shared.testing.bus import EventSpy
 from shared.testing.env import (
@@ -37,7 +38,7 @@ from shared.testing.env import (
 )
 from shared.testing.processes import ServiceProcess
 
-DATABASE_ROLES = ("core", "chat", "media", "community", "analytics")
+DATABASE_ROLES = tuple(fleet.database_roles())  # "core" and every service with its own database
 
 
 @pytest.fixture(scope="session")
@@ -84,11 +85,7 @@ def build_service_env(infra: Infra, tag: str, dsns: dict[str, str], amqp_url: st
     """The environment a service needs for one isolated set of databases, vhost and Redis prefix."""
     env = {
         "ENVIRONMENT": "test",
-        "DATABASE_URL": dsns["core"],
-        "CHAT_DATABASE_URL": dsns["chat"],
-        "MEDIA_DATABASE_URL": dsns["media"],
-        "COMMUNITY_DATABASE_URL": dsns["community"],
-        "ANALYTICS_DATABASE_URL": dsns["analytics"],
+        **fleet.database_env(dsns),
         "REDIS_URL": infra.redis_url,
         "REDIS_PREFIX": tag,
         "RABBITMQ_URL": amqp_url,

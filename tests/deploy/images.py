@@ -7,8 +7,10 @@ import shlex
 import tomllib
 from pathlib import Path
 
+from shared import fleet
+
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ["auth", "payment", "chat", "content", "media", "community", "analytics"]
+SERVICES = fleet.names()
 
 
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from shared import fleet
+
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = ROOT / "infra" / "dokku" / "bootstrap.sh"
 EXAMPLE = ROOT / "infra" / "dokku" / "scenextras.env.example"
 FAKE = Path(__file__).with_name("fake_dokku.sh")
 
-SERVICES = ["auth", "payment", "chat", "content", "media", "community", "analytics"]
-OWN_DB = {"chat", "media", "community", "analytics"}
-SUB = {s: ("search" if s == "content" else s) for s in SERVICES}
+SERVICES = fleet.names()
+OWN_DB = {s.name for s in fleet.SERVICES if s.own_database}
+SUB = {s.name: s.subdomain for s in fleet.SERVICES}
 SECRET = "a-very-long-jwt-secret-for-the-bootstrap-tests-0123456789"
 
 

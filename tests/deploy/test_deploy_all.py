@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from shared import fleet
+
 ROOT = Path(__file__).resolve().parents[2]
-FLEET = ["auth", "payment", "chat", "content", "media", "community", "analytics"]
+FLEET = fleet.names()
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from shared import fleet
 from tests.deploy.images import (
     ROOT,
     SERVICES,
@@ -129,7 +130,7 @@ def settings_fields(service: str) -> dict:
     return importlib.import_module(f"{service}_service.settings").Settings.model_fields
 
 
-LINKED = {"DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "CHAT_DATABASE_URL", "MEDIA_DATABASE_URL", "COMMUNITY_DATABASE_URL", "ANALYTICS_DATABASE_URL"}
+LINKED = {"REDIS_URL", "RABBITMQ_URL", *fleet.database_vars()}
 
 
 def test_env_example_names_real_settings():

@@ -1,7 +1,9 @@
 """All seven apps start with their real lifespan and answer their health routes."""
 import pytest
 
-SERVICES = ["auth", "chat", "payment", "content", "media", "community", "analytics"]
+from shared import fleet
+
+SERVICES = fleet.names()
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -8,6 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from shared import fleet
 from shared.migrate import migrate
 from shared.testing.env import create_database, drop_database
 
@@ -78,7 +79,7 @@ async def test_two_processes_at_once(fresh_db, migrations_dir):
 
 def test_migrate_command_for_each_service(service_env):
     env = {**os.environ, **service_env}
-    for service in ["auth", "payment", "chat", "media", "community", "analytics", "content"]:
+    for service in fleet.names():
         for _ in range(2):
             result = subprocess.run([sys.executable, "-m", "shared.migrate", service], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
             assert result.returncode == 0, result.stderr
