@@ -283,10 +283,29 @@ def store_of(state: SandboxState) -> StripeStore:
     return state.stores["stripe"]
 
 
+FORWARDS = "stripe_forwards"  # state.stores key: endpoints that survive a reset (see forward_to)
+
+
 def _reset(state: SandboxState) -> None:
     store = StripeStore(state)
     store.seed()
+    for url, secret in state.stores.get(FORWARDS, []):
+        store.endpoints.append(_endpoint(store, url, secret, ["*"]))
     state.stores["stripe"] = store
+
+
+def _endpoint(store: StripeStore, url: str, secret: str, enabled_events: list[str]) -> Obj:
+    return {"id": store.new_id("we_1", 23), "url": url, "secret": secret, "enabled_events": enabled_events}
+
+
+def forward_to(state: SandboxState, url: str, secret: str = DEFAULT_WEBHOOK_SECRET) -> Obj:
+    """What `stripe listen --forward-to URL` does: every event is POSTed to `url`, signed with
+    `secret`, from now on. Unlike endpoints added through the control API, it survives
+    `POST /_sandbox/reset` (the local fleet's Payment keeps receiving events after a reset)."""
+    state.stores.setdefault(FORWARDS, []).append((url, secret))
+    ep = _endpoint(store_of(state), url, secret, ["*"])
+    store_of(state).endpoints.append(ep)
+    return ep
 
 
 # ---------------------------------------------------------------------------------------- expand
@@ -1359,8 +1378,7 @@ def control_routes(state: SandboxState) -> list[Route]:
         spec = await body_of(request)
         if not spec.get("url"):
             return JSON({"error": "url is required"}, status_code=400)
-        ep = {"id": store.new_id("we_1", 23), "url": spec["url"], "secret": spec.get("secret") or DEFAULT_WEBHOOK_SECRET,
-              "enabled_events": spec.get("enabled_events") or ["*"]}
+        ep = _endpoint(store, spec["url"], spec.get("secret") or DEFAULT_WEBHOOK_SECRET, spec.get("enabled_events") or ["*"])
         store.endpoints.append(ep)
         return JSON(ep, status_code=201)
 
