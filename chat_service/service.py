@@ -352,10 +352,9 @@ class ChatEngine:
     def template_follow_ups(self, character: str, series: str | None, message: str) -> list[str]:
         first = character.split()[0] if character.split() else character
         where = series or "your story"
-        topic = " ".join(message.split()[:5]).rstrip("?.!,")
         return [
             f"What is your favourite memory from {where}, {first}?",
-            f"Can you tell me more about {topic}?" if topic else f"What do you want most, {first}?",
+            f"What do you want most, {first}?",
             f"Who do you trust the most, {first}?",
         ]
 

@@ -67,11 +67,11 @@ def wants_follow_ups(system_text: str, last_user: str) -> bool:
 
 
 def follow_up_questions(name: str, last_user: str) -> list[str]:
-    topic = " ".join(last_user.split()[:4]).rstrip("?.!,") or "that"
+    # No words of the prompt pasted in: it may be a question, or carry speaker labels ("Fan: ...").
     who = name if name != "Assistant" else "you"
     return [
         f"What would {who} do next?",
-        f"Can you tell me more about {topic}?",
+        "Can you tell me more about that?",
         "What happened after that?",
     ]
 
