@@ -1,1 +1,1 @@
-"""SceneXtras analytics service: statistics and streaks."""
+"""SceneXtras analytics service: usage statistics, streaks, XP, platform metrics."""

@@ -2,17 +2,20 @@
 from fastapi import FastAPI
 
 from analytics_service.settings import Settings
+from shared import fleet
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings
+
+SERVICE = fleet.get("analytics")
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
     return create_app(
-        service="analytics",
+        service=SERVICE.name,
         settings=settings,
-        routers=[],
-        legacy_prefixes=['/api/analytics', '/api/conversation-stats'],
+        routers=[],  # one APIRouter per domain, from routers/<domain>.py
+        legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.analytics_database_url,
     )
 

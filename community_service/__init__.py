@@ -1,1 +1,1 @@
-"""SceneXtras community service: stories, rooms, scenarios."""
+"""SceneXtras community service: stories, fandom rooms, scenarios, votes, notifications."""

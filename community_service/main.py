@@ -2,17 +2,20 @@
 from fastapi import FastAPI
 
 from community_service.settings import Settings
+from shared import fleet
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings
+
+SERVICE = fleet.get("community")
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
     return create_app(
-        service="community",
+        service=SERVICE.name,
         settings=settings,
-        routers=[],
-        legacy_prefixes=['/api/story', '/api/notifications'],
+        routers=[],  # one APIRouter per domain, from routers/<domain>.py
+        legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.community_database_url,
     )
 

@@ -1,1 +1,1 @@
-"""SceneXtras media service: images and media files."""
+"""SceneXtras media service: image generation and recognition, blob storage."""

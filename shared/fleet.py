@@ -71,11 +71,11 @@ SERVICES: tuple[Service, ...] = (
     Service("content", 8003, "search", ("/api/search",), None, False,
             "search over films, series and characters (embedded store)"),
     Service("media", 8004, "media", ("/api/images", "/api/image"), "MEDIA_DATABASE_URL", False,
-            "images and media files (skeleton)"),
+            "image generation and recognition, blob storage"),
     Service("community", 8006, "community", ("/api/story", "/api/notifications"), "COMMUNITY_DATABASE_URL", False,
-            "stories and notifications (skeleton)"),
+            "stories, fandom rooms, scenarios, votes, notifications"),
     Service("analytics", 8007, "analytics", ("/api/analytics", "/api/conversation-stats"), "ANALYTICS_DATABASE_URL",
-            False, "usage analytics and conversation statistics (skeleton)"),
+            False, "usage statistics, streaks, XP, platform metrics"),
 )
 BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import logging
 import os
 import sys
@@ -65,8 +66,17 @@ async def apply(conn: asyncpg.Connection, component: str, directory: Path) -> li
     return applied_now
 
 
+def service_migrations_dir(service: str) -> Path:
+    """`<service>_service/migrations`, wherever the package is imported from (the repository, or a
+    scaffolded service on another path)."""
+    spec = importlib.util.find_spec(f"{service}_service")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0]) / "migrations"
+    return ROOT / f"{service}_service" / "migrations"
+
+
 async def migrate(dsn: str, service: str, migrations_dir: Path | None = None) -> list[str]:
-    directory = migrations_dir or ROOT / f"{service}_service" / "migrations"
+    directory = migrations_dir or service_migrations_dir(service)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
