@@ -6,7 +6,8 @@
 
 Writes <name>_service/ (main.py, settings.py, errors.py, service.py, routers/, repositories/,
 Dockerfile, Procfile, app.json, requirements.txt), tests/<name>/ and docs/<name>.md, adds the
-service's entry to shared/fleet.py and regenerates the files made from the manifest. The
+service's entry to shared/fleet.py and regenerates the files made from the manifest
+(`python -m shared.fleet generate`). The
 Dockerfile, Procfile, app.json and requirements.txt are media_service's, renamed: the skeletons
 share one image recipe. `--root DIR` writes under DIR instead of the repository (the tests use
 it); without a shared/fleet.py there, the manifest entry is printed instead.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -256,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = root / "shared" / "fleet.py"
     if manifest.exists():
         _add_to_manifest(s, manifest)
-        print("added it to shared/fleet.py; now run: python -m shared.fleet generate")
+        print("added it to shared/fleet.py")
+        # The files generated from the manifest (Procfile.dev, compose, Dokku helpers, README table).
+        subprocess.run([sys.executable, "-m", "shared.fleet", "generate"], cwd=root, check=True)
     else:
         print("add this entry to SERVICES in shared/fleet.py, then run python -m shared.fleet generate:")
         print(entry_source(s), end="")

@@ -383,6 +383,7 @@ def stale(root: Path = ROOT) -> list[str]:
 def generate(root: Path = ROOT) -> list[str]:
     written = []
     for path in stale(root):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(expected(path, root))
         written.append(path)
     return written
