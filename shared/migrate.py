@@ -71,7 +71,7 @@ def service_migrations_dir(service: str) -> Path:
     scaffolded service on another path)."""
     spec = importlib.util.find_spec(f"{service}_service")
     if spec is not None and spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0]) / "migrations"
+        return Path(next(iter(spec.submodule_search_locations))) / "migrations"
     return ROOT / f"{service}_service" / "migrations"
 
 

@@ -51,40 +51,39 @@ def test_checkout_paid_on_the_sandbox_page_upgrades_the_user(service_env, tokens
     sandbox_port, payment_port = free_port(), free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     webhook = f"http://127.0.0.1:{payment_port}/webhook"
-    log = open(tmp_path / "sandbox.log", "wb")
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", str(sandbox_port), "--stripe-forward-to", webhook],
-        cwd=ROOT, env={**os.environ, "STRIPE_WEBHOOK_SECRET": SECRET}, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_up(sandbox_url + "/_sandbox", sandbox)
-        env = {
-            **service_env,
-            "STRIPE_API_BASE": f"{sandbox_url}/stripe",
-            "STRIPE_API_KEY": "sk_test_sandbox_0000000000000000",
-            "STRIPE_WEBHOOK_SECRET": SECRET,
-            "STRIPE_PRICE_PRO": "price_sandbox_pro_monthly",
-            "STRIPE_PRICE_MAX": "price_sandbox_max_monthly",
-            "FRONTEND_URL": "https://app.scenextras.test",
-        }
-        with ServiceProcess("payment", env, port=payment_port, log_dir=tmp_path) as payment:
-            user_id = str(uuid.uuid4())
-            headers = tokens.headers(tokens.user(user_id))
-            with httpx.Client(base_url=payment.url, headers=headers, timeout=30) as api:
-                assert api.get("/subscription").json()["tier"] == 0
-                r = api.post("/create-checkout-session", json={"tier": "pro"})
-                assert r.status_code == 200, r.text
-                # A person presses "Pay" on the sandbox's checkout page; nothing else is done.
-                paid = httpx.post(r.json()["checkout_url"], data={}, follow_redirects=False, timeout=30)
-                assert paid.status_code == 303
-                deadline = time.monotonic() + 15
-                while (state := api.get("/subscription").json())["tier"] != 1:
-                    assert time.monotonic() < deadline, f"never upgraded: {state}"
-                    time.sleep(0.2)
-                assert state["status"] in ("active", "trialing") and state["source"] == "stripe"
-            deliveries = httpx.get(sandbox_url + "/_sandbox/stripe/deliveries", timeout=10).json()["data"]
-            assert deliveries and all(d["url"] == webhook and d["status"] == 200 for d in deliveries), deliveries
-    finally:
-        sandbox.terminate()
-        sandbox.wait(10)
-        log.close()
+    with open(tmp_path / "sandbox.log", "wb") as log:
+        sandbox = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "--port", str(sandbox_port), "--stripe-forward-to", webhook],
+            cwd=ROOT, env={**os.environ, "STRIPE_WEBHOOK_SECRET": SECRET}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_up(sandbox_url + "/_sandbox", sandbox)
+            env = {
+                **service_env,
+                "STRIPE_API_BASE": f"{sandbox_url}/stripe",
+                "STRIPE_API_KEY": "sk_test_sandbox_0000000000000000",
+                "STRIPE_WEBHOOK_SECRET": SECRET,
+                "STRIPE_PRICE_PRO": "price_sandbox_pro_monthly",
+                "STRIPE_PRICE_MAX": "price_sandbox_max_monthly",
+                "FRONTEND_URL": "https://app.scenextras.test",
+            }
+            with ServiceProcess("payment", env, port=payment_port, log_dir=tmp_path) as payment:
+                user_id = str(uuid.uuid4())
+                headers = tokens.headers(tokens.user(user_id))
+                with httpx.Client(base_url=payment.url, headers=headers, timeout=30) as api:
+                    assert api.get("/subscription").json()["tier"] == 0
+                    r = api.post("/create-checkout-session", json={"tier": "pro"})
+                    assert r.status_code == 200, r.text
+                    # A person presses "Pay" on the sandbox's checkout page; nothing else is done.
+                    paid = httpx.post(r.json()["checkout_url"], data={}, follow_redirects=False, timeout=30)
+                    assert paid.status_code == 303
+                    deadline = time.monotonic() + 15
+                    while (state := api.get("/subscription").json())["tier"] != 1:
+                        assert time.monotonic() < deadline, f"never upgraded: {state}"
+                        time.sleep(0.2)
+                    assert state["status"] in ("active", "trialing") and state["source"] == "stripe"
+                deliveries = httpx.get(sandbox_url + "/_sandbox/stripe/deliveries", timeout=10).json()["data"]
+                assert deliveries and all(d["url"] == webhook and d["status"] == 200 for d in deliveries), deliveries
+        finally:
+            sandbox.terminate()
+            sandbox.wait(10)

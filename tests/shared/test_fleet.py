@@ -3,6 +3,7 @@ in the service template, settings agreeing with the manifest, the CLI usable wit
 scripts/new_service.py scaffolding a service that starts and answers its health check."""
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import re
@@ -127,7 +128,8 @@ async def test_scaffolded_service_starts_and_answers_health(tmp_path, make_clien
     (tmp_path / "shared").mkdir()
     shutil.copy(ROOT / "shared" / "fleet.py", tmp_path / "shared" / "fleet.py")
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
-    result = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "scripts.new_service", "reviews", "--port", "8090", "--prefix", "/api/reviews",
          "--description", "film reviews", "--root", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -139,8 +141,9 @@ async def test_scaffolded_service_starts_and_answers_health(tmp_path, make_clien
         assert (tmp_path / "reviews_service" / rel).exists(), rel
     assert (tmp_path / "tests/reviews/conftest.py").exists() and (tmp_path / "docs/reviews.md").exists()
     assert "release: python -m shared.migrate reviews" in (tmp_path / "reviews_service/Procfile").read_text()
-    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(tmp_path / "reviews_service"),
-                           str(tmp_path / "tests")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    lint = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "ruff", "check", "--no-cache", str(tmp_path / "reviews_service"),
+                         str(tmp_path / "tests")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert lint.returncode == 0, lint.stdout
 
     # The one manifest entry it added: the copied manifest now knows the service and generates from it.
@@ -149,7 +152,8 @@ async def test_scaffolded_service_starts_and_answers_health(tmp_path, make_clien
     assert (reviews.dev_port, reviews.legacy_prefixes, reviews.database_var) == (
         8090, ("/api/reviews",), "REVIEWS_DATABASE_URL")
     assert manifest.stale(tmp_path) == [], "the scaffold ran `python -m shared.fleet generate`"
-    assert "wrote docker-compose.dev.yml" in result.stdout and "reviews-service:" in (tmp_path / "docker-compose.dev.yml").read_text()
+    assert "wrote docker-compose.dev.yml" in result.stdout
+    assert "reviews-service:" in (tmp_path / "docker-compose.dev.yml").read_text()
     assert "reviews: env PORT=8090 " in (tmp_path / "Procfile.dev").read_text()
     assert "| reviews | 8090 | reviews.api |" in (tmp_path / "README.md").read_text()
 
