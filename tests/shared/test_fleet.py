@@ -57,7 +57,8 @@ def test_the_cli_needs_only_the_standard_library():
     assert run("names").stdout.split() == fleet.names()
     assert run("databases").stdout.split() == list(fleet.database_vars().values())
     env_lines = run("database-env", "postgresql://u:p@h:5432").stdout.splitlines()
-    assert "CHAT_DATABASE_URL=postgresql://u:p@h:5432/chat" in env_lines and len(env_lines) == len(fleet.database_vars())
+    assert "CHAT_DATABASE_URL=postgresql://u:p@h:5432/chat" in env_lines
+    assert len(env_lines) == len(fleet.database_vars())
     assert run("check").returncode == 0
     assert run("nonsense").returncode == 2
 
@@ -170,6 +171,15 @@ async def test_scaffolded_service_starts_and_answers_health(tmp_path, make_clien
             ready = await client.get("/health/ready")
             assert ready.status_code == 200, ready.text
             assert (await client.get("/openapi.json")).status_code == 200
+            # The tests it scaffolded pass against it (run here with this client as their fixture).
+            path = tmp_path / "tests/reviews/test_reviews.py"
+            spec = importlib.util.spec_from_file_location("scaffolded_tests", path)
+            scaffolded = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(scaffolded)
+            tests = [getattr(scaffolded, n) for n in dir(scaffolded) if n.startswith("test_")]
+            assert len(tests) == 2
+            for test in tests:
+                await test(client)
     finally:
         for name in [m for m in sys.modules if m == "reviews_service" or m.startswith("reviews_service.")]:
             del sys.modules[name]
