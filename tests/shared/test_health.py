@@ -7,6 +7,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from shared import fleet
+from shared.testing.checks import assert_healthy
 from shared.testing.env import queue_info
 
 SERVICES = fleet.names()
@@ -16,13 +17,7 @@ SERVICES = fleet.names()
 async def test_service_health(make_client, service, tmp_path, infra, run_id):
     s = fleet.get(service)
     async with make_client(service, content_data_dir=str(tmp_path)) as client:
-        live = await client.get("/health")
-        assert live.status_code == 200
-        assert live.json() == {"status": "ok", "service": service}
-        ready = await client.get("/health/ready")
-        assert ready.status_code == 200, ready.text
-        assert all(v == "ok" for v in ready.json()["checks"].values())
-        assert "x-request-id" in ready.headers
+        await assert_healthy(client, service)
 
         paths = [r.path for r in client.app.routes if isinstance(r, APIRoute) and not r.path.startswith("/health")]
         if paths:  # a skeleton has no routes to mount under its prefixes yet
