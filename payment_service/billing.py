@@ -19,7 +19,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
+import stripe
 
+from payment_service import stripe_errors
 from payment_service.repositories import billing as repo
 from payment_service.repositories.billing import as_uuid
 from shared.bus import emit
@@ -219,8 +221,14 @@ class Billing:
 
             try:
                 cus = to_dict(await self.gateway.client.v1.customers.retrieve_async(customer))
-            except Exception as exc:  # the event is retried by Stripe if we answer 5xx: do so
-                raise RuntimeError(f"cannot identify the customer {customer}: {exc!r}") from exc
+            except stripe.StripeError as exc:
+                if not stripe_errors.is_definitive(exc):
+                    raise stripe_errors.webhook_unavailable(exc, "retrieve the customer") from None
+                # Not ours (never seen, or of another integration): no user; the event is acknowledged.
+                stripe_errors.log_definitive(exc, "retrieve the customer", customer=customer)
+                return None
+            if cus.get("deleted"):
+                return None
             candidate = (cus.get("metadata") or {}).get("user_id")
             if as_uuid(candidate):
                 await repo.link_customer(conn, candidate, customer)

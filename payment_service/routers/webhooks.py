@@ -99,6 +99,8 @@ async def stripe_webhook(request: Request):
                     if handler is None:
                         return WebhookAck(ignored=True)
                     applied = await handler(conn, obj, when, event["id"])
+                if not applied:  # e.g. a customer that is not ours: recorded as such, acknowledged
+                    await repo.set_webhook_outcome(conn, "stripe", event["id"], "ignored")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # The event is signed but not shaped as its type should be: nothing was changed.
         log.warning("malformed stripe event", extra={"event_id": event["id"], "type": event["type"], "error": repr(exc)})
