@@ -199,7 +199,8 @@ async def test_unknown_customer_is_identified_through_stripe(published, pdb, use
     r = await post_stripe(published, event_of("customer.subscription.created", sub))
     assert r.status_code == 200
     assert await tier_of(pdb, user) == 1
-    assert await pdb.fetchval("SELECT user_id FROM stripe_customers WHERE customer_id = $1", customer) == uuid.UUID(user)
+    linked = await pdb.fetchval("SELECT user_id FROM stripe_customers WHERE customer_id = $1", customer)
+    assert linked == uuid.UUID(user)
     assert customer_lookups(sandbox_required, customer) == 1
 
 
