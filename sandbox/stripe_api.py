@@ -1139,6 +1139,7 @@ def _complete_session(store: StripeStore, sess: Obj, request: Optional[Request] 
                             billing_reason="subscription_create", amount=amount, line_period_start=ts,
                             line_period_end=period_end, customer_email=email, subscription_metadata=sub_meta,
                             created=ts, discount_amount=0 if trial_days else discount_amount,
+                            discount=sub["discounts"][0] if sub["discounts"] else None,
                             number=f"{cus['invoice_prefix']}-{cus['next_invoice_sequence']:04d}")
     cus["next_invoice_sequence"] += 1
     sub["latest_invoice"] = inv["id"]

@@ -196,7 +196,7 @@ def subscription_object(
         "id": sid, "object": "subscription", "application": None, "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": end if trial_end else start, "billing_cycle_anchor_config": None,
-        "billing_mode": {"flexible": None, "type": "classic", "updated_at": None},
+        "billing_mode": {"flexible": None, "type": "classic", "updated_at": None}, "billing_schedules": [],
         "billing_thresholds": None, "cancel_at": end if cancel_at_period_end else None,
         "cancel_at_period_end": cancel_at_period_end, "canceled_at": canceled_at,
         "cancellation_details": {"comment": None, "feedback": None,
@@ -263,8 +263,10 @@ def invoice_object(
     created: Optional[int] = None,
     number: Optional[str] = None,
     discount_amount: int = 0,
+    discount: Optional[str] = None,
 ) -> Obj:
-    """An invoice in the basil+ shape (subscription under ``parent.subscription_details``)."""
+    """An invoice in the basil+ shape (subscription under ``parent.subscription_details``).
+    ``discount``: the id of the discount behind ``discount_amount`` (Stripe never leaves it null)."""
     iid = id or new_id("in_1", 23)
     price = price or default_price()
     created = created or _now()
@@ -310,7 +312,8 @@ def invoice_object(
         "status_transitions": {"finalized_at": created, "marked_uncollectible_at": None,
                                "paid_at": created if paid else None, "voided_at": None},
         "subtotal": subtotal, "subtotal_excluding_tax": subtotal, "test_clock": None, "total": total,
-        "total_discount_amounts": [] if not discount_amount else [{"amount": discount_amount, "discount": None}],
+        "total_discount_amounts": [] if not discount_amount else [
+            {"amount": discount_amount, "discount": discount or new_id("di_", 14)}],
         "total_excluding_tax": total, "total_pretax_credit_amounts": [], "total_taxes": [],
         "webhooks_delivered_at": created,
     }
@@ -404,7 +407,7 @@ def checkout_session_object(
         "setup_intent": None, "shipping_address_collection": None, "shipping_cost": None, "shipping_options": [],
         "status": status, "submit_type": None, "subscription": subscription, "success_url": success_url,
         "total_details": {"amount_discount": amount_discount, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": "hosted", "url": None if status != "open" else (url or f"https://checkout.stripe.com/c/pay/{sid}"),
+        "ui_mode": "hosted_page", "url": None if status != "open" else (url or f"https://checkout.stripe.com/c/pay/{sid}"),
         "wallet_options": None,
     }
 
