@@ -66,7 +66,8 @@ TMDB_ERRORS = {
 }
 MOVIE_LIST_FIELDS = ("adult", "backdrop_path", "genre_ids", "id", "original_language", "original_title", "overview",
                      "popularity", "poster_path", "release_date", "title", "video", "vote_average", "vote_count")
-TV_LIST_FIELDS = ("adult", "backdrop_path", "genre_ids", "id", "origin_country", "original_language", "original_name",
+# As TMDB's OpenAPI document shows them (tests/sandbox/test_contract_tmdb.py): no `adult` on series.
+TV_LIST_FIELDS = ("backdrop_path", "genre_ids", "id", "origin_country", "original_language", "original_name",
                   "overview", "popularity", "poster_path", "first_air_date", "name", "vote_average", "vote_count")
 LANGUAGES = {"en": "English", "ja": "Japanese"}
 
@@ -385,7 +386,7 @@ def build(state: SandboxState) -> Router:
         out = list_item(t)
         out.pop("genre_ids")
         out.update(belongs_to_collection=t.get("belongs_to_collection"), budget=0, genres=genres_of(t), homepage="",
-                   imdb_id=None, origin_country=t.get("origin_country", []), production_companies=[],
+                   imdb_id=None, production_companies=[],
                    production_countries=[], revenue=0, runtime=t.get("runtime"), spoken_languages=spoken(t),
                    status="Released", tagline="")
         return appended(request, t, out, movie_credits_of)
@@ -405,7 +406,7 @@ def build(state: SandboxState) -> Router:
         ds = dataset()
         out.update(
             created_by=[{"id": c["id"], "credit_id": c["credit_id"], "name": ds.people[c["id"]]["name"],
-                         "original_name": ds.people[c["id"]]["original_name"], "gender": ds.people[c["id"]]["gender"],
+                         "gender": ds.people[c["id"]]["gender"],
                          "profile_path": ds.people[c["id"]]["profile_path"]} for c in t["crew"]
                         if c["job"] == "Creator"],
             episode_run_time=[], genres=genres_of(t), homepage="", in_production=False,

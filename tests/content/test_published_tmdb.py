@@ -52,7 +52,6 @@ def documented_tmdb(log: list[str]) -> Starlette:
         log.append(path)
         if path in LISTS:
             return JSONResponse(LISTS[path])
-        kind, _, rest = path.partition("/")
         if path == f"movie/{MOVIE['id']}":
             return JSONResponse(with_appended(MOVIE, request, credits=MOVIE_CREDITS))
         if path == f"tv/{TV['id']}":
@@ -80,9 +79,10 @@ async def test_a_full_sync_over_the_documented_lists(tmp_path):
     runner = SyncRunner(repo, client_factory(log), popular_pages=1, trending=True, people_per_title=3)
     result = await runner.run("test")
     assert result["status"] == "ok", result
+    trending = LISTS["trending/all/week"]["results"]
     listed = {("movie", r["id"]) for r in LISTS["movie/popular"]["results"]} | \
         {("tv", r["id"]) for r in LISTS["tv/popular"]["results"]} | \
-        {(r["media_type"], r["id"]) for r in LISTS["trending/all/week"]["results"] if r["media_type"] in ("movie", "tv")}
+        {(r["media_type"], r["id"]) for r in trending if r["media_type"] in ("movie", "tv")}
     assert result["queued"] == len(listed)
     # Every listed title was asked for; those TMDB documents no detail for answered 404: gone, not errors.
     asked = {tuple(p.split("/")) for p in log if p.count("/") == 1 and p.split("/")[0] in ("movie", "tv")
