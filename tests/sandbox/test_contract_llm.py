@@ -184,7 +184,8 @@ def test_anthropics_published_stream_fits_the_checks():
 def test_sandbox_anthropic_stream_fits_anthropics_events_and_order(http):
     r = http.post("/anthropic/v1/messages",
                   headers={"x-api-key": DUMMY_KEYS["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"},
-                  json={"model": "claude-sonnet-4-6", "max_tokens": 50, "stream": True, "system": "You are Ada Lovelace.",
+                  json={"model": "claude-sonnet-4-6", "max_tokens": 50, "stream": True,
+                        "system": "You are Ada Lovelace.",
                         "messages": [{"role": "user", "content": "What is an engine?"}]})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert check_anthropic_stream(r.text) == []
