@@ -1,4 +1,5 @@
-"""The analytics service's own error codes: `shared.errors.ErrorCode` constants, raised as
-`raise errors.SOME_CODE()` and listed on a route with `responses=documented(...)`. The common
-ones (NOT_FOUND, FORBIDDEN, ...) are in shared/errors.py. The service has no codes of its own yet.
-"""
+"""The analytics service's own error codes (the common ones are in shared/errors.py)."""
+from shared.errors import ErrorCode
+
+INVALID_TIMEZONE = ErrorCode(422, "INVALID_TIMEZONE", "The time zone is not an IANA time zone name (e.g. Europe/Paris).")
+INVALID_CURSOR = ErrorCode(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")

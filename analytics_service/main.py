@@ -1,22 +1,35 @@
 """uvicorn analytics_service.main:app"""
 from fastapi import FastAPI
 
+from analytics_service.events import build_consumer
+from analytics_service.routers import progress
 from analytics_service.settings import Settings
-from shared import fleet
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings
 
-SERVICE = fleet.get("analytics")
+
+async def startup(app: FastAPI) -> None:
+    # The consumer of every event batches its work, so it is not create_app's one-event Consumer.
+    app.state.event_consumer = build_consumer(app)
+    app.state.event_consumer.start()
+
+
+async def shutdown(app: FastAPI) -> None:
+    consumer = getattr(app.state, "event_consumer", None)
+    if consumer is not None:
+        await consumer.stop()
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
     return create_app(
-        service=SERVICE.name,
+        service="analytics",
         settings=settings,
-        routers=[],  # one APIRouter per domain, from routers/<domain>.py
-        legacy_prefixes=SERVICE.legacy_prefixes,
+        routers=[progress.router],
+        legacy_prefixes=['/api/analytics', '/api/conversation-stats'],
         own_database_url=settings.analytics_database_url,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
     )
 
 

@@ -45,6 +45,10 @@ class EventType(str, Enum):
     IMAGE_GENERATED = "image.generated"
     # Analytics
     USER_ENGAGEMENT = "user.engagement"
+    ACHIEVEMENT_UNLOCKED = "achievement.unlocked"
+    STREAK_MILESTONE = "streak.milestone"
+    LEVEL_UP = "level.up"
+    REWARD_GRANTED = "reward.granted"
 
 
 KNOWN_TYPES = frozenset(t.value for t in EventType)

@@ -1,2 +1,1 @@
-"""The analytics service's SQL, one module per domain: plain async functions over an asyncpg
-connection whose caller owns the transaction."""
+"""SQL of the analytics service, one module per domain (asyncpg, written out)."""

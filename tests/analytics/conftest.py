@@ -1,11 +1,112 @@
-"""Analytics test fixtures: the service in-process (its real lifespan) against the run's
-PostgreSQL, Redis and RabbitMQ (shared.testing.plugin)."""
+"""Analytics test fixtures: the service in process on real PostgreSQL and RabbitMQ, a publisher
+that puts events on the exchange as other services do, and a way to wait until the consumer
+has applied them."""
 from __future__ import annotations
 
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
 import pytest_asyncio
 
+from shared.bus import EventPublisher
+from shared.events import Event, make_event
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def client(make_client):
-    async with make_client("analytics") as c:
-        yield c
+EXCHANGE = "scenextras.events"
+QUEUE = "analytics_service.events"
+
+# Tables a replay rebuilds, each with a key that orders its rows.
+ROLLUPS = {
+    "user_analytics": "user_id",
+    "user_active_days": "user_id, day",
+    "user_characters": "user_id, character",
+    "conversation_stats": "conversation_id",
+    "character_stats": "character",
+    "character_daily": "day, character",
+    "activity_buckets": "granularity, bucket, user_id",
+    "platform_metrics": "granularity, metric, bucket",
+}
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def analytics(make_client):
+    async with make_client("analytics", ANALYTICS_BATCH_WAIT_MS="10") as client:
+        await asyncio.wait_for(client.app.state.event_consumer.ready.wait(), 30)
+        yield client
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def analytics_db(service_env, analytics):
+    pool = await asyncpg.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+class Bus:
+    """Publishes events as the other services' relays do, and waits for the consumer."""
+
+    def __init__(self, publisher: EventPublisher, db: asyncpg.Pool):
+        self.publisher = publisher
+        self.db = db
+
+    async def publish(self, *events: Event) -> None:
+        errors = await self.publisher.publish_raw([(e.event_id, e.event_type, e.to_bytes()) for e in events])
+        assert not [e for e in errors if e is not None], errors
+
+    async def applied(self, *events: Event, timeout: float = 20.0) -> None:
+        ids = list({e.event_id for e in events})
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            n = await self.db.fetchval(
+                "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])", QUEUE, ids)
+            if n == len(ids):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"only {n} of {len(ids)} events applied in {timeout}s")
+            await asyncio.sleep(0.05)
+
+    async def settled(self, timeout: float = 20.0) -> None:
+        """Until what the service emitted itself (level.up, ...) has come back and been applied:
+        then the rollups stop moving."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while await self.db.fetchval(
+            "SELECT count(*) FROM outbox_events o WHERE NOT EXISTS"
+            " (SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = o.event_id)", QUEUE):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the service's own events were not all applied in time")
+            await asyncio.sleep(0.05)
+
+    async def send(self, *events: Event) -> None:
+        await self.publish(*events)
+        await self.applied(*events)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def bus(service_env, analytics_db):
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "analytics-tests")
+    yield Bus(publisher, analytics_db)
+    await publisher.close()
+
+
+def event(event_type: str, user_id: str | None, data: dict | None = None, at=None) -> Event:
+    e = make_event(event_type, user_id, data or {}, source="tests")
+    if at is not None:
+        e.timestamp = at
+    return e
+
+
+async def snapshot(db: asyncpg.Pool) -> dict[str, list[tuple]]:
+    return {table: [tuple(r) for r in await db.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
+            for table, key in ROLLUPS.items()}
+
+
+class User:
+    def __init__(self, tokens):
+        self.id = str(uuid.uuid4())
+        self.headers = tokens.headers(tokens.user(self.id))
+
+
+@pytest.fixture
+def new_user(tokens):
+    return lambda: User(tokens)

@@ -1,0 +1,85 @@
+"""Request and response bodies (pydantic at the edges)."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CheckinRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str | None = Field(default=None, min_length=1, max_length=64,
+                                 description="IANA time zone name (e.g. Europe/Paris); kept for the user's later days")
+
+
+class Streak(BaseModel):
+    current: int
+    longest: int
+    last_active_day: str | None
+    next_milestone: int | None
+
+
+class FlipTicket(BaseModel):
+    id: str
+    reason: str
+    granted_at: str
+    flipped: bool
+    flipped_at: str | None
+    reward: dict | None
+
+
+class Reward(BaseModel):
+    flip_ticket: FlipTicket
+
+
+class CheckinResponse(BaseModel):
+    streak: Streak
+    xp: int
+    level: int
+    level_progress: float
+    timezone: str
+    checked_in: bool = Field(description="false when the user had already checked in this local day (nothing changed)")
+    reward: Reward | None
+    achievements_unlocked: list[str] = Field(default_factory=list)
+
+
+class AchievementsCount(BaseModel):
+    unlocked: int
+    total: int
+
+
+class MeResponse(BaseModel):
+    messages: int
+    conversations: int
+    characters: int
+    stories: int
+    images: int
+    active_days: int
+    streak: Streak
+    xp: int
+    level: int
+    level_progress: float
+    achievements: AchievementsCount
+    percentiles: dict | None = Field(description="not computed yet (null)")
+    engagement_tier: str
+    timezone: str
+
+
+class Achievement(BaseModel):
+    code: str
+    name: str
+    description: str
+    metric: str
+    threshold: int
+    xp_reward: int
+    progress: int
+    unlocked: bool
+    unlocked_at: str | None
+
+
+class AchievementList(BaseModel):
+    achievements: list[Achievement]
+
+
+class FlipTicketList(BaseModel):
+    flip_tickets: list[FlipTicket]
+    next_cursor: str | None

@@ -1,0 +1,135 @@
+"""SQL for progression: streak/XP rows, achievements, flip tickets."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+
+async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """The users' progress rows, created if missing, locked for this transaction in user order
+    (so a consumer batch and a check-in never wait on each other in a cycle)."""
+    user_ids = sorted(set(user_ids))
+    await conn.execute(
+        "INSERT INTO user_progress (user_id) SELECT u FROM unnest($1::uuid[]) AS u ORDER BY u ON CONFLICT DO NOTHING",
+        user_ids,
+    )
+    return await conn.fetch(
+        "SELECT * FROM user_progress WHERE user_id = ANY($1::uuid[]) ORDER BY user_id FOR UPDATE", user_ids
+    )
+
+
+async def save(conn: asyncpg.Connection, rows: list[dict]) -> None:
+    if not rows:
+        return
+    cols = ("user_id", "timezone", "xp", "level", "streak_current", "streak_longest", "streak_started_on",
+            "last_active_day", "last_checkin_day")
+    await conn.execute(
+        """
+        UPDATE user_progress p SET timezone = v.timezone, xp = v.xp, level = v.level,
+               streak_current = v.streak_current, streak_longest = v.streak_longest,
+               streak_started_on = v.streak_started_on, last_active_day = v.last_active_day,
+               last_checkin_day = v.last_checkin_day, updated_at = now()
+          FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[], $5::int[], $6::int[], $7::date[], $8::date[],
+                      $9::date[])
+               AS v(user_id, timezone, xp, level, streak_current, streak_longest, streak_started_on, last_active_day,
+                    last_checkin_day)
+         WHERE p.user_id = v.user_id
+        """,
+        *[[r[c] for r in rows] for c in cols],
+    )
+
+
+async def get(conn, user_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM user_progress WHERE user_id = $1", user_id)
+
+
+async def definitions(conn) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT code, name, description, metric, threshold, xp_reward FROM achievement_definitions"
+        " WHERE active ORDER BY sort_order, code"
+    )
+
+
+async def unlocked(conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
+    rows = await conn.fetch("SELECT user_id, code FROM user_achievements WHERE user_id = ANY($1::uuid[])", user_ids)
+    out: dict[uuid.UUID, set[str]] = {}
+    for r in rows:
+        out.setdefault(r["user_id"], set()).add(r["code"])
+    return out
+
+
+async def insert_achievements(conn, pairs: list[tuple[uuid.UUID, str]], at: datetime) -> list[asyncpg.Record]:
+    if not pairs:
+        return []
+    pairs = sorted(pairs)
+    return await conn.fetch(
+        """
+        INSERT INTO user_achievements (user_id, code, unlocked_at)
+        SELECT u, c, $3 FROM unnest($1::uuid[], $2::text[]) AS t(u, c)
+        ON CONFLICT DO NOTHING RETURNING user_id, code, unlocked_at
+        """,
+        [p[0] for p in pairs], [p[1] for p in pairs], at,
+    )
+
+
+async def insert_tickets(conn, grants: list[tuple[uuid.UUID, str, str]], at: datetime) -> list[asyncpg.Record]:
+    """(user, reason, grant_key) -> the tickets actually created (a key already granted is not)."""
+    if not grants:
+        return []
+    grants = sorted(grants)
+    return await conn.fetch(
+        """
+        INSERT INTO flip_tickets (user_id, reason, grant_key, granted_at)
+        SELECT u, r, k, $4 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(u, r, k)
+        ON CONFLICT (user_id, grant_key) DO NOTHING
+        RETURNING *
+        """,
+        [g[0] for g in grants], [g[1] for g in grants], [g[2] for g in grants], at,
+    )
+
+
+async def achievements_of(conn, user_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT d.code, d.name, d.description, d.metric, d.threshold, d.xp_reward, ua.unlocked_at
+          FROM achievement_definitions d
+          LEFT JOIN user_achievements ua ON ua.code = d.code AND ua.user_id = $1
+         WHERE d.active OR ua.user_id IS NOT NULL
+         ORDER BY d.sort_order, d.code
+        """,
+        user_id,
+    )
+
+
+async def count_unlocked(conn, user_id: str) -> tuple[int, int]:
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM user_achievements WHERE user_id = $1) AS unlocked,"
+        " (SELECT count(*) FROM achievement_definitions WHERE active) AS total",
+        user_id,
+    )
+    return row["unlocked"], row["total"]
+
+
+async def list_tickets(conn, user_id: str, *, limit: int, after: tuple[datetime, uuid.UUID] | None) -> list[asyncpg.Record]:
+    """Newest first; `after` is the (granted_at, id) of the last ticket of the previous page."""
+    if after is None:
+        return await conn.fetch(
+            "SELECT * FROM flip_tickets WHERE user_id = $1 ORDER BY granted_at DESC, id DESC LIMIT $2", user_id, limit
+        )
+    return await conn.fetch(
+        """
+        SELECT * FROM flip_tickets WHERE user_id = $1 AND (granted_at, id) < ($3, $4)
+         ORDER BY granted_at DESC, id DESC LIMIT $2
+        """,
+        user_id, limit, after[0], after[1],
+    )
+
+
+async def erase_user(conn, user_id: uuid.UUID) -> dict[str, int]:
+    counts = {}
+    for table in ("user_progress", "user_achievements", "flip_tickets"):
+        status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)
+        counts[table] = int(status.split()[-1])
+    return counts

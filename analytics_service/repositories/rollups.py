@@ -1,0 +1,188 @@
+"""SQL for the rollups: one statement per table applies a RollupDelta (sums, sets, min/max), so
+a batch of any size costs the same dozen round trips. Keys go in sorted order, so two consumers
+updating the same rows lock them in the same order (no deadlock)."""
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import date
+
+import asyncpg
+
+from analytics_service.rules import USER_COUNTERS, RollupDelta
+
+# Rebuilt from the raw events by a replay (progression tables are not: see the migration).
+ROLLUP_TABLES = ("user_analytics", "user_active_days", "user_characters", "conversation_stats", "character_stats",
+                 "character_daily", "activity_buckets", "platform_metrics")
+
+# Consumers hold it shared for each batch; a replay holds it exclusively while it rebuilds.
+ROLLUP_LOCK = 0x5CE7A7A1
+
+
+async def lock_shared(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", ROLLUP_LOCK)
+
+
+async def lock_exclusive(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK)
+
+
+async def truncate(conn: asyncpg.Connection) -> None:
+    await conn.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
+
+
+async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
+    user_counts = {u: Counter(c) for u, c in d.users.items()}
+
+    # Sets first: a new row there is what a distinct count counts.
+    if d.user_days:
+        days = sorted(d.user_days)
+        rows = await conn.fetch(
+            """
+            INSERT INTO user_active_days (user_id, day) SELECT * FROM unnest($1::uuid[], $2::date[])
+            ON CONFLICT DO NOTHING RETURNING user_id
+            """,
+            [u for u, _ in days], [day for _, day in days],
+        )
+        for r in rows:
+            user_counts.setdefault(r["user_id"], Counter())["active_days"] += 1
+
+    new_character_users: Counter = Counter()
+    if d.user_characters:
+        keys = sorted(d.user_characters)
+        rows = await conn.fetch(
+            """
+            INSERT INTO user_characters AS uc (user_id, character, messages)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[])
+            ON CONFLICT (user_id, character) DO UPDATE SET messages = uc.messages + EXCLUDED.messages
+            RETURNING user_id, character, (xmax = 0) AS inserted
+            """,
+            [u for u, _ in keys], [c for _, c in keys], [d.user_characters[k] for k in keys],
+        )
+        for r in rows:
+            if r["inserted"]:
+                new_character_users[r["character"]] += 1
+                if r["user_id"] in d.users:  # an erased user's row counts for the character only
+                    user_counts.setdefault(r["user_id"], Counter())["characters"] += 1
+
+    platform = Counter(d.platform)
+    if d.activity:
+        keys = sorted(d.activity)
+        rows = await conn.fetch(
+            """
+            INSERT INTO activity_buckets (granularity, bucket, user_id)
+            SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[])
+            ON CONFLICT DO NOTHING RETURNING granularity, bucket
+            """,
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+        )
+        for r in rows:
+            platform[(r["granularity"], r["bucket"], "active_users")] += 1
+
+    if platform:
+        keys = sorted(platform)
+        await conn.execute(
+            """
+            INSERT INTO platform_metrics AS p (granularity, bucket, metric, value)
+            SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[])
+            ON CONFLICT (granularity, metric, bucket) DO UPDATE SET value = p.value + EXCLUDED.value
+            """,
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [platform[k] for k in keys],
+        )
+
+    if user_counts or d.user_first:
+        users = sorted(set(user_counts) | set(d.user_first))
+        columns = (*USER_COUNTERS, "characters", "active_days")
+        arrays = [[user_counts.get(u, Counter())[c] for u in users] for c in columns]
+        await conn.execute(
+            """
+            INSERT INTO user_analytics AS ua (user_id, events, messages, conversations, stories, images, upgrades,
+                                              characters, active_days, first_seen_at, last_active_at)
+            SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                                 $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[], $11::timestamptz[])
+            ON CONFLICT (user_id) DO UPDATE SET
+                events = ua.events + EXCLUDED.events,
+                messages = ua.messages + EXCLUDED.messages,
+                conversations = ua.conversations + EXCLUDED.conversations,
+                stories = ua.stories + EXCLUDED.stories,
+                images = ua.images + EXCLUDED.images,
+                upgrades = ua.upgrades + EXCLUDED.upgrades,
+                characters = ua.characters + EXCLUDED.characters,
+                active_days = ua.active_days + EXCLUDED.active_days,
+                first_seen_at = LEAST(ua.first_seen_at, EXCLUDED.first_seen_at),
+                last_active_at = GREATEST(ua.last_active_at, EXCLUDED.last_active_at)
+            """,
+            users, *arrays, [d.user_first.get(u) for u in users], [d.user_last.get(u) for u in users],
+        )
+
+    if d.conversations:
+        ids = sorted(d.conversations)
+        rows = [d.conversations[i] for i in ids]
+        await conn.execute(
+            """
+            INSERT INTO conversation_stats AS cs (conversation_id, user_id, character, messages, first_message_at, last_message_at)
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::timestamptz[], $6::timestamptz[])
+            ON CONFLICT (conversation_id) DO UPDATE SET
+                user_id = COALESCE(cs.user_id, EXCLUDED.user_id),
+                character = LEAST(cs.character, EXCLUDED.character),
+                messages = cs.messages + EXCLUDED.messages,
+                first_message_at = LEAST(cs.first_message_at, EXCLUDED.first_message_at),
+                last_message_at = GREATEST(cs.last_message_at, EXCLUDED.last_message_at)
+            """,
+            ids, [r["user_id"] for r in rows], [r["character"] for r in rows], [r["messages"] for r in rows],
+            [r["first"] for r in rows], [r["last"] for r in rows],
+        )
+
+    characters = sorted(set(d.character_messages) | set(d.character_conversations) | set(new_character_users))
+    if characters:
+        await conn.execute(
+            """
+            INSERT INTO character_stats AS c (character, messages, conversations, users)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+            ON CONFLICT (character) DO UPDATE SET
+                messages = c.messages + EXCLUDED.messages,
+                conversations = c.conversations + EXCLUDED.conversations,
+                users = c.users + EXCLUDED.users
+            """,
+            characters, [d.character_messages[c] for c in characters], [d.character_conversations[c] for c in characters],
+            [new_character_users[c] for c in characters],
+        )
+
+    if d.character_daily:
+        keys = sorted(d.character_daily)
+        await conn.execute(
+            """
+            INSERT INTO character_daily AS cd (day, character, messages)
+            SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[])
+            ON CONFLICT (day, character) DO UPDATE SET messages = cd.messages + EXCLUDED.messages
+            """,
+            [k[0] for k in keys], [k[1] for k in keys], [d.character_daily[k] for k in keys],
+        )
+
+
+async def erase_user(conn: asyncpg.Connection, user_id: uuid.UUID, pseudonym: uuid.UUID) -> dict[str, int]:
+    """Per-user rollups of the user are deleted; rows that also make platform and character
+    totals (who was active when, who talked to which character) move to the pseudonym, as the
+    raw events do, so a replay still gives the same totals."""
+    counts = {}
+    for table in ("user_analytics", "user_active_days", "conversation_stats"):
+        status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)
+        counts[table] = int(status.split()[-1])
+    for table in ("user_characters", "activity_buckets"):
+        status = await conn.execute(f"UPDATE {table} SET user_id = $2 WHERE user_id = $1", user_id, pseudonym)
+        counts[table] = int(status.split()[-1])
+    return counts
+
+
+async def user_row(conn, user_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM user_analytics WHERE user_id = $1", user_id)
+
+
+async def user_rows(conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    rows = await conn.fetch("SELECT * FROM user_analytics WHERE user_id = ANY($1::uuid[])", user_ids)
+    return {r["user_id"]: r for r in rows}
+
+
+async def active_days_since(conn, user_id: str, since: date) -> int:
+    return await conn.fetchval("SELECT count(*) FROM user_active_days WHERE user_id = $1 AND day >= $2", user_id, since)
+

@@ -1,0 +1,78 @@
+"""A user's own figures and progression: /analytics/me, check-in, achievements, flip tickets."""
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+
+from analytics_service import errors, rules, service
+from analytics_service.models import AchievementList, CheckinRequest, CheckinResponse, FlipTicketList, MeResponse
+from shared import errors as common
+from shared.auth import CurrentUser, get_current_user
+from shared.errors import documented
+
+router = APIRouter(prefix="/analytics", tags=["analytics"])
+
+USER_ROUTE_ERRORS = documented(common.USER_TOKEN_REQUIRED)
+
+
+async def account(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
+    """A user's own token: these routes answer about the caller and nobody else."""
+    if user.is_service:
+        raise common.USER_TOKEN_REQUIRED()
+    if rules.parse_user_id(user.user_id) is None:
+        raise common.INVALID_TOKEN("The token's subject is not a user id.")
+    return user
+
+
+@router.get("/me", response_model=MeResponse, responses=USER_ROUTE_ERRORS)
+async def me(request: Request, user: CurrentUser = Depends(account)):
+    return await service.profile(request.app.state.db, user.user_id)
+
+
+@router.post("/checkin", response_model=CheckinResponse, responses=USER_ROUTE_ERRORS | documented(errors.INVALID_TIMEZONE))
+async def checkin(request: Request, body: CheckinRequest | None = Body(default=None), user: CurrentUser = Depends(account)):
+    tz_name = body.timezone if body is not None else None
+    if tz_name is not None and not rules.valid_timezone(tz_name):
+        raise errors.INVALID_TIMEZONE(timezone=tz_name[:64])
+    return await service.checkin(request.app.state.db, user.user_id, tz_name)
+
+
+@router.get("/achievements", response_model=AchievementList, responses=USER_ROUTE_ERRORS)
+async def achievements(request: Request, user: CurrentUser = Depends(account)):
+    return {"achievements": await service.achievements(request.app.state.db, user.user_id)}
+
+
+def _cursor(granted_at: datetime, ticket_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{granted_at.isoformat()}|{ticket_id}".encode()).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, ticket_id = raw.split("|")
+        after = datetime.fromisoformat(ts), uuid.UUID(ticket_id)
+    except (ValueError, UnicodeDecodeError):
+        raise errors.INVALID_CURSOR() from None
+    if after[0].tzinfo is None:
+        raise errors.INVALID_CURSOR()
+    return after
+
+
+@router.get("/flip-tickets", response_model=FlipTicketList, responses=USER_ROUTE_ERRORS | documented(errors.INVALID_CURSOR))
+async def flip_tickets(
+    request: Request,
+    limit: int = Query(20, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=200),
+    user: CurrentUser = Depends(account),
+):
+    after = _after(cursor) if cursor else None
+    rows = await service.flip_tickets(request.app.state.db, user.user_id, limit=limit + 1, after=after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "flip_tickets": [service.ticket_out(r) for r in rows],
+        "next_cursor": _cursor(rows[-1]["granted_at"], rows[-1]["id"]) if more and rows else None,
+    }
