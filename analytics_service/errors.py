@@ -1,5 +1,8 @@
 """The analytics service's own error codes (the common ones are in shared/errors.py)."""
+
 from shared.errors import ErrorCode
 
-INVALID_TIMEZONE = ErrorCode(422, "INVALID_TIMEZONE", "The time zone is not an IANA time zone name (e.g. Europe/Paris).")
+INVALID_TIMEZONE = ErrorCode(
+    422, "INVALID_TIMEZONE", "The time zone is not an IANA time zone name (e.g. Europe/Paris)."
+)
 INVALID_CURSOR = ErrorCode(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")

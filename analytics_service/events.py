@@ -2,6 +2,7 @@
 in batches (shared.bus.batch.BatchConsumer): each batch's first-time events are kept raw, rolled
 up, and move progression, in the transaction that records their ids. `user.deleted` erases the
 user (service.erase_user) in that same transaction."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI

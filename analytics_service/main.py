@@ -1,4 +1,5 @@
 """uvicorn analytics_service.main:app"""
+
 from fastapi import FastAPI
 
 from analytics_service.events import build_consumer
@@ -26,7 +27,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         service="analytics",
         settings=settings,
         routers=[progress.router],
-        legacy_prefixes=['/api/analytics', '/api/conversation-stats'],
+        legacy_prefixes=["/api/analytics", "/api/conversation-stats"],
         own_database_url=settings.analytics_database_url,
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -1,4 +1,5 @@
 """Request and response bodies (pydantic at the edges)."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -7,8 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 class CheckinRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str | None = Field(default=None, min_length=1, max_length=64,
-                                 description="IANA time zone name (e.g. Europe/Paris); kept for the user's later days")
+    timezone: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="IANA time zone name (e.g. Europe/Paris); kept for the user's later days",
+    )
 
 
 class Streak(BaseModel):

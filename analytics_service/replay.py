@@ -5,6 +5,7 @@ the live consumer reached (tests/analytics/test_replay.py checks it). Runs in on
 under an exclusive lock: the consumer's batches wait, their messages stay queued, nothing is
 lost. Progression (XP, streaks, achievements, tickets) is not a rollup and is left alone.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,12 +1,13 @@
 """The analytics rules as pure functions: what an event counts as, streak days, XP and levels,
 engagement tiers. No I/O here, so every rule is tested directly (time zones, DST, the curve)."""
+
 from __future__ import annotations
 
 import math
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -16,20 +17,26 @@ from shared.events import Event, EventType
 
 CHECKIN_ACTION = "checkin"
 # Things a person does in the product: they make a day (or an hour) active.
-ACTIVITY_TYPES = frozenset({
-    EventType.MESSAGE_SENT.value,
-    EventType.CONVERSATION_CREATED.value,
-    EventType.STORY_CREATED.value,
-    EventType.STORY_PUBLISHED.value,
-    EventType.IMAGE_GENERATED.value,
-    EventType.USER_ENGAGEMENT.value,
-})
+ACTIVITY_TYPES = frozenset(
+    {
+        EventType.MESSAGE_SENT.value,
+        EventType.CONVERSATION_CREATED.value,
+        EventType.STORY_CREATED.value,
+        EventType.STORY_PUBLISHED.value,
+        EventType.IMAGE_GENERATED.value,
+        EventType.USER_ENGAGEMENT.value,
+    }
+)
 # What this service emits itself comes back through `#`: kept raw and in the platform's event
 # count, but not counted as the user's doing, and it earns no XP and moves no streak.
-OWN_EVENT_TYPES = frozenset({
-    EventType.ACHIEVEMENT_UNLOCKED.value, EventType.STREAK_MILESTONE.value, EventType.LEVEL_UP.value,
-    EventType.REWARD_GRANTED.value,
-})
+OWN_EVENT_TYPES = frozenset(
+    {
+        EventType.ACHIEVEMENT_UNLOCKED.value,
+        EventType.STREAK_MILESTONE.value,
+        EventType.LEVEL_UP.value,
+        EventType.REWARD_GRANTED.value,
+    }
+)
 UPGRADE_TYPES = frozenset({EventType.SUBSCRIPTION_CREATED.value, EventType.SUBSCRIPTION_UPGRADED.value})
 
 # XP per action (the route's check-in gives CHECKIN_XP). A regenerated reply earns nothing: it
@@ -90,12 +97,12 @@ def is_conversion(event_type: str, data: dict) -> bool:
 
 
 def hour_bucket(ts: datetime) -> datetime:
-    ts = ts.astimezone(timezone.utc)
+    ts = ts.astimezone(UTC)
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
 def day_bucket(ts: datetime) -> datetime:
-    ts = ts.astimezone(timezone.utc)
+    ts = ts.astimezone(UTC)
     return ts.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -114,8 +121,19 @@ class RawEvent:
 
 
 USER_COUNTERS = ("events", "messages", "conversations", "stories", "images", "upgrades")
-PLATFORM_METRICS = ("events", "messages", "conversations", "new_users", "new_guests", "stories", "images",
-                    "conversions", "cancellations", "revenue_cents", "active_users")
+PLATFORM_METRICS = (
+    "events",
+    "messages",
+    "conversations",
+    "new_users",
+    "new_guests",
+    "stories",
+    "images",
+    "conversions",
+    "cancellations",
+    "revenue_cents",
+    "active_users",
+)
 
 
 @dataclass
@@ -202,9 +220,12 @@ class RollupDelta:
             self.platform[("hour", hour, metric)] += value
             self.platform[("day", day, metric)] += value
 
-    def _conversation(self, conv_id: uuid.UUID, uid: uuid.UUID, character: str | None, message_at: datetime | None) -> dict:
+    def _conversation(
+        self, conv_id: uuid.UUID, uid: uuid.UUID, character: str | None, message_at: datetime | None
+    ) -> dict:
         row = self.conversations.setdefault(
-            conv_id, {"user_id": uid, "character": None, "messages": 0, "first": None, "last": None})
+            conv_id, {"user_id": uid, "character": None, "messages": 0, "first": None, "last": None}
+        )
         if character:  # one conversation.created per conversation; min() keeps any order giving one answer
             row["character"] = character if row["character"] is None else min(row["character"], character)
         if message_at is not None:
@@ -309,7 +330,9 @@ def level_progress(xp: int) -> float:
 # -- engagement tier ------------------------------------------------------------------------------------
 
 
-def engagement_tier(*, first_seen: datetime | None, last_active: datetime | None, active_days_30: int, now: datetime) -> str:
+def engagement_tier(
+    *, first_seen: datetime | None, last_active: datetime | None, active_days_30: int, now: datetime
+) -> str:
     """new: first seen within 7 days. at_risk: nothing for 14 days or more. power: active on 20+ of
     the last 30 days. regular: 8+. casual: the rest."""
     if first_seen is None or now - first_seen < timedelta(days=7):

@@ -1,13 +1,13 @@
 """The analytics service's operations: ingest a batch of events (raw, rollups, progression,
 erasure) in the consumer's transaction, check in, and read a user's figures. The rules
 themselves are in rules.py; SQL is in repositories/."""
+
 from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,8 +22,10 @@ from shared.events import Event, EventType, make_event
 log = logging.getLogger("analytics_service")
 
 SOURCE = "analytics_service"
+
+
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -- progression ---------------------------------------------------------------------------------
@@ -41,9 +43,12 @@ class Progress:
     milestones: list[tuple[int, date]] = field(default_factory=list)
 
     @classmethod
-    def from_row(cls, r: asyncpg.Record) -> "Progress":
+    def from_row(cls, r: asyncpg.Record) -> Progress:
         return cls(
-            user_id=r["user_id"], timezone=r["timezone"], xp=r["xp"], level=r["level"],
+            user_id=r["user_id"],
+            timezone=r["timezone"],
+            xp=r["xp"],
+            level=r["level"],
             streak=rules.Streak(r["streak_current"], r["streak_longest"], r["streak_started_on"], r["last_active_day"]),
             last_checkin_day=r["last_checkin_day"],
         )
@@ -54,9 +59,14 @@ class Progress:
 
     def row(self) -> dict[str, Any]:
         return {
-            "user_id": self.user_id, "timezone": self.timezone, "xp": self.xp, "level": self.level,
-            "streak_current": self.streak.current, "streak_longest": self.streak.longest,
-            "streak_started_on": self.streak.started_on, "last_active_day": self.streak.last_active_day,
+            "user_id": self.user_id,
+            "timezone": self.timezone,
+            "xp": self.xp,
+            "level": self.level,
+            "streak_current": self.streak.current,
+            "streak_longest": self.streak.longest,
+            "streak_started_on": self.streak.started_on,
+            "last_active_day": self.streak.last_active_day,
             "last_checkin_day": self.last_checkin_day,
         }
 
@@ -69,19 +79,24 @@ class Settled:
 
 
 def _metrics(analytics: asyncpg.Record | None, p: Progress) -> dict[str, int]:
-    values = {m: (analytics[m] if analytics is not None else 0)
-              for m in ("messages", "conversations", "characters", "stories", "images", "upgrades", "active_days")}
+    values = {
+        m: (analytics[m] if analytics is not None else 0)
+        for m in ("messages", "conversations", "characters", "stories", "images", "upgrades", "active_days")
+    }
     values["streak"] = p.streak.longest
     return values
 
 
-async def settle(conn: asyncpg.Connection, states: dict[uuid.UUID, Progress], now: datetime,
-                 extra_events: list[Event] = ()) -> Settled:
+async def settle(
+    conn: asyncpg.Connection, states: dict[uuid.UUID, Progress], now: datetime, extra_events: list[Event] = ()
+) -> Settled:
     """After the states took their XP and streak days: tickets for milestones reached (once per
     milestone per streak run), achievements whose metric reached its threshold (once), their
     XP, the new level; rows saved and the events emitted, all in the caller's transaction."""
     users = sorted(states)
-    grants = [(u, f"streak_{m}", rules.streak_grant_key(started, m)) for u in users for m, started in states[u].milestones]
+    grants = [
+        (u, f"streak_{m}", rules.streak_grant_key(started, m)) for u in users for m, started in states[u].milestones
+    ]
     tickets = await progress_repo.insert_tickets(conn, grants, now)
 
     definitions = await progress_repo.definitions(conn)
@@ -111,24 +126,44 @@ async def settle(conn: asyncpg.Connection, states: dict[uuid.UUID, Progress], no
     out = list(extra_events)
     for t in tickets:
         milestone = int(t["reason"].split("_", 1)[1])
-        out.append(make_event(EventType.STREAK_MILESTONE, str(t["user_id"]),
-                              {"milestone": milestone, "flip_ticket_id": str(t["id"])}, source=SOURCE))
+        out.append(
+            make_event(
+                EventType.STREAK_MILESTONE,
+                str(t["user_id"]),
+                {"milestone": milestone, "flip_ticket_id": str(t["id"])},
+                source=SOURCE,
+            )
+        )
     names = {d["code"]: d["name"] for d in definitions}
     for a in achievements:
-        out.append(make_event(EventType.ACHIEVEMENT_UNLOCKED, str(a["user_id"]),
-                              {"code": a["code"], "name": names.get(a["code"]), "xp_reward": reward.get(a["code"], 0)},
-                              source=SOURCE))
+        out.append(
+            make_event(
+                EventType.ACHIEVEMENT_UNLOCKED,
+                str(a["user_id"]),
+                {"code": a["code"], "name": names.get(a["code"]), "xp_reward": reward.get(a["code"], 0)},
+                source=SOURCE,
+            )
+        )
     for u, old, new in level_ups:
-        out.append(make_event(EventType.LEVEL_UP, str(u), {"level": new, "previous_level": old, "xp": states[u].xp},
-                              source=SOURCE))
+        out.append(
+            make_event(
+                EventType.LEVEL_UP, str(u), {"level": new, "previous_level": old, "xp": states[u].xp}, source=SOURCE
+            )
+        )
     if out:
         await emit(conn, *out)
     return Settled(tickets, achievements, level_ups)
 
 
 async def progress_from_events(conn: asyncpg.Connection, raw: list[rules.RawEvent], now: datetime) -> Settled | None:
-    relevant = [e for e in raw if e.user_id is not None and not e.erased and e.event_type not in rules.OWN_EVENT_TYPES
-                and (e.event_type in rules.XP_PER_EVENT or e.event_type in rules.ACTIVITY_TYPES)]
+    relevant = [
+        e
+        for e in raw
+        if e.user_id is not None
+        and not e.erased
+        and e.event_type not in rules.OWN_EVENT_TYPES
+        and (e.event_type in rules.XP_PER_EVENT or e.event_type in rules.ACTIVITY_TYPES)
+    ]
     if not relevant:
         return None
     states = {r["user_id"]: Progress.from_row(r) for r in await progress_repo.lock(conn, [e.user_id for e in relevant])}
@@ -153,15 +188,25 @@ class Ingestor:
         self.months: set[date] = set()
 
     async def __call__(self, conn: asyncpg.Connection, events: list[Event], state: Any = None) -> None:
+        try:
+            await self.ingest(conn, events)
+        except BaseException:
+            # A partition created in a transaction that rolls back does not exist: forget the
+            # months seen, so the retry creates them again.
+            self.months.clear()
+            raise
+
+    async def ingest(self, conn: asyncpg.Connection, events: list[Event]) -> None:
         await rollups_repo.lock_shared(conn)
         raw, rows = [], []
         for e in events:
             user_id = rules.event_user(e)
             data = e.data if isinstance(e.data, dict) else {}
-            rows.append(events_repo.raw_row(e.event_id, e.event_type, user_id, e.timestamp, e.metadata.get("source"), data))
+            source = e.metadata.get("source") if isinstance(e.metadata, dict) else None
+            rows.append(events_repo.raw_row(e.event_id, e.event_type, user_id, e.timestamp, source, data))
             raw.append(rules.RawEvent(e.event_type, user_id, e.timestamp, data))
-        await events_repo.ensure_partitions(conn, {e.occurred_at.astimezone(timezone.utc).date().replace(day=1) for e in raw},
-                                            self.months)
+        months = {e.occurred_at.astimezone(UTC).date().replace(day=1) for e in raw}
+        await events_repo.ensure_partitions(conn, months, self.months)
         await events_repo.insert_raw(conn, rows)
         await rollups_repo.apply(conn, rollup_delta(raw))
         await progress_from_events(conn, raw, _utcnow())
@@ -184,7 +229,9 @@ async def erase_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> dict[str, 
     deleted; raw events and the rows platform totals are made of move to a random id that links
     to nobody (so totals, and a replay, stay right)."""
     pseudonym = uuid.uuid4()
-    counts = {"analytics_events": await events_repo.erase_user(conn, user_id, pseudonym, list(rules.KEYS_KEPT_AFTER_ERASURE))}
+    counts = {
+        "analytics_events": await events_repo.erase_user(conn, user_id, pseudonym, list(rules.KEYS_KEPT_AFTER_ERASURE))
+    }
     counts.update(await rollups_repo.erase_user(conn, user_id, pseudonym))
     counts.update(await progress_repo.erase_user(conn, user_id))
     log.info("user erased", extra={"user_id": str(user_id), **counts})
@@ -194,6 +241,7 @@ async def erase_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> dict[str, 
 async def replay(pool_or_conn, chunk: int = 5000) -> int:
     """Rebuild every rollup from the raw events, in one transaction (consumers wait on the lock
     meanwhile; their messages stay queued). Returns the number of events read."""
+
     async def run(conn) -> int:
         n = 0
         async with conn.transaction():
@@ -202,7 +250,9 @@ async def replay(pool_or_conn, chunk: int = 5000) -> int:
             async for rows in events_repo.iterate_raw(conn, chunk):
                 delta = rules.RollupDelta()
                 for r in rows:
-                    delta.add(rules.RawEvent(r["event_type"], r["user_id"], r["occurred_at"], _json(r["data"]), r["erased"]))
+                    delta.add(
+                        rules.RawEvent(r["event_type"], r["user_id"], r["occurred_at"], _json(r["data"]), r["erased"])
+                    )
                 await rollups_repo.apply(conn, delta)
                 n += len(rows)
         return n
@@ -263,14 +313,21 @@ async def checkin(pool: asyncpg.Pool, user_id: str, tz_name: str | None, now: da
         p.last_checkin_day = today
         p.xp_gain += rules.CHECKIN_XP
         p.active_on(today)
-        engagement = make_event(EventType.USER_ENGAGEMENT, user_id,
-                                {"action": rules.CHECKIN_ACTION, "local_day": today.isoformat(), "timezone": p.timezone},
-                                source=SOURCE)
+        engagement = make_event(
+            EventType.USER_ENGAGEMENT,
+            user_id,
+            {"action": rules.CHECKIN_ACTION, "local_day": today.isoformat(), "timezone": p.timezone},
+            source=SOURCE,
+        )
         engagement.timestamp = now
         settled = await settle(conn, {uid: p}, now, [engagement])
     reward = {"flip_ticket": ticket_out(settled.tickets[0])} if settled.tickets else None
-    return {**_state_out(p, today), "checked_in": True, "reward": reward,
-            "achievements_unlocked": [a["code"] for a in settled.achievements]}
+    return {
+        **_state_out(p, today),
+        "checked_in": True,
+        "reward": reward,
+        "achievements_unlocked": [a["code"] for a in settled.achievements],
+    }
 
 
 def _state_out(p: Progress, today: date) -> dict[str, Any]:
@@ -312,8 +369,11 @@ async def profile(pool: asyncpg.Pool, user_id: str, now: datetime | None = None)
         # Not built yet (docs/analytics.md): percentiles need the incrementally kept histogram.
         "percentiles": None,
         "engagement_tier": rules.engagement_tier(
-            first_seen=a["first_seen_at"] if a else None, last_active=a["last_active_at"] if a else None,
-            active_days_30=active_30, now=now),
+            first_seen=a["first_seen_at"] if a else None,
+            last_active=a["last_active_at"] if a else None,
+            active_days_30=active_30,
+            now=now,
+        ),
         "timezone": p.timezone if p else "UTC",
     }
 
@@ -327,8 +387,12 @@ async def achievements(pool: asyncpg.Pool, user_id: str) -> list[dict[str, Any]]
     values = _metrics(a, p)
     return [
         {
-            "code": r["code"], "name": r["name"], "description": r["description"], "metric": r["metric"],
-            "threshold": r["threshold"], "xp_reward": r["xp_reward"],
+            "code": r["code"],
+            "name": r["name"],
+            "description": r["description"],
+            "metric": r["metric"],
+            "threshold": r["threshold"],
+            "xp_reward": r["xp_reward"],
             "progress": min(values[r["metric"]], r["threshold"]),
             "unlocked": r["unlocked_at"] is not None,
             "unlocked_at": r["unlocked_at"].isoformat() if r["unlocked_at"] else None,

@@ -1,4 +1,5 @@
 """SQL for the raw events: partitions, the batched insert, erasure, reading back for a replay."""
+
 from __future__ import annotations
 
 import uuid
@@ -28,14 +29,16 @@ async def insert_raw(conn: asyncpg.Connection, rows: list[tuple]) -> None:
         """
         INSERT INTO analytics_events (event_id, event_type, user_id, occurred_at, source, data)
         SELECT i, t, u, o, s, d::jsonb
-          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[]) AS r(i, t, u, o, s, d)
+          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[])
+               AS r(i, t, u, o, s, d)
         """,
         *[list(col) for col in zip(*rows, strict=True)],
     )
 
 
-def raw_row(event_id: str, event_type: str, user_id: uuid.UUID | None, occurred_at, source: str | None,
-            data: dict) -> tuple:
+def raw_row(
+    event_id: str, event_type: str, user_id: uuid.UUID | None, occurred_at, source: str | None, data: dict
+) -> tuple:
     return (event_id, event_type, user_id, occurred_at, source, orjson.dumps(data).decode())
 
 

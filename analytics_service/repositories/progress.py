@@ -1,4 +1,5 @@
 """SQL for progression: streak/XP rows, achievements, flip tickets."""
+
 from __future__ import annotations
 
 import uuid
@@ -23,8 +24,17 @@ async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> list[asyn
 async def save(conn: asyncpg.Connection, rows: list[dict]) -> None:
     if not rows:
         return
-    cols = ("user_id", "timezone", "xp", "level", "streak_current", "streak_longest", "streak_started_on",
-            "last_active_day", "last_checkin_day")
+    cols = (
+        "user_id",
+        "timezone",
+        "xp",
+        "level",
+        "streak_current",
+        "streak_longest",
+        "streak_started_on",
+        "last_active_day",
+        "last_checkin_day",
+    )
     await conn.execute(
         """
         UPDATE user_progress p SET timezone = v.timezone, xp = v.xp, level = v.level,
@@ -70,7 +80,9 @@ async def insert_achievements(conn, pairs: list[tuple[uuid.UUID, str]], at: date
         SELECT u, c, $3 FROM unnest($1::uuid[], $2::text[]) AS t(u, c)
         ON CONFLICT DO NOTHING RETURNING user_id, code, unlocked_at
         """,
-        [p[0] for p in pairs], [p[1] for p in pairs], at,
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        at,
     )
 
 
@@ -86,7 +98,10 @@ async def insert_tickets(conn, grants: list[tuple[uuid.UUID, str, str]], at: dat
         ON CONFLICT (user_id, grant_key) DO NOTHING
         RETURNING *
         """,
-        [g[0] for g in grants], [g[1] for g in grants], [g[2] for g in grants], at,
+        [g[0] for g in grants],
+        [g[1] for g in grants],
+        [g[2] for g in grants],
+        at,
     )
 
 
@@ -112,7 +127,9 @@ async def count_unlocked(conn, user_id: str) -> tuple[int, int]:
     return row["unlocked"], row["total"]
 
 
-async def list_tickets(conn, user_id: str, *, limit: int, after: tuple[datetime, uuid.UUID] | None) -> list[asyncpg.Record]:
+async def list_tickets(
+    conn, user_id: str, *, limit: int, after: tuple[datetime, uuid.UUID] | None
+) -> list[asyncpg.Record]:
     """Newest first; `after` is the (granted_at, id) of the last ticket of the previous page."""
     if after is None:
         return await conn.fetch(
@@ -123,7 +140,10 @@ async def list_tickets(conn, user_id: str, *, limit: int, after: tuple[datetime,
         SELECT * FROM flip_tickets WHERE user_id = $1 AND (granted_at, id) < ($3, $4)
          ORDER BY granted_at DESC, id DESC LIMIT $2
         """,
-        user_id, limit, after[0], after[1],
+        user_id,
+        limit,
+        after[0],
+        after[1],
     )
 
 

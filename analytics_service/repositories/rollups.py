@@ -1,6 +1,7 @@
 """SQL for the rollups: one statement per table applies a RollupDelta (sums, sets, min/max), so
 a batch of any size costs the same dozen round trips. Keys go in sorted order, so two consumers
 updating the same rows lock them in the same order (no deadlock)."""
+
 from __future__ import annotations
 
 import uuid
@@ -12,8 +13,16 @@ import asyncpg
 from analytics_service.rules import USER_COUNTERS, RollupDelta
 
 # Rebuilt from the raw events by a replay (progression tables are not: see the migration).
-ROLLUP_TABLES = ("user_analytics", "user_active_days", "user_characters", "conversation_stats", "character_stats",
-                 "character_daily", "activity_buckets", "platform_metrics")
+ROLLUP_TABLES = (
+    "user_analytics",
+    "user_active_days",
+    "user_characters",
+    "conversation_stats",
+    "character_stats",
+    "character_daily",
+    "activity_buckets",
+    "platform_metrics",
+)
 
 # Consumers hold it shared for each batch; a replay holds it exclusively while it rebuilds.
 ROLLUP_LOCK = 0x5CE7A7A1
@@ -42,7 +51,8 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
             INSERT INTO user_active_days (user_id, day) SELECT * FROM unnest($1::uuid[], $2::date[])
             ON CONFLICT DO NOTHING RETURNING user_id
             """,
-            [u for u, _ in days], [day for _, day in days],
+            [u for u, _ in days],
+            [day for _, day in days],
         )
         for r in rows:
             user_counts.setdefault(r["user_id"], Counter())["active_days"] += 1
@@ -57,7 +67,9 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
             ON CONFLICT (user_id, character) DO UPDATE SET messages = uc.messages + EXCLUDED.messages
             RETURNING user_id, character, (xmax = 0) AS inserted
             """,
-            [u for u, _ in keys], [c for _, c in keys], [d.user_characters[k] for k in keys],
+            [u for u, _ in keys],
+            [c for _, c in keys],
+            [d.user_characters[k] for k in keys],
         )
         for r in rows:
             if r["inserted"]:
@@ -74,7 +86,9 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[])
             ON CONFLICT DO NOTHING RETURNING granularity, bucket
             """,
-            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
         )
         for r in rows:
             platform[(r["granularity"], r["bucket"], "active_users")] += 1
@@ -87,7 +101,10 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[])
             ON CONFLICT (granularity, metric, bucket) DO UPDATE SET value = p.value + EXCLUDED.value
             """,
-            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [platform[k] for k in keys],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            [platform[k] for k in keys],
         )
 
     if user_counts or d.user_first:
@@ -112,7 +129,10 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
                 first_seen_at = LEAST(ua.first_seen_at, EXCLUDED.first_seen_at),
                 last_active_at = GREATEST(ua.last_active_at, EXCLUDED.last_active_at)
             """,
-            users, *arrays, [d.user_first.get(u) for u in users], [d.user_last.get(u) for u in users],
+            users,
+            *arrays,
+            [d.user_first.get(u) for u in users],
+            [d.user_last.get(u) for u in users],
         )
 
     if d.conversations:
@@ -120,7 +140,8 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
         rows = [d.conversations[i] for i in ids]
         await conn.execute(
             """
-            INSERT INTO conversation_stats AS cs (conversation_id, user_id, character, messages, first_message_at, last_message_at)
+            INSERT INTO conversation_stats AS cs (conversation_id, user_id, character, messages, first_message_at,
+                                                  last_message_at)
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::timestamptz[], $6::timestamptz[])
             ON CONFLICT (conversation_id) DO UPDATE SET
                 user_id = COALESCE(cs.user_id, EXCLUDED.user_id),
@@ -129,8 +150,12 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
                 first_message_at = LEAST(cs.first_message_at, EXCLUDED.first_message_at),
                 last_message_at = GREATEST(cs.last_message_at, EXCLUDED.last_message_at)
             """,
-            ids, [r["user_id"] for r in rows], [r["character"] for r in rows], [r["messages"] for r in rows],
-            [r["first"] for r in rows], [r["last"] for r in rows],
+            ids,
+            [r["user_id"] for r in rows],
+            [r["character"] for r in rows],
+            [r["messages"] for r in rows],
+            [r["first"] for r in rows],
+            [r["last"] for r in rows],
         )
 
     characters = sorted(set(d.character_messages) | set(d.character_conversations) | set(new_character_users))
@@ -144,7 +169,9 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
                 conversations = c.conversations + EXCLUDED.conversations,
                 users = c.users + EXCLUDED.users
             """,
-            characters, [d.character_messages[c] for c in characters], [d.character_conversations[c] for c in characters],
+            characters,
+            [d.character_messages[c] for c in characters],
+            [d.character_conversations[c] for c in characters],
             [new_character_users[c] for c in characters],
         )
 
@@ -156,7 +183,9 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
             SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[])
             ON CONFLICT (day, character) DO UPDATE SET messages = cd.messages + EXCLUDED.messages
             """,
-            [k[0] for k in keys], [k[1] for k in keys], [d.character_daily[k] for k in keys],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [d.character_daily[k] for k in keys],
         )
 
 
@@ -185,4 +214,3 @@ async def user_rows(conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.
 
 async def active_days_since(conn, user_id: str, since: date) -> int:
     return await conn.fetchval("SELECT count(*) FROM user_active_days WHERE user_id = $1 AND day >= $2", user_id, since)
-

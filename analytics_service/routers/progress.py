@@ -1,9 +1,11 @@
 """A user's own figures and progression: /analytics/me, check-in, achievements, flip tickets."""
+
 from __future__ import annotations
 
 import base64
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
@@ -18,7 +20,7 @@ router = APIRouter(prefix="/analytics", tags=["analytics"])
 USER_ROUTE_ERRORS = documented(common.USER_TOKEN_REQUIRED)
 
 
-async def account(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
+async def account(user: Annotated[CurrentUser, Depends(get_current_user)]) -> CurrentUser:
     """A user's own token: these routes answer about the caller and nobody else."""
     if user.is_service:
         raise common.USER_TOKEN_REQUIRED()
@@ -27,13 +29,18 @@ async def account(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
     return user
 
 
+Account = Annotated[CurrentUser, Depends(account)]
+
+
 @router.get("/me", response_model=MeResponse, responses=USER_ROUTE_ERRORS)
-async def me(request: Request, user: CurrentUser = Depends(account)):
+async def me(request: Request, user: Account):
     return await service.profile(request.app.state.db, user.user_id)
 
 
-@router.post("/checkin", response_model=CheckinResponse, responses=USER_ROUTE_ERRORS | documented(errors.INVALID_TIMEZONE))
-async def checkin(request: Request, body: CheckinRequest | None = Body(default=None), user: CurrentUser = Depends(account)):
+@router.post(
+    "/checkin", response_model=CheckinResponse, responses=USER_ROUTE_ERRORS | documented(errors.INVALID_TIMEZONE)
+)
+async def checkin(request: Request, user: Account, body: Annotated[CheckinRequest | None, Body()] = None):
     tz_name = body.timezone if body is not None else None
     if tz_name is not None and not rules.valid_timezone(tz_name):
         raise errors.INVALID_TIMEZONE(timezone=tz_name[:64])
@@ -41,7 +48,7 @@ async def checkin(request: Request, body: CheckinRequest | None = Body(default=N
 
 
 @router.get("/achievements", response_model=AchievementList, responses=USER_ROUTE_ERRORS)
-async def achievements(request: Request, user: CurrentUser = Depends(account)):
+async def achievements(request: Request, user: Account):
     return {"achievements": await service.achievements(request.app.state.db, user.user_id)}
 
 
@@ -61,12 +68,14 @@ def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
     return after
 
 
-@router.get("/flip-tickets", response_model=FlipTicketList, responses=USER_ROUTE_ERRORS | documented(errors.INVALID_CURSOR))
+@router.get(
+    "/flip-tickets", response_model=FlipTicketList, responses=USER_ROUTE_ERRORS | documented(errors.INVALID_CURSOR)
+)
 async def flip_tickets(
     request: Request,
-    limit: int = Query(20, ge=1, le=100),
-    cursor: str | None = Query(None, max_length=200),
-    user: CurrentUser = Depends(account),
+    user: Account,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ):
     after = _after(cursor) if cursor else None
     rows = await service.flip_tickets(request.app.state.db, user.user_id, limit=limit + 1, after=after)

@@ -11,6 +11,7 @@ If a batch fails, its events are applied one by one (each in its own transaction
 event cannot hold back the others; a failing single event takes `Consumer`'s path: retry through
 the delay queues, then the dead-letter queue. Batches run one at a time, in delivery order.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -124,8 +125,10 @@ class BatchConsumer(Consumer):
             except (ValidationError, ValueError) as exc:
                 clean = False
                 self._withheld.add(id(ch))
-                log.error("unparseable message parked in the dead-letter queue",
-                          extra={"queue": self.queue, "error": str(exc)[:500]})
+                log.error(
+                    "unparseable message parked in the dead-letter queue",
+                    extra={"queue": self.queue, "error": str(exc)[:500]},
+                )
                 headers = dict(properties.headers or {})
                 await self._park(ch, tag, body, properties, headers, f"unparseable: {exc}"[:1000])
         if not parsed:
@@ -179,12 +182,20 @@ class BatchConsumer(Consumer):
                 queue, delay = self.retry_queue(attempt)
                 log.warning("event handler failed; will retry", extra={**extra, "retry_in_ms": delay})
                 try:
-                    await ch.publish("", queue, body, message_id=properties.message_id, mandatory=False,
-                                     headers={**headers, ATTEMPT_HEADER: attempt + 1, "x-last-error": error})
+                    await ch.publish(
+                        "",
+                        queue,
+                        body,
+                        message_id=properties.message_id,
+                        mandatory=False,
+                        headers={**headers, ATTEMPT_HEADER: attempt + 1, "x-last-error": error},
+                    )
                 except Exception as publish_error:
                     # Not safely copied: left unacked, the broker redelivers it after a reconnect.
-                    log.warning("could not schedule a retry; message stays with the broker",
-                                extra={"error": repr(publish_error)})
+                    log.warning(
+                        "could not schedule a retry; message stays with the broker",
+                        extra={"error": repr(publish_error)},
+                    )
                     return
                 self._ack(ch, tag)
             return

@@ -1,6 +1,7 @@
 """Analytics test fixtures: the service in process on real PostgreSQL and RabbitMQ, a publisher
 that puts events on the exchange as other services do, and a way to wait until the consumer
 has applied them."""
+
 from __future__ import annotations
 
 import asyncio
@@ -54,25 +55,28 @@ class Bus:
         errors = await self.publisher.publish_raw([(e.event_id, e.event_type, e.to_bytes()) for e in events])
         assert not [e for e in errors if e is not None], errors
 
-    async def applied(self, *events: Event, timeout: float = 20.0) -> None:
+    async def applied(self, *events: Event, within: float = 20.0) -> None:
         ids = list({e.event_id for e in events})
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             n = await self.db.fetchval(
-                "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])", QUEUE, ids)
+                "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = ANY($2::uuid[])", QUEUE, ids
+            )
             if n == len(ids):
                 return
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"only {n} of {len(ids)} events applied in {timeout}s")
+                raise AssertionError(f"only {n} of {len(ids)} events applied in {within}s")
             await asyncio.sleep(0.05)
 
-    async def settled(self, timeout: float = 20.0) -> None:
+    async def settled(self, within: float = 20.0) -> None:
         """Until what the service emitted itself (level.up, ...) has come back and been applied:
         then the rollups stop moving."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while await self.db.fetchval(
             "SELECT count(*) FROM outbox_events o WHERE NOT EXISTS"
-            " (SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = o.event_id)", QUEUE):
+            " (SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = o.event_id)",
+            QUEUE,
+        ):
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError("the service's own events were not all applied in time")
             await asyncio.sleep(0.05)
@@ -97,8 +101,10 @@ def event(event_type: str, user_id: str | None, data: dict | None = None, at=Non
 
 
 async def snapshot(db: asyncpg.Pool) -> dict[str, list[tuple]]:
-    return {table: [tuple(r) for r in await db.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
-            for table, key in ROLLUPS.items()}
+    return {
+        table: [tuple(r) for r in await db.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
+        for table, key in ROLLUPS.items()
+    }
 
 
 class User:

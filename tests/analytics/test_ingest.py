@@ -1,5 +1,6 @@
 """The consumer of every event: each counted once under redelivery, rollups equal to a replay
 from the raw events, erasure on user.deleted."""
+
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,27 +22,51 @@ def mixed_stream(users: list[str], n: int, seed: int) -> list:
     conversations = {u: [str(uuid.uuid4()) for _ in range(3)] for u in users}
     out = []
     for u in users:
-        out.append(event("user.created", u, {"email": f"{u[:6]}@example.com", "is_guest": rnd.random() < 0.2},
-                         at=start - timedelta(days=1)))
+        out.append(
+            event(
+                "user.created",
+                u,
+                {"email": f"{u[:6]}@example.com", "is_guest": rnd.random() < 0.2},
+                at=start - timedelta(days=1),
+            )
+        )
     for _ in range(n):
         u = rnd.choice(users)
         at = start + timedelta(minutes=rnd.randrange(0, 60 * 24 * 70))
         kind = rnd.random()
         if kind < 0.55:
             conv = rnd.choice(conversations[u])
-            out.append(event("message.sent", u, {"conversation_id": conv, "sender": rnd.choice(characters),
-                                                 "regenerated": rnd.random() < 0.1}, at=at))
+            out.append(
+                event(
+                    "message.sent",
+                    u,
+                    {"conversation_id": conv, "sender": rnd.choice(characters), "regenerated": rnd.random() < 0.1},
+                    at=at,
+                )
+            )
         elif kind < 0.65:
-            out.append(event("conversation.created", u, {"conversation_id": rnd.choice(conversations[u]),
-                                                         "character": rnd.choice(characters)}, at=at))
+            out.append(
+                event(
+                    "conversation.created",
+                    u,
+                    {"conversation_id": rnd.choice(conversations[u]), "character": rnd.choice(characters)},
+                    at=at,
+                )
+            )
         elif kind < 0.7:
             out.append(event("story.created", u, {}, at=at))
         elif kind < 0.75:
             out.append(event("image.generated", u, {}, at=at))
         elif kind < 0.78:
             prev = rnd.choice([0, 0, 1])
-            out.append(event(rnd.choice(["subscription.created", "subscription.upgraded"]), u,
-                             {"tier": prev + 1, "previous_tier": prev}, at=at))
+            out.append(
+                event(
+                    rnd.choice(["subscription.created", "subscription.upgraded"]),
+                    u,
+                    {"tier": prev + 1, "previous_tier": prev},
+                    at=at,
+                )
+            )
         elif kind < 0.8:
             out.append(event("subscription.cancelled", u, {"tier": 0, "previous_tier": 1}, at=at))
         elif kind < 0.83:
@@ -72,7 +97,9 @@ async def test_every_event_counted_once_under_redelivery_and_a_replay_gives_the_
     await bus.applied(*redelivered[100:150])
 
     ids = [e.event_id for e in stream]
-    assert await analytics_db.fetchval("SELECT count(*) FROM analytics_events WHERE event_id = ANY($1::uuid[])", ids) == len(stream)
+    assert await analytics_db.fetchval(
+        "SELECT count(*) FROM analytics_events WHERE event_id = ANY($1::uuid[])", ids
+    ) == len(stream)
 
     # Per user, from the stream itself.
     for u in users[:4]:
@@ -85,8 +112,12 @@ async def test_every_event_counted_once_under_redelivery_and_a_replay_gives_the_
         assert row["events"] == len(mine)
         chars = {e.data["sender"] for e in mine if e.event_type == "message.sent" and not e.data["regenerated"]}
         assert row["characters"] == len(chars)
-        active = {e.timestamp.date() for e in mine if e.event_type in ("message.sent", "conversation.created", "story.created",
-                                                                      "image.generated", "user.engagement")}
+        active = {
+            e.timestamp.date()
+            for e in mine
+            if e.event_type
+            in ("message.sent", "conversation.created", "story.created", "image.generated", "user.engagement")
+        }
         assert row["active_days"] == len(active)
         upgrades = sum(1 for e in mine if e.event_type in ("subscription.created", "subscription.upgraded"))
         assert row["upgrades"] == upgrades
@@ -94,17 +125,27 @@ async def test_every_event_counted_once_under_redelivery_and_a_replay_gives_the_
     # Platform, one day, from the stream.
     day = datetime(2026, 3, 10, tzinfo=UTC)
     on_day = [e for e in stream if e.timestamp.date() == day.date()]
-    metrics = {r["metric"]: r["value"] for r in await analytics_db.fetch(
-        "SELECT metric, value FROM platform_metrics WHERE granularity = 'day' AND bucket = $1", day)}
+    metrics = {
+        r["metric"]: r["value"]
+        for r in await analytics_db.fetch(
+            "SELECT metric, value FROM platform_metrics WHERE granularity = 'day' AND bucket = $1", day
+        )
+    }
     assert metrics.get("events", 0) >= len(on_day)  # other tests may add events on that day
     msgs = [e for e in on_day if e.event_type == "message.sent" and not e.data.get("regenerated")]
     assert metrics.get("messages", 0) >= len(msgs)
 
     # Three months of events, each in its month's partition.
     parts = await analytics_db.fetch(
-        "SELECT tableoid::regclass::text AS part, count(*) FROM analytics_events WHERE event_id = ANY($1::uuid[]) GROUP BY 1",
-        ids)
-    assert {r["part"] for r in parts} >= {"analytics_events_2026_02", "analytics_events_2026_03", "analytics_events_2026_04"}
+        "SELECT tableoid::regclass::text AS part, count(*) FROM analytics_events"
+        " WHERE event_id = ANY($1::uuid[]) GROUP BY 1",
+        ids,
+    )
+    assert {r["part"] for r in parts} >= {
+        "analytics_events_2026_02",
+        "analytics_events_2026_03",
+        "analytics_events_2026_04",
+    }
 
     await bus.settled()
     live = await snapshot(analytics_db)
@@ -116,7 +157,9 @@ async def test_platform_figures_of_a_quiet_hour_are_exact(bus, analytics_db):
     hour = datetime(2031, 5, 4, 13, tzinfo=UTC)  # nothing else is ever sent in this hour
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     events = [
-        event("message.sent", a, {"sender": "Frodo", "conversation_id": str(uuid.uuid4())}, at=hour + timedelta(minutes=1)),
+        event(
+            "message.sent", a, {"sender": "Frodo", "conversation_id": str(uuid.uuid4())}, at=hour + timedelta(minutes=1)
+        ),
         event("message.sent", a, {"sender": "Frodo", "regenerated": True}, at=hour + timedelta(minutes=2)),
         event("message.sent", b, {"sender": "Sam"}, at=hour + timedelta(minutes=3)),
         event("user.created", b, {"is_guest": False}, at=hour + timedelta(minutes=4)),
@@ -127,9 +170,15 @@ async def test_platform_figures_of_a_quiet_hour_are_exact(bus, analytics_db):
     ]
     await bus.send(*events, *events[:3])
     rows = await analytics_db.fetch(
-        "SELECT metric, value FROM platform_metrics WHERE granularity = 'hour' AND bucket = $1", hour)
+        "SELECT metric, value FROM platform_metrics WHERE granularity = 'hour' AND bucket = $1", hour
+    )
     assert {r["metric"]: r["value"] for r in rows} == {
-        "events": 8, "messages": 2, "new_users": 1, "conversions": 1, "revenue_cents": 1999, "active_users": 2,
+        "events": 8,
+        "messages": 2,
+        "new_users": 1,
+        "conversions": 1,
+        "revenue_cents": 1999,
+        "active_users": 2,
     }
 
 
@@ -138,8 +187,10 @@ async def test_user_deleted_erases_the_user_and_keeps_totals_replayable(bus, ana
     at = datetime(2026, 3, 12, 10, tzinfo=UTC)
     conv = str(uuid.uuid4())
     history = [event("user.created", gone, {"email": "gone@example.com"}, at=at)]
-    history += [event("message.sent", gone, {"conversation_id": conv, "sender": "Yoda"}, at=at + timedelta(hours=i))
-                for i in range(5)]
+    history += [
+        event("message.sent", gone, {"conversation_id": conv, "sender": "Yoda"}, at=at + timedelta(hours=i))
+        for i in range(5)
+    ]
     history += [event("message.sent", stays, {"sender": "Yoda"}, at=at)]
     await bus.send(*history)
     before = await analytics_db.fetchrow("SELECT users, messages FROM character_stats WHERE character = 'Yoda'")
@@ -149,11 +200,22 @@ async def test_user_deleted_erases_the_user_and_keeps_totals_replayable(bus, ana
 
     await bus.send(event("user.deleted", gone, {"was_guest": False}))
 
-    for table in ("analytics_events", "user_analytics", "user_active_days", "user_characters", "conversation_stats",
-                  "activity_buckets", "user_progress", "user_achievements", "flip_tickets"):
+    for table in (
+        "analytics_events",
+        "user_analytics",
+        "user_active_days",
+        "user_characters",
+        "conversation_stats",
+        "activity_buckets",
+        "user_progress",
+        "user_achievements",
+        "flip_tickets",
+    ):
         assert await analytics_db.fetchval(f"SELECT count(*) FROM {table} WHERE user_id = $1", gone) == 0, table
-    assert await analytics_db.fetchval(
-        "SELECT count(*) FROM analytics_events WHERE data::text LIKE '%gone@example.com%'") == 0
+    assert (
+        await analytics_db.fetchval("SELECT count(*) FROM analytics_events WHERE data::text LIKE '%gone@example.com%'")
+        == 0
+    )
     me = (await analytics.get("/analytics/me", headers=headers)).json()
     assert (me["messages"], me["xp"], me["streak"]["longest"]) == (0, 0, 0)
     # Totals still count what happened, and a replay agrees with them.

@@ -1,6 +1,7 @@
 """The routes a user calls: their own figures only, check-in once per local day, milestones
 giving exactly one ticket under concurrency, achievements and levels with their events, and
 every hostile input answered 4xx without changing anything."""
+
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,12 @@ from tests.analytics.conftest import event
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-ROUTES = [("GET", "/analytics/me"), ("POST", "/analytics/checkin"), ("GET", "/analytics/achievements"),
-          ("GET", "/analytics/flip-tickets")]
+ROUTES = [
+    ("GET", "/analytics/me"),
+    ("POST", "/analytics/checkin"),
+    ("GET", "/analytics/achievements"),
+    ("GET", "/analytics/flip-tickets"),
+]
 
 
 async def test_me_counts_the_callers_events_and_nobody_elses(analytics, bus, new_user):
@@ -64,7 +69,9 @@ async def test_achievements_unlock_once_with_progress_and_events(analytics, bus,
 async def test_checkin_once_per_local_day(analytics, new_user, event_spy, analytics_db):
     user = new_user()
     async with event_spy(["user.engagement"]) as spy:
-        first = await analytics.post("/analytics/checkin", json={"timezone": "Pacific/Kiritimati"}, headers=user.headers)
+        first = await analytics.post(
+            "/analytics/checkin", json={"timezone": "Pacific/Kiritimati"}, headers=user.headers
+        )
         assert first.status_code == 200, first.text
         body = first.json()
         assert body["checked_in"] and body["streak"]["current"] == 1 and body["xp"] == rules.CHECKIN_XP
@@ -76,22 +83,31 @@ async def test_checkin_once_per_local_day(analytics, new_user, event_spy, analyt
         await spy.wait_for("user.engagement", 1, user_id=user.id)
         await asyncio.sleep(0.3)
         assert len(spy.of_type("user.engagement", user_id=user.id)) == 1
-    row = await analytics_db.fetchrow("SELECT last_checkin_day, timezone FROM user_progress WHERE user_id = $1", user.id)
+    row = await analytics_db.fetchrow(
+        "SELECT last_checkin_day, timezone FROM user_progress WHERE user_id = $1", user.id
+    )
     assert row["last_checkin_day"] == rules.local_day(datetime.now(UTC), "Pacific/Kiritimati")
 
 
-async def test_a_milestone_gives_exactly_one_ticket_under_concurrent_checkins(analytics, new_user, analytics_db, event_spy):
+async def test_a_milestone_gives_exactly_one_ticket_under_concurrent_checkins(
+    analytics, new_user, analytics_db, event_spy
+):
     user = new_user()
     tz = "Asia/Tokyo"
     today = rules.local_day(datetime.now(UTC), tz)
     # Two days in a row already; today's check-in is the third: milestone 3.
     await analytics_db.execute(
-        "INSERT INTO user_progress (user_id, timezone, streak_current, streak_longest, streak_started_on, last_active_day,"
-        " last_checkin_day) VALUES ($1, $2, 2, 2, $3, $4, $4)",
-        user.id, tz, today - timedelta(days=2), today - timedelta(days=1))
+        "INSERT INTO user_progress (user_id, timezone, streak_current, streak_longest, streak_started_on,"
+        " last_active_day, last_checkin_day) VALUES ($1, $2, 2, 2, $3, $4, $4)",
+        user.id,
+        tz,
+        today - timedelta(days=2),
+        today - timedelta(days=1),
+    )
     async with event_spy(["streak.milestone"]) as spy:
-        answers = await asyncio.gather(*[analytics.post("/analytics/checkin", json={"timezone": tz}, headers=user.headers)
-                                         for _ in range(12)])
+        answers = await asyncio.gather(
+            *[analytics.post("/analytics/checkin", json={"timezone": tz}, headers=user.headers) for _ in range(12)]
+        )
         assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
         rewarded = [a.json() for a in answers if a.json()["reward"]]
         assert len(rewarded) == 1 and sum(a.json()["checked_in"] for a in answers) == 1
@@ -117,9 +133,14 @@ async def test_a_streak_from_messages_counts_the_users_local_days_across_dst(ana
         # The check-in made today active; this test is about March, so start from a clean streak.
         await analytics_db.execute(
             "UPDATE user_progress SET streak_current = 0, streak_longest = 0, streak_started_on = NULL,"
-            " last_active_day = NULL WHERE user_id = $1", u.id)
-    times = [datetime(2026, 3, 8, 4, 30, tzinfo=UTC), datetime(2026, 3, 9, 3, 30, tzinfo=UTC),
-             datetime(2026, 3, 9, 4, 30, tzinfo=UTC)]
+            " last_active_day = NULL WHERE user_id = $1",
+            u.id,
+        )
+    times = [
+        datetime(2026, 3, 8, 4, 30, tzinfo=UTC),
+        datetime(2026, 3, 9, 3, 30, tzinfo=UTC),
+        datetime(2026, 3, 9, 4, 30, tzinfo=UTC),
+    ]
     await bus.send(*[event("message.sent", u.id, {"sender": "Frodo"}, at=t) for t in times for u in (ny, tokyo)])
     row = await analytics_db.fetchrow("SELECT * FROM user_progress WHERE user_id = $1", ny.id)
     assert (row["streak_current"], row["streak_longest"], str(row["last_active_day"])) == (3, 3, "2026-03-09")
@@ -135,19 +156,27 @@ async def test_flip_tickets_page_with_a_cursor_and_only_the_callers(analytics, n
     for i in range(5):
         await analytics_db.execute(
             "INSERT INTO flip_tickets (user_id, reason, grant_key, granted_at) VALUES ($1, 'streak_3', $2, $3)",
-            owner.id, f"test:{i}", base + timedelta(days=i))
+            owner.id,
+            f"test:{i}",
+            base + timedelta(days=i),
+        )
     seen, cursor = [], None
     while True:
-        r = await analytics.get("/analytics/flip-tickets", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
-                                headers=owner.headers)
+        r = await analytics.get(
+            "/analytics/flip-tickets",
+            params={"limit": 2, **({"cursor": cursor} if cursor else {})},
+            headers=owner.headers,
+        )
         assert r.status_code == 200
         seen += [t["granted_at"] for t in r.json()["flip_tickets"]]
         cursor = r.json()["next_cursor"]
         if not cursor:
             break
     assert seen == sorted(seen, reverse=True) and len(seen) == 5
-    assert (await analytics.get("/analytics/flip-tickets", headers=other.headers)).json() == {"flip_tickets": [],
-                                                                                                "next_cursor": None}
+    assert (await analytics.get("/analytics/flip-tickets", headers=other.headers)).json() == {
+        "flip_tickets": [],
+        "next_cursor": None,
+    }
 
 
 @pytest.mark.parametrize("method,path", ROUTES)
@@ -178,15 +207,22 @@ async def test_bad_checkin_bodies_are_refused_and_change_nothing(analytics, new_
     ]:
         r = await analytics.post("/analytics/checkin", json=body, headers=user.headers)
         assert (r.status_code, r.json()["detail"]["code"]) == (status, code), (body, r.text)
-    r = await analytics.post("/analytics/checkin", content=b"{not json", headers={**user.headers,
-                                                                                 "Content-Type": "application/json"})
+    r = await analytics.post(
+        "/analytics/checkin", content=b"{not json", headers={**user.headers, "Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_JSON"
     assert await analytics_db.fetchval("SELECT count(*) FROM user_progress WHERE user_id = $1", user.id) == 0
 
 
 async def test_bad_cursors_and_limits_are_refused(analytics, new_user):
     user = new_user()
-    for params in ({"cursor": "!!!"}, {"cursor": "bm90IGEgY3Vyc29y"}, {"limit": 0}, {"limit": 1000}, {"cursor": "x" * 300}):
+    for params in (
+        {"cursor": "!!!"},
+        {"cursor": "bm90IGEgY3Vyc29y"},
+        {"limit": 0},
+        {"limit": 1000},
+        {"cursor": "x" * 300},
+    ):
         r = await analytics.get("/analytics/flip-tickets", params=params, headers=user.headers)
         assert r.status_code == 422, (params, r.text)
         assert r.json()["detail"]["code"] in ("INVALID_CURSOR", "VALIDATION_ERROR")

@@ -1,5 +1,6 @@
 """The rules on their own: local days across time zones and DST changes, streak steps and
 milestones, the level curve, engagement tiers."""
+
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -63,8 +64,10 @@ def test_milestones_come_once_each_along_a_long_streak():
     assert rules.streak_grant_key(s.started_on, 7) == "streak:2026-01-01:7"
 
 
-@pytest.mark.parametrize("xp,level", [(0, 1), (99, 1), (100, 2), (299, 2), (300, 3), (999, 4), (1000, 5), (4500, 10),
-                                      (19_000, 20), (18_999, 19)])
+@pytest.mark.parametrize(
+    "xp,level",
+    [(0, 1), (99, 1), (100, 2), (299, 2), (300, 3), (999, 4), (1000, 5), (4500, 10), (19_000, 20), (18_999, 19)],
+)
 def test_level_curve(xp, level):
     assert rules.level_for_xp(xp) == level
 
@@ -85,8 +88,13 @@ def test_timezone_names_are_checked_against_the_database():
 def test_engagement_tiers():
     now = utc(2026, 6, 30)
     old = now - timedelta(days=90)
-    assert rules.engagement_tier(first_seen=now - timedelta(days=2), last_active=now, active_days_30=2, now=now) == "new"
-    assert rules.engagement_tier(first_seen=old, last_active=now - timedelta(days=15), active_days_30=0, now=now) == "at_risk"
+    assert (
+        rules.engagement_tier(first_seen=now - timedelta(days=2), last_active=now, active_days_30=2, now=now) == "new"
+    )
+    assert (
+        rules.engagement_tier(first_seen=old, last_active=now - timedelta(days=15), active_days_30=0, now=now)
+        == "at_risk"
+    )
     assert rules.engagement_tier(first_seen=old, last_active=now, active_days_30=25, now=now) == "power"
     assert rules.engagement_tier(first_seen=old, last_active=now, active_days_30=10, now=now) == "regular"
     assert rules.engagement_tier(first_seen=old, last_active=now, active_days_30=3, now=now) == "casual"

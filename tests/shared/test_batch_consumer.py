@@ -1,6 +1,7 @@
 """BatchConsumer over a real RabbitMQ and PostgreSQL: many messages per transaction, each event
 applied once under redelivery, a bad event set aside (retried, then parked) without holding back
 the others, unparseable messages parked."""
+
 import asyncio
 import uuid
 
@@ -46,17 +47,24 @@ class Recorder:
 
 async def started(service_env, pool, recorder, **kwargs) -> BatchConsumer:
     consumer = BatchConsumer(
-        url=service_env["RABBITMQ_URL"], exchange=EXCHANGE, queue=recorder.queue, pool=pool, handle_batch=recorder,
-        bindings=[f"{recorder.queue}.#"], batch_size=kwargs.get("batch_size", 100), max_wait_ms=20,
-        max_attempts=kwargs.get("max_attempts", 3), retry_delays_ms=[50, 100],
+        url=service_env["RABBITMQ_URL"],
+        exchange=EXCHANGE,
+        queue=recorder.queue,
+        pool=pool,
+        handle_batch=recorder,
+        bindings=[f"{recorder.queue}.#"],
+        batch_size=kwargs.get("batch_size", 100),
+        max_wait_ms=20,
+        max_attempts=kwargs.get("max_attempts", 3),
+        retry_delays_ms=[50, 100],
     )
     consumer.start()
     await asyncio.wait_for(consumer.ready.wait(), 10)
     return consumer
 
 
-async def wait_until(predicate, timeout=15.0):
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_until(predicate, within=15.0):
+    deadline = asyncio.get_running_loop().time() + within
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
@@ -111,8 +119,14 @@ async def test_a_poisoned_event_is_parked_and_the_rest_of_its_batch_applied(serv
         # The failed transactions left nothing; every other event once.
         assert sorted(applied) == sorted(e.event_id for e in events if e is not bad)
         assert consumer.dead_lettered == 2 and consumer.handled == 49
-        assert await pool.fetchval("SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = $2",
-                                   recorder.queue, bad.event_id) == 0
+        assert (
+            await pool.fetchval(
+                "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = $2",
+                recorder.queue,
+                bad.event_id,
+            )
+            == 0
+        )
     finally:
         await consumer.stop()
         await publisher.close()
