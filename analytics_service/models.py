@@ -47,6 +47,17 @@ class CheckinResponse(BaseModel):
     achievements_unlocked: list[str] = Field(default_factory=list)
 
 
+class Rank(BaseModel):
+    rank: int = Field(description="1 is the top; equal values share a rank")
+    of: int = Field(description="users ranked")
+    top_percent: float = Field(description="share of users at this rank or above, in percent")
+
+
+class Percentiles(BaseModel):
+    messages: Rank | None = Field(description="all-time messages; null before the user's first event")
+    xp: Rank | None = Field(description="XP; null before the user's first activity")
+
+
 class AchievementsCount(BaseModel):
     unlocked: int
     total: int
@@ -64,7 +75,7 @@ class MeResponse(BaseModel):
     level: int
     level_progress: float
     achievements: AchievementsCount
-    percentiles: dict | None = Field(description="not computed yet (null)")
+    percentiles: Percentiles
     engagement_tier: str
     timezone: str
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import asyncpg
 from analytics_service import rules
 from analytics_service.repositories import events as events_repo
 from analytics_service.repositories import progress as progress_repo
+from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.repositories import rollups as rollups_repo
 from shared.bus.outbox import emit
 from shared.events import Event, EventType, make_event
@@ -41,10 +43,13 @@ class Progress:
     last_checkin_day: date | None
     xp_gain: int = 0
     milestones: list[tuple[int, date]] = field(default_factory=list)
+    # The XP the user had in the xp histogram before this transaction (None: a new row).
+    xp_before: int | None = None
 
     @classmethod
-    def from_row(cls, r: asyncpg.Record) -> Progress:
+    def from_row(cls, r: asyncpg.Record, created: bool = False) -> Progress:
         return cls(
+            xp_before=None if created else r["xp"],
             user_id=r["user_id"],
             timezone=r["timezone"],
             xp=r["xp"],
@@ -122,6 +127,14 @@ async def settle(
             level_ups.append((u, p.level, new_level))
         p.level = max(p.level, new_level)
     await progress_repo.save(conn, [states[u].row() for u in users])
+    moved: Counter = Counter()
+    for p in states.values():
+        if p.xp_before != p.xp:
+            if p.xp_before is not None:
+                moved[p.xp_before] -= 1
+            moved[p.xp] += 1
+        p.xp_before = p.xp
+    await ranks_repo.shift(conn, "xp", moved)
 
     out = list(extra_events)
     for t in tickets:
@@ -166,7 +179,8 @@ async def progress_from_events(conn: asyncpg.Connection, raw: list[rules.RawEven
     ]
     if not relevant:
         return None
-    states = {r["user_id"]: Progress.from_row(r) for r in await progress_repo.lock(conn, [e.user_id for e in relevant])}
+    rows, created = await progress_repo.lock(conn, [e.user_id for e in relevant])
+    states = {r["user_id"]: Progress.from_row(r, r["user_id"] in created) for r in rows}
     for e in sorted(relevant, key=lambda e: e.occurred_at):
         p = states[e.user_id]
         if rules.is_counted_message(e.event_type, e.data) or e.event_type != EventType.MESSAGE_SENT.value:
@@ -255,6 +269,7 @@ async def replay(pool_or_conn, chunk: int = 5000) -> int:
                     )
                 await rollups_repo.apply(conn, delta)
                 n += len(rows)
+            await ranks_repo.rebuild(conn, "messages", "SELECT messages, count(*) FROM user_analytics GROUP BY messages")
         return n
 
     if isinstance(pool_or_conn, asyncpg.Pool):
@@ -284,6 +299,13 @@ def streak_out(p: Progress | None, today: date) -> dict[str, Any]:
     }
 
 
+def rank_out(above: int, total: int) -> dict[str, Any]:
+    """Rank 1 is the top; users with the same value share a rank. `top_percent`: the share of
+    users at this rank or above ("you are in the top 12%")."""
+    total = max(total, above + 1)
+    return {"rank": above + 1, "of": total, "top_percent": round(100 * (above + 1) / total, 1)}
+
+
 def ticket_out(r: asyncpg.Record) -> dict[str, Any]:
     flipped = r["flipped_at"] is not None
     return {
@@ -302,7 +324,8 @@ async def checkin(pool: asyncpg.Pool, user_id: str, tz_name: str | None, now: da
     now = now or _utcnow()
     uid = uuid.UUID(user_id)
     async with pool.acquire() as conn, conn.transaction():
-        p = Progress.from_row((await progress_repo.lock(conn, [uid]))[0])
+        rows, created = await progress_repo.lock(conn, [uid])
+        p = Progress.from_row(rows[0], bool(created))
         if tz_name:
             p.timezone = tz_name
         today = rules.local_day(now, p.timezone)
@@ -348,6 +371,10 @@ async def profile(pool: asyncpg.Pool, user_id: str, now: datetime | None = None)
         p = Progress.from_row(row) if row is not None else None
         unlocked, total = await progress_repo.count_unlocked(conn, user_id)
         active_30 = await rollups_repo.active_days_since(conn, user_id, (now - timedelta(days=29)).date())
+        percentiles = {
+            "messages": rank_out(*await ranks_repo.rank(conn, "messages", a["messages"])) if a is not None else None,
+            "xp": rank_out(*await ranks_repo.rank(conn, "xp", p.xp)) if p is not None else None,
+        }
     today = rules.local_day(now, p.timezone if p else "UTC")
     xp = p.xp if p else 0
 
@@ -366,8 +393,7 @@ async def profile(pool: asyncpg.Pool, user_id: str, now: datetime | None = None)
         "level": rules.level_for_xp(xp) if p is None else p.level,
         "level_progress": rules.level_progress(xp),
         "achievements": {"unlocked": unlocked, "total": total},
-        # Not built yet (docs/analytics.md): percentiles need the incrementally kept histogram.
-        "percentiles": None,
+        "percentiles": percentiles,
         "engagement_tier": rules.engagement_tier(
             first_seen=a["first_seen_at"] if a else None,
             last_active=a["last_active_at"] if a else None,

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime
 
 import asyncpg
 
+from analytics_service.repositories import ranks as ranks_repo
 
-async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+
+async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> tuple[list[asyncpg.Record], set]:
     """The users' progress rows, created if missing, locked for this transaction in user order
-    (so a consumer batch and a check-in never wait on each other in a cycle)."""
+    (so a consumer batch and a check-in never wait on each other in a cycle); and the ids of
+    the rows created now."""
     user_ids = sorted(set(user_ids))
-    await conn.execute(
-        "INSERT INTO user_progress (user_id) SELECT u FROM unnest($1::uuid[]) AS u ORDER BY u ON CONFLICT DO NOTHING",
+    created = await conn.fetch(
+        "INSERT INTO user_progress (user_id) SELECT u FROM unnest($1::uuid[]) AS u ORDER BY u"
+        " ON CONFLICT DO NOTHING RETURNING user_id",
         user_ids,
     )
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT * FROM user_progress WHERE user_id = ANY($1::uuid[]) ORDER BY user_id FOR UPDATE", user_ids
     )
+    return rows, {r["user_id"] for r in created}
 
 
 async def save(conn: asyncpg.Connection, rows: list[dict]) -> None:
@@ -148,6 +154,9 @@ async def list_tickets(
 
 
 async def erase_user(conn, user_id: uuid.UUID) -> dict[str, int]:
+    xp = await conn.fetchval("SELECT xp FROM user_progress WHERE user_id = $1", user_id)
+    if xp is not None:
+        await ranks_repo.shift(conn, "xp", Counter({xp: -1}))
     counts = {}
     for table in ("user_progress", "user_achievements", "flip_tickets"):
         status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)

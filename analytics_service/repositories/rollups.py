@@ -10,6 +10,7 @@ from datetime import date
 
 import asyncpg
 
+from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.rules import USER_COUNTERS, RollupDelta
 
 # Rebuilt from the raw events by a replay (progression tables are not: see the migration).
@@ -111,7 +112,7 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
         users = sorted(set(user_counts) | set(d.user_first))
         columns = (*USER_COUNTERS, "characters", "active_days")
         arrays = [[user_counts.get(u, Counter())[c] for u in users] for c in columns]
-        await conn.execute(
+        rows = await conn.fetch(
             """
             INSERT INTO user_analytics AS ua (user_id, events, messages, conversations, stories, images, upgrades,
                                               characters, active_days, first_seen_at, last_active_at)
@@ -128,12 +129,24 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
                 active_days = ua.active_days + EXCLUDED.active_days,
                 first_seen_at = LEAST(ua.first_seen_at, EXCLUDED.first_seen_at),
                 last_active_at = GREATEST(ua.last_active_at, EXCLUDED.last_active_at)
+            RETURNING user_id, messages, (xmax = 0) AS inserted
             """,
             users,
             *arrays,
             [d.user_first.get(u) for u in users],
             [d.user_last.get(u) for u in users],
         )
+        # The messages histogram (ranks) follows: a new user enters at their count, a user
+        # whose count moved leaves the old value for the new one.
+        moved: Counter = Counter()
+        for r in rows:
+            gained = user_counts.get(r["user_id"], Counter())["messages"]
+            if r["inserted"]:
+                moved[r["messages"]] += 1
+            elif gained:
+                moved[r["messages"] - gained] -= 1
+                moved[r["messages"]] += 1
+        await ranks_repo.shift(conn, "messages", moved)
 
     if d.conversations:
         ids = sorted(d.conversations)
@@ -190,9 +203,13 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
 
 
 async def erase_user(conn: asyncpg.Connection, user_id: uuid.UUID, pseudonym: uuid.UUID) -> dict[str, int]:
-    """Per-user rollups of the user are deleted; rows that also make platform and character
-    totals (who was active when, who talked to which character) move to the pseudonym, as the
-    raw events do, so a replay still gives the same totals."""
+    """Per-user rollups of the user are deleted (and the user leaves the messages histogram);
+    rows that also make platform and character totals (who was active when, who talked to which
+    character) move to the pseudonym, as the raw events do, so a replay still gives the same
+    totals."""
+    messages = await conn.fetchval("SELECT messages FROM user_analytics WHERE user_id = $1", user_id)
+    if messages is not None:
+        await ranks_repo.shift(conn, "messages", Counter({messages: -1}))
     counts = {}
     for table in ("user_analytics", "user_active_days", "conversation_stats"):
         status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)

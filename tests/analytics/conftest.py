@@ -101,10 +101,35 @@ def event(event_type: str, user_id: str | None, data: dict | None = None, at=Non
 
 
 async def snapshot(db: asyncpg.Pool) -> dict[str, list[tuple]]:
-    return {
+    tables = {
         table: [tuple(r) for r in await db.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
         for table, key in ROLLUPS.items()
     }
+    # The messages histogram is a rollup too (values no user has any more are left at 0 users).
+    for table, key in (("metric_histogram", "value"), ("metric_histogram_blocks", "block")):
+        tables[table] = [
+            tuple(r)
+            for r in await db.fetch(f"SELECT * FROM {table} WHERE metric = 'messages' AND users <> 0 ORDER BY {key}")
+        ]
+    return tables
+
+
+async def histograms_match_the_users(db: asyncpg.Pool) -> None:
+    """The rank histograms hold exactly what a brute-force count of the users gives."""
+    for metric, source in (
+        ("xp", "SELECT xp, count(*) FROM user_progress GROUP BY 1"),
+        ("messages", "SELECT messages, count(*) FROM user_analytics GROUP BY 1"),
+    ):
+        kept = await db.fetch(
+            "SELECT value, users FROM metric_histogram WHERE metric = $1 AND users <> 0 ORDER BY 1", metric
+        )
+        counted = await db.fetch(f"SELECT * FROM ({source}) AS s ORDER BY 1")
+        assert [tuple(r) for r in kept] == [tuple(r) for r in counted], metric
+        blocks = await db.fetch(
+            "SELECT block, users FROM metric_histogram_blocks WHERE metric = $1 AND users <> 0 ORDER BY 1", metric
+        )
+        by_block = await db.fetch(f"SELECT v >> 10, sum(n)::bigint FROM ({source}) AS s(v, n) GROUP BY 1 ORDER BY 1")
+        assert [tuple(r) for r in blocks] == [tuple(r) for r in by_block], metric
 
 
 class User:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from analytics_service import service
-from tests.analytics.conftest import event, snapshot
+from tests.analytics.conftest import event, histograms_match_the_users, snapshot
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -148,6 +148,7 @@ async def test_every_event_counted_once_under_redelivery_and_a_replay_gives_the_
     }
 
     await bus.settled()
+    await histograms_match_the_users(analytics_db)
     live = await snapshot(analytics_db)
     assert await service.replay(analytics_db) >= len(stream)
     assert await snapshot(analytics_db) == live
@@ -223,6 +224,7 @@ async def test_user_deleted_erases_the_user_and_keeps_totals_replayable(bus, ana
     assert tuple(after) == tuple(before)
     assert await analytics_db.fetchval("SELECT count(*) FROM user_analytics WHERE user_id = $1", stays) == 1
     await bus.settled()
+    await histograms_match_the_users(analytics_db)
     live = await snapshot(analytics_db)
     await service.replay(analytics_db)
     assert await snapshot(analytics_db) == live

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from analytics_service import rules
-from tests.analytics.conftest import event
+from tests.analytics.conftest import event, histograms_match_the_users
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -95,12 +95,13 @@ async def test_a_milestone_gives_exactly_one_ticket_under_concurrent_checkins(
     user = new_user()
     tz = "Asia/Tokyo"
     today = rules.local_day(datetime.now(UTC), tz)
-    # Two days in a row already; today's check-in is the third: milestone 3.
+    # Two days in a row already; today's check-in is the third: milestone 3. (The row comes from
+    # a real check-in, then is moved back a day.)
+    assert (await analytics.post("/analytics/checkin", json={"timezone": tz}, headers=user.headers)).status_code == 200
     await analytics_db.execute(
-        "INSERT INTO user_progress (user_id, timezone, streak_current, streak_longest, streak_started_on,"
-        " last_active_day, last_checkin_day) VALUES ($1, $2, 2, 2, $3, $4, $4)",
+        "UPDATE user_progress SET streak_current = 2, streak_longest = 2, streak_started_on = $2,"
+        " last_active_day = $3, last_checkin_day = $3 WHERE user_id = $1",
         user.id,
-        tz,
         today - timedelta(days=2),
         today - timedelta(days=1),
     )
@@ -226,3 +227,30 @@ async def test_bad_cursors_and_limits_are_refused(analytics, new_user):
         r = await analytics.get("/analytics/flip-tickets", params=params, headers=user.headers)
         assert r.status_code == 422, (params, r.text)
         assert r.json()["detail"]["code"] in ("INVALID_CURSOR", "VALIDATION_ERROR")
+
+
+async def test_percentiles_equal_a_brute_force_count(analytics, bus, new_user, analytics_db):
+    users = [new_user() for _ in range(6)]
+    now = datetime.now(UTC)
+    # 1, 2, 2, 5 and 40 messages; the sixth user only checks in.
+    counts = [1, 2, 2, 5, 40]
+    await bus.send(
+        *[event("message.sent", u.id, {"sender": "Frodo"}, at=now) for u, n in zip(users, counts) for _ in range(n)]
+    )
+    assert (await analytics.post("/analytics/checkin", headers=users[5].headers)).status_code == 200
+    await bus.settled()
+    await histograms_match_the_users(analytics_db)
+    for u in users:
+        me = (await analytics.get("/analytics/me", headers=u.headers)).json()
+        for metric, table, column in (("messages", "user_analytics", "messages"), ("xp", "user_progress", "xp")):
+            mine = await analytics_db.fetchval(f"SELECT {column} FROM {table} WHERE user_id = $1", u.id)
+            if mine is None:
+                assert me["percentiles"][metric] is None
+                continue
+            above = await analytics_db.fetchval(f"SELECT count(*) FROM {table} WHERE {column} > $1", mine)
+            total = await analytics_db.fetchval(f"SELECT count(*) FROM {table}")
+            expected = {"rank": above + 1, "of": total, "top_percent": round(100 * (above + 1) / total, 1)}
+            assert me["percentiles"][metric] == expected, (metric, mine)
+    tied = [(await analytics.get("/analytics/me", headers=u.headers)).json()["percentiles"]["messages"] for u in users[1:3]]
+    assert tied[0] == tied[1]
+    assert (await analytics.get("/analytics/me", headers=users[5].headers)).json()["percentiles"]["messages"] is not None
