@@ -269,7 +269,9 @@ async def replay(pool_or_conn, chunk: int = 5000) -> int:
                     )
                 await rollups_repo.apply(conn, delta)
                 n += len(rows)
-            await ranks_repo.rebuild(conn, "messages", "SELECT messages, count(*) FROM user_analytics GROUP BY messages")
+            await ranks_repo.rebuild(
+                conn, "messages", "SELECT messages, count(*) FROM user_analytics GROUP BY messages"
+            )
         return n
 
     if isinstance(pool_or_conn, asyncpg.Pool):

@@ -1,5 +1,6 @@
 """SQL for ranks: per-metric histograms of users by value, with 1,024-value blocks on top
 (migration 002). A rank costs two bounded range scans, never a sort of the users."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -37,8 +38,9 @@ async def rebuild(conn: asyncpg.Connection, metric: str, source_sql: str) -> Non
     """Replace a histogram by `source_sql`'s (value, users) rows (a replay)."""
     await conn.execute("DELETE FROM metric_histogram WHERE metric = $1", metric)
     await conn.execute("DELETE FROM metric_histogram_blocks WHERE metric = $1", metric)
-    await conn.execute(f"INSERT INTO metric_histogram (metric, value, users) SELECT $1, v, n FROM ({source_sql}) AS s(v, n)",
-                       metric)
+    await conn.execute(
+        f"INSERT INTO metric_histogram (metric, value, users) SELECT $1, v, n FROM ({source_sql}) AS s(v, n)", metric
+    )
     await conn.execute(
         "INSERT INTO metric_histogram_blocks (metric, block, users)"
         " SELECT metric, value >> 10, sum(users) FROM metric_histogram WHERE metric = $1 GROUP BY 1, 2",
@@ -50,7 +52,8 @@ async def rank(conn, metric: str, value: int) -> tuple[int, int]:
     """(users with a higher value, users in all)."""
     row = await conn.fetchrow(
         """
-        SELECT (SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks WHERE metric = $1 AND block > ($2::bigint >> 10))
+        SELECT (SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks
+                 WHERE metric = $1 AND block > ($2::bigint >> 10))
              + (SELECT COALESCE(sum(users), 0) FROM metric_histogram
                  WHERE metric = $1 AND value > $2 AND value < ((($2::bigint >> 10) + 1) << 10)) AS above,
                (SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks WHERE metric = $1) AS total

@@ -1,5 +1,6 @@
 """Rank lookups from the histograms against a brute-force count, across many 1,024-value blocks
 and with users moving between values."""
+
 import random
 from collections import Counter
 

@@ -235,7 +235,11 @@ async def test_percentiles_equal_a_brute_force_count(analytics, bus, new_user, a
     # 1, 2, 2, 5 and 40 messages; the sixth user only checks in.
     counts = [1, 2, 2, 5, 40]
     await bus.send(
-        *[event("message.sent", u.id, {"sender": "Frodo"}, at=now) for u, n in zip(users, counts) for _ in range(n)]
+        *[
+            event("message.sent", u.id, {"sender": "Frodo"}, at=now)
+            for u, n in zip(users, counts, strict=False)
+            for _ in range(n)
+        ]
     )
     assert (await analytics.post("/analytics/checkin", headers=users[5].headers)).status_code == 200
     await bus.settled()
@@ -251,6 +255,10 @@ async def test_percentiles_equal_a_brute_force_count(analytics, bus, new_user, a
             total = await analytics_db.fetchval(f"SELECT count(*) FROM {table}")
             expected = {"rank": above + 1, "of": total, "top_percent": round(100 * (above + 1) / total, 1)}
             assert me["percentiles"][metric] == expected, (metric, mine)
-    tied = [(await analytics.get("/analytics/me", headers=u.headers)).json()["percentiles"]["messages"] for u in users[1:3]]
+    tied = [
+        (await analytics.get("/analytics/me", headers=u.headers)).json()["percentiles"]["messages"] for u in users[1:3]
+    ]
     assert tied[0] == tied[1]
-    assert (await analytics.get("/analytics/me", headers=users[5].headers)).json()["percentiles"]["messages"] is not None
+    assert (await analytics.get("/analytics/me", headers=users[5].headers)).json()["percentiles"][
+        "messages"
+    ] is not None
