@@ -49,6 +49,8 @@ XP_PER_EVENT = {
     EventType.IMAGE_GENERATED.value: 5,
 }
 CHECKIN_XP = 10
+# Events that can move a user's progression: XP, a streak day, or an achievement's metric.
+PROGRESSION_TYPES = frozenset(XP_PER_EVENT) | ACTIVITY_TYPES | UPGRADE_TYPES
 STREAK_MILESTONES = (3, 7, 14, 30, 100)
 
 # The keys of an erased user's events that the platform totals still need; everything else

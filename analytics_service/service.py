@@ -175,7 +175,7 @@ async def progress_from_events(conn: asyncpg.Connection, raw: list[rules.RawEven
         if e.user_id is not None
         and not e.erased
         and e.event_type not in rules.OWN_EVENT_TYPES
-        and (e.event_type in rules.XP_PER_EVENT or e.event_type in rules.ACTIVITY_TYPES)
+        and e.event_type in rules.PROGRESSION_TYPES
     ]
     if not relevant:
         return None

@@ -66,6 +66,17 @@ async def test_achievements_unlock_once_with_progress_and_events(analytics, bus,
         assert [e.data["level"] for e in spy.of_type("level.up", user_id=user.id)] == [2]
 
 
+async def test_an_upgrade_alone_unlocks_first_upgrade(analytics, bus, new_user):
+    user = new_user()
+    await bus.send(event("subscription.created", user.id, {"tier": 1, "previous_tier": 0}))
+    await bus.settled()
+    body = (await analytics.get("/analytics/achievements", headers=user.headers)).json()
+    unlocked = [a["code"] for a in body["achievements"] if a["unlocked"]]
+    assert unlocked == ["first_upgrade"]
+    me = (await analytics.get("/analytics/me", headers=user.headers)).json()
+    assert me["xp"] == 100 and me["streak"]["current"] == 0 and me["active_days"] == 0
+
+
 async def test_checkin_once_per_local_day(analytics, new_user, event_spy, analytics_db):
     user = new_user()
     async with event_spy(["user.engagement"]) as spy:
