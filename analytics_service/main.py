@@ -27,7 +27,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         service="analytics",
         settings=settings,
         routers=[progress.router],
-        legacy_prefixes=["/api/analytics", "/api/conversation-stats"],
+        # Its routes already start with /analytics (and /conversation-stats): under "/api" they are
+        # the monolith's /api/analytics/... paths the strangler proxy forwards unchanged.
+        legacy_prefixes=["/api"],
         own_database_url=settings.analytics_database_url,
         on_startup=[startup],
         on_shutdown=[shutdown],

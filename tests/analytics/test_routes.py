@@ -41,6 +41,9 @@ async def test_me_counts_the_callers_events_and_nobody_elses(analytics, bus, new
     assert me["level"] == 1 and me["level_progress"] == 0.58
     assert me["achievements"]["unlocked"] == 2
     assert me["engagement_tier"] == "new"
+    # The monolith's path, as the strangler proxy forwards it.
+    legacy = await analytics.get("/api/analytics/me", headers=alice.headers)
+    assert legacy.status_code == 200 and legacy.json() == me
     theirs = (await analytics.get("/analytics/me", headers=bob.headers)).json()
     assert theirs["messages"] == 7 and theirs["characters"] == 1 and theirs["images"] == 0
 
