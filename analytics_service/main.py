@@ -5,8 +5,11 @@ from fastapi import FastAPI
 from analytics_service.events import build_consumer
 from analytics_service.routers import progress
 from analytics_service.settings import Settings
+from shared import fleet
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings
+
+SERVICE = fleet.get("analytics")
 
 
 async def startup(app: FastAPI) -> None:
@@ -24,12 +27,13 @@ async def shutdown(app: FastAPI) -> None:
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
     return create_app(
-        service="analytics",
+        service=SERVICE.name,
         settings=settings,
         routers=[progress.router],
-        # Its routes already start with /analytics (and /conversation-stats): under "/api" they are
-        # the monolith's /api/analytics/... paths the strangler proxy forwards unchanged.
-        legacy_prefixes=["/api"],
+        # The manifest's prefixes (what the strangler proxy sends here), and "/api": the routes
+        # already start with /analytics, so under "/api" they are the monolith's own paths
+        # (/api/analytics/me), which the proxy forwards unchanged.
+        legacy_prefixes=[*SERVICE.legacy_prefixes, "/api"],
         own_database_url=settings.analytics_database_url,
         on_startup=[startup],
         on_shutdown=[shutdown],

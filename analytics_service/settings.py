@@ -1,11 +1,12 @@
 """The analytics service's settings: everything ServiceSettings reads, plus its own."""
 
+from shared import fleet
 from shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name: str = "analytics"
-    port: int = 8007
+    port: int = fleet.get("analytics").dev_port
     analytics_database_url: str
     # The consumer bound to every event applies up to this many per transaction, waiting at most
     # ANALYTICS_BATCH_WAIT_MS for a batch to fill (the latency added when traffic is light).

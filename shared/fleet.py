@@ -75,7 +75,7 @@ SERVICES: tuple[Service, ...] = (
     Service("community", 8006, "community", ("/api/story", "/api/notifications"), "COMMUNITY_DATABASE_URL", False,
             "stories, fandom rooms, scenarios, votes, notifications"),
     Service("analytics", 8007, "analytics", ("/api/analytics", "/api/conversation-stats"), "ANALYTICS_DATABASE_URL",
-            False, "usage statistics, streaks, XP, platform metrics"),
+            True, "usage statistics, streaks, XP, platform metrics"),
 )
 BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}
 

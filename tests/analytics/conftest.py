@@ -38,6 +38,12 @@ async def analytics(make_client):
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def client(analytics):
+    """The template's name for the service's client (test_analytics.py)."""
+    yield analytics
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def analytics_db(service_env, analytics):
     pool = await asyncpg.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=4)
     yield pool

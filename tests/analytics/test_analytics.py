@@ -1,4 +1,4 @@
-"""The analytics service as it is today (docs/analytics.md). Its own tests go beside this one."""
+"""The analytics service starts and is ready (docs/analytics.md); its domain is tested beside this."""
 from shared.testing.checks import assert_healthy
 
 
