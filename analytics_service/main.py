@@ -2,6 +2,7 @@
 
 from fastapi import FastAPI
 
+from analytics_service import service
 from analytics_service.events import build_consumer
 from analytics_service.routers import progress
 from analytics_service.settings import Settings
@@ -13,6 +14,7 @@ SERVICE = fleet.get("analytics")
 
 
 async def startup(app: FastAPI) -> None:
+    await service.ensure_partitions_ahead(app.state.db)
     # The consumer of every event batches its work, so it is not create_app's one-event Consumer.
     app.state.event_consumer = build_consumer(app)
     app.state.event_consumer.start()

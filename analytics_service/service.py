@@ -231,6 +231,15 @@ class Ingestor:
                     await erase_user(conn, user_id)
 
 
+async def ensure_partitions_ahead(pool: asyncpg.Pool, months: int = 2) -> None:
+    """This month's partition and the next ones', so the first events of a month do not wait
+    for its creation (the consumer still creates any month a batch needs)."""
+    today = _utcnow().date().replace(day=1)
+    wanted = [(today + timedelta(days=32 * i)).replace(day=1) for i in range(months + 1)]
+    async with pool.acquire() as conn, conn.transaction():
+        await events_repo.ensure_partitions(conn, wanted, set())
+
+
 def rollup_delta(raw: list[rules.RawEvent]) -> rules.RollupDelta:
     delta = rules.RollupDelta()
     for e in raw:

@@ -153,7 +153,8 @@ class BatchConsumer(Consumer):
     async def _apply_events(self, events: list[Event]) -> int:
         """Record and apply the events in one transaction; the number seen for the first time."""
         unique: dict[str, Event] = {}
-        for event in events:
+        for event in sorted(events, key=lambda e: e.event_id):
+            # in id order: two consumers handed the same events (a redelivery) lock them alike
             unique.setdefault(event.event_id, event)
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_RECORD, self.queue, list(unique), [e.event_type for e in unique.values()])
