@@ -1,9 +1,13 @@
 """The consumer of every event: each counted once under redelivery, rollups equal to a replay
 from the raw events, erasure on user.deleted."""
 
+import asyncio
+import os
 import random
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +15,7 @@ from analytics_service import service
 from tests.analytics.conftest import event, histograms_match_the_users, snapshot
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def mixed_stream(users: list[str], n: int, seed: int) -> list:
@@ -228,3 +233,35 @@ async def test_user_deleted_erases_the_user_and_keeps_totals_replayable(bus, ana
     live = await snapshot(analytics_db)
     await service.replay(analytics_db)
     assert await snapshot(analytics_db) == live
+
+
+async def test_the_replay_command_rebuilds_the_same_rollups(bus, analytics_db, service_env):
+    u = str(uuid.uuid4())
+    await bus.send(*[event("message.sent", u, {"sender": "Gandalf"}) for _ in range(3)])
+    await bus.settled()
+    live = await snapshot(analytics_db)
+    root = ROOT
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "analytics_service.replay",
+        cwd=root,
+        env={**os.environ, "ANALYTICS_DATABASE_URL": service_env["ANALYTICS_DATABASE_URL"]},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out.decode()
+    assert "rollups rebuilt from" in out.decode()
+    assert await snapshot(analytics_db) == live
+    missing = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "analytics_service.replay",
+        cwd=root,
+        env={k: v for k, v in os.environ.items() if k != "ANALYTICS_DATABASE_URL"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(missing.communicate(), 60)
+    assert missing.returncode == 2 and b"ANALYTICS_DATABASE_URL is not set" in out
