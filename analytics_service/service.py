@@ -223,12 +223,12 @@ class Ingestor:
         await events_repo.ensure_partitions(conn, months, self.months)
         await events_repo.insert_raw(conn, rows)
         await rollups_repo.apply(conn, rollup_delta(raw))
-        await progress_from_events(conn, raw, _utcnow())
-        for e in events:
-            if e.event_type == EventType.USER_DELETED.value:
-                user_id = rules.event_user(e)
-                if user_id is not None:
-                    await erase_user(conn, user_id)
+        deleted = {e.user_id for e in raw if e.event_type == EventType.USER_DELETED.value and e.user_id is not None}
+        # No progression (nor its events, which would come back naming the user) for a user
+        # this batch erases.
+        await progress_from_events(conn, [e for e in raw if e.user_id not in deleted], _utcnow())
+        for user_id in sorted(deleted):
+            await erase_user(conn, user_id)
 
 
 async def ensure_partitions_ahead(pool: asyncpg.Pool, months: int = 2) -> None:

@@ -265,3 +265,21 @@ async def test_the_replay_command_rebuilds_the_same_rollups(bus, analytics_db, s
     )
     out, _ = await asyncio.wait_for(missing.communicate(), 60)
     assert missing.returncode == 2 and b"ANALYTICS_DATABASE_URL is not set" in out
+
+
+async def test_a_batch_that_deletes_its_user_leaves_nothing_naming_them(analytics_db):
+    """Messages and the user's deletion in one batch: counted for the totals, no progression and
+    no event naming the user (it would come back through `#` after the erasure)."""
+    gone = str(uuid.uuid4())
+    events = [event("message.sent", gone, {"sender": "Yoda"}) for _ in range(3)] + [event("user.deleted", gone)]
+    outbox_before = await analytics_db.fetchval("SELECT count(*) FROM outbox_events")
+    async with analytics_db.acquire() as conn, conn.transaction():
+        await service.Ingestor()(conn, events)
+    assert await analytics_db.fetchval("SELECT count(*) FROM outbox_events") == outbox_before
+    for table in ("analytics_events", "user_analytics", "user_progress", "user_achievements", "activity_buckets"):
+        assert await analytics_db.fetchval(f"SELECT count(*) FROM {table} WHERE user_id = $1", gone) == 0, table
+    ids = [e.event_id for e in events]
+    erased = await analytics_db.fetch(
+        "SELECT erased, user_id FROM analytics_events WHERE event_id = ANY($1::uuid[])", ids
+    )
+    assert len(erased) == 4 and all(r["erased"] for r in erased)
