@@ -30,20 +30,22 @@ ROLLUPS = {
 }
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+# Package scope: the app (its outbox relay, its consumer of every event) must be gone before other
+# packages' tests use the analytics database or the bus as their own (tests/shared/test_bus.py).
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def analytics(make_client):
     async with make_client("analytics", ANALYTICS_BATCH_WAIT_MS="10") as client:
         await asyncio.wait_for(client.app.state.event_consumer.ready.wait(), 30)
         yield client
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def client(analytics):
     """The template's name for the service's client (test_analytics.py)."""
     yield analytics
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def analytics_db(service_env, analytics):
     pool = await asyncpg.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=4)
     yield pool
@@ -53,9 +55,10 @@ async def analytics_db(service_env, analytics):
 class Bus:
     """Publishes events as the other services' relays do, and waits for the consumer."""
 
-    def __init__(self, publisher: EventPublisher, db: asyncpg.Pool):
+    def __init__(self, publisher: EventPublisher, db: asyncpg.Pool, outbox_mark: int):
         self.publisher = publisher
         self.db = db
+        self.outbox_mark = outbox_mark  # outbox rows up to this id were not this package's
 
     async def publish(self, *events: Event) -> None:
         errors = await self.publisher.publish_raw([(e.event_id, e.event_type, e.to_bytes()) for e in events])
@@ -79,9 +82,10 @@ class Bus:
         then the rollups stop moving."""
         deadline = asyncio.get_running_loop().time() + within
         while await self.db.fetchval(
-            "SELECT count(*) FROM outbox_events o WHERE NOT EXISTS"
+            "SELECT count(*) FROM outbox_events o WHERE id > $2 AND NOT EXISTS"
             " (SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = o.event_id)",
             QUEUE,
+            self.outbox_mark,
         ):
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError("the service's own events were not all applied in time")
@@ -92,10 +96,11 @@ class Bus:
         await self.applied(*events)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def bus(service_env, analytics_db):
     publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "analytics-tests")
-    yield Bus(publisher, analytics_db)
+    mark = await analytics_db.fetchval("SELECT COALESCE(max(id), 0) FROM outbox_events")
+    yield Bus(publisher, analytics_db, mark)
     await publisher.close()
 
 
