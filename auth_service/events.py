@@ -38,7 +38,7 @@ def tier_of(event: Event) -> int | None:
     EventType.SUBSCRIPTION_PAUSED,
     EventType.SUBSCRIPTION_RESUMED,
 )
-async def on_subscription(conn: asyncpg.Connection, event: Event) -> None:
+async def on_subscription(conn: asyncpg.Connection, event: Event, state) -> None:
     tier = tier_of(event)
     if event.user_id is None or tier is None:
         log.warning("subscription event without a usable user_id or tier; ignored", extra={"event_id": event.event_id, "event_type": event.event_type})

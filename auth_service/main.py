@@ -5,7 +5,7 @@ import asyncio
 
 from fastapi import FastAPI
 
-from auth_service.core import Auth
+from auth_service.service import Auth
 from auth_service.emails import build_mailer
 from auth_service.events import handlers
 from auth_service.maintenance import cleanup_loop
@@ -20,7 +20,7 @@ from shared.settings import load_settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
 
-    async def start(app: FastAPI) -> None:
+    async def startup(app: FastAPI) -> None:
         passwords = Passwords(
             time_cost=settings.argon2_time_cost,
             memory_kib=settings.argon2_memory_kib,
@@ -33,7 +33,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(cleanup_loop(app, settings), name="auth-housekeeping") if settings.cleanup_interval_seconds > 0 else None
         )
 
-    async def stop(app: FastAPI) -> None:
+    async def shutdown(app: FastAPI) -> None:
         cleanup = getattr(app.state, "cleanup", None)
         if cleanup is not None:
             cleanup.cancel()
@@ -52,8 +52,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         routers=[accounts.router, tokens.router, oauth.router, users.router, referrals.router],
         legacy_prefixes=["/api/auth", "/api/user_management"],
         consumer=handlers,
-        on_startup=[start],
-        on_shutdown=[stop],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
     )
 
 

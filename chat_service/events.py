@@ -5,13 +5,14 @@
 - `quota.*`: the cached quota is dropped.
 - `user.deleted`: every conversation, message and reaction of the user is erased, in the
   consumer's idempotency transaction.
+
+Handlers take (conn, event, state): `state` is the running app's state (redis, keys, quota).
 """
 from __future__ import annotations
 
 import logging
 
 import asyncpg
-from typing import Any, Callable
 
 from chat_service.repositories import conversations as conv_repo
 from shared.bus import EventHandlers
@@ -31,36 +32,34 @@ SUBSCRIPTION_EVENTS = (
 QUOTA_EVENTS = (EventType.QUOTA_UPDATED, EventType.QUOTA_DEPLETED, EventType.QUOTA_RESET)
 
 
-def build_handlers(get_state: Callable[[], Any]) -> EventHandlers:
-    """`get_state()` returns the running app's state (redis, keys, quota)."""
-    handlers = EventHandlers()
+handlers = EventHandlers()
 
-    @handlers.on(*SUBSCRIPTION_EVENTS)
-    async def on_subscription(conn: asyncpg.Connection, event: Event) -> None:
-        state = get_state()
-        user_id = event.user_id or event.data.get("user_id")
-        if not user_id:
-            log.warning("subscription event without a user", extra={"event_id": event.event_id})
-            return
-        if "tier" in event.data and event.data["tier"] is not None:
-            await set_cached_tier(state.redis, state.keys, user_id, clamp_tier(event.data["tier"]))
-        else:
-            await drop_cached_tier(state.redis, state.keys, user_id)
+
+@handlers.on(*SUBSCRIPTION_EVENTS)
+async def on_subscription(conn: asyncpg.Connection, event: Event, state) -> None:
+    user_id = event.user_id or event.data.get("user_id")
+    if not user_id:
+        log.warning("subscription event without a user", extra={"event_id": event.event_id})
+        return
+    if "tier" in event.data and event.data["tier"] is not None:
+        await set_cached_tier(state.redis, state.keys, user_id, clamp_tier(event.data["tier"]))
+    else:
+        await drop_cached_tier(state.redis, state.keys, user_id)
+    await state.quota.drop_cache(user_id)
+
+
+@handlers.on(*QUOTA_EVENTS)
+async def on_quota(conn: asyncpg.Connection, event: Event, state) -> None:
+    user_id = event.user_id or event.data.get("user_id")
+    if user_id:
         await state.quota.drop_cache(user_id)
 
-    @handlers.on(*QUOTA_EVENTS)
-    async def on_quota(conn: asyncpg.Connection, event: Event) -> None:
-        user_id = event.user_id or event.data.get("user_id")
-        if user_id:
-            await get_state().quota.drop_cache(user_id)
 
-    @handlers.on(EventType.USER_DELETED)
-    async def on_user_deleted(conn: asyncpg.Connection, event: Event) -> None:
-        user_id = event.user_id or event.data.get("user_id")
-        if not user_id:
-            log.warning("user.deleted without a user", extra={"event_id": event.event_id})
-            return
-        erased = await conv_repo.erase_user(conn, user_id)
-        log.info("user erased", extra={"user_id": user_id, **erased})
-
-    return handlers
+@handlers.on(EventType.USER_DELETED)
+async def on_user_deleted(conn: asyncpg.Connection, event: Event, state) -> None:
+    user_id = event.user_id or event.data.get("user_id")
+    if not user_id:
+        log.warning("user.deleted without a user", extra={"event_id": event.event_id})
+        return
+    erased = await conv_repo.erase_user(conn, user_id)
+    log.info("user erased", extra={"user_id": user_id, **erased})

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from chat_service import budget
 from chat_service.context import ContextBuilder
-from chat_service.events import build_handlers
+from chat_service.events import handlers
 from chat_service.llm import LLMRouter
 from chat_service.routers import conversations, group, messages, talk, voice
 from chat_service.service import ChatEngine
@@ -46,9 +46,8 @@ def announce_providers(settings: Settings, router: LLMRouter) -> None:
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
-    holder: dict[str, FastAPI] = {}
 
-    async def start(app: FastAPI) -> None:
+    async def startup(app: FastAPI) -> None:
         state = app.state
         await asyncio.to_thread(budget.encoding)  # load the tokenizer now, not on the first request
         state.tier_resolver = TierResolver(state.redis, state.keys, state.core_db)
@@ -58,7 +57,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.contexts = ContextBuilder(settings, state.redis, state.keys)
         state.engine = ChatEngine(settings, state.db, state.llm, state.contexts, state.quota, state.tier_resolver)
 
-    async def stop(app: FastAPI) -> None:
+    async def shutdown(app: FastAPI) -> None:
         state = app.state
         if getattr(state, "engine", None) is not None:
             await state.engine.drain()
@@ -67,18 +66,16 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         if getattr(state, "llm", None) is not None:
             await state.llm.close()
 
-    app = create_app(
+    return create_app(
         service="chat",
         settings=settings,
         routers=[talk.router, group.router, conversations.router, messages.router, voice.router],
         legacy_prefixes=["/api/chat"],
         own_database_url=settings.chat_database_url,
-        consumer=build_handlers(lambda: holder["app"].state),
-        on_startup=[start],
-        on_shutdown=[stop],
+        consumer=handlers,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
     )
-    holder["app"] = app
-    return app
 
 
 __getattr__ = lazy_app(build_app)

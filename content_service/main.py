@@ -12,7 +12,7 @@ import logging
 
 from fastapi import FastAPI
 
-from content_service.repository import ContentRepository
+from content_service.service import ContentCatalog
 from content_service.routers import admin, resources, search
 from content_service.settings import Settings
 from content_service.sync.runner import SyncRunner, refresh_loop, schedule_loop
@@ -28,24 +28,24 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
 
     async def startup(app: FastAPI) -> None:
-        repo = ContentRepository(settings.content_data_dir,
+        catalog = ContentCatalog(settings.content_data_dir,
                                  map_size_gb=settings.content_store_map_size_gb)
-        what = await asyncio.to_thread(repo.open, settings.content_seed)
-        app.state.repo = repo
-        log.info("content store open", extra={"index": what, "names": len(repo.index),
-                                              "entities": repo.store.count_entities()})
+        what = await asyncio.to_thread(catalog.open, settings.content_seed)
+        app.state.catalog = catalog
+        log.info("content store open", extra={"index": what, "names": len(catalog.index),
+                                              "entities": catalog.store.count_entities()})
         app.state.tmdb_factory = None
         app.state.sync_runner = None
         app.state.sync_schedule = None
         app.state.index_refresh = None
         if settings.index_refresh_seconds > 0:
             app.state.index_refresh = asyncio.create_task(
-                refresh_loop(repo, settings.index_refresh_seconds), name="content-index-refresh")
+                refresh_loop(catalog, settings.index_refresh_seconds), name="content-index-refresh")
         if settings.tmdb_api_key:
             def tmdb_factory() -> TMDBClient:
                 return TMDBClient(settings.tmdb_base_url, settings.tmdb_api_key,
                                   timeout=settings.tmdb_timeout_seconds,
-                                  max_retries=settings.tmdb_max_retries, store=repo.store)
+                                  max_retries=settings.tmdb_max_retries, store=catalog.store)
 
             tvdb_factory = None
             if settings.tvdb_api_key:
@@ -53,7 +53,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                     return TVDBClient(settings.tvdb_base_url, settings.tvdb_api_key,
                                       settings.tvdb_pin, timeout=settings.tmdb_timeout_seconds)
 
-            runner = SyncRunner(repo, tmdb_factory, popular_pages=settings.sync_popular_pages,
+            runner = SyncRunner(catalog, tmdb_factory, popular_pages=settings.sync_popular_pages,
                                 trending=settings.sync_trending,
                                 people_per_title=settings.sync_people_per_title,
                                 max_age_seconds=settings.sync_details_max_age_seconds,
@@ -80,24 +80,23 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             runner.task.cancel()      # the checkpoint lets the next start resume it
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner.task
-        repo = getattr(app.state, "repo", None)
-        if repo is not None:
-            repo.close()
+        catalog = getattr(app.state, "catalog", None)
+        if catalog is not None:
+            catalog.close()
 
     legacy = ["/api/search", "/api"]
-    app = create_app(
+    return create_app(
         service="content",
         settings=settings,
         routers=[search.router, resources.router, admin.router],
+        # the hot search routes first, lean (see routers/search.py); the shared middleware still wraps them
+        first_routes=search.lean_routes(["", *legacy]),
         legacy_prefixes=legacy,
         use_database=False,
         outbox=False,
         on_startup=[startup],
         on_shutdown=[shutdown],
     )
-    # the hot search routes first, lean (see routers/search.py); the shared middleware still wraps them
-    app.router.routes[0:0] = search.lean_routes(["", *legacy])
-    return app
 
 
 __getattr__ = lazy_app(build_app)

@@ -21,7 +21,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
     holder: dict[str, FastAPI] = {}
 
-    async def start(app: FastAPI) -> None:
+    async def startup(app: FastAPI) -> None:
         state = app.state
         state.gateway = StripeGateway(
             settings.stripe_api_key,
@@ -36,7 +36,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         state.sweeper = Sweeper(app, settings.sweep_interval_seconds)
         state.sweeper.start()
 
-    async def stop(app: FastAPI) -> None:
+    async def shutdown(app: FastAPI) -> None:
         await app.state.sweeper.stop()
         await app.state.gateway.close()
 
@@ -46,8 +46,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         routers=[account.router],
         legacy_prefixes=[LEGACY_PREFIX],
         consumer=build_handlers(lambda: holder["app"]),
-        on_startup=[start],
-        on_shutdown=[stop],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
         # Provider webhooks: authenticated per event, delivered in bursts from a few addresses.
         rate_limit_exempt=WEBHOOK_PATHS,
     )

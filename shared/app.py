@@ -12,6 +12,7 @@ from typing import Awaitable, Callable, Sequence
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute
 
 from shared import db as dbmod
 from shared.auth import TokenValidator
@@ -149,6 +150,7 @@ def create_app(
     service: str,
     settings: ServiceSettings,
     routers: Sequence[APIRouter] = (),
+    first_routes: Sequence[BaseRoute] = (),
     legacy_prefixes: Sequence[str] = (),
     own_database_url: str | None = None,
     use_database: bool = True,
@@ -165,9 +167,13 @@ def create_app(
     - `own_database_url`: the service's own database; None means its own tables live in the
       shared core database (Auth, Payment). `app.state.db` is the own pool, `app.state.core_db`
       the core pool (the same pool when they coincide).
-    - `consumer`: event handlers; binds the service's durable queue `<service>_service.events`.
+    - `consumer`: event handlers (`async def on_x(conn, event, state)`, state = app.state); binds
+      the service's durable queue `<service>_service.events`.
+    - `on_startup` / `on_shutdown`: the service's own `startup(app)` / `shutdown(app)` hooks.
     - `outbox`: the service emits events through an outbox in its own database; its relay runs
       in this process unless OUTBOX_RELAY=external (then `python -m shared.relay <service>`).
+    - `first_routes`: routes matched before health and the routers, as given (no legacy prefixing): a hot
+      path served by plain Starlette routes, still wrapped by the shared middleware.
     - `rate_limit_exempt`: path prefixes outside the default per-client rate limit.
     """
     configure_logging(f"{service}_service", settings.log_level, settings.log_json)
@@ -214,13 +220,16 @@ def create_app(
                     queue=f"{service}_service.events",
                     pool=state.db,
                     handlers=consumer,
+                    state=state,
                     prefetch=settings.consumer_prefetch,
                     max_attempts=settings.consumer_max_attempts,
                     retry_delays_ms=settings.consumer_retry_delays_ms,
                 )
-                state.consumer.start()
         for hook in on_startup:
             await hook(app)
+        if state.consumer is not None:
+            # After the service's start-up hooks: handlers get app.state with everything in it.
+            state.consumer.start()
         # Everything loaded so far (frameworks, SDKs, a service's in-memory data such as the
         # search index) lives as long as the process. Frozen out of the collector, a full
         # collection no longer walks it: walking it stalled every request in flight (~50 ms on
@@ -316,6 +325,7 @@ def create_app(
         body = {"status": "ok" if ok else "unavailable", "service": service, "checks": checks}
         return JSONResponse(body, status_code=200 if ok else 503)
 
+    app.router.routes.extend(first_routes)
     app.include_router(health)
     for router in routers:
         app.include_router(router)

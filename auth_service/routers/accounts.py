@@ -6,8 +6,8 @@ import logging
 
 from fastapi import APIRouter, Request, Response
 
-from auth_service.core import Auth, auth_of, limited
-from auth_service.core import new_code
+from auth_service.service import Auth, auth_of, limited
+from auth_service.service import new_code
 from auth_service.emails import EmailDeliveryError
 from auth_service.models import AuthResult, CreateAccount, EmailBody, Login, PasswordReset, SignupAccepted, VerifyOtp
 from auth_service.repositories import otp as otp_repo

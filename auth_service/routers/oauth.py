@@ -5,7 +5,7 @@ import logging
 
 from fastapi import APIRouter, Request
 
-from auth_service.core import Auth, auth_of, limited
+from auth_service.service import Auth, auth_of, limited
 from auth_service.models import AuthResult, FacebookBody, IdTokenBody
 from auth_service.oauth import OAuthError, OAuthUnavailable, ProviderIdentity
 from auth_service.repositories import identities as identities_repo

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Request
 
-from auth_service.core import auth_of, current_account, limited, not_found
+from auth_service.service import auth_of, current_account, limited, not_found
 from auth_service.models import ReferralApply, ReferralInfo
 from auth_service.repositories import referrals as referrals_repo
 from auth_service.repositories import users as users_repo

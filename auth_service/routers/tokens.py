@@ -6,7 +6,7 @@ import secrets
 
 from fastapi import APIRouter, Request, Response
 
-from auth_service.core import auth_of, hash_refresh_token, limited
+from auth_service.service import auth_of, hash_refresh_token, limited
 from auth_service.models import RefreshBody, TokenPair
 from auth_service.repositories import tokens as tokens_repo
 from auth_service.repositories import users as users_repo

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
-from auth_service.core import auth_of, current_account, not_found
+from auth_service.service import auth_of, current_account, not_found
 from auth_service.models import Profile, ProfileUpdate, UserOut
 from auth_service.repositories import users as users_repo
 from shared.auth import CurrentUser

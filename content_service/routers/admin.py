@@ -35,17 +35,17 @@ async def start_sync(request: Request, body: SyncRequest | None = None,
 @router.get("/sync", summary="Sync state: running run, checkpoint, last result (service token)")
 async def sync_status(request: Request, caller: CurrentUser = Depends(require_service)):
     runner = getattr(request.app.state, "sync_runner", None)
-    repo = request.app.state.repo
+    catalog = request.app.state.catalog
     body = runner.status() if runner is not None else {"running": False, "configured": False}
-    body["index"] = {"names": len(repo.index), "entities": repo.index.entity_count,
-                     "version": repo.index_version, "stale": repo.stale,
-                     "built_at": repo.index_built_at, "build_seconds": repo.last_build_seconds}
+    body["index"] = {"names": len(catalog.index), "entities": catalog.index.entity_count,
+                     "version": catalog.index_version, "stale": catalog.stale,
+                     "built_at": catalog.index_built_at, "build_seconds": catalog.last_build_seconds}
     return body
 
 
 @router.post("/reindex", status_code=202, summary="Rebuild the search index (service token)")
 async def reindex(request: Request, caller: CurrentUser = Depends(require_service)):
-    repo = request.app.state.repo
-    await asyncio.to_thread(repo.rebuild)
-    return {"names": len(repo.index), "version": repo.index_version,
-            "build_seconds": repo.last_build_seconds}
+    catalog = request.app.state.catalog
+    await asyncio.to_thread(catalog.rebuild)
+    return {"names": len(catalog.index), "version": catalog.index_version,
+            "build_seconds": catalog.last_build_seconds}

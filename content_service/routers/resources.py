@@ -27,8 +27,8 @@ log = logging.getLogger("content_service.resources")
 
 async def _cached(request: Request, parts: tuple, produce):
     state = request.app.state
-    repo = state.repo
-    key = state.keys("content", "res", repo.store.entity_version(), *parts)
+    catalog = state.catalog
+    key = state.keys("content", "res", catalog.store.entity_version(), *parts)
     try:
         raw = await state.redis.get(key)
     except (RedisError, OSError) as exc:
@@ -56,7 +56,7 @@ async def _fetch_title(request: Request, kind: str, tid: int) -> bool:
     client = _tmdb(request)
     if client is None:
         return False
-    repo = request.app.state.repo
+    catalog = request.app.state.catalog
     try:
         append = "aggregate_credits" if kind == "tv" else "credits"
         body = await client.get(f"{kind}/{tid}", {"append_to_response": append})
@@ -70,11 +70,11 @@ async def _fetch_title(request: Request, kind: str, tid: int) -> bool:
 
     def write():
         persons = [r for r in recs if r["type"] == "person"]
-        existing = repo.store.get_entities([p["key"] for p in persons])
+        existing = catalog.store.get_entities([p["key"] for p in persons])
         merged = {}
         for p in persons:
             merged[p["key"]] = merge_person(merged.get(p["key"]) or existing.get(p["key"]), p)
-        repo.store.put_entities([r for r in recs if r["type"] != "person"] + list(merged.values()))
+        catalog.store.put_entities([r for r in recs if r["type"] != "person"] + list(merged.values()))
 
     await asyncio.to_thread(write)
     return True
@@ -84,7 +84,7 @@ async def _fetch_person(request: Request, pid: int) -> bool:
     client = _tmdb(request)
     if client is None:
         return False
-    repo = request.app.state.repo
+    catalog = request.app.state.catalog
     try:
         body = await client.get(f"person/{pid}")
         credits = await client.get(f"person/{pid}/combined_credits")
@@ -94,19 +94,19 @@ async def _fetch_person(request: Request, pid: int) -> bool:
         raise APIError(502, "UPSTREAM_UNAVAILABLE", f"TMDB did not answer: {exc.message}")
     finally:
         await client.aclose()
-    rec = merge_person(repo.store.get_entity(f"person:{pid}"), person_record(body, credits))
-    await asyncio.to_thread(repo.store.put_entities, [rec])
+    rec = merge_person(catalog.store.get_entity(f"person:{pid}"), person_record(body, credits))
+    await asyncio.to_thread(catalog.store.put_entities, [rec])
     return True
 
 
 def _title_route(kind: str, label: str):
     async def handler(request: Request, id: int = Path(..., ge=1)):
-        repo = request.app.state.repo
+        catalog = request.app.state.catalog
 
         async def produce():
-            found = repo.title(kind, id)
+            found = catalog.title(kind, id)
             if found is None and await _fetch_title(request, kind, id):
-                found = repo.title(kind, id)
+                found = catalog.title(kind, id)
             return found
 
         return await _cached(request, (label, id), produce)
@@ -122,12 +122,12 @@ router.add_api_route("/series/{id}", _title_route("tv", "series"), methods=["GET
 
 @router.get("/people/{id}/filmography", summary="A person and their filmography, newest first")
 async def filmography(request: Request, id: int = Path(..., ge=1)):
-    repo = request.app.state.repo
+    catalog = request.app.state.catalog
 
     async def produce():
-        found = repo.filmography(id)
+        found = catalog.filmography(id)
         if (found is None or found["person"].get("stub")) and await _fetch_person(request, id):
-            found = repo.filmography(id)
+            found = catalog.filmography(id)
         return found
 
     return await _cached(request, ("person", id), produce)

@@ -100,13 +100,13 @@ def _search(request: Request, q: str, mode: str, limit: int, type_: str | None) 
     key, _ = normalize_key(q)
     if not key:
         raise APIError(422, "INVALID_QUERY", "The query has no letters or digits to search for.")
-    repo = request.app.state.repo
-    ckey = (repo.index_version, id(repo.index), key, mode, limit, type_)
+    catalog = request.app.state.catalog
+    ckey = (catalog.index_version, id(catalog.index), key, mode, limit, type_)
     cache = _cache(request)
     body = cache.get(ckey)
     if body is None:
-        hits = repo.index.search(q, mode, limit, (type_,) if type_ else None)
-        recs = repo.briefs([h.entity for h in hits]) if hits else {}
+        hits = catalog.index.search(q, mode, limit, (type_,) if type_ else None)
+        recs = catalog.briefs([h.entity for h in hits]) if hits else {}
         results = []
         for h in hits:
             d = h.to_dict()
@@ -198,13 +198,13 @@ async def search(request: Request,
 @router.get("/popular", summary="Popular titles and characters (or one type)")
 async def popular(request: Request, type: PopularType | None = Query(None),
                   limit: int = Query(20, ge=1, le=100)):
-    repo = request.app.state.repo
+    catalog = request.app.state.catalog
     if type is None:
-        return {"titles": repo.popular(["movie", "tv"], limit),
-                "characters": repo.popular(["character"], limit)}
+        return {"titles": catalog.popular(["movie", "tv"], limit),
+                "characters": catalog.popular(["character"], limit)}
     if type in ("anime", "cartoon"):
-        return {"type": type, "results": repo.popular(["tv", "movie"], limit, flags=type)}
-    return {"type": type, "results": repo.popular([type], limit)}
+        return {"type": type, "results": catalog.popular(["tv", "movie"], limit, flags=type)}
+    return {"type": type, "results": catalog.popular([type], limit)}
 
 
 @router.get("/characters", summary="Characters of a series (or a movie), in cast order")
@@ -214,7 +214,7 @@ async def characters(request: Request, series_id: int | None = Query(None, ge=1)
     if (series_id is None) == (movie_id is None):
         raise APIError(422, "INVALID_PARAMETERS", "Give exactly one of series_id and movie_id.")
     key = f"tv:{series_id}" if series_id is not None else f"movie:{movie_id}"
-    found = request.app.state.repo.characters_of(key)
+    found = request.app.state.catalog.characters_of(key)
     if found is None:
         raise APIError(404, "NOT_FOUND", f"No {'series' if series_id else 'movie'} with that id.")
     return {"title": key, "characters": found[:limit]}

@@ -29,11 +29,11 @@ CHECKPOINT_EVERY = 5
 
 
 class SyncRunner:
-    def __init__(self, repo, client_factory, *, popular_pages: int = 5, trending: bool = True,
+    def __init__(self, catalog, client_factory, *, popular_pages: int = 5, trending: bool = True,
                  people_per_title: int = 5, max_age_seconds: float = 7 * 24 * 3600,
                  tvdb_factory=None):
-        self.repo = repo
-        self.store = repo.store
+        self.catalog = catalog
+        self.store = catalog.store
         self.client_factory = client_factory
         self.tvdb_factory = tvdb_factory
         self.popular_pages = popular_pages
@@ -161,14 +161,14 @@ class SyncRunner:
             cp["phase"] = "index"
             await self._put_meta(CHECKPOINT, cp)
         self.current["phase"] = "index"
-        if self.repo.stale:
-            await asyncio.to_thread(self.repo.rebuild)
+        if self.catalog.stale:
+            await asyncio.to_thread(self.catalog.rebuild)
         result = {"status": "ok", "run_id": cp["run_id"], "trigger": cp.get("trigger", trigger),
                   "resumed": resumed, "started_at": cp["started_at"], "finished_at": time.time(),
                   "queued": len(cp["queue"]), "stats": stats,
                   "tmdb": {"requests": client.requests, "cache_hits": client.cache_hits,
                            "throttled": client.throttled},
-                  "index": {"names": len(self.repo.index), "version": self.repo.index_version}}
+                  "index": {"names": len(self.catalog.index), "version": self.catalog.index_version}}
         await asyncio.to_thread(self.store.delete_meta, CHECKPOINT)
         await self._put_meta(LAST, result)
         log.info("sync finished", extra={k: v for k, v in result.items() if k != "stats"})
@@ -313,12 +313,12 @@ def _brief_checkpoint(cp: dict | None) -> dict | None:
             "people": len(cp.get("people") or [])}
 
 
-async def refresh_loop(repo, interval: float) -> None:
+async def refresh_loop(catalog, interval: float) -> None:
     """Pick up snapshots other processes build (several workers or instances on one store)."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(repo.refresh)
+            await asyncio.to_thread(catalog.refresh)
         except Exception:
             log.exception("index refresh failed")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 from pydantic import ValidationError
@@ -21,12 +21,18 @@ from shared.events import Event
 
 log = logging.getLogger("shared.bus.consumer")
 
-Handler = Callable[[asyncpg.Connection, Event], Awaitable[None]]
+# `async def on_x(conn, event, state)`: the idempotency transaction's connection, the event, and the
+# running app's state (its pools, Redis, clients), so handlers live at module level and need no
+# reference to an app that does not exist yet when they are registered.
+Handler = Callable[[asyncpg.Connection, Event, Any], Awaitable[None]]
 ATTEMPT_HEADER = "x-attempt"
 
 
 class EventHandlers:
-    """event type -> handler(conn, event); handlers run in the idempotency transaction."""
+    """event type -> handler(conn, event, state); handlers run in the idempotency transaction.
+
+    A service declares one module-level `handlers = EventHandlers()` and decorates its handlers
+    with `@handlers.on(EventType.X, ...)`; the app factory's consumer calls them with `app.state`."""
 
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
@@ -53,6 +59,7 @@ class Consumer:
         queue: str,
         pool: asyncpg.Pool,
         handlers: EventHandlers,
+        state: Any = None,
         bindings: list[str] | None = None,
         prefetch: int = 20,
         max_attempts: int = 5,
@@ -63,6 +70,7 @@ class Consumer:
         self.queue = queue
         self.pool = pool
         self.handlers = handlers
+        self.state = state
         self.bindings = bindings if bindings is not None else handlers.bindings
         self.prefetch = prefetch
         self.max_attempts = max(1, max_attempts)
@@ -202,7 +210,7 @@ class Consumer:
                 if not first_time:
                     log.info("duplicate event skipped", extra={"event_id": event.event_id, "event_type": event.event_type})
                     return False
-                await handler(conn, event)
+                await handler(conn, event, self.state)
                 return True
 
     def _ack(self, ch: AMQPChannel, tag: int) -> None:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from content_service.corpus.real import real_records
 from content_service.engine import Store
-from content_service.repository import ContentRepository
+from content_service.service import ContentCatalog
 from content_service.sync.runner import SyncRunner
 from content_service.sync.tmdb import TMDBClient, TMDBError, retry_after_seconds
 from content_service.sync.tvdb import TVDBClient
@@ -68,22 +68,22 @@ async def test_tvdb_login_search_relogin_and_429():
 
 async def test_tvdb_step_adds_aliases_that_search_finds(tmp_path):
     state = {"logins": 0}
-    repo = ContentRepository(tmp_path / "data")
-    repo.open("real")
+    catalog = ContentCatalog(tmp_path / "data")
+    catalog.open("real")
 
     def tvdb_factory():
         return TVDBClient("http://tvdb.local/v4", "tvdb-key",
                           transport=httpx.ASGITransport(app=tvdb_app(state)), sleep=no_sleep)
 
-    runner = SyncRunner(repo, client_factory=None, tvdb_factory=tvdb_factory)
+    runner = SyncRunner(catalog, client_factory=None, tvdb_factory=tvdb_factory)
     out = await runner._tvdb({"queue": [["tv", 46260], ["tv", 1396], ["movie", 155]]})
     assert out["matched"] == 1 and out["aliases"] >= 2
-    rec = repo.store.get_entity("tv:46260")
+    rec = catalog.store.get_entity("tv:46260")
     assert rec["tvdb_id"] == 78857
-    repo.rebuild()
-    hits = repo.index.search("naruto tv", "auto", 5)
+    catalog.rebuild()
+    hits = catalog.index.search("naruto tv", "auto", 5)
     assert hits[0].entity == "tv:46260" and hits[0].name == "Naruto TV"
-    repo.close()
+    catalog.close()
 
 
 def test_retry_after_forms():
@@ -150,33 +150,33 @@ def test_a_second_process_snapshot_is_picked_up(tmp_path):
     import subprocess
     import sys
 
-    repo = ContentRepository(tmp_path / "data")
-    repo.open("real")
-    assert repo.refresh() is False
-    assert not repo.index.search("zyxwvut movie", "auto")
+    catalog = ContentCatalog(tmp_path / "data")
+    catalog.open("real")
+    assert catalog.refresh() is False
+    assert not catalog.index.search("zyxwvut movie", "auto")
     script = (
         "import sys; sys.path.insert(0, %r)\n"
-        "from content_service.repository import ContentRepository\n"
-        "r = ContentRepository(%r); r.open('none')\n"
+        "from content_service.service import ContentCatalog\n"
+        "r = ContentCatalog(%r); r.open('none')\n"
         "r.store.put_entities([{'key': 'movie:777', 'type': 'movie', 'id': 777,"
         " 'name': 'Zyxwvut Movie', 'popularity': 5.0}])\n"
         "r.rebuild(); r.close()\n") % (str(__import__("pathlib").Path(__file__).parents[2]),
                                        str(tmp_path / "data"))
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
-    assert repo.refresh() is True
-    assert repo.index.search("zyxwvut movie", "auto")[0].entity == "movie:777"
-    assert repo.stale is False
-    repo.close()
+    assert catalog.refresh() is True
+    assert catalog.index.search("zyxwvut movie", "auto")[0].entity == "movie:777"
+    assert catalog.stale is False
+    catalog.close()
 
 
 async def test_one_sync_per_store(tmp_path):
     from content_service.sync.runner import _ProcessLock
 
-    repo = ContentRepository(tmp_path / "data")
-    repo.open("real")
-    held = _ProcessLock(repo.store.path / "sync.lock")
+    catalog = ContentCatalog(tmp_path / "data")
+    catalog.open("real")
+    held = _ProcessLock(catalog.store.path / "sync.lock")
     assert held.acquire()
-    runner = SyncRunner(repo, client_factory=lambda: None)
+    runner = SyncRunner(catalog, client_factory=lambda: None)
     assert (await runner.run("test"))["status"] == "skipped"
     held.release()
-    repo.close()
+    catalog.close()

@@ -38,10 +38,12 @@ def via_proxy(url: str, proxy: TcpProxy) -> str:
 class Recorder:
     def __init__(self):
         self.calls: list[Event] = []
+        self.states: list = []
         self.failures_left: dict[str, int] = {}
 
-    async def __call__(self, conn, event: Event):
+    async def __call__(self, conn, event: Event, state):
         self.calls.append(event)
+        self.states.append(state)
         await conn.execute("SELECT 1")
         left = self.failures_left.get(event.event_id, 0)
         if left == -1 or left > 0:
@@ -59,6 +61,7 @@ def make_consumer(service_env, pool, queue, recorder, *types, **kwargs):
         queue=queue,
         pool=pool,
         handlers=handlers,
+        state=kwargs.get("state"),
         max_attempts=kwargs.get("max_attempts", 3),
         retry_delays_ms=kwargs.get("retry_delays_ms", [50, 100]),
     )
@@ -185,7 +188,8 @@ async def test_rolled_back_transaction_emits_nothing(service_env, pool):
 async def test_redelivered_event_is_handled_once(service_env, pool):
     recorder = Recorder()
     queue = f"idem-{uuid.uuid4().hex[:8]}.events"
-    consumer = make_consumer(service_env, pool, queue, recorder, "quota.updated")
+    app_state = object()  # what the app factory passes: app.state
+    consumer = make_consumer(service_env, pool, queue, recorder, "quota.updated", state=app_state)
     consumer.start()
     await asyncio.wait_for(consumer.ready.wait(), 10)
     publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE)
@@ -198,6 +202,7 @@ async def test_redelivered_event_is_handled_once(service_env, pool):
         await wait_until(lambda: consumer.handled + consumer.duplicates == 4)
         assert [e.event_id for e in recorder.calls].count(event.event_id) == 1
         assert consumer.handled == 2 and consumer.duplicates == 2
+        assert all(s is app_state for s in recorder.states)  # handlers get (conn, event, state)
     finally:
         await consumer.stop()
         await publisher.close()

@@ -24,7 +24,7 @@ async def test_run_ends_when_stopped_during_connect(service_env, databases):
     handlers = EventHandlers()
 
     @handlers.on("user.created")
-    async def _noop(conn, event):
+    async def _noop(conn, event, state):
         pass
 
     consumer = StoppedWhileDeclaring(

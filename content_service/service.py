@@ -1,5 +1,5 @@
-"""The content service's data: the embedded store, the search index built from it, and the
-queries the routes need. All calls here are synchronous and short (LMDB reads are memory-mapped
+"""The content service's domain layer: the catalogue of titles, people and characters (the embedded
+store, the search index built from it) and the queries the routes need. All calls here are synchronous and short (LMDB reads are memory-mapped
 B-tree lookups, microseconds); index (re)builds run in a worker thread and swap in atomically.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from content_service.corpus import generate, names_of
 from content_service.corpus.real import real_records
 from content_service.engine import EntityNames, SearchIndex, Store
 
-log = logging.getLogger("content_service.repository")
+log = logging.getLogger("content_service.catalog")
 
 TITLE_TYPES = ("movie", "tv")
 BRIEF_CACHE = 50_000
@@ -25,7 +25,7 @@ def entity_names(records) -> list[EntityNames]:
             for r in records]
 
 
-class ContentRepository:
+class ContentCatalog:
     def __init__(self, data_dir: str | Path, *, map_size_gb: int = 32):
         self.store = Store(Path(data_dir) / "store", map_size=map_size_gb * 2**30)
         self.index = SearchIndex.build([])
