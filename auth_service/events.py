@@ -9,11 +9,10 @@ import asyncpg
 from auth_service.repositories import users as users_repo
 from shared.bus import EventHandlers
 from shared.events import Event, EventType
+from shared.tiers import parse_tier
 
 log = logging.getLogger("auth_service.events")
 handlers = EventHandlers()
-
-TIER_BY_NAME = {"free": 0, "pro": 1, "max": 2}
 
 
 def tier_of(event: Event) -> int | None:
@@ -21,13 +20,7 @@ def tier_of(event: Event) -> int | None:
     if value is None:
         # A cancellation without a tier means back to free; other events must say.
         return 0 if event.event_type == EventType.SUBSCRIPTION_CANCELLED.value else None
-    if isinstance(value, str):
-        value = TIER_BY_NAME.get(value.strip().lower(), value)
-    try:
-        tier = int(value)
-    except (TypeError, ValueError):
-        return None
-    return tier if 0 <= tier <= 2 else None
+    return parse_tier(value)
 
 
 @handlers.on(

@@ -2,9 +2,9 @@
 
 from fastapi import FastAPI
 
-from payment_service.billing import Billing
-from payment_service.events import build_handlers
+from payment_service.events import handlers
 from payment_service.routers import account, webhooks
+from payment_service.service import Billing
 from payment_service.settings import Settings
 from payment_service.stripe_gateway import StripeGateway
 from payment_service.sweeper import Sweeper
@@ -19,7 +19,6 @@ WEBHOOK_PATHS = ("/webhook", "/webhooks/", LEGACY_PREFIX + "/webhook")
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
-    holder: dict[str, FastAPI] = {}
 
     async def startup(app: FastAPI) -> None:
         state = app.state
@@ -30,7 +29,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             max_network_retries=settings.stripe_max_network_retries,
         )
         state.billing = Billing(settings, state.gateway)
-        state.stripe_handlers = webhooks._stripe_handlers(state.billing)
         state.quota = QuotaClient(state.core_db, state.redis, state.keys, cache_ttl_seconds=settings.quota_cache_ttl_seconds)
         state.tier_resolver = TierResolver(state.redis, state.keys, state.core_db)
         state.sweeper = Sweeper(app, settings.sweep_interval_seconds)
@@ -40,22 +38,17 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         await app.state.sweeper.stop()
         await app.state.gateway.close()
 
-    app = create_app(
+    return create_app(
         service="payment",
         settings=settings,
-        routers=[account.router],
+        routers=[account.router, webhooks.router],
         legacy_prefixes=[LEGACY_PREFIX],
-        consumer=build_handlers(lambda: holder["app"]),
+        consumer=handlers,
         on_startup=[startup],
         on_shutdown=[shutdown],
         # Provider webhooks: authenticated per event, delivered in bursts from a few addresses.
         rate_limit_exempt=WEBHOOK_PATHS,
     )
-    # Provider webhooks: authenticated per event, not rate limited per client address.
-    app.include_router(webhooks.router)
-    app.include_router(webhooks.router, prefix=LEGACY_PREFIX, include_in_schema=False)
-    holder["app"] = app
-    return app
 
 
 __getattr__ = lazy_app(build_app)

@@ -33,23 +33,15 @@ class Settings(ServiceSettings):
     # Hosts (besides FRONTEND_URL's, and their subdomains) allowed as checkout/portal redirect targets.
     allowed_redirect_hosts: list[str] = []
 
-
     # Background sweeper: expired reservations, daily free resets, grace periods that ended.
     sweep_interval_seconds: float = 30.0
     reservation_retention_days: int = 7
     quota_cache_ttl_seconds: int = 300
 
     @field_validator("stripe_api_key", "stripe_webhook_secret", "stripe_price_pro", "stripe_price_max",
-                     "revenuecat_webhook_auth", mode="before")
+                     "revenuecat_webhook_auth", "stripe_trial_days", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
-
-    @field_validator("stripe_trial_days", mode="before")
-    @classmethod
-    def _blank_trial(cls, value):
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -9,13 +9,10 @@ from typing import Any
 
 import stripe
 
+from payment_service import errors
 from shared.errors import APIError
 
 log = logging.getLogger("payment.stripe")
-
-
-def stripe_not_configured() -> APIError:
-    return APIError(503, "STRIPE_NOT_CONFIGURED", "Card payments are not configured on this server (STRIPE_API_KEY is not set).")
 
 
 class StripeGateway:
@@ -39,7 +36,7 @@ class StripeGateway:
 
     def require(self) -> stripe.StripeClient:
         if self.client is None:
-            raise stripe_not_configured()
+            raise errors.STRIPE_NOT_CONFIGURED()
         return self.client
 
     async def close(self) -> None:
@@ -65,17 +62,16 @@ async def stripe_errors(action: str):
     except APIError:
         raise
     except stripe.CardError as exc:
-        raise APIError(402, "CARD_DECLINED", exc.user_message or "The card was declined.", stripe_code=exc.code) from None
+        raise errors.CARD_DECLINED(exc.user_message, stripe_code=exc.code) from None
     except stripe.InvalidRequestError as exc:
         log.warning("stripe refused a request", extra={"action": action, "error": str(exc), "param": exc.param})
-        raise APIError(502, "STRIPE_REJECTED", f"Stripe refused to {action}: {exc.user_message or exc}", stripe_code=exc.code) from None
+        raise errors.STRIPE_REJECTED(f"Stripe refused to {action}: {exc.user_message or exc}", stripe_code=exc.code) from None
     except stripe.AuthenticationError:
         log.error("stripe rejected our API key", extra={"action": action})
-        raise APIError(503, "STRIPE_UNAVAILABLE", "Card payments are unavailable right now (configuration).") from None
+        raise errors.STRIPE_UNAVAILABLE("Card payments are unavailable right now (configuration).") from None
     except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
         log.warning("stripe unreachable", extra={"action": action, "error": str(exc)})
-        raise APIError(503, "STRIPE_UNAVAILABLE", "Card payments are unavailable right now; try again shortly.",
-                       headers={"Retry-After": "5"}) from None
+        raise errors.STRIPE_UNAVAILABLE(headers={"Retry-After": "5"}) from None
     except stripe.StripeError as exc:
         log.warning("stripe error", extra={"action": action, "error": str(exc)})
-        raise APIError(502, "STRIPE_ERROR", f"Stripe could not {action} right now; try again shortly.") from None
+        raise errors.STRIPE_ERROR(f"Stripe could not {action} right now; try again shortly.") from None

@@ -29,7 +29,7 @@ async def sweep_once(app) -> dict[str, int]:
                 applied.append(a)
         deleted = await repo.delete_old_reservations(conn, state.settings.reservation_retention_days)
     await state.quota.drop_cache(*set(expired + reset))
-    await after_commit(app, applied)
+    await after_commit(state, applied)
     return {"expired": len(set(expired)), "reset": len(reset), "reconciled": len(applied), "deleted": deleted}
 
 

@@ -17,8 +17,8 @@ from shared.tiers import TIER_CACHE_TTL_SECONDS
 log = logging.getLogger("payment.webhooks")
 
 
-async def after_commit(app, applied: Iterable) -> None:
-    state = app.state
+async def after_commit(state, applied: Iterable) -> None:
+    """`state`: the app's state (redis, keys); `applied`: the ledger's Applied changes."""
     users = {}
     for a in applied:
         if a is not None:

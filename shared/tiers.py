@@ -48,11 +48,29 @@ TIER_CONTEXT_TOKENS: dict[int, int] = {TIER_FREE: 12_000, TIER_PRO: 64_000, TIER
 REFERRAL_BONUS_REFERRER = 10
 REFERRAL_BONUS_REFERRED = 5
 
+# The one name <-> number map is shared.auth.TIER_NAMES (tokens carry it); everything else derives.
 TIER_BY_NAME: dict[str, int] = {name: tier for tier, name in TIER_NAMES.items()}
 
 
 def tier_name(tier: int) -> str:
     return TIER_NAMES.get(tier, "free")
+
+
+def parse_tier(value: Any) -> int | None:
+    """A tier given by name ("pro", " Max ") or number (2, "2"); None when it is neither a known
+    name nor a number within the tiers."""
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name in TIER_BY_NAME:
+            return TIER_BY_NAME[name]
+        value = name
+    if isinstance(value, bool):
+        return None
+    try:
+        tier = int(value)
+    except (TypeError, ValueError):
+        return None
+    return tier if TIER_FREE <= tier <= TIER_MAX else None
 
 
 def clamp_tier(value: Any) -> int:
@@ -153,6 +171,10 @@ __all__ = [
     "TIER_PRICES_CENTS",
     "TIER_CONTEXT_TOKENS",
     "TIER_BY_NAME",
+    "TIER_FREE",
+    "TIER_PRO",
+    "TIER_MAX",
+    "TIER_NAMES",
     "UNLIMITED",
     "REFERRAL_BONUS_REFERRER",
     "REFERRAL_BONUS_REFERRED",
@@ -160,5 +182,6 @@ __all__ = [
     "set_cached_tier",
     "drop_cached_tier",
     "tier_name",
+    "parse_tier",
     "clamp_tier",
 ]

@@ -15,73 +15,45 @@ import orjson
 import stripe
 from fastapi import APIRouter, Request
 
+from payment_service import errors
 from payment_service.models import WebhookAck
 from payment_service.repositories import billing as repo
 from payment_service.repositories.billing import as_uuid
+from payment_service.service import SUBSCRIPTION_EVENTS
 from payment_service.webhook_effects import after_commit
-from shared.errors import APIError
+from shared.errors import documented
 
 log = logging.getLogger("payment.webhooks")
 router = APIRouter(tags=["webhooks"])
 
 
-# Their handlers take the subscription row already locked and read with the event's record.
-SUBSCRIPTION_EVENTS = {
-    "customer.subscription.created": {"reason": "created"},
-    "customer.subscription.updated": {"reason": "updated"},
-    "customer.subscription.deleted": {"reason": "deleted", "deleted": True},
-    "customer.subscription.paused": {"reason": "paused"},
-    "customer.subscription.resumed": {"reason": "resumed"},
-}
-
-
-def _stripe_handlers(billing):
-    def subscription(options):
-        async def handle(conn, obj, when, event_id, locked_prev):
-            applied = await billing.apply_stripe_subscription(conn, obj, when, provider_event_id=event_id,
-                                                              locked_prev=locked_prev, **options)
-            return [applied] if applied else []
-        return handle
-
-    return {
-        "checkout.session.completed": billing.on_checkout_completed,
-        **{event_type: subscription(options) for event_type, options in SUBSCRIPTION_EVENTS.items()},
-        "invoice.paid": billing.on_invoice_paid,
-        "invoice.payment_failed": billing.on_invoice_failed,
-        "charge.refunded": billing.on_charge_refunded,
-    }
-
-
-def _bad_payload(message: str) -> APIError:
-    return APIError(400, "INVALID_PAYLOAD", message)
-
-
-@router.post("/webhook", response_model=WebhookAck)
+@router.post("/webhook", response_model=WebhookAck,
+             responses=documented(errors.INVALID_SIGNATURE, errors.INVALID_PAYLOAD, errors.WEBHOOK_NOT_CONFIGURED))
 async def stripe_webhook(request: Request):
     state = request.app.state
     secret = state.settings.stripe_webhook_secret
     if not secret:
-        raise APIError(503, "WEBHOOK_NOT_CONFIGURED", "STRIPE_WEBHOOK_SECRET is not set; the event was not processed.")
+        raise errors.WEBHOOK_NOT_CONFIGURED("STRIPE_WEBHOOK_SECRET is not set; the event was not processed.")
     raw = await request.body()
     signature = request.headers.get("stripe-signature")
     try:
         stripe.WebhookSignature.verify_header(raw, signature, secret, state.settings.stripe_webhook_tolerance_seconds)
     except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError):
-        raise APIError(400, "INVALID_SIGNATURE", "The Stripe-Signature header does not match this payload (or is too old).") from None
+        raise errors.INVALID_SIGNATURE() from None
     try:
         event = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise _bad_payload("The webhook body is not JSON.") from None
+        raise errors.INVALID_PAYLOAD("The webhook body is not JSON.") from None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
-        raise _bad_payload("The webhook body is not a Stripe event.")
+        raise errors.INVALID_PAYLOAD("The webhook body is not a Stripe event.")
     obj = (event.get("data") or {}).get("object") if isinstance(event.get("data"), dict) else None
     created = event.get("created")
     if not isinstance(obj, dict) or not isinstance(created, int):
-        raise _bad_payload("The Stripe event has no data.object or created time.")
+        raise errors.INVALID_PAYLOAD("The Stripe event has no data.object or created time.")
     when = datetime.fromtimestamp(created, timezone.utc)
-    handler = state.stripe_handlers.get(event["type"])
+    handler = state.billing.stripe_handler(event["type"])
     if handler is not None and obj.get("id") is None:
-        raise _bad_payload("The event's object has no id.")
+        raise errors.INVALID_PAYLOAD("The event's object has no id.")
     applied = []
     try:
         async with state.core_db.acquire() as conn:
@@ -104,8 +76,8 @@ async def stripe_webhook(request: Request):
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # The event is signed but not shaped as its type should be: nothing was changed.
         log.warning("malformed stripe event", extra={"event_id": event["id"], "type": event["type"], "error": repr(exc)})
-        raise _bad_payload(f"The {event['type']} event is malformed: {exc}") from None
-    await after_commit(request.app, applied)
+        raise errors.INVALID_PAYLOAD(f"The {event['type']} event is malformed: {exc}") from None
+    await after_commit(state, applied)
     return WebhookAck()
 
 
@@ -117,22 +89,23 @@ def _revenuecat_user(event: dict) -> str | None:
     return None
 
 
-@router.post("/webhooks/revenuecat", response_model=WebhookAck)
+@router.post("/webhooks/revenuecat", response_model=WebhookAck,
+             responses=documented(errors.INVALID_WEBHOOK_AUTH, errors.INVALID_PAYLOAD, errors.WEBHOOK_NOT_CONFIGURED))
 async def revenuecat_webhook(request: Request):
     state = request.app.state
     expected = state.settings.revenuecat_webhook_auth
     if not expected:
-        raise APIError(503, "WEBHOOK_NOT_CONFIGURED", "REVENUECAT_WEBHOOK_AUTH is not set; the event was not processed.")
+        raise errors.WEBHOOK_NOT_CONFIGURED("REVENUECAT_WEBHOOK_AUTH is not set; the event was not processed.")
     given = request.headers.get("authorization") or ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise APIError(401, "INVALID_WEBHOOK_AUTH", "The Authorization header does not match the configured RevenueCat secret.")
+        raise errors.INVALID_WEBHOOK_AUTH()
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
-        raise _bad_payload("The webhook body is not JSON.") from None
+        raise errors.INVALID_PAYLOAD("The webhook body is not JSON.") from None
     event = body.get("event") if isinstance(body, dict) else None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
-        raise _bad_payload("The body is not a RevenueCat event ({\"event\": {id, type, ...}}).")
+        raise errors.INVALID_PAYLOAD("The body is not a RevenueCat event ({\"event\": {id, type, ...}}).")
     stamp = event.get("event_timestamp_ms")
     when = datetime.fromtimestamp((int(stamp) / 1000) if isinstance(stamp, (int, float)) else time.time(), timezone.utc)
     user_id = _revenuecat_user(event)
@@ -150,6 +123,6 @@ async def revenuecat_webhook(request: Request):
                 await repo.set_webhook_outcome(conn, "revenuecat", event["id"], "applied" if applied else "ignored")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.warning("malformed revenuecat event", extra={"event_id": event["id"], "error": repr(exc)})
-        raise _bad_payload(f"The {event['type']} event is malformed: {exc}") from None
-    await after_commit(request.app, applied)
+        raise errors.INVALID_PAYLOAD(f"The {event['type']} event is malformed: {exc}") from None
+    await after_commit(state, applied)
     return WebhookAck(ignored=not applied)

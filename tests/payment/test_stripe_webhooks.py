@@ -310,7 +310,7 @@ async def test_cache_writes_after_commit_survive_a_redis_outage(infra, run_id):
     Redis is away they are remembered and replayed before the process's next use of the cache."""
     from types import SimpleNamespace
 
-    from payment_service.billing import Applied
+    from payment_service.service import Applied
     from payment_service.webhook_effects import after_commit
     from shared.redis import Keys, create_redis, replay_pending
     from shared.testing.proxy import TcpProxy
@@ -319,19 +319,19 @@ async def test_cache_writes_after_commit_survive_a_redis_outage(infra, run_id):
     redis = create_redis(f"redis://127.0.0.1:{proxy.port}/0")
     direct = create_redis(infra.redis_url)
     keys = Keys(f"{run_id}-after-commit")
-    app = SimpleNamespace(state=SimpleNamespace(redis=redis, keys=keys))
+    state = SimpleNamespace(redis=redis, keys=keys)
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     try:
         for u in (a, b):
             await direct.set(keys("tier", u), 0)
             await direct.set(keys("quota", u), "{}")
-        await after_commit(app, [Applied(a, 1, 0, "created"), None, Applied(b, 2, 0, "created")])
+        await after_commit(state, [Applied(a, 1, 0, "created"), None, Applied(b, 2, 0, "created")])
         assert [await direct.get(keys("tier", u)) for u in (a, b)] == ["1", "2"]
         assert [await direct.get(keys("quota", u)) for u in (a, b)] == [None, None]
         assert 0 < await direct.ttl(keys("tier", a)) <= 300
         await direct.set(keys("quota", a), "{}")
         proxy.cut()
-        await after_commit(app, [Applied(a, 0, 1, "cancelled")])  # no error: the webhook is still answered
+        await after_commit(state, [Applied(a, 0, 1, "cancelled")])  # no error: the webhook is still answered
         assert await direct.get(keys("tier", a)) == "1" and await direct.get(keys("quota", a)) == "{}"
         proxy.restore()
         await replay_pending(redis)

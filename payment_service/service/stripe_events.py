@@ -1,170 +1,57 @@
-"""Applying provider state (Stripe webhooks and API answers, RevenueCat webhooks) to subscriptions,
-tiers and quotas, with the events that announce each change.
+"""Stripe's webhooks and API answers applied to the ledger: subscriptions, checkout sessions,
+invoices (paid: a new period and fresh allowances; failed: the grace period) and refunds.
 
-Every change runs inside one database transaction that also records the provider event id (once
-only), the subscription row, the quota reset and the outbox events. Ordering: each row remembers
-when the provider produced the state applied to it (`source_updated_at`, the Stripe event's
-`created` / RevenueCat's `event_timestamp_ms`); an older state is ignored, and a Stripe
-subscription that has ended (`canceled`) never comes back, so `deleted` delivered before an
-`updated` of the same second cannot be undone by it.
-
-After commit the caller writes the user's new tier into the Redis tier cache every service reads
-(`shared.tiers.set_cached_tier`) and drops the quota cache.
-"""
+`stripe_handler(event_type)` is the public dispatch the webhook route uses."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
-import asyncpg
 import stripe
 
 from payment_service import stripe_errors
 from payment_service.repositories import billing as repo
 from payment_service.repositories.billing import as_uuid
+from payment_service.service.ledger import ENDED_STATUSES, Applied, SubscriptionLedger, iso, obj_id, ts
+from payment_service.service.plans import paid_tier_of
+from payment_service.stripe_gateway import to_dict
 from shared.bus import emit
 from shared.events import EventType, make_event
-from shared.tiers import TIER_QUOTAS, tier_name
+from shared.tiers import parse_tier
 
 log = logging.getLogger("payment.billing")
 
-ENTITLED_STATUSES = ("active", "trialing", "past_due")
-ENDED_STATUSES = ("canceled", "expired", "incomplete_expired")
-
-
-def ts(value: Any) -> datetime | None:
-    if value in (None, "", 0):
-        return None
-    return datetime.fromtimestamp(int(value), timezone.utc)
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
-
-
-def obj_id(value: Any) -> str | None:
-    """A Stripe reference that may be an id or an expanded object."""
-    if isinstance(value, dict):
-        return value.get("id")
-    return value or None
-
-
-@dataclass
-class Applied:
-    user_id: str
-    tier: int
-    previous_tier: int
-    event: str | None = None
-
-
-def classify(prev: asyncpg.Record | None, row: asyncpg.Record, before: int, after: int) -> str | None:
-    status = row["status"]
-    prev_status = prev["status"] if prev else None
-    new_subscription = status in ("active", "trialing") and prev_status not in ENTITLED_STATUSES
-    if status in ENDED_STATUSES and prev_status not in ENDED_STATUSES:
-        return "cancelled"
-    if status == "paused" and prev_status != "paused":
-        return "paused"
-    if prev_status == "paused" and status in ("active", "trialing"):
-        return "resumed"
-    if new_subscription and after >= before and not (0 < before < after):
-        return "created"
-    if after > before:
-        return "upgraded"
-    if after < before:
-        return "downgraded"
-    if row["cancel_at_period_end"] and not (prev and prev["cancel_at_period_end"]):
-        return "cancelled"
-    if prev and prev["cancel_at_period_end"] and not row["cancel_at_period_end"] and status in ("active", "trialing"):
-        return "resumed"
-    return None
-
-
-_EVENT_TYPES = {
-    "created": EventType.SUBSCRIPTION_CREATED,
-    "upgraded": EventType.SUBSCRIPTION_UPGRADED,
-    "downgraded": EventType.SUBSCRIPTION_DOWNGRADED,
-    "cancelled": EventType.SUBSCRIPTION_CANCELLED,
-    "paused": EventType.SUBSCRIPTION_PAUSED,
-    "resumed": EventType.SUBSCRIPTION_RESUMED,
+# Their handlers take the subscription row already locked and read with the event's record
+# (repositories.billing.record_subscription_event).
+SUBSCRIPTION_EVENTS = {
+    "customer.subscription.created": {"reason": "created"},
+    "customer.subscription.updated": {"reason": "updated"},
+    "customer.subscription.deleted": {"reason": "deleted", "deleted": True},
+    "customer.subscription.paused": {"reason": "paused"},
+    "customer.subscription.resumed": {"reason": "resumed"},
 }
 
 
-class Billing:
-    def __init__(self, settings, gateway=None):
-        self.settings = settings
-        self.gateway = gateway
-        self.grace = timedelta(days=settings.payment_grace_days)
-        self.price_tiers: dict[str, int] = {}
-        if settings.stripe_price_pro:
-            self.price_tiers[settings.stripe_price_pro] = 1
-        if settings.stripe_price_max:
-            self.price_tiers[settings.stripe_price_max] = 2
-        self.entitlement_tiers = dict(settings.revenuecat_entitlement_tiers)
+class StripeBilling(SubscriptionLedger):
+    def stripe_handler(self, event_type: str):
+        """The coroutine applying a Stripe event of this type, or None for a type we ignore.
+        Subscription events: `handler(conn, obj, when, event_id, locked_prev)`; the others:
+        `handler(conn, obj, when, event_id)`. Each returns the list of Applied changes."""
+        options = SUBSCRIPTION_EVENTS.get(event_type)
+        if options is not None:
+            async def subscription_changed(conn, obj, when, event_id, locked_prev) -> list[Applied]:
+                applied = await self.apply_stripe_subscription(conn, obj, when, provider_event_id=event_id,
+                                                               locked_prev=locked_prev, **options)
+                return [applied] if applied else []
+            return subscription_changed
+        return {
+            "checkout.session.completed": self.on_checkout_completed,
+            "invoice.paid": self.on_invoice_paid,
+            "invoice.payment_failed": self.on_invoice_failed,
+            "charge.refunded": self.on_charge_refunded,
+        }.get(event_type)
 
-    # ------------------------------------------------------------------------------ common
-    def tier_for_price(self, price_id: str | None) -> int:
-        if price_id in self.price_tiers:
-            return self.price_tiers[price_id]
-        log.warning("stripe price maps to no tier; treated as free", extra={"price_id": price_id})
-        return 0
-
-    def price_for_tier(self, tier: int) -> str | None:
-        return {1: self.settings.stripe_price_pro, 2: self.settings.stripe_price_max}.get(tier)
-
-    async def finish(self, conn, user_id: str, before: int, prev, row, *, source: str, reason: str,
-                     provider_event_id: str | None, after: int | None = None) -> Applied:
-        """After a subscription row changed: new effective tier, quota reset on a tier change, one event.
-        `after`: the tier already settled by the caller (save_subscription_and_settle_tier)."""
-        if after is None:
-            after = await repo.settle_tier(conn, user_id, before)
-        kind = classify(prev, row, before, after) if row is not None else (
-            "upgraded" if after > before else "downgraded" if after < before else None)
-        if kind:
-            await emit(conn, make_event(
-                _EVENT_TYPES[kind], user_id,
-                {
-                    "tier": after,
-                    "tier_name": tier_name(after),
-                    "previous_tier": before,
-                    "status": row["status"] if row is not None else None,
-                    "source": source,
-                    "subscription_id": row["external_id"] if row is not None else None,
-                    "current_period_end": iso(row["current_period_end"]) if row is not None else None,
-                    "cancel_at_period_end": bool(row["cancel_at_period_end"]) if row is not None else False,
-                    "quotas": TIER_QUOTAS[after],
-                    "reason": reason,
-                },
-                source="payment_service",
-                provider_event_id=provider_event_id,
-            ))
-        return Applied(user_id, after, before, kind)
-
-    async def apply_row(self, conn, *, source: str, external_id: str, user_id: str, fields: dict[str, Any],
-                        event_time: datetime, reason: str, provider_event_id: str | None,
-                        terminal_is_final: bool, locked_prev: Any = False) -> Applied | None:
-        """Apply one provider state to one subscription row unless a newer state is already there.
-        `locked_prev`: the row as read by a caller that already holds the subscription's lock."""
-        if locked_prev is False:
-            prev = await repo.lock_and_get_subscription(conn, source, external_id)
-        else:
-            prev = locked_prev
-        if prev is not None:
-            if terminal_is_final and prev["status"] in ENDED_STATUSES and fields.get("status", prev["status"]) not in ENDED_STATUSES:
-                log.info("state of an ended subscription ignored", extra={"subscription": external_id})
-                return None
-            if prev["source_updated_at"] > event_time:
-                log.info("stale subscription state ignored", extra={"subscription": external_id})
-                return None
-            user_id = str(prev["user_id"])
-        merged = {**(dict(prev) if prev else {}), **fields, "user_id": user_id, "source_updated_at": event_time}
-        row, before, after = await repo.save_subscription_and_settle_tier(conn, source, external_id, merged)
-        return await self.finish(conn, user_id, before, prev, row, source=source, reason=reason,
-                                 provider_event_id=provider_event_id, after=after)
-
-    # ------------------------------------------------------------------------------ Stripe
     def stripe_fields(self, sub: dict[str, Any], event_time: datetime, prev) -> dict[str, Any]:
         items = ((sub.get("items") or {}).get("data")) or []
         item = items[0] if items else {}
@@ -172,14 +59,9 @@ class Billing:
         price_id = obj_id(price)
         period_end = ts(item.get("current_period_end") or sub.get("current_period_end"))
         price_tier = self.tier_for_price(price_id)
-        metadata = sub.get("metadata") or {}
         tier, pending, pending_at = price_tier, None, None
-        try:
-            paid_tier = int(metadata.get("scenextras_paid_tier") or 0)
-            paid_until = ts(metadata.get("scenextras_paid_tier_until"))
-        except (TypeError, ValueError):
-            paid_tier, paid_until = 0, None
-        if paid_tier > price_tier and paid_until is not None and paid_until > event_time:
+        paid_tier, paid_until = paid_tier_of(sub.get("metadata"), event_time)
+        if paid_tier > price_tier:
             # A downgrade swapped the price without proration: the paid-for tier stays until then.
             tier, pending, pending_at = paid_tier, price_tier, paid_until
         status = sub.get("status") or "incomplete"
@@ -217,8 +99,6 @@ class Billing:
                 await repo.link_customer(conn, candidate, customer)
             return str(as_uuid(candidate))
         if fetch and customer and self.gateway is not None and self.gateway.configured:
-            from payment_service.stripe_gateway import to_dict
-
             try:
                 cus = to_dict(await self.gateway.client.v1.customers.retrieve_async(customer))
             except stripe.StripeError as exc:
@@ -257,8 +137,6 @@ class Billing:
     async def fetch_subscription(self, subscription_id: str) -> dict[str, Any] | None:
         if self.gateway is None or not self.gateway.configured:
             return None
-        from payment_service.stripe_gateway import to_dict
-
         try:
             return to_dict(await self.gateway.client.v1.subscriptions.retrieve_async(subscription_id))
         except Exception as exc:
@@ -287,7 +165,7 @@ class Billing:
         # own events fill in the period and price, and a newer state always wins.
         if await repo.get_subscription(conn, "stripe", sub_id) is not None:
             return []
-        tier_requested = {"pro": 1, "max": 2}.get(str(metadata.get("tier", "")).lower(), 0)
+        tier_requested = parse_tier(metadata.get("tier")) or 0
         status = {"paid": "active", "no_payment_required": "trialing"}.get(session.get("payment_status"), "incomplete")
         fields = {"stripe_customer_id": customer, "stripe_subscription_id": sub_id, "tier": tier_requested,
                   "status": status, "cancel_at_period_end": False}
@@ -412,87 +290,3 @@ class Billing:
                 currency=charge.get("currency") or "usd", external_id=f"{charge['id']}:{refunded_total}",
                 stripe_customer_id=customer, subscription_ref=charge["id"], description="refund", occurred_at=event_time)
         return []
-
-    # -------------------------------------------------------------------------- RevenueCat
-    def revenuecat_tier(self, entitlement_ids: list[str] | None) -> int:
-        return max((self.entitlement_tiers.get(e, 0) for e in entitlement_ids or []), default=0)
-
-    async def on_revenuecat(self, conn, event: dict[str, Any], user_id: str, event_time: datetime) -> list[Applied]:
-        etype = event.get("type")
-        external_id = user_id  # one RevenueCat entitlement state per user
-        entitlements = event.get("entitlement_ids") or ([event["entitlement_id"]] if event.get("entitlement_id") else [])
-        event_tier = self.revenuecat_tier(entitlements)
-        expires = ts(int(event["expiration_at_ms"]) // 1000) if event.get("expiration_at_ms") else None
-        prev = await repo.lock_and_get_subscription(conn, "revenuecat", external_id)
-        fields: dict[str, Any]
-        product = event.get("new_product_id") or event.get("product_id")
-        if etype in ("INITIAL_PURCHASE", "RENEWAL", "UNCANCELLATION", "NON_RENEWING_PURCHASE", "SUBSCRIPTION_EXTENDED"):
-            fields = {"tier": event_tier, "status": "active", "current_period_end": expires, "price_id": product,
-                      "cancel_at_period_end": False, "grace_until": None, "pending_tier": None, "pending_tier_at": None}
-            if etype == "UNCANCELLATION" and prev is not None:
-                fields.update(tier=prev["tier"] if not entitlements else event_tier)
-        elif etype == "PRODUCT_CHANGE":
-            current = prev["tier"] if prev is not None else 0
-            if event_tier > current or prev is None:
-                fields = {"tier": event_tier, "status": "active", "price_id": product, "current_period_end": expires or (prev and prev["current_period_end"])}
-            else:  # a downgrade takes effect at renewal (the RENEWAL event carries the new entitlement)
-                fields = {"pending_tier": event_tier, "pending_tier_at": prev["current_period_end"]}
-        elif etype == "CANCELLATION":
-            fields = {"cancel_at_period_end": True, "current_period_end": expires or (prev and prev["current_period_end"])}
-            if prev is None:
-                fields.update(tier=event_tier, status="active")
-        elif etype == "EXPIRATION":
-            fields = {"status": "expired", "current_period_end": expires or event_time, "grace_until": None}
-            if prev is None:
-                fields.update(tier=event_tier)
-        elif etype == "BILLING_ISSUE":
-            fields = {"status": "past_due", "grace_until": (prev and prev["grace_until"]) or event_time + self.grace}
-            if expires and self.grace.total_seconds() > 0:
-                fields["current_period_end"] = max(expires, fields["grace_until"])
-            if prev is None:
-                fields.update(tier=event_tier)
-        elif etype == "SUBSCRIPTION_PAUSED":
-            fields = {"status": "paused"}
-            if prev is None:
-                fields.update(tier=event_tier)
-        else:
-            return []
-        # Money that moved through the store.
-        price = event.get("price")
-        if etype in ("INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE", "PRODUCT_CHANGE") and price:
-            cents = int(round(float(price) * 100))
-            if cents != 0 and (event.get("period_type") or "NORMAL") != "TRIAL":
-                await repo.insert_transaction(
-                    conn, user_id=user_id, source="revenuecat", kind="payment" if cents > 0 else "refund",
-                    status="succeeded" if cents > 0 else "refunded", amount_cents=cents, currency="usd",
-                    external_id=str(event.get("transaction_id") or event.get("id")), subscription_ref=product,
-                    description=f"{etype} {event.get('store') or ''}".strip(), occurred_at=event_time)
-                if cents > 0:
-                    await emit(conn, make_event(EventType.PAYMENT_SUCCEEDED, user_id, {
-                        "source": "revenuecat", "amount": cents, "currency": "usd", "product_id": product,
-                        "store": event.get("store"), "transaction_id": event.get("transaction_id"),
-                    }, source="payment_service", provider_event_id=event.get("id")))
-        if etype == "BILLING_ISSUE":
-            await emit(conn, make_event(EventType.PAYMENT_FAILED, user_id, {
-                "source": "revenuecat", "product_id": product, "store": event.get("store"),
-                "grace_until": iso(fields["grace_until"]),
-            }, source="payment_service", provider_event_id=event.get("id")))
-        fields.setdefault("status", prev["status"] if prev is not None else "active")
-        fields.setdefault("tier", prev["tier"] if prev is not None else event_tier)
-        applied = await self.apply_row(conn, source="revenuecat", external_id=external_id, user_id=user_id, fields=fields,
-                                       event_time=event_time, reason=etype.lower(), provider_event_id=event.get("id"),
-                                       terminal_is_final=False)
-        if applied is not None and etype in ("INITIAL_PURCHASE", "RENEWAL") and applied.tier > 0 and applied.tier == applied.previous_tier:
-            await repo.reset_quotas(conn, user_id, applied.tier, expires, "renewal")
-        return [applied] if applied else []
-
-    # ---------------------------------------------------------------------------- sweeper
-    async def reconcile(self, conn, user_id: str) -> Applied | None:
-        """Time passed (grace ended, entitlement expired, scheduled downgrade due): settle the user's tier."""
-        before = await repo.lock_quota_tier(conn, user_id)
-        await repo.apply_due_pending_tiers(conn, user_id)
-        after = await repo.effective_tier(conn, user_id)
-        if after == before:
-            return None
-        return await self.finish(conn, user_id, before, None, None, source="payment", reason="period_ended",
-                                 provider_event_id=None)
