@@ -55,7 +55,9 @@ def plan_change(current: CurrentPlan, target: int, price: str) -> PlanChange | N
     if current.tier == target:
         return None
     items = [{"id": current.item_id, "price": price}]
-    if current.paid_tier and target == current.paid_tier:
+    # Only a tier above the current price's counts as paid for (metadata left from an older change does not).
+    paid_tier = current.paid_tier if current.paid_tier > current.tier else 0
+    if paid_tier and target == paid_tier:
         # Back to the tier already paid for this period: undo the scheduled downgrade, no charge.
         cleared = {"tier": tier_name(target), PAID_TIER_KEY: "", PAID_UNTIL_KEY: ""}
         return PlanChange("downgrade_withdrawn", {"items": items, "proration_behavior": "none", "metadata": cleared})
@@ -68,6 +70,6 @@ def plan_change(current: CurrentPlan, target: int, price: str) -> PlanChange | N
                                       "payment_behavior": "pending_if_incomplete"})
     # The new price bills from the next period (no proration, no credit); the paid-for tier stays
     # until then, recorded on the subscription itself.
-    metadata = {"tier": tier_name(target), PAID_TIER_KEY: str(max(current.tier, current.paid_tier)),
+    metadata = {"tier": tier_name(target), PAID_TIER_KEY: str(max(current.tier, paid_tier)),
                 PAID_UNTIL_KEY: str(current.period_end or "")}
     return PlanChange("downgrade_scheduled", {"items": items, "proration_behavior": "none", "metadata": metadata})
