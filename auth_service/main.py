@@ -5,13 +5,13 @@ import asyncio
 
 from fastapi import FastAPI
 
-from auth_service.service import Auth
 from auth_service.emails import build_mailer
 from auth_service.events import handlers
 from auth_service.maintenance import cleanup_loop
 from auth_service.oauth import OAuthProviders
 from auth_service.passwords import Passwords
 from auth_service.routers import accounts, oauth, referrals, tokens, users
+from auth_service.service import Auth
 from auth_service.settings import Settings
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings

@@ -1,0 +1,102 @@
+"""A user's life cycle as the rest of the fleet sees it: `user.created` / `user.updated`, and an
+account confirmed (email verified or proven by an OAuth provider), which completes its referral."""
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+from auth_service import errors
+from auth_service.repositories import users as users_repo
+from auth_service.service.referrals import Referrals
+from shared.bus import emit
+from shared.events import EventType, make_event
+
+# Profile values that travel in user.updated (phone and preferences stay here).
+PUBLIC_FIELDS = ("name", "avatar_url", "country", "language", "onboarding_status")
+
+
+class Users(Referrals):
+    async def emit_created(self, conn: asyncpg.Connection, user: asyncpg.Record, *, is_guest: bool) -> None:
+        await emit(
+            conn,
+            make_event(
+                EventType.USER_CREATED,
+                str(user["id"]),
+                {
+                    "email": user["email"],
+                    "referral_code": user["referral_code"],
+                    "referred_by": str(user["referred_by"]) if user["referred_by"] else None,
+                    "is_guest": is_guest,
+                },
+                source="auth_service",
+            ),
+        )
+
+    async def emit_updated(self, conn: asyncpg.Connection, user_id: Any, changed: list[str], **data: Any) -> None:
+        await emit(conn, make_event(EventType.USER_UPDATED, str(user_id), {"changed": changed, **data}, source="auth_service"))
+
+    async def confirm(
+        self, conn: asyncpg.Connection, user: asyncpg.Record, *, email: str | None = None, clear_password: bool = False
+    ) -> tuple[asyncpg.Record, list[dict]]:
+        """Marks an account confirmed (email verified or proven by an OAuth provider).
+
+        A pending sign-up becomes a user now: `user.created` (with its referral) is emitted and a
+        referral chosen at sign-up completes. A guest becoming an account keeps its id; it was
+        announced as a guest already, so it gets `user.updated`. Returns the updated user and the
+        referral emails to send after commit.
+        """
+        was_guest = bool(user["temporary_account"])
+        updated = await users_repo.confirm(conn, user["id"], email=email, clear_password=clear_password)
+        notices: list[dict] = []
+        referrer = None
+        if updated["referred_by"]:
+            referrer = await users_repo.get(conn, updated["referred_by"])
+            if referrer is None or not referrer["confirmed"]:
+                await users_repo.set_referred_by(conn, updated["id"], None)
+                updated = await users_repo.get(conn, updated["id"])
+                referrer = None
+        if was_guest:
+            await self.emit_updated(
+                conn, updated["id"], ["email", "confirmed", "is_guest"], email=updated["email"], is_guest=False,
+                referred_by=str(referrer["id"]) if referrer else None,
+            )
+        else:
+            await self.emit_created(conn, updated, is_guest=False)
+        if referrer is not None:
+            _, notice = await self.complete_referral(conn, referrer, updated)
+            if notice:
+                notices.append(notice)
+        return updated, notices
+
+    async def update_profile(self, user_id: str, changes: dict[str, Any]) -> dict:
+        """Applies the profile fields given (a null `preferences` empties them) and announces the
+        public ones in user.updated."""
+        if "preferences" in changes:
+            if changes["preferences"] is None:
+                changes["preferences"] = {}
+            size = len(orjson.dumps(changes["preferences"]))
+            limit = self.settings.preferences_max_bytes
+            if size > limit:
+                raise errors.PREFERENCES_TOO_LARGE(f"preferences is {size} bytes; the limit is {limit}.", max_bytes=limit)
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                if await users_repo.get(conn, user_id, for_update=True) is None:
+                    raise errors.USER_NOT_FOUND()
+                profile = await users_repo.update_profile(conn, user_id, changes)
+                if changes:
+                    public = {k: changes[k] for k in PUBLIC_FIELDS if k in changes}
+                    await self.emit_updated(conn, user_id, sorted(changes), profile=public)
+        return dict(profile)
+
+    async def delete_account(self, user_id: str) -> None:
+        """Deletes the account, its profile, codes, identities and refresh tokens, and publishes
+        user.deleted so every service erases its data."""
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                deleted = await users_repo.delete(conn, user_id)
+                if deleted is None:
+                    raise errors.USER_NOT_FOUND()
+                await emit(conn, make_event(EventType.USER_DELETED, user_id, {"was_guest": bool(deleted["temporary_account"])},
+                                            source="auth_service"))
