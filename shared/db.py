@@ -28,12 +28,26 @@ class PooledConnection(asyncpg.Connection):
         return ""
 
 
+class DatabaseUnavailable(ConnectionError):
+    """The database could not be reached (refused, unresolvable, timed out): raised by the pools'
+    connect step in place of the socket's OSError, so that only this one, and not an OSError from
+    anything else a request does (a file, another service), reads as the database being down."""
+
+
+async def _connect(*args, **kwargs) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except OSError as exc:  # ConnectionRefusedError, socket.gaierror, TimeoutError, ...
+        raise DatabaseUnavailable(f"cannot connect to the database: {exc!r}") from exc
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs) -> asyncpg.Pool:
     kwargs.setdefault("connection_class", PooledConnection)
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        connect=_connect,
         init=_init_connection,
         command_timeout=30,
         # Recycle idle connections so a restarted or failed-over server is picked up.
@@ -42,7 +56,9 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwar
     )
 
 
-# Errors that mean "the database is unreachable right now", answered 503 instead of 500.
+# Errors that mean "the database is unreachable right now", answered 503 instead of 500. Not any
+# OSError: only the pools' connect step turns one into DatabaseUnavailable (a lost connection
+# mid-query is asyncpg's ConnectionDoesNotExistError).
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.ConnectionFailureError,
@@ -50,8 +66,7 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
-    ConnectionError,
-    OSError,
+    DatabaseUnavailable,
 )
 
 

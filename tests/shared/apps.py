@@ -1,5 +1,5 @@
 """A small app built with the shared factory, for testing shared/ itself."""
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from shared.app import create_app
@@ -43,6 +43,16 @@ def build_probe_app(env: dict, **kwargs):
     @router.get("/boom")
     async def boom():
         raise RuntimeError("internal detail that must not leak")
+
+    @router.get("/db-now")
+    async def db_now(request: Request):
+        return {"now": str(await request.app.state.db.fetchval("SELECT now()"))}
+
+    @router.get("/missing-file")
+    async def missing_file():
+        # An OSError that has nothing to do with the database (a file, a socket to elsewhere).
+        with open("/nonexistent/scenextras-probe.txt") as f:
+            return {"text": f.read()}
 
     settings = ServiceSettings(service_name="probe")
     return create_app(service="probe", settings=settings, routers=[router], legacy_prefixes=["/api/probe"], outbox=False, **kwargs)

@@ -50,3 +50,47 @@ async def test_listener_callbacks_do_not_survive_release(pool):
         await conn.execute("NOTIFY db_release_channel")
         await asyncio.sleep(0.2)
     assert not woke.is_set()
+
+
+async def test_an_oserror_that_is_not_the_database_is_a_500(make_client):
+    """Only the database's own connection failures read as DATABASE_UNAVAILABLE."""
+    from tests.shared.apps import build_probe_app
+
+    async with make_client(build_probe_app) as client:
+        r = await client.get("/missing-file")
+        assert r.status_code == 500
+        assert r.json()["detail"]["code"] == "INTERNAL_ERROR"
+        assert "Retry-After" not in r.headers
+
+
+async def test_an_unreachable_database_raises_database_unavailable():
+    with pytest.raises(dbmod.DatabaseUnavailable) as refused:
+        await dbmod.create_pool("postgresql://nobody:nothing@127.0.0.1:1/none", min_size=1, max_size=1)
+    assert isinstance(refused.value.__cause__, OSError)
+    assert dbmod.is_unavailable(refused.value)
+
+
+async def test_a_database_outage_is_still_a_503_with_retry_after(make_client, service_env):
+    from urllib.parse import urlsplit, urlunsplit
+
+    from shared.testing.proxy import TcpProxy
+    from tests.shared.apps import build_probe_app
+
+    parts = urlsplit(service_env["DATABASE_URL"])
+    proxy = await TcpProxy(parts.hostname, parts.port or 5432).start()
+    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.netloc.rsplit('@', 1)[0]}@127.0.0.1:{proxy.port}"))
+    try:
+        async with make_client(build_probe_app, database_url=via_proxy) as client:
+            assert (await client.get("/db-now")).status_code == 200
+            proxy.cut()  # live connections dropped, new ones refused
+            for _ in range(2):  # the pool's dropped connection, then a fresh connect that fails
+                r = await client.get("/db-now")
+                assert r.status_code == 503, r.text
+                assert r.json()["detail"]["code"] == "DATABASE_UNAVAILABLE"
+                assert r.headers["Retry-After"] == "2"
+            await proxy.close()  # nothing listens any more: connection refused
+            r = await client.get("/db-now")
+            assert r.status_code == 503 and r.json()["detail"]["code"] == "DATABASE_UNAVAILABLE"
+            proxy.restore()
+    finally:
+        await proxy.close()
