@@ -1,6 +1,8 @@
 """The content service's settings: everything ServiceSettings reads, plus its own."""
 from __future__ import annotations
 
+from pydantic import Field, model_validator
+
 from shared.settings import ServiceSettings
 
 
@@ -41,7 +43,17 @@ class Settings(ServiceSettings):
     search_cache_size: int = 50_000
     resource_cache_ttl_seconds: int = 3600
 
-    search_default_limit: int = 10
-    search_max_limit: int = 50
+    # Result counts for /autocomplete and /search: the default when `limit` is not given, and the
+    # largest accepted (more is a 422).
+    autocomplete_default_limit: int = Field(default=10, ge=1)
+    search_default_limit: int = Field(default=20, ge=1)
+    search_max_limit: int = Field(default=50, ge=1)
     # Every worker/instance on one store picks up a snapshot another one built (0 = never).
     index_refresh_seconds: float = 15.0
+
+    @model_validator(mode="after")
+    def _defaults_within_the_maximum(self):
+        for name in ("autocomplete_default_limit", "search_default_limit"):
+            if getattr(self, name) > self.search_max_limit:
+                raise ValueError(f"{name.upper()} ({getattr(self, name)}) is above SEARCH_MAX_LIMIT ({self.search_max_limit})")
+        return self

@@ -135,7 +135,19 @@ def _invalid(loc: str, msg: str, typ: str) -> APIError:
                     errors=[{"loc": ["query", loc], "msg": msg, "type": typ}])
 
 
-def _lean(mode_fixed: str | None, default_limit: int):
+def _limit(request: Request, limit: int | None, default_setting: str) -> int:
+    """`limit` or the default from the settings, within 1..SEARCH_MAX_LIMIT."""
+    settings = request.app.state.settings
+    if limit is None:
+        return getattr(settings, default_setting)
+    most = settings.search_max_limit
+    if not 1 <= limit <= most:
+        raise _invalid("limit", f"Input should be between 1 and {most}", "less_than_equal"
+                       if limit > most else "greater_than_equal")
+    return limit
+
+
+def _lean(mode_fixed: str | None, default_setting: str):
     async def endpoint(request: Request) -> Response:
         params = request.query_params
         q = params.get("q")
@@ -145,15 +157,13 @@ def _lean(mode_fixed: str | None, default_limit: int):
             raise _invalid("q", "String should have 1 to 200 characters", "string_too_short"
                            if not q else "string_too_long")
         raw_limit = params.get("limit")
-        limit = default_limit
+        limit = None
         if raw_limit is not None:
             try:
                 limit = int(raw_limit)
             except ValueError:
                 raise _invalid("limit", "Input should be a valid integer", "int_parsing") from None
-            if not 1 <= limit <= 50:
-                raise _invalid("limit", "Input should be between 1 and 50", "less_than_equal"
-                               if limit > 50 else "greater_than_equal")
+        limit = _limit(request, limit, default_setting)
         mode = mode_fixed or params.get("mode", "auto")
         if mode not in _MODES:
             raise _invalid("mode", f"Input should be one of {', '.join(_MODES)}", "literal_error")
@@ -169,20 +179,24 @@ def lean_routes(prefixes=("",)):
     from starlette.routing import Route
     out = []
     for prefix in prefixes:
-        out.append(Route(prefix + "/autocomplete", _lean("auto", 10), methods=["GET"],
+        out.append(Route(prefix + "/autocomplete", _lean("auto", "autocomplete_default_limit"), methods=["GET"],
                          include_in_schema=False))
-        out.append(Route(prefix + "/search", _lean(None, 20), methods=["GET"],
+        out.append(Route(prefix + "/search", _lean(None, "search_default_limit"), methods=["GET"],
                          include_in_schema=False))
     return out
+
+
+AUTOCOMPLETE_LIMIT = "How many results: 1 to SEARCH_MAX_LIMIT (50); AUTOCOMPLETE_DEFAULT_LIMIT (10) when not given."
+SEARCH_LIMIT = "How many results: 1 to SEARCH_MAX_LIMIT (50); SEARCH_DEFAULT_LIMIT (20) when not given."
 
 
 @router.get("/autocomplete", response_model=SearchResponse,
             summary="Ranked suggestions for what is typed so far, typo-tolerant")
 async def autocomplete(request: Request,
                        q: str = Query(..., min_length=1, max_length=200),
-                       limit: int = Query(10, ge=1, le=50),
+                       limit: int | None = Query(None, description=AUTOCOMPLETE_LIMIT),
                        type: EntityType | None = Query(None)):
-    return _search(request, q, "auto", limit, type)
+    return _search(request, q, "auto", _limit(request, limit, "autocomplete_default_limit"), type)
 
 
 @router.get("/search", response_model=SearchResponse,
@@ -191,8 +205,8 @@ async def search(request: Request,
                  q: str = Query(..., min_length=1, max_length=200),
                  mode: Mode = Query("auto"),
                  type: EntityType | None = Query(None),
-                 limit: int = Query(20, ge=1, le=50)):
-    return _search(request, q, mode, limit, type)
+                 limit: int | None = Query(None, description=SEARCH_LIMIT)):
+    return _search(request, q, mode, _limit(request, limit, "search_default_limit"), type)
 
 
 @router.get("/popular", summary="Popular titles and characters (or one type)")

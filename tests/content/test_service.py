@@ -84,6 +84,21 @@ async def test_bad_parameters_are_422(content_app, path, params):
         assert "code" in r.json()["detail"]
 
 
+async def test_result_counts_come_from_the_settings(content_app):
+    async with content_app(autocomplete_default_limit=2, search_default_limit=3, search_max_limit=4) as client:
+        for prefix in ("", "/api/search"):
+            r = await client.get(prefix + "/autocomplete", params={"q": "the"})
+            assert r.status_code == 200 and len(r.json()["results"]) == 2, r.text
+            r = await client.get(prefix + "/search", params={"q": "the"})
+            assert r.status_code == 200 and len(r.json()["results"]) == 3, r.text
+            r = await client.get(prefix + "/search", params={"q": "the", "limit": 4})
+            assert r.status_code == 200 and len(r.json()["results"]) == 4, r.text
+            r = await client.get(prefix + "/autocomplete", params={"q": "the", "limit": 5})
+            assert r.status_code == 422, r.text
+            error = r.json()["detail"]["errors"][0]
+            assert error["loc"] == ["query", "limit"] and "between 1 and 4" in error["msg"]
+
+
 async def test_resources(content_app):
     async with content_app() as client:
         r = await client.get("/resources/movies/155")
