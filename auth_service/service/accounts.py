@@ -101,16 +101,7 @@ class Accounts(Users, Sessions, Codes):
 
     async def resend_signup_code(self, email: str) -> None:
         """A new code if the address has a pending sign-up; the same answer (and timing) otherwise."""
-        await self.cooldown("verify", email)
-        code = new_code()
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                user = await users_repo.get_by_email(conn, email, for_update=True)
-                pending = user is not None and not user["confirmed"]
-                if pending:
-                    await self.put_code(conn, user["id"], "verify", code)
-        if pending:
-            self.send_code_later("otp_verify", email, code, cooldown_scope="verify")
+        await self._code_in_background(email, "verify", "otp_verify", lambda user: not user["confirmed"])
 
     async def login(self, email: str, password: str) -> dict:
         async with self.pool.acquire() as conn:
@@ -137,16 +128,21 @@ class Accounts(Users, Sessions, Codes):
 
     async def forgot_password(self, email: str) -> None:
         """A reset code if the address has an account; the same answer (and timing) otherwise."""
-        await self.cooldown("reset", email)
+        await self._code_in_background(email, "reset", "password_reset", lambda user: user["confirmed"])
+
+    async def _code_in_background(self, email: str, purpose: str, template: str, eligible) -> None:
+        """A new code (the old one void) for the address's account if `eligible(user)`; the email
+        goes out in the background so neither the answer nor its timing tells whether it exists."""
+        await self.cooldown(purpose, email)
         code = new_code()
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 user = await users_repo.get_by_email(conn, email, for_update=True)
-                known = user is not None and user["confirmed"]
-                if known:
-                    await self.put_code(conn, user["id"], "reset", code)
-        if known:
-            self.send_code_later("password_reset", email, code, cooldown_scope="reset")
+                send = user is not None and eligible(user)
+                if send:
+                    await self.put_code(conn, user["id"], purpose, code)
+        if send:
+            self.send_code_later(template, email, code, cooldown_scope=purpose)
 
     async def reset_password(self, email: str, code: str, new_password: str) -> None:
         """A new password with the emailed code; every session ends (refresh tokens revoked)."""
