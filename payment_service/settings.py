@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, field_validator
 
 from shared.settings import ServiceSettings
+from shared.tiers import TIER_BY_NAME, TIER_FREE, TIER_NAMES
 
 
 class Settings(ServiceSettings):
@@ -26,7 +27,9 @@ class Settings(ServiceSettings):
     # RevenueCat: the Authorization header value configured in its dashboard, and which
     # entitlement grants which tier.
     revenuecat_webhook_auth: str | None = None
-    revenuecat_entitlement_tiers: dict[str, int] = {"pro": 1, "max": 2}
+    # Default: entitlements named like the paid tiers ("pro", "max").
+    revenuecat_entitlement_tiers: dict[str, int] = Field(
+        default_factory=lambda: {name: tier for name, tier in TIER_BY_NAME.items() if tier != TIER_FREE})
 
     payment_grace_days: float = Field(default=3.0, ge=0)
     frontend_url: str = "https://scenextras.com"
@@ -50,6 +53,6 @@ class Settings(ServiceSettings):
     @classmethod
     def _tiers_in_range(cls, value: dict[str, int]) -> dict[str, int]:
         for name, tier in value.items():
-            if tier not in (0, 1, 2):
-                raise ValueError(f"entitlement {name!r} maps to tier {tier}; tiers are 0, 1, 2")
+            if tier not in TIER_NAMES:
+                raise ValueError(f"entitlement {name!r} maps to tier {tier}; tiers are {', '.join(map(str, TIER_NAMES))}")
         return value
