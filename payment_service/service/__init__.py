@@ -3,7 +3,8 @@
 - `ledger`: provider state applied to subscription rows, tiers settled, events announced;
 - `stripe_events`, `revenuecat`: each provider's webhooks and API answers, on the ledger;
 - `plans`: the plan-change policy, pure (upgrade now, downgrade at period end, withdraw);
-- `account`: what a user does with their card subscription (checkout, portal, change, cancel).
+- `account`: what a user does with their card subscription (checkout, portal, change, cancel);
+- `webhooks`: a provider's event recorded once and applied, the caches updated after commit.
 
 `Billing` (app.state.billing) is the ledger with both providers' handling. After a commit that
 changed tiers, the caller runs `webhook_effects.after_commit(state, applied)`: the Redis tier
