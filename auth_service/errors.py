@@ -1,4 +1,5 @@
 """The auth service's own error codes (the shared ones are in shared.errors)."""
+
 from __future__ import annotations
 
 from shared.errors import ErrorCode
@@ -8,17 +9,22 @@ EMAIL_TAKEN = ErrorCode(409, "EMAIL_TAKEN", "An account with this email already 
 INVALID_CODE = ErrorCode(400, "INVALID_CODE", "That code is not right.")
 CODE_EXPIRED = ErrorCode(400, "CODE_EXPIRED", "This code has expired. Ask for a new one.")
 CODE_LOCKED = ErrorCode(429, "CODE_LOCKED", "Too many wrong codes; this code is locked. Ask for a new one.")
-EMAIL_DELIVERY_FAILED = ErrorCode(503, "EMAIL_DELIVERY_FAILED",
-                                  "We could not send the email right now; nothing was lost, ask for a new code in a moment.")
+EMAIL_DELIVERY_FAILED = ErrorCode(
+    503,
+    "EMAIL_DELIVERY_FAILED",
+    "We could not send the email right now; nothing was lost, ask for a new code in a moment.",
+)
 INVALID_CREDENTIALS = ErrorCode(401, "INVALID_CREDENTIALS", "Wrong email or password.")
-EMAIL_NOT_VERIFIED = ErrorCode(403, "EMAIL_NOT_VERIFIED",
-                               "Verify your email first: enter the code we sent you (POST /verify-otp).")
+EMAIL_NOT_VERIFIED = ErrorCode(
+    403, "EMAIL_NOT_VERIFIED", "Verify your email first: enter the code we sent you (POST /verify-otp)."
+)
 
 # Sessions.
 INVALID_REFRESH_TOKEN = ErrorCode(401, "INVALID_REFRESH_TOKEN", "This refresh token is not valid; sign in again.")
 REFRESH_TOKEN_EXPIRED = ErrorCode(401, "REFRESH_TOKEN_EXPIRED", "This refresh token has expired; sign in again.")
-REFRESH_TOKEN_REUSED = ErrorCode(401, "REFRESH_TOKEN_REUSED",
-                                 "This refresh token was already used; the session has been signed out for safety.")
+REFRESH_TOKEN_REUSED = ErrorCode(
+    401, "REFRESH_TOKEN_REUSED", "This refresh token was already used; the session has been signed out for safety."
+)
 
 # OAuth.
 INVALID_OAUTH_TOKEN = ErrorCode(401, "INVALID_OAUTH_TOKEN", "Sign-in refused.")
@@ -31,6 +37,10 @@ PREFERENCES_TOO_LARGE = ErrorCode(422, "PREFERENCES_TOO_LARGE", "preferences is 
 # Referrals.
 INVALID_REFERRAL_CODE = ErrorCode(400, "INVALID_REFERRAL_CODE", "That referral code does not exist.")
 SELF_REFERRAL = ErrorCode(400, "SELF_REFERRAL", "You cannot use your own referral code.")
-ACCOUNT_REQUIRED = ErrorCode(403, "ACCOUNT_REQUIRED", "Create an account (and verify its email) to use a referral code.")
+ACCOUNT_REQUIRED = ErrorCode(
+    403, "ACCOUNT_REQUIRED", "Create an account (and verify its email) to use a referral code."
+)
 REFERRAL_ALREADY_APPLIED = ErrorCode(409, "REFERRAL_ALREADY_APPLIED", "You have already used a referral code.")
-REFERRAL_WINDOW_CLOSED = ErrorCode(409, "REFERRAL_WINDOW_CLOSED", "Referral codes can only be applied soon after sign-up.")
+REFERRAL_WINDOW_CLOSED = ErrorCode(
+    409, "REFERRAL_WINDOW_CLOSED", "Referral codes can only be applied soon after sign-up."
+)

@@ -1,4 +1,5 @@
 """What the auth routers depend on: the service, per-route rate limits, the caller's account."""
+
 from __future__ import annotations
 
 import uuid

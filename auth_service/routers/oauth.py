@@ -1,5 +1,6 @@
 """Sign-in with Google, Apple (ID tokens checked against their JWKS) and Facebook (Graph API); a
 guest's token turns the guest into the account (auth_service.service.provider_sign_in)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
@@ -23,25 +24,39 @@ async def _verified(coro) -> ProviderIdentity:
     except OAuthError as exc:
         raise errors.INVALID_OAUTH_TOKEN(f"Sign-in refused: {exc}.") from None
     except OAuthUnavailable as exc:
-        raise errors.OAUTH_PROVIDER_UNAVAILABLE(f"Sign-in is unavailable right now: {exc}.", headers={"Retry-After": "5"}) from None
+        raise errors.OAUTH_PROVIDER_UNAVAILABLE(
+            f"Sign-in is unavailable right now: {exc}.", headers={"Retry-After": "5"}
+        ) from None
 
 
-@router.post("/oauth/google", response_model=AuthResult, dependencies=[limited("oauth", "rate_limit_oauth_per_minute")],
-             responses=OAUTH_ERRORS)
+@router.post(
+    "/oauth/google",
+    response_model=AuthResult,
+    dependencies=[limited("oauth", "rate_limit_oauth_per_minute")],
+    responses=OAUTH_ERRORS,
+)
 async def google(body: IdTokenBody, request: Request, guest: CurrentUser | None = GUEST):
     auth = auth_of(request)
     return await auth.sign_in_with(await _verified(auth.oauth.google.verify(body.id_token)), guest)
 
 
-@router.post("/oauth/apple", response_model=AuthResult, dependencies=[limited("oauth", "rate_limit_oauth_per_minute")],
-             responses=OAUTH_ERRORS)
+@router.post(
+    "/oauth/apple",
+    response_model=AuthResult,
+    dependencies=[limited("oauth", "rate_limit_oauth_per_minute")],
+    responses=OAUTH_ERRORS,
+)
 async def apple(body: IdTokenBody, request: Request, guest: CurrentUser | None = GUEST):
     auth = auth_of(request)
     return await auth.sign_in_with(await _verified(auth.oauth.apple.verify(body.id_token)), guest)
 
 
-@router.post("/oauth/facebook", response_model=AuthResult, dependencies=[limited("oauth", "rate_limit_oauth_per_minute")],
-             responses=OAUTH_ERRORS)
+@router.post(
+    "/oauth/facebook",
+    response_model=AuthResult,
+    dependencies=[limited("oauth", "rate_limit_oauth_per_minute")],
+    responses=OAUTH_ERRORS,
+)
 async def facebook(body: FacebookBody, request: Request, guest: CurrentUser | None = GUEST):
     auth = auth_of(request)
     return await auth.sign_in_with(await _verified(auth.oauth.facebook.verify(body.access_token)), guest)

@@ -1,5 +1,6 @@
 """Referral codes: your own code and stats, and applying someone's code after sign-up
 (auth_service.service.referrals)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
@@ -25,9 +26,19 @@ async def my_referrals(request: Request, caller: CurrentUser = ACCOUNT):
         return await auth.referral_info(conn, user)
 
 
-@router.post("/referrals/apply", response_model=ReferralInfo, dependencies=[limited("referral", "rate_limit_signup_per_minute")],
-             responses=documented(errors.USER_NOT_FOUND, errors.ACCOUNT_REQUIRED, errors.INVALID_REFERRAL_CODE,
-                                  errors.SELF_REFERRAL, errors.REFERRAL_ALREADY_APPLIED, errors.REFERRAL_WINDOW_CLOSED))
+@router.post(
+    "/referrals/apply",
+    response_model=ReferralInfo,
+    dependencies=[limited("referral", "rate_limit_signup_per_minute")],
+    responses=documented(
+        errors.USER_NOT_FOUND,
+        errors.ACCOUNT_REQUIRED,
+        errors.INVALID_REFERRAL_CODE,
+        errors.SELF_REFERRAL,
+        errors.REFERRAL_ALREADY_APPLIED,
+        errors.REFERRAL_WINDOW_CLOSED,
+    ),
+)
 async def apply_referral(body: ReferralApply, request: Request, caller: CurrentUser = ACCOUNT):
     """Retroactive referral: once per user, within REFERRAL_WINDOW_DAYS of sign-up, never your own
     code; both sides get the bonus (referral.completed, granted by Payment)."""

@@ -1,4 +1,5 @@
 """Refresh-token rotation and logout (auth_service.service.sessions)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
@@ -11,8 +12,12 @@ from shared.errors import documented
 router = APIRouter(tags=["tokens"])
 
 
-@router.post("/token/refresh", response_model=TokenPair, dependencies=[limited("refresh", "rate_limit_refresh_per_minute")],
-             responses=documented(errors.INVALID_REFRESH_TOKEN, errors.REFRESH_TOKEN_EXPIRED, errors.REFRESH_TOKEN_REUSED))
+@router.post(
+    "/token/refresh",
+    response_model=TokenPair,
+    dependencies=[limited("refresh", "rate_limit_refresh_per_minute")],
+    responses=documented(errors.INVALID_REFRESH_TOKEN, errors.REFRESH_TOKEN_EXPIRED, errors.REFRESH_TOKEN_REUSED),
+)
 async def refresh(body: RefreshBody, request: Request):
     """Trades a refresh token for a new pair. The old token is spent; presenting a spent token
     again means it leaked (or a client retried), so its whole family is revoked."""

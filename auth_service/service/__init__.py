@@ -10,6 +10,7 @@ package holds the rules.
 
 `Auth` (app.state.auth) is all of them over one set of settings, pool and clients.
 """
+
 from __future__ import annotations
 
 from auth_service.service.accounts import Accounts

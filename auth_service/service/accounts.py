@@ -1,6 +1,7 @@
 """Email accounts: sign-up with a 6-digit code (a guest's token turns the guest into the account),
 verification, login, guests, password reset. Each flow runs its own transaction; a refused code is
 answered after commit, so the wrong guess stays counted."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -27,8 +28,9 @@ class Accounts(Users, Sessions, Codes):
             return None
         return row
 
-    async def claim_address(self, conn: asyncpg.Connection, email: str,
-                            guest_claims: CurrentUser | None) -> asyncpg.Record | None:
+    async def claim_address(
+        self, conn: asyncpg.Connection, email: str, guest_claims: CurrentUser | None
+    ) -> asyncpg.Record | None:
         """Who a sign-up for `email` becomes, under the row locks (the address's row first, then
         the guest's): the guest making it (same id, its data kept), else the address's own pending
         sign-up (latest sign-up wins), else None (a new account). An address belongs to whoever
@@ -48,8 +50,9 @@ class Accounts(Users, Sessions, Codes):
             existing = None
         return guest or existing
 
-    async def start_signup(self, email: str, password: str, referral_code: str | None,
-                           guest_claims: CurrentUser | None) -> asyncpg.Record:
+    async def start_signup(
+        self, email: str, password: str, referral_code: str | None, guest_claims: CurrentUser | None
+    ) -> asyncpg.Record:
         """Records a pending sign-up and emails its code. Called with a guest's token, the guest
         becomes this account (same user id, its data kept) once the code is verified."""
         await self.cooldown("verify", email)
@@ -61,11 +64,17 @@ class Accounts(Users, Sessions, Codes):
                     target = await self.claim_address(conn, email, guest_claims)
                     referrer_id = None
                     if referral_code:
-                        referrer = await self.referrer_for_code(conn, referral_code, user_id=target["id"] if target else None)
+                        referrer = await self.referrer_for_code(
+                            conn, referral_code, user_id=target["id"] if target else None
+                        )
                         referrer_id = referrer["id"]
                     if target is None:
                         user = await users_repo.insert(
-                            conn, email=email, password_hash=password_hash, confirmed=False, temporary=False,
+                            conn,
+                            email=email,
+                            password_hash=password_hash,
+                            confirmed=False,
+                            temporary=False,
                             referred_by=referrer_id,
                         )
                     else:

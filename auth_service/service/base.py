@@ -1,4 +1,5 @@
 """What every part of the auth service layer shares: settings, pool, clients."""
+
 from __future__ import annotations
 
 import hashlib

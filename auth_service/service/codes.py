@@ -1,5 +1,6 @@
 """One-time codes (sign-up verification, password reset): hashed with the OTP key, a cooldown per
 address, attempts counted inside the caller's transaction, emails sent after commit."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,13 @@ class Codes(AuthBase):
         return hmac.compare_digest(stored, self.code_hash(user_id, purpose, code))
 
     async def put_code(self, conn: asyncpg.Connection, user_id: Any, purpose: str, code: str) -> None:
-        await otp_repo.put(conn, user_id=user_id, purpose=purpose, code_hash=self.code_hash(user_id, purpose, code),
-                           ttl_seconds=self.settings.otp_ttl_seconds)
+        await otp_repo.put(
+            conn,
+            user_id=user_id,
+            purpose=purpose,
+            code_hash=self.code_hash(user_id, purpose, code),
+            ttl_seconds=self.settings.otp_ttl_seconds,
+        )
 
     async def check_code(self, conn: asyncpg.Connection, user, purpose: str, code: str) -> tuple[str, int]:
         """(outcome, attempts remaining), inside the caller's transaction; a wrong guess is counted
@@ -56,7 +62,8 @@ class Codes(AuthBase):
     def code_error(outcome: str, remaining: int, resend_hint: str) -> APIError:
         if outcome == LOCKED:
             return errors.CODE_LOCKED(
-                f"Too many wrong codes; this code is locked. Ask for a new one ({resend_hint}).", attempts_remaining=0)
+                f"Too many wrong codes; this code is locked. Ask for a new one ({resend_hint}).", attempts_remaining=0
+            )
         if outcome == EXPIRED:
             return errors.CODE_EXPIRED(f"This code has expired. Ask for a new one ({resend_hint}).")
         if outcome == WRONG:
@@ -95,7 +102,9 @@ class Codes(AuthBase):
         except Exception:
             pass
 
-    async def send_code(self, template: str, email: str, code: str, *, cooldown_scope: str, user_id: Any = None) -> None:
+    async def send_code(
+        self, template: str, email: str, code: str, *, cooldown_scope: str, user_id: Any = None
+    ) -> None:
         """Sends a code now; a failure releases the cooldown and answers 503 EMAIL_DELIVERY_FAILED."""
         try:
             await self.mailer.send(template, email, code=code)

@@ -1,5 +1,6 @@
 """Sign-in with a provider identity (Google, Apple, Facebook), once the provider has vouched for it
 (auth_service.oauth)."""
+
 from __future__ import annotations
 
 from auth_service.oauth import ProviderIdentity
@@ -28,25 +29,46 @@ class ProviderSignIn(Users, Sessions):
                 if user is None and identity.email and identity.email_verified:
                     user = await users_repo.get_by_email(conn, identity.email, for_update=True)
                     if user is not None:
-                        await identities_repo.insert(conn, provider=identity.provider, subject=identity.subject,
-                                                     user_id=user["id"], email=identity.email)
+                        await identities_repo.insert(
+                            conn,
+                            provider=identity.provider,
+                            subject=identity.subject,
+                            user_id=user["id"],
+                            email=identity.email,
+                        )
                         if not user["confirmed"]:
                             user, notices = await self.confirm(conn, user, clear_password=True)
                 if user is None and guest_claims is not None and guest_claims.is_guest and not guest_claims.is_service:
                     guest = await users_repo.get(conn, guest_claims.user_id, for_update=True)
-                    if (guest is not None and guest["temporary_account"] and not guest["confirmed"]
-                            and guest["email"] in (None, identity.email)):
-                        await identities_repo.insert(conn, provider=identity.provider, subject=identity.subject,
-                                                     user_id=guest["id"], email=identity.email)
+                    if (
+                        guest is not None
+                        and guest["temporary_account"]
+                        and not guest["confirmed"]
+                        and guest["email"] in (None, identity.email)
+                    ):
+                        await identities_repo.insert(
+                            conn,
+                            provider=identity.provider,
+                            subject=identity.subject,
+                            user_id=guest["id"],
+                            email=identity.email,
+                        )
                         email = identity.email if identity.email_verified else None
                         user, notices = await self.confirm(conn, guest, email=email, clear_password=True)
                 if user is None:
                     email = identity.email if identity.email_verified else None
                     if email and await users_repo.get_by_email(conn, email):
                         email = None  # cannot happen after step 2, kept for safety
-                    user = await users_repo.insert(conn, email=email, password_hash=None, confirmed=True, temporary=False)
-                    await identities_repo.insert(conn, provider=identity.provider, subject=identity.subject,
-                                                 user_id=user["id"], email=identity.email)
+                    user = await users_repo.insert(
+                        conn, email=email, password_hash=None, confirmed=True, temporary=False
+                    )
+                    await identities_repo.insert(
+                        conn,
+                        provider=identity.provider,
+                        subject=identity.subject,
+                        user_id=user["id"],
+                        email=identity.email,
+                    )
                     profile = {k: v for k, v in (("name", identity.name), ("avatar_url", identity.picture)) if v}
                     if profile:
                         await users_repo.update_profile(conn, user["id"], profile)

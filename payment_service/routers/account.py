@@ -1,5 +1,6 @@
 """Plans, quota and subscription state, and the Stripe actions a user takes (checkout, portal,
 change, cancel): validated and shaped here, decided in payment_service.service.account."""
+
 from __future__ import annotations
 
 import logging
@@ -44,12 +45,18 @@ async def plans(request: Request):
     billing = request.app.state.billing
     out = []
     for tier in (0, 1, 2):
-        out.append(Plan(
-            tier=tier, name=tier_name(tier), price_cents=TIER_PRICES_CENTS[tier], interval=None if tier == 0 else "month",
-            quotas=TIER_QUOTAS[tier], context_tokens=TIER_CONTEXT_TOKENS[tier],
-            reset="daily (UTC midnight)" if tier == 0 else "each paid billing period",
-            available=tier == 0 or bool(billing.price_for_tier(tier) and request.app.state.gateway.configured),
-        ))
+        out.append(
+            Plan(
+                tier=tier,
+                name=tier_name(tier),
+                price_cents=TIER_PRICES_CENTS[tier],
+                interval=None if tier == 0 else "month",
+                quotas=TIER_QUOTAS[tier],
+                context_tokens=TIER_CONTEXT_TOKENS[tier],
+                reset="daily (UTC midnight)" if tier == 0 else "each paid billing period",
+                available=tier == 0 or bool(billing.price_for_tier(tier) and request.app.state.gateway.configured),
+            )
+        )
     return PlansResponse(plans=out)
 
 
@@ -79,23 +86,43 @@ def _checked_url(request: Request, url: str | None, default: str, field: str) ->
     return url
 
 
-@router.post("/create-checkout-session", response_model=CheckoutResponse,
-             responses=STRIPE_CALLS | documented(USER_TOKEN_REQUIRED, errors.INVALID_PROMO_CODE, errors.ALREADY_SUBSCRIBED,
-                                                 errors.INVALID_REDIRECT_URL))
-async def create_checkout_session(body: CheckoutRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
+@router.post(
+    "/create-checkout-session",
+    response_model=CheckoutResponse,
+    responses=STRIPE_CALLS
+    | documented(
+        USER_TOKEN_REQUIRED, errors.INVALID_PROMO_CODE, errors.ALREADY_SUBSCRIBED, errors.INVALID_REDIRECT_URL
+    ),
+)
+async def create_checkout_session(
+    body: CheckoutRequest, request: Request, user: CurrentUser = Depends(get_current_user)
+):
     user_id = _user(user)
     frontend = request.app.state.settings.frontend_url.rstrip("/")
-    success_url = _checked_url(request, body.success_url, f"{frontend}/payment-success?session_id={{CHECKOUT_SESSION_ID}}",
-                               "success_url")
+    success_url = _checked_url(
+        request, body.success_url, f"{frontend}/payment-success?session_id={{CHECKOUT_SESSION_ID}}", "success_url"
+    )
     cancel_url = _checked_url(request, body.cancel_url, f"{frontend}/payment-cancelled", "cancel_url")
-    session = await account.start_checkout(request.app.state, user_id, user.email, parse_tier(body.tier),
-                                           success_url=success_url, cancel_url=cancel_url, promo_code=body.promo_code)
+    session = await account.start_checkout(
+        request.app.state,
+        user_id,
+        user.email,
+        parse_tier(body.tier),
+        success_url=success_url,
+        cancel_url=cancel_url,
+        promo_code=body.promo_code,
+    )
     return CheckoutResponse(checkout_url=session.url, session_id=session.id)
 
 
-@router.post("/billing-portal", response_model=PortalResponse,
-             responses=STRIPE_CALLS | documented(USER_TOKEN_REQUIRED, errors.NO_BILLING_ACCOUNT, errors.INVALID_REDIRECT_URL))
-async def billing_portal(request: Request, body: PortalRequest | None = None, user: CurrentUser = Depends(get_current_user)):
+@router.post(
+    "/billing-portal",
+    response_model=PortalResponse,
+    responses=STRIPE_CALLS | documented(USER_TOKEN_REQUIRED, errors.NO_BILLING_ACCOUNT, errors.INVALID_REDIRECT_URL),
+)
+async def billing_portal(
+    request: Request, body: PortalRequest | None = None, user: CurrentUser = Depends(get_current_user)
+):
     user_id = _user(user)
     body = body or PortalRequest()
     default = request.app.state.settings.frontend_url.rstrip("/") + "/account"
@@ -103,17 +130,28 @@ async def billing_portal(request: Request, body: PortalRequest | None = None, us
     return PortalResponse(url=await account.open_portal(request.app.state, user_id, return_url))
 
 
-@router.post("/subscription/change", response_model=SubscriptionState,
-             responses=STRIPE_CALLS | documented(USER_TOKEN_REQUIRED, errors.NO_SUBSCRIPTION, errors.SUBSCRIPTION_MANAGED_IN_APP,
-                                                 errors.UPGRADE_PAYMENT_PENDING))
+@router.post(
+    "/subscription/change",
+    response_model=SubscriptionState,
+    responses=STRIPE_CALLS
+    | documented(
+        USER_TOKEN_REQUIRED, errors.NO_SUBSCRIPTION, errors.SUBSCRIPTION_MANAGED_IN_APP, errors.UPGRADE_PAYMENT_PENDING
+    ),
+)
 async def change_subscription(body: ChangeRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
     """Upgrade now (the prorated difference is charged at once), downgrade at the end of the paid
     period, or withdraw a scheduled downgrade (service.plans)."""
     return await account.change_plan(request.app.state, _user(user), parse_tier(body.tier))
 
 
-@router.post("/subscription/cancel", response_model=SubscriptionState,
-             responses=STRIPE_CALLS | documented(USER_TOKEN_REQUIRED, errors.NO_SUBSCRIPTION, errors.SUBSCRIPTION_MANAGED_IN_APP))
-async def cancel_subscription(request: Request, body: CancelRequest | None = None, user: CurrentUser = Depends(get_current_user)):
+@router.post(
+    "/subscription/cancel",
+    response_model=SubscriptionState,
+    responses=STRIPE_CALLS
+    | documented(USER_TOKEN_REQUIRED, errors.NO_SUBSCRIPTION, errors.SUBSCRIPTION_MANAGED_IN_APP),
+)
+async def cancel_subscription(
+    request: Request, body: CancelRequest | None = None, user: CurrentUser = Depends(get_current_user)
+):
     body = body or CancelRequest()
     return await account.cancel_subscription(request.app.state, _user(user), at_period_end=body.at_period_end)

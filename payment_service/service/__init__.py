@@ -10,6 +10,7 @@
 changed tiers, the caller runs `webhook_effects.after_commit(state, applied)`: the Redis tier
 cache every service reads, and the quota cache.
 """
+
 from __future__ import annotations
 
 from payment_service.service.ledger import ENDED_STATUSES, ENTITLED_STATUSES, Applied
@@ -23,13 +24,13 @@ class Billing(StripeBilling, RevenueCatBilling):
 
 
 __all__ = [
+    "ENDED_STATUSES",
+    "ENTITLED_STATUSES",
+    "SUBSCRIPTION_EVENTS",
     "Applied",
     "Billing",
     "CurrentPlan",
-    "ENDED_STATUSES",
-    "ENTITLED_STATUSES",
     "PlanChange",
-    "SUBSCRIPTION_EVENTS",
     "paid_tier_of",
     "plan_change",
 ]

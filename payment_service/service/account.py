@@ -1,6 +1,7 @@
 """What a user does with their card subscription (checkout, billing portal, change, cancel) and
 what they see of it. Functions over the running app's state (`app.state`: core_db, gateway,
 billing, settings, redis): the Stripe calls, the policy (service.plans) and the ledger."""
+
 from __future__ import annotations
 
 import time
@@ -23,9 +24,15 @@ async def subscription_state(conn, user_id: str) -> SubscriptionState:
     tier = await repo.effective_tier(conn, user_id)
     items = [
         SubscriptionItem(
-            source=r["source"], subscription_id=r["external_id"], tier=r["tier"], status=r["status"],
-            current_period_end=r["current_period_end"], cancel_at_period_end=r["cancel_at_period_end"],
-            pending_tier=r["pending_tier"], pending_tier_at=r["pending_tier_at"], grace_until=r["grace_until"],
+            source=r["source"],
+            subscription_id=r["external_id"],
+            tier=r["tier"],
+            status=r["status"],
+            current_period_end=r["current_period_end"],
+            cancel_at_period_end=r["cancel_at_period_end"],
+            pending_tier=r["pending_tier"],
+            pending_tier_at=r["pending_tier_at"],
+            grace_until=r["grace_until"],
         )
         for r in rows
     ]
@@ -53,7 +60,9 @@ def price_of(state, tier: int) -> str:
     price = state.billing.price_for_tier(tier)
     if not price:
         name = tier_name(tier)
-        raise errors.PRICE_NOT_CONFIGURED(f"The {name} plan has no Stripe price configured (STRIPE_PRICE_{name.upper()}).")
+        raise errors.PRICE_NOT_CONFIGURED(
+            f"The {name} plan has no Stripe price configured (STRIPE_PRICE_{name.upper()})."
+        )
     return price
 
 
@@ -72,8 +81,9 @@ async def ensure_customer(state, user_id: str, email: str | None) -> str:
     return await repo.link_customer(pool, user_id, customer.id)
 
 
-async def start_checkout(state, user_id: str, email: str | None, tier: int, *, success_url: str, cancel_url: str,
-                         promo_code: str | None) -> Any:
+async def start_checkout(
+    state, user_id: str, email: str | None, tier: int, *, success_url: str, cancel_url: str, promo_code: str | None
+) -> Any:
     """A Stripe Checkout session for a first subscription (a trial on the very first one, when
     STRIPE_TRIAL_DAYS is set). Someone already subscribed changes plan instead."""
     client = state.gateway.require()
@@ -106,7 +116,9 @@ async def start_checkout(state, user_id: str, email: str | None, tier: int, *, s
     else:
         params["allow_promotion_codes"] = True
     async with stripe_errors("start the checkout"):
-        return await client.v1.checkout.sessions.create_async(params, {"idempotency_key": f"checkout-{user_id}-{uuid.uuid4()}"})
+        return await client.v1.checkout.sessions.create_async(
+            params, {"idempotency_key": f"checkout-{user_id}-{uuid.uuid4()}"}
+        )
 
 
 async def open_portal(state, user_id: str, return_url: str) -> str:
@@ -138,8 +150,9 @@ async def _apply_returned(state, sub, reason: str, user_id: str) -> Subscription
     now = datetime.fromtimestamp(int(time.time()), timezone.utc)
     async with state.core_db.acquire() as conn:
         async with conn.transaction():
-            applied = await state.billing.apply_stripe_subscription(conn, to_dict(sub), now, reason=reason,
-                                                                    provider_event_id=None)
+            applied = await state.billing.apply_stripe_subscription(
+                conn, to_dict(sub), now, reason=reason, provider_event_id=None
+            )
         result = await subscription_state(conn, user_id)
     if applied:
         await after_commit(state, [applied])
@@ -155,8 +168,12 @@ async def change_plan(state, user_id: str, target: int) -> SubscriptionState:
         sub = to_dict(await client.v1.subscriptions.retrieve_async(live["external_id"]))
     item = sub["items"]["data"][0]
     paid_tier, _ = paid_tier_of(sub.get("metadata"), datetime.now(timezone.utc))
-    current = CurrentPlan(item_id=item["id"], tier=state.billing.tier_for_price(item["price"]["id"]), paid_tier=paid_tier,
-                          period_end=item.get("current_period_end") or sub.get("current_period_end"))
+    current = CurrentPlan(
+        item_id=item["id"],
+        tier=state.billing.tier_for_price(item["price"]["id"]),
+        paid_tier=paid_tier,
+        period_end=item.get("current_period_end") or sub.get("current_period_end"),
+    )
     change = plan_change(current, target, price)
     if change is None:
         return await current_state(state, user_id)
@@ -177,7 +194,9 @@ async def cancel_subscription(state, user_id: str, *, at_period_end: bool) -> Su
     async with stripe_errors("cancel the subscription"):
         if at_period_end:
             updated = await client.v1.subscriptions.update_async(
-                subscription_id, {"cancel_at_period_end": True}, {"idempotency_key": f"cancel-{subscription_id}-{uuid.uuid4()}"}
+                subscription_id,
+                {"cancel_at_period_end": True},
+                {"idempotency_key": f"cancel-{subscription_id}-{uuid.uuid4()}"},
             )
         else:
             updated = await client.v1.subscriptions.cancel_async(subscription_id)

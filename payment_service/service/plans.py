@@ -5,6 +5,7 @@ Upgrades take effect at once and are charged the prorated difference; downgrades
 the end of the period already paid for (the paid-for tier stays until then); going back to the
 paid-for tier before then withdraws the scheduled downgrade, free of charge.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,10 +67,15 @@ def plan_change(current: CurrentPlan, target: int, price: str) -> PlanChange | N
         # swap only happens once that invoice is paid. (Stripe accepts no metadata with
         # pending_if_incomplete; none is needed: a scheduled downgrade cannot be pending here,
         # going back to the paid-for tier took the branch above.)
-        return PlanChange("upgrade", {"items": items, "proration_behavior": "always_invoice",
-                                      "payment_behavior": "pending_if_incomplete"})
+        return PlanChange(
+            "upgrade",
+            {"items": items, "proration_behavior": "always_invoice", "payment_behavior": "pending_if_incomplete"},
+        )
     # The new price bills from the next period (no proration, no credit); the paid-for tier stays
     # until then, recorded on the subscription itself.
-    metadata = {"tier": tier_name(target), PAID_TIER_KEY: str(max(current.tier, paid_tier)),
-                PAID_UNTIL_KEY: str(current.period_end or "")}
+    metadata = {
+        "tier": tier_name(target),
+        PAID_TIER_KEY: str(max(current.tier, paid_tier)),
+        PAID_UNTIL_KEY: str(current.period_end or ""),
+    }
     return PlanChange("downgrade_scheduled", {"items": items, "proration_behavior": "none", "metadata": metadata})

@@ -4,6 +4,7 @@ applied in one transaction, then the caches every service reads updated after co
 Each returns the outcome: "applied", "ignored" (a type we do not act on, or nothing changed) or
 "duplicate" (already recorded: nothing done again). A signed event not shaped as its type should
 be is refused (INVALID_PAYLOAD) with nothing changed."""
+
 from __future__ import annotations
 
 import logging
@@ -40,7 +41,8 @@ async def apply_stripe_event(state, event_id: str, event_type: str, obj: dict[st
                 if handler is not None and event_type in SUBSCRIPTION_EVENTS:
                     # The subscription's row is locked and read with the event's record.
                     recorded, prev = await repo.record_subscription_event(
-                        conn, "stripe", event_id, event_type, when, outcome, "stripe", str(obj["id"]))
+                        conn, "stripe", event_id, event_type, when, outcome, "stripe", str(obj["id"])
+                    )
                     if not recorded:
                         return "duplicate"
                     applied = await handler(conn, obj, when, event_id, prev)

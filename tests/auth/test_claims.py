@@ -1,5 +1,6 @@
 """Who a sign-up claims (auth_service.service.accounts: Accounts.claim_address), on the real core
 database, each case in a transaction rolled back at the end."""
+
 import uuid
 
 import pytest

@@ -1,5 +1,6 @@
 """The plan-change policy (payment_service.service.plans), pure: every current tier x paid-for tier x
 target, and the one parse of the paid-for tier a scheduled downgrade records on the subscription."""
+
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -101,8 +102,23 @@ def test_paid_tier_of(metadata, expected):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("free", 0), ("pro", 1), (" Max ", 2), ("PRO", 1), (0, 0), (2, 2), ("1", 1), (" 2 ", 2),
-     ("gold", None), (3, None), (-1, None), ("", None), (None, None), (True, None), ([1], None)],
+    [
+        ("free", 0),
+        ("pro", 1),
+        (" Max ", 2),
+        ("PRO", 1),
+        (0, 0),
+        (2, 2),
+        ("1", 1),
+        (" 2 ", 2),
+        ("gold", None),
+        (3, None),
+        (-1, None),
+        ("", None),
+        (None, None),
+        (True, None),
+        ([1], None),
+    ],
 )
 def test_parse_tier(value, expected):
     assert parse_tier(value) == expected

@@ -1,4 +1,7 @@
 """A small app built with the shared factory, for testing shared/ itself."""
+import asyncio
+from pathlib import Path
+
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
@@ -51,8 +54,7 @@ def build_probe_app(env: dict, **kwargs):
     @router.get("/missing-file")
     async def missing_file():
         # An OSError that has nothing to do with the database (a file, a socket to elsewhere).
-        with open("/nonexistent/scenextras-probe.txt") as f:
-            return {"text": f.read()}
+        return {"text": await asyncio.to_thread(Path("/nonexistent/scenextras-probe.txt").read_text)}
 
     settings = ServiceSettings(service_name="probe")
     return create_app(service="probe", settings=settings, routers=[router], legacy_prefixes=["/api/probe"], outbox=False, **kwargs)
