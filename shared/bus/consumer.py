@@ -10,6 +10,7 @@ RabbitMQ 4's quorum delivery limit does not count nacks, and a hot requeue loop 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -28,6 +29,14 @@ Handler = Callable[[asyncpg.Connection, Event, Any], Awaitable[None]]
 ATTEMPT_HEADER = "x-attempt"
 
 
+def _check_signature(fn: Handler) -> None:
+    """A handler written for another signature fails here, at import, not on its first event."""
+    try:
+        inspect.signature(fn).bind(None, None, None)
+    except TypeError:
+        raise TypeError(f"event handler {getattr(fn, '__qualname__', fn)!r} must take (conn, event, state)") from None
+
+
 class EventHandlers:
     """event type -> handler(conn, event, state); handlers run in the idempotency transaction.
 
@@ -39,6 +48,7 @@ class EventHandlers:
 
     def on(self, *event_types: str):
         def register(fn: Handler) -> Handler:
+            _check_signature(fn)
             for t in event_types:
                 self.handlers[getattr(t, "value", t)] = fn
             return fn

@@ -290,3 +290,21 @@ async def test_event_schema_round_trip():
     back = Event.from_bytes(e.to_bytes())
     assert back == e and back.timestamp.tzinfo is not None and back.known
     assert Event.model_validate({"event_type": "x.y", "timestamp": "2026-01-01T00:00:00"}).timestamp.tzinfo is not None
+
+
+async def test_a_handler_must_take_conn_event_and_state():
+    handlers = EventHandlers()
+
+    async def old_style(conn, event):
+        pass
+
+    with pytest.raises(TypeError, match=r"must take \(conn, event, state\)"):
+        handlers.on("user.created")(old_style)
+    assert handlers.bindings == []
+
+    @handlers.on("user.created", EventType.USER_DELETED)
+    async def on_user(conn, event, state):
+        pass
+
+    assert handlers.bindings == ["user.created", "user.deleted"]
+    assert handlers.on("quota.updated")(Recorder())  # a callable object with the signature is fine
