@@ -240,13 +240,14 @@ def create_app(
         try:
             yield
         finally:
+            if state.consumer is not None:
+                # Before the service's shutdown hooks: a handler in flight still has what it uses.
+                await state.consumer.stop()
             for hook in on_shutdown:
                 try:
                     await hook(app)
                 except Exception:
                     log.exception("shutdown hook failed")
-            if state.consumer is not None:
-                await state.consumer.stop()
             if state.relay is not None:
                 await state.relay.stop()
             await state.publisher.close()
