@@ -14,11 +14,11 @@ import logging
 
 import stripe
 
-from shared.errors import APIError, ErrorCode
+from payment_service import errors
+from shared.errors import APIError
 
 log = logging.getLogger("payment.stripe")
 
-STRIPE_UNAVAILABLE = ErrorCode(503, "STRIPE_UNAVAILABLE", "Stripe could not be reached; the event was not processed.")
 DEFAULT_RETRY_AFTER_SECONDS = 30
 
 
@@ -46,7 +46,8 @@ def webhook_unavailable(exc: stripe.StripeError, action: str) -> APIError:
     log.warning("stripe unavailable while handling a webhook; answered 503 for a retry",
                 extra={"action": action, "error_type": type(exc).__name__, "http_status": exc.http_status,
                        "stripe_code": exc.code, "retry_after": seconds})
-    return STRIPE_UNAVAILABLE(headers={"Retry-After": str(seconds)}, retry_after=seconds)
+    return errors.STRIPE_UNAVAILABLE("Stripe could not be reached; the event was not processed.",
+                                     headers={"Retry-After": str(seconds)}, retry_after=seconds)
 
 
 def log_definitive(exc: stripe.StripeError, action: str, **context: object) -> None:

@@ -24,7 +24,8 @@ router = APIRouter(tags=["webhooks"])
 
 
 @router.post("/webhook", response_model=WebhookAck,
-             responses=documented(errors.INVALID_SIGNATURE, errors.INVALID_PAYLOAD, errors.WEBHOOK_NOT_CONFIGURED))
+             responses=documented(errors.INVALID_SIGNATURE, errors.INVALID_PAYLOAD, errors.WEBHOOK_NOT_CONFIGURED,
+                                  errors.STRIPE_UNAVAILABLE))
 async def stripe_webhook(request: Request):
     state = request.app.state
     secret = state.settings.stripe_webhook_secret
