@@ -29,34 +29,30 @@ async def _verified(coro) -> ProviderIdentity:
         ) from None
 
 
-@router.post(
-    "/oauth/google",
-    response_model=AuthResult,
-    dependencies=[limited("oauth", "rate_limit_oauth_per_minute")],
-    responses=OAUTH_ERRORS,
-)
+async def _sign_in(request: Request, provider: str, token: str, guest: CurrentUser | None) -> dict:
+    """The provider vouches for the token (auth_service.oauth), then the account is found or made."""
+    auth = auth_of(request)
+    identity = await _verified(getattr(auth.oauth, provider).verify(token))
+    return await auth.sign_in_with(identity, guest)
+
+
+PROVIDER_ROUTE = {
+    "response_model": AuthResult,
+    "dependencies": [limited("oauth", "rate_limit_oauth_per_minute")],
+    "responses": OAUTH_ERRORS,
+}
+
+
+@router.post("/oauth/google", **PROVIDER_ROUTE)
 async def google(body: IdTokenBody, request: Request, guest: CurrentUser | None = GUEST):
-    auth = auth_of(request)
-    return await auth.sign_in_with(await _verified(auth.oauth.google.verify(body.id_token)), guest)
+    return await _sign_in(request, "google", body.id_token, guest)
 
 
-@router.post(
-    "/oauth/apple",
-    response_model=AuthResult,
-    dependencies=[limited("oauth", "rate_limit_oauth_per_minute")],
-    responses=OAUTH_ERRORS,
-)
+@router.post("/oauth/apple", **PROVIDER_ROUTE)
 async def apple(body: IdTokenBody, request: Request, guest: CurrentUser | None = GUEST):
-    auth = auth_of(request)
-    return await auth.sign_in_with(await _verified(auth.oauth.apple.verify(body.id_token)), guest)
+    return await _sign_in(request, "apple", body.id_token, guest)
 
 
-@router.post(
-    "/oauth/facebook",
-    response_model=AuthResult,
-    dependencies=[limited("oauth", "rate_limit_oauth_per_minute")],
-    responses=OAUTH_ERRORS,
-)
+@router.post("/oauth/facebook", **PROVIDER_ROUTE)
 async def facebook(body: FacebookBody, request: Request, guest: CurrentUser | None = GUEST):
-    auth = auth_of(request)
-    return await auth.sign_in_with(await _verified(auth.oauth.facebook.verify(body.access_token)), guest)
+    return await _sign_in(request, "facebook", body.access_token, guest)

@@ -23,19 +23,19 @@ class ProviderSignIn(Users, Sessions):
         """
         notices: list[dict] = []
         async with self.pool.acquire() as conn:
+
+            async def link(user_id) -> None:
+                await identities_repo.insert(
+                    conn, provider=identity.provider, subject=identity.subject, user_id=user_id, email=identity.email
+                )
+
             async with conn.transaction():
                 linked = await identities_repo.get(conn, identity.provider, identity.subject)
                 user = await users_repo.get(conn, linked["user_id"], for_update=True) if linked else None
                 if user is None and identity.email and identity.email_verified:
                     user = await users_repo.get_by_email(conn, identity.email, for_update=True)
                     if user is not None:
-                        await identities_repo.insert(
-                            conn,
-                            provider=identity.provider,
-                            subject=identity.subject,
-                            user_id=user["id"],
-                            email=identity.email,
-                        )
+                        await link(user["id"])
                         if not user["confirmed"]:
                             user, notices = await self.confirm(conn, user, clear_password=True)
                 if user is None and guest_claims is not None and guest_claims.is_guest and not guest_claims.is_service:
@@ -46,13 +46,7 @@ class ProviderSignIn(Users, Sessions):
                         and not guest["confirmed"]
                         and guest["email"] in (None, identity.email)
                     ):
-                        await identities_repo.insert(
-                            conn,
-                            provider=identity.provider,
-                            subject=identity.subject,
-                            user_id=guest["id"],
-                            email=identity.email,
-                        )
+                        await link(guest["id"])
                         email = identity.email if identity.email_verified else None
                         user, notices = await self.confirm(conn, guest, email=email, clear_password=True)
                 if user is None:
@@ -62,13 +56,7 @@ class ProviderSignIn(Users, Sessions):
                     user = await users_repo.insert(
                         conn, email=email, password_hash=None, confirmed=True, temporary=False
                     )
-                    await identities_repo.insert(
-                        conn,
-                        provider=identity.provider,
-                        subject=identity.subject,
-                        user_id=user["id"],
-                        email=identity.email,
-                    )
+                    await link(user["id"])
                     profile = {k: v for k, v in (("name", identity.name), ("avatar_url", identity.picture)) if v}
                     if profile:
                         await users_repo.update_profile(conn, user["id"], profile)
