@@ -89,3 +89,71 @@ def pyproject_pins() -> dict[str, str]:
 
 def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_extras(path: Path) -> dict[str, set[str]]:
+    """Each pinned distribution of a requirements file and the extras it asks for."""
+    from packaging.requirements import Requirement
+
+    extras = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            extras[normalize(requirement.name)] = set(requirement.extras)
+    return extras
+
+
+def installed_closure(wanted: dict[str, set[str]]) -> dict[str, str]:
+    """The given distributions (with their extras) and everything they need, transitively, per the
+    metadata of this environment (the one the tests run in): name -> installed version."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    versions: dict[str, str] = {}
+    extras = {name: set(e) for name, e in wanted.items()}
+    todo = list(wanted)
+    while todo:
+        name = todo.pop()
+        if name in versions:
+            continue
+        dist = metadata.distribution(name)
+        versions[name] = dist.version
+        for spec in dist.requires or []:
+            requirement = Requirement(spec)
+            active = extras.get(name, set()) | {""}
+            if requirement.marker and not any(requirement.marker.evaluate({"extra": e}) for e in active):
+                continue
+            dep = normalize(requirement.name)
+            if requirement.extras - extras.get(dep, set()):
+                extras.setdefault(dep, set()).update(requirement.extras)
+                versions.pop(dep, None)  # revisit it with the extra
+            todo.append(dep)
+    return versions
+
+
+def third_party_imports(*packages: str) -> dict[str, set[str]]:
+    """Top-level modules imported by the packages' runtime code (tests' helpers under
+    shared/testing excluded) that are neither the standard library nor ours: module -> files."""
+    import ast
+    import sys
+
+    ours = {"shared", "sandbox"} | {f"{s}_service" for s in SERVICES}
+    found: dict[str, set[str]] = {}
+    for package in packages:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.is_relative_to(ROOT / "shared" / "testing"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    top = module.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in ours and not top.endswith("_service"):
+                        found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found

@@ -179,3 +179,25 @@ def test_docker_compose_builds_each_service_like_dokku():
         for name in required - {"DATABASE_URL", "SUPABASE_JWT_SECRET"}:
             database = spec["environment"][name].rsplit("/", 1)[1]
             assert f"CREATE DATABASE {database};" in init_sql
+
+
+def test_dockerignore_keeps_local_state_out_and_every_copy_source_in():
+    import fnmatch
+
+    patterns = [
+        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(fnmatch.fnmatch(p, pat.removeprefix("**/")) or fnmatch.fnmatch(p, pat)
+                   for pat in patterns for p in prefixes + parts)
+
+    for local in [".venv", ".local", ".git", "chat_service/__pycache__/x.pyc", "content_service/engine/_kernel.so"]:
+        assert ignored(local), f".dockerignore sends {local}"
+    for service in SERVICES:
+        for sources, _ in copy_sources(ROOT / f"{service}_service" / "Dockerfile"):
+            for source in sources:
+                assert not ignored(source.rstrip("/")), f".dockerignore drops {source}, which {service}'s Dockerfile copies"

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Builds the service images as Dokku does (each <svc>_service/Dockerfile, repository root as the
+# context, from the tracked files: `git archive HEAD`, what `git push dokku` sends) with rootful
+# podman (no Docker daemon, no registry), then runs each one as Dokku would: the Procfile's
+# release command (migrations) against per-run databases, the web process until it answers
+# app.json's startup check, as a non-root user; the content image must carry the compiled
+# kernel; no image may carry a compiler. Prints each image's size. Also parses
+# docker-compose.dev.yml with podman-compose.
+#
+#   scripts/images.sh                 # every service
+#   scripts/images.sh auth content    # a subset
+#
+# Installs its own OS packages when missing (apt-get, as root or through sudo). Needs the local
+# infrastructure (scripts/infra.sh) and the dev virtualenv (scripts/bootstrap.sh); scripts/test.sh
+# runs it after both unless SKIP_IMAGES=1. Must run as root (rootful podman).
+#
+# No registry is reachable, so python:3.11-slim-bookworm is a local stand-in built with
+# mmdebstrap (Debian bookworm's Python 3.11 in a venv at /usr/local, where the official image
+# has python and pip) and cached in $IMAGES_CACHE; the Dockerfiles stay FROM the official name.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${IMAGES_CACHE:-/var/cache/scenextras/images}"
+PYTHON="${IMAGES_PYTHON:-$ROOT/.venv/bin/python}"
+BASE=docker.io/library/python:3.11-slim-bookworm
+TAG_PREFIX=localhost/scenextras
+LABEL=org.scenextras.images-check
+say() { printf '[images] %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  exec sudo --preserve-env=IMAGES_CACHE,IMAGES_PYTHON,TEST_PG_BASE,TEST_REDIS_URL,TEST_AMQP_HOST,TEST_AMQP_PORT,TEST_RABBIT_API,TEST_RABBIT_USER,TEST_RABBIT_PASSWORD \
+    bash "$0" "$@"
+fi
+
+# The services: the fleet manifest once it exists on this branch, else this list.
+if [ "$#" -gt 0 ]; then
+  services=("$@")
+elif [ -f "$ROOT/shared/fleet.py" ]; then
+  mapfile -t services < <(cd "$ROOT" && python3 -m shared.fleet names)
+else
+  services=(auth payment chat content media community analytics)
+fi
+for svc in "${services[@]}"; do
+  [ -f "$ROOT/${svc}_service/Dockerfile" ] || { echo "unknown service: $svc (no ${svc}_service/Dockerfile)" >&2; exit 2; }
+done
+
+# OS packages. runc, not crun: crun fails on hosts with hybrid (v1) cgroups.
+wanted=()
+for pkg in podman buildah mmdebstrap runc uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
+           catatonit podman-compose; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || wanted+=("$pkg")
+done
+if [ ${#wanted[@]} -gt 0 ]; then
+  say "installing ${wanted[*]} (apt-get)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${wanted[@]}" >/dev/null
+fi
+
+mkdir -p "$CACHE"
+# One images check at a time on this machine (they are CPU- and disk-heavy); others wait.
+exec 9>"$CACHE/lock"
+if ! flock -n 9; then
+  say "another images check is running; waiting for it"
+  flock -w 3600 9
+fi
+
+# podman's defaults ask for more open files and processes than some hosts allow.
+export CONTAINERS_CONF="$CACHE/containers.conf"
+cat > "$CONTAINERS_CONF" <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+CONF
+
+started=$SECONDS
+workdir=$(mktemp -d /var/tmp/scenextras-images.XXXXXX)
+cleanup() {
+  local ids
+  ids=$(podman ps -aq --filter "label=$LABEL" 2>/dev/null || true)
+  # shellcheck disable=SC2086
+  [ -z "$ids" ] || podman rm -f $ids >/dev/null 2>&1 || true
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+# The stand-in base image. Its recipe's hash names the cached root filesystem, so changing the
+# recipe rebuilds it; otherwise it is imported from the cache when podman's store lacks it.
+# slim as the official image: no docs, man pages or locales; merged /usr without the usrmerge
+# package (which would pull in perl).
+debian_sources=(
+  "deb http://deb.debian.org/debian bookworm main"
+  "deb http://deb.debian.org/debian bookworm-updates main"
+  "deb http://deb.debian.org/debian-security bookworm-security main"
+)
+# shellcheck disable=SC2054,SC2016  # commas and $1 belong to mmdebstrap
+mmdebstrap_args=(
+  --variant=minbase --include=python3,python3-venv,python3-dev,ca-certificates
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
+  --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*'
+  --dpkgopt='path-exclude=/usr/share/info/*'
+  --customize-hook='chroot "$1" python3 -m venv /usr/local'
+  bookworm
+)
+recipe=$(printf '%s\n' "${mmdebstrap_args[@]}" "${debian_sources[@]}" | sha256sum | cut -c1-16)
+rootfs="$CACHE/python-3.11-slim-bookworm-standin-$recipe.tar"
+if [ "$(podman image inspect --format '{{index .Labels "org.scenextras.recipe"}}' "$BASE" 2>/dev/null)" != "$recipe" ]; then
+  if [ ! -f "$rootfs" ]; then
+    say "building the stand-in base image (mmdebstrap bookworm; about a minute)"
+    rm -f "$CACHE"/python-3.11-slim-bookworm-standin-*.tar
+    if ! mmdebstrap --format=tar "${mmdebstrap_args[@]}" "$rootfs.part" "${debian_sources[@]}" \
+           </dev/null >"$workdir/mmdebstrap.log" 2>&1; then
+      tail -n 40 "$workdir/mmdebstrap.log" >&2
+      echo "[images] FAILED: mmdebstrap (the stand-in base image)" >&2
+      exit 1
+    fi
+    mv "$rootfs.part" "$rootfs"
+  fi
+  podman import --quiet \
+    --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
+    --change "LABEL org.scenextras.recipe=$recipe" \
+    "$rootfs" "$BASE" >/dev/null
+  say "stand-in $BASE imported from $rootfs"
+fi
+
+# The build context: the tracked files at HEAD.
+cd "$ROOT"
+head=$(git rev-parse --short HEAD)
+if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+  say "NOTE: building HEAD ($head); these uncommitted changes are NOT in the images:"
+  git status --short --untracked-files=no | sed 's/^/[images]   /'
+fi
+mkdir "$workdir/context"
+git archive HEAD | tar -x -C "$workdir/context"
+
+# pip inside the build reaches the index as the host does: its configuration and CA bundle.
+build_mounts=()
+for path in /etc/pip.conf /etc/xdg/pip /etc/ssl/certs; do
+  [ -e "$path" ] && build_mounts+=(-v "$path:$path:ro")
+done
+
+for svc in "${services[@]}"; do
+  t0=$SECONDS
+  say "building $svc (${svc}_service/Dockerfile at $head)"
+  if ! podman build --quiet --pull=never --network=host "${build_mounts[@]}" \
+         -f "$workdir/context/${svc}_service/Dockerfile" -t "$TAG_PREFIX/$svc-service:check" \
+         "$workdir/context" > "$workdir/build-$svc.log" 2>&1; then
+    tail -n 40 "$workdir/build-$svc.log" >&2
+    echo "[images] FAILED: the $svc image does not build" >&2
+    exit 1
+  fi
+  say "built $svc in $((SECONDS - t0))s"
+done
+
+# Run each image: release, web + startup check, non-root, no compiler, sizes (Python: per-run
+# databases and vhost like the tests, dropped afterwards).
+"$PYTHON" "$ROOT/scripts/images_check.py" --context "$workdir/context" --image-prefix "$TAG_PREFIX" \
+  --base "$BASE" --label "$LABEL" "${services[@]}"
+
+# docker-compose.dev.yml: parsed and resolved by podman-compose (its infrastructure images
+# cannot be pulled here; see docs/deployment.md).
+compose_services=$(podman-compose -f "$workdir/context/docker-compose.dev.yml" config 2>"$workdir/compose.err" \
+  | "$PYTHON" -c 'import sys, yaml; print(" ".join(sorted(yaml.safe_load(sys.stdin)["services"])))') \
+  || { cat "$workdir/compose.err" >&2; echo "[images] FAILED: podman-compose config" >&2; exit 1; }
+for svc in "${services[@]}"; do
+  [[ " $compose_services " == *" $svc-service "* ]] \
+    || { echo "[images] FAILED: docker-compose.dev.yml has no $svc-service" >&2; exit 1; }
+done
+say "docker-compose.dev.yml: podman-compose config resolves ${compose_services}"
+
+# Dangling layers of earlier builds of these tags; the layer cache of the current ones stays.
+podman image prune -f >/dev/null 2>&1 || true
+say "all checks passed for: ${services[*]} ($((SECONDS - started))s)"
