@@ -5,7 +5,7 @@
 # release command (migrations) against per-run databases, the web process until it answers
 # app.json's startup check, as a non-root user; the content image must carry the compiled
 # kernel; no image may carry a compiler. Prints each image's size. Also parses
-# docker-compose.dev.yml with podman-compose.
+# docker-compose.dev.yml with podman-compose (dry run).
 #
 #   scripts/images.sh                 # every service
 #   scripts/images.sh auth content    # a subset
@@ -159,16 +159,26 @@ done
 "$PYTHON" "$ROOT/scripts/images_check.py" --context "$workdir/context" --image-prefix "$TAG_PREFIX" \
   --base "$BASE" --label "$LABEL" "${services[@]}"
 
-# docker-compose.dev.yml: parsed and resolved by podman-compose (its infrastructure images
-# cannot be pulled here; see docs/deployment.md).
-compose_services=$(podman-compose -f "$workdir/context/docker-compose.dev.yml" config 2>"$workdir/compose.err" \
-  | "$PYTHON" -c 'import sys, yaml; print(" ".join(sorted(yaml.safe_load(sys.stdin)["services"])))') \
-  || { cat "$workdir/compose.err" >&2; echo "[images] FAILED: podman-compose config" >&2; exit 1; }
+# docker-compose.dev.yml as podman-compose reads it (merge keys, ${VAR:-default}, depends_on), in
+# dry-run mode with a no-op in place of podman: what it would build and run, each service from its
+# Dockerfile with PORT and the database set. Not brought up: its infrastructure images (postgres,
+# redis, rabbitmq) come from a registry, unreachable here (docs/deployment.md).
+noop=$(readlink -f /bin/true)
+if ! compose=$(cd "$workdir/context" \
+      && podman-compose --podman-path "$noop" -p scenextras -f docker-compose.dev.yml --dry-run up -d 2>&1); then
+  printf '%s\n' "$compose" | tail -n 20 >&2
+  echo "[images] FAILED: podman-compose cannot read docker-compose.dev.yml" >&2
+  exit 1
+fi
 for svc in "${services[@]}"; do
-  [[ " $compose_services " == *" $svc-service "* ]] \
-    || { echo "[images] FAILED: docker-compose.dev.yml has no $svc-service" >&2; exit 1; }
+  run=$(grep -E "^$noop run --name=scenextras_$svc-service_1 " <<< "$compose" || true)
+  if ! grep -qxF "$noop build -t scenextras_$svc-service -f ./${svc}_service/Dockerfile ." <<< "$compose" \
+     || [[ "$run" != *" -e PORT=5000 "* || "$run" != *" -e DATABASE_URL=postgresql://"* ]]; then
+    echo "[images] FAILED: docker-compose.dev.yml does not build and run $svc-service as Dokku does" >&2
+    exit 1
+  fi
 done
-say "docker-compose.dev.yml: podman-compose config resolves ${compose_services}"
+say "docker-compose.dev.yml: podman-compose would build and run ${services[*]} (dry run; infrastructure not started)"
 
 # Dangling layers of earlier builds of these tags; the layer cache of the current ones stays.
 podman image prune -f >/dev/null 2>&1 || true

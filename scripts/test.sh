@@ -4,6 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/bootstrap.sh"
+[ "${SKIP_IMAGES:-0}" = 1 ] || bash "$ROOT/scripts/images.sh"  # SKIP_IMAGES=1: no image check
 cd "$ROOT"
 set +e
 .venv/bin/python -m pytest "$@"

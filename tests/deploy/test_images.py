@@ -200,4 +200,4 @@ def test_dockerignore_keeps_local_state_out_and_every_copy_source_in():
     for service in SERVICES:
         for sources, _ in copy_sources(ROOT / f"{service}_service" / "Dockerfile"):
             for source in sources:
-                assert not ignored(source.rstrip("/")), f".dockerignore drops {source}, which {service}'s Dockerfile copies"
+                assert not ignored(source.rstrip("/")), f".dockerignore drops {source}, copied by {service}'s Dockerfile"

@@ -50,7 +50,7 @@ def test_requirements_cover_what_the_service_imports(service):
         dists = {normalize(d) for d in providers.get(module, [])}
         if not dists & installed:
             uncovered[module] = (sorted(dists) or ["not installed here either"], sorted(files)[:3])
-    assert not uncovered, f"{path.relative_to(ROOT)} installs nothing providing (module: distribution, files): {uncovered}"
+    assert not uncovered, f"{path.relative_to(ROOT)} installs nothing providing (module: dists, files): {uncovered}"
 
 
 def test_the_shared_layer_is_part_of_every_service_set():
@@ -63,7 +63,7 @@ def test_the_shared_layer_is_part_of_every_service_set():
     for service in SERVICES:
         pins = requirement_pins(service_requirements(service))
         differs = {n: (v, pins.get(n)) for n, v in shared.items() if pins.get(n) != v}
-        assert not differs, f"{service}_service/requirements.txt lacks or changes shared/requirements.txt's pins: {differs}"
+        assert not differs, f"{service}_service/requirements.txt lacks or changes shared/'s pins: {differs}"
         dockerfile = (ROOT / f"{service}_service" / "Dockerfile").read_text()
         assert dockerfile.index("shared/requirements.txt") < dockerfile.index(f"{service}_service/requirements.txt")
 
