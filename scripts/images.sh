@@ -10,9 +10,9 @@
 #   scripts/images.sh                 # every service
 #   scripts/images.sh auth content    # a subset
 #
-# Installs its own OS packages when missing (apt-get, as root or through sudo). Needs the local
+# Installs its own OS packages when missing (apt-get). Needs the local
 # infrastructure (scripts/infra.sh) and the dev virtualenv (scripts/bootstrap.sh); scripts/test.sh
-# runs it after both unless SKIP_IMAGES=1. Must run as root (rootful podman).
+# runs it after both unless SKIP_IMAGES=1. Rootful podman: as root, or it re-runs itself with sudo.
 #
 # No registry is reachable, so python:3.11-slim-bookworm is a local stand-in built with
 # mmdebstrap (Debian bookworm's Python 3.11 in a venv at /usr/local, where the official image
@@ -25,26 +25,24 @@ BASE=docker.io/library/python:3.11-slim-bookworm
 TAG_PREFIX=localhost/scenextras
 LABEL=org.scenextras.images-check
 say() { printf '[images] %s\n' "$*"; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Rootful podman. Through sudo, the variables saying where the infrastructure and the cache are.
 if [ "$(id -u)" -ne 0 ]; then
-  exec sudo --preserve-env=IMAGES_CACHE,IMAGES_PYTHON,TEST_PG_BASE,TEST_REDIS_URL,TEST_AMQP_HOST,TEST_AMQP_PORT,TEST_RABBIT_API,TEST_RABBIT_USER,TEST_RABBIT_PASSWORD \
-    bash "$0" "$@"
+  exec sudo --preserve-env=IMAGES_CACHE,IMAGES_PYTHON,TEST_PG_BASE,TEST_REDIS_URL,TEST_AMQP_HOST \
+    --preserve-env=TEST_AMQP_PORT,TEST_RABBIT_API,TEST_RABBIT_USER,TEST_RABBIT_PASSWORD bash "$0" "$@"
 fi
 
-# The services: the fleet manifest once it exists on this branch, else this list.
+# The services: those given, else the fleet manifest's.
 if [ "$#" -gt 0 ]; then
   services=("$@")
-elif [ -f "$ROOT/shared/fleet.py" ]; then
-  mapfile -t services < <(cd "$ROOT" && python3 -m shared.fleet names)
 else
-  services=(auth payment chat content media community analytics)
+  mapfile -t services < <(cd "$ROOT" && python3 -m shared.fleet names)
 fi
 for svc in "${services[@]}"; do
-  [ -f "$ROOT/${svc}_service/Dockerfile" ] || { echo "unknown service: $svc (no ${svc}_service/Dockerfile)" >&2; exit 2; }
+  [ -f "$ROOT/${svc}_service/Dockerfile" ] || { echo "no ${svc}_service/Dockerfile: unknown service $svc" >&2; exit 2; }
 done
 
-# OS packages. runc, not crun: crun fails on hosts with hybrid (v1) cgroups.
+# OS packages (apt-get). runc, not crun: crun fails on hosts with hybrid (v1) cgroups.
 wanted=()
 for pkg in podman buildah mmdebstrap runc uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
            catatonit podman-compose; do
@@ -52,8 +50,8 @@ for pkg in podman buildah mmdebstrap runc uidmap slirp4netns fuse-overlayfs cont
 done
 if [ ${#wanted[@]} -gt 0 ]; then
   say "installing ${wanted[*]} (apt-get)"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${wanted[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${wanted[@]}" >/dev/null
 fi
 
 mkdir -p "$CACHE"
@@ -105,7 +103,8 @@ mmdebstrap_args=(
 )
 recipe=$(printf '%s\n' "${mmdebstrap_args[@]}" "${debian_sources[@]}" | sha256sum | cut -c1-16)
 rootfs="$CACHE/python-3.11-slim-bookworm-standin-$recipe.tar"
-if [ "$(podman image inspect --format '{{index .Labels "org.scenextras.recipe"}}' "$BASE" 2>/dev/null)" != "$recipe" ]; then
+imported=$(podman image inspect --format '{{index .Labels "org.scenextras.recipe"}}' "$BASE" 2>/dev/null || true)
+if [ "$imported" != "$recipe" ]; then
   if [ ! -f "$rootfs" ]; then
     say "building the stand-in base image (mmdebstrap bookworm; about a minute)"
     rm -f "$CACHE"/python-3.11-slim-bookworm-standin-*.tar

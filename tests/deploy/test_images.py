@@ -23,7 +23,8 @@ from tests.deploy.images import (
     requirement_pins,
 )
 
-SCRIPTS = ["deploy-all.sh", "infra/dokku/bootstrap.sh", "infra/dokku/fleet.sh", "tests/deploy/fake_dokku.sh"]
+SCRIPTS = ["deploy-all.sh", "infra/dokku/bootstrap.sh", "infra/dokku/fleet.sh", "tests/deploy/fake_dokku.sh",
+           "scripts/images.sh"]
 # What shared/ imports at run time; every image needs these.
 SHARED_NEEDS = [
     "fastapi", "starlette", "uvicorn", "pydantic", "pydantic-settings", "asyncpg", "redis", "pika",
