@@ -105,6 +105,7 @@ recipe=$(printf '%s\n' "${mmdebstrap_args[@]}" "${debian_sources[@]}" | sha256su
 rootfs="$CACHE/python-3.11-slim-bookworm-standin-$recipe.tar"
 imported=$(podman image inspect --format '{{index .Labels "org.scenextras.recipe"}}' "$BASE" 2>/dev/null || true)
 if [ "$imported" != "$recipe" ]; then
+  t0=$SECONDS
   if [ ! -f "$rootfs" ]; then
     say "building the stand-in base image (mmdebstrap bookworm; about a minute)"
     rm -f "$CACHE"/python-3.11-slim-bookworm-standin-*.tar
@@ -121,7 +122,7 @@ if [ "$imported" != "$recipe" ]; then
     --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
     --change "LABEL org.scenextras.recipe=$recipe" \
     "$rootfs" "$BASE" >/dev/null
-  say "stand-in $BASE imported from $rootfs"
+  say "stand-in $BASE imported from $rootfs ($((SECONDS - t0))s)"
 fi
 
 # The build context: the tracked files at HEAD.
