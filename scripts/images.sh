@@ -144,13 +144,19 @@ done
 for svc in "${services[@]}"; do
   t0=$SECONDS
   say "building $svc (${svc}_service/Dockerfile at $head)"
-  if ! podman build --quiet --pull=never --network=host "${build_mounts[@]}" \
-         -f "$workdir/context/${svc}_service/Dockerfile" -t "$TAG_PREFIX/$svc-service:check" \
-         "$workdir/context" > "$workdir/build-$svc.log" 2>&1; then
-    tail -n 40 "$workdir/build-$svc.log" >&2
-    echo "[images] FAILED: the $svc image does not build" >&2
-    exit 1
-  fi
+  dockerfile="$workdir/context/${svc}_service/Dockerfile"
+  # Named build stages (content's kernel) get a tag of their own, so the prune below keeps their
+  # layers cached; then the image itself.
+  mapfile -t targets < <(sed -nE 's/^FROM[[:space:]].*[[:space:]]AS[[:space:]]+([^[:space:]]+).*/\1/ip' "$dockerfile")
+  for target in "${targets[@]}" ""; do
+    tag="$TAG_PREFIX/$svc-service${target:+-$target}:check"
+    if ! podman build --quiet --pull=never --network=host "${build_mounts[@]}" ${target:+--target "$target"} \
+           -f "$dockerfile" -t "$tag" "$workdir/context" > "$workdir/build-$svc.log" 2>&1; then
+      tail -n 40 "$workdir/build-$svc.log" >&2
+      echo "[images] FAILED: the $svc image does not build${target:+ (stage $target)}" >&2
+      exit 1
+    fi
+  done
   say "built $svc in $((SECONDS - t0))s"
 done
 
