@@ -33,12 +33,17 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.pyproject.sha256"
-want=$(cat pyproject.toml setup.py content_service/engine/_kernel.c | sha256sum | cut -d' ' -f1)
+# The images' requirements.txt files pin every package a service runs with; they constrain the
+# venv too, so the tests run exactly the versions the images install (tests/deploy/test_requirements.py).
+constraints=(shared/requirements.txt *_service/requirements.txt)
+want=$(cat pyproject.toml setup.py content_service/engine/_kernel.c "${constraints[@]}" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
    || ! compgen -G "content_service/engine/_kernel.cpython-*.so" >/dev/null; then
   say "installing Python dependencies (pinned in pyproject.toml) and building the search kernel"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  pins=$(mktemp); sed -e 's/\[[^]]*\]//' -e 's/ *#.*//' "${constraints[@]}" | grep -v '^$' | sort -u > "$pins"
+  .venv/bin/python -m pip install -q -e '.[test]' -c "$pins"
+  rm -f "$pins"
   echo "$want" > "$stamp"
 fi
 
