@@ -4,7 +4,7 @@ DeepSeek (``/deepseek/v1``) and Gemini (``/gemini/v1beta/openai``).
 Routes (relative to each base): ``POST /chat/completions`` (plain and SSE ``data: {chunk}`` ...
 ``data: [DONE]``; ``stream_options.include_usage`` adds the final usage chunk with empty
 ``choices``), ``GET /models``, ``GET /models/{id}``, ``POST /audio/transcriptions`` (multipart),
-``POST /audio/speech`` (audio bytes).
+``POST /audio/speech`` (audio bytes); OpenAI only: ``POST /moderations`` (below).
 
 * auth: ``Authorization: Bearer <key>`` required -> 401 in the provider's error shape;
 * errors: ``{"error": {"message", "type", "param", "code"}}``; Gemini's compatibility layer
@@ -16,12 +16,17 @@ Routes (relative to each base): ``POST /chat/completions`` (plain and SSE ``data
 * unknown models (outside each provider's known families) get 404 ``model_not_found``; OpenAI's
   reasoning models (``o1``/``o3``/``o4``/``gpt-5``) refuse ``max_tokens`` and ``temperature != 1`` (400
   ``unsupported_parameter``/``unsupported_value``) as the real API does.
+* moderation (OpenAI's ``omni-moderation-*`` / ``text-moderation-*``) is deterministic: an input
+  containing the marker ``sandbox-flag`` is flagged under ``violence``, ``sandbox-flag:<category>``
+  (e.g. ``sandbox-flag:self-harm/intent``) under that category; flagged categories score 0.98,
+  the others 0.0001. One result per input (a string, a list of strings, or text/image parts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 from typing import Any, AsyncIterator, Optional
 
 from starlette.requests import Request
@@ -74,8 +79,9 @@ GOOGLE_STATUS = {
 MODELS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "openai": (
         ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-5", "gpt-5-mini", "o4-mini", "whisper-1",
-         "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"],
-        ("gpt-", "o1", "o3", "o4", "chatgpt-", "whisper-", "tts-", "ft:"),
+         "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "tts-1", "tts-1-hd", "gpt-4o-mini-tts",
+         "omni-moderation-latest", "omni-moderation-2024-09-26", "text-moderation-latest"],
+        ("gpt-", "o1", "o3", "o4", "chatgpt-", "whisper-", "tts-", "ft:", "omni-moderation-", "text-moderation-"),
     ),
     "groq": (
         ["llama-3.3-70b-versatile", "llama-3.1-8b-instant", "openai/gpt-oss-120b", "openai/gpt-oss-20b",
@@ -94,6 +100,14 @@ REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
           "marin", "cedar"}
 AUDIO_EXTENSIONS = ["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"]
+MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent", "self-harm",
+    "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence", "violence/graphic",
+)
+# Categories the real endpoint also scores on images (category_applied_input_types).
+MODERATION_IMAGE_CATEGORIES = {"self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "violence",
+                               "violence/graphic"}
+MODERATION_MARKER = re.compile(r"sandbox-flag(?::([a-z/-]+))?", re.IGNORECASE)
 OWNERS = {"openai": "system", "groq": "Meta", "deepseek": "deepseek", "gemini": "google"}
 
 
@@ -435,13 +449,72 @@ def build(state: SandboxState, provider: str) -> Router:
         content_type, make = audio.FORMATS[fmt]
         return Response(make(text), media_type=content_type, headers={"x-sandbox-provider": provider})
 
-    return Router(routes=[
+    async def moderations(request: Request) -> Response:
+        if (err := auth(request)) is not None:
+            return err
+        body = sandbox_scope(request)["parsed"]
+        if not isinstance(body, dict):
+            return _err(provider, 400, "We could not parse the JSON body of your request.")
+        if "input" not in body:
+            return _err(provider, 400, "Missing required parameter: 'input'.", "input", "missing_required_parameter")
+        model = str(body.get("model") or "omni-moderation-latest")
+        if not model.startswith(("omni-moderation-", "text-moderation-")) or not _model_known(provider, model):
+            return _err(provider, 404, f"The model `{model}` does not exist or you do not have access to it.",
+                        code="model_not_found")
+        inputs = _moderation_inputs(body["input"])
+        if inputs is None:
+            return _err(provider, 400, "Invalid type for 'input': expected a string, an array of strings or an "
+                        "array of text and image_url objects.", "input", "invalid_type")
+        try:
+            results = [_moderation_result(text, image) for text, image in inputs]
+        except ValueError as e:
+            return _err(provider, 400, f"The sandbox knows no moderation category {str(e)!r} (sandbox-flag:<category>"
+                        f" with one of {', '.join(MODERATION_CATEGORIES)}).", "input", "invalid_value")
+        return JSON({"id": "modr-" + state.rand(24), "model": model, "results": results},
+                    headers={"x-sandbox-provider": provider})
+
+    routes = [
         Route("/chat/completions", chat, methods=["POST"]),
         Route("/models", models, methods=["GET"]),
         Route("/models/{model_id:path}", model, methods=["GET"]),
         Route("/audio/transcriptions", transcriptions, methods=["POST"]),
         Route("/audio/speech", speech, methods=["POST"]),
-    ])
+    ]
+    if provider == "openai":  # the OpenAI-compatible providers have no moderation endpoint
+        routes.append(Route("/moderations", moderations, methods=["POST"]))
+    return Router(routes=routes)
+
+
+def _moderation_inputs(value: Any) -> Optional[list[tuple[str, bool]]]:
+    """(text, has an image) per input, or None when `input` is not a shape the API accepts."""
+    if isinstance(value, str):
+        return [(value, False)]
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(v, str) for v in value):
+        return [(v, False) for v in value]
+    if all(isinstance(v, dict) and v.get("type") in ("text", "image_url") for v in value):
+        # Multimodal parts are one input together.
+        text = " ".join(str(v.get("text") or "") for v in value if v["type"] == "text")
+        return [(text, any(v["type"] == "image_url" for v in value))]
+    return None
+
+
+def _moderation_result(text: str, image: bool) -> dict[str, Any]:
+    """Raises ValueError for a marker naming an unknown category."""
+    flagged: set[str] = set()
+    for m in MODERATION_MARKER.finditer(text):
+        category = (m.group(1) or "violence").lower()
+        if category not in MODERATION_CATEGORIES:
+            raise ValueError(category)
+        flagged.add(category)
+    kinds = lambda c: ["text", "image"] if image and c in MODERATION_IMAGE_CATEGORIES else ["text"]  # noqa: E731
+    return {
+        "flagged": bool(flagged),
+        "categories": {c: c in flagged for c in MODERATION_CATEGORIES},
+        "category_scores": {c: 0.98 if c in flagged else 0.0001 for c in MODERATION_CATEGORIES},
+        "category_applied_input_types": {c: kinds(c) for c in MODERATION_CATEGORIES},
+    }
 
 
 def _timestamp(seconds: float, sep: str) -> str:

@@ -9,8 +9,9 @@ crashed worker) expires and is given back by the database.
     quota = QuotaClient(app.state.core_db, app.state.redis, app.state.keys)
     async with quota.reserved(user.user_id, "premium") as reservation:
         reply = await call_the_llm(...)
-        reservation.actual = 1          # optional: charge less than reserved
+        reservation.actual = 1          # optional: charge less than reserved (0: give it all back)
     # settled on success, released when the block raises (InsufficientQuota: nothing reserved)
+    async with quota.reserved(user.user_id, ["regular", "premium"]) as (regular, premium): ...
 
 The Redis cache of `remaining()` (`keys("quota", user_id)`, at most 5 minutes) is dropped on every
 change made through this client.
@@ -31,10 +32,11 @@ import asyncio
 import copy
 import logging
 import uuid
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import AsyncIterator
+from typing import AsyncIterator, overload
 
 import asyncpg
 import orjson
@@ -95,7 +97,7 @@ class Reservation:
     amount: int
     remaining: int  # after this reservation; -1 = unlimited
     reset_at: datetime | None
-    # Set inside `reserved(...)` to charge less than reserved (None = the full amount).
+    # Set inside `reserved(...)` to charge less than reserved (None = the full amount, 0 = release).
     actual: int | None = field(default=None, compare=False)
 
     @property
@@ -378,20 +380,58 @@ class QuotaClient:
                 pass
         return result
 
+    @overload
+    def reserved(self, user_id: str, quota_type: str, amount: int = 1) -> AbstractAsyncContextManager[Reservation]: ...
+
+    @overload
+    def reserved(self, user_id: str, quota_type: Sequence[str],
+                 amount: int = 1) -> AbstractAsyncContextManager[list[Reservation]]: ...
+
+    def reserved(self, user_id, quota_type, amount=1):
+        """Reserve, run the block, then settle (success) or release (any exception, cancellation
+        included). `quota_type` one type: yields its Reservation; a list of types: yields one
+        Reservation per type, in order (an empty list reserves nothing), all or nothing: if a
+        later one is refused, the earlier ones are released before InsufficientQuota propagates.
+
+        Inside the block, `reservation.actual = n` charges n (≤ the amount); `actual = 0` gives it
+        all back as a release (the work produced nothing chargeable). A settle or release that
+        fails after its retries is logged, not raised: the work is done (or failed) either way,
+        and a reservation nobody finishes expires and is given back by the database."""
+        if isinstance(quota_type, str):
+            return self._reserved_one(user_id, quota_type, amount)
+        return self._reserved_each(user_id, list(quota_type), amount)
+
     @asynccontextmanager
-    async def reserved(self, user_id: str, quota_type: str, amount: int = 1) -> AsyncIterator[Reservation]:
-        reservation = await self.reserve(user_id, quota_type, amount)
-        try:
+    async def _reserved_one(self, user_id: str, quota_type: str, amount: int) -> AsyncIterator[Reservation]:
+        async with self._reserved_each(user_id, [quota_type], amount) as (reservation,):
             yield reservation
+
+    @asynccontextmanager
+    async def _reserved_each(self, user_id: str, quota_types: list[str],
+                             amount: int) -> AsyncIterator[list[Reservation]]:
+        held: list[Reservation] = []
+        try:
+            for qt in quota_types:
+                held.append(await self.reserve(user_id, qt, amount))
+            yield held
         except BaseException:
-            try:
-                await self.release(reservation.reservation_id)
-            except Exception:
-                # The reservation expires and is given back by the database anyway.
-                log.exception("quota release failed", extra={"reservation_id": reservation.reservation_id})
+            # Shielded: a second cancellation (a shutdown) must not leave the quota held.
+            await asyncio.shield(self._finish(held, charge=False))
             raise
-        else:
-            await self.settle(reservation.reservation_id, reservation.actual)
+        await self._finish(held, charge=True)
+
+    async def _finish(self, held: list[Reservation], *, charge: bool) -> None:
+        for r in held:
+            settle = charge and r.actual != 0
+            try:
+                if settle:
+                    await self.settle(r.reservation_id, r.actual)
+                else:
+                    await self.release(r.reservation_id)
+            except Exception:
+                what = "settle" if settle else "release"
+                log.exception(f"quota {what} failed; the reservation expires on its own",
+                              extra={"reservation_id": r.reservation_id})
 
 
 __all__ = ["InsufficientQuota", "Reservation", "QuotaClient", "QUOTA_CACHE_TTL_SECONDS"]
