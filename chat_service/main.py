@@ -3,45 +3,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urlparse
 
 from fastapi import FastAPI
 
-from chat_service import budget
 from chat_service.context import ContextBuilder
 from chat_service.events import handlers
-from chat_service.llm import LLMRouter
 from chat_service.routers import conversations, group, messages, talk, voice
 from chat_service.service import ChatEngine
 from chat_service.settings import Settings
 from shared.app import create_app, lazy_app
+from shared.llm import LLMRouter
+from shared.llm.tokens import encoding
 from shared.quota import QuotaClient
 from shared.settings import load_settings
 from shared.tiers import TierResolver
 
 log = logging.getLogger("chat_service")
-
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
-
-
-def announce_providers(settings: Settings, router: LLMRouter) -> None:
-    if not router.configured:
-        log.error(
-            "NO LANGUAGE MODEL PROVIDER IS CONFIGURED: set ANTHROPIC_API_KEY, OPENAI_API_KEY, GROQ_API_KEY, "
-            "DEEPSEEK_API_KEY or GEMINI_API_KEY. /talk_with and /group_chat answer 503 LLM_UNAVAILABLE until then."
-        )
-        return
-    bases = {
-        "anthropic": settings.anthropic_base_url,
-        "openai": settings.openai_base_url,
-        "groq": settings.groq_base_url,
-        "deepseek": settings.deepseek_base_url,
-        "gemini": settings.gemini_base_url,
-    }
-    local = {name: bases[name] for name in router.providers if bases[name] and urlparse(bases[name]).hostname in LOCAL_HOSTS}
-    if local:
-        log.warning("LLM providers point at LOCAL servers (sandbox or self-hosted), not the real APIs: %s", local)
-    log.info("llm providers", extra={"providers": list(router.providers), "models": [m.id for m in router.available_models()]})
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -49,11 +26,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     async def startup(app: FastAPI) -> None:
         state = app.state
-        await asyncio.to_thread(budget.encoding)  # load the tokenizer now, not on the first request
+        await asyncio.to_thread(encoding)  # load the tokenizer now, not on the first request
         state.tier_resolver = TierResolver(state.redis, state.keys, state.core_db)
         state.quota = QuotaClient(state.core_db, state.redis, state.keys)
-        state.llm = LLMRouter(settings)
-        announce_providers(settings, state.llm)
+        state.llm = LLMRouter(settings, default_model=settings.chat_default_model, vision_model=settings.chat_vision_model)
+        state.llm.announce(log, "/talk_with and /group_chat answer 503 LLM_UNAVAILABLE until then.")
         state.contexts = ContextBuilder(settings, state.redis, state.keys)
         state.engine = ChatEngine(settings, state.db, state.llm, state.contexts, state.quota, state.tier_resolver)
 

@@ -10,19 +10,15 @@ from datetime import datetime
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
-from chat_service import export
+from chat_service import errors, export
+from chat_service.errors import parse_uuid
 from chat_service.models import conversation_out, message_out
 from chat_service.repositories import conversations as conv_repo
 from chat_service.repositories import messages as msg_repo
-from chat_service.service import parse_uuid
 from shared.auth import CurrentUser, get_current_user, resolve_tier
-from shared.errors import APIError
+from shared.errors import INSUFFICIENT_QUOTA, INSUFFICIENT_TIER, VALIDATION_ERROR, documented
 
 router = APIRouter(tags=["conversations"])
-
-
-def _bad_cursor() -> APIError:
-    return APIError(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")
 
 
 def encode_cursor(*parts: str) -> str:
@@ -33,21 +29,24 @@ def decode_cursor(cursor: str, n: int) -> list[str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
-        raise _bad_cursor() from None
+        raise errors.INVALID_CURSOR() from None
     parts = raw.split("|")
     if len(parts) != n:
-        raise _bad_cursor()
+        raise errors.INVALID_CURSOR()
     return parts
 
 
 async def owned(request: Request, conversation_id: str, user: CurrentUser):
     conv = await conv_repo.get_owned(request.app.state.db, parse_uuid(conversation_id), user.user_id)
     if conv is None:
-        raise APIError(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
+        raise errors.CONVERSATION_NOT_FOUND()
     return conv
 
 
-@router.get("/conversations")
+NOT_FOUND = documented(errors.CONVERSATION_NOT_FOUND)
+
+
+@router.get("/conversations", responses=documented(errors.INVALID_CURSOR))
 async def list_conversations(
     request: Request,
     limit: int = Query(20, ge=1, le=100),
@@ -60,7 +59,7 @@ async def list_conversations(
         try:
             after = (datetime.fromisoformat(ts), uuid.UUID(cid))
         except ValueError:
-            raise _bad_cursor() from None
+            raise errors.INVALID_CURSOR() from None
     rows = await conv_repo.list_page(request.app.state.db, user.user_id, limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -68,7 +67,8 @@ async def list_conversations(
     return {"conversations": [conversation_out(r) for r in rows], "next_cursor": next_cursor}
 
 
-@router.get("/conversations/{conversation_id}")
+@router.get("/conversations/{conversation_id}",
+            responses=documented(errors.CONVERSATION_NOT_FOUND, errors.INVALID_CURSOR))
 async def get_conversation(
     conversation_id: str,
     request: Request,
@@ -83,7 +83,7 @@ async def get_conversation(
     if cursor:
         (seq,) = decode_cursor(cursor, 1)
         if not seq.isdigit():
-            raise _bad_cursor()
+            raise errors.INVALID_CURSOR()
         before = int(seq)
     db = request.app.state.db
     rows = await msg_repo.page(db, conv["id"], limit=limit + 1, before_seq=before)
@@ -97,14 +97,17 @@ async def get_conversation(
     }
 
 
-@router.delete("/conversations/{conversation_id}", status_code=204)
+@router.delete("/conversations/{conversation_id}", status_code=204, responses=NOT_FOUND)
 async def delete_conversation(conversation_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
     if not await conv_repo.delete_owned(request.app.state.db, parse_uuid(conversation_id), user.user_id):
-        raise APIError(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
+        raise errors.CONVERSATION_NOT_FOUND()
     return Response(status_code=204)
 
 
-@router.post("/conversations/{conversation_id}/regenerate")
+@router.post("/conversations/{conversation_id}/regenerate", responses=documented(
+    errors.CONVERSATION_NOT_FOUND, errors.NOTHING_TO_REGENERATE, VALIDATION_ERROR, errors.UNKNOWN_MODEL,
+    INSUFFICIENT_TIER, INSUFFICIENT_QUOTA, errors.LLM_UNAVAILABLE,
+))
 async def regenerate(
     conversation_id: str,
     request: Request,
@@ -113,7 +116,7 @@ async def regenerate(
 ):
     model = (body or {}).get("model")
     if model is not None and not isinstance(model, str):
-        raise APIError(422, "VALIDATION_ERROR", "model must be a string.")
+        raise VALIDATION_ERROR("model must be a string.")
     tier = await resolve_tier(request, user)
     return await request.app.state.engine.regenerate(user, tier, conversation_id, model)
 
@@ -123,7 +126,9 @@ async def _transcript(db, conv):
     return conversation_out(conv), [message_out(r) for r in rows]
 
 
-@router.get("/conversations/{conversation_id}/export")
+@router.get("/conversations/{conversation_id}/export", responses=documented(
+    errors.CONVERSATION_NOT_FOUND, errors.UNSUPPORTED_FORMAT,
+))
 async def export_conversation(
     conversation_id: str,
     request: Request,
@@ -131,7 +136,7 @@ async def export_conversation(
     user: CurrentUser = Depends(get_current_user),
 ):
     if format not in export.FORMATS:
-        raise APIError(422, "UNSUPPORTED_FORMAT", f"format must be one of {', '.join(export.FORMATS)}.", formats=list(export.FORMATS))
+        raise errors.UNSUPPORTED_FORMAT(f"format must be one of {', '.join(export.FORMATS)}.", formats=list(export.FORMATS))
     conv = await owned(request, conversation_id, user)
     meta, messages = await _transcript(request.app.state.db, conv)
     if format == "pdf":
@@ -146,7 +151,7 @@ async def export_conversation(
     )
 
 
-@router.post("/conversations/{conversation_id}/share")
+@router.post("/conversations/{conversation_id}/share", responses=NOT_FOUND)
 async def share(conversation_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
     """A read-only link to the transcript; calling it again returns the same link."""
     conv = await owned(request, conversation_id, user)
@@ -158,21 +163,21 @@ async def share(conversation_id: str, request: Request, user: CurrentUser = Depe
     return {"share_token": token, "url": f"{base}/shared/{token}"}
 
 
-@router.delete("/conversations/{conversation_id}/share", status_code=204)
+@router.delete("/conversations/{conversation_id}/share", status_code=204, responses=NOT_FOUND)
 async def unshare(conversation_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
     conv = await owned(request, conversation_id, user)
     await conv_repo.set_share_token(request.app.state.db, conv["id"], user.user_id, None)
     return Response(status_code=204)
 
 
-@router.get("/shared/{token}")
+@router.get("/shared/{token}", responses=documented(errors.SHARE_NOT_FOUND))
 async def shared_transcript(token: str, request: Request):
     """Public and read-only: no ids of the owner, no metadata beyond who said what."""
     if not re.fullmatch(r"[A-Za-z0-9_\-]{16,64}", token):
-        raise APIError(404, "SHARE_NOT_FOUND", "This link does not exist or was revoked.")
+        raise errors.SHARE_NOT_FOUND()
     conv = await conv_repo.get_shared(request.app.state.db, token)
     if conv is None:
-        raise APIError(404, "SHARE_NOT_FOUND", "This link does not exist or was revoked.")
+        raise errors.SHARE_NOT_FOUND()
     meta, messages = await _transcript(request.app.state.db, conv)
     return {
         "character": meta["character"],

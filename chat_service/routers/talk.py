@@ -6,10 +6,11 @@ import base64
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
+from chat_service import attachments, errors
 from chat_service.models import Attachment, TalkRequest, TalkResponse, json_response
 from chat_service.streaming import StreamRun
 from shared.auth import TIER_NAMES, CurrentUser, get_current_user, resolve_tier
-from shared.errors import APIError
+from shared.errors import INSUFFICIENT_QUOTA, INSUFFICIENT_TIER, documented
 
 router = APIRouter(tags=["chat"])
 
@@ -24,7 +25,7 @@ def wants_stream(request: Request, body: TalkRequest) -> bool:
 
 async def _talk(request: Request, user: CurrentUser, body: TalkRequest):
     eng = engine(request)
-    prepared = await eng.prepare(
+    plan = await eng.plan(
         user,
         message=body.message,
         character=body.character,
@@ -34,8 +35,9 @@ async def _talk(request: Request, user: CurrentUser, body: TalkRequest):
         attachments=body.attachments,
     )
     if not wants_stream(request, body):
-        return json_response(await eng.talk(prepared))
-    run = StreamRun(eng, prepared).start()
+        return json_response(await eng.talk(plan))
+    run = StreamRun(eng, plan).start()
+    await run.started()  # quota reserved and prompt built; or its error, answered as JSON
     return StreamingResponse(
         run.events(eng.settings.chat_stream_heartbeat_seconds),
         media_type="text/event-stream",
@@ -50,7 +52,12 @@ TALK_RESPONSES = {
         "(`token` frames, then one `done` carrying this body, or one `error`).",
         "content": {"text/event-stream": {}},
     }
-}
+} | documented(
+    INSUFFICIENT_TIER, INSUFFICIENT_QUOTA, errors.CONVERSATION_NOT_FOUND, errors.NOT_A_SINGLE_CONVERSATION,
+    errors.EMPTY_MESSAGE, errors.MESSAGE_TOO_LONG, errors.UNKNOWN_MODEL, errors.MODEL_CANNOT_SEE_IMAGES,
+    errors.TOO_MANY_ATTACHMENTS, errors.INVALID_ATTACHMENT, errors.ATTACHMENT_TOO_LARGE, errors.ATTACHMENT_NOT_AN_IMAGE,
+    errors.LLM_UNAVAILABLE,
+)
 
 
 @router.post("/talk_with", responses=TALK_RESPONSES)
@@ -72,15 +79,15 @@ async def talk_with_upload(
 ):
     """/talk_with with images as multipart uploads (field `images`, repeatable); the same answer."""
     settings = request.app.state.settings
-    if len(images) > settings.chat_max_attachments:
-        raise APIError(422, "TOO_MANY_ATTACHMENTS", f"At most {settings.chat_max_attachments} images per message.", max_attachments=settings.chat_max_attachments)
-    attachments = []
+    attachments.check_count(len(images), settings.chat_max_attachments)
+    uploaded = []
     for i, upload in enumerate(images):
         data = await upload.read(settings.chat_max_image_bytes + 1)
         if len(data) > settings.chat_max_image_bytes:
-            raise APIError(422, "ATTACHMENT_TOO_LARGE", f"Image {i} is larger than {settings.chat_max_image_bytes} bytes.", index=i, max_bytes=settings.chat_max_image_bytes)
-        attachments.append(Attachment(data=base64.b64encode(data).decode()))
-    body = TalkRequest(message=message, character=character, series=series, conversation_id=conversation_id, model=model, stream=stream, attachments=attachments)
+            raise attachments.too_large(i, None, settings.chat_max_image_bytes)
+        uploaded.append(Attachment(data=base64.b64encode(data).decode()))
+    body = TalkRequest(message=message, character=character, series=series, conversation_id=conversation_id,
+                       model=model, stream=stream, attachments=uploaded)
     return await _talk(request, user, body)
 
 

@@ -6,10 +6,11 @@ import logging
 import openai
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
-from chat_service.llm import OpenAICompatibleProvider, describe, should_fall_back
+from chat_service import errors
 from chat_service.models import SpeakRequest
 from shared.auth import CurrentUser, get_current_user
-from shared.errors import APIError
+from shared.errors import APIError, documented
+from shared.llm import describe, should_fall_back
 from shared.ratelimit import RateLimit
 
 log = logging.getLogger("chat_service.voice")
@@ -35,34 +36,40 @@ SPEECH_FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 
 
 def openai_client(request: Request) -> openai.AsyncOpenAI:
-    provider = request.app.state.llm.providers.get("openai")
-    if not isinstance(provider, OpenAICompatibleProvider):
-        raise APIError(503, "VOICE_UNAVAILABLE", "Voice needs OPENAI_API_KEY, which this server does not have.")
-    return provider.client
+    client = request.app.state.llm.openai_client()
+    if client is None:
+        raise errors.VOICE_UNAVAILABLE("Voice needs OPENAI_API_KEY, which this server does not have.")
+    return client
 
 
 def _voice_error(exc: Exception) -> APIError:
     if isinstance(exc, openai.APIStatusError) and exc.status_code == 400:
-        return APIError(422, "AUDIO_REJECTED", "The speech service could not process this audio.", detail=str(exc.message)[:300])
+        return errors.AUDIO_REJECTED(detail=str(exc.message)[:300])
     if should_fall_back(exc):
         log.warning("voice provider failed", extra={"error": describe(exc)})
-        return APIError(503, "VOICE_UNAVAILABLE", "The speech service is unavailable; try again shortly.", headers={"Retry-After": "5"})
+        return errors.VOICE_UNAVAILABLE(headers={"Retry-After": "5"})
     log.error("voice provider refused", extra={"error": describe(exc)})
-    return APIError(502, "VOICE_FAILED", "The speech service refused the request.")
+    return errors.VOICE_FAILED()
 
 
-@router.post("/voice/transcribe", dependencies=[Depends(RateLimit(30, 60, scope="voice"))])
+VOICE_ERRORS = (errors.VOICE_UNAVAILABLE, errors.VOICE_FAILED)
+
+
+@router.post("/voice/transcribe", dependencies=[Depends(RateLimit(30, 60, scope="voice"))], responses=documented(
+    errors.UNSUPPORTED_AUDIO_TYPE, errors.AUDIO_TOO_LARGE, errors.EMPTY_AUDIO, errors.AUDIO_REJECTED, *VOICE_ERRORS,
+))
 async def transcribe(request: Request, file: UploadFile = File(...), user: CurrentUser = Depends(get_current_user)):
     settings = request.app.state.settings
     ctype = (file.content_type or "").split(";")[0].strip().lower()
     ext = (file.filename or "").rsplit(".", 1)[-1].lower() if "." in (file.filename or "") else ""
     if ctype not in AUDIO_TYPES and ext not in set(AUDIO_TYPES.values()):
-        raise APIError(415, "UNSUPPORTED_AUDIO_TYPE", "Send mp3, wav, webm, ogg, m4a or flac audio.", accepted=sorted(set(AUDIO_TYPES.values())))
+        raise errors.UNSUPPORTED_AUDIO_TYPE(accepted=sorted(set(AUDIO_TYPES.values())))
     data = await file.read(settings.voice_max_bytes + 1)
     if len(data) > settings.voice_max_bytes:
-        raise APIError(413, "AUDIO_TOO_LARGE", f"Audio files are limited to {settings.voice_max_bytes} bytes.", max_bytes=settings.voice_max_bytes)
+        raise errors.AUDIO_TOO_LARGE(f"Audio files are limited to {settings.voice_max_bytes} bytes.",
+                                     max_bytes=settings.voice_max_bytes)
     if not data:
-        raise APIError(422, "EMPTY_AUDIO", "The audio file is empty.")
+        raise errors.EMPTY_AUDIO()
     client = openai_client(request)
     name = f"audio.{AUDIO_TYPES.get(ctype) or ext}"
     try:
@@ -72,19 +79,29 @@ async def transcribe(request: Request, file: UploadFile = File(...), user: Curre
     return {"text": result.text}
 
 
-@router.post("/voice/speak", dependencies=[Depends(RateLimit(30, 60, scope="voice"))])
+SPEAK_RESPONSES = {
+    200: {
+        "description": "The speech: `audio/mpeg` (mp3, the default), `audio/wav` or `audio/flac` by `format`.",
+        "content": {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in SPEECH_FORMATS.values()},
+    },
+} | documented(errors.EMPTY_TEXT, errors.TEXT_TOO_LONG, errors.UNKNOWN_VOICE, errors.UNSUPPORTED_FORMAT, *VOICE_ERRORS)
+
+
+@router.post("/voice/speak", dependencies=[Depends(RateLimit(30, 60, scope="voice"))], response_class=Response,
+             responses=SPEAK_RESPONSES)
 async def speak(body: SpeakRequest, request: Request, format: str = "mp3", user: CurrentUser = Depends(get_current_user)):
     settings = request.app.state.settings
     text = body.text.strip() if body.text else ""
     if not text:
-        raise APIError(422, "EMPTY_TEXT", "There is no text to speak.")
+        raise errors.EMPTY_TEXT()
     if len(text) > settings.voice_max_text_chars:
-        raise APIError(422, "TEXT_TOO_LONG", f"At most {settings.voice_max_text_chars} characters can be spoken at once.", max_chars=settings.voice_max_text_chars)
+        raise errors.TEXT_TOO_LONG(f"At most {settings.voice_max_text_chars} characters can be spoken at once.",
+                                   max_chars=settings.voice_max_text_chars)
     voice = body.voice or settings.voice_default
     if voice not in VOICES:
-        raise APIError(422, "UNKNOWN_VOICE", f"Unknown voice {voice!r}.", voices=sorted(VOICES))
+        raise errors.UNKNOWN_VOICE(f"Unknown voice {voice!r}.", voices=sorted(VOICES))
     if format not in SPEECH_FORMATS:
-        raise APIError(422, "UNSUPPORTED_FORMAT", "format must be mp3, wav or flac.", formats=list(SPEECH_FORMATS))
+        raise errors.UNSUPPORTED_FORMAT("format must be mp3, wav or flac.", formats=list(SPEECH_FORMATS))
     client = openai_client(request)
     try:
         audio = await client.audio.speech.create(model=settings.voice_tts_model, voice=voice, input=text, response_format=format)

@@ -6,13 +6,14 @@ import uuid
 import pytest
 
 from chat_service import budget
+from shared.llm.tokens import count_tokens, encoding
 
 
 def test_the_tokenizer_is_cl100k():
     # Known cl100k_base encodings (tiktoken's own test vectors).
-    assert budget.encoding().encode("hello world") == [15339, 1917]
-    assert budget.count_tokens("hello world") == 2
-    assert budget.count_tokens("") == 0
+    assert encoding().encode("hello world") == [15339, 1917]
+    assert count_tokens("hello world") == 2
+    assert count_tokens("") == 0
 
 
 def test_fit_keeps_system_pinned_and_newest_and_drops_oldest():
@@ -46,7 +47,7 @@ async def seed_history(chat_db, user_id: str, conversation_id: str, n: int, pin:
     async with chat_db.acquire() as conn:
         for i in range(n):
             content = f"[m{i}] {FILLER}"
-            count = budget.count_tokens(content)
+            count = count_tokens(content)
             tokens[f"m{i}"] = count
             role = "user" if i % 2 == 0 else "assistant"
             await conn.execute(

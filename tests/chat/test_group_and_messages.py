@@ -6,7 +6,7 @@ import json
 import pypdf
 
 from chat_service.context import CharacterContext
-from chat_service.service import turn_order
+from chat_service.group_chat import turn_order
 
 CAST = [
     {"name": "Batman", "series": "The Dark Knight"},
