@@ -129,6 +129,29 @@ async def test_reserved_context_settles_on_success_and_releases_on_error(quota, 
     assert [(s["state"], s["charged"]) for s in states] == [("settled", 1), ("released", 0)]
 
 
+async def test_reserved_several_types_is_all_or_nothing_and_zero_actual_is_a_release(quota, core):
+    user = new_user()
+    async with quota.reserved(user, []) as none:  # nothing to reserve: nothing settled
+        assert none == []
+    # Free has no premium: the regular reserved first is given back before the 402 propagates.
+    with pytest.raises(InsufficientQuota) as refused:
+        async with quota.reserved(user, ["regular", "premium"]):
+            raise AssertionError("the block must not run")
+    assert refused.value.quota_type == "premium"
+    async with quota.reserved(user, ["regular", "story"]) as (regular, story):
+        assert (regular.quota_type, story.quota_type) == ("regular", "story")
+        story.actual = 0  # the story produced nothing chargeable
+    with pytest.raises(asyncio.CancelledError):
+        async with quota.reserved(user, ["regular"]):
+            raise asyncio.CancelledError
+    states = await core.fetch("SELECT quota_type, state, charged FROM quota_reservations WHERE user_id = $1"
+                              " ORDER BY created_at", uuid.UUID(user))
+    assert [tuple(s) for s in states] == [("regular", "released", 0), ("regular", "settled", 1),
+                                          ("story", "released", 0), ("regular", "released", 0)]
+    row = await core.fetchrow("SELECT quota, quota_story FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
+    assert dict(row) == {"quota": 4, "quota_story": 1}
+
+
 async def test_unlimited_always_reserves_with_an_id(quota, core):
     user = new_user()
     await core.execute("SELECT quota_reset($1::uuid, 2)", uuid.UUID(user))
