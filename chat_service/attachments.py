@@ -38,7 +38,8 @@ def sniff(raw: bytes) -> str | None:
     return None
 
 
-def check(attachments: list[Attachment], max_count: int, max_bytes: int) -> tuple[list[ImageInput], list[dict[str, Any]]]:
+def check(attachments: list[Attachment], max_count: int,
+          max_bytes: int) -> tuple[list[ImageInput], list[dict[str, Any]]]:
     """(the images for the model, what the saved message records about them)."""
     if not attachments:
         return [], []
@@ -66,5 +67,6 @@ def check(attachments: list[Attachment], max_count: int, max_bytes: int) -> tupl
         if a.media_type and a.media_type != sniffed:
             raise errors.INVALID_ATTACHMENT(f"Attachment {i} says {a.media_type} but is {sniffed}.", index=i)
         images.append(ImageInput(media_type=sniffed, data_b64=base64.b64encode(raw).decode()))
-        meta.append({"type": "image", "media_type": sniffed, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()})
+        digest = hashlib.sha256(raw).hexdigest()
+        meta.append({"type": "image", "media_type": sniffed, "bytes": len(raw), "sha256": digest})
     return images, meta

@@ -13,7 +13,8 @@ from shared.errors import ErrorCode
 CONVERSATION_NOT_FOUND = ErrorCode(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
 MESSAGE_NOT_FOUND = ErrorCode(404, "MESSAGE_NOT_FOUND", "No such message.")
 SHARE_NOT_FOUND = ErrorCode(404, "SHARE_NOT_FOUND", "This link does not exist or was revoked.")
-NOT_A_SINGLE_CONVERSATION = ErrorCode(422, "NOT_A_SINGLE_CONVERSATION", "This is a group conversation: use /group_chat.")
+NOT_A_SINGLE_CONVERSATION = ErrorCode(422, "NOT_A_SINGLE_CONVERSATION",
+                                      "This is a group conversation: use /group_chat.")
 NOT_A_GROUP_CONVERSATION = ErrorCode(422, "NOT_A_GROUP_CONVERSATION",
                                      "This is a one-to-one conversation: use /talk_with.")
 NOTHING_TO_REGENERATE = ErrorCode(409, "NOTHING_TO_REGENERATE", "This conversation has no message to answer.")
@@ -32,7 +33,8 @@ TOO_MANY_ATTACHMENTS = ErrorCode(422, "TOO_MANY_ATTACHMENTS", "Too many images i
 INVALID_ATTACHMENT = ErrorCode(422, "INVALID_ATTACHMENT", "An attachment is invalid.")
 ATTACHMENT_TOO_LARGE = ErrorCode(422, "ATTACHMENT_TOO_LARGE", "An image is too large.")
 # 422, not shared's 415: the request's own type is fine, one image inside it is not.
-ATTACHMENT_NOT_AN_IMAGE = ErrorCode(422, "UNSUPPORTED_MEDIA_TYPE", "An attachment is not a JPEG, PNG, GIF or WebP image.")
+ATTACHMENT_NOT_AN_IMAGE = ErrorCode(422, "UNSUPPORTED_MEDIA_TYPE",
+                                    "An attachment is not a JPEG, PNG, GIF or WebP image.")
 
 # -- group chat -------------------------------------------------------------------------------
 NO_CHARACTERS = ErrorCode(422, "NO_CHARACTERS", "A group chat needs at least one character.")

@@ -120,11 +120,13 @@ async def speak_in_turn(engine: ChatEngine, p: Prepared, order: list[str], by_na
 
 
 def _name_pattern(name: str) -> re.Pattern:
-    parts = [re.escape(name)] + [re.escape(w) for w in name.split() if len(w) >= 3 and w.lower() not in {"the", "and", "mr.", "mrs.", "dr."}]
+    words = [w for w in name.split() if len(w) >= 3 and w.lower() not in {"the", "and", "mr.", "mrs.", "dr."}]
+    parts = [re.escape(name)] + [re.escape(w) for w in words]
     return re.compile(r"(?<![\w])(?:@)?(" + "|".join(parts) + r")(?![\w])", re.IGNORECASE)
 
 
-def turn_order(message: str, names: list[str], contexts: dict[str, CharacterContext], last_spoke: dict[str, int], max_speakers: int) -> list[str]:
+def turn_order(message: str, names: list[str], contexts: dict[str, CharacterContext], last_spoke: dict[str, int],
+               max_speakers: int) -> list[str]:
     """Who answers, in order: the characters the message names (in the order it names them);
     with no mention, the most relevant to the message (shared words with what we know of them),
     then whoever has waited longest for a turn; at most `max_speakers` then."""

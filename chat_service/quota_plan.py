@@ -54,7 +54,8 @@ async def view(quota: QuotaClient, user_id: str, reservations: list[Reservation]
     """`{type, remaining, reset_at}` of the main quota after the turn (-1 remaining: unknown or unlimited)."""
     for r in reservations:
         if r.quota_type == main:
-            return {"type": r.quota_type, "remaining": r.remaining, "reset_at": r.reset_at.isoformat() if r.reset_at else None}
+            reset_at = r.reset_at.isoformat() if r.reset_at else None
+            return {"type": r.quota_type, "remaining": r.remaining, "reset_at": reset_at}
     qt = main or "regular"
     try:
         snap = await (snapshot if snapshot is not None else quota.remaining(user_id))

@@ -31,32 +31,36 @@ async def regenerate(engine: ChatEngine, user: CurrentUser, tier: int, conversat
     last_user = await msg_repo.last_user_message(engine.pool, conv["id"])
     if last_user is None:
         raise errors.NOTHING_TO_REGENERATE()
-    old_replies = [r for r in await msg_repo.replies_after(engine.pool, conv["id"], last_user["seq"]) if r["role"] == "assistant"]
+    after = await msg_repo.replies_after(engine.pool, conv["id"], last_user["seq"])
+    old_replies = [r for r in after if r["role"] == "assistant"]
     spec = engine.choose_model(model or engine.conversation_model(conv, tier), tier)
     plan = quota_plan.plan(spec, new_conversation=False)
     async with engine.quota.reserved(user.user_id, plan.needs):
         results, used, dropped = await answer_again(engine, conv, last_user, old_replies, spec, tier)
-        async with engine.pool.acquire() as conn:
-            async with conn.transaction():
-                saved, events = [], []
-                for i, (speaker, c) in enumerate(results):
-                    old = old_replies[i] if i < len(old_replies) else None
-                    row = await save_reply(conn, user, conv, old, speaker, c, used, dropped, plan.main)
-                    saved.append(row)
-                    events.append(message_sent(user.user_id, str(conv["id"]), str(row["id"]), c, c.output_tokens,
-                                               plan.main, speaker, regenerated=True))
-                await conv_repo.recount(conn, str(conv["id"]), model=spec.id)
-                await emit(conn, *events)
+        async with engine.pool.acquire() as conn, conn.transaction():
+            saved, events = [], []
+            for i, (speaker, c) in enumerate(results):
+                old = old_replies[i] if i < len(old_replies) else None
+                row = await save_reply(conn, user, conv, old, speaker, c, used, dropped, plan.main)
+                saved.append(row)
+                events.append(message_sent(user.user_id, str(conv["id"]), str(row["id"]), c, c.output_tokens,
+                                           plan.main, speaker, regenerated=True))
+            await conv_repo.recount(conn, str(conv["id"]), model=spec.id)
+            await emit(conn, *events)
     return {"conversation_id": str(conv["id"]), "messages": [message_out(r) for r in saved]}
 
 
-async def answer_again(engine: ChatEngine, conv, last_user, old_replies, spec, tier) -> tuple[list[tuple[str, Completion]], int, int]:
+async def answer_again(engine: ChatEngine, conv, last_user, old_replies, spec,
+                       tier) -> tuple[list[tuple[str, Completion]], int, int]:
     """The same speakers as before, in order, each seeing the history before the user message and
     the new replies before its own. (replies, context tokens, dropped messages)"""
     group = conv["conversation_type"] == "group"
     participants = conv["participants"] or []
     names = [c["name"] for c in participants] if group else [conv["character_name"]]
-    series_of = {c["name"]: c.get("series") for c in participants} if group else {conv["character_name"]: conv["character_series"]}
+    if group:
+        series_of = {c["name"]: c.get("series") for c in participants}
+    else:
+        series_of = {conv["character_name"]: conv["character_series"]}
     speakers = [r["sender"] for r in old_replies if r["sender"] in series_of] or [names[0]]
     text = last_user["content"]
     new_tokens = message_tokens(text)
@@ -67,7 +71,8 @@ async def answer_again(engine: ChatEngine, conv, last_user, old_replies, spec, t
         ctx = await engine.contexts.get(speaker, series_of.get(speaker))
         system = system_prompt(ctx, group_names=names if group else None)
         if not rows:
-            rows, used, dropped = await engine.history(str(conv["id"]), system, new_tokens, tier, before_seq=last_user["seq"])
+            rows, used, dropped = await engine.history(str(conv["id"]), system, new_tokens, tier,
+                                                       before_seq=last_user["seq"])
         turns = scene_turns(rows, speaker) if group else [Turn(r["role"], r["content"]) for r in rows]
         turns += [Turn("user", text)] + [Turn("user", f"[{s}]: {c.text}") for s, c in results]
         try:
@@ -97,4 +102,5 @@ async def save_reply(conn, user: CurrentUser, conv, old, speaker: str, c: Comple
     meta["alternatives"] = alternatives
     if "follow_up_questions" in old_meta:
         meta["follow_up_questions"] = old_meta["follow_up_questions"]
-    return await msg_repo.replace_reply(conn, old["id"], content=c.text, token_count=reply_tokens, sender=speaker, metadata=meta)
+    return await msg_repo.replace_reply(conn, old["id"], content=c.text, token_count=reply_tokens, sender=speaker,
+                                        metadata=meta)

@@ -164,7 +164,8 @@ class ChatEngine:
             if conv["conversation_type"] != "single":
                 raise errors.NOT_A_SINGLE_CONVERSATION()
             if self.input_budget(tier) > guess:
-                conv, history_rows = await conv_repo.get_owned_with_history(self.pool, cid, user.user_id, self.input_budget(tier))
+                budget_tokens = self.input_budget(tier)
+                conv, history_rows = await conv_repo.get_owned_with_history(self.pool, cid, user.user_id, budget_tokens)
                 if conv is None:  # deleted meanwhile
                     raise errors.CONVERSATION_NOT_FOUND()
             character, series = conv["character_name"], conv["character_series"]
@@ -182,7 +183,8 @@ class ChatEngine:
         text_tokens = count_tokens(plan.text)
         new_tokens = text_tokens + MESSAGE_OVERHEAD + IMAGE_TOKENS * len(plan.images)
         if conv is not None:
-            rows, used, dropped = await self.history(str(conv["id"]), system, new_tokens, plan.tier, rows=plan.history_rows)
+            rows, used, dropped = await self.history(str(conv["id"]), system, new_tokens, plan.tier,
+                                                     rows=plan.history_rows)
         else:
             rows, used, dropped = [], system_tokens(system) + new_tokens, 0
         turns = [Turn(r["role"], r["content"]) for r in rows]

@@ -85,7 +85,8 @@ async def save_turn(
                                                 participants, character_label)
     model = replies[0][1].model if replies else None
     try:
-        saved = await msg_repo.save_turn(pool, p.conversation_id, rows, model, events, new_conversation=new_conversation)
+        saved = await msg_repo.save_turn(pool, p.conversation_id, rows, model, events,
+                                         new_conversation=new_conversation)
         return user_message_id, list(saved)[1:]
     except Exception as exc:
         if not is_unavailable(exc):
@@ -127,7 +128,8 @@ def _turn_rows(p: Prepared, replies, follow_ups, user_message_id, conversation_t
     for sender, c, status in replies:
         reply_tokens = count_tokens(c.text)
         output_tokens = c.output_tokens or reply_tokens
-        meta = reply_metadata(c, output_tokens, p.context_tokens, p.dropped, p.quota_type, follow_up_questions=follow_ups)
+        meta = reply_metadata(c, output_tokens, p.context_tokens, p.dropped, p.quota_type,
+                              follow_up_questions=follow_ups)
         if c.attempts:
             meta["fallbacks"] = c.attempts
         if status != "complete":

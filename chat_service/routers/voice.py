@@ -82,7 +82,8 @@ async def transcribe(request: Request, file: UploadFile = File(...), user: Curre
 SPEAK_RESPONSES = {
     200: {
         "description": "The speech: `audio/mpeg` (mp3, the default), `audio/wav` or `audio/flac` by `format`.",
-        "content": {media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in SPEECH_FORMATS.values()},
+        "content": {media_type: {"schema": {"type": "string", "format": "binary"}}
+                    for media_type in SPEECH_FORMATS.values()},
     },
 } | documented(errors.EMPTY_TEXT, errors.TEXT_TOO_LONG, errors.UNKNOWN_VOICE, errors.UNSUPPORTED_FORMAT, *VOICE_ERRORS)
 
