@@ -51,7 +51,7 @@ class StreamRun:
         self.p: Prepared | None = None
         self.queue: asyncio.Queue = asyncio.Queue()
         self.parts: list[str] = []
-        self.result = StreamResult()
+        self.result: StreamResult | None = None
         self.client_gone = False
         self._reading = False
         self.task: asyncio.Task | None = None
@@ -105,6 +105,7 @@ class StreamRun:
         that is not our abort (a shutdown) propagates: the quota is released."""
         p = self.p
         error: LLMUnavailable | None = None
+        self.result = StreamResult()  # the model's time (latency, first token) starts now
         self._reading = True
         deltas = self.engine.router.stream(p.spec, p.system, p.turns, self.result, tier=p.tier, vision=p.vision)
         try:
