@@ -419,12 +419,19 @@ def build(state: SandboxState, provider: str) -> Router:
                         "'verbose_json', and 'vtt'.", "response_format", "invalid_value")
         return JSON({"text": text, "usage": {"type": "duration", "seconds": math.ceil(duration)}})
 
-    async def speech(request: Request) -> Response:
+    def json_body(request: Request) -> dict[str, Any] | Response:
+        """The request's JSON object, or the error to answer (no key, not a JSON object)."""
         if (err := auth(request)) is not None:
             return err
         body = sandbox_scope(request)["parsed"]
         if not isinstance(body, dict):
             return _err(provider, 400, "We could not parse the JSON body of your request.")
+        return body
+
+    async def speech(request: Request) -> Response:
+        body = json_body(request)
+        if isinstance(body, Response):
+            return body
         for name in ("model", "input", "voice"):
             if not body.get(name):
                 return _err(provider, 400, f"Missing required parameter: '{name}'.", name,
@@ -450,11 +457,9 @@ def build(state: SandboxState, provider: str) -> Router:
         return Response(make(text), media_type=content_type, headers={"x-sandbox-provider": provider})
 
     async def moderations(request: Request) -> Response:
-        if (err := auth(request)) is not None:
-            return err
-        body = sandbox_scope(request)["parsed"]
-        if not isinstance(body, dict):
-            return _err(provider, 400, "We could not parse the JSON body of your request.")
+        body = json_body(request)
+        if isinstance(body, Response):
+            return body
         if "input" not in body:
             return _err(provider, 400, "Missing required parameter: 'input'.", "input", "missing_required_parameter")
         model = str(body.get("model") or "omni-moderation-latest")

@@ -77,17 +77,18 @@ class Provider(abc.ABC):
     async def close(self) -> None: ...
 
 
+def client_options(api_key: str, base_url: str | None, timeout: Any, max_retries: int, http_client: Any) -> dict:
+    """What both SDKs' async clients are built with. `http_client`: the SDK's aiohttp transport,
+    ~25% less CPU per call than its default httpx one."""
+    return {"api_key": api_key, "base_url": base_url, "timeout": timeout, "max_retries": max_retries,
+            "http_client": http_client}
+
+
 class AnthropicProvider(Provider):
     def __init__(self, api_key: str, base_url: str | None, timeout: Any, max_retries: int, limit: int):
         super().__init__(ANTHROPIC, limit)
-        # The SDK's aiohttp transport: ~25% less CPU per call than its default httpx one.
-        self.client = anthropic.AsyncAnthropic(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=anthropic.DefaultAioHttpClient(),
-        )
+        options = client_options(api_key, base_url, timeout, max_retries, anthropic.DefaultAioHttpClient())
+        self.client = anthropic.AsyncAnthropic(**options)
 
     async def complete(self, model, system, turns, max_tokens) -> RawReply:
         msg = await self.client.messages.create(
@@ -117,13 +118,8 @@ class AnthropicProvider(Provider):
 class OpenAICompatibleProvider(Provider):
     def __init__(self, name: str, api_key: str, base_url: str | None, timeout: Any, max_retries: int, limit: int):
         super().__init__(name, limit)
-        self.client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            http_client=openai.DefaultAioHttpClient(),
-        )
+        options = client_options(api_key, base_url, timeout, max_retries, openai.DefaultAioHttpClient())
+        self.client = openai.AsyncOpenAI(**options)
 
     async def complete(self, model, system, turns, max_tokens) -> RawReply:
         resp = await self.client.chat.completions.create(

@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.llm.catalogue import PROVIDERS
+
 
 class LLMSettings(BaseSettings):
     """A mixin: a provider without an API key is not in the router."""
@@ -45,19 +47,7 @@ class LLMSettings(BaseSettings):
     llm_moderation_timeout_seconds: float = 10.0
 
     def provider_base_urls(self) -> dict[str, str | None]:
-        return {
-            "anthropic": self.anthropic_base_url,
-            "openai": self.openai_base_url,
-            "groq": self.groq_base_url,
-            "deepseek": self.deepseek_base_url,
-            "gemini": self.gemini_base_url,
-        }
+        return {p: getattr(self, f"{p}_base_url") for p in PROVIDERS}
 
     def provider_api_keys(self) -> dict[str, str | None]:
-        return {
-            "anthropic": self.anthropic_api_key,
-            "openai": self.openai_api_key,
-            "groq": self.groq_api_key,
-            "deepseek": self.deepseek_api_key,
-            "gemini": self.gemini_api_key,
-        }
+        return {p: getattr(self, f"{p}_api_key") for p in PROVIDERS}
