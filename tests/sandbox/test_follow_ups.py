@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chat_service.service import ChatEngine
+from chat_service.follow_ups import template as template_follow_ups
 from sandbox.llm import Turn, compose_reply
 
 FOLLOW_UP_SYSTEM = (
@@ -22,7 +22,7 @@ def test_sandbox_follow_ups_for_chats_prompt():
 
 
 def test_chat_template_follow_ups_do_not_paste_the_message():
-    questions = ChatEngine.template_follow_ups(None, "Bruce Wayne", "The Dark Knight", "Who are you?")
+    questions = template_follow_ups("Bruce Wayne", "The Dark Knight", "Who are you?")
     assert len(questions) == 3 and all(q.endswith("?") for q in questions)
     assert not any("Who are you" in q for q in questions), questions
     assert all("Bruce" in q for q in questions)
