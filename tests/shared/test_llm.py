@@ -62,7 +62,8 @@ async def test_complete_falls_back_to_the_next_provider_when_the_first_fails(rou
     assert reply.text.startswith("Batman here. You said: Where is the Joker?")
     assert reply.attempts == [{"provider": "anthropic", "model": "claude-haiku-4-5", "error": "OverloadedError 529"}]
     assert reply.input_tokens > 0 and reply.output_tokens > 0
-    providers = [r["provider"] for r in control.requests(since=mark) if r["path"].endswith(("/messages", "/completions"))]
+    calls = control.requests(since=mark)
+    providers = [r["provider"] for r in calls if r["path"].endswith(("/messages", "/completions"))]
     assert providers == ["anthropic", "openai"]
 
 
