@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ["main.py", "settings.py", "errors.py", "service.py", "routers/__init__.py", "repositories/__init__.py",
             "Dockerfile", "Procfile", "app.json", "requirements.txt"]
 NOT_YET = {
-    "chat": {"errors.py"},
     "content": {"errors.py", "repositories/__init__.py", "docs"},
 }
 # A module the template names may grow into a package of the same name (service.py -> service/).
