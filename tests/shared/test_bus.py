@@ -1,5 +1,6 @@
 """The bus over a real RabbitMQ: outbox delivery across an outage, idempotency, retries, DLQ."""
 import asyncio
+import logging
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -75,6 +76,40 @@ async def wait_until(predicate, timeout=10.0):
         await asyncio.sleep(0.02)
 
 
+class LogSignal(logging.Handler):
+    """An asyncio.Event set when a log record containing `text` is emitted: a positive sign that
+    something happened (the relay tried and failed), instead of waiting a while."""
+
+    def __init__(self, logger: str, text: str):
+        super().__init__()
+        self.logger, self.text = logging.getLogger(logger), text
+        self.seen = asyncio.Event()
+
+    def emit(self, record):
+        if self.text in record.getMessage():
+            self.seen.set()
+
+    def __enter__(self):
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+
+
+async def emit_marker(pool, user_id: str) -> Event:
+    """A marker event emitted after the thing under test: once it is seen, anything the relay
+    would have published before it is in the spy already (one channel, one queue, in order)."""
+    marker = make_event(EventType.USER_UPDATED, user_id, {"marker": uuid.uuid4().hex})
+    async with pool.acquire() as conn, conn.transaction():
+        await emit(conn, marker)
+    return marker
+
+
+def unmarked(events: list[Event]) -> list[Event]:
+    return [e for e in events if "marker" not in e.data]
+
+
 async def test_event_emitted_while_rabbitmq_is_down_is_delivered_when_it_returns(service_env, pool, event_spy):
     host, port = urlsplit(service_env["RABBITMQ_URL"]).hostname, urlsplit(service_env["RABBITMQ_URL"]).port or 5672
     proxy = await TcpProxy(host, port).start()
@@ -85,9 +120,10 @@ async def test_event_emitted_while_rabbitmq_is_down_is_delivered_when_it_returns
     user_id = str(uuid.uuid4())
     async with event_spy(["user.#"]) as spy:
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                await emit(conn, make_event(EventType.USER_CREATED, user_id, {"email": "a@example.com"}))
-            await asyncio.sleep(1.0)
+            with LogSignal("shared.bus.outbox", "publish failed") as failed:
+                async with pool.acquire() as conn, conn.transaction():
+                    await emit(conn, make_event(EventType.USER_CREATED, user_id, {"email": "a@example.com"}))
+                await asyncio.wait_for(failed.seen.wait(), 15)  # the relay tried, and could not publish
             assert spy.of_type("user.created", user_id=user_id) == []
             row = await pool.fetchrow("SELECT published_at, attempts FROM outbox_events WHERE event_type='user.created' ORDER BY id DESC LIMIT 1")
             assert row["published_at"] is None
@@ -107,41 +143,86 @@ async def test_event_emitted_while_rabbitmq_is_down_is_delivered_when_it_returns
 
 async def test_a_claimed_batch_is_left_alone_until_its_claim_expires(service_env, pool, event_spy):
     """A relay that died between claiming and marking: its batch waits for the claim to
-    expire, then another relay publishes it (once)."""
+    expire, then another relay publishes it (once). Markers emitted after it prove what the
+    relay did meanwhile, so nothing here depends on how long anything takes."""
     publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "test-claims")
     user_id = str(uuid.uuid4())
+    claimed = make_event(EventType.USER_UPDATED, user_id, {"n": 1})
     async with event_spy(["user.#"]) as spy:
         async with pool.acquire() as conn, conn.transaction():
-            await emit(conn, make_event(EventType.USER_UPDATED, user_id, {"n": 1}))
-            # as if another relay had claimed it and then died
-            await conn.execute("UPDATE outbox_events SET claimed_until = now() + interval '1.5 seconds' WHERE published_at IS NULL")
+            await emit(conn, claimed)
+            # as if another relay had claimed it (for an hour) and then died
+            await conn.execute("UPDATE outbox_events SET claimed_until = now() + interval '1 hour' WHERE event_id = $1", claimed.event_id)
         relay = OutboxRelay(pool, publisher, poll_seconds=0.2)
         relay.start()
         try:
-            await asyncio.sleep(1.0)
-            assert spy.of_type("user.updated", user_id=user_id) == []
-            events = await spy.wait_for("user.updated", user_id=user_id, timeout=10)
-            assert len(events) == 1
-            await asyncio.sleep(0.5)
-            assert len(spy.of_type("user.updated", user_id=user_id)) == 1
+            # The relay published a later event: had it ignored the claim, the claimed (older) one
+            # would have gone out first, in the same batch.
+            first = await emit_marker(pool, user_id)
+            await spy.wait_for("user.updated", user_id=user_id, marker=first.data["marker"], timeout=15)
+            assert spy.of_type("user.updated", user_id=user_id, n=1) == []
+            # The claim runs out: the next drain publishes it.
+            await pool.execute("UPDATE outbox_events SET claimed_until = now() - interval '1 second' WHERE event_id = $1", claimed.event_id)
+            await spy.wait_for("user.updated", user_id=user_id, n=1, timeout=15)
+            # Once: a later marker arrives and the claimed event has not come again before it.
+            last = await emit_marker(pool, user_id)
+            await spy.wait_for("user.updated", user_id=user_id, marker=last.data["marker"], timeout=15)
+            assert len(spy.of_type("user.updated", user_id=user_id, n=1)) == 1
         finally:
             await relay.stop()
             await publisher.close()
 
 
+async def _wait_listening(pool, application_name: str, timeout: float = 10.0) -> None:
+    """Until a connection of the pool named `application_name` has run LISTEN outbox_events."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %outbox_events%'"
+    while not await pool.fetchval(sql, application_name):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the relay is not listening")
+        await asyncio.sleep(0.02)
+
+
+async def test_relay_is_woken_by_notify_not_by_its_poll(service_env, event_spy):
+    """README: the relay is woken by NOTIFY, so publishing is immediate. Its poll here is an hour:
+    only the NOTIFY of the emitting commit can wake it within the deadline."""
+    name = f"notify-{uuid.uuid4().hex[:8]}"
+    own_pool = await dbmod.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=3,
+                                       server_settings={"application_name": name})
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "test-notify")
+    relay = OutboxRelay(own_pool, publisher, poll_seconds=3600)
+    user_id = str(uuid.uuid4())
+    async with event_spy(["user.#"]) as spy:
+        try:
+            before = await emit_marker(own_pool, user_id)  # published by the relay's first drain
+            relay.start()
+            await _wait_listening(own_pool, name)
+            await spy.wait_for("user.updated", user_id=user_id, marker=before.data["marker"], timeout=15)
+            # The first drain is over (it returned after one short batch): only a wake-up drains again.
+            after = await emit_marker(own_pool, user_id)
+            await spy.wait_for("user.updated", user_id=user_id, marker=after.data["marker"], timeout=20)
+        finally:
+            await relay.stop()
+            await publisher.close()
+            await own_pool.close()
+
+
 async def test_relay_stopped_mid_wait_hands_back_its_listener(service_env):
     """Stopped while coalescing after a wake-up (or backing off), the relay still releases its
     LISTEN connection: otherwise the pool's close() at shutdown waits forever."""
-    own_pool = await dbmod.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=2)
+    name = f"stop-{uuid.uuid4().hex[:8]}"
+    own_pool = await dbmod.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=2,
+                                       server_settings={"application_name": name})
     publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "test-stop")
-    relay = OutboxRelay(own_pool, publisher, poll_seconds=5, coalesce_seconds=2.0)
+    relay = OutboxRelay(own_pool, publisher, poll_seconds=3600, coalesce_seconds=3600)
     relay.start()
     try:
-        await asyncio.sleep(0.3)  # listening
+        await _wait_listening(own_pool, name)
         event = make_event(EventType.USER_UPDATED, str(uuid.uuid4()))
         async with own_pool.acquire() as conn, conn.transaction():
             await emit(conn, event)
-        await asyncio.sleep(0.3)  # woken, now in its coalescing wait
+        # Woken by the NOTIFY: from here the relay sits in its (hour-long) coalescing wait.
+        await wait_until(relay._wake.is_set)
     finally:
         await relay.stop()
         await publisher.close()
@@ -164,11 +245,15 @@ async def test_two_relays_publish_each_event_once(service_env, pool, event_spy):
             for i in range(60):
                 async with pool.acquire() as conn, conn.transaction():
                     await emit(conn, make_event(EventType.USER_UPDATED, user_id, {"n": i}))
-            await wait_until(lambda: len(spy.of_type("user.updated", user_id=user_id)) >= 60, timeout=15)
-            await asyncio.sleep(0.5)
-            seen = [e.data["n"] for e in spy.of_type("user.updated", user_id=user_id)]
+            await wait_until(lambda: len(unmarked(spy.of_type("user.updated", user_id=user_id))) >= 60, timeout=15)
+            # Nothing published twice: once the relays publish a later event, any second copy
+            # (an unmarked row is claimed again, before newer rows) would be in the spy already.
+            marker = await emit_marker(pool, user_id)
+            await spy.wait_for("user.updated", user_id=user_id, marker=marker.data["marker"], timeout=15)
+            await wait_until(lambda: sum(r.published_total for r in relays) >= 61)
+            seen = [e.data["n"] for e in unmarked(spy.of_type("user.updated", user_id=user_id))]
             assert sorted(seen) == list(range(60))  # all of them, none twice
-            assert sum(r.published_total for r in relays) == 60
+            assert sum(r.published_total for r in relays) == 61
         finally:
             for r in relays:
                 await r.stop()

@@ -80,14 +80,106 @@ async def test_fifty_concurrent_reserves_with_five_left_give_exactly_five(quota,
     assert err.body()["detail"]["reset_at"].endswith("Z")
 
 
-async def test_concurrent_mixed_amounts_never_overspend(quota, core):
-    user = new_user()
-    await core.execute("SELECT quota_reset($1::uuid, 1)", uuid.UUID(user))  # pro: 100 premium
-    amounts = [7, 13, 1, 29, 3, 17, 11, 5, 23, 19] * 3
-    results = await asyncio.gather(*(quota.reserve(user, "premium", a) for a in amounts), return_exceptions=True)
-    spent = sum(r.amount for r in results if not isinstance(r, BaseException))
+async def _wait_for_lock_waiters(core, text: str, count: int, timeout: float = 30.0) -> None:
+    """Until `count` backends of this database wait on a lock running a query containing `text`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        waiting = await core.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
+            " AND datname = current_database()", f"%{text}%")
+        if waiting >= count:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{waiting} of {count} backends waiting on a lock with {text}")
+        await asyncio.sleep(0.02)
+
+
+async def _reserve_all_at_once(core, redis, keys, user: str, quota_type: str, amounts: list[int]):
+    """One reserve per amount, each from its own QuotaClient (as many service instances), each on
+    its own connection, all released at the same moment: a transaction holds the user's existing
+    quota row until every reserve is inside the database waiting for it. Returns the results."""
+    clients = [QuotaClient(core, redis, keys) for _ in amounts]
+    blocker = await core.acquire()
+    tx = blocker.transaction()
+    await tx.start()
+    try:
+        await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(user))
+        calls = [asyncio.ensure_future(c.reserve(user, quota_type, a)) for c, a in zip(clients, amounts)]
+        await _wait_for_lock_waiters(core, "quota_reserve(", len(amounts))
+    finally:
+        await tx.rollback()
+        await core.release(blocker)
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_reserves_on_many_connections_against_an_existing_row_give_exactly_what_remains(core, redis, keys):
+    """The row exists already (no creation lock to serialise on): only the row lock of
+    quota_lock_row keeps twelve simultaneous reserves from all reading "5 left"."""
+    user = await _fresh_user(core)
+    results = await _reserve_all_at_once(core, redis, keys, user, "regular", [1] * 12)
+    unexpected = [r for r in results if isinstance(r, BaseException) and not isinstance(r, InsufficientQuota)]
+    assert unexpected == []
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    assert len(ok) == 5 and sorted(r.remaining for r in ok) == [0, 1, 2, 3, 4]
+    assert all(r.remaining == 0 for r in results if isinstance(r, InsufficientQuota))
+    assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 0
+    held = await core.fetchval("SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", uuid.UUID(user))
+    assert held == 5
+
+
+async def test_concurrent_mixed_amounts_never_overspend(core, redis, keys):
+    """Fifteen reserves of different sizes, on fifteen connections at once, against 100 premium."""
+    user = await _fresh_user(core, 1)  # pro: 100 premium
+    amounts = [7, 13, 1, 29, 3, 17, 11, 5, 23, 19, 2, 31, 4, 37, 6]  # 208 asked for
+    results = await _reserve_all_at_once(core, redis, keys, user, "premium", amounts)
+    unexpected = [r for r in results if isinstance(r, BaseException) and not isinstance(r, InsufficientQuota)]
+    assert unexpected == []
+    granted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [(a, r) for a, r in zip(amounts, results) if isinstance(r, InsufficientQuota)]
+    spent = sum(r.amount for r in granted)
     left = await core.fetchval("SELECT quota_premium_model FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
-    assert spent <= 100 and spent + left == 100 and left >= 0
+    assert refused and spent + left == 100 and left >= 0
+    # Each refusal saw less than it asked for, and nothing was given back since: what is left now
+    # is below every refused amount (a lost update would leave room, or go below zero).
+    assert all(err.remaining < a for a, err in refused)
+    assert left < min(a for a, _ in refused)
+    # Every grant's answer is what it left: all different, the smallest is what is left now.
+    assert len({r.remaining for r in granted}) == len(granted) and min(r.remaining for r in granted) == left
+    held = await core.fetchval("SELECT coalesce(sum(amount), 0) FROM quota_reservations WHERE user_id = $1", uuid.UUID(user))
+    assert held == spent
+
+
+async def test_batches_taking_users_in_opposite_orders_do_not_deadlock(core):
+    """Two quota_reserve_many() calls name the same two users in opposite orders. Both wait
+    behind a transaction holding both rows; released together, each would hold one row and
+    wait for the other if the function took rows in the callers' order (40P01)."""
+    a, b = await _fresh_user(core), await _fresh_user(core)
+    ua, ub = uuid.UUID(a), uuid.UUID(b)
+    sql = "SELECT * FROM quota_reserve_many($1::uuid[], $2::text[], $3::int[])"
+    first, second = await core.acquire(), await core.acquire()
+    blocker = await core.acquire()
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        try:
+            await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = ANY($1::uuid[]) FOR UPDATE", [ua, ub])
+            calls = [
+                asyncio.ensure_future(first.fetch(sql, [ua, ub], ["regular", "regular"], [1, 2])),
+                asyncio.ensure_future(second.fetch(sql, [ub, ua], ["regular", "regular"], [1, 2])),
+            ]
+            await _wait_for_lock_waiters(core, "quota_reserve_many", 2)
+        finally:
+            await tx.rollback()
+        rows_first, rows_second = await asyncio.gather(*calls)
+    finally:
+        for conn in (first, second, blocker):
+            await core.release(conn)
+    for rows in (rows_first, rows_second):
+        assert [(r["error_code"], r["error_message"]) for r in rows] == [(None, None)] * 2
+        assert all(r["reservation_id"] is not None for r in rows)
+    # Each user: 1 + 2 from the two calls, out of 5.
+    for u in (ua, ub):
+        assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", u) == 2
 
 
 async def test_settle_charges_actual_and_gives_back_rest_idempotently(quota, core):
