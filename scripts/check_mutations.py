@@ -85,7 +85,8 @@ def problems_of(m: Mutation, root: Path) -> list[str]:
     count = target.read_text().count(m.find)
     out = []
     if count == 0:
-        out.append(f"{m.name}: the text to break is not in {m.file} (the guarded code changed or moved: update the entry)")
+        out.append(f"{m.name}: the text to break is not in {m.file}"
+                   " (the guarded code changed or moved: update the entry)")
     elif count > 1:
         out.append(f"{m.name}: the text to break occurs {count} times in {m.file}; make `find` unique")
     if m.find == m.replace:
@@ -123,9 +124,11 @@ def failed_tests(junit: Path) -> tuple[list[str], int, int]:
     failed, failures, errors = [], 0, 0
     for case in tree.iter("testcase"):
         name = f"{case.get('classname', '')}::{case.get('name', '')}"
-        if case.find("failure") is not None:
+        failure = case.find("failure")
+        if failure is not None:
             failures += 1
-            failed.append(name)
+            why = (failure.get("message") or "").strip().splitlines()
+            failed.append(f"{name}: {why[0][:200]}" if why else name)
         if case.find("error") is not None:
             errors += 1
     return failed, failures, errors
@@ -142,6 +145,7 @@ def run_one(m: Mutation, python: str, files: list[str], timeout: float, keep: bo
         target = tmp / m.file
         target.write_text(target.read_text().replace(m.find, m.replace, 1))
         junit = tmp / ".mutation-junit.xml"
+        # The copy first on the import path, for the test run and every service process it starts.
         env = {**os.environ, "PYTHONPATH": str(tmp), "PYTHONDONTWRITEBYTECODE": "1"}
         cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *m.tests]
         proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -160,8 +164,8 @@ def run_one(m: Mutation, python: str, files: list[str], timeout: float, keep: bo
             return Outcome(m, "SURVIVED", seconds, detail=tail)
         if proc.returncode == 1 and failures:
             return Outcome(m, "killed", seconds, failed=failed)
-        return Outcome(m, "ERROR", seconds,
-                       detail=f"pytest exit {proc.returncode}, {failures} failed, {errors} errors (an error is not a kill)\n{tail}")
+        detail = f"pytest exit {proc.returncode}, {failures} failed, {errors} errors (an error is not a kill)"
+        return Outcome(m, "ERROR", seconds, detail=f"{detail}\n{tail}")
     finally:
         if keep:
             print(f"  kept {tmp}", file=sys.stderr)
@@ -173,7 +177,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--list-file", type=Path, default=DEFAULT_LIST)
     ap.add_argument("-k", dest="keyword", help="only entries whose name contains this")
-    ap.add_argument("-j", "--jobs", type=int, default=2, help="mutations run at once (each its own databases); default 2")
+    ap.add_argument("-j", "--jobs", type=int, default=2, help="mutations run at once (each has its own databases)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per mutation's test run")
     ap.add_argument("--python", default=None, help="the interpreter with the test dependencies (default: .venv)")
     ap.add_argument("--list", action="store_true", help="check every entry applies; run no tests")
@@ -215,7 +219,8 @@ def main() -> int:
             if not outcome.ok:
                 print("           " + outcome.detail.replace("\n", "\n           "), flush=True)
     bad = [o for o in outcomes if not o.ok]
-    print(f"guard mutations: {len(outcomes) - len(bad)}/{len(outcomes)} killed in {time.monotonic() - started:.0f}s", flush=True)
+    killed, took = len(outcomes) - len(bad), time.monotonic() - started
+    print(f"guard mutations: {killed}/{len(outcomes)} killed in {took:.0f}s", flush=True)
     if bad:
         print("FAILED: " + ", ".join(f"{o.mutation.name} ({o.verdict})" for o in bad), file=sys.stderr)
         return 1

@@ -51,7 +51,8 @@ async def test_concurrent_copies_of_an_invoice_renew_and_record_the_payment_once
     user, _ = users.new()
     customer, sub_id = se.new_id("cus_", 14), se.new_id("sub_1", 23)
     t = int(time.time()) - 100
-    assert (await post_stripe(client, se.customer_subscription_created(_sub(user, customer, sub_id), event_created=t))).status_code == 200
+    created = se.customer_subscription_created(_sub(user, customer, sub_id), event_created=t)
+    assert (await post_stripe(client, created)).status_code == 200
     quota = client.app.state.quota
     spent = await quota.reserve(user, "premium", 40)
     await quota.settle(spent.reservation_id)

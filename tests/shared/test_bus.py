@@ -152,7 +152,8 @@ async def test_a_claimed_batch_is_left_alone_until_its_claim_expires(service_env
         async with pool.acquire() as conn, conn.transaction():
             await emit(conn, claimed)
             # as if another relay had claimed it (for an hour) and then died
-            await conn.execute("UPDATE outbox_events SET claimed_until = now() + interval '1 hour' WHERE event_id = $1", claimed.event_id)
+            await conn.execute("UPDATE outbox_events SET claimed_until = now() + interval '1 hour' WHERE event_id = $1",
+                               claimed.event_id)
         relay = OutboxRelay(pool, publisher, poll_seconds=0.2)
         relay.start()
         try:
@@ -162,7 +163,8 @@ async def test_a_claimed_batch_is_left_alone_until_its_claim_expires(service_env
             await spy.wait_for("user.updated", user_id=user_id, marker=first.data["marker"], timeout=15)
             assert spy.of_type("user.updated", user_id=user_id, n=1) == []
             # The claim runs out: the next drain publishes it.
-            await pool.execute("UPDATE outbox_events SET claimed_until = now() - interval '1 second' WHERE event_id = $1", claimed.event_id)
+            await pool.execute("UPDATE outbox_events SET claimed_until = now() - interval '1 second' WHERE event_id = $1",
+                               claimed.event_id)
             await spy.wait_for("user.updated", user_id=user_id, n=1, timeout=15)
             # Once: a later marker arrives and the claimed event has not come again before it.
             last = await emit_marker(pool, user_id)
@@ -173,9 +175,9 @@ async def test_a_claimed_batch_is_left_alone_until_its_claim_expires(service_env
             await publisher.close()
 
 
-async def _wait_listening(pool, application_name: str, timeout: float = 10.0) -> None:
+async def _wait_listening(pool, application_name: str, within: float = 10.0) -> None:
     """Until a connection of the pool named `application_name` has run LISTEN outbox_events."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %outbox_events%'"
     while not await pool.fetchval(sql, application_name):
         if asyncio.get_running_loop().time() > deadline:

@@ -80,9 +80,9 @@ async def test_fifty_concurrent_reserves_with_five_left_give_exactly_five(quota,
     assert err.body()["detail"]["reset_at"].endswith("Z")
 
 
-async def _wait_for_lock_waiters(core, text: str, count: int, timeout: float = 30.0) -> None:
+async def _wait_for_lock_waiters(core, text: str, count: int, within: float = 30.0) -> None:
     """Until `count` backends of this database wait on a lock running a query containing `text`."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         waiting = await core.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
@@ -104,7 +104,7 @@ async def _reserve_all_at_once(core, redis, keys, user: str, quota_type: str, am
     await tx.start()
     try:
         await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(user))
-        calls = [asyncio.ensure_future(c.reserve(user, quota_type, a)) for c, a in zip(clients, amounts)]
+        calls = [asyncio.ensure_future(c.reserve(user, quota_type, a)) for c, a in zip(clients, amounts, strict=True)]
         await _wait_for_lock_waiters(core, "quota_reserve(", len(amounts))
     finally:
         await tx.rollback()
@@ -123,7 +123,8 @@ async def test_reserves_on_many_connections_against_an_existing_row_give_exactly
     assert len(ok) == 5 and sorted(r.remaining for r in ok) == [0, 1, 2, 3, 4]
     assert all(r.remaining == 0 for r in results if isinstance(r, InsufficientQuota))
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 0
-    held = await core.fetchval("SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", uuid.UUID(user))
+    held = await core.fetchval(
+        "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", uuid.UUID(user))
     assert held == 5
 
 
@@ -135,7 +136,7 @@ async def test_concurrent_mixed_amounts_never_overspend(core, redis, keys):
     unexpected = [r for r in results if isinstance(r, BaseException) and not isinstance(r, InsufficientQuota)]
     assert unexpected == []
     granted = [r for r in results if not isinstance(r, BaseException)]
-    refused = [(a, r) for a, r in zip(amounts, results) if isinstance(r, InsufficientQuota)]
+    refused = [(a, r) for a, r in zip(amounts, results, strict=True) if isinstance(r, InsufficientQuota)]
     spent = sum(r.amount for r in granted)
     left = await core.fetchval("SELECT quota_premium_model FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
     assert refused and spent + left == 100 and left >= 0
@@ -145,7 +146,8 @@ async def test_concurrent_mixed_amounts_never_overspend(core, redis, keys):
     assert left < min(a for a, _ in refused)
     # Every grant's answer is what it left: all different, the smallest is what is left now.
     assert len({r.remaining for r in granted}) == len(granted) and min(r.remaining for r in granted) == left
-    held = await core.fetchval("SELECT coalesce(sum(amount), 0) FROM quota_reservations WHERE user_id = $1", uuid.UUID(user))
+    held = await core.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM quota_reservations WHERE user_id = $1", uuid.UUID(user))
     assert held == spent
 
 

@@ -45,9 +45,9 @@ async def _proxy_to(url: str, default_port: int) -> TcpProxy:
     return await TcpProxy(parts.hostname or "127.0.0.1", parts.port or default_port).start()
 
 
-async def _answer_until(client, path: str, status: int, timeout: float = 20.0):
+async def _answer_until(client, path: str, status: int, within: float = 20.0):
     """Ask until the answer has `status` (a pool reconnecting may take a few tries), with a deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         r = await client.get(path)
         if r.status_code == status or asyncio.get_running_loop().time() > deadline:
@@ -109,7 +109,7 @@ async def test_an_event_no_queue_is_bound_to_is_kept_in_unrouted(service_env):
     try:
         ch.channel.basic_consume(f"{EXCHANGE}.unrouted", on_message, auto_ack=False)
         kept = await asyncio.wait_for(found, 10)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AssertionError(f"{event.event_type} was not kept in {EXCHANGE}.unrouted") from None
     finally:
         await ch.close()
