@@ -17,6 +17,10 @@ It fails, naming the entry, when:
     python scripts/check_mutations.py               # every entry, two at a time
     python scripts/check_mutations.py -k quota      # entries whose name contains "quota"
     python scripts/check_mutations.py --list        # check the entries apply, run nothing
+
+scripts/test.sh calls it after a green pytest run with `--after-pytest <pytest's arguments>`: it
+runs only when those arguments ran the whole suite (no test paths, -k, -m, --lf, ...), and not at
+all with SKIP_MUTATION_CHECK=1.
 """
 from __future__ import annotations
 
@@ -173,6 +177,20 @@ def run_one(m: Mutation, python: str, files: list[str], timeout: float, keep: bo
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+SELECTING_OPTIONS = ("-k", "-m", "--lf", "--last-failed", "--ff", "--failed-first", "--deselect", "--ignore",
+                     "--ignore-glob", "--sw", "--stepwise", "--co", "--collect-only")
+
+
+def selects_a_subset(pytest_args: list[str]) -> bool:
+    """True when these pytest arguments run less than the whole suite (paths, -k, --lf, ...)."""
+    for arg in pytest_args:
+        if arg.split("=", 1)[0] in SELECTING_OPTIONS:
+            return True
+        if not arg.startswith("-") and (ROOT / arg.split("::", 1)[0]).exists():
+            return True
+    return False
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--list-file", type=Path, default=DEFAULT_LIST)
@@ -182,7 +200,16 @@ def main() -> int:
     ap.add_argument("--python", default=None, help="the interpreter with the test dependencies (default: .venv)")
     ap.add_argument("--list", action="store_true", help="check every entry applies; run no tests")
     ap.add_argument("--keep", action="store_true", help="keep the mutated copies (to debug an entry)")
+    ap.add_argument("--after-pytest", nargs=argparse.REMAINDER, default=None, metavar="PYTEST_ARGS",
+                    help="(scripts/test.sh) run only if these pytest arguments ran the whole suite")
     args = ap.parse_args()
+    if args.after_pytest is not None:
+        if os.environ.get("SKIP_MUTATION_CHECK"):
+            print("guard mutations: skipped (SKIP_MUTATION_CHECK is set)")
+            return 0
+        if selects_a_subset(args.after_pytest):
+            print("guard mutations: skipped (pytest ran a subset of the tests)")
+            return 0
 
     mutations = load(args.list_file)
     if args.keyword:

@@ -9,6 +9,7 @@ cd "$ROOT"
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
+[ "$status" -eq 0 ] && { .venv/bin/python scripts/check_mutations.py --after-pytest "$@" || status=$?; }
 set -e
 if [ "$status" -eq 5 ]; then
   echo "no tests were collected" >&2

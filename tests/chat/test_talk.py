@@ -270,12 +270,15 @@ async def test_openapi_documents_the_chat_routes(chat):
 
 async def test_context_sources_timing_out_do_not_hold_the_reply(make_client, chat_env, new_user, llm_sandbox):
     async with make_client("chat", **chat_env, CONTEXT_TIMEOUT_SECONDS="0.3") as client:
-        await llm_sandbox.fault(provider="tmdb", delay_seconds=3, count=None)
-        await llm_sandbox.fault(provider="wikipedia", delay_seconds=3, count=None)
+        # The sources answer after a minute; the reply must not wait for them. The bound below is
+        # far above what a reply takes on a busy machine and far below the sources' delay.
+        await llm_sandbox.fault(provider="tmdb", delay_seconds=60, count=None)
+        await llm_sandbox.fault(provider="wikipedia", delay_seconds=60, count=None)
         started = asyncio.get_running_loop().time()
-        r = await client.post("/talk_with", json={"message": "hi", "character": "Sherlock Holmes", "series": "Sherlock"}, headers=new_user().headers)
+        r = await client.post("/talk_with", json={"message": "hi", "character": "Sherlock Holmes", "series": "Sherlock"},
+                              headers=new_user().headers)
         assert r.status_code == 200, r.text
-        assert asyncio.get_running_loop().time() - started < 2.5
+        assert asyncio.get_running_loop().time() - started < 20
         assert r.json()["response"].startswith("Sherlock Holmes here.")
 
 

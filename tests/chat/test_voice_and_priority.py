@@ -1,6 +1,6 @@
 """Voice through the OpenAI SDK (speech and transcription), and Max-tier priority in the router."""
 import asyncio
-import time
+import json
 
 from sandbox import audio
 
@@ -45,21 +45,29 @@ async def test_voice_provider_down_is_503(chat, new_user, llm_sandbox):
     assert r.status_code == 503 and r.json()["detail"]["code"] == "VOICE_UNAVAILABLE"
 
 
-async def test_max_tier_is_not_queued_behind_others(make_client, chat_env, new_user, subscribe, llm_sandbox):
-    free_a, free_b, max_user = new_user(), new_user(), new_user(tier=2)
+async def test_max_tier_is_not_queued_behind_others(make_client, chat_env, new_user, subscribe, eventually, llm_sandbox):
+    """The only LLM slot is taken; a free request queues first, a Max request after it. Each step
+    is confirmed (the slot held, then one waiter, then two) before the next, so the order the
+    requests are served in does not depend on how fast anything runs."""
+    free_user, max_user = new_user(), new_user(tier=2)
     await subscribe(max_user.id, 2)
     async with make_client("chat", **chat_env, LLM_MAX_CONCURRENCY="1", CHAT_FOLLOW_UPS="template") as client:
-        # free-a holds the only slot for 1.5 s: time for the others to queue even on a busy machine
-        await llm_sandbox.latency(provider="anthropic", first_token_seconds=1.5)
-        finished: list[tuple[str, float]] = []
+        slots = client.app.state.llm.providers["anthropic"].slots
+        await slots.acquire()  # a request in progress holds the only slot
 
-        async def send(name, user, delay):
-            await asyncio.sleep(delay)
+        async def send(name, user):
             r = await client.post("/talk_with", json={"message": name, "character": "Batman"}, headers=user.headers)
             assert r.status_code == 200, r.text
-            finished.append((name, time.monotonic()))
 
-        await asyncio.gather(send("free-a", free_a, 0), send("free-b", free_b, 0.15), send("max", max_user, 0.3))
-    order = [name for name, _ in finished]
-    # free-a held the only slot; free-b queued first, but the Max request went ahead of it.
-    assert order == ["free-a", "max", "free-b"], order
+        calls = [asyncio.ensure_future(send("free", free_user))]
+        await eventually(lambda: slots.waiting == 1)
+        calls.append(asyncio.ensure_future(send("max", max_user)))
+        await eventually(lambda: slots.waiting == 2)
+        slots.release()  # the request in progress ends: the slot goes to the best waiter
+        await asyncio.gather(*calls)
+    # The free request queued first, but the Max request reached the provider first (with one
+    # slot, the second call starts only after the first one has ended).
+    calls = await llm_sandbox.requests(provider="anthropic", path="/v1/messages")
+    sent = [json.dumps(r["body"]["messages"][-1]) for r in calls]
+    order = [name for text in sent for name in ("free", "max") if f'"{name}"' in text]
+    assert order == ["max", "free"], sent
