@@ -47,8 +47,17 @@ async def test_listener_callbacks_do_not_survive_release(pool):
         async with pool.acquire() as conn:
             await conn.add_listener("db_release_channel", lambda *_: woke.set())
     async with pool.acquire() as conn:
+        # A listener of this acquisition hears the NOTIFY: the old callback, had it survived on
+        # the connection, would have been called by the same dispatch.
+        heard = asyncio.Event()
+
+        def on_notify(*_):
+            heard.set()
+
+        await conn.add_listener("db_release_channel", on_notify)
         await conn.execute("NOTIFY db_release_channel")
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(heard.wait(), 10)
+        await conn.remove_listener("db_release_channel", on_notify)
     assert not woke.is_set()
 
 
