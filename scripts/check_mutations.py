@@ -143,11 +143,12 @@ def run_one(m: Mutation, python: str, files: list[str], timeout: float, keep: bo
     tmp = Path(tempfile.mkdtemp(prefix=f"mutation-{m.name}-"))
     try:
         copy_tree(ROOT, tmp, files)
-        problems = problems_of(m, tmp)
+        problems = problems_of(m, tmp) if m.file else []
         if problems:
             return Outcome(m, "ERROR", time.monotonic() - started, detail="; ".join(problems))
-        target = tmp / m.file
-        target.write_text(target.read_text().replace(m.find, m.replace, 1))
+        if m.file:  # the baseline run changes nothing
+            target = tmp / m.file
+            target.write_text(target.read_text().replace(m.find, m.replace, 1))
         junit = tmp / ".mutation-junit.xml"
         # The copy first on the import path, for the test run and every service process it starts.
         env = {**os.environ, "PYTHONPATH": str(tmp), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -234,7 +235,18 @@ def main() -> int:
         (str(p) for p in (ROOT / ".venv/bin/python", Path(sys.executable)) if p.exists()), sys.executable)
     files = working_tree_files(ROOT)
     started = time.monotonic()
-    print(f"guard mutations: {len(mutations)} entries, {args.jobs} at a time", flush=True)
+    # First the listed tests on the tree as it is, in one run: a kill only means something if
+    # they pass without the mutation (alone, not only after other tests).
+    baseline = run_one(Mutation("baseline", "the listed tests pass unmutated", "", "", "",
+                                sorted({t for m in mutations for t in m.tests})),
+                       python, files, args.timeout, keep=False)
+    if baseline.verdict != "SURVIVED":
+        print(f"guard mutations: the listed tests fail without any mutation ({baseline.verdict}):",
+              file=sys.stderr)
+        print("  " + (baseline.detail or "\n".join(baseline.failed)).replace("\n", "\n  "), file=sys.stderr)
+        return 1
+    print(f"guard mutations: the listed tests pass unmutated ({baseline.seconds:.0f}s); "
+          f"{len(mutations)} entries, {args.jobs} at a time", flush=True)
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for outcome in pool.map(lambda m: run_one(m, python, files, args.timeout, args.keep), mutations):

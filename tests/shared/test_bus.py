@@ -185,9 +185,10 @@ async def _wait_listening(pool, application_name: str, within: float = 10.0) -> 
         await asyncio.sleep(0.02)
 
 
-async def test_relay_is_woken_by_notify_not_by_its_poll(service_env, event_spy):
+async def test_relay_is_woken_by_notify_not_by_its_poll(service_env, pool, event_spy):
     """README: the relay is woken by NOTIFY, so publishing is immediate. Its poll here is an hour:
-    only the NOTIFY of the emitting commit can wake it within the deadline."""
+    only the NOTIFY of the emitting commit can wake it within the deadline. (`pool`: the module's
+    database, migrated.)"""
     name = f"notify-{uuid.uuid4().hex[:8]}"
     own_pool = await dbmod.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=3,
                                        server_settings={"application_name": name})
@@ -209,7 +210,7 @@ async def test_relay_is_woken_by_notify_not_by_its_poll(service_env, event_spy):
             await own_pool.close()
 
 
-async def test_relay_stopped_mid_wait_hands_back_its_listener(service_env):
+async def test_relay_stopped_mid_wait_hands_back_its_listener(service_env, pool):
     """Stopped while coalescing after a wake-up (or backing off), the relay still releases its
     LISTEN connection: otherwise the pool's close() at shutdown waits forever."""
     name = f"stop-{uuid.uuid4().hex[:8]}"
