@@ -201,6 +201,8 @@ def main() -> int:
     ap.add_argument("--python", default=None, help="the interpreter with the test dependencies (default: .venv)")
     ap.add_argument("--list", action="store_true", help="check every entry applies; run no tests")
     ap.add_argument("--keep", action="store_true", help="keep the mutated copies (to debug an entry)")
+    ap.add_argument("--baseline-each", action="store_true",
+                    help="only check that each entry's tests pass unmutated when run on their own (no mutations)")
     ap.add_argument("--after-pytest", nargs=argparse.REMAINDER, default=None, metavar="PYTEST_ARGS",
                     help="(scripts/test.sh) run only if these pytest arguments ran the whole suite")
     args = ap.parse_args()
@@ -235,6 +237,15 @@ def main() -> int:
         (str(p) for p in (ROOT / ".venv/bin/python", Path(sys.executable)) if p.exists()), sys.executable)
     files = working_tree_files(ROOT)
     started = time.monotonic()
+    if args.baseline_each:
+        alone = [Mutation(m.name, "its tests pass unmutated, on their own", "", "", "", m.tests) for m in mutations]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            results = list(pool.map(lambda m: run_one(m, python, files, args.timeout, keep=False), alone))
+        for r in results:
+            print(f"  {'passes' if r.verdict == 'SURVIVED' else 'FAILS':8} {r.mutation.name:32} {r.seconds:5.1f}s")
+            if r.verdict != "SURVIVED":
+                print("           " + (r.detail or "\n".join(r.failed)).replace("\n", "\n           "))
+        return 0 if all(r.verdict == "SURVIVED" for r in results) else 1
     # First the listed tests on the tree as it is, in one run: a kill only means something if
     # they pass without the mutation (alone, not only after other tests).
     baseline = run_one(Mutation("baseline", "the listed tests pass unmutated", "", "", "",
