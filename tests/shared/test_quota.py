@@ -152,9 +152,11 @@ async def test_concurrent_mixed_amounts_never_overspend(core, redis, keys):
 
 
 async def test_batches_taking_users_in_opposite_orders_do_not_deadlock(core):
-    """Two quota_reserve_many() calls name the same two users in opposite orders. Both wait
-    behind a transaction holding both rows; released together, each would hold one row and
-    wait for the other if the function took rows in the callers' order (40P01)."""
+    """Two quota_reserve_many() calls name the same two users in opposite orders. A transaction
+    holds the reservations table (SHARE: reads go on, inserts wait), so each call stops right
+    after locking and charging the row of its first item; both are released once both wait.
+    Taking rows in the callers' order, each would then hold one row and want the other's (40P01);
+    in user-id order the second call waits for the first call's first row instead."""
     a, b = await _fresh_user(core), await _fresh_user(core)
     ua, ub = uuid.UUID(a), uuid.UUID(b)
     sql = "SELECT * FROM quota_reserve_many($1::uuid[], $2::text[], $3::int[])"
@@ -164,7 +166,7 @@ async def test_batches_taking_users_in_opposite_orders_do_not_deadlock(core):
         tx = blocker.transaction()
         await tx.start()
         try:
-            await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = ANY($1::uuid[]) FOR UPDATE", [ua, ub])
+            await blocker.execute("LOCK TABLE quota_reservations IN SHARE MODE")
             calls = [
                 asyncio.ensure_future(first.fetch(sql, [ua, ub], ["regular", "regular"], [1, 2])),
                 asyncio.ensure_future(second.fetch(sql, [ub, ua], ["regular", "regular"], [1, 2])),
