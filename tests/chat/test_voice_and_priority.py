@@ -45,7 +45,8 @@ async def test_voice_provider_down_is_503(chat, new_user, llm_sandbox):
     assert r.status_code == 503 and r.json()["detail"]["code"] == "VOICE_UNAVAILABLE"
 
 
-async def test_max_tier_is_not_queued_behind_others(make_client, chat_env, new_user, subscribe, eventually, llm_sandbox):
+async def test_max_tier_is_not_queued_behind_others(make_client, chat_env, new_user, subscribe, eventually,
+                                                     llm_sandbox):
     """The only LLM slot is taken; a free request queues first, a Max request after it. Each step
     is confirmed (the slot held, then one waiter, then two) before the next, so the order the
     requests are served in does not depend on how fast anything runs."""
