@@ -1,7 +1,7 @@
 """What README promises when a dependency goes away, and for events nobody listens to:
 - the database down: 503 DATABASE_UNAVAILABLE with Retry-After (never a 500), and back when it returns;
 - Redis down where a route needs it: 503 CACHE_UNAVAILABLE with Retry-After;
-- an event no queue is bound to is kept in `scenextras.events.unrouted`, not dropped."""
+- an event no queue is bound to is kept in `<exchange>.unrouted` (`scenextras.events.unrouted`), not dropped."""
 import asyncio
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -92,25 +92,30 @@ async def test_cache_down_is_503_with_retry_after(make_client, service_env):
 
 
 async def test_an_event_no_queue_is_bound_to_is_kept_in_unrouted(service_env):
-    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "test-unrouted")
-    event = make_event(f"nobody.listens{uuid.uuid4().hex[:8]}", str(uuid.uuid4()), {"kept": True})
+    """On an events exchange of its own, declared the way every publisher and consumer declares
+    `scenextras.events` (shared.bus.amqp.declare_event_exchange): in this run's vhost, a service's
+    queue bound to `#` (Analytics' tap) would otherwise take every event, bound or not."""
+    exchange = f"unrouted-test-{uuid.uuid4().hex[:8]}"
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], exchange, "test-unrouted")
+    event = make_event("nobody.listens", str(uuid.uuid4()), {"kept": True})
+    ch = await AMQPChannel(service_env["RABBITMQ_URL"], "unrouted-reader").open()
     try:
         await publisher.publish(event)  # confirmed by the broker: routed (to the alternate exchange)
-    finally:
-        await publisher.close()
-    ch = await AMQPChannel(service_env["RABBITMQ_URL"], "unrouted-reader").open()
-    found: asyncio.Future = asyncio.get_running_loop().create_future()
+        found: asyncio.Future = asyncio.get_running_loop().create_future()
 
-    def on_message(_channel, _method, _props, body):
-        # Not acknowledged: closing the channel hands every message back to the queue.
-        if Event.from_bytes(body).event_id == event.event_id and not found.done():
-            found.set_result(Event.from_bytes(body))
+        def on_message(_channel, _method, props, body):
+            if props.message_id == event.event_id and not found.done():
+                found.set_result(Event.from_bytes(body))
 
-    try:
-        ch.channel.basic_consume(f"{EXCHANGE}.unrouted", on_message, auto_ack=False)
-        kept = await asyncio.wait_for(found, 10)
-    except TimeoutError:
-        raise AssertionError(f"{event.event_type} was not kept in {EXCHANGE}.unrouted") from None
+        ch.channel.basic_consume(f"{exchange}.unrouted", on_message, auto_ack=True)
+        try:
+            kept = await asyncio.wait_for(found, 10)
+        except TimeoutError:
+            raise AssertionError(f"{event.event_type} was not kept in {exchange}.unrouted") from None
+        assert kept.event_type == event.event_type and kept.data == {"kept": True}
     finally:
+        for name in (exchange, f"{exchange}.unrouted"):
+            await ch._rpc(ch.channel.exchange_delete, exchange=name)
+        await ch._rpc(ch.channel.queue_delete, queue=f"{exchange}.unrouted")
         await ch.close()
-    assert kept.event_type == event.event_type and kept.data == {"kept": True}
+        await publisher.close()
