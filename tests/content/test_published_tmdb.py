@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from content_service.repository import ContentRepository
+from content_service.service import ContentCatalog
 from content_service.sync.runner import SyncRunner
 from content_service.sync.tmdb import TMDBClient
 
@@ -74,7 +74,7 @@ def client_factory(log: list[str]):
 
 async def test_a_full_sync_over_the_documented_lists(tmp_path):
     log: list[str] = []
-    repo = ContentRepository(tmp_path / "data")
+    repo = ContentCatalog(tmp_path / "data")
     repo.open("real")
     runner = SyncRunner(repo, client_factory(log), popular_pages=1, trending=True, people_per_title=3)
     result = await runner.run("test")
@@ -96,7 +96,7 @@ async def test_a_full_sync_over_the_documented_lists(tmp_path):
 
 async def test_documented_details_become_titles_characters_and_people(tmp_path):
     log: list[str] = []
-    repo = ContentRepository(tmp_path / "data")
+    repo = ContentCatalog(tmp_path / "data")
     repo.open("real")
     runner = SyncRunner(repo, client_factory(log), popular_pages=1, trending=False, people_per_title=3)
     client = client_factory(log)()
