@@ -70,7 +70,7 @@ SERVICES: tuple[Service, ...] = (
             "character chat, streaming, the LLM router"),
     Service("content", 8003, "search", ("/api/search",), None, False,
             "search over films, series and characters (embedded store)"),
-    Service("media", 8004, "media", ("/api/images", "/api/image"), "MEDIA_DATABASE_URL", False,
+    Service("media", 8004, "media", ("/api/images", "/api/image"), "MEDIA_DATABASE_URL", True,
             "image generation and recognition, blob storage"),
     Service("community", 8006, "community", ("/api/story", "/api/notifications"), "COMMUNITY_DATABASE_URL", False,
             "stories, fandom rooms, scenarios, votes, notifications"),
