@@ -63,10 +63,7 @@ def inspect(data: bytes) -> AudioInfo:
         raise Invalid("The file is empty.")
     kind = sniff(data)
     mime, extension = KINDS[kind]
-    if kind == "webm":
-        duration = _webm_duration_ms(data)
-    else:
-        duration = _mutagen_duration_ms(kind, data)
+    duration = _webm_duration_ms(data) if kind == "webm" else _mutagen_duration_ms(kind, data)
     return AudioInfo(kind, mime, extension, duration)
 
 
@@ -123,7 +120,7 @@ def _elements(data: bytes, start: int, end: int):
 
 
 def _webm_duration_ms(data: bytes) -> int | None:
-    """Segment > Info > Duration × TimecodeScale. A recording made live (MediaRecorder) often has
+    """Segment > Info > Duration * TimecodeScale. A recording made live (MediaRecorder) often has
     no Duration: None then, rather than decoding every cluster."""
     elements = _elements(data, 0, len(data))
     first = next(elements, None)

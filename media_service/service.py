@@ -13,6 +13,7 @@ unreferenced; the deleting request sweeps them at once, the periodic sweep other
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -56,7 +57,6 @@ class MediaService:
         self.cpu = ThreadPoolExecutor(max_workers=settings.media_cpu_workers, thread_name_prefix="media-cpu")
         self._sweeper: asyncio.Task | None = None
         self._wake = asyncio.Event()
-        self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -65,12 +65,8 @@ class MediaService:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._sweeper
-            except (asyncio.CancelledError, Exception):
-                pass
-        for task in list(self._background):
-            task.cancel()
         self.cpu.shutdown(wait=False, cancel_futures=True)
 
     async def _in_thread(self, fn, *args, **kwargs):
@@ -187,7 +183,8 @@ class MediaService:
         names = [b[0] for b in blobs]
         for attempt in (1, 2):
             await repo.lease_blobs(
-                self.db, names, [b[2] for b in blobs], [len(b[1]) for b in blobs], self.settings.media_blob_lease_seconds
+                self.db, names, [b[2] for b in blobs], [len(b[1]) for b in blobs],
+                self.settings.media_blob_lease_seconds,
             )
             try:
                 try:
@@ -211,10 +208,8 @@ class MediaService:
             except BaseException:
                 # Give the leases back so the sweep may take what this upload wrote; if this
                 # fails too, the leases expire.
-                try:
+                with contextlib.suppress(BaseException):
                     await asyncio.shield(self._end_leases_quietly(names))
-                except BaseException:
-                    pass
                 raise
         raise AssertionError("unreachable")
 
@@ -282,7 +277,5 @@ class MediaService:
             except Exception as exc:
                 log.warning("blob sweep failed; retrying next interval", extra={"error": repr(exc)})
             self._wake.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
-            except asyncio.TimeoutError:
-                pass

@@ -7,12 +7,13 @@ database (service.py, docs/media.md "Blobs and rows"), not here.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blob_sas
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobServiceClient, LinearRetry
 
 
 def content_address(folder: str, data: bytes, extension: str) -> str:
@@ -21,8 +22,13 @@ def content_address(folder: str, data: bytes, extension: str) -> str:
 
 class BlobStore:
     def __init__(self, connection_string: str, container: str, *, sas_ttl_seconds: int, timeout_seconds: float = 30):
+        # The SDK's default retry waits 15 s, then more, three times: a request would hang for a
+        # minute while storage is down. Two quick retries, then the caller answers 503.
         self.service = BlobServiceClient.from_connection_string(
-            connection_string, connection_timeout=5, read_timeout=timeout_seconds
+            connection_string,
+            connection_timeout=5,
+            read_timeout=timeout_seconds,
+            retry_policy=LinearRetry(backoff=0.2, retry_total=2, random_jitter_range=0.1),
         )
         self.container_name = container
         self.container = self.service.get_container_client(container)
@@ -34,10 +40,8 @@ class BlobStore:
         self.sas_ttl = timedelta(seconds=sas_ttl_seconds)
 
     async def ensure_container(self) -> None:
-        try:
+        with contextlib.suppress(ResourceExistsError):
             await self.container.create_container()
-        except ResourceExistsError:
-            pass
 
     async def put(self, name: str, data: bytes, content_type: str) -> None:
         """Write (or rewrite: same name, same bytes) one blob."""
@@ -45,7 +49,9 @@ class BlobStore:
             name,
             data,
             overwrite=True,
-            content_settings=ContentSettings(content_type=content_type, cache_control="private, max-age=31536000, immutable"),
+            content_settings=ContentSettings(
+                content_type=content_type, cache_control="private, max-age=31536000, immutable"
+            ),
         )
 
     async def get(self, name: str) -> bytes:
@@ -57,10 +63,8 @@ class BlobStore:
 
     async def delete(self, name: str) -> None:
         """Delete one blob; one already gone is fine (a sweep that crashed halfway runs again)."""
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             await self.container.delete_blob(name)
-        except ResourceNotFoundError:
-            pass
 
     async def names(self, prefix: str | None = None) -> list[str]:
         return [b.name async for b in self.container.list_blobs(name_starts_with=prefix)]
@@ -68,7 +72,7 @@ class BlobStore:
     def read_url(self, name: str, ttl: timedelta | None = None) -> str:
         """A read-only URL for one blob that stops working after `ttl` (default: the configured TTL).
         Signing is an HMAC over a few fields: no I/O."""
-        expiry = datetime.now(timezone.utc) + (ttl or self.sas_ttl)
+        expiry = datetime.now(UTC) + (ttl or self.sas_ttl)
         sas = generate_blob_sas(
             self.account_name,
             self.container_name,

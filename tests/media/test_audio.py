@@ -44,7 +44,8 @@ async def upload(client, user, data: bytes, filename="voice.bin", content_type="
 
 async def test_wav_mp3_webm_with_duration(client, new_user):
     user = new_user()
-    for data, mime, duration in [(wav(1.5), "audio/wav", 1500), (mp3(100), "audio/mpeg", 2612), (webm(2500.0), "audio/webm", 2500)]:
+    cases = [(wav(1.5), "audio/wav", 1500), (mp3(100), "audio/mpeg", 2612), (webm(2500.0), "audio/webm", 2500)]
+    for data, mime, duration in cases:
         r = await upload(client, user, data)
         assert r.status_code == 201, r.text
         body = r.json()

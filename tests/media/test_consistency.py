@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -21,7 +21,7 @@ async def test_killed_between_blob_and_row_leaves_no_row_and_the_blobs_are_swept
 ):
     user_id = str(uuid.uuid4())
     headers = tokens.headers(tokens.user(user_id))
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     data = png(77, 55, color=(12, 34, 56))
     with service_process("media", media_test_kill_after_blob_write=1, media_blob_lease_seconds=2,
                          media_sweep_interval_seconds=3600) as svc:
@@ -57,7 +57,9 @@ async def test_user_deleted_erases_every_row_and_blob(client, new_user, service_
                                  files={"file": ("x.png", png(40 + i, 40, color=(i, 2, 3)), "image/png")})).json()
               for i in range(2)]
     voice = (await client.post("/audio", headers=user.headers, files={"file": ("v.wav", wav(0.5), "audio/wav")})).json()
-    rows = await media_db.fetch("SELECT blob_name, thumbnail_name FROM media_metadata WHERE user_id = $1::uuid", user.id)
+    rows = await media_db.fetch(
+        "SELECT blob_name, thumbnail_name FROM media_metadata WHERE user_id = $1::uuid", user.id
+    )
     names = [n for r in rows for n in (r["blob_name"], r["thumbnail_name"]) if n]
     assert len(names) == 5
     store = client.app.state.blobs
@@ -77,3 +79,30 @@ async def test_user_deleted_erases_every_row_and_blob(client, new_user, service_
 
     await eventually(erased, timeout=15, interval=0.5)
     assert (await client.get(f"/audio/{voice['id']}", headers=user.headers)).status_code == 404
+
+
+async def test_storage_down_answers_503_and_leaves_no_row(make_client, new_user, media_db, infra):
+    """Blob storage reached through a proxy the test cuts: the upload answers 503
+    STORAGE_UNAVAILABLE, writes no row and gives its leases back; after the cut it works again."""
+    from shared.testing.proxy import TcpProxy
+
+    proxy = await TcpProxy("127.0.0.1", 10000).start()
+    connection = infra.azure_storage.replace("127.0.0.1:10000", f"127.0.0.1:{proxy.port}")
+    try:
+        async with make_client("media", azure_storage_connection_string=connection) as svc:
+            user = new_user()
+            files = {"file": ("x.png", png(31, 13, color=(99, 1, 1)), "image/png")}
+            proxy.cut()
+            r = await svc.post("/images/upload", headers=user.headers, files=files)
+            assert r.status_code == 503 and r.json()["detail"]["code"] == "STORAGE_UNAVAILABLE"
+            assert await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", user.id) == 0
+            leaked = await media_db.fetchval(
+                "SELECT count(*) FROM media_blobs WHERE refs = 0 AND leases > 0 AND lease_until > now()"
+                " AND created_at > now() - interval '30 seconds'"
+            )
+            assert leaked == 0
+            proxy.restore()
+            r = await svc.post("/images/upload", headers=user.headers, files=files)
+            assert r.status_code == 201
+    finally:
+        await proxy.close()

@@ -41,7 +41,8 @@ async def test_upload_png_stores_reencoded_original_and_thumbnail(client, new_us
     assert image["width"] == 640 and image["height"] == 480
     assert image["mime"] == "image/png" and image["purpose"] == "avatar"
     key = client.app.state.blobs.account_key
-    assert key not in image["url"] and key[:20] not in image["url"] and "sig=" in image["url"] and "sp=r&" in image["url"]
+    assert key not in image["url"] and key[:20] not in image["url"]
+    assert "sig=" in image["url"] and "sp=r&" in image["url"]
     original = await fetch(image["url"])
     assert original.status_code == 200 and original.headers["content-type"] == "image/png"
     assert len(original.content) == image["bytes"]
@@ -100,8 +101,8 @@ async def test_gps_exif_stripped(client, new_user):
 
 
 async def test_truncated_png_is_invalid(client, new_user):
-    data = png(300, 300, color=None, mode="RGB")
-    noisy = Image.frombytes("RGB", (300, 300), bytes(range(256)) * (300 * 300 * 3 // 256) + b"\0" * (300 * 300 * 3 % 256))
+    pixels = bytes(range(256)) * (300 * 300 * 3 // 256)
+    noisy = Image.frombytes("RGB", (300, 300), pixels + b"\0" * (300 * 300 * 3 - len(pixels)))
     out = io.BytesIO()
     noisy.save(out, "PNG")
     data = out.getvalue()
@@ -267,7 +268,9 @@ async def test_delete_removes_row_and_blobs_and_emits(client, new_user, event_sp
     user = new_user()
     r = await upload(client, user, png(33, 44, color=(9, 8, 7)))
     image = r.json()
-    row = await media_db.fetchrow("SELECT blob_name, thumbnail_name FROM media_metadata WHERE id = $1::uuid", image["id"])
+    row = await media_db.fetchrow(
+        "SELECT blob_name, thumbnail_name FROM media_metadata WHERE id = $1::uuid", image["id"]
+    )
     store = client.app.state.blobs
     assert await store.exists(row["blob_name"]) and await store.exists(row["thumbnail_name"])
     async with event_spy(["image.deleted"]) as spy:
@@ -296,7 +299,8 @@ async def test_same_bytes_stored_once_and_kept_while_referenced(client, new_user
     store = client.app.state.blobs
     assert (await client.delete(f"/images/{first['id']}", headers=a.headers)).status_code == 204
     assert await store.exists(name)  # b's image still uses it
-    assert (await fetch((await client.get(f"/images/{second['id']}", headers=b.headers)).json()["url"])).status_code == 200
+    url = (await client.get(f"/images/{second['id']}", headers=b.headers)).json()["url"]
+    assert (await fetch(url)).status_code == 200
     assert (await client.delete(f"/images/{second['id']}", headers=b.headers)).status_code == 204
     assert not await store.exists(name)
 
@@ -308,7 +312,8 @@ async def test_concurrent_uploads_of_the_same_bytes_and_deletes(client, new_user
     first = await asyncio.gather(*(upload(client, u, data) for u in users))
     assert all(r.status_code == 201 for r in first)
     await asyncio.gather(
-        *(client.delete(f"/images/{r.json()['id']}", headers=u.headers) for u, r in zip(users[:3], first[:3], strict=True)),
+        *(client.delete(f"/images/{r.json()['id']}", headers=u.headers)
+          for u, r in zip(users[:3], first[:3], strict=True)),
         *(upload(client, u, data) for u in users[:3]),
     )
     rows = await media_db.fetch(
@@ -337,5 +342,6 @@ async def test_sas_url_expires(make_client, new_user):
 
 async def test_legacy_prefix(client, new_user):
     user = new_user()
-    r = await client.post("/api/images/images/upload", headers=user.headers, files={"file": ("x.png", png(), "image/png")})
+    files = {"file": ("x.png", png(), "image/png")}
+    r = await client.post("/api/images/images/upload", headers=user.headers, files=files)
     assert r.status_code == 201
