@@ -106,3 +106,14 @@ async def test_storage_down_answers_503_and_leaves_no_row(make_client, new_user,
             assert r.status_code == 201
     finally:
         await proxy.close()
+
+
+async def test_upload_that_outlives_its_lease_writes_no_row(make_client, new_user, media_db):
+    """A lease shorter than the upload: the row is refused (the blobs may already be swept), the
+    upload starts again once, then answers 503; nothing references the blobs."""
+    async with make_client("media", media_blob_lease_seconds=0.001) as svc:
+        user = new_user()
+        files = {"file": ("x.png", png(23, 29, color=(4, 5, 6)), "image/png")}
+        r = await svc.post("/images/upload", headers=user.headers, files=files)
+        assert r.status_code == 503 and r.json()["detail"]["code"] == "STORAGE_UNAVAILABLE"
+        assert await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", user.id) == 0
