@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
 import asyncpg
 
@@ -17,17 +15,14 @@ from shared.events import Event, EventType
 
 log = logging.getLogger("media_service.events")
 
+handlers = EventHandlers()
 
-def build_handlers(get_state: Callable[[], Any]) -> EventHandlers:
-    handlers = EventHandlers()
 
-    @handlers.on(EventType.USER_DELETED)
-    async def on_user_deleted(conn: asyncpg.Connection, event: Event) -> None:
-        user_id = event.user_id or event.data.get("user_id")
-        if not user_id:
-            log.warning("user.deleted without a user", extra={"event_id": event.event_id})
-            return
-        erased = await get_state().media.delete_user(conn, user_id)
-        log.info("user erased", extra={"user_id": user_id, "media": erased})
-
-    return handlers
+@handlers.on(EventType.USER_DELETED)
+async def on_user_deleted(conn: asyncpg.Connection, event: Event, state) -> None:
+    user_id = event.user_id or event.data.get("user_id")
+    if not user_id:
+        log.warning("user.deleted without a user", extra={"event_id": event.event_id})
+        return
+    erased = await state.media.delete_user(conn, user_id)
+    log.info("user erased", extra={"user_id": user_id, "media": erased})

@@ -1,7 +1,7 @@
 """uvicorn media_service.main:app"""
 from fastapi import FastAPI
 
-from media_service.events import build_handlers
+from media_service.events import handlers
 from media_service.routers import audio, images
 from media_service.service import MediaService
 from media_service.settings import Settings
@@ -15,9 +15,8 @@ SERVICE = fleet.get("media")
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
-    holder: dict[str, FastAPI] = {}
 
-    async def start(app: FastAPI) -> None:
+    async def startup(app: FastAPI) -> None:
         store = BlobStore(
             settings.azure_storage_connection_string,
             settings.azure_storage_container,
@@ -28,24 +27,22 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         app.state.media = MediaService(settings, app.state.db, store)
         app.state.media.start()
 
-    async def stop(app: FastAPI) -> None:
+    async def shutdown(app: FastAPI) -> None:
         if getattr(app.state, "media", None) is not None:
             await app.state.media.close()
         if getattr(app.state, "blobs", None) is not None:
             await app.state.blobs.close()
 
-    app = create_app(
+    return create_app(
         service=SERVICE.name,
         settings=settings,
         routers=[images.router, audio.router],
         legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.media_database_url,
-        consumer=build_handlers(lambda: holder["app"].state),
-        on_startup=[start],
-        on_shutdown=[stop],
+        consumer=handlers,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
     )
-    holder["app"] = app
-    return app
 
 
 __getattr__ = lazy_app(build_app)
