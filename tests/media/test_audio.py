@@ -38,13 +38,52 @@ def webm(duration_ms: float) -> bytes:
     return header + segment
 
 
+def _crc(data: bytes) -> int:
+    """Ogg's page checksum (CRC-32, polynomial 0x04C11DB7, not reflected)."""
+    crc = 0
+    for b in data:
+        crc ^= b << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if crc & 0x80000000 else (crc << 1) & 0xFFFFFFFF
+    return crc
+
+def ogg_page(packet: bytes, *, seq: int, granule: int, flags: int) -> bytes:
+    segments = [255] * (len(packet) // 255) + [len(packet) % 255]
+    header = b"OggS" + struct.pack("<BBqIIIB", 0, flags, granule, 0x5EED, seq, 0, len(segments)) + bytes(segments)
+    page = header + packet
+    return page[:22] + struct.pack("<I", _crc(page)) + page[26:]
+
+def ogg_opus(seconds: float) -> bytes:
+    """Ogg Opus: OpusHead, OpusTags, one audio page whose granule position gives the length."""
+    pre_skip = 312
+    head = b"OpusHead" + struct.pack("<BBHIhB", 1, 1, pre_skip, 48000, 0, 0)
+    tags = b"OpusTags" + struct.pack("<I", 4) + b"test" + struct.pack("<I", 0)
+    audio = b"\xf8\xff\xfe"  # one silent 20 ms CELT frame
+    return (ogg_page(head, seq=0, granule=0, flags=2) + ogg_page(tags, seq=1, granule=0, flags=0)
+            + ogg_page(audio, seq=2, granule=int(48000 * seconds) + pre_skip, flags=4))
+
+def atom(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+def m4a(seconds: float) -> bytes:
+    """An MP4 audio file's atoms as far as a reader needs them for the duration (mdhd of a sound track)."""
+    timescale = 44100
+    mdhd = atom(b"mdhd", b"\0\0\0\0" + struct.pack(">IIII", 0, 0, timescale, int(seconds * timescale))
+                + b"\x55\xc4\0\0")
+    hdlr = atom(b"hdlr", b"\0\0\0\0" + b"\0\0\0\0" + b"soun" + b"\0" * 12 + b"SoundHandler\0")
+    mvhd = atom(b"mvhd", b"\0\0\0\0" + struct.pack(">IIII", 0, 0, 1000, int(seconds * 1000)) + b"\0" * 80)
+    trak = atom(b"trak", atom(b"mdia", mdhd + hdlr + atom(b"minf", atom(b"stbl", b""))))
+    return atom(b"ftyp", b"M4A \0\0\0\0M4A isom") + atom(b"moov", mvhd + trak) + atom(b"mdat", b"\0" * 64)
+
+
 async def upload(client, user, data: bytes, filename="voice.bin", content_type="application/octet-stream"):
     return await client.post("/audio", headers=user.headers, files={"file": (filename, data, content_type)})
 
 
-async def test_wav_mp3_webm_with_duration(client, new_user):
+async def test_wav_mp3_webm_ogg_m4a_with_duration(client, new_user):
     user = new_user()
-    cases = [(wav(1.5), "audio/wav", 1500), (mp3(100), "audio/mpeg", 2612), (webm(2500.0), "audio/webm", 2500)]
+    cases = [(wav(1.5), "audio/wav", 1500), (mp3(100), "audio/mpeg", 2612), (webm(2500.0), "audio/webm", 2500),
+             (ogg_opus(1.25), "audio/ogg", 1250), (m4a(3.5), "audio/mp4", 3500)]
     for data, mime, duration in cases:
         r = await upload(client, user, data)
         assert r.status_code == 201, r.text
@@ -73,6 +112,8 @@ async def test_unsupported_and_invalid_audio(client, new_user):
     r = await upload(client, user, wav(1.0)[:30])  # RIFF/WAVE header, cut inside the fmt chunk
     assert r.status_code == 422 and r.json()["detail"]["code"] == "INVALID_AUDIO"
     r = await upload(client, user, b"")
+    assert r.status_code == 422 and r.json()["detail"]["code"] == "INVALID_AUDIO"
+    r = await upload(client, user, ogg_opus(1.0)[:40])  # an Ogg page cut short
     assert r.status_code == 422 and r.json()["detail"]["code"] == "INVALID_AUDIO"
 
 
