@@ -100,7 +100,8 @@ def process(data: bytes, *, max_pixels: int, thumbnail_size: int, jpeg_quality: 
                     f"The image is {width}x{height} pixels; at most {max_pixels} pixels are accepted.",
                 )
             image.load()
-            image = ImageOps.exif_transpose(image)  # keep the orientation EXIF described, then drop EXIF
+            # Keep the orientation EXIF described (in place: no second copy of the pixels).
+            ImageOps.exif_transpose(image, in_place=True)
     except Invalid:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -113,8 +114,11 @@ def process(data: bytes, *, max_pixels: int, thumbnail_size: int, jpeg_quality: 
         raise Invalid(f"The image is corrupt or truncated: {exc}") from None
 
     data_out, mime, extension = _reencode(image, fmt, jpeg_quality)
-    thumb = image.copy()
-    thumb.thumbnail((thumbnail_size, thumbnail_size), Image.Resampling.LANCZOS)
+    # Resized straight from the decoded image (a copy first would hold the pixels twice); a
+    # small image is its own thumbnail (contain() would enlarge it).
+    thumb = image
+    if max(image.size) > thumbnail_size:
+        thumb = ImageOps.contain(image, (thumbnail_size, thumbnail_size), Image.Resampling.LANCZOS)
     if thumb.mode not in ("RGB", "RGBA"):
         thumb = thumb.convert("RGBA" if _has_alpha(thumb) else "RGB")
     out = io.BytesIO()

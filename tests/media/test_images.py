@@ -49,11 +49,26 @@ async def test_upload_png_stores_reencoded_original_and_thumbnail(client, new_us
     assert Image.open(io.BytesIO(original.content)).size == (640, 480)
     thumb = await fetch(image["thumbnail_url"])
     assert thumb.status_code == 200
-    assert max(Image.open(io.BytesIO(thumb.content)).size) == 256
+    assert Image.open(io.BytesIO(thumb.content)).size == (256, 192)
 
     r = await client.get(f"/images/{image['id']}", headers=user.headers)
     assert r.status_code == 200 and r.json()["id"] == image["id"]
     assert (await fetch(r.json()["url"])).content == original.content
+
+
+async def test_small_image_thumbnail_is_not_enlarged(client, new_user):
+    r = await upload(client, new_user(), png(40, 30, color=(0, 200, 0)))
+    thumb = await fetch(r.json()["thumbnail_url"])
+    assert Image.open(io.BytesIO(thumb.content)).size == (40, 30)
+
+
+async def test_exif_orientation_is_applied_before_it_is_dropped(client, new_user):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    r = await upload(client, new_user(), jpeg(80, 40, exif=exif.tobytes()), "r.jpg", "image/jpeg")
+    assert (r.json()["width"], r.json()["height"]) == (40, 80)
+    stored = Image.open(io.BytesIO((await fetch(r.json()["url"])).content))
+    assert stored.size == (40, 80) and 0x0112 not in stored.getexif()
 
 
 async def test_default_purpose_and_bad_purpose(client, new_user):
