@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import re
 import struct
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -89,22 +88,21 @@ def process(data: bytes, *, max_pixels: int, thumbnail_size: int, jpeg_quality: 
         raise Invalid("The file is empty.")
     fmt = sniff(data)
     check_not_polyglot(data)
+    # No warnings.catch_warnings() here: it swaps process-wide state and this runs in several
+    # threads at once. Pillow raises DecompressionBombError itself beyond twice its own limit;
+    # below that, the check on the header's size does the refusing.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[fmt])
-            # The header alone gives the size: a bomb is refused before a single pixel is decoded.
-            width, height = image.size
-            if width <= 0 or height <= 0 or width * height > max_pixels:
-                raise Invalid(
-                    f"The image is {width}x{height} pixels; at most {max_pixels} pixels are accepted.",
-                )
-            image.load()
-            # Keep the orientation EXIF described (in place: no second copy of the pixels).
-            ImageOps.exif_transpose(image, in_place=True)
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+        # The header alone gives the size: a bomb is refused before a single pixel is decoded.
+        width, height = image.size
+        if width <= 0 or height <= 0 or width * height > max_pixels:
+            raise Invalid(f"The image is {width}x{height} pixels; at most {max_pixels} pixels are accepted.")
+        image.load()
+        # Keep the orientation EXIF described (in place: no second copy of the pixels).
+        ImageOps.exif_transpose(image, in_place=True)
     except Invalid:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         # Pillow's own check in open(), from the header too, beyond twice its MAX_IMAGE_PIXELS.
         raise Invalid(f"The image has too many pixels to decode: {exc}") from None
     except UnidentifiedImageError as exc:

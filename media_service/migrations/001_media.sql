@@ -34,12 +34,16 @@ CREATE TABLE media_metadata (
 );
 CREATE INDEX media_metadata_user ON media_metadata (user_id, kind, created_at DESC, id DESC);
 
+-- Registry rows are locked in name order everywhere (repositories/media.py end_leases), so two
+-- transactions touching the same blobs never wait for each other in opposite orders.
 CREATE FUNCTION media_blob_refs() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
+        PERFORM 1 FROM media_blobs WHERE name IN (NEW.blob_name, NEW.thumbnail_name) ORDER BY name FOR UPDATE;
         UPDATE media_blobs SET refs = refs + 1 WHERE name IN (NEW.blob_name, NEW.thumbnail_name);
         RETURN NEW;
     END IF;
+    PERFORM 1 FROM media_blobs WHERE name IN (OLD.blob_name, OLD.thumbnail_name) ORDER BY name FOR UPDATE;
     UPDATE media_blobs SET refs = refs - 1 WHERE name IN (OLD.blob_name, OLD.thumbnail_name);
     RETURN OLD;
 END;

@@ -22,6 +22,7 @@ async def lease_blobs(conn, names: list[str], content_types: list[str], sizes: l
         INSERT INTO media_blobs AS b (name, content_type, bytes, leases, lease_until)
         SELECT n, t, s, 1, now() + make_interval(secs => $4)
           FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(n, t, s)
+         ORDER BY n
         ON CONFLICT (name) DO UPDATE SET
             leases = CASE WHEN b.lease_until IS NULL OR b.lease_until < now() THEN 1 ELSE b.leases + 1 END,
             lease_until = GREATEST(COALESCE(b.lease_until, now()), EXCLUDED.lease_until)
@@ -32,7 +33,12 @@ async def lease_blobs(conn, names: list[str], content_types: list[str], sizes: l
 
 async def end_leases(conn, names: list[str]) -> int:
     """Give back this upload's leases, if still valid: returns how many were (all, or the upload
-    outlived its lease and must write its blobs again)."""
+    outlived its lease and must write its blobs again).
+
+    Every transaction locks registry rows in name order (here, in lease_blobs and in the refs
+    trigger): an UPDATE alone locks them in whatever order its scan meets them, which is the
+    heap's, and that changes as rows are updated; two uploads of the same bytes then deadlocked."""
+    await conn.execute("SELECT 1 FROM media_blobs WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE", names)
     rows = await conn.fetch(
         "UPDATE media_blobs SET leases = leases - 1"
         " WHERE name = ANY($1::text[]) AND lease_until > now() AND leases > 0 RETURNING name",

@@ -325,7 +325,7 @@ async def test_concurrent_uploads_of_the_same_bytes_and_deletes(client, new_user
     users = [new_user() for _ in range(6)]
     data = png(17, 19, color=(50, 60, 70))
     first = await asyncio.gather(*(upload(client, u, data) for u in users))
-    assert all(r.status_code == 201 for r in first)
+    assert all(r.status_code == 201 for r in first), [r.text for r in first if r.status_code != 201]
     await asyncio.gather(
         *(client.delete(f"/images/{r.json()['id']}", headers=u.headers)
           for u, r in zip(users[:3], first[:3], strict=True)),
