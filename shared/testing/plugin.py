@@ -3,7 +3,8 @@
 - `infra`: where PostgreSQL, Redis and RabbitMQ are (started by scripts/infra.sh).
 - `databases`: fresh databases for this run (core and each service's own, from shared/fleet.py), dropped after.
 - `amqp_url`: a RabbitMQ vhost for this run, deleted after.
-- blob storage: `service_env` names a container of this run in Azurite (or TEST_AZURE_STORAGE_CONNECTION_STRING's account), deleted after.
+- blob storage: `service_env` names a container of this run in Azurite (or in the account of
+  TEST_AZURE_STORAGE_CONNECTION_STRING), deleted after.
 - `service_env`: the environment a service needs, pointing at all of the above (and the
   sandbox's protocol servers when the sandbox package is present).
 - `make_client`: `async with make_client("chat", **overrides) as client:` runs a service
