@@ -1,4 +1,281 @@
-"""The media service's domain layer: its rules, called by routers/ (and events.py when it
-consumes events), reaching the database only through repositories/. The service has no domain
-yet: it answers health and readiness, and its database holds the shared outbox tables only.
+"""The media service's domain layer: uploads (images, audio), reads, deletions, the blob sweep and
+a user's erasure. Routers call it; SQL is in repositories/media.py; blobs in storage.py.
+
+Blobs and rows never drift apart (docs/media.md "Blobs and rows"):
+1. lease the blobs in the registry (`media_blobs`, committed at once);
+2. write the blobs to storage;
+3. in one transaction: give the leases back (they must still be valid), insert the media row
+   (a trigger counts it in the blobs' `refs`), emit the event.
+A crash after 1 or 2 leaves leased, unreferenced blobs; once the lease expires the sweep deletes
+them (blob first, then its registry row, under the row's lock). A deleted row leaves its blobs
+unreferenced; the deleting request sweeps them at once, the periodic sweep otherwise.
 """
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import AzureError
+
+from media_service import audio, errors, imaging
+from media_service.repositories import media as repo
+from media_service.settings import Settings
+from media_service.storage import BlobStore, content_address
+from shared.bus import emit
+from shared.events import EventType, make_event
+from shared.pagination import decode_cursor, encode_cursor
+
+log = logging.getLogger("media_service")
+
+PURPOSES = ("avatar", "character", "attachment")
+SWEEP_BATCH = 100
+
+
+class LeaseLost(Exception):
+    """The upload outlived its lease: its blobs may have been swept; write them again."""
+
+
+def parse_id(value: str, not_found: errors.ErrorCode) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found() from None
+
+
+class MediaService:
+    def __init__(self, settings: Settings, db, store: BlobStore):
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.cpu = ThreadPoolExecutor(max_workers=settings.media_cpu_workers, thread_name_prefix="media-cpu")
+        self._sweeper: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="media-blob-sweep")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sweeper
+        self.cpu.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_thread(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, lambda: fn(*args, **kwargs))
+
+    # ------------------------------------------------------------------ images
+    async def upload_image(self, user_id: str, data: bytes, purpose: str) -> dict[str, Any]:
+        s = self.settings
+        try:
+            image = await self._in_thread(
+                imaging.process, data, max_pixels=s.media_image_max_pixels, thumbnail_size=s.media_thumbnail_size
+            )
+        except imaging.Unsupported as exc:
+            raise errors.UNSUPPORTED_MEDIA_TYPE(str(exc)) from None
+        except imaging.Invalid as exc:
+            raise errors.INVALID_IMAGE(str(exc)) from None
+        original = content_address("images", image.data, image.extension)
+        thumbnail = content_address("thumbnails", image.thumbnail, imaging.THUMBNAIL_EXTENSION)
+        media_id = uuid.uuid4()
+        row = await self._store(
+            [(original, image.data, image.mime), (thumbnail, image.thumbnail, imaging.THUMBNAIL_MIME)],
+            dict(media_id=media_id, user_id=user_id, kind="image", purpose=purpose, blob_name=original,
+                 thumbnail_name=thumbnail, mime=image.mime, size=len(image.data), width=image.width,
+                 height=image.height),
+            lambda row: make_event(EventType.IMAGE_UPLOADED, user_id, {
+                "image_id": str(media_id), "purpose": purpose, "mime": image.mime, "bytes": len(image.data),
+                "width": image.width, "height": image.height,
+            }),
+        )
+        return self.image_out(row)
+
+    def image_out(self, row) -> dict[str, Any]:
+        out = {
+            "id": str(row["id"]),
+            "url": self.store.read_url(row["blob_name"]),
+            "thumbnail_url": self.store.read_url(row["thumbnail_name"]) if row["thumbnail_name"] else None,
+            "width": row["width"],
+            "height": row["height"],
+            "mime": row["mime"],
+            "bytes": row["bytes"],
+            "purpose": row["purpose"],
+            "created_at": row["created_at"],
+        }
+        for optional in ("provider", "model", "prompt"):
+            if row[optional] is not None:
+                out[optional] = row[optional]
+        return out
+
+    async def get_image(self, user_id: str, image_id: str) -> dict[str, Any]:
+        row = await repo.get_owned(self.db, parse_id(image_id, errors.IMAGE_NOT_FOUND), user_id, "image")
+        if row is None:
+            raise errors.IMAGE_NOT_FOUND()
+        return self.image_out(row)
+
+    async def list_images(self, user_id: str, *, purpose: str | None, limit: int, cursor: str | None) -> dict:
+        before = None
+        if cursor:
+            created, last_id = decode_cursor(cursor, 2)
+            try:
+                before = (datetime.fromisoformat(created), uuid.UUID(last_id))
+            except ValueError:
+                raise errors.INVALID_CURSOR() from None
+        rows = await repo.list_owned(self.db, user_id, "image", purpose=purpose, limit=limit + 1, before=before)
+        page = rows[:limit]
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor(last["created_at"].isoformat(), str(last["id"]))
+        return {"images": [self.image_out(r) for r in page], "next_cursor": next_cursor}
+
+    async def delete_image(self, user_id: str, image_id: str) -> None:
+        await self._delete(user_id, parse_id(image_id, errors.IMAGE_NOT_FOUND), "image", errors.IMAGE_NOT_FOUND)
+
+    # ------------------------------------------------------------------ audio
+    async def upload_audio(self, user_id: str, data: bytes) -> dict[str, Any]:
+        try:
+            info = await self._in_thread(audio.inspect, data)
+        except audio.Unsupported as exc:
+            raise errors.UNSUPPORTED_MEDIA_TYPE(str(exc)) from None
+        except audio.Invalid as exc:
+            raise errors.INVALID_AUDIO(str(exc)) from None
+        name = content_address("audio", data, info.extension)
+        row = await self._store(
+            [(name, data, info.mime)],
+            dict(media_id=uuid.uuid4(), user_id=user_id, kind="audio", purpose=None, blob_name=name,
+                 thumbnail_name=None, mime=info.mime, size=len(data), duration_ms=info.duration_ms),
+            None,
+        )
+        return self.audio_out(row)
+
+    def audio_out(self, row) -> dict[str, Any]:
+        return {
+            "id": str(row["id"]),
+            "url": self.store.read_url(row["blob_name"]),
+            "mime": row["mime"],
+            "bytes": row["bytes"],
+            "duration_ms": row["duration_ms"],
+            "created_at": row["created_at"],
+        }
+
+    async def get_audio(self, user_id: str, audio_id: str) -> dict[str, Any]:
+        row = await repo.get_owned(self.db, parse_id(audio_id, errors.AUDIO_NOT_FOUND), user_id, "audio")
+        if row is None:
+            raise errors.AUDIO_NOT_FOUND()
+        return self.audio_out(row)
+
+    async def delete_audio(self, user_id: str, audio_id: str) -> None:
+        await self._delete(user_id, parse_id(audio_id, errors.AUDIO_NOT_FOUND), "audio", errors.AUDIO_NOT_FOUND)
+
+    # ------------------------------------------------------------------ blobs and rows
+    async def _store(self, blobs: list[tuple[str, bytes, str]], fields: dict, event) -> Any:
+        """Write the blobs, then the row (and its event): the protocol in this module's docstring.
+        Retried once from the start if the upload outlived its lease."""
+        names = [b[0] for b in blobs]
+        for attempt in (1, 2):
+            await repo.lease_blobs(
+                self.db, names, [b[2] for b in blobs], [len(b[1]) for b in blobs],
+                self.settings.media_blob_lease_seconds,
+            )
+            try:
+                try:
+                    await asyncio.gather(*(self.store.put(name, data, mime) for name, data, mime in blobs))
+                except AzureError as exc:
+                    log.warning("blob write failed", extra={"error": repr(exc)})
+                    raise errors.STORAGE_UNAVAILABLE() from None
+                if self.settings.media_test_kill_after_blob_write:
+                    os.kill(os.getpid(), signal.SIGKILL)  # tests only (settings refuse it elsewhere)
+                async with self.db.acquire() as conn, conn.transaction():
+                    if await repo.end_leases(conn, names) != len(names):
+                        raise LeaseLost()
+                    row = await repo.insert_media(conn, **fields)
+                    if event is not None:
+                        await emit(conn, event(row))
+                return row
+            except LeaseLost:
+                if attempt == 2:
+                    raise errors.STORAGE_UNAVAILABLE("The upload took too long; try again.") from None
+                log.warning("upload outlived its blob lease; writing again", extra={"blobs": names})
+            except BaseException:
+                # Give the leases back so the sweep may take what this upload wrote; if this
+                # fails too, the leases expire.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(self._end_leases_quietly(names))
+                raise
+        raise AssertionError("unreachable")
+
+    async def _end_leases_quietly(self, names: list[str]) -> None:
+        try:
+            async with self.db.acquire() as conn:
+                await repo.end_leases(conn, names)
+        except Exception:
+            log.warning("lease not given back; it expires", extra={"blobs": names})
+
+    async def _delete(self, user_id: str, media_id: uuid.UUID, kind: str, not_found: errors.ErrorCode) -> None:
+        async with self.db.acquire() as conn, conn.transaction():
+            row = await repo.delete_owned(conn, media_id, user_id, kind)
+            if row is None:
+                raise not_found()
+            if kind == "image":
+                await emit(conn, make_event(EventType.IMAGE_DELETED, user_id, {"image_id": str(media_id)}))
+        names = [n for n in (row["blob_name"], row["thumbnail_name"]) if n]
+        try:
+            await self.sweep(names)
+        except Exception as exc:  # the row is gone; the periodic sweep deletes the blobs
+            log.warning("blob sweep after delete failed; the periodic sweep will retry", extra={"error": repr(exc)})
+
+    async def delete_user(self, conn, user_id: str) -> int:
+        """Erase every image and audio row of the user in the caller's transaction (the consumer's);
+        their blobs, once unreferenced, go with the next sweep, woken here."""
+        rows = await repo.delete_user(conn, user_id)
+        for row in rows:
+            if row["kind"] == "image":
+                await emit(conn, make_event(EventType.IMAGE_DELETED, user_id, {"image_id": str(row["id"])}))
+        if rows:
+            self.wake_sweep()
+        return len(rows)
+
+    async def sweep(self, names: list[str] | None = None) -> int:
+        """Delete blobs that no row references and no valid lease protects (all, or among `names`).
+        Each batch: lock the registry rows, delete the blobs, delete the rows, commit. A crash
+        in between leaves the rows, so the next sweep deletes again (a missing blob is fine)."""
+        total = 0
+        while True:
+            async with self.db.acquire() as conn, conn.transaction():
+                claimed = await repo.claim_unreferenced(conn, SWEEP_BATCH, names)
+                if not claimed:
+                    return total
+                await asyncio.gather(*(self.store.delete(n) for n in claimed))
+                await repo.forget_blobs(conn, claimed)
+            total += len(claimed)
+            if len(claimed) < SWEEP_BATCH:
+                return total
+
+    def wake_sweep(self) -> None:
+        """Sweep soon: a moment after the caller's transaction has committed."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.5, self._wake.set)
+
+    async def _sweep_forever(self) -> None:
+        interval = self.settings.media_sweep_interval_seconds
+        while True:
+            try:
+                swept = await self.sweep()
+                if swept:
+                    log.info("blob sweep", extra={"deleted": swept})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("blob sweep failed; retrying next interval", extra={"error": repr(exc)})
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)

@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 from sandbox.control import env_for  # noqa: E402
 from sandbox.testing import DUMMY_KEYS  # noqa: E402
 from shared import fleet  # noqa: E402
+from shared.testing.env import AZURITE_CONNECTION_STRING  # noqa: E402
 
 SANDBOX_URL = os.environ.get("SANDBOX_URL", f"http://127.0.0.1:{fleet.SANDBOX_PORT}")
 # A service's own variables (CHAT_..., MEDIA_...) pass through to the fleet when set.
@@ -49,6 +50,9 @@ def main() -> int:
         **{var: f"{PG}/{name}" for var, name in fleet.database_vars().items()},
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+        # Azurite (scripts/infra.sh) unless a real account is given.
+        "AZURE_STORAGE_CONNECTION_STRING": os.environ.get("AZURE_STORAGE_CONNECTION_STRING", AZURITE_CONNECTION_STRING),
+        "AZURE_STORAGE_CONTAINER": os.environ.get("AZURE_STORAGE_CONTAINER", "media"),
         "SUPABASE_JWT_SECRET": os.environ.get("SUPABASE_JWT_SECRET") or secret_file.read_text().strip(),
         "MIGRATE_ON_START": "0",  # dev.sh runs `python -m shared.migrate` for each service first
         "CONTENT_DATA_DIR": str(local / "content-data"),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start real PostgreSQL, Redis and RabbitMQ from the OS packages and create the databases.
+# Start real PostgreSQL, Redis and RabbitMQ from the OS packages and create the databases, and
+# Azurite (Azure Blob Storage's emulator, npm, pinned in infra/azurite/) for Media's blobs.
 # Idempotent: a second run finds everything up and says so. apt-get installs what is missing
 # (as root, or through sudo).
 set -euo pipefail
@@ -21,6 +22,7 @@ command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (apt-get)"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -82,9 +84,34 @@ fi
 for _ in $(seq 100); do curl -sf -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null && break; sleep 0.2; done
 say "rabbitmq ready (amqp 5672, management 15672)"
 
+# Azurite: the blob service only, on loopback, data under .local/azurite/data. Installed with
+# `npm ci` from infra/azurite/package-lock.json into .local/azurite (again when the lockfile
+# changes). --skipApiVersionCheck: azure-storage-blob sends a newer x-ms-version than it knows.
+AZURITE_DIR="$ROOT/.local/azurite"
+AZURITE_PORT="${AZURITE_BLOB_PORT:-10000}"
+AZURITE_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+mkdir -p "$AZURITE_DIR/data"
+if ! cmp -s "$ROOT/infra/azurite/package-lock.json" "$AZURITE_DIR/package-lock.json" \
+    || [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+  cp "$ROOT/infra/azurite/package.json" "$ROOT/infra/azurite/package-lock.json" "$AZURITE_DIR/"
+  (cd "$AZURITE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  say "azurite installed ($AZURITE_DIR/node_modules)"
+fi
+azurite_up() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AZURITE_PORT/devstoreaccount1?comp=list")" != "000" ]; }
+if azurite_up; then
+  say "azurite already running"
+else
+  nohup "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
+    --location "$AZURITE_DIR/data" --skipApiVersionCheck --silent >"$AZURITE_DIR/azurite.log" 2>&1 &
+  for _ in $(seq 100); do azurite_up && break; sleep 0.1; done
+  azurite_up || { echo "[infra] azurite did not start; see $AZURITE_DIR/azurite.log" >&2; exit 1; }
+  say "azurite started (blob $AZURITE_PORT)"
+fi
+
 echo "[infra] connection settings:"
 fleet database-env "postgresql://postgres:${PG_PASSWORD}@127.0.0.1:5432"
 cat <<ENV
 REDIS_URL=redis://127.0.0.1:6379/0
 RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/%2F
+AZURE_STORAGE_CONNECTION_STRING=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$AZURITE_KEY;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1;
 ENV

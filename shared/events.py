@@ -43,6 +43,8 @@ class EventType(str, Enum):
     STORY_PUBLISHED = "story.published"
     # Media
     IMAGE_GENERATED = "image.generated"
+    IMAGE_UPLOADED = "image.uploaded"
+    IMAGE_DELETED = "image.deleted"
     # Analytics
     USER_ENGAGEMENT = "user.engagement"
     ACHIEVEMENT_UNLOCKED = "achievement.unlocked"

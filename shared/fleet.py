@@ -70,7 +70,7 @@ SERVICES: tuple[Service, ...] = (
             "character chat, streaming, the LLM router"),
     Service("content", 8003, "search", ("/api/search",), None, False,
             "search over films, series and characters (embedded store)"),
-    Service("media", 8004, "media", ("/api/images", "/api/image"), "MEDIA_DATABASE_URL", False,
+    Service("media", 8004, "media", ("/api/images", "/api/image"), "MEDIA_DATABASE_URL", True,
             "image generation and recognition, blob storage"),
     Service("community", 8006, "community", ("/api/story", "/api/notifications"), "COMMUNITY_DATABASE_URL", False,
             "stories, fandom rooms, scenarios, votes, notifications"),
@@ -214,7 +214,22 @@ services:
       test: ["CMD", "rabbitmq-diagnostics", "-q", "ping"]
       interval: 5s
       retries: 30
+
+  # Azure Blob Storage's emulator for the media service (its blob service only).
+  azurite:
+    image: mcr.microsoft.com/azure-storage/azurite:3.35.0
+    command: ["azurite-blob", "--blobHost", "0.0.0.0", "--location", "/data", "--skipApiVersionCheck"]
+    ports: ["10000:10000"]
+    volumes:
+      - azurite-data:/data
 """
+
+# Azurite's published development account, as the media container reaches it.
+AZURITE_IN_COMPOSE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://azurite:10000/devstoreaccount1;"
+)
 
 # The content service keeps its search index on disk: a named volume here, a Dokku storage mount there.
 CONTENT_DATA_DIR_IN_IMAGE = "/app/data"
@@ -224,7 +239,7 @@ def render_compose() -> str:
     own = [s for s in SERVICES if s.own_database]
     out = [_COMPOSE_HEAD.format(note=GENERATED_NOTE, core=CORE_DATABASE_NAME,
                                 own_names=", ".join(s.name for s in own[:-1]) + " and " + own[-1].name)]
-    volumes = ["postgres-data"]
+    volumes = ["postgres-data", "azurite-data"]
     for s in SERVICES:
         block = [
             "",
@@ -242,7 +257,11 @@ def render_compose() -> str:
             block.append(f"      CONTENT_DATA_DIR: {CONTENT_DATA_DIR_IN_IMAGE}")
             block += ["    volumes:", f"      - content-data:{CONTENT_DATA_DIR_IN_IMAGE}"]
             volumes.append("content-data")
-        block.append("    depends_on: *depends")
+        if s.name == "media":
+            block.append(f'      AZURE_STORAGE_CONNECTION_STRING: "{AZURITE_IN_COMPOSE}"')
+            block += ["    depends_on:", "      <<: *depends", "      azurite:", "        condition: service_started"]
+        else:
+            block.append("    depends_on: *depends")
         out.append("\n".join(block) + "\n")
     out.append("\nvolumes:\n" + "".join(f"  {v}:\n" for v in volumes))
     return "".join(out)

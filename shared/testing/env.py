@@ -12,6 +12,12 @@ import asyncpg
 import httpx
 
 TEST_JWT_SECRET = "test-secret-for-scenextras-tests-only-0123456789"
+# Azurite's published development account (scripts/infra.sh starts Azurite on this port).
+AZURITE_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+)
 _environ_lock = threading.Lock()
 
 
@@ -25,6 +31,7 @@ class Infra:
     rabbit_api: str  # management API base
     rabbit_user: str
     rabbit_password: str
+    azure_storage: str = AZURITE_CONNECTION_STRING  # blob storage connection string
 
     @classmethod
     def from_environ(cls) -> "Infra":
@@ -38,6 +45,7 @@ class Infra:
             rabbit_api=os.environ.get("TEST_RABBIT_API", "http://127.0.0.1:15672/api"),
             rabbit_user=os.environ.get("TEST_RABBIT_USER", "guest"),
             rabbit_password=os.environ.get("TEST_RABBIT_PASSWORD", "guest"),
+            azure_storage=os.environ.get("TEST_AZURE_STORAGE_CONNECTION_STRING", AZURITE_CONNECTION_STRING),
         )
 
     def amqp_url(self, vhost: str) -> str:
@@ -88,6 +96,20 @@ def queue_info(infra: Infra, vhost: str, queue: str) -> dict | None:
     with _rabbit(infra) as api:
         r = api.get(f"/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
         return r.json() if r.status_code == 200 else None
+
+
+def delete_blob_container(infra: Infra, container: str) -> None:
+    """Drop a run's blob container (best effort: a run without Azurite has none)."""
+    try:
+        from azure.core.exceptions import AzureError
+        from azure.storage.blob import BlobServiceClient
+    except ImportError:
+        return
+    try:
+        with BlobServiceClient.from_connection_string(infra.azure_storage, connection_timeout=2) as service:
+            service.delete_container(container)
+    except (AzureError, ValueError):
+        pass
 
 
 @contextlib.contextmanager

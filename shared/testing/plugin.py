@@ -3,6 +3,8 @@
 - `infra`: where PostgreSQL, Redis and RabbitMQ are (started by scripts/infra.sh).
 - `databases`: fresh databases for this run (core and each service's own, from shared/fleet.py), dropped after.
 - `amqp_url`: a RabbitMQ vhost for this run, deleted after.
+- blob storage: `service_env` names a container of this run in Azurite (or in the account of
+  TEST_AZURE_STORAGE_CONNECTION_STRING), deleted after.
 - `service_env`: the environment a service needs, pointing at all of the above (and the
   sandbox's protocol servers when the sandbox package is present).
 - `make_client`: `async with make_client("chat", **overrides) as client:` runs a service
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import re
 import uuid
 
 import httpx
@@ -31,6 +34,7 @@ from shared.testing.env import (
     Infra,
     create_database,
     create_vhost,
+    delete_blob_container,
     delete_vhost,
     drop_database,
     new_run_id,
@@ -81,6 +85,12 @@ def sandbox():
     handle.stop()
 
 
+def blob_container_name(tag: str) -> str:
+    """A valid container name (3-63 of a-z, 0-9, single hyphens) for a run's tag."""
+    name = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", tag.lower())).strip("-")
+    return (name or "run").ljust(3, "0")[:63].rstrip("-")
+
+
 def build_service_env(infra: Infra, tag: str, dsns: dict[str, str], amqp_url: str, sandbox) -> dict[str, str]:
     """The environment a service needs for one isolated set of databases, vhost and Redis prefix."""
     env = {
@@ -89,6 +99,10 @@ def build_service_env(infra: Infra, tag: str, dsns: dict[str, str], amqp_url: st
         "REDIS_URL": infra.redis_url,
         "REDIS_PREFIX": tag,
         "RABBITMQ_URL": amqp_url,
+        # Blob storage (Azurite locally): a container per run (or per isolated tag), created by
+        # the service at start-up; the run's is deleted at the end of the session.
+        "AZURE_STORAGE_CONNECTION_STRING": infra.azure_storage,
+        "AZURE_STORAGE_CONTAINER": blob_container_name(tag),
         "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
         "MIGRATE_ON_START": "1",
         "LOG_JSON": "1",
@@ -120,7 +134,8 @@ async def isolated_infra(infra: Infra, tag: str):
 
 @pytest.fixture(scope="session")
 def service_env(infra: Infra, run_id: str, databases, amqp_url, sandbox) -> dict[str, str]:
-    return build_service_env(infra, run_id, databases, amqp_url, sandbox)
+    yield build_service_env(infra, run_id, databases, amqp_url, sandbox)
+    delete_blob_container(infra, blob_container_name(run_id))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,149 @@
+"""Image bytes in, safe image bytes out: sniffing by content, decoding under a pixel limit,
+re-encoding without metadata, thumbnails. Pure functions, CPU-bound: the service runs them in a
+bounded thread pool, never on the event loop.
+
+What is accepted is decided by the bytes alone (magic numbers), never by the filename or the
+Content-Type the client sent. Anything that is also something else (a zip appended to a PNG, HTML
+or script inside a GIF comment) is refused as a polyglot, although re-encoding would drop it
+anyway: a client sending one is not uploading a picture.
+"""
+from __future__ import annotations
+
+import io
+import re
+import struct
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# format name (Pillow) -> (mime, extension of the stored original)
+FORMATS = {
+    "PNG": ("image/png", "png"),
+    "JPEG": ("image/jpeg", "jpg"),
+    "GIF": ("image/gif", "gif"),
+    "WEBP": ("image/webp", "webp"),
+}
+THUMBNAIL_MIME = "image/webp"
+THUMBNAIL_EXTENSION = "webp"
+
+# Markup or code in an image file: HTML, SVG, scripts, PHP. Seven bytes or more, so random
+# compressed pixel data matches one of them about once in 2^50 bytes.
+_MARKUP = re.compile(rb"<(?:script|html|svg|iframe|object|embed|\?php|body|head)[\s>/]", re.IGNORECASE)
+_ZIP_END = b"PK\x05\x06"
+
+
+class Unsupported(Exception):
+    """Not an image format we take (415)."""
+
+
+class Invalid(Exception):
+    """Claims to be an image we take, but is corrupt, truncated, empty or too large to decode (422)."""
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    data: bytes
+    mime: str
+    extension: str
+    width: int
+    height: int
+    thumbnail: bytes
+
+
+def sniff(data: bytes) -> str:
+    """The Pillow format name of `data`, from its first bytes only; raises Unsupported."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    raise Unsupported("The file is not a PNG, JPEG, GIF or WebP image.")
+
+
+def _zip_inside(data: bytes) -> bool:
+    """A zip archive's end-of-central-directory record whose comment length reaches exactly the
+    end of the file: what makes a file (also) a valid zip, e.g. a GIFAR or a PNG+zip polyglot."""
+    start = max(0, len(data) - 65557)
+    at = data.rfind(_ZIP_END, start)
+    while at != -1:
+        if at + 22 <= len(data):
+            (comment_length,) = struct.unpack_from("<H", data, at + 20)
+            if at + 22 + comment_length == len(data):
+                return True
+        at = data.rfind(_ZIP_END, start, at)
+    return False
+
+
+def check_not_polyglot(data: bytes) -> None:
+    if _MARKUP.search(data) or _zip_inside(data):
+        raise Unsupported("The file is also markup, script or an archive; only plain images are accepted.")
+
+
+def process(data: bytes, *, max_pixels: int, thumbnail_size: int, jpeg_quality: int = 88) -> ProcessedImage:
+    """Sniff, check, decode and re-encode one uploaded image, and make its thumbnail."""
+    if not data:
+        raise Invalid("The file is empty.")
+    fmt = sniff(data)
+    check_not_polyglot(data)
+    # No warnings.catch_warnings() here: it swaps process-wide state and this runs in several
+    # threads at once. Pillow raises DecompressionBombError itself beyond twice its own limit;
+    # below that, the check on the header's size does the refusing.
+    try:
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+        # The header alone gives the size: a bomb is refused before a single pixel is decoded.
+        width, height = image.size
+        if width <= 0 or height <= 0 or width * height > max_pixels:
+            raise Invalid(f"The image is {width}x{height} pixels; at most {max_pixels} pixels are accepted.")
+        image.load()
+        # Keep the orientation EXIF described (in place: no second copy of the pixels).
+        ImageOps.exif_transpose(image, in_place=True)
+    except Invalid:
+        raise
+    except Image.DecompressionBombError as exc:
+        # Pillow's own check in open(), from the header too, beyond twice its MAX_IMAGE_PIXELS.
+        raise Invalid(f"The image has too many pixels to decode: {exc}") from None
+    except UnidentifiedImageError as exc:
+        raise Invalid(f"The image cannot be decoded: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        # Pillow's "image file is truncated", broken chunks, bad Huffman tables, ...
+        raise Invalid(f"The image is corrupt or truncated: {exc}") from None
+
+    data_out, mime, extension = _reencode(image, fmt, jpeg_quality)
+    # Resized straight from the decoded image (a copy first would hold the pixels twice); a
+    # small image is its own thumbnail (contain() would enlarge it).
+    thumb = image
+    if max(image.size) > thumbnail_size:
+        thumb = ImageOps.contain(image, (thumbnail_size, thumbnail_size), Image.Resampling.LANCZOS)
+    if thumb.mode not in ("RGB", "RGBA"):
+        thumb = thumb.convert("RGBA" if _has_alpha(thumb) else "RGB")
+    out = io.BytesIO()
+    thumb.save(out, "WEBP", quality=80, method=4)
+    return ProcessedImage(data_out, mime, extension, image.width, image.height, out.getvalue())
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def _reencode(image: Image.Image, fmt: str, jpeg_quality: int) -> tuple[bytes, str, str]:
+    """A fresh file from the decoded pixels only: no EXIF (GPS, camera), no text chunks, no
+    comments, nothing appended. GIFs become PNGs of their first frame (animation is not kept)."""
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        if image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        image.save(out, "JPEG", quality=jpeg_quality, optimize=False)
+    elif fmt == "WEBP":
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA" if _has_alpha(image) else "RGB")
+        image.save(out, "WEBP", quality=jpeg_quality, method=4)
+    else:  # PNG, and GIF's first frame
+        if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+            image = image.convert("RGBA" if _has_alpha(image) else "RGB")
+        image.save(out, "PNG", optimize=False)
+        fmt = "PNG"
+    mime, extension = FORMATS[fmt]
+    return out.getvalue(), mime, extension

@@ -1,0 +1,119 @@
+"""Rows and blobs never drift apart: a process killed between the blob write and the row write
+leaves no row, and its blobs are swept once their lease expires; a user's erasure takes every
+row and blob."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from shared.bus import EventPublisher
+from shared.events import make_event
+from tests.media.conftest import png
+from tests.media.test_audio import wav
+
+
+async def test_killed_between_blob_and_row_leaves_no_row_and_the_blobs_are_swept(
+    client, service_process, tokens, media_db, eventually
+):
+    user_id = str(uuid.uuid4())
+    headers = tokens.headers(tokens.user(user_id))
+    started = datetime.now(UTC)
+    data = png(77, 55, color=(12, 34, 56))
+    with service_process("media", media_test_kill_after_blob_write=1, media_blob_lease_seconds=2,
+                         media_sweep_interval_seconds=3600) as svc:
+        with pytest.raises(httpx.HTTPError):  # the connection drops: the process died mid-request
+            await asyncio.to_thread(
+                httpx.post, f"{svc.url}/images/upload", headers=headers,
+                files={"file": ("x.png", data, "image/png")}, timeout=15,
+            )
+        await eventually(lambda: svc.proc.poll() is not None, timeout=10)
+    assert await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", user_id) == 0
+    leased = await media_db.fetch(
+        "SELECT name FROM media_blobs WHERE created_at >= $1 AND refs = 0 AND leases > 0", started
+    )
+    names = [r["name"] for r in leased]
+    assert len(names) == 2  # the original and its thumbnail, written to storage before the kill
+    store = client.app.state.blobs
+    for name in names:
+        assert await store.exists(name)
+
+    # Any running instance sweeps them once the lease (2 s here) has expired: the in-process one
+    # of this module sweeps every second.
+    async def swept():
+        exists = [await store.exists(n) for n in names]
+        rows = await media_db.fetchval("SELECT count(*) FROM media_blobs WHERE name = ANY($1::text[])", names)
+        return not any(exists) and rows == 0
+
+    await eventually(swept, timeout=15, interval=0.5)
+
+
+async def test_user_deleted_erases_every_row_and_blob(client, new_user, service_env, media_db, event_spy, eventually):
+    user = new_user()
+    images = [(await client.post("/images/upload", headers=user.headers,
+                                 files={"file": ("x.png", png(40 + i, 40, color=(i, 2, 3)), "image/png")})).json()
+              for i in range(2)]
+    voice = (await client.post("/audio", headers=user.headers, files={"file": ("v.wav", wav(0.5), "audio/wav")})).json()
+    rows = await media_db.fetch(
+        "SELECT blob_name, thumbnail_name FROM media_metadata WHERE user_id = $1::uuid", user.id
+    )
+    names = [n for r in rows for n in (r["blob_name"], r["thumbnail_name"]) if n]
+    assert len(names) == 5
+    store = client.app.state.blobs
+    async with event_spy(["image.deleted"]) as spy:
+        publisher = EventPublisher(service_env["RABBITMQ_URL"], "scenextras.events", name="test-publisher")
+        try:
+            await publisher.publish(make_event("user.deleted", user.id, {}))
+        finally:
+            await publisher.close()
+        await spy.wait_for("image.deleted", count=2, timeout=15)
+    assert {e.data["image_id"] for e in spy.of_type("image.deleted")} >= {i["id"] for i in images}
+
+    async def erased():
+        left = await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", user.id)
+        blobs = [await store.exists(n) for n in names]
+        return left == 0 and not any(blobs)
+
+    await eventually(erased, timeout=15, interval=0.5)
+    assert (await client.get(f"/audio/{voice['id']}", headers=user.headers)).status_code == 404
+
+
+async def test_storage_down_answers_503_and_leaves_no_row(make_client, new_user, media_db, infra):
+    """Blob storage reached through a proxy the test cuts: the upload answers 503
+    STORAGE_UNAVAILABLE, writes no row and gives its leases back; after the cut it works again."""
+    from shared.testing.proxy import TcpProxy
+
+    proxy = await TcpProxy("127.0.0.1", 10000).start()
+    connection = infra.azure_storage.replace("127.0.0.1:10000", f"127.0.0.1:{proxy.port}")
+    try:
+        async with make_client("media", azure_storage_connection_string=connection) as svc:
+            user = new_user()
+            files = {"file": ("x.png", png(31, 13, color=(99, 1, 1)), "image/png")}
+            proxy.cut()
+            r = await svc.post("/images/upload", headers=user.headers, files=files)
+            assert r.status_code == 503 and r.json()["detail"]["code"] == "STORAGE_UNAVAILABLE"
+            assert await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", user.id) == 0
+            leaked = await media_db.fetchval(
+                "SELECT count(*) FROM media_blobs WHERE refs = 0 AND leases > 0 AND lease_until > now()"
+                " AND created_at > now() - interval '30 seconds'"
+            )
+            assert leaked == 0
+            proxy.restore()
+            r = await svc.post("/images/upload", headers=user.headers, files=files)
+            assert r.status_code == 201
+    finally:
+        await proxy.close()
+
+
+async def test_upload_that_outlives_its_lease_writes_no_row(make_client, new_user, media_db):
+    """A lease shorter than the upload: the row is refused (the blobs may already be swept), the
+    upload starts again once, then answers 503; nothing references the blobs."""
+    async with make_client("media", media_blob_lease_seconds=0.001) as svc:
+        user = new_user()
+        files = {"file": ("x.png", png(23, 29, color=(4, 5, 6)), "image/png")}
+        r = await svc.post("/images/upload", headers=user.headers, files=files)
+        assert r.status_code == 503 and r.json()["detail"]["code"] == "STORAGE_UNAVAILABLE"
+        assert await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", user.id) == 0
