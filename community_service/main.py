@@ -1,7 +1,10 @@
 """uvicorn community_service.main:app"""
 from fastapi import FastAPI
 
+from community_service.moderation import Moderator
+from community_service.routers import characters, scenarios, stories, votes
 from community_service.settings import Settings
+from community_service.upstream import Upstreams
 from shared import fleet
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings
@@ -9,14 +12,31 @@ from shared.settings import load_settings
 SERVICE = fleet.get("community")
 
 
+async def startup(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    app.state.upstreams = Upstreams(settings.chat_service_url, settings.content_service_url,
+                                    settings.upstream_timeout_seconds)
+    app.state.moderator = Moderator(settings.openai_api_key, settings.openai_base_url, settings.moderation_model,
+                                    settings.moderation_timeout_seconds)
+
+
+async def shutdown(app: FastAPI) -> None:
+    for name in ("upstreams", "moderator"):
+        client = getattr(app.state, name, None)
+        if client is not None:
+            await client.close()
+
+
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
     return create_app(
         service=SERVICE.name,
         settings=settings,
-        routers=[],  # one APIRouter per domain, from routers/<domain>.py
+        routers=[characters.router, scenarios.router, stories.router, votes.router],
         legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.community_database_url,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
     )
 
 
