@@ -1,6 +1,7 @@
 """uvicorn community_service.main:app"""
 from fastapi import FastAPI
 
+from community_service.events import handlers
 from community_service.moderation import Moderator
 from community_service.routers import characters, scenarios, stories, votes
 from community_service.settings import Settings
@@ -35,6 +36,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         routers=[characters.router, scenarios.router, stories.router, votes.router],
         legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.community_database_url,
+        consumer=handlers,
         on_startup=[startup],
         on_shutdown=[shutdown],
     )
