@@ -12,6 +12,9 @@ TITLE_NOT_FOUND = ErrorCode(404, "TITLE_NOT_FOUND", "No such movie or series.")
 FAVORITE_NOT_FOUND = ErrorCode(404, "FAVORITE_NOT_FOUND", "That is not among your favourites.")
 SHARE_NOT_FOUND = ErrorCode(404, "SHARE_NOT_FOUND", "This share link does not exist or was withdrawn.")
 NOT_A_DRAFT = ErrorCode(409, "NOT_A_DRAFT", "Only a draft's wizard steps can change.")
+SCENARIO_WITHOUT_CHARACTERS = ErrorCode(
+    409, "SCENARIO_WITHOUT_CHARACTERS", "The scenario names no character to talk with."
+)
 STORY_INCOMPLETE = ErrorCode(409, "STORY_INCOMPLETE", "The story has no text to publish yet.")
 ALREADY_REPORTED = ErrorCode(409, "ALREADY_REPORTED", "You have already reported this.")
 VERSION_CONFLICT = ErrorCode(412, "VERSION_CONFLICT", "The story changed since the version you edited.")

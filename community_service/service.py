@@ -317,6 +317,29 @@ async def list_scenarios(pool, user: CurrentUser, *, scope: str, sort: str, q: s
     return [scenario_out(r, mine.get(r["id"])) for r in rows], next_cursor
 
 
+def opening_message(row) -> str:
+    """The first user message of a conversation started from a scenario."""
+    lines = [f"Let's play a scenario: {row['title']}.", f"Setting: {row['setting']}", f"Tone: {row['tone']}"]
+    if row["themes"]:
+        lines.append("Themes: " + ", ".join(row["themes"]))
+    if row["opening_line"]:
+        lines.append(row["opening_line"])
+    return "\n".join(lines)
+
+
+async def start_scenario(pool, upstreams, user: CurrentUser, token: str, scenario_id: str) -> dict:
+    """Opens a chat conversation with the scenario's first character, through Chat with the caller's
+    token (the caller's quota pays for the first reply)."""
+    async with pool.acquire() as conn:
+        row = await visible_scenario(conn, user, scenario_id)
+    if not row["characters"]:
+        raise errors.SCENARIO_WITHOUT_CHARACTERS()
+    lead = row["characters"][0]
+    reply = await upstreams.open_conversation(token, opening_message(row), lead["name"], lead.get("series"))
+    return {"scenario_id": str(row["id"]), "conversation_id": reply.get("conversation_id"),
+            "character": lead["name"], "response": reply.get("response"), "message_id": reply.get("message_id")}
+
+
 # Votes --------------------------------------------------------------------------------------
 
 def _visible_target(row, target_type: str, user: CurrentUser) -> bool:

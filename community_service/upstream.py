@@ -7,6 +7,7 @@ import logging
 import httpx
 
 from community_service import errors
+from shared.errors import APIError
 
 log = logging.getLogger("community_service.upstream")
 
@@ -30,6 +31,27 @@ class Upstreams:
         r = await self._get(self.chat, f"/conversations/{conversation_id}", token, limit=limit)
         if r.status_code in (404, 422):
             raise errors.CONVERSATION_NOT_FOUND()
+        if r.status_code != 200:
+            log.warning("chat answered %s", r.status_code)
+            raise errors.UPSTREAM_UNAVAILABLE("Chat did not answer; try again shortly.")
+        return r.json()
+
+    async def open_conversation(self, token: str, message: str, character: str, series: str | None) -> dict:
+        """A new chat conversation through Chat's /talk_with (the caller's token, so the caller's
+        quota); Chat's own 4xx answers (402 quota, 429, ...) are passed on as they are."""
+        body = {"message": message, "character": character, **({"series": series} if series else {})}
+        try:
+            r = await self.chat.post("/talk_with", json=body, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            log.warning("upstream unreachable", extra={"path": "/talk_with", "error": type(exc).__name__})
+            raise errors.UPSTREAM_UNAVAILABLE() from exc
+        if 400 <= r.status_code < 500 and r.status_code != 422:
+            is_json = r.headers.get("content-type", "").startswith("application/json")
+            detail = (r.json() if is_json else {}).get("detail")
+            if isinstance(detail, dict) and "code" in detail:
+                extra = {k: v for k, v in detail.items() if k not in ("code", "message")}
+                headers = {"Retry-After": r.headers["retry-after"]} if "retry-after" in r.headers else None
+                raise APIError(r.status_code, detail["code"], detail.get("message", ""), headers=headers, **extra)
         if r.status_code != 200:
             log.warning("chat answered %s", r.status_code)
             raise errors.UPSTREAM_UNAVAILABLE("Chat did not answer; try again shortly.")

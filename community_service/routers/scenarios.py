@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from community_service import errors
 from community_service import service as svc
 from community_service.models import ScenarioCreate, ScenarioUpdate
-from community_service.routers.common import DEFAULT_LIMIT, MAX_LIMIT, listing, moderator, pool, responses
-from shared.auth import CurrentUser, get_current_user
-from shared.errors import FORBIDDEN
+from community_service.routers.common import DEFAULT_LIMIT, MAX_LIMIT, listing, moderator, pool, responses, upstreams
+from shared.auth import CurrentUser, bearer_token, get_current_user
+from shared.errors import FORBIDDEN, INSUFFICIENT_QUOTA
 
 router = APIRouter(tags=["scenarios"])
 MODERATED = (errors.CONTENT_FLAGGED, errors.MODERATION_UNAVAILABLE)
@@ -56,3 +56,12 @@ async def delete_scenario(request: Request, scenario_id: str = Path(max_length=6
                           user: CurrentUser = Depends(get_current_user)):
     await svc.delete_scenario(pool(request), user, scenario_id)
     return Response(status_code=204)
+
+
+@router.post("/scenarios/{scenario_id}/start",
+             responses=responses(errors.SCENARIO_NOT_FOUND, errors.SCENARIO_WITHOUT_CHARACTERS, INSUFFICIENT_QUOTA,
+                                 errors.UPSTREAM_UNAVAILABLE))
+async def start_scenario(request: Request, scenario_id: str = Path(max_length=64),
+                         user: CurrentUser = Depends(get_current_user)):
+    """A new chat conversation opened with the scenario (through Chat, on the caller's quota)."""
+    return await svc.start_scenario(pool(request), upstreams(request), user, bearer_token(request), scenario_id)

@@ -4,12 +4,14 @@ processes (Community reaches them over HTTP only) and the sandbox for the LLMs, 
 moderation endpoint and TMDB."""
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
 import pytest_asyncio
 
 from shared.migrate import migrate
+from shared.testing.processes import ServiceProcess
 
 
 @pytest.fixture(scope="session")
@@ -25,17 +27,30 @@ async def core_schema(service_env):
     await migrate(service_env["DATABASE_URL"], "payment")
 
 
+@contextlib.contextmanager
+def _process(service: str, env: dict[str, str], log_dir):
+    # A longer start-up allowance than service_process's 30 s: on a loaded two-core machine
+    # chat's imports alone have taken longer.
+    proc = ServiceProcess(service, env, log_dir=log_dir)
+    proc.start(timeout=120)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture(scope="session")
-def chat_process(service_process, sandbox_env, core_schema):
-    with service_process("chat", OUTBOX_RELAY="inprocess", **sandbox_env) as proc:
+def chat_process(service_env, sandbox_env, core_schema, tmp_path_factory):
+    env = {**service_env, "OUTBOX_RELAY": "inprocess", **sandbox_env}
+    with _process("chat", env, tmp_path_factory.mktemp("chat-logs")) as proc:
         yield proc
 
 
 @pytest.fixture(scope="session")
-def content_process(service_process, sandbox_env, tmp_path_factory):
-    data = tmp_path_factory.mktemp("content-data")
-    with service_process("content", CONTENT_DATA_DIR=str(data), CONTENT_SEED="real",
-                         CONTENT_STORE_MAP_SIZE_GB="1", **sandbox_env) as proc:
+def content_process(service_env, sandbox_env, tmp_path_factory):
+    env = {**service_env, "CONTENT_DATA_DIR": str(tmp_path_factory.mktemp("content-data")), "CONTENT_SEED": "real",
+           "CONTENT_STORE_MAP_SIZE_GB": "1", **sandbox_env}
+    with _process("content", env, tmp_path_factory.mktemp("content-logs")) as proc:
         yield proc
 
 

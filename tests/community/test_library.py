@@ -173,3 +173,30 @@ async def test_bad_or_missing_token_is_401_everywhere(client, tokens):
             assert r.json()["detail"]["code"] in ("NOT_AUTHENTICATED", "INVALID_TOKEN")
     # The share reader needs no token.
     assert (await client.get("/shared/stories/abcdefgh12345")).status_code == 404
+
+
+async def test_starting_a_scenario_opens_a_chat_conversation(client, chat_process, new_user):
+    import httpx
+
+    user = new_user()
+    r = await client.post("/scenarios", headers=user.headers, json={
+        "title": "Interrogation", "setting": "Gotham police HQ, 3 a.m.", "tone": "tense", "themes": ["truth"],
+        "characters": [{"name": "Batman", "series": "The Dark Knight"}], "opening_line": "Where is Dent?"})
+    sid = r.json()["id"]
+    r = await client.post(f"/scenarios/{sid}/start", headers=user.headers)
+    assert r.status_code == 200, r.text
+    started = r.json()
+    assert started["character"] == "Batman" and started["response"]
+    # The conversation is the user's, in Chat, opened with the scenario.
+    async with httpx.AsyncClient(base_url=chat_process.url) as chat:
+        r = await chat.get(f"/conversations/{started['conversation_id']}", headers=user.headers)
+    assert r.status_code == 200, r.text
+    first = r.json()["messages"][0]
+    assert first["role"] == "user" and "Gotham police HQ, 3 a.m." in first["content"]
+    assert "Where is Dent?" in first["content"]
+    # Someone else's private scenario: 404; a scenario with no characters: 409.
+    assert (await client.post(f"/scenarios/{sid}/start", headers=new_user().headers)).status_code == 404
+    empty = (await client.post("/scenarios", headers=user.headers, json={
+        "title": "Alone", "setting": "Nowhere", "tone": "flat"})).json()["id"]
+    r = await client.post(f"/scenarios/{empty}/start", headers=user.headers)
+    assert r.status_code == 409 and r.json()["detail"]["code"] == "SCENARIO_WITHOUT_CHARACTERS"
