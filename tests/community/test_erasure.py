@@ -39,7 +39,8 @@ async def test_user_deleted_erases_content_and_removes_published_stories(client,
                        headers={**reader.headers, "If-Match": '"1"'})
     await client.post(f"/stories/{other}/publish", json={}, headers=reader.headers)
     await client.put("/votes", json={"target_type": "story", "target_id": other, "value": 1}, headers=gone.headers)
-    await client.put("/votes", json={"target_type": "story", "target_id": published, "value": 1}, headers=reader.headers)
+    await client.put("/votes", json={"target_type": "story", "target_id": published, "value": 1},
+                     headers=reader.headers)
     await client.put(f"/favorites/character/{character}", headers=reader.headers)
     assert (await client.get(f"/stories/{other}", headers=reader.headers)).json()["score"] == 1
 

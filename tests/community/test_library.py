@@ -58,7 +58,8 @@ async def test_universes_and_favorites(client, new_user):
     r = await client.post("/characters", headers=other.headers, json={
         "name": "Thief", "universe_id": uid, "description": "Steals.", "personality": "Sly."})
     assert r.status_code == 404 and r.json()["detail"]["code"] == "UNIVERSE_NOT_FOUND"
-    cid = (await client.get("/characters", params={"scope": "mine"}, headers=user.headers)).json()["characters"][0]["id"]
+    mine = (await client.get("/characters", params={"scope": "mine"}, headers=user.headers)).json()
+    cid = mine["characters"][0]["id"]
     story = (await client.post("/stories", json={}, headers=user.headers)).json()
     r = await client.put(f"/stories/{story['id']}/universe", json={"universe_id": uid}, headers=user.headers)
     assert r.status_code == 200 and r.json()["universe"] == {
@@ -125,7 +126,8 @@ BAD_INPUT = [
     ("post", "/universes", {"name": "   "}),
     ("get", "/universes?scope=all", None),
     ("post", "/scenarios", {"title": "t", "setting": "s", "tone": "t", "themes": ["x"] * 11}),
-    ("post", "/scenarios", {"title": "t", "setting": "s", "tone": "t", "characters": [{"name": "a", "character_id": "b"}]}),
+    ("post", "/scenarios", {"title": "t", "setting": "s", "tone": "t",
+                            "characters": [{"name": "a", "character_id": "b"}]}),
     ("get", "/scenarios?sort=random", None),
     ("patch", f"/scenarios/{NOBODY}", {"title": None}),
     ("post", "/stories", {"from_conversation_id": 12}),

@@ -90,7 +90,8 @@ async def test_wizard_from_a_chat_conversation_to_a_published_exported_shared_st
         # The text: a new version under If-Match (the resumed draft reads back the same).
         r = await client.get(f"/stories/{sid}", headers=author.headers)
         assert r.json()["version"] == version and r.headers["etag"] == f'"{version}"'
-        r = await client.patch(f"/stories/{sid}", json={"title": "Gotham Nights", "body": "Rain on the cape.\nÉclair ☂"},
+        text = {"title": "Gotham Nights", "body": "Rain on the cape.\nÉclair ☂"}
+        r = await client.patch(f"/stories/{sid}", json=text,
                                headers={**author.headers, "If-Match": f'"{version}"'})
         assert r.status_code == 200, r.text
         assert r.json()["version"] == version + 1 and r.json()["step"] == "edit"
@@ -156,10 +157,11 @@ async def test_if_match_is_required_and_a_stale_version_is_refused(client, new_u
     assert r.status_code == 428 and r.json()["detail"]["code"] == "PRECONDITION_REQUIRED"
     r = await client.patch(f"/stories/{sid}", json={"body": "x"}, headers={**user.headers, "If-Match": "banana"})
     assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_IF_MATCH"
-    r = await client.patch(f"/stories/{sid}", json={"body": "second"}, headers={**user.headers, "If-Match": f'"{version}"'})
+    at_version = {**user.headers, "If-Match": f'"{version}"'}
+    r = await client.patch(f"/stories/{sid}", json={"body": "second"}, headers=at_version)
     assert r.status_code == 200 and r.json()["version"] == version + 1
     # A second editor still holding the old version is refused and changes nothing.
-    r = await client.patch(f"/stories/{sid}", json={"body": "stale"}, headers={**user.headers, "If-Match": f'"{version}"'})
+    r = await client.patch(f"/stories/{sid}", json={"body": "stale"}, headers=at_version)
     assert r.status_code == 412 and r.json()["detail"]["code"] == "VERSION_CONFLICT"
     assert r.json()["detail"]["current_version"] == version + 1
     r = await client.get(f"/stories/{sid}", headers=user.headers)
@@ -181,7 +183,8 @@ async def test_moderation_rejects_flagged_text_and_publishes_nothing(client, new
     assert r.json()["status"] == "draft"
     assert (await client.get(f"/stories/{story['id']}", headers=new_user().headers)).status_code == 404
     # A public character is moderated too; a private one is not published to anyone, so it is not.
-    character = {"name": "Grim", "description": "sandbox-flag:harassment", "personality": "mean", "visibility": "public"}
+    character = {"name": "Grim", "description": "sandbox-flag:harassment", "personality": "mean",
+                 "visibility": "public"}
     r = await client.post("/characters", json=character, headers=user.headers)
     assert r.status_code == 422 and r.json()["detail"]["code"] == "CONTENT_FLAGGED"
     r = await client.post("/characters", json={**character, "visibility": "private"}, headers=user.headers)
@@ -233,7 +236,8 @@ async def test_feeds_sort_by_hot_new_and_top(client, new_user):
         r = await client.put("/votes", json={"target_type": "story", "target_id": ids[0], "value": 1},
                              headers=new_user().headers)
         assert r.status_code == 200
-    await client.put("/votes", json={"target_type": "story", "target_id": ids[1], "value": -1}, headers=new_user().headers)
+    await client.put("/votes", json={"target_type": "story", "target_id": ids[1], "value": -1},
+                     headers=new_user().headers)
 
     async def feed(sort):
         r = await client.get("/stories", params={"sort": sort, "q": f"feed-{tag}"}, headers=author.headers)

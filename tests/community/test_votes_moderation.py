@@ -66,13 +66,15 @@ async def test_votes_need_a_visible_target(client, new_user):
     draft = r.json()["id"]
     r = await client.put("/votes", json={"target_type": "story", "target_id": draft, "value": 1}, headers=other.headers)
     assert r.status_code == 404 and r.json()["detail"]["code"] == "TARGET_NOT_FOUND"
-    r = await client.put("/votes", json={"target_type": "story", "target_id": "nope", "value": 1}, headers=other.headers)
+    r = await client.put("/votes", json={"target_type": "story", "target_id": "nope", "value": 1},
+                         headers=other.headers)
     assert r.status_code == 404
     # Characters and scenarios carry votes too.
     r = await client.post("/scenarios", headers=author.headers, json={
         "title": "Heist", "setting": "A casino", "tone": "tense", "visibility": "public"})
     scen = r.json()["id"]
-    r = await client.put("/votes", json={"target_type": "scenario", "target_id": scen, "value": 1}, headers=other.headers)
+    r = await client.put("/votes", json={"target_type": "scenario", "target_id": scen, "value": 1},
+                         headers=other.headers)
     assert r.status_code == 200 and r.json()["score"] == 1
     r = await client.get(f"/scenarios/{scen}", headers=other.headers)
     assert (r.json()["score"], r.json()["my_vote"]) == (1, 1)
