@@ -263,3 +263,15 @@ def test_hot_is_reddit_style():
     assert hot(10, t) - hot(1, t) == 1.0  # ten times the votes: one unit
     assert round(hot(1, t + timedelta(seconds=45_000)) - hot(1, t), 6) == 1.0  # 12.5 hours: one unit
     assert hot(-10, t) < hot(0, t) < hot(10, t)
+
+
+async def test_editing_a_published_story_is_moderated_again(client, new_user):
+    user = new_user()
+    story = await _draft_with_text(client, user, "A calm evening.")
+    r = await client.post(f"/stories/{story['id']}/publish", json={}, headers=user.headers)
+    version = r.json()["version"]
+    r = await client.patch(f"/stories/{story['id']}", json={"body": "Now with sandbox-flag:violence"},
+                           headers={**user.headers, "If-Match": f'"{version}"'})
+    assert r.status_code == 422 and r.json()["detail"]["code"] == "CONTENT_FLAGGED"
+    r = await client.get(f"/stories/{story['id']}", headers=new_user().headers)
+    assert r.json()["body"] == "A calm evening." and r.json()["version"] == version
