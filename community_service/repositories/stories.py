@@ -83,24 +83,30 @@ _FEED = {"hot": ("hot", "float8"), "new": ("published_at", "timestamptz"), "top"
 
 
 async def feed(conn, *, sort: str, q: str | None, after: tuple | None, limit: int) -> list[asyncpg.Record]:
-    """Published public stories (removed ones are status 'removed' and never match)."""
+    """Published public stories (removed ones are status 'removed' and never match). Without and
+    with a cursor are two statements, so a later page is an index range scan starting at the
+    cursor (one statement with `$cursor IS NULL OR (key, id) < ...` scanned from the top)."""
     key, cast = _FEED[sort]
+    where = "status = 'published' AND visibility = 'public' AND ($1::text IS NULL OR title ILIKE '%' || $1 || '%')"
+    if after is None:
+        return await conn.fetch(f"SELECT * FROM stories WHERE {where} ORDER BY {key} DESC, id DESC LIMIT $2", q, limit)
     return await conn.fetch(
-        "SELECT * FROM stories WHERE status = 'published' AND visibility = 'public'"
-        " AND ($1::text IS NULL OR title ILIKE '%' || $1 || '%')"
-        f" AND ($2::boolean IS FALSE OR ({key}, id) < ($3::{cast}, $4::uuid))"
-        f" ORDER BY {key} DESC, id DESC LIMIT $5",
-        q, after is not None, after[0] if after else None, after[1] if after else None, limit,
+        f"SELECT * FROM stories WHERE {where} AND ({key}, id) < ($2::{cast}, $3::uuid)"
+        f" ORDER BY {key} DESC, id DESC LIMIT $4",
+        q, after[0], after[1], limit,
     )
 
 
 async def list_authored(conn, author_id: str, *, q: str | None, after: tuple | None, limit: int):
+    where = "author_id = $1 AND status <> 'removed' AND ($2::text IS NULL OR title ILIKE '%' || $2 || '%')"
+    if after is None:
+        return await conn.fetch(
+            f"SELECT * FROM stories WHERE {where} ORDER BY updated_at DESC, id DESC LIMIT $3", author_id, q, limit
+        )
     return await conn.fetch(
-        "SELECT * FROM stories WHERE author_id = $1 AND status <> 'removed'"
-        " AND ($2::text IS NULL OR title ILIKE '%' || $2 || '%')"
-        " AND ($3::boolean IS FALSE OR (updated_at, id) < ($4::timestamptz, $5::uuid))"
-        " ORDER BY updated_at DESC, id DESC LIMIT $6",
-        author_id, q, after is not None, after[0] if after else None, after[1] if after else None, limit,
+        f"SELECT * FROM stories WHERE {where} AND (updated_at, id) < ($3::timestamptz, $4::uuid)"
+        " ORDER BY updated_at DESC, id DESC LIMIT $5",
+        author_id, q, after[0], after[1], limit,
     )
 
 
