@@ -8,6 +8,7 @@ from community_service.settings import Settings
 from community_service.upstream import Upstreams
 from shared import fleet
 from shared.app import create_app, lazy_app
+from shared.llm import LLMRouter
 from shared.settings import load_settings
 
 SERVICE = fleet.get("community")
@@ -17,12 +18,12 @@ async def startup(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     app.state.upstreams = Upstreams(settings.chat_service_url, settings.content_service_url,
                                     settings.upstream_timeout_seconds)
-    app.state.moderator = Moderator(settings.openai_api_key, settings.openai_base_url, settings.moderation_model,
-                                    settings.moderation_timeout_seconds)
+    app.state.llm = LLMRouter(settings)
+    app.state.moderator = Moderator(app.state.llm)
 
 
 async def shutdown(app: FastAPI) -> None:
-    for name in ("upstreams", "moderator"):
+    for name in ("upstreams", "llm"):
         client = getattr(app.state, name, None)
         if client is not None:
             await client.close()

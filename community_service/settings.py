@@ -1,5 +1,6 @@
 """The community service's settings: everything ServiceSettings reads, plus its own."""
 from shared import fleet
+from shared.llm import LLMSettings
 from shared.settings import ServiceSettings
 
 
@@ -7,7 +8,7 @@ def _local(name: str) -> str:
     return f"http://127.0.0.1:{fleet.get(name).dev_port}"
 
 
-class Settings(ServiceSettings):
+class Settings(LLMSettings, ServiceSettings):
     service_name: str = "community"
     port: int = fleet.get("community").dev_port
     community_database_url: str
@@ -19,8 +20,5 @@ class Settings(ServiceSettings):
     public_base_url: str = "https://scenextras.com"
     # Messages of an imported conversation kept as source material (newest kept when longer).
     import_max_messages: int = 200
-    # OpenAI moderation (OpenAI's moderations endpoint through the official SDK).
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    moderation_model: str = "omni-moderation-latest"
-    moderation_timeout_seconds: float = 10.0
+    # The LLM providers and OpenAI's moderation (OPENAI_API_KEY, LLM_MODERATION_MODEL, ...) are
+    # LLMSettings' (shared/llm).
