@@ -24,5 +24,6 @@ TOO_MANY_CHARACTERS = ErrorCode(422, "TOO_MANY_CHARACTERS", "A story has 1 to 5 
 CONTENT_FLAGGED = ErrorCode(422, "CONTENT_FLAGGED", "The content was flagged by moderation.")
 INVALID_CURSOR = ErrorCode(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")
 MODERATION_UNAVAILABLE = ErrorCode(503, "MODERATION_UNAVAILABLE", "Moderation is unavailable; try again shortly.")
+LLM_UNAVAILABLE = ErrorCode(503, "LLM_UNAVAILABLE", "No language model is available; try again shortly.")
 UPSTREAM_UNAVAILABLE = ErrorCode(502, "UPSTREAM_UNAVAILABLE", "A SceneXtras service did not answer; try again shortly.")
 MODERATOR_REQUIRED = ErrorCode(403, "MODERATOR_REQUIRED", "This needs the moderator role or a service token.")

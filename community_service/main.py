@@ -9,6 +9,7 @@ from community_service.upstream import Upstreams
 from shared import fleet
 from shared.app import create_app, lazy_app
 from shared.llm import LLMRouter
+from shared.quota import QuotaClient
 from shared.settings import load_settings
 
 SERVICE = fleet.get("community")
@@ -19,6 +20,7 @@ async def startup(app: FastAPI) -> None:
     app.state.upstreams = Upstreams(settings.chat_service_url, settings.content_service_url,
                                     settings.upstream_timeout_seconds)
     app.state.llm = LLMRouter(settings)
+    app.state.quota = QuotaClient(app.state.core_db, app.state.redis, app.state.keys)
     app.state.moderator = Moderator(app.state.llm)
 
 

@@ -146,6 +146,11 @@ class ScenarioStep(Body):
     scenario_id: str | None = Field(None, max_length=64)
 
 
+class GenerateRequest(Body):
+    length: Literal["short", "medium", "long"] = "medium"
+    instructions: Annotated[str, Field(max_length=2000)] | None = None
+
+
 class StoryEdit(Body):
     title: Annotated[str, Field(max_length=200)] | None = None
     body: Annotated[str, Field(max_length=200_000)] | None = None

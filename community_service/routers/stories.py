@@ -5,12 +5,22 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
-from community_service import errors
+from community_service import errors, generation
 from community_service import service_stories as stories
-from community_service.models import CharactersStep, PublishRequest, ScenarioStep, StoryCreate, StoryEdit, UniverseStep
+from community_service.models import (
+    CharactersStep,
+    GenerateRequest,
+    PublishRequest,
+    ScenarioStep,
+    StoryCreate,
+    StoryEdit,
+    UniverseStep,
+)
 from community_service.routers.common import DEFAULT_LIMIT, MAX_LIMIT, listing, moderator, pool, responses, upstreams
 from shared.auth import CurrentUser, bearer_token, get_current_user
+from shared.errors import INSUFFICIENT_QUOTA
 
 router = APIRouter(tags=["stories"])
 StoryId = Path(max_length=64)
@@ -63,6 +73,21 @@ async def set_scenario(body: ScenarioStep, request: Request, response: Response,
     story = await stories.set_scenario(pool(request), user, story_id,
                                        stories.parse_if_match(if_match, required=False), body.model_dump())
     return _etag(response, story)
+
+
+@router.post("/stories/{story_id}/generate",
+             responses=responses(errors.STORY_NOT_FOUND, errors.STORY_INCOMPLETE, INSUFFICIENT_QUOTA,
+                                 errors.LLM_UNAVAILABLE)
+             | {200: {"content": {"text/event-stream": {}}, "description": "token…, then done or error"}})
+async def generate_story(body: GenerateRequest, request: Request, story_id: str = StoryId,
+                         user: CurrentUser = Depends(get_current_user)):
+    """Step 4: the story written by a model, streamed (server-sent events in chat's frames); the
+    `story` quota is reserved before, settled when the text is saved, released on failure."""
+    state = request.app.state
+    row, spec, reservation = await generation.prepare(pool(request), state.llm, state.quota, user, story_id)
+    events = generation.run(pool(request), state.llm, user, row, spec, reservation, body.length, body.instructions)
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.patch("/stories/{story_id}",

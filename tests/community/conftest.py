@@ -55,10 +55,9 @@ def content_process(service_env, sandbox_env, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def community_env(sandbox_env, chat_process, content_process) -> dict[str, str]:
+def community_env(sandbox_env, chat_process, content_process, core_schema) -> dict[str, str]:
     return {
-        "OPENAI_API_KEY": sandbox_env["OPENAI_API_KEY"],
-        "OPENAI_BASE_URL": sandbox_env["OPENAI_BASE_URL"],
+        **sandbox_env,  # the LLM providers (generation) and OpenAI's moderation endpoint
         "CHAT_SERVICE_URL": chat_process.url,
         "CONTENT_SERVICE_URL": content_process.url,
         "PUBLIC_BASE_URL": "https://scenextras.test",
