@@ -72,3 +72,52 @@ async def test_generation_needs_the_callers_story_with_characters(client, new_us
     assert r.status_code == 404
     r = await client.post(f"/stories/{sid}/generate", json={"length": "epic"}, headers=user.headers)
     assert r.status_code == 422
+
+
+async def test_a_client_leaving_mid_stream_releases_the_quota(community_env, service_env, new_user,
+                                                              sandbox, eventually):
+    import asyncio
+
+    import asyncpg
+    import uvicorn
+
+    from community_service.main import build_app
+    from community_service.settings import Settings
+    from shared.testing.env import patched_environ
+    from shared.testing.processes import free_port
+
+    with patched_environ({**service_env, **community_env}):
+        app = build_app(Settings())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    core = await asyncpg.connect(service_env["DATABASE_URL"])
+    control = httpx.AsyncClient(base_url=sandbox.base_url)
+    try:
+        while not server.started:
+            assert not task.done(), task.result()
+            await asyncio.sleep(0.05)
+        await control.post("/_sandbox/latency", json={"provider": "*", "per_token_seconds": 0.2})
+        user = new_user()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            sid = await _ready_draft(client, user)
+            async with client.stream("POST", f"/stories/{sid}/generate", json={}, headers=user.headers) as r:
+                assert r.status_code == 200
+                async for line in r.aiter_lines():
+                    if line.startswith("event: token"):
+                        break  # leaving the block closes the connection mid-stream
+
+            async def released():
+                return await core.fetchval(
+                    "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'released'", user.id) == 1
+
+            await eventually(released, timeout=15)
+            assert await core.fetchval(
+                "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", user.id) == 0
+            assert (await client.get(f"/stories/{sid}", headers=user.headers)).json()["version"] == 3  # nothing saved
+    finally:
+        await control.delete("/_sandbox/latency")
+        await control.aclose()
+        await core.close()
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
