@@ -72,7 +72,7 @@ SERVICES: tuple[Service, ...] = (
             "search over films, series and characters (embedded store)"),
     Service("media", 8004, "media", ("/api/images", "/api/image"), "MEDIA_DATABASE_URL", True,
             "image generation and recognition, blob storage"),
-    Service("community", 8006, "community", ("/api/story", "/api/notifications"), "COMMUNITY_DATABASE_URL", False,
+    Service("community", 8006, "community", ("/api/story", "/api/notifications"), "COMMUNITY_DATABASE_URL", True,
             "stories, fandom rooms, scenarios, votes, notifications"),
     Service("analytics", 8007, "analytics", ("/api/analytics", "/api/conversation-stats"), "ANALYTICS_DATABASE_URL",
             True, "usage statistics, streaks, XP, platform metrics"),

@@ -1,0 +1,73 @@
+"""Chat and Content over HTTP, with the caller's token (services never read each other's databases)."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from community_service import errors
+from shared.errors import APIError
+
+log = logging.getLogger("community_service.upstream")
+
+
+class Upstreams:
+    def __init__(self, chat_url: str, content_url: str, timeout: float):
+        self.chat = httpx.AsyncClient(base_url=chat_url.rstrip("/"), timeout=timeout)
+        self.content = httpx.AsyncClient(base_url=content_url.rstrip("/"), timeout=timeout)
+
+    async def _get(self, client: httpx.AsyncClient, path: str, token: str | None, **params) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            return await client.get(path, params=params or None, headers=headers)
+        except httpx.HTTPError as exc:
+            log.warning("upstream unreachable", extra={"path": path, "error": type(exc).__name__})
+            raise errors.UPSTREAM_UNAVAILABLE() from exc
+
+    async def conversation_messages(self, conversation_id: str, token: str, limit: int) -> dict:
+        """The caller's conversation and its newest `limit` messages (chronological), from Chat;
+        404 when Chat does not show it to this caller."""
+        r = await self._get(self.chat, f"/conversations/{conversation_id}", token, limit=limit)
+        if r.status_code in (404, 422):
+            raise errors.CONVERSATION_NOT_FOUND()
+        if r.status_code != 200:
+            log.warning("chat answered %s", r.status_code)
+            raise errors.UPSTREAM_UNAVAILABLE("Chat did not answer; try again shortly.")
+        return r.json()
+
+    async def open_conversation(self, token: str, message: str, character: str, series: str | None) -> dict:
+        """A new chat conversation through Chat's /talk_with (the caller's token, so the caller's
+        quota); Chat's own 4xx answers (402 quota, 429, ...) are passed on as they are."""
+        body = {"message": message, "character": character, **({"series": series} if series else {})}
+        try:
+            r = await self.chat.post("/talk_with", json=body, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            log.warning("upstream unreachable", extra={"path": "/talk_with", "error": type(exc).__name__})
+            raise errors.UPSTREAM_UNAVAILABLE() from exc
+        if 400 <= r.status_code < 500 and r.status_code != 422:
+            is_json = r.headers.get("content-type", "").startswith("application/json")
+            detail = (r.json() if is_json else {}).get("detail")
+            if isinstance(detail, dict) and "code" in detail:
+                extra = {k: v for k, v in detail.items() if k not in ("code", "message")}
+                headers = {"Retry-After": r.headers["retry-after"]} if "retry-after" in r.headers else None
+                raise APIError(r.status_code, detail["code"], detail.get("message", ""), headers=headers, **extra)
+        if r.status_code != 200:
+            log.warning("chat answered %s", r.status_code)
+            raise errors.UPSTREAM_UNAVAILABLE("Chat did not answer; try again shortly.")
+        return r.json()
+
+    async def title(self, kind: str, tmdb_id: int) -> dict:
+        """A movie or series from Content; 404 TITLE_NOT_FOUND when it does not exist."""
+        path = f"/resources/{'movies' if kind == 'movie' else 'series'}/{tmdb_id}"
+        r = await self._get(self.content, path, None)
+        if r.status_code == 404:
+            raise errors.TITLE_NOT_FOUND()
+        if r.status_code != 200:
+            log.warning("content answered %s", r.status_code)
+            raise errors.UPSTREAM_UNAVAILABLE("Content did not answer; try again shortly.")
+        return r.json()
+
+    async def close(self) -> None:
+        await self.chat.aclose()
+        await self.content.aclose()
