@@ -10,8 +10,11 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # OS packages (one per line in apt-packages.txt; comments with #).
 wanted=()
-while read -r pkg _; do
+# A second word names a command that satisfies the line when it is already on PATH (node and npm
+# may come from NodeSource's nodejs, which bundles npm and conflicts with Debian's npm package).
+while read -r pkg provides _; do
   [ -z "$pkg" ] || [ "${pkg:0:1}" = "#" ] && continue
+  [ -n "${provides:-}" ] && [ "${provides:0:1}" != "#" ] && command -v "$provides" >/dev/null 2>&1 && continue
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || wanted+=("$pkg")
 done < scripts/apt-packages.txt
 PYTHON="${PYTHON:-python3}"
