@@ -104,18 +104,9 @@ async def settle(
     ]
     tickets = await progress_repo.insert_tickets(conn, grants, now)
 
-    definitions = await progress_repo.definitions(conn)
-    analytics = await rollups_repo.user_rows(conn, users)
-    unlocked = await progress_repo.unlocked(conn, users)
-    due = []
-    for u in users:
-        values = _metrics(analytics.get(u), states[u])
-        have = unlocked.get(u, set())
-        due += [(u, d["code"]) for d in definitions if d["code"] not in have and values[d["metric"]] >= d["threshold"]]
-    achievements = await progress_repo.insert_achievements(conn, due, now)
-    reward = {d["code"]: d["xp_reward"] for d in definitions}
+    achievements = await progress_repo.unlock_due(conn, users, [states[u].streak.longest for u in users], now)
     for a in achievements:
-        states[a["user_id"]].xp_gain += reward.get(a["code"], 0)
+        states[a["user_id"]].xp_gain += a["xp_reward"]
 
     level_ups = []
     for u in users:
@@ -147,13 +138,12 @@ async def settle(
                 source=SOURCE,
             )
         )
-    names = {d["code"]: d["name"] for d in definitions}
     for a in achievements:
         out.append(
             make_event(
                 EventType.ACHIEVEMENT_UNLOCKED,
                 str(a["user_id"]),
-                {"code": a["code"], "name": names.get(a["code"]), "xp_reward": reward.get(a["code"], 0)},
+                {"code": a["code"], "name": a["name"], "xp_reward": a["xp_reward"]},
                 source=SOURCE,
             )
         )
@@ -211,7 +201,6 @@ class Ingestor:
             raise
 
     async def ingest(self, conn: asyncpg.Connection, events: list[Event]) -> None:
-        await rollups_repo.lock_shared(conn)
         raw, rows = [], []
         for e in events:
             user_id = rules.event_user(e)
@@ -221,7 +210,7 @@ class Ingestor:
             raw.append(rules.RawEvent(e.event_type, user_id, e.timestamp, data))
         months = {e.occurred_at.astimezone(UTC).date().replace(day=1) for e in raw}
         await events_repo.ensure_partitions(conn, months, self.months)
-        await events_repo.insert_raw(conn, rows)
+        await events_repo.insert_raw(conn, rows, rollups_repo.ROLLUP_LOCK)
         await rollups_repo.apply(conn, rollup_delta(raw))
         deleted = {e.user_id for e in raw if e.event_type == EventType.USER_DELETED.value and e.user_id is not None}
         # No progression (nor its events, which would come back naming the user) for a user

@@ -25,12 +25,8 @@ ROLLUP_TABLES = (
     "platform_metrics",
 )
 
-# Consumers hold it shared for each batch; a replay holds it exclusively while it rebuilds.
+# Consumers hold it shared for each batch (taken with the raw insert, events.insert_raw); a replay holds it exclusively while it rebuilds.
 ROLLUP_LOCK = 0x5CE7A7A1
-
-
-async def lock_shared(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", ROLLUP_LOCK)
 
 
 async def lock_exclusive(conn: asyncpg.Connection) -> None:
