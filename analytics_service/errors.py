@@ -6,3 +6,6 @@ INVALID_TIMEZONE = ErrorCode(
     422, "INVALID_TIMEZONE", "The time zone is not an IANA time zone name (e.g. Europe/Paris)."
 )
 INVALID_CURSOR = ErrorCode(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")
+INVALID_RANGE = ErrorCode(
+    422, "INVALID_RANGE", "The time range is empty, reversed, or longer than the granularity allows."
+)

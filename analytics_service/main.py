@@ -4,7 +4,7 @@ from fastapi import FastAPI
 
 from analytics_service import service
 from analytics_service.events import build_consumer
-from analytics_service.routers import progress
+from analytics_service.routers import platform, progress
 from analytics_service.settings import Settings
 from shared import fleet
 from shared.app import create_app, lazy_app
@@ -31,7 +31,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     return create_app(
         service=SERVICE.name,
         settings=settings,
-        routers=[progress.router],
+        routers=[progress.router, platform.router],
         # The manifest's prefixes (what the strangler proxy sends here), and "/api": the routes
         # already start with /analytics, so under "/api" they are the monolith's own paths
         # (/api/analytics/me), which the proxy forwards unchanged.
