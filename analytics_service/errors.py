@@ -9,3 +9,6 @@ INVALID_CURSOR = ErrorCode(422, "INVALID_CURSOR", "The cursor is not one this se
 INVALID_RANGE = ErrorCode(
     422, "INVALID_RANGE", "The time range is empty, reversed, or longer than the granularity allows."
 )
+UNSUPPORTED_PERIOD = ErrorCode(
+    422, "UNSUPPORTED_PERIOD", "A streak runs up to today: its leaderboard has no week or month, only period=all."
+)

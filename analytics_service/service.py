@@ -43,13 +43,15 @@ class Progress:
     last_checkin_day: date | None
     xp_gain: int = 0
     milestones: list[tuple[int, date]] = field(default_factory=list)
-    # The XP the user had in the xp histogram before this transaction (None: a new row).
+    # The XP and longest streak the user had in the histograms before this transaction (None: a new row).
     xp_before: int | None = None
+    longest_before: int | None = None
 
     @classmethod
     def from_row(cls, r: asyncpg.Record, created: bool = False) -> Progress:
         return cls(
             xp_before=None if created else r["xp"],
+            longest_before=None if created else r["streak_longest"],
             user_id=r["user_id"],
             timezone=r["timezone"],
             xp=r["xp"],
@@ -119,13 +121,25 @@ async def settle(
         p.level = max(p.level, new_level)
     await progress_repo.save(conn, [states[u].row() for u in users])
     moved: Counter = Counter()
+    longest: Counter = Counter()
+    gains: dict[tuple[str, uuid.UUID], int] = {}
+    boards = rules.boards_at("xp", now)
     for p in states.values():
+        gained = p.xp - (p.xp_before or 0)
+        if gained > 0:
+            gains.update({(b, p.user_id): gained for b in boards})
         if p.xp_before != p.xp:
             if p.xp_before is not None:
                 moved[p.xp_before] -= 1
             moved[p.xp] += 1
         p.xp_before = p.xp
-    await ranks_repo.shift(conn, "xp", moved)
+        if p.longest_before != p.streak.longest:
+            if p.longest_before is not None:
+                longest[p.longest_before] -= 1
+            longest[p.streak.longest] += 1
+        p.longest_before = p.streak.longest
+    await ranks_repo.shift_many(conn, {"xp": moved, "streak": longest})
+    await ranks_repo.add_scores(conn, gains)
 
     out = list(extra_events)
     for t in tickets:
@@ -430,3 +444,40 @@ async def achievements(pool: asyncpg.Pool, user_id: str) -> list[dict[str, Any]]
 async def flip_tickets(pool: asyncpg.Pool, user_id: str, *, limit: int, after) -> list[asyncpg.Record]:
     async with pool.acquire() as conn:
         return await progress_repo.list_tickets(conn, user_id, limit=limit, after=after)
+
+
+# -- leaderboards ----------------------------------------------------------------------------------------
+
+
+async def leaderboard(
+    pool: asyncpg.Pool, user_id: str, metric: str, period: str, limit: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """Top `limit` users (display names only) and the caller's rank. All time: messages, XP,
+    longest streak; week / month (UTC): messages sent and XP earned in it. Index range scans and
+    histograms: no sort of the users."""
+    now = now or _utcnow()
+    uid = uuid.UUID(user_id)
+    start = rules.period_start(period, now) if period != "all" else None
+    board = rules.board(metric, period, start) if start is not None else None
+    histogram = board or metric
+    async with pool.acquire() as conn:
+        rows = await ranks_repo.top(conn, metric, board, limit)
+        mine = await ranks_repo.value_of(conn, metric, board, uid)
+        me = None
+        if mine is not None:
+            me = {**rank_out(*await ranks_repo.rank(conn, histogram, mine)), "value": int(mine)}
+    entries = []
+    for i, r in enumerate(rows):
+        # Everyone with a higher value is listed before: the rank is 1 + those, ties share it.
+        rank = entries[-1]["rank"] if entries and entries[-1]["value"] == r["value"] else i + 1
+        entries.append(
+            {"rank": rank, "display_name": rules.display_name(r["user_id"]), "value": int(r["value"]),
+             "is_me": r["user_id"] == uid}
+        )
+    return {
+        "metric": metric,
+        "period": period,
+        "period_start": start.isoformat() if start else None,
+        "entries": entries,
+        "me": me,
+    }

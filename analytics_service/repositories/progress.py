@@ -174,9 +174,10 @@ async def list_tickets(
 
 
 async def erase_user(conn, user_id: uuid.UUID) -> dict[str, int]:
-    xp = await conn.fetchval("SELECT xp FROM user_progress WHERE user_id = $1", user_id)
-    if xp is not None:
-        await ranks_repo.shift(conn, "xp", Counter({xp: -1}))
+    row = await conn.fetchrow("SELECT xp, streak_longest FROM user_progress WHERE user_id = $1", user_id)
+    if row is not None:
+        await ranks_repo.shift(conn, "xp", Counter({row["xp"]: -1}))
+        await ranks_repo.shift(conn, "streak", Counter({row["streak_longest"]: -1}))
     counts = {}
     for table in ("user_progress", "user_achievements", "flip_tickets"):
         status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)

@@ -36,6 +36,10 @@ async def lock_exclusive(conn: asyncpg.Connection) -> None:
 
 async def truncate(conn: asyncpg.Connection) -> None:
     await conn.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
+    # The per-period message boards are rollups too (the xp boards are progression: kept).
+    await conn.execute("DELETE FROM leaderboard_scores WHERE board LIKE 'messages:%'")
+    await conn.execute("DELETE FROM metric_histogram WHERE metric LIKE 'messages:%'")
+    await conn.execute("DELETE FROM metric_histogram_blocks WHERE metric LIKE 'messages:%'")
 
 
 async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
@@ -145,6 +149,8 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
                 moved[r["messages"]] += 1
         await ranks_repo.shift(conn, "messages", moved)
 
+    await ranks_repo.add_scores(conn, d.board_messages)
+
     if d.conversations:
         ids = sorted(d.conversations)
         rows = [d.conversations[i] for i in ids]
@@ -207,7 +213,7 @@ async def erase_user(conn: asyncpg.Connection, user_id: uuid.UUID, pseudonym: uu
     messages = await conn.fetchval("SELECT messages FROM user_analytics WHERE user_id = $1", user_id)
     if messages is not None:
         await ranks_repo.shift(conn, "messages", Counter({messages: -1}))
-    counts = {}
+    counts = {"leaderboard_scores": await ranks_repo.erase_scores(conn, user_id)}
     for table in ("user_analytics", "user_active_days", "conversation_stats"):
         status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)
         counts[table] = int(status.split()[-1])
