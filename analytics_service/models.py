@@ -118,3 +118,8 @@ class Leaderboard(BaseModel):
     period_start: str | None = Field(description="first day (UTC) of the week or month; null for all time")
     entries: list[LeaderboardEntry]
     me: MyRank | None = Field(description="the caller's rank; null when the caller has no score on this board")
+
+
+class FlipResult(BaseModel):
+    flip_ticket: FlipTicket
+    flipped_now: bool = Field(description="false when the ticket had already been flipped: the same reward again")

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from shared.events import Event, EventType
@@ -237,6 +238,18 @@ class RollupDelta:
             row["first"] = message_at if row["first"] is None else min(row["first"], message_at)
             row["last"] = message_at if row["last"] is None else max(row["last"], message_at)
         return row
+
+
+# -- flip tickets ------------------------------------------------------------------------------------
+
+
+def draw_reward(table: list, rng) -> Any:
+    """One row of the weighted reward table (rows with `weight`), drawn with `rng` (the service
+    passes secrets.SystemRandom: the client never chooses)."""
+    rows = [r for r in table if r["weight"] > 0]
+    if not rows:
+        raise ValueError("no active flip reward")
+    return rng.choices(rows, weights=[r["weight"] for r in rows], k=1)[0]
 
 
 # -- leaderboards -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ themselves are in rules.py; SQL is in repositories/."""
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.repositories import rollups as rollups_repo
 from shared.bus.outbox import emit
 from shared.events import Event, EventType, make_event
+from shared.quota import REWARD_QUOTA_TYPES
 
 log = logging.getLogger("analytics_service")
 
@@ -481,3 +483,54 @@ async def leaderboard(
         "entries": entries,
         "me": me,
     }
+
+
+# -- flip tickets ---------------------------------------------------------------------------------------
+
+
+async def flip(pool: asyncpg.Pool, user_id: str, ticket_id: uuid.UUID, now: datetime | None = None) -> dict | None:
+    """Reveal a ticket's reward, once: the ticket row is locked, so concurrent flips wait and then
+    see it flipped (they answer the same reward, `flipped_now: false`). The reward is drawn here
+    from the weighted table; a credit leaves as `reward.granted` (outbox, reward_id = the ticket id,
+    so Payment adds it once), XP is added at once. None: no such ticket for this user."""
+    now = now or _utcnow()
+    uid = uuid.UUID(user_id)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            # Progress row first, then the ticket: the order erasure and check-ins lock them in.
+            rows, created = await progress_repo.lock(conn, [uid])
+            p = Progress.from_row(rows[0], bool(created))
+            ticket = await progress_repo.lock_ticket(conn, ticket_id, uid)
+            if ticket is None:
+                raise _NoTicket  # rolls back the progress row the lock may have created
+            if ticket["flipped_at"] is not None:
+                if created:
+                    await settle(conn, {uid: p}, now)  # a new row enters the rank histograms
+                return {"flip_ticket": ticket_out(ticket), "flipped_now": False}
+            choice = rules.draw_reward(await progress_repo.flip_rewards(conn), _REWARD_RNG)
+            ticket = await progress_repo.reveal(conn, ticket_id, choice["kind"], choice["amount"], now)
+            granted = make_event(
+                EventType.REWARD_GRANTED,
+                user_id,
+                {
+                    "reward_id": str(ticket_id),
+                    "flip_ticket_id": str(ticket_id),
+                    "kind": choice["kind"],
+                    "amount": choice["amount"],
+                    "quota_type": REWARD_QUOTA_TYPES.get(choice["kind"]),
+                },
+                source=SOURCE,
+            )
+            if choice["kind"] == "xp":
+                p.xp_gain += choice["amount"]
+            await settle(conn, {uid: p}, now, [granted])
+    except _NoTicket:
+        return None
+    return {"flip_ticket": ticket_out(ticket), "flipped_now": True}
+
+
+class _NoTicket(Exception):
+    pass
+
+
+_REWARD_RNG = secrets.SystemRandom()

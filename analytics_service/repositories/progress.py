@@ -183,3 +183,26 @@ async def erase_user(conn, user_id: uuid.UUID) -> dict[str, int]:
         status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)
         counts[table] = int(status.split()[-1])
     return counts
+
+
+async def lock_ticket(conn, ticket_id: uuid.UUID, user_id: uuid.UUID) -> asyncpg.Record | None:
+    """The user's ticket, locked for this transaction (a concurrent flip of it waits here)."""
+    return await conn.fetchrow(
+        "SELECT * FROM flip_tickets WHERE id = $1 AND user_id = $2 FOR UPDATE", ticket_id, user_id
+    )
+
+
+async def flip_rewards(conn) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT code, kind, amount, weight FROM flip_rewards WHERE active AND weight > 0 ORDER BY code"
+    )
+
+
+async def reveal(conn, ticket_id: uuid.UUID, kind: str, amount: int, at: datetime) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "UPDATE flip_tickets SET flipped_at = $2, reward_kind = $3, reward_amount = $4 WHERE id = $1 RETURNING *",
+        ticket_id,
+        at,
+        kind,
+        amount,
+    )

@@ -14,6 +14,7 @@ from analytics_service.models import (
     AchievementList,
     CheckinRequest,
     CheckinResponse,
+    FlipResult,
     FlipTicketList,
     Leaderboard,
     MeResponse,
@@ -107,3 +108,16 @@ async def leaderboard(
     if metric == "streak" and period != "all":
         raise errors.UNSUPPORTED_PERIOD(period=period)
     return await service.leaderboard(request.app.state.db, user.user_id, metric, period, limit)
+
+
+@router.post(
+    "/flip-tickets/{ticket_id}/flip",
+    response_model=FlipResult,
+    responses=USER_ROUTE_ERRORS | documented(common.NOT_FOUND),
+)
+async def flip_ticket(request: Request, user: Account, ticket_id: uuid.UUID):
+    """Reveal the ticket's reward (drawn server-side), once; flipping again answers the same reward."""
+    result = await service.flip(request.app.state.db, user.user_id, ticket_id)
+    if result is None:
+        raise common.NOT_FOUND("No such flip ticket.")
+    return result
