@@ -5,6 +5,7 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
