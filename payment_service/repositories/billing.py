@@ -259,6 +259,7 @@ async def erase_user(conn, user_id: str) -> dict[str, int]:
         ("subscriptions", "DELETE FROM subscriptions WHERE user_id = $1"),
         ("user_quotas", "DELETE FROM user_quotas WHERE user_id = $1"),
         ("quota_reservations", "DELETE FROM quota_reservations WHERE user_id = $1"),
+        ("reward_grants", "DELETE FROM reward_grants WHERE user_id = $1"),
         ("stripe_customers", "DELETE FROM stripe_customers WHERE user_id = $1"),
         ("payment_transactions", "UPDATE payment_transactions SET user_id = NULL, description = NULL WHERE user_id = $1"),
     ):

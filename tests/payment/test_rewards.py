@@ -36,3 +36,11 @@ async def test_reward_granted_redelivered_adds_the_bonus_once(client, db, users,
     quota = (await client.get("/quota", headers=headers)).json()["quotas"]
     assert quota["regular"]["remaining"] == 10  # 5 daily + 5 bonus
     assert quota["image_gen"]["remaining"] == 2
+
+    # user.deleted erases the grants with the rest of the user's payment data.
+    from shared.bus import emit
+
+    async with db.acquire() as conn, conn.transaction():
+        await emit(conn, make_event("user.deleted", user, {}))
+    await eventually(lambda: db.fetchval("SELECT count(*) = 0 FROM reward_grants WHERE user_id = $1", uuid.UUID(user)))
+    assert await db.fetchval("SELECT count(*) FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 0
