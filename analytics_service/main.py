@@ -4,6 +4,7 @@ from fastapi import FastAPI
 
 from analytics_service import service
 from analytics_service.events import build_consumer
+from analytics_service.posthog_forward import PostHogForwarder
 from analytics_service.routers import platform, progress
 from analytics_service.settings import Settings
 from shared import fleet
@@ -15,6 +16,10 @@ SERVICE = fleet.get("analytics")
 
 async def startup(app: FastAPI) -> None:
     await service.ensure_partitions_ahead(app.state.db)
+    settings = app.state.settings
+    app.state.posthog = (
+        PostHogForwarder(settings.posthog_api_key, settings.posthog_host) if settings.posthog_api_key else None
+    )
     # The consumer of every event batches its work, so it is not create_app's one-event Consumer.
     app.state.event_consumer = build_consumer(app)
     app.state.event_consumer.start()
@@ -24,6 +29,8 @@ async def shutdown(app: FastAPI) -> None:
     consumer = getattr(app.state, "event_consumer", None)
     if consumer is not None:
         await consumer.stop()
+    if getattr(app.state, "posthog", None) is not None:
+        await app.state.posthog.close()
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:

@@ -204,8 +204,9 @@ class Ingestor:
     """Applies a batch of events (first-time ones: the consumer filtered redeliveries) in the
     consumer's transaction. Keeps the months whose partition is known to exist."""
 
-    def __init__(self) -> None:
+    def __init__(self, forwarder: Any = None) -> None:
         self.months: set[date] = set()
+        self.forwarder = forwarder  # PostHogForwarder, when POSTHOG_API_KEY is set
 
     async def __call__(self, conn: asyncpg.Connection, events: list[Event], state: Any = None) -> None:
         try:
@@ -234,6 +235,10 @@ class Ingestor:
         await progress_from_events(conn, [e for e in raw if e.user_id not in deleted], _utcnow())
         for user_id in sorted(deleted):
             await erase_user(conn, user_id)
+        if self.forwarder is not None:
+            # Last: nothing is handed over for a batch whose work failed (nor anything naming a user
+            # this batch erases).
+            self.forwarder.forward([e for e in events if rules.event_user(e) not in deleted])
 
 
 async def ensure_partitions_ahead(pool: asyncpg.Pool, months: int = 2) -> None:

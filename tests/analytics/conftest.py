@@ -34,7 +34,8 @@ ROLLUPS = {
 # packages' tests use the analytics database or the bus as their own (tests/shared/test_bus.py).
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def analytics(make_client):
-    async with make_client("analytics", ANALYTICS_BATCH_WAIT_MS="10") as client:
+    # POSTHOG_HOST comes from the sandbox's environment; the key turns forwarding on.
+    async with make_client("analytics", ANALYTICS_BATCH_WAIT_MS="10", POSTHOG_API_KEY="phc_sandbox_test") as client:
         await asyncio.wait_for(client.app.state.event_consumer.ready.wait(), 30)
         yield client
 
