@@ -6,3 +6,9 @@ INVALID_TIMEZONE = ErrorCode(
     422, "INVALID_TIMEZONE", "The time zone is not an IANA time zone name (e.g. Europe/Paris)."
 )
 INVALID_CURSOR = ErrorCode(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")
+INVALID_RANGE = ErrorCode(
+    422, "INVALID_RANGE", "The time range is empty, reversed, or longer than the granularity allows."
+)
+UNSUPPORTED_PERIOD = ErrorCode(
+    422, "UNSUPPORTED_PERIOD", "A streak runs up to today: its leaderboard has no week or month, only period=all."
+)

@@ -22,7 +22,7 @@ def build_consumer(app: FastAPI) -> BatchConsumer:
         exchange=settings.events_exchange,
         queue=QUEUE,
         pool=state.db,
-        handle_batch=Ingestor(),
+        handle_batch=Ingestor(forwarder=getattr(state, "posthog", None)),
         bindings=BINDINGS,
         state=state,
         batch_size=settings.analytics_batch_size,

@@ -4,7 +4,8 @@ from fastapi import FastAPI
 
 from analytics_service import service
 from analytics_service.events import build_consumer
-from analytics_service.routers import progress
+from analytics_service.posthog_forward import PostHogForwarder
+from analytics_service.routers import platform, progress
 from analytics_service.settings import Settings
 from shared import fleet
 from shared.app import create_app, lazy_app
@@ -15,6 +16,10 @@ SERVICE = fleet.get("analytics")
 
 async def startup(app: FastAPI) -> None:
     await service.ensure_partitions_ahead(app.state.db)
+    settings = app.state.settings
+    app.state.posthog = (
+        PostHogForwarder(settings.posthog_api_key, settings.posthog_host) if settings.posthog_api_key else None
+    )
     # The consumer of every event batches its work, so it is not create_app's one-event Consumer.
     app.state.event_consumer = build_consumer(app)
     app.state.event_consumer.start()
@@ -24,6 +29,8 @@ async def shutdown(app: FastAPI) -> None:
     consumer = getattr(app.state, "event_consumer", None)
     if consumer is not None:
         await consumer.stop()
+    if getattr(app.state, "posthog", None) is not None:
+        await app.state.posthog.close()
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -31,7 +38,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     return create_app(
         service=SERVICE.name,
         settings=settings,
-        routers=[progress.router],
+        routers=[progress.router, platform.router],
         # The manifest's prefixes (what the strangler proxy sends here), and "/api": the routes
         # already start with /analytics, so under "/api" they are the monolith's own paths
         # (/api/analytics/me), which the proxy forwards unchanged.

@@ -99,3 +99,27 @@ class AchievementList(BaseModel):
 class FlipTicketList(BaseModel):
     flip_tickets: list[FlipTicket]
     next_cursor: str | None
+
+
+class LeaderboardEntry(BaseModel):
+    rank: int = Field(description="1 is the top; equal values share a rank")
+    display_name: str
+    value: int
+    is_me: bool
+
+
+class MyRank(Rank):
+    value: int
+
+
+class Leaderboard(BaseModel):
+    metric: str
+    period: str
+    period_start: str | None = Field(description="first day (UTC) of the week or month; null for all time")
+    entries: list[LeaderboardEntry]
+    me: MyRank | None = Field(description="the caller's rank; null when the caller has no score on this board")
+
+
+class FlipResult(BaseModel):
+    flip_ticket: FlipTicket
+    flipped_now: bool = Field(description="false when the ticket had already been flipped: the same reward again")

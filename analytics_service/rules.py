@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from shared.events import Event, EventType
@@ -155,6 +156,7 @@ class RollupDelta:
     character_daily: Counter = field(default_factory=Counter)  # (day, character) -> messages
     activity: set[tuple[str, datetime, uuid.UUID]] = field(default_factory=set)
     platform: Counter = field(default_factory=Counter)  # (granularity, bucket, metric) -> value
+    board_messages: Counter = field(default_factory=Counter)  # (board, user) -> messages
 
     def add(self, e: RawEvent) -> None:
         hour, day = hour_bucket(e.occurred_at), day_bucket(e.occurred_at)
@@ -180,6 +182,8 @@ class RollupDelta:
             character = message_character(data)
             if per_user:
                 self.users[uid]["messages"] += 1
+                for b in boards_at("messages", e.occurred_at):
+                    self.board_messages[(b, uid)] += 1
                 conv_id = parse_user_id(data.get("conversation_id"))
                 if conv_id is not None:
                     self._conversation(conv_id, uid, None, e.occurred_at)["messages"] += 1
@@ -234,6 +238,44 @@ class RollupDelta:
             row["first"] = message_at if row["first"] is None else min(row["first"], message_at)
             row["last"] = message_at if row["last"] is None else max(row["last"], message_at)
         return row
+
+
+# -- flip tickets ------------------------------------------------------------------------------------
+
+
+def draw_reward(table: list, rng) -> Any:
+    """One row of the weighted reward table (rows with `weight`), drawn with `rng` (the service
+    passes secrets.SystemRandom: the client never chooses)."""
+    rows = [r for r in table if r["weight"] > 0]
+    if not rows:
+        raise ValueError("no active flip reward")
+    return rng.choices(rows, weights=[r["weight"] for r in rows], k=1)[0]
+
+
+# -- leaderboards -----------------------------------------------------------------------------------
+
+LEADERBOARD_METRICS = ("xp", "messages", "streak")
+LEADERBOARD_PERIODS = ("week", "month", "all")
+
+
+def period_start(period: str, ts: datetime) -> date:
+    """The first day of the UTC ISO week (Monday) or UTC month `ts` falls in."""
+    day = ts.astimezone(UTC).date()
+    return day - timedelta(days=day.weekday()) if period == "week" else day.replace(day=1)
+
+
+def board(metric: str, period: str, start: date) -> str:
+    return f"{metric}:{period}:{start.isoformat()}"
+
+
+def boards_at(metric: str, ts: datetime) -> list[str]:
+    """The per-period boards a score earned at `ts` counts on."""
+    return [board(metric, period, period_start(period, ts)) for period in ("week", "month")]
+
+
+def display_name(user_id: uuid.UUID) -> str:
+    """Analytics knows no names (Auth's user events carry none): a short, stable form of the id."""
+    return f"Fan {user_id.hex[:8]}"
 
 
 # -- time zones and streaks --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ themselves are in rules.py; SQL is in repositories/."""
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.repositories import rollups as rollups_repo
 from shared.bus.outbox import emit
 from shared.events import Event, EventType, make_event
+from shared.quota import REWARD_QUOTA_TYPES
 
 log = logging.getLogger("analytics_service")
 
@@ -43,13 +45,15 @@ class Progress:
     last_checkin_day: date | None
     xp_gain: int = 0
     milestones: list[tuple[int, date]] = field(default_factory=list)
-    # The XP the user had in the xp histogram before this transaction (None: a new row).
+    # The XP and longest streak the user had in the histograms before this transaction (None: a new row).
     xp_before: int | None = None
+    longest_before: int | None = None
 
     @classmethod
     def from_row(cls, r: asyncpg.Record, created: bool = False) -> Progress:
         return cls(
             xp_before=None if created else r["xp"],
+            longest_before=None if created else r["streak_longest"],
             user_id=r["user_id"],
             timezone=r["timezone"],
             xp=r["xp"],
@@ -104,18 +108,9 @@ async def settle(
     ]
     tickets = await progress_repo.insert_tickets(conn, grants, now)
 
-    definitions = await progress_repo.definitions(conn)
-    analytics = await rollups_repo.user_rows(conn, users)
-    unlocked = await progress_repo.unlocked(conn, users)
-    due = []
-    for u in users:
-        values = _metrics(analytics.get(u), states[u])
-        have = unlocked.get(u, set())
-        due += [(u, d["code"]) for d in definitions if d["code"] not in have and values[d["metric"]] >= d["threshold"]]
-    achievements = await progress_repo.insert_achievements(conn, due, now)
-    reward = {d["code"]: d["xp_reward"] for d in definitions}
+    achievements = await progress_repo.unlock_due(conn, users, [states[u].streak.longest for u in users], now)
     for a in achievements:
-        states[a["user_id"]].xp_gain += reward.get(a["code"], 0)
+        states[a["user_id"]].xp_gain += a["xp_reward"]
 
     level_ups = []
     for u in users:
@@ -128,13 +123,25 @@ async def settle(
         p.level = max(p.level, new_level)
     await progress_repo.save(conn, [states[u].row() for u in users])
     moved: Counter = Counter()
+    longest: Counter = Counter()
+    gains: dict[tuple[str, uuid.UUID], int] = {}
+    boards = rules.boards_at("xp", now)
     for p in states.values():
+        gained = p.xp - (p.xp_before or 0)
+        if gained > 0:
+            gains.update({(b, p.user_id): gained for b in boards})
         if p.xp_before != p.xp:
             if p.xp_before is not None:
                 moved[p.xp_before] -= 1
             moved[p.xp] += 1
         p.xp_before = p.xp
-    await ranks_repo.shift(conn, "xp", moved)
+        if p.longest_before != p.streak.longest:
+            if p.longest_before is not None:
+                longest[p.longest_before] -= 1
+            longest[p.streak.longest] += 1
+        p.longest_before = p.streak.longest
+    await ranks_repo.shift_many(conn, {"xp": moved, "streak": longest})
+    await ranks_repo.add_scores(conn, gains)
 
     out = list(extra_events)
     for t in tickets:
@@ -147,13 +154,12 @@ async def settle(
                 source=SOURCE,
             )
         )
-    names = {d["code"]: d["name"] for d in definitions}
     for a in achievements:
         out.append(
             make_event(
                 EventType.ACHIEVEMENT_UNLOCKED,
                 str(a["user_id"]),
-                {"code": a["code"], "name": names.get(a["code"]), "xp_reward": reward.get(a["code"], 0)},
+                {"code": a["code"], "name": a["name"], "xp_reward": a["xp_reward"]},
                 source=SOURCE,
             )
         )
@@ -198,8 +204,9 @@ class Ingestor:
     """Applies a batch of events (first-time ones: the consumer filtered redeliveries) in the
     consumer's transaction. Keeps the months whose partition is known to exist."""
 
-    def __init__(self) -> None:
+    def __init__(self, forwarder: Any = None) -> None:
         self.months: set[date] = set()
+        self.forwarder = forwarder  # PostHogForwarder, when POSTHOG_API_KEY is set
 
     async def __call__(self, conn: asyncpg.Connection, events: list[Event], state: Any = None) -> None:
         try:
@@ -211,7 +218,6 @@ class Ingestor:
             raise
 
     async def ingest(self, conn: asyncpg.Connection, events: list[Event]) -> None:
-        await rollups_repo.lock_shared(conn)
         raw, rows = [], []
         for e in events:
             user_id = rules.event_user(e)
@@ -221,7 +227,7 @@ class Ingestor:
             raw.append(rules.RawEvent(e.event_type, user_id, e.timestamp, data))
         months = {e.occurred_at.astimezone(UTC).date().replace(day=1) for e in raw}
         await events_repo.ensure_partitions(conn, months, self.months)
-        await events_repo.insert_raw(conn, rows)
+        await events_repo.insert_raw(conn, rows, rollups_repo.ROLLUP_LOCK)
         await rollups_repo.apply(conn, rollup_delta(raw))
         deleted = {e.user_id for e in raw if e.event_type == EventType.USER_DELETED.value and e.user_id is not None}
         # No progression (nor its events, which would come back naming the user) for a user
@@ -229,6 +235,10 @@ class Ingestor:
         await progress_from_events(conn, [e for e in raw if e.user_id not in deleted], _utcnow())
         for user_id in sorted(deleted):
             await erase_user(conn, user_id)
+        if self.forwarder is not None:
+            # Last: nothing is handed over for a batch whose work failed (nor anything naming a user
+            # this batch erases).
+            self.forwarder.forward([e for e in events if rules.event_user(e) not in deleted])
 
 
 async def ensure_partitions_ahead(pool: asyncpg.Pool, months: int = 2) -> None:
@@ -441,3 +451,91 @@ async def achievements(pool: asyncpg.Pool, user_id: str) -> list[dict[str, Any]]
 async def flip_tickets(pool: asyncpg.Pool, user_id: str, *, limit: int, after) -> list[asyncpg.Record]:
     async with pool.acquire() as conn:
         return await progress_repo.list_tickets(conn, user_id, limit=limit, after=after)
+
+
+# -- leaderboards ----------------------------------------------------------------------------------------
+
+
+async def leaderboard(
+    pool: asyncpg.Pool, user_id: str, metric: str, period: str, limit: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """Top `limit` users (display names only) and the caller's rank. All time: messages, XP,
+    longest streak; week / month (UTC): messages sent and XP earned in it. Index range scans and
+    histograms: no sort of the users."""
+    now = now or _utcnow()
+    uid = uuid.UUID(user_id)
+    start = rules.period_start(period, now) if period != "all" else None
+    board = rules.board(metric, period, start) if start is not None else None
+    histogram = board or metric
+    async with pool.acquire() as conn:
+        rows = await ranks_repo.top(conn, metric, board, limit)
+        mine = await ranks_repo.value_of(conn, metric, board, uid)
+        me = None
+        if mine is not None:
+            me = {**rank_out(*await ranks_repo.rank(conn, histogram, mine)), "value": int(mine)}
+    entries = []
+    for i, r in enumerate(rows):
+        # Everyone with a higher value is listed before: the rank is 1 + those, ties share it.
+        rank = entries[-1]["rank"] if entries and entries[-1]["value"] == r["value"] else i + 1
+        entries.append(
+            {"rank": rank, "display_name": rules.display_name(r["user_id"]), "value": int(r["value"]),
+             "is_me": r["user_id"] == uid}
+        )
+    return {
+        "metric": metric,
+        "period": period,
+        "period_start": start.isoformat() if start else None,
+        "entries": entries,
+        "me": me,
+    }
+
+
+# -- flip tickets ---------------------------------------------------------------------------------------
+
+
+async def flip(pool: asyncpg.Pool, user_id: str, ticket_id: uuid.UUID, now: datetime | None = None) -> dict | None:
+    """Reveal a ticket's reward, once: the ticket row is locked, so concurrent flips wait and then
+    see it flipped (they answer the same reward, `flipped_now: false`). The reward is drawn here
+    from the weighted table; a credit leaves as `reward.granted` (outbox, reward_id = the ticket id,
+    so Payment adds it once), XP is added at once. None: no such ticket for this user."""
+    now = now or _utcnow()
+    uid = uuid.UUID(user_id)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            # Progress row first, then the ticket: the order erasure and check-ins lock them in.
+            rows, created = await progress_repo.lock(conn, [uid])
+            p = Progress.from_row(rows[0], bool(created))
+            ticket = await progress_repo.lock_ticket(conn, ticket_id, uid)
+            if ticket is None:
+                raise _NoTicket  # rolls back the progress row the lock may have created
+            if ticket["flipped_at"] is not None:
+                if created:
+                    await settle(conn, {uid: p}, now)  # a new row enters the rank histograms
+                return {"flip_ticket": ticket_out(ticket), "flipped_now": False}
+            choice = rules.draw_reward(await progress_repo.flip_rewards(conn), _REWARD_RNG)
+            ticket = await progress_repo.reveal(conn, ticket_id, choice["kind"], choice["amount"], now)
+            granted = make_event(
+                EventType.REWARD_GRANTED,
+                user_id,
+                {
+                    "reward_id": str(ticket_id),
+                    "flip_ticket_id": str(ticket_id),
+                    "kind": choice["kind"],
+                    "amount": choice["amount"],
+                    "quota_type": REWARD_QUOTA_TYPES.get(choice["kind"]),
+                },
+                source=SOURCE,
+            )
+            if choice["kind"] == "xp":
+                p.xp_gain += choice["amount"]
+            await settle(conn, {uid: p}, now, [granted])
+    except _NoTicket:
+        return None
+    return {"flip_ticket": ticket_out(ticket), "flipped_now": True}
+
+
+class _NoTicket(Exception):
+    pass
+
+
+_REWARD_RNG = secrets.SystemRandom()

@@ -1,5 +1,6 @@
 """What Payment consumes: user.created (the free quota row), referral.completed (bonus credits for
-both users), user.deleted (erase payment data; cancel the Stripe customer's subscriptions).
+both users), reward.granted (a flip-ticket reward's bonus credits, once per reward), user.deleted
+(erase payment data; cancel the Stripe customer's subscriptions).
 
 Handlers take (conn, event, state) and run inside the consumer's idempotency transaction (event id
 recorded with the effect); `state` is the app's state (Stripe gateway, Redis, quota client)."""
@@ -13,6 +14,7 @@ from payment_service.repositories import billing as repo
 from payment_service.repositories.billing import as_uuid
 from shared.bus import EventHandlers
 from shared.events import Event, EventType
+from shared.quota import REWARD_QUOTA_TYPES
 from shared.tiers import REFERRAL_BONUS_REFERRED, REFERRAL_BONUS_REFERRER, drop_cached_tier
 
 log = logging.getLogger("payment.events")
@@ -43,6 +45,24 @@ async def on_referral_completed(conn, event: Event, state) -> None:
     # Dropping a cache entry before commit is safe: a concurrent read may re-cache the old value
     # for at most the cache TTL; drop again after commit is not available inside the consumer.
     await state.quota.drop_cache(*user_ids)
+
+
+@handlers.on(EventType.REWARD_GRANTED)
+async def on_reward_granted(conn, event: Event, state) -> None:
+    """A flip-ticket reward from Analytics: its credits join the user's bonus balance for that quota
+    type, once per reward id (quota_grant_reward) even if Analytics were to announce it twice under
+    different event ids; the event id itself is recorded by the consumer as for every event."""
+    data = event.data if isinstance(event.data, dict) else {}
+    user_id = as_uuid(event.user_id or data.get("user_id"))
+    reward_id = as_uuid(data.get("reward_id"))
+    quota_type = REWARD_QUOTA_TYPES.get(data.get("kind"))
+    amount = data.get("amount")
+    if user_id is None or reward_id is None or quota_type is None or not isinstance(amount, int) or amount <= 0:
+        # Not a quota credit (an XP reward is Analytics' own) or malformed: nothing to add.
+        log.info("reward.granted without a quota credit ignored", extra={"event_id": event.event_id})
+        return
+    if await repo.grant_reward(conn, reward_id, user_id, quota_type, amount, f"reward:{data.get('kind')}"):
+        await state.quota.drop_cache(str(user_id))
 
 
 @handlers.on(EventType.USER_DELETED)

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 
-from . import anthropic_api, control, oauth, openai_api, sendgrid_api, stripe_api, tmdb_api, wikipedia_api
+from . import anthropic_api, control, oauth, openai_api, posthog_api, sendgrid_api, stripe_api, tmdb_api, wikipedia_api
 from .core import JSON, ProviderApp, SandboxState, render_error
 
 BANNER = "SceneXtras LOCAL SANDBOX - fake Anthropic/OpenAI/Stripe/TMDB/... on this machine, NOT the real providers"
@@ -60,6 +60,7 @@ def create_app(state: Optional[SandboxState] = None) -> Starlette:
         mount("/tmdb/3", "tmdb", tmdb_api.build(state)),
         mount("/wikipedia/api/rest_v1", "wikipedia", wikipedia_api.build(state)),
         mount("/sendgrid", "sendgrid", sendgrid_api.build(state)),
+        mount("/posthog", "posthog", posthog_api.build(state)),
         mount("/oauth/google", "google", oauth.build_google(state)),
         mount("/oauth/apple", "apple", oauth.build_apple(state)),
         mount("/oauth/facebook", "facebook", oauth.build_facebook(state)),

@@ -13,6 +13,7 @@
                                        ``since`` (request id), ``limit`` (last N)
 ``DELETE /_sandbox/requests``          forget them
 ``GET    /_sandbox/emails``            SendGrid messages; filter ``to``
+``GET    /_sandbox/posthog``           PostHog events captured; filter ``distinct_id``, ``event``
 ``POST   /_sandbox/config``            ``{"tag_replies": true}`` appends ``[via <provider>]`` to replies
 ``POST   /_sandbox/transcripts``       ``{"texts": [...]}``: next transcriptions answer these, in order
 =====================================  ============================================================
@@ -45,6 +46,7 @@ PREFIXES = {
     "tmdb": "/tmdb/3",
     "wikipedia": "/wikipedia/api/rest_v1",
     "sendgrid": "/sendgrid",
+    "posthog": "/posthog",
     "google": "/oauth/google",
     "apple": "/oauth/apple",
     "facebook": "/oauth/facebook",
@@ -64,6 +66,7 @@ def env_for(base_url: str) -> dict[str, str]:
         "TMDB_BASE_URL": f"{b}/tmdb/3",
         "WIKIPEDIA_BASE_URL": f"{b}/wikipedia/api/rest_v1",
         "SENDGRID_BASE_URL": f"{b}/sendgrid",
+        "POSTHOG_HOST": f"{b}/posthog",
         "GOOGLE_JWKS_URL": f"{b}/oauth/google/jwks",
         "APPLE_JWKS_URL": f"{b}/oauth/apple/jwks",
         "FACEBOOK_GRAPH_URL": f"{b}/oauth/facebook",
@@ -163,6 +166,14 @@ def routes(state: SandboxState) -> list[Route]:
         state.emails.clear()
         return JSON({"deleted": True})
 
+    async def list_posthog(request: Request) -> Response:
+        data = state.posthog_events
+        for key in ("distinct_id", "event"):
+            value = request.query_params.get(key)
+            if value:
+                data = [e for e in data if str(e.get(key)) == value]
+        return JSON({"data": data})
+
     async def set_config(request: Request) -> Response:
         state.config.update(await _json(request))
         return JSON(state.config)
@@ -190,6 +201,7 @@ def routes(state: SandboxState) -> list[Route]:
         Route("/_sandbox/requests", clear_requests, methods=["DELETE"]),
         Route("/_sandbox/emails", list_emails, methods=["GET"]),
         Route("/_sandbox/emails", clear_emails, methods=["DELETE"]),
+        Route("/_sandbox/posthog", list_posthog, methods=["GET"]),
         Route("/_sandbox/config", set_config, methods=["POST"]),
         Route("/_sandbox/config", get_config, methods=["GET"]),
         Route("/_sandbox/transcripts", add_transcripts, methods=["POST"]),

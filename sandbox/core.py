@@ -37,6 +37,7 @@ PROVIDERS = (
     "tmdb",
     "wikipedia",
     "sendgrid",
+    "posthog",
     "google",
     "apple",
     "facebook",
@@ -312,6 +313,7 @@ class SandboxState:
     latency: dict[str, Latency] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     emails: list[dict[str, Any]] = field(default_factory=list)
+    posthog_events: list[dict[str, Any]] = field(default_factory=list)
     transcripts: deque = field(default_factory=deque)
     stores: dict[str, Any] = field(default_factory=dict)
     base_url: str = ""  # set by the server when known; used for URLs the sandbox hands out
@@ -340,6 +342,7 @@ class SandboxState:
         self.latency.clear()
         self.config.clear()
         self.emails.clear()
+        self.posthog_events.clear()
         self.transcripts.clear()
         self._fault_ids = itertools.count(1)
         self._request_ids = itertools.count(1)

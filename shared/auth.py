@@ -21,12 +21,13 @@ from fastapi import Depends, Request
 from jose import jwk, jwt
 from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
 
-from shared.errors import APIError
+from shared.errors import ADMIN_REQUIRED, APIError
 
 AUDIENCE = "authenticated"
 TIER_FREE, TIER_PRO, TIER_MAX = 0, 1, 2
 TIER_NAMES = {TIER_FREE: "free", TIER_PRO: "pro", TIER_MAX: "max"}
 SERVICE_ROLE = "service"
+ADMIN_ROLE = "admin"  # in app_metadata.roles (API.md "Roles beyond users")
 _USER_KEY = "scenextras.user"
 
 
@@ -45,6 +46,16 @@ class CurrentUser:
     @property
     def is_guest(self) -> bool:
         return bool(self.claims.get("is_anonymous"))
+
+    @property
+    def roles(self) -> frozenset[str]:
+        app_metadata = self.claims.get("app_metadata")
+        roles = app_metadata.get("roles") if isinstance(app_metadata, dict) else None
+        return frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
 
 
 class InvalidToken(Exception):
@@ -246,6 +257,13 @@ async def get_optional_user(request: Request) -> CurrentUser | None:
 async def require_service(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
     if not user.is_service:
         raise APIError(403, "SERVICE_TOKEN_REQUIRED", "This route is for SceneXtras services only.")
+    return user
+
+
+async def require_admin_or_service(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
+    """Admin routes: an admin's token or a service token; users get 403."""
+    if not (user.is_service or user.is_admin):
+        raise ADMIN_REQUIRED()
     return user
 
 

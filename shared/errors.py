@@ -67,6 +67,7 @@ INSUFFICIENT_TIER = ErrorCode(402, "INSUFFICIENT_TIER", "Your plan does not incl
 INSUFFICIENT_QUOTA = ErrorCode(402, "INSUFFICIENT_QUOTA", "Your quota for this is used up.")
 FORBIDDEN = ErrorCode(403, "FORBIDDEN", "You may not do this.")
 SERVICE_TOKEN_REQUIRED = ErrorCode(403, "SERVICE_TOKEN_REQUIRED", "This route is for SceneXtras services only.")
+ADMIN_REQUIRED = ErrorCode(403, "ADMIN_REQUIRED", "This route is for admins and SceneXtras services only.")
 USER_TOKEN_REQUIRED = ErrorCode(403, "USER_TOKEN_REQUIRED", "This route needs a user's token, not a service token.")
 NOT_FOUND = ErrorCode(404, "NOT_FOUND", "Not found.")
 METHOD_NOT_ALLOWED = ErrorCode(405, "METHOD_NOT_ALLOWED", "Method not allowed.")

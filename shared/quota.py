@@ -50,6 +50,11 @@ from shared.tiers import QUOTA_TYPES, UNLIMITED
 log = logging.getLogger("shared.quota")
 
 QUOTA_CACHE_TTL_SECONDS = 300
+# Quota types with a bonus balance (spent after the tier's allowance, never reset), and the reward
+# kinds (Analytics' flip tickets, `reward.granted`) that credit each. Payment's quota_grant_reward()
+# adds a reward once per reward id (migration 007).
+BONUS_QUOTA_TYPES = ("regular", "premium", "image_gen")
+REWARD_QUOTA_TYPES = {"bonus_messages": "regular", "premium_messages": "premium", "image_credits": "image_gen"}
 # Reserves coalesced into one quota_reserve_many() call: at most this many per call (each item is
 # a subtransaction; PostgreSQL caches 64 subtransaction ids per backend), and this many calls in
 # flight at once (measured in bench/bench_payment.py).

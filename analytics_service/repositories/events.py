@@ -22,17 +22,21 @@ async def ensure_partitions(conn: asyncpg.Connection, months: Iterable[date], kn
     known.update(missing)
 
 
-async def insert_raw(conn: asyncpg.Connection, rows: list[tuple]) -> None:
+async def insert_raw(conn: asyncpg.Connection, rows: list[tuple], shared_lock: int) -> None:
     """One multi-row insert for a whole batch (arrays through unnest: one round trip, one plan),
-    routed to the month partitions by PostgreSQL. Rows are in RAW_COLUMNS order."""
+    routed to the month partitions by PostgreSQL. Rows are in RAW_COLUMNS order. The same
+    statement first takes `shared_lock` (the rollups' lock, shared) for the transaction: one
+    round trip fewer per batch."""
     await conn.execute(
         """
         INSERT INTO analytics_events (event_id, event_type, user_id, occurred_at, source, data)
         SELECT i, t, u, o, s, d::jsonb
-          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[])
+          FROM (SELECT pg_advisory_xact_lock_shared($7)) AS lock,
+               unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[])
                AS r(i, t, u, o, s, d)
         """,
         *[list(col) for col in zip(*rows, strict=True)],
+        shared_lock,
     )
 
 

@@ -14,17 +14,18 @@ from analytics_service.repositories import ranks as ranks_repo
 async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> tuple[list[asyncpg.Record], set]:
     """The users' progress rows, created if missing, locked for this transaction in user order
     (so a consumer batch and a check-in never wait on each other in a cycle); and the ids of
-    the rows created now."""
+    the rows created now. One round trip: the no-op update of an existing row locks it and
+    returns it."""
     user_ids = sorted(set(user_ids))
-    created = await conn.fetch(
-        "INSERT INTO user_progress (user_id) SELECT u FROM unnest($1::uuid[]) AS u ORDER BY u"
-        " ON CONFLICT DO NOTHING RETURNING user_id",
+    rows = await conn.fetch(
+        """
+        INSERT INTO user_progress AS p (user_id) SELECT u FROM unnest($1::uuid[]) AS u ORDER BY u
+        ON CONFLICT (user_id) DO UPDATE SET user_id = p.user_id
+        RETURNING p.*, (xmax = 0) AS created
+        """,
         user_ids,
     )
-    rows = await conn.fetch(
-        "SELECT * FROM user_progress WHERE user_id = ANY($1::uuid[]) ORDER BY user_id FOR UPDATE", user_ids
-    )
-    return rows, {r["user_id"] for r in created}
+    return sorted(rows, key=lambda r: r["user_id"]), {r["user_id"] for r in rows if r["created"]}
 
 
 async def save(conn: asyncpg.Connection, rows: list[dict]) -> None:
@@ -61,33 +62,52 @@ async def get(conn, user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM user_progress WHERE user_id = $1", user_id)
 
 
-async def definitions(conn) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT code, name, description, metric, threshold, xp_reward FROM achievement_definitions"
-        " WHERE active ORDER BY sort_order, code"
-    )
+# The value of each achievement metric: a per-user rollup, or the longest streak (passed in).
+_METRIC_VALUE = """
+    CASE d.metric
+        WHEN 'messages' THEN COALESCE(ua.messages, 0)
+        WHEN 'conversations' THEN COALESCE(ua.conversations, 0)
+        WHEN 'characters' THEN COALESCE(ua.characters, 0)
+        WHEN 'stories' THEN COALESCE(ua.stories, 0)
+        WHEN 'images' THEN COALESCE(ua.images, 0)
+        WHEN 'upgrades' THEN COALESCE(ua.upgrades, 0)
+        WHEN 'active_days' THEN COALESCE(ua.active_days, 0)
+        WHEN 'streak' THEN v.streak
+    END
+"""
 
 
-async def unlocked(conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
-    rows = await conn.fetch("SELECT user_id, code FROM user_achievements WHERE user_id = ANY($1::uuid[])", user_ids)
-    out: dict[uuid.UUID, set[str]] = {}
-    for r in rows:
-        out.setdefault(r["user_id"], set()).add(r["code"])
-    return out
-
-
-async def insert_achievements(conn, pairs: list[tuple[uuid.UUID, str]], at: datetime) -> list[asyncpg.Record]:
-    if not pairs:
+async def unlock_due(
+    conn, user_ids: list[uuid.UUID], longest_streaks: list[int], at: datetime
+) -> list[asyncpg.Record]:
+    """Unlock every active definition whose metric reached its threshold for these users, once
+    (primary key user + code); the rows unlocked now with the definition's name and XP. One
+    statement: the users' rollups, the definitions and the insert."""
+    if not user_ids:
         return []
-    pairs = sorted(pairs)
     return await conn.fetch(
-        """
-        INSERT INTO user_achievements (user_id, code, unlocked_at)
-        SELECT u, c, $3 FROM unnest($1::uuid[], $2::text[]) AS t(u, c)
-        ON CONFLICT DO NOTHING RETURNING user_id, code, unlocked_at
+        f"""
+        WITH v AS (SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS t(user_id, streak)),
+        due AS (
+            SELECT v.user_id, d.code
+              FROM v
+              LEFT JOIN user_analytics ua ON ua.user_id = v.user_id
+             CROSS JOIN achievement_definitions d
+             WHERE d.active AND {_METRIC_VALUE} >= d.threshold
+               AND NOT EXISTS (SELECT 1 FROM user_achievements x WHERE x.user_id = v.user_id AND x.code = d.code)
+             ORDER BY v.user_id, d.code
+        ),
+        ins AS (
+            INSERT INTO user_achievements (user_id, code, unlocked_at)
+            SELECT user_id, code, $3 FROM due
+            ON CONFLICT DO NOTHING RETURNING user_id, code, unlocked_at
+        )
+        SELECT ins.user_id, ins.code, ins.unlocked_at, d.name, d.xp_reward
+          FROM ins JOIN achievement_definitions d ON d.code = ins.code
+         ORDER BY ins.user_id, d.sort_order, ins.code
         """,
-        [p[0] for p in pairs],
-        [p[1] for p in pairs],
+        user_ids,
+        longest_streaks,
         at,
     )
 
@@ -154,11 +174,35 @@ async def list_tickets(
 
 
 async def erase_user(conn, user_id: uuid.UUID) -> dict[str, int]:
-    xp = await conn.fetchval("SELECT xp FROM user_progress WHERE user_id = $1", user_id)
-    if xp is not None:
-        await ranks_repo.shift(conn, "xp", Counter({xp: -1}))
+    row = await conn.fetchrow("SELECT xp, streak_longest FROM user_progress WHERE user_id = $1", user_id)
+    if row is not None:
+        await ranks_repo.shift(conn, "xp", Counter({row["xp"]: -1}))
+        await ranks_repo.shift(conn, "streak", Counter({row["streak_longest"]: -1}))
     counts = {}
     for table in ("user_progress", "user_achievements", "flip_tickets"):
         status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)
         counts[table] = int(status.split()[-1])
     return counts
+
+
+async def lock_ticket(conn, ticket_id: uuid.UUID, user_id: uuid.UUID) -> asyncpg.Record | None:
+    """The user's ticket, locked for this transaction (a concurrent flip of it waits here)."""
+    return await conn.fetchrow(
+        "SELECT * FROM flip_tickets WHERE id = $1 AND user_id = $2 FOR UPDATE", ticket_id, user_id
+    )
+
+
+async def flip_rewards(conn) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT code, kind, amount, weight FROM flip_rewards WHERE active AND weight > 0 ORDER BY code"
+    )
+
+
+async def reveal(conn, ticket_id: uuid.UUID, kind: str, amount: int, at: datetime) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "UPDATE flip_tickets SET flipped_at = $2, reward_kind = $3, reward_amount = $4 WHERE id = $1 RETURNING *",
+        ticket_id,
+        at,
+        kind,
+        amount,
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 
 import asyncpg
 
@@ -25,12 +25,9 @@ ROLLUP_TABLES = (
     "platform_metrics",
 )
 
-# Consumers hold it shared for each batch; a replay holds it exclusively while it rebuilds.
+# Consumers hold it shared for each batch (taken with the raw insert, events.insert_raw); a replay
+# holds it exclusively while it rebuilds.
 ROLLUP_LOCK = 0x5CE7A7A1
-
-
-async def lock_shared(conn: asyncpg.Connection) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", ROLLUP_LOCK)
 
 
 async def lock_exclusive(conn: asyncpg.Connection) -> None:
@@ -39,6 +36,10 @@ async def lock_exclusive(conn: asyncpg.Connection) -> None:
 
 async def truncate(conn: asyncpg.Connection) -> None:
     await conn.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
+    # The per-period message boards are rollups too (the xp boards are progression: kept).
+    await conn.execute("DELETE FROM leaderboard_scores WHERE board LIKE 'messages:%'")
+    await conn.execute("DELETE FROM metric_histogram WHERE metric LIKE 'messages:%'")
+    await conn.execute("DELETE FROM metric_histogram_blocks WHERE metric LIKE 'messages:%'")
 
 
 async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
@@ -148,6 +149,8 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
                 moved[r["messages"]] += 1
         await ranks_repo.shift(conn, "messages", moved)
 
+    await ranks_repo.add_scores(conn, d.board_messages)
+
     if d.conversations:
         ids = sorted(d.conversations)
         rows = [d.conversations[i] for i in ids]
@@ -210,7 +213,7 @@ async def erase_user(conn: asyncpg.Connection, user_id: uuid.UUID, pseudonym: uu
     messages = await conn.fetchval("SELECT messages FROM user_analytics WHERE user_id = $1", user_id)
     if messages is not None:
         await ranks_repo.shift(conn, "messages", Counter({messages: -1}))
-    counts = {}
+    counts = {"leaderboard_scores": await ranks_repo.erase_scores(conn, user_id)}
     for table in ("user_analytics", "user_active_days", "conversation_stats"):
         status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)
         counts[table] = int(status.split()[-1])
@@ -231,3 +234,43 @@ async def user_rows(conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.
 
 async def active_days_since(conn, user_id: str, since: date) -> int:
     return await conn.fetchval("SELECT count(*) FROM user_active_days WHERE user_id = $1 AND day >= $2", user_id, since)
+
+
+# -- platform reads (rollups only: never the raw events) ----------------------------------------------
+
+
+async def platform_rows(
+    conn, granularity: str, metrics: list[str], start: datetime, end: datetime
+) -> list[asyncpg.Record]:
+    """(metric, bucket, value) of `metrics` in [start, end): one primary-key range per metric."""
+    return await conn.fetch(
+        "SELECT metric, bucket, value FROM platform_metrics"
+        " WHERE granularity = $1 AND metric = ANY($2::text[]) AND bucket >= $3 AND bucket < $4",
+        granularity,
+        metrics,
+        start,
+        end,
+    )
+
+
+async def platform_totals_before(conn, metrics: list[str], end: datetime) -> dict[str, int]:
+    """Each metric's sum over every day before `end` (a few hundred day rows per metric)."""
+    rows = await conn.fetch(
+        "SELECT metric, COALESCE(sum(value), 0) AS total FROM platform_metrics"
+        " WHERE granularity = 'day' AND metric = ANY($1::text[]) AND bucket < $2 GROUP BY metric",
+        metrics,
+        end,
+    )
+    found = {r["metric"]: int(r["total"]) for r in rows}
+    return {m: found.get(m, 0) for m in metrics}
+
+
+async def distinct_active(conn, start: datetime, end: datetime) -> int:
+    """Users active on any UTC day in [start, end) (WAU, MAU): the day rows of the window, one
+    per active user and day, not the raw events."""
+    return await conn.fetchval(
+        "SELECT count(DISTINCT user_id) FROM activity_buckets"
+        " WHERE granularity = 'day' AND bucket >= $1 AND bucket < $2",
+        start,
+        end,
+    )

@@ -5,12 +5,20 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
 from analytics_service import errors, rules, service
-from analytics_service.models import AchievementList, CheckinRequest, CheckinResponse, FlipTicketList, MeResponse
+from analytics_service.models import (
+    AchievementList,
+    CheckinRequest,
+    CheckinResponse,
+    FlipResult,
+    FlipTicketList,
+    Leaderboard,
+    MeResponse,
+)
 from shared import errors as common
 from shared.auth import CurrentUser, get_current_user
 from shared.errors import documented
@@ -85,3 +93,31 @@ async def flip_tickets(
         "flip_tickets": [service.ticket_out(r) for r in rows],
         "next_cursor": _cursor(rows[-1]["granted_at"], rows[-1]["id"]) if more and rows else None,
     }
+
+
+@router.get(
+    "/leaderboard", response_model=Leaderboard, responses=USER_ROUTE_ERRORS | documented(errors.UNSUPPORTED_PERIOD)
+)
+async def leaderboard(
+    request: Request,
+    user: Account,
+    metric: Annotated[Literal["xp", "messages", "streak"], Query()] = "xp",
+    period: Annotated[Literal["week", "month", "all"], Query()] = "all",
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+):
+    if metric == "streak" and period != "all":
+        raise errors.UNSUPPORTED_PERIOD(period=period)
+    return await service.leaderboard(request.app.state.db, user.user_id, metric, period, limit)
+
+
+@router.post(
+    "/flip-tickets/{ticket_id}/flip",
+    response_model=FlipResult,
+    responses=USER_ROUTE_ERRORS | documented(common.NOT_FOUND),
+)
+async def flip_ticket(request: Request, user: Account, ticket_id: uuid.UUID):
+    """Reveal the ticket's reward (drawn server-side), once; flipping again answers the same reward."""
+    result = await service.flip(request.app.state.db, user.user_id, ticket_id)
+    if result is None:
+        raise common.NOT_FOUND("No such flip ticket.")
+    return result

@@ -182,6 +182,15 @@ async def reset_quotas(conn, user_id: str, tier: int, reset_at: datetime | None,
     await conn.execute("SELECT quota_reset($1::uuid, $2, $3, $4)", as_uuid(user_id), tier, reset_at, reason)
 
 
+async def grant_reward(
+    conn, reward_id: uuid.UUID, user_id: uuid.UUID, quota_type: str, amount: int, reason: str
+) -> bool:
+    """A reward's bonus credits, once per reward id: True when added now."""
+    return await conn.fetchval(
+        "SELECT quota_grant_reward($1::uuid, $2::uuid, $3, $4, $5)", reward_id, user_id, quota_type, amount, reason
+    )
+
+
 async def add_bonus(conn, user_id: str, amount: int, reason: str) -> int:
     return await conn.fetchval("SELECT quota_add_bonus($1::uuid, $2, $3)", as_uuid(user_id), amount, reason)
 
@@ -250,6 +259,7 @@ async def erase_user(conn, user_id: str) -> dict[str, int]:
         ("subscriptions", "DELETE FROM subscriptions WHERE user_id = $1"),
         ("user_quotas", "DELETE FROM user_quotas WHERE user_id = $1"),
         ("quota_reservations", "DELETE FROM quota_reservations WHERE user_id = $1"),
+        ("reward_grants", "DELETE FROM reward_grants WHERE user_id = $1"),
         ("stripe_customers", "DELETE FROM stripe_customers WHERE user_id = $1"),
         ("payment_transactions", "UPDATE payment_transactions SET user_id = NULL, description = NULL WHERE user_id = $1"),
     ):

@@ -34,7 +34,8 @@ ROLLUPS = {
 # packages' tests use the analytics database or the bus as their own (tests/shared/test_bus.py).
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def analytics(make_client):
-    async with make_client("analytics", ANALYTICS_BATCH_WAIT_MS="10") as client:
+    # POSTHOG_HOST comes from the sandbox's environment; the key turns forwarding on.
+    async with make_client("analytics", ANALYTICS_BATCH_WAIT_MS="10", POSTHOG_API_KEY="phc_sandbox_test") as client:
         await asyncio.wait_for(client.app.state.event_consumer.ready.wait(), 30)
         yield client
 
@@ -116,20 +117,33 @@ async def snapshot(db: asyncpg.Pool) -> dict[str, list[tuple]]:
         table: [tuple(r) for r in await db.fetch(f"SELECT * FROM {table} ORDER BY {key}")]
         for table, key in ROLLUPS.items()
     }
-    # The messages histogram is a rollup too (values no user has any more are left at 0 users).
+    # The messages histograms (all time and per-period boards) are rollups too (values no user has
+    # any more are left at 0 users), and so are the per-period message boards.
     for table, key in (("metric_histogram", "value"), ("metric_histogram_blocks", "block")):
         tables[table] = [
             tuple(r)
-            for r in await db.fetch(f"SELECT * FROM {table} WHERE metric = 'messages' AND users <> 0 ORDER BY {key}")
+            for r in await db.fetch(
+                f"SELECT * FROM {table} WHERE (metric = 'messages' OR metric LIKE 'messages:%') AND users <> 0"
+                f" ORDER BY metric, {key}"
+            )
         ]
+    tables["leaderboard_scores"] = [
+        tuple(r)
+        for r in await db.fetch(
+            "SELECT * FROM leaderboard_scores WHERE board LIKE 'messages:%' ORDER BY board, user_id"
+        )
+    ]
     return tables
 
 
 async def histograms_match_the_users(db: asyncpg.Pool) -> None:
     """The rank histograms hold exactly what a brute-force count of the users gives."""
+    boards = [r[0] for r in await db.fetch("SELECT DISTINCT board FROM leaderboard_scores")]
     for metric, source in (
         ("xp", "SELECT xp, count(*) FROM user_progress GROUP BY 1"),
         ("messages", "SELECT messages, count(*) FROM user_analytics GROUP BY 1"),
+        ("streak", "SELECT streak_longest, count(*) FROM user_progress GROUP BY 1"),
+        *[(b, f"SELECT value, count(*) FROM leaderboard_scores WHERE board = '{b}' GROUP BY 1") for b in boards],
     ):
         kept = await db.fetch(
             "SELECT value, users FROM metric_histogram WHERE metric = $1 AND users <> 0 ORDER BY 1", metric
@@ -152,3 +166,18 @@ class User:
 @pytest.fixture
 def new_user(tokens):
     return lambda: User(tokens)
+
+
+async def rewrite_progress(db: asyncpg.Pool, user_id: str, sql: str, *args) -> None:
+    """A test's direct UPDATE of a user's progress row ($1 = the user), with the streak histogram
+    moved as the service would (ranks stay right for the tests that check them)."""
+    from collections import Counter
+
+    from analytics_service.repositories import ranks as ranks_repo
+
+    async with db.acquire() as conn, conn.transaction():
+        before = await conn.fetchval("SELECT streak_longest FROM user_progress WHERE user_id = $1 FOR UPDATE", user_id)
+        await conn.execute(sql, user_id, *args)
+        after = await conn.fetchval("SELECT streak_longest FROM user_progress WHERE user_id = $1", user_id)
+        if before != after:
+            await ranks_repo.shift(conn, "streak", Counter({before: -1, after: 1}))

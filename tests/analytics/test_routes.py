@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from analytics_service import rules
-from tests.analytics.conftest import event, histograms_match_the_users
+from tests.analytics.conftest import event, histograms_match_the_users, rewrite_progress
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -112,10 +112,11 @@ async def test_a_milestone_gives_exactly_one_ticket_under_concurrent_checkins(
     # Two days in a row already; today's check-in is the third: milestone 3. (The row comes from
     # a real check-in, then is moved back a day.)
     assert (await analytics.post("/analytics/checkin", json={"timezone": tz}, headers=user.headers)).status_code == 200
-    await analytics_db.execute(
+    await rewrite_progress(
+        analytics_db,
+        user.id,
         "UPDATE user_progress SET streak_current = 2, streak_longest = 2, streak_started_on = $2,"
         " last_active_day = $3, last_checkin_day = $3 WHERE user_id = $1",
-        user.id,
         today - timedelta(days=2),
         today - timedelta(days=1),
     )
@@ -146,10 +147,11 @@ async def test_a_streak_from_messages_counts_the_users_local_days_across_dst(ana
         r = await analytics.post("/analytics/checkin", json={"timezone": tz}, headers=u.headers)
         assert r.status_code == 200
         # The check-in made today active; this test is about March, so start from a clean streak.
-        await analytics_db.execute(
+        await rewrite_progress(
+            analytics_db,
+            u.id,
             "UPDATE user_progress SET streak_current = 0, streak_longest = 0, streak_started_on = NULL,"
             " last_active_day = NULL WHERE user_id = $1",
-            u.id,
         )
     times = [
         datetime(2026, 3, 8, 4, 30, tzinfo=UTC),

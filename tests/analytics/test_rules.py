@@ -98,3 +98,22 @@ def test_engagement_tiers():
     assert rules.engagement_tier(first_seen=old, last_active=now, active_days_30=25, now=now) == "power"
     assert rules.engagement_tier(first_seen=old, last_active=now, active_days_30=10, now=now) == "regular"
     assert rules.engagement_tier(first_seen=old, last_active=now, active_days_30=3, now=now) == "casual"
+
+
+def test_flip_rewards_are_drawn_by_weight_and_never_with_weight_zero():
+    import random
+    from collections import Counter
+
+    table = [
+        {"code": "a", "weight": 60},
+        {"code": "b", "weight": 30},
+        {"code": "c", "weight": 10},
+        {"code": "never", "weight": 0},
+    ]
+    rng = random.Random(42)
+    drawn = Counter(rules.draw_reward(table, rng)["code"] for _ in range(20_000))
+    assert drawn["never"] == 0
+    for code, weight in (("a", 60), ("b", 30), ("c", 10)):
+        assert abs(drawn[code] / 20_000 - weight / 100) < 0.015, drawn
+    with pytest.raises(ValueError):
+        rules.draw_reward([{"code": "x", "weight": 0}], rng)

@@ -5,6 +5,7 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -562,3 +563,65 @@ async def test_a_caller_cancelled_while_its_call_is_in_flight_gets_its_reservati
         await asyncio.sleep(0.02)
     assert sorted((s["amount"], s["state"]) for s in states) == [(1, "held"), (2, "released")]
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 4
+
+
+async def _grant(core, user: str, quota_type: str, amount: int) -> bool:
+    return await core.fetchval(
+        "SELECT quota_grant_reward($1::uuid, $2::uuid, $3, $4, 'test')",
+        uuid.uuid4(),
+        uuid.UUID(user),
+        quota_type,
+        amount,
+    )
+
+
+async def test_a_free_user_with_no_allowance_left_spends_the_reward_bonus(quota, core):
+    user = new_user()
+    for _ in range(TIER_QUOTAS[0]["regular"]):
+        await quota.reserve(user, "regular")
+    with pytest.raises(InsufficientQuota):
+        await quota.reserve(user, "regular")
+    assert await _grant(core, user, "regular", 2)
+    r = await quota.reserve(user, "regular")
+    assert r.reservation_id and r.remaining == 1
+    row = await core.fetchrow("SELECT quota, bonus_quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
+    assert (row["quota"], row["bonus_quota"]) == (0, 1)
+    # A release gives the bonus back to the bonus balance.
+    await quota.release(r.reservation_id)
+    assert await core.fetchval("SELECT bonus_quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 2
+    # Image credits: a free user's allowance is 0; the bonus is what they can spend.
+    assert await _grant(core, user, "image_gen", 1)
+    img = await quota.reserve(user, "image_gen")
+    assert img.remaining == 0
+    await quota.settle(img.reservation_id)
+    assert (await quota.remaining(user))["image_gen"]["remaining"] == 0
+
+
+async def test_concurrent_reserves_never_overspend_a_bonus(quota, core):
+    user = new_user()
+    assert await _grant(core, user, "premium", 3) and await _grant(core, user, "premium", 4)  # two rewards: 7
+    results = await asyncio.gather(*(quota.reserve(user, "premium") for _ in range(30)), return_exceptions=True)
+    granted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, InsufficientQuota)]
+    assert len(granted) == 7 and len(refused) == 23
+    row = await core.fetchrow(
+        "SELECT quota_premium_model, bonus_premium FROM user_quotas WHERE user_id = $1", uuid.UUID(user)
+    )
+    assert (row["quota_premium_model"], row["bonus_premium"]) == (0, 0)
+
+
+async def test_a_reward_is_granted_once_per_reward_id(core):
+    user, reward = new_user(), uuid.uuid4()
+    grants = await asyncio.gather(
+        *(
+            core.fetchval("SELECT quota_grant_reward($1, $2::uuid, 'image_gen', 2, 'test')", reward, uuid.UUID(user))
+            for _ in range(10)
+        )
+    )
+    assert sorted(grants) == [False] * 9 + [True]
+    assert await core.fetchval("SELECT bonus_image_gen FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 2
+    for bad_type, amount in (("video", 1), ("regular", 0), ("nonsense", 1)):
+        with pytest.raises(asyncpg.InvalidParameterValueError):
+            await core.fetchval(
+                "SELECT quota_grant_reward($1, $2::uuid, $3, $4, 'x')", uuid.uuid4(), uuid.UUID(user), bad_type, amount
+            )
