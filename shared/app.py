@@ -7,12 +7,13 @@ import logging
 import os
 import time
 from contextlib import asynccontextmanager
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Literal, Sequence
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.routing import BaseRoute
+from pydantic import BaseModel
 
 from shared import db as dbmod
 from shared.auth import TokenValidator
@@ -20,6 +21,7 @@ from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay
 from shared.errors import error_response, install_error_handlers
 from shared.logs import AccessLog, configure_logging, request_id_var
 from shared.migrate import migrate
+from shared.openapi import install_openapi
 from shared.ratelimit import DefaultRateLimit
 from shared.redis import Keys, create_redis
 from shared.settings import ServiceSettings
@@ -135,6 +137,17 @@ class BrowserCORSMiddleware:
                 if name == b"origin":
                     return await self.cors(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+    service: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    service: str
+    checks: dict[str, str]
 
 
 async def _check(coro, timeout: float = 2.0) -> str:
@@ -308,11 +321,13 @@ def create_app(
 
     health = APIRouter(tags=["health"])
 
-    @health.get("/health")
+    # Documented, not validated per request: these answer load balancers and probes all day.
+    @health.get("/health", responses={200: {"model": Liveness, "description": "Alive"}})
     async def liveness():
         return {"status": "ok", "service": service}
 
-    @health.get("/health/ready")
+    @health.get("/health/ready", responses={200: {"model": Readiness, "description": "Ready"},
+                                           503: {"model": Readiness, "description": "Not ready"}})
     async def readiness():
         state = app.state
         checks: dict[str, str] = {}
@@ -332,6 +347,7 @@ def create_app(
         app.include_router(router)
         for prefix in legacy_prefixes:
             app.include_router(router, prefix=prefix, include_in_schema=False)
+    install_openapi(app, database=use_database, rate_limit_exempt=rate_limit_exempt)
     return app
 
 

@@ -25,6 +25,7 @@ from fastapi import Request
 from redis.exceptions import RedisError
 
 from shared.auth import authenticate
+from shared import errors
 from shared.errors import APIError
 
 log = logging.getLogger("shared.ratelimit")
@@ -101,9 +102,7 @@ async def check_rate(state, scope: str, identity: str, limit: int, window_second
             window.leases[identity] = window.leases.get(identity, 0) + granted - 1  # this request takes one
         else:
             retry_after = max(1, -(-int(ttl_ms) // 1000))
-            outcome = APIError(
-                429,
-                "RATE_LIMITED",
+            outcome = errors.RATE_LIMITED(
                 f"Too many requests: the limit is {limit} per {window_seconds} s.",
                 headers={"Retry-After": str(retry_after)},
                 retry_after=retry_after,
