@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from content_service import errors
 from shared.auth import CurrentUser, require_service
-from shared.errors import APIError
+from shared.errors import documented
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -20,13 +21,24 @@ class SyncRequest(BaseModel):
     queries: list[str] = Field(default_factory=list, max_length=50)
 
 
-@router.post("/sync", status_code=202, summary="Start a TMDB/TVDB sync (service token)")
+class SyncState(BaseModel, extra="allow"):
+    """The runner's state (`running`, `current`, `checkpoint`, `last`, ...)."""
+    running: bool
+
+
+class SyncStarted(SyncState):
+    started: bool
+
+
+@router.post("/sync", status_code=202, summary="Start a TMDB/TVDB sync (service token)",
+             responses={202: {"model": SyncStarted, "description": "Started"},
+                        200: {"model": SyncStarted, "description": "A sync is already running: not started"},
+                        **documented(errors.SYNC_NOT_CONFIGURED)})
 async def start_sync(request: Request, body: SyncRequest | None = None,
                      caller: CurrentUser = Depends(require_service)):
     runner = getattr(request.app.state, "sync_runner", None)
     if runner is None:
-        raise APIError(409, "SYNC_NOT_CONFIGURED",
-                       "TMDB_API_KEY is not set: this instance cannot sync.")
+        raise errors.SYNC_NOT_CONFIGURED()
     queries = [q.strip() for q in (body.queries if body else []) if q.strip()]
     started, status = runner.start(trigger=f"api:{caller.user_id}", queries=queries or None)
     return JSONResponse({"started": started, **status}, status_code=202 if started else 200)

@@ -483,3 +483,23 @@ def test_snapshot_roundtrip_synthetic(synthetic):
         for mode in ("auto", "fuzzy", "substring"):
             assert [h.to_dict() for h in idx.search(q, mode, 20)] == \
                 [h.to_dict() for h in idx2.search(q, mode, 20)]
+
+
+def test_the_documented_query_pattern_is_what_the_service_accepts():
+    """GET /search's document says what a searchable query contains (a regular expression); the
+    service decides with normalize_key. They agree on every code point (a query is searchable
+    exactly when one of its characters is)."""
+    import re
+    import sys
+
+    from content_service.routers.search import QUERY_PATTERN
+
+    pattern = re.compile(QUERY_PATTERN)
+    disagree = [
+        hex(cp) for cp in range(sys.maxunicode + 1)
+        if not 0xD800 <= cp <= 0xDFFF
+        and bool(pattern.search(chr(cp))) != bool(normalize_key(chr(cp))[0])
+    ]
+    assert disagree == []
+    assert not pattern.search("!!! _ -") and not normalize_key("!!! _ -")[0]
+    assert pattern.search("fight club") and pattern.search("&")

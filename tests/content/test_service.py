@@ -57,8 +57,9 @@ async def test_autocomplete_and_search(content_app):
 async def test_openapi_documents_the_routes(content_app):
     async with content_app() as client:
         paths = (await client.get("/openapi.json")).json()["paths"]
-        for p in ("/autocomplete", "/search", "/popular", "/characters", "/admin/sync",
+        for p in ("/autocomplete", "/search", "/popular", "/admin/sync",
                   "/resources/movies/{id}", "/resources/series/{id}",
+                  "/resources/movies/{id}/characters", "/resources/series/{id}/characters",
                   "/resources/people/{id}/filmography"):
             assert p in paths, p
         modes = paths["/search"]["get"]["parameters"]
@@ -129,6 +130,12 @@ async def test_resources(content_app):
         assert [c["name"] for c in r.json()["characters"]] == ["Walter White", "Jesse Pinkman"]
         r = await client.get("/characters", params={"series_id": 424242})
         assert r.status_code == 404
+        r = await client.get("/resources/series/1396/characters", params={"limit": 1})
+        assert [c["name"] for c in r.json()["characters"]] == ["Walter White"]
+        r = await client.get("/resources/movies/155/characters")
+        assert {c["name"] for c in r.json()["characters"]} >= {"Joker", "James Gordon"}
+        r = await client.get("/resources/series/424242/characters")
+        assert r.status_code == 404 and r.json()["detail"]["code"] == "NOT_FOUND"
 
         r = await client.get("/popular")
         body = r.json()
