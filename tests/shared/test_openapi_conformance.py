@@ -12,7 +12,6 @@ also sends requests without it (the ignored_auth check). Examples per operation 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import uuid
 
@@ -23,9 +22,8 @@ from hypothesis import HealthCheck
 from schemathesis.python.asgi import shutdown_lifespans
 
 from shared.migrate import migrate
-from shared.testing.env import TEST_JWT_SECRET, patched_environ
+from tests.shared.documents import SERVICES, build_app, document
 
-SERVICES = ["auth", "chat", "payment", "content", "media", "community", "analytics"]
 EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "25"))
 
 # What each service needs beyond the run's environment to answer for real.
@@ -35,8 +33,14 @@ _PER_ROUTE_LIMITS = ("signup", "login", "otp_verify", "otp_resend", "password", 
 def _service_overrides(service: str, sandbox, tmp_dir) -> dict[str, str]:
     keys = sandbox.env(keys=True) if sandbox is not None else {}
     if service == "auth":
+        from sandbox.oauth import DEFAULT_FACEBOOK_APP_ID
+
         return {
             **keys,
+            "GOOGLE_CLIENT_IDS": "sx-test.apps.googleusercontent.com",
+            "APPLE_CLIENT_IDS": "com.scenextras.app",
+            "FACEBOOK_APP_ID": DEFAULT_FACEBOOK_APP_ID,
+            "FACEBOOK_APP_SECRET": "sandbox-facebook-app-secret",
             "EMAIL_BACKEND": "file",
             "EMAIL_OUTBOX_DIR": str(tmp_dir / "emails"),
             "OTP_RESEND_COOLDOWN_SECONDS": "0",
@@ -56,25 +60,9 @@ def _service_overrides(service: str, sandbox, tmp_dir) -> dict[str, str]:
     return {}
 
 
-def _build(service: str, env: dict[str, str]):
-    main = importlib.import_module(f"{service}_service.main")
-    settings_module = importlib.import_module(f"{service}_service.settings")
-    with patched_environ(env):
-        settings = settings_module.Settings()
-    return main.build_app(settings)
-
-
-# The documents, built at collection time from apps configured with placeholders (a document
-# does not depend on configuration; the test checks that against the running app's).
-_PLACEHOLDERS = {
-    "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
-    "DATABASE_URL": "postgresql://placeholder@127.0.0.1/placeholder",
-    **{f"{name.upper()}_DATABASE_URL": "postgresql://placeholder@127.0.0.1/placeholder"
-       for name in ("chat", "media", "community", "analytics")},
-    "REDIS_URL": "redis://127.0.0.1:6379/0",
-    "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
-}
-DOCUMENTS = {service: _build(service, _PLACEHOLDERS).openapi() for service in SERVICES}
+# The documents, built at collection time (schemathesis parametrizes over their operations);
+# the running apps are checked to answer the same document.
+DOCUMENTS = {service: document(service) for service in SERVICES}
 
 
 class ServiceApp:
@@ -111,7 +99,7 @@ def running(service_env, sandbox, tmp_path_factory):
             if service == "chat":
                 # Chat reserves quota with Payment's SQL functions in the core database.
                 asyncio.run(migrate(env["DATABASE_URL"], "payment"))
-            target.app = _build(service, env)
+            target.app = build_app(service, env)
             assert target.app.openapi() == DOCUMENTS[service]
 
     yield _start
