@@ -186,7 +186,9 @@ def complete_document(
             codes = _operation_errors(
                 route, operation, database=database, limited=not route.path_format.startswith(unlimited)
             )
-            _merge(operation.setdefault("responses", {}), codes)
+            responses = operation.setdefault("responses", {})
+            _merge(responses, codes)
+            operation["responses"] = dict(sorted(responses.items()))
             if security is not None:
                 operation["security"] = security
     for name in ("HTTPValidationError", "ValidationError"):  # in this order: the first refers to the second
