@@ -25,6 +25,8 @@ from shared.migrate import migrate
 from tests.shared.documents import SERVICES, build_app, document
 
 EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "25"))
+# A request that hangs fails its operation (naming the request) instead of stalling the suite.
+REQUEST_TIMEOUT = 60
 
 # What each service needs beyond the run's environment to answer for real.
 _PER_ROUTE_LIMITS = ("signup", "login", "otp_verify", "otp_resend", "password", "guest", "oauth", "refresh")
@@ -127,4 +129,4 @@ def test_documents_tell_the_truth(case, running, tokens):
     if case.operation.definition.raw.get("security"):
         token = tokens.service() if _needs_service_token(case) else tokens.user(str(uuid.uuid4()), tier=2)
         headers = tokens.headers(token)
-    case.call_and_validate(headers=headers)
+    case.call_and_validate(headers=headers, timeout=REQUEST_TIMEOUT)
