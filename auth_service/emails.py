@@ -4,6 +4,7 @@ Every message has a template name and its variables (`context`); the text body i
 here. With EMAIL_BACKEND=file each email is one JSON file in EMAIL_OUTBOX_DIR with keys
 to, subject, text, template, context (written atomically: a reader never sees half a file).
 """
+
 from __future__ import annotations
 
 import abc
@@ -89,7 +90,13 @@ class FileBackend(EmailBackend):
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
         tmp = self.directory / f".{name}.tmp"
-        body = {"to": email.to, "subject": email.subject, "text": email.text, "template": email.template, "context": email.context}
+        body = {
+            "to": email.to,
+            "subject": email.subject,
+            "text": email.text,
+            "template": email.template,
+            "context": email.context,
+        }
         tmp.write_bytes(orjson.dumps(body))
         os.replace(tmp, self.directory / name)
 

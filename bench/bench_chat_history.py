@@ -9,6 +9,7 @@ each, 1% pinned), and times, side by side in one run, the window as migration 00
 replaced (every message of the conversation summed on each read). Both must return the same
 rows; the script checks that first. Cap: the Free tier's 12K-token input budget.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,16 +51,31 @@ async def main() -> None:
         rnd = random.Random(5)
         user_id = str(uuid.uuid4())
         print(f"history window read, cap {CAP} tokens, 200 reads each, p50 / p99 (ms)")
-        print(f"  {'messages':>9} {'in window':>9}   {'whole-history query':>22}   {'chat_history_window':>22}   ratio p50")
+        print(
+            f"  {'messages':>9} {'in window':>9}   {'whole-history query':>22}   {'chat_history_window':>22}   ratio p50"
+        )
         for n in (40, 300, 2000, 10000):
             cid = str(uuid.uuid4())
             await pool.execute(
-                "INSERT INTO conversations (id, user_id, character_name, message_count) VALUES ($1, $2, 'Batman', $3)", cid, user_id, n
+                "INSERT INTO conversations (id, user_id, character_name, message_count) VALUES ($1, $2, 'Batman', $3)",
+                cid,
+                user_id,
+                n,
             )
             await pool.executemany(
                 "INSERT INTO messages (id, conversation_id, user_id, sender, role, content, token_count, pinned)"
                 " VALUES ($1, $2, $3, 'user', 'user', $4, $5, $6)",
-                [(str(uuid.uuid4()), cid, user_id, "x" * rnd.randint(10, 400), rnd.randint(3, 120), rnd.random() < 0.01) for _ in range(n)],
+                [
+                    (
+                        str(uuid.uuid4()),
+                        cid,
+                        user_id,
+                        "x" * rnd.randint(10, 400),
+                        rnd.randint(3, 120),
+                        rnd.random() < 0.01,
+                    )
+                    for _ in range(n)
+                ],
             )
             await pool.execute("ANALYZE messages")
             old_rows = await pool.fetch(WHOLE_HISTORY, cid, CAP, None)

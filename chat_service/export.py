@@ -1,4 +1,5 @@
 """Conversation exports: txt, md, json and pdf (fpdf2)."""
+
 from __future__ import annotations
 
 import os
@@ -54,7 +55,10 @@ def to_md(conv: dict[str, Any], messages: list[dict[str, Any]]) -> bytes:
 
 
 def to_json(conv: dict[str, Any], messages: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps({"conversation": conv, "messages": messages, "exported_at": datetime.now(timezone.utc).isoformat()}, option=orjson.OPT_INDENT_2)
+    return orjson.dumps(
+        {"conversation": conv, "messages": messages, "exported_at": datetime.now(timezone.utc).isoformat()},
+        option=orjson.OPT_INDENT_2,
+    )
 
 
 def to_pdf(conv: dict[str, Any], messages: list[dict[str, Any]], font_path: str | None = None) -> bytes:

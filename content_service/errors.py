@@ -1,4 +1,5 @@
 """Content's own error codes (the shared ones are in shared.errors)."""
+
 from shared.errors import ErrorCode
 
 INVALID_QUERY = ErrorCode(422, "INVALID_QUERY", "The query has no letters or digits to search for.")

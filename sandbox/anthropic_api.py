@@ -74,7 +74,9 @@ def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]
 def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, state=None) -> Response:
     etype = error_type or ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
     rid = _request_id(state)
-    resp = JSON(error_body(etype, message or DEFAULT_MESSAGES.get(etype, etype.replace("_", " ")), rid), status_code=status)
+    resp = JSON(
+        error_body(etype, message or DEFAULT_MESSAGES.get(etype, etype.replace("_", " ")), rid), status_code=status
+    )
     resp.headers["request-id"] = rid
     if status >= 500:
         resp.headers["x-should-retry"] = "true"
@@ -136,7 +138,9 @@ def _check_blocks(content: Any, where: str) -> None:
                 if not str(src.get("url", "")).startswith(("http://", "https://")):
                     raise BadRequest(f"{where}.{j}.image.source.url: Input should be a valid URL")
             elif stype != "file":
-                raise BadRequest(f"{where}.{j}.image.source: Input tag '{stype}' found using 'type' does not match any of the expected tags: 'base64', 'url', 'file'")
+                raise BadRequest(
+                    f"{where}.{j}.image.source: Input tag '{stype}' found using 'type' does not match any of the expected tags: 'base64', 'url', 'file'"
+                )
 
 
 def _system_text(system: Any) -> str:
@@ -324,8 +328,7 @@ def build(state: SandboxState) -> Router:
         if (err := _auth_error(request, state)) is not None:
             return err
         data = [
-            {"type": "model", "id": mid, "display_name": name, "created_at": created}
-            for mid, name, created in MODELS
+            {"type": "model", "id": mid, "display_name": name, "created_at": created} for mid, name, created in MODELS
         ]
         return JSON({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
 

@@ -53,9 +53,7 @@ def make_pcm(text: str = "", seconds: Optional[float] = None, tone: bool = True)
     if not tone:
         return b"\x00\x00" * n
     period = 60  # 24000 / 400 Hz
-    one = struct.pack(
-        "<60h", *(int(1500 * math.sin(2 * math.pi * i / period)) for i in range(period))
-    )
+    one = struct.pack("<60h", *(int(1500 * math.sin(2 * math.pi * i / period)) for i in range(period)))
     reps, rest = divmod(n, period)
     return one * reps + one[: rest * 2]
 

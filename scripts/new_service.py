@@ -12,6 +12,7 @@ Dockerfile, Procfile, app.json and requirements.txt are media_service's, renamed
 share one image recipe. `--root DIR` writes under DIR instead of the repository (the tests use
 it); without a shared/fleet.py there, the manifest entry is printed instead.
 """
+
 from __future__ import annotations
 
 import argparse

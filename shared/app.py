@@ -1,4 +1,5 @@
 """The app factory every service uses: one shape for lifespan, health, errors, logs and limits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -100,25 +101,34 @@ class RequestContextMiddleware:
             return message
 
         # Bodiless methods skip the counting wrapper (one less hop per message on the hot path).
-        counted_receive = receive if scope["method"] in _BODILESS and content_length is None and not chunked else receive_wrapper
+        counted_receive = (
+            receive if scope["method"] in _BODILESS and content_length is None and not chunked else receive_wrapper
+        )
         try:
             if content_length is not None and content_length > self.max_body:
                 raise _BodyTooLarge()
             limited = await self.rate_limit.check(scope)
             if limited is not None:
-                response = error_response(limited.status, limited.code, limited.message, headers=limited.headers, **limited.extra)
+                response = error_response(
+                    limited.status, limited.code, limited.message, headers=limited.headers, **limited.extra
+                )
                 await response(scope, receive, send_wrapper)
                 return
             await self.app(scope, counted_receive, send_wrapper)
         except _BodyTooLarge:
             if not response_started:
                 response = error_response(
-                    413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {self.max_body} bytes.", max_bytes=self.max_body
+                    413,
+                    "PAYLOAD_TOO_LARGE",
+                    f"The request body is larger than {self.max_body} bytes.",
+                    max_bytes=self.max_body,
                 )
                 await response(scope, receive, send_wrapper)
         finally:
             if self.access.enabled and not scope["path"].startswith("/health"):
-                self.access.write(request_id, scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
+                self.access.write(
+                    request_id, scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000
+                )
             request_id_var.reset(token)
 
 
@@ -193,7 +203,9 @@ def create_app(
     if settings.sentry_dsn:
         import sentry_sdk
 
-        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.environment, traces_sample_rate=0.0, send_default_pii=False)
+        sentry_sdk.init(
+            dsn=settings.sentry_dsn, environment=settings.environment, traces_sample_rate=0.0, send_default_pii=False
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -209,7 +221,9 @@ def create_app(
         )
         state.redis = create_redis(settings.redis_url)
         state.db = state.core_db = None
-        state.publisher = EventPublisher(settings.rabbitmq_url, settings.events_exchange, name=f"{service}_service:publisher")
+        state.publisher = EventPublisher(
+            settings.rabbitmq_url, settings.events_exchange, name=f"{service}_service:publisher"
+        )
         state.relay = state.consumer = None
         if use_database:
             own_dsn = own_database_url or settings.database_url
@@ -221,7 +235,9 @@ def create_app(
             state.core_db = (
                 state.db
                 if own_dsn == settings.database_url
-                else await dbmod.create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+                else await dbmod.create_pool(
+                    settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+                )
             )
             if outbox and settings.outbox_relay == "inprocess":
                 state.relay = OutboxRelay(state.db, state.publisher, batch_size=settings.outbox_batch_size)
@@ -279,14 +295,21 @@ def create_app(
 
     @app.exception_handler(RedisConnectionError)
     async def _redis_down(request, exc):
-        return error_response(503, "CACHE_UNAVAILABLE", "A dependency is unavailable; try again shortly.", headers={"Retry-After": "2"})
+        return error_response(
+            503, "CACHE_UNAVAILABLE", "A dependency is unavailable; try again shortly.", headers={"Retry-After": "2"}
+        )
 
     for error_type in dbmod.UNAVAILABLE_ERRORS:
 
         @app.exception_handler(error_type)
         async def _db_down(request, exc):
             log.warning("database unavailable", extra={"error": repr(exc)})
-            return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.", headers={"Retry-After": "2"})
+            return error_response(
+                503,
+                "DATABASE_UNAVAILABLE",
+                "The database is unavailable; try again shortly.",
+                headers={"Retry-After": "2"},
+            )
 
     import asyncpg
 
@@ -298,7 +321,12 @@ def create_app(
         # PROTOCOL_ERROR_CONSUME). That is the database going away, not a bug: 503 like the rest.
         if dbmod.is_unavailable(exc):
             log.warning("database connection terminated", extra={"error": repr(exc)})
-            return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.", headers={"Retry-After": "2"})
+            return error_response(
+                503,
+                "DATABASE_UNAVAILABLE",
+                "The database is unavailable; try again shortly.",
+                headers={"Retry-After": "2"},
+            )
         log.exception("unhandled error", extra={"path": request.url.path})
         return error_response(500, "INTERNAL_ERROR", "Something went wrong on our side.")
 
@@ -326,8 +354,13 @@ def create_app(
     async def liveness():
         return {"status": "ok", "service": service}
 
-    @health.get("/health/ready", responses={200: {"model": Readiness, "description": "Ready"},
-                                           503: {"model": Readiness, "description": "Not ready"}})
+    @health.get(
+        "/health/ready",
+        responses={
+            200: {"model": Readiness, "description": "Ready"},
+            503: {"model": Readiness, "description": "Not ready"},
+        },
+    )
     async def readiness():
         state = app.state
         checks: dict[str, str] = {}

@@ -3,6 +3,7 @@
 Unknown fields are kept (extra="allow") and unknown types parse fine: consumers acknowledge and
 log what they do not handle instead of crashing on it. `version` lets a payload change shape.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -102,5 +103,7 @@ class Event(BaseModel):
         return cls.model_validate(orjson.loads(body))
 
 
-def make_event(event_type: EventType | str, user_id: str | None, data: dict[str, Any] | None = None, **metadata: Any) -> Event:
+def make_event(
+    event_type: EventType | str, user_id: str | None, data: dict[str, Any] | None = None, **metadata: Any
+) -> Event:
     return Event(event_type=event_type, user_id=user_id, data=data or {}, metadata=metadata)

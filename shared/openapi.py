@@ -15,6 +15,7 @@ route really goes through:
 A service's own dependency declares what it raises with `@raises(errors.X, ...)`; the codes are
 then documented on every route that depends on it, directly or not.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,8 @@ F = TypeVar("F", bound=Callable)
 def raises(*codes: ErrorCode) -> Callable[[F], F]:
     """Declare what a dependency answers, so every route depending on it documents it:
 
-        @raises(errors.USER_TOKEN_REQUIRED)
-        async def current_account(user: CurrentUser = Depends(get_current_user)) -> CurrentUser: ...
+    @raises(errors.USER_TOKEN_REQUIRED)
+    async def current_account(user: CurrentUser = Depends(get_current_user)) -> CurrentUser: ...
     """
 
     def mark(dependency: F) -> F:

@@ -15,6 +15,7 @@ Identity is the user id when the request carries a valid token, the client addre
 When Redis is unreachable the limiter lets requests through and logs it: rate limits protect
 capacity, they do not guard money (quotas do that, in PostgreSQL).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -136,7 +137,9 @@ class RateLimit:
         self.scope = scope
 
     async def __call__(self, request: Request) -> None:
-        error = await check_rate(request.app.state, self.scope, await identity_of(request), self.limit, self.window_seconds)
+        error = await check_rate(
+            request.app.state, self.scope, await identity_of(request), self.limit, self.window_seconds
+        )
         if error is not None:
             raise error
 
@@ -156,4 +159,6 @@ class DefaultRateLimit:
         if scope["path"].startswith(self.unlimited) or scope["method"] == "OPTIONS":
             return None
         state = scope["app"].state
-        return await check_rate(state, "default", await identity_of(Request(scope)), state.settings.rate_limit_per_minute)
+        return await check_rate(
+            state, "default", await identity_of(Request(scope)), state.settings.rate_limit_per_minute
+        )

@@ -1,4 +1,5 @@
 """oauth_identities: a provider's subject linked to one of our users."""
+
 from __future__ import annotations
 
 import asyncpg

@@ -1,4 +1,5 @@
 """Housekeeping SQL: spent refresh tokens and codes, abandoned guest accounts."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -6,7 +7,9 @@ import asyncpg
 
 async def delete_dead_refresh_tokens(conn: asyncpg.Connection, grace_days: int) -> int:
     """Tokens expired more than `grace_days` ago (kept that long so a replay is still recognised)."""
-    status = await conn.execute("DELETE FROM refresh_tokens WHERE expires_at < now() - make_interval(days => $1)", grace_days)
+    status = await conn.execute(
+        "DELETE FROM refresh_tokens WHERE expires_at < now() - make_interval(days => $1)", grace_days
+    )
     return int(status.split()[-1])
 
 

@@ -1,10 +1,13 @@
 """referrals: completed referrals (referred_id unique: once per user)."""
+
 from __future__ import annotations
 
 import asyncpg
 
 
-async def insert(conn: asyncpg.Connection, *, referrer_id: str, referred_id: str, code: str, bonus_credits: int) -> bool:
+async def insert(
+    conn: asyncpg.Connection, *, referrer_id: str, referred_id: str, code: str, bonus_credits: int
+) -> bool:
     """False when this user was already referred (the unique referred_id decides, even under races)."""
     row = await conn.fetchval(
         "INSERT INTO referrals (referrer_id, referred_id, code, bonus_credits) VALUES ($1, $2, $3, $4)"

@@ -1,4 +1,5 @@
 """SQL for messages and reactions (asyncpg, written out)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -141,7 +142,9 @@ def recent_within_query(conversation: str, token_cap: str, before_seq: str = "NU
 HISTORY_COLUMNS = "id, seq, sender, role, content, token_count, pinned, total"
 
 
-async def recent_within(conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None) -> list[asyncpg.Record]:
+async def recent_within(
+    conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None
+) -> list[asyncpg.Record]:
     """`recent_within_query`, chronological. The exact fit is `budget.fit`; this only bounds
     what is read."""
     return await conn.fetch(_RECENT_WITHIN, conversation_id, token_cap, before_seq)
@@ -210,7 +213,14 @@ async def edit(conn, message_id: str, content: str, token_count: int, previous: 
 
 
 async def replace_reply(
-    conn, message_id: str, *, content: str, token_count: int, sender: str, metadata: dict[str, Any], status: str = "complete"
+    conn,
+    message_id: str,
+    *,
+    content: str,
+    token_count: int,
+    sender: str,
+    metadata: dict[str, Any],
+    status: str = "complete",
 ) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""

@@ -1,5 +1,6 @@
 """Operations: POST /admin/sync starts a TMDB/TVDB sync (service token, role `service`);
 GET /admin/sync tells its state; POST /admin/reindex rebuilds the search index."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,11 +19,13 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 class SyncRequest(BaseModel):
     """Optional: a targeted run over TMDB's search for these queries (instead of the popular
     and trending lists)."""
+
     queries: list[str] = Field(default_factory=list, max_length=50)
 
 
 class SyncState(BaseModel, extra="allow"):
     """The runner's state (`running`, `current`, `checkpoint`, `last`, ...)."""
+
     running: bool
 
 
@@ -30,12 +33,17 @@ class SyncStarted(SyncState):
     started: bool
 
 
-@router.post("/sync", status_code=202, summary="Start a TMDB/TVDB sync (service token)",
-             responses={202: {"model": SyncStarted, "description": "Started"},
-                        200: {"model": SyncStarted, "description": "A sync is already running: not started"},
-                        **documented(errors.SYNC_NOT_CONFIGURED)})
-async def start_sync(request: Request, body: SyncRequest | None = None,
-                     caller: CurrentUser = Depends(require_service)):
+@router.post(
+    "/sync",
+    status_code=202,
+    summary="Start a TMDB/TVDB sync (service token)",
+    responses={
+        202: {"model": SyncStarted, "description": "Started"},
+        200: {"model": SyncStarted, "description": "A sync is already running: not started"},
+        **documented(errors.SYNC_NOT_CONFIGURED),
+    },
+)
+async def start_sync(request: Request, body: SyncRequest | None = None, caller: CurrentUser = Depends(require_service)):
     runner = getattr(request.app.state, "sync_runner", None)
     if runner is None:
         raise errors.SYNC_NOT_CONFIGURED()
@@ -49,9 +57,14 @@ async def sync_status(request: Request, caller: CurrentUser = Depends(require_se
     runner = getattr(request.app.state, "sync_runner", None)
     catalog = request.app.state.catalog
     body = runner.status() if runner is not None else {"running": False, "configured": False}
-    body["index"] = {"names": len(catalog.index), "entities": catalog.index.entity_count,
-                     "version": catalog.index_version, "stale": catalog.stale,
-                     "built_at": catalog.index_built_at, "build_seconds": catalog.last_build_seconds}
+    body["index"] = {
+        "names": len(catalog.index),
+        "entities": catalog.index.entity_count,
+        "version": catalog.index_version,
+        "stale": catalog.stale,
+        "built_at": catalog.index_built_at,
+        "build_seconds": catalog.last_build_seconds,
+    }
     return body
 
 
@@ -59,5 +72,4 @@ async def sync_status(request: Request, caller: CurrentUser = Depends(require_se
 async def reindex(request: Request, caller: CurrentUser = Depends(require_service)):
     catalog = request.app.state.catalog
     await asyncio.to_thread(catalog.rebuild)
-    return {"names": len(catalog.index), "version": catalog.index_version,
-            "build_seconds": catalog.last_build_seconds}
+    return {"names": len(catalog.index), "version": catalog.index_version, "build_seconds": catalog.last_build_seconds}

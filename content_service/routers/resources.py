@@ -7,6 +7,7 @@ makes old entries unreachable at once. A title or person missing from the store 
 TMDB on demand when a key is configured, stored, and indexed at the next rebuild. Redis being
 down only costs the cache: the answer still comes from the store.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -120,10 +121,20 @@ def _title_route(kind: str, label: str):
 # Not in the store and not found on TMDB (or no TMDB key); TMDB failing while asked.
 _LOOKUP_ERRORS = documented(errors.NOT_FOUND, content_errors.UPSTREAM_UNAVAILABLE)
 
-router.add_api_route("/movies/{id}", _title_route("movie", "movie"), methods=["GET"],
-                     summary="A movie: details, cast, characters", responses=_LOOKUP_ERRORS)
-router.add_api_route("/series/{id}", _title_route("tv", "series"), methods=["GET"],
-                     summary="A series: details, cast, characters, anime/cartoon flags", responses=_LOOKUP_ERRORS)
+router.add_api_route(
+    "/movies/{id}",
+    _title_route("movie", "movie"),
+    methods=["GET"],
+    summary="A movie: details, cast, characters",
+    responses=_LOOKUP_ERRORS,
+)
+router.add_api_route(
+    "/series/{id}",
+    _title_route("tv", "series"),
+    methods=["GET"],
+    summary="A series: details, cast, characters, anime/cartoon flags",
+    responses=_LOOKUP_ERRORS,
+)
 
 
 def _characters_route(kind: str):
@@ -133,14 +144,25 @@ def _characters_route(kind: str):
     return handler
 
 
-router.add_api_route("/movies/{id}/characters", _characters_route("movie"), methods=["GET"],
-                     summary="A movie's characters, in cast order", responses=documented(errors.NOT_FOUND))
-router.add_api_route("/series/{id}/characters", _characters_route("tv"), methods=["GET"],
-                     summary="A series' characters, in cast order", responses=documented(errors.NOT_FOUND))
+router.add_api_route(
+    "/movies/{id}/characters",
+    _characters_route("movie"),
+    methods=["GET"],
+    summary="A movie's characters, in cast order",
+    responses=documented(errors.NOT_FOUND),
+)
+router.add_api_route(
+    "/series/{id}/characters",
+    _characters_route("tv"),
+    methods=["GET"],
+    summary="A series' characters, in cast order",
+    responses=documented(errors.NOT_FOUND),
+)
 
 
-@router.get("/people/{id}/filmography", summary="A person and their filmography, newest first",
-            responses=_LOOKUP_ERRORS)
+@router.get(
+    "/people/{id}/filmography", summary="A person and their filmography, newest first", responses=_LOOKUP_ERRORS
+)
 async def filmography(request: Request, id: int = Path(..., ge=1)):
     catalog = request.app.state.catalog
 

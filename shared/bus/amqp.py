@@ -1,4 +1,5 @@
 """One pika AsyncioConnection with one channel in confirm mode, as awaitables."""
+
 from __future__ import annotations
 
 import asyncio
@@ -75,7 +76,9 @@ class AMQPChannel:
             self._channel = channel
             channel.add_on_close_callback(on_channel_closed)
             channel.add_on_return_callback(self._on_return)
-            channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: opened.done() or opened.set_result(None))
+            channel.confirm_delivery(
+                ack_nack_callback=self._on_confirm, callback=lambda _frame: opened.done() or opened.set_result(None)
+            )
 
         def on_channel_closed(channel, reason):
             self._fail_all(reason)
@@ -159,7 +162,13 @@ class AMQPChannel:
         return fut
 
     async def declare_exchange(self, name: str, kind: str, arguments: dict | None = None) -> None:
-        await self._rpc(self._channel.exchange_declare, exchange=name, exchange_type=ExchangeType(kind), durable=True, arguments=arguments)
+        await self._rpc(
+            self._channel.exchange_declare,
+            exchange=name,
+            exchange_type=ExchangeType(kind),
+            durable=True,
+            arguments=arguments,
+        )
 
     async def declare_queue(self, name: str, arguments: dict | None = None) -> None:
         await self._rpc(self._channel.queue_declare, queue=name, durable=True, arguments=arguments)

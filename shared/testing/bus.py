@@ -1,4 +1,5 @@
 """EventSpy: a test's own exclusive queue on the events exchange, to see what was published."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,8 +39,10 @@ class EventSpy:
 
     def of_type(self, event_type: str, **data_match) -> list[Event]:
         return [
-            e for e in self.events
-            if e.event_type == event_type and all(e.data.get(k) == v or getattr(e, k, None) == v for k, v in data_match.items())
+            e
+            for e in self.events
+            if e.event_type == event_type
+            and all(e.data.get(k) == v or getattr(e, k, None) == v for k, v in data_match.items())
         ]
 
     async def wait_for(self, event_type: str, count: int = 1, timeout: float = 10.0, **data_match) -> list[Event]:

@@ -1,4 +1,5 @@
 """Where the local infrastructure is (scripts/infra.sh starts it) and per-run isolation."""
+
 from __future__ import annotations
 
 import contextlib

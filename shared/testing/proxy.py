@@ -1,6 +1,7 @@
 """A TCP proxy a test can cut: stands between a service and PostgreSQL or RabbitMQ, so a test
 can make the dependency unreachable (and kill live connections) without stopping the shared
 server that other test runs use."""
+
 from __future__ import annotations
 
 import asyncio
@@ -91,7 +92,9 @@ class ThreadedTcpProxy:
         import threading
 
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"tcp-proxy-{self._proxy.target[1]}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"tcp-proxy-{self._proxy.target[1]}", daemon=True
+        )
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(timeout)
         return self

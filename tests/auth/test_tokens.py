@@ -1,5 +1,6 @@
 """Refresh rotation, reuse detection, logout, tiers from subscription events, and the tokens
 being accepted by another service's shared validation."""
+
 from __future__ import annotations
 
 import asyncio
@@ -43,7 +44,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(client, outbox, db):
 
 async def test_concurrent_refresh_with_one_token_yields_one_pair(client, outbox):
     done = await sign_up(client, outbox)
-    answers = await asyncio.gather(*(client.post("/token/refresh", json={"refresh_token": done["refresh_token"]}) for _ in range(4)))
+    answers = await asyncio.gather(
+        *(client.post("/token/refresh", json={"refresh_token": done["refresh_token"]}) for _ in range(4))
+    )
     assert sorted(a.status_code for a in answers) == [200, 401, 401, 401]
 
 
@@ -55,7 +58,9 @@ async def test_refresh_refusals(client, outbox, db):
     r = await client.post("/token/refresh", json={})
     assert r.status_code == 422
     done = await sign_up(client, outbox)
-    await db.execute("UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1", done["user"]["id"])
+    await db.execute(
+        "UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1", done["user"]["id"]
+    )
     r = await client.post("/token/refresh", json={"refresh_token": done["refresh_token"]})
     assert r.status_code == 401 and r.json()["detail"]["code"] == "REFRESH_TOKEN_EXPIRED"
 
@@ -84,8 +89,13 @@ async def test_subscription_events_set_the_tier_and_never_go_back_in_time(client
         event = make_event(event_type, user_id, {"tier": tier})
         event.timestamp = at
         await publisher.publish(event)
-        await eventually(lambda: db.fetchval(
-            "SELECT true FROM processed_events WHERE consumer = $1 AND event_id = $2", consumer_queue, event.event_id))
+        await eventually(
+            lambda: db.fetchval(
+                "SELECT true FROM processed_events WHERE consumer = $1 AND event_id = $2",
+                consumer_queue,
+                event.event_id,
+            )
+        )
 
     async def premium() -> int:
         return await db.fetchval("SELECT premium FROM users WHERE id = $1", user_id)

@@ -1,5 +1,6 @@
 """Chat test fixtures: the local protocol servers (sandbox) for the LLMs, TMDB and Wikipedia,
 Payment's quota functions in the core database, and chat apps on real infrastructure."""
+
 from __future__ import annotations
 
 import asyncio
@@ -87,7 +88,9 @@ def llm_sandbox(sandbox):
     from sandbox.control import env_for
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True, name="sandbox")
     thread.start()
     deadline = time.monotonic() + 20

@@ -1,4 +1,5 @@
 """Every service's app built for its OpenAPI document, and for running with the run's configuration."""
+
 from __future__ import annotations
 
 import importlib
@@ -11,8 +12,10 @@ SERVICES = ["auth", "chat", "payment", "content", "media", "community", "analyti
 PLACEHOLDERS = {
     "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
     "DATABASE_URL": "postgresql://placeholder@127.0.0.1/placeholder",
-    **{f"{name.upper()}_DATABASE_URL": "postgresql://placeholder@127.0.0.1/placeholder"
-       for name in ("chat", "media", "community", "analytics")},
+    **{
+        f"{name.upper()}_DATABASE_URL": "postgresql://placeholder@127.0.0.1/placeholder"
+        for name in ("chat", "media", "community", "analytics")
+    },
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
 }

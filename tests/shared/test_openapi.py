@@ -1,6 +1,7 @@
 """The app factory's OpenAPI side (shared/openapi.py): every document declares the error envelope
 (never FastAPI's HTTPValidationError) and the bearer scheme, and each operation lists what the
 shared stack can answer from what the route really goes through."""
+
 from __future__ import annotations
 
 import json
