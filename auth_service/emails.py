@@ -8,7 +8,6 @@ to, subject, text, template, context (written atomically: a reader never sees ha
 from __future__ import annotations
 
 import abc
-
 import asyncio
 import logging
 import os

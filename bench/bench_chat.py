@@ -44,8 +44,9 @@ import aiohttp  # noqa: E402
 import anthropic  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
+from common import percentile as pct  # noqa: E402
+from common import process_cpu_seconds
 
-from common import percentile as pct, process_cpu_seconds  # noqa: E402
 from shared.auth import mint_access_token  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
 from shared.testing.env import (  # noqa: E402
@@ -460,9 +461,9 @@ async def main() -> None:
         print(
             "\ntargets: overhead p50 <= 5 ms: "
             + verdict(pct(overheads, 50) <= 5)
-            + f"; p99 <= 20 ms: "
+            + "; p99 <= 20 ms: "
             + verdict(pct(overheads, 99) <= 20)
-            + f"; TTFT overhead <= 10 ms: "
+            + "; TTFT overhead <= 10 ms: "
             + verdict(pct(per_request, 50) <= 10)
         )
     finally:

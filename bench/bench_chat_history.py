@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import percentile as pct  # noqa: E402
+
 from chat_service.repositories.messages import recent_within_query  # noqa: E402
 from shared.db import create_pool  # noqa: E402
 from shared.migrate import migrate  # noqa: E402

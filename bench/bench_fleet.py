@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -36,12 +34,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, Infra, create_database, create_vhost, drop_database, percentile  # noqa: E402
-from shared import fleet as manifest  # noqa: E402
-from shared.testing.env import TEST_JWT_SECRET, delete_vhost, new_run_id, queue_info  # noqa: E402
-from shared.testing.fleet import Fleet  # noqa: E402
-from shared.testing.processes import free_port  # noqa: E402
-from tests.e2e.fans import Clients, Outbox, Fan, claims, new_email, parse_sse  # noqa: E402
+from bench.common import ROOT, Infra, create_database, create_vhost, drop_database, percentile
+from shared import fleet as manifest
+from shared.testing.env import TEST_JWT_SECRET, delete_vhost, new_run_id, queue_info
+from shared.testing.fleet import Fleet
+from shared.testing.processes import free_port
+from tests.e2e.fans import Clients, Fan, Outbox, claims, new_email, parse_sse
 
 TAP_QUEUE = "bench.analytics.tap"
 # The queues of the consumers among the services it runs (Fleet's default: auth, payment, chat).

@@ -266,7 +266,7 @@ class RawHttpClient:
         self.host, self.port = host, port
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def post(self, path: str, content: bytes, headers: dict[str, str]) -> "RawResponse":
+    async def post(self, path: str, content: bytes, headers: dict[str, str]) -> RawResponse:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(content)}\r\n{head}\r\n".encode()

@@ -13,8 +13,8 @@ import logging
 
 from fastapi import FastAPI
 
-from content_service.service import ContentCatalog
 from content_service.routers import admin, resources, search
+from content_service.service import ContentCatalog
 from content_service.settings import Settings
 from content_service.sync.runner import SyncRunner, refresh_loop, schedule_loop
 from content_service.sync.tmdb import TMDBClient

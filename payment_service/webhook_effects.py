@@ -8,7 +8,7 @@ remembered and replayed before this process's next use of the cache (shared.redi
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from redis.exceptions import RedisError
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from typing import Any, AsyncIterator, Optional
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -60,7 +61,7 @@ MODELS = [  # what GET /v1/models lists; any "claude-*" model is accepted by /v1
 ]
 
 
-def _request_id(state: Optional[SandboxState]) -> str:
+def _request_id(state: SandboxState | None) -> str:
     if state is None:
         return "req_011CSandbox"
     return "req_011C" + state.rand(16)
@@ -71,7 +72,7 @@ def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]
 
 
 @register_error_renderer("anthropic")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, state=None) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, state=None) -> Response:
     etype = error_type or ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
     rid = _request_id(state)
     resp = JSON(
@@ -91,7 +92,7 @@ class BadRequest(Exception):
         self.error_type = error_type
 
 
-def _sniff_image(data: bytes) -> Optional[str]:
+def _sniff_image(data: bytes) -> str | None:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
     if data.startswith(b"\xff\xd8\xff"):
@@ -189,7 +190,7 @@ def _parse_request(body: Any, count_only: bool = False) -> dict[str, Any]:
     return {"system": system, "turns": turns, "input_tokens": llm.input_tokens(system, turns, extra)}
 
 
-def _auth_error(request: Request, state: SandboxState) -> Optional[Response]:
+def _auth_error(request: Request, state: SandboxState) -> Response | None:
     if not request.headers.get("x-api-key") and not request.headers.get("authorization"):
         return render_error(401, "x-api-key header is required", state=state)
     if not request.headers.get("anthropic-version"):

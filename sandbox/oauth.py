@@ -27,7 +27,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -68,8 +68,8 @@ class SigningKey:
 class FacebookToken:
     token: str
     user_id: str
-    email: Optional[str] = None
-    name: Optional[str] = None
+    email: str | None = None
+    name: str | None = None
     app_id: str = DEFAULT_FACEBOOK_APP_ID
     valid: bool = True
     expires_at: int = 0
@@ -122,7 +122,7 @@ class KeyRing:
         return {"keys": [k.jwk() for k in self.keys[provider]]}
 
 
-_KEYRING: Optional[KeyRing] = None
+_KEYRING: KeyRing | None = None
 _KEYRING_LOCK = threading.Lock()
 
 
@@ -156,17 +156,17 @@ def _sign_rs256(claims: dict[str, Any], key: SigningKey) -> str:
 def mint_id_token(
     provider: str,
     sub: str,
-    email: Optional[str],
+    email: str | None,
     audience: str,
     email_verified: bool = True,
     expires_in: int = 3600,
-    issuer: Optional[str] = None,
+    issuer: str | None = None,
     *,
-    nonce: Optional[str] = None,
-    name: Optional[str] = None,
-    extra_claims: Optional[dict[str, Any]] = None,
-    issued_at: Optional[int] = None,
-    kid: Optional[str] = None,
+    nonce: str | None = None,
+    name: str | None = None,
+    extra_claims: dict[str, Any] | None = None,
+    issued_at: int | None = None,
+    kid: str | None = None,
 ) -> str:
     """An RS256 ID token as ``provider`` ("google" or "apple") would issue it, signed with the key
     its sandbox JWKS publishes. ``expires_in`` may be negative (an expired token); ``issuer``
@@ -211,8 +211,8 @@ def mint_id_token(
 def register_facebook_token(
     token: str,
     user_id: str,
-    email: Optional[str] = None,
-    name: Optional[str] = None,
+    email: str | None = None,
+    name: str | None = None,
     app_id: str = DEFAULT_FACEBOOK_APP_ID,
     valid: bool = True,
     expires_in: int = 3600,
@@ -227,14 +227,14 @@ def register_facebook_token(
 
 
 @register_error_renderer("google", "apple")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     return JSON(
         {"error": error_type or "server_error", "error_description": message or f"Error {status}"}, status_code=status
     )
 
 
 @register_error_renderer("facebook")
-def render_fb_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def render_fb_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     return JSON(
         {
             "error": {

@@ -27,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from typing import Any, AsyncIterator, Optional
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -176,10 +177,10 @@ OWNERS = {"openai": "system", "groq": "Meta", "deepseek": "deepseek", "gemini": 
 
 def _openai_error(
     status: int,
-    message: Optional[str] = None,
-    error_type: Optional[str] = None,
-    param: Optional[str] = None,
-    code: Optional[str] = None,
+    message: str | None = None,
+    error_type: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
 ) -> Response:
     etype, ecode = OPENAI_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
     return JSON(
@@ -195,7 +196,7 @@ def _openai_error(
     )
 
 
-def _gemini_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def _gemini_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     return JSON(
         [
             {
@@ -211,18 +212,16 @@ def _gemini_error(status: int, message: Optional[str] = None, error_type: Option
 
 
 @register_error_renderer("openai", "groq", "deepseek")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **kw: Any) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **kw: Any) -> Response:
     return _openai_error(status, message, error_type, **kw)
 
 
 @register_error_renderer("gemini")
-def render_gemini_error(
-    status: int, message: Optional[str] = None, error_type: Optional[str] = None, **kw: Any
-) -> Response:
+def render_gemini_error(status: int, message: str | None = None, error_type: str | None = None, **kw: Any) -> Response:
     return _gemini_error(status, message, error_type)
 
 
-def _err(provider: str, status: int, message: str, param: Optional[str] = None, code: Optional[str] = None) -> Response:
+def _err(provider: str, status: int, message: str, param: str | None = None, code: str | None = None) -> Response:
     if provider == "gemini":
         return _gemini_error(status, message)
     return _openai_error(status, message, param=param, code=code)
@@ -234,7 +233,7 @@ def _model_known(provider: str, model: str) -> bool:
 
 
 class BadRequest(Exception):
-    def __init__(self, message: str, param: Optional[str] = None, code: Optional[str] = None, status: int = 400):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None, status: int = 400):
         super().__init__(message)
         self.message, self.param, self.code, self.status = message, param, code, status
 
@@ -306,7 +305,7 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
 def build(state: SandboxState, provider: str) -> Router:
     assert provider in OPENAI_FAMILY
 
-    def auth(request: Request) -> Optional[Response]:
+    def auth(request: Request) -> Response | None:
         if bearer_token(request) is None:
             return _err(
                 provider,
@@ -688,7 +687,7 @@ def build(state: SandboxState, provider: str) -> Router:
     return Router(routes=routes)
 
 
-def _moderation_inputs(value: Any) -> Optional[list[tuple[str, bool]]]:
+def _moderation_inputs(value: Any) -> list[tuple[str, bool]] | None:
     """(text, has an image) per input, or None when `input` is not a shape the API accepts."""
     if isinstance(value, str):
         return [(value, False)]

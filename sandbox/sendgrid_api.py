@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Optional
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,12 +25,12 @@ from .core import JSON, SandboxState, bearer_token, register_error_renderer, san
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-def _err(message: str, field: Optional[str] = None, help: Optional[str] = None) -> dict[str, Any]:
+def _err(message: str, field: str | None = None, help: str | None = None) -> dict[str, Any]:
     return {"message": message, "field": field, "help": help}
 
 
 @register_error_renderer("sendgrid")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     return JSON({"errors": [_err(message or f"Error {status}")]}, status_code=status)
 
 

@@ -34,8 +34,9 @@ import hashlib
 import html
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import httpx
 from starlette.requests import Request
@@ -155,8 +156,8 @@ class StripeError(Exception):
         status: int,
         message: str,
         type: str = "invalid_request_error",
-        code: Optional[str] = None,
-        param: Optional[str] = None,
+        code: str | None = None,
+        param: str | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
@@ -173,7 +174,7 @@ class StripeError(Exception):
 
 
 @register_error_renderer("stripe")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     if status == 429:
         e = StripeError(
             429,
@@ -195,7 +196,7 @@ def missing(kind: str, oid: str, param: str = "id") -> StripeError:
     return StripeError(404, f"No such {kind}: '{oid}'", code="resource_missing", param=param)
 
 
-def _bool(v: Any) -> Optional[bool]:
+def _bool(v: Any) -> bool | None:
     if v is None or v == "":
         return None
     if isinstance(v, bool):
@@ -203,7 +204,7 @@ def _bool(v: Any) -> Optional[bool]:
     return str(v).lower() == "true"
 
 
-def _int(v: Any, param: str) -> Optional[int]:
+def _int(v: Any, param: str) -> int | None:
     if v is None or v == "":
         return None
     try:
@@ -212,7 +213,7 @@ def _int(v: Any, param: str) -> Optional[int]:
         raise StripeError(400, f"Invalid integer: {v}", code="parameter_invalid_integer", param=param)
 
 
-def _metadata(current: Optional[dict], update: Any) -> dict:
+def _metadata(current: dict | None, update: Any) -> dict:
     """Stripe metadata semantics: merge; ``""`` for a key (or the whole field) unsets."""
     out = dict(current or {})
     if update == "":
@@ -231,8 +232,8 @@ class Delivery:
     event_id: str
     type: str
     url: str
-    status: Optional[int] = None
-    error: Optional[str] = None
+    status: int | None = None
+    error: str | None = None
     attempts: int = 0
     time: float = 0.0
 
@@ -287,7 +288,7 @@ class StripeStore:
             self.put(promotion_code_object(pid, code, coupon, created))
 
     # -- events -------------------------------------------------------------------------------
-    def emit(self, type: str, obj: Obj, previous: Optional[Obj] = None, request: Optional[Request] = None) -> Obj:
+    def emit(self, type: str, obj: Obj, previous: Obj | None = None, request: Request | None = None) -> Obj:
         rid = idem = None
         if request is not None:
             rid = request.scope.get("stripe_request_id")
@@ -317,7 +318,7 @@ class StripeStore:
             async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
                 r = await client.post(endpoint["url"], content=body, headers=headers)
             d.status = r.status_code
-        except Exception as e:  # noqa: BLE001 - a failed delivery is recorded, not raised
+        except Exception as e:
             d.error = f"{type(e).__name__}: {e}"
         return d
 
@@ -339,14 +340,14 @@ class StripeStore:
 
 def coupon_object(
     id: str,
-    percent_off: Optional[float] = None,
-    amount_off: Optional[int] = None,
+    percent_off: float | None = None,
+    amount_off: int | None = None,
     duration: str = "once",
-    duration_in_months: Optional[int] = None,
-    created: Optional[int] = None,
-    name: Optional[str] = None,
-    currency: Optional[str] = None,
-    metadata: Optional[dict] = None,
+    duration_in_months: int | None = None,
+    created: int | None = None,
+    name: str | None = None,
+    currency: str | None = None,
+    metadata: dict | None = None,
 ) -> Obj:
     return {
         "id": id,
@@ -369,7 +370,7 @@ def coupon_object(
 
 
 def promotion_code_object(
-    id: str, code: str, coupon: str, created: Optional[int] = None, metadata: Optional[dict] = None
+    id: str, code: str, coupon: str, created: int | None = None, metadata: dict | None = None
 ) -> Obj:
     return {
         "id": id,
@@ -518,7 +519,7 @@ def _search_match(obj: Obj, query: str) -> bool:
 def build(state: SandboxState) -> Router:
     state.on_reset(_reset)
 
-    def api(handler: Callable, kind: Optional[str] = None, allowed: Optional[set] = None) -> Callable:
+    def api(handler: Callable, kind: str | None = None, allowed: set | None = None) -> Callable:
         """Auth, parameter parsing and checks, idempotency, errors in Stripe's shape."""
 
         async def endpoint(request: Request) -> Response:
@@ -794,7 +795,7 @@ def build(state: SandboxState) -> Router:
         if mode not in ("payment", "setup", "subscription"):
             raise StripeError(
                 400,
-                f"Invalid mode: must be one of payment, setup, or subscription",
+                "Invalid mode: must be one of payment, setup, or subscription",
                 code="parameter_invalid_string",
                 param="mode",
             )
@@ -1323,7 +1324,7 @@ def build(state: SandboxState) -> Router:
     return Router(routes=routes)
 
 
-def _api_key(request: Request) -> Optional[str]:
+def _api_key(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
@@ -1333,7 +1334,7 @@ def _api_key(request: Request) -> Optional[str]:
 
         try:
             return base64.b64decode(token).decode().split(":", 1)[0] or None
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
     return None
 
@@ -1361,9 +1362,9 @@ def _discount_amount(coupon: Obj, total: int) -> int:
 def _complete_session(
     store: StripeStore,
     sess: Obj,
-    request: Optional[Request] = None,
-    promotion_code: Optional[str] = None,
-    email: Optional[str] = None,
+    request: Request | None = None,
+    promotion_code: str | None = None,
+    email: str | None = None,
 ) -> Obj:
     """Pay an open Checkout Session: customer, subscription, first invoice, charge and events."""
     if sess["status"] != "open":
@@ -1504,7 +1505,7 @@ def _complete_session(
     return result
 
 
-def _expire_session(store: StripeStore, sess: Obj, request: Optional[Request] = None) -> Obj:
+def _expire_session(store: StripeStore, sess: Obj, request: Request | None = None) -> Obj:
     if sess["status"] != "open":
         raise StripeError(
             400,
@@ -1519,9 +1520,9 @@ def _expire_session(store: StripeStore, sess: Obj, request: Optional[Request] = 
 def _cancel_now(
     store: StripeStore,
     sub: Obj,
-    request: Optional[Request] = None,
-    comment: Optional[str] = None,
-    feedback: Optional[str] = None,
+    request: Request | None = None,
+    comment: str | None = None,
+    feedback: str | None = None,
     reason: str = "cancellation_requested",
 ) -> Obj:
     ts = now()
@@ -1559,7 +1560,7 @@ def _new_period_invoice(store: StripeStore, sub: Obj, status: str, billing_reaso
     return store.put(inv)
 
 
-def _renew(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> list[Obj]:
+def _renew(store: StripeStore, sub: Obj, request: Request | None = None) -> list[Obj]:
     if sub["status"] not in ("active", "past_due", "trialing"):
         raise StripeError(400, f"Cannot renew a subscription with status {sub['status']}.")
     if sub["cancel_at_period_end"]:  # the period ends: the subscription ends with it
@@ -1595,7 +1596,7 @@ def _renew(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> l
     ]
 
 
-def _end_trial(store: StripeStore, sub: Obj, request: Optional[Request], previous: Obj) -> list[Obj]:
+def _end_trial(store: StripeStore, sub: Obj, request: Request | None, previous: Obj) -> list[Obj]:
     previous.setdefault("status", sub["status"])
     previous.setdefault("trial_end", sub["trial_end"])
     previous.setdefault("items", copy.deepcopy(sub["items"]))
@@ -1607,7 +1608,7 @@ def _end_trial(store: StripeStore, sub: Obj, request: Optional[Request], previou
     return [e for e in events if e["type"] != "customer.subscription.updated"]
 
 
-def _payment_failed(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> list[Obj]:
+def _payment_failed(store: StripeStore, sub: Obj, request: Request | None = None) -> list[Obj]:
     if sub["status"] not in ("active", "past_due", "trialing"):
         raise StripeError(400, f"Cannot fail a payment of a subscription with status {sub['status']}.")
     previous = {"status": sub["status"], "latest_invoice": sub["latest_invoice"]}
@@ -1623,7 +1624,7 @@ def _payment_failed(store: StripeStore, sub: Obj, request: Optional[Request] = N
     ]
 
 
-def _pause(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> list[Obj]:
+def _pause(store: StripeStore, sub: Obj, request: Request | None = None) -> list[Obj]:
     if sub["status"] not in ("active", "trialing", "past_due"):
         raise StripeError(400, f"Cannot pause a subscription with status {sub['status']}.")
     previous = {"status": sub["status"]}
@@ -1634,7 +1635,7 @@ def _pause(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> l
     ]
 
 
-def _resume(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> list[Obj]:
+def _resume(store: StripeStore, sub: Obj, request: Request | None = None) -> list[Obj]:
     if sub["status"] != "paused":
         raise StripeError(400, "Only paused subscriptions can be resumed.")
     previous = {"status": "paused", "items": copy.deepcopy(sub["items"])}
@@ -1655,9 +1656,9 @@ def _refund(
     store: StripeStore,
     charge: Obj,
     amount: int,
-    request: Optional[Request] = None,
-    reason: Optional[str] = None,
-    metadata: Optional[dict] = None,
+    request: Request | None = None,
+    reason: str | None = None,
+    metadata: dict | None = None,
 ) -> tuple[Obj, Obj]:
     previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
     refund = store.put(

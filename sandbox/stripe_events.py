@@ -34,7 +34,7 @@ import json
 import secrets
 import string
 import time
-from typing import Any, Optional
+from typing import Any
 
 try:  # the API version the installed SDK speaks, which is what the services will send
     from stripe._api_version import _ApiVersion as _SDKVersion
@@ -58,7 +58,7 @@ def _now() -> int:
 
 
 def add_months(ts: int, months: int = 1) -> int:
-    d = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+    d = _dt.datetime.fromtimestamp(ts, _dt.UTC)
     m = d.month - 1 + months
     year, month = d.year + m // 12, m % 12 + 1
     day = min(d.day, calendar.monthrange(year, month)[1])
@@ -82,7 +82,7 @@ def list_object(data: list[Obj], url: str) -> Obj:
 # --------------------------------------------------------------------------------------- objects
 
 
-def product_object(id: str, name: str, created: Optional[int] = None, metadata: Optional[dict] = None) -> Obj:
+def product_object(id: str, name: str, created: int | None = None, metadata: dict | None = None) -> Obj:
     return {
         "id": id,
         "object": "product",
@@ -112,12 +112,12 @@ def price_object(
     product: str,
     unit_amount: int,
     currency: str = "usd",
-    interval: Optional[str] = "month",
+    interval: str | None = "month",
     interval_count: int = 1,
-    lookup_key: Optional[str] = None,
-    nickname: Optional[str] = None,
-    created: Optional[int] = None,
-    metadata: Optional[dict] = None,
+    lookup_key: str | None = None,
+    nickname: str | None = None,
+    created: int | None = None,
+    metadata: dict | None = None,
 ) -> Obj:
     return {
         "id": id,
@@ -180,13 +180,13 @@ def default_price(id: str = "price_sandbox_pro_monthly", unit_amount: int = 999)
 
 
 def customer_object(
-    id: Optional[str] = None,
-    email: Optional[str] = None,
-    name: Optional[str] = None,
-    metadata: Optional[dict] = None,
-    created: Optional[int] = None,
-    phone: Optional[str] = None,
-    description: Optional[str] = None,
+    id: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
+    metadata: dict | None = None,
+    created: int | None = None,
+    phone: str | None = None,
+    description: str | None = None,
 ) -> Obj:
     return {
         "id": id or new_id("cus_", 14),
@@ -225,9 +225,9 @@ def subscription_item_object(
     period_start: int,
     period_end: int,
     quantity: int = 1,
-    id: Optional[str] = None,
-    created: Optional[int] = None,
-    metadata: Optional[dict] = None,
+    id: str | None = None,
+    created: int | None = None,
+    metadata: dict | None = None,
 ) -> Obj:
     return {
         "id": id or new_id("si_", 14),
@@ -247,20 +247,20 @@ def subscription_item_object(
 
 
 def subscription_object(
-    id: Optional[str] = None,
+    id: str | None = None,
     customer: str = "cus_Sandbox000001",
-    price: Optional[Obj] = None,
+    price: Obj | None = None,
     status: str = "active",
-    period_start: Optional[int] = None,
-    period_end: Optional[int] = None,
+    period_start: int | None = None,
+    period_end: int | None = None,
     cancel_at_period_end: bool = False,
-    metadata: Optional[dict] = None,
-    trial_end: Optional[int] = None,
-    latest_invoice: Optional[str] = None,
-    created: Optional[int] = None,
-    item_id: Optional[str] = None,
-    canceled_at: Optional[int] = None,
-    discounts: Optional[list] = None,
+    metadata: dict | None = None,
+    trial_end: int | None = None,
+    latest_invoice: str | None = None,
+    created: int | None = None,
+    item_id: str | None = None,
+    canceled_at: int | None = None,
+    discounts: list | None = None,
 ) -> Obj:
     """A subscription in the basil+ shape: the billing period lives on ``items.data[i]``."""
     sid = id or new_id("sub_1", 23)
@@ -335,9 +335,9 @@ def invoice_line_object(
     period_start: int,
     period_end: int,
     quantity: int = 1,
-    amount: Optional[int] = None,
+    amount: int | None = None,
     proration: bool = False,
-    description: Optional[str] = None,
+    description: str | None = None,
 ) -> Obj:
     amount = price["unit_amount"] * quantity if amount is None else amount
     return {
@@ -377,25 +377,25 @@ def invoice_line_object(
 
 
 def invoice_object(
-    id: Optional[str] = None,
+    id: str | None = None,
     customer: str = "cus_Sandbox000001",
-    subscription: Optional[str] = "sub_1Sandbox00000000000000000",
+    subscription: str | None = "sub_1Sandbox00000000000000000",
     subscription_item: str = "si_Sandbox000001",
-    price: Optional[Obj] = None,
+    price: Obj | None = None,
     status: str = "paid",
     billing_reason: str = "subscription_create",
-    period_start: Optional[int] = None,
-    period_end: Optional[int] = None,
-    line_period_start: Optional[int] = None,
-    line_period_end: Optional[int] = None,
-    amount: Optional[int] = None,
-    customer_email: Optional[str] = None,
-    subscription_metadata: Optional[dict] = None,
-    attempt_count: Optional[int] = None,
-    created: Optional[int] = None,
-    number: Optional[str] = None,
+    period_start: int | None = None,
+    period_end: int | None = None,
+    line_period_start: int | None = None,
+    line_period_end: int | None = None,
+    amount: int | None = None,
+    customer_email: str | None = None,
+    subscription_metadata: dict | None = None,
+    attempt_count: int | None = None,
+    created: int | None = None,
+    number: str | None = None,
     discount_amount: int = 0,
-    discount: Optional[str] = None,
+    discount: str | None = None,
 ) -> Obj:
     """An invoice in the basil+ shape (subscription under ``parent.subscription_details``).
     ``discount``: the id of the discount behind ``discount_amount`` (Stripe never leaves it null)."""
@@ -506,15 +506,15 @@ def invoice_object(
 
 
 def charge_object(
-    id: Optional[str] = None,
+    id: str | None = None,
     customer: str = "cus_Sandbox000001",
     amount: int = 999,
     currency: str = "usd",
     amount_refunded: int = 0,
-    payment_intent: Optional[str] = None,
-    created: Optional[int] = None,
+    payment_intent: str | None = None,
+    created: int | None = None,
     description: str = "Subscription creation",
-    email: Optional[str] = None,
+    email: str | None = None,
 ) -> Obj:
     cid = id or new_id("ch_3", 23)
     return {
@@ -597,24 +597,24 @@ def charge_object(
 
 
 def checkout_session_object(
-    id: Optional[str] = None,
+    id: str | None = None,
     mode: str = "subscription",
-    customer: Optional[str] = None,
-    customer_email: Optional[str] = None,
-    client_reference_id: Optional[str] = None,
-    metadata: Optional[dict] = None,
-    success_url: Optional[str] = "https://example.com/success",
-    cancel_url: Optional[str] = "https://example.com/cancel",
+    customer: str | None = None,
+    customer_email: str | None = None,
+    client_reference_id: str | None = None,
+    metadata: dict | None = None,
+    success_url: str | None = "https://example.com/success",
+    cancel_url: str | None = "https://example.com/cancel",
     amount_total: int = 999,
     currency: str = "usd",
-    allow_promotion_codes: Optional[bool] = None,
+    allow_promotion_codes: bool | None = None,
     status: str = "open",
     payment_status: str = "unpaid",
-    subscription: Optional[str] = None,
-    invoice: Optional[str] = None,
-    url: Optional[str] = None,
-    created: Optional[int] = None,
-    discounts: Optional[list] = None,
+    subscription: str | None = None,
+    invoice: str | None = None,
+    url: str | None = None,
+    created: int | None = None,
+    discounts: list | None = None,
     amount_discount: int = 0,
 ) -> Obj:
     sid = id or new_id("cs_test_a1", 58)
@@ -717,12 +717,12 @@ def checkout_session_object(
 def event(
     type: str,
     obj: Obj,
-    previous_attributes: Optional[Obj] = None,
-    id: Optional[str] = None,
-    created: Optional[int] = None,
-    api_version: Optional[str] = None,
-    request_id: Optional[str] = None,
-    idempotency_key: Optional[str] = None,
+    previous_attributes: Obj | None = None,
+    id: str | None = None,
+    created: int | None = None,
+    api_version: str | None = None,
+    request_id: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Obj:
     """Wrap ``obj`` in an event (``data.object`` is a snapshot copy)."""
     data: Obj = {"object": copy.deepcopy(obj)}
@@ -745,14 +745,14 @@ def checkout_session_completed(
     *,
     customer: str = "cus_Sandbox000001",
     subscription: str = "sub_1Sandbox00000000000000000",
-    client_reference_id: Optional[str] = None,
-    metadata: Optional[dict] = None,
-    customer_email: Optional[str] = None,
+    client_reference_id: str | None = None,
+    metadata: dict | None = None,
+    customer_email: str | None = None,
     amount_total: int = 999,
-    session_id: Optional[str] = None,
+    session_id: str | None = None,
     payment_status: str = "paid",
-    invoice: Optional[str] = None,
-    session: Optional[Obj] = None,
+    invoice: str | None = None,
+    session: Obj | None = None,
     **event_kw: Any,
 ) -> Obj:
     """``checkout.session.completed`` for a subscription Checkout (what grants the plan since basil).
@@ -787,7 +787,7 @@ def _split_event_kw(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     return kw, ev
 
 
-def customer_subscription_created(subscription: Optional[Obj] = None, **kw: Any) -> Obj:
+def customer_subscription_created(subscription: Obj | None = None, **kw: Any) -> Obj:
     """Builds the subscription from ``kw`` (see :func:`subscription_object`) unless one is given.
     Event fields: ``event_id``, ``event_created``, ``api_version``, ``request_id``, ``idempotency_key``."""
     kw, ev = _split_event_kw(kw)
@@ -796,14 +796,14 @@ def customer_subscription_created(subscription: Optional[Obj] = None, **kw: Any)
 
 
 def customer_subscription_updated(
-    subscription: Optional[Obj] = None, previous_attributes: Optional[Obj] = None, **kw: Any
+    subscription: Obj | None = None, previous_attributes: Obj | None = None, **kw: Any
 ) -> Obj:
     kw, ev = _split_event_kw(kw)
     sub = subscription if subscription is not None else subscription_object(**kw)
     return event("customer.subscription.updated", sub, previous_attributes=previous_attributes or {}, **ev)
 
 
-def customer_subscription_deleted(subscription: Optional[Obj] = None, **kw: Any) -> Obj:
+def customer_subscription_deleted(subscription: Obj | None = None, **kw: Any) -> Obj:
     kw, ev = _split_event_kw(kw)
     if subscription is None:
         kw.setdefault("status", "canceled")
@@ -812,7 +812,7 @@ def customer_subscription_deleted(subscription: Optional[Obj] = None, **kw: Any)
     return event("customer.subscription.deleted", subscription, **ev)
 
 
-def customer_subscription_paused(subscription: Optional[Obj] = None, **kw: Any) -> Obj:
+def customer_subscription_paused(subscription: Obj | None = None, **kw: Any) -> Obj:
     kw, ev = _split_event_kw(kw)
     if subscription is None:
         kw.setdefault("status", "paused")
@@ -820,7 +820,7 @@ def customer_subscription_paused(subscription: Optional[Obj] = None, **kw: Any) 
     return event("customer.subscription.paused", subscription, **ev)
 
 
-def customer_subscription_resumed(subscription: Optional[Obj] = None, **kw: Any) -> Obj:
+def customer_subscription_resumed(subscription: Obj | None = None, **kw: Any) -> Obj:
     kw, ev = _split_event_kw(kw)
     if subscription is None:
         kw.setdefault("status", "active")
@@ -828,20 +828,20 @@ def customer_subscription_resumed(subscription: Optional[Obj] = None, **kw: Any)
     return event("customer.subscription.resumed", subscription, **ev)
 
 
-def invoice_paid(invoice: Optional[Obj] = None, **kw: Any) -> Obj:
+def invoice_paid(invoice: Obj | None = None, **kw: Any) -> Obj:
     """``invoice.paid``; builds the invoice from ``kw`` (see :func:`invoice_object`) unless given."""
     kw, ev = _split_event_kw(kw)
     inv = invoice if invoice is not None else invoice_object(**kw)
     return event("invoice.paid", inv, **ev)
 
 
-def invoice_payment_succeeded(invoice: Optional[Obj] = None, **kw: Any) -> Obj:
+def invoice_payment_succeeded(invoice: Obj | None = None, **kw: Any) -> Obj:
     kw, ev = _split_event_kw(kw)
     inv = invoice if invoice is not None else invoice_object(**kw)
     return event("invoice.payment_succeeded", inv, **ev)
 
 
-def invoice_payment_failed(invoice: Optional[Obj] = None, **kw: Any) -> Obj:
+def invoice_payment_failed(invoice: Obj | None = None, **kw: Any) -> Obj:
     kw, ev = _split_event_kw(kw)
     if invoice is None:
         kw.setdefault("status", "open")
@@ -851,7 +851,7 @@ def invoice_payment_failed(invoice: Optional[Obj] = None, **kw: Any) -> Obj:
     return event("invoice.payment_failed", invoice, **ev)
 
 
-def charge_refunded(charge: Optional[Obj] = None, **kw: Any) -> Obj:
+def charge_refunded(charge: Obj | None = None, **kw: Any) -> Obj:
     kw, ev = _split_event_kw(kw)
     if charge is None:
         kw.setdefault("amount_refunded", kw.get("amount", 999))
@@ -881,7 +881,7 @@ def payload(evt: Obj) -> bytes:
     return json.dumps(evt, indent=2).encode("utf-8")
 
 
-def sign_stripe_payload(payload_bytes: bytes | str, secret: str, timestamp: Optional[int] = None) -> str:
+def sign_stripe_payload(payload_bytes: bytes | str, secret: str, timestamp: int | None = None) -> str:
     """The ``Stripe-Signature`` header value for ``payload_bytes``: ``t=<ts>,v1=<hex hmac>``.
 
     The HMAC-SHA256 is keyed with the whole endpoint secret (``whsec_...``) over ``"<t>.<payload>"``,
@@ -895,7 +895,7 @@ def sign_stripe_payload(payload_bytes: bytes | str, secret: str, timestamp: Opti
     return f"t={t},v1={sig}"
 
 
-def signed_webhook(evt: Obj, secret: str, timestamp: Optional[int] = None) -> tuple[bytes, dict[str, str]]:
+def signed_webhook(evt: Obj, secret: str, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
     """``(body, headers)`` ready to POST to a webhook endpoint."""
     body = payload(evt)
     return body, {

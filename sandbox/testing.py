@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import uvicorn
@@ -62,7 +62,7 @@ class Control:
     def reset(self) -> None:
         self._call("POST", "/_sandbox/reset")
 
-    def fault(self, provider: str, status: Optional[int] = None, count: Optional[int] = 1, **kw: Any) -> dict:
+    def fault(self, provider: str, status: int | None = None, count: int | None = 1, **kw: Any) -> dict:
         """Add a fault: ``fault("anthropic", 529, count=2)``, ``fault("openai", delay_seconds=5)``,
         ``fault("anthropic", 529, after_chunks=3)`` (stream error), ``fault("tmdb", 429, retry_after=2)``."""
         return self._call(
@@ -81,10 +81,10 @@ class Control:
 
     def requests(
         self,
-        provider: Optional[str] = None,
-        path: Optional[str] = None,
-        method: Optional[str] = None,
-        since: Optional[int] = None,
+        provider: str | None = None,
+        path: str | None = None,
+        method: str | None = None,
+        since: int | None = None,
     ) -> list[dict]:
         params = {
             k: v
@@ -93,7 +93,7 @@ class Control:
         }
         return self._call("GET", "/_sandbox/requests", params=params)["data"]
 
-    def emails(self, to: Optional[str] = None) -> list[dict]:
+    def emails(self, to: str | None = None) -> list[dict]:
         return self._call("GET", "/_sandbox/emails", params={"to": to} if to else {})["data"]
 
     def config(self, **kw: Any) -> dict:
@@ -111,7 +111,7 @@ class Control:
         return self._call("POST", f"/_sandbox/stripe/subscriptions/{subscription_id}/{action}", json=kw)
 
     def stripe_webhook_endpoint(
-        self, url: str, secret: str = DEFAULT_WEBHOOK_SECRET, enabled_events: Optional[list[str]] = None
+        self, url: str, secret: str = DEFAULT_WEBHOOK_SECRET, enabled_events: list[str] | None = None
     ) -> dict:
         return self._call(
             "POST",
@@ -126,7 +126,7 @@ class Control:
         return self._call("POST", f"/_sandbox/stripe/events/{event_id}/deliver")
 
     # TMDB, OAuth
-    def tmdb(self, synthetic_movies: Optional[int] = None, synthetic_tv: Optional[int] = None) -> dict:
+    def tmdb(self, synthetic_movies: int | None = None, synthetic_tv: int | None = None) -> dict:
         spec = {
             k: v
             for k, v in {"synthetic_movies": synthetic_movies, "synthetic_tv": synthetic_tv}.items()
@@ -171,7 +171,7 @@ class SandboxHandle:
 
 
 def start_sandbox_in_thread(
-    port: int = 0, host: str = "127.0.0.1", state: Optional[SandboxState] = None, timeout: float = 15.0
+    port: int = 0, host: str = "127.0.0.1", state: SandboxState | None = None, timeout: float = 15.0
 ) -> SandboxHandle:
     """Serve a fresh sandbox app on ``host:port`` (0 = a free port) in a daemon thread."""
     state = state or SandboxState()

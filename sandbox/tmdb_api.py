@@ -41,9 +41,10 @@ import hashlib
 import json
 import math
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -100,7 +101,7 @@ LANGUAGES = {"en": "English", "ja": "Japanese"}
 
 
 @register_error_renderer("tmdb")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     code, text = TMDB_ERRORS.get(status, (11, "Internal error: Something went wrong, contact TMDB."))
     return JSON({"success": False, "status_code": code, "status_message": message or text}, status_code=status)
 
@@ -244,7 +245,7 @@ def _page(items: list[Any], page: int) -> dict[str, Any]:
 
 
 class TmdbError(Exception):
-    def __init__(self, status: int, code: Optional[int] = None, message: Optional[str] = None):
+    def __init__(self, status: int, code: int | None = None, message: str | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
@@ -260,7 +261,7 @@ def _page_param(request: Request) -> int:
     return page
 
 
-def _matches(query: str, *names: Optional[str]) -> bool:
+def _matches(query: str, *names: str | None) -> bool:
     q = _fold(query).split()
     if not q:
         return False
@@ -639,7 +640,7 @@ def build(state: SandboxState) -> Router:
             "profile_path": p["profile_path"],
         }
 
-    def person_credits(p: dict, only: Optional[str] = None) -> dict:
+    def person_credits(p: dict, only: str | None = None) -> dict:
         cast, crew = [], []
         for t, c, side in dataset().credits.get(p["id"], []):
             if only and t["media_type"] != only:

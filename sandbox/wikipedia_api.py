@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import html
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -286,7 +286,7 @@ def _not_found(uri: str) -> Response:
 
 
 @register_error_renderer("wikipedia")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     kind = {404: "not_found", 429: "request_rate_exceeded"}.get(status, "internal_http_error")
     return JSON(
         {

@@ -7,14 +7,15 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Awaitable, Callable, Literal, Sequence
+from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from starlette.routing import BaseRoute
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from shared import db as dbmod
 from shared.auth import TokenValidator

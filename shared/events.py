@@ -7,7 +7,7 @@ log what they do not handle instead of crashing on it. `version` lets a payload 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -58,7 +58,7 @@ KNOWN_TYPES = frozenset(t.value for t in EventType)
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Event(BaseModel):
@@ -84,7 +84,7 @@ class Event(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     @field_validator("event_id", mode="before")
     @classmethod
@@ -99,7 +99,7 @@ class Event(BaseModel):
         return orjson.dumps(self.model_dump(mode="json"))
 
     @classmethod
-    def from_bytes(cls, body: bytes) -> "Event":
+    def from_bytes(cls, body: bytes) -> Event:
         return cls.model_validate(orjson.loads(body))
 
 

@@ -25,8 +25,8 @@ import time
 from fastapi import Request
 from redis.exceptions import RedisError
 
-from shared.auth import authenticate
 from shared import errors
+from shared.auth import authenticate
 from shared.errors import APIError
 
 log = logging.getLogger("shared.ratelimit")

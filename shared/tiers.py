@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
-from shared.redis import pending_writes, replay_pending
 from shared.auth import TIER_FREE, TIER_MAX, TIER_NAMES, TIER_PRO, CurrentUser
+from shared.redis import pending_writes, replay_pending
 
 log = logging.getLogger("shared.tiers")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,7 +25,7 @@ BEARER = {"WWW-Authenticate": "Bearer"}
 
 class Sessions(AuthBase):
     def refresh_expiry(self) -> datetime:
-        return datetime.now(timezone.utc) + timedelta(days=self.settings.refresh_token_ttl_days)
+        return datetime.now(UTC) + timedelta(days=self.settings.refresh_token_ttl_days)
 
     async def issue_pair(
         self, conn: asyncpg.Connection, user: asyncpg.Record, *, family_id: Any = None, provider: str = "email"

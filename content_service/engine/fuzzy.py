@@ -60,7 +60,7 @@ class DeletionIndex:
         self.targets = targets
 
     @classmethod
-    def build(cls, items) -> "DeletionIndex":
+    def build(cls, items) -> DeletionIndex:
         """items: iterable of (target_id, string, k)."""
         hs: list[np.ndarray] = []
         ts: list[np.ndarray] = []

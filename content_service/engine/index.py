@@ -113,7 +113,7 @@ class StrTable:
         self._o = _mv(off)
 
     @classmethod
-    def from_list(cls, items: list[str]) -> "StrTable":
+    def from_list(cls, items: list[str]) -> StrTable:
         enc = [x.encode("utf-8") for x in items]
         off = np.zeros(len(enc) + 1, dtype=np.int64)
         np.cumsum(np.fromiter((len(b) for b in enc), dtype=np.int64, count=len(enc)), out=off[1:])
@@ -252,7 +252,7 @@ def _unpack_dict(keys: str, off: np.ndarray, vals: np.ndarray) -> dict[str, np.n
 class SearchIndex:
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, entities: list[EntityNames]) -> "SearchIndex":
+    def build(cls, entities: list[EntityNames]) -> SearchIndex:
         self = cls()
         ent_keys = [e.key for e in entities]
         ent_type = np.array([TYPE_CODE[e.type] for e in entities], dtype=np.uint8)
@@ -524,7 +524,7 @@ class SearchIndex:
         return out
 
     @classmethod
-    def from_snapshot(cls, blobs: dict[str, bytes]) -> "SearchIndex":
+    def from_snapshot(cls, blobs: dict[str, bytes]) -> SearchIndex:
         import ast
 
         self = cls()
@@ -936,7 +936,7 @@ class SearchIndex:
         # levels above the last one looked at were not searched: more may exist there
         return ids[order], dist[order], complete and level >= top
 
-    def _intersect_ids(self, parts: list["_Part"], want: int) -> tuple[np.ndarray, bool]:
+    def _intersect_ids(self, parts: list[_Part], want: int) -> tuple[np.ndarray, bool]:
         """The first `want` name ids (ascending) matching every part - one word's sources at
         one distance each, so every match is at the same total distance - and whether that
         is all of them.
@@ -1136,7 +1136,7 @@ class _Part:
         self.size = size
         self._marks = None
 
-    def marks(self, index: "SearchIndex") -> np.ndarray:
+    def marks(self, index: SearchIndex) -> np.ndarray:
         if self._marks is None:
             self._marks = index._mark(self.src)
         return self._marks

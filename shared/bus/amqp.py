@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
@@ -56,7 +57,7 @@ class AMQPChannel:
     def channel(self):
         return self._channel
 
-    async def open(self, timeout: float = 5.0) -> "AMQPChannel":
+    async def open(self, timeout: float = 5.0) -> AMQPChannel:
         self._loop = asyncio.get_running_loop()
         opened: asyncio.Future = self._loop.create_future()
 
@@ -218,7 +219,7 @@ class AMQPChannel:
                 pass
             try:
                 await asyncio.wait_for(self._closed.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self._fail_all("closed by client")
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
@@ -138,7 +139,7 @@ class Consumer:
                 self._consumer_tag = ch.channel.basic_consume(
                     self.queue, lambda _c, m, p, b, ch=ch: self._on_message(ch, m, p, b), auto_ack=False
                 )
-            except (ConnectionLost, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, ConnectionLost, OSError) as exc:
                 await ch.close()
                 log.warning(
                     "consumer cannot connect, retrying",

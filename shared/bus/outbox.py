@@ -151,7 +151,7 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                     if self.coalesce_seconds and not self._stopping:
                         await asyncio.sleep(self.coalesce_seconds)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         except asyncio.CancelledError:
             pass  # stop(): wherever the relay was waiting, it still hands its listener back

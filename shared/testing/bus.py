@@ -17,7 +17,7 @@ class EventSpy:
         self._changed = asyncio.Condition()
         self._channel: AMQPChannel | None = None
 
-    async def __aenter__(self) -> "EventSpy":
+    async def __aenter__(self) -> EventSpy:
         ch = AMQPChannel(self.url, "test-event-spy")
         await ch.open()
         await declare_event_exchange(ch, self.exchange)
@@ -52,7 +52,7 @@ class EventSpy:
 
         try:
             await asyncio.wait_for(_wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             seen = [e.event_type for e in self.events]
             raise AssertionError(f"{count} x {event_type} not seen within {timeout}s; saw {seen}") from None
         return self.of_type(event_type, **data_match)

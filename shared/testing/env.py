@@ -35,7 +35,7 @@ class Infra:
     azure_storage: str = AZURITE_CONNECTION_STRING  # blob storage connection string
 
     @classmethod
-    def from_environ(cls) -> "Infra":
+    def from_environ(cls) -> Infra:
         pg_base = os.environ.get("TEST_PG_BASE", "postgresql://postgres:postgres@127.0.0.1:5432")
         return cls(
             pg_admin_url=f"{pg_base}/postgres",

@@ -76,7 +76,7 @@ class Fleet:
             env["RABBITMQ_URL"] = self.amqp_proxy.rewrite(env["RABBITMQ_URL"])
         return env
 
-    def start(self, timeout: float = 60.0) -> "Fleet":
+    def start(self, timeout: float = 60.0) -> Fleet:
         self.env = self._build_env()
         errors: list[BaseException] = []
         # Payment first: its migrations define the quota functions Chat calls in the core database.
@@ -122,7 +122,7 @@ class Fleet:
             if proxy is not None:
                 proxy.close()
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -33,7 +33,7 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "ServiceProcess":
+    def start(self, timeout: float = 30.0) -> ServiceProcess:
         env = {**os.environ, **self.env, "PORT": str(self.port)}
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -79,7 +79,7 @@ class ServiceProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "ServiceProcess":
+    def __enter__(self) -> ServiceProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

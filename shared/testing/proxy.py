@@ -15,7 +15,7 @@ class TcpProxy:
         self._links: set[asyncio.StreamWriter] = set()
         self.up = True
 
-    async def start(self) -> "TcpProxy":
+    async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -88,7 +88,7 @@ class ThreadedTcpProxy:
     def up(self) -> bool:
         return self._proxy.up
 
-    def start(self, timeout: float = 10.0) -> "ThreadedTcpProxy":
+    def start(self, timeout: float = 10.0) -> ThreadedTcpProxy:
         import threading
 
         self._loop = asyncio.new_event_loop()
@@ -130,7 +130,7 @@ class ThreadedTcpProxy:
             self._loop.close()
             self._loop = None
 
-    def __enter__(self) -> "ThreadedTcpProxy":
+    def __enter__(self) -> ThreadedTcpProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -6,8 +6,8 @@ import asyncio
 
 from jose import jwt
 
-from tests.auth.conftest import PASSWORD, bearer, new_email, sign_up
 from shared.testing.env import TEST_JWT_SECRET
+from tests.auth.conftest import PASSWORD, bearer, new_email, sign_up
 
 
 def claims(token: str) -> dict:

@@ -4,7 +4,7 @@ being accepted by another service's shared validation."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends
 
@@ -83,7 +83,7 @@ async def test_subscription_events_set_the_tier_and_never_go_back_in_time(client
     publisher = EventPublisher(service_env["RABBITMQ_URL"], "scenextras.events", name="test:payment")
     await client.app.state.consumer.ready.wait()
     consumer_queue = client.app.state.consumer.queue
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     async def deliver(event_type: str, tier, at: datetime) -> None:
         event = make_event(event_type, user_id, {"tier": tier})

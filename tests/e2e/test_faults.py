@@ -9,11 +9,10 @@ import time
 import uuid
 
 import asyncpg
-import pytest
 import pytest_asyncio
 
 from tests.e2e.conftest import wait_ready
-from tests.e2e.fans import claims, quota, refresh, sign_up, talk
+from tests.e2e.fans import quota, refresh, sign_up, talk
 from tests.e2e.test_flows import checkout, exhaust_free
 
 CHECKER = "e2e-checker"

@@ -3,7 +3,6 @@ and the full loop: pay in the sandbox, its signed events posted back to our webh
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx

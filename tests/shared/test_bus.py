@@ -3,7 +3,6 @@
 import asyncio
 import logging
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg

@@ -64,7 +64,7 @@ def test_the_cli_needs_only_the_standard_library():
     # -S: no site-packages, as on a fresh machine before the venv (scripts/infra.sh may run then).
     run = lambda *args: subprocess.run(
         [sys.executable, "-S", "-m", "shared.fleet", *args],
-        cwd=ROOT,  # noqa: E731
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=30,
