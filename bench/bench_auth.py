@@ -110,7 +110,8 @@ async def closed_loop(name, op, clients: int, seconds: float) -> dict:
     row = summary(name, lat, time.perf_counter() - start, errors)
     row["cpu_ms"] = (cpu_seconds(SERVER_PID) - cpu0) * 1000 / max(1, row["n"] + errors)
     print(
-        f"  {'':<34} service CPU per request {row['cpu_ms']:.2f} ms  (= {1000 / row['cpu_ms']:.0f} req/s per core at full use)"
+        f"  {'':<34} service CPU per request {row['cpu_ms']:.2f} ms  (= {1000 / row['cpu_ms']:.0f} "
+        "req/s per core at full use)"
     )
     return row
 
@@ -258,7 +259,8 @@ async def main() -> None:
                 time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib, parallelism=s.argon2_parallelism
             )
             print(
-                f"auth benchmark: {args.clients} clients, {args.seconds:.0f} s per run, {args.workers} uvicorn worker(s), "
+                f"auth benchmark: {args.clients} clients, {args.seconds:.0f} s per run, "
+                f"{args.workers} uvicorn worker(s), "
                 f"{os.cpu_count()} CPUs, password hash {pw.parameters}, load average {os.getloadavg()[0]:.1f}"
             )
             print("setting up users (create-account + emailed code + verify-otp) ...")
@@ -292,7 +294,8 @@ async def main() -> None:
 
                 pg = await asyncpg.create_pool(dsn, min_size=5, max_size=20)
                 await pg.execute(
-                    "CREATE TABLE IF NOT EXISTS bench_commit_control (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())"
+                    "CREATE TABLE IF NOT EXISTS bench_commit_control (id bigserial PRIMARY KEY, "
+                    "at timestamptz DEFAULT now())"
                 )
 
                 async def commit(i):
@@ -300,7 +303,8 @@ async def main() -> None:
                     return True
 
                 print(
-                    f"\nopen loop ({args.clients} clients x {args.rate:g} req/s = {args.clients * args.rate:.0f} req/s offered):"
+                    f"\nopen loop ({args.clients} clients x {args.rate:g} req/s = "
+                    f"{args.clients * args.rate:.0f} req/s offered):"
                 )
                 for name, op in (
                     ("GET /health (floor)", health),
@@ -354,24 +358,29 @@ async def main() -> None:
                 print(f"  argon2id hash (in-process)          median {med(hash_times):7.1f} ms")
                 print(f"  argon2id verify (in-process)        median {med(verify_times):7.1f} ms")
                 print(
-                    f"  POST /login (right password)        median {med(login_times):7.1f} ms   p99 {pct([x * 1000 for x in login_times], 99):7.1f} ms"
+                    f"  POST /login (right password)        median {med(login_times):7.1f} ms   p99 "
+                    f"{pct([x * 1000 for x in login_times], 99):7.1f} ms"
                 )
                 print(
-                    f"  POST /login (unknown email)         median {med(unknown_times):7.1f} ms   (dummy verify: same cost, no account oracle)"
+                    f"  POST /login (unknown email)         median {med(unknown_times):7.1f} ms   (dummy verify: "
+                    "same cost, no account oracle)"
                 )
                 print(f"  POST /token/refresh (one at a time) median {med(seq_refresh):7.1f} ms")
                 print(f"  GET /users/me (one at a time)       median {med(seq_me):7.1f} ms")
                 print(
-                    f"  login = verify {med(verify_times):.0f} ms + the rest {max(0.0, med(login_times) - med(verify_times)):.0f} ms "
+                    f"  login = verify {med(verify_times):.0f} ms + the rest "
+                    f"{max(0.0, med(login_times) - med(verify_times)):.0f} ms "
                     f"(a refresh, which does the same token work without the hash, takes {med(seq_refresh):.1f} ms)"
                 )
                 me_o, ref_o = results[("open", "GET /users/me")], results[("open", "POST /token/refresh")]
             if {"open", "login"} <= phases:
                 print(
-                    f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on this machine inflates every figure)"
+                    f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on this "
+                    "machine inflates every figure)"
                 )
                 print(
-                    f"ratios: open-loop p99 /users/me vs /health floor {me_o['p99'] / results[('open', 'GET /health (floor)')]['p99']:.1f}x, "
+                    "ratios: open-loop p99 /users/me vs /health floor "
+                    f"{me_o['p99'] / results[('open', 'GET /health (floor)')]['p99']:.1f}x, "
                     f"refresh vs /users/me {ref_o['p99'] / me_o['p99']:.1f}x; login / refresh (one at a time) "
                     f"{med(login_times) / med(seq_refresh):.0f}x"
                 )

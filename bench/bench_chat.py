@@ -68,7 +68,10 @@ SYSTEM = "You are Batman, the character from The Dark Knight (2008). Stay in cha
 
 
 def line(label: str, values: list[float]) -> str:
-    return f"  {label:<44} p50 {pct(values, 50):7.2f} ms   p99 {pct(values, 99):7.2f} ms   mean {statistics.fmean(values):7.2f} ms   n={len(values)}"
+    return (
+        f"  {label:<44} p50 {pct(values, 50):7.2f} ms   p99 {pct(values, 99):7.2f} ms   "
+        f"mean {statistics.fmean(values):7.2f} ms   n={len(values)}"
+    )
 
 
 def free_port() -> int:
@@ -402,7 +405,8 @@ async def main() -> None:
                 ).status_code
 
         print(
-            f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, think time ~{args.think} s, {args.workers} worker(s), "
+            f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, "
+            f"think time ~{args.think} s, {args.workers} worker(s), "
             f"outbox relay {'in its own process' if args.relay == 'external' else 'in the web process'}; "
             f"model = local sandbox (no added latency); {os.cpu_count()} CPUs"
         )
@@ -410,7 +414,8 @@ async def main() -> None:
         pg_idle, rd_idle = await round_trips(dsns["chat"], infra.redis_url, n=100, idle=0.01)
         load = os.getloadavg()
         print(
-            f"\n0. the machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; the service does ~10 such round trips a message)"
+            f"\n0. the machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
+            "the service does ~10 such round trips a message)"
         )
         print(line("PostgreSQL SELECT 1", pg))
         print(line("Redis GET", rd))
@@ -430,7 +435,8 @@ async def main() -> None:
         print(line("  of which inside the service (Server-Timing)", server_overheads))
         print(line("floor: GET /health, same users and server", empty))
         print(
-            f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its threads{' and its relay process' if relay_pids else ''}, from /proc)"
+            f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its "
+            f"threads{' and its relay process' if relay_pids else ''}, from /proc)"
         )
         print(
             f"  side by side: service p50 - model p50 = {pct(latencies, 50) - pct(alone, 50):.2f} ms; "
@@ -444,7 +450,8 @@ async def main() -> None:
         print(line("through /talk_with", service))
         print(line("overhead per request (client - server-measured)", per_request))
         print(
-            f"  side by side: p50 {pct(service, 50) - pct(direct, 50):.2f} ms more; ratio {pct(service, 50) / pct(direct, 50):.2f}x"
+            f"  side by side: p50 {pct(service, 50) - pct(direct, 50):.2f} ms more; "
+            f"ratio {pct(service, 50) / pct(direct, 50):.2f}x"
         )
         await asyncio.sleep(2)  # the last batch's publish
         import asyncpg
@@ -455,7 +462,8 @@ async def main() -> None:
         )
         await conn.close()
         print(
-            f"\n3. events: {total} emitted through the outbox, {total - waiting} published to RabbitMQ, {waiting} still waiting"
+            f"\n3. events: {total} emitted through the outbox, "
+            f"{total - waiting} published to RabbitMQ, {waiting} still waiting"
         )
         verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
         print(

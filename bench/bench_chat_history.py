@@ -53,7 +53,8 @@ async def main() -> None:
         user_id = str(uuid.uuid4())
         print(f"history window read, cap {CAP} tokens, 200 reads each, p50 / p99 (ms)")
         print(
-            f"  {'messages':>9} {'in window':>9}   {'whole-history query':>22}   {'chat_history_window':>22}   ratio p50"
+            f"  {'messages':>9} {'in window':>9}   {'whole-history query':>22}   "
+            f"{'chat_history_window':>22}   ratio p50"
         )
         for n in (40, 300, 2000, 10000):
             cid = str(uuid.uuid4())
@@ -92,7 +93,8 @@ async def main() -> None:
                 timings[label] = ts
             o, w = timings["old"], timings["new"]
             print(
-                f"  {n:>9} {len(new_rows):>9}   {pct(o, 50):9.2f} / {pct(o, 99):9.2f}   {pct(w, 50):9.2f} / {pct(w, 99):9.2f}"
+                f"  {n:>9} {len(new_rows):>9}   {pct(o, 50):9.2f} / {pct(o, 99):9.2f}   "
+                f"{pct(w, 50):9.2f} / {pct(w, 99):9.2f}"
                 f"   {pct(o, 50) / pct(w, 50):6.1f}x"
             )
         await pool.close()

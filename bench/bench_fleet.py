@@ -291,12 +291,14 @@ async def checks(core_dsn: str, chat_dsn: str, amqp_url: str) -> dict:
         ledger = await core.fetch(
             "SELECT user_id::text AS u, count(*) FILTER (WHERE state = 'settled') AS settled,"
             " count(*) FILTER (WHERE state = 'settled' AND NOT unlimited) AS limited,"
-            " count(*) FILTER (WHERE state = 'held') AS held FROM quota_reservations WHERE quota_type = 'regular' GROUP BY user_id"
+            " count(*) FILTER (WHERE state = 'held') AS held FROM quota_reservations "
+            "WHERE quota_type = 'regular' GROUP BY user_id"
         )
         bonus = {
             str(r["u"]): r["b"]
             for r in await core.fetch(
-                "SELECT u, sum(b) AS b FROM (SELECT referrer_id AS u, 10 AS b FROM referrals UNION ALL SELECT referred_id, 5 FROM referrals) x GROUP BY u"
+                "SELECT u, sum(b) AS b FROM (SELECT referrer_id AS u, 10 AS b FROM referrals "
+                "UNION ALL SELECT referred_id, 5 FROM referrals) x GROUP BY u"
             )
         }
         mismatched = [r["u"] for r in ledger if r["settled"] != convs.get(r["u"], 0)]
@@ -338,20 +340,23 @@ async def load(
 
     total = sum(len(v) for v in stats.latency.values())
     print(
-        f"\n{args.users} virtual users, {args.seconds:.0f} s of load (+ finishing in-flight flows): {elapsed:.1f} s, {total} timed requests, {total / elapsed:.1f} req/s"
+        f"\n{args.users} virtual users, {args.seconds:.0f} s of load (+ finishing in-flight flows): {elapsed:.1f} s, "
+        f"{total} timed requests, {total / elapsed:.1f} req/s"
     )
     print(f"{'route':48} {'count':>7} {'req/s':>7} {'p50 ms':>9} {'p99 ms':>9}  statuses")
     for route in sorted(stats.latency):
         lat = stats.latency[route]
         codes = " ".join(f"{k}:{v}" for k, v in sorted(stats.status[route].items(), key=lambda kv: str(kv[0])))
         print(
-            f"{route:48} {len(lat):7d} {len(lat) / elapsed:7.1f} {percentile(lat, 50):9.1f} {percentile(lat, 99):9.1f}  {codes}"
+            f"{route:48} {len(lat):7d} {len(lat) / elapsed:7.1f} {percentile(lat, 50):9.1f} "
+            f"{percentile(lat, 99):9.1f}  {codes}"
         )
     print("flows completed:", dict(run.flows_done))
     server_errors = sum(v for st in stats.status.values() for k, v in st.items() if isinstance(k, int) and k >= 500)
     transport_errors = sum(st.get("exc", 0) for st in stats.status.values())
     print(
-        f"server errors (5xx): {server_errors}   transport errors: {transport_errors}   flow failures: {len(run.failures)}"
+        f"server errors (5xx): {server_errors}   transport errors: "
+        f"{transport_errors}   flow failures: {len(run.failures)}"
     )
     for e in (stats.errors + run.failures)[:10]:
         print("   ", e)

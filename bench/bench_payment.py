@@ -131,7 +131,8 @@ async def server_time(dsn: str, batch: int = 32) -> tuple[float, float]:
         one.append(plan[0]["Execution Time"])
     for _ in range(20):
         plan = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM quota_reserve_many($1::uuid[], $2::text[], $3::int[], 600, true)",
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM quota_reserve_many($1::uuid[], "
+            "$2::text[], $3::int[], 600, true)",
             users,
             ["premium"] * len(users),
             [1] * len(users),
@@ -375,7 +376,8 @@ async def main() -> None:
         await migrate(dsn, "payment")
         load = os.getloadavg()[0]
         print(
-            f"Payment benchmark ({os.cpu_count()} CPUs, load average {load:.1f} at start; PostgreSQL, Redis, RabbitMQ local)\n"
+            f"Payment benchmark ({os.cpu_count()} CPUs, load average {load:.1f} at start; "
+            "PostgreSQL, Redis, RabbitMQ local)\n"
         )
         if args.only != "webhooks":
             await report_quota(dsn, infra.redis_url, f"{run}-bench", args.reserves, args.concurrency)
@@ -425,13 +427,11 @@ async def report_quota(dsn: str, redis_url: str, prefix: str, total: int, concur
 
 
 async def report_webhooks(env: dict[str, str], n: int, run: str) -> None:
+    worker_mode = "one uvicorn worker process (uvloop, httptools), client over HTTP; CPU = the worker's"
+    in_process_mode = "in-process (ASGI transport): client and app share one process and loop; CPU = both"
     modes = {
-        "one uvicorn worker process (uvloop, httptools), client over HTTP; CPU = the worker's": await bench_webhooks_worker(
-            env, n, 8, Path(f"/tmp/bench-payment-worker-{run}.log")
-        ),
-        "in-process (ASGI transport): client and app share one process and loop; CPU = both": await bench_webhooks(
-            env, n, 8
-        ),
+        worker_mode: await bench_webhooks_worker(env, n, 8, Path(f"/tmp/bench-payment-worker-{run}.log")),
+        in_process_mode: await bench_webhooks(env, n, 8),
     }
     print("Stripe webhooks (signature check, event recorded, subscription + quotas + outbox in one transaction)")
     worst = {}
@@ -443,13 +443,15 @@ async def report_webhooks(env: dict[str, str], n: int, run: str) -> None:
             first_p99 = first_p99 or p99
             print(
                 f"    {name:<58} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  p99 {p99:6.2f} ms  "
-                f"mean {statistics.mean(times):6.2f} ms  {rate:7,.0f}/s  p99 x{p99 / first_p99:4.2f}  CPU {cpu_ms:5.2f} ms/op"
+                f"mean {statistics.mean(times):6.2f} ms  {rate:7,.0f}/s  p99 "
+                f"x{p99 / first_p99:4.2f}  CPU {cpu_ms:5.2f} ms/op"
             )
         worst[mode] = max(pct(t, 99) for t, _, _ in hooks.values())
     print(f"  (load average {os.getloadavg()[0]:.1f} at the end)")
     for mode, p99 in worst.items():
         print(
-            f"  target p99 < 50 ms, {mode.split(':')[0].split(' (')[0]}: {'MET' if p99 < 50 else 'NOT MET'} (worst p99 {p99:.2f} ms)"
+            f"  target p99 < 50 ms, {mode.split(':')[0].split(' (')[0]}: "
+            f"{'MET' if p99 < 50 else 'NOT MET'} (worst p99 {p99:.2f} ms)"
         )
 
 

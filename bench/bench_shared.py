@@ -78,13 +78,15 @@ def bench_http(seconds: int, rounds: int) -> None:
                 run["cpu_us"] = (process_cpu_seconds(proc.pid) - cpu0) / run["requests"] * 1e6
                 results[name].append(run)
         print(
-            "\n== HTTP: bare FastAPI vs authenticated + rate-limited (shared factory), wrk -t2 -c50, uvicorn 1 worker =="
+            "\n== HTTP: bare FastAPI vs authenticated + rate-limited (shared factory), "
+            "wrk -t2 -c50, uvicorn 1 worker =="
         )
         for name, runs in results.items():
             best = max(runs, key=lambda r: r["rps"])
             cpu = statistics.median(r["cpu_us"] for r in runs)
             print(
-                f"{name:>7}: {best['rps']:8.0f} req/s  p50 {best['p50_ms']:.2f} ms  p99 {best['p99_ms']:.2f} ms  non-2xx {sum(r['non_2xx'] for r in runs)}"
+                f"{name:>7}: {best['rps']:8.0f} req/s  p50 {best['p50_ms']:.2f} ms  p99 {best['p99_ms']:.2f} ms  "
+                f"non-2xx {sum(r['non_2xx'] for r in runs)}"
                 f"  server CPU {cpu:.0f} us/request  (rounds: {', '.join('%.0f' % r['rps'] for r in runs)})"
             )
         pair_ratios = sorted(s["rps"] / b["rps"] for s, b in zip(results["shared"], results["bare"]))
@@ -92,7 +94,8 @@ def bench_http(seconds: int, rounds: int) -> None:
             r["cpu_us"] for r in results["shared"]
         )
         print(
-            f"  ratio shared/bare, req/s: median of {len(pair_ratios)} back-to-back pairs {statistics.median(pair_ratios):.2f} (range {pair_ratios[0]:.2f}-{pair_ratios[-1]:.2f})  (target >= 0.50)"
+            f"  ratio shared/bare, req/s: median of {len(pair_ratios)} back-to-back pairs "
+            f"{statistics.median(pair_ratios):.2f} (range {pair_ratios[0]:.2f}-{pair_ratios[-1]:.2f})  (target >= 0.50)"
         )
         print(f"  ratio by server CPU per request (insensitive to other load): {cpu_ratio:.2f}")
     finally:
@@ -149,7 +152,8 @@ async def bench_bus(events: int, latency_events: int) -> None:
             await asyncio.sleep(0.005)
         await asyncio.wait_for(done.wait(), 30)
         print(
-            f"publish -> consume latency ({latency_events} events at ~200/s): {summary(latencies)}  (target p99 < 50 ms)"
+            f"publish -> consume latency ({latency_events} events at ~200/s): "
+            f"{summary(latencies)}  (target p99 < 50 ms)"
         )
         await relay.stop()
         await publisher.close()

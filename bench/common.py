@@ -38,7 +38,10 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def summary(values_ms: list[float]) -> str:
-    return f"p50 {percentile(values_ms, 50):.2f} ms  p99 {percentile(values_ms, 99):.2f} ms  mean {statistics.fmean(values_ms):.2f} ms  n={len(values_ms)}"
+    return (
+        f"p50 {percentile(values_ms, 50):.2f} ms  p99 {percentile(values_ms, 99):.2f} ms  "
+        f"mean {statistics.fmean(values_ms):.2f} ms  n={len(values_ms)}"
+    )
 
 
 def wrk(

@@ -27,7 +27,8 @@ log = logging.getLogger("chat_service.context")
 MAX_BIO_CHARS = 1200
 # Words too common to say what a message is about (for group chat relevance).
 STOPWORDS = frozenset(
-    "about above after again against also because been before being below between both could does doing down during each "
+    "about above after again against also because been before being below between both could "
+    "does doing down during each "
     "from further have having here into just know like more most much must only other over same should some such than "
     "that their them then there these they this those through under until very want what when where which while whom "
     "will with would your yours anyone anybody someone something everyone think tell said says make made really".split()

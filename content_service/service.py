@@ -1,6 +1,7 @@
 """The content service's domain layer: the catalogue of titles, people and characters (the embedded
-store, the search index built from it) and the queries the routes need. All calls here are synchronous and short (LMDB reads are memory-mapped
-B-tree lookups, microseconds); index (re)builds run in a worker thread and swap in atomically.
+store, the search index built from it) and the queries the routes need. All calls here are
+synchronous and short (LMDB reads are memory-mapped B-tree lookups, microseconds); index
+(re)builds run in a worker thread and swap in atomically.
 """
 
 from __future__ import annotations

@@ -140,7 +140,8 @@ def _check_blocks(content: Any, where: str) -> None:
                     raise BadRequest(f"{where}.{j}.image.source.url: Input should be a valid URL")
             elif stype != "file":
                 raise BadRequest(
-                    f"{where}.{j}.image.source: Input tag '{stype}' found using 'type' does not match any of the expected tags: 'base64', 'url', 'file'"
+                    f"{where}.{j}.image.source: Input tag '{stype}' found using 'type' does not match any of the "
+                    "expected tags: 'base64', 'url', 'file'"
                 )
 
 

@@ -11,8 +11,8 @@ once the server accepts connections. Typical pytest wrapping::
 
 ``handle.base_url`` (``http://127.0.0.1:PORT``), ``handle.env()`` (the ``*_BASE_URL`` variables of
 :func:`sandbox.control.env_for`; ``env(keys=True)`` adds dummy API keys, ``STRIPE_WEBHOOK_SECRET``
-and the seeded ``STRIPE_PRICE_PRO`` / ``STRIPE_PRICE_MAX``), ``handle.control`` (the ``/_sandbox`` API, sync calls - safe
-from async tests too, since the server runs on its own loop), ``handle.state`` (the live
+and the seeded ``STRIPE_PRICE_PRO`` / ``STRIPE_PRICE_MAX``), ``handle.control`` (the ``/_sandbox`` API,
+sync calls - safe from async tests too, since the server runs on its own loop), ``handle.state`` (the live
 :class:`~sandbox.core.SandboxState`, same process), ``handle.stop()``.
 """
 

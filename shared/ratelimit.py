@@ -9,7 +9,8 @@ requests (at most limit/20, capped at 10, per instance). Limits of 20 or less ar
 (one Redis call per request). Concurrent requests of one identity share one Redis call.
 
 The service-wide default (RATE_LIMIT_PER_MINUTE, every route but health and docs) is checked
-by the app factory's request middleware; stricter per-route limits are dependencies: `Depends(RateLimit(5, 60, scope="otp"))`.
+by the app factory's request middleware; stricter per-route limits are dependencies:
+`Depends(RateLimit(5, 60, scope="otp"))`.
 
 Identity is the user id when the request carries a valid token, the client address otherwise.
 When Redis is unreachable the limiter lets requests through and logs it: rate limits protect

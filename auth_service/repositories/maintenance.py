@@ -25,7 +25,8 @@ async def delete_abandoned_guests(conn: asyncpg.Connection, retention_days: int,
         "DELETE FROM users WHERE id IN ("
         "  SELECT u.id FROM users u"
         "  WHERE u.temporary_account AND NOT u.confirmed AND u.created_at < now() - make_interval(days => $1)"
-        "    AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.user_id = u.id AND t.created_at > now() - make_interval(days => $1))"
+        "    AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.user_id = u.id "
+        "AND t.created_at > now() - make_interval(days => $1))"
         "  ORDER BY u.created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         ") RETURNING id::text",
         retention_days,

@@ -26,6 +26,7 @@ async def for_referred(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record
 
 async def stats(conn: asyncpg.Connection, referrer_id: str) -> asyncpg.Record:
     return await conn.fetchrow(
-        "SELECT count(*)::int AS count, COALESCE(sum(bonus_credits), 0)::int AS bonus FROM referrals WHERE referrer_id = $1",
+        "SELECT count(*)::int AS count, COALESCE(sum(bonus_credits), 0)::int AS bonus "
+        "FROM referrals WHERE referrer_id = $1",
         referrer_id,
     )

@@ -105,7 +105,8 @@ async def set_share_token(
     pool: asyncpg.Pool, conversation_id: str, user_id: str, token: str | None
 ) -> asyncpg.Record | None:
     return await pool.fetchrow(
-        f"UPDATE conversations SET share_token = $3, updated_at = clock_timestamp() WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}",
+        "UPDATE conversations SET share_token = $3, updated_at = clock_timestamp() WHERE id = $1 "
+        f"AND user_id = $2 RETURNING {COLUMNS}",
         conversation_id,
         user_id,
         token,

@@ -1117,7 +1117,8 @@ TV = [
         ["JP"],
         22,
         1122,
-        "Monkey D. Luffy and his Straw Hat crew sail the Grand Line in search of the legendary treasure, the One Piece.",
+        "Monkey D. Luffy and his Straw Hat crew sail the Grand Line in search of the "
+        "legendary treasure, the One Piece.",
         [
             (9100042, "Monkey D. Luffy (voice)", 1122),
             (9100043, "Roronoa Zoro (voice)", 1100),

@@ -199,7 +199,8 @@ class OutboxRelay:
                 )
             if failed:
                 await self.pool.executemany(
-                    "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2, claimed_until = NULL WHERE id = $1",
+                    "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2, "
+                    "claimed_until = NULL WHERE id = $1",
                     failed,
                 )
             total += len(done)

@@ -50,7 +50,8 @@ class Infra:
         )
 
     def amqp_url(self, vhost: str) -> str:
-        return f"amqp://{self.rabbit_user}:{self.rabbit_password}@{self.amqp_host}:{self.amqp_port}/{quote(vhost, safe='')}"
+        credentials = f"{self.rabbit_user}:{self.rabbit_password}"
+        return f"amqp://{credentials}@{self.amqp_host}:{self.amqp_port}/{quote(vhost, safe='')}"
 
 
 def new_run_id() -> str:

@@ -202,7 +202,8 @@ def subscribe(core_db):
     async def _subscribe(user_id: str, tier: int) -> None:
         await core_db.execute(
             """
-            INSERT INTO subscriptions (user_id, source, external_id, tier, status, current_period_end, source_updated_at)
+            INSERT INTO subscriptions (user_id, source, external_id, tier, status, current_period_end,
+                                       source_updated_at)
             VALUES ($1::uuid, 'stripe', $2, $3, 'active', now() + interval '1 month', now())
             """,
             user_id,

@@ -147,7 +147,8 @@ async def test_history_window_of_a_long_conversation_is_the_defined_window(chat,
     ]
     async with chat_db.acquire() as conn:
         await conn.executemany(
-            "INSERT INTO messages (id, conversation_id, user_id, sender, role, content, token_count, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO messages (id, conversation_id, user_id, sender, role, content, token_count, pinned) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             rows,
         )
         await conn.execute("UPDATE conversations SET message_count = message_count + $2 WHERE id = $1", cid, len(rows))

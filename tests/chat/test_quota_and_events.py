@@ -146,7 +146,8 @@ async def test_user_deleted_erases_conversations_messages_and_reactions(
 
     async def erased():
         n = await chat_db.fetchval(
-            "SELECT (SELECT count(*) FROM conversations WHERE user_id = $1) + (SELECT count(*) FROM messages WHERE user_id = $1)"
+            "SELECT (SELECT count(*) FROM conversations WHERE user_id = $1) + (SELECT count(*) "
+            "FROM messages WHERE user_id = $1)"
             " + (SELECT count(*) FROM message_reactions WHERE user_id = $1)",
             user.id,
         )

@@ -61,7 +61,9 @@ class Fleet:
         if fail:
             pre = hooks / "pre-receive"
             pre.write_text(
-                '#!/bin/sh\necho "remote: -----> Building... failed: healthcheck /health/ready never answered 200" >&2\nexit 1\n'
+                "#!/bin/sh\n"
+                'echo "remote: -----> Building... failed: healthcheck /health/ready never answered 200" >&2\n'
+                "exit 1\n"
             )
             pre.chmod(0o755)
 

@@ -194,15 +194,18 @@ async def test_postgres_connections_killed(fleet, http, outbox, infra, e2e_env, 
                 "message_count"
             ]
         settled = await core.fetchval(
-            "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND quota_type = 'regular' AND state = 'settled'",
+            "SELECT count(*) FROM quota_reservations WHERE user_id = $1 "
+            "AND quota_type = 'regular' AND state = 'settled'",
             uid,
         )
         states = await core.fetch(
-            "SELECT state, amount, created_at FROM quota_reservations WHERE user_id = $1 AND quota_type = 'regular' ORDER BY created_at",
+            "SELECT state, amount, created_at FROM quota_reservations WHERE user_id = $1 "
+            "AND quota_type = 'regular' ORDER BY created_at",
             uid,
         )
         assert settled == len(convs), (
-            f"{fan.user_id}: {len(convs)} conversations saved, {settled} charged; reservations {[tuple(r) for r in states]}"
+            f"{fan.user_id}: {len(convs)} conversations saved, {settled} charged; "
+            f"reservations {[tuple(r) for r in states]}"
         )
         # The database's own count (the API's cached view may lag when a reserve committed but its
         # answer was lost with the connection: that reservation is held and given back on expiry).

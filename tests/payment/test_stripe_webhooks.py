@@ -336,7 +336,8 @@ async def test_refund_is_recorded_once_per_amount(client, db, users):
     charge2 = dict(charge, amount_refunded=999, refunded=True)
     assert (await post_stripe(client, se.charge_refunded(charge2))).status_code == 200
     rows = await db.fetch(
-        "SELECT amount_cents, user_id FROM payment_transactions WHERE kind = 'refund' AND subscription_ref = $1 ORDER BY amount_cents",
+        "SELECT amount_cents, user_id FROM payment_transactions WHERE kind = 'refund' "
+        "AND subscription_ref = $1 ORDER BY amount_cents",
         charge["id"],
     )
     assert [r["amount_cents"] for r in rows] == [-699, -300]

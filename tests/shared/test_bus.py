@@ -126,7 +126,8 @@ async def test_event_emitted_while_rabbitmq_is_down_is_delivered_when_it_returns
                 await asyncio.wait_for(failed.seen.wait(), 15)  # the relay tried, and could not publish
             assert spy.of_type("user.created", user_id=user_id) == []
             row = await pool.fetchrow(
-                "SELECT published_at, attempts FROM outbox_events WHERE event_type='user.created' ORDER BY id DESC LIMIT 1"
+                "SELECT published_at, attempts FROM outbox_events "
+                "WHERE event_type='user.created' ORDER BY id DESC LIMIT 1"
             )
             assert row["published_at"] is None
             proxy.restore()
