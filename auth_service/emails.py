@@ -77,7 +77,7 @@ class EmailBackend(abc.ABC):
     @abc.abstractmethod
     async def send(self, email: Email) -> None: ...
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook: only backends holding connections override it
         pass
 
 

@@ -330,7 +330,7 @@ async def load(
     started = time.monotonic()
     run = Run(http, Outbox(fleet.outbox_dir), sandbox_url, stats, started + args.seconds)
     tasks = []
-    for i in range(args.users):
+    for _ in range(args.users):
         tasks.append(asyncio.create_task(run.virtual_user()))
         await asyncio.sleep(args.ramp / max(1, args.users))
     await asyncio.gather(*tasks)

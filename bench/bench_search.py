@@ -184,7 +184,7 @@ def build_sqlite(path, idx: SearchIndex):
         "INSERT INTO names VALUES (?,?,?,?,?)",
         (
             (i, name, idx.ent_keys[e], TYPES[int(idx.ent_type[e])], float(idx.ent_pop[e]))
-            for i, (name, e) in enumerate(zip(idx.names, ents))
+            for i, (name, e) in enumerate(zip(idx.names, ents, strict=True))
         ),
     )
     con.executemany("INSERT INTO tri(rowid, key) VALUES (?,?)", enumerate(idx.keys))
@@ -406,7 +406,7 @@ def main(argv=None):
         per_kind,
         reference=reference,
     )
-    figures["loadavg"] = [max(a, b) for a, b in zip(load0, os.getloadavg())]
+    figures["loadavg"] = [max(a, b) for a, b in zip(load0, os.getloadavg(), strict=True)]
     figures.update(timed)
     figures["hot"] = time_hot(idx, queries["autocomplete"])
     figures["kernel"] = idx._kernel is not None

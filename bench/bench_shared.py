@@ -87,9 +87,9 @@ def bench_http(seconds: int, rounds: int) -> None:
             print(
                 f"{name:>7}: {best['rps']:8.0f} req/s  p50 {best['p50_ms']:.2f} ms  p99 {best['p99_ms']:.2f} ms  "
                 f"non-2xx {sum(r['non_2xx'] for r in runs)}"
-                f"  server CPU {cpu:.0f} us/request  (rounds: {', '.join('%.0f' % r['rps'] for r in runs)})"
+                f"  server CPU {cpu:.0f} us/request  (rounds: {', '.join(format(r['rps'], '.0f') for r in runs)})"
             )
-        pair_ratios = sorted(s["rps"] / b["rps"] for s, b in zip(results["shared"], results["bare"]))
+        pair_ratios = sorted(s["rps"] / b["rps"] for s, b in zip(results["shared"], results["bare"], strict=True))
         cpu_ratio = statistics.median(r["cpu_us"] for r in results["bare"]) / statistics.median(
             r["cpu_us"] for r in results["shared"]
         )

@@ -178,7 +178,7 @@ class ContextBuilder:
     async def _build(self, character: str, series: str | None) -> CharacterContext:
         ctx = CharacterContext(character=character.strip(), series=(series or "").strip() or None)
         results = await asyncio.gather(self._tmdb(ctx), self._wikipedia(ctx), return_exceptions=True)
-        for source, res in zip(("tmdb", "wikipedia"), results):
+        for source, res in zip(("tmdb", "wikipedia"), results, strict=True):
             if isinstance(res, BaseException):
                 ctx.degraded = True
                 log.warning("character context source failed", extra={"source": source, "error": repr(res)[:200]})

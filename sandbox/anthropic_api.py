@@ -125,7 +125,7 @@ def _check_blocks(content: Any, where: str) -> None:
                 try:
                     raw = base64.b64decode(src.get("data") or "", validate=True)
                 except (binascii.Error, ValueError):
-                    raise BadRequest(f"{where}.{j}.image.source.base64: invalid base64 data")
+                    raise BadRequest(f"{where}.{j}.image.source.base64: invalid base64 data") from None
                 if not raw:
                     raise BadRequest(f"{where}.{j}.image.source.base64.data: image cannot be empty")
                 sniffed = _sniff_image(raw)

@@ -210,7 +210,7 @@ def _int(v: Any, param: str) -> int | None:
     try:
         return int(v)
     except (TypeError, ValueError):
-        raise StripeError(400, f"Invalid integer: {v}", code="parameter_invalid_integer", param=param)
+        raise StripeError(400, f"Invalid integer: {v}", code="parameter_invalid_integer", param=param) from None
 
 
 def _metadata(current: dict | None, update: Any) -> dict:

@@ -325,7 +325,7 @@ def build(state: SandboxState) -> Router:
         try:
             return int(request.path_params["id"].split("-")[0])
         except ValueError:
-            raise TmdbError(404)
+            raise TmdbError(404) from None
 
     async def configuration(request: Request) -> Any:
         return {

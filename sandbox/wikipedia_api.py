@@ -248,7 +248,7 @@ def summary(page: dict[str, Any]) -> dict[str, Any]:
         "lang": "en",
         "dir": "ltr",
         "revision": str(h % 900_000_000 + 1_000_000_000),
-        "tid": "%08x-0000-11f0-8000-%012x" % (h % 2**32, h % 2**48),
+        "tid": f"{h % 2**32:08x}-0000-11f0-8000-{h % 2**48:012x}",
         "timestamp": "2025-06-01T12:00:00Z",
         "description": page["description"],
         "description_source": "local",

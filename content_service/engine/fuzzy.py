@@ -95,7 +95,7 @@ class DeletionIndex:
         q = hash_many(strings)
         lo = np.searchsorted(self.hashes, q, "left")
         hi = np.searchsorted(self.hashes, q, "right")
-        parts = [self.targets[a:b] for a, b in zip(lo.tolist(), hi.tolist()) if b > a]
+        parts = [self.targets[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a]
         if not parts:
             return np.empty(0, dtype=np.int32)
         # sorted distinct by sort + neighbour compare: for these few hundred ids numpy's

@@ -474,7 +474,9 @@ class SearchIndex:
     def _skeys_from_keys(self):
         """The sorted key list, sharing the key strings (alternates are suffixes)."""
         keys = self.keys
-        self.skeys = [keys[n][o:] if o else keys[n] for n, o in zip(self.skey_name.tolist(), self.skey_off.tolist())]
+        self.skeys = [
+            keys[n][o:] if o else keys[n] for n, o in zip(self.skey_name.tolist(), self.skey_off.tolist(), strict=True)
+        ]
 
     # ------------------------------------------------------------- snapshot
     _ARRAYS = (
@@ -677,7 +679,7 @@ class SearchIndex:
                             return out
                 else:
                     dl = dists if isinstance(dists, list) else dists.tolist()
-                    for nid, d in zip(idl, dl):
+                    for nid, d in zip(idl, dl, strict=True):
                         e = ne[nid]
                         if e in seen or (tmask is not None and not tmask[et[e]]):
                             continue

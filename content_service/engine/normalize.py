@@ -111,7 +111,7 @@ def normalize_spans(text: str) -> tuple[str, list[int], list[str]]:
     # collapse whitespace, keep joiners for the compound detection
     key_chars: list[str] = []
     key_pos: list[int] = []
-    for ch, p in zip(out, pos):
+    for ch, p in zip(out, pos, strict=True):
         if ch == " ":
             if not key_chars or key_chars[-1] in (" ", _JOIN):
                 continue

@@ -190,8 +190,8 @@ class OutboxRelay:
                         [r["id"] for r in rows],
                     )
                 raise
-            done = [r["id"] for r, err in zip(rows, results) if err is None]
-            failed = [(r["id"], repr(err)) for r, err in zip(rows, results) if err is not None]
+            done = [r["id"] for r, err in zip(rows, results, strict=True) if err is None]
+            failed = [(r["id"], repr(err)) for r, err in zip(rows, results, strict=True) if err is not None]
             if done:
                 await self.pool.execute(
                     "UPDATE outbox_events SET published_at = now(), claimed_until = NULL WHERE id = ANY($1::bigint[])",

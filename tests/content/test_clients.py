@@ -163,14 +163,15 @@ def test_a_second_process_snapshot_is_picked_up(tmp_path):
     catalog.open("real")
     assert catalog.refresh() is False
     assert not catalog.index.search("zyxwvut movie", "auto")
+    root = str(__import__("pathlib").Path(__file__).parents[2])
     script = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {root!r})\n"
         "from content_service.service import ContentCatalog\n"
-        "r = ContentCatalog(%r); r.open('none')\n"
+        f"r = ContentCatalog({str(tmp_path / 'data')!r}); r.open('none')\n"
         "r.store.put_entities([{'key': 'movie:777', 'type': 'movie', 'id': 777,"
         " 'name': 'Zyxwvut Movie', 'popularity': 5.0}])\n"
         "r.rebuild(); r.close()\n"
-    ) % (str(__import__("pathlib").Path(__file__).parents[2]), str(tmp_path / "data"))
+    )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert catalog.refresh() is True
     assert catalog.index.search("zyxwvut movie", "auto")[0].entity == "movie:777"

@@ -148,7 +148,7 @@ def test_span_mapping_equals_the_careful_path():
         for w in key.split(" "):  # every word, and every run of two words
             spans.append((start, start + len(w)))
             start += len(w) + 1
-        spans += [(a[0], b[1]) for a, b in zip(spans[1:], spans[2:])]
+        spans += [(a[0], b[1]) for a, b in zip(spans[1:], spans[2:], strict=False)]
         careful = [(pos[s], pos[e - 1] + 1) for s, e in spans]
         assert _map_spans(name, key, spans) == careful, name
 

@@ -207,7 +207,7 @@ def test_dry_run_pushes_nothing(fleet):
     result = fleet.run("--dry-run")
     assert result.returncode == 0
     assert fleet.received() == []
-    lines = [l for l in result.stdout.splitlines() if "would run: git push" in l]
+    lines = [line for line in result.stdout.splitlines() if "would run: git push" in line]
     assert len(lines) == 7
     assert f"{fleet.remotes}/chat-service.git {head}:refs/heads/main" in result.stdout
     # --changed --dry-run reads the remotes but still pushes nothing.
@@ -216,7 +216,7 @@ def test_dry_run_pushes_nothing(fleet):
     fleet.commit("chat", "chat_service/main.py")
     result = fleet.run("--changed", "--dry-run")
     assert fleet.received() == []
-    assert [l.split(":")[0] for l in result.stdout.splitlines() if "would run" in l] == ["==> chat"]
+    assert [line.split(":")[0] for line in result.stdout.splitlines() if "would run" in line] == ["==> chat"]
 
 
 def test_rollback_needs_force(fleet):

@@ -62,13 +62,11 @@ def test_check_names_a_stale_file_and_generate_fixes_it(tmp_path):
 
 def test_the_cli_needs_only_the_standard_library():
     # -S: no site-packages, as on a fresh machine before the venv (scripts/infra.sh may run then).
-    run = lambda *args: subprocess.run(
-        [sys.executable, "-S", "-m", "shared.fleet", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-S", "-m", "shared.fleet", *args], cwd=ROOT, capture_output=True, text=True, timeout=30
+        )
+
     assert run("names").stdout.split() == fleet.names()
     assert run("databases").stdout.split() == list(fleet.database_vars().values())
     env_lines = run("database-env", "postgresql://u:p@h:5432").stdout.splitlines()

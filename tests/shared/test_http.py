@@ -125,7 +125,7 @@ async def test_leased_limits_never_admit_more_than_the_limit_across_instances(ma
         make_client(build_probe_app, rate_limit_per_minute=100) as b,
     ):
         results = []
-        for burst in range(8):
+        for _burst in range(8):
             results += await asyncio.gather(*[(a if i % 3 else b).get("/public", headers=user) for i in range(20)])
         assert "rate limit skipped" not in caplog.text  # Redis answered every time: no fail-open
         admitted = sum(r.status_code == 200 for r in results)
