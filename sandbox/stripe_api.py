@@ -318,7 +318,7 @@ class StripeStore:
             async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
                 r = await client.post(endpoint["url"], content=body, headers=headers)
             d.status = r.status_code
-        except Exception as e:
+        except Exception as e:  # a failed delivery is recorded, not raised
             d.error = f"{type(e).__name__}: {e}"
         return d
 
