@@ -4,10 +4,10 @@ Every message has a template name and its variables (`context`); the text body i
 here. With EMAIL_BACKEND=file each email is one JSON file in EMAIL_OUTBOX_DIR with keys
 to, subject, text, template, context (written atomically: a reader never sees half a file).
 """
+
 from __future__ import annotations
 
 import abc
-
 import asyncio
 import logging
 import os
@@ -77,7 +77,7 @@ class EmailBackend(abc.ABC):
     @abc.abstractmethod
     async def send(self, email: Email) -> None: ...
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook: only backends holding connections override it
         pass
 
 
@@ -89,7 +89,13 @@ class FileBackend(EmailBackend):
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
         tmp = self.directory / f".{name}.tmp"
-        body = {"to": email.to, "subject": email.subject, "text": email.text, "template": email.template, "context": email.context}
+        body = {
+            "to": email.to,
+            "subject": email.subject,
+            "text": email.text,
+            "template": email.template,
+            "context": email.context,
+        }
         tmp.write_bytes(orjson.dumps(body))
         os.replace(tmp, self.directory / name)
 

@@ -1,5 +1,6 @@
 """Events the auth service consumes: subscription changes keep users.premium current, so the
 next token minted (login or refresh) carries the user's tier."""
+
 from __future__ import annotations
 
 import logging
@@ -34,7 +35,10 @@ def tier_of(event: Event) -> int | None:
 async def on_subscription(conn: asyncpg.Connection, event: Event, state) -> None:
     tier = tier_of(event)
     if event.user_id is None or tier is None:
-        log.warning("subscription event without a usable user_id or tier; ignored", extra={"event_id": event.event_id, "event_type": event.event_type})
+        log.warning(
+            "subscription event without a usable user_id or tier; ignored",
+            extra={"event_id": event.event_id, "event_type": event.event_type},
+        )
         return
     try:
         applied = await users_repo.set_premium(conn, event.user_id, tier, event.timestamp)
@@ -42,4 +46,7 @@ async def on_subscription(conn: asyncpg.Connection, event: Event, state) -> None
         log.warning("subscription event for a malformed user id; ignored", extra={"event_id": event.event_id})
         return
     if not applied:
-        log.info("subscription event not applied (unknown user or older than the current tier)", extra={"event_id": event.event_id})
+        log.info(
+            "subscription event not applied (unknown user or older than the current tier)",
+            extra={"event_id": event.event_id},
+        )

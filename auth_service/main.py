@@ -1,4 +1,5 @@
 """uvicorn auth_service.main:app"""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         app.state.background_tasks = set()
         app.state.auth = Auth(app, settings, passwords, build_mailer(settings), OAuthProviders(settings))
         app.state.cleanup = (
-            asyncio.create_task(cleanup_loop(app, settings), name="auth-housekeeping") if settings.cleanup_interval_seconds > 0 else None
+            asyncio.create_task(cleanup_loop(app, settings), name="auth-housekeeping")
+            if settings.cleanup_interval_seconds > 0
+            else None
         )
 
     async def shutdown(app: FastAPI) -> None:

@@ -1,6 +1,7 @@
 """Periodic housekeeping: drop refresh tokens long expired, stale codes, and guest accounts
 abandoned for GUEST_RETENTION_DAYS (publishing user.deleted for each, so every service erases
 what the guest left)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +23,18 @@ async def cleanup_once(pool, settings, batch: int = 500) -> dict[str, int]:
             async with conn.transaction():
                 ids = await repo.delete_abandoned_guests(conn, settings.guest_retention_days, batch)
                 if ids:
-                    await emit(conn, *[make_event(EventType.USER_DELETED, uid, {"was_guest": True, "reason": "guest_expired"}, source="auth_service") for uid in ids])
+                    await emit(
+                        conn,
+                        *[
+                            make_event(
+                                EventType.USER_DELETED,
+                                uid,
+                                {"was_guest": True, "reason": "guest_expired"},
+                                source="auth_service",
+                            )
+                            for uid in ids
+                        ],
+                    )
             guests += len(ids)
             if len(ids) < batch:
                 break

@@ -6,6 +6,7 @@ An ID token is accepted only when its signature verifies with a key from the pro
 ids and it has not expired. Any failure is an `OAuthError` (401); an unreachable provider is an
 `OAuthUnavailable` (503).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -68,7 +69,9 @@ class JWKS:
         if now - self._fetched_at > self.ttl or (kid not in self._keys and now - self._fetched_at > self.min_refetch):
             async with self._lock:
                 now = time.monotonic()
-                if now - self._fetched_at > self.ttl or (kid not in self._keys and now - self._fetched_at > self.min_refetch):
+                if now - self._fetched_at > self.ttl or (
+                    kid not in self._keys and now - self._fetched_at > self.min_refetch
+                ):
                     await self._fetch()
         return self._keys.get(kid)
 
@@ -78,7 +81,9 @@ def _as_bool(value: Any) -> bool:
 
 
 class IdTokenVerifier:
-    def __init__(self, provider: str, jwks: JWKS, *, issuers: list[str], client_ids: list[str], leeway_seconds: int = 30):
+    def __init__(
+        self, provider: str, jwks: JWKS, *, issuers: list[str], client_ids: list[str], leeway_seconds: int = 30
+    ):
         self.provider = provider
         self.jwks = jwks
         self.issuers = set(issuers)
@@ -105,7 +110,14 @@ class IdTokenVerifier:
                 id_token,
                 jwk.construct(key, algorithm="RS256"),
                 algorithms=["RS256"],
-                options={"verify_aud": False, "verify_iss": False, "verify_at_hash": False, "require_exp": True, "require_iat": False, "leeway": self.leeway},
+                options={
+                    "verify_aud": False,
+                    "verify_iss": False,
+                    "verify_at_hash": False,
+                    "require_exp": True,
+                    "require_iat": False,
+                    "leeway": self.leeway,
+                },
             )
         except ExpiredSignatureError as exc:
             raise OAuthError("the ID token has expired") from exc
@@ -163,7 +175,9 @@ class FacebookVerifier:
     async def verify(self, access_token: str) -> ProviderIdentity:
         if not (self.app_id and self.app_secret):
             raise OAuthUnavailable("facebook sign-in is not configured")
-        debug = await self._get("/debug_token", {"input_token": access_token, "access_token": f"{self.app_id}|{self.app_secret}"})
+        debug = await self._get(
+            "/debug_token", {"input_token": access_token, "access_token": f"{self.app_id}|{self.app_secret}"}
+        )
         data = debug.get("data") or {}
         if not data.get("is_valid"):
             raise OAuthError("the Facebook access token is not valid")
@@ -173,26 +187,45 @@ class FacebookVerifier:
         if isinstance(expires_at, int) and 0 < expires_at < time.time():
             raise OAuthError("the Facebook access token has expired")
         proof = hmac.new(self.app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
-        me = await self._get("/me", {"fields": "id,name,email,picture", "access_token": access_token, "appsecret_proof": proof})
+        me = await self._get(
+            "/me", {"fields": "id,name,email,picture", "access_token": access_token, "appsecret_proof": proof}
+        )
         user_id = str(me.get("id") or "")
         if not user_id or user_id != str(data.get("user_id")):
             raise OAuthError("the Facebook profile does not match the token")
         email = me.get("email")
         email = email.strip().lower() if isinstance(email, str) and email.strip() else None
-        picture = ((me.get("picture") or {}).get("data") or {}).get("url") if isinstance(me.get("picture"), dict) else None
-        return ProviderIdentity("facebook", user_id, email, bool(email), me.get("name") if isinstance(me.get("name"), str) else None, picture)
+        picture = (
+            ((me.get("picture") or {}).get("data") or {}).get("url") if isinstance(me.get("picture"), dict) else None
+        )
+        return ProviderIdentity(
+            "facebook",
+            user_id,
+            email,
+            bool(email),
+            me.get("name") if isinstance(me.get("name"), str) else None,
+            picture,
+        )
 
 
 class OAuthProviders:
     def __init__(self, settings):
         self.client = httpx.AsyncClient(timeout=settings.oauth_timeout_seconds)
         self.google = IdTokenVerifier(
-            "google", JWKS(settings.google_jwks_url, self.client), issuers=settings.google_issuers, client_ids=settings.google_client_ids
+            "google",
+            JWKS(settings.google_jwks_url, self.client),
+            issuers=settings.google_issuers,
+            client_ids=settings.google_client_ids,
         )
         self.apple = IdTokenVerifier(
-            "apple", JWKS(settings.apple_jwks_url, self.client), issuers=settings.apple_issuers, client_ids=settings.apple_client_ids
+            "apple",
+            JWKS(settings.apple_jwks_url, self.client),
+            issuers=settings.apple_issuers,
+            client_ids=settings.apple_client_ids,
         )
-        self.facebook = FacebookVerifier(settings.facebook_graph_url, settings.facebook_app_id, settings.facebook_app_secret, self.client)
+        self.facebook = FacebookVerifier(
+            settings.facebook_graph_url, settings.facebook_app_id, settings.facebook_app_secret, self.client
+        )
 
     async def close(self) -> None:
         await self.client.aclose()

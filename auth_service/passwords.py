@@ -5,6 +5,7 @@ so a burst of logins cannot take every thread or `concurrency x memory_cost` of 
 an unknown email still verifies against a dummy hash, so its timing does not reveal whether the
 account exists. Passwords are never logged or stored in the clear.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The auth service's settings: everything ServiceSettings reads, plus its own."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal

@@ -16,6 +16,7 @@ limits off. Everything printed is measured in this run, side by side:
   time per request (read from /proc: robust to other load on the machine, unlike wall time);
 - login: sequential logins against the in-process argon2id hash with the same parameters.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -108,7 +109,10 @@ async def closed_loop(name, op, clients: int, seconds: float) -> dict:
     await asyncio.gather(*(worker(i) for i in range(clients)))
     row = summary(name, lat, time.perf_counter() - start, errors)
     row["cpu_ms"] = (cpu_seconds(SERVER_PID) - cpu0) * 1000 / max(1, row["n"] + errors)
-    print(f"  {'':<34} service CPU per request {row['cpu_ms']:.2f} ms  (= {1000 / row['cpu_ms']:.0f} req/s per core at full use)")
+    print(
+        f"  {'':<34} service CPU per request {row['cpu_ms']:.2f} ms  (= {1000 / row['cpu_ms']:.0f} "
+        "req/s per core at full use)"
+    )
     return row
 
 
@@ -146,7 +150,8 @@ async def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     async with httpx.AsyncClient() as c:
         for _ in range(300):
             if proc.poll() is not None:
-                raise SystemExit(f"auth service exited:\n{log.read_text()[-3000:]}")
+                # The service died during start-up, before any load: the bench stops here.
+                raise SystemExit(f"auth service exited:\n{log.read_text()[-3000:]}")  # noqa: ASYNC240
             try:
                 if (await c.get(f"{url}/health/ready")).status_code == 200:
                     return
@@ -166,7 +171,7 @@ async def sign_up_users(c: httpx.AsyncClient, outbox: Path, n: int) -> list[dict
             r = await c.post("/create-account", json={"email": email, "password": PASSWORD})
             r.raise_for_status()
             for _ in range(200):
-                files = [json.loads(p.read_text()) for p in outbox.glob("*.json")]
+                files = await asyncio.to_thread(lambda: [json.loads(p.read_text()) for p in outbox.glob("*.json")])
                 found = [f for f in files if f["to"] == email]
                 if found:
                     break
@@ -209,15 +214,39 @@ async def main() -> None:
         "OTP_RESEND_COOLDOWN_SECONDS": "0",
         "RATE_LIMIT_PER_MINUTE": "0",
         "DB_POOL_MAX": "20",
-        **{f"RATE_LIMIT_{n}_PER_MINUTE": "0" for n in ("SIGNUP", "LOGIN", "OTP_VERIFY", "OTP_RESEND", "PASSWORD", "GUEST", "OAUTH", "REFRESH")},
+        **{
+            f"RATE_LIMIT_{n}_PER_MINUTE": "0"
+            for n in ("SIGNUP", "LOGIN", "OTP_VERIFY", "OTP_RESEND", "PASSWORD", "GUEST", "OAUTH", "REFRESH")
+        },
     }
     log = outbox / "service.log"
     # Apply migrations once before starting several workers.
-    subprocess.run([sys.executable, "-m", "shared.migrate", "auth"], cwd=ROOT, env=env, check=True, capture_output=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "auth_service.main:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-         "--workers", str(args.workers), "--loop", "uvloop", "--http", "httptools"],
-        cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+    # Set-up before any load is timed: blocking the loop here delays nothing that is measured.
+    subprocess.run(  # noqa: ASYNC221
+        [sys.executable, "-m", "shared.migrate", "auth"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "auth_service.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--workers",
+            str(args.workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "wb"),  # noqa: ASYNC230
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     global SERVER_PID
@@ -230,9 +259,14 @@ async def main() -> None:
             from auth_service.settings import Settings
 
             s = Settings(database_url=dsn, supabase_jwt_secret=TEST_JWT_SECRET)
-            pw = Passwords(time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib, parallelism=s.argon2_parallelism)
-            print(f"auth benchmark: {args.clients} clients, {args.seconds:.0f} s per run, {args.workers} uvicorn worker(s), "
-                  f"{os.cpu_count()} CPUs, password hash {pw.parameters}, load average {os.getloadavg()[0]:.1f}")
+            pw = Passwords(
+                time_cost=s.argon2_time_cost, memory_kib=s.argon2_memory_kib, parallelism=s.argon2_parallelism
+            )
+            print(
+                f"auth benchmark: {args.clients} clients, {args.seconds:.0f} s per run, "
+                f"{args.workers} uvicorn worker(s), "
+                f"{os.cpu_count()} CPUs, password hash {pw.parameters}, load average {os.getloadavg()[0]:.1f}"
+            )
             print("setting up users (create-account + emailed code + verify-otp) ...")
             users = await sign_up_users(c, outbox, args.clients)
             access = [u["access_token"] for u in users]
@@ -263,13 +297,19 @@ async def main() -> None:
                 import asyncpg
 
                 pg = await asyncpg.create_pool(dsn, min_size=5, max_size=20)
-                await pg.execute("CREATE TABLE IF NOT EXISTS bench_commit_control (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
+                await pg.execute(
+                    "CREATE TABLE IF NOT EXISTS bench_commit_control (id bigserial PRIMARY KEY, "
+                    "at timestamptz DEFAULT now())"
+                )
 
                 async def commit(i):
                     await pg.execute("INSERT INTO bench_commit_control DEFAULT VALUES")
                     return True
 
-                print(f"\nopen loop ({args.clients} clients x {args.rate:g} req/s = {args.clients * args.rate:.0f} req/s offered):")
+                print(
+                    f"\nopen loop ({args.clients} clients x {args.rate:g} req/s = "
+                    f"{args.clients * args.rate:.0f} req/s offered):"
+                )
                 for name, op in (
                     ("GET /health (floor)", health),
                     ("GET /users/me", me),
@@ -281,7 +321,11 @@ async def main() -> None:
 
             if "closed" in phases:
                 print(f"\nclosed loop ({args.clients} clients back to back):")
-                for name, op in (("GET /health (floor)", health), ("GET /users/me", me), ("POST /token/refresh", do_refresh)):
+                for name, op in (
+                    ("GET /health (floor)", health),
+                    ("GET /users/me", me),
+                    ("POST /token/refresh", do_refresh),
+                ):
                     results[("closed", name)] = await closed_loop(name, op, args.clients, args.seconds)
             if "login" in phases:
                 print(f"\nlogin cost ({args.logins} sequential logins, no other load):")
@@ -317,18 +361,33 @@ async def main() -> None:
                 med = lambda xs: statistics.median(xs) * 1000  # noqa: E731
                 print(f"  argon2id hash (in-process)          median {med(hash_times):7.1f} ms")
                 print(f"  argon2id verify (in-process)        median {med(verify_times):7.1f} ms")
-                print(f"  POST /login (right password)        median {med(login_times):7.1f} ms   p99 {pct([x*1000 for x in login_times], 99):7.1f} ms")
-                print(f"  POST /login (unknown email)         median {med(unknown_times):7.1f} ms   (dummy verify: same cost, no account oracle)")
+                print(
+                    f"  POST /login (right password)        median {med(login_times):7.1f} ms   p99 "
+                    f"{pct([x * 1000 for x in login_times], 99):7.1f} ms"
+                )
+                print(
+                    f"  POST /login (unknown email)         median {med(unknown_times):7.1f} ms   (dummy verify: "
+                    "same cost, no account oracle)"
+                )
                 print(f"  POST /token/refresh (one at a time) median {med(seq_refresh):7.1f} ms")
                 print(f"  GET /users/me (one at a time)       median {med(seq_me):7.1f} ms")
-                print(f"  login = verify {med(verify_times):.0f} ms + the rest {max(0.0, med(login_times) - med(verify_times)):.0f} ms "
-                      f"(a refresh, which does the same token work without the hash, takes {med(seq_refresh):.1f} ms)")
+                print(
+                    f"  login = verify {med(verify_times):.0f} ms + the rest "
+                    f"{max(0.0, med(login_times) - med(verify_times)):.0f} ms "
+                    f"(a refresh, which does the same token work without the hash, takes {med(seq_refresh):.1f} ms)"
+                )
                 me_o, ref_o = results[("open", "GET /users/me")], results[("open", "POST /token/refresh")]
             if {"open", "login"} <= phases:
-                print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on this machine inflates every figure)")
-                print(f"ratios: open-loop p99 /users/me vs /health floor {me_o['p99'] / results[('open', 'GET /health (floor)')]['p99']:.1f}x, "
-                      f"refresh vs /users/me {ref_o['p99'] / me_o['p99']:.1f}x; login / refresh (one at a time) "
-                      f"{med(login_times) / med(seq_refresh):.0f}x")
+                print(
+                    f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on this "
+                    "machine inflates every figure)"
+                )
+                print(
+                    "ratios: open-loop p99 /users/me vs /health floor "
+                    f"{me_o['p99'] / results[('open', 'GET /health (floor)')]['p99']:.1f}x, "
+                    f"refresh vs /users/me {ref_o['p99'] / me_o['p99']:.1f}x; login / refresh (one at a time) "
+                    f"{med(login_times) / med(seq_refresh):.0f}x"
+                )
     finally:
         proc.terminate()
         try:

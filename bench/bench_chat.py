@@ -22,6 +22,7 @@ time-to-first-token overhead <= 10 ms):
   3. time to first token, streamed, one request at a time: through the service vs straight to
      the model, and per request client TTFT minus the service-measured model TTFT.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,9 @@ import aiohttp  # noqa: E402
 import anthropic  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
+from common import percentile as pct  # noqa: E402
+from common import process_cpu_seconds  # noqa: E402
 
-from common import percentile as pct, process_cpu_seconds  # noqa: E402
 from shared.auth import mint_access_token  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
 from shared.testing.env import (  # noqa: E402
@@ -66,7 +68,10 @@ SYSTEM = "You are Batman, the character from The Dark Knight (2008). Stay in cha
 
 
 def line(label: str, values: list[float]) -> str:
-    return f"  {label:<44} p50 {pct(values, 50):7.2f} ms   p99 {pct(values, 99):7.2f} ms   mean {statistics.fmean(values):7.2f} ms   n={len(values)}"
+    return (
+        f"  {label:<44} p50 {pct(values, 50):7.2f} ms   p99 {pct(values, 99):7.2f} ms   "
+        f"mean {statistics.fmean(values):7.2f} ms   n={len(values)}"
+    )
 
 
 def free_port() -> int:
@@ -77,7 +82,27 @@ def free_port() -> int:
 
 def start(module: str, port: int, env: dict[str, str], log: Path, workers: int = 1) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools", "--timeout-keep-alive", "60", "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            module,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--timeout-keep-alive",
+            "60",
+            "--workers",
+            str(workers),
+        ],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=open(log, "wb"),
@@ -97,7 +122,12 @@ def start(module: str, port: int, env: dict[str, str], log: Path, workers: int =
 
 
 async def model_alone(base: str, users: int, seconds: float, think: float) -> tuple[list[float], float]:
-    client = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=2, http_client=anthropic.DefaultAioHttpClient())
+    client = anthropic.AsyncAnthropic(
+        api_key=KEYS["ANTHROPIC_API_KEY"],
+        base_url=f"{base}/anthropic",
+        max_retries=2,
+        http_client=anthropic.DefaultAioHttpClient(),
+    )
     latencies: list[float] = []
     stop = time.monotonic() + seconds
 
@@ -108,7 +138,9 @@ async def model_alone(base: str, users: int, seconds: float, think: float) -> tu
         while time.monotonic() < stop:
             history.append({"role": "user", "content": f"message {n} from user {i}: what happened in Gotham tonight?"})
             t0 = time.perf_counter()
-            msg = await client.messages.create(model="claude-haiku-4-5-20251001", system=SYSTEM, messages=history[-20:], max_tokens=1024)
+            msg = await client.messages.create(
+                model="claude-haiku-4-5-20251001", system=SYSTEM, messages=history[-20:], max_tokens=1024
+            )
             latencies.append((time.perf_counter() - t0) * 1000)
             history.append({"role": "assistant", "content": msg.content[0].text})
             n += 1
@@ -126,7 +158,9 @@ def server_ms(headers) -> float:
     return float(headers["server-timing"].partition("dur=")[2])
 
 
-async def through_service(url: str, users: int, seconds: float, think: float) -> tuple[list[float], list[float], list[float], float, int]:
+async def through_service(
+    url: str, users: int, seconds: float, think: float
+) -> tuple[list[float], list[float], list[float], float, int]:
     """The load generator is aiohttp, a lean client, so its own request building and parsing
     (httpx costs ~1 ms CPU per request on these shared cores) is not counted as the service's."""
     latencies: list[float] = []
@@ -135,19 +169,29 @@ async def through_service(url: str, users: int, seconds: float, think: float) ->
     errors = 0
     stop = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=users + 10)
-    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
+    async with aiohttp.ClientSession(
+        base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    ) as client:
 
         async def user(i: int) -> None:
             nonlocal errors
             uid = str(uuid.uuid4())
             headers = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=uid, expires_in=3600)}"}
-            async with client.post("/talk_with", json={"message": "Hello Batman", "character": "Batman", "series": "The Dark Knight"}, headers=headers) as r:
+            async with client.post(
+                "/talk_with",
+                json={"message": "Hello Batman", "character": "Batman", "series": "The Dark Knight"},
+                headers=headers,
+            ) as r:
                 r.raise_for_status()
                 cid = (await r.json())["conversation_id"]
             await asyncio.sleep(random.random() * think)
             n = 0
             while time.monotonic() < stop:
-                body = {"message": f"message {n} from user {i}: what happened in Gotham tonight?", "character": "Batman", "conversation_id": cid}
+                body = {
+                    "message": f"message {n} from user {i}: what happened in Gotham tonight?",
+                    "character": "Batman",
+                    "conversation_id": cid,
+                }
                 t0 = time.perf_counter()
                 async with client.post("/talk_with", json=body, headers=headers) as r:
                     payload = await r.read()
@@ -174,7 +218,9 @@ async def empty_route(url: str, users: int, seconds: float, think: float) -> lis
     latencies: list[float] = []
     stop = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=users + 10)
-    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
+    async with aiohttp.ClientSession(
+        base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)
+    ) as client:
 
         async def user() -> None:
             await asyncio.sleep(random.random() * think)
@@ -191,20 +237,37 @@ async def empty_route(url: str, users: int, seconds: float, think: float) -> lis
 
 
 async def ttft(url: str, base: str, n: int) -> tuple[list[float], list[float], list[float]]:
-    model = anthropic.AsyncAnthropic(api_key=KEYS["ANTHROPIC_API_KEY"], base_url=f"{base}/anthropic", max_retries=2, http_client=anthropic.DefaultAioHttpClient())
+    model = anthropic.AsyncAnthropic(
+        api_key=KEYS["ANTHROPIC_API_KEY"],
+        base_url=f"{base}/anthropic",
+        max_retries=2,
+        http_client=anthropic.DefaultAioHttpClient(),
+    )
     direct: list[float] = []
     service: list[float] = []
     per_request: list[float] = []
     uid = str(uuid.uuid4())
-    headers = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=uid, expires_in=3600)}", "Accept": "text/event-stream"}
+    headers = {
+        "Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=uid, expires_in=3600)}",
+        "Accept": "text/event-stream",
+    }
     async with aiohttp.ClientSession(base_url=url, timeout=aiohttp.ClientTimeout(total=60)) as client:
-        async with client.post("/talk_with", json={"message": "Hello", "character": "Batman", "series": "The Dark Knight"}, headers={"Authorization": headers["Authorization"]}) as r:
+        async with client.post(
+            "/talk_with",
+            json={"message": "Hello", "character": "Batman", "series": "The Dark Knight"},
+            headers={"Authorization": headers["Authorization"]},
+        ) as r:
             cid = (await r.json())["conversation_id"]
         for i in range(n):
             # straight to the model
             t0 = time.perf_counter()
-            stream = await model.messages.create(model="claude-haiku-4-5-20251001", system=SYSTEM, max_tokens=1024, stream=True,
-                                                 messages=[{"role": "user", "content": f"question {i}: where is the Joker?"}])
+            stream = await model.messages.create(
+                model="claude-haiku-4-5-20251001",
+                system=SYSTEM,
+                max_tokens=1024,
+                stream=True,
+                messages=[{"role": "user", "content": f"question {i}: where is the Joker?"}],
+            )
             async with stream:
                 async for event in stream:
                     if event.type == "content_block_delta":
@@ -213,7 +276,11 @@ async def ttft(url: str, base: str, n: int) -> tuple[list[float], list[float], l
             # through the service
             t0 = time.perf_counter()
             first = None
-            async with client.post("/talk_with", json={"message": f"question {i}: where is the Joker?", "character": "Batman", "conversation_id": cid}, headers=headers) as resp:
+            async with client.post(
+                "/talk_with",
+                json={"message": f"question {i}: where is the Joker?", "character": "Batman", "conversation_id": cid},
+                headers=headers,
+            ) as resp:
                 event = None
                 async for raw_line in resp.content:
                     raw = raw_line.decode().rstrip("\n")
@@ -262,9 +329,13 @@ async def main() -> None:
     ap.add_argument("--think", type=float, default=1.0, help="mean seconds a user waits between messages")
     ap.add_argument("--ttft", type=int, default=100, help="streamed requests for time to first token")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers for the chat service")
-    ap.add_argument("--relay", choices=("inprocess", "external"), default="inprocess",
-                    help="the outbox relay in the web process (the default deployment) or as its own process "
-                         "(`python -m shared.relay chat`, OUTBOX_RELAY=external)")
+    ap.add_argument(
+        "--relay",
+        choices=("inprocess", "external"),
+        default="inprocess",
+        help="the outbox relay in the web process (the default deployment) or as its own process "
+        "(`python -m shared.relay chat`, OUTBOX_RELAY=external)",
+    )
     args = ap.parse_args()
 
     infra = Infra.from_environ()
@@ -298,38 +369,62 @@ async def main() -> None:
             "OUTBOX_RELAY": args.relay,
             **KEYS,
         }
-        procs.append(start("chat_service.main:app", chat_port, env, logs / f"bench-chat-service-{run}.log", args.workers))
+        procs.append(
+            start("chat_service.main:app", chat_port, env, logs / f"bench-chat-service-{run}.log", args.workers)
+        )
         service_pid = procs[-1].pid
         relay_pids = []
         if args.relay == "external":
-            procs.append(subprocess.Popen([sys.executable, "-m", "shared.relay", "chat"], cwd=ROOT, env={**os.environ, **env},
-                                          stdout=open(logs / f"bench-chat-relay-{run}.log", "wb"), stderr=subprocess.STDOUT))
+            procs.append(  # set-up, before any load is timed
+                subprocess.Popen(  # noqa: ASYNC220
+                    [sys.executable, "-m", "shared.relay", "chat"],
+                    cwd=ROOT,
+                    env={**os.environ, **env},
+                    stdout=open(logs / f"bench-chat-relay-{run}.log", "wb"),  # noqa: ASYNC230
+                    stderr=subprocess.STDOUT,
+                )
+            )
             relay_pids.append(procs[-1].pid)
 
         def chat_cpu_seconds() -> float:  # the service (its workers included) and its relay process
-            return process_cpu_seconds(service_pid, with_children=True) + sum(process_cpu_seconds(p) for p in relay_pids)
+            return process_cpu_seconds(service_pid, with_children=True) + sum(
+                process_cpu_seconds(p) for p in relay_pids
+            )
 
         url = f"http://127.0.0.1:{chat_port}"
         # Warm up: the character context is cached after the first request, connections are open.
         async with httpx.AsyncClient(base_url=url, timeout=30) as c:
             h = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=str(uuid.uuid4()))}"}
             for _ in range(20):
-                (await c.post("/talk_with", json={"message": "warm up", "character": "Batman", "series": "The Dark Knight"}, headers=h)).status_code
+                warm = await c.post(
+                    "/talk_with",
+                    json={"message": "warm up", "character": "Batman", "series": "The Dark Knight"},
+                    headers=h,
+                )
+                warm.raise_for_status()
 
-        print(f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, think time ~{args.think} s, {args.workers} worker(s), "
-              f"outbox relay {'in its own process' if args.relay == 'external' else 'in the web process'}; "
-              f"model = local sandbox (no added latency); {os.cpu_count()} CPUs")
+        print(
+            f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, "
+            f"think time ~{args.think} s, {args.workers} worker(s), "
+            f"outbox relay {'in its own process' if args.relay == 'external' else 'in the web process'}; "
+            f"model = local sandbox (no added latency); {os.cpu_count()} CPUs"
+        )
         pg, rd = await round_trips(dsns["chat"], infra.redis_url)
         pg_idle, rd_idle = await round_trips(dsns["chat"], infra.redis_url, n=100, idle=0.01)
         load = os.getloadavg()
-        print(f"\n0. the machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; the service does ~10 such round trips a message)")
+        print(
+            f"\n0. the machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
+            "the service does ~10 such round trips a message)"
+        )
         print(line("PostgreSQL SELECT 1", pg))
         print(line("Redis GET", rd))
         print(line("PostgreSQL SELECT 1 after 10 ms idle", pg_idle))
         print(line("Redis GET after 10 ms idle", rd_idle))
         alone, alone_rps = await model_alone(base, args.users, args.seconds, args.think)
         cpu_before = chat_cpu_seconds()
-        latencies, overheads, server_overheads, rps, errors = await through_service(url, args.users, args.seconds, args.think)
+        latencies, overheads, server_overheads, rps, errors = await through_service(
+            url, args.users, args.seconds, args.think
+        )
         cpu_per_message = (chat_cpu_seconds() - cpu_before) / max(1, len(latencies)) * 1000
         empty = await empty_route(url, args.users, min(args.seconds, 10), args.think)
         print("\n1. non-streamed messages")
@@ -338,28 +433,46 @@ async def main() -> None:
         print(line("service overhead per request", overheads))
         print(line("  of which inside the service (Server-Timing)", server_overheads))
         print(line("floor: GET /health, same users and server", empty))
-        print(f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its threads{' and its relay process' if relay_pids else ''}, from /proc)")
-        print(f"  side by side: service p50 - model p50 = {pct(latencies, 50) - pct(alone, 50):.2f} ms; "
-              f"p99 - p99 = {pct(latencies, 99) - pct(alone, 99):.2f} ms; "
-              f"ratio p50 {pct(latencies, 50) / pct(alone, 50):.2f}x")
+        print(
+            f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its "
+            f"threads{' and its relay process' if relay_pids else ''}, from /proc)"
+        )
+        print(
+            f"  side by side: service p50 - model p50 = {pct(latencies, 50) - pct(alone, 50):.2f} ms; "
+            f"p99 - p99 = {pct(latencies, 99) - pct(alone, 99):.2f} ms; "
+            f"ratio p50 {pct(latencies, 50) / pct(alone, 50):.2f}x"
+        )
 
         direct, service, per_request = await ttft(url, base, args.ttft)
         print("\n2. time to first token (streamed, one at a time)")
         print(line("model alone", direct))
         print(line("through /talk_with", service))
         print(line("overhead per request (client - server-measured)", per_request))
-        print(f"  side by side: p50 {pct(service, 50) - pct(direct, 50):.2f} ms more; ratio {pct(service, 50) / pct(direct, 50):.2f}x")
+        print(
+            f"  side by side: p50 {pct(service, 50) - pct(direct, 50):.2f} ms more; "
+            f"ratio {pct(service, 50) / pct(direct, 50):.2f}x"
+        )
         await asyncio.sleep(2)  # the last batch's publish
         import asyncpg
 
         conn = await asyncpg.connect(dsns["chat"])
-        total, waiting = await conn.fetchrow("SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox_events")
+        total, waiting = await conn.fetchrow(
+            "SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox_events"
+        )
         await conn.close()
-        print(f"\n3. events: {total} emitted through the outbox, {total - waiting} published to RabbitMQ, {waiting} still waiting")
+        print(
+            f"\n3. events: {total} emitted through the outbox, "
+            f"{total - waiting} published to RabbitMQ, {waiting} still waiting"
+        )
         verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
-        print("\ntargets: overhead p50 <= 5 ms: " + verdict(pct(overheads, 50) <= 5)
-              + f"; p99 <= 20 ms: " + verdict(pct(overheads, 99) <= 20)
-              + f"; TTFT overhead <= 10 ms: " + verdict(pct(per_request, 50) <= 10))
+        print(
+            "\ntargets: overhead p50 <= 5 ms: "
+            + verdict(pct(overheads, 50) <= 5)
+            + "; p99 <= 20 ms: "
+            + verdict(pct(overheads, 99) <= 20)
+            + "; TTFT overhead <= 10 ms: "
+            + verdict(pct(per_request, 50) <= 10)
+        )
     finally:
         for p in procs:
             p.terminate()

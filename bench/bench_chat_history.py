@@ -9,6 +9,7 @@ each, 1% pinned), and times, side by side in one run, the window as migration 00
 replaced (every message of the conversation summed on each read). Both must return the same
 rows; the script checks that first. Cap: the Free tier's 12K-token input budget.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import percentile as pct  # noqa: E402
+
 from chat_service.repositories.messages import recent_within_query  # noqa: E402
 from shared.db import create_pool  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
@@ -50,16 +52,32 @@ async def main() -> None:
         rnd = random.Random(5)
         user_id = str(uuid.uuid4())
         print(f"history window read, cap {CAP} tokens, 200 reads each, p50 / p99 (ms)")
-        print(f"  {'messages':>9} {'in window':>9}   {'whole-history query':>22}   {'chat_history_window':>22}   ratio p50")
+        print(
+            f"  {'messages':>9} {'in window':>9}   {'whole-history query':>22}   "
+            f"{'chat_history_window':>22}   ratio p50"
+        )
         for n in (40, 300, 2000, 10000):
             cid = str(uuid.uuid4())
             await pool.execute(
-                "INSERT INTO conversations (id, user_id, character_name, message_count) VALUES ($1, $2, 'Batman', $3)", cid, user_id, n
+                "INSERT INTO conversations (id, user_id, character_name, message_count) VALUES ($1, $2, 'Batman', $3)",
+                cid,
+                user_id,
+                n,
             )
             await pool.executemany(
                 "INSERT INTO messages (id, conversation_id, user_id, sender, role, content, token_count, pinned)"
                 " VALUES ($1, $2, $3, 'user', 'user', $4, $5, $6)",
-                [(str(uuid.uuid4()), cid, user_id, "x" * rnd.randint(10, 400), rnd.randint(3, 120), rnd.random() < 0.01) for _ in range(n)],
+                [
+                    (
+                        str(uuid.uuid4()),
+                        cid,
+                        user_id,
+                        "x" * rnd.randint(10, 400),
+                        rnd.randint(3, 120),
+                        rnd.random() < 0.01,
+                    )
+                    for _ in range(n)
+                ],
             )
             await pool.execute("ANALYZE messages")
             old_rows = await pool.fetch(WHOLE_HISTORY, cid, CAP, None)
@@ -75,7 +93,8 @@ async def main() -> None:
                 timings[label] = ts
             o, w = timings["old"], timings["new"]
             print(
-                f"  {n:>9} {len(new_rows):>9}   {pct(o, 50):9.2f} / {pct(o, 99):9.2f}   {pct(w, 50):9.2f} / {pct(w, 99):9.2f}"
+                f"  {n:>9} {len(new_rows):>9}   {pct(o, 50):9.2f} / {pct(o, 99):9.2f}   "
+                f"{pct(w, 50):9.2f} / {pct(w, 99):9.2f}"
                 f"   {pct(o, 50) / pct(w, 50):6.1f}x"
             )
         await pool.close()

@@ -29,6 +29,7 @@ popularity (a rowid join to a plain table) and the match highlighted by FTS5's h
 (on the normalized key: FTS5 cannot map it back to the display name as ours does). The ratios
 are printed against both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,13 +75,13 @@ def typo(rnd, w):
     op = rnd.choice("sidt")
     c = rnd.choice("abcdefghiklmnoprstuwy")
     if op == "s":
-        return w[:i] + c + w[i + 1:]
+        return w[:i] + c + w[i + 1 :]
     if op == "i":
         return w[:i] + c + w[i:]
     if op == "d":
-        return w[:i] + w[i + 1:]
+        return w[:i] + w[i + 1 :]
     if i + 1 < len(w):
-        return w[:i] + w[i + 1] + w[i] + w[i + 2:]
+        return w[:i] + w[i + 1] + w[i] + w[i + 2 :]
     return w[:i] + c
 
 
@@ -95,7 +96,7 @@ def make_queries(idx: SearchIndex, n: int, seed: int = 1):
     auto, fuzzy, exact, prefix, substring = [], [], [], [], []
     while len(auto) < n:
         key = pick()
-        if rnd.random() < 0.15:         # a typo somewhere in what was typed
+        if rnd.random() < 0.15:  # a typo somewhere in what was typed
             words = key.split(" ")
             j = rnd.randrange(len(words))
             words[j] = typo(rnd, words[j])
@@ -125,25 +126,31 @@ def make_queries(idx: SearchIndex, n: int, seed: int = 1):
         if len(key) < 4:
             continue
         a = rnd.randrange(len(key) - 3)
-        q = key[a:a + rnd.randint(3, 8)].strip()
+        q = key[a : a + rnd.randint(3, 8)].strip()
         if len(q) >= 3:
             substring.append(q)
-    return {"autocomplete": auto, "fuzzy": fuzzy, "exact": exact, "prefix": prefix,
-            "substring": substring}
+    return {"autocomplete": auto, "fuzzy": fuzzy, "exact": exact, "prefix": prefix, "substring": substring}
 
 
-MODE_OF = {"autocomplete": "auto", "fuzzy": "fuzzy", "exact": "exact", "prefix": "prefix",
-           "substring": "substring"}
+MODE_OF = {"autocomplete": "auto", "fuzzy": "fuzzy", "exact": "exact", "prefix": "prefix", "substring": "substring"}
 
 
 def stats(lat, cpu, empty):
-    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "mean": sum(lat) / len(lat),
-            "cpu_p50": pct(cpu, 50), "cpu_p99": pct(cpu, 99), "n": len(lat), "empty": empty}
+    return {
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+        "mean": sum(lat) / len(lat),
+        "cpu_p50": pct(cpu, 50),
+        "cpu_p99": pct(cpu, 99),
+        "n": len(lat),
+        "empty": empty,
+    }
 
 
 def time_hot(idx, queries, limit=10):
     """Autocomplete through the in-process LRU the service keeps (repeats hit it)."""
     from content_service.engine import CachedSearch
+
     cached = CachedSearch(idx, 50_000)
     lat = []
     for q in queries:
@@ -151,8 +158,7 @@ def time_hot(idx, queries, limit=10):
         cached.search(q, "auto", limit)
         lat.append((time.perf_counter_ns() - t) / 1e6)
     st = cached.stats()
-    return {"p50": pct(lat, 50), "p99": pct(lat, 99),
-            "hit_ratio": st["hits"] / max(1, st["hits"] + st["misses"])}
+    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "hit_ratio": st["hits"] / max(1, st["hits"] + st["misses"])}
 
 
 # ------------------------------------------------------------------ SQLite
@@ -172,13 +178,15 @@ def build_sqlite(path, idx: SearchIndex):
     rows = ((i, k, article_stripped(k) or "") for i, k in enumerate(idx.keys))
     con.executemany("INSERT INTO words(rowid, key, alt) VALUES (?,?,?)", rows)
     # what a full answer shows besides the highlight: a plain table joined by rowid
-    con.execute("CREATE TABLE names(rowid INTEGER PRIMARY KEY, name TEXT, entity TEXT, "
-                "type TEXT, popularity REAL)")
+    con.execute("CREATE TABLE names(rowid INTEGER PRIMARY KEY, name TEXT, entity TEXT, type TEXT, popularity REAL)")
     ents = idx.name_entity.tolist()
-    con.executemany("INSERT INTO names VALUES (?,?,?,?,?)",
-                    ((i, name, idx.ent_keys[e], TYPES[int(idx.ent_type[e])],
-                      float(idx.ent_pop[e]))
-                     for i, (name, e) in enumerate(zip(idx.names, ents))))
+    con.executemany(
+        "INSERT INTO names VALUES (?,?,?,?,?)",
+        (
+            (i, name, idx.ent_keys[e], TYPES[int(idx.ent_type[e])], float(idx.ent_pop[e]))
+            for i, (name, e) in enumerate(zip(idx.names, ents, strict=True))
+        ),
+    )
     con.executemany("INSERT INTO tri(rowid, key) VALUES (?,?)", enumerate(idx.keys))
     con.execute("INSERT INTO words(words) VALUES('optimize')")
     con.execute("INSERT INTO tri(tri) VALUES('optimize')")
@@ -205,20 +213,23 @@ class SQLiteSearch:
     def _select(self, table: str) -> str:
         if not self.full:
             return f"SELECT rowid FROM {table}"
-        return (f"SELECT {table}.rowid, n.name, n.entity, n.type, n.popularity, "
-                f"highlight({table}, 0, '[', ']') FROM {table} "
-                f"JOIN names n ON n.rowid = {table}.rowid")
+        return (
+            f"SELECT {table}.rowid, n.name, n.entity, n.type, n.popularity, "
+            f"highlight({table}, 0, '[', ']') FROM {table} "
+            f"JOIN names n ON n.rowid = {table}.rowid"
+        )
 
     def exact(self, q, limit=10):
         return self.con.execute(
-            self._select("words") + " WHERE words MATCH ? AND (key = ? OR alt = ?) "
-            "ORDER BY words.rowid LIMIT ?",
-            ("{key alt}: ^" + fts_phrase(q), q, q, limit)).fetchall()
+            self._select("words") + " WHERE words MATCH ? AND (key = ? OR alt = ?) ORDER BY words.rowid LIMIT ?",
+            ("{key alt}: ^" + fts_phrase(q), q, q, limit),
+        ).fetchall()
 
     def prefix(self, q, limit=10):
         return self.con.execute(
             self._select("words") + " WHERE words MATCH ? ORDER BY words.rowid LIMIT ?",
-            ("{key alt}: ^" + fts_phrase(q) + " *", limit)).fetchall()
+            ("{key alt}: ^" + fts_phrase(q) + " *", limit),
+        ).fetchall()
 
     def autocomplete(self, q, limit=10):
         rows = self.prefix(q, limit)
@@ -226,8 +237,9 @@ class SQLiteSearch:
             toks = q.split(" ")
             expr = " AND ".join([fts_phrase(t) for t in toks[:-1]] + [fts_phrase(toks[-1]) + " *"])
             seen = {r[0] for r in rows}
-            for r in self.con.execute(self._select("words") + " WHERE words MATCH ? "
-                                      "ORDER BY words.rowid LIMIT ?", (expr, limit * 2)):
+            for r in self.con.execute(
+                self._select("words") + " WHERE words MATCH ? ORDER BY words.rowid LIMIT ?", (expr, limit * 2)
+            ):
                 if r[0] not in seen:
                     rows.append(r)
                     seen.add(r[0])
@@ -236,7 +248,8 @@ class SQLiteSearch:
     def substring(self, q, limit=10):
         return self.con.execute(
             self._select("tri") + " WHERE tri.key LIKE ? ORDER BY tri.rowid LIMIT ?",
-            ("%" + q.replace("%", "").replace("_", "") + "%", limit)).fetchall()
+            ("%" + q.replace("%", "").replace("_", "") + "%", limit),
+        ).fetchall()
 
     def fuzzy(self, q, limit=10):
         groups = []
@@ -245,19 +258,23 @@ class SQLiteSearch:
             if k == 0:
                 groups.append([w])
                 continue
-            terms = [r[0] for r in self.con.execute(
-                "SELECT term FROM terms WHERE len BETWEEN ? AND ? AND osa(term, ?) <= ?",
-                (len(w) - k, len(w) + k, w, k))]
+            terms = [
+                r[0]
+                for r in self.con.execute(
+                    "SELECT term FROM terms WHERE len BETWEEN ? AND ? AND osa(term, ?) <= ?",
+                    (len(w) - k, len(w) + k, w, k),
+                )
+            ]
             if not terms:
                 return []
             groups.append(terms)
         expr = " AND ".join("(" + " OR ".join(fts_phrase(t) for t in g) + ")" for g in groups)
-        return self.con.execute(self._select("words") + " WHERE words MATCH ? "
-                                "ORDER BY words.rowid LIMIT ?", ("{key}: " + expr, limit)).fetchall()
+        return self.con.execute(
+            self._select("words") + " WHERE words MATCH ? ORDER BY words.rowid LIMIT ?", ("{key}: " + expr, limit)
+        ).fetchall()
 
 
-def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limit=10,
-                     block: int = 100, reference=None):
+def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limit=10, block: int = 100, reference=None):
     """Ours and each SQLite variant take turns in blocks of `block` queries (the order of the
     engines rotating from block to block), so that all of them meet the same machine: on a
     shared 2-core box the load changes from one minute to the next, and timing one engine
@@ -272,8 +289,7 @@ def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limi
     names = list(runners)
     out = {name: {} for name in names}
     for kind, qs in queries.items():
-        cap = {name: (len(qs) if name in ("ours", "python") else per_kind.get(kind, len(qs)))
-               for name in names}
+        cap = {name: (len(qs) if name in ("ours", "python") else per_kind.get(kind, len(qs))) for name in names}
         lat = {name: [] for name in names}
         cpu = {name: [] for name in names}
         empty = dict.fromkeys(names, 0)
@@ -281,8 +297,8 @@ def time_interleaved(idx, engines: dict, queries, per_kind: dict[str, int], limi
             for j in range(len(names)):
                 name = names[(b + j) % len(names)]
                 run = runners[name]
-                chunk = qs[start:min(start + block, cap[name])]
-                for q in chunk[:10]:               # warm-up: this engine's turn begins
+                chunk = qs[start : min(start + block, cap[name])]
+                for q in chunk[:10]:  # warm-up: this engine's turn begins
                     run(kind, q)
                 for q in chunk:
                     c = time.thread_time_ns()
@@ -320,8 +336,9 @@ print(json.dumps({"load_s": load, "first_answer_s": first, "rss_base_mb": base,
 
 
 def measure_startup(store_path):
-    out = subprocess.run([sys.executable, "-c", STARTUP_CHILD, store_path, ROOT],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", STARTUP_CHILD, store_path, ROOT], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -330,8 +347,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--names", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=2000)
-    ap.add_argument("--sqlite-fuzzy", type=int, default=200,
-                    help="fuzzy queries run against SQLite (each costs tens of ms)")
+    ap.add_argument(
+        "--sqlite-fuzzy", type=int, default=200, help="fuzzy queries run against SQLite (each costs tens of ms)"
+    )
     ap.add_argument("--json", help="write the figures to this file too")
     ap.add_argument("--keep", help="keep the store in this directory")
     args = ap.parse_args(argv)
@@ -361,8 +379,9 @@ def main(argv=None):
     figures["snapshot_mb"] = sum(len(v) for v in snap.values()) / 2**20
     del snap
     store.close()
-    figures["store_mb"] = sum(os.path.getsize(os.path.join(tmp, "store", f))
-                              for f in os.listdir(os.path.join(tmp, "store"))) / 2**20
+    figures["store_mb"] = (
+        sum(os.path.getsize(os.path.join(tmp, "store", f)) for f in os.listdir(os.path.join(tmp, "store"))) / 2**20
+    )
     figures["startup"] = measure_startup(os.path.join(tmp, "store"))
 
     t = time.perf_counter()
@@ -372,7 +391,7 @@ def main(argv=None):
     figures["sqlite_mb"] = os.path.getsize(db) / 2**20
 
     gc.collect()
-    gc.freeze()      # as the service does after loading: the index is never scanned by the GC
+    gc.freeze()  # as the service does after loading: the index is never scanned by the GC
     queries = make_queries(idx, args.queries)
     per_kind = {"fuzzy": args.sqlite_fuzzy}
     # the pure-Python engine over the same arrays, with caches of its own (the per-word source
@@ -380,10 +399,14 @@ def main(argv=None):
     reference = copy.copy(idx)
     reference._kernel = None
     load0 = os.getloadavg()
-    timed = time_interleaved(idx, {"sqlite": SQLiteSearch(con),
-                                   "sqlite_full": SQLiteSearch(con, full=True)},
-                             queries, per_kind, reference=reference)
-    figures["loadavg"] = [max(a, b) for a, b in zip(load0, os.getloadavg())]
+    timed = time_interleaved(
+        idx,
+        {"sqlite": SQLiteSearch(con), "sqlite_full": SQLiteSearch(con, full=True)},
+        queries,
+        per_kind,
+        reference=reference,
+    )
+    figures["loadavg"] = [max(a, b) for a, b in zip(load0, os.getloadavg(), strict=True)]
     figures.update(timed)
     figures["hot"] = time_hot(idx, queries["autocomplete"])
     figures["kernel"] = idx._kernel is not None
@@ -401,46 +424,64 @@ def main(argv=None):
 
 def report(f):
     st = f["stats"]
-    print(f"\ncorpus: {st['names']:,} names of {st['entities']:,} entities, "
-          f"{st['words']:,} distinct words; SQLite {f['sqlite_version']}; "
-          f"load average during the run {f['loadavg'][0]:.1f} on {os.cpu_count()} cores")
-    for label, a, b in (("wall clock", "p50", "p99"), ("CPU time of the querying thread",
-                                                     "cpu_p50", "cpu_p99")):
-        for variant, title in (("sqlite", "SQLite returning rowids only"),
-                               ("sqlite_full", "SQLite returning full answers: rowid, name, "
-                                               "entity, type, popularity, highlight()")):
+    print(
+        f"\ncorpus: {st['names']:,} names of {st['entities']:,} entities, "
+        f"{st['words']:,} distinct words; SQLite {f['sqlite_version']}; "
+        f"load average during the run {f['loadavg'][0]:.1f} on {os.cpu_count()} cores"
+    )
+    for label, a, b in (("wall clock", "p50", "p99"), ("CPU time of the querying thread", "cpu_p50", "cpu_p99")):
+        for variant, title in (
+            ("sqlite", "SQLite returning rowids only"),
+            ("sqlite_full", "SQLite returning full answers: rowid, name, entity, type, popularity, highlight()"),
+        ):
             if variant not in f:
                 continue
             print(f"-- {label} (ms); {title}")
-            print(f"{'query kind':<14}{'ours p50':>10}{'ours p99':>10}{'sqlite p50':>12}"
-                  f"{'sqlite p99':>12}{'x p50':>8}{'x p99':>8}{'empty ours/sqlite':>20}")
+            print(
+                f"{'query kind':<14}{'ours p50':>10}{'ours p99':>10}{'sqlite p50':>12}"
+                f"{'sqlite p99':>12}{'x p50':>8}{'x p99':>8}{'empty ours/sqlite':>20}"
+            )
             for kind in ("autocomplete", "exact", "prefix", "substring", "fuzzy"):
                 o, s = f["ours"][kind], f[variant][kind]
-                print(f"{kind:<14}{o[a]:>10.4f}{o[b]:>10.3f}{s[a]:>12.3f}{s[b]:>12.3f}"
-                      f"{s[a] / o[a]:>7.1f}x{s[b] / o[b]:>7.1f}x"
-                      f"{o['empty']:>10}/{s['empty']:<4}({o['n']}/{s['n']})")
+                print(
+                    f"{kind:<14}{o[a]:>10.4f}{o[b]:>10.3f}{s[a]:>12.3f}{s[b]:>12.3f}"
+                    f"{s[a] / o[a]:>7.1f}x{s[b] / o[b]:>7.1f}x"
+                    f"{o['empty']:>10}/{s['empty']:<4}({o['n']}/{s['n']})"
+                )
     if "python" in f:
-        print(f"-- the same run: ours {'(compiled kernel)' if f.get('kernel') else '(KERNEL NOT BUILT)'}"
-              f" vs the pure-Python engine (ms; CPU time of the querying thread in brackets)")
-        print(f"{'query kind':<14}{'ours p50':>10}{'ours p99':>10}{'python p50':>12}"
-              f"{'python p99':>12}{'x p50':>8}{'x p99':>8}")
+        print(
+            f"-- the same run: ours {'(compiled kernel)' if f.get('kernel') else '(KERNEL NOT BUILT)'}"
+            f" vs the pure-Python engine (ms; CPU time of the querying thread in brackets)"
+        )
+        print(
+            f"{'query kind':<14}{'ours p50':>10}{'ours p99':>10}{'python p50':>12}"
+            f"{'python p99':>12}{'x p50':>8}{'x p99':>8}"
+        )
         for kind in ("autocomplete", "exact", "prefix", "substring", "fuzzy"):
             o, p = f["ours"][kind], f["python"][kind]
-            print(f"{kind:<14}{o['p50']:>10.4f}{o['p99']:>10.3f}{p['p50']:>12.4f}{p['p99']:>12.3f}"
-                  f"{p['p50'] / o['p50']:>7.1f}x{p['p99'] / o['p99']:>7.1f}x"
-                  f"   ({o['cpu_p50']:.4f} / {o['cpu_p99']:.3f}; {p['cpu_p50']:.4f} / {p['cpu_p99']:.3f})")
+            print(
+                f"{kind:<14}{o['p50']:>10.4f}{o['p99']:>10.3f}{p['p50']:>12.4f}{p['p99']:>12.3f}"
+                f"{p['p50'] / o['p50']:>7.1f}x{p['p99'] / o['p99']:>7.1f}x"
+                f"   ({o['cpu_p50']:.4f} / {o['cpu_p99']:.3f}; {p['cpu_p50']:.4f} / {p['cpu_p99']:.3f})"
+            )
     if "hot" in f:
         h = f["hot"]
-        print(f"autocomplete through the hot-query LRU (same stream, {h['hit_ratio']:.0%} hits): "
-              f"p50 {h['p50']:.3f} ms, p99 {h['p99']:.3f} ms")
+        print(
+            f"autocomplete through the hot-query LRU (same stream, {h['hit_ratio']:.0%} hits): "
+            f"p50 {h['p50']:.3f} ms, p99 {h['p99']:.3f} ms"
+        )
     su = f["startup"]
-    print(f"build {f['build_s']:.1f} s (generate {f['generate_s']:.1f} s), store write "
-          f"{f['store_write_s']:.1f} s, snapshot {f['snapshot_mb']:.0f} MiB, store file "
-          f"{f['store_mb']:.0f} MiB; SQLite build {f['sqlite_build_s']:.1f} s, "
-          f"file {f['sqlite_mb']:.0f} MiB")
-    print(f"start-up (fresh process, index loaded from the store): {su['load_s']:.2f} s, "
-          f"first answer at {su['first_answer_s']:.2f} s; memory added "
-          f"{su['rss_loaded_mb'] - su['rss_base_mb']:.0f} MiB (RSS {su['rss_loaded_mb']:.0f} MiB)")
+    print(
+        f"build {f['build_s']:.1f} s (generate {f['generate_s']:.1f} s), store write "
+        f"{f['store_write_s']:.1f} s, snapshot {f['snapshot_mb']:.0f} MiB, store file "
+        f"{f['store_mb']:.0f} MiB; SQLite build {f['sqlite_build_s']:.1f} s, "
+        f"file {f['sqlite_mb']:.0f} MiB"
+    )
+    print(
+        f"start-up (fresh process, index loaded from the store): {su['load_s']:.2f} s, "
+        f"first answer at {su['first_answer_s']:.2f} s; memory added "
+        f"{su['rss_loaded_mb'] - su['rss_base_mb']:.0f} MiB (RSS {su['rss_loaded_mb']:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

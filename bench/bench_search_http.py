@@ -11,6 +11,7 @@ query strings drawn from the corpus like bench_search.py (popular names more oft
 typos). The service runs as in production (request ids, access log, CORS, error envelope), with
 the default per-identity rate limit switched off because all traffic comes from one address.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,6 +51,7 @@ class Keys:
 
     def __init__(self, store_dir: str):
         from content_service.engine import Store
+
         store = Store(store_dir)
         loaded = store.load_index()
         store.close()
@@ -61,9 +63,9 @@ class Keys:
 def build_store(n: int, where: str) -> str:
     from content_service.corpus import generate, names_of
     from content_service.engine import EntityNames, SearchIndex, Store
+
     recs = list(generate(n, seed=2024))
-    idx = SearchIndex.build([EntityNames(r["key"], r["type"], r["popularity"], names_of(r))
-                             for r in recs])
+    idx = SearchIndex.build([EntityNames(r["key"], r["type"], r["popularity"], names_of(r)) for r in recs])
     store = Store(where)
     store.put_entities(recs)
     store.save_index(idx.to_snapshot())
@@ -73,15 +75,37 @@ def build_store(n: int, where: str) -> str:
 
 def start_server(store_dir: str, port: int, cache: bool, workers: int = 1) -> subprocess.Popen:
     data_dir = os.path.dirname(os.path.abspath(store_dir))
-    env = {**os.environ, "CONTENT_DATA_DIR": data_dir, "CONTENT_SEED": "none",
-           "SUPABASE_JWT_SECRET": SECRET, "RATE_LIMIT_PER_MINUTE": "0", "LOG_LEVEL": "WARNING",
-           "SYNC_INTERVAL_SECONDS": "0", "PYTHONPATH": ROOT,
-           "SEARCH_CACHE_SIZE": "50000" if cache else "0"}
+    env = {
+        **os.environ,
+        "CONTENT_DATA_DIR": data_dir,
+        "CONTENT_SEED": "none",
+        "SUPABASE_JWT_SECRET": SECRET,
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "LOG_LEVEL": "WARNING",
+        "SYNC_INTERVAL_SECONDS": "0",
+        "PYTHONPATH": ROOT,
+        "SEARCH_CACHE_SIZE": "50000" if cache else "0",
+    }
     env.pop("TMDB_API_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "content_service.main:app",
-                             "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                             "--log-level", "warning", "--workers", str(workers)],
-                            cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "content_service.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--workers",
+            str(workers),
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -142,6 +166,7 @@ async def load(port: int, paths: list[str], rate: float, duration: float, connec
 
 def make_paths(keys: Keys, n: int, seed: int = 3) -> list[str]:
     from bench_search import make_queries
+
     q = make_queries(keys, n, seed=seed)
     rnd = random.Random(seed)
     paths = []
@@ -151,8 +176,7 @@ def make_paths(keys: Keys, n: int, seed: int = 3) -> list[str]:
         if rnd.random() < 0.9:
             paths.append("/autocomplete?" + urllib.parse.urlencode({"q": auto[i], "limit": 10}))
         else:
-            paths.append("/search?" + urllib.parse.urlencode({"q": fuzzy[i], "mode": "fuzzy",
-                                                              "limit": 10}))
+            paths.append("/search?" + urllib.parse.urlencode({"q": fuzzy[i], "mode": "fuzzy", "limit": 10}))
     return paths
 
 
@@ -177,13 +201,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def summarize(results, elapsed):
-    out = {"requests": len(results), "achieved_rps": len(results) / elapsed,
-           "errors": sum(1 for _, _, s in results if s != 200)}
+    out = {
+        "requests": len(results),
+        "achieved_rps": len(results) / elapsed,
+        "errors": sum(1 for _, _, s in results if s != 200),
+    }
     for route in ("all", "/autocomplete", "/search"):
         lat = [ms for r, ms, _ in results if route == "all" or r == route]
         if lat:
-            out[route] = {"n": len(lat), "p50": pct(lat, 50), "p90": pct(lat, 90),
-                          "p99": pct(lat, 99), "max": max(lat)}
+            out[route] = {"n": len(lat), "p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99), "max": max(lat)}
     return out
 
 
@@ -215,8 +241,9 @@ def main(argv=None):
     try:
         asyncio.run(load(port, paths[: int(args.rate * 3)], args.rate, 3, args.connections))
         cpu0 = cpu_seconds(server.pid)
-        results, elapsed = asyncio.run(load(port, paths[int(args.rate * 3):], args.rate,
-                                            args.duration, args.connections))
+        results, elapsed = asyncio.run(
+            load(port, paths[int(args.rate * 3) :], args.rate, args.duration, args.connections)
+        )
         server_cpu = cpu_seconds(server.pid) - cpu0
     finally:
         server.terminate()
@@ -229,20 +256,32 @@ def main(argv=None):
     summary = summarize(results, elapsed)
     summary["server_cpu_ms_per_request"] = server_cpu * 1000 / max(1, len(results))
     summary["server_cpu_share"] = server_cpu / elapsed
-    summary.update(names=names, rate=args.rate, duration=args.duration, workers=args.workers,
-                   cache=not args.no_cache, server_start_s=startup,
-                   loadavg=os.getloadavg())
-    print(f"\nHTTP: {names:,} names, {args.rate:.0f} req/s offered for {args.duration:.0f} s, "
-          f"{summary['achieved_rps']:.0f} req/s served, {summary['errors']} errors, "
-          f"response cache {'on' if not args.no_cache else 'off'}, {args.workers} worker(s); "
-          f"server up in {startup:.1f} s; load average {summary['loadavg'][0]:.1f}")
-    print(f"  server CPU: {summary['server_cpu_ms_per_request']:.2f} ms per request, "
-          f"{summary['server_cpu_share']:.0%} of one core")
+    summary.update(
+        names=names,
+        rate=args.rate,
+        duration=args.duration,
+        workers=args.workers,
+        cache=not args.no_cache,
+        server_start_s=startup,
+        loadavg=os.getloadavg(),
+    )
+    print(
+        f"\nHTTP: {names:,} names, {args.rate:.0f} req/s offered for {args.duration:.0f} s, "
+        f"{summary['achieved_rps']:.0f} req/s served, {summary['errors']} errors, "
+        f"response cache {'on' if not args.no_cache else 'off'}, {args.workers} worker(s); "
+        f"server up in {startup:.1f} s; load average {summary['loadavg'][0]:.1f}"
+    )
+    print(
+        f"  server CPU: {summary['server_cpu_ms_per_request']:.2f} ms per request, "
+        f"{summary['server_cpu_share']:.0%} of one core"
+    )
     for route in ("all", "/autocomplete", "/search"):
         if route in summary:
             s = summary[route]
-            print(f"  {route:<14} n={s['n']:<6} p50 {s['p50']:.2f} ms  p90 {s['p90']:.2f} ms  "
-                  f"p99 {s['p99']:.2f} ms  max {s['max']:.2f} ms")
+            print(
+                f"  {route:<14} n={s['n']:<6} p50 {s['p50']:.2f} ms  p90 {s['p90']:.2f} ms  "
+                f"p99 {s['p99']:.2f} ms  max {s['max']:.2f} ms"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

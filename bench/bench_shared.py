@@ -9,6 +9,7 @@
 
 Run: .venv/bin/python bench/bench_shared.py   (needs scripts/infra.sh's services and wrk)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,7 +39,10 @@ def start(module: str, env: dict) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", module, "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     import httpx
 
@@ -73,15 +77,26 @@ def bench_http(seconds: int, rounds: int) -> None:
                 run = wrk(f"{url}/ping", seconds=seconds, headers=headers)
                 run["cpu_us"] = (process_cpu_seconds(proc.pid) - cpu0) / run["requests"] * 1e6
                 results[name].append(run)
-        print("\n== HTTP: bare FastAPI vs authenticated + rate-limited (shared factory), wrk -t2 -c50, uvicorn 1 worker ==")
+        print(
+            "\n== HTTP: bare FastAPI vs authenticated + rate-limited (shared factory), "
+            "wrk -t2 -c50, uvicorn 1 worker =="
+        )
         for name, runs in results.items():
             best = max(runs, key=lambda r: r["rps"])
             cpu = statistics.median(r["cpu_us"] for r in runs)
-            print(f"{name:>7}: {best['rps']:8.0f} req/s  p50 {best['p50_ms']:.2f} ms  p99 {best['p99_ms']:.2f} ms  non-2xx {sum(r['non_2xx'] for r in runs)}"
-                  f"  server CPU {cpu:.0f} us/request  (rounds: {', '.join('%.0f' % r['rps'] for r in runs)})")
-        pair_ratios = sorted(s["rps"] / b["rps"] for s, b in zip(results["shared"], results["bare"]))
-        cpu_ratio = statistics.median(r["cpu_us"] for r in results["bare"]) / statistics.median(r["cpu_us"] for r in results["shared"])
-        print(f"  ratio shared/bare, req/s: median of {len(pair_ratios)} back-to-back pairs {statistics.median(pair_ratios):.2f} (range {pair_ratios[0]:.2f}-{pair_ratios[-1]:.2f})  (target >= 0.50)")
+            print(
+                f"{name:>7}: {best['rps']:8.0f} req/s  p50 {best['p50_ms']:.2f} ms  p99 {best['p99_ms']:.2f} ms  "
+                f"non-2xx {sum(r['non_2xx'] for r in runs)}"
+                f"  server CPU {cpu:.0f} us/request  (rounds: {', '.join(format(r['rps'], '.0f') for r in runs)})"
+            )
+        pair_ratios = sorted(s["rps"] / b["rps"] for s, b in zip(results["shared"], results["bare"], strict=True))
+        cpu_ratio = statistics.median(r["cpu_us"] for r in results["bare"]) / statistics.median(
+            r["cpu_us"] for r in results["shared"]
+        )
+        print(
+            f"  ratio shared/bare, req/s: median of {len(pair_ratios)} back-to-back pairs "
+            f"{statistics.median(pair_ratios):.2f} (range {pair_ratios[0]:.2f}-{pair_ratios[-1]:.2f})  (target >= 0.50)"
+        )
         print(f"  ratio by server CPU per request (insensitive to other load): {cpu_ratio:.2f}")
     finally:
         for p in (bare, shared):
@@ -114,7 +129,9 @@ async def bench_bus(events: int, latency_events: int) -> None:
         published = await relay.drain()
         elapsed = time.perf_counter() - t0
         print("\n== Outbox relay (publisher confirms, persistent, batch 500) ==")
-        print(f"published {published} events in {elapsed:.2f} s: {published / elapsed:,.0f} events/s  (target >= 2,000/s)")
+        print(
+            f"published {published} events in {elapsed:.2f} s: {published / elapsed:,.0f} events/s  (target >= 2,000/s)"
+        )
         await ch._rpc(ch.channel.queue_purge, queue="bench.events")
 
         # 2. Latency: one event per transaction, relay woken by NOTIFY, consumer on the queue.
@@ -134,7 +151,10 @@ async def bench_bus(events: int, latency_events: int) -> None:
                 await emit(conn, make_event("message.sent", str(uuid.uuid4()), {"i": i}))
             await asyncio.sleep(0.005)
         await asyncio.wait_for(done.wait(), 30)
-        print(f"publish -> consume latency ({latency_events} events at ~200/s): {summary(latencies)}  (target p99 < 50 ms)")
+        print(
+            f"publish -> consume latency ({latency_events} events at ~200/s): "
+            f"{summary(latencies)}  (target p99 < 50 ms)"
+        )
         await relay.stop()
         await publisher.close()
         await ch.close()

@@ -1,4 +1,5 @@
 """Helpers for the benchmarks: scratch databases and vhosts, percentiles, wrk."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,17 @@ sys.path.insert(0, str(ROOT))
 
 from shared.testing.env import Infra, create_database, create_vhost, drop_database  # noqa: E402
 
-__all__ = ["ROOT", "Infra", "create_database", "create_vhost", "drop_database", "percentile", "wrk", "summary", "process_cpu_seconds"]
+__all__ = [
+    "ROOT",
+    "Infra",
+    "create_database",
+    "create_vhost",
+    "drop_database",
+    "percentile",
+    "wrk",
+    "summary",
+    "process_cpu_seconds",
+]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -27,10 +38,15 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def summary(values_ms: list[float]) -> str:
-    return f"p50 {percentile(values_ms, 50):.2f} ms  p99 {percentile(values_ms, 99):.2f} ms  mean {statistics.fmean(values_ms):.2f} ms  n={len(values_ms)}"
+    return (
+        f"p50 {percentile(values_ms, 50):.2f} ms  p99 {percentile(values_ms, 99):.2f} ms  "
+        f"mean {statistics.fmean(values_ms):.2f} ms  n={len(values_ms)}"
+    )
 
 
-def wrk(url: str, *, seconds: int = 10, connections: int = 50, threads: int = 2, headers: dict[str, str] | None = None) -> dict:
+def wrk(
+    url: str, *, seconds: int = 10, connections: int = 50, threads: int = 2, headers: dict[str, str] | None = None
+) -> dict:
     """Run wrk (Debian package) and parse requests/s and latency percentiles."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: scripts/bootstrap.sh installs it (apt-get install wrk)")
@@ -47,7 +63,14 @@ def wrk(url: str, *, seconds: int = 10, connections: int = 50, threads: int = 2,
 
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"rps": rps, "requests": total, "p50_ms": lat("50"), "p99_ms": lat("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0, "raw": out}
+    return {
+        "rps": rps,
+        "requests": total,
+        "p50_ms": lat("50"),
+        "p99_ms": lat("99"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "raw": out,
+    }
 
 
 def process_cpu_seconds(pid: int, *, with_children: bool = False) -> float:

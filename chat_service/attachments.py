@@ -1,5 +1,6 @@
 """Image attachments: exactly one of url or data, the bytes sniffed (never the declared type
 trusted), within the configured count and size."""
+
 from __future__ import annotations
 
 import base64
@@ -38,8 +39,9 @@ def sniff(raw: bytes) -> str | None:
     return None
 
 
-def check(attachments: list[Attachment], max_count: int,
-          max_bytes: int) -> tuple[list[ImageInput], list[dict[str, Any]]]:
+def check(
+    attachments: list[Attachment], max_count: int, max_bytes: int
+) -> tuple[list[ImageInput], list[dict[str, Any]]]:
     """(the images for the model, what the saved message records about them)."""
     if not attachments:
         return [], []

@@ -1,5 +1,6 @@
 """Fitting a conversation into the tier's context budget (tokens are counted by
 shared.llm.tokens; each message's count is stored when it is saved)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

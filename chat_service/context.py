@@ -7,6 +7,7 @@
   fails, the character still gets a plain context (name and series) and that result is cached
   only briefly, so the next request tries the sources again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,8 @@ log = logging.getLogger("chat_service.context")
 MAX_BIO_CHARS = 1200
 # Words too common to say what a message is about (for group chat relevance).
 STOPWORDS = frozenset(
-    "about above after again against also because been before being below between both could does doing down during each "
+    "about above after again against also because been before being below between both could "
+    "does doing down during each "
     "from further have having here into just know like more most much must only other over same should some such than "
     "that their them then there these they this those through under until very want what when where which while whom "
     "will with would your yours anyone anybody someone something everyone think tell said says make made really".split()
@@ -81,7 +83,9 @@ def system_prompt(ctx: CharacterContext, *, group_names: list[str] | None = None
     if group_names:
         others = [n for n in group_names if n != ctx.character]
         parts.append(
-            "This is a group scene with " + ", ".join(others) + " and a fan. Lines from others are prefixed with their name "
+            "This is a group scene with "
+            + ", ".join(others)
+            + " and a fan. Lines from others are prefixed with their name "
             "in brackets. Answer only as yourself, in one short turn, without prefixing your own name; "
             "react to the others when it is natural."
         )
@@ -98,7 +102,11 @@ class ContextBuilder:
         self.redis = redis
         self.keys = keys
         timeout = httpx.Timeout(settings.context_timeout_seconds, connect=min(2.0, settings.context_timeout_seconds))
-        self.http = httpx.AsyncClient(timeout=timeout, follow_redirects=True, headers={"User-Agent": "SceneXtras-chat/1.0 (https://scenextras.com)"})
+        self.http = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=True,
+            headers={"User-Agent": "SceneXtras-chat/1.0 (https://scenextras.com)"},
+        )
         self._inflight: dict[str, asyncio.Future] = {}
         # A small in-process layer over Redis: hot characters cost no round trip at all.
         self._local: dict[str, tuple[float, CharacterContext]] = {}
@@ -161,14 +169,16 @@ class ContextBuilder:
         if self.local_ttl <= 0 or ctx.degraded:
             return
         if len(self._local) >= self.local_max:
-            for k in [k for k, (exp, _) in self._local.items() if exp <= now] or list(self._local)[: self.local_max // 4]:
+            for k in [k for k, (exp, _) in self._local.items() if exp <= now] or list(self._local)[
+                : self.local_max // 4
+            ]:
                 self._local.pop(k, None)
         self._local[key] = (now + self.local_ttl, ctx)
 
     async def _build(self, character: str, series: str | None) -> CharacterContext:
         ctx = CharacterContext(character=character.strip(), series=(series or "").strip() or None)
         results = await asyncio.gather(self._tmdb(ctx), self._wikipedia(ctx), return_exceptions=True)
-        for source, res in zip(("tmdb", "wikipedia"), results):
+        for source, res in zip(("tmdb", "wikipedia"), results, strict=True):
             if isinstance(res, BaseException):
                 ctx.degraded = True
                 log.warning("character context source failed", extra={"source": source, "error": repr(res)[:200]})
@@ -199,7 +209,9 @@ class ContextBuilder:
     async def _tmdb(self, ctx: CharacterContext) -> None:
         if not self.settings.tmdb_api_key or not ctx.series:
             return
-        found = await self._tmdb_get("/search/multi", {"query": ctx.series, "include_adult": "false", "language": "en-US"})
+        found = await self._tmdb_get(
+            "/search/multi", {"query": ctx.series, "include_adult": "false", "language": "en-US"}
+        )
         hit = next((r for r in found.get("results") or [] if r.get("media_type") in ("movie", "tv")), None)
         if hit is None:
             return
@@ -209,7 +221,9 @@ class ContextBuilder:
         ctx.year = date[:4] or None
         ctx.overview = clip(hit.get("overview"), MAX_OVERVIEW_CHARS)
         ctx.sources.append("tmdb")
-        credits_path = f"/movie/{hit['id']}/credits" if ctx.media_type == "movie" else f"/tv/{hit['id']}/aggregate_credits"
+        credits_path = (
+            f"/movie/{hit['id']}/credits" if ctx.media_type == "movie" else f"/tv/{hit['id']}/aggregate_credits"
+        )
         credits = await self._tmdb_get(credits_path, {"language": "en-US"})
         wanted = ctx.character.lower()
         for member in credits.get("cast") or []:

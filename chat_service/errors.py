@@ -3,6 +3,7 @@
 `raise CONVERSATION_NOT_FOUND()`; a route lists what it may answer with
 `responses=documented(...)`.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -13,13 +14,16 @@ from shared.errors import ErrorCode
 CONVERSATION_NOT_FOUND = ErrorCode(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
 MESSAGE_NOT_FOUND = ErrorCode(404, "MESSAGE_NOT_FOUND", "No such message.")
 SHARE_NOT_FOUND = ErrorCode(404, "SHARE_NOT_FOUND", "This link does not exist or was revoked.")
-NOT_A_SINGLE_CONVERSATION = ErrorCode(422, "NOT_A_SINGLE_CONVERSATION",
-                                      "This is a group conversation: use /group_chat.")
-NOT_A_GROUP_CONVERSATION = ErrorCode(422, "NOT_A_GROUP_CONVERSATION",
-                                     "This is a one-to-one conversation: use /talk_with.")
+NOT_A_SINGLE_CONVERSATION = ErrorCode(
+    422, "NOT_A_SINGLE_CONVERSATION", "This is a group conversation: use /group_chat."
+)
+NOT_A_GROUP_CONVERSATION = ErrorCode(
+    422, "NOT_A_GROUP_CONVERSATION", "This is a one-to-one conversation: use /talk_with."
+)
 NOTHING_TO_REGENERATE = ErrorCode(409, "NOTHING_TO_REGENERATE", "This conversation has no message to answer.")
-CANNOT_EDIT_REPLY = ErrorCode(403, "CANNOT_EDIT_REPLY",
-                              "Only your own messages can be edited; regenerate a character's reply instead.")
+CANNOT_EDIT_REPLY = ErrorCode(
+    403, "CANNOT_EDIT_REPLY", "Only your own messages can be edited; regenerate a character's reply instead."
+)
 UNKNOWN_REACTION = ErrorCode(422, "UNKNOWN_REACTION", "reaction must be like or dislike.")
 INVALID_CURSOR = ErrorCode(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")
 UNSUPPORTED_FORMAT = ErrorCode(422, "UNSUPPORTED_FORMAT", "This format is not offered.")
@@ -33,8 +37,9 @@ TOO_MANY_ATTACHMENTS = ErrorCode(422, "TOO_MANY_ATTACHMENTS", "Too many images i
 INVALID_ATTACHMENT = ErrorCode(422, "INVALID_ATTACHMENT", "An attachment is invalid.")
 ATTACHMENT_TOO_LARGE = ErrorCode(422, "ATTACHMENT_TOO_LARGE", "An image is too large.")
 # 422, not shared's 415: the request's own type is fine, one image inside it is not.
-ATTACHMENT_NOT_AN_IMAGE = ErrorCode(422, "UNSUPPORTED_MEDIA_TYPE",
-                                    "An attachment is not a JPEG, PNG, GIF or WebP image.")
+ATTACHMENT_NOT_AN_IMAGE = ErrorCode(
+    422, "UNSUPPORTED_MEDIA_TYPE", "An attachment is not a JPEG, PNG, GIF or WebP image."
+)
 
 # -- group chat -------------------------------------------------------------------------------
 NO_CHARACTERS = ErrorCode(422, "NO_CHARACTERS", "A group chat needs at least one character.")
@@ -42,11 +47,13 @@ TOO_MANY_CHARACTERS = ErrorCode(422, "TOO_MANY_CHARACTERS", "Too many characters
 DUPLICATE_CHARACTER = ErrorCode(422, "DUPLICATE_CHARACTER", "Each character can join a group chat once.")
 
 # -- the model --------------------------------------------------------------------------------
-LLM_UNAVAILABLE = ErrorCode(503, "LLM_UNAVAILABLE",
-                            "No language model is available right now; nothing was charged. Try again shortly.")
+LLM_UNAVAILABLE = ErrorCode(
+    503, "LLM_UNAVAILABLE", "No language model is available right now; nothing was charged. Try again shortly."
+)
 # In a stream's `error` frame (the response status was already 200).
-LLM_STREAM_INTERRUPTED = ErrorCode(502, "LLM_STREAM_INTERRUPTED",
-                                   "The model stopped in the middle of the reply; the part received was saved.")
+LLM_STREAM_INTERRUPTED = ErrorCode(
+    502, "LLM_STREAM_INTERRUPTED", "The model stopped in the middle of the reply; the part received was saved."
+)
 SAVE_FAILED = ErrorCode(500, "SAVE_FAILED", "The reply could not be saved; nothing was charged.")
 
 # -- voice ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 
 Handlers take (conn, event, state): `state` is the running app's state (redis, keys, quota).
 """
+
 from __future__ import annotations
 
 import logging

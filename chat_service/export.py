@@ -1,8 +1,9 @@
 """Conversation exports: txt, md, json and pdf (fpdf2)."""
+
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,7 +27,7 @@ def title_of(conv: dict[str, Any]) -> str:
 
 
 def _when(iso: str) -> str:
-    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def to_txt(conv: dict[str, Any], messages: list[dict[str, Any]]) -> bytes:
@@ -54,7 +55,10 @@ def to_md(conv: dict[str, Any], messages: list[dict[str, Any]]) -> bytes:
 
 
 def to_json(conv: dict[str, Any], messages: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps({"conversation": conv, "messages": messages, "exported_at": datetime.now(timezone.utc).isoformat()}, option=orjson.OPT_INDENT_2)
+    return orjson.dumps(
+        {"conversation": conv, "messages": messages, "exported_at": datetime.now(UTC).isoformat()},
+        option=orjson.OPT_INDENT_2,
+    )
 
 
 def to_pdf(conv: dict[str, Any], messages: list[dict[str, Any]], font_path: str | None = None) -> bytes:

@@ -1,5 +1,6 @@
 """Follow-up questions under a reply: a short second model call asking for a JSON array; anything
 but 2-3 questions, a timeout or a failure gives three built from the character, series and message."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """Group chat: up to five characters in one scene. Who answers, in what order, and each one's view
 of the transcript."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("chat_service.group_chat")
 
 
-async def group(engine: ChatEngine, user: CurrentUser, tier: int, *, characters: list[GroupCharacter], message: str,
-                conversation_id: str | None, model: str | None) -> dict[str, Any]:
+async def group(
+    engine: ChatEngine,
+    user: CurrentUser,
+    tier: int,
+    *,
+    characters: list[GroupCharacter],
+    message: str,
+    conversation_id: str | None,
+    model: str | None,
+) -> dict[str, Any]:
     text = engine.check_message(message)
     conv = None
     if conversation_id is not None:
@@ -54,22 +63,42 @@ async def group(engine: ChatEngine, user: CurrentUser, tier: int, *, characters:
             last_spoke = await msg_repo.last_spoke(engine.pool, conv["id"])
         order = turn_order(text, names, by_name, last_spoke, engine.settings.chat_group_max_speakers)
         p = Prepared(
-            user=user, tier=tier, spec=spec, vision=False,
-            conversation_id=str(conv["id"]) if conv is not None else str(uuid.uuid4()), conversation=conv,
-            character=" & ".join(names), series=cast[0].series, context=contexts[0], system="", turns=[],
-            message=text, message_tokens=count_tokens(text), attachments_meta=[], reservations=reservations,
-            quota_type=plan.main, context_tokens=used or new_tokens, dropped=dropped,
+            user=user,
+            tier=tier,
+            spec=spec,
+            vision=False,
+            conversation_id=str(conv["id"]) if conv is not None else str(uuid.uuid4()),
+            conversation=conv,
+            character=" & ".join(names),
+            series=cast[0].series,
+            context=contexts[0],
+            system="",
+            turns=[],
+            message=text,
+            message_tokens=count_tokens(text),
+            attachments_meta=[],
+            reservations=reservations,
+            quota_type=plan.main,
+            context_tokens=used or new_tokens,
+            dropped=dropped,
         )
         replies = await speak_in_turn(engine, p, order, by_name, names, rows)
         transcript = "\n".join(f"{s}: {c.text}" for s, c, _ in replies)
         first = replies[0][0]
         follow = await follow_ups.questions(
-            engine.router, engine.settings, Prepared(**{**p.__dict__, "character": first, "context": by_name[first]}),
+            engine.router,
+            engine.settings,
+            Prepared(**{**p.__dict__, "character": first, "context": by_name[first]}),
             transcript,
         )
         participants = [{"name": c.name.strip(), "series": c.series} for c in cast]
         user_message_id, saved = await save_turn(
-            engine.pool, p, replies, follow, conversation_type="group", participants=participants,
+            engine.pool,
+            p,
+            replies,
+            follow,
+            conversation_type="group",
+            participants=participants,
             character_label=" & ".join(names),
         )
     quota = await quota_plan.view(engine.quota, user.user_id, reservations, plan.main)
@@ -91,16 +120,23 @@ def check_cast(cast: list[GroupCharacter], limit: int) -> list[str]:
     if not cast:
         raise errors.NO_CHARACTERS()
     if len(cast) > limit:
-        raise errors.TOO_MANY_CHARACTERS(f"A group chat has at most {limit} characters; {len(cast)} were given.",
-                                         max_characters=limit)
+        raise errors.TOO_MANY_CHARACTERS(
+            f"A group chat has at most {limit} characters; {len(cast)} were given.", max_characters=limit
+        )
     names = [c.name.strip() for c in cast]
     if len({n.lower() for n in names}) != len(names):
         raise errors.DUPLICATE_CHARACTER()
     return names
 
 
-async def speak_in_turn(engine: ChatEngine, p: Prepared, order: list[str], by_name: dict[str, CharacterContext],
-                        names: list[str], rows: list[asyncpg.Record]) -> list[tuple[str, Completion, str]]:
+async def speak_in_turn(
+    engine: ChatEngine,
+    p: Prepared,
+    order: list[str],
+    by_name: dict[str, CharacterContext],
+    names: list[str],
+    rows: list[asyncpg.Record],
+) -> list[tuple[str, Completion, str]]:
     """Each speaker in order, seeing the scene and the replies before its own; a speaker whose
     model fails after someone has answered is skipped (before that: 503)."""
     replies: list[tuple[str, Completion, str]] = []
@@ -125,8 +161,9 @@ def _name_pattern(name: str) -> re.Pattern:
     return re.compile(r"(?<![\w])(?:@)?(" + "|".join(parts) + r")(?![\w])", re.IGNORECASE)
 
 
-def turn_order(message: str, names: list[str], contexts: dict[str, CharacterContext], last_spoke: dict[str, int],
-               max_speakers: int) -> list[str]:
+def turn_order(
+    message: str, names: list[str], contexts: dict[str, CharacterContext], last_spoke: dict[str, int], max_speakers: int
+) -> list[str]:
     """Who answers, in order: the characters the message names (in the order it names them);
     with no mention, the most relevant to the message (shared words with what we know of them),
     then whoever has waited longest for a turn; at most `max_speakers` then."""

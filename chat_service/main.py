@@ -1,4 +1,5 @@
 """uvicorn chat_service.main:app"""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(encoding)  # load the tokenizer now, not on the first request
         state.tier_resolver = TierResolver(state.redis, state.keys, state.core_db)
         state.quota = QuotaClient(state.core_db, state.redis, state.keys)
-        state.llm = LLMRouter(settings, default_model=settings.chat_default_model,
-                              vision_model=settings.chat_vision_model)
+        state.llm = LLMRouter(
+            settings, default_model=settings.chat_default_model, vision_model=settings.chat_vision_model
+        )
         state.llm.announce(log, "/talk_with and /group_chat answer 503 LLM_UNAVAILABLE until then.")
         state.contexts = ContextBuilder(settings, state.redis, state.keys)
         state.engine = ChatEngine(settings, state.db, state.llm, state.contexts, state.quota, state.tier_resolver)

@@ -1,5 +1,6 @@
 """What a turn spends, decided once for every flow: a new conversation spends `regular`, a
 premium model `premium`, an image `image_recognition`; and the quota figure a reply shows."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,9 @@ def plan(spec: ModelSpec, *, new_conversation: bool, vision: bool = False) -> Qu
     return QuotaPlan(needs, main)
 
 
-def early_snapshot(quota: QuotaClient, user_id: str, quota_plan: QuotaPlan,
-                   cached: bytes | None = None) -> asyncio.Future | None:
+def early_snapshot(
+    quota: QuotaClient, user_id: str, quota_plan: QuotaPlan, cached: bytes | None = None
+) -> asyncio.Future | None:
     """A turn that reserves nothing for its main quota type changes nothing the snapshot shows: it
     comes from the cache value read with the tier, or (on a miss) from a read that runs while the
     model answers instead of after it."""
@@ -49,8 +51,13 @@ def early_snapshot(quota: QuotaClient, user_id: str, quota_plan: QuotaPlan,
     return asyncio.ensure_future(read())
 
 
-async def view(quota: QuotaClient, user_id: str, reservations: list[Reservation], main: str | None,
-               snapshot: asyncio.Future | None = None) -> dict[str, Any]:
+async def view(
+    quota: QuotaClient,
+    user_id: str,
+    reservations: list[Reservation],
+    main: str | None,
+    snapshot: asyncio.Future | None = None,
+) -> dict[str, Any]:
     """`{type, remaining, reset_at}` of the main quota after the turn (-1 remaining: unknown or unlimited)."""
     for r in reservations:
         if r.quota_type == main:

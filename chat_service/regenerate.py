@@ -1,5 +1,6 @@
 """Regenerate: new reply(ies) to a conversation's last user message; each old reply is kept in
 its successor's `metadata.alternatives`."""
+
 from __future__ import annotations
 
 import uuid
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
     from chat_service.service import ChatEngine
 
 
-async def regenerate(engine: ChatEngine, user: CurrentUser, tier: int, conversation_id: str,
-                     model: str | None) -> dict[str, Any]:
+async def regenerate(
+    engine: ChatEngine, user: CurrentUser, tier: int, conversation_id: str, model: str | None
+) -> dict[str, Any]:
     conv = await conv_repo.get_owned(engine.pool, errors.parse_uuid(conversation_id), user.user_id)
     if conv is None:
         raise errors.CONVERSATION_NOT_FOUND()
@@ -43,15 +45,26 @@ async def regenerate(engine: ChatEngine, user: CurrentUser, tier: int, conversat
                 old = old_replies[i] if i < len(old_replies) else None
                 row = await save_reply(conn, user, conv, old, speaker, c, used, dropped, plan.main)
                 saved.append(row)
-                events.append(message_sent(user.user_id, str(conv["id"]), str(row["id"]), c, c.output_tokens,
-                                           plan.main, speaker, regenerated=True))
+                events.append(
+                    message_sent(
+                        user.user_id,
+                        str(conv["id"]),
+                        str(row["id"]),
+                        c,
+                        c.output_tokens,
+                        plan.main,
+                        speaker,
+                        regenerated=True,
+                    )
+                )
             await conv_repo.recount(conn, str(conv["id"]), model=spec.id)
             await emit(conn, *events)
     return {"conversation_id": str(conv["id"]), "messages": [message_out(r) for r in saved]}
 
 
-async def answer_again(engine: ChatEngine, conv, last_user, old_replies, spec,
-                       tier) -> tuple[list[tuple[str, Completion]], int, int]:
+async def answer_again(
+    engine: ChatEngine, conv, last_user, old_replies, spec, tier
+) -> tuple[list[tuple[str, Completion]], int, int]:
     """The same speakers as before, in order, each seeing the history before the user message and
     the new replies before its own. (replies, context tokens, dropped messages)"""
     group = conv["conversation_type"] == "group"
@@ -71,8 +84,9 @@ async def answer_again(engine: ChatEngine, conv, last_user, old_replies, spec,
         ctx = await engine.contexts.get(speaker, series_of.get(speaker))
         system = system_prompt(ctx, group_names=names if group else None)
         if not rows:
-            rows, used, dropped = await engine.history(str(conv["id"]), system, new_tokens, tier,
-                                                       before_seq=last_user["seq"])
+            rows, used, dropped = await engine.history(
+                str(conv["id"]), system, new_tokens, tier, before_seq=last_user["seq"]
+            )
         turns = scene_turns(rows, speaker) if group else [Turn(r["role"], r["content"]) for r in rows]
         turns += [Turn("user", text)] + [Turn("user", f"[{s}]: {c.text}") for s, c in results]
         try:
@@ -83,24 +97,37 @@ async def answer_again(engine: ChatEngine, conv, last_user, old_replies, spec,
     return results, used, dropped
 
 
-async def save_reply(conn, user: CurrentUser, conv, old, speaker: str, c: Completion, used: int, dropped: int,
-                     quota_type: str | None) -> asyncpg.Record:
+async def save_reply(
+    conn, user: CurrentUser, conv, old, speaker: str, c: Completion, used: int, dropped: int, quota_type: str | None
+) -> asyncpg.Record:
     """The new reply in place of `old` (which goes to its alternatives), or a new message."""
     reply_tokens = count_tokens(c.text)
     meta = reply_metadata(c, c.output_tokens, used, dropped, quota_type, regenerated=True)
     if old is None:
         return await msg_repo.insert(
-            conn, message_id=str(uuid.uuid4()), conversation_id=str(conv["id"]), user_id=user.user_id,
-            sender=speaker, role="assistant", content=c.text, token_count=reply_tokens, metadata=meta,
+            conn,
+            message_id=str(uuid.uuid4()),
+            conversation_id=str(conv["id"]),
+            user_id=user.user_id,
+            sender=speaker,
+            role="assistant",
+            content=c.text,
+            token_count=reply_tokens,
+            metadata=meta,
         )
     old_meta = dict(old["metadata"] or {})
     alternatives = old_meta.pop("alternatives", [])
-    alternatives.append({
-        "content": old["content"], "model": old_meta.get("model"), "status": old["status"],
-        "created_at": (old["edited_at"] or old["created_at"]).isoformat(),
-    })
+    alternatives.append(
+        {
+            "content": old["content"],
+            "model": old_meta.get("model"),
+            "status": old["status"],
+            "created_at": (old["edited_at"] or old["created_at"]).isoformat(),
+        }
+    )
     meta["alternatives"] = alternatives
     if "follow_up_questions" in old_meta:
         meta["follow_up_questions"] = old_meta["follow_up_questions"]
-    return await msg_repo.replace_reply(conn, old["id"], content=c.text, token_count=reply_tokens, sender=speaker,
-                                        metadata=meta)
+    return await msg_repo.replace_reply(
+        conn, old["id"], content=c.text, token_count=reply_tokens, sender=speaker, metadata=meta
+    )

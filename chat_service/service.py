@@ -4,6 +4,7 @@ parts are in their own modules: attachments, quota_plan (what a turn spends, and
 shows), turns (reply metadata, `message.sent`, the save), follow_ups, group_chat, regenerate,
 streaming (server-sent events). Routes stay thin.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,8 +49,15 @@ class TalkPlan:
 
 
 class ChatEngine:
-    def __init__(self, settings, pool: asyncpg.Pool, router: LLMRouter, contexts: ContextBuilder, quota: QuotaClient,
-                 tiers: TierResolver | None = None):
+    def __init__(
+        self,
+        settings,
+        pool: asyncpg.Pool,
+        router: LLMRouter,
+        contexts: ContextBuilder,
+        quota: QuotaClient,
+        tiers: TierResolver | None = None,
+    ):
         self.settings = settings
         self.tiers = tiers
         self.pool = pool
@@ -72,8 +80,9 @@ class ChatEngine:
             raise errors.EMPTY_MESSAGE()
         limit = self.settings.chat_max_message_chars
         if len(text) > limit:
-            raise errors.MESSAGE_TOO_LONG(f"The message is {len(text)} characters long; the limit is {limit}.",
-                                          max_chars=limit, length=len(text))
+            raise errors.MESSAGE_TOO_LONG(
+                f"The message is {len(text)} characters long; the limit is {limit}.", max_chars=limit, length=len(text)
+            )
         return text.strip()
 
     def choose_model(self, model_id: str | None, tier: int, *, vision: bool = False) -> ModelSpec:
@@ -86,11 +95,16 @@ class ChatEngine:
             return spec
         spec = self.router.get(model_id)
         if spec is None:
-            raise errors.UNKNOWN_MODEL(f"Unknown model {model_id!r}.", model=model_id,
-                                       available=[m.id for m in self.router.available_models()])
+            raise errors.UNKNOWN_MODEL(
+                f"Unknown model {model_id!r}.", model=model_id, available=[m.id for m in self.router.available_models()]
+            )
         if spec.min_tier > tier:
-            raise INSUFFICIENT_TIER(f"{spec.label or spec.id} needs the {TIER_NAMES[spec.min_tier]} plan or higher.",
-                                    required_tier=spec.min_tier, current_tier=tier, model=spec.id)
+            raise INSUFFICIENT_TIER(
+                f"{spec.label or spec.id} needs the {TIER_NAMES[spec.min_tier]} plan or higher.",
+                required_tier=spec.min_tier,
+                current_tier=tier,
+                model=spec.id,
+            )
         if vision and not spec.vision:
             fallback = self.router.default_model(vision=True)
             if fallback is None:
@@ -141,8 +155,17 @@ class ChatEngine:
         tier, (quota,) = await self.tiers.with_cached(user, quota_key)
         return tier, quota
 
-    async def plan(self, user: CurrentUser, *, message: str, character: str, series: str | None,
-                   conversation_id: str | None, model: str | None, attachments: list[Attachment]) -> TalkPlan:
+    async def plan(
+        self,
+        user: CurrentUser,
+        *,
+        message: str,
+        character: str,
+        series: str | None,
+        conversation_id: str | None,
+        model: str | None,
+        attachments: list[Attachment],
+    ) -> TalkPlan:
         text = self.check_message(message)
         s = self.settings
         images, attachments_meta = check_attachments(attachments, s.chat_max_attachments, s.chat_max_image_bytes)
@@ -171,8 +194,20 @@ class ChatEngine:
             character, series = conv["character_name"], conv["character_series"]
         vision = bool(images)
         spec = self.choose_model(model or self.conversation_model(conv, tier), tier, vision=vision)
-        return TalkPlan(user, tier, text, images, attachments_meta, conv, history_rows, character, series, spec,
-                        quota_plan.plan(spec, new_conversation=conv is None, vision=vision), cached_quota)
+        return TalkPlan(
+            user,
+            tier,
+            text,
+            images,
+            attachments_meta,
+            conv,
+            history_rows,
+            character,
+            series,
+            spec,
+            quota_plan.plan(spec, new_conversation=conv is None, vision=vision),
+            cached_quota,
+        )
 
     async def prepare(self, plan: TalkPlan, reservations: list[Reservation]) -> Prepared:
         """The prompt (character context, history within budget): the expensive part, done with
@@ -183,18 +218,32 @@ class ChatEngine:
         text_tokens = count_tokens(plan.text)
         new_tokens = text_tokens + MESSAGE_OVERHEAD + IMAGE_TOKENS * len(plan.images)
         if conv is not None:
-            rows, used, dropped = await self.history(str(conv["id"]), system, new_tokens, plan.tier,
-                                                     rows=plan.history_rows)
+            rows, used, dropped = await self.history(
+                str(conv["id"]), system, new_tokens, plan.tier, rows=plan.history_rows
+            )
         else:
             rows, used, dropped = [], system_tokens(system) + new_tokens, 0
         turns = [Turn(r["role"], r["content"]) for r in rows]
         turns.append(Turn("user", plan.text, plan.images))
         return Prepared(
-            user=plan.user, tier=plan.tier, spec=plan.spec, vision=bool(plan.images),
-            conversation_id=str(conv["id"]) if conv is not None else str(uuid.uuid4()), conversation=conv,
-            character=plan.character, series=plan.series, context=ctx, system=system, turns=turns, message=plan.text,
-            message_tokens=text_tokens, attachments_meta=plan.attachments_meta, reservations=reservations,
-            quota_type=plan.quota.main, context_tokens=used, dropped=dropped,
+            user=plan.user,
+            tier=plan.tier,
+            spec=plan.spec,
+            vision=bool(plan.images),
+            conversation_id=str(conv["id"]) if conv is not None else str(uuid.uuid4()),
+            conversation=conv,
+            character=plan.character,
+            series=plan.series,
+            context=ctx,
+            system=system,
+            turns=turns,
+            message=plan.text,
+            message_tokens=text_tokens,
+            attachments_meta=plan.attachments_meta,
+            reservations=reservations,
+            quota_type=plan.quota.main,
+            context_tokens=used,
+            dropped=dropped,
             quota_snapshot=quota_plan.early_snapshot(self.quota, plan.user.user_id, plan.quota, plan.cached_quota),
         )
 
@@ -209,20 +258,33 @@ class ChatEngine:
             saved = await self.save_reply(p, completion)
         return await self.answer(p, completion, saved)
 
-    async def save_reply(self, p: Prepared, completion: Completion, status: str = "complete",
-                         follow_up_questions: list[str] | None = None) -> tuple[str, str, list[str]]:
+    async def save_reply(
+        self,
+        p: Prepared,
+        completion: Completion,
+        status: str = "complete",
+        follow_up_questions: list[str] | None = None,
+    ) -> tuple[str, str, list[str]]:
         """Follow-ups and the save (inside the quota block): (user message id, reply id, follow-ups)."""
         if follow_up_questions is None:
             follow_up_questions = await follow_ups.questions(self.router, self.settings, p, completion.text)
         user_message_id, rows = await save_turn(self.pool, p, [(p.character, completion, status)], follow_up_questions)
         return user_message_id, str(rows[0]["id"]), follow_up_questions
 
-    async def answer(self, p: Prepared, completion: Completion, saved: tuple[str, str, list[str]], *,
-                     status: str = "complete", charged: bool = True) -> dict[str, Any]:
+    async def answer(
+        self,
+        p: Prepared,
+        completion: Completion,
+        saved: tuple[str, str, list[str]],
+        *,
+        status: str = "complete",
+        charged: bool = True,
+    ) -> dict[str, Any]:
         """The /talk_with body (also the stream's `done`), once the quota is settled or released."""
         user_message_id, message_id, follow = saved
-        quota = await quota_plan.view(self.quota, p.user.user_id, p.reservations if charged else [], p.quota_type,
-                                      p.quota_snapshot)
+        quota = await quota_plan.view(
+            self.quota, p.user.user_id, p.reservations if charged else [], p.quota_type, p.quota_snapshot
+        )
         return {
             "response": completion.text,
             "conversation_id": p.conversation_id,
@@ -241,11 +303,19 @@ class ChatEngine:
         }
 
     # -- the other flows -------------------------------------------------------------------------------
-    async def group(self, user: CurrentUser, tier: int, *, characters: list[GroupCharacter], message: str,
-                    conversation_id: str | None, model: str | None) -> dict[str, Any]:
-        return await group_chat.group(self, user, tier, characters=characters, message=message,
-                                      conversation_id=conversation_id, model=model)
+    async def group(
+        self,
+        user: CurrentUser,
+        tier: int,
+        *,
+        characters: list[GroupCharacter],
+        message: str,
+        conversation_id: str | None,
+        model: str | None,
+    ) -> dict[str, Any]:
+        return await group_chat.group(
+            self, user, tier, characters=characters, message=message, conversation_id=conversation_id, model=model
+        )
 
     async def regenerate(self, user: CurrentUser, tier: int, conversation_id: str, model: str | None) -> dict[str, Any]:
         return await regenerate.regenerate(self, user, tier, conversation_id, model)
-

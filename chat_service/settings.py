@@ -1,4 +1,5 @@
 """The chat service's settings: everything ServiceSettings and LLMSettings (providers) read, plus its own."""
+
 from __future__ import annotations
 
 from typing import Literal

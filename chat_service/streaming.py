@@ -10,6 +10,7 @@ token was produced). Frames:
     event: error   data: {"code": "...", "message": "..."}
     : heartbeat                                           a comment, while waiting
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -169,11 +170,16 @@ class StreamRun:
         if error is None:
             self.queue.put_nowait(("done", body))
             return
-        self.queue.put_nowait(("error", {
-            **frame_error(errors.LLM_STREAM_INTERRUPTED),
-            "message_id": body["message_id"],
-            "conversation_id": body["conversation_id"],
-        }))
+        self.queue.put_nowait(
+            (
+                "error",
+                {
+                    **frame_error(errors.LLM_STREAM_INTERRUPTED),
+                    "message_id": body["message_id"],
+                    "conversation_id": body["conversation_id"],
+                },
+            )
+        )
 
     async def events(self, heartbeat_seconds: float) -> AsyncIterator[bytes]:
         """Frames as they come; whatever is already queued goes out in one write."""

@@ -1,5 +1,6 @@
 """A turn once the model has answered: the reply's metadata, the `message.sent` event (built here
 only), and the user message with its replies saved in one statement."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,23 +50,51 @@ class Prepared:
     started: float = field(default_factory=time.perf_counter)
 
 
-def reply_metadata(c: Completion, output_tokens: int, context_tokens: int, dropped: int,
-                   quota_type: str | None, **extra: Any) -> dict[str, Any]:
+def reply_metadata(
+    c: Completion, output_tokens: int, context_tokens: int, dropped: int, quota_type: str | None, **extra: Any
+) -> dict[str, Any]:
     return {
-        "model": c.model, "provider": c.provider, "provider_model": c.provider_model,
-        "input_tokens": c.input_tokens, "output_tokens": output_tokens, "latency_ms": c.latency_ms,
-        "context_tokens": context_tokens, "dropped_messages": dropped, "quota_type": quota_type, **extra,
+        "model": c.model,
+        "provider": c.provider,
+        "provider_model": c.provider_model,
+        "input_tokens": c.input_tokens,
+        "output_tokens": output_tokens,
+        "latency_ms": c.latency_ms,
+        "context_tokens": context_tokens,
+        "dropped_messages": dropped,
+        "quota_type": quota_type,
+        **extra,
     }
 
 
-def message_sent(user_id: str, conversation_id: str, message_id: str, c: Completion, output_tokens: int,
-                 quota_type: str | None, sender: str, **extra: Any) -> dict[str, Any]:
+def message_sent(
+    user_id: str,
+    conversation_id: str,
+    message_id: str,
+    c: Completion,
+    output_tokens: int,
+    quota_type: str | None,
+    sender: str,
+    **extra: Any,
+) -> dict[str, Any]:
     """The `message.sent` event of one reply (`status`, or `regenerated`, in `extra`)."""
-    return make_event(EventType.MESSAGE_SENT, user_id, {
-        "conversation_id": conversation_id, "message_id": message_id, "model": c.model, "provider": c.provider,
-        "input_tokens": c.input_tokens, "output_tokens": output_tokens, "latency_ms": c.latency_ms,
-        "quota_type": quota_type, **extra, "sender": sender,
-    }, source="chat_service")
+    return make_event(
+        EventType.MESSAGE_SENT,
+        user_id,
+        {
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "model": c.model,
+            "provider": c.provider,
+            "input_tokens": c.input_tokens,
+            "output_tokens": output_tokens,
+            "latency_ms": c.latency_ms,
+            "quota_type": quota_type,
+            **extra,
+            "sender": sender,
+        },
+        source="chat_service",
+    )
 
 
 async def save_turn(
@@ -81,12 +110,14 @@ async def save_turn(
     """The user message and the replies in one statement (one round trip, atomic), with their
     events. Returns the user message's id and the replies' rows."""
     user_message_id = str(uuid.uuid4())
-    rows, events, new_conversation = _turn_rows(p, replies, follow_ups, user_message_id, conversation_type,
-                                                participants, character_label)
+    rows, events, new_conversation = _turn_rows(
+        p, replies, follow_ups, user_message_id, conversation_type, participants, character_label
+    )
     model = replies[0][1].model if replies else None
     try:
-        saved = await msg_repo.save_turn(pool, p.conversation_id, rows, model, events,
-                                         new_conversation=new_conversation)
+        saved = await msg_repo.save_turn(
+            pool, p.conversation_id, rows, model, events, new_conversation=new_conversation
+        )
         return user_message_id, list(saved)[1:]
     except Exception as exc:
         if not is_unavailable(exc):
@@ -112,33 +143,64 @@ def _turn_rows(p: Prepared, replies, follow_ups, user_message_id, conversation_t
     new_conversation = None
     if p.conversation is None:
         new_conversation = {
-            "user_id": p.user.user_id, "character_name": character_label or p.character, "character_series": p.series,
-            "conversation_type": conversation_type, "participants": participants, "model": p.spec.id,
+            "user_id": p.user.user_id,
+            "character_name": character_label or p.character,
+            "character_series": p.series,
+            "conversation_type": conversation_type,
+            "participants": participants,
+            "model": p.spec.id,
         }
-        events.append(make_event(EventType.CONVERSATION_CREATED, p.user.user_id, {
-            "conversation_id": p.conversation_id, "character": character_label or p.character, "series": p.series,
-            "type": conversation_type,
-        }, source="chat_service"))
-    rows: list[dict[str, Any]] = [{
-        "id": user_message_id, "user_id": p.user.user_id, "sender": "user", "role": "user", "content": p.message,
-        "token_count": p.message_tokens,
-        "metadata": {"attachments": p.attachments_meta} if p.attachments_meta else {},
-        "message_type": "image" if p.attachments_meta else "text",
-    }]
+        events.append(
+            make_event(
+                EventType.CONVERSATION_CREATED,
+                p.user.user_id,
+                {
+                    "conversation_id": p.conversation_id,
+                    "character": character_label or p.character,
+                    "series": p.series,
+                    "type": conversation_type,
+                },
+                source="chat_service",
+            )
+        )
+    rows: list[dict[str, Any]] = [
+        {
+            "id": user_message_id,
+            "user_id": p.user.user_id,
+            "sender": "user",
+            "role": "user",
+            "content": p.message,
+            "token_count": p.message_tokens,
+            "metadata": {"attachments": p.attachments_meta} if p.attachments_meta else {},
+            "message_type": "image" if p.attachments_meta else "text",
+        }
+    ]
     for sender, c, status in replies:
         reply_tokens = count_tokens(c.text)
         output_tokens = c.output_tokens or reply_tokens
-        meta = reply_metadata(c, output_tokens, p.context_tokens, p.dropped, p.quota_type,
-                              follow_up_questions=follow_ups)
+        meta = reply_metadata(
+            c, output_tokens, p.context_tokens, p.dropped, p.quota_type, follow_up_questions=follow_ups
+        )
         if c.attempts:
             meta["fallbacks"] = c.attempts
         if status != "complete":
             meta["incomplete_reason"] = "client_disconnected"
         message_id = str(uuid.uuid4())
-        rows.append({
-            "id": message_id, "user_id": p.user.user_id, "sender": sender, "role": "assistant", "content": c.text,
-            "token_count": reply_tokens, "metadata": meta, "status": status,
-        })
-        events.append(message_sent(p.user.user_id, p.conversation_id, message_id, c, output_tokens, p.quota_type,
-                                   sender, status=status))
+        rows.append(
+            {
+                "id": message_id,
+                "user_id": p.user.user_id,
+                "sender": sender,
+                "role": "assistant",
+                "content": c.text,
+                "token_count": reply_tokens,
+                "metadata": meta,
+                "status": status,
+            }
+        )
+        events.append(
+            message_sent(
+                p.user.user_id, p.conversation_id, message_id, c, output_tokens, p.quota_type, sender, status=status
+            )
+        )
     return rows, events, new_conversation

@@ -5,6 +5,7 @@
   removed (status 'removed', text erased: gone from feeds and share links, not orphaned), votes
   withdrawn from the counters.
 """
+
 from __future__ import annotations
 
 import logging

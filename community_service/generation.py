@@ -50,8 +50,9 @@ def build_prompt(row, length: str, instructions: str | None, budget: int = SOURC
         lines.append(f"Universe: {universe.get('name', '')}. {universe.get('description', '')}".strip())
     for c in row["characters"] or []:
         desc = "; ".join(x for x in (c.get("description"), c.get("personality")) if x)
-        lines.append(f"Character: {c['name']}" + (f" ({c['series']})" if c.get("series") else "")
-                     + (f": {desc}" if desc else ""))
+        lines.append(
+            f"Character: {c['name']}" + (f" ({c['series']})" if c.get("series") else "") + (f": {desc}" if desc else "")
+        )
     if scenario:
         lines.append(f"Setting: {scenario.get('setting', '')}. Tone: {scenario.get('tone', '')}.")
         if scenario.get("themes"):
@@ -106,8 +107,9 @@ def _parse(story_id: str):
     return parse_id(story_id, errors.STORY_NOT_FOUND)
 
 
-async def run(pool, llm: LLMRouter, user: CurrentUser, row, spec, reservation_cm, length: str,
-              instructions: str | None) -> AsyncIterator[bytes]:
+async def run(
+    pool, llm: LLMRouter, user: CurrentUser, row, spec, reservation_cm, length: str, instructions: str | None
+) -> AsyncIterator[bytes]:
     system, request = build_prompt(row, length, instructions)
     _, max_tokens = LENGTHS[length]
     result = StreamResult()
@@ -115,8 +117,9 @@ async def run(pool, llm: LLMRouter, user: CurrentUser, row, spec, reservation_cm
     failure: BaseException | None = None
     try:
         try:
-            async for delta in llm.stream(spec, system, [Turn("user", request)], result, tier=user.tier,
-                                          max_tokens=max_tokens):
+            async for delta in llm.stream(
+                spec, system, [Turn("user", request)], result, tier=user.tier, max_tokens=max_tokens
+            ):
                 parts.append(delta)
                 yield frame("token", {"text": delta})
         except LLMUnavailable as exc:
@@ -130,9 +133,17 @@ async def run(pool, llm: LLMRouter, user: CurrentUser, row, spec, reservation_cm
             if title and not current["title"].strip():
                 values["title"] = title
             saved = await story_repo.new_version(conn, current["id"], values, "generation", user.user_id)
-        yield frame("done", {"story": story_out(saved, for_author=True),
-                             "usage": {"model": result.spec.id if result.spec else spec.id,
-                                       "input_tokens": result.input_tokens, "output_tokens": result.output_tokens}})
+        yield frame(
+            "done",
+            {
+                "story": story_out(saved, for_author=True),
+                "usage": {
+                    "model": result.spec.id if result.spec else spec.id,
+                    "input_tokens": result.input_tokens,
+                    "output_tokens": result.output_tokens,
+                },
+            },
+        )
     except _Failed as exc:
         failure = exc
         log.warning("story generation failed", extra={"story_id": str(row["id"]), "code": exc.code.code})

@@ -1,4 +1,5 @@
 """uvicorn community_service.main:app"""
+
 from fastapi import FastAPI
 
 from community_service.events import handlers
@@ -17,8 +18,9 @@ SERVICE = fleet.get("community")
 
 async def startup(app: FastAPI) -> None:
     settings: Settings = app.state.settings
-    app.state.upstreams = Upstreams(settings.chat_service_url, settings.content_service_url,
-                                    settings.upstream_timeout_seconds)
+    app.state.upstreams = Upstreams(
+        settings.chat_service_url, settings.content_service_url, settings.upstream_timeout_seconds
+    )
     app.state.llm = LLMRouter(settings)
     app.state.quota = QuotaClient(app.state.core_db, app.state.redis, app.state.keys)
     app.state.moderator = Moderator(app.state.llm)

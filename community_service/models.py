@@ -18,6 +18,7 @@ class Body(BaseModel):
 
 # Characters, universes, favourites ----------------------------------------------------------
 
+
 class CharacterCreate(Body):
     name: Name
     series: Name | None = None
@@ -41,8 +42,9 @@ def _changes_only(model: BaseModel, nullable: frozenset[str]):
 
 
 class CharacterUpdate(Body):
-    NULLABLE: ClassVar[frozenset[str]] = frozenset({"series", "universe_id", "greeting", "example_dialogue",
-                                                     "avatar_image_id"})
+    NULLABLE: ClassVar[frozenset[str]] = frozenset(
+        {"series", "universe_id", "greeting", "example_dialogue", "avatar_image_id"}
+    )
     name: Name | None = None
     series: Name | None = None
     universe_id: str | None = Field(None, max_length=64)
@@ -108,6 +110,7 @@ class ScenarioUpdate(Body):
 
 # Stories ------------------------------------------------------------------------------------
 
+
 class StoryCreate(Body):
     from_conversation_id: str | None = Field(None, max_length=64)
 
@@ -167,6 +170,7 @@ class PublishRequest(Body):
 
 
 # Votes, reports -----------------------------------------------------------------------------
+
 
 class VoteRequest(Body):
     target_type: Literal["story", "scenario", "character"]

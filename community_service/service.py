@@ -59,14 +59,24 @@ def is_moderator(user: CurrentUser) -> bool:
 
 # Characters ---------------------------------------------------------------------------------
 
+
 def character_out(row, my_vote: int | None = None) -> dict:
     return {
-        "id": str(row["id"]), "owner_id": row["owner_id"], "name": row["name"], "series": row["series"],
+        "id": str(row["id"]),
+        "owner_id": row["owner_id"],
+        "name": row["name"],
+        "series": row["series"],
         "universe_id": str(row["universe_id"]) if row["universe_id"] else None,
-        "description": row["description"], "personality": row["personality"], "greeting": row["greeting"],
-        "example_dialogue": row["example_dialogue"], "avatar_image_id": row["avatar_image_id"],
-        "visibility": row["visibility"], "status": row["status"], **counts(row, my_vote),
-        "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
+        "description": row["description"],
+        "personality": row["personality"],
+        "greeting": row["greeting"],
+        "example_dialogue": row["example_dialogue"],
+        "avatar_image_id": row["avatar_image_id"],
+        "visibility": row["visibility"],
+        "status": row["status"],
+        **counts(row, my_vote),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
     }
 
 
@@ -141,8 +151,9 @@ async def delete_character(pool, user: CurrentUser, character_id: str) -> None:
         await fav_repo.delete_target(conn, "character", str(row["id"]))
 
 
-async def list_characters(pool, user: CurrentUser, *, scope: str, q: str | None, sort: str, cursor: str | None,
-                          limit: int) -> tuple[list[dict], str | None]:
+async def list_characters(
+    pool, user: CurrentUser, *, scope: str, q: str | None, sort: str, cursor: str | None, limit: int
+) -> tuple[list[dict], str | None]:
     key = "score" if scope == "public" and sort == "top" else "created_at"
     after = cursors.decode(cursor, "i" if key == "score" else "t")
     async with pool.acquire() as conn:
@@ -157,13 +168,21 @@ async def list_characters(pool, user: CurrentUser, *, scope: str, q: str | None,
 
 # Universes ----------------------------------------------------------------------------------
 
+
 def universe_out(row) -> dict:
-    return {"id": str(row["id"]), "owner_id": row["owner_id"], "name": row["name"],
-            "description": row["description"], "visibility": row["visibility"], "created_at": iso(row["created_at"])}
+    return {
+        "id": str(row["id"]),
+        "owner_id": row["owner_id"],
+        "name": row["name"],
+        "description": row["description"],
+        "visibility": row["visibility"],
+        "created_at": iso(row["created_at"]),
+    }
 
 
-async def create_universe(pool, moderator: Moderator, user: CurrentUser, name: str, description: str,
-                          visibility: str) -> dict:
+async def create_universe(
+    pool, moderator: Moderator, user: CurrentUser, name: str, description: str, visibility: str
+) -> dict:
     if visibility == "public":
         await moderator.require_clean(name, description)
     async with pool.acquire() as conn:
@@ -187,6 +206,7 @@ async def list_universes(pool, user: CurrentUser, scope: str, cursor: str | None
 
 
 # Favourites ---------------------------------------------------------------------------------
+
 
 async def put_favorite(pool, upstreams, user: CurrentUser, kind: str, target_id: str) -> None:
     """kind 'character': a custom character the caller can see; kind 'title': "movie:<tmdb id>" or
@@ -220,8 +240,9 @@ async def list_favorites(pool, user: CurrentUser, kind: str | None) -> list[dict
         item = {"kind": r["kind"], "id": r["target_id"], "created_at": iso(r["created_at"])}
         if r["kind"] == "character":
             c = chars.get(uuid.UUID(r["target_id"]))
-            visible = c is not None and (c["owner_id"] == user.user_id
-                                         or (c["visibility"] == "public" and c["status"] == "active"))
+            visible = c is not None and (
+                c["owner_id"] == user.user_id or (c["visibility"] == "public" and c["status"] == "active")
+            )
             if not visible:
                 continue  # made private or removed since: not the caller's to see any more
             item["character"] = character_out(c)
@@ -231,12 +252,22 @@ async def list_favorites(pool, user: CurrentUser, kind: str | None) -> list[dict
 
 # Scenarios ----------------------------------------------------------------------------------
 
+
 def scenario_out(row, my_vote: int | None = None) -> dict:
     return {
-        "id": str(row["id"]), "owner_id": row["owner_id"], "title": row["title"], "setting": row["setting"],
-        "tone": row["tone"], "themes": list(row["themes"]), "characters": row["characters"],
-        "opening_line": row["opening_line"], "visibility": row["visibility"], "status": row["status"],
-        **counts(row, my_vote), "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
+        "id": str(row["id"]),
+        "owner_id": row["owner_id"],
+        "title": row["title"],
+        "setting": row["setting"],
+        "tone": row["tone"],
+        "themes": list(row["themes"]),
+        "characters": row["characters"],
+        "opening_line": row["opening_line"],
+        "visibility": row["visibility"],
+        "status": row["status"],
+        **counts(row, my_vote),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
     }
 
 
@@ -269,8 +300,9 @@ async def create_scenario(pool, moderator: Moderator, user: CurrentUser, values:
 
 async def visible_scenario(conn, user: CurrentUser, scenario_id: str):
     row = await scen_repo.get(conn, parse_id(scenario_id, errors.SCENARIO_NOT_FOUND))
-    visible = row is not None and (row["owner_id"] == user.user_id
-                                   or (row["visibility"] == "public" and row["status"] == "active"))
+    visible = row is not None and (
+        row["owner_id"] == user.user_id or (row["visibility"] == "public" and row["status"] == "active")
+    )
     if not visible:
         raise errors.SCENARIO_NOT_FOUND()
     return row
@@ -306,8 +338,9 @@ async def delete_scenario(pool, user: CurrentUser, scenario_id: str) -> None:
         await vote_repo.delete_for_target(conn, "scenario", row["id"])
 
 
-async def list_scenarios(pool, user: CurrentUser, *, scope: str, sort: str, q: str | None, cursor: str | None,
-                         limit: int):
+async def list_scenarios(
+    pool, user: CurrentUser, *, scope: str, sort: str, q: str | None, cursor: str | None, limit: int
+):
     key, kind = {"new": ("created_at", "t"), "top": ("score", "i"), "hot": ("hot", "f")}[sort]
     after = cursors.decode(cursor, kind)
     async with pool.acquire() as conn:
@@ -336,11 +369,17 @@ async def start_scenario(pool, upstreams, user: CurrentUser, token: str, scenari
         raise errors.SCENARIO_WITHOUT_CHARACTERS()
     lead = row["characters"][0]
     reply = await upstreams.open_conversation(token, opening_message(row), lead["name"], lead.get("series"))
-    return {"scenario_id": str(row["id"]), "conversation_id": reply.get("conversation_id"),
-            "character": lead["name"], "response": reply.get("response"), "message_id": reply.get("message_id")}
+    return {
+        "scenario_id": str(row["id"]),
+        "conversation_id": reply.get("conversation_id"),
+        "character": lead["name"],
+        "response": reply.get("response"),
+        "message_id": reply.get("message_id"),
+    }
 
 
 # Votes --------------------------------------------------------------------------------------
+
 
 def _visible_target(row, target_type: str, user: CurrentUser) -> bool:
     if row is None:
@@ -374,16 +413,29 @@ async def vote(pool, user: CurrentUser, target_type: str, target_id: str, value:
         moved = await vote_repo.move_counts(conn, target_type, tid, d_up, d_down)
         if target_type == "story":
             await vote_repo.set_hot(conn, "story", tid, hot(moved["score"], row["published_at"]))
-            await emit(conn, make_event(STORY_VOTED, user.user_id, {
-                "story_id": str(tid), "author_id": row["author_id"], "value": value, "previous": previous,
-                "score": moved["score"], "up": moved["up"], "down": moved["down"],
-            }))
+            await emit(
+                conn,
+                make_event(
+                    STORY_VOTED,
+                    user.user_id,
+                    {
+                        "story_id": str(tid),
+                        "author_id": row["author_id"],
+                        "value": value,
+                        "previous": previous,
+                        "score": moved["score"],
+                        "up": moved["up"],
+                        "down": moved["down"],
+                    },
+                ),
+            )
         elif target_type == "scenario":
             await vote_repo.set_hot(conn, "scenario", tid, hot(moved["score"], row["created_at"]))
     return {"target_type": target_type, "target_id": str(tid), **counts(moved, value)}
 
 
 # Reports and moderation ---------------------------------------------------------------------
+
 
 async def report(pool, user: CurrentUser, target_type: str, target_id: str, reason: str) -> dict:
     tid = parse_id(target_id, errors.TARGET_NOT_FOUND)
@@ -400,8 +452,16 @@ async def report(pool, user: CurrentUser, target_type: str, target_id: str, reas
 async def moderation_queue(pool, limit: int) -> list[dict]:
     async with pool.acquire() as conn:
         rows = await mod_repo.queue(conn, limit)
-    return [{"target_type": r["target_type"], "target_id": str(r["target_id"]), "reports": r["reports"],
-             "reasons": list(r["reasons"]), "first_reported_at": iso(r["first_reported_at"])} for r in rows]
+    return [
+        {
+            "target_type": r["target_type"],
+            "target_id": str(r["target_id"]),
+            "reports": r["reports"],
+            "reasons": list(r["reasons"]),
+            "first_reported_at": iso(r["first_reported_at"]),
+        }
+        for r in rows
+    ]
 
 
 async def moderate(pool, actor: CurrentUser, target_type: str, target_id: str, action: str, note: str | None) -> dict:
@@ -414,13 +474,20 @@ async def moderate(pool, actor: CurrentUser, target_type: str, target_id: str, a
         if action == "remove":
             await mod_repo.set_status(conn, target_type, tid, "removed")
         await mod_repo.resolve(conn, target_type, tid, "approved" if action == "approve" else "removed")
-        audit = await mod_repo.audit(conn, target_type, tid, action, actor.user_id,
-                                     "service" if actor.is_service else "moderator", note)
-    return {"target_type": target_type, "target_id": str(tid), "action": action, "audit_id": audit["id"],
-            "at": iso(audit["created_at"])}
+        audit = await mod_repo.audit(
+            conn, target_type, tid, action, actor.user_id, "service" if actor.is_service else "moderator", note
+        )
+    return {
+        "target_type": target_type,
+        "target_id": str(tid),
+        "action": action,
+        "audit_id": audit["id"],
+        "at": iso(audit["created_at"]),
+    }
 
 
 # Erasure ------------------------------------------------------------------------------------
+
 
 async def erase_user(conn: asyncpg.Connection, user_id: str) -> dict:
     """user.deleted: the user's characters, universes, scenarios, favourites, drafts are deleted;
@@ -441,4 +508,3 @@ async def erase_user(conn: asyncpg.Connection, user_id: str) -> dict:
     await uni_repo.delete_owned_by(conn, user_id)
     await fav_repo.delete_for_user(conn, user_id)
     return {"removed_stories": len(removed)}
-

@@ -28,18 +28,33 @@ MAX_CHARACTERS = 5
 
 def story_out(row, my_vote: int | None = None, *, for_author: bool = False) -> dict:
     out = {
-        "id": str(row["id"]), "title": row["title"], "body": row["body"], "version": row["version"],
-        "step": row["step"], "status": row["status"], "visibility": row["visibility"], "universe": row["universe"],
-        "characters": row["characters"] or [], "scenario": row["scenario"], **counts(row, my_vote),
-        "author_id": row["author_id"], "published_at": iso(row["published_at"]),
-        "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
+        "id": str(row["id"]),
+        "title": row["title"],
+        "body": row["body"],
+        "version": row["version"],
+        "step": row["step"],
+        "status": row["status"],
+        "visibility": row["visibility"],
+        "universe": row["universe"],
+        "characters": row["characters"] or [],
+        "scenario": row["scenario"],
+        **counts(row, my_vote),
+        "author_id": row["author_id"],
+        "published_at": iso(row["published_at"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
     }
     if for_author:
         source = row["source"]
         out["source"] = (
-            {"conversation_id": source["conversation_id"], "character": source.get("character"),
-             "series": source.get("series"), "message_count": len(source["messages"])}
-            if source else None
+            {
+                "conversation_id": source["conversation_id"],
+                "character": source.get("character"),
+                "series": source.get("series"),
+                "message_count": len(source["messages"]),
+            }
+            if source
+            else None
         )
     return out
 
@@ -63,6 +78,7 @@ def parse_if_match(header: str | None, *, required: bool) -> int | None:
 
 
 # Reading ------------------------------------------------------------------------------------
+
 
 def _readable(row, user: CurrentUser | None) -> bool:
     if row is None or row["status"] == "removed":
@@ -103,15 +119,26 @@ async def versions(pool, user: CurrentUser, story_id: str) -> list[dict]:
         if row is None or row["status"] == "removed" or row["author_id"] != user.user_id:
             raise errors.STORY_NOT_FOUND()
         rows = await story_repo.versions(conn, row["id"])
-    return [{"version": r["version"], "title": r["title"], "body": r["body"], "step": r["step"],
-             "change": r["change"], "editor_id": r["editor_id"], "created_at": iso(r["created_at"])} for r in rows]
+    return [
+        {
+            "version": r["version"],
+            "title": r["title"],
+            "body": r["body"],
+            "step": r["step"],
+            "change": r["change"],
+            "editor_id": r["editor_id"],
+            "created_at": iso(r["created_at"]),
+        }
+        for r in rows
+    ]
 
 
 _FEED_KEYS = {"hot": ("hot", "f"), "new": ("published_at", "t"), "top": ("score", "i")}
 
 
-async def list_stories(pool, user: CurrentUser, *, scope: str, sort: str, q: str | None, cursor: str | None,
-                       limit: int):
+async def list_stories(
+    pool, user: CurrentUser, *, scope: str, sort: str, q: str | None, cursor: str | None, limit: int
+):
     key, kind = _FEED_KEYS[sort] if scope == "public" else ("updated_at", "t")
     after = cursors.decode(cursor, kind)
     async with pool.acquire() as conn:
@@ -126,8 +153,15 @@ async def list_stories(pool, user: CurrentUser, *, scope: str, sort: str, q: str
 
 # The wizard ---------------------------------------------------------------------------------
 
-async def create_draft(pool, upstreams: Upstreams, user: CurrentUser, token: str | None,
-                       from_conversation_id: str | None, max_messages: int) -> dict:
+
+async def create_draft(
+    pool,
+    upstreams: Upstreams,
+    user: CurrentUser,
+    token: str | None,
+    from_conversation_id: str | None,
+    max_messages: int,
+) -> dict:
     source = None
     if from_conversation_id is not None:
         parse_id(from_conversation_id, errors.CONVERSATION_NOT_FOUND)
@@ -138,19 +172,30 @@ async def create_draft(pool, upstreams: Upstreams, user: CurrentUser, token: str
             "conversation_id": from_conversation_id,
             "character": conv.get("character"),
             "series": conv.get("series"),
-            "messages": [{"role": m.get("role"), "sender": m.get("sender"), "content": m.get("content") or ""}
-                         for m in page.get("messages") or []],
+            "messages": [
+                {"role": m.get("role"), "sender": m.get("sender"), "content": m.get("content") or ""}
+                for m in page.get("messages") or []
+            ],
         }
     async with pool.acquire() as conn, conn.transaction():
         row = await story_repo.insert_draft(conn, user.user_id, source)
-        await emit(conn, make_event(EventType.STORY_CREATED, user.user_id, {
-            "story_id": str(row["id"]), "from_conversation_id": from_conversation_id,
-        }))
+        await emit(
+            conn,
+            make_event(
+                EventType.STORY_CREATED,
+                user.user_id,
+                {
+                    "story_id": str(row["id"]),
+                    "from_conversation_id": from_conversation_id,
+                },
+            ),
+        )
     return story_out(row, for_author=True)
 
 
-async def _step(pool, user: CurrentUser, story_id: str, if_match: int | None, values: dict, change: str,
-                reached: str) -> dict:
+async def _step(
+    pool, user: CurrentUser, story_id: str, if_match: int | None, values: dict, change: str, reached: str
+) -> dict:
     async with pool.acquire() as conn, conn.transaction():
         row = await _own_story_locked(conn, user, story_id, if_match)
         if row["status"] != "draft":
@@ -160,13 +205,19 @@ async def _step(pool, user: CurrentUser, story_id: str, if_match: int | None, va
     return story_out(row, for_author=True)
 
 
-async def set_universe(pool, upstreams: Upstreams, user: CurrentUser, story_id: str, if_match: int | None,
-                       step: dict) -> dict:
+async def set_universe(
+    pool, upstreams: Upstreams, user: CurrentUser, story_id: str, if_match: int | None, step: dict
+) -> dict:
     if step.get("tmdb"):
         ref = step["tmdb"]
         title = await upstreams.title(ref["type"], ref["id"])
-        universe = {"kind": "tmdb", "type": ref["type"], "id": ref["id"],
-                    "name": title.get("title") or title.get("name") or "", "description": title.get("overview") or ""}
+        universe = {
+            "kind": "tmdb",
+            "type": ref["type"],
+            "id": ref["id"],
+            "name": title.get("title") or title.get("name") or "",
+            "description": title.get("overview") or "",
+        }
     elif step.get("universe_id"):
         async with pool.acquire() as conn:
             row = await uni_repo.get(conn, parse_id(step["universe_id"], errors.UNIVERSE_NOT_FOUND))
@@ -186,8 +237,15 @@ async def set_characters(pool, user: CurrentUser, story_id: str, if_match: int |
         for c in characters:
             if c.get("character_id"):
                 row = await visible_character(conn, user, c["character_id"])
-                resolved.append({"character_id": str(row["id"]), "name": row["name"], "series": row["series"],
-                                 "description": row["description"], "personality": row["personality"]})
+                resolved.append(
+                    {
+                        "character_id": str(row["id"]),
+                        "name": row["name"],
+                        "series": row["series"],
+                        "description": row["description"],
+                        "personality": row["personality"],
+                    }
+                )
             else:
                 resolved.append({"name": c["name"], "series": c.get("series")})
     return await _step(pool, user, story_id, if_match, {"characters": resolved}, "characters", "scenario")
@@ -198,14 +256,16 @@ async def set_scenario(pool, user: CurrentUser, story_id: str, if_match: int | N
     if step.get("scenario_id"):
         async with pool.acquire() as conn:
             row = await scen_repo.get(conn, parse_id(step["scenario_id"], errors.SCENARIO_NOT_FOUND))
-        if row is None or not (row["owner_id"] == user.user_id
-                               or (row["visibility"] == "public" and row["status"] == "active")):
+        if row is None or not (
+            row["owner_id"] == user.user_id or (row["visibility"] == "public" and row["status"] == "active")
+        ):
             raise errors.SCENARIO_NOT_FOUND()
         scenario |= {"scenario_id": str(row["id"]), "title": row["title"], "opening_line": row["opening_line"]}
     return await _step(pool, user, story_id, if_match, {"scenario": scenario}, "scenario", "generation")
 
 
 # Editing, publishing ------------------------------------------------------------------------
+
 
 async def edit(pool, moderator: Moderator, user: CurrentUser, story_id: str, if_match: int, changes: dict) -> dict:
     async with pool.acquire() as conn:
@@ -236,8 +296,9 @@ async def publish(pool, moderator: Moderator, user: CurrentUser, story_id: str, 
         row = await _own_story_locked(conn, user, story_id, None)
         if row["version"] != current["version"]:
             # Edited while moderation ran: what was checked is not what would be published.
-            raise errors.VERSION_CONFLICT("The story changed while it was being checked; publish again.",
-                                          current_version=row["version"])
+            raise errors.VERSION_CONFLICT(
+                "The story changed while it was being checked; publish again.", current_version=row["version"]
+            )
         first = row["status"] == "draft"
         published_at = row["published_at"]
         row = await story_repo.publish(conn, row["id"], visibility, 0.0)
@@ -245,10 +306,19 @@ async def publish(pool, moderator: Moderator, user: CurrentUser, story_id: str, 
         await vote_repo.set_hot(conn, "story", row["id"], hot(row["score"], published_at))
         row = await story_repo.get(conn, row["id"])
         if first:
-            await emit(conn, make_event(EventType.STORY_PUBLISHED, user.user_id, {
-                "story_id": str(row["id"]), "title": row["title"], "visibility": visibility,
-                "version": row["version"],
-            }))
+            await emit(
+                conn,
+                make_event(
+                    EventType.STORY_PUBLISHED,
+                    user.user_id,
+                    {
+                        "story_id": str(row["id"]),
+                        "title": row["title"],
+                        "visibility": visibility,
+                        "version": row["version"],
+                    },
+                ),
+            )
     return story_out(row, for_author=True)
 
 
@@ -260,6 +330,7 @@ async def delete(pool, user: CurrentUser, story_id: str) -> None:
 
 
 # Sharing and export -------------------------------------------------------------------------
+
 
 async def share(pool, user: CurrentUser, story_id: str, public_base_url: str) -> dict:
     async with pool.acquire() as conn, conn.transaction():

@@ -1,4 +1,5 @@
 """The community service's settings: everything ServiceSettings reads, plus its own."""
+
 from shared import fleet
 from shared.llm import LLMSettings
 from shared.settings import ServiceSettings

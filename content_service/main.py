@@ -4,6 +4,7 @@ Search and resources over the embedded store: start-up opens the store (CONTENT_
 loads the index snapshot without calling TMDB; an empty store is seeded (CONTENT_SEED). The TMDB
 sync runs on POST /admin/sync and every SYNC_INTERVAL_SECONDS when TMDB_API_KEY is set.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,8 @@ import logging
 
 from fastapi import FastAPI
 
-from content_service.service import ContentCatalog
 from content_service.routers import admin, resources, search
+from content_service.service import ContentCatalog
 from content_service.settings import Settings
 from content_service.sync.runner import SyncRunner, refresh_loop, schedule_loop
 from content_service.sync.tmdb import TMDBClient
@@ -28,43 +29,60 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
 
     async def startup(app: FastAPI) -> None:
-        catalog = ContentCatalog(settings.content_data_dir,
-                                 map_size_gb=settings.content_store_map_size_gb)
+        catalog = ContentCatalog(settings.content_data_dir, map_size_gb=settings.content_store_map_size_gb)
         what = await asyncio.to_thread(catalog.open, settings.content_seed)
         app.state.catalog = catalog
-        log.info("content store open", extra={"index": what, "names": len(catalog.index),
-                                              "entities": catalog.store.count_entities()})
+        log.info(
+            "content store open",
+            extra={"index": what, "names": len(catalog.index), "entities": catalog.store.count_entities()},
+        )
         app.state.tmdb_factory = None
         app.state.sync_runner = None
         app.state.sync_schedule = None
         app.state.index_refresh = None
         if settings.index_refresh_seconds > 0:
             app.state.index_refresh = asyncio.create_task(
-                refresh_loop(catalog, settings.index_refresh_seconds), name="content-index-refresh")
+                refresh_loop(catalog, settings.index_refresh_seconds), name="content-index-refresh"
+            )
         if settings.tmdb_api_key:
+
             def tmdb_factory() -> TMDBClient:
-                return TMDBClient(settings.tmdb_base_url, settings.tmdb_api_key,
-                                  timeout=settings.tmdb_timeout_seconds,
-                                  max_retries=settings.tmdb_max_retries, store=catalog.store)
+                return TMDBClient(
+                    settings.tmdb_base_url,
+                    settings.tmdb_api_key,
+                    timeout=settings.tmdb_timeout_seconds,
+                    max_retries=settings.tmdb_max_retries,
+                    store=catalog.store,
+                )
 
             tvdb_factory = None
             if settings.tvdb_api_key:
-                def tvdb_factory() -> TVDBClient:
-                    return TVDBClient(settings.tvdb_base_url, settings.tvdb_api_key,
-                                      settings.tvdb_pin, timeout=settings.tmdb_timeout_seconds)
 
-            runner = SyncRunner(catalog, tmdb_factory, popular_pages=settings.sync_popular_pages,
-                                trending=settings.sync_trending,
-                                people_per_title=settings.sync_people_per_title,
-                                max_age_seconds=settings.sync_details_max_age_seconds,
-                                tvdb_factory=tvdb_factory)
+                def tvdb_factory() -> TVDBClient:
+                    return TVDBClient(
+                        settings.tvdb_base_url,
+                        settings.tvdb_api_key,
+                        settings.tvdb_pin,
+                        timeout=settings.tmdb_timeout_seconds,
+                    )
+
+            runner = SyncRunner(
+                catalog,
+                tmdb_factory,
+                popular_pages=settings.sync_popular_pages,
+                trending=settings.sync_trending,
+                people_per_title=settings.sync_people_per_title,
+                max_age_seconds=settings.sync_details_max_age_seconds,
+                tvdb_factory=tvdb_factory,
+            )
             app.state.tmdb_factory = tmdb_factory
             app.state.sync_runner = runner
             if settings.sync_on_start or runner.store.get_meta("sync:checkpoint"):
-                runner.start("startup")       # a fresh start, or resume an interrupted run
+                runner.start("startup")  # a fresh start, or resume an interrupted run
             if settings.sync_interval_seconds > 0:
                 app.state.sync_schedule = asyncio.create_task(
-                    schedule_loop(runner, settings.sync_interval_seconds), name="content-sync-schedule")
+                    schedule_loop(runner, settings.sync_interval_seconds), name="content-sync-schedule"
+                )
         else:
             log.warning("TMDB_API_KEY not set: no TMDB sync; serving the store as it is")
 
@@ -77,7 +95,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                     await task
         runner = getattr(app.state, "sync_runner", None)
         if runner is not None and runner.running:
-            runner.task.cancel()      # the checkpoint lets the next start resume it
+            runner.task.cancel()  # the checkpoint lets the next start resume it
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner.task
         catalog = getattr(app.state, "catalog", None)

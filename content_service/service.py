@@ -1,7 +1,9 @@
 """The content service's domain layer: the catalogue of titles, people and characters (the embedded
-store, the search index built from it) and the queries the routes need. All calls here are synchronous and short (LMDB reads are memory-mapped
-B-tree lookups, microseconds); index (re)builds run in a worker thread and swap in atomically.
+store, the search index built from it) and the queries the routes need. All calls here are
+synchronous and short (LMDB reads are memory-mapped B-tree lookups, microseconds); index
+(re)builds run in a worker thread and swap in atomically.
 """
+
 from __future__ import annotations
 
 import gc
@@ -21,8 +23,7 @@ BRIEF_CACHE = 50_000
 
 
 def entity_names(records) -> list[EntityNames]:
-    return [EntityNames(r["key"], r["type"], float(r.get("popularity") or 0.0), names_of(r))
-            for r in records]
+    return [EntityNames(r["key"], r["type"], float(r.get("popularity") or 0.0), names_of(r)) for r in records]
 
 
 class ContentCatalog:
@@ -74,8 +75,7 @@ class ContentCatalog:
             self.store.save_index(index.to_snapshot(), version)
             self._swap(index, version)
             self.last_build_seconds = time.perf_counter() - started
-            log.info("search index built", extra={"names": len(index),
-                                                  "seconds": round(self.last_build_seconds, 2)})
+            log.info("search index built", extra={"names": len(index), "seconds": round(self.last_build_seconds, 2)})
 
     def refresh(self) -> bool:
         """Load a newer snapshot written by another process (another worker or instance on
@@ -98,7 +98,7 @@ class ContentCatalog:
         self.index_built_at = time.time()
         _warm_up(index)
         gc.collect()
-        gc.freeze()   # the index's objects never need scanning: keeps GC pauses out of p99
+        gc.freeze()  # the index's objects never need scanning: keeps GC pauses out of p99
 
     @property
     def stale(self) -> bool:
@@ -138,19 +138,22 @@ class ContentCatalog:
             return None
         cast = rec.get("cast") or []
         linked = self.store.get_entities(
-            [c["person"] for c in cast if c.get("person")] +
-            [c["character"] for c in cast if c.get("character")])
+            [c["person"] for c in cast if c.get("person")] + [c["character"] for c in cast if c.get("character")]
+        )
         out_cast = []
         for c in sorted(cast, key=lambda c: c.get("order", 0)):
             person = linked.get(c.get("person") or "")
             char = linked.get(c.get("character") or "")
-            out_cast.append({
-                "order": c.get("order", 0),
-                "credit": c.get("credit"),
-                "character": _brief(char) if char else None,
-                "person": _brief(person) if person else (
-                    {"id": c["person"], "name": c.get("person_name")} if c.get("person") else None),
-            })
+            out_cast.append(
+                {
+                    "order": c.get("order", 0),
+                    "credit": c.get("credit"),
+                    "character": _brief(char) if char else None,
+                    "person": _brief(person)
+                    if person
+                    else ({"id": c["person"], "name": c.get("person_name")} if c.get("person") else None),
+                }
+            )
         body = {k: v for k, v in rec.items() if k != "cast"}
         body["cast"] = out_cast
         body["characters"] = [x["character"] for x in out_cast if x["character"]]
@@ -166,15 +169,16 @@ class ContentCatalog:
         rows = []
         for c in credits:
             t = titles.get(c.get("title") or "")
-            rows.append({
-                "title": _brief(t) if t else {"id": c.get("title"), "name": c.get("title_name")},
-                "credit": c.get("credit"),
-                "character": _brief(chars[c["character"]]) if c.get("character") in chars else None,
-                "year": (t or {}).get("year") or c.get("year"),
-            })
+            rows.append(
+                {
+                    "title": _brief(t) if t else {"id": c.get("title"), "name": c.get("title_name")},
+                    "credit": c.get("credit"),
+                    "character": _brief(chars[c["character"]]) if c.get("character") in chars else None,
+                    "year": (t or {}).get("year") or c.get("year"),
+                }
+            )
         rows.sort(key=lambda r: (-(r["year"] or 0), r["title"].get("name") or ""))
-        return {"person": {k: v for k, v in person.items() if k != "credits"},
-                "filmography": rows}
+        return {"person": {k: v for k, v in person.items() if k != "credits"}, "filmography": rows}
 
     def characters_of(self, title_key: str) -> list[dict] | None:
         rec = self.store.get_entity(title_key)
@@ -211,15 +215,25 @@ def _warm_up(index: SearchIndex) -> None:
         for mode in ("auto", "fuzzy", "substring", "exact", "prefix"):
             try:
                 index.search(q, mode, 10)
-            except Exception:   # an empty index, say: warming up must never stop a start
+            except Exception:  # an empty index, say: warming up must never stop a start
                 pass
 
 
 def _brief(rec: dict) -> dict:
     """The few fields a linked entity shows inside another one."""
     out = {"id": rec["key"], "type": rec["type"], "name": rec.get("name")}
-    for f in ("year", "popularity", "is_anime", "is_cartoon", "poster_path", "profile_path",
-              "title", "title_name", "person", "actor"):
+    for f in (
+        "year",
+        "popularity",
+        "is_anime",
+        "is_cartoon",
+        "poster_path",
+        "profile_path",
+        "title",
+        "title_name",
+        "person",
+        "actor",
+    ):
         if rec.get(f) is not None:
             out[f] = rec[f]
     return out

@@ -1,4 +1,5 @@
 """The content service's settings: everything ServiceSettings reads, plus its own."""
+
 from __future__ import annotations
 
 from pydantic import Field, model_validator
@@ -37,7 +38,7 @@ class Settings(ServiceSettings):
     sync_people_per_title: int = 5
     sync_interval_seconds: int = 6 * 3600
     sync_on_start: bool = False
-    sync_details_max_age_seconds: int = 7 * 24 * 3600   # incremental: fresher details are kept
+    sync_details_max_age_seconds: int = 7 * 24 * 3600  # incremental: fresher details are kept
 
     # Caches: the in-process LRU for hot queries, Redis for resource details.
     search_cache_size: int = 50_000
@@ -55,5 +56,7 @@ class Settings(ServiceSettings):
     def _defaults_within_the_maximum(self):
         for name in ("autocomplete_default_limit", "search_default_limit"):
             if getattr(self, name) > self.search_max_limit:
-                raise ValueError(f"{name.upper()} ({getattr(self, name)}) is above SEARCH_MAX_LIMIT ({self.search_max_limit})")
+                raise ValueError(
+                    f"{name.upper()} ({getattr(self, name)}) is above SEARCH_MAX_LIMIT ({self.search_max_limit})"
+                )
         return self

@@ -1,6 +1,7 @@
 """Audio bytes in: the type sniffed by content (mp3, m4a, ogg, wav, webm) and the duration read
 from the container (mutagen; a few lines of EBML for WebM, which mutagen does not read). Pure
 functions, run off the event loop. Audio is stored as uploaded (it is not re-encoded)."""
+
 from __future__ import annotations
 
 import io

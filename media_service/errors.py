@@ -2,6 +2,7 @@
 `raise errors.SOME_CODE()` and listed on a route with `responses=documented(...)`. The common
 ones are re-exported from shared/errors.py so routes import one module.
 """
+
 from shared.errors import (  # noqa: F401 (re-exported)
     FORBIDDEN,
     INVALID_TOKEN,

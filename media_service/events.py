@@ -4,6 +4,7 @@
   transaction (with an `image.deleted` event per image); the blobs, then unreferenced, are
   deleted by the sweep, which is woken for it.
 """
+
 from __future__ import annotations
 
 import logging

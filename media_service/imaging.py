@@ -7,6 +7,7 @@ Content-Type the client sent. Anything that is also something else (a zip append
 or script inside a GIF comment) is refused as a polyglot, although re-encoding would drop it
 anyway: a client sending one is not uploading a picture.
 """
+
 from __future__ import annotations
 
 import io

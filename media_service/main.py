@@ -1,4 +1,5 @@
 """uvicorn media_service.main:app"""
+
 from fastapi import FastAPI
 
 from media_service.events import handlers

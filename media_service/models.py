@@ -1,4 +1,5 @@
 """The media service's answers (docs/media.md, shared/API.md "Media service")."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -10,6 +10,7 @@ A crash after 1 or 2 leaves leased, unreferenced blobs; once the lease expires t
 them (blob first, then its registry row, under the row's lock). A deleted row leaves its blobs
 unreferenced; the deleting request sweeps them at once, the periodic sweep otherwise.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -88,13 +89,30 @@ class MediaService:
         media_id = uuid.uuid4()
         row = await self._store(
             [(original, image.data, image.mime), (thumbnail, image.thumbnail, imaging.THUMBNAIL_MIME)],
-            dict(media_id=media_id, user_id=user_id, kind="image", purpose=purpose, blob_name=original,
-                 thumbnail_name=thumbnail, mime=image.mime, size=len(image.data), width=image.width,
-                 height=image.height),
-            lambda row: make_event(EventType.IMAGE_UPLOADED, user_id, {
-                "image_id": str(media_id), "purpose": purpose, "mime": image.mime, "bytes": len(image.data),
-                "width": image.width, "height": image.height,
-            }),
+            dict(
+                media_id=media_id,
+                user_id=user_id,
+                kind="image",
+                purpose=purpose,
+                blob_name=original,
+                thumbnail_name=thumbnail,
+                mime=image.mime,
+                size=len(image.data),
+                width=image.width,
+                height=image.height,
+            ),
+            lambda row: make_event(
+                EventType.IMAGE_UPLOADED,
+                user_id,
+                {
+                    "image_id": str(media_id),
+                    "purpose": purpose,
+                    "mime": image.mime,
+                    "bytes": len(image.data),
+                    "width": image.width,
+                    "height": image.height,
+                },
+            ),
         )
         return self.image_out(row)
 
@@ -151,8 +169,17 @@ class MediaService:
         name = content_address("audio", data, info.extension)
         row = await self._store(
             [(name, data, info.mime)],
-            dict(media_id=uuid.uuid4(), user_id=user_id, kind="audio", purpose=None, blob_name=name,
-                 thumbnail_name=None, mime=info.mime, size=len(data), duration_ms=info.duration_ms),
+            dict(
+                media_id=uuid.uuid4(),
+                user_id=user_id,
+                kind="audio",
+                purpose=None,
+                blob_name=name,
+                thumbnail_name=None,
+                mime=info.mime,
+                size=len(data),
+                duration_ms=info.duration_ms,
+            ),
             None,
         )
         return self.audio_out(row)
@@ -183,7 +210,10 @@ class MediaService:
         names = [b[0] for b in blobs]
         for attempt in (1, 2):
             await repo.lease_blobs(
-                self.db, names, [b[2] for b in blobs], [len(b[1]) for b in blobs],
+                self.db,
+                names,
+                [b[2] for b in blobs],
+                [len(b[1]) for b in blobs],
                 self.settings.media_blob_lease_seconds,
             )
             try:

@@ -1,4 +1,5 @@
 """The media service's settings: everything ServiceSettings reads, plus its own."""
+
 from pydantic import Field, model_validator
 
 from shared import fleet

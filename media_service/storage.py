@@ -5,6 +5,7 @@ whoever uploads them. Clients never get the account key: they get read-only SAS 
 it that expire after `MEDIA_SAS_TTL_SECONDS`. Which blobs may be deleted is decided by the
 database (service.py, docs/media.md "Blobs and rows"), not here.
 """
+
 from __future__ import annotations
 
 import contextlib

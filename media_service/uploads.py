@@ -5,6 +5,7 @@ it arrives (python-multipart's push parser) and reading stops the moment the fil
 limit, so a client learns 413 after at most `limit` bytes, and a declared Content-Length over the
 limit is refused before one byte of the body is read.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -29,7 +29,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             max_network_retries=settings.stripe_max_network_retries,
         )
         state.billing = Billing(settings, state.gateway)
-        state.quota = QuotaClient(state.core_db, state.redis, state.keys, cache_ttl_seconds=settings.quota_cache_ttl_seconds)
+        state.quota = QuotaClient(
+            state.core_db, state.redis, state.keys, cache_ttl_seconds=settings.quota_cache_ttl_seconds
+        )
         state.tier_resolver = TierResolver(state.redis, state.keys, state.core_db)
         state.sweeper = Sweeper(app, settings.sweep_interval_seconds)
         state.sweeper.start()

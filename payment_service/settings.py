@@ -1,4 +1,5 @@
 """The payment service's settings: everything ServiceSettings reads, plus its own."""
+
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field, field_validator
@@ -14,7 +15,9 @@ class Settings(ServiceSettings):
     # Stripe. Without a key the Stripe routes answer 503 STRIPE_NOT_CONFIGURED (the service still
     # starts: quotas, RevenueCat and webhooks keep working). The keyless local fleet points
     # STRIPE_API_BASE at the sandbox.
-    stripe_api_key: str | None = Field(default=None, validation_alias=AliasChoices("STRIPE_API_KEY", "STRIPE_SECRET_KEY", "stripe_api_key"))
+    stripe_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("STRIPE_API_KEY", "STRIPE_SECRET_KEY", "stripe_api_key")
+    )
     stripe_webhook_secret: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
     stripe_price_pro: str | None = None
@@ -29,7 +32,8 @@ class Settings(ServiceSettings):
     revenuecat_webhook_auth: str | None = None
     # Default: entitlements named like the paid tiers ("pro", "max").
     revenuecat_entitlement_tiers: dict[str, int] = Field(
-        default_factory=lambda: {name: tier for name, tier in TIER_BY_NAME.items() if tier != TIER_FREE})
+        default_factory=lambda: {name: tier for name, tier in TIER_BY_NAME.items() if tier != TIER_FREE}
+    )
 
     payment_grace_days: float = Field(default=3.0, ge=0)
     frontend_url: str = "https://scenextras.com"
@@ -41,8 +45,15 @@ class Settings(ServiceSettings):
     reservation_retention_days: int = 7
     quota_cache_ttl_seconds: int = 300
 
-    @field_validator("stripe_api_key", "stripe_webhook_secret", "stripe_price_pro", "stripe_price_max",
-                     "revenuecat_webhook_auth", "stripe_trial_days", mode="before")
+    @field_validator(
+        "stripe_api_key",
+        "stripe_webhook_secret",
+        "stripe_price_pro",
+        "stripe_price_max",
+        "revenuecat_webhook_auth",
+        "stripe_trial_days",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value):
         if isinstance(value, str) and not value.strip():
@@ -54,5 +65,7 @@ class Settings(ServiceSettings):
     def _tiers_in_range(cls, value: dict[str, int]) -> dict[str, int]:
         for name, tier in value.items():
             if tier not in TIER_NAMES:
-                raise ValueError(f"entitlement {name!r} maps to tier {tier}; tiers are {', '.join(map(str, TIER_NAMES))}")
+                raise ValueError(
+                    f"entitlement {name!r} maps to tier {tier}; tiers are {', '.join(map(str, TIER_NAMES))}"
+                )
         return value

@@ -8,6 +8,7 @@ pass (connection error, timeout, 5xx, 429, our own key refused until someone fix
 transient: the event is answered 503 `STRIPE_UNAVAILABLE` with `Retry-After`, the transaction
 rolls back, and Stripe's retry finds nothing recorded.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,9 @@ DEFAULT_RETRY_AFTER_SECONDS = 30
 
 def is_definitive(exc: stripe.StripeError) -> bool:
     """True when Stripe gave an answer that a retry would get again."""
-    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError, stripe.AuthenticationError,
-                        stripe.PermissionError)):
+    if isinstance(
+        exc, (stripe.APIConnectionError, stripe.RateLimitError, stripe.AuthenticationError, stripe.PermissionError)
+    ):
         # Network, throttling, or our own key/permissions: all of them pass or get fixed on our side.
         return False
     status = exc.http_status
@@ -43,14 +45,31 @@ def retry_after(exc: stripe.StripeError) -> int:
 def webhook_unavailable(exc: stripe.StripeError, action: str) -> APIError:
     """The 503 a transient failure answers (logged once, without a stack trace)."""
     seconds = retry_after(exc)
-    log.warning("stripe unavailable while handling a webhook; answered 503 for a retry",
-                extra={"action": action, "error_type": type(exc).__name__, "http_status": exc.http_status,
-                       "stripe_code": exc.code, "retry_after": seconds})
-    return errors.STRIPE_UNAVAILABLE("Stripe could not be reached; the event was not processed.",
-                                     headers={"Retry-After": str(seconds)}, retry_after=seconds)
+    log.warning(
+        "stripe unavailable while handling a webhook; answered 503 for a retry",
+        extra={
+            "action": action,
+            "error_type": type(exc).__name__,
+            "http_status": exc.http_status,
+            "stripe_code": exc.code,
+            "retry_after": seconds,
+        },
+    )
+    return errors.STRIPE_UNAVAILABLE(
+        "Stripe could not be reached; the event was not processed.",
+        headers={"Retry-After": str(seconds)},
+        retry_after=seconds,
+    )
 
 
 def log_definitive(exc: stripe.StripeError, action: str, **context: object) -> None:
-    log.warning("stripe gave a definitive answer while handling a webhook; recorded and acknowledged",
-                extra={"action": action, "http_status": exc.http_status, "stripe_code": exc.code,
-                       "error": exc.user_message or str(exc), **context})
+    log.warning(
+        "stripe gave a definitive answer while handling a webhook; recorded and acknowledged",
+        extra={
+            "action": action,
+            "http_status": exc.http_status,
+            "stripe_code": exc.code,
+            "error": exc.user_message or str(exc),
+            **context,
+        },
+    )

@@ -1,6 +1,7 @@
 """The official Stripe SDK (v16), asynchronously: a StripeClient on httpx's AsyncClient, its base
 address from STRIPE_API_BASE (the sandbox in tests and the keyless fleet), and Stripe's errors
 turned into the envelope."""
+
 from __future__ import annotations
 
 import logging
@@ -65,7 +66,9 @@ async def stripe_errors(action: str):
         raise errors.CARD_DECLINED(exc.user_message, stripe_code=exc.code) from None
     except stripe.InvalidRequestError as exc:
         log.warning("stripe refused a request", extra={"action": action, "error": str(exc), "param": exc.param})
-        raise errors.STRIPE_REJECTED(f"Stripe refused to {action}: {exc.user_message or exc}", stripe_code=exc.code) from None
+        raise errors.STRIPE_REJECTED(
+            f"Stripe refused to {action}: {exc.user_message or exc}", stripe_code=exc.code
+        ) from None
     except stripe.AuthenticationError:
         log.error("stripe rejected our API key", extra={"action": action})
         raise errors.STRIPE_UNAVAILABLE("Card payments are unavailable right now (configuration).") from None

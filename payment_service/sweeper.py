@@ -2,6 +2,7 @@
 settles tiers whose time ran out (grace period, RevenueCat expiry, scheduled downgrade), and
 deletes finished reservations after the retention period. Safe on several instances at once
 (SKIP LOCKED in the SQL functions, row locks here)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -4,10 +4,11 @@ user's very next request (Redis tier cache), and the quota cache is dropped.
 Both in one Redis round trip (a pipeline, no MULTI): the same writes as shared.tiers.set_cached_tier
 and QuotaClient.drop_cache, with the same fallback: a write that fails while Redis is away is
 remembered and replayed before this process's next use of the cache (shared.redis)."""
+
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from redis.exceptions import RedisError
 
@@ -43,5 +44,7 @@ async def after_commit(state, applied: Iterable) -> None:
             pending.remember_set(key, tier, TIER_CACHE_TTL_SECONDS)
         for key in quota_keys:
             pending.remember_delete(key)
-        log.warning("tier and quota caches not updated: redis unavailable; will replay",
-                    extra={"users": list(users), "error": repr(exc)})
+        log.warning(
+            "tier and quota caches not updated: redis unavailable; will replay",
+            extra={"users": list(users), "error": repr(exc)},
+        )

@@ -29,11 +29,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--no-keys", action="store_true", help="do not print dummy API keys")
-    parser.add_argument("--stripe-forward-to", action="append", metavar="URL",
-                        help="POST every Stripe event there, signed (like `stripe listen --forward-to`)")
-    parser.add_argument("--stripe-webhook-secret",
-                        default=os.environ.get("STRIPE_WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET,
-                        help="the signing secret for --stripe-forward-to (default: $STRIPE_WEBHOOK_SECRET)")
+    parser.add_argument(
+        "--stripe-forward-to",
+        action="append",
+        metavar="URL",
+        help="POST every Stripe event there, signed (like `stripe listen --forward-to`)",
+    )
+    parser.add_argument(
+        "--stripe-webhook-secret",
+        default=os.environ.get("STRIPE_WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET,
+        help="the signing secret for --stripe-forward-to (default: $STRIPE_WEBHOOK_SECRET)",
+    )
     args = parser.parse_args(argv)
     forwards = args.stripe_forward_to or [
         u.strip() for u in os.environ.get("SANDBOX_STRIPE_FORWARD_TO", "").split(",") if u.strip()

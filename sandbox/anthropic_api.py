@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from typing import Any, AsyncIterator, Optional
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -60,7 +61,7 @@ MODELS = [  # what GET /v1/models lists; any "claude-*" model is accepted by /v1
 ]
 
 
-def _request_id(state: Optional[SandboxState]) -> str:
+def _request_id(state: SandboxState | None) -> str:
     if state is None:
         return "req_011CSandbox"
     return "req_011C" + state.rand(16)
@@ -71,10 +72,12 @@ def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]
 
 
 @register_error_renderer("anthropic")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, state=None) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, state=None) -> Response:
     etype = error_type or ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
     rid = _request_id(state)
-    resp = JSON(error_body(etype, message or DEFAULT_MESSAGES.get(etype, etype.replace("_", " ")), rid), status_code=status)
+    resp = JSON(
+        error_body(etype, message or DEFAULT_MESSAGES.get(etype, etype.replace("_", " ")), rid), status_code=status
+    )
     resp.headers["request-id"] = rid
     if status >= 500:
         resp.headers["x-should-retry"] = "true"
@@ -89,7 +92,7 @@ class BadRequest(Exception):
         self.error_type = error_type
 
 
-def _sniff_image(data: bytes) -> Optional[str]:
+def _sniff_image(data: bytes) -> str | None:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
     if data.startswith(b"\xff\xd8\xff"):
@@ -122,7 +125,7 @@ def _check_blocks(content: Any, where: str) -> None:
                 try:
                     raw = base64.b64decode(src.get("data") or "", validate=True)
                 except (binascii.Error, ValueError):
-                    raise BadRequest(f"{where}.{j}.image.source.base64: invalid base64 data")
+                    raise BadRequest(f"{where}.{j}.image.source.base64: invalid base64 data") from None
                 if not raw:
                     raise BadRequest(f"{where}.{j}.image.source.base64.data: image cannot be empty")
                 sniffed = _sniff_image(raw)
@@ -136,7 +139,10 @@ def _check_blocks(content: Any, where: str) -> None:
                 if not str(src.get("url", "")).startswith(("http://", "https://")):
                     raise BadRequest(f"{where}.{j}.image.source.url: Input should be a valid URL")
             elif stype != "file":
-                raise BadRequest(f"{where}.{j}.image.source: Input tag '{stype}' found using 'type' does not match any of the expected tags: 'base64', 'url', 'file'")
+                raise BadRequest(
+                    f"{where}.{j}.image.source: Input tag '{stype}' found using 'type' does not match any of the "
+                    "expected tags: 'base64', 'url', 'file'"
+                )
 
 
 def _system_text(system: Any) -> str:
@@ -185,7 +191,7 @@ def _parse_request(body: Any, count_only: bool = False) -> dict[str, Any]:
     return {"system": system, "turns": turns, "input_tokens": llm.input_tokens(system, turns, extra)}
 
 
-def _auth_error(request: Request, state: SandboxState) -> Optional[Response]:
+def _auth_error(request: Request, state: SandboxState) -> Response | None:
     if not request.headers.get("x-api-key") and not request.headers.get("authorization"):
         return render_error(401, "x-api-key header is required", state=state)
     if not request.headers.get("anthropic-version"):
@@ -324,8 +330,7 @@ def build(state: SandboxState) -> Router:
         if (err := _auth_error(request, state)) is not None:
             return err
         data = [
-            {"type": "model", "id": mid, "display_name": name, "created_at": created}
-            for mid, name, created in MODELS
+            {"type": "model", "id": mid, "display_name": name, "created_at": created} for mid, name, created in MODELS
         ]
         return JSON({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
 

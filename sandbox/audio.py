@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import re
 import struct
-from typing import Optional
 
 SAMPLE_RATE = 24000
 MARKER = b"sandbox-tts:"
@@ -35,7 +34,7 @@ def _tag(text: str) -> bytes:
     return MARKER + str(len(raw)).encode() + b":" + raw
 
 
-def read_marker(data: bytes) -> Optional[str]:
+def read_marker(data: bytes) -> str | None:
     """The text a sandbox-made audio file carries, if it is one."""
     m = _MARKER_RE.search(data)
     if not m:
@@ -47,20 +46,18 @@ def read_marker(data: bytes) -> Optional[str]:
 # --------------------------------------------------------------------------------------- PCM/WAV
 
 
-def make_pcm(text: str = "", seconds: Optional[float] = None, tone: bool = True) -> bytes:
+def make_pcm(text: str = "", seconds: float | None = None, tone: bool = True) -> bytes:
     seconds = duration_for(text) if seconds is None else seconds
     n = int(SAMPLE_RATE * seconds)
     if not tone:
         return b"\x00\x00" * n
     period = 60  # 24000 / 400 Hz
-    one = struct.pack(
-        "<60h", *(int(1500 * math.sin(2 * math.pi * i / period)) for i in range(period))
-    )
+    one = struct.pack("<60h", *(int(1500 * math.sin(2 * math.pi * i / period)) for i in range(period)))
     reps, rest = divmod(n, period)
     return one * reps + one[: rest * 2]
 
 
-def make_wav(text: str = "", seconds: Optional[float] = None) -> bytes:
+def make_wav(text: str = "", seconds: float | None = None) -> bytes:
     """A valid RIFF/WAVE file; its transcription in the sandbox is ``text`` (or the default phrase)."""
     pcm = make_pcm(text, seconds)
     fmt = struct.pack("<HHIIHH", 1, 1, SAMPLE_RATE, SAMPLE_RATE * 2, 2, 16)
@@ -75,7 +72,7 @@ def make_wav(text: str = "", seconds: Optional[float] = None) -> bytes:
     return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
 
 
-def wav_duration(data: bytes) -> Optional[float]:
+def wav_duration(data: bytes) -> float | None:
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     pos, byte_rate = 12, None
@@ -102,7 +99,7 @@ _MP3_HEADER = bytes([0xFF, 0xFB, 0x94, 0xC0])
 _MP3_FRAME = _MP3_HEADER + b"\x00" * (384 - 4)  # zero side info: no Huffman data = silence
 
 
-def make_mp3(text: str = "", seconds: Optional[float] = None) -> bytes:
+def make_mp3(text: str = "", seconds: float | None = None) -> bytes:
     seconds = duration_for(text) if seconds is None else seconds
     frames = max(1, int(seconds / MP3_FRAME_SECONDS))
     tag = b""
@@ -140,7 +137,7 @@ def _utf8_number(n: int) -> bytes:
     return chr(n).encode("utf-8") if n < 0x110000 else bytes([n & 0x7F])
 
 
-def make_flac(text: str = "", seconds: Optional[float] = None) -> bytes:
+def make_flac(text: str = "", seconds: float | None = None) -> bytes:
     seconds = duration_for(text) if seconds is None else seconds
     total = int(SAMPLE_RATE * seconds)
     block = 4096
@@ -180,7 +177,7 @@ FORMATS = {
 }
 
 
-def sniff_duration(data: bytes) -> Optional[float]:
+def sniff_duration(data: bytes) -> float | None:
     d = wav_duration(data)
     if d is not None:
         return d

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any
 
 IMAGE_TOKENS = 85
 QUOTE_CHARS = 80
@@ -80,7 +81,7 @@ def compose_reply(
     system_text: str,
     turns: list[Turn],
     json_object: bool = False,
-    tag: Optional[str] = None,
+    tag: str | None = None,
 ) -> str:
     name = character_name(system_text)
     last_user = next((t for t in reversed(turns) if t.role == "user"), Turn("user", ""))
@@ -109,7 +110,7 @@ def input_tokens(system_text: str, turns: Iterable[Turn], extra_text: str = "") 
     return max(total, 1)
 
 
-def truncate_to_tokens(text: str, max_tokens: Optional[int]) -> tuple[list[str], bool]:
+def truncate_to_tokens(text: str, max_tokens: int | None) -> tuple[list[str], bool]:
     """Split into token pieces; cut to ``max_tokens``. Returns (pieces, was_cut)."""
     ps = pieces(text)
     if max_tokens is not None and len(ps) > max_tokens:

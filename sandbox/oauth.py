@@ -27,7 +27,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -59,16 +59,17 @@ class SigningKey:
         return {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid, "n": _int_b64(pub.n), "e": _int_b64(pub.e)}
 
     def pem(self) -> str:
-        return self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()).decode()
+        return self.private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
 
 
 @dataclass
 class FacebookToken:
     token: str
     user_id: str
-    email: Optional[str] = None
-    name: Optional[str] = None
+    email: str | None = None
+    name: str | None = None
     app_id: str = DEFAULT_FACEBOOK_APP_ID
     valid: bool = True
     expires_at: int = 0
@@ -91,8 +92,9 @@ class KeyRing:
 
     @staticmethod
     def _new_key(provider: str) -> SigningKey:
-        return SigningKey(f"sandbox-{provider}-{secrets.token_hex(8)}",
-                          rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        return SigningKey(
+            f"sandbox-{provider}-{secrets.token_hex(8)}", rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        )
 
     def _save(self, path: str) -> None:
         data = {p: [{"kid": k.kid, "pem": k.pem()} for k in ks] for p, ks in self.keys.items()}
@@ -105,8 +107,9 @@ class KeyRing:
         with open(path) as f:
             data = json.load(f)
         for p, ks in data.items():
-            self.keys[p] = [SigningKey(k["kid"], serialization.load_pem_private_key(k["pem"].encode(), None))
-                            for k in ks]
+            self.keys[p] = [
+                SigningKey(k["kid"], serialization.load_pem_private_key(k["pem"].encode(), None)) for k in ks
+            ]
 
     def rotate(self, provider: str) -> None:
         with self.lock:
@@ -119,7 +122,7 @@ class KeyRing:
         return {"keys": [k.jwk() for k in self.keys[provider]]}
 
 
-_KEYRING: Optional[KeyRing] = None
+_KEYRING: KeyRing | None = None
 _KEYRING_LOCK = threading.Lock()
 
 
@@ -141,8 +144,11 @@ def _sign_rs256(claims: dict[str, Any], key: SigningKey) -> str:
     from cryptography.hazmat.primitives.asymmetric import padding
 
     header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
-    signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
-                     _b64url(json.dumps(claims, separators=(",", ":")).encode()))
+    signing_input = (
+        _b64url(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + _b64url(json.dumps(claims, separators=(",", ":")).encode())
+    )
     sig = key.private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return signing_input + "." + _b64url(sig)
 
@@ -150,17 +156,17 @@ def _sign_rs256(claims: dict[str, Any], key: SigningKey) -> str:
 def mint_id_token(
     provider: str,
     sub: str,
-    email: Optional[str],
+    email: str | None,
     audience: str,
     email_verified: bool = True,
     expires_in: int = 3600,
-    issuer: Optional[str] = None,
+    issuer: str | None = None,
     *,
-    nonce: Optional[str] = None,
-    name: Optional[str] = None,
-    extra_claims: Optional[dict[str, Any]] = None,
-    issued_at: Optional[int] = None,
-    kid: Optional[str] = None,
+    nonce: str | None = None,
+    name: str | None = None,
+    extra_claims: dict[str, Any] | None = None,
+    issued_at: int | None = None,
+    kid: str | None = None,
 ) -> str:
     """An RS256 ID token as ``provider`` ("google" or "apple") would issue it, signed with the key
     its sandbox JWKS publishes. ``expires_in`` may be negative (an expired token); ``issuer``
@@ -171,17 +177,27 @@ def mint_id_token(
     keys = ring.keys[provider]
     key = next((k for k in keys if k.kid == kid), keys[0]) if kid else keys[0]
     iat = int(time.time()) if issued_at is None else issued_at
-    claims: dict[str, Any] = {"iss": issuer or ISSUERS[provider], "aud": audience, "sub": sub, "iat": iat,
-                              "exp": iat + expires_in}
+    claims: dict[str, Any] = {
+        "iss": issuer or ISSUERS[provider],
+        "aud": audience,
+        "sub": sub,
+        "iat": iat,
+        "exp": iat + expires_in,
+    }
     if provider == "google":
         claims.update(azp=audience, email=email, email_verified=bool(email_verified))
         if name:
             claims.update(name=name, given_name=name.split()[0], family_name=" ".join(name.split()[1:]) or None)
         claims["at_hash"] = _b64url(secrets.token_bytes(16))
     else:
-        claims.update(email=email, email_verified="true" if email_verified else "false",
-                      is_private_email="true" if (email or "").endswith("@privaterelay.appleid.com") else "false",
-                      auth_time=iat, nonce_supported=True, real_user_status=2)
+        claims.update(
+            email=email,
+            email_verified="true" if email_verified else "false",
+            is_private_email="true" if (email or "").endswith("@privaterelay.appleid.com") else "false",
+            auth_time=iat,
+            nonce_supported=True,
+            real_user_status=2,
+        )
         claims["c_hash"] = _b64url(secrets.token_bytes(16))
     if email is None:
         claims.pop("email", None)
@@ -195,8 +211,8 @@ def mint_id_token(
 def register_facebook_token(
     token: str,
     user_id: str,
-    email: Optional[str] = None,
-    name: Optional[str] = None,
+    email: str | None = None,
+    name: str | None = None,
     app_id: str = DEFAULT_FACEBOOK_APP_ID,
     valid: bool = True,
     expires_in: int = 3600,
@@ -211,17 +227,25 @@ def register_facebook_token(
 
 
 @register_error_renderer("google", "apple")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
-    return JSON({"error": error_type or "server_error", "error_description": message or f"Error {status}"},
-                status_code=status)
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
+    return JSON(
+        {"error": error_type or "server_error", "error_description": message or f"Error {status}"}, status_code=status
+    )
 
 
 @register_error_renderer("facebook")
-def render_fb_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
-    return JSON({"error": {"message": message or "An unexpected error has occurred. Please retry your request later.",
-                           "type": error_type or ("OAuthException" if status < 500 else "FacebookApiException"),
-                           "code": 190 if status in (400, 401) else 2, "fbtrace_id": "A" + secrets.token_hex(10)}},
-                status_code=status)
+def render_fb_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
+    return JSON(
+        {
+            "error": {
+                "message": message or "An unexpected error has occurred. Please retry your request later.",
+                "type": error_type or ("OAuthException" if status < 500 else "FacebookApiException"),
+                "code": 190 if status in (400, 401) else 2,
+                "fbtrace_id": "A" + secrets.token_hex(10),
+            }
+        },
+        status_code=status,
+    )
 
 
 def build_google(state: SandboxState) -> Router:
@@ -230,14 +254,24 @@ def build_google(state: SandboxState) -> Router:
 
     async def discovery(request: Request) -> Response:
         base = str(request.url).split("/.well-known")[0]
-        return JSON({"issuer": ISSUERS["google"], "jwks_uri": base + "/jwks",
-                     "id_token_signing_alg_values_supported": ["RS256"],
-                     "response_types_supported": ["code", "id_token", "code id_token"],
-                     "subject_types_supported": ["public"],
-                     "claims_supported": ["aud", "email", "email_verified", "exp", "iat", "iss", "name", "sub"]})
+        return JSON(
+            {
+                "issuer": ISSUERS["google"],
+                "jwks_uri": base + "/jwks",
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token"],
+                "subject_types_supported": ["public"],
+                "claims_supported": ["aud", "email", "email_verified", "exp", "iat", "iss", "name", "sub"],
+            }
+        )
 
-    return Router(routes=[Route("/jwks", certs, methods=["GET"]), Route("/oauth2/v3/certs", certs, methods=["GET"]),
-                          Route("/.well-known/openid-configuration", discovery, methods=["GET"])])
+    return Router(
+        routes=[
+            Route("/jwks", certs, methods=["GET"]),
+            Route("/oauth2/v3/certs", certs, methods=["GET"]),
+            Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
+        ]
+    )
 
 
 def build_apple(state: SandboxState) -> Router:
@@ -249,8 +283,10 @@ def build_apple(state: SandboxState) -> Router:
 
 def build_facebook(state: SandboxState) -> Router:
     def graph_error(message: str, code: int = 190, status: int = 400, type: str = "OAuthException") -> Response:
-        return JSON({"error": {"message": message, "type": type, "code": code,
-                               "fbtrace_id": "A" + secrets.token_hex(10)}}, status_code=status)
+        return JSON(
+            {"error": {"message": message, "type": type, "code": code, "fbtrace_id": "A" + secrets.token_hex(10)}},
+            status_code=status,
+        )
 
     async def debug_token(request: Request) -> Response:
         q = request.query_params
@@ -260,22 +296,41 @@ def build_facebook(state: SandboxState) -> Router:
             return graph_error("(#100) The parameter input_token is required", 100)
         fb = keyring().facebook.get(q["input_token"])
         if fb is None:
-            return JSON({"data": {"error": {"code": 190, "message": "Invalid OAuth access token - Cannot parse "
-                                            "access token"}, "is_valid": False, "scopes": []}})
+            return JSON(
+                {
+                    "data": {
+                        "error": {"code": 190, "message": "Invalid OAuth access token - Cannot parse access token"},
+                        "is_valid": False,
+                        "scopes": [],
+                    }
+                }
+            )
         expired = fb.expires_at < time.time()
         data: dict[str, Any] = {
-            "app_id": fb.app_id, "type": "USER", "application": "SceneXtras (sandbox)",
-            "data_access_expires_at": fb.expires_at + 90 * 86400, "expires_at": fb.expires_at,
-            "is_valid": fb.valid and not expired, "issued_at": fb.expires_at - 3600,
-            "scopes": fb.scopes, "user_id": fb.user_id,
+            "app_id": fb.app_id,
+            "type": "USER",
+            "application": "SceneXtras (sandbox)",
+            "data_access_expires_at": fb.expires_at + 90 * 86400,
+            "expires_at": fb.expires_at,
+            "is_valid": fb.valid and not expired,
+            "issued_at": fb.expires_at - 3600,
+            "scopes": fb.scopes,
+            "user_id": fb.user_id,
         }
         if expired:
-            data["error"] = {"code": 190, "message": "Error validating access token: Session has expired",
-                             "subcode": 463}
+            data["error"] = {
+                "code": 190,
+                "message": "Error validating access token: Session has expired",
+                "subcode": 463,
+            }
         elif not fb.valid:
-            data["error"] = {"code": 190, "message": "Error validating access token: The session has been "
-                             "invalidated because the user changed their password or Facebook has changed the session "
-                             "for security reasons.", "subcode": 460}
+            data["error"] = {
+                "code": 190,
+                "message": "Error validating access token: The session has been "
+                "invalidated because the user changed their password or Facebook has changed the session "
+                "for security reasons.",
+                "subcode": 460,
+            }
         return JSON({"data": data})
 
     async def me(request: Request) -> Response:
@@ -284,8 +339,7 @@ def build_facebook(state: SandboxState) -> Router:
         if not token and auth.lower().startswith(("bearer ", "oauth ")):
             token = auth.split(" ", 1)[1].strip()
         if not token:
-            return graph_error("An active access token must be used to query information about the current user.",
-                               2500)
+            return graph_error("An active access token must be used to query information about the current user.", 2500)
         fb = keyring().facebook.get(token)
         if fb is None:
             return graph_error("Invalid OAuth access token - Cannot parse access token")
@@ -299,12 +353,14 @@ def build_facebook(state: SandboxState) -> Router:
         out.setdefault("id", fb.user_id)
         return JSON(out)
 
-    return Router(routes=[
-        Route("/debug_token", debug_token, methods=["GET"]),
-        Route("/me", me, methods=["GET"]),
-        Route("/{version:str}/debug_token", debug_token, methods=["GET"]),
-        Route("/{version:str}/me", me, methods=["GET"]),
-    ])
+    return Router(
+        routes=[
+            Route("/debug_token", debug_token, methods=["GET"]),
+            Route("/me", me, methods=["GET"]),
+            Route("/{version:str}/debug_token", debug_token, methods=["GET"]),
+            Route("/{version:str}/me", me, methods=["GET"]),
+        ]
+    )
 
 
 def control_routes(state: SandboxState) -> list[Route]:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from typing import Any, AsyncIterator, Optional
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -78,16 +79,49 @@ GOOGLE_STATUS = {
 # Models each provider knows: exact ids listed by GET /models, plus accepted prefixes.
 MODELS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "openai": (
-        ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-5", "gpt-5-mini", "o4-mini", "whisper-1",
-         "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "tts-1", "tts-1-hd", "gpt-4o-mini-tts",
-         "omni-moderation-latest", "omni-moderation-2024-09-26", "text-moderation-latest"],
+        [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-4.1-mini",
+            "gpt-5",
+            "gpt-5-mini",
+            "o4-mini",
+            "whisper-1",
+            "gpt-4o-transcribe",
+            "gpt-4o-mini-transcribe",
+            "tts-1",
+            "tts-1-hd",
+            "gpt-4o-mini-tts",
+            "omni-moderation-latest",
+            "omni-moderation-2024-09-26",
+            "text-moderation-latest",
+        ],
         ("gpt-", "o1", "o3", "o4", "chatgpt-", "whisper-", "tts-", "ft:", "omni-moderation-", "text-moderation-"),
     ),
     "groq": (
-        ["llama-3.3-70b-versatile", "llama-3.1-8b-instant", "openai/gpt-oss-120b", "openai/gpt-oss-20b",
-         "meta-llama/llama-4-scout-17b-16e-instruct", "qwen/qwen3-32b", "whisper-large-v3", "whisper-large-v3-turbo"],
-        ("llama", "meta-llama/", "openai/", "qwen", "moonshotai/", "gemma", "mixtral", "deepseek-r1", "whisper-",
-         "playai-tts"),
+        [
+            "llama-3.3-70b-versatile",
+            "llama-3.1-8b-instant",
+            "openai/gpt-oss-120b",
+            "openai/gpt-oss-20b",
+            "meta-llama/llama-4-scout-17b-16e-instruct",
+            "qwen/qwen3-32b",
+            "whisper-large-v3",
+            "whisper-large-v3-turbo",
+        ],
+        (
+            "llama",
+            "meta-llama/",
+            "openai/",
+            "qwen",
+            "moonshotai/",
+            "gemma",
+            "mixtral",
+            "deepseek-r1",
+            "whisper-",
+            "playai-tts",
+        ),
     ),
     "deepseek": (["deepseek-chat", "deepseek-reasoner"], ("deepseek-",)),
     "gemini": (
@@ -97,22 +131,57 @@ MODELS: dict[str, tuple[list[str], tuple[str, ...]]] = {
 }
 # OpenAI reasoning models refuse max_tokens (max_completion_tokens instead) and a temperature other than 1.
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
-          "marin", "cedar"}
+VOICES = {
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "onyx",
+    "nova",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+}
 AUDIO_EXTENSIONS = ["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"]
 MODERATION_CATEGORIES = (
-    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent", "self-harm",
-    "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence", "violence/graphic",
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
 )
 # Categories the real endpoint also scores on images (category_applied_input_types).
-MODERATION_IMAGE_CATEGORIES = {"self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "violence",
-                               "violence/graphic"}
+MODERATION_IMAGE_CATEGORIES = {
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "violence",
+    "violence/graphic",
+}
 MODERATION_MARKER = re.compile(r"sandbox-flag(?::([a-z/-]+))?", re.IGNORECASE)
 OWNERS = {"openai": "system", "groq": "Meta", "deepseek": "deepseek", "gemini": "google"}
 
 
-def _openai_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None,
-                  param: Optional[str] = None, code: Optional[str] = None) -> Response:
+def _openai_error(
+    status: int,
+    message: str | None = None,
+    error_type: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+) -> Response:
     etype, ecode = OPENAI_TYPES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
     return JSON(
         {
@@ -127,25 +196,32 @@ def _openai_error(status: int, message: Optional[str] = None, error_type: Option
     )
 
 
-def _gemini_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def _gemini_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     return JSON(
-        [{"error": {"code": status, "message": message or f"Error {status}",
-                    "status": error_type or GOOGLE_STATUS.get(status, "UNKNOWN")}}],
+        [
+            {
+                "error": {
+                    "code": status,
+                    "message": message or f"Error {status}",
+                    "status": error_type or GOOGLE_STATUS.get(status, "UNKNOWN"),
+                }
+            }
+        ],
         status_code=status,
     )
 
 
 @register_error_renderer("openai", "groq", "deepseek")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **kw: Any) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **kw: Any) -> Response:
     return _openai_error(status, message, error_type, **kw)
 
 
 @register_error_renderer("gemini")
-def render_gemini_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **kw: Any) -> Response:
+def render_gemini_error(status: int, message: str | None = None, error_type: str | None = None, **kw: Any) -> Response:
     return _gemini_error(status, message, error_type)
 
 
-def _err(provider: str, status: int, message: str, param: Optional[str] = None, code: Optional[str] = None) -> Response:
+def _err(provider: str, status: int, message: str, param: str | None = None, code: str | None = None) -> Response:
     if provider == "gemini":
         return _gemini_error(status, message)
     return _openai_error(status, message, param=param, code=code)
@@ -157,7 +233,7 @@ def _model_known(provider: str, model: str) -> bool:
 
 
 class BadRequest(Exception):
-    def __init__(self, message: str, param: Optional[str] = None, code: Optional[str] = None, status: int = 400):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None, status: int = 400):
         super().__init__(message)
         self.message, self.param, self.code, self.status = message, param, code, status
 
@@ -181,23 +257,31 @@ def _parse_chat(body: Any) -> dict[str, Any]:
         if role not in ("system", "developer", "user", "assistant", "tool", "function"):
             raise BadRequest(
                 f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', "
-                "'tool', and 'developer'.", f"messages[{i}].role", "invalid_value")
+                "'tool', and 'developer'.",
+                f"messages[{i}].role",
+                "invalid_value",
+            )
         content = msg.get("content")
         if isinstance(content, list):
             for j, part in enumerate(content):
                 if isinstance(part, dict) and part.get("type") == "image_url":
                     url = (part.get("image_url") or {}).get("url", "")
-                    if not (url.startswith(("http://", "https://")) or
-                            (url.startswith("data:image/") and ";base64," in url)):
+                    if not (
+                        url.startswith(("http://", "https://")) or (url.startswith("data:image/") and ";base64," in url)
+                    ):
                         raise BadRequest(
                             "Invalid image URL. The URL must be a valid HTTP or HTTPS URL, or a data URL with "
-                            "base64 encoding.", f"messages[{i}].content[{j}].image_url.url", "invalid_image_url")
+                            "base64 encoding.",
+                            f"messages[{i}].content[{j}].image_url.url",
+                            "invalid_image_url",
+                        )
         text, images = llm.text_of(content)
         if role in ("system", "developer"):
             system_parts.append(text)
         else:
-            turns.append(llm.Turn("assistant" if role == "assistant" else "user" if role == "user" else role,
-                                  text, images))
+            turns.append(
+                llm.Turn("assistant" if role == "assistant" else "user" if role == "user" else role, text, images)
+            )
     system = "\n".join(system_parts)
     extra = dumps(body.get("tools")).decode() if body.get("tools") else ""
     return {"system": system, "turns": turns, "prompt_tokens": llm.input_tokens(system, turns, extra)}
@@ -221,12 +305,14 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
 def build(state: SandboxState, provider: str) -> Router:
     assert provider in OPENAI_FAMILY
 
-    def auth(request: Request) -> Optional[Response]:
+    def auth(request: Request) -> Response | None:
         if bearer_token(request) is None:
             return _err(
-                provider, 401,
+                provider,
+                401,
                 "You didn't provide an API key. You need to provide your API key in an Authorization header "
-                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
         return None
 
     def completion_id() -> str:
@@ -244,23 +330,40 @@ def build(state: SandboxState, provider: str) -> Router:
             return _err(provider, e.status, e.message, e.param, e.code)
         model = body["model"]
         if not _model_known(provider, model):
-            return _err(provider, 404, f"The model `{model}` does not exist or you do not have access to it.",
-                        code="model_not_found")
+            return _err(
+                provider,
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
         if provider == "openai" and model.startswith(REASONING_PREFIXES):
             if body.get("max_tokens") is not None:
-                return _err(provider, 400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
-                            "Use 'max_completion_tokens' instead.", "max_tokens", "unsupported_parameter")
+                return _err(
+                    provider,
+                    400,
+                    "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                    "Use 'max_completion_tokens' instead.",
+                    "max_tokens",
+                    "unsupported_parameter",
+                )
             temp = body.get("temperature")
             if temp is not None and float(temp) != 1:
-                return _err(provider, 400, f"Unsupported value: 'temperature' does not support {temp} with this "
-                            "model. Only the default (1) value is supported.", "temperature", "unsupported_value")
+                return _err(
+                    provider,
+                    400,
+                    f"Unsupported value: 'temperature' does not support {temp} with this "
+                    "model. Only the default (1) value is supported.",
+                    "temperature",
+                    "unsupported_value",
+                )
         fmt = (body.get("response_format") or {}).get("type")
         tag = provider if state.config.get("tag_replies") else None
-        text = llm.compose_reply(parsed["system"], parsed["turns"], json_object=fmt in ("json_object", "json_schema"),
-                                 tag=tag)
+        text = llm.compose_reply(
+            parsed["system"], parsed["turns"], json_object=fmt in ("json_object", "json_schema"), tag=tag
+        )
         stop = body.get("stop")
         finish = "stop"
-        for seq in ([stop] if isinstance(stop, str) else stop or []):
+        for seq in [stop] if isinstance(stop, str) else stop or []:
             if seq and seq in text:
                 text = text[: text.index(seq)]
                 break
@@ -319,10 +422,17 @@ def build(state: SandboxState, provider: str) -> Router:
             return b"data: " + dumps(data) + b"\n\n"
 
         async def events() -> AsyncIterator[bytes]:
-            yield chunk([
-                {"index": i, "delta": {"role": "assistant", "content": "", "refusal": None}, "logprobs": None,
-                 "finish_reason": None} for i in range(n)
-            ])
+            yield chunk(
+                [
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": "", "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                    for i in range(n)
+                ]
+            )
             if lat.first_token_seconds:
                 await asyncio.sleep(lat.first_token_seconds)
             for k, piece in enumerate(toks):
@@ -331,21 +441,39 @@ def build(state: SandboxState, provider: str) -> Router:
                         raise StreamCut("sandbox fault: stream cut")
                     status = fault.status or 500
                     etype, ecode = OPENAI_TYPES.get(status, ("server_error", None))
-                    yield b"data: " + dumps({"error": {
-                        "message": fault.message or OPENAI_MESSAGES.get(status, "stream failed"),
-                        "type": fault.error_type or etype, "param": None, "code": ecode}}) + b"\n\n"
+                    yield (
+                        b"data: "
+                        + dumps(
+                            {
+                                "error": {
+                                    "message": fault.message or OPENAI_MESSAGES.get(status, "stream failed"),
+                                    "type": fault.error_type or etype,
+                                    "param": None,
+                                    "code": ecode,
+                                }
+                            }
+                        )
+                        + b"\n\n"
+                    )
                     return
                 if k and lat.per_token_seconds:
                     await asyncio.sleep(lat.per_token_seconds)
-                yield chunk([{"index": i, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
-                             for i in range(n)])
+                yield chunk(
+                    [
+                        {"index": i, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
+                        for i in range(n)
+                    ]
+                )
             yield chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": finish} for i in range(n)])
             if include_usage:
                 yield chunk([], usage)
             yield b"data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream; charset=utf-8",
-                                 headers=dict(headers, **{"cache-control": "no-cache"}))
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream; charset=utf-8",
+            headers=dict(headers, **{"cache-control": "no-cache"}),
+        )
 
     def model_obj(mid: str) -> dict[str, Any]:
         return {"id": mid, "object": "model", "created": 1715367049, "owned_by": OWNERS[provider]}
@@ -372,17 +500,27 @@ def build(state: SandboxState, provider: str) -> Router:
         if not form.get("model"):
             return _err(provider, 400, "Missing required parameter: 'model'.", "model", "missing_required_parameter")
         if not _model_known(provider, str(form["model"])):
-            return _err(provider, 404, f"The model `{form['model']}` does not exist or you do not have access to it.",
-                        code="model_not_found")
+            return _err(
+                provider,
+                404,
+                f"The model `{form['model']}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
         upload: UploadedFile = form["file"]
         ext = upload.filename.rsplit(".", 1)[-1].lower() if "." in upload.filename else ""
         if ext not in AUDIO_EXTENSIONS:
-            return _err(provider, 400, f"Invalid file format. Supported formats: {AUDIO_EXTENSIONS}", "file",
-                        "invalid_value")
+            return _err(
+                provider, 400, f"Invalid file format. Supported formats: {AUDIO_EXTENSIONS}", "file", "invalid_value"
+            )
         duration = audio.sniff_duration(upload.data)
         if not upload.data or (duration is not None and duration < 0.1):
-            return _err(provider, 400, "Audio file is too short. Minimum audio length is 0.1 seconds.", "file",
-                        "audio_too_short")
+            return _err(
+                provider,
+                400,
+                "Audio file is too short. Minimum audio length is 0.1 seconds.",
+                "file",
+                "audio_too_short",
+            )
         if state.transcripts:
             text = state.transcripts.popleft()
         else:
@@ -402,21 +540,37 @@ def build(state: SandboxState, provider: str) -> Router:
             cue = f"{start} --> {end}\n{text}\n"
             return PlainTextResponse(("1\n" + cue + "\n") if fmt == "srt" else ("WEBVTT\n\n" + cue + "\n"))
         if fmt == "verbose_json":
-            return JSON({
-                "task": "transcribe",
-                "language": form.get("language") or "english",
-                "duration": round(duration, 2),
-                "text": text,
-                "segments": [{
-                    "id": 0, "seek": 0, "start": 0.0, "end": round(duration, 2), "text": " " + text,
-                    "tokens": [], "temperature": 0.0, "avg_logprob": -0.2, "compression_ratio": 1.0,
-                    "no_speech_prob": 0.01,
-                }],
-                "usage": {"type": "duration", "seconds": math.ceil(duration)},
-            })
+            return JSON(
+                {
+                    "task": "transcribe",
+                    "language": form.get("language") or "english",
+                    "duration": round(duration, 2),
+                    "text": text,
+                    "segments": [
+                        {
+                            "id": 0,
+                            "seek": 0,
+                            "start": 0.0,
+                            "end": round(duration, 2),
+                            "text": " " + text,
+                            "tokens": [],
+                            "temperature": 0.0,
+                            "avg_logprob": -0.2,
+                            "compression_ratio": 1.0,
+                            "no_speech_prob": 0.01,
+                        }
+                    ],
+                    "usage": {"type": "duration", "seconds": math.ceil(duration)},
+                }
+            )
         if fmt != "json":
-            return _err(provider, 400, f"Invalid value: '{fmt}'. Supported values are: 'json', 'text', 'srt', "
-                        "'verbose_json', and 'vtt'.", "response_format", "invalid_value")
+            return _err(
+                provider,
+                400,
+                f"Invalid value: '{fmt}'. Supported values are: 'json', 'text', 'srt', 'verbose_json', and 'vtt'.",
+                "response_format",
+                "invalid_value",
+            )
         return JSON({"text": text, "usage": {"type": "duration", "seconds": math.ceil(duration)}})
 
     def json_body(request: Request) -> dict[str, Any] | Response:
@@ -434,25 +588,50 @@ def build(state: SandboxState, provider: str) -> Router:
             return body
         for name in ("model", "input", "voice"):
             if not body.get(name):
-                return _err(provider, 400, f"Missing required parameter: '{name}'.", name,
-                            "missing_required_parameter")
+                return _err(provider, 400, f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
         if not _model_known(provider, str(body["model"])):
-            return _err(provider, 404, f"The model `{body['model']}` does not exist or you do not have access to it.",
-                        code="model_not_found")
+            return _err(
+                provider,
+                404,
+                f"The model `{body['model']}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
         text = str(body["input"])
         if len(text) > 4096:
-            return _err(provider, 400, f"'{text[:20]}...' is too long - 'input' (max 4096 characters)", "input",
-                        "string_above_max_length")
+            return _err(
+                provider,
+                400,
+                f"'{text[:20]}...' is too long - 'input' (max 4096 characters)",
+                "input",
+                "string_above_max_length",
+            )
         if provider == "openai" and body["voice"] not in VOICES:
-            return _err(provider, 400, f"Invalid value: '{body['voice']}'. Supported values are: "
-                        + ", ".join(f"'{v}'" for v in sorted(VOICES)) + ".", "voice", "invalid_value")
+            return _err(
+                provider,
+                400,
+                f"Invalid value: '{body['voice']}'. Supported values are: "
+                + ", ".join(f"'{v}'" for v in sorted(VOICES))
+                + ".",
+                "voice",
+                "invalid_value",
+            )
         fmt = body.get("response_format") or "mp3"
         if fmt not in audio.FORMATS:
             if fmt in ("opus", "aac"):
-                return _err(provider, 400, f"The sandbox cannot encode '{fmt}'; ask for mp3, wav, flac or pcm.",
-                            "response_format", "unsupported_value")
-            return _err(provider, 400, f"Invalid value: '{fmt}'. Supported values are: 'mp3', 'opus', 'aac', "
-                        "'flac', 'wav', and 'pcm'.", "response_format", "invalid_value")
+                return _err(
+                    provider,
+                    400,
+                    f"The sandbox cannot encode '{fmt}'; ask for mp3, wav, flac or pcm.",
+                    "response_format",
+                    "unsupported_value",
+                )
+            return _err(
+                provider,
+                400,
+                f"Invalid value: '{fmt}'. Supported values are: 'mp3', 'opus', 'aac', 'flac', 'wav', and 'pcm'.",
+                "response_format",
+                "invalid_value",
+            )
         content_type, make = audio.FORMATS[fmt]
         return Response(make(text), media_type=content_type, headers={"x-sandbox-provider": provider})
 
@@ -464,19 +643,37 @@ def build(state: SandboxState, provider: str) -> Router:
             return _err(provider, 400, "Missing required parameter: 'input'.", "input", "missing_required_parameter")
         model = str(body.get("model") or "omni-moderation-latest")
         if not model.startswith(("omni-moderation-", "text-moderation-")) or not _model_known(provider, model):
-            return _err(provider, 404, f"The model `{model}` does not exist or you do not have access to it.",
-                        code="model_not_found")
+            return _err(
+                provider,
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
         inputs = _moderation_inputs(body["input"])
         if inputs is None:
-            return _err(provider, 400, "Invalid type for 'input': expected a string, an array of strings or an "
-                        "array of text and image_url objects.", "input", "invalid_type")
+            return _err(
+                provider,
+                400,
+                "Invalid type for 'input': expected a string, an array of strings or an "
+                "array of text and image_url objects.",
+                "input",
+                "invalid_type",
+            )
         try:
             results = [_moderation_result(text, image) for text, image in inputs]
         except ValueError as e:
-            return _err(provider, 400, f"The sandbox knows no moderation category {str(e)!r} (sandbox-flag:<category>"
-                        f" with one of {', '.join(MODERATION_CATEGORIES)}).", "input", "invalid_value")
-        return JSON({"id": "modr-" + state.rand(24), "model": model, "results": results},
-                    headers={"x-sandbox-provider": provider})
+            return _err(
+                provider,
+                400,
+                f"The sandbox knows no moderation category {str(e)!r} (sandbox-flag:<category>"
+                f" with one of {', '.join(MODERATION_CATEGORIES)}).",
+                "input",
+                "invalid_value",
+            )
+        return JSON(
+            {"id": "modr-" + state.rand(24), "model": model, "results": results},
+            headers={"x-sandbox-provider": provider},
+        )
 
     routes = [
         Route("/chat/completions", chat, methods=["POST"]),
@@ -490,7 +687,7 @@ def build(state: SandboxState, provider: str) -> Router:
     return Router(routes=routes)
 
 
-def _moderation_inputs(value: Any) -> Optional[list[tuple[str, bool]]]:
+def _moderation_inputs(value: Any) -> list[tuple[str, bool]] | None:
     """(text, has an image) per input, or None when `input` is not a shape the API accepts."""
     if isinstance(value, str):
         return [(value, False)]
@@ -528,4 +725,3 @@ def _timestamp(seconds: float, sep: str) -> str:
     m, rem = divmod(rem, 60_000)
     s, ms = divmod(rem, 1000)
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-

@@ -34,8 +34,9 @@ import hashlib
 import html
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import httpx
 from starlette.requests import Request
@@ -61,35 +62,103 @@ SEED_PRICES = [
     ("price_sandbox_max_yearly", "prod_SandboxMax0001", 19999, "year", "max_yearly", "Max yearly"),
 ]
 SEED_COUPONS = [("SANDBOX20", 20.0, "repeating", 3), ("SANDBOX100", 100.0, "once", None)]
-SEED_PROMOTION_CODES = [("promo_SandboxWelcome20", "WELCOME20", "SANDBOX20"), ("promo_SandboxFree100", "FREEMONTH", "SANDBOX100")]
+SEED_PROMOTION_CODES = [
+    ("promo_SandboxWelcome20", "WELCOME20", "SANDBOX20"),
+    ("promo_SandboxFree100", "FREEMONTH", "SANDBOX100"),
+]
 
 # Known top-level parameters per endpoint (anything else is `parameter_unknown`, like Stripe).
 COMMON = {"expand"}
 PARAMS = {
-    "customer_create": {"email", "name", "phone", "description", "metadata", "address", "shipping",
-                        "preferred_locales", "payment_method", "invoice_settings", "tax_exempt", "test_clock",
-                        "balance", "source", "tax_id_data", "individual_name", "business_name"},
-    "checkout_create": {"mode", "line_items", "success_url", "cancel_url", "customer", "customer_email",
-                        "client_reference_id", "metadata", "allow_promotion_codes", "discounts",
-                        "subscription_data", "payment_method_types", "billing_address_collection", "locale",
-                        "customer_update", "expires_at", "ui_mode", "return_url", "automatic_tax",
-                        "tax_id_collection", "consent_collection", "payment_method_collection",
-                        "customer_creation", "custom_text", "currency", "saved_payment_method_options",
-                        "payment_intent_data", "invoice_creation", "phone_number_collection", "redirect_on_completion",
-                        "origin_context"},
+    "customer_create": {
+        "email",
+        "name",
+        "phone",
+        "description",
+        "metadata",
+        "address",
+        "shipping",
+        "preferred_locales",
+        "payment_method",
+        "invoice_settings",
+        "tax_exempt",
+        "test_clock",
+        "balance",
+        "source",
+        "tax_id_data",
+        "individual_name",
+        "business_name",
+    },
+    "checkout_create": {
+        "mode",
+        "line_items",
+        "success_url",
+        "cancel_url",
+        "customer",
+        "customer_email",
+        "client_reference_id",
+        "metadata",
+        "allow_promotion_codes",
+        "discounts",
+        "subscription_data",
+        "payment_method_types",
+        "billing_address_collection",
+        "locale",
+        "customer_update",
+        "expires_at",
+        "ui_mode",
+        "return_url",
+        "automatic_tax",
+        "tax_id_collection",
+        "consent_collection",
+        "payment_method_collection",
+        "customer_creation",
+        "custom_text",
+        "currency",
+        "saved_payment_method_options",
+        "payment_intent_data",
+        "invoice_creation",
+        "phone_number_collection",
+        "redirect_on_completion",
+        "origin_context",
+    },
     "portal_create": {"customer", "return_url", "configuration", "flow_data", "locale", "on_behalf_of"},
-    "subscription_update": {"items", "proration_behavior", "cancel_at_period_end", "cancel_at", "metadata",
-                            "pause_collection", "payment_behavior", "default_payment_method", "trial_end",
-                            "description", "billing_cycle_anchor", "proration_date", "discounts",
-                            "cancellation_details", "collection_method", "days_until_due", "off_session",
-                            "add_invoice_items", "trial_from_plan", "default_tax_rates", "automatic_tax"},
+    "subscription_update": {
+        "items",
+        "proration_behavior",
+        "cancel_at_period_end",
+        "cancel_at",
+        "metadata",
+        "pause_collection",
+        "payment_behavior",
+        "default_payment_method",
+        "trial_end",
+        "description",
+        "billing_cycle_anchor",
+        "proration_date",
+        "discounts",
+        "cancellation_details",
+        "collection_method",
+        "days_until_due",
+        "off_session",
+        "add_invoice_items",
+        "trial_from_plan",
+        "default_tax_rates",
+        "automatic_tax",
+    },
     "subscription_cancel": {"invoice_now", "prorate", "cancellation_details"},
 }
 
 
 class StripeError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", code: Optional[str] = None,
-                 param: Optional[str] = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
 
@@ -105,10 +174,15 @@ class StripeError(Exception):
 
 
 @register_error_renderer("stripe")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     if status == 429:
-        e = StripeError(429, message or "Request rate limit exceeded. Learn more about rate limits here "
-                        "https://stripe.com/docs/rate-limits.", error_type or "invalid_request_error", "rate_limit")
+        e = StripeError(
+            429,
+            message
+            or "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+            error_type or "invalid_request_error",
+            "rate_limit",
+        )
     elif status == 402:
         e = StripeError(402, message or "Your card was declined.", error_type or "card_error", "card_declined")
     elif status >= 500:
@@ -122,7 +196,7 @@ def missing(kind: str, oid: str, param: str = "id") -> StripeError:
     return StripeError(404, f"No such {kind}: '{oid}'", code="resource_missing", param=param)
 
 
-def _bool(v: Any) -> Optional[bool]:
+def _bool(v: Any) -> bool | None:
     if v is None or v == "":
         return None
     if isinstance(v, bool):
@@ -130,16 +204,16 @@ def _bool(v: Any) -> Optional[bool]:
     return str(v).lower() == "true"
 
 
-def _int(v: Any, param: str) -> Optional[int]:
+def _int(v: Any, param: str) -> int | None:
     if v is None or v == "":
         return None
     try:
         return int(v)
     except (TypeError, ValueError):
-        raise StripeError(400, f"Invalid integer: {v}", code="parameter_invalid_integer", param=param)
+        raise StripeError(400, f"Invalid integer: {v}", code="parameter_invalid_integer", param=param) from None
 
 
-def _metadata(current: Optional[dict], update: Any) -> dict:
+def _metadata(current: dict | None, update: Any) -> dict:
     """Stripe metadata semantics: merge; ``""`` for a key (or the whole field) unsets."""
     out = dict(current or {})
     if update == "":
@@ -158,8 +232,8 @@ class Delivery:
     event_id: str
     type: str
     url: str
-    status: Optional[int] = None
-    error: Optional[str] = None
+    status: int | None = None
+    error: str | None = None
     attempts: int = 0
     time: float = 0.0
 
@@ -205,22 +279,30 @@ class StripeStore:
         for pid, name in SEED_PRODUCTS:
             self.put(se.product_object(pid, name, created))
         for pid, prod, amount, interval, lookup, nick in SEED_PRICES:
-            self.put(se.price_object(pid, prod, amount, interval=interval, lookup_key=lookup, nickname=nick,
-                                     created=created))
+            self.put(
+                se.price_object(pid, prod, amount, interval=interval, lookup_key=lookup, nickname=nick, created=created)
+            )
         for cid, pct, duration, months in SEED_COUPONS:
-            self.put(coupon_object(cid, percent_off=pct, duration=duration, duration_in_months=months,
-                                   created=created))
+            self.put(coupon_object(cid, percent_off=pct, duration=duration, duration_in_months=months, created=created))
         for pid, code, coupon in SEED_PROMOTION_CODES:
             self.put(promotion_code_object(pid, code, coupon, created))
 
     # -- events -------------------------------------------------------------------------------
-    def emit(self, type: str, obj: Obj, previous: Optional[Obj] = None, request: Optional[Request] = None) -> Obj:
+    def emit(self, type: str, obj: Obj, previous: Obj | None = None, request: Request | None = None) -> Obj:
         rid = idem = None
         if request is not None:
             rid = request.scope.get("stripe_request_id")
             idem = request.headers.get("idempotency-key")
-        evt = se.event(type, obj, previous_attributes=previous, id=self.new_id("evt_1", 23), created=now(),
-                       api_version=self.api_version, request_id=rid, idempotency_key=idem)
+        evt = se.event(
+            type,
+            obj,
+            previous_attributes=previous,
+            id=self.new_id("evt_1", 23),
+            created=now(),
+            api_version=self.api_version,
+            request_id=rid,
+            idempotency_key=idem,
+        )
         evt["pending_webhooks"] = len(self.endpoints)
         self.put(evt)
         self.events.append(evt["id"])
@@ -236,7 +318,7 @@ class StripeStore:
             async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
                 r = await client.post(endpoint["url"], content=body, headers=headers)
             d.status = r.status_code
-        except Exception as e:  # noqa: BLE001 - a failed delivery is recorded, not raised
+        except Exception as e:  # a failed delivery is recorded, not raised
             d.error = f"{type(e).__name__}: {e}"
         return d
 
@@ -256,25 +338,58 @@ class StripeStore:
         task.add_done_callback(self.tasks.discard)
 
 
-def coupon_object(id: str, percent_off: Optional[float] = None, amount_off: Optional[int] = None,
-                  duration: str = "once", duration_in_months: Optional[int] = None, created: Optional[int] = None,
-                  name: Optional[str] = None, currency: Optional[str] = None, metadata: Optional[dict] = None) -> Obj:
+def coupon_object(
+    id: str,
+    percent_off: float | None = None,
+    amount_off: int | None = None,
+    duration: str = "once",
+    duration_in_months: int | None = None,
+    created: int | None = None,
+    name: str | None = None,
+    currency: str | None = None,
+    metadata: dict | None = None,
+) -> Obj:
     return {
-        "id": id, "object": "coupon", "amount_off": amount_off, "applies_to": None, "created": created or now(),
-        "currency": currency if amount_off else None, "duration": duration, "duration_in_months": duration_in_months,
-        "livemode": False, "max_redemptions": None, "metadata": metadata or {}, "name": name or id,
-        "percent_off": percent_off, "redeem_by": None, "times_redeemed": 0, "valid": True,
+        "id": id,
+        "object": "coupon",
+        "amount_off": amount_off,
+        "applies_to": None,
+        "created": created or now(),
+        "currency": currency if amount_off else None,
+        "duration": duration,
+        "duration_in_months": duration_in_months,
+        "livemode": False,
+        "max_redemptions": None,
+        "metadata": metadata or {},
+        "name": name or id,
+        "percent_off": percent_off,
+        "redeem_by": None,
+        "times_redeemed": 0,
+        "valid": True,
     }
 
 
-def promotion_code_object(id: str, code: str, coupon: str, created: Optional[int] = None,
-                          metadata: Optional[dict] = None) -> Obj:
+def promotion_code_object(
+    id: str, code: str, coupon: str, created: int | None = None, metadata: dict | None = None
+) -> Obj:
     return {
-        "id": id, "object": "promotion_code", "active": True, "code": code, "created": created or now(),
-        "customer": None, "expires_at": None, "livemode": False, "max_redemptions": None,
-        "metadata": metadata or {}, "promotion": {"coupon": coupon, "type": "coupon"},
-        "restrictions": {"currency_options": {}, "first_time_transaction": False, "minimum_amount": None,
-                         "minimum_amount_currency": None},
+        "id": id,
+        "object": "promotion_code",
+        "active": True,
+        "code": code,
+        "created": created or now(),
+        "customer": None,
+        "expires_at": None,
+        "livemode": False,
+        "max_redemptions": None,
+        "metadata": metadata or {},
+        "promotion": {"coupon": coupon, "type": "coupon"},
+        "restrictions": {
+            "currency_options": {},
+            "first_time_transaction": False,
+            "minimum_amount": None,
+            "minimum_amount_currency": None,
+        },
         "times_redeemed": 0,
     }
 
@@ -326,8 +441,9 @@ def _expand(store: StripeStore, obj: Any, path: list[str], depth: int = 0) -> An
         return obj
     if head == "line_items" and obj.get("object") == "checkout.session":
         items = copy.deepcopy(store.checkout_items.get(obj["id"], []))
-        obj["line_items"] = _expand(store, se.list_object(items, f"/v1/checkout/sessions/{obj['id']}/line_items"),
-                                    rest, depth + 1)
+        obj["line_items"] = _expand(
+            store, se.list_object(items, f"/v1/checkout/sessions/{obj['id']}/line_items"), rest, depth + 1
+        )
         return obj
     if head not in obj:
         return obj
@@ -363,9 +479,9 @@ def paginate(items: list[Obj], params: Obj, url: str) -> Obj:
         if params["ending_before"] not in ids:
             raise missing("object", params["ending_before"], "ending_before")
         end = ids.index(params["ending_before"])
-        page = items[max(0, end - limit):end]
+        page = items[max(0, end - limit) : end]
         return {"object": "list", "data": page, "has_more": end - limit > 0, "url": url}
-    page = items[start:start + limit]
+    page = items[start : start + limit]
     return {"object": "list", "data": page, "has_more": start + limit < len(items), "url": url}
 
 
@@ -379,8 +495,9 @@ def _search_match(obj: Obj, query: str) -> bool:
 
     clauses = re.findall(r"(-?)([\w.]+(?:\[['\"][^'\"]+['\"]\])?)\s*([:~])\s*(?:'([^']*)'|\"([^\"]*)\"|(\S+))", query)
     if not clauses:
-        raise StripeError(400, f"Could not parse the search query: {query}", code="parameter_invalid_string",
-                          param="query")
+        raise StripeError(
+            400, f"Could not parse the search query: {query}", code="parameter_invalid_string", param="query"
+        )
     joiner_or = bool(re.search(r"\)\s*OR\s|'\s+OR\s+|\"\s+OR\s+|\s+OR\s+", query))
     results = []
     for neg, fld, op, v1, v2, v3 in clauses:
@@ -402,7 +519,7 @@ def _search_match(obj: Obj, query: str) -> bool:
 def build(state: SandboxState) -> Router:
     state.on_reset(_reset)
 
-    def api(handler: Callable, kind: Optional[str] = None, allowed: Optional[set] = None) -> Callable:
+    def api(handler: Callable, kind: str | None = None, allowed: set | None = None) -> Callable:
         """Auth, parameter parsing and checks, idempotency, errors in Stripe's shape."""
 
         async def endpoint(request: Request) -> Response:
@@ -415,10 +532,16 @@ def build(state: SandboxState) -> Router:
             headers = {"request-id": rid, "stripe-version": version}
             key = _api_key(request)
             if key is None:
-                return _error(StripeError(401, "You did not provide an API key. You need to provide your API key in "
-                                          "the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
-                                          "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for "
-                                          "details, or we can help at https://support.stripe.com/."), headers)
+                return _error(
+                    StripeError(
+                        401,
+                        "You did not provide an API key. You need to provide your API key in "
+                        "the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                        "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for "
+                        "details, or we can help at https://support.stripe.com/.",
+                    ),
+                    headers,
+                )
             if not key.startswith(("sk_test_", "rk_test_")):
                 shown = key[:8] + "*" * 4 + key[-4:] if len(key) > 12 else key
                 return _error(StripeError(401, f"Invalid API Key provided: {shown}"), headers)
@@ -436,26 +559,43 @@ def build(state: SandboxState) -> Router:
                 saved = store.idempotency.get((key, idem_key))
                 if saved is not None:
                     if saved["path"] != path:
-                        return _error(StripeError(
-                            400, "Keys for idempotent requests can only be used for the same endpoint they were "
-                            f"first used for ('{saved['path']}' vs '{path}'). Try using a key other than "
-                            f"'{idem_key}' if you meant to execute a different request.",
-                            type="idempotency_error"), headers)
+                        return _error(
+                            StripeError(
+                                400,
+                                "Keys for idempotent requests can only be used for the same endpoint they were "
+                                f"first used for ('{saved['path']}' vs '{path}'). Try using a key other than "
+                                f"'{idem_key}' if you meant to execute a different request.",
+                                type="idempotency_error",
+                            ),
+                            headers,
+                        )
                     if saved["fingerprint"] != fingerprint:
-                        return _error(StripeError(
-                            400, "Keys for idempotent requests can only be used with the same parameters they were "
-                            f"first used with. Try using a key other than '{idem_key}' if you meant to execute a "
-                            "different request.", type="idempotency_error"), headers)
-                    replay_headers = dict(saved["headers"], **{"idempotent-replayed": "true",
-                                                               "original-request": saved["request_id"]})
-                    return Response(saved["body"], status_code=saved["status"], headers=replay_headers,
-                                    media_type="application/json")
+                        return _error(
+                            StripeError(
+                                400,
+                                "Keys for idempotent requests can only be used with the same parameters they were "
+                                f"first used with. Try using a key other than '{idem_key}' if you meant to execute a "
+                                "different request.",
+                                type="idempotency_error",
+                            ),
+                            headers,
+                        )
+                    replay_headers = dict(
+                        saved["headers"], **{"idempotent-replayed": "true", "original-request": saved["request_id"]}
+                    )
+                    return Response(
+                        saved["body"],
+                        status_code=saved["status"],
+                        headers=replay_headers,
+                        media_type="application/json",
+                    )
             try:
                 if allowed is not None:
                     unknown = sorted(set(params) - allowed - COMMON)
                     if unknown:
-                        raise StripeError(400, f"Received unknown parameter: {unknown[0]}", code="parameter_unknown",
-                                          param=unknown[0])
+                        raise StripeError(
+                            400, f"Received unknown parameter: {unknown[0]}", code="parameter_unknown", param=unknown[0]
+                        )
                 result = await handler(request, store, params)
                 status = 200
                 if isinstance(result, tuple):
@@ -467,8 +607,12 @@ def build(state: SandboxState) -> Router:
                 saveable = e.status == 402 or e.status >= 500
             if idem_key and saveable:
                 store.idempotency[(key, idem_key)] = {
-                    "path": path, "fingerprint": fingerprint, "status": resp.status_code, "body": resp.body,
-                    "headers": {k: v for k, v in headers.items()}, "request_id": rid,
+                    "path": path,
+                    "fingerprint": fingerprint,
+                    "status": resp.status_code,
+                    "body": resp.body,
+                    "headers": {k: v for k, v in headers.items()},
+                    "request_id": rid,
                 }
             return resp
 
@@ -476,9 +620,15 @@ def build(state: SandboxState) -> Router:
 
     # -- customers ----------------------------------------------------------------------------
     async def customer_create(request: Request, store: StripeStore, p: Obj) -> Obj:
-        cus = se.customer_object(store.new_id("cus_", 14), email=p.get("email") or None, name=p.get("name") or None,
-                                 metadata=_metadata({}, p.get("metadata")), created=now(),
-                                 phone=p.get("phone") or None, description=p.get("description") or None)
+        cus = se.customer_object(
+            store.new_id("cus_", 14),
+            email=p.get("email") or None,
+            name=p.get("name") or None,
+            metadata=_metadata({}, p.get("metadata")),
+            created=now(),
+            phone=p.get("phone") or None,
+            description=p.get("description") or None,
+        )
         store.put(cus)
         store.deliver_later([store.emit("customer.created", cus, request=request)])
         return render(store, cus, p)
@@ -532,10 +682,15 @@ def build(state: SandboxState) -> Router:
         items = [c for c in store.of_kind("customer") if not c.get("deleted") and _search_match(c, query)]
         limit = _int(p.get("limit"), "limit") or 10
         page = _int(p.get("page"), "page") or 0
-        data = items[page:page + limit]
+        data = items[page : page + limit]
         more = page + limit < len(items)
-        out = {"object": "search_result", "data": data, "has_more": more,
-               "next_page": str(page + limit) if more else None, "url": "/v1/customers/search"}
+        out = {
+            "object": "search_result",
+            "data": data,
+            "has_more": more,
+            "next_page": str(page + limit) if more else None,
+            "url": "/v1/customers/search",
+        }
         return render(store, out, p)
 
     # -- prices, products, coupons, promotion codes ------------------------------------------
@@ -564,19 +719,27 @@ def build(state: SandboxState) -> Router:
             raise StripeError(400, "Missing required param: product.", code="parameter_missing", param="product")
         store.get(product, "product", "product")
         rec = p.get("recurring") or {}
-        price = se.price_object(store.new_id("price_1", 23), product, _int(p.get("unit_amount"), "unit_amount") or 0,
-                                currency=p["currency"], interval=rec.get("interval"),
-                                interval_count=_int(rec.get("interval_count"), "recurring[interval_count]") or 1,
-                                lookup_key=p.get("lookup_key") or None, nickname=p.get("nickname") or None,
-                                created=now(), metadata=_metadata({}, p.get("metadata")))
+        price = se.price_object(
+            store.new_id("price_1", 23),
+            product,
+            _int(p.get("unit_amount"), "unit_amount") or 0,
+            currency=p["currency"],
+            interval=rec.get("interval"),
+            interval_count=_int(rec.get("interval_count"), "recurring[interval_count]") or 1,
+            lookup_key=p.get("lookup_key") or None,
+            nickname=p.get("nickname") or None,
+            created=now(),
+            metadata=_metadata({}, p.get("metadata")),
+        )
         store.put(price)
         return render(store, price, p)
 
     async def product_create(request: Request, store: StripeStore, p: Obj) -> Obj:
         if not p.get("name"):
             raise StripeError(400, "Missing required param: name.", code="parameter_missing", param="name")
-        prod = se.product_object(p.get("id") or store.new_id("prod_", 14), p["name"], now(),
-                                 _metadata({}, p.get("metadata")))
+        prod = se.product_object(
+            p.get("id") or store.new_id("prod_", 14), p["name"], now(), _metadata({}, p.get("metadata"))
+        )
         return render(store, store.put(prod), p)
 
     async def product_get(request: Request, store: StripeStore, p: Obj) -> Obj:
@@ -586,11 +749,16 @@ def build(state: SandboxState) -> Router:
         cid = p.get("id") or store.new_id("", 8)
         if cid in store.objects:
             raise StripeError(400, "Coupon already exists.", code="resource_already_exists", param="id")
-        c = coupon_object(cid, percent_off=float(p["percent_off"]) if p.get("percent_off") else None,
-                          amount_off=_int(p.get("amount_off"), "amount_off"), duration=p.get("duration") or "once",
-                          duration_in_months=_int(p.get("duration_in_months"), "duration_in_months"),
-                          name=p.get("name") or None, currency=p.get("currency"),
-                          metadata=_metadata({}, p.get("metadata")))
+        c = coupon_object(
+            cid,
+            percent_off=float(p["percent_off"]) if p.get("percent_off") else None,
+            amount_off=_int(p.get("amount_off"), "amount_off"),
+            duration=p.get("duration") or "once",
+            duration_in_months=_int(p.get("duration_in_months"), "duration_in_months"),
+            name=p.get("name") or None,
+            currency=p.get("currency"),
+            metadata=_metadata({}, p.get("metadata")),
+        )
         return render(store, store.put(c), p)
 
     async def coupon_get(request: Request, store: StripeStore, p: Obj) -> Obj:
@@ -600,12 +768,12 @@ def build(state: SandboxState) -> Router:
         promotion = p.get("promotion") or {}
         coupon = promotion.get("coupon") or p.get("coupon")
         if not coupon:
-            raise StripeError(400, "Missing required param: promotion[coupon].", code="parameter_missing",
-                              param="promotion[coupon]")
+            raise StripeError(
+                400, "Missing required param: promotion[coupon].", code="parameter_missing", param="promotion[coupon]"
+            )
         store.get(coupon, "coupon", "promotion[coupon]")
         code = p.get("code") or store.new_id("", 8).upper()
-        pc = promotion_code_object(store.new_id("promo_1", 23), code, coupon, now(),
-                                   _metadata({}, p.get("metadata")))
+        pc = promotion_code_object(store.new_id("promo_1", 23), code, coupon, now(), _metadata({}, p.get("metadata")))
         return render(store, store.put(pc), p)
 
     async def promo_list(request: Request, store: StripeStore, p: Obj) -> Obj:
@@ -625,47 +793,78 @@ def build(state: SandboxState) -> Router:
         if not mode:
             raise StripeError(400, "Missing required param: mode.", code="parameter_missing", param="mode")
         if mode not in ("payment", "setup", "subscription"):
-            raise StripeError(400, f"Invalid mode: must be one of payment, setup, or subscription",
-                              code="parameter_invalid_string", param="mode")
+            raise StripeError(
+                400,
+                "Invalid mode: must be one of payment, setup, or subscription",
+                code="parameter_invalid_string",
+                param="mode",
+            )
         if p.get("customer") and p.get("customer_email"):
-            raise StripeError(400, "You may only specify one of these parameters: customer, customer_email.",
-                              param="customer_email")
+            raise StripeError(
+                400, "You may only specify one of these parameters: customer, customer_email.", param="customer_email"
+            )
         if _bool(p.get("allow_promotion_codes")) and p.get("discounts"):
-            raise StripeError(400, "You may only specify one of these parameters: allow_promotion_codes, discounts.",
-                              param="discounts")
+            raise StripeError(
+                400,
+                "You may only specify one of these parameters: allow_promotion_codes, discounts.",
+                param="discounts",
+            )
         if p.get("customer"):
             cus = store.objects.get(p["customer"])
             if cus is None or cus.get("object") != "customer" or cus.get("deleted"):
                 raise missing("customer", p["customer"], "customer")
         line_items = p.get("line_items") or []
         if mode != "setup" and not line_items:
-            raise StripeError(400, "Missing required param: line_items.", code="parameter_missing",
-                              param="line_items")
+            raise StripeError(400, "Missing required param: line_items.", code="parameter_missing", param="line_items")
         items: list[Obj] = []
         total = 0
         currency = "usd"
         for i, li in enumerate(line_items):
             if not isinstance(li, dict) or not li.get("price"):
-                raise StripeError(400, f"Missing required param: line_items[{i}][price].", code="parameter_missing",
-                                  param=f"line_items[{i}][price]")
+                raise StripeError(
+                    400,
+                    f"Missing required param: line_items[{i}][price].",
+                    code="parameter_missing",
+                    param=f"line_items[{i}][price]",
+                )
             price = store.objects.get(li["price"])
             if price is None or price.get("object") != "price":
                 raise missing("price", li["price"], f"line_items[{i}][price]")
             qty = _int(li.get("quantity"), f"line_items[{i}][quantity]") or 1
             if mode == "payment" and price["type"] == "recurring":
-                raise StripeError(400, "You specified `payment` mode but passed a recurring price. Either switch to "
-                                  "`subscription` mode or use only one-time prices.", param=f"line_items[{i}][price]")
+                raise StripeError(
+                    400,
+                    "You specified `payment` mode but passed a recurring price. Either switch to "
+                    "`subscription` mode or use only one-time prices.",
+                    param=f"line_items[{i}][price]",
+                )
             amount = price["unit_amount"] * qty
             total += amount
             currency = price["currency"]
             prod = store.objects.get(price["product"], {})
-            items.append({"id": store.new_id("li_1", 23), "object": "item", "adjustable_quantity": None,
-                          "amount_discount": 0, "amount_subtotal": amount, "amount_tax": 0, "amount_total": amount,
-                          "currency": currency, "description": prod.get("name"), "discounts": [],
-                          "price": copy.deepcopy(price), "quantity": qty, "taxes": []})
+            items.append(
+                {
+                    "id": store.new_id("li_1", 23),
+                    "object": "item",
+                    "adjustable_quantity": None,
+                    "amount_discount": 0,
+                    "amount_subtotal": amount,
+                    "amount_tax": 0,
+                    "amount_total": amount,
+                    "currency": currency,
+                    "description": prod.get("name"),
+                    "discounts": [],
+                    "price": copy.deepcopy(price),
+                    "quantity": qty,
+                    "taxes": [],
+                }
+            )
         if mode == "subscription" and not any(i["price"]["type"] == "recurring" for i in items):
-            raise StripeError(400, "You must provide at least one recurring price in `subscription` mode when "
-                              "using prices.", param="line_items")
+            raise StripeError(
+                400,
+                "You must provide at least one recurring price in `subscription` mode when using prices.",
+                param="line_items",
+            )
         discounts = []
         amount_discount = 0
         for d in p.get("discounts") or []:
@@ -679,27 +878,43 @@ def build(state: SandboxState) -> Router:
             discounts.append({k: v for k, v in d.items() if v})
         sub_data = p.get("subscription_data") or {}
         if sub_data and mode != "subscription":
-            raise StripeError(400, "You can not pass `subscription_data` in `payment` mode.",
-                              param="subscription_data")
+            raise StripeError(400, "You can not pass `subscription_data` in `payment` mode.", param="subscription_data")
         trial_days = _int(sub_data.get("trial_period_days"), "subscription_data[trial_period_days]")
         if trial_days is not None and trial_days < 1:
-            raise StripeError(400, "subscription_data[trial_period_days] must be at least 1.",
-                              param="subscription_data[trial_period_days]")
+            raise StripeError(
+                400,
+                "subscription_data[trial_period_days] must be at least 1.",
+                param="subscription_data[trial_period_days]",
+            )
         sid = store.new_id("cs_test_a1", 58)
         base = _base_url(request)
         sess = se.checkout_session_object(
-            id=sid, mode=mode, customer=p.get("customer") or None, customer_email=p.get("customer_email") or None,
-            client_reference_id=p.get("client_reference_id") or None, metadata=_metadata({}, p.get("metadata")),
-            success_url=p.get("success_url"), cancel_url=p.get("cancel_url"),
-            amount_total=0 if trial_days else total - amount_discount, currency=currency,
-            allow_promotion_codes=_bool(p.get("allow_promotion_codes")), url=f"{base}/stripe/checkout/pay/{sid}",
-            created=now(), discounts=discounts, amount_discount=0 if trial_days else amount_discount)
+            id=sid,
+            mode=mode,
+            customer=p.get("customer") or None,
+            customer_email=p.get("customer_email") or None,
+            client_reference_id=p.get("client_reference_id") or None,
+            metadata=_metadata({}, p.get("metadata")),
+            success_url=p.get("success_url"),
+            cancel_url=p.get("cancel_url"),
+            amount_total=0 if trial_days else total - amount_discount,
+            currency=currency,
+            allow_promotion_codes=_bool(p.get("allow_promotion_codes")),
+            url=f"{base}/stripe/checkout/pay/{sid}",
+            created=now(),
+            discounts=discounts,
+            amount_discount=0 if trial_days else amount_discount,
+        )
         if p.get("locale"):
             sess["locale"] = p["locale"]
         store.put(sess)
         store.checkout_items[sid] = items
-        store.checkout_extra[sid] = {"subscription_data": sub_data, "trial_period_days": trial_days,
-                                     "total": total, "discounts": discounts}
+        store.checkout_extra[sid] = {
+            "subscription_data": sub_data,
+            "trial_period_days": trial_days,
+            "total": total,
+            "discounts": discounts,
+        }
         return render(store, sess, p)
 
     async def checkout_get(request: Request, store: StripeStore, p: Obj) -> Obj:
@@ -729,10 +944,19 @@ def build(state: SandboxState) -> Router:
         if cus is None or cus.get("object") != "customer" or cus.get("deleted"):
             raise missing("customer", p["customer"], "customer")
         bid = store.new_id("bps_1", 23)
-        sess = {"id": bid, "object": "billing_portal.session", "configuration": "bpc_1SandboxPortalConfig00000",
-                "created": now(), "customer": cus["id"], "flow": None, "livemode": False,
-                "locale": p.get("locale") or None, "on_behalf_of": None, "return_url": p.get("return_url") or None,
-                "url": f"{_base_url(request)}/stripe/billing_portal/p/session/{bid}"}
+        sess = {
+            "id": bid,
+            "object": "billing_portal.session",
+            "configuration": "bpc_1SandboxPortalConfig00000",
+            "created": now(),
+            "customer": cus["id"],
+            "flow": None,
+            "livemode": False,
+            "locale": p.get("locale") or None,
+            "on_behalf_of": None,
+            "return_url": p.get("return_url") or None,
+            "url": f"{_base_url(request)}/stripe/billing_portal/p/session/{bid}",
+        }
         return render(store, store.put(sess), p)
 
     # -- subscriptions ------------------------------------------------------------------------
@@ -757,25 +981,41 @@ def build(state: SandboxState) -> Router:
         if sub["status"] == "canceled":
             allowed = {"metadata", "cancellation_details", "expand"}
             if set(p) - allowed:
-                raise StripeError(400, "A canceled subscription can only update its cancellation_details and "
-                                  "metadata.")
+                raise StripeError(400, "A canceled subscription can only update its cancellation_details and metadata.")
         if p.get("payment_behavior") == "pending_if_incomplete":
             # Pending updates take only these parameters; metadata joined them in 2026-05-27.dahlia.
-            supported = {"expand", "payment_behavior", "proration_behavior", "proration_date", "billing_cycle_anchor",
-                         "items", "trial_end", "trial_from_plan", "add_invoice_items"}
+            supported = {
+                "expand",
+                "payment_behavior",
+                "proration_behavior",
+                "proration_date",
+                "billing_cycle_anchor",
+                "items",
+                "trial_end",
+                "trial_from_plan",
+                "add_invoice_items",
+            }
             if str(request.scope.get("stripe_version", "")) >= "2026-05-27":
                 supported.add("metadata")
             extra = sorted(set(p) - supported)
             if extra:
-                raise StripeError(400, f"When `payment_behavior` is `pending_if_incomplete`, you can only pass the "
-                                  f"parameters supported by pending updates ({', '.join(sorted(supported))}); "
-                                  f"received: {', '.join(extra)}.", param=extra[0])
+                raise StripeError(
+                    400,
+                    f"When `payment_behavior` is `pending_if_incomplete`, you can only pass the "
+                    f"parameters supported by pending updates ({', '.join(sorted(supported))}); "
+                    f"received: {', '.join(extra)}.",
+                    param=extra[0],
+                )
         previous: Obj = {}
         events: list[Obj] = []
         behavior = p.get("proration_behavior") or "create_prorations"
         if behavior not in ("create_prorations", "none", "always_invoice"):
-            raise StripeError(400, "Invalid proration_behavior: must be one of create_prorations, none, or "
-                              "always_invoice", code="parameter_invalid_string", param="proration_behavior")
+            raise StripeError(
+                400,
+                "Invalid proration_behavior: must be one of create_prorations, none, or always_invoice",
+                code="parameter_invalid_string",
+                param="proration_behavior",
+            )
         if p.get("items"):
             previous["items"] = copy.deepcopy(sub["items"])
             old_amount = sum(i["price"]["unit_amount"] * i["quantity"] for i in sub["items"]["data"])
@@ -785,21 +1025,31 @@ def build(state: SandboxState) -> Router:
                 if spec.get("id"):
                     item = next((i for i in sub["items"]["data"] if i["id"] == spec["id"]), None)
                     if item is None:
-                        raise StripeError(400, f"Subscription item {spec['id']} does not belong to this "
-                                          "subscription.", param=f"items[{n}][id]")
+                        raise StripeError(
+                            400,
+                            f"Subscription item {spec['id']} does not belong to this subscription.",
+                            param=f"items[{n}][id]",
+                        )
                     if _bool(spec.get("deleted")):
                         sub["items"]["data"].remove(item)
                         continue
                 else:
                     if not spec.get("price"):
-                        raise StripeError(400, f"Missing required param: items[{n}][price].",
-                                          code="parameter_missing", param=f"items[{n}][price]")
+                        raise StripeError(
+                            400,
+                            f"Missing required param: items[{n}][price].",
+                            code="parameter_missing",
+                            param=f"items[{n}][price]",
+                        )
                     first = sub["items"]["data"][0] if sub["items"]["data"] else None
                     item = se.subscription_item_object(
-                        sub["id"], store.get(spec["price"], "price", f"items[{n}][price]"),
+                        sub["id"],
+                        store.get(spec["price"], "price", f"items[{n}][price]"),
                         first["current_period_start"] if first else now(),
                         first["current_period_end"] if first else se.add_months(now()),
-                        id=store.new_id("si_", 14), created=now())
+                        id=store.new_id("si_", 14),
+                        created=now(),
+                    )
                     sub["items"]["data"].append(item)
                 if spec.get("price"):
                     price = store.get(spec["price"], "price", f"items[{n}][price]")
@@ -815,23 +1065,36 @@ def build(state: SandboxState) -> Router:
             if behavior == "always_invoice" and new_amount != old_amount:
                 item = sub["items"]["data"][0]
                 inv = se.invoice_object(
-                    id=store.new_id("in_1", 23), customer=sub["customer"], subscription=sub["id"],
-                    subscription_item=item["id"], price=item["price"], status="paid",
-                    billing_reason="subscription_update", amount=max(0, new_amount - old_amount),
-                    line_period_start=now(), line_period_end=item["current_period_end"],
-                    subscription_metadata=sub["metadata"], created=now())
+                    id=store.new_id("in_1", 23),
+                    customer=sub["customer"],
+                    subscription=sub["id"],
+                    subscription_item=item["id"],
+                    price=item["price"],
+                    status="paid",
+                    billing_reason="subscription_update",
+                    amount=max(0, new_amount - old_amount),
+                    line_period_start=now(),
+                    line_period_end=item["current_period_end"],
+                    subscription_metadata=sub["metadata"],
+                    created=now(),
+                )
                 inv["lines"]["data"][0]["parent"]["subscription_item_details"]["proration"] = True
                 store.put(inv)
                 previous["latest_invoice"] = sub["latest_invoice"]
                 sub["latest_invoice"] = inv["id"]
-                events += [store.emit("invoice.created", inv, request=request),
-                           store.emit("invoice.paid", inv, request=request)]
+                events += [
+                    store.emit("invoice.created", inv, request=request),
+                    store.emit("invoice.paid", inv, request=request),
+                ]
         if "cancel_at_period_end" in p:
             flag = bool(_bool(p["cancel_at_period_end"]))
             if flag != sub["cancel_at_period_end"]:
-                previous.update(cancel_at_period_end=sub["cancel_at_period_end"], cancel_at=sub["cancel_at"],
-                                canceled_at=sub["canceled_at"],
-                                cancellation_details=copy.deepcopy(sub["cancellation_details"]))
+                previous.update(
+                    cancel_at_period_end=sub["cancel_at_period_end"],
+                    cancel_at=sub["cancel_at"],
+                    canceled_at=sub["canceled_at"],
+                    cancellation_details=copy.deepcopy(sub["cancellation_details"]),
+                )
                 end = sub["items"]["data"][0]["current_period_end"]
                 sub["cancel_at_period_end"] = flag
                 sub["cancel_at"] = end if flag else None
@@ -846,8 +1109,11 @@ def build(state: SandboxState) -> Router:
         if "pause_collection" in p:
             previous["pause_collection"] = sub["pause_collection"]
             pc = p["pause_collection"]
-            sub["pause_collection"] = None if pc == "" else {"behavior": pc.get("behavior"),
-                                                             "resumes_at": _int(pc.get("resumes_at"), "resumes_at")}
+            sub["pause_collection"] = (
+                None
+                if pc == ""
+                else {"behavior": pc.get("behavior"), "resumes_at": _int(pc.get("resumes_at"), "resumes_at")}
+            )
         if p.get("trial_end") == "now" and sub["status"] == "trialing":
             events += _end_trial(store, sub, request, previous)
         if "description" in p:
@@ -861,11 +1127,11 @@ def build(state: SandboxState) -> Router:
     async def subscription_cancel(request: Request, store: StripeStore, p: Obj) -> Obj:
         sub = store.get(request.path_params["id"], "subscription")
         if sub["status"] == "canceled":
-            raise StripeError(400, f"This subscription has already been canceled: {sub['id']}",
-                              code="resource_missing")
+            raise StripeError(400, f"This subscription has already been canceled: {sub['id']}", code="resource_missing")
         details = p.get("cancellation_details") or {}
-        evt = _cancel_now(store, sub, request, comment=details.get("comment") or None,
-                          feedback=details.get("feedback") or None)
+        evt = _cancel_now(
+            store, sub, request, comment=details.get("comment") or None, feedback=details.get("feedback") or None
+        )
         store.deliver_later([evt])
         return render(store, sub, p)
 
@@ -885,8 +1151,11 @@ def build(state: SandboxState) -> Router:
         if p.get("customer"):
             items = [x for x in items if x["customer"] == p["customer"]]
         if p.get("subscription"):
-            items = [x for x in items if ((x.get("parent") or {}).get("subscription_details") or {})
-                     .get("subscription") == p["subscription"]]
+            items = [
+                x
+                for x in items
+                if ((x.get("parent") or {}).get("subscription_details") or {}).get("subscription") == p["subscription"]
+            ]
         if p.get("status"):
             items = [x for x in items if x["status"] == p["status"]]
         return render(store, paginate(items, p, "/v1/invoices"), p)
@@ -903,15 +1172,23 @@ def build(state: SandboxState) -> Router:
             if charge is None:
                 raise missing("payment_intent", p["payment_intent"], "payment_intent")
         else:
-            raise StripeError(400, "One of the following params should be provided for this request: "
-                              "payment_intent or charge.", param="charge")
+            raise StripeError(
+                400,
+                "One of the following params should be provided for this request: payment_intent or charge.",
+                param="charge",
+            )
         amount = _int(p.get("amount"), "amount") or charge["amount"] - charge["amount_refunded"]
         if amount > charge["amount"] - charge["amount_refunded"]:
-            raise StripeError(400, f"Refund amount (${amount / 100:.2f}) is greater than unrefunded amount on charge "
-                              f"(${(charge['amount'] - charge['amount_refunded']) / 100:.2f})", param="amount",
-                              code="amount_too_large")
-        refund, evt = _refund(store, charge, amount, request, reason=p.get("reason") or None,
-                              metadata=_metadata({}, p.get("metadata")))
+            raise StripeError(
+                400,
+                f"Refund amount (${amount / 100:.2f}) is greater than unrefunded amount on charge "
+                f"(${(charge['amount'] - charge['amount_refunded']) / 100:.2f})",
+                param="amount",
+                code="amount_too_large",
+            )
+        refund, evt = _refund(
+            store, charge, amount, request, reason=p.get("reason") or None, metadata=_metadata({}, p.get("metadata"))
+        )
         store.deliver_later([evt])
         return render(store, refund, p)
 
@@ -927,8 +1204,12 @@ def build(state: SandboxState) -> Router:
             items = [e for e in items if e["type"] in p["types"]]
         created = p.get("created")
         if isinstance(created, dict):
-            for op, fn in (("gt", lambda a, b: a > b), ("gte", lambda a, b: a >= b), ("lt", lambda a, b: a < b),
-                           ("lte", lambda a, b: a <= b)):
+            for op, fn in (
+                ("gt", lambda a, b: a > b),
+                ("gte", lambda a, b: a >= b),
+                ("lt", lambda a, b: a < b),
+                ("lte", lambda a, b: a <= b),
+            ):
                 if created.get(op):
                     bound = _int(created[op], f"created[{op}]")
                     items = [e for e in items if fn(e["created"], bound)]
@@ -945,23 +1226,32 @@ def build(state: SandboxState) -> Router:
         if request.method == "POST":
             if sess["status"] == "open":
                 form = sandbox_scope(request)["parsed"] or {}
-                result = _complete_session(store, sess, request, promotion_code=form.get("promotion_code") or None,
-                                           email=form.get("email") or None)
+                result = _complete_session(
+                    store,
+                    sess,
+                    request,
+                    promotion_code=form.get("promotion_code") or None,
+                    email=form.get("email") or None,
+                )
                 await store.deliver_all(result["events"])
             target = (sess.get("success_url") or "/").replace("{CHECKOUT_SESSION_ID}", sess["id"])
             return RedirectResponse(target, status_code=303)
         items = store.checkout_items.get(sess["id"], [])
-        rows = "".join(f"<li>{html.escape(str(i['description']))} - {i['amount_total'] / 100:.2f} "
-                       f"{i['currency'].upper()}</li>" for i in items)
+        rows = "".join(
+            f"<li>{html.escape(str(i['description']))} - {i['amount_total'] / 100:.2f} {i['currency'].upper()}</li>"
+            for i in items
+        )
         cancel = html.escape(sess.get("cancel_url") or "/")
         return HTMLResponse(
             "<!doctype html><title>Sandbox Checkout</title><body style='font-family:sans-serif'>"
             "<p style='background:#fc0;padding:8px'><b>LOCAL SANDBOX</b> - not Stripe, no money moves.</p>"
             f"<h1>Checkout</h1><p>Status: {html.escape(sess['status'])}</p><ul>{rows}</ul>"
-            f"<form method='post'><label>Email <input name='email' value='{html.escape(sess.get('customer_email') or '')}'>"
+            "<form method='post'><label>Email <input name='email' "
+            f"value='{html.escape(sess.get('customer_email') or '')}'>"
             "</label><br><label>Promotion code <input name='promotion_code'></label><br>"
             "<button type='submit'>Pay (sandbox)</button></form>"
-            f"<p><a href='{cancel}'>Cancel</a></p></body>")
+            f"<p><a href='{cancel}'>Cancel</a></p></body>"
+        )
 
     async def portal_page(request: Request) -> Response:
         store = store_of(state)
@@ -984,12 +1274,15 @@ def build(state: SandboxState) -> Router:
             f"<li>{html.escape(s['id'])}: {html.escape(s['items']['data'][0]['price'].get('nickname') or '')} "
             f"{s['status']}{' (cancels at period end)' if s['cancel_at_period_end'] else ''}"
             f"<form method='post' style='display:inline'><input type='hidden' name='subscription' value='{s['id']}'>"
-            "<button>Cancel plan</button></form></li>" for s in subs)
+            "<button>Cancel plan</button></form></li>"
+            for s in subs
+        )
         back = html.escape(sess.get("return_url") or "/")
         return HTMLResponse(
             "<!doctype html><title>Sandbox billing portal</title><body style='font-family:sans-serif'>"
             "<p style='background:#fc0;padding:8px'><b>LOCAL SANDBOX</b> - not Stripe.</p>"
-            f"<h1>Your plan</h1><ul>{rows or '<li>No subscriptions</li>'}</ul><p><a href='{back}'>Return</a></p>")
+            f"<h1>Your plan</h1><ul>{rows or '<li>No subscriptions</li>'}</ul><p><a href='{back}'>Return</a></p>"
+        )
 
     P = PARAMS
     routes = [
@@ -1017,10 +1310,8 @@ def build(state: SandboxState) -> Router:
         Route("/v1/billing_portal/sessions", api(portal_create, allowed=P["portal_create"]), methods=["POST"]),
         Route("/v1/subscriptions", api(subscription_list), methods=["GET"]),
         Route("/v1/subscriptions/{id}", api(subscription_get), methods=["GET"]),
-        Route("/v1/subscriptions/{id}", api(subscription_update, allowed=P["subscription_update"]),
-              methods=["POST"]),
-        Route("/v1/subscriptions/{id}", api(subscription_cancel, allowed=P["subscription_cancel"]),
-              methods=["DELETE"]),
+        Route("/v1/subscriptions/{id}", api(subscription_update, allowed=P["subscription_update"]), methods=["POST"]),
+        Route("/v1/subscriptions/{id}", api(subscription_cancel, allowed=P["subscription_cancel"]), methods=["DELETE"]),
         Route("/v1/subscriptions/{id}/resume", api(subscription_resume), methods=["POST"]),
         Route("/v1/invoices", api(invoice_list), methods=["GET"]),
         Route("/v1/invoices/{id}", api(invoice_get), methods=["GET"]),
@@ -1034,7 +1325,7 @@ def build(state: SandboxState) -> Router:
     return Router(routes=routes)
 
 
-def _api_key(request: Request) -> Optional[str]:
+def _api_key(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
@@ -1044,7 +1335,7 @@ def _api_key(request: Request) -> Optional[str]:
 
         try:
             return base64.b64decode(token).decode().split(":", 1)[0] or None
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
     return None
 
@@ -1069,8 +1360,13 @@ def _discount_amount(coupon: Obj, total: int) -> int:
 # -------------------------------------------------------------------------------- state changes
 
 
-def _complete_session(store: StripeStore, sess: Obj, request: Optional[Request] = None,
-                      promotion_code: Optional[str] = None, email: Optional[str] = None) -> Obj:
+def _complete_session(
+    store: StripeStore,
+    sess: Obj,
+    request: Request | None = None,
+    promotion_code: str | None = None,
+    email: str | None = None,
+) -> Obj:
     """Pay an open Checkout Session: customer, subscription, first invoice, charge and events."""
     if sess["status"] != "open":
         raise StripeError(400, f"This Checkout Session is {sess['status']} and cannot be completed.")
@@ -1104,10 +1400,15 @@ def _complete_session(store: StripeStore, sess: Obj, request: Optional[Request] 
         discount_amount = _discount_amount(coupon, total)
     sess.update(status="complete", customer=cus["id"], url=None)
     sess["customer_details"] = {
-        "address": {"city": None, "country": "US", "line1": None, "line2": None, "postal_code": "42424",
-                    "state": None},
-        "business_name": None, "email": email, "individual_name": None, "name": None, "phone": None,
-        "tax_exempt": "none", "tax_ids": []}
+        "address": {"city": None, "country": "US", "line1": None, "line2": None, "postal_code": "42424", "state": None},
+        "business_name": None,
+        "email": email,
+        "individual_name": None,
+        "name": None,
+        "phone": None,
+        "tax_exempt": "none",
+        "tax_ids": [],
+    }
     sess["collected_information"] = {"business_name": None, "individual_name": None, "shipping_details": None}
     result: Obj = {"session": sess, "customer": cus, "subscription": None, "invoice": None, "events": events}
     if sess["mode"] != "subscription":
@@ -1122,40 +1423,77 @@ def _complete_session(store: StripeStore, sess: Obj, request: Optional[Request] 
     sid = store.new_id("sub_1", 23)
     trial_end = ts + trial_days * 86400 if trial_days else None
     period_end = trial_end or se.add_interval(ts, price["recurring"]["interval"], price["recurring"]["interval_count"])
-    sub = se.subscription_object(id=sid, customer=cus["id"], price=price, status="trialing" if trial_days else "active",
-                                 period_start=ts, period_end=period_end, metadata=sub_meta, trial_end=trial_end,
-                                 created=ts, item_id=store.new_id("si_", 14))
+    sub = se.subscription_object(
+        id=sid,
+        customer=cus["id"],
+        price=price,
+        status="trialing" if trial_days else "active",
+        period_start=ts,
+        period_end=period_end,
+        metadata=sub_meta,
+        trial_end=trial_end,
+        created=ts,
+        item_id=store.new_id("si_", 14),
+    )
     sub["items"]["data"][0]["quantity"] = first["quantity"]
     for extra_item in recurring[1:]:
         p2 = store.objects[extra_item["price"]["id"]]
-        sub["items"]["data"].append(se.subscription_item_object(sid, p2, ts, period_end, extra_item["quantity"],
-                                                                id=store.new_id("si_", 14), created=ts))
+        sub["items"]["data"].append(
+            se.subscription_item_object(
+                sid, p2, ts, period_end, extra_item["quantity"], id=store.new_id("si_", 14), created=ts
+            )
+        )
     sub["items"]["total_count"] = len(sub["items"]["data"])
     if coupon is not None:
         sub["discounts"] = [store.new_id("di_", 14)]
     amount = 0 if trial_days else total
-    inv = se.invoice_object(id=store.new_id("in_1", 23), customer=cus["id"], subscription=sid,
-                            subscription_item=sub["items"]["data"][0]["id"], price=price, status="paid",
-                            billing_reason="subscription_create", amount=amount, line_period_start=ts,
-                            line_period_end=period_end, customer_email=email, subscription_metadata=sub_meta,
-                            created=ts, discount_amount=0 if trial_days else discount_amount,
-                            discount=sub["discounts"][0] if sub["discounts"] else None,
-                            number=f"{cus['invoice_prefix']}-{cus['next_invoice_sequence']:04d}")
+    inv = se.invoice_object(
+        id=store.new_id("in_1", 23),
+        customer=cus["id"],
+        subscription=sid,
+        subscription_item=sub["items"]["data"][0]["id"],
+        price=price,
+        status="paid",
+        billing_reason="subscription_create",
+        amount=amount,
+        line_period_start=ts,
+        line_period_end=period_end,
+        customer_email=email,
+        subscription_metadata=sub_meta,
+        created=ts,
+        discount_amount=0 if trial_days else discount_amount,
+        discount=sub["discounts"][0] if sub["discounts"] else None,
+        number=f"{cus['invoice_prefix']}-{cus['next_invoice_sequence']:04d}",
+    )
     cus["next_invoice_sequence"] += 1
     sub["latest_invoice"] = inv["id"]
     store.put(sub)
     store.put(inv)
     charge = None
     if inv["amount_paid"]:
-        charge = store.put(se.charge_object(store.new_id("ch_3", 23), customer=cus["id"], amount=inv["amount_paid"],
-                                            currency=inv["currency"], payment_intent=store.new_id("pi_3", 23),
-                                            created=ts, email=email))
+        charge = store.put(
+            se.charge_object(
+                store.new_id("ch_3", 23),
+                customer=cus["id"],
+                amount=inv["amount_paid"],
+                currency=inv["currency"],
+                payment_intent=store.new_id("pi_3", 23),
+                created=ts,
+                email=email,
+            )
+        )
         store.charges_by_subscription.setdefault(sid, []).append(charge["id"])
-    sess.update(subscription=sid, invoice=inv["id"],
-                payment_status="no_payment_required" if trial_days or not inv["amount_paid"] else "paid",
-                amount_total=inv["amount_paid"],
-                total_details={"amount_discount": inv["total_discount_amounts"][0]["amount"]
-                               if inv["total_discount_amounts"] else 0, "amount_shipping": 0, "amount_tax": 0})
+    sess.update(
+        subscription=sid,
+        invoice=inv["id"],
+        payment_status="no_payment_required" if trial_days or not inv["amount_paid"] else "paid",
+        amount_total=inv["amount_paid"],
+        total_details={
+            "amount_discount": inv["total_discount_amounts"][0]["amount"] if inv["total_discount_amounts"] else 0,
+            "amount_shipping": 0,
+            "amount_tax": 0,
+        },
+    )
     events += [
         store.emit("customer.subscription.created", sub, request=request),
         store.emit("invoice.created", inv, request=request),
@@ -1168,17 +1506,26 @@ def _complete_session(store: StripeStore, sess: Obj, request: Optional[Request] 
     return result
 
 
-def _expire_session(store: StripeStore, sess: Obj, request: Optional[Request] = None) -> Obj:
+def _expire_session(store: StripeStore, sess: Obj, request: Request | None = None) -> Obj:
     if sess["status"] != "open":
-        raise StripeError(400, f"Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout "
-                          f"Session has a status of \"{sess['status']}\".")
+        raise StripeError(
+            400,
+            f'Only Checkout Sessions with a status in ["open"] can be expired. This Checkout '
+            f'Session has a status of "{sess["status"]}".',
+        )
     sess.update(status="expired", url=None)
     store.deliver_later([store.emit("checkout.session.expired", sess, request=request)])
     return sess
 
 
-def _cancel_now(store: StripeStore, sub: Obj, request: Optional[Request] = None, comment: Optional[str] = None,
-                feedback: Optional[str] = None, reason: str = "cancellation_requested") -> Obj:
+def _cancel_now(
+    store: StripeStore,
+    sub: Obj,
+    request: Request | None = None,
+    comment: str | None = None,
+    feedback: str | None = None,
+    reason: str = "cancellation_requested",
+) -> Obj:
     ts = now()
     sub.update(status="canceled", canceled_at=sub.get("canceled_at") or ts, ended_at=ts)
     sub["cancellation_details"] = {"comment": comment, "feedback": feedback, "reason": reason}
@@ -1193,16 +1540,28 @@ def _new_period_invoice(store: StripeStore, sub: Obj, status: str, billing_reaso
     amount = sum(i["price"]["unit_amount"] * i["quantity"] for i in sub["items"]["data"])
     start = item["current_period_end"] if billing_reason == "subscription_cycle" else ts
     end = se.add_interval(start, price["recurring"]["interval"], price["recurring"]["interval_count"])
-    inv = se.invoice_object(id=store.new_id("in_1", 23), customer=sub["customer"], subscription=sub["id"],
-                            subscription_item=item["id"], price=price, status=status, billing_reason=billing_reason,
-                            amount=amount, period_start=item["current_period_start"],
-                            period_end=item["current_period_end"], line_period_start=start, line_period_end=end,
-                            customer_email=cus.get("email"), subscription_metadata=sub["metadata"], created=ts,
-                            attempt_count=1)
+    inv = se.invoice_object(
+        id=store.new_id("in_1", 23),
+        customer=sub["customer"],
+        subscription=sub["id"],
+        subscription_item=item["id"],
+        price=price,
+        status=status,
+        billing_reason=billing_reason,
+        amount=amount,
+        period_start=item["current_period_start"],
+        period_end=item["current_period_end"],
+        line_period_start=start,
+        line_period_end=end,
+        customer_email=cus.get("email"),
+        subscription_metadata=sub["metadata"],
+        created=ts,
+        attempt_count=1,
+    )
     return store.put(inv)
 
 
-def _renew(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> list[Obj]:
+def _renew(store: StripeStore, sub: Obj, request: Request | None = None) -> list[Obj]:
     if sub["status"] not in ("active", "past_due", "trialing"):
         raise StripeError(400, f"Cannot renew a subscription with status {sub['status']}.")
     if sub["cancel_at_period_end"]:  # the period ends: the subscription ends with it
@@ -1218,9 +1577,16 @@ def _renew(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> l
         previous["status"] = sub["status"]
         sub["status"] = "active"
     sub["latest_invoice"] = inv["id"]
-    charge = store.put(se.charge_object(store.new_id("ch_3", 23), customer=sub["customer"],
-                                        amount=inv["amount_paid"], currency=inv["currency"],
-                                        payment_intent=store.new_id("pi_3", 23), description="Subscription update"))
+    charge = store.put(
+        se.charge_object(
+            store.new_id("ch_3", 23),
+            customer=sub["customer"],
+            amount=inv["amount_paid"],
+            currency=inv["currency"],
+            payment_intent=store.new_id("pi_3", 23),
+            description="Subscription update",
+        )
+    )
     store.charges_by_subscription.setdefault(sub["id"], []).append(charge["id"])
     return [
         store.emit("invoice.created", inv, request=request),
@@ -1231,7 +1597,7 @@ def _renew(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> l
     ]
 
 
-def _end_trial(store: StripeStore, sub: Obj, request: Optional[Request], previous: Obj) -> list[Obj]:
+def _end_trial(store: StripeStore, sub: Obj, request: Request | None, previous: Obj) -> list[Obj]:
     previous.setdefault("status", sub["status"])
     previous.setdefault("trial_end", sub["trial_end"])
     previous.setdefault("items", copy.deepcopy(sub["items"]))
@@ -1243,7 +1609,7 @@ def _end_trial(store: StripeStore, sub: Obj, request: Optional[Request], previou
     return [e for e in events if e["type"] != "customer.subscription.updated"]
 
 
-def _payment_failed(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> list[Obj]:
+def _payment_failed(store: StripeStore, sub: Obj, request: Request | None = None) -> list[Obj]:
     if sub["status"] not in ("active", "past_due", "trialing"):
         raise StripeError(400, f"Cannot fail a payment of a subscription with status {sub['status']}.")
     previous = {"status": sub["status"], "latest_invoice": sub["latest_invoice"]}
@@ -1259,16 +1625,18 @@ def _payment_failed(store: StripeStore, sub: Obj, request: Optional[Request] = N
     ]
 
 
-def _pause(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> list[Obj]:
+def _pause(store: StripeStore, sub: Obj, request: Request | None = None) -> list[Obj]:
     if sub["status"] not in ("active", "trialing", "past_due"):
         raise StripeError(400, f"Cannot pause a subscription with status {sub['status']}.")
     previous = {"status": sub["status"]}
     sub["status"] = "paused"
-    return [store.emit("customer.subscription.paused", sub, request=request),
-            store.emit("customer.subscription.updated", sub, previous, request)]
+    return [
+        store.emit("customer.subscription.paused", sub, request=request),
+        store.emit("customer.subscription.updated", sub, previous, request),
+    ]
 
 
-def _resume(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> list[Obj]:
+def _resume(store: StripeStore, sub: Obj, request: Request | None = None) -> list[Obj]:
     if sub["status"] != "paused":
         raise StripeError(400, "Only paused subscriptions can be resumed.")
     previous = {"status": "paused", "items": copy.deepcopy(sub["items"])}
@@ -1279,22 +1647,47 @@ def _resume(store: StripeStore, sub: Obj, request: Optional[Request] = None) -> 
         item["current_period_start"], item["current_period_end"] = ts, end
     sub["status"] = "active"
     sub["billing_cycle_anchor"] = ts
-    return [store.emit("customer.subscription.resumed", sub, request=request),
-            store.emit("customer.subscription.updated", sub, previous, request)]
+    return [
+        store.emit("customer.subscription.resumed", sub, request=request),
+        store.emit("customer.subscription.updated", sub, previous, request),
+    ]
 
 
-def _refund(store: StripeStore, charge: Obj, amount: int, request: Optional[Request] = None,
-            reason: Optional[str] = None, metadata: Optional[dict] = None) -> tuple[Obj, Obj]:
+def _refund(
+    store: StripeStore,
+    charge: Obj,
+    amount: int,
+    request: Request | None = None,
+    reason: str | None = None,
+    metadata: dict | None = None,
+) -> tuple[Obj, Obj]:
     previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
-    refund = store.put({
-        "id": store.new_id("re_3", 23), "object": "refund", "amount": amount,
-        "balance_transaction": store.new_id("txn_3", 23), "charge": charge["id"], "created": now(),
-        "currency": charge["currency"], "destination_details": {"card": {"reference_status": "pending",
-                                                                         "reference_type": "acquirer_reference_number",
-                                                                         "type": "refund"}, "type": "card"},
-        "metadata": metadata or {}, "payment_intent": charge["payment_intent"], "reason": reason,
-        "receipt_number": None, "source_transfer_reversal": None, "status": "succeeded", "transfer_reversal": None,
-    })
+    refund = store.put(
+        {
+            "id": store.new_id("re_3", 23),
+            "object": "refund",
+            "amount": amount,
+            "balance_transaction": store.new_id("txn_3", 23),
+            "charge": charge["id"],
+            "created": now(),
+            "currency": charge["currency"],
+            "destination_details": {
+                "card": {
+                    "reference_status": "pending",
+                    "reference_type": "acquirer_reference_number",
+                    "type": "refund",
+                },
+                "type": "card",
+            },
+            "metadata": metadata or {},
+            "payment_intent": charge["payment_intent"],
+            "reason": reason,
+            "receipt_number": None,
+            "source_transfer_reversal": None,
+            "status": "succeeded",
+            "transfer_reversal": None,
+        }
+    )
     charge["amount_refunded"] += amount
     charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
     return refund, store.emit("charge.refunded", charge, previous, request)
@@ -1322,8 +1715,9 @@ def control_routes(state: SandboxState) -> list[Route]:
         spec = await body_of(request)
         try:
             sess = store.get(request.path_params["id"], "checkout.session")
-            result = _complete_session(store, sess, None, promotion_code=spec.get("promotion_code"),
-                                       email=spec.get("email"))
+            result = _complete_session(
+                store, sess, None, promotion_code=spec.get("promotion_code"), email=spec.get("email")
+            )
         except StripeError as e:
             return fail(e)
         deliveries = await store.deliver_all(result["events"]) if spec.get("deliver", True) else []
@@ -1343,8 +1737,10 @@ def control_routes(state: SandboxState) -> list[Route]:
         "pause": _pause,
         "resume": _resume,
         "cancel": lambda store, sub, request=None: [_cancel_now(store, sub, request)],
-        "trial_end": lambda store, sub, request=None: _end_trial(store, sub, request, {}) + [
-            store.emit("customer.subscription.updated", sub, {"status": "trialing"})],
+        "trial_end": lambda store, sub, request=None: (
+            _end_trial(store, sub, request, {})
+            + [store.emit("customer.subscription.updated", sub, {"status": "trialing"})]
+        ),
     }
 
     async def subscription_action(request: Request) -> Response:
@@ -1366,20 +1762,28 @@ def control_routes(state: SandboxState) -> list[Route]:
                     raise StripeError(400, "The subscription is not trialing.")
                 events = actions[action](store, sub)
             else:
-                return JSON({"error": f"unknown action {action}; one of {sorted(actions) + ['refund']}"},
-                            status_code=400)
+                return JSON(
+                    {"error": f"unknown action {action}; one of {sorted(actions) + ['refund']}"}, status_code=400
+                )
         except StripeError as e:
             return fail(e)
         deliveries = await store.deliver_all(events) if spec.get("deliver", True) else []
-        return JSON({"subscription": sub, "events": [{"id": e["id"], "type": e["type"]} for e in events],
-                     "deliveries": [vars(d) for d in deliveries]})
+        return JSON(
+            {
+                "subscription": sub,
+                "events": [{"id": e["id"], "type": e["type"]} for e in events],
+                "deliveries": [vars(d) for d in deliveries],
+            }
+        )
 
     async def add_endpoint(request: Request) -> Response:
         store = store_of(state)
         spec = await body_of(request)
         if not spec.get("url"):
             return JSON({"error": "url is required"}, status_code=400)
-        ep = _endpoint(store, spec["url"], spec.get("secret") or DEFAULT_WEBHOOK_SECRET, spec.get("enabled_events") or ["*"])
+        ep = _endpoint(
+            store, spec["url"], spec.get("secret") or DEFAULT_WEBHOOK_SECRET, spec.get("enabled_events") or ["*"]
+        )
         store.endpoints.append(ep)
         return JSON(ep, status_code=201)
 

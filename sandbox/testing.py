@@ -11,8 +11,8 @@ once the server accepts connections. Typical pytest wrapping::
 
 ``handle.base_url`` (``http://127.0.0.1:PORT``), ``handle.env()`` (the ``*_BASE_URL`` variables of
 :func:`sandbox.control.env_for`; ``env(keys=True)`` adds dummy API keys, ``STRIPE_WEBHOOK_SECRET``
-and the seeded ``STRIPE_PRICE_PRO`` / ``STRIPE_PRICE_MAX``), ``handle.control`` (the ``/_sandbox`` API, sync calls - safe
-from async tests too, since the server runs on its own loop), ``handle.state`` (the live
+and the seeded ``STRIPE_PRICE_PRO`` / ``STRIPE_PRICE_MAX``), ``handle.control`` (the ``/_sandbox`` API,
+sync calls - safe from async tests too, since the server runs on its own loop), ``handle.state`` (the live
 :class:`~sandbox.core.SandboxState`, same process), ``handle.stop()``.
 """
 
@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import uvicorn
@@ -62,11 +62,12 @@ class Control:
     def reset(self) -> None:
         self._call("POST", "/_sandbox/reset")
 
-    def fault(self, provider: str, status: Optional[int] = None, count: Optional[int] = 1, **kw: Any) -> dict:
+    def fault(self, provider: str, status: int | None = None, count: int | None = 1, **kw: Any) -> dict:
         """Add a fault: ``fault("anthropic", 529, count=2)``, ``fault("openai", delay_seconds=5)``,
         ``fault("anthropic", 529, after_chunks=3)`` (stream error), ``fault("tmdb", 429, retry_after=2)``."""
-        return self._call("POST", "/_sandbox/faults", json={"provider": provider, "status": status, "count": count,
-                                                             **kw})
+        return self._call(
+            "POST", "/_sandbox/faults", json={"provider": provider, "status": status, "count": count, **kw}
+        )
 
     def faults(self) -> list[dict]:
         return self._call("GET", "/_sandbox/faults")["data"]
@@ -78,13 +79,21 @@ class Control:
         """``latency("anthropic", per_token_seconds=0.01, first_token_seconds=0.2)``."""
         return self._call("POST", "/_sandbox/latency", json={"provider": provider, **kw})
 
-    def requests(self, provider: Optional[str] = None, path: Optional[str] = None, method: Optional[str] = None,
-                 since: Optional[int] = None) -> list[dict]:
-        params = {k: v for k, v in {"provider": provider, "path": path, "method": method, "since": since}.items()
-                  if v is not None}
+    def requests(
+        self,
+        provider: str | None = None,
+        path: str | None = None,
+        method: str | None = None,
+        since: int | None = None,
+    ) -> list[dict]:
+        params = {
+            k: v
+            for k, v in {"provider": provider, "path": path, "method": method, "since": since}.items()
+            if v is not None
+        }
         return self._call("GET", "/_sandbox/requests", params=params)["data"]
 
-    def emails(self, to: Optional[str] = None) -> list[dict]:
+    def emails(self, to: str | None = None) -> list[dict]:
         return self._call("GET", "/_sandbox/emails", params={"to": to} if to else {})["data"]
 
     def config(self, **kw: Any) -> dict:
@@ -101,10 +110,14 @@ class Control:
         """``action``: renew, payment_failed, pause, resume, cancel, refund, trial_end."""
         return self._call("POST", f"/_sandbox/stripe/subscriptions/{subscription_id}/{action}", json=kw)
 
-    def stripe_webhook_endpoint(self, url: str, secret: str = DEFAULT_WEBHOOK_SECRET,
-                                enabled_events: Optional[list[str]] = None) -> dict:
-        return self._call("POST", "/_sandbox/stripe/webhook_endpoints",
-                          json={"url": url, "secret": secret, "enabled_events": enabled_events or ["*"]})
+    def stripe_webhook_endpoint(
+        self, url: str, secret: str = DEFAULT_WEBHOOK_SECRET, enabled_events: list[str] | None = None
+    ) -> dict:
+        return self._call(
+            "POST",
+            "/_sandbox/stripe/webhook_endpoints",
+            json={"url": url, "secret": secret, "enabled_events": enabled_events or ["*"]},
+        )
 
     def stripe_deliveries(self) -> list[dict]:
         return self._call("GET", "/_sandbox/stripe/deliveries")["data"]
@@ -113,9 +126,12 @@ class Control:
         return self._call("POST", f"/_sandbox/stripe/events/{event_id}/deliver")
 
     # TMDB, OAuth
-    def tmdb(self, synthetic_movies: Optional[int] = None, synthetic_tv: Optional[int] = None) -> dict:
-        spec = {k: v for k, v in {"synthetic_movies": synthetic_movies, "synthetic_tv": synthetic_tv}.items()
-                if v is not None}
+    def tmdb(self, synthetic_movies: int | None = None, synthetic_tv: int | None = None) -> dict:
+        spec = {
+            k: v
+            for k, v in {"synthetic_movies": synthetic_movies, "synthetic_tv": synthetic_tv}.items()
+            if v is not None
+        }
         return self._call("POST", "/_sandbox/tmdb", json=spec)
 
     def mint_id_token(self, **kw: Any) -> str:
@@ -154,8 +170,9 @@ class SandboxHandle:
         self._thread.join(timeout)
 
 
-def start_sandbox_in_thread(port: int = 0, host: str = "127.0.0.1", state: Optional[SandboxState] = None,
-                            timeout: float = 15.0) -> SandboxHandle:
+def start_sandbox_in_thread(
+    port: int = 0, host: str = "127.0.0.1", state: SandboxState | None = None, timeout: float = 15.0
+) -> SandboxHandle:
     """Serve a fresh sandbox app on ``host:port`` (0 = a free port) in a daemon thread."""
     state = state or SandboxState()
     app = create_app(state)
@@ -165,11 +182,11 @@ def start_sandbox_in_thread(port: int = 0, host: str = "127.0.0.1", state: Optio
     real_port = sock.getsockname()[1]
     base_url = f"http://{host}:{real_port}"
     state.base_url = base_url
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", loop="asyncio",
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", loop="asyncio", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{real_port}",
-                              daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{real_port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
     while not server.started:

@@ -41,9 +41,10 @@ import hashlib
 import json
 import math
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -64,16 +65,43 @@ TMDB_ERRORS = {
     503: (9, "Service offline: This service is temporarily offline, try again later."),
     504: (24, "Your request to the backend server timed out. Try again."),
 }
-MOVIE_LIST_FIELDS = ("adult", "backdrop_path", "genre_ids", "id", "original_language", "original_title", "overview",
-                     "popularity", "poster_path", "release_date", "title", "video", "vote_average", "vote_count")
+MOVIE_LIST_FIELDS = (
+    "adult",
+    "backdrop_path",
+    "genre_ids",
+    "id",
+    "original_language",
+    "original_title",
+    "overview",
+    "popularity",
+    "poster_path",
+    "release_date",
+    "title",
+    "video",
+    "vote_average",
+    "vote_count",
+)
 # As TMDB's OpenAPI document shows them (tests/sandbox/test_contract_tmdb.py): no `adult` on series.
-TV_LIST_FIELDS = ("backdrop_path", "genre_ids", "id", "origin_country", "original_language", "original_name",
-                  "overview", "popularity", "poster_path", "first_air_date", "name", "vote_average", "vote_count")
+TV_LIST_FIELDS = (
+    "backdrop_path",
+    "genre_ids",
+    "id",
+    "origin_country",
+    "original_language",
+    "original_name",
+    "overview",
+    "popularity",
+    "poster_path",
+    "first_air_date",
+    "name",
+    "vote_average",
+    "vote_count",
+)
 LANGUAGES = {"en": "English", "ja": "Japanese"}
 
 
 @register_error_renderer("tmdb")
-def render_error(status: int, message: Optional[str] = None, error_type: Optional[str] = None, **_: Any) -> Response:
+def render_error(status: int, message: str | None = None, error_type: str | None = None, **_: Any) -> Response:
     code, text = TMDB_ERRORS.get(status, (11, "Internal error: Something went wrong, contact TMDB."))
     return JSON({"success": False, "status_code": code, "status_message": message or text}, status_code=status)
 
@@ -85,8 +113,10 @@ def _fold(text: str) -> str:
 class Dataset:
     def __init__(self, data: dict[str, Any]):
         self.genres = data["genres"]
-        self.genre_names = {"movie": {g["id"]: g["name"] for g in self.genres["movie"]},
-                            "tv": {g["id"]: g["name"] for g in self.genres["tv"]}}
+        self.genre_names = {
+            "movie": {g["id"]: g["name"] for g in self.genres["movie"]},
+            "tv": {g["id"]: g["name"] for g in self.genres["tv"]},
+        }
         self.titles = {(t["media_type"], t["id"]): t for t in data["titles"]}
         self.people = {p["id"]: p for p in data["people"]}
         self.credits: dict[int, list[tuple[dict, dict, str]]] = {}  # person -> [(title, credit, "cast"|"crew")]
@@ -112,23 +142,53 @@ def dataset() -> Dataset:
 
 
 def _synthetic(kind: str, n: int) -> dict[str, Any]:
-    pop = round(30.0 * (0.9995 ** n), 3)
+    pop = round(30.0 * (0.9995**n), 3)
     if kind == "movie":
         tid = SYNTHETIC_MOVIE_BASE + n
-        return {"media_type": "movie", "id": tid, "title": f"Sandbox Movie {n:05d}",
-                "original_title": f"Sandbox Movie {n:05d}", "original_language": "en",
-                "release_date": f"{2000 + n % 25}-{1 + n % 12:02d}-{1 + n % 28:02d}", "genre_ids": [18],
-                "popularity": pop, "vote_average": round(5 + (n % 40) / 10, 1), "vote_count": 100 + n % 900,
-                "runtime": 90 + n % 60, "overview": f"Synthetic sandbox movie number {n}.", "poster_path": None,
-                "backdrop_path": None, "adult": False, "video": False, "origin_country": ["US"],
-                "belongs_to_collection": None, "cast": [], "crew": []}
+        return {
+            "media_type": "movie",
+            "id": tid,
+            "title": f"Sandbox Movie {n:05d}",
+            "original_title": f"Sandbox Movie {n:05d}",
+            "original_language": "en",
+            "release_date": f"{2000 + n % 25}-{1 + n % 12:02d}-{1 + n % 28:02d}",
+            "genre_ids": [18],
+            "popularity": pop,
+            "vote_average": round(5 + (n % 40) / 10, 1),
+            "vote_count": 100 + n % 900,
+            "runtime": 90 + n % 60,
+            "overview": f"Synthetic sandbox movie number {n}.",
+            "poster_path": None,
+            "backdrop_path": None,
+            "adult": False,
+            "video": False,
+            "origin_country": ["US"],
+            "belongs_to_collection": None,
+            "cast": [],
+            "crew": [],
+        }
     tid = SYNTHETIC_TV_BASE + n
-    return {"media_type": "tv", "id": tid, "name": f"Sandbox Series {n:05d}", "original_name": f"Sandbox Series {n:05d}",
-            "original_language": "en", "first_air_date": f"{2000 + n % 25}-{1 + n % 12:02d}-{1 + n % 28:02d}",
-            "genre_ids": [18], "popularity": pop, "vote_average": round(5 + (n % 40) / 10, 1),
-            "vote_count": 50 + n % 500, "origin_country": ["US"], "number_of_seasons": 1 + n % 5,
-            "number_of_episodes": 10 * (1 + n % 5), "overview": f"Synthetic sandbox series number {n}.",
-            "poster_path": None, "backdrop_path": None, "adult": False, "cast": [], "crew": []}
+    return {
+        "media_type": "tv",
+        "id": tid,
+        "name": f"Sandbox Series {n:05d}",
+        "original_name": f"Sandbox Series {n:05d}",
+        "original_language": "en",
+        "first_air_date": f"{2000 + n % 25}-{1 + n % 12:02d}-{1 + n % 28:02d}",
+        "genre_ids": [18],
+        "popularity": pop,
+        "vote_average": round(5 + (n % 40) / 10, 1),
+        "vote_count": 50 + n % 500,
+        "origin_country": ["US"],
+        "number_of_seasons": 1 + n % 5,
+        "number_of_episodes": 10 * (1 + n % 5),
+        "overview": f"Synthetic sandbox series number {n}.",
+        "poster_path": None,
+        "backdrop_path": None,
+        "adult": False,
+        "cast": [],
+        "crew": [],
+    }
 
 
 def list_item(t: dict[str, Any], with_media_type: bool = False) -> dict[str, Any]:
@@ -141,11 +201,18 @@ def list_item(t: dict[str, Any], with_media_type: bool = False) -> dict[str, Any
 
 def person_item(p: dict[str, Any], with_media_type: bool = False) -> dict[str, Any]:
     ds = dataset()
-    known = sorted({id(t): t for t, _, _ in ds.credits.get(p["id"], [])}.values(),
-                   key=lambda t: -t["popularity"])[:3]
-    out = {"adult": False, "gender": p["gender"], "id": p["id"], "known_for_department": p["known_for_department"],
-           "name": p["name"], "original_name": p["original_name"], "popularity": p["popularity"],
-           "profile_path": p["profile_path"], "known_for": [list_item(t, True) for t in known]}
+    known = sorted({id(t): t for t, _, _ in ds.credits.get(p["id"], [])}.values(), key=lambda t: -t["popularity"])[:3]
+    out = {
+        "adult": False,
+        "gender": p["gender"],
+        "id": p["id"],
+        "known_for_department": p["known_for_department"],
+        "name": p["name"],
+        "original_name": p["original_name"],
+        "popularity": p["popularity"],
+        "profile_path": p["profile_path"],
+        "known_for": [list_item(t, True) for t in known],
+    }
     if with_media_type:
         out = {"media_type": "person", **out}
     return out
@@ -153,21 +220,32 @@ def person_item(p: dict[str, Any], with_media_type: bool = False) -> dict[str, A
 
 def _person_fields(pid: int) -> dict[str, Any]:
     p = dataset().people[pid]
-    return {"adult": False, "gender": p["gender"], "id": pid, "known_for_department": p["known_for_department"],
-            "name": p["name"], "original_name": p["original_name"], "popularity": p["popularity"],
-            "profile_path": p["profile_path"]}
+    return {
+        "adult": False,
+        "gender": p["gender"],
+        "id": pid,
+        "known_for_department": p["known_for_department"],
+        "name": p["name"],
+        "original_name": p["original_name"],
+        "popularity": p["popularity"],
+        "profile_path": p["profile_path"],
+    }
 
 
 def _page(items: list[Any], page: int) -> dict[str, Any]:
     total = len(items)
     pages = max(1, math.ceil(total / PAGE_SIZE)) if total else 1
     start = (page - 1) * PAGE_SIZE
-    return {"page": page, "results": items[start:start + PAGE_SIZE], "total_pages": min(pages, MAX_PAGE),
-            "total_results": total}
+    return {
+        "page": page,
+        "results": items[start : start + PAGE_SIZE],
+        "total_pages": min(pages, MAX_PAGE),
+        "total_results": total,
+    }
 
 
 class TmdbError(Exception):
-    def __init__(self, status: int, code: Optional[int] = None, message: Optional[str] = None):
+    def __init__(self, status: int, code: int | None = None, message: str | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
@@ -183,7 +261,7 @@ def _page_param(request: Request) -> int:
     return page
 
 
-def _matches(query: str, *names: Optional[str]) -> bool:
+def _matches(query: str, *names: str | None) -> bool:
     q = _fold(query).split()
     if not q:
         return False
@@ -231,9 +309,14 @@ def build(state: SandboxState) -> Router:
             except TmdbError as e:
                 resp = render_error(e.status, e.message)
                 if e.code is not None:
-                    resp = JSON({"success": False, "status_code": e.code,
-                                 "status_message": e.message or TMDB_ERRORS.get(e.status, (0, ""))[1]},
-                                status_code=e.status)
+                    resp = JSON(
+                        {
+                            "success": False,
+                            "status_code": e.code,
+                            "status_message": e.message or TMDB_ERRORS.get(e.status, (0, ""))[1],
+                        },
+                        status_code=e.status,
+                    )
                 return resp
 
         return wrapped
@@ -242,14 +325,29 @@ def build(state: SandboxState) -> Router:
         try:
             return int(request.path_params["id"].split("-")[0])
         except ValueError:
-            raise TmdbError(404)
+            raise TmdbError(404) from None
 
     async def configuration(request: Request) -> Any:
         return {
-            "change_keys": ["adult", "air_date", "also_known_as", "biography", "birthday", "cast", "crew", "genres",
-                            "images", "name", "overview", "poster_path", "release_dates", "title"],
+            "change_keys": [
+                "adult",
+                "air_date",
+                "also_known_as",
+                "biography",
+                "birthday",
+                "cast",
+                "crew",
+                "genres",
+                "images",
+                "name",
+                "overview",
+                "poster_path",
+                "release_dates",
+                "title",
+            ],
             "images": {
-                "base_url": "http://image.tmdb.org/t/p/", "secure_base_url": "https://image.tmdb.org/t/p/",
+                "base_url": "http://image.tmdb.org/t/p/",
+                "secure_base_url": "https://image.tmdb.org/t/p/",
                 "backdrop_sizes": ["w300", "w780", "w1280", "original"],
                 "logo_sizes": ["w45", "w92", "w154", "w185", "w300", "w500", "original"],
                 "poster_sizes": ["w92", "w154", "w185", "w342", "w500", "w780", "original"],
@@ -272,10 +370,16 @@ def build(state: SandboxState) -> Router:
         n = state.stores["tmdb"]["synthetic_movies" if kind == "movie" else "synthetic_tv"]
         total = len(real) + n
         start = (page - 1) * PAGE_SIZE
-        items = [real[i] if i < len(real) else _synthetic(kind, i - len(real) + 1)
-                 for i in range(start, min(start + PAGE_SIZE, total))]
-        return {"page": page, "results": [list_item(t) for t in items],
-                "total_pages": min(max(1, math.ceil(total / PAGE_SIZE)), MAX_PAGE), "total_results": total}
+        items = [
+            real[i] if i < len(real) else _synthetic(kind, i - len(real) + 1)
+            for i in range(start, min(start + PAGE_SIZE, total))
+        ]
+        return {
+            "page": page,
+            "results": [list_item(t) for t in items],
+            "total_pages": min(max(1, math.ceil(total / PAGE_SIZE)), MAX_PAGE),
+            "total_results": total,
+        }
 
     async def trending(request: Request) -> Any:
         kind, window = request.path_params["kind"], request.path_params["window"]
@@ -312,7 +416,8 @@ def build(state: SandboxState) -> Router:
         if kind in ("multi", "tv"):
             for t in ds.shows():
                 if _matches(q, t["name"], t["original_name"]) and (
-                        not tv_year or t["first_air_date"].startswith(tv_year)):
+                    not tv_year or t["first_air_date"].startswith(tv_year)
+                ):
                     results.append((t["popularity"], list_item(t, kind == "multi")))
         if kind in ("multi", "person"):
             for p in ds.people.values():
@@ -348,17 +453,31 @@ def build(state: SandboxState) -> Router:
         return _page([list_item(t) for t in items], page)
 
     def movie_credits_of(t: dict) -> dict:
-        cast = [{**_person_fields(c["id"]), "cast_id": c["cast_id"], "character": c["character"],
-                 "credit_id": c["credit_id"], "order": c["order"]} for c in t["cast"]]
-        crew = [{**_person_fields(c["id"]), "credit_id": c["credit_id"], "department": c["department"],
-                 "job": c["job"]} for c in t["crew"]]
+        cast = [
+            {
+                **_person_fields(c["id"]),
+                "cast_id": c["cast_id"],
+                "character": c["character"],
+                "credit_id": c["credit_id"],
+                "order": c["order"],
+            }
+            for c in t["cast"]
+        ]
+        crew = [
+            {**_person_fields(c["id"]), "credit_id": c["credit_id"], "department": c["department"], "job": c["job"]}
+            for c in t["crew"]
+        ]
         return {"id": t["id"], "cast": cast, "crew": crew}
 
     def tv_credits_of(t: dict) -> dict:
-        cast = [{**_person_fields(c["id"]), "character": c["character"], "credit_id": c["credit_id"],
-                 "order": c["order"]} for c in t["cast"]]
-        crew = [{**_person_fields(c["id"]), "credit_id": c["credit_id"], "department": c["department"],
-                 "job": c["job"]} for c in t["crew"]]
+        cast = [
+            {**_person_fields(c["id"]), "character": c["character"], "credit_id": c["credit_id"], "order": c["order"]}
+            for c in t["cast"]
+        ]
+        crew = [
+            {**_person_fields(c["id"]), "credit_id": c["credit_id"], "department": c["department"], "job": c["job"]}
+            for c in t["crew"]
+        ]
         return {"id": t["id"], "cast": cast, "crew": crew}
 
     def genres_of(t: dict) -> list[dict]:
@@ -367,8 +486,13 @@ def build(state: SandboxState) -> Router:
 
     def spoken(t: dict) -> list[dict]:
         lang = t["original_language"]
-        return [{"english_name": LANGUAGES.get(lang, lang), "iso_639_1": lang,
-                 "name": {"ja": "日本語"}.get(lang, LANGUAGES.get(lang, lang))}]
+        return [
+            {
+                "english_name": LANGUAGES.get(lang, lang),
+                "iso_639_1": lang,
+                "name": {"ja": "日本語"}.get(lang, LANGUAGES.get(lang, lang)),
+            }
+        ]
 
     def appended(request: Request, t: dict, out: dict, credits_fn: Callable[[dict], dict]) -> dict:
         for extra in (request.query_params.get("append_to_response") or "").split(","):
@@ -385,10 +509,20 @@ def build(state: SandboxState) -> Router:
         t = find("movie", _id(request))
         out = list_item(t)
         out.pop("genre_ids")
-        out.update(belongs_to_collection=t.get("belongs_to_collection"), budget=0, genres=genres_of(t), homepage="",
-                   imdb_id=None, production_companies=[],
-                   production_countries=[], revenue=0, runtime=t.get("runtime"), spoken_languages=spoken(t),
-                   status="Released", tagline="")
+        out.update(
+            belongs_to_collection=t.get("belongs_to_collection"),
+            budget=0,
+            genres=genres_of(t),
+            homepage="",
+            imdb_id=None,
+            production_companies=[],
+            production_countries=[],
+            revenue=0,
+            runtime=t.get("runtime"),
+            spoken_languages=spoken(t),
+            status="Released",
+            tagline="",
+        )
         return appended(request, t, out, movie_credits_of)
 
     async def movie_credits(request: Request) -> Any:
@@ -400,20 +534,51 @@ def build(state: SandboxState) -> Router:
         out.pop("genre_ids")
         seasons_n, episodes_n = t["number_of_seasons"], t["number_of_episodes"]
         per, extra = divmod(episodes_n, seasons_n)
-        seasons = [{"air_date": None, "episode_count": per + (1 if i <= extra else 0), "id": t["id"] * 100 + i,
-                    "name": f"Season {i}", "overview": "", "poster_path": None, "season_number": i,
-                    "vote_average": 0.0} for i in range(1, seasons_n + 1)]
+        seasons = [
+            {
+                "air_date": None,
+                "episode_count": per + (1 if i <= extra else 0),
+                "id": t["id"] * 100 + i,
+                "name": f"Season {i}",
+                "overview": "",
+                "poster_path": None,
+                "season_number": i,
+                "vote_average": 0.0,
+            }
+            for i in range(1, seasons_n + 1)
+        ]
         ds = dataset()
         out.update(
-            created_by=[{"id": c["id"], "credit_id": c["credit_id"], "name": ds.people[c["id"]]["name"],
-                         "gender": ds.people[c["id"]]["gender"],
-                         "profile_path": ds.people[c["id"]]["profile_path"]} for c in t["crew"]
-                        if c["job"] == "Creator"],
-            episode_run_time=[], genres=genres_of(t), homepage="", in_production=False,
-            languages=[t["original_language"]], last_air_date=None, last_episode_to_air=None,
-            next_episode_to_air=None, networks=[], number_of_episodes=episodes_n, number_of_seasons=seasons_n,
-            production_companies=[], production_countries=[], seasons=seasons, spoken_languages=spoken(t),
-            status="Ended", tagline="", type="Scripted")
+            created_by=[
+                {
+                    "id": c["id"],
+                    "credit_id": c["credit_id"],
+                    "name": ds.people[c["id"]]["name"],
+                    "gender": ds.people[c["id"]]["gender"],
+                    "profile_path": ds.people[c["id"]]["profile_path"],
+                }
+                for c in t["crew"]
+                if c["job"] == "Creator"
+            ],
+            episode_run_time=[],
+            genres=genres_of(t),
+            homepage="",
+            in_production=False,
+            languages=[t["original_language"]],
+            last_air_date=None,
+            last_episode_to_air=None,
+            next_episode_to_air=None,
+            networks=[],
+            number_of_episodes=episodes_n,
+            number_of_seasons=seasons_n,
+            production_companies=[],
+            production_countries=[],
+            seasons=seasons,
+            spoken_languages=spoken(t),
+            status="Ended",
+            tagline="",
+            type="Scripted",
+        )
         return appended(request, t, out, tv_credits_of)
 
     async def tv_credits(request: Request) -> Any:
@@ -422,14 +587,22 @@ def build(state: SandboxState) -> Router:
     def aggregate_of(t: dict) -> dict:
         by_person: dict[int, dict] = {}
         for c in t["cast"]:
-            entry = by_person.setdefault(c["id"], {**_person_fields(c["id"]), "roles": [], "total_episode_count": 0,
-                                                   "order": c["order"]})
-            entry["roles"].append({"credit_id": c["credit_id"], "character": c["character"],
-                                   "episode_count": c["episode_count"]})
+            entry = by_person.setdefault(
+                c["id"], {**_person_fields(c["id"]), "roles": [], "total_episode_count": 0, "order": c["order"]}
+            )
+            entry["roles"].append(
+                {"credit_id": c["credit_id"], "character": c["character"], "episode_count": c["episode_count"]}
+            )
             entry["total_episode_count"] += c["episode_count"]
-        crew = [{**_person_fields(c["id"]), "jobs": [{"credit_id": c["credit_id"], "job": c["job"],
-                                                      "episode_count": t["number_of_episodes"]}],
-                 "department": c["department"], "total_episode_count": t["number_of_episodes"]} for c in t["crew"]]
+        crew = [
+            {
+                **_person_fields(c["id"]),
+                "jobs": [{"credit_id": c["credit_id"], "job": c["job"], "episode_count": t["number_of_episodes"]}],
+                "department": c["department"],
+                "total_episode_count": t["number_of_episodes"],
+            }
+            for c in t["crew"]
+        ]
         return {"id": t["id"], "cast": list(by_person.values()), "crew": crew}
 
     async def tv_aggregate(request: Request) -> Any:
@@ -450,12 +623,24 @@ def build(state: SandboxState) -> Router:
             title = t.get("title") or t.get("name")
             parts.append(f"{c['character']} in {title}" if side == "cast" else f"{c['job'].lower()} of {title}")
         bio = f"{p['name']} is known for " + ", ".join(parts) + ". (Sandbox biography.)"
-        return {"adult": False, "also_known_as": [p["original_name"]] if p["original_name"] != p["name"] else [],
-                "biography": bio, "birthday": None, "deathday": None, "gender": p["gender"], "homepage": None,
-                "id": p["id"], "imdb_id": None, "known_for_department": p["known_for_department"], "name": p["name"],
-                "place_of_birth": None, "popularity": p["popularity"], "profile_path": p["profile_path"]}
+        return {
+            "adult": False,
+            "also_known_as": [p["original_name"]] if p["original_name"] != p["name"] else [],
+            "biography": bio,
+            "birthday": None,
+            "deathday": None,
+            "gender": p["gender"],
+            "homepage": None,
+            "id": p["id"],
+            "imdb_id": None,
+            "known_for_department": p["known_for_department"],
+            "name": p["name"],
+            "place_of_birth": None,
+            "popularity": p["popularity"],
+            "profile_path": p["profile_path"],
+        }
 
-    def person_credits(p: dict, only: Optional[str] = None) -> dict:
+    def person_credits(p: dict, only: str | None = None) -> dict:
         cast, crew = [], []
         for t, c, side in dataset().credits.get(p["id"], []):
             if only and t["media_type"] != only:
@@ -485,24 +670,26 @@ def build(state: SandboxState) -> Router:
         return person_credits(person_of(request), "tv")
 
     E = endpoint
-    router = Router(routes=[
-        Route("/configuration", E(configuration), methods=["GET"]),
-        Route("/genre/{kind}/list", E(genres), methods=["GET"]),
-        Route("/movie/popular", E(popular), methods=["GET"]),
-        Route("/tv/popular", E(popular), methods=["GET"]),
-        Route("/trending/{kind}/{window}", E(trending), methods=["GET"]),
-        Route("/search/{kind}", E(search), methods=["GET"]),
-        Route("/discover/{kind}", E(discover), methods=["GET"]),
-        Route("/movie/{id}", E(movie), methods=["GET"]),
-        Route("/movie/{id}/credits", E(movie_credits), methods=["GET"]),
-        Route("/tv/{id}", E(tv), methods=["GET"]),
-        Route("/tv/{id}/credits", E(tv_credits), methods=["GET"]),
-        Route("/tv/{id}/aggregate_credits", E(tv_aggregate), methods=["GET"]),
-        Route("/person/{id}", E(person), methods=["GET"]),
-        Route("/person/{id}/combined_credits", E(combined_credits), methods=["GET"]),
-        Route("/person/{id}/movie_credits", E(movie_credits_p), methods=["GET"]),
-        Route("/person/{id}/tv_credits", E(tv_credits_p), methods=["GET"]),
-    ])
+    router = Router(
+        routes=[
+            Route("/configuration", E(configuration), methods=["GET"]),
+            Route("/genre/{kind}/list", E(genres), methods=["GET"]),
+            Route("/movie/popular", E(popular), methods=["GET"]),
+            Route("/tv/popular", E(popular), methods=["GET"]),
+            Route("/trending/{kind}/{window}", E(trending), methods=["GET"]),
+            Route("/search/{kind}", E(search), methods=["GET"]),
+            Route("/discover/{kind}", E(discover), methods=["GET"]),
+            Route("/movie/{id}", E(movie), methods=["GET"]),
+            Route("/movie/{id}/credits", E(movie_credits), methods=["GET"]),
+            Route("/tv/{id}", E(tv), methods=["GET"]),
+            Route("/tv/{id}/credits", E(tv_credits), methods=["GET"]),
+            Route("/tv/{id}/aggregate_credits", E(tv_aggregate), methods=["GET"]),
+            Route("/person/{id}", E(person), methods=["GET"]),
+            Route("/person/{id}/combined_credits", E(combined_credits), methods=["GET"]),
+            Route("/person/{id}/movie_credits", E(movie_credits_p), methods=["GET"]),
+            Route("/person/{id}/tv_credits", E(tv_credits_p), methods=["GET"]),
+        ]
+    )
     return router
 
 

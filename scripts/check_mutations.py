@@ -22,6 +22,7 @@ scripts/test.sh calls it after a green pytest run with `--after-pytest <pytest's
 runs only when those arguments ran the whole suite (no test paths, -k, -m, --lf, ...), and not at
 all with SKIP_MUTATION_CHECK=1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,8 +90,9 @@ def problems_of(m: Mutation, root: Path) -> list[str]:
     count = target.read_text().count(m.find)
     out = []
     if count == 0:
-        out.append(f"{m.name}: the text to break is not in {m.file}"
-                   " (the guarded code changed or moved: update the entry)")
+        out.append(
+            f"{m.name}: the text to break is not in {m.file} (the guarded code changed or moved: update the entry)"
+        )
     elif count > 1:
         out.append(f"{m.name}: the text to break occurs {count} times in {m.file}; make `find` unique")
     if m.find == m.replace:
@@ -104,6 +106,7 @@ def problems_of(m: Mutation, root: Path) -> list[str]:
 
 def working_tree_files(root: Path) -> list[str]:
     """Tracked and new (not ignored) files as they are on disk, plus built extension modules."""
+
     def ls(*args: str) -> list[str]:
         out = subprocess.run(["git", "ls-files", "-z", *args], cwd=root, check=True, capture_output=True).stdout
         return [p for p in out.decode().split("\0") if p]
@@ -153,15 +156,20 @@ def run_one(m: Mutation, python: str, files: list[str], timeout: float, keep: bo
         # The copy first on the import path, for the test run and every service process it starts.
         env = {**os.environ, "PYTHONPATH": str(tmp), "PYTHONDONTWRITEBYTECODE": "1"}
         cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *m.tests]
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # its own session: the run and its service processes
             proc.communicate()
-            return Outcome(m, "TIMEOUT", time.monotonic() - started,
-                           detail=f"the tests did not finish within {timeout:.0f}s: they must fail, not hang")
+            return Outcome(
+                m,
+                "TIMEOUT",
+                time.monotonic() - started,
+                detail=f"the tests did not finish within {timeout:.0f}s: they must fail, not hang",
+            )
         seconds = time.monotonic() - started
         failed, failures, errors = failed_tests(junit)
         tail = "\n".join(output.decode(errors="replace").strip().splitlines()[-15:])
@@ -178,8 +186,21 @@ def run_one(m: Mutation, python: str, files: list[str], timeout: float, keep: bo
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-SELECTING_OPTIONS = ("-k", "-m", "--lf", "--last-failed", "--ff", "--failed-first", "--deselect", "--ignore",
-                     "--ignore-glob", "--sw", "--stepwise", "--co", "--collect-only")
+SELECTING_OPTIONS = (
+    "-k",
+    "-m",
+    "--lf",
+    "--last-failed",
+    "--ff",
+    "--failed-first",
+    "--deselect",
+    "--ignore",
+    "--ignore-glob",
+    "--sw",
+    "--stepwise",
+    "--co",
+    "--collect-only",
+)
 
 
 def selects_a_subset(pytest_args: list[str]) -> bool:
@@ -201,10 +222,18 @@ def main() -> int:
     ap.add_argument("--python", default=None, help="the interpreter with the test dependencies (default: .venv)")
     ap.add_argument("--list", action="store_true", help="check every entry applies; run no tests")
     ap.add_argument("--keep", action="store_true", help="keep the mutated copies (to debug an entry)")
-    ap.add_argument("--baseline-each", action="store_true",
-                    help="only check that each entry's tests pass unmutated when run on their own (no mutations)")
-    ap.add_argument("--after-pytest", nargs=argparse.REMAINDER, default=None, metavar="PYTEST_ARGS",
-                    help="(scripts/test.sh) run only if these pytest arguments ran the whole suite")
+    ap.add_argument(
+        "--baseline-each",
+        action="store_true",
+        help="only check that each entry's tests pass unmutated when run on their own (no mutations)",
+    )
+    ap.add_argument(
+        "--after-pytest",
+        nargs=argparse.REMAINDER,
+        default=None,
+        metavar="PYTEST_ARGS",
+        help="(scripts/test.sh) run only if these pytest arguments ran the whole suite",
+    )
     args = ap.parse_args()
     if args.after_pytest is not None:
         if os.environ.get("SKIP_MUTATION_CHECK"):
@@ -234,7 +263,8 @@ def main() -> int:
         return 0
 
     python = args.python or next(
-        (str(p) for p in (ROOT / ".venv/bin/python", Path(sys.executable)) if p.exists()), sys.executable)
+        (str(p) for p in (ROOT / ".venv/bin/python", Path(sys.executable)) if p.exists()), sys.executable
+    )
     files = working_tree_files(ROOT)
     started = time.monotonic()
     if args.baseline_each:
@@ -248,16 +278,24 @@ def main() -> int:
         return 0 if all(r.verdict == "SURVIVED" for r in results) else 1
     # First the listed tests on the tree as it is, in one run: a kill only means something if
     # they pass without the mutation (alone, not only after other tests).
-    baseline = run_one(Mutation("baseline", "the listed tests pass unmutated", "", "", "",
-                                sorted({t for m in mutations for t in m.tests})),
-                       python, files, args.timeout, keep=False)
+    baseline = run_one(
+        Mutation(
+            "baseline", "the listed tests pass unmutated", "", "", "", sorted({t for m in mutations for t in m.tests})
+        ),
+        python,
+        files,
+        args.timeout,
+        keep=False,
+    )
     if baseline.verdict != "SURVIVED":
-        print(f"guard mutations: the listed tests fail without any mutation ({baseline.verdict}):",
-              file=sys.stderr)
+        print(f"guard mutations: the listed tests fail without any mutation ({baseline.verdict}):", file=sys.stderr)
         print("  " + (baseline.detail or "\n".join(baseline.failed)).replace("\n", "\n  "), file=sys.stderr)
         return 1
-    print(f"guard mutations: the listed tests pass unmutated ({baseline.seconds:.0f}s); "
-          f"{len(mutations)} entries, {args.jobs} at a time", flush=True)
+    print(
+        f"guard mutations: the listed tests pass unmutated ({baseline.seconds:.0f}s); "
+        f"{len(mutations)} entries, {args.jobs} at a time",
+        flush=True,
+    )
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for outcome in pool.map(lambda m: run_one(m, python, files, args.timeout, args.keep), mutations):

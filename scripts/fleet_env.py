@@ -4,6 +4,7 @@ Local infrastructure from scripts/infra.sh; each external provider whose key is 
 environment is pointed at the local sandbox (`python -m sandbox`), which speaks its real wire
 protocol with a dummy key. Set a real key (and leave its base URL unset) to use the provider.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,10 @@ PROVIDERS = {
     "Groq": ("GROQ_API_KEY", ["GROQ_BASE_URL"]),
     "DeepSeek": ("DEEPSEEK_API_KEY", ["DEEPSEEK_BASE_URL"]),
     "Gemini": ("GEMINI_API_KEY", ["GEMINI_BASE_URL"]),
-    "Stripe": ("STRIPE_SECRET_KEY", ["STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET", "STRIPE_PRICE_PRO", "STRIPE_PRICE_MAX"]),
+    "Stripe": (
+        "STRIPE_SECRET_KEY",
+        ["STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET", "STRIPE_PRICE_PRO", "STRIPE_PRICE_MAX"],
+    ),
     "TMDB": ("TMDB_API_KEY", ["TMDB_BASE_URL"]),
     "SendGrid": ("SENDGRID_API_KEY", ["SENDGRID_BASE_URL"]),
     "Wikipedia": ("WIKIPEDIA_BASE_URL", ["WIKIPEDIA_BASE_URL"]),
@@ -86,7 +90,9 @@ def main() -> int:
         line = "!" * 100
         print(line)
         print("!!  LOCAL SANDBOX: no key set for " + ", ".join(sandboxed) + ".")
-        print(f"!!  Those providers are the local stand-ins at {SANDBOX_URL} (sandbox/README.md), NOT the real services:")
+        print(
+            f"!!  Those providers are the local stand-ins at {SANDBOX_URL} (sandbox/README.md), NOT the real services:"
+        )
         print("!!  replies are deterministic, payments are fake, emails land in .local/emails/.")
         print(line)
     print("sandbox" if sandboxed else "no-sandbox")

@@ -9,6 +9,7 @@ vhost made for this run and dropped afterwards (as the tests do, shared/testing)
 - no C compiler is in the image; the content image imports its compiled query kernel;
 then prints every image's size, and how much of it is over the base image.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,8 +95,9 @@ def check_service(service: str, image: str, context: Path, env_file: Path, label
     t0 = time.monotonic()
     release = podman(*run, "--rm", image, *commands["release"].split(), timeout=300, check=False)
     if release.returncode != 0:
-        raise CheckFailed(f"release `{commands['release']}` exited {release.returncode}:\n"
-                          f"{(release.stdout + release.stderr)[-3000:]}")
+        raise CheckFailed(
+            f"release `{commands['release']}` exited {release.returncode}:\n{(release.stdout + release.stderr)[-3000:]}"
+        )
     figures["release_s"] = time.monotonic() - t0
 
     # The web process, word-split as Dokku runs Procfile commands, with $PORT set.
@@ -121,8 +123,9 @@ def check_service(service: str, image: str, context: Path, env_file: Path, label
         exit_code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
         logs = podman("logs", name, check=False)
         if exit_code not in {"0", "143"} or "Application shutdown complete" not in logs.stdout + logs.stderr:
-            raise CheckFailed(f"the web process did not shut down cleanly on SIGTERM: exit {exit_code} "
-                              f"after {figures['stop_s']:.1f}s")
+            raise CheckFailed(
+                f"the web process did not shut down cleanly on SIGTERM: exit {exit_code} after {figures['stop_s']:.1f}s"
+            )
     except CheckFailed:
         logs = podman("logs", "--tail", "60", name, check=False)
         print(f"[images] {service} web container's last output:\n{logs.stdout}{logs.stderr}", file=sys.stderr)
@@ -134,8 +137,11 @@ def check_service(service: str, image: str, context: Path, env_file: Path, label
     if found:
         raise CheckFailed(f"the image carries a compiler: {found}")
     if service == "content":
-        kernel = in_image(image, label, "from content_service.engine import index; "
-                                        "print(index._kernel.__file__ if index.kernel_enabled() else '')")
+        kernel = in_image(
+            image,
+            label,
+            "from content_service.engine import index; print(index._kernel.__file__ if index.kernel_enabled() else '')",
+        )
         if not kernel.endswith(".so"):
             raise CheckFailed("the content image has no compiled query kernel (the engine would run pure Python)")
         figures["kernel"] = kernel
@@ -176,9 +182,11 @@ async def main() -> int:
                     failures.append(service)
                     continue
                 results[service] = figures
-                print(f"[images] {service}: release {figures['release_s']:.1f}s, /health/ready after "
-                      f"{figures['ready_s']:.1f}s, uid {figures['uid']}, SIGTERM stop {figures['stop_s']:.1f}s, "
-                      f"no compiler" + (f", kernel {figures['kernel']}" if "kernel" in figures else ""))
+                print(
+                    f"[images] {service}: release {figures['release_s']:.1f}s, /health/ready after "
+                    f"{figures['ready_s']:.1f}s, uid {figures['uid']}, SIGTERM stop {figures['stop_s']:.1f}s, "
+                    f"no compiler" + (f", kernel {figures['kernel']}" if "kernel" in figures else "")
+                )
         finally:
             os.unlink(env_file)
 

@@ -12,6 +12,7 @@ Dockerfile, Procfile, app.json and requirements.txt are media_service's, renamed
 share one image recipe. `--root DIR` writes under DIR instead of the repository (the tests use
 it); without a shared/fleet.py there, the manifest entry is printed instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,6 +60,7 @@ def _python_files(s: fleet.Service) -> dict[str, str]:
     return {
         f"{pkg}/__init__.py": f'"""SceneXtras {s.name} service: {s.description}."""\n',
         f"{pkg}/main.py": f'''"""uvicorn {pkg}.main:app"""
+
 from fastapi import FastAPI
 
 from {pkg}.settings import Settings
@@ -82,6 +84,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 __getattr__ = lazy_app(build_app)
 ''',
         f"{pkg}/settings.py": f'''"""The {s.name} service's settings: everything ServiceSettings reads, plus its own."""
+
 from shared import fleet
 from shared.settings import ServiceSettings
 
@@ -118,6 +121,7 @@ connection whose caller owns the transaction."""
         f"tests/{s.name}/conftest.py": (
             f'''"""{title} test fixtures: the service in-process (its real lifespan) against the run's
 PostgreSQL, Redis and RabbitMQ (shared.testing.plugin)."""
+
 from __future__ import annotations
 
 import pytest_asyncio
@@ -135,6 +139,7 @@ async def client(make_client):
 
 def _test_module(s: fleet.Service) -> str:
     return f'''"""The {s.name} service as it is today (docs/{s.name}.md). Its own tests go beside this one."""
+
 from shared.testing.checks import assert_healthy
 
 

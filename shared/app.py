@@ -1,4 +1,5 @@
 """The app factory every service uses: one shape for lifespan, health, errors, logs and limits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,12 +7,14 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Awaitable, Callable, Sequence
+from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
 from shared import db as dbmod
@@ -20,6 +23,7 @@ from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay
 from shared.errors import error_response, install_error_handlers
 from shared.logs import AccessLog, configure_logging, request_id_var
 from shared.migrate import migrate
+from shared.openapi import install_openapi
 from shared.ratelimit import DefaultRateLimit
 from shared.redis import Keys, create_redis
 from shared.settings import ServiceSettings
@@ -98,25 +102,34 @@ class RequestContextMiddleware:
             return message
 
         # Bodiless methods skip the counting wrapper (one less hop per message on the hot path).
-        counted_receive = receive if scope["method"] in _BODILESS and content_length is None and not chunked else receive_wrapper
+        counted_receive = (
+            receive if scope["method"] in _BODILESS and content_length is None and not chunked else receive_wrapper
+        )
         try:
             if content_length is not None and content_length > self.max_body:
                 raise _BodyTooLarge()
             limited = await self.rate_limit.check(scope)
             if limited is not None:
-                response = error_response(limited.status, limited.code, limited.message, headers=limited.headers, **limited.extra)
+                response = error_response(
+                    limited.status, limited.code, limited.message, headers=limited.headers, **limited.extra
+                )
                 await response(scope, receive, send_wrapper)
                 return
             await self.app(scope, counted_receive, send_wrapper)
         except _BodyTooLarge:
             if not response_started:
                 response = error_response(
-                    413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {self.max_body} bytes.", max_bytes=self.max_body
+                    413,
+                    "PAYLOAD_TOO_LARGE",
+                    f"The request body is larger than {self.max_body} bytes.",
+                    max_bytes=self.max_body,
                 )
                 await response(scope, receive, send_wrapper)
         finally:
             if self.access.enabled and not scope["path"].startswith("/health"):
-                self.access.write(request_id, scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
+                self.access.write(
+                    request_id, scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000
+                )
             request_id_var.reset(token)
 
 
@@ -135,6 +148,17 @@ class BrowserCORSMiddleware:
                 if name == b"origin":
                     return await self.cors(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+    service: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    service: str
+    checks: dict[str, str]
 
 
 async def _check(coro, timeout: float = 2.0) -> str:
@@ -180,7 +204,9 @@ def create_app(
     if settings.sentry_dsn:
         import sentry_sdk
 
-        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.environment, traces_sample_rate=0.0, send_default_pii=False)
+        sentry_sdk.init(
+            dsn=settings.sentry_dsn, environment=settings.environment, traces_sample_rate=0.0, send_default_pii=False
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -196,7 +222,9 @@ def create_app(
         )
         state.redis = create_redis(settings.redis_url)
         state.db = state.core_db = None
-        state.publisher = EventPublisher(settings.rabbitmq_url, settings.events_exchange, name=f"{service}_service:publisher")
+        state.publisher = EventPublisher(
+            settings.rabbitmq_url, settings.events_exchange, name=f"{service}_service:publisher"
+        )
         state.relay = state.consumer = None
         if use_database:
             own_dsn = own_database_url or settings.database_url
@@ -208,7 +236,9 @@ def create_app(
             state.core_db = (
                 state.db
                 if own_dsn == settings.database_url
-                else await dbmod.create_pool(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+                else await dbmod.create_pool(
+                    settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+                )
             )
             if outbox and settings.outbox_relay == "inprocess":
                 state.relay = OutboxRelay(state.db, state.publisher, batch_size=settings.outbox_batch_size)
@@ -266,14 +296,21 @@ def create_app(
 
     @app.exception_handler(RedisConnectionError)
     async def _redis_down(request, exc):
-        return error_response(503, "CACHE_UNAVAILABLE", "A dependency is unavailable; try again shortly.", headers={"Retry-After": "2"})
+        return error_response(
+            503, "CACHE_UNAVAILABLE", "A dependency is unavailable; try again shortly.", headers={"Retry-After": "2"}
+        )
 
     for error_type in dbmod.UNAVAILABLE_ERRORS:
 
         @app.exception_handler(error_type)
         async def _db_down(request, exc):
             log.warning("database unavailable", extra={"error": repr(exc)})
-            return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.", headers={"Retry-After": "2"})
+            return error_response(
+                503,
+                "DATABASE_UNAVAILABLE",
+                "The database is unavailable; try again shortly.",
+                headers={"Retry-After": "2"},
+            )
 
     import asyncpg
 
@@ -285,7 +322,12 @@ def create_app(
         # PROTOCOL_ERROR_CONSUME). That is the database going away, not a bug: 503 like the rest.
         if dbmod.is_unavailable(exc):
             log.warning("database connection terminated", extra={"error": repr(exc)})
-            return error_response(503, "DATABASE_UNAVAILABLE", "The database is unavailable; try again shortly.", headers={"Retry-After": "2"})
+            return error_response(
+                503,
+                "DATABASE_UNAVAILABLE",
+                "The database is unavailable; try again shortly.",
+                headers={"Retry-After": "2"},
+            )
         log.exception("unhandled error", extra={"path": request.url.path})
         return error_response(500, "INTERNAL_ERROR", "Something went wrong on our side.")
 
@@ -308,11 +350,18 @@ def create_app(
 
     health = APIRouter(tags=["health"])
 
-    @health.get("/health")
+    # Documented, not validated per request: these answer load balancers and probes all day.
+    @health.get("/health", responses={200: {"model": Liveness, "description": "Alive"}})
     async def liveness():
         return {"status": "ok", "service": service}
 
-    @health.get("/health/ready")
+    @health.get(
+        "/health/ready",
+        responses={
+            200: {"model": Readiness, "description": "Ready"},
+            503: {"model": Readiness, "description": "Not ready"},
+        },
+    )
     async def readiness():
         state = app.state
         checks: dict[str, str] = {}
@@ -332,6 +381,7 @@ def create_app(
         app.include_router(router)
         for prefix in legacy_prefixes:
             app.include_router(router, prefix=prefix, include_in_schema=False)
+    install_openapi(app, database=use_database, rate_limit_exempt=rate_limit_exempt)
     return app
 
 

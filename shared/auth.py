@@ -21,7 +21,8 @@ from fastapi import Depends, Request
 from jose import jwk, jwt
 from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
 
-from shared.errors import ADMIN_REQUIRED, APIError
+from shared import errors
+from shared.errors import APIError
 
 AUDIENCE = "authenticated"
 TIER_FREE, TIER_PRO, TIER_MAX = 0, 1, 2
@@ -62,8 +63,11 @@ class InvalidToken(Exception):
     pass
 
 
-def _unauthorized(message: str, code: str = "INVALID_TOKEN") -> APIError:
-    return APIError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _unauthorized(code: errors.ErrorCode, message: str | None = None) -> APIError:
+    return code(message, headers=_CHALLENGE)
 
 
 class JWKSCache:
@@ -218,7 +222,7 @@ def bearer_token(request: Request) -> str | None:
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("Authorization header must be 'Bearer <token>'.", "MALFORMED_AUTHORIZATION")
+        raise _unauthorized(errors.MALFORMED_AUTHORIZATION)
     return token.strip()
 
 
@@ -237,7 +241,7 @@ async def authenticate(request: Request) -> CurrentUser | None:
     try:
         claims = await validator.decode(token)
     except InvalidToken as exc:
-        raise _unauthorized(f"Invalid token: {exc}.") from None
+        raise _unauthorized(errors.INVALID_TOKEN, f"Invalid token: {exc}.") from None
     user = user_from_claims(claims)
     request.scope[_USER_KEY] = user
     return user
@@ -246,7 +250,7 @@ async def authenticate(request: Request) -> CurrentUser | None:
 async def get_current_user(request: Request) -> CurrentUser:
     user = await authenticate(request)
     if user is None:
-        raise _unauthorized("Authentication required.", "NOT_AUTHENTICATED")
+        raise _unauthorized(errors.NOT_AUTHENTICATED)
     return user
 
 
@@ -256,14 +260,14 @@ async def get_optional_user(request: Request) -> CurrentUser | None:
 
 async def require_service(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
     if not user.is_service:
-        raise APIError(403, "SERVICE_TOKEN_REQUIRED", "This route is for SceneXtras services only.")
+        raise errors.SERVICE_TOKEN_REQUIRED()
     return user
 
 
 async def require_admin_or_service(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
     """Admin routes: an admin's token or a service token; users get 403."""
     if not (user.is_service or user.is_admin):
-        raise ADMIN_REQUIRED()
+        raise errors.ADMIN_REQUIRED()
     return user
 
 
@@ -280,12 +284,8 @@ def requires_tier(minimum: int):
     async def dependency(request: Request, user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
         tier = await resolve_tier(request, user)
         if tier < minimum:
-            raise APIError(
-                402,
-                "INSUFFICIENT_TIER",
-                f"This needs the {TIER_NAMES[minimum]} plan or higher.",
-                required_tier=minimum,
-                current_tier=tier,
+            raise errors.INSUFFICIENT_TIER(
+                f"This needs the {TIER_NAMES[minimum]} plan or higher.", required_tier=minimum, current_tier=tier
             )
         return user
 

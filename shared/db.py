@@ -1,4 +1,5 @@
 """asyncpg pools. JSON and JSONB columns come back as Python objects."""
+
 from __future__ import annotations
 
 import asyncpg

@@ -61,7 +61,9 @@ class ErrorCode:
 BAD_REQUEST = ErrorCode(400, "BAD_REQUEST", "The request is malformed.")
 INVALID_JSON = ErrorCode(400, "INVALID_JSON", "The request body is not valid JSON.")
 UNAUTHORIZED = ErrorCode(401, "UNAUTHORIZED", "Authentication is required.")
+NOT_AUTHENTICATED = ErrorCode(401, "NOT_AUTHENTICATED", "Authentication required.")
 INVALID_TOKEN = ErrorCode(401, "INVALID_TOKEN", "The access token is missing, invalid or expired.")
+MALFORMED_AUTHORIZATION = ErrorCode(401, "MALFORMED_AUTHORIZATION", "Authorization header must be 'Bearer <token>'.")
 PAYMENT_REQUIRED = ErrorCode(402, "PAYMENT_REQUIRED", "This needs a paid plan.")
 INSUFFICIENT_TIER = ErrorCode(402, "INSUFFICIENT_TIER", "Your plan does not include this.")
 INSUFFICIENT_QUOTA = ErrorCode(402, "INSUFFICIENT_QUOTA", "Your quota for this is used up.")
@@ -131,6 +133,20 @@ def _jsonable_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the path answers. Starlette's 405 lists only the first route matching the path
+    (GET /x and POST /x are two routes), and a client must learn them all from `Allow`."""
+    from fastapi.routing import iter_route_contexts
+
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and regex.match(path):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError):
@@ -150,7 +166,10 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             code = _DEFAULT_CODES.get(exc.status_code, "ERROR")
             body = {"detail": {"code": code, "message": str(exc.detail)}}
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception):

@@ -3,11 +3,12 @@
 Unknown fields are kept (extra="allow") and unknown types parse fine: consumers acknowledge and
 log what they do not handle instead of crashing on it. `version` lets a payload change shape.
 """
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 1
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     # Auth
     USER_CREATED = "user.created"
     USER_UPDATED = "user.updated"
@@ -57,7 +58,7 @@ KNOWN_TYPES = frozenset(t.value for t in EventType)
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Event(BaseModel):
@@ -83,7 +84,7 @@ class Event(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     @field_validator("event_id", mode="before")
     @classmethod
@@ -98,9 +99,11 @@ class Event(BaseModel):
         return orjson.dumps(self.model_dump(mode="json"))
 
     @classmethod
-    def from_bytes(cls, body: bytes) -> "Event":
+    def from_bytes(cls, body: bytes) -> Event:
         return cls.model_validate(orjson.loads(body))
 
 
-def make_event(event_type: EventType | str, user_id: str | None, data: dict[str, Any] | None = None, **metadata: Any) -> Event:
+def make_event(
+    event_type: EventType | str, user_id: str | None, data: dict[str, Any] | None = None, **metadata: Any
+) -> Event:
     return Event(event_type=event_type, user_id=user_id, data=data or {}, metadata=metadata)

@@ -10,6 +10,7 @@ them, `python -m shared.fleet check` (and tests/shared/test_fleet.py) fails whil
 Adding a service: one `Service(...)` entry below, its package (`python -m scripts.new_service`
 scaffolds it), then `python -m shared.fleet generate`.
 """
+
 from __future__ import annotations
 
 import sys
@@ -62,20 +63,63 @@ class Service:
 # Deploy order: Auth and Payment first, because their migrations create the shared core tables
 # and the atomic quota functions that the other services call.
 SERVICES: tuple[Service, ...] = (
-    Service("auth", 8005, "auth", ("/api/auth", "/api/user_management"), CORE_DATABASE_VAR, True,
-            "accounts, OTP, tokens, OAuth, referrals, deletion"),
-    Service("payment", 8002, "payment", ("/api/payments",), CORE_DATABASE_VAR, True,
-            "Stripe, RevenueCat, subscriptions, quotas"),
-    Service("chat", 8001, "chat", ("/api/chat",), "CHAT_DATABASE_URL", True,
-            "character chat, streaming, the LLM router"),
-    Service("content", 8003, "search", ("/api/search",), None, False,
-            "search over films, series and characters (embedded store)"),
-    Service("media", 8004, "media", ("/api/images", "/api/image"), "MEDIA_DATABASE_URL", True,
-            "image generation and recognition, blob storage"),
-    Service("community", 8006, "community", ("/api/story", "/api/notifications"), "COMMUNITY_DATABASE_URL", True,
-            "stories, fandom rooms, scenarios, votes, notifications"),
-    Service("analytics", 8007, "analytics", ("/api/analytics", "/api/conversation-stats"), "ANALYTICS_DATABASE_URL",
-            True, "usage statistics, streaks, XP, platform metrics"),
+    Service(
+        "auth",
+        8005,
+        "auth",
+        ("/api/auth", "/api/user_management"),
+        CORE_DATABASE_VAR,
+        True,
+        "accounts, OTP, tokens, OAuth, referrals, deletion",
+    ),
+    Service(
+        "payment",
+        8002,
+        "payment",
+        ("/api/payments",),
+        CORE_DATABASE_VAR,
+        True,
+        "Stripe, RevenueCat, subscriptions, quotas",
+    ),
+    Service(
+        "chat", 8001, "chat", ("/api/chat",), "CHAT_DATABASE_URL", True, "character chat, streaming, the LLM router"
+    ),
+    Service(
+        "content",
+        8003,
+        "search",
+        ("/api/search",),
+        None,
+        False,
+        "search over films, series and characters (embedded store)",
+    ),
+    Service(
+        "media",
+        8004,
+        "media",
+        ("/api/images", "/api/image"),
+        "MEDIA_DATABASE_URL",
+        True,
+        "image generation and recognition, blob storage",
+    ),
+    Service(
+        "community",
+        8006,
+        "community",
+        ("/api/story", "/api/notifications"),
+        "COMMUNITY_DATABASE_URL",
+        True,
+        "stories, fandom rooms, scenarios, votes, notifications",
+    ),
+    Service(
+        "analytics",
+        8007,
+        "analytics",
+        ("/api/analytics", "/api/conversation-stats"),
+        "ANALYTICS_DATABASE_URL",
+        True,
+        "usage statistics, streaks, XP, platform metrics",
+    ),
 )
 BY_NAME: dict[str, Service] = {s.name: s for s in SERVICES}
 
@@ -237,8 +281,13 @@ CONTENT_DATA_DIR_IN_IMAGE = "/app/data"
 
 def render_compose() -> str:
     own = [s for s in SERVICES if s.own_database]
-    out = [_COMPOSE_HEAD.format(note=GENERATED_NOTE, core=CORE_DATABASE_NAME,
-                                own_names=", ".join(s.name for s in own[:-1]) + " and " + own[-1].name)]
+    out = [
+        _COMPOSE_HEAD.format(
+            note=GENERATED_NOTE,
+            core=CORE_DATABASE_NAME,
+            own_names=", ".join(s.name for s in own[:-1]) + " and " + own[-1].name,
+        )
+    ]
     volumes = ["postgres-data", "azurite-data"]
     for s in SERVICES:
         block = [

@@ -1,4 +1,5 @@
 """Structured JSON logs, each line carrying the request id of the request that wrote it."""
+
 from __future__ import annotations
 
 import atexit
@@ -42,7 +43,9 @@ class JSONFormatter(logging.Formatter):
 
 def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JSONFormatter(service) if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(
+        JSONFormatter(service) if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

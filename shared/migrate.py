@@ -5,6 +5,7 @@ advisory lock serialises runners on the same database). Each file runs in one tr
 its record. `shared/migrations/` (outbox, processed events) is applied first to every service
 database. Usage: `python -m shared.migrate <service>` (Dokku's release phase).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -119,7 +120,9 @@ def main(argv: list[str]) -> int:
         print(f"{service}: no PostgreSQL database; nothing to migrate")
         return 0
     applied = asyncio.run(migrate(dsn, service))
-    print(f"{service}: applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else " (up to date)"))
+    print(
+        f"{service}: applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else " (up to date)")
+    )
     return 0
 
 

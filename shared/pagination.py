@@ -1,5 +1,6 @@
 """Opaque list cursors (`?cursor=`): a few fields, base64url-encoded. A cursor this service did not
 give out answers 422 INVALID_CURSOR."""
+
 from __future__ import annotations
 
 import base64

@@ -43,7 +43,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from shared.db import retry_unavailable
-from shared.errors import APIError
+from shared.errors import INSUFFICIENT_QUOTA, APIError
 from shared.redis import pending_writes, replay_pending
 from shared.tiers import QUOTA_TYPES, UNLIMITED
 
@@ -80,8 +80,8 @@ class InsufficientQuota(APIError):
     def __init__(self, quota_type: str, remaining: int, reset_at: datetime | None, requested: int = 1):
         when = f" It resets at {_iso(reset_at)}." if reset_at else ""
         super().__init__(
-            402,
-            "INSUFFICIENT_QUOTA",
+            INSUFFICIENT_QUOTA.status,
+            INSUFFICIENT_QUOTA.code,
             f"Not enough {quota_type} quota: {remaining} left, {requested} needed.{when}",
             quota_type=quota_type,
             remaining=remaining,

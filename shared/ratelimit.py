@@ -9,12 +9,14 @@ requests (at most limit/20, capped at 10, per instance). Limits of 20 or less ar
 (one Redis call per request). Concurrent requests of one identity share one Redis call.
 
 The service-wide default (RATE_LIMIT_PER_MINUTE, every route but health and docs) is checked
-by the app factory's request middleware; stricter per-route limits are dependencies: `Depends(RateLimit(5, 60, scope="otp"))`.
+by the app factory's request middleware; stricter per-route limits are dependencies:
+`Depends(RateLimit(5, 60, scope="otp"))`.
 
 Identity is the user id when the request carries a valid token, the client address otherwise.
 When Redis is unreachable the limiter lets requests through and logs it: rate limits protect
 capacity, they do not guard money (quotas do that, in PostgreSQL).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,6 +26,7 @@ import time
 from fastapi import Request
 from redis.exceptions import RedisError
 
+from shared import errors
 from shared.auth import authenticate
 from shared.errors import APIError
 
@@ -101,9 +104,7 @@ async def check_rate(state, scope: str, identity: str, limit: int, window_second
             window.leases[identity] = window.leases.get(identity, 0) + granted - 1  # this request takes one
         else:
             retry_after = max(1, -(-int(ttl_ms) // 1000))
-            outcome = APIError(
-                429,
-                "RATE_LIMITED",
+            outcome = errors.RATE_LIMITED(
                 f"Too many requests: the limit is {limit} per {window_seconds} s.",
                 headers={"Retry-After": str(retry_after)},
                 retry_after=retry_after,
@@ -137,7 +138,9 @@ class RateLimit:
         self.scope = scope
 
     async def __call__(self, request: Request) -> None:
-        error = await check_rate(request.app.state, self.scope, await identity_of(request), self.limit, self.window_seconds)
+        error = await check_rate(
+            request.app.state, self.scope, await identity_of(request), self.limit, self.window_seconds
+        )
         if error is not None:
             raise error
 
@@ -157,4 +160,6 @@ class DefaultRateLimit:
         if scope["path"].startswith(self.unlimited) or scope["method"] == "OPTIONS":
             return None
         state = scope["app"].state
-        return await check_rate(state, "default", await identity_of(Request(scope)), state.settings.rate_limit_per_minute)
+        return await check_rate(
+            state, "default", await identity_of(Request(scope)), state.settings.rate_limit_per_minute
+        )

@@ -1,4 +1,5 @@
 """One Redis client per process, with namespaced keys."""
+
 from __future__ import annotations
 
 import redis.asyncio as aioredis

@@ -10,6 +10,7 @@ Nothing is lost either way: events are rows in the service's own database until 
 If no relay runs, they wait there (and are published when one starts); several relays may run,
 each batch is claimed by one (`claimed_until`). Stops cleanly on SIGTERM (Dokku's stop signal).
 """
+
 from __future__ import annotations
 
 import asyncio

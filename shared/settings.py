@@ -3,6 +3,7 @@
 A missing or invalid variable stops start-up with a message naming it, instead of a
 traceback or a late failure on the first request.
 """
+
 from __future__ import annotations
 
 import sys

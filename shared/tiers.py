@@ -10,6 +10,7 @@ the answer, and falls back to the token's own claim when neither answers.
 
 `shared.auth.requires_tier` / `resolve_tier` pick it up from `app.state.tier_resolver`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,8 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
-from shared.redis import pending_writes, replay_pending
 from shared.auth import TIER_FREE, TIER_MAX, TIER_NAMES, TIER_PRO, CurrentUser
+from shared.redis import pending_writes, replay_pending
 
 log = logging.getLogger("shared.tiers")
 
@@ -96,7 +97,9 @@ async def set_cached_tier(redis, keys, user_id: str, tier: int, ttl_seconds: int
         return True
     except (RedisError, OSError) as exc:
         pending.remember_set(key, int(tier), ttl_seconds)
-        log.warning("tier cache not updated: redis unavailable; will replay", extra={"user_id": user_id, "error": repr(exc)})
+        log.warning(
+            "tier cache not updated: redis unavailable; will replay", extra={"user_id": user_id, "error": repr(exc)}
+        )
         return False
 
 
@@ -110,7 +113,9 @@ async def drop_cached_tier(redis, keys, user_id: str) -> bool:
         return True
     except (RedisError, OSError) as exc:
         pending.remember_delete(key)
-        log.warning("tier cache not dropped: redis unavailable; will replay", extra={"user_id": user_id, "error": repr(exc)})
+        log.warning(
+            "tier cache not dropped: redis unavailable; will replay", extra={"user_id": user_id, "error": repr(exc)}
+        )
         return False
 
 
@@ -151,7 +156,9 @@ class TierResolver:
         try:
             tier = await self.core_pool.fetchval("SELECT effective_tier($1::uuid)", user.user_id)
         except _DB_ERRORS as exc:
-            log.warning("tier unavailable; using the token's claim", extra={"user_id": user.user_id, "error": repr(exc)})
+            log.warning(
+                "tier unavailable; using the token's claim", extra={"user_id": user.user_id, "error": repr(exc)}
+            )
             return user.tier, others
         except (ValueError, TypeError):
             return user.tier, others  # not a uuid subject: nothing in the database can know it

@@ -1,4 +1,5 @@
 """oauth_identities: a provider's subject linked to one of our users."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -6,7 +7,8 @@ import asyncpg
 
 async def get(conn: asyncpg.Connection, provider: str, subject: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "UPDATE oauth_identities SET last_used_at = now() WHERE provider = $1 AND subject = $2 RETURNING user_id, email",
+        "UPDATE oauth_identities SET last_used_at = now() WHERE provider = $1 "
+        "AND subject = $2 RETURNING user_id, email",
         provider,
         subject,
     )

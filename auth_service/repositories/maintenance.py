@@ -1,4 +1,5 @@
 """Housekeeping SQL: spent refresh tokens and codes, abandoned guest accounts."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -6,7 +7,9 @@ import asyncpg
 
 async def delete_dead_refresh_tokens(conn: asyncpg.Connection, grace_days: int) -> int:
     """Tokens expired more than `grace_days` ago (kept that long so a replay is still recognised)."""
-    status = await conn.execute("DELETE FROM refresh_tokens WHERE expires_at < now() - make_interval(days => $1)", grace_days)
+    status = await conn.execute(
+        "DELETE FROM refresh_tokens WHERE expires_at < now() - make_interval(days => $1)", grace_days
+    )
     return int(status.split()[-1])
 
 
@@ -22,7 +25,8 @@ async def delete_abandoned_guests(conn: asyncpg.Connection, retention_days: int,
         "DELETE FROM users WHERE id IN ("
         "  SELECT u.id FROM users u"
         "  WHERE u.temporary_account AND NOT u.confirmed AND u.created_at < now() - make_interval(days => $1)"
-        "    AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.user_id = u.id AND t.created_at > now() - make_interval(days => $1))"
+        "    AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.user_id = u.id "
+        "AND t.created_at > now() - make_interval(days => $1))"
         "  ORDER BY u.created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         ") RETURNING id::text",
         retention_days,

@@ -1,4 +1,5 @@
 """otp_codes: one live code per user and purpose, stored as an HMAC, with an attempt counter."""
+
 from __future__ import annotations
 
 import asyncpg
@@ -29,7 +30,9 @@ async def get_for_update(conn: asyncpg.Connection, user_id: str, purpose: str) -
 
 async def add_attempt(conn: asyncpg.Connection, user_id: str, purpose: str) -> int:
     return await conn.fetchval(
-        "UPDATE otp_codes SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2 RETURNING attempts", user_id, purpose
+        "UPDATE otp_codes SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2 RETURNING attempts",
+        user_id,
+        purpose,
     )
 
 

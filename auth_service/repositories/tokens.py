@@ -1,4 +1,5 @@
 """refresh_tokens: opaque tokens stored as SHA-256 digests, grouped in families."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -8,7 +9,9 @@ import asyncpg
 from auth_service.repositories.users import U_COLUMNS
 
 
-async def insert(conn: asyncpg.Connection, *, user_id: str, family_id: str, token_hash: bytes, expires_at: datetime) -> None:
+async def insert(
+    conn: asyncpg.Connection, *, user_id: str, family_id: str, token_hash: bytes, expires_at: datetime
+) -> None:
     await conn.execute(
         "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)",
         user_id,
@@ -38,9 +41,10 @@ async def revoke_family(conn: asyncpg.Connection, family_id: str) -> int:
 
 
 async def revoke_user(conn: asyncpg.Connection, user_id: str) -> int:
-    status = await conn.execute("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id)
+    status = await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id
+    )
     return int(status.split()[-1])
-
 
 
 _ROTATE = (
@@ -55,7 +59,9 @@ _ROTATE = (
 )
 
 
-async def rotate(conn: asyncpg.Connection, *, token_hash: bytes, new_hash: bytes, expires_at: datetime) -> asyncpg.Record | None:
+async def rotate(
+    conn: asyncpg.Connection, *, token_hash: bytes, new_hash: bytes, expires_at: datetime
+) -> asyncpg.Record | None:
     """The happy path of a refresh in one statement: spend a live token, add its successor to the
     same family, return the user. None when the token is unknown, spent, revoked or expired (the
     caller then finds out which). The UPDATE's row lock makes two concurrent rotations of one

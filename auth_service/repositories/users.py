@@ -1,4 +1,5 @@
 """users and user_profiles."""
+
 from __future__ import annotations
 
 import secrets
@@ -68,7 +69,9 @@ async def insert(
     raise RuntimeError("could not draw a unique referral code")
 
 
-async def set_signup(conn: asyncpg.Connection, user_id: str, *, email: str, password_hash: str, referred_by: str | None) -> asyncpg.Record:
+async def set_signup(
+    conn: asyncpg.Connection, user_id: str, *, email: str, password_hash: str, referred_by: str | None
+) -> asyncpg.Record:
     """A pending (unconfirmed) account or a guest takes an email and password, awaiting verification."""
     return await conn.fetchrow(
         "UPDATE users SET email = $2, password_hash = $3, referred_by = COALESCE($4, referred_by), updated_at = now()"
@@ -80,7 +83,9 @@ async def set_signup(conn: asyncpg.Connection, user_id: str, *, email: str, pass
     )
 
 
-async def confirm(conn: asyncpg.Connection, user_id: str, *, email: str | None = None, clear_password: bool = False) -> asyncpg.Record:
+async def confirm(
+    conn: asyncpg.Connection, user_id: str, *, email: str | None = None, clear_password: bool = False
+) -> asyncpg.Record:
     return await conn.fetchrow(
         "UPDATE users SET confirmed = true, temporary_account = false, email = COALESCE($2, email),"
         " password_hash = CASE WHEN $3 THEN NULL ELSE password_hash END, updated_at = now()"

@@ -1,5 +1,6 @@
 """Referrals: a code's owner, the referral recorded (`referral.completed`, the bonus granted by
 Payment), the referrer's email after commit, and applying a code after sign-up."""
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,11 @@ class Referrals(AuthBase):
         already referred. The dict is the referrer's email notice, to send after commit."""
         bonus = REFERRAL_BONUS_REFERRER
         if not await referrals_repo.insert(
-            conn, referrer_id=referrer["id"], referred_id=referred["id"], code=referrer["referral_code"], bonus_credits=bonus
+            conn,
+            referrer_id=referrer["id"],
+            referred_id=referred["id"],
+            code=referrer["referral_code"],
+            bonus_credits=bonus,
         ):
             return False, None
         await users_repo.set_referred_by(conn, referred["id"], referrer["id"])
@@ -50,7 +55,12 @@ class Referrals(AuthBase):
         if not referrer["email"]:
             return True, None
         stats = await referrals_repo.stats(conn, referrer["id"])
-        return True, {"to": referrer["email"], "code": referrer["referral_code"], "bonus_credits": bonus, "referral_count": stats["count"]}
+        return True, {
+            "to": referrer["email"],
+            "code": referrer["referral_code"],
+            "bonus_credits": bonus,
+            "referral_count": stats["count"],
+        }
 
     async def send_referral_notices(self, notices: list[dict]) -> None:
         """After commit, best effort: the referral stands whether or not the email goes out."""
@@ -68,7 +78,6 @@ class Referrals(AuthBase):
         if user_id is not None and str(referrer["id"]) == str(user_id):
             raise errors.SELF_REFERRAL()
         return referrer
-
 
     async def referral_info(self, conn: asyncpg.Connection, user: asyncpg.Record) -> dict:
         stats = await referrals_repo.stats(conn, user["id"])

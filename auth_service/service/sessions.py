@@ -1,11 +1,12 @@
 """Sessions: refresh tokens (stored hashed, rotated by family) and the access token minted with
 each pair; the user as the API shows them."""
+
 from __future__ import annotations
 
 import logging
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -24,13 +25,19 @@ BEARER = {"WWW-Authenticate": "Bearer"}
 
 class Sessions(AuthBase):
     def refresh_expiry(self) -> datetime:
-        return datetime.now(timezone.utc) + timedelta(days=self.settings.refresh_token_ttl_days)
+        return datetime.now(UTC) + timedelta(days=self.settings.refresh_token_ttl_days)
 
-    async def issue_pair(self, conn: asyncpg.Connection, user: asyncpg.Record, *, family_id: Any = None, provider: str = "email") -> dict:
+    async def issue_pair(
+        self, conn: asyncpg.Connection, user: asyncpg.Record, *, family_id: Any = None, provider: str = "email"
+    ) -> dict:
         refresh = secrets.token_urlsafe(48)
         family = str(family_id or uuid.uuid4())
         await tokens_repo.insert(
-            conn, user_id=user["id"], family_id=family, token_hash=hash_refresh_token(refresh), expires_at=self.refresh_expiry()
+            conn,
+            user_id=user["id"],
+            family_id=family,
+            token_hash=hash_refresh_token(refresh),
+            expires_at=self.refresh_expiry(),
         )
         return self.pair(user, refresh, family, provider)
 
@@ -47,9 +54,16 @@ class Sessions(AuthBase):
             issuer=self.settings.jwt_issuer,
             session_id=family,
             is_anonymous=is_guest,
-            extra_claims={"app_metadata": {"provider": "anonymous" if is_guest else provider, "tier": int(user["premium"])}},
+            extra_claims={
+                "app_metadata": {"provider": "anonymous" if is_guest else provider, "tier": int(user["premium"])}
+            },
         )
-        return {"access_token": access, "refresh_token": refresh, "token_type": "bearer", "expires_in": self.settings.access_token_ttl_seconds}
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "bearer",
+            "expires_in": self.settings.access_token_ttl_seconds,
+        }
 
     async def user_out(self, conn: asyncpg.Connection, user: asyncpg.Record, *, with_profile: bool = True) -> dict:
         profile = await users_repo.get_profile(conn, user["id"]) if with_profile else None
@@ -73,7 +87,9 @@ class Sessions(AuthBase):
             "profile": profile,
         }
 
-    async def auth_result(self, conn: asyncpg.Connection, user: asyncpg.Record, *, provider: str = "email", family_id: Any = None) -> dict:
+    async def auth_result(
+        self, conn: asyncpg.Connection, user: asyncpg.Record, *, provider: str = "email", family_id: Any = None
+    ) -> dict:
         pair = await self.issue_pair(conn, user, provider=provider, family_id=family_id)
         return {**pair, "user": await self.user_out(conn, user)}
 
@@ -85,8 +101,9 @@ class Sessions(AuthBase):
         reused = None
         async with self.pool.acquire() as conn:
             # Happy path: one statement (spend, add the successor, read the user's current tier).
-            user = await tokens_repo.rotate(conn, token_hash=token_hash, new_hash=hash_refresh_token(new_refresh),
-                                            expires_at=self.refresh_expiry())
+            user = await tokens_repo.rotate(
+                conn, token_hash=token_hash, new_hash=hash_refresh_token(new_refresh), expires_at=self.refresh_expiry()
+            )
             if user is not None:
                 return self.pair(user, new_refresh, user["family_id"])
             # Otherwise find out why, under the row lock, and revoke the family on reuse.
@@ -104,7 +121,9 @@ class Sessions(AuthBase):
                     await tokens_repo.mark_rotated(conn, row["id"])
                     pair = await self.issue_pair(conn, user, family_id=row["family_id"])
         if reused is not None:
-            log.warning("refresh token reuse: session revoked", extra={"user_id": reused[0], "tokens_revoked": reused[1]})
+            log.warning(
+                "refresh token reuse: session revoked", extra={"user_id": reused[0], "tokens_revoked": reused[1]}
+            )
             raise errors.REFRESH_TOKEN_REUSED(headers=BEARER)
         return pair
 

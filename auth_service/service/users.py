@@ -1,5 +1,6 @@
 """A user's life cycle as the rest of the fleet sees it: `user.created` / `user.updated`, and an
 account confirmed (email verified or proven by an OAuth provider), which completes its referral."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,7 +36,9 @@ class Users(Referrals):
         )
 
     async def emit_updated(self, conn: asyncpg.Connection, user_id: Any, changed: list[str], **data: Any) -> None:
-        await emit(conn, make_event(EventType.USER_UPDATED, str(user_id), {"changed": changed, **data}, source="auth_service"))
+        await emit(
+            conn, make_event(EventType.USER_UPDATED, str(user_id), {"changed": changed, **data}, source="auth_service")
+        )
 
     async def confirm(
         self, conn: asyncpg.Connection, user: asyncpg.Record, *, email: str | None = None, clear_password: bool = False
@@ -59,7 +62,11 @@ class Users(Referrals):
                 referrer = None
         if was_guest:
             await self.emit_updated(
-                conn, updated["id"], ["email", "confirmed", "is_guest"], email=updated["email"], is_guest=False,
+                conn,
+                updated["id"],
+                ["email", "confirmed", "is_guest"],
+                email=updated["email"],
+                is_guest=False,
                 referred_by=str(referrer["id"]) if referrer else None,
             )
         else:
@@ -79,7 +86,9 @@ class Users(Referrals):
             size = len(orjson.dumps(changes["preferences"]))
             limit = self.settings.preferences_max_bytes
             if size > limit:
-                raise errors.PREFERENCES_TOO_LARGE(f"preferences is {size} bytes; the limit is {limit}.", max_bytes=limit)
+                raise errors.PREFERENCES_TOO_LARGE(
+                    f"preferences is {size} bytes; the limit is {limit}.", max_bytes=limit
+                )
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 if await users_repo.get(conn, user_id, for_update=True) is None:
@@ -98,5 +107,12 @@ class Users(Referrals):
                 deleted = await users_repo.delete(conn, user_id)
                 if deleted is None:
                     raise errors.USER_NOT_FOUND()
-                await emit(conn, make_event(EventType.USER_DELETED, user_id, {"was_guest": bool(deleted["temporary_account"])},
-                                            source="auth_service"))
+                await emit(
+                    conn,
+                    make_event(
+                        EventType.USER_DELETED,
+                        user_id,
+                        {"was_guest": bool(deleted["temporary_account"])},
+                        source="auth_service",
+                    ),
+                )

@@ -1,4 +1,5 @@
 """A bare FastAPI endpoint: the baseline the shared stack is compared with."""
+
 from fastapi import FastAPI
 
 app = FastAPI()

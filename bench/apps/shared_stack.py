@@ -1,5 +1,6 @@
 """The same endpoint behind the whole shared stack: factory middleware, JWT validation and the
 Redis rate limit (uvicorn bench.apps.shared_stack:app)."""
+
 from fastapi import APIRouter, Depends
 
 from shared.app import create_app, lazy_app

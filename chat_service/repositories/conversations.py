@@ -1,4 +1,5 @@
 """SQL for conversations (asyncpg, written out). Every query is scoped to the owner."""
+
 from __future__ import annotations
 
 import uuid
@@ -15,7 +16,9 @@ COLUMNS = (
 )
 
 
-async def get_owned(conn: asyncpg.Connection | asyncpg.Pool, conversation_id: str, user_id: str, *, for_update: bool = False) -> asyncpg.Record | None:
+async def get_owned(
+    conn: asyncpg.Connection | asyncpg.Pool, conversation_id: str, user_id: str, *, for_update: bool = False
+) -> asyncpg.Record | None:
     sql = f"SELECT {COLUMNS} FROM conversations WHERE id = $1 AND user_id = $2"
     if for_update:
         sql += " FOR UPDATE"
@@ -32,7 +35,9 @@ _OWNED_WITH_HISTORY = f"""
 """
 
 
-async def get_owned_with_history(conn, conversation_id: str, user_id: str, token_cap: int) -> tuple[dict[str, Any] | None, list[asyncpg.Record]]:
+async def get_owned_with_history(
+    conn, conversation_id: str, user_id: str, token_cap: int
+) -> tuple[dict[str, Any] | None, list[asyncpg.Record]]:
     """The conversation (if the caller owns it) and its recent history (as
     `messages.recent_within`) in one round trip: one row per history message, each carrying the
     conversation's columns prefixed `c_`, or one row with empty message columns when there is
@@ -96,9 +101,12 @@ async def delete_owned(pool: asyncpg.Pool, conversation_id: str, user_id: str) -
     return status.endswith(" 1")
 
 
-async def set_share_token(pool: asyncpg.Pool, conversation_id: str, user_id: str, token: str | None) -> asyncpg.Record | None:
+async def set_share_token(
+    pool: asyncpg.Pool, conversation_id: str, user_id: str, token: str | None
+) -> asyncpg.Record | None:
     return await pool.fetchrow(
-        f"UPDATE conversations SET share_token = $3, updated_at = clock_timestamp() WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}",
+        "UPDATE conversations SET share_token = $3, updated_at = clock_timestamp() WHERE id = $1 "
+        f"AND user_id = $2 RETURNING {COLUMNS}",
         conversation_id,
         user_id,
         token,

@@ -1,4 +1,5 @@
 """SQL for messages and reactions (asyncpg, written out)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +8,10 @@ import asyncpg
 
 from shared.bus import OUTBOX_INSERT_ARRAYS, outbox_arrays
 
-COLUMNS = "id, seq, conversation_id, user_id, sender, role, content, message_type, metadata, token_count, status, pinned, edited_at, created_at"
+COLUMNS = (
+    "id, seq, conversation_id, user_id, sender, role, content, message_type, metadata, token_count, status, pinned, "
+    "edited_at, created_at"
+)
 M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
 
 
@@ -27,7 +31,8 @@ async def insert(
 ) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""
-        INSERT INTO messages (id, conversation_id, user_id, sender, role, content, message_type, metadata, token_count, status)
+        INSERT INTO messages (id, conversation_id, user_id, sender, role, content, message_type, metadata,
+                              token_count, status)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         RETURNING {COLUMNS}
         """,
@@ -46,15 +51,17 @@ async def insert(
 
 _SAVE_TURN = f"""
         WITH conv AS (
-            INSERT INTO conversations (id, user_id, character_name, character_series, conversation_type, participants, model,
-                                       message_count, token_count, last_message_at)
+            INSERT INTO conversations (id, user_id, character_name, character_series, conversation_type, participants,
+                                       model, message_count, token_count, last_message_at)
             SELECT $1::uuid, $12::uuid, $13, $14, $15, $16::jsonb, COALESCE($11, $21), cardinality($2::uuid[]),
                    (SELECT COALESCE(sum(n), 0) FROM unnest($9::int[]) AS n), clock_timestamp()
              WHERE $17
         ), ins AS (
-            INSERT INTO messages (id, conversation_id, user_id, sender, role, content, message_type, metadata, token_count, status)
+            INSERT INTO messages (id, conversation_id, user_id, sender, role, content, message_type, metadata,
+                                  token_count, status)
             SELECT id, $1::uuid, user_id, sender, role, content, message_type, metadata, token_count, status
-              FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::int[], $10::text[])
+              FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[],
+                          $9::int[], $10::text[])
                    AS t(id, user_id, sender, role, content, message_type, metadata, token_count, status)
             RETURNING {COLUMNS}
         ), upd AS (
@@ -119,7 +126,8 @@ async def save_turn(
 async def last_spoke(conn, conversation_id) -> dict[str, int]:
     """Per character of a group conversation, the sequence number of its latest reply."""
     rows = await conn.fetch(
-        "SELECT sender, max(seq) AS last FROM messages WHERE conversation_id = $1 AND role = 'assistant' GROUP BY sender",
+        "SELECT sender, max(seq) AS last FROM messages WHERE conversation_id = $1 "
+        "AND role = 'assistant' GROUP BY sender",
         conversation_id,
     )
     return {r["sender"]: r["last"] for r in rows}
@@ -141,7 +149,9 @@ def recent_within_query(conversation: str, token_cap: str, before_seq: str = "NU
 HISTORY_COLUMNS = "id, seq, sender, role, content, token_count, pinned, total"
 
 
-async def recent_within(conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None) -> list[asyncpg.Record]:
+async def recent_within(
+    conn, conversation_id: str, token_cap: int, *, before_seq: int | None = None
+) -> list[asyncpg.Record]:
     """`recent_within_query`, chronological. The exact fit is `budget.fit`; this only bounds
     what is read."""
     return await conn.fetch(_RECENT_WITHIN, conversation_id, token_cap, before_seq)
@@ -210,11 +220,19 @@ async def edit(conn, message_id: str, content: str, token_count: int, previous: 
 
 
 async def replace_reply(
-    conn, message_id: str, *, content: str, token_count: int, sender: str, metadata: dict[str, Any], status: str = "complete"
+    conn,
+    message_id: str,
+    *,
+    content: str,
+    token_count: int,
+    sender: str,
+    metadata: dict[str, Any],
+    status: str = "complete",
 ) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""
-        UPDATE messages SET content = $2, token_count = $3, sender = $4, metadata = $5, status = $6, edited_at = clock_timestamp()
+        UPDATE messages SET content = $2, token_count = $3, sender = $4, metadata = $5, status = $6,
+                            edited_at = clock_timestamp()
          WHERE id = $1
         RETURNING {COLUMNS}
         """,

@@ -7,7 +7,10 @@ async def report(conn, target_type: str, target_id, reporter_id: str, reason: st
     return await conn.fetchrow(
         "INSERT INTO reports (target_type, target_id, reporter_id, reason) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT DO NOTHING RETURNING *",
-        target_type, target_id, reporter_id, reason,
+        target_type,
+        target_id,
+        reporter_id,
+        reason,
     )
 
 
@@ -25,7 +28,9 @@ async def resolve(conn, target_type: str, target_id, status: str) -> None:
     await conn.execute(
         "UPDATE reports SET status = $3, resolved_at = now() WHERE target_type = $1 AND target_id = $2"
         " AND status = 'open'",
-        target_type, target_id, status,
+        target_type,
+        target_id,
+        status,
     )
 
 
@@ -33,7 +38,12 @@ async def audit(conn, target_type: str, target_id, action: str, actor_id: str, a
     return await conn.fetchrow(
         "INSERT INTO moderation_actions (target_type, target_id, action, actor_id, actor_role, note)"
         " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-        target_type, target_id, action, actor_id, actor_role, note,
+        target_type,
+        target_id,
+        action,
+        actor_id,
+        actor_role,
+        note,
     )
 
 

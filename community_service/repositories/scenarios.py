@@ -11,7 +11,9 @@ async def insert(conn, owner_id: str, values: dict, hot: float) -> asyncpg.Recor
     return await conn.fetchrow(
         f"INSERT INTO scenarios (owner_id, hot, {', '.join(FIELDS)})"
         f" VALUES ($1, $2, {', '.join(f'${i}' for i in range(3, len(FIELDS) + 3))}) RETURNING *",
-        owner_id, hot, *(values.get(f) for f in FIELDS),
+        owner_id,
+        hot,
+        *(values.get(f) for f in FIELDS),
     )
 
 
@@ -24,7 +26,8 @@ async def update(conn, scenario_id, values: dict) -> asyncpg.Record:
     sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
     return await conn.fetchrow(
         f"UPDATE scenarios SET {sets}, updated_at = now() WHERE id = $1 RETURNING *",
-        scenario_id, *(values[n] for n in names),
+        scenario_id,
+        *(values[n] for n in names),
     )
 
 
@@ -35,8 +38,9 @@ async def delete(conn, scenario_id) -> None:
 _SORT = {"new": ("created_at", "timestamptz"), "top": ("score", "integer"), "hot": ("hot", "float8")}
 
 
-async def list_page(conn, user_id: str, *, scope: str, sort: str, q: str | None, after: tuple | None,
-                    limit: int) -> list[asyncpg.Record]:
+async def list_page(
+    conn, user_id: str, *, scope: str, sort: str, q: str | None, after: tuple | None, limit: int
+) -> list[asyncpg.Record]:
     key, cast = _SORT[sort]
     return await conn.fetch(
         "SELECT * FROM scenarios WHERE"
@@ -44,7 +48,13 @@ async def list_page(conn, user_id: str, *, scope: str, sort: str, q: str | None,
         " AND ($3::text IS NULL OR title ILIKE '%' || $3 || '%' OR setting ILIKE '%' || $3 || '%')"
         f" AND ($4::boolean IS FALSE OR ({key}, id) < ($5::{cast}, $6::uuid))"
         f" ORDER BY {key} DESC, id DESC LIMIT $7",
-        scope, user_id, q, after is not None, after[0] if after else None, after[1] if after else None, limit,
+        scope,
+        user_id,
+        q,
+        after is not None,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
 
 

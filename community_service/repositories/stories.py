@@ -8,9 +8,7 @@ _SNAPSHOT = "title, body, step, universe, characters, scenario"
 
 
 async def insert_draft(conn, author_id: str, source: dict | None) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "INSERT INTO stories (author_id, source) VALUES ($1, $2) RETURNING *", author_id, source
-    )
+    row = await conn.fetchrow("INSERT INTO stories (author_id, source) VALUES ($1, $2) RETURNING *", author_id, source)
     await record_version(conn, row, "created", author_id)
     return row
 
@@ -19,8 +17,16 @@ async def record_version(conn, row: asyncpg.Record, change: str, editor_id: str)
     await conn.execute(
         f"INSERT INTO story_versions (story_id, version, {_SNAPSHOT}, change, editor_id)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        row["id"], row["version"], row["title"], row["body"], row["step"], row["universe"], row["characters"],
-        row["scenario"], change, editor_id,
+        row["id"],
+        row["version"],
+        row["title"],
+        row["body"],
+        row["step"],
+        row["universe"],
+        row["characters"],
+        row["scenario"],
+        change,
+        editor_id,
     )
 
 
@@ -45,7 +51,8 @@ async def new_version(conn, story_id, values: dict, change: str, editor_id: str)
     sets = "".join(f", {n} = ${i}" for i, n in enumerate(names, start=2))
     row = await conn.fetchrow(
         f"UPDATE stories SET version = version + 1, updated_at = now(){sets} WHERE id = $1 RETURNING *",
-        story_id, *(values[n] for n in names),
+        story_id,
+        *(values[n] for n in names),
     )
     await record_version(conn, row, change, editor_id)
     return row
@@ -55,7 +62,9 @@ async def publish(conn, story_id, visibility: str, hot: float) -> asyncpg.Record
     return await conn.fetchrow(
         "UPDATE stories SET status = 'published', visibility = $2, hot = $3,"
         " published_at = coalesce(published_at, now()), updated_at = now() WHERE id = $1 RETURNING *",
-        story_id, visibility, hot,
+        story_id,
+        visibility,
+        hot,
     )
 
 
@@ -63,7 +72,8 @@ async def set_share_token(conn, story_id, token: str) -> str:
     """The story's share token: the existing one, else `token`."""
     return await conn.fetchval(
         "UPDATE stories SET share_token = coalesce(share_token, $2) WHERE id = $1 RETURNING share_token",
-        story_id, token,
+        story_id,
+        token,
     )
 
 
@@ -93,7 +103,10 @@ async def feed(conn, *, sort: str, q: str | None, after: tuple | None, limit: in
     return await conn.fetch(
         f"SELECT * FROM stories WHERE {where} AND ({key}, id) < ($2::{cast}, $3::uuid)"
         f" ORDER BY {key} DESC, id DESC LIMIT $4",
-        q, after[0], after[1], limit,
+        q,
+        after[0],
+        after[1],
+        limit,
     )
 
 
@@ -106,7 +119,11 @@ async def list_authored(conn, author_id: str, *, q: str | None, after: tuple | N
     return await conn.fetch(
         f"SELECT * FROM stories WHERE {where} AND (updated_at, id) < ($3::timestamptz, $4::uuid)"
         " ORDER BY updated_at DESC, id DESC LIMIT $5",
-        author_id, q, after[0], after[1], limit,
+        author_id,
+        q,
+        after[0],
+        after[1],
+        limit,
     )
 
 

@@ -8,7 +8,10 @@ import asyncpg
 async def insert(conn, owner_id: str, name: str, description: str, visibility: str) -> asyncpg.Record:
     return await conn.fetchrow(
         "INSERT INTO universes (owner_id, name, description, visibility) VALUES ($1, $2, $3, $4) RETURNING *",
-        owner_id, name, description, visibility,
+        owner_id,
+        name,
+        description,
+        visibility,
     )
 
 
@@ -23,7 +26,12 @@ async def list_visible(conn, user_id: str, *, scope: str, after: tuple | None, l
         " (CASE WHEN $1 = 'mine' THEN owner_id = $2 ELSE visibility = 'public' END)"
         " AND ($3::boolean IS FALSE OR (created_at, id) < ($4::timestamptz, $5::uuid))"
         " ORDER BY created_at DESC, id DESC LIMIT $6",
-        scope, user_id, after is not None, after[0] if after else None, after[1] if after else None, limit,
+        scope,
+        user_id,
+        after is not None,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
 
 

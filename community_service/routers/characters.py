@@ -33,40 +33,53 @@ async def list_characters(
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
     user: CurrentUser = Depends(get_current_user),
 ):
-    items, next_cursor = await svc.list_characters(pool(request), user, scope=scope, q=q, sort=sort, cursor=cursor,
-                                                   limit=limit)
+    items, next_cursor = await svc.list_characters(
+        pool(request), user, scope=scope, q=q, sort=sort, cursor=cursor, limit=limit
+    )
     return listing("characters", items, next_cursor)
 
 
 @router.get("/characters/{character_id}", responses=responses(errors.CHARACTER_NOT_FOUND))
-async def get_character(request: Request, character_id: str = Path(max_length=64),
-                        user: CurrentUser = Depends(get_current_user)):
+async def get_character(
+    request: Request, character_id: str = Path(max_length=64), user: CurrentUser = Depends(get_current_user)
+):
     """The caller's own character, or a public one (Chat reads definitions here with the user's token)."""
     return await svc.get_character(pool(request), user, character_id)
 
 
-@router.patch("/characters/{character_id}",
-              responses=responses(errors.CHARACTER_NOT_FOUND, FORBIDDEN, errors.UNIVERSE_NOT_FOUND, *MODERATED))
-async def update_character(body: CharacterUpdate, request: Request, character_id: str = Path(max_length=64),
-                           user: CurrentUser = Depends(get_current_user)):
-    return await svc.update_character(pool(request), moderator(request), user, character_id,
-                                      body.model_dump(exclude_unset=True))
+@router.patch(
+    "/characters/{character_id}",
+    responses=responses(errors.CHARACTER_NOT_FOUND, FORBIDDEN, errors.UNIVERSE_NOT_FOUND, *MODERATED),
+)
+async def update_character(
+    body: CharacterUpdate,
+    request: Request,
+    character_id: str = Path(max_length=64),
+    user: CurrentUser = Depends(get_current_user),
+):
+    return await svc.update_character(
+        pool(request), moderator(request), user, character_id, body.model_dump(exclude_unset=True)
+    )
 
 
-@router.delete("/characters/{character_id}", status_code=204,
-               responses=responses(errors.CHARACTER_NOT_FOUND, FORBIDDEN))
-async def delete_character(request: Request, character_id: str = Path(max_length=64),
-                           user: CurrentUser = Depends(get_current_user)):
+@router.delete(
+    "/characters/{character_id}", status_code=204, responses=responses(errors.CHARACTER_NOT_FOUND, FORBIDDEN)
+)
+async def delete_character(
+    request: Request, character_id: str = Path(max_length=64), user: CurrentUser = Depends(get_current_user)
+):
     await svc.delete_character(pool(request), user, character_id)
     return Response(status_code=204)
 
 
 # Universes ----------------------------------------------------------------------------------
 
+
 @router.post("/universes", status_code=201, responses=responses(*MODERATED), tags=["universes"])
 async def create_universe(body: UniverseCreate, request: Request, user: CurrentUser = Depends(get_current_user)):
-    return await svc.create_universe(pool(request), moderator(request), user, body.name, body.description,
-                                     body.visibility)
+    return await svc.create_universe(
+        pool(request), moderator(request), user, body.name, body.description, body.visibility
+    )
 
 
 @router.get("/universes", responses=responses(errors.INVALID_CURSOR), tags=["universes"])
@@ -82,8 +95,9 @@ async def list_universes(
 
 
 @router.get("/universes/{universe_id}", responses=responses(errors.UNIVERSE_NOT_FOUND), tags=["universes"])
-async def get_universe(request: Request, universe_id: str = Path(max_length=64),
-                       user: CurrentUser = Depends(get_current_user)):
+async def get_universe(
+    request: Request, universe_id: str = Path(max_length=64), user: CurrentUser = Depends(get_current_user)
+):
     return await svc.get_universe(pool(request), user, universe_id)
 
 
@@ -92,24 +106,38 @@ async def get_universe(request: Request, universe_id: str = Path(max_length=64),
 FavoriteKind = Literal["character", "title"]
 
 
-@router.put("/favorites/{kind}/{target_id}", status_code=204, tags=["favorites"],
-            responses=responses(errors.CHARACTER_NOT_FOUND, errors.TITLE_NOT_FOUND, errors.UPSTREAM_UNAVAILABLE))
-async def put_favorite(kind: FavoriteKind, request: Request, target_id: str = Path(max_length=64),
-                       user: CurrentUser = Depends(get_current_user)):
+@router.put(
+    "/favorites/{kind}/{target_id}",
+    status_code=204,
+    tags=["favorites"],
+    responses=responses(errors.CHARACTER_NOT_FOUND, errors.TITLE_NOT_FOUND, errors.UPSTREAM_UNAVAILABLE),
+)
+async def put_favorite(
+    kind: FavoriteKind,
+    request: Request,
+    target_id: str = Path(max_length=64),
+    user: CurrentUser = Depends(get_current_user),
+):
     """kind `character`: a custom character's id; kind `title`: `movie:<tmdb id>` or `tv:<tmdb id>`."""
     await svc.put_favorite(pool(request), upstreams(request), user, kind, target_id)
     return Response(status_code=204)
 
 
-@router.delete("/favorites/{kind}/{target_id}", status_code=204, tags=["favorites"],
-               responses=responses(errors.FAVORITE_NOT_FOUND))
-async def delete_favorite(kind: FavoriteKind, request: Request, target_id: str = Path(max_length=64),
-                          user: CurrentUser = Depends(get_current_user)):
+@router.delete(
+    "/favorites/{kind}/{target_id}", status_code=204, tags=["favorites"], responses=responses(errors.FAVORITE_NOT_FOUND)
+)
+async def delete_favorite(
+    kind: FavoriteKind,
+    request: Request,
+    target_id: str = Path(max_length=64),
+    user: CurrentUser = Depends(get_current_user),
+):
     await svc.delete_favorite(pool(request), user, kind, target_id)
     return Response(status_code=204)
 
 
 @router.get("/favorites", responses=responses(), tags=["favorites"])
-async def list_favorites(request: Request, kind: FavoriteKind | None = None,
-                         user: CurrentUser = Depends(get_current_user)):
+async def list_favorites(
+    request: Request, kind: FavoriteKind | None = None, user: CurrentUser = Depends(get_current_user)
+):
     return {"favorites": await svc.list_favorites(pool(request), user, kind), "next_cursor": None}

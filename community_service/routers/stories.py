@@ -33,72 +33,130 @@ def _etag(response: Response, story: dict) -> dict:
     return story
 
 
-@router.post("/stories", status_code=201,
-             responses=responses(errors.CONVERSATION_NOT_FOUND, errors.UPSTREAM_UNAVAILABLE))
-async def create_story(body: StoryCreate, request: Request, response: Response,
-                       user: CurrentUser = Depends(get_current_user)):
+@router.post(
+    "/stories", status_code=201, responses=responses(errors.CONVERSATION_NOT_FOUND, errors.UPSTREAM_UNAVAILABLE)
+)
+async def create_story(
+    body: StoryCreate, request: Request, response: Response, user: CurrentUser = Depends(get_current_user)
+):
     """A new draft, empty or with a chat conversation's messages as source material (read from Chat
     with the caller's token: only the caller's own conversations)."""
-    story = await stories.create_draft(pool(request), upstreams(request), user, bearer_token(request),
-                                       body.from_conversation_id, request.app.state.settings.import_max_messages)
+    story = await stories.create_draft(
+        pool(request),
+        upstreams(request),
+        user,
+        bearer_token(request),
+        body.from_conversation_id,
+        request.app.state.settings.import_max_messages,
+    )
     return _etag(response, story)
 
 
-@router.put("/stories/{story_id}/universe",
-            responses=responses(*STEP_ERRORS, errors.TITLE_NOT_FOUND, errors.UNIVERSE_NOT_FOUND,
-                                errors.UPSTREAM_UNAVAILABLE))
-async def set_universe(body: UniverseStep, request: Request, response: Response, story_id: str = StoryId,
-                       if_match: str | None = IfMatch, user: CurrentUser = Depends(get_current_user)):
+@router.put(
+    "/stories/{story_id}/universe",
+    responses=responses(*STEP_ERRORS, errors.TITLE_NOT_FOUND, errors.UNIVERSE_NOT_FOUND, errors.UPSTREAM_UNAVAILABLE),
+)
+async def set_universe(
+    body: UniverseStep,
+    request: Request,
+    response: Response,
+    story_id: str = StoryId,
+    if_match: str | None = IfMatch,
+    user: CurrentUser = Depends(get_current_user),
+):
     """Step 1: a TMDB title (checked against Content), a user-made universe, or a custom one."""
-    story = await stories.set_universe(pool(request), upstreams(request), user, story_id,
-                                       stories.parse_if_match(if_match, required=False), body.model_dump())
+    story = await stories.set_universe(
+        pool(request),
+        upstreams(request),
+        user,
+        story_id,
+        stories.parse_if_match(if_match, required=False),
+        body.model_dump(),
+    )
     return _etag(response, story)
 
 
-@router.put("/stories/{story_id}/characters",
-            responses=responses(*STEP_ERRORS, errors.TOO_MANY_CHARACTERS, errors.CHARACTER_NOT_FOUND))
-async def set_characters(body: CharactersStep, request: Request, response: Response, story_id: str = StoryId,
-                         if_match: str | None = IfMatch, user: CurrentUser = Depends(get_current_user)):
+@router.put(
+    "/stories/{story_id}/characters",
+    responses=responses(*STEP_ERRORS, errors.TOO_MANY_CHARACTERS, errors.CHARACTER_NOT_FOUND),
+)
+async def set_characters(
+    body: CharactersStep,
+    request: Request,
+    response: Response,
+    story_id: str = StoryId,
+    if_match: str | None = IfMatch,
+    user: CurrentUser = Depends(get_current_user),
+):
     """Step 2: 1 to 5 characters, by name and series or as custom characters."""
-    story = await stories.set_characters(pool(request), user, story_id,
-                                         stories.parse_if_match(if_match, required=False),
-                                         [c.model_dump() for c in body.characters])
+    story = await stories.set_characters(
+        pool(request),
+        user,
+        story_id,
+        stories.parse_if_match(if_match, required=False),
+        [c.model_dump() for c in body.characters],
+    )
     return _etag(response, story)
 
 
 @router.put("/stories/{story_id}/scenario", responses=responses(*STEP_ERRORS, errors.SCENARIO_NOT_FOUND))
-async def set_scenario(body: ScenarioStep, request: Request, response: Response, story_id: str = StoryId,
-                       if_match: str | None = IfMatch, user: CurrentUser = Depends(get_current_user)):
+async def set_scenario(
+    body: ScenarioStep,
+    request: Request,
+    response: Response,
+    story_id: str = StoryId,
+    if_match: str | None = IfMatch,
+    user: CurrentUser = Depends(get_current_user),
+):
     """Step 3: setting, tone, themes, optionally from the scenario library."""
-    story = await stories.set_scenario(pool(request), user, story_id,
-                                       stories.parse_if_match(if_match, required=False), body.model_dump())
+    story = await stories.set_scenario(
+        pool(request), user, story_id, stories.parse_if_match(if_match, required=False), body.model_dump()
+    )
     return _etag(response, story)
 
 
-@router.post("/stories/{story_id}/generate",
-             responses=responses(errors.STORY_NOT_FOUND, errors.STORY_INCOMPLETE, INSUFFICIENT_QUOTA,
-                                 errors.LLM_UNAVAILABLE)
-             | {200: {"content": {"text/event-stream": {}}, "description": "token…, then done or error"}})
-async def generate_story(body: GenerateRequest, request: Request, story_id: str = StoryId,
-                         user: CurrentUser = Depends(get_current_user)):
+@router.post(
+    "/stories/{story_id}/generate",
+    responses=responses(errors.STORY_NOT_FOUND, errors.STORY_INCOMPLETE, INSUFFICIENT_QUOTA, errors.LLM_UNAVAILABLE)
+    | {200: {"content": {"text/event-stream": {}}, "description": "token…, then done or error"}},
+)
+async def generate_story(
+    body: GenerateRequest, request: Request, story_id: str = StoryId, user: CurrentUser = Depends(get_current_user)
+):
     """Step 4: the story written by a model, streamed (server-sent events in chat's frames); the
     `story` quota is reserved before, settled when the text is saved, released on failure."""
     state = request.app.state
     row, spec, reservation = await generation.prepare(pool(request), state.llm, state.quota, user, story_id)
     events = generation.run(pool(request), state.llm, user, row, spec, reservation, body.length, body.instructions)
-    return StreamingResponse(events, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
-@router.patch("/stories/{story_id}",
-              responses=responses(errors.STORY_NOT_FOUND, errors.VERSION_CONFLICT, errors.PRECONDITION_REQUIRED,
-                                  errors.INVALID_IF_MATCH, errors.CONTENT_FLAGGED, errors.MODERATION_UNAVAILABLE))
-async def edit_story(body: StoryEdit, request: Request, response: Response, story_id: str = StoryId,
-                     if_match: str | None = IfMatch, user: CurrentUser = Depends(get_current_user)):
+@router.patch(
+    "/stories/{story_id}",
+    responses=responses(
+        errors.STORY_NOT_FOUND,
+        errors.VERSION_CONFLICT,
+        errors.PRECONDITION_REQUIRED,
+        errors.INVALID_IF_MATCH,
+        errors.CONTENT_FLAGGED,
+        errors.MODERATION_UNAVAILABLE,
+    ),
+)
+async def edit_story(
+    body: StoryEdit,
+    request: Request,
+    response: Response,
+    story_id: str = StoryId,
+    if_match: str | None = IfMatch,
+    user: CurrentUser = Depends(get_current_user),
+):
     """A new version; `If-Match: "<version>"` is required (428 without, 412 when stale)."""
     expected = stories.parse_if_match(if_match, required=True)
-    story = await stories.edit(pool(request), moderator(request), user, story_id, expected,
-                               body.model_dump(exclude_none=True))
+    story = await stories.edit(
+        pool(request), moderator(request), user, story_id, expected, body.model_dump(exclude_none=True)
+    )
     return _etag(response, story)
 
 
@@ -107,11 +165,23 @@ async def story_versions(request: Request, story_id: str = StoryId, user: Curren
     return {"versions": await stories.versions(pool(request), user, story_id), "next_cursor": None}
 
 
-@router.post("/stories/{story_id}/publish",
-             responses=responses(errors.STORY_NOT_FOUND, errors.STORY_INCOMPLETE, errors.CONTENT_FLAGGED,
-                                 errors.MODERATION_UNAVAILABLE, errors.VERSION_CONFLICT))
-async def publish_story(body: PublishRequest, request: Request, response: Response, story_id: str = StoryId,
-                        user: CurrentUser = Depends(get_current_user)):
+@router.post(
+    "/stories/{story_id}/publish",
+    responses=responses(
+        errors.STORY_NOT_FOUND,
+        errors.STORY_INCOMPLETE,
+        errors.CONTENT_FLAGGED,
+        errors.MODERATION_UNAVAILABLE,
+        errors.VERSION_CONFLICT,
+    ),
+)
+async def publish_story(
+    body: PublishRequest,
+    request: Request,
+    response: Response,
+    story_id: str = StoryId,
+    user: CurrentUser = Depends(get_current_user),
+):
     """Publication after moderation (OpenAI's moderation endpoint): 422 CONTENT_FLAGGED when flagged."""
     story = await stories.publish(pool(request), moderator(request), user, story_id, body.visibility)
     return _etag(response, story)
@@ -128,14 +198,16 @@ async def list_stories(
     user: CurrentUser = Depends(get_current_user),
 ):
     """`public`: published public stories by hot, new or top; `mine`: the caller's, recently changed first."""
-    items, next_cursor = await stories.list_stories(pool(request), user, scope=scope, sort=sort, q=q, cursor=cursor,
-                                                    limit=limit)
+    items, next_cursor = await stories.list_stories(
+        pool(request), user, scope=scope, sort=sort, q=q, cursor=cursor, limit=limit
+    )
     return listing("stories", items, next_cursor)
 
 
 @router.get("/stories/{story_id}", responses=responses(errors.STORY_NOT_FOUND))
-async def get_story(request: Request, response: Response, story_id: str = StoryId,
-                    user: CurrentUser = Depends(get_current_user)):
+async def get_story(
+    request: Request, response: Response, story_id: str = StoryId, user: CurrentUser = Depends(get_current_user)
+):
     """The caller's own story (any status), or a published one; the version is the ETag."""
     return _etag(response, await stories.get_story(pool(request), user, story_id))
 
@@ -147,11 +219,16 @@ async def delete_story(request: Request, story_id: str = StoryId, user: CurrentU
 
 
 @router.get("/stories/{story_id}/export", responses=responses(errors.STORY_NOT_FOUND))
-async def export_story(request: Request, story_id: str = StoryId, format: Literal["pdf", "txt", "md"] = "txt",
-                       user: CurrentUser = Depends(get_current_user)):
+async def export_story(
+    request: Request,
+    story_id: str = StoryId,
+    format: Literal["pdf", "txt", "md"] = "txt",
+    user: CurrentUser = Depends(get_current_user),
+):
     content, media_type, filename = await stories.export(pool(request), user, story_id, format)
-    return Response(content, media_type=media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
 
 
 @router.post("/stories/{story_id}/share", responses=responses(errors.STORY_NOT_FOUND))

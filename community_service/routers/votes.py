@@ -23,13 +23,21 @@ async def put_vote(body: VoteRequest, request: Request, user: CurrentUser = Depe
 
 
 @router.delete("/votes/{target_type}/{target_id}", responses=responses(errors.TARGET_NOT_FOUND))
-async def delete_vote(target_type: TargetType, request: Request, target_id: str = Path(max_length=64),
-                      user: CurrentUser = Depends(get_current_user)):
+async def delete_vote(
+    target_type: TargetType,
+    request: Request,
+    target_id: str = Path(max_length=64),
+    user: CurrentUser = Depends(get_current_user),
+):
     return await svc.vote(pool(request), user, target_type, target_id, 0)
 
 
-@router.post("/reports", status_code=201, responses=responses(errors.TARGET_NOT_FOUND, errors.ALREADY_REPORTED),
-             tags=["moderation"])
+@router.post(
+    "/reports",
+    status_code=201,
+    responses=responses(errors.TARGET_NOT_FOUND, errors.ALREADY_REPORTED),
+    tags=["moderation"],
+)
 async def report(body: ReportRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
     return await svc.report(pool(request), user, body.target_type, body.target_id, body.reason)
 
@@ -41,17 +49,25 @@ async def moderator_user(user: CurrentUser = Depends(get_current_user)) -> Curre
 
 
 @router.get("/moderation/queue", responses=responses(errors.MODERATOR_REQUIRED), tags=["moderation"])
-async def moderation_queue(request: Request, limit: int = Query(50, ge=1, le=200),
-                           user: CurrentUser = Depends(moderator_user)):
+async def moderation_queue(
+    request: Request, limit: int = Query(50, ge=1, le=200), user: CurrentUser = Depends(moderator_user)
+):
     """Reported content with open reports, oldest first."""
     return {"queue": await svc.moderation_queue(pool(request), limit), "next_cursor": None}
 
 
-@router.post("/moderation/{target_type}/{target_id}/{action}", tags=["moderation"],
-             responses=responses(errors.MODERATOR_REQUIRED, errors.TARGET_NOT_FOUND))
-async def moderate(target_type: TargetType, action: Literal["approve", "remove"], request: Request,
-                   target_id: str = Path(max_length=64),
-                   note: str | None = Body(None, embed=True, max_length=1000),
-                   user: CurrentUser = Depends(moderator_user)):
+@router.post(
+    "/moderation/{target_type}/{target_id}/{action}",
+    tags=["moderation"],
+    responses=responses(errors.MODERATOR_REQUIRED, errors.TARGET_NOT_FOUND),
+)
+async def moderate(
+    target_type: TargetType,
+    action: Literal["approve", "remove"],
+    request: Request,
+    target_id: str = Path(max_length=64),
+    note: str | None = Body(None, embed=True, max_length=1000),
+    user: CurrentUser = Depends(moderator_user),
+):
     """approve closes the reports; remove hides the content from feeds, lists and share links. Audited."""
     return await svc.moderate(pool(request), user, target_type, target_id, action, note)

@@ -6,6 +6,7 @@
 No package on PyPI ships a usable catalogue of real titles with characters under a licence
 that allows redistribution; see docs/content-search.md.
 """
+
 from content_service.corpus.generator import generate, names_of, split_character
 
 __all__ = ["generate", "names_of", "split_character"]

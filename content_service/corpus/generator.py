@@ -17,6 +17,7 @@ Properties that matter for search (and that a uniform random generator would mis
 `generate(n_names)` yields entity records (dicts, the shape the store keeps) whose names add
 up to about n_names; the same seed gives the same corpus.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,9 +28,26 @@ from content_service.corpus import words as W
 MAX_CAST = 80
 ROMAN = ["", "", "II", "III", "IV", "V", "VI", "VII"]
 ORDINAL_WORDS = ["", "", "Two", "Three", "Four", "Five"]
-GENRES = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama",
-          "Family", "Fantasy", "History", "Horror", "Music", "Mystery", "Romance",
-          "Science Fiction", "Thriller", "War", "Western"]
+GENRES = [
+    "Action",
+    "Adventure",
+    "Animation",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Family",
+    "Fantasy",
+    "History",
+    "Horror",
+    "Music",
+    "Mystery",
+    "Romance",
+    "Science Fiction",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
 class _Gen:
@@ -43,7 +61,7 @@ class _Gen:
         """An element of seq, earlier elements more likely (Zipf-like)."""
         n = len(seq)
         u = self.r.random()
-        i = int(n ** u ** s) - 1 if n > 1 else 0
+        i = int(n**u**s) - 1 if n > 1 else 0
         return seq[min(max(i, 0), n - 1)]
 
     def invented(self) -> str:
@@ -57,7 +75,7 @@ class _Gen:
             i = r.randrange(len(w))
             acc = W.ACCENTED.get(w[i])
             if acc:
-                w = w[:i] + r.choice(acc) + w[i + 1:]
+                w = w[:i] + r.choice(acc) + w[i + 1 :]
         return w.capitalize()
 
     def new_word(self, pool: list[str], p_new: float) -> str:
@@ -120,8 +138,7 @@ class _Gen:
         elif t < 0.50:
             s = f"The {self.noun()} of {self.place()}"
         elif t < 0.56:
-            s = f"{self.noun()} of the {self.noun()}s" if r.random() < 0.5 else \
-                f"{self.noun()} of {self.noun()}"
+            s = f"{self.noun()} of the {self.noun()}s" if r.random() < 0.5 else f"{self.noun()} of {self.noun()}"
         elif t < 0.62:
             s = f"{self.first()}'s {self.noun()}"
         elif t < 0.67:
@@ -151,8 +168,10 @@ class _Gen:
             art = r.choice(("Le ", "La ", "Les ", "L'"))
             o = f"{art}{r.choice(W.FRENCH).capitalize()} {r.choice(W.FRENCH_ADJ)}"
         elif lang < 0.55:
-            o = f"{r.choice(('El', 'La', 'Los', 'Las'))} {r.choice(W.SPANISH)} " \
+            o = (
+                f"{r.choice(('El', 'La', 'Los', 'Las'))} {r.choice(W.SPANISH)} "
                 f"{r.choice(('de', 'del'))} {r.choice(W.SPANISH)}"
+            )
         elif lang < 0.75:
             o = f"{r.choice(('Der', 'Die', 'Das'))} {r.choice(W.GERMAN).capitalize()}"
         else:
@@ -190,7 +209,7 @@ class _Gen:
         elif x < 0.84:
             s = self.alias()
         elif x < 0.94:
-            s = f"{r.choice(W.CHARACTER_TITLES)} {self.first() if r.random() < .5 else self.surname()}"
+            s = f"{r.choice(W.CHARACTER_TITLES)} {self.first() if r.random() < 0.5 else self.surname()}"
         else:
             s = self.first()
         if animated and r.random() < 0.5:
@@ -210,8 +229,14 @@ def split_character(credit: str) -> tuple[str, list[str]]:
     parentheticals such as "(voice)" or "(uncredited)" are dropped.
     """
     import re
-    clean = re.sub(r"\s*\((?:voice|uncredited|archive footage|singing voice|"
-                   r"as [^)]*|[^)]*version)\)", "", credit or "", flags=re.I).strip()
+
+    clean = re.sub(
+        r"\s*\((?:voice|uncredited|archive footage|singing voice|"
+        r"as [^)]*|[^)]*version)\)",
+        "",
+        credit or "",
+        flags=re.I,
+    ).strip()
     clean = re.sub(r"\s+", " ", clean)
     parts = [p.strip() for p in re.split(r"\s*/\s*", clean) if p.strip()]
     if not parts:
@@ -233,14 +258,14 @@ def generate(n_names: int, seed: int = 2024) -> Iterator[dict]:
     def zipf_pops(n, scale):
         ranks = list(range(1, n + 1))
         r.shuffle(ranks)
-        return [round(scale / rk ** 0.9 + r.random() * 0.05, 4) for rk in ranks]
+        return [round(scale / rk**0.9 + r.random() * 0.05, 4) for rk in ranks]
 
     title_pop = zipf_pops(n_titles, 900.0)
     people_pop = zipf_pops(n_people, 300.0)
     # titles in decreasing popularity let sequels follow their originals
     order = sorted(range(n_titles), key=lambda i: -title_pop[i])
-    titles = [None] * n_titles      # (key, type, name, original, year, pop, flags, genres)
-    bases: list[tuple[str, str, int, float]] = []   # franchise bases: (name, type, count, pop)
+    titles = [None] * n_titles  # (key, type, name, original, year, pop, flags, genres)
+    bases: list[tuple[str, str, int, float]] = []  # franchise bases: (name, type, count, pop)
     movie_id = tv_id = 0
     for rank, i in enumerate(order):
         is_tv = r.random() < n_tv / n_titles
@@ -250,7 +275,7 @@ def generate(n_names: int, seed: int = 2024) -> Iterator[dict]:
             bi = int(len(bases) * r.random() ** 3)
             bname, btype, cnt, bpop = bases[bi]
             if r.random() < 0.25 or cnt >= 7:
-                name = bname              # a remake: same title, another year
+                name = bname  # a remake: same title, another year
             else:
                 cnt += 1
                 bases[bi] = (bname, btype, cnt, bpop)
@@ -267,15 +292,15 @@ def generate(n_names: int, seed: int = 2024) -> Iterator[dict]:
         else:
             movie_id += 1
             key = f"movie:{movie_id}"
-        anime = is_tv and (r.random() < 0.12 or (original is not None and any(
-            w.lower() in W.JAPANESE for w in original.split()[:1])))
+        anime = is_tv and (
+            r.random() < 0.12 or (original is not None and any(w.lower() in W.JAPANESE for w in original.split()[:1]))
+        )
         cartoon = (not anime) and r.random() < (0.10 if is_tv else 0.05)
         genres = r.sample(GENRES, r.choice((1, 2, 2, 3)))
         if anime or cartoon:
             genres = ["Animation"] + [x for x in genres if x != "Animation"][:2]
         year = 1930 + int(95 * r.random() ** 0.6)
-        titles[i] = [key, "tv" if is_tv else "movie", name, original, year, pop, anime, cartoon,
-                     genres, []]
+        titles[i] = [key, "tv" if is_tv else "movie", name, original, year, pop, anime, cartoon, genres, []]
 
     people = []
     for i in range(n_people):
@@ -288,7 +313,7 @@ def generate(n_names: int, seed: int = 2024) -> Iterator[dict]:
     chars = []
     for c in range(n_chars):
         ti = titles_by_pop[int(n_titles * r.random() ** 2.2)]
-        while len(titles[ti][9]) >= MAX_CAST:       # casts as long as TMDB's, no longer
+        while len(titles[ti][9]) >= MAX_CAST:  # casts as long as TMDB's, no longer
             ti = titles_by_pop[int(n_titles * r.random())]
         pi = people_by_pop[int(n_people * r.random() ** 1.8)]
         t = titles[ti]
@@ -305,24 +330,48 @@ def generate(n_names: int, seed: int = 2024) -> Iterator[dict]:
 
     for t in titles:
         key, typ, name, original, year, pop, anime, cartoon, genres, cast = t
-        rec = {"key": key, "type": typ, "id": int(key.split(":")[1]), "name": name,
-               "original_name": original or name, "year": year, "popularity": pop,
-               "genres": genres, "overview": "",
-               "cast": [{"person": pk, "character": ck, "credit": cr, "order": o}
-                        for pk, ck, cr, o in cast]}
+        rec = {
+            "key": key,
+            "type": typ,
+            "id": int(key.split(":")[1]),
+            "name": name,
+            "original_name": original or name,
+            "year": year,
+            "popularity": pop,
+            "genres": genres,
+            "overview": "",
+            "cast": [{"person": pk, "character": ck, "credit": cr, "order": o} for pk, ck, cr, o in cast],
+        }
         if typ == "tv":
             rec["is_anime"] = bool(anime)
             rec["is_cartoon"] = bool(cartoon)
         yield rec
     for ckey, display, names, credit, tkey, tname, ttype, pkey, pname, pop in chars:
-        yield {"key": ckey, "type": "character", "id": int(ckey.split(":")[1]),
-               "name": display, "aliases": names, "credit": credit, "title": tkey,
-               "title_name": tname, "title_type": ttype, "person": pkey, "actor": pname,
-               "popularity": pop}
+        yield {
+            "key": ckey,
+            "type": "character",
+            "id": int(ckey.split(":")[1]),
+            "name": display,
+            "aliases": names,
+            "credit": credit,
+            "title": tkey,
+            "title_name": tname,
+            "title_type": ttype,
+            "person": pkey,
+            "actor": pname,
+            "popularity": pop,
+        }
     for key, name, aka, pop, credits in people:
-        yield {"key": key, "type": "person", "id": int(key.split(":")[1]), "name": name,
-               "also_known_as": aka, "popularity": pop, "known_for_department": "Acting",
-               "credits": [{"title": tk, "character": ck, "credit": cr} for tk, ck, cr in credits]}
+        yield {
+            "key": key,
+            "type": "person",
+            "id": int(key.split(":")[1]),
+            "name": name,
+            "also_known_as": aka,
+            "popularity": pop,
+            "known_for_department": "Acting",
+            "credits": [{"title": tk, "character": ck, "credit": cr} for tk, ck, cr in credits],
+        }
 
 
 def names_of(rec: dict) -> list[str]:
@@ -337,4 +386,3 @@ def names_of(rec: dict) -> list[str]:
     if t == "person":
         return [rec["name"], *rec.get("also_known_as", [])]
     return list(rec.get("aliases") or [rec["name"]])
-

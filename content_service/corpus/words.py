@@ -50,25 +50,55 @@ mars venus jupiter saturn atlantis gotham metropolis narnia avalon
 """.split()
 
 SUBTITLES = [
-    "The Beginning", "The Return", "The Revenge", "The Reckoning", "The Awakening",
-    "The Uprising", "The Final Chapter", "The Last Stand", "The Lost City", "The Dark Side",
-    "The Next Generation", "A New Hope", "Origins", "Resurrection", "Redemption", "Retribution",
-    "Legacy", "Reborn", "Rise of the Machines", "Age of Extinction", "Endgame", "Homecoming",
-    "Far from Home", "The Movie", "The Series", "Part One", "Part Two", "Day of Reckoning",
+    "The Beginning",
+    "The Return",
+    "The Revenge",
+    "The Reckoning",
+    "The Awakening",
+    "The Uprising",
+    "The Final Chapter",
+    "The Last Stand",
+    "The Lost City",
+    "The Dark Side",
+    "The Next Generation",
+    "A New Hope",
+    "Origins",
+    "Resurrection",
+    "Redemption",
+    "Retribution",
+    "Legacy",
+    "Reborn",
+    "Rise of the Machines",
+    "Age of Extinction",
+    "Endgame",
+    "Homecoming",
+    "Far from Home",
+    "The Movie",
+    "The Series",
+    "Part One",
+    "Part Two",
+    "Day of Reckoning",
 ]
 
-FRENCH = "amour nuit jour vie mort homme femme enfant ville maison coeur rêve étoile été hiver " \
-         "fenêtre château forêt île mystère café école hôtel fête pêcheur frère sœur bête".split()
-FRENCH_ADJ = "noir blanc rouge bleu perdu dernier première éternel fou belle étrange " \
-             "doré cachée sauvage".split()
-SPANISH = "amor noche día vida muerte hombre mujer niño ciudad casa corazón sueño estrella " \
-          "verano invierno señor señora caballero montaña año leyenda corazón niña".split()
-GERMAN = "nacht tag leben tod mann frau kind stadt haus herz traum stern sommer winter " \
-         "brücke straße mädchen jäger könig krieg schön grün".split()
-JAPANESE = "kimi no na wa sen to chihiro kamikakushi tonari totoro mononoke hime shingeki " \
-           "kyojin boku hero akademia kimetsu yaiba naruto shippuden bleach one piece " \
-           "dragon ball kaze tachinu hotaru haka sailor senshi gundam evangelion " \
-           "kaguya sama jujutsu kaisen chainsaw spy family".split()
+FRENCH = (
+    "amour nuit jour vie mort homme femme enfant ville maison coeur rêve étoile été hiver "
+    "fenêtre château forêt île mystère café école hôtel fête pêcheur frère sœur bête".split()
+)
+FRENCH_ADJ = "noir blanc rouge bleu perdu dernier première éternel fou belle étrange doré cachée sauvage".split()
+SPANISH = (
+    "amor noche día vida muerte hombre mujer niño ciudad casa corazón sueño estrella "
+    "verano invierno señor señora caballero montaña año leyenda corazón niña".split()
+)
+GERMAN = (
+    "nacht tag leben tod mann frau kind stadt haus herz traum stern sommer winter "
+    "brücke straße mädchen jäger könig krieg schön grün".split()
+)
+JAPANESE = (
+    "kimi no na wa sen to chihiro kamikakushi tonari totoro mononoke hime shingeki "
+    "kyojin boku hero akademia kimetsu yaiba naruto shippuden bleach one piece "
+    "dragon ball kaze tachinu hotaru haka sailor senshi gundam evangelion "
+    "kaguya sama jujutsu kaisen chainsaw spy family".split()
+)
 
 FIRST_NAMES = """
 James John Robert Michael William David Richard Joseph Thomas Charles Christopher Daniel
@@ -129,17 +159,43 @@ Kapoor Khan Sharma Singh Kumar Gupta Chopra Bachchan Mukherjee Reddy Iyer Rao
 Okafor Adeyemi Mensah Nwosu Okonkwo Achebe Nyong'o Ejiofor Elba Oyelowo O'Brien O'Connor
 """.split()
 
-ONSETS = "b c d f g h j k l m n p r s t v w z br cr dr fr gr kr pr tr bl cl fl gl kl pl sl " \
-         "st sp sk sh ch th ph qu".split()
+ONSETS = (
+    "b c d f g h j k l m n p r s t v w z br cr dr fr gr kr pr tr bl cl fl gl kl pl sl st sp sk sh ch th ph qu".split()
+)
 VOWELS = "a e i o u a e i o ai au ea ia io ou ei ae".split()
 CODAS = ["", "", "", "", "n", "r", "s", "l", "m", "th", "x", "k", "nd", "rn", "st"]
-ACCENTED = {"a": "áàâäã", "e": "éèêë", "i": "íìîï", "o": "óòôöõø", "u": "úùûü", "n": "ñ",
-            "c": "ç", "s": "šş", "z": "žź"}
+ACCENTED = {
+    "a": "áàâäã",
+    "e": "éèêë",
+    "i": "íìîï",
+    "o": "óòôöõø",
+    "u": "úùûü",
+    "n": "ñ",
+    "c": "ç",
+    "s": "šş",
+    "z": "žź",
+}
 
-CHARACTER_TITLES = "Captain Doctor Dr. Agent Detective Sergeant Lieutenant Commander Professor " \
-                   "Lord Lady Sir King Queen Prince Princess Mister Miss Officer Major Colonel " \
-                   "General Father Sister Uncle Aunt Grandma Young Old Little Big".split()
+CHARACTER_TITLES = (
+    "Captain Doctor Dr. Agent Detective Sergeant Lieutenant Commander Professor "
+    "Lord Lady Sir King Queen Prince Princess Mister Miss Officer Major Colonel "
+    "General Father Sister Uncle Aunt Grandma Young Old Little Big".split()
+)
 
-ALIAS_PATTERNS = ["The {Adj} {Noun}", "The {Noun}", "{Noun} Man", "{Noun} Woman", "{Noun}girl",
-                  "{Noun}boy", "Captain {Noun}", "The {Noun} King", "Mister {Noun}", "{Adj} {Noun}",
-                  "Dr. {Sur}", "Agent {Sur}", "{Noun}-Man", "{Noun}hawk", "Lady {Noun}"]
+ALIAS_PATTERNS = [
+    "The {Adj} {Noun}",
+    "The {Noun}",
+    "{Noun} Man",
+    "{Noun} Woman",
+    "{Noun}girl",
+    "{Noun}boy",
+    "Captain {Noun}",
+    "The {Noun} King",
+    "Mister {Noun}",
+    "{Adj} {Noun}",
+    "Dr. {Sur}",
+    "Agent {Sur}",
+    "{Noun}-Man",
+    "{Noun}hawk",
+    "Lady {Noun}",
+]

@@ -1,6 +1,7 @@
 """The in-process LRU for hot queries (the first tier of the multi-tier cache; Redis holds
 resource details in the service). Keys are normalized, so "Dark Knight" and "dark  knight"
 share an entry. One cache belongs to one index: a rebuilt index gets a fresh cache."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -17,8 +18,9 @@ class CachedSearch:
         self.hits = 0
         self.misses = 0
 
-    def search(self, query: str, mode: str = "auto", limit: int = 10,
-               types: tuple[str, ...] | list[str] | None = None) -> list[Hit]:
+    def search(
+        self, query: str, mode: str = "auto", limit: int = 10, types: tuple[str, ...] | list[str] | None = None
+    ) -> list[Hit]:
         key = (normalize_key(query)[0], mode, limit, tuple(sorted(types)) if types else ())
         lru = self._lru
         found = lru.get(key)
@@ -34,5 +36,4 @@ class CachedSearch:
         return found
 
     def stats(self) -> dict:
-        return {"size": len(self._lru), "maxsize": self.maxsize, "hits": self.hits,
-                "misses": self.misses}
+        return {"size": len(self._lru), "maxsize": self.maxsize, "hits": self.hits, "misses": self.misses}

@@ -13,14 +13,15 @@ deletions on each side (an edit that shifts the alignment pushes one character o
 window on the other side, which costs one deletion there instead), so candidates stay a
 superset while the index stays small.
 """
+
 from __future__ import annotations
 
 import zlib
 
 import numpy as np
 
-PREFIX_LEN = 7          # full-word index: deletions of w[:7]
-PREFIX_INDEX_MAX = 9    # fuzzy-prefix index: distinct word prefixes of 3..9 characters
+PREFIX_LEN = 7  # full-word index: deletions of w[:7]
+PREFIX_INDEX_MAX = 9  # fuzzy-prefix index: distinct word prefixes of 3..9 characters
 
 
 def deletions(s: str, k: int) -> set[str]:
@@ -34,7 +35,7 @@ def deletions(s: str, k: int) -> set[str]:
             if n <= 1:
                 continue
             for i in range(n):
-                nxt.add(w[:i] + w[i + 1:])
+                nxt.add(w[:i] + w[i + 1 :])
         out |= nxt
         frontier = nxt
     return out
@@ -59,7 +60,7 @@ class DeletionIndex:
         self.targets = targets
 
     @classmethod
-    def build(cls, items) -> "DeletionIndex":
+    def build(cls, items) -> DeletionIndex:
         """items: iterable of (target_id, string, k)."""
         hs: list[np.ndarray] = []
         ts: list[np.ndarray] = []
@@ -81,7 +82,7 @@ class DeletionIndex:
         order = np.lexsort((t, h))
         h = h[order]
         t = t[order]
-        if len(h):   # drop duplicate (hash, target) pairs from colliding deletions
+        if len(h):  # drop duplicate (hash, target) pairs from colliding deletions
             keep = np.ones(len(h), dtype=bool)
             keep[1:] = (h[1:] != h[:-1]) | (t[1:] != t[:-1])
             h, t = h[keep], t[keep]
@@ -94,7 +95,7 @@ class DeletionIndex:
         q = hash_many(strings)
         lo = np.searchsorted(self.hashes, q, "left")
         hi = np.searchsorted(self.hashes, q, "right")
-        parts = [self.targets[a:b] for a, b in zip(lo.tolist(), hi.tolist()) if b > a]
+        parts = [self.targets[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a]
         if not parts:
             return np.empty(0, dtype=np.int32)
         # sorted distinct by sort + neighbour compare: for these few hundred ids numpy's

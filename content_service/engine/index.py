@@ -21,6 +21,7 @@ Match kinds rank exact > prefix > substring > fuzzy; inside a kind fewer edits f
 name id (popularity, type). Every hit carries its kind, edit distance and matched spans in the
 display name.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ from content_service.engine.normalize import (
     prefix_edits,
 )
 
-try:     # the compiled query path (_kernel.c, built by setup.py); without it, pure Python
+try:  # the compiled query path (_kernel.c, built by setup.py); without it, pure Python
     from content_service.engine import _kernel
 except ImportError:  # pragma: no cover - the build hook was not run
     _kernel = None
@@ -51,21 +52,21 @@ MAXCH = "\U0010ffff"
 KINDS = ("exact", "prefix", "substring", "fuzzy")
 EXACT, PREFIX, SUBSTRING, FUZZY = range(4)
 MODES = ("exact", "prefix", "substring", "fuzzy", "auto")
-MODE_CODE = {m: i for i, m in enumerate(MODES)}   # the kernel's mode numbers
+MODE_CODE = {m: i for i, m in enumerate(MODES)}  # the kernel's mode numbers
 TYPES = ("movie", "tv", "character", "person")
 TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
 
-HEAVY_KEY = 48       # above this many names a prefix range keeps its top ids (24k prefixes at 1M)
+HEAVY_KEY = 48  # above this many names a prefix range keeps its top ids (24k prefixes at 1M)
 HEAVY_TOP = 128
 HEAVY_WORD = 8192
 SCAN_LIMIT = 200_000
-WALK_GROWTH = 8         # growth of the chunks a multi-word intersection walks
-FWD_WIDTH = 8           # words per name in the fixed-width forward index (all but 4 in a
-                        # million generated names; a power of two: see _marked_distance)
+WALK_GROWTH = 8  # growth of the chunks a multi-word intersection walks
+FWD_WIDTH = 8  # words per name in the fixed-width forward index (all but 4 in a
+# million generated names; a power of two: see _marked_distance)
 _MIN2 = np.minimum(np.arange(65536) & 255, np.arange(65536) >> 8).astype(np.uint8)
-SUBSTRING_LISTS = 3     # trigram posting lists intersected (the rarest drives); the rest verified
+SUBSTRING_LISTS = 3  # trigram posting lists intersected (the rarest drives); the rest verified
 SUBSTRING_OTHER_MAX = 50_000  # longer trigram lists are not intersected (see _substring)
-SUBSTRING_CHUNK = 64    # first chunk of driving ids; later chunks grow 4x
+SUBSTRING_CHUNK = 64  # first chunk of driving ids; later chunks grow 4x
 
 
 @dataclass(slots=True)
@@ -80,14 +81,21 @@ class Hit:
     name_id: int
 
     def to_dict(self) -> dict:
-        return {"entity": self.entity, "type": self.type, "name": self.name, "kind": self.kind,
-                "distance": self.distance, "spans": [list(s) for s in self.spans],
-                "popularity": round(float(self.popularity), 3)}
+        return {
+            "entity": self.entity,
+            "type": self.type,
+            "name": self.name,
+            "kind": self.kind,
+            "distance": self.distance,
+            "spans": [list(s) for s in self.spans],
+            "popularity": round(float(self.popularity), 3),
+        }
 
 
 @dataclass(slots=True)
 class EntityNames:
     """What the index needs of an entity: its key, type, popularity and names."""
+
     key: str
     type: str
     popularity: float
@@ -105,11 +113,10 @@ class StrTable:
         self._o = _mv(off)
 
     @classmethod
-    def from_list(cls, items: list[str]) -> "StrTable":
+    def from_list(cls, items: list[str]) -> StrTable:
         enc = [x.encode("utf-8") for x in items]
         off = np.zeros(len(enc) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter((len(b) for b in enc), dtype=np.int64, count=len(enc)),
-                  out=off[1:])
+        np.cumsum(np.fromiter((len(b) for b in enc), dtype=np.int64, count=len(enc)), out=off[1:])
         return cls(b"".join(enc), off)
 
     def __len__(self) -> int:
@@ -117,18 +124,18 @@ class StrTable:
 
     def __getitem__(self, i: int) -> str:
         o = self._o
-        return self.blob[o[i]:o[i + 1]].decode("utf-8")
+        return self.blob[o[i] : o[i + 1]].decode("utf-8")
 
     def many(self, idx: list[int]) -> list[str]:
         o = self._o
         b = self.blob
-        return [b[o[i]:o[i + 1]].decode("utf-8") for i in idx]
+        return [b[o[i] : o[i + 1]].decode("utf-8") for i in idx]
 
     def __iter__(self):
         o = self.off.tolist()
         b = self.blob
         for i in range(len(o) - 1):
-            yield b[o[i]:o[i + 1]].decode("utf-8")
+            yield b[o[i] : o[i + 1]].decode("utf-8")
 
 
 def _mv(a: np.ndarray) -> memoryview:
@@ -176,20 +183,23 @@ def _gallop_end(strings: list[str], lo: int, key: str, prefix: bool) -> int:
     a cache miss)."""
     n = len(strings)
     if prefix:
+
         def inside(i):
             return strings[i].startswith(key)
     else:
+
         def inside(i):
             return strings[i] == key
+
     if lo >= n or not inside(lo):
         return lo
-    a, step = lo, 1                  # inside(a) holds
+    a, step = lo, 1  # inside(a) holds
     b = lo + 1
     while b < n and inside(b):
         a = b
         step *= 2
         b = a + step
-    b = min(b, n)                    # the run ends in (a, b]
+    b = min(b, n)  # the run ends in (a, b]
     while a + 1 < b:
         m = (a + b) // 2
         if inside(m):
@@ -236,18 +246,18 @@ def _unpack_dict(keys: str, off: np.ndarray, vals: np.ndarray) -> dict[str, np.n
         return {}
     ks = keys.split("\x00")
     o = off.tolist()
-    return {k: vals[o[i]:o[i + 1]] for i, k in enumerate(ks)}
+    return {k: vals[o[i] : o[i + 1]] for i, k in enumerate(ks)}
 
 
 class SearchIndex:
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, entities: list[EntityNames]) -> "SearchIndex":
+    def build(cls, entities: list[EntityNames]) -> SearchIndex:
         self = cls()
         ent_keys = [e.key for e in entities]
         ent_type = np.array([TYPE_CODE[e.type] for e in entities], dtype=np.uint8)
         ent_pop = np.array([e.popularity for e in entities], dtype=np.float32)
-        entries = []   # (sort key..., entity, display, key, compounds)
+        entries = []  # (sort key..., entity, display, key, compounds)
         for ei, e in enumerate(entities):
             seen: set[str] = set()
             for disp in e.names:
@@ -300,19 +310,35 @@ class SearchIndex:
             vals.append(np.asarray(top, dtype=np.int32))
             off.append(off[-1] + len(top))
         self._heavy_key_off = np.asarray(off, dtype=np.int64)
-        self._heavy_key_vals = (np.concatenate(vals) if vals else np.empty(0, np.int32))
+        self._heavy_key_vals = np.concatenate(vals) if vals else np.empty(0, np.int32)
 
         def arr(a, dt):
             return np.ascontiguousarray(a, dtype=dt)
 
         return _kernel.Kernel(
-            self.skeys, self.keys, rows, Hit, KINDS, TYPES, match_spans, _one_fold, normalize,
-            arr(self.skey_name, np.int32), self._heavy_key_off, self._heavy_key_vals,
-            self.names.blob, arr(self.names.off, np.int64),
-            self.ent_keys.blob, arr(self.ent_keys.off, np.int64),
-            arr(self.name_entity, np.int32), arr(self.ent_type, np.uint8),
-            arr(self.ent_pop, np.float32), arr(self.tri_codes, np.uint64),
-            arr(self.tri_off, np.int64), arr(self.tri_ids, np.int32))
+            self.skeys,
+            self.keys,
+            rows,
+            Hit,
+            KINDS,
+            TYPES,
+            match_spans,
+            _one_fold,
+            normalize,
+            arr(self.skey_name, np.int32),
+            self._heavy_key_off,
+            self._heavy_key_vals,
+            self.names.blob,
+            arr(self.names.off, np.int64),
+            self.ent_keys.blob,
+            arr(self.ent_keys.off, np.int64),
+            arr(self.name_entity, np.int32),
+            arr(self.ent_type, np.uint8),
+            arr(self.ent_pop, np.float32),
+            arr(self.tri_codes, np.uint64),
+            arr(self.tri_off, np.int64),
+            arr(self.tri_ids, np.int32),
+        )
 
     def _build_fwd_fixed(self):
         """The forward index at a fixed width: the first FWD_WIDTH word ids of each name, padded
@@ -347,8 +373,7 @@ class SearchIndex:
     def _build_heavy_keys(self):
         heavy = {}
         for p, lo, hi in _prefix_walk(self.skeys, lambda a, b: b - a, HEAVY_KEY):
-            heavy[p] = np.asarray(_smallest_unique(self.skey_name[lo:hi], HEAVY_TOP)[0],
-                                  dtype=np.int32)
+            heavy[p] = np.asarray(_smallest_unique(self.skey_name[lo:hi], HEAVY_TOP)[0], dtype=np.int32)
         self.heavy_key = heavy
 
     def _build_words(self, compounds):
@@ -374,7 +399,7 @@ class SearchIndex:
         self.fwd_words = np.ascontiguousarray(w_arr)
         self.fwd_off = np.zeros(len(self.keys) + 1, dtype=np.int64)
         np.cumsum(np.bincount(n_arr, minlength=len(self.keys)), out=self.fwd_off[1:])
-        srt = np.argsort(w_arr, kind="stable")   # names stay ascending inside a word
+        srt = np.argsort(w_arr, kind="stable")  # names stay ascending inside a word
         w_arr = w_arr[srt]
         self.post_ids = np.ascontiguousarray(n_arr[srt])
         counts = np.bincount(w_arr, minlength=len(self.vocab))
@@ -383,14 +408,14 @@ class SearchIndex:
         off = self.post_off
         heavy = {}
         for p, lo, hi in _prefix_walk(self.vocab, lambda a, b: int(off[b] - off[a]), HEAVY_WORD):
-            heavy[p] = _uniq(self.post_ids[off[lo]:off[hi]])
+            heavy[p] = _uniq(self.post_ids[off[lo] : off[hi]])
         self.heavy_word = heavy
 
     def _build_fuzzy(self):
         vocab = self.vocab
         self.word_del = DeletionIndex.build(
-            (i, w[:PREFIX_LEN], 1 if len(w) <= 5 else 2)
-            for i, w in enumerate(vocab) if len(w) >= 3)
+            (i, w[:PREFIX_LEN], 1 if len(w) <= 5 else 2) for i, w in enumerate(vocab) if len(w) >= 3
+        )
         lo_l: list[int] = []
         hi_l: list[int] = []
         len_l: list[int] = []
@@ -420,12 +445,12 @@ class SearchIndex:
         ids_parts = []
         step = 100_000
         for start in range(0, len(self.keys), step):
-            chunk = self.keys[start:start + step]
+            chunk = self.keys[start : start + step]
             big = "".join("\x02" + k + "\x03\x03" for k in chunk)
             a = np.frombuffer(big.encode("utf-32-le"), dtype=np.uint32)
             lens = np.fromiter((len(k) + 3 for k in chunk), dtype=np.int64, count=len(chunk))
             nid = np.repeat(np.arange(start, start + len(chunk), dtype=np.int32), lens)
-            valid = a[:-2] != 3      # a window starting on a terminator crosses into the next key
+            valid = a[:-2] != 3  # a window starting on a terminator crosses into the next key
             a64 = a.astype(np.uint64)
             codes = (a64[:-2] << np.uint64(42)) | (a64[1:-1] << np.uint64(21)) | a64[2:]
             codes_parts.append(codes[valid])
@@ -441,8 +466,7 @@ class SearchIndex:
         keep[1:] = (codes[1:] != codes[:-1]) | (ids[1:] != ids[:-1])
         codes = codes[keep]
         ids = ids[keep]
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else \
-            np.empty(0, dtype=np.int64)
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.empty(0, dtype=np.int64)
         self.tri_codes = np.ascontiguousarray(codes[starts])
         self.tri_off = np.append(starts, len(codes)).astype(np.int64)
         self.tri_ids = np.ascontiguousarray(ids)
@@ -450,13 +474,28 @@ class SearchIndex:
     def _skeys_from_keys(self):
         """The sorted key list, sharing the key strings (alternates are suffixes)."""
         keys = self.keys
-        self.skeys = [keys[n][o:] if o else keys[n]
-                      for n, o in zip(self.skey_name.tolist(), self.skey_off.tolist())]
+        self.skeys = [
+            keys[n][o:] if o else keys[n] for n, o in zip(self.skey_name.tolist(), self.skey_off.tolist(), strict=True)
+        ]
 
     # ------------------------------------------------------------- snapshot
-    _ARRAYS = ("ent_type", "ent_pop", "name_entity", "skey_name", "skey_off", "post_off",
-               "post_ids", "fwd_words", "fwd_off",
-               "pref_lo", "pref_hi", "pref_len", "tri_codes", "tri_off", "tri_ids")
+    _ARRAYS = (
+        "ent_type",
+        "ent_pop",
+        "name_entity",
+        "skey_name",
+        "skey_off",
+        "post_off",
+        "post_ids",
+        "fwd_words",
+        "fwd_off",
+        "pref_lo",
+        "pref_hi",
+        "pref_len",
+        "tri_codes",
+        "tri_off",
+        "tri_ids",
+    )
     _STRLISTS = ("keys", "vocab")
     _STRTABLES = ("ent_keys", "names")
 
@@ -487,8 +526,9 @@ class SearchIndex:
         return out
 
     @classmethod
-    def from_snapshot(cls, blobs: dict[str, bytes]) -> "SearchIndex":
+    def from_snapshot(cls, blobs: dict[str, bytes]) -> SearchIndex:
         import ast
+
         self = cls()
         meta = ast.literal_eval(blobs["meta"].decode())
         arr = {n: np.frombuffer(blobs[f"a.{n}"], dtype=np.dtype(dt)) for n, dt in meta.items()}
@@ -497,8 +537,11 @@ class SearchIndex:
         self.word_del = DeletionIndex(arr["word_del_h"], arr["word_del_t"])
         self.pref_del = DeletionIndex(arr["pref_del_h"], arr["pref_del_t"])
         for dname in ("heavy_key", "heavy_word"):
-            setattr(self, dname, _unpack_dict(blobs[f"{dname}.keys"].decode("utf-8"),
-                                              arr[f"{dname}.off"], arr[f"{dname}.vals"]))
+            setattr(
+                self,
+                dname,
+                _unpack_dict(blobs[f"{dname}.keys"].decode("utf-8"), arr[f"{dname}.off"], arr[f"{dname}.vals"]),
+            )
         for n in cls._STRLISTS:
             raw = blobs[f"s.{n}"].decode("utf-8")
             setattr(self, n, raw.split("\x00") if raw else [])
@@ -517,14 +560,20 @@ class SearchIndex:
         return len(self.ent_keys)
 
     def stats(self) -> dict:
-        return {"names": len(self.names), "entities": len(self.ent_keys),
-                "keys": len(self.skeys), "words": len(self.vocab),
-                "postings": int(len(self.post_ids)), "word_deletions": int(len(self.word_del.hashes)),
-                "prefix_deletions": int(len(self.pref_del.hashes)),
-                "trigram_postings": int(len(self.tri_ids))}
+        return {
+            "names": len(self.names),
+            "entities": len(self.ent_keys),
+            "keys": len(self.skeys),
+            "words": len(self.vocab),
+            "postings": int(len(self.post_ids)),
+            "word_deletions": int(len(self.word_del.hashes)),
+            "prefix_deletions": int(len(self.pref_del.hashes)),
+            "trigram_postings": int(len(self.tri_ids)),
+        }
 
-    def popular(self, types: tuple[str, ...] | list[str] | None = None, limit: int = 20,
-                offset: int = 0) -> list[tuple[str, str, float]]:
+    def popular(
+        self, types: tuple[str, ...] | list[str] | None = None, limit: int = 20, offset: int = 0
+    ) -> list[tuple[str, str, float]]:
         """The most popular entities (of the given types): (entity key, type, popularity)."""
         key = tuple(sorted(types)) if types else ()
         cache = self.__dict__.setdefault("_popular", {})
@@ -536,12 +585,15 @@ class SearchIndex:
                 idx = idx[mask]
             order = np.argsort(-self.ent_pop[idx], kind="stable")[:1000]
             top = cache[key] = idx[order]
-        return [(self.ent_keys[int(e)], TYPES[int(self.ent_type[e])], float(self.ent_pop[e]))
-                for e in top[offset:offset + limit]]
+        return [
+            (self.ent_keys[int(e)], TYPES[int(self.ent_type[e])], float(self.ent_pop[e]))
+            for e in top[offset : offset + limit]
+        ]
 
     # ---------------------------------------------------------------- query
-    def search(self, query: str, mode: str = "auto", limit: int = 10,
-               types: tuple[str, ...] | list[str] | None = None) -> list[Hit]:
+    def search(
+        self, query: str, mode: str = "auto", limit: int = 10, types: tuple[str, ...] | list[str] | None = None
+    ) -> list[Hit]:
         kernel = self._kernel
         if kernel is None:
             return self.search_python(query, mode, limit, types)
@@ -552,7 +604,7 @@ class SearchIndex:
         if types:
             for t in types:
                 c = TYPE_CODE.get(t)
-                if c is None:        # what Python does with it (an empty query: no error)
+                if c is None:  # what Python does with it (an empty query: no error)
                     return self.search_python(query, mode, limit, types)
                 bits |= 1 << c
         # normalizes (in C for plain ASCII queries) and answers, or hands back the key
@@ -561,8 +613,9 @@ class SearchIndex:
             return found
         return self._search_key(found, mode, limit, types)
 
-    def search_python(self, query: str, mode: str = "auto", limit: int = 10,
-                      types: tuple[str, ...] | list[str] | None = None) -> list[Hit]:
+    def search_python(
+        self, query: str, mode: str = "auto", limit: int = 10, types: tuple[str, ...] | list[str] | None = None
+    ) -> list[Hit]:
         """The pure-Python path: the reference the compiled one is tested against, and what
         answers when the kernel is not built (or CONTENT_KERNEL=0)."""
         if mode not in MODES:
@@ -626,7 +679,7 @@ class SearchIndex:
                             return out
                 else:
                     dl = dists if isinstance(dists, list) else dists.tolist()
-                    for nid, d in zip(idl, dl):
+                    for nid, d in zip(idl, dl, strict=True):
                         e = ne[nid]
                         if e in seen or (tmask is not None and not tmask[et[e]]):
                             continue
@@ -661,7 +714,7 @@ class SearchIndex:
         hi = _gallop_end(skeys, lo, key, False)
         if hi - lo <= want:
             return self._skn[lo:hi].tolist(), 0, True
-        return self._skn[lo:lo + want].tolist(), 0, False
+        return self._skn[lo : lo + want].tolist(), 0, False
 
     def _prefix_range(self, key, lo=None):
         skeys = self.skeys
@@ -672,7 +725,7 @@ class SearchIndex:
     def _prefix(self, key, want, lo=None):
         if want <= HEAVY_TOP:
             top = self.heavy_key.get(key)
-            if top is not None:      # fewer than HEAVY_TOP ids: that is all of them
+            if top is not None:  # fewer than HEAVY_TOP ids: that is all of them
                 return top[:want].tolist(), 0, len(top) <= want and len(top) < HEAVY_TOP
         lo, hi = self._prefix_range(key, lo)
         ids, complete = self._key_ids(lo, hi, want)
@@ -682,7 +735,7 @@ class SearchIndex:
     def _tri_postings(self, code_lo, code_hi):
         a = np.searchsorted(self.tri_codes, np.uint64(code_lo), "left")
         b = np.searchsorted(self.tri_codes, np.uint64(code_hi), "left")
-        return self.tri_ids[self.tri_off[a]:self.tri_off[b]]
+        return self.tri_ids[self.tri_off[a] : self.tri_off[b]]
 
     def _substring(self, key, want):
         m = len(key)
@@ -701,8 +754,7 @@ class SearchIndex:
             return self._scan(key, want)
         # the query's distinct trigrams, looked up in plain Python (a handful of values: numpy's
         # per-call overhead would cost more than the work)
-        codes = sorted({(ord(key[i]) << 42) | (ord(key[i + 1]) << 21) | ord(key[i + 2])
-                        for i in range(m - 2)})
+        codes = sorted({(ord(key[i]) << 42) | (ord(key[i + 1]) << 21) | ord(key[i + 2]) for i in range(m - 2)})
         tc, to = self._tc, self._to
         n = len(tc)
         spans = []
@@ -716,8 +768,11 @@ class SearchIndex:
         # the rarest trigram drives; other lists filter its candidates only when they are small
         # (a binary search in a long list misses the cache at every level: verifying the
         # candidate's key costs less)
-        lists = [tri_ids[a:a + size] for k, (size, a) in enumerate(spans[:SUBSTRING_LISTS])
-                 if k == 0 or size <= SUBSTRING_OTHER_MAX]
+        lists = [
+            tri_ids[a : a + size]
+            for k, (size, a) in enumerate(spans[:SUBSTRING_LISTS])
+            if k == 0 or size <= SUBSTRING_OTHER_MAX
+        ]
         # the trigrams are the whole query: the postings are the answer, no verification
         verify = not (len(spans) <= 3 and m <= 3)
         keys = self.keys
@@ -728,7 +783,7 @@ class SearchIndex:
         pos = 0
         chunk = max(SUBSTRING_CHUNK, 2 * want)
         while pos < len(drive):
-            cand = drive[pos:pos + chunk]
+            cand = drive[pos : pos + chunk]
             pos += len(cand)
             chunk *= 4
             for other in others:
@@ -788,7 +843,7 @@ class SearchIndex:
                 if 0 < d <= k:
                     src.append((wid, wid + 1, d, None))
         if last and prefix_edits(m):
-            w8 = w[:PREFIX_INDEX_MAX - 1]
+            w8 = w[: PREFIX_INDEX_MAX - 1]
             m8 = len(w8)
             plo, phi, plen = self._plo, self._phi, self._plen
             for pid in self.pref_del.lookup(deletions(w8, 1)).tolist():
@@ -883,7 +938,7 @@ class SearchIndex:
         # levels above the last one looked at were not searched: more may exist there
         return ids[order], dist[order], complete and level >= top
 
-    def _intersect_ids(self, parts: list["_Part"], want: int) -> tuple[np.ndarray, bool]:
+    def _intersect_ids(self, parts: list[_Part], want: int) -> tuple[np.ndarray, bool]:
         """The first `want` name ids (ascending) matching every part - one word's sources at
         one distance each, so every match is at the same total distance - and whether that
         is all of them.
@@ -894,14 +949,21 @@ class SearchIndex:
         # walking a direct word costs nothing up front; merging one costs a sort of its ids
         parts = sorted(parts, key=lambda p: p.size * (1 if len(p.src) == 1 else 3))
         drive = parts[0].src
-        if len(drive) == 1:       # a sorted id array without merging
+        if len(drive) == 1:  # a sorted id array without merging
             lo, hi, _, p = drive[0]
             d_ids = self._source_ids(lo, hi, p)[0]
-        else:                     # one sort over the raw posting slices of every source
+        else:  # one sort over the raw posting slices of every source
             po, post = self._po, self.post_ids
-            d_ids = _uniq(np.concatenate([
-                post[po[lo]:po[hi]] if hi == lo + 1 or po[hi] - po[lo] <= HEAVY_WORD
-                else self._source_ids(lo, hi, p)[0] for lo, hi, _, p in drive]))
+            d_ids = _uniq(
+                np.concatenate(
+                    [
+                        post[po[lo] : po[hi]]
+                        if hi == lo + 1 or po[hi] - po[lo] <= HEAVY_WORD
+                        else self._source_ids(lo, hi, p)[0]
+                        for lo, hi, _, p in drive
+                    ]
+                )
+            )
         others = [p.marks(self) for p in parts[1:]]
         n = len(d_ids)
         pos = 0
@@ -909,7 +971,7 @@ class SearchIndex:
         got: list[np.ndarray] = []
         count = 0
         while pos < n:
-            ids = d_ids[pos:pos + chunk]
+            ids = d_ids[pos : pos + chunk]
             pos += len(ids)
             chunk *= WALK_GROWTH
             for marks in others:
@@ -932,8 +994,7 @@ class SearchIndex:
         wd = np.full(len(self.vocab) + 1, 255, dtype=np.uint8)
         # largest distance first, so a smaller one overwrites it: the minimum, one slice
         # assignment per source
-        for lo, hi, d, _ in (sources if len(sources) == 1 else
-                             sorted(sources, key=lambda x: -x[2])):
+        for lo, hi, d, _ in sources if len(sources) == 1 else sorted(sources, key=lambda x: -x[2]):
             wd[lo:hi] = d
         return wd
 
@@ -948,7 +1009,7 @@ class SearchIndex:
             g = _MIN2.take(g.view(np.uint16))
         best = g.ravel()
         over = self._over
-        if over:                     # names with more than FWD_WIDTH words (a handful)
+        if over:  # names with more than FWD_WIDTH words (a handful)
             i = bisect_left(over, int(ids.min()))
             if i < len(over) and over[i] <= int(ids.max()):
                 sel = np.flatnonzero(self.fwd_more.take(ids))
@@ -996,8 +1057,7 @@ class SearchIndex:
         exact_srcs = []
         for w in words:
             i = bisect_left(self.vocab, w)
-            exact_srcs.append([(i, i + 1, 0, None)] if i < len(self.vocab) and
-                              self.vocab[i] == w else [])
+            exact_srcs.append([(i, i + 1, 0, None)] if i < len(self.vocab) and self.vocab[i] == w else [])
 
         def prefix(want):
             # the key starts with the query and a word boundary follows: a prefix range
@@ -1019,8 +1079,7 @@ class SearchIndex:
                 return np.empty(0, np.int32), 0, True
             return self._words_topk(per_word, want, 1)
 
-        return [(EXACT, lambda want: self._exact(key, want)), (PREFIX, prefix),
-                (SUBSTRING, substring), (FUZZY, fuzzy)]
+        return [(EXACT, lambda want: self._exact(key, want)), (PREFIX, prefix), (SUBSTRING, substring), (FUZZY, fuzzy)]
 
     # ---------------------------------------------------------------- hits
     def _hits(self, found, qkey, qwords, last_prefix) -> list[Hit]:
@@ -1032,20 +1091,33 @@ class SearchIndex:
         qlen = len(qkey)
         out = []
         for nid, kind, d, e in found:
-            name = nb[no[nid]:no[nid + 1]].decode("utf-8")
+            name = nb[no[nid] : no[nid + 1]].decode("utf-8")
             key = keys[nid]
             # the common case of the key tiers: the query is a prefix of the key, and the
             # name maps onto its key character for character (ASCII, nothing dropped)
-            if (kind <= PREFIX and key.startswith(qkey) and len(name) == len(key)
-                    and name.isascii() and "&" not in name and "+" not in name):
+            if (
+                kind <= PREFIX
+                and key.startswith(qkey)
+                and len(name) == len(key)
+                and name.isascii()
+                and "&" not in name
+                and "+" not in name
+            ):
                 spans = [(0, qlen)]
-            elif (kind == SUBSTRING and len(name) == len(key) and name.isascii()
-                    and "&" not in name and "+" not in name and (i := key.find(qkey)) >= 0):
+            elif (
+                kind == SUBSTRING
+                and len(name) == len(key)
+                and name.isascii()
+                and "&" not in name
+                and "+" not in name
+                and (i := key.find(qkey)) >= 0
+            ):
                 spans = [(i, i + qlen)]
             else:
                 spans = match_spans(name, kind, qkey, qwords, last_prefix, key)
-            out.append(Hit(eb[eo[e]:eo[e + 1]].decode("utf-8"), TYPES[et[e]], name,
-                           KINDS[kind], d, spans, ep[e], nid))
+            out.append(
+                Hit(eb[eo[e] : eo[e + 1]].decode("utf-8"), TYPES[et[e]], name, KINDS[kind], d, spans, ep[e], nid)
+            )
         return out
 
 
@@ -1066,7 +1138,7 @@ class _Part:
         self.size = size
         self._marks = None
 
-    def marks(self, index: "SearchIndex") -> np.ndarray:
+    def marks(self, index: SearchIndex) -> np.ndarray:
         if self._marks is None:
             self._marks = index._mark(self.src)
         return self._marks
@@ -1108,8 +1180,7 @@ def _compounds(toks, word: str | None = None) -> list[tuple[int, str, int]]:
         if word is not None and not (len(first) < len(word) and word.startswith(first)):
             continue
         for b in range(a + 1, min(a + 6, len(toks))):
-            out.append((s0, "".join(t for _, t in toks[a:b + 1]),
-                         toks[b][0] + len(toks[b][1]) - s0))
+            out.append((s0, "".join(t for _, t in toks[a : b + 1]), toks[b][0] + len(toks[b][1]) - s0))
     return out
 
 
@@ -1141,7 +1212,7 @@ def _alnum_positions(name: str) -> list[int] | None:
     out = []
     for i, c in enumerate(name):
         if c.isalnum():
-            if c > "\x7f" and not _one_fold(c):   # ß -> ss, æ -> ae, ½ -> 12: the careful path
+            if c > "\x7f" and not _one_fold(c):  # ß -> ss, æ -> ae, ½ -> 12: the careful path
                 return None
             out.append(i)
     return out
@@ -1170,8 +1241,7 @@ def _map_spans(name: str, key: str, key_spans) -> list[tuple[int, int]]:
     return [(pos[s], pos[e - 1] + 1) for s, e in key_spans if s < e <= len(pos)]
 
 
-def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix: bool,
-                key: str | None = None):
+def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix: bool, key: str | None = None):
     """Character spans [start, end) of `name` that the query matched, for highlighting."""
     if key is None:
         key = normalize_key(name)[0]
@@ -1205,7 +1275,7 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
             for s, t in toks:
                 if t == w:
                     best = (0, s, s + len(t))
-                    break                # the first token at distance 0: nothing beats it
+                    break  # the first token at distance 0: nothing beats it
                 if is_last and t.startswith(w):
                     best = (0, s, s + m)
                     break
@@ -1231,7 +1301,7 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
                     # that is a proper prefix of the word: build just those
                     cands = _compounds(toks, w)
                 else:
-                    if joined is None:    # built once per name, when a word needs them
+                    if joined is None:  # built once per name, when a word needs them
                         joined = _compounds(toks)
                     cands = joined
                 for s0, t, length in cands:
@@ -1248,7 +1318,7 @@ def match_spans(name: str, kind: int, qkey: str, qwords: list[str], last_prefix:
                             continue
                     if best is None or d < best[0]:
                         end = s0 + length
-                        if is_last and t.startswith(w) and t != w:   # spread over the parts
+                        if is_last and t.startswith(w) and t != w:  # spread over the parts
                             end = _joined_end(key, s0, len(w))
                         best = (d, s0, end)
             if best is not None:

@@ -12,6 +12,7 @@ A key is lower case, without diacritics, with punctuation turned into single spa
 `normalize_spans` also returns, for each character of the key, the index of the character of
 the original text it came from, so that a match on the key can be highlighted in the name.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,15 +22,43 @@ import unicodedata
 # finds "The Dark Knight" as a prefix match.
 ARTICLES = frozenset({"the", "a", "an", "le", "la", "les", "l", "el", "los", "las"})
 
-ROMAN = {"ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii": "7", "viii": "8",
-         "ix": "9", "x": "10", "xi": "11", "xii": "12"}
+ROMAN = {
+    "ii": "2",
+    "iii": "3",
+    "iv": "4",
+    "v": "5",
+    "vi": "6",
+    "vii": "7",
+    "viii": "8",
+    "ix": "9",
+    "x": "10",
+    "xi": "11",
+    "xii": "12",
+}
 
 _APOSTROPHES = frozenset("'\u2019\u2018`\u00b4\u02bc")
-_JOINERS = frozenset("-.\u2010\u2011\u00b7")   # join the parts of a compound word
-_SPECIAL = {"ß": "ss", "æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "œ": "oe", "Œ": "oe",
-            "ł": "l", "Ł": "l", "đ": "d", "Đ": "d", "ð": "d", "Ð": "d", "þ": "th",
-            "Þ": "th", "ı": "i", "&": " and ", "+": " plus "}
-_JOIN = "\x01"   # internal marker for a joiner between two word characters
+_JOINERS = frozenset("-.\u2010\u2011\u00b7")  # join the parts of a compound word
+_SPECIAL = {
+    "ß": "ss",
+    "æ": "ae",
+    "Æ": "ae",
+    "ø": "o",
+    "Ø": "o",
+    "œ": "oe",
+    "Œ": "oe",
+    "ł": "l",
+    "Ł": "l",
+    "đ": "d",
+    "Đ": "d",
+    "ð": "d",
+    "Ð": "d",
+    "þ": "th",
+    "Þ": "th",
+    "ı": "i",
+    "&": " and ",
+    "+": " plus ",
+}
+_JOIN = "\x01"  # internal marker for a joiner between two word characters
 
 _FOLD: dict[str, str] = {}
 
@@ -49,7 +78,7 @@ def _fold_char(c: str) -> str:
         f = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
         if not f or not all(ch.isalnum() for ch in f):
             f = "".join(ch for ch in f if ch.isalnum()) or " "
-    elif unicodedata.category(c) == "Mn":   # a combining mark in already-decomposed text
+    elif unicodedata.category(c) == "Mn":  # a combining mark in already-decomposed text
         f = ""
     else:
         f = " "
@@ -82,7 +111,7 @@ def normalize_spans(text: str) -> tuple[str, list[int], list[str]]:
     # collapse whitespace, keep joiners for the compound detection
     key_chars: list[str] = []
     key_pos: list[int] = []
-    for ch, p in zip(out, pos):
+    for ch, p in zip(out, pos, strict=True):
         if ch == " ":
             if not key_chars or key_chars[-1] in (" ", _JOIN):
                 continue
@@ -134,7 +163,7 @@ def normalize_key(text: str) -> tuple[str, list[str]]:
             f = _ASCII_FOLD.get(c)
             if f is None:
                 f = _ASCII_FOLD[c] = _ascii_fold(c)
-            if f == "\x00":       # no plain-letter folding: take the careful path
+            if f == "\x00":  # no plain-letter folding: take the careful path
                 key, _, comps = normalize_spans(text)
                 return key, comps
             parts.append(f)

@@ -11,6 +11,7 @@ LMDB is a memory-mapped B+tree: reads are lock-free and cost microseconds, one w
 crash-safe (copy-on-write pages), one file on the storage mount. A restart reads the entities
 and the index snapshot from it without calling TMDB.
 """
+
 from __future__ import annotations
 
 import time
@@ -21,12 +22,26 @@ import lmdb
 import orjson
 
 CACHE_TTL_SECONDS = 7 * 24 * 3600
-DEFAULT_MAP_SIZE = 32 * 2**30     # address space only; the file grows as data is written
+DEFAULT_MAP_SIZE = 32 * 2**30  # address space only; the file grows as data is written
 
 
-BRIEF_FIELDS = ("key", "type", "id", "name", "year", "is_anime", "is_cartoon", "title",
-                "title_name", "actor", "person", "known_for_department", "popularity",
-                "poster_path", "profile_path")
+BRIEF_FIELDS = (
+    "key",
+    "type",
+    "id",
+    "name",
+    "year",
+    "is_anime",
+    "is_cartoon",
+    "title",
+    "title_name",
+    "actor",
+    "person",
+    "known_for_department",
+    "popularity",
+    "poster_path",
+    "profile_path",
+)
 
 
 def brief(rec: dict) -> dict:
@@ -38,8 +53,9 @@ class Store:
     def __init__(self, path: str | Path, map_size: int = DEFAULT_MAP_SIZE, readonly: bool = False):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=8, readonly=readonly,
-                             readahead=False, metasync=False, lock=True)
+        self.env = lmdb.open(
+            str(self.path), map_size=map_size, max_dbs=8, readonly=readonly, readahead=False, metasync=False, lock=True
+        )
         self._entities = self.env.open_db(b"entities")
         self._index = self.env.open_db(b"index")
         self._cache = self.env.open_db(b"tmdb_cache")

@@ -1,5 +1,6 @@
 """Operations: POST /admin/sync starts a TMDB/TVDB sync (service token, role `service`);
 GET /admin/sync tells its state; POST /admin/reindex rebuilds the search index."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from content_service import errors
 from shared.auth import CurrentUser, require_service
-from shared.errors import APIError
+from shared.errors import documented
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -17,16 +19,34 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 class SyncRequest(BaseModel):
     """Optional: a targeted run over TMDB's search for these queries (instead of the popular
     and trending lists)."""
+
     queries: list[str] = Field(default_factory=list, max_length=50)
 
 
-@router.post("/sync", status_code=202, summary="Start a TMDB/TVDB sync (service token)")
-async def start_sync(request: Request, body: SyncRequest | None = None,
-                     caller: CurrentUser = Depends(require_service)):
+class SyncState(BaseModel, extra="allow"):
+    """The runner's state (`running`, `current`, `checkpoint`, `last`, ...)."""
+
+    running: bool
+
+
+class SyncStarted(SyncState):
+    started: bool
+
+
+@router.post(
+    "/sync",
+    status_code=202,
+    summary="Start a TMDB/TVDB sync (service token)",
+    responses={
+        202: {"model": SyncStarted, "description": "Started"},
+        200: {"model": SyncStarted, "description": "A sync is already running: not started"},
+        **documented(errors.SYNC_NOT_CONFIGURED),
+    },
+)
+async def start_sync(request: Request, body: SyncRequest | None = None, caller: CurrentUser = Depends(require_service)):
     runner = getattr(request.app.state, "sync_runner", None)
     if runner is None:
-        raise APIError(409, "SYNC_NOT_CONFIGURED",
-                       "TMDB_API_KEY is not set: this instance cannot sync.")
+        raise errors.SYNC_NOT_CONFIGURED()
     queries = [q.strip() for q in (body.queries if body else []) if q.strip()]
     started, status = runner.start(trigger=f"api:{caller.user_id}", queries=queries or None)
     return JSONResponse({"started": started, **status}, status_code=202 if started else 200)
@@ -37,9 +57,14 @@ async def sync_status(request: Request, caller: CurrentUser = Depends(require_se
     runner = getattr(request.app.state, "sync_runner", None)
     catalog = request.app.state.catalog
     body = runner.status() if runner is not None else {"running": False, "configured": False}
-    body["index"] = {"names": len(catalog.index), "entities": catalog.index.entity_count,
-                     "version": catalog.index_version, "stale": catalog.stale,
-                     "built_at": catalog.index_built_at, "build_seconds": catalog.last_build_seconds}
+    body["index"] = {
+        "names": len(catalog.index),
+        "entities": catalog.index.entity_count,
+        "version": catalog.index_version,
+        "stale": catalog.stale,
+        "built_at": catalog.index_built_at,
+        "build_seconds": catalog.last_build_seconds,
+    }
     return body
 
 
@@ -47,5 +72,4 @@ async def sync_status(request: Request, caller: CurrentUser = Depends(require_se
 async def reindex(request: Request, caller: CurrentUser = Depends(require_service)):
     catalog = request.app.state.catalog
     await asyncio.to_thread(catalog.rebuild)
-    return {"names": len(catalog.index), "version": catalog.index_version,
-            "build_seconds": catalog.last_build_seconds}
+    return {"names": len(catalog.index), "version": catalog.index_version, "build_seconds": catalog.last_build_seconds}

@@ -7,19 +7,23 @@ makes old entries unreachable at once. A title or person missing from the store 
 TMDB on demand when a key is configured, stored, and indexed at the next rebuild. Redis being
 down only costs the cache: the answer still comes from the store.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 
 import orjson
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from redis.exceptions import RedisError
 
+from content_service import errors as content_errors
+from content_service.routers.search import characters_of
 from content_service.sync.mapping import merge_person, person_record, title_records
 from content_service.sync.tmdb import TMDBError, TMDBNotFound
-from shared.errors import APIError
+from shared import errors
+from shared.errors import documented
 
 router = APIRouter(prefix="/resources", tags=["resources"])
 log = logging.getLogger("content_service.resources")
@@ -38,7 +42,7 @@ async def _cached(request: Request, parts: tuple, produce):
         return Response(raw, media_type="application/json", headers={"X-Cache": "hit"})
     body = await produce()
     if body is None:
-        raise APIError(404, "NOT_FOUND", f"No {parts[0]} with id {parts[1]}.")
+        raise errors.NOT_FOUND(f"No {parts[0]} with id {parts[1]}.")
     raw = orjson.dumps(body)
     try:
         await state.redis.set(key, raw, ex=state.settings.resource_cache_ttl_seconds)
@@ -63,7 +67,7 @@ async def _fetch_title(request: Request, kind: str, tid: int) -> bool:
     except TMDBNotFound:
         return False
     except TMDBError as exc:
-        raise APIError(502, "UPSTREAM_UNAVAILABLE", f"TMDB did not answer: {exc.message}")
+        raise content_errors.UPSTREAM_UNAVAILABLE(f"TMDB did not answer: {exc.message}") from None
     finally:
         await client.aclose()
     recs = title_records(kind, body)
@@ -91,7 +95,7 @@ async def _fetch_person(request: Request, pid: int) -> bool:
     except TMDBNotFound:
         return False
     except TMDBError as exc:
-        raise APIError(502, "UPSTREAM_UNAVAILABLE", f"TMDB did not answer: {exc.message}")
+        raise content_errors.UPSTREAM_UNAVAILABLE(f"TMDB did not answer: {exc.message}") from None
     finally:
         await client.aclose()
     rec = merge_person(catalog.store.get_entity(f"person:{pid}"), person_record(body, credits))
@@ -114,13 +118,51 @@ def _title_route(kind: str, label: str):
     return handler
 
 
-router.add_api_route("/movies/{id}", _title_route("movie", "movie"), methods=["GET"],
-                     summary="A movie: details, cast, characters")
-router.add_api_route("/series/{id}", _title_route("tv", "series"), methods=["GET"],
-                     summary="A series: details, cast, characters, anime/cartoon flags")
+# Not in the store and not found on TMDB (or no TMDB key); TMDB failing while asked.
+_LOOKUP_ERRORS = documented(errors.NOT_FOUND, content_errors.UPSTREAM_UNAVAILABLE)
+
+router.add_api_route(
+    "/movies/{id}",
+    _title_route("movie", "movie"),
+    methods=["GET"],
+    summary="A movie: details, cast, characters",
+    responses=_LOOKUP_ERRORS,
+)
+router.add_api_route(
+    "/series/{id}",
+    _title_route("tv", "series"),
+    methods=["GET"],
+    summary="A series: details, cast, characters, anime/cartoon flags",
+    responses=_LOOKUP_ERRORS,
+)
 
 
-@router.get("/people/{id}/filmography", summary="A person and their filmography, newest first")
+def _characters_route(kind: str):
+    async def handler(request: Request, id: int = Path(..., ge=1), limit: int = Query(50, ge=1, le=200)):
+        return characters_of(request, kind, id, limit)
+
+    return handler
+
+
+router.add_api_route(
+    "/movies/{id}/characters",
+    _characters_route("movie"),
+    methods=["GET"],
+    summary="A movie's characters, in cast order",
+    responses=documented(errors.NOT_FOUND),
+)
+router.add_api_route(
+    "/series/{id}/characters",
+    _characters_route("tv"),
+    methods=["GET"],
+    summary="A series' characters, in cast order",
+    responses=documented(errors.NOT_FOUND),
+)
+
+
+@router.get(
+    "/people/{id}/filmography", summary="A person and their filmography, newest first", responses=_LOOKUP_ERRORS
+)
 async def filmography(request: Request, id: int = Path(..., ge=1)):
     catalog = request.app.state.catalog
 

@@ -1,4 +1,5 @@
 """TMDB answers -> entity records (the shapes content_service/corpus produces too)."""
+
 from __future__ import annotations
 
 import time
@@ -31,7 +32,8 @@ def anime_or_cartoon(body: dict) -> tuple[bool, bool]:
     if ANIMATION not in _genre_ids(body):
         return False, False
     countries = set(body.get("origin_country") or []) | {
-        c.get("iso_3166_1") for c in body.get("production_countries") or []}
+        c.get("iso_3166_1") for c in body.get("production_countries") or []
+    }
     anime = bool(countries & ANIME_COUNTRIES) or body.get("original_language") == "ja"
     return anime, not anime
 
@@ -49,13 +51,24 @@ def title_records(kind: str, body: dict, now: float | None = None) -> list[dict]
     name = body.get("title") or body.get("name") or ""
     original = body.get("original_title") or body.get("original_name") or name
     pop = float(body.get("popularity") or 0.0)
-    rec = {"key": key, "type": kind, "id": tid, "name": name, "original_name": original,
-           "year": _year(body.get("release_date") or body.get("first_air_date")),
-           "popularity": pop, "genres": _genres(body), "overview": body.get("overview") or "",
-           "poster_path": body.get("poster_path"), "backdrop_path": body.get("backdrop_path"),
-           "original_language": body.get("original_language"),
-           "vote_average": body.get("vote_average"), "source": "tmdb", "fetched_at": now,
-           "cast": []}
+    rec = {
+        "key": key,
+        "type": kind,
+        "id": tid,
+        "name": name,
+        "original_name": original,
+        "year": _year(body.get("release_date") or body.get("first_air_date")),
+        "popularity": pop,
+        "genres": _genres(body),
+        "overview": body.get("overview") or "",
+        "poster_path": body.get("poster_path"),
+        "backdrop_path": body.get("backdrop_path"),
+        "original_language": body.get("original_language"),
+        "vote_average": body.get("vote_average"),
+        "source": "tmdb",
+        "fetched_at": now,
+        "cast": [],
+    }
     if kind == "tv":
         rec["is_anime"], rec["is_cartoon"] = anime_or_cartoon(body)
         rec["number_of_seasons"] = body.get("number_of_seasons")
@@ -77,24 +90,57 @@ def title_records(kind: str, body: dict, now: float | None = None) -> list[dict]
             if not names:
                 continue
             ckey = f"character:{role['credit_id']}"
-            rec["cast"].append({"person": person_key, "person_name": c.get("name"),
-                                "character": ckey, "credit": credit, "order": order})
-            out.append({"key": ckey, "type": "character", "id": role["credit_id"],
-                        "name": display, "aliases": names, "credit": credit, "title": key,
-                        "title_name": name, "title_type": kind, "person": person_key,
-                        "actor": c.get("name"),
-                        "popularity": character_popularity(pop, order, person_pop),
-                        "source": "tmdb", "fetched_at": now})
+            rec["cast"].append(
+                {
+                    "person": person_key,
+                    "person_name": c.get("name"),
+                    "character": ckey,
+                    "credit": credit,
+                    "order": order,
+                }
+            )
+            out.append(
+                {
+                    "key": ckey,
+                    "type": "character",
+                    "id": role["credit_id"],
+                    "name": display,
+                    "aliases": names,
+                    "credit": credit,
+                    "title": key,
+                    "title_name": name,
+                    "title_type": kind,
+                    "person": person_key,
+                    "actor": c.get("name"),
+                    "popularity": character_popularity(pop, order, person_pop),
+                    "source": "tmdb",
+                    "fetched_at": now,
+                }
+            )
         if person_key:
-            out.append({"key": person_key, "type": "person", "id": int(c["id"]),
-                        "name": c.get("name") or "", "popularity": person_pop,
-                        "profile_path": c.get("profile_path"),
-                        "known_for_department": c.get("known_for_department"),
-                        "stub": True, "credits": [
-                            {"title": key, "title_name": name, "year": rec["year"],
-                             "character": f"character:{r['credit_id']}",
-                             "credit": r.get("character")}
-                            for r in roles if r.get("credit_id") and r.get("character")]})
+            out.append(
+                {
+                    "key": person_key,
+                    "type": "person",
+                    "id": int(c["id"]),
+                    "name": c.get("name") or "",
+                    "popularity": person_pop,
+                    "profile_path": c.get("profile_path"),
+                    "known_for_department": c.get("known_for_department"),
+                    "stub": True,
+                    "credits": [
+                        {
+                            "title": key,
+                            "title_name": name,
+                            "year": rec["year"],
+                            "character": f"character:{r['credit_id']}",
+                            "credit": r.get("character"),
+                        }
+                        for r in roles
+                        if r.get("credit_id") and r.get("character")
+                    ],
+                }
+            )
     return out
 
 
@@ -107,17 +153,32 @@ def person_record(body: dict, credits: dict | None, now: float | None = None) ->
         kind = c.get("media_type") or ("tv" if c.get("first_air_date") else "movie")
         if kind not in ("movie", "tv") or c.get("id") is None:
             continue
-        rows.append({"title": f"{kind}:{c['id']}", "title_name": c.get("title") or c.get("name"),
-                     "year": _year(c.get("release_date") or c.get("first_air_date")),
-                     "character": f"character:{c['credit_id']}" if c.get("credit_id") else None,
-                     "credit": c.get("character"), "title_popularity": c.get("popularity")})
-    return {"key": f"person:{pid}", "type": "person", "id": pid, "name": body.get("name") or "",
-            "also_known_as": [a for a in body.get("also_known_as") or [] if a][:10],
-            "popularity": float(body.get("popularity") or 0.0),
-            "known_for_department": body.get("known_for_department"),
-            "profile_path": body.get("profile_path"), "biography": body.get("biography") or "",
-            "birthday": body.get("birthday"), "source": "tmdb", "fetched_at": now,
-            "stub": False, "credits": rows}
+        rows.append(
+            {
+                "title": f"{kind}:{c['id']}",
+                "title_name": c.get("title") or c.get("name"),
+                "year": _year(c.get("release_date") or c.get("first_air_date")),
+                "character": f"character:{c['credit_id']}" if c.get("credit_id") else None,
+                "credit": c.get("character"),
+                "title_popularity": c.get("popularity"),
+            }
+        )
+    return {
+        "key": f"person:{pid}",
+        "type": "person",
+        "id": pid,
+        "name": body.get("name") or "",
+        "also_known_as": [a for a in body.get("also_known_as") or [] if a][:10],
+        "popularity": float(body.get("popularity") or 0.0),
+        "known_for_department": body.get("known_for_department"),
+        "profile_path": body.get("profile_path"),
+        "biography": body.get("biography") or "",
+        "birthday": body.get("birthday"),
+        "source": "tmdb",
+        "fetched_at": now,
+        "stub": False,
+        "credits": rows,
+    }
 
 
 def merge_person(old: dict | None, new: dict) -> dict:
@@ -125,9 +186,9 @@ def merge_person(old: dict | None, new: dict) -> dict:
     if old is None:
         return new
     if new.get("stub") and not old.get("stub"):
-        base = dict(old)            # keep what /person/{id} said
+        base = dict(old)  # keep what /person/{id} said
     else:
-        base = {**old, **new}       # a fetched person, or a fresher stub
+        base = {**old, **new}  # a fetched person, or a fresher stub
     seen = {(c.get("title"), c.get("character")) for c in old.get("credits") or []}
     credits = list(old.get("credits") or [])
     for c in new.get("credits") or []:

@@ -9,6 +9,7 @@ credits -> index rebuild.
 * One run at a time per process (an asyncio lock); `POST /admin/sync` and the schedule both go
   through `start()`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,9 +30,17 @@ CHECKPOINT_EVERY = 5
 
 
 class SyncRunner:
-    def __init__(self, catalog, client_factory, *, popular_pages: int = 5, trending: bool = True,
-                 people_per_title: int = 5, max_age_seconds: float = 7 * 24 * 3600,
-                 tvdb_factory=None):
+    def __init__(
+        self,
+        catalog,
+        client_factory,
+        *,
+        popular_pages: int = 5,
+        trending: bool = True,
+        people_per_title: int = 5,
+        max_age_seconds: float = 7 * 24 * 3600,
+        tvdb_factory=None,
+    ):
         self.catalog = catalog
         self.store = catalog.store
         self.client_factory = client_factory
@@ -48,8 +57,7 @@ class SyncRunner:
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    def start(self, trigger: str = "manual", queries: list[str] | None = None
-              ) -> tuple[bool, dict]:
+    def start(self, trigger: str = "manual", queries: list[str] | None = None) -> tuple[bool, dict]:
         """Start a run in the background; (started, status). With `queries`, a targeted run:
         TMDB's search/multi for each query instead of the popular and trending lists."""
         if self.running:
@@ -60,16 +68,20 @@ class SyncRunner:
     async def _guarded(self, trigger: str, queries: list[str] | None = None) -> dict | None:
         try:
             return await self.run(trigger, queries)
-        except Exception as exc:   # the schedule goes on; the checkpoint keeps the progress
+        except Exception as exc:  # the schedule goes on; the checkpoint keeps the progress
             log.exception("sync failed")
-            await self._put_meta(LAST, {"status": "failed", "error": repr(exc)[:500],
-                                        "finished_at": time.time(), "trigger": trigger})
+            await self._put_meta(
+                LAST, {"status": "failed", "error": repr(exc)[:500], "finished_at": time.time(), "trigger": trigger}
+            )
             return None
 
     def status(self) -> dict:
-        return {"running": self.running, "current": self.current,
-                "checkpoint": _brief_checkpoint(self.store.get_meta(CHECKPOINT)),
-                "last": self.store.get_meta(LAST)}
+        return {
+            "running": self.running,
+            "current": self.current,
+            "checkpoint": _brief_checkpoint(self.store.get_meta(CHECKPOINT)),
+            "last": self.store.get_meta(LAST),
+        }
 
     async def _put_meta(self, key, value):
         await asyncio.to_thread(self.store.put_meta, key, value)
@@ -89,19 +101,24 @@ class SyncRunner:
                 lock.release()
                 await client.aclose()
 
-    async def _run(self, client: TMDBClient, trigger: str,
-                   queries: list[str] | None = None) -> dict:
+    async def _run(self, client: TMDBClient, trigger: str, queries: list[str] | None = None) -> dict:
         started = time.time()
         cp = self.store.get_meta(CHECKPOINT)
         resumed = cp is not None
         if cp is None:
-            cp = {"run_id": uuid.uuid4().hex, "started_at": started, "trigger": trigger,
-                  "phase": "discover", "queries": list(queries or []),
-                  "queue": [], "pos": 0, "people": [], "ppos": 0,
-                  "stats": {"titles": 0, "skipped": 0, "people": 0, "characters": 0,
-                            "errors": 0}}
-        self.current = {"run_id": cp["run_id"], "phase": cp["phase"], "resumed": resumed,
-                        "trigger": trigger}
+            cp = {
+                "run_id": uuid.uuid4().hex,
+                "started_at": started,
+                "trigger": trigger,
+                "phase": "discover",
+                "queries": list(queries or []),
+                "queue": [],
+                "pos": 0,
+                "people": [],
+                "ppos": 0,
+                "stats": {"titles": 0, "skipped": 0, "people": 0, "characters": 0, "errors": 0},
+            }
+        self.current = {"run_id": cp["run_id"], "phase": cp["phase"], "resumed": resumed, "trigger": trigger}
         stats = cp["stats"]
         if cp["phase"] == "discover":
             cp["queue"], cp["people"] = await self._discover(client, cp.get("queries") or [])
@@ -120,7 +137,7 @@ class SyncRunner:
                     found = []
                 except TMDBError as exc:
                     if exc.status in (0, 429) or exc.status >= 500:
-                        await self._put_meta(CHECKPOINT, cp)   # give up for now, resume later
+                        await self._put_meta(CHECKPOINT, cp)  # give up for now, resume later
                         raise
                     stats["errors"] += 1
                     found = []
@@ -163,12 +180,18 @@ class SyncRunner:
         self.current["phase"] = "index"
         if self.catalog.stale:
             await asyncio.to_thread(self.catalog.rebuild)
-        result = {"status": "ok", "run_id": cp["run_id"], "trigger": cp.get("trigger", trigger),
-                  "resumed": resumed, "started_at": cp["started_at"], "finished_at": time.time(),
-                  "queued": len(cp["queue"]), "stats": stats,
-                  "tmdb": {"requests": client.requests, "cache_hits": client.cache_hits,
-                           "throttled": client.throttled},
-                  "index": {"names": len(self.catalog.index), "version": self.catalog.index_version}}
+        result = {
+            "status": "ok",
+            "run_id": cp["run_id"],
+            "trigger": cp.get("trigger", trigger),
+            "resumed": resumed,
+            "started_at": cp["started_at"],
+            "finished_at": time.time(),
+            "queued": len(cp["queue"]),
+            "stats": stats,
+            "tmdb": {"requests": client.requests, "cache_hits": client.cache_hits, "throttled": client.throttled},
+            "index": {"names": len(self.catalog.index), "version": self.catalog.index_version},
+        }
         await asyncio.to_thread(self.store.delete_meta, CHECKPOINT)
         await self._put_meta(LAST, result)
         log.info("sync finished", extra={k: v for k, v in result.items() if k != "stats"})
@@ -210,8 +233,7 @@ class SyncRunner:
         return queue, people
 
     def _fresh(self, rec: dict | None) -> bool:
-        return bool(rec) and not rec.get("stub") and \
-            time.time() - float(rec.get("fetched_at") or 0) < self.max_age
+        return bool(rec) and not rec.get("stub") and time.time() - float(rec.get("fetched_at") or 0) < self.max_age
 
     async def _title(self, client: TMDBClient, kind: str, tid: int, stats: dict) -> list[int]:
         key = f"{kind}:{tid}"
@@ -225,13 +247,11 @@ class SyncRunner:
         title, rest = recs[0], recs[1:]
         chars = [r for r in rest if r["type"] == "character"]
         persons = [r for r in rest if r["type"] == "person"]
-        stale_chars = {c["character"] for c in (old or {}).get("cast") or []} - \
-            {c["key"] for c in chars}
+        stale_chars = {c["character"] for c in (old or {}).get("cast") or []} - {c["key"] for c in chars}
         await asyncio.to_thread(self._write_title, title, chars, persons, stale_chars)
         stats["titles"] += 1
         stats["characters"] += len(chars)
-        top = sorted({(c["order"], int(c["person"].split(":")[1])) for c in title["cast"]
-                      if c.get("person")})
+        top = sorted({(c["order"], int(c["person"].split(":")[1])) for c in title["cast"] if c.get("person")})
         return [pid for _, pid in top[: self.people_per_title]]
 
     def _write_title(self, title, chars, persons, stale_chars):
@@ -308,9 +328,14 @@ class _ProcessLock:
 def _brief_checkpoint(cp: dict | None) -> dict | None:
     if cp is None:
         return None
-    return {"run_id": cp.get("run_id"), "phase": cp.get("phase"), "pos": cp.get("pos"),
-            "queued": len(cp.get("queue") or []), "people_done": cp.get("ppos"),
-            "people": len(cp.get("people") or [])}
+    return {
+        "run_id": cp.get("run_id"),
+        "phase": cp.get("phase"),
+        "pos": cp.get("pos"),
+        "queued": len(cp.get("queue") or []),
+        "people_done": cp.get("ppos"),
+        "people": len(cp.get("people") or []),
+    }
 
 
 async def refresh_loop(catalog, interval: float) -> None:

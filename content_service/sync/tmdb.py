@@ -1,5 +1,6 @@
 """TMDB v3 over httpx: base URL and key from configuration, 429 Retry-After respected, 5xx and
 transport errors retried with back-off, answers cached in the store for 7 days."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,20 +42,32 @@ def retry_after_seconds(value: str | None, default: float) -> float:
 
 
 class TMDBClient:
-    def __init__(self, base_url: str, api_key: str | None, *, timeout: float = 10.0,
-                 max_retries: int = 5, store=None, max_wait: float = 60.0,
-                 transport: httpx.AsyncBaseTransport | None = None, sleep=asyncio.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        store=None,
+        max_wait: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep=asyncio.sleep,
+    ):
         if not api_key:
-            raise ValueError("TMDB_API_KEY is not set: set it (or point TMDB_BASE_URL at the "
-                             "sandbox with its dummy key) to sync from TMDB")
+            raise ValueError(
+                "TMDB_API_KEY is not set: set it (or point TMDB_BASE_URL at the "
+                "sandbox with its dummy key) to sync from TMDB"
+            )
         headers = {"Accept": "application/json"}
         self._params = {}
-        if api_key.startswith("eyJ"):          # a v4 read access token
+        if api_key.startswith("eyJ"):  # a v4 read access token
             headers["Authorization"] = f"Bearer {api_key}"
         else:
             self._params["api_key"] = api_key
-        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers,
-                                      timeout=timeout, transport=transport)
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout, transport=transport
+        )
         self.store = store
         self.max_retries = max_retries
         self.max_wait = max_wait
@@ -108,10 +121,11 @@ class TMDBClient:
 
     @staticmethod
     def _backoff(attempt: int) -> float:
-        return min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2)
+        return min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
 
-    async def pages(self, path: str, params: dict | None = None, *, max_pages: int = 1,
-                    start_page: int = 1, cache: bool = False) -> AsyncIterator[tuple[int, dict]]:
+    async def pages(
+        self, path: str, params: dict | None = None, *, max_pages: int = 1, start_page: int = 1, cache: bool = False
+    ) -> AsyncIterator[tuple[int, dict]]:
         """(page number, page body) for pages start_page.. up to max_pages or total_pages."""
         page = start_page
         while page <= max_pages:

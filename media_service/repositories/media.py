@@ -1,5 +1,6 @@
 """SQL of `media_blobs` (the blob registry) and `media_metadata` (images and audio).
 Plain functions over a connection whose caller owns the transaction."""
+
 from __future__ import annotations
 
 import uuid
@@ -27,7 +28,10 @@ async def lease_blobs(conn, names: list[str], content_types: list[str], sizes: l
             leases = CASE WHEN b.lease_until IS NULL OR b.lease_until < now() THEN 1 ELSE b.leases + 1 END,
             lease_until = GREATEST(COALESCE(b.lease_until, now()), EXCLUDED.lease_until)
         """,
-        names, content_types, sizes, lease_seconds,
+        names,
+        content_types,
+        sizes,
+        lease_seconds,
     )
 
 
@@ -47,10 +51,24 @@ async def end_leases(conn, names: list[str]) -> int:
     return len(rows)
 
 
-async def insert_media(conn, *, media_id: uuid.UUID, user_id: str, kind: str, purpose: str | None, blob_name: str,
-                       thumbnail_name: str | None, mime: str, size: int, width: int | None = None,
-                       height: int | None = None, duration_ms: int | None = None, provider: str | None = None,
-                       model: str | None = None, prompt: str | None = None) -> asyncpg.Record:
+async def insert_media(
+    conn,
+    *,
+    media_id: uuid.UUID,
+    user_id: str,
+    kind: str,
+    purpose: str | None,
+    blob_name: str,
+    thumbnail_name: str | None,
+    mime: str,
+    size: int,
+    width: int | None = None,
+    height: int | None = None,
+    duration_ms: int | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    prompt: str | None = None,
+) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""
         INSERT INTO media_metadata (id, user_id, kind, purpose, blob_name, thumbnail_name, mime, bytes, width,
@@ -58,20 +76,35 @@ async def insert_media(conn, *, media_id: uuid.UUID, user_id: str, kind: str, pu
         VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         RETURNING {_COLUMNS}
         """,
-        media_id, user_id, kind, purpose, blob_name, thumbnail_name, mime, size, width, height, duration_ms,
-        provider, model, prompt,
+        media_id,
+        user_id,
+        kind,
+        purpose,
+        blob_name,
+        thumbnail_name,
+        mime,
+        size,
+        width,
+        height,
+        duration_ms,
+        provider,
+        model,
+        prompt,
     )
 
 
 async def get_owned(conn, media_id: uuid.UUID, user_id: str, kind: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM media_metadata WHERE id = $1 AND user_id = $2::uuid AND kind = $3",
-        media_id, user_id, kind,
+        media_id,
+        user_id,
+        kind,
     )
 
 
-async def list_owned(conn, user_id: str, kind: str, *, purpose: str | None, limit: int,
-                     before: tuple[datetime, uuid.UUID] | None) -> list[asyncpg.Record]:
+async def list_owned(
+    conn, user_id: str, kind: str, *, purpose: str | None, limit: int, before: tuple[datetime, uuid.UUID] | None
+) -> list[asyncpg.Record]:
     """Newest first; `before` is the (created_at, id) of the last row of the previous page."""
     return await conn.fetch(
         f"""
@@ -81,14 +114,21 @@ async def list_owned(conn, user_id: str, kind: str, *, purpose: str | None, limi
          ORDER BY created_at DESC, id DESC
          LIMIT $6
         """,
-        user_id, kind, purpose, before[0] if before else None, before[1] if before else None, limit,
+        user_id,
+        kind,
+        purpose,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit,
     )
 
 
 async def delete_owned(conn, media_id: uuid.UUID, user_id: str, kind: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"DELETE FROM media_metadata WHERE id = $1 AND user_id = $2::uuid AND kind = $3 RETURNING {_COLUMNS}",
-        media_id, user_id, kind,
+        media_id,
+        user_id,
+        kind,
     )
 
 
@@ -110,7 +150,8 @@ async def claim_unreferenced(conn, limit: int, names: list[str] | None = None) -
          LIMIT $1
            FOR UPDATE SKIP LOCKED
         """,
-        limit, names,
+        limit,
+        names,
     )
     return [r["name"] for r in rows]
 

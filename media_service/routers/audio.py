@@ -1,4 +1,5 @@
 """Audio files (voice notes, TTS results): upload, read, delete."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -17,11 +18,28 @@ router = APIRouter(tags=["audio"])
     "/audio",
     status_code=201,
     response_model=AudioOut,
-    responses=documented(errors.INVALID_TOKEN, errors.TOO_LARGE, errors.UNSUPPORTED_MEDIA_TYPE, errors.INVALID_AUDIO,
-                         errors.VALIDATION_ERROR, errors.STORAGE_UNAVAILABLE),
-    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}},
-    }}}, "required": True}},
+    responses=documented(
+        errors.INVALID_TOKEN,
+        errors.TOO_LARGE,
+        errors.UNSUPPORTED_MEDIA_TYPE,
+        errors.INVALID_AUDIO,
+        errors.VALIDATION_ERROR,
+        errors.STORAGE_UNAVAILABLE,
+    ),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+            "required": True,
+        }
+    },
 )
 async def upload_audio(request: Request, user: CurrentUser = Depends(get_current_user)):
     """Multipart `file`: mp3, m4a, ogg, wav or webm, recognised by content."""
@@ -30,8 +48,9 @@ async def upload_audio(request: Request, user: CurrentUser = Depends(get_current
     return await service.upload_audio(user.user_id, bytes(upload.file))
 
 
-@router.get("/audio/{audio_id}", response_model=AudioOut,
-            responses=documented(errors.INVALID_TOKEN, errors.AUDIO_NOT_FOUND))
+@router.get(
+    "/audio/{audio_id}", response_model=AudioOut, responses=documented(errors.INVALID_TOKEN, errors.AUDIO_NOT_FOUND)
+)
 async def get_audio(audio_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
     return await media(request).get_audio(user.user_id, audio_id)
 

@@ -1,4 +1,5 @@
 """Images: upload, list, read (with fresh SAS URLs), delete."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -23,13 +24,31 @@ def media(request: Request) -> MediaService:
     "/images/upload",
     status_code=201,
     response_model=ImageOut,
-    responses=documented(*_AUTH, errors.TOO_LARGE, errors.UNSUPPORTED_MEDIA_TYPE, errors.INVALID_IMAGE,
-                         errors.VALIDATION_ERROR, errors.STORAGE_UNAVAILABLE),
-    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary"},
-                       "purpose": {"type": "string", "enum": list(PURPOSES), "default": "attachment"}},
-    }}}, "required": True}},
+    responses=documented(
+        *_AUTH,
+        errors.TOO_LARGE,
+        errors.UNSUPPORTED_MEDIA_TYPE,
+        errors.INVALID_IMAGE,
+        errors.VALIDATION_ERROR,
+        errors.STORAGE_UNAVAILABLE,
+    ),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "purpose": {"type": "string", "enum": list(PURPOSES), "default": "attachment"},
+                        },
+                    }
+                }
+            },
+            "required": True,
+        }
+    },
 )
 async def upload_image(request: Request, user: CurrentUser = Depends(get_current_user)):
     """Multipart `file` (PNG, JPEG, GIF or WebP, by content) and `purpose`. Stored re-encoded,
@@ -42,8 +61,9 @@ async def upload_image(request: Request, user: CurrentUser = Depends(get_current
     return await service.upload_image(user.user_id, bytes(upload.file), purpose)
 
 
-@router.get("/images", response_model=ImageList,
-            responses=documented(*_AUTH, errors.INVALID_CURSOR, errors.VALIDATION_ERROR))
+@router.get(
+    "/images", response_model=ImageList, responses=documented(*_AUTH, errors.INVALID_CURSOR, errors.VALIDATION_ERROR)
+)
 async def list_images(
     request: Request,
     purpose: str | None = Query(None, pattern="^(avatar|character|attachment)$"),
@@ -55,8 +75,7 @@ async def list_images(
     return await media(request).list_images(user.user_id, purpose=purpose, limit=limit, cursor=cursor)
 
 
-@router.get("/images/{image_id}", response_model=ImageOut,
-            responses=documented(*_AUTH, errors.IMAGE_NOT_FOUND))
+@router.get("/images/{image_id}", response_model=ImageOut, responses=documented(*_AUTH, errors.IMAGE_NOT_FOUND))
 async def get_image(image_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
     """One of the caller's images with fresh URLs; another user's answers 404."""
     return await media(request).get_image(user.user_id, image_id)

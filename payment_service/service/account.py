@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from payment_service import errors
@@ -147,7 +147,7 @@ async def live_subscription(state, user_id: str):
 async def _apply_returned(state, sub, reason: str, user_id: str) -> SubscriptionState:
     """Apply the subscription state Stripe just answered with, so the change shows at once (the
     webhook for it then finds the same state)."""
-    now = datetime.fromtimestamp(int(time.time()), timezone.utc)
+    now = datetime.fromtimestamp(int(time.time()), UTC)
     async with state.core_db.acquire() as conn:
         async with conn.transaction():
             applied = await state.billing.apply_stripe_subscription(
@@ -167,7 +167,7 @@ async def change_plan(state, user_id: str, target: int) -> SubscriptionState:
     async with stripe_errors("read the subscription"):
         sub = to_dict(await client.v1.subscriptions.retrieve_async(live["external_id"]))
     item = sub["items"]["data"][0]
-    paid_tier, _ = paid_tier_of(sub.get("metadata"), datetime.now(timezone.utc))
+    paid_tier, _ = paid_tier_of(sub.get("metadata"), datetime.now(UTC))
     current = CurrentPlan(
         item_id=item["id"],
         tier=state.billing.tier_for_price(item["price"]["id"]),

@@ -8,11 +8,12 @@ when the provider produced the state applied to it (`source_updated_at`, the Str
 subscription that has ended (`canceled`) never comes back, so `deleted` delivered before an
 `updated` of the same second cannot be undone by it.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,11 +32,11 @@ ENDED_STATUSES = ("canceled", "expired", "incomplete_expired")
 def ts(value: Any) -> datetime | None:
     if value in (None, "", 0):
         return None
-    return datetime.fromtimestamp(int(value), timezone.utc)
+    return datetime.fromtimestamp(int(value), UTC)
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 def obj_id(value: Any) -> str | None:
@@ -109,37 +110,66 @@ class SubscriptionLedger:
     def price_for_tier(self, tier: int) -> str | None:
         return {TIER_PRO: self.settings.stripe_price_pro, TIER_MAX: self.settings.stripe_price_max}.get(tier)
 
-    async def finish(self, conn, user_id: str, before: int, prev, row, *, source: str, reason: str,
-                     provider_event_id: str | None, after: int | None = None) -> Applied:
+    async def finish(
+        self,
+        conn,
+        user_id: str,
+        before: int,
+        prev,
+        row,
+        *,
+        source: str,
+        reason: str,
+        provider_event_id: str | None,
+        after: int | None = None,
+    ) -> Applied:
         """After a subscription row changed: new effective tier, quota reset on a tier change, one event.
         `after`: the tier already settled by the caller (save_subscription_and_settle_tier)."""
         if after is None:
             after = await repo.settle_tier(conn, user_id, before)
-        kind = classify(prev, row, before, after) if row is not None else (
-            "upgraded" if after > before else "downgraded" if after < before else None)
+        kind = (
+            classify(prev, row, before, after)
+            if row is not None
+            else ("upgraded" if after > before else "downgraded" if after < before else None)
+        )
         if kind:
-            await emit(conn, make_event(
-                _EVENT_TYPES[kind], user_id,
-                {
-                    "tier": after,
-                    "tier_name": tier_name(after),
-                    "previous_tier": before,
-                    "status": row["status"] if row is not None else None,
-                    "source": source,
-                    "subscription_id": row["external_id"] if row is not None else None,
-                    "current_period_end": iso(row["current_period_end"]) if row is not None else None,
-                    "cancel_at_period_end": bool(row["cancel_at_period_end"]) if row is not None else False,
-                    "quotas": TIER_QUOTAS[after],
-                    "reason": reason,
-                },
-                source="payment_service",
-                provider_event_id=provider_event_id,
-            ))
+            await emit(
+                conn,
+                make_event(
+                    _EVENT_TYPES[kind],
+                    user_id,
+                    {
+                        "tier": after,
+                        "tier_name": tier_name(after),
+                        "previous_tier": before,
+                        "status": row["status"] if row is not None else None,
+                        "source": source,
+                        "subscription_id": row["external_id"] if row is not None else None,
+                        "current_period_end": iso(row["current_period_end"]) if row is not None else None,
+                        "cancel_at_period_end": bool(row["cancel_at_period_end"]) if row is not None else False,
+                        "quotas": TIER_QUOTAS[after],
+                        "reason": reason,
+                    },
+                    source="payment_service",
+                    provider_event_id=provider_event_id,
+                ),
+            )
         return Applied(user_id, after, before, kind)
 
-    async def apply_row(self, conn, *, source: str, external_id: str, user_id: str, fields: dict[str, Any],
-                        event_time: datetime, reason: str, provider_event_id: str | None,
-                        terminal_is_final: bool, locked_prev: Any = False) -> Applied | None:
+    async def apply_row(
+        self,
+        conn,
+        *,
+        source: str,
+        external_id: str,
+        user_id: str,
+        fields: dict[str, Any],
+        event_time: datetime,
+        reason: str,
+        provider_event_id: str | None,
+        terminal_is_final: bool,
+        locked_prev: Any = False,
+    ) -> Applied | None:
         """Apply one provider state to one subscription row unless a newer state is already there.
         `locked_prev`: the row as read by a caller that already holds the subscription's lock."""
         if locked_prev is False:
@@ -147,7 +177,11 @@ class SubscriptionLedger:
         else:
             prev = locked_prev
         if prev is not None:
-            if terminal_is_final and prev["status"] in ENDED_STATUSES and fields.get("status", prev["status"]) not in ENDED_STATUSES:
+            if (
+                terminal_is_final
+                and prev["status"] in ENDED_STATUSES
+                and fields.get("status", prev["status"]) not in ENDED_STATUSES
+            ):
                 log.info("state of an ended subscription ignored", extra={"subscription": external_id})
                 return None
             if prev["source_updated_at"] > event_time:
@@ -156,8 +190,17 @@ class SubscriptionLedger:
             user_id = str(prev["user_id"])
         merged = {**(dict(prev) if prev else {}), **fields, "user_id": user_id, "source_updated_at": event_time}
         row, before, after = await repo.save_subscription_and_settle_tier(conn, source, external_id, merged)
-        return await self.finish(conn, user_id, before, prev, row, source=source, reason=reason,
-                                 provider_event_id=provider_event_id, after=after)
+        return await self.finish(
+            conn,
+            user_id,
+            before,
+            prev,
+            row,
+            source=source,
+            reason=reason,
+            provider_event_id=provider_event_id,
+            after=after,
+        )
 
     async def reconcile(self, conn, user_id: str) -> Applied | None:
         """Time passed (grace ended, entitlement expired, scheduled downgrade due): settle the user's tier."""
@@ -166,5 +209,6 @@ class SubscriptionLedger:
         after = await repo.effective_tier(conn, user_id)
         if after == before:
             return None
-        return await self.finish(conn, user_id, before, None, None, source="payment", reason="period_ended",
-                                 provider_event_id=None)
+        return await self.finish(
+            conn, user_id, before, None, None, source="payment", reason="period_ended", provider_event_id=None
+        )

@@ -2,6 +2,7 @@
 invoices (paid: a new period and fresh allowances; failed: the grace period) and refunds.
 
 `stripe_handler(event_type)` is the public dispatch the webhook route uses."""
+
 from __future__ import annotations
 
 import logging
@@ -40,10 +41,13 @@ class StripeBilling(SubscriptionLedger):
         `handler(conn, obj, when, event_id)`. Each returns the list of Applied changes."""
         options = SUBSCRIPTION_EVENTS.get(event_type)
         if options is not None:
+
             async def subscription_changed(conn, obj, when, event_id, locked_prev) -> list[Applied]:
-                applied = await self.apply_stripe_subscription(conn, obj, when, provider_event_id=event_id,
-                                                               locked_prev=locked_prev, **options)
+                applied = await self.apply_stripe_subscription(
+                    conn, obj, when, provider_event_id=event_id, locked_prev=locked_prev, **options
+                )
                 return [applied] if applied else []
+
             return subscription_changed
         return {
             "checkout.session.completed": self.on_checkout_completed,
@@ -83,8 +87,15 @@ class StripeBilling(SubscriptionLedger):
             "pending_tier_at": pending_at,
         }
 
-    async def stripe_user(self, conn, *, customer: str | None, metadata: dict | None, subscription_id: str | None = None,
-                          fetch: bool = True) -> str | None:
+    async def stripe_user(
+        self,
+        conn,
+        *,
+        customer: str | None,
+        metadata: dict | None,
+        subscription_id: str | None = None,
+        fetch: bool = True,
+    ) -> str | None:
         if subscription_id:
             prev = await repo.get_subscription(conn, "stripe", subscription_id)
             if prev is not None:
@@ -115,24 +126,47 @@ class StripeBilling(SubscriptionLedger):
                 return str(as_uuid(candidate))
         return None
 
-    async def apply_stripe_subscription(self, conn, sub: dict[str, Any], event_time: datetime, *, reason: str,
-                                        provider_event_id: str | None, deleted: bool = False,
-                                        locked_prev: Any = False) -> Applied | None:
+    async def apply_stripe_subscription(
+        self,
+        conn,
+        sub: dict[str, Any],
+        event_time: datetime,
+        *,
+        reason: str,
+        provider_event_id: str | None,
+        deleted: bool = False,
+        locked_prev: Any = False,
+    ) -> Applied | None:
         """`locked_prev`: the row as read by a caller that already holds the subscription's lock
         (repo.record_subscription_event); False: take the lock here."""
         customer = obj_id(sub.get("customer"))
         prev = await repo.lock_and_get_subscription(conn, "stripe", sub["id"]) if locked_prev is False else locked_prev
-        user_id = str(prev["user_id"]) if prev is not None else await self.stripe_user(
-            conn, customer=customer, metadata=sub.get("metadata"))
+        user_id = (
+            str(prev["user_id"])
+            if prev is not None
+            else await self.stripe_user(conn, customer=customer, metadata=sub.get("metadata"))
+        )
         if user_id is None:
-            log.error("stripe subscription for an unknown user ignored", extra={"subscription": sub["id"], "customer": customer})
+            log.error(
+                "stripe subscription for an unknown user ignored",
+                extra={"subscription": sub["id"], "customer": customer},
+            )
             return None
         fields = self.stripe_fields(sub, event_time, prev)
         if deleted:
             fields["status"] = "canceled"
-        return await self.apply_row(conn, source="stripe", external_id=sub["id"], user_id=user_id, fields=fields,
-                                    event_time=event_time, reason=reason, provider_event_id=provider_event_id,
-                                    terminal_is_final=True, locked_prev=prev)
+        return await self.apply_row(
+            conn,
+            source="stripe",
+            external_id=sub["id"],
+            user_id=user_id,
+            fields=fields,
+            event_time=event_time,
+            reason=reason,
+            provider_event_id=provider_event_id,
+            terminal_is_final=True,
+            locked_prev=prev,
+        )
 
     async def fetch_subscription(self, subscription_id: str) -> dict[str, Any] | None:
         if self.gateway is None or not self.gateway.configured:
@@ -140,11 +174,15 @@ class StripeBilling(SubscriptionLedger):
         try:
             return to_dict(await self.gateway.client.v1.subscriptions.retrieve_async(subscription_id))
         except Exception as exc:
-            log.warning("stripe subscription not fetched; using the event's own data",
-                        extra={"subscription": subscription_id, "error": repr(exc)})
+            log.warning(
+                "stripe subscription not fetched; using the event's own data",
+                extra={"subscription": subscription_id, "error": repr(exc)},
+            )
             return None
 
-    async def on_checkout_completed(self, conn, session: dict[str, Any], event_time: datetime, event_id: str) -> list[Applied]:
+    async def on_checkout_completed(
+        self, conn, session: dict[str, Any], event_time: datetime, event_id: str
+    ) -> list[Applied]:
         if session.get("mode") != "subscription":
             return []
         metadata = session.get("metadata") or {}
@@ -159,7 +197,9 @@ class StripeBilling(SubscriptionLedger):
             await repo.link_customer(conn, user_id, customer)
         sub = await self.fetch_subscription(sub_id)
         if sub is not None:
-            applied = await self.apply_stripe_subscription(conn, sub, event_time, reason="checkout", provider_event_id=event_id)
+            applied = await self.apply_stripe_subscription(
+                conn, sub, event_time, reason="checkout", provider_event_id=event_id
+            )
             return [applied] if applied else []
         # Stripe unreachable: grant from the session itself (what was paid for); the subscription's
         # own events fill in the period and price, and a newer state always wins.
@@ -167,11 +207,24 @@ class StripeBilling(SubscriptionLedger):
             return []
         tier_requested = parse_tier(metadata.get("tier")) or 0
         status = {"paid": "active", "no_payment_required": "trialing"}.get(session.get("payment_status"), "incomplete")
-        fields = {"stripe_customer_id": customer, "stripe_subscription_id": sub_id, "tier": tier_requested,
-                  "status": status, "cancel_at_period_end": False}
-        applied = await self.apply_row(conn, source="stripe", external_id=sub_id, user_id=user_id, fields=fields,
-                                       event_time=event_time, reason="checkout", provider_event_id=event_id,
-                                       terminal_is_final=True)
+        fields = {
+            "stripe_customer_id": customer,
+            "stripe_subscription_id": sub_id,
+            "tier": tier_requested,
+            "status": status,
+            "cancel_at_period_end": False,
+        }
+        applied = await self.apply_row(
+            conn,
+            source="stripe",
+            external_id=sub_id,
+            user_id=user_id,
+            fields=fields,
+            event_time=event_time,
+            reason="checkout",
+            provider_event_id=event_id,
+            terminal_is_final=True,
+        )
         return [applied] if applied else []
 
     @staticmethod
@@ -193,24 +246,51 @@ class StripeBilling(SubscriptionLedger):
             item_id = item_details.get("subscription_item") or item_id
         return price_id, period_end, item_id
 
-    async def on_invoice_paid(self, conn, invoice: dict[str, Any], event_time: datetime, event_id: str) -> list[Applied]:
+    async def on_invoice_paid(
+        self, conn, invoice: dict[str, Any], event_time: datetime, event_id: str
+    ) -> list[Applied]:
         sub_id, sub_metadata = self.invoice_subscription(invoice)
         customer = obj_id(invoice.get("customer"))
         user_id = await self.stripe_user(conn, customer=customer, metadata=sub_metadata, subscription_id=sub_id)
         if user_id is None:
-            log.error("paid invoice of an unknown user ignored", extra={"invoice": invoice.get("id"), "customer": customer})
+            log.error(
+                "paid invoice of an unknown user ignored", extra={"invoice": invoice.get("id"), "customer": customer}
+            )
             return []
         amount = int(invoice.get("amount_paid") or 0)
         currency = invoice.get("currency") or "usd"
         if amount > 0:
             await repo.insert_transaction(
-                conn, user_id=user_id, source="stripe", kind="payment", status="succeeded", amount_cents=amount,
-                currency=currency, external_id=invoice["id"], stripe_customer_id=customer, subscription_ref=sub_id,
-                description=invoice.get("billing_reason"), occurred_at=event_time)
-            await emit(conn, make_event(EventType.PAYMENT_SUCCEEDED, user_id, {
-                "source": "stripe", "amount": amount, "currency": currency, "invoice_id": invoice["id"],
-                "subscription_id": sub_id, "billing_reason": invoice.get("billing_reason"),
-            }, source="payment_service", provider_event_id=event_id))
+                conn,
+                user_id=user_id,
+                source="stripe",
+                kind="payment",
+                status="succeeded",
+                amount_cents=amount,
+                currency=currency,
+                external_id=invoice["id"],
+                stripe_customer_id=customer,
+                subscription_ref=sub_id,
+                description=invoice.get("billing_reason"),
+                occurred_at=event_time,
+            )
+            await emit(
+                conn,
+                make_event(
+                    EventType.PAYMENT_SUCCEEDED,
+                    user_id,
+                    {
+                        "source": "stripe",
+                        "amount": amount,
+                        "currency": currency,
+                        "invoice_id": invoice["id"],
+                        "subscription_id": sub_id,
+                        "billing_reason": invoice.get("billing_reason"),
+                    },
+                    source="payment_service",
+                    provider_event_id=event_id,
+                ),
+            )
         if not sub_id:
             return []
         price_id, period_end, item_id = self.invoice_line(invoice)
@@ -221,23 +301,52 @@ class StripeBilling(SubscriptionLedger):
             # or what the invoice says was paid for.
             sub = await self.fetch_subscription(sub_id)
             if sub is not None:
-                applied = await self.apply_stripe_subscription(conn, sub, event_time, reason="invoice_paid", provider_event_id=event_id)
+                applied = await self.apply_stripe_subscription(
+                    conn, sub, event_time, reason="invoice_paid", provider_event_id=event_id
+                )
             else:
-                fields = {"stripe_customer_id": customer, "stripe_subscription_id": sub_id, "stripe_item_id": item_id,
-                          "price_id": price_id, "tier": self.tier_for_price(price_id), "status": "active",
-                          "current_period_end": period_end, "cancel_at_period_end": False}
-                applied = await self.apply_row(conn, source="stripe", external_id=sub_id, user_id=user_id, fields=fields,
-                                               event_time=event_time, reason="invoice_paid", provider_event_id=event_id,
-                                               terminal_is_final=True)
+                fields = {
+                    "stripe_customer_id": customer,
+                    "stripe_subscription_id": sub_id,
+                    "stripe_item_id": item_id,
+                    "price_id": price_id,
+                    "tier": self.tier_for_price(price_id),
+                    "status": "active",
+                    "current_period_end": period_end,
+                    "cancel_at_period_end": False,
+                }
+                applied = await self.apply_row(
+                    conn,
+                    source="stripe",
+                    external_id=sub_id,
+                    user_id=user_id,
+                    fields=fields,
+                    event_time=event_time,
+                    reason="invoice_paid",
+                    provider_event_id=event_id,
+                    terminal_is_final=True,
+                )
         elif prev["status"] not in ENDED_STATUSES and prev["source_updated_at"] <= event_time:
             fields = {"current_period_end": max(filter(None, [prev["current_period_end"], period_end]), default=None)}
             if prev["status"] in ("past_due", "unpaid", "incomplete"):
                 fields.update(status="active", grace_until=None)  # recovered
-            if prev["pending_tier"] is not None and prev["pending_tier_at"] is not None and prev["pending_tier_at"] <= event_time:
+            if (
+                prev["pending_tier"] is not None
+                and prev["pending_tier_at"] is not None
+                and prev["pending_tier_at"] <= event_time
+            ):
                 fields.update(tier=prev["pending_tier"], pending_tier=None, pending_tier_at=None)
-            applied = await self.apply_row(conn, source="stripe", external_id=sub_id, user_id=user_id, fields=fields,
-                                           event_time=event_time, reason="invoice_paid", provider_event_id=event_id,
-                                           terminal_is_final=True)
+            applied = await self.apply_row(
+                conn,
+                source="stripe",
+                external_id=sub_id,
+                user_id=user_id,
+                fields=fields,
+                event_time=event_time,
+                reason="invoice_paid",
+                provider_event_id=event_id,
+                terminal_is_final=True,
+            )
         # A paid invoice starts a new paid period: fresh allowances (unless the tier change just reset them).
         tier = await repo.effective_tier(conn, user_id)
         if tier > 0 and (applied is None or applied.tier == applied.previous_tier):
@@ -246,7 +355,9 @@ class StripeBilling(SubscriptionLedger):
             await repo.reset_quotas(conn, user_id, tier, reset_at, "renewal")
         return [applied] if applied else [Applied(user_id, tier, tier)]
 
-    async def on_invoice_failed(self, conn, invoice: dict[str, Any], event_time: datetime, event_id: str) -> list[Applied]:
+    async def on_invoice_failed(
+        self, conn, invoice: dict[str, Any], event_time: datetime, event_id: str
+    ) -> list[Applied]:
         sub_id, sub_metadata = self.invoice_subscription(invoice)
         customer = obj_id(invoice.get("customer"))
         user_id = await self.stripe_user(conn, customer=customer, metadata=sub_metadata, subscription_id=sub_id)
@@ -257,9 +368,19 @@ class StripeBilling(SubscriptionLedger):
         currency = invoice.get("currency") or "usd"
         attempt = int(invoice.get("attempt_count") or 1)
         await repo.insert_transaction(
-            conn, user_id=user_id, source="stripe", kind="failed_payment", status="failed", amount_cents=amount,
-            currency=currency, external_id=f"{invoice['id']}:{attempt}", stripe_customer_id=customer,
-            subscription_ref=sub_id, description=invoice.get("billing_reason"), occurred_at=event_time)
+            conn,
+            user_id=user_id,
+            source="stripe",
+            kind="failed_payment",
+            status="failed",
+            amount_cents=amount,
+            currency=currency,
+            external_id=f"{invoice['id']}:{attempt}",
+            stripe_customer_id=customer,
+            subscription_ref=sub_id,
+            description=invoice.get("billing_reason"),
+            occurred_at=event_time,
+        )
         applied = None
         grace_until = None
         if sub_id:
@@ -268,17 +389,40 @@ class StripeBilling(SubscriptionLedger):
                 grace_until = prev["grace_until"] or event_time + self.grace
                 if prev["status"] in ("active", "trialing", "past_due"):
                     applied = await self.apply_row(
-                        conn, source="stripe", external_id=sub_id, user_id=user_id,
-                        fields={"status": "past_due", "grace_until": grace_until}, event_time=event_time,
-                        reason="payment_failed", provider_event_id=event_id, terminal_is_final=True)
-        await emit(conn, make_event(EventType.PAYMENT_FAILED, user_id, {
-            "source": "stripe", "amount": amount, "currency": currency, "invoice_id": invoice["id"],
-            "subscription_id": sub_id, "attempt_count": attempt, "grace_until": iso(grace_until),
-            "next_payment_attempt": iso(ts(invoice.get("next_payment_attempt"))),
-        }, source="payment_service", provider_event_id=event_id))
+                        conn,
+                        source="stripe",
+                        external_id=sub_id,
+                        user_id=user_id,
+                        fields={"status": "past_due", "grace_until": grace_until},
+                        event_time=event_time,
+                        reason="payment_failed",
+                        provider_event_id=event_id,
+                        terminal_is_final=True,
+                    )
+        await emit(
+            conn,
+            make_event(
+                EventType.PAYMENT_FAILED,
+                user_id,
+                {
+                    "source": "stripe",
+                    "amount": amount,
+                    "currency": currency,
+                    "invoice_id": invoice["id"],
+                    "subscription_id": sub_id,
+                    "attempt_count": attempt,
+                    "grace_until": iso(grace_until),
+                    "next_payment_attempt": iso(ts(invoice.get("next_payment_attempt"))),
+                },
+                source="payment_service",
+                provider_event_id=event_id,
+            ),
+        )
         return [applied] if applied else []
 
-    async def on_charge_refunded(self, conn, charge: dict[str, Any], event_time: datetime, event_id: str) -> list[Applied]:
+    async def on_charge_refunded(
+        self, conn, charge: dict[str, Any], event_time: datetime, event_id: str
+    ) -> list[Applied]:
         customer = obj_id(charge.get("customer"))
         user_id = await self.stripe_user(conn, customer=customer, metadata=charge.get("metadata"), fetch=False)
         refunded_total = int(charge.get("amount_refunded") or 0)
@@ -286,7 +430,17 @@ class StripeBilling(SubscriptionLedger):
         delta = refunded_total - already
         if delta > 0:
             await repo.insert_transaction(
-                conn, user_id=user_id, source="stripe", kind="refund", status="refunded", amount_cents=-delta,
-                currency=charge.get("currency") or "usd", external_id=f"{charge['id']}:{refunded_total}",
-                stripe_customer_id=customer, subscription_ref=charge["id"], description="refund", occurred_at=event_time)
+                conn,
+                user_id=user_id,
+                source="stripe",
+                kind="refund",
+                status="refunded",
+                amount_cents=-delta,
+                currency=charge.get("currency") or "usd",
+                external_id=f"{charge['id']}:{refunded_total}",
+                stripe_customer_id=customer,
+                subscription_ref=charge["id"],
+                description="refund",
+                occurred_at=event_time,
+            )
         return []

@@ -4,6 +4,7 @@ Every AMQP connection here is a pika AsyncioConnection on the service's own even
 pika call ever blocks the loop and there is exactly one thread touching each connection
 (pika's rule). Heartbeats are answered by the loop itself.
 """
+
 from shared.bus.amqp import AMQPChannel, ConnectionLost, PublishFailed
 from shared.bus.consumer import Consumer, EventHandlers
 from shared.bus.outbox import OUTBOX_INSERT_ARRAYS, OutboxRelay, emit, outbox_arrays

@@ -1,9 +1,11 @@
 """One pika AsyncioConnection with one channel in confirm mode, as awaitables."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
@@ -55,7 +57,7 @@ class AMQPChannel:
     def channel(self):
         return self._channel
 
-    async def open(self, timeout: float = 5.0) -> "AMQPChannel":
+    async def open(self, timeout: float = 5.0) -> AMQPChannel:
         self._loop = asyncio.get_running_loop()
         opened: asyncio.Future = self._loop.create_future()
 
@@ -75,7 +77,9 @@ class AMQPChannel:
             self._channel = channel
             channel.add_on_close_callback(on_channel_closed)
             channel.add_on_return_callback(self._on_return)
-            channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: opened.done() or opened.set_result(None))
+            channel.confirm_delivery(
+                ack_nack_callback=self._on_confirm, callback=lambda _frame: opened.done() or opened.set_result(None)
+            )
 
         def on_channel_closed(channel, reason):
             self._fail_all(reason)
@@ -159,7 +163,13 @@ class AMQPChannel:
         return fut
 
     async def declare_exchange(self, name: str, kind: str, arguments: dict | None = None) -> None:
-        await self._rpc(self._channel.exchange_declare, exchange=name, exchange_type=ExchangeType(kind), durable=True, arguments=arguments)
+        await self._rpc(
+            self._channel.exchange_declare,
+            exchange=name,
+            exchange_type=ExchangeType(kind),
+            durable=True,
+            arguments=arguments,
+        )
 
     async def declare_queue(self, name: str, arguments: dict | None = None) -> None:
         await self._rpc(self._channel.queue_declare, queue=name, durable=True, arguments=arguments)
@@ -209,7 +219,7 @@ class AMQPChannel:
                 pass
             try:
                 await asyncio.wait_for(self._closed.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self._fail_all("closed by client")
 

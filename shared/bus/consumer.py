@@ -7,12 +7,14 @@ original is acked, so nothing is lost) to a delay queue whose TTL dead-letters i
 main queue; after `max_attempts` tries it is parked in `<queue>.dlq`. No nack-requeue loop:
 RabbitMQ 4's quorum delivery limit does not count nacks, and a hot requeue loop starves the queue.
 """
+
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
@@ -137,9 +139,12 @@ class Consumer:
                 self._consumer_tag = ch.channel.basic_consume(
                     self.queue, lambda _c, m, p, b, ch=ch: self._on_message(ch, m, p, b), auto_ack=False
                 )
-            except (ConnectionLost, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, ConnectionLost, OSError) as exc:
                 await ch.close()
-                log.warning("consumer cannot connect, retrying", extra={"queue": self.queue, "error": repr(exc), "retry_in_s": backoff})
+                log.warning(
+                    "consumer cannot connect, retrying",
+                    extra={"queue": self.queue, "error": repr(exc), "retry_in_s": backoff},
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(30.0, backoff * 2)
                 continue
@@ -157,7 +162,9 @@ class Consumer:
             self.ready.clear()
             self._channel = None
             if not self._stopping:
-                log.warning("consumer connection lost, reconnecting", extra={"queue": self.queue, "reason": repr(reason)})
+                log.warning(
+                    "consumer connection lost, reconnecting", extra={"queue": self.queue, "reason": repr(reason)}
+                )
                 await asyncio.sleep(0.2)
 
     def _on_message(self, ch: AMQPChannel, method, properties, body) -> None:
@@ -173,12 +180,18 @@ class Consumer:
         try:
             event = Event.from_bytes(body)
         except (ValidationError, ValueError) as exc:
-            log.error("unparseable message parked in the dead-letter queue", extra={"queue": self.queue, "error": str(exc)[:500]})
+            log.error(
+                "unparseable message parked in the dead-letter queue",
+                extra={"queue": self.queue, "error": str(exc)[:500]},
+            )
             await self._park(ch, tag, body, properties, headers, f"unparseable: {exc}"[:1000])
             return
         handler = self.handlers.handlers.get(event.event_type)
         if handler is None:
-            log.info("event type not handled here; acknowledged", extra={"event_type": event.event_type, "event_id": event.event_id})
+            log.info(
+                "event type not handled here; acknowledged",
+                extra={"event_type": event.event_type, "event_id": event.event_id},
+            )
             self._ack(ch, tag)
             return
         try:
@@ -190,16 +203,29 @@ class Consumer:
             if attempt >= self.max_attempts:
                 log.error(
                     "event failed too often; parked in the dead-letter queue",
-                    extra={"event_type": event.event_type, "event_id": event.event_id, "attempt": attempt, "error": error},
+                    extra={
+                        "event_type": event.event_type,
+                        "event_id": event.event_id,
+                        "attempt": attempt,
+                        "error": error,
+                    },
                 )
                 await self._park(ch, tag, body, properties, headers, error)
             else:
                 queue, delay = self.retry_queue(attempt)
                 log.warning(
                     "event handler failed; will retry",
-                    extra={"event_type": event.event_type, "event_id": event.event_id, "attempt": attempt, "retry_in_ms": delay, "error": error},
+                    extra={
+                        "event_type": event.event_type,
+                        "event_id": event.event_id,
+                        "attempt": attempt,
+                        "retry_in_ms": delay,
+                        "error": error,
+                    },
                 )
-                await self._republish(ch, tag, queue, body, properties, {**headers, ATTEMPT_HEADER: attempt + 1, "x-last-error": error})
+                await self._republish(
+                    ch, tag, queue, body, properties, {**headers, ATTEMPT_HEADER: attempt + 1, "x-last-error": error}
+                )
             return
         if applied:
             self.handled += 1
@@ -218,7 +244,9 @@ class Consumer:
                     event.event_type,
                 )
                 if not first_time:
-                    log.info("duplicate event skipped", extra={"event_id": event.event_id, "event_type": event.event_type})
+                    log.info(
+                        "duplicate event skipped", extra={"event_id": event.event_id, "event_type": event.event_type}
+                    )
                     return False
                 await handler(conn, event, self.state)
                 return True
@@ -242,7 +270,10 @@ class Consumer:
         try:
             await ch.publish("", self.dlq, body, message_id=properties.message_id, headers=headers, mandatory=False)
         except Exception as exc:
-            log.warning("could not park a message in the dead-letter queue; message stays with the broker", extra={"error": repr(exc)})
+            log.warning(
+                "could not park a message in the dead-letter queue; message stays with the broker",
+                extra={"error": repr(exc)},
+            )
             return
         self.dead_lettered += 1
         self._ack(ch, tag)

@@ -5,6 +5,7 @@ publishes unpublished rows with confirms and marks them, so an event emitted whi
 down is delivered when it returns. A crash between publish and mark re-publishes: consumers
 are idempotent by event id, so that is harmless.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -141,14 +142,16 @@ class OutboxRelay:
                     backoff = 0.0
                 except Exception as exc:
                     backoff = min(self.max_backoff, max(0.5, backoff * 2))
-                    log.warning("outbox relay: publish failed, retrying", extra={"error": repr(exc), "retry_in_s": backoff})
+                    log.warning(
+                        "outbox relay: publish failed, retrying", extra={"error": repr(exc), "retry_in_s": backoff}
+                    )
                     await asyncio.sleep(backoff)
                     continue
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                     if self.coalesce_seconds and not self._stopping:
                         await asyncio.sleep(self.coalesce_seconds)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         except asyncio.CancelledError:
             pass  # stop(): wherever the relay was waiting, it still hands its listener back
@@ -175,20 +178,30 @@ class OutboxRelay:
                 return total
             rows = sorted(rows, key=lambda r: r["id"])  # RETURNING order is not guaranteed
             try:
-                results = await self.publisher.publish_raw([(r["event_id"], r["event_type"], bytes(r["body"])) for r in rows])
+                results = await self.publisher.publish_raw(
+                    [(r["event_id"], r["event_type"], bytes(r["body"])) for r in rows]
+                )
             except BaseException:
                 # Hand the batch back at once (the broker is away, or we are stopping), rather
                 # than leave it invisible until the claim expires.
                 with contextlib.suppress(Exception):
-                    await self.pool.execute("UPDATE outbox_events SET claimed_until = NULL WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+                    await self.pool.execute(
+                        "UPDATE outbox_events SET claimed_until = NULL WHERE id = ANY($1::bigint[])",
+                        [r["id"] for r in rows],
+                    )
                 raise
-            done = [r["id"] for r, err in zip(rows, results) if err is None]
-            failed = [(r["id"], repr(err)) for r, err in zip(rows, results) if err is not None]
+            done = [r["id"] for r, err in zip(rows, results, strict=True) if err is None]
+            failed = [(r["id"], repr(err)) for r, err in zip(rows, results, strict=True) if err is not None]
             if done:
-                await self.pool.execute("UPDATE outbox_events SET published_at = now(), claimed_until = NULL WHERE id = ANY($1::bigint[])", done)
+                await self.pool.execute(
+                    "UPDATE outbox_events SET published_at = now(), claimed_until = NULL WHERE id = ANY($1::bigint[])",
+                    done,
+                )
             if failed:
                 await self.pool.executemany(
-                    "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2, claimed_until = NULL WHERE id = $1", failed
+                    "UPDATE outbox_events SET attempts = attempts + 1, last_error = $2, "
+                    "claimed_until = NULL WHERE id = $1",
+                    failed,
                 )
             total += len(done)
             self.published_total += len(done)

@@ -1,4 +1,5 @@
 """Publishing with confirms: an event counts as published only when the broker confirms it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,7 +45,9 @@ class EventPublisher:
             self._channel = channel
             return channel
 
-    async def publish_raw(self, items: list[tuple[str, str, bytes]], timeout: float = 10.0) -> list[BaseException | None]:
+    async def publish_raw(
+        self, items: list[tuple[str, str, bytes]], timeout: float = 10.0
+    ) -> list[BaseException | None]:
         """Publish (event_id, routing_key, body) items pipelined; one result per item, None = confirmed."""
         channel = await self.connect()
         futures: list[asyncio.Future | BaseException] = []

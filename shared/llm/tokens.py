@@ -31,7 +31,10 @@ def encoding() -> tiktoken.Encoding:
     ranks = load_tiktoken_bpe(str(path), expected_hash=CL100K_SHA256)
     return tiktoken.Encoding(
         name="cl100k_base",
-        pat_str=r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+        pat_str=(
+            r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+            r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+        ),
         mergeable_ranks=ranks,
         special_tokens={
             "<|endoftext|>": 100257,

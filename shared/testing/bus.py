@@ -1,4 +1,5 @@
 """EventSpy: a test's own exclusive queue on the events exchange, to see what was published."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,7 @@ class EventSpy:
         self._changed = asyncio.Condition()
         self._channel: AMQPChannel | None = None
 
-    async def __aenter__(self) -> "EventSpy":
+    async def __aenter__(self) -> EventSpy:
         ch = AMQPChannel(self.url, "test-event-spy")
         await ch.open()
         await declare_event_exchange(ch, self.exchange)
@@ -38,8 +39,10 @@ class EventSpy:
 
     def of_type(self, event_type: str, **data_match) -> list[Event]:
         return [
-            e for e in self.events
-            if e.event_type == event_type and all(e.data.get(k) == v or getattr(e, k, None) == v for k, v in data_match.items())
+            e
+            for e in self.events
+            if e.event_type == event_type
+            and all(e.data.get(k) == v or getattr(e, k, None) == v for k, v in data_match.items())
         ]
 
     async def wait_for(self, event_type: str, count: int = 1, timeout: float = 10.0, **data_match) -> list[Event]:
@@ -49,7 +52,7 @@ class EventSpy:
 
         try:
             await asyncio.wait_for(_wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             seen = [e.event_type for e in self.events]
             raise AssertionError(f"{count} x {event_type} not seen within {timeout}s; saw {seen}") from None
         return self.of_type(event_type, **data_match)

@@ -1,5 +1,6 @@
 """Checks every service passes from its first day, shared by tests/shared/test_health.py and each
 service's own tests (the scaffold, scripts/new_service.py, writes one that calls them)."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Where the local infrastructure is (scripts/infra.sh starts it) and per-run isolation."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +35,7 @@ class Infra:
     azure_storage: str = AZURITE_CONNECTION_STRING  # blob storage connection string
 
     @classmethod
-    def from_environ(cls) -> "Infra":
+    def from_environ(cls) -> Infra:
         pg_base = os.environ.get("TEST_PG_BASE", "postgresql://postgres:postgres@127.0.0.1:5432")
         return cls(
             pg_admin_url=f"{pg_base}/postgres",
@@ -49,7 +50,8 @@ class Infra:
         )
 
     def amqp_url(self, vhost: str) -> str:
-        return f"amqp://{self.rabbit_user}:{self.rabbit_password}@{self.amqp_host}:{self.amqp_port}/{quote(vhost, safe='')}"
+        credentials = f"{self.rabbit_user}:{self.rabbit_password}"
+        return f"amqp://{credentials}@{self.amqp_host}:{self.amqp_port}/{quote(vhost, safe='')}"
 
 
 def new_run_id() -> str:

@@ -6,6 +6,7 @@ servers other test runs use), and Stripe webhooks come from the sandbox to Payme
     fleet = Fleet(env, log_dir=tmp, services=("auth", "payment", "chat")).start()
     fleet.url("chat"); fleet.redis_proxy.cut(); fleet.amqp_proxy.restore(); fleet.stop()
 """
+
 from __future__ import annotations
 
 import threading
@@ -21,7 +22,10 @@ from shared.testing.proxy import ThreadedTcpProxy
 # (many virtual users share 127.0.0.1), no OTP cooldown, lighter argon2, webhooks and sweeps fast.
 FLEET_DEFAULTS: dict[str, str] = {
     "RATE_LIMIT_PER_MINUTE": "1000000",
-    **{f"RATE_LIMIT_{n}_PER_MINUTE": "1000000" for n in ("SIGNUP", "LOGIN", "OTP_VERIFY", "OTP_RESEND", "PASSWORD", "GUEST", "OAUTH", "REFRESH")},
+    **{
+        f"RATE_LIMIT_{n}_PER_MINUTE": "1000000"
+        for n in ("SIGNUP", "LOGIN", "OTP_VERIFY", "OTP_RESEND", "PASSWORD", "GUEST", "OAUTH", "REFRESH")
+    },
     "OTP_RESEND_COOLDOWN_SECONDS": "0",
     "ARGON2_TIME_COST": "1",
     "ARGON2_MEMORY_KIB": "8192",
@@ -43,8 +47,15 @@ def _host_port(url: str, default_port: int) -> tuple[str, int]:
 
 
 class Fleet:
-    def __init__(self, env: dict[str, str], *, log_dir: Path, services: tuple[str, ...] = ("auth", "payment", "chat"),
-                 outbox_dir: Path | None = None, proxied: bool = True):
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        log_dir: Path,
+        services: tuple[str, ...] = ("auth", "payment", "chat"),
+        outbox_dir: Path | None = None,
+        proxied: bool = True,
+    ):
         self.base_env = dict(env)
         self.log_dir = Path(log_dir)
         self.services = services
@@ -65,7 +76,7 @@ class Fleet:
             env["RABBITMQ_URL"] = self.amqp_proxy.rewrite(env["RABBITMQ_URL"])
         return env
 
-    def start(self, timeout: float = 60.0) -> "Fleet":
+    def start(self, timeout: float = 60.0) -> Fleet:
         self.env = self._build_env()
         errors: list[BaseException] = []
         # Payment first: its migrations define the quota functions Chat calls in the core database.
@@ -111,7 +122,7 @@ class Fleet:
             if proxy is not None:
                 proxy.close()
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         return self.start()
 
     def __exit__(self, *exc) -> None:

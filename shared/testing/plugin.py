@@ -13,6 +13,7 @@
 - `tokens`: mint access and service tokens signed with the run's secret.
 - `event_spy`: `async with event_spy(["user.*"]) as spy:` sees what reaches the exchange.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -182,7 +183,9 @@ class Tokens:
 
     def user(self, user_id: str | None = None, *, tier: int = 0, email: str | None = None, **kwargs) -> str:
         user_id = user_id or str(uuid.uuid4())
-        return mint_access_token(self.secret, user_id=user_id, email=email or f"{user_id[:8]}@example.com", tier=tier, **kwargs)
+        return mint_access_token(
+            self.secret, user_id=user_id, email=email or f"{user_id[:8]}@example.com", tier=tier, **kwargs
+        )
 
     def service(self, name: str = "tests") -> str:
         return mint_service_token(self.secret, name)

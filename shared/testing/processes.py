@@ -1,4 +1,5 @@
 """Services as real uvicorn processes on free ports, for cross-process tests."""
+
 from __future__ import annotations
 
 import os
@@ -32,11 +33,21 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "ServiceProcess":
+    def start(self, timeout: float = 30.0) -> ServiceProcess:
         env = {**os.environ, **self.env, "PORT": str(self.port)}
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", f"{self.service}_service.main:app", "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                f"{self.service}_service.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+            ],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -45,7 +56,9 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.service} exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.service} exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return self
@@ -53,7 +66,9 @@ class ServiceProcess:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.service} did not answer /health within {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"{self.service} did not answer /health within {timeout}s:\n{self.log_path.read_text()[-3000:]}"
+        )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -64,7 +79,7 @@ class ServiceProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "ServiceProcess":
+    def __enter__(self) -> ServiceProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -1,6 +1,7 @@
 """A TCP proxy a test can cut: stands between a service and PostgreSQL or RabbitMQ, so a test
 can make the dependency unreachable (and kill live connections) without stopping the shared
 server that other test runs use."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ class TcpProxy:
         self._links: set[asyncio.StreamWriter] = set()
         self.up = True
 
-    async def start(self) -> "TcpProxy":
+    async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -87,11 +88,13 @@ class ThreadedTcpProxy:
     def up(self) -> bool:
         return self._proxy.up
 
-    def start(self, timeout: float = 10.0) -> "ThreadedTcpProxy":
+    def start(self, timeout: float = 10.0) -> ThreadedTcpProxy:
         import threading
 
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"tcp-proxy-{self._proxy.target[1]}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"tcp-proxy-{self._proxy.target[1]}", daemon=True
+        )
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(timeout)
         return self
@@ -127,7 +130,7 @@ class ThreadedTcpProxy:
             self._loop.close()
             self._loop = None
 
-    def __enter__(self) -> "ThreadedTcpProxy":
+    def __enter__(self) -> ThreadedTcpProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:

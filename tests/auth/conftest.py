@@ -1,6 +1,7 @@
 """Fixtures for the auth service's tests: the service in-process against real PostgreSQL, Redis
 and RabbitMQ, emails read from the `file` backend's outbox (or the sandbox's SendGrid sink), and
 Google / Apple / Facebook played by the sandbox's protocol servers (real JWKS, real RS256 tokens)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -66,7 +67,9 @@ class _SandboxThread:
         from shared.testing.processes import free_port
 
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(_sandbox_app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(_sandbox_app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, name="sandbox", daemon=True)
 
     def start(self):
@@ -132,7 +135,9 @@ class Outbox:
             if len(found) >= count:
                 return found[-1]
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {template} email #{count} to {to}; outbox has {len(self.messages(to))} for them")
+                raise AssertionError(
+                    f"no {template} email #{count} to {to}; outbox has {len(self.messages(to))} for them"
+                )
             await asyncio.sleep(0.05)
 
     async def code(self, to: str, template: str = "otp_verify", count: int = 1) -> str:
@@ -155,7 +160,10 @@ def auth_settings(providers, outbox_dir) -> dict:
         "email_outbox_dir": str(outbox_dir),
         "otp_resend_cooldown_seconds": 0,
         "rate_limit_per_minute": 100000,
-        **{f"rate_limit_{n}_per_minute": 100000 for n in ("signup", "login", "otp_verify", "otp_resend", "password", "guest", "oauth", "refresh")},
+        **{
+            f"rate_limit_{n}_per_minute": 100000
+            for n in ("signup", "login", "otp_verify", "otp_resend", "password", "guest", "oauth", "refresh")
+        },
         "argon2_time_cost": 1,
         "argon2_memory_kib": 8192,
         "argon2_parallelism": 1,
@@ -186,7 +194,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def sign_up(client: httpx.AsyncClient, outbox: Outbox, email: str | None = None, password: str = PASSWORD, **body) -> dict:
+async def sign_up(
+    client: httpx.AsyncClient, outbox: Outbox, email: str | None = None, password: str = PASSWORD, **body
+) -> dict:
     """create-account, read the code from the email, verify: the token pair and user."""
     email = email or new_email()
     r = await client.post("/create-account", json={"email": email, "password": password, **body})

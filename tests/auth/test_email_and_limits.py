@@ -1,5 +1,6 @@
 """Email through SendGrid's v3 API (the sandbox's), delivery failures, the per-address code
 cooldown and the per-route rate limits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,9 @@ async def _sandbox_emails(base: str, to: str) -> list[dict]:
 
 async def test_codes_go_out_through_sendgrid(auth_client_factory, providers, eventually):
     base, _ = providers
-    async with auth_client_factory(email_backend="sendgrid", sendgrid_api_key="SG.sandbox-key", email_from="hello@scenextras.com") as c:
+    async with auth_client_factory(
+        email_backend="sendgrid", sendgrid_api_key="SG.sandbox-key", email_from="hello@scenextras.com"
+    ) as c:
         email = new_email("sg")
         r = await c.post("/create-account", json={"email": email, "password": PASSWORD})
         assert r.status_code == 201, r.text
@@ -38,7 +41,9 @@ async def _count(base, email, n):
 
 async def test_sendgrid_outage_is_a_clear_error_and_loses_nothing(auth_client_factory, providers, db):
     base, _ = providers
-    async with auth_client_factory(email_backend="sendgrid", sendgrid_api_key="SG.sandbox-key", otp_resend_cooldown_seconds=60) as c:
+    async with auth_client_factory(
+        email_backend="sendgrid", sendgrid_api_key="SG.sandbox-key", otp_resend_cooldown_seconds=60
+    ) as c:
         async with httpx.AsyncClient(base_url=base) as sb:
             await sb.post("/_sandbox/faults", json={"provider": "sendgrid", "status": 500, "count": 2})
         email = new_email("sgdown")
@@ -82,8 +87,9 @@ async def test_route_rate_limits(auth_client_factory, outbox):
     into = time.time() % 60
     if into > 50:
         await asyncio.sleep(60 - into + 0.1)
-    async with auth_client_factory(rate_limit_login_per_minute=3, rate_limit_otp_verify_per_minute=4,
-                                   redis_prefix=own_counters) as c:
+    async with auth_client_factory(
+        rate_limit_login_per_minute=3, rate_limit_otp_verify_per_minute=4, redis_prefix=own_counters
+    ) as c:
         for _ in range(3):
             assert (await c.post("/login", json={"email": new_email(), "password": "whatever1"})).status_code == 401
         r = await c.post("/login", json={"email": new_email(), "password": "whatever1"})

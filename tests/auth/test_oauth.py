@@ -1,5 +1,6 @@
 """Google and Apple ID tokens signed by the sandbox's keys and checked against its JWKS;
 Facebook through the sandbox Graph API."""
+
 from __future__ import annotations
 
 import uuid
@@ -24,14 +25,22 @@ async def test_google_sign_in_creates_then_finds_the_account(client, event_spy):
         assert r.status_code == 200, r.text
         first = r.json()
         user = first["user"]
-        assert user["email"] == email and user["confirmed"] and user["providers"] == ["google"] and user["has_password"] is False
+        assert (
+            user["email"] == email
+            and user["confirmed"]
+            and user["providers"] == ["google"]
+            and user["has_password"] is False
+        )
         assert user["profile"]["name"] == "Grace Hopper"
         assert claims(first["access_token"])["app_metadata"]["provider"] == "google"
         await spy.wait_for("user.created", user_id=user["id"])
     r = await client.post("/oauth/google", json={"id_token": google_token(email, sub)})
     assert r.status_code == 200 and r.json()["user"]["id"] == user["id"]
     # The second client id is accepted too.
-    r = await client.post("/oauth/google", json={"id_token": google_token(email, sub, audience="other-web-client.apps.googleusercontent.com")})
+    r = await client.post(
+        "/oauth/google",
+        json={"id_token": google_token(email, sub, audience="other-web-client.apps.googleusercontent.com")},
+    )
     assert r.status_code == 200 and r.json()["user"]["id"] == user["id"]
 
 
@@ -62,18 +71,30 @@ async def test_google_tokens_that_must_be_refused(client, db):
 
 async def test_apple_links_to_the_existing_account_by_verified_email(client, outbox):
     done = await sign_up(client, outbox)
-    token = mint_id_token("apple", f"a-{uuid.uuid4().hex}", done["email"], audience=APPLE_CLIENT_ID)  # email_verified "true" (a string)
+    token = mint_id_token(
+        "apple", f"a-{uuid.uuid4().hex}", done["email"], audience=APPLE_CLIENT_ID
+    )  # email_verified "true" (a string)
     r = await client.post("/oauth/apple", json={"id_token": token})
     assert r.status_code == 200, r.text
     assert r.json()["user"]["id"] == done["user"]["id"] and r.json()["user"]["providers"] == ["apple"]
     # An unverified email never links: a new account without that email instead.
     r = await client.post(
-        "/oauth/apple", json={"id_token": mint_id_token("apple", f"a-{uuid.uuid4().hex}", done["email"], audience=APPLE_CLIENT_ID, email_verified=False)}
+        "/oauth/apple",
+        json={
+            "id_token": mint_id_token(
+                "apple", f"a-{uuid.uuid4().hex}", done["email"], audience=APPLE_CLIENT_ID, email_verified=False
+            )
+        },
     )
     assert r.status_code == 200 and r.json()["user"]["id"] != done["user"]["id"] and r.json()["user"]["email"] is None
-    r = await client.post("/oauth/apple", json={"id_token": mint_id_token("apple", "a-x", done["email"], audience="com.other.app")})
+    r = await client.post(
+        "/oauth/apple", json={"id_token": mint_id_token("apple", "a-x", done["email"], audience="com.other.app")}
+    )
     assert r.status_code == 401
-    r = await client.post("/oauth/apple", json={"id_token": mint_id_token("apple", "a-x", done["email"], audience=APPLE_CLIENT_ID, expires_in=-60)})
+    r = await client.post(
+        "/oauth/apple",
+        json={"id_token": mint_id_token("apple", "a-x", done["email"], audience=APPLE_CLIENT_ID, expires_in=-60)},
+    )
     assert r.status_code == 401
 
 
@@ -92,9 +113,15 @@ async def test_oauth_confirms_a_pending_sign_up_and_drops_its_password(client, o
 async def test_guest_signs_in_with_google_and_keeps_its_id(client):
     guest = (await client.post("/guest")).json()
     email = new_email("guestg")
-    r = await client.post("/oauth/google", json={"id_token": google_token(email)}, headers=bearer(guest["access_token"]))
+    r = await client.post(
+        "/oauth/google", json={"id_token": google_token(email)}, headers=bearer(guest["access_token"])
+    )
     assert r.status_code == 200
-    assert r.json()["user"]["id"] == guest["user"]["id"] and r.json()["user"]["is_guest"] is False and r.json()["user"]["email"] == email
+    assert (
+        r.json()["user"]["id"] == guest["user"]["id"]
+        and r.json()["user"]["is_guest"] is False
+        and r.json()["user"]["email"] == email
+    )
 
 
 async def test_facebook_sign_in(client, providers):

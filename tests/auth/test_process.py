@@ -1,5 +1,6 @@
 """The service as Dokku runs it: migrations from the command line (twice), then a real uvicorn
 process answering a whole sign-up over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_migrations_run_twice_and_uvicorn_serves_a_sign_up(service_env, auth_settings, service_process, tmp_path):
     env = {**service_env, "PATH": "/usr/bin:/bin"}
     for _ in range(2):
-        done = subprocess.run([sys.executable, "-m", "shared.migrate", "auth"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.migrate", "auth"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
     assert "up to date" in done.stdout
     overrides = {**auth_settings, "email_outbox_dir": str(tmp_path), "migrate_on_start": "0"}

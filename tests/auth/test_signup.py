@@ -1,12 +1,13 @@
 """Sign-up with an emailed code, login, guests, password reset: the plan's onboarding flow."""
+
 from __future__ import annotations
 
 import asyncio
 
 from jose import jwt
 
-from tests.auth.conftest import PASSWORD, bearer, new_email, sign_up
 from shared.testing.env import TEST_JWT_SECRET
+from tests.auth.conftest import PASSWORD, bearer, new_email, sign_up
 
 
 def claims(token: str) -> dict:
@@ -61,7 +62,11 @@ async def test_onboarding_flow(client, outbox, event_spy, db):
         r = await client.put("/users/me/details", json=details, headers=bearer(pair["access_token"]))
         assert r.status_code == 200, r.text
         profile = r.json()
-        assert profile["phone"] == "+442079460958" and profile["country"] == "GB" and profile["preferences"]["genres"] == ["sci-fi", "anime"]
+        assert (
+            profile["phone"] == "+442079460958"
+            and profile["country"] == "GB"
+            and profile["preferences"]["genres"] == ["sci-fi", "anime"]
+        )
 
         r = await client.get("/users/me", headers=bearer(pair["access_token"]))
         assert r.status_code == 200
@@ -71,7 +76,12 @@ async def test_onboarding_flow(client, outbox, event_spy, db):
         assert len(me["referral_code"]) == 8 and me["has_password"] is True
 
         created = await spy.wait_for("user.created", user_id=user_id)
-        assert created[0].data == {"email": email, "referral_code": me["referral_code"], "referred_by": None, "is_guest": False}
+        assert created[0].data == {
+            "email": email,
+            "referral_code": me["referral_code"],
+            "referred_by": None,
+            "is_guest": False,
+        }
         updated = await spy.wait_for("user.updated", user_id=user_id)
         assert "onboarding_status" in updated[-1].data["changed"]
         assert "phone" not in updated[-1].data["profile"]  # personal data stays in Auth
@@ -152,7 +162,9 @@ async def test_create_account_conflicts_and_bad_input(client, outbox, db):
         assert r.json()["detail"]["code"] == "VALIDATION_ERROR"
     r = await client.post("/create-account", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_JSON"
-    r = await client.post("/create-account", json={"email": new_email(), "password": PASSWORD, "referral_code": "NOPE2345"})
+    r = await client.post(
+        "/create-account", json={"email": new_email(), "password": PASSWORD, "referral_code": "NOPE2345"}
+    )
     assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_REFERRAL_CODE"
     assert await db.fetchval("SELECT count(*) FROM users") == users_before
 
@@ -172,7 +184,11 @@ async def test_login_refusals_do_not_reveal_accounts(client, outbox):
     wrong = await client.post("/login", json={"email": done["email"], "password": "wrong password"})
     unknown = await client.post("/login", json={"email": new_email("ghost"), "password": "wrong password"})
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {"detail": {"code": "INVALID_CREDENTIALS", "message": "Wrong email or password."}}
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {"detail": {"code": "INVALID_CREDENTIALS", "message": "Wrong email or password."}}
+    )
 
 
 async def test_resend_and_forgot_answer_the_same_for_unknown_addresses(client, outbox, eventually):
@@ -195,7 +211,9 @@ async def test_resend_and_forgot_answer_the_same_for_unknown_addresses(client, o
     # empty): whatever the ghost was going to get, it would have by now.
     await eventually(lambda: not client.app.state.background_tasks)
     assert outbox.messages(ghost) == []
-    assert outbox.messages(done["email"], "otp_verify")[-1:] == outbox.messages(done["email"], "otp_verify")[:1]  # no second code
+    assert (
+        outbox.messages(done["email"], "otp_verify")[-1:] == outbox.messages(done["email"], "otp_verify")[:1]
+    )  # no second code
 
 
 async def test_password_reset(client, outbox):
@@ -206,9 +224,13 @@ async def test_password_reset(client, outbox):
     r = await client.post("/password/reset", json={"email": email, "code": code, "new_password": "tiny"})
     assert r.status_code == 422
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
-    r = await client.post("/password/reset", json={"email": email, "code": wrong, "new_password": "a brand new password"})
+    r = await client.post(
+        "/password/reset", json={"email": email, "code": wrong, "new_password": "a brand new password"}
+    )
     assert r.status_code == 400 and r.json()["detail"]["attempts_remaining"] == 4
-    r = await client.post("/password/reset", json={"email": email, "code": code, "new_password": "a brand new password"})
+    r = await client.post(
+        "/password/reset", json={"email": email, "code": code, "new_password": "a brand new password"}
+    )
     assert r.status_code == 204
     assert (await client.post("/login", json={"email": email, "password": PASSWORD})).status_code == 401
     assert (await client.post("/login", json={"email": email, "password": "a brand new password"})).status_code == 200
@@ -216,7 +238,9 @@ async def test_password_reset(client, outbox):
     r = await client.post("/token/refresh", json={"refresh_token": done["refresh_token"]})
     assert r.status_code == 401
     # The code is spent.
-    r = await client.post("/password/reset", json={"email": email, "code": code, "new_password": "yet another password"})
+    r = await client.post(
+        "/password/reset", json={"email": email, "code": code, "new_password": "yet another password"}
+    )
     assert r.status_code == 400
 
 
@@ -235,7 +259,9 @@ async def test_guest_becomes_an_account_with_the_same_id(client, outbox, event_s
         # The guest fills in some details, then creates an account with its token.
         await client.put("/users/me/details", json={"name": "Guest Fan"}, headers=bearer(guest["access_token"]))
         email = new_email("guest")
-        r = await client.post("/create-account", json={"email": email, "password": PASSWORD}, headers=bearer(guest["access_token"]))
+        r = await client.post(
+            "/create-account", json={"email": email, "password": PASSWORD}, headers=bearer(guest["access_token"])
+        )
         assert r.status_code == 201 and r.json()["user_id"] == guest_id
         code = await outbox.code(email)
         r = await client.post("/verify-otp", json={"email": email, "code": code})
@@ -258,7 +284,9 @@ async def test_an_unverified_address_belongs_to_whoever_proves_it(client, outbox
     gh = bearer(guest["access_token"])
     await client.put("/users/me/details", json={"name": "Squatter"}, headers=gh)
     email = new_email("owner")
-    assert (await client.post("/create-account", json={"email": email, "password": "guest password"}, headers=gh)).status_code == 201
+    assert (
+        await client.post("/create-account", json={"email": email, "password": "guest password"}, headers=gh)
+    ).status_code == 201
     guest_code = await outbox.code(email)
     r = await client.post("/create-account", json={"email": email, "password": "owner password"})
     assert r.status_code == 201 and r.json()["user_id"] != guest["user"]["id"]

@@ -1,9 +1,10 @@
 """Refresh rotation, reuse detection, logout, tiers from subscription events, and the tokens
 being accepted by another service's shared validation."""
+
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends
 
@@ -43,7 +44,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(client, outbox, db):
 
 async def test_concurrent_refresh_with_one_token_yields_one_pair(client, outbox):
     done = await sign_up(client, outbox)
-    answers = await asyncio.gather(*(client.post("/token/refresh", json={"refresh_token": done["refresh_token"]}) for _ in range(4)))
+    answers = await asyncio.gather(
+        *(client.post("/token/refresh", json={"refresh_token": done["refresh_token"]}) for _ in range(4))
+    )
     assert sorted(a.status_code for a in answers) == [200, 401, 401, 401]
 
 
@@ -55,7 +58,9 @@ async def test_refresh_refusals(client, outbox, db):
     r = await client.post("/token/refresh", json={})
     assert r.status_code == 422
     done = await sign_up(client, outbox)
-    await db.execute("UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1", done["user"]["id"])
+    await db.execute(
+        "UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1", done["user"]["id"]
+    )
     r = await client.post("/token/refresh", json={"refresh_token": done["refresh_token"]})
     assert r.status_code == 401 and r.json()["detail"]["code"] == "REFRESH_TOKEN_EXPIRED"
 
@@ -78,14 +83,19 @@ async def test_subscription_events_set_the_tier_and_never_go_back_in_time(client
     publisher = EventPublisher(service_env["RABBITMQ_URL"], "scenextras.events", name="test:payment")
     await client.app.state.consumer.ready.wait()
     consumer_queue = client.app.state.consumer.queue
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     async def deliver(event_type: str, tier, at: datetime) -> None:
         event = make_event(event_type, user_id, {"tier": tier})
         event.timestamp = at
         await publisher.publish(event)
-        await eventually(lambda: db.fetchval(
-            "SELECT true FROM processed_events WHERE consumer = $1 AND event_id = $2", consumer_queue, event.event_id))
+        await eventually(
+            lambda: db.fetchval(
+                "SELECT true FROM processed_events WHERE consumer = $1 AND event_id = $2",
+                consumer_queue,
+                event.event_id,
+            )
+        )
 
     async def premium() -> int:
         return await db.fetchval("SELECT premium FROM users WHERE id = $1", user_id)

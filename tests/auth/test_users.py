@@ -1,4 +1,5 @@
 """Profile, referrals, deletion and isolation between users."""
+
 from __future__ import annotations
 
 import uuid
@@ -33,7 +34,12 @@ async def test_profile_validation_changes_nothing_on_bad_input(client, outbox, a
     assert me["profile"]["name"] == "Neo" and me["profile"]["preferences"] == {"theme": "dark"} and me["tier"] == 0
     # Partial update: only what is sent changes; null clears.
     r = await client.put("/users/me/details", json={"country": "br", "name": None}, headers=h)
-    assert r.status_code == 200 and r.json()["country"] == "BR" and r.json()["name"] is None and r.json()["preferences"] == {"theme": "dark"}
+    assert (
+        r.status_code == 200
+        and r.json()["country"] == "BR"
+        and r.json()["name"] is None
+        and r.json()["preferences"] == {"theme": "dark"}
+    )
     # Without a token, with a bad one, with a service token: refused.
     assert (await client.get("/users/me")).status_code == 401
     assert (await client.get("/users/me", headers=bearer("abc.def.ghi"))).status_code == 401
@@ -75,7 +81,12 @@ async def test_deletion_publishes_user_deleted_and_tokens_stop_refreshing(client
         assert r.status_code == 204
         events = await spy.wait_for("user.deleted", user_id=user_id)
         assert events[0].user_id == user_id
-    for table in ("users WHERE id", "user_profiles WHERE user_id", "refresh_tokens WHERE user_id", "otp_codes WHERE user_id"):
+    for table in (
+        "users WHERE id",
+        "user_profiles WHERE user_id",
+        "refresh_tokens WHERE user_id",
+        "otp_codes WHERE user_id",
+    ):
         assert await db.fetchval(f"SELECT count(*) FROM {table} = $1", user_id) == 0, table
     r = await client.post("/token/refresh", json={"refresh_token": done["refresh_token"]})
     assert r.status_code == 401
@@ -91,7 +102,9 @@ async def test_referral_at_sign_up(client, outbox, event_spy, db):
     code = referrer["user"]["referral_code"]
     async with event_spy(["referral.completed", "user.created"]) as spy:
         email = new_email("referred")
-        r = await client.post("/create-account", json={"email": email, "password": PASSWORD, "referral_code": code.lower()})
+        r = await client.post(
+            "/create-account", json={"email": email, "password": PASSWORD, "referral_code": code.lower()}
+        )
         assert r.status_code == 201
         referred_id = r.json()["user_id"]
         # Nothing is granted before the address is verified.
@@ -99,7 +112,13 @@ async def test_referral_at_sign_up(client, outbox, event_spy, db):
         r = await client.post("/verify-otp", json={"email": email, "code": await outbox.code(email)})
         assert r.status_code == 200
         completed = await spy.wait_for("referral.completed", user_id=referred_id)
-        assert completed[0].data == {"referrer_id": referrer["user"]["id"], "referred_id": referred_id, "code": code, "bonus_credits": 10, "bonus_referred": REFERRAL_BONUS_REFERRED}
+        assert completed[0].data == {
+            "referrer_id": referrer["user"]["id"],
+            "referred_id": referred_id,
+            "code": code,
+            "bonus_credits": 10,
+            "bonus_referred": REFERRAL_BONUS_REFERRED,
+        }
         created = await spy.wait_for("user.created", user_id=referred_id)
         assert created[0].data["referred_by"] == referrer["user"]["id"]
     mail = await outbox.wait(referrer["email"], "referral_completed")
@@ -107,7 +126,11 @@ async def test_referral_at_sign_up(client, outbox, event_spy, db):
     info = (await client.get("/referrals/me", headers=bearer(referrer["access_token"]))).json()
     assert info["code"] == code and info["referral_count"] == 1 and info["bonus_earned"] == 10
     mine = (await client.get("/referrals/me", headers=bearer(r.json()["access_token"]))).json()
-    assert mine["referred_by"] == referrer["user"]["id"] and mine["referral_bonus_received"] == REFERRAL_BONUS_REFERRED and mine["can_apply"] is False
+    assert (
+        mine["referred_by"] == referrer["user"]["id"]
+        and mine["referral_bonus_received"] == REFERRAL_BONUS_REFERRED
+        and mine["can_apply"] is False
+    )
 
 
 async def test_referral_rules_self_twice_too_late(client, outbox, event_spy, db):
@@ -133,11 +156,15 @@ async def test_referral_rules_self_twice_too_late(client, outbox, event_spy, db)
     # Too late: 31 days after sign-up.
     late = await sign_up(client, outbox)
     await db.execute("UPDATE users SET created_at = now() - interval '31 days' WHERE id = $1", late["user"]["id"])
-    r = await client.post("/referrals/apply", json={"code": referrer["user"]["referral_code"]}, headers=bearer(late["access_token"]))
+    r = await client.post(
+        "/referrals/apply", json={"code": referrer["user"]["referral_code"]}, headers=bearer(late["access_token"])
+    )
     assert r.status_code == 409 and r.json()["detail"]["code"] == "REFERRAL_WINDOW_CLOSED"
     # Guests cannot apply codes (they would farm bonuses).
     guest = (await client.post("/guest")).json()
-    r = await client.post("/referrals/apply", json={"code": referrer["user"]["referral_code"]}, headers=bearer(guest["access_token"]))
+    r = await client.post(
+        "/referrals/apply", json={"code": referrer["user"]["referral_code"]}, headers=bearer(guest["access_token"])
+    )
     assert r.status_code == 403
     assert (await client.get("/referrals/me", headers=bearer(referrer["access_token"]))).json()["referral_count"] == 1
     # Deleting the referred user keeps the referrer's count (the bonus was granted).
@@ -156,7 +183,9 @@ async def test_housekeeping_removes_abandoned_guests_and_dead_tokens(client, out
     for uid in (old_guest["user"]["id"], member["user"]["id"]):
         await db.execute("UPDATE users SET created_at = now() - interval '40 days' WHERE id = $1", uid)
         await db.execute("UPDATE refresh_tokens SET created_at = now() - interval '40 days' WHERE user_id = $1", uid)
-    await db.execute("UPDATE refresh_tokens SET expires_at = now() - interval '8 days' WHERE user_id = $1", member["user"]["id"])
+    await db.execute(
+        "UPDATE refresh_tokens SET expires_at = now() - interval '8 days' WHERE user_id = $1", member["user"]["id"]
+    )
     async with event_spy(["user.deleted"]) as spy:
         done = await cleanup_once(db, settings)
         assert done["guests"] >= 1 and done["refresh_tokens"] >= 1

@@ -1,5 +1,6 @@
 """Chat test fixtures: the local protocol servers (sandbox) for the LLMs, TMDB and Wikipedia,
 Payment's quota functions in the core database, and chat apps on real infrastructure."""
+
 from __future__ import annotations
 
 import asyncio
@@ -87,7 +88,9 @@ def llm_sandbox(sandbox):
     from sandbox.control import env_for
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True, name="sandbox")
     thread.start()
     deadline = time.monotonic() + 20
@@ -199,7 +202,8 @@ def subscribe(core_db):
     async def _subscribe(user_id: str, tier: int) -> None:
         await core_db.execute(
             """
-            INSERT INTO subscriptions (user_id, source, external_id, tier, status, current_period_end, source_updated_at)
+            INSERT INTO subscriptions (user_id, source, external_id, tier, status, current_period_end,
+                                       source_updated_at)
             VALUES ($1::uuid, 'stripe', $2, $3, 'active', now() + interval '1 month', now())
             """,
             user_id,

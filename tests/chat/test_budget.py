@@ -1,4 +1,5 @@
 """History fitted to the tier's context budget with a real tokenizer (cl100k_base)."""
+
 import json
 import re
 import uuid
@@ -53,12 +54,21 @@ async def seed_history(chat_db, user_id: str, conversation_id: str, n: int, pin:
             await conn.execute(
                 "INSERT INTO messages (id, conversation_id, user_id, sender, role, content, token_count, pinned)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                str(uuid.uuid4()), conversation_id, user_id, "user" if role == "user" else "Batman", role, content, count, i in pin,
+                str(uuid.uuid4()),
+                conversation_id,
+                user_id,
+                "user" if role == "user" else "Batman",
+                role,
+                content,
+                count,
+                i in pin,
             )
         # The counters the service keeps with every turn (the history window reads message_count).
         await conn.execute(
             "UPDATE conversations SET message_count = message_count + $2, token_count = token_count + $3 WHERE id = $1",
-            conversation_id, n, sum(tokens.values()),
+            conversation_id,
+            n,
+            sum(tokens.values()),
         )
     return tokens
 
@@ -68,7 +78,11 @@ async def trimmed_request(chat, user, chat_db, llm_sandbox, n_messages):
     cid = r.json()["conversation_id"]
     await seed_history(chat_db, user.id, cid, n_messages, pin={0})
     await llm_sandbox.reset()
-    r = await chat.post("/talk_with", json={"message": "What do you remember?", "character": "Batman", "conversation_id": cid}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with",
+        json={"message": "What do you remember?", "character": "Batman", "conversation_id": cid},
+        headers=user.headers,
+    )
     assert r.status_code == 200, r.text
     call = (await llm_sandbox.requests(provider="anthropic", path="/v1/messages"))[0]
     sent = json.dumps(call["body"]["messages"])
@@ -77,7 +91,9 @@ async def trimmed_request(chat, user, chat_db, llm_sandbox, n_messages):
 
 
 @pytest.mark.parametrize("tier,n_messages,budget_total", [(0, 30, 12_000), (1, 90, 64_000)])
-async def test_history_is_trimmed_to_the_tier_budget(chat, new_user, subscribe, chat_db, llm_sandbox, tier, n_messages, budget_total):
+async def test_history_is_trimmed_to_the_tier_budget(
+    chat, new_user, subscribe, chat_db, llm_sandbox, tier, n_messages, budget_total
+):
     user = new_user(tier=tier)
     if tier:
         await subscribe(user.id, tier)
@@ -125,14 +141,20 @@ async def test_history_window_of_a_long_conversation_is_the_defined_window(chat,
     r = await chat.post("/talk_with", json={"message": "start", "character": "Batman"}, headers=user.headers)
     cid = r.json()["conversation_id"]
     rnd = random.Random(7)
-    rows = [(str(uuid.uuid4()), cid, user.id, "user", "user", f"[m{i}]", rnd.randint(0, 400), rnd.random() < 0.02) for i in range(3000)]
+    rows = [
+        (str(uuid.uuid4()), cid, user.id, "user", "user", f"[m{i}]", rnd.randint(0, 400), rnd.random() < 0.02)
+        for i in range(3000)
+    ]
     async with chat_db.acquire() as conn:
         await conn.executemany(
-            "INSERT INTO messages (id, conversation_id, user_id, sender, role, content, token_count, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO messages (id, conversation_id, user_id, sender, role, content, token_count, pinned) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             rows,
         )
         await conn.execute("UPDATE conversations SET message_count = message_count + $2 WHERE id = $1", cid, len(rows))
-        everything = await conn.fetch("SELECT id, seq, token_count, pinned FROM messages WHERE conversation_id = $1 ORDER BY seq", cid)
+        everything = await conn.fetch(
+            "SELECT id, seq, token_count, pinned FROM messages WHERE conversation_id = $1 ORDER BY seq", cid
+        )
 
     def defined(cap, before):
         scope = [m for m in everything if before is None or m["seq"] < before]
@@ -144,7 +166,15 @@ async def test_history_window_of_a_long_conversation_is_the_defined_window(chat,
         return [m["id"] for m in scope if m["id"] in keep], len(scope)
 
     seqs = [m["seq"] for m in everything]
-    cases = [(12_000, None), (64_000, None), (0, None), (10**9, None), (12_000, seqs[1500]), (5_000, seqs[3]), (12_000, seqs[0])]
+    cases = [
+        (12_000, None),
+        (64_000, None),
+        (0, None),
+        (10**9, None),
+        (12_000, seqs[1500]),
+        (5_000, seqs[3]),
+        (12_000, seqs[0]),
+    ]
     for cap, before in cases:
         got = await msg_repo.recent_within(chat_db, cid, cap, before_seq=before)
         want_ids, total = defined(cap, before)

@@ -1,5 +1,6 @@
 """Group chat turn order, and the message / conversation surface: edit, delete, pin, react,
 regenerate, list and detail with cursors, export (txt, md, json, pdf) and share links."""
+
 import io
 import json
 
@@ -25,14 +26,26 @@ def test_turn_order_rules():
     # Mentions first, in the order the message names them (first names count).
     assert turn_order("Harry, and you too @Joker: who wins?", names, ctx, {}, 3) == ["Harry Potter", "Joker"]
     # No mention: relevance, then whoever waited longest.
-    assert turn_order("Any wizard here knows about hogwarts?", names, ctx, {"Batman": 5, "Joker": 3}, 3)[0] == "Harry Potter"
-    assert turn_order("So, what now?", names, ctx, {"Batman": 5, "Joker": 3, "Harry Potter": 7}, 3) == ["Joker", "Batman", "Harry Potter"]
-    assert turn_order("So, what now?", names, ctx, {"Batman": 5, "Joker": 3, "Harry Potter": 7}, 2) == ["Joker", "Batman"]
+    assert (
+        turn_order("Any wizard here knows about hogwarts?", names, ctx, {"Batman": 5, "Joker": 3}, 3)[0]
+        == "Harry Potter"
+    )
+    assert turn_order("So, what now?", names, ctx, {"Batman": 5, "Joker": 3, "Harry Potter": 7}, 3) == [
+        "Joker",
+        "Batman",
+        "Harry Potter",
+    ]
+    assert turn_order("So, what now?", names, ctx, {"Batman": 5, "Joker": 3, "Harry Potter": 7}, 2) == [
+        "Joker",
+        "Batman",
+    ]
 
 
 async def test_group_chat_scene(chat, new_user, chat_db, llm_sandbox):
     user = new_user()
-    r = await chat.post("/group_chat", json={"characters": CAST, "message": "Joker, what do you think of Batman?"}, headers=user.headers)
+    r = await chat.post(
+        "/group_chat", json={"characters": CAST, "message": "Joker, what do you think of Batman?"}, headers=user.headers
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["turn_order"] == ["Joker", "Batman"]
@@ -40,14 +53,24 @@ async def test_group_chat_scene(chat, new_user, chat_db, llm_sandbox):
     assert body["replies"][0]["response"].startswith("Joker here.")
     assert body["replies"][1]["response"].startswith("Batman here.")
     # Each character kept its own personality prompt; the second saw the first one's line.
-    calls = [c for c in await llm_sandbox.requests(provider="anthropic", path="/v1/messages") if "group scene" in c["body"]["system"]]
-    assert calls[0]["body"]["system"].startswith("You are Joker") and calls[1]["body"]["system"].startswith("You are Batman")
+    calls = [
+        c
+        for c in await llm_sandbox.requests(provider="anthropic", path="/v1/messages")
+        if "group scene" in c["body"]["system"]
+    ]
+    assert calls[0]["body"]["system"].startswith("You are Joker") and calls[1]["body"]["system"].startswith(
+        "You are Batman"
+    )
     assert "[Joker]: Joker here." in json.dumps(calls[1]["body"]["messages"])
     assert body["remaining_quota"] == 4 and len(body["follow_up_questions"]) >= 2
     cid = body["conversation_id"]
 
     # Next turn without a mention: relevance (Hogwarts is Harry's) first, then who waited longest.
-    r = await chat.post("/group_chat", json={"conversation_id": cid, "message": "Does anyone know about Hogwarts?"}, headers=user.headers)
+    r = await chat.post(
+        "/group_chat",
+        json={"conversation_id": cid, "message": "Does anyone know about Hogwarts?"},
+        headers=user.headers,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["turn_order"][0] == "Harry Potter"
     assert r.json()["remaining_quota"] == 4  # continuing is free
@@ -71,14 +94,22 @@ async def test_group_chat_limits(chat, new_user):
     assert r.status_code == 422 and r.json()["detail"]["code"] == "TOO_MANY_CHARACTERS"
     r = await chat.post("/group_chat", json={"characters": [], "message": "hi"}, headers=user.headers)
     assert r.json()["detail"]["code"] == "NO_CHARACTERS"
-    r = await chat.post("/group_chat", json={"characters": [{"name": "Batman"}, {"name": "batman"}], "message": "hi"}, headers=user.headers)
+    r = await chat.post(
+        "/group_chat",
+        json={"characters": [{"name": "Batman"}, {"name": "batman"}], "message": "hi"},
+        headers=user.headers,
+    )
     assert r.json()["detail"]["code"] == "DUPLICATE_CHARACTER"
     r = await chat.post("/group_chat", json={"characters": CAST, "message": ""}, headers=user.headers)
     assert r.json()["detail"]["code"] == "EMPTY_MESSAGE"
 
 
 async def talk(chat, user, message="Hello", **extra):
-    r = await chat.post("/talk_with", json={"message": message, "character": "Batman", "series": "The Dark Knight", **extra}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with",
+        json={"message": message, "character": "Batman", "series": "The Dark Knight", **extra},
+        headers=user.headers,
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -89,7 +120,9 @@ async def test_edit_delete_pin_react(chat, new_user, chat_db):
     cid = first["conversation_id"]
     second = await talk(chat, user, "Second message", conversation_id=cid)
 
-    r = await chat.patch(f"/messages/{first['user_message_id']}", json={"content": "First message, edited"}, headers=user.headers)
+    r = await chat.patch(
+        f"/messages/{first['user_message_id']}", json={"content": "First message, edited"}, headers=user.headers
+    )
     assert r.status_code == 200 and r.json()["content"] == "First message, edited"
     assert r.json()["metadata"]["edits"][0]["content"] == "First message" and r.json()["edited_at"]
     r = await chat.patch(f"/messages/{first['message_id']}", json={"content": "I am not Batman"}, headers=user.headers)
@@ -125,7 +158,9 @@ async def test_regenerate_keeps_the_old_reply_as_an_alternative(chat, new_user, 
     user = new_user()
     await llm_sandbox.config(tag_replies=True)
     first = await talk(chat, user, "Who are you?")
-    r = await chat.post(f"/conversations/{first['conversation_id']}/regenerate", json={"model": "gpt-4o-mini"}, headers=user.headers)
+    r = await chat.post(
+        f"/conversations/{first['conversation_id']}/regenerate", json={"model": "gpt-4o-mini"}, headers=user.headers
+    )
     assert r.status_code == 200, r.text
     [msg] = r.json()["messages"]
     assert msg["id"] == first["message_id"]
@@ -205,7 +240,9 @@ async def test_list_and_detail_with_cursors_and_delete(chat, new_user):
 
 async def test_regenerate_a_group_turn_keeps_the_speakers(chat, new_user, llm_sandbox):
     user = new_user()
-    r = await chat.post("/group_chat", json={"characters": CAST, "message": "Batman and Joker: truce?"}, headers=user.headers)
+    r = await chat.post(
+        "/group_chat", json={"characters": CAST, "message": "Batman and Joker: truce?"}, headers=user.headers
+    )
     body = r.json()
     await llm_sandbox.config(tag_replies=True)
     r = await chat.post(f"/conversations/{body['conversation_id']}/regenerate", headers=user.headers)

@@ -17,8 +17,10 @@ async def test_routes_document_their_own_errors(chat):
     transcribe = responses(chat.app, "/voice/transcribe", "post")
     assert "`UNSUPPORTED_AUDIO_TYPE`" in transcribe["415"]["description"]
     assert "`AUDIO_TOO_LARGE`" in transcribe["413"]["description"]
-    for path, method in (("/conversations/{conversation_id}", "delete"),
-                         ("/conversations/{conversation_id}/share", "post")):
+    for path, method in (
+        ("/conversations/{conversation_id}", "delete"),
+        ("/conversations/{conversation_id}/share", "post"),
+    ):
         assert "`CONVERSATION_NOT_FOUND`" in responses(chat.app, path, method)["404"]["description"]
     assert "`MESSAGE_NOT_FOUND`" in responses(chat.app, "/messages/{message_id}/pin", "post")["404"]["description"]
 

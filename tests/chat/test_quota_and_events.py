@@ -1,4 +1,5 @@
 """Quotas through Payment's reserve/settle functions, and the events the service consumes."""
+
 import asyncio
 
 from shared.bus import EventPublisher
@@ -33,7 +34,11 @@ async def test_sixth_new_conversation_on_free_is_402(chat, new_user, chat_db):
     assert await chat_db.fetchval("SELECT count(*) FROM conversations WHERE user_id = $1", user.id) == 5
     # Continuing an existing conversation is still free.
     cid = await chat_db.fetchval("SELECT id::text FROM conversations WHERE user_id = $1 LIMIT 1", user.id)
-    r = await chat.post("/talk_with", json={"message": "still here?", "character": "Batman", "conversation_id": cid}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with",
+        json={"message": "still here?", "character": "Batman", "conversation_id": cid},
+        headers=user.headers,
+    )
     assert r.status_code == 200 and r.json()["remaining_quota"] == 0
 
 
@@ -44,16 +49,22 @@ async def test_twenty_concurrent_new_conversations_with_five_left_give_exactly_f
     assert codes.count(200) == 5 and codes.count(402) == 15, codes
     assert await chat_db.fetchval("SELECT count(*) FROM conversations WHERE user_id = $1", user.id) == 5
     assert await core_db.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", user.id) == 0
-    held = await core_db.fetchval("SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", user.id)
+    held = await core_db.fetchval(
+        "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", user.id
+    )
     assert held == 0
 
 
-async def test_upgrade_event_lifts_the_limit_on_the_next_request_with_the_same_token(chat, new_user, service_env, core_db, eventually, subscribe):
+async def test_upgrade_event_lifts_the_limit_on_the_next_request_with_the_same_token(
+    chat, new_user, service_env, core_db, eventually, subscribe
+):
     user = new_user()  # the token says free, and keeps saying it
     for i in range(5):
         assert (await new_conversation(chat, user, i)).status_code == 200
     assert (await new_conversation(chat, user, 5)).status_code == 402
-    r = await chat.post("/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers
+    )
     assert r.status_code == 402 and r.json()["detail"]["code"] == "INSUFFICIENT_TIER"
     # Payment records the subscription and applies the new allowances, then publishes the event.
     await subscribe(user.id, 1)
@@ -64,7 +75,9 @@ async def test_upgrade_event_lifts_the_limit_on_the_next_request_with_the_same_t
     r = await new_conversation(chat, user, 7)
     assert r.status_code == 200, r.text
     assert r.json()["remaining_quota"] == -1  # unlimited conversations on Pro
-    r = await chat.post("/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers
+    )
     assert r.status_code == 200, r.text
     assert r.json()["quota"] == {"type": "premium", "remaining": 99, "reset_at": r.json()["quota"]["reset_at"]}
 
@@ -72,17 +85,25 @@ async def test_upgrade_event_lifts_the_limit_on_the_next_request_with_the_same_t
 async def test_downgrade_event_closes_premium_models(chat, new_user, service_env, core_db, eventually, subscribe):
     user = new_user(tier=1)
     await subscribe(user.id, 1)
-    r = await chat.post("/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers
+    )
     assert r.status_code == 200, r.text
     cid = r.json()["conversation_id"]
     await core_db.execute("UPDATE subscriptions SET status = 'canceled' WHERE user_id = $1", user.id)
     await publish(service_env, "subscription.cancelled", user.id, {"tier": 0})
     key = chat.app.state.keys("tier", user.id)
     await eventually(lambda: _is(chat.app.state.redis, key, "0"), timeout=10)
-    r = await chat.post("/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers
+    )
     assert r.status_code == 402 and r.json()["detail"]["code"] == "INSUFFICIENT_TIER"
     # The premium conversation goes on, on the default model, instead of being locked.
-    r = await chat.post("/talk_with", json={"message": "still there?", "character": "Batman", "conversation_id": cid}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with",
+        json={"message": "still there?", "character": "Batman", "conversation_id": cid},
+        headers=user.headers,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["model"] == "claude-haiku-4-5"
 
@@ -105,23 +126,34 @@ async def _gone(redis, key):
     return not await redis.exists(key)
 
 
-async def test_user_deleted_erases_conversations_messages_and_reactions(chat, new_user, service_env, chat_db, eventually):
+async def test_user_deleted_erases_conversations_messages_and_reactions(
+    chat, new_user, service_env, chat_db, eventually
+):
     user, other = new_user(), new_user()
     r = await new_conversation(chat, user)
     mid = r.json()["message_id"]
-    assert (await chat.post(f"/messages/{mid}/reactions", json={"reaction": "like"}, headers=user.headers)).status_code == 200
-    await chat.post("/group_chat", json={"characters": [{"name": "Batman"}, {"name": "Joker"}], "message": "Hi both"}, headers=user.headers)
+    assert (
+        await chat.post(f"/messages/{mid}/reactions", json={"reaction": "like"}, headers=user.headers)
+    ).status_code == 200
+    await chat.post(
+        "/group_chat",
+        json={"characters": [{"name": "Batman"}, {"name": "Joker"}], "message": "Hi both"},
+        headers=user.headers,
+    )
     kept = await new_conversation(chat, other)
     assert await chat_db.fetchval("SELECT count(*) FROM messages WHERE user_id = $1", user.id) >= 4
     await publish(service_env, "user.deleted", user.id, {})
 
     async def erased():
         n = await chat_db.fetchval(
-            "SELECT (SELECT count(*) FROM conversations WHERE user_id = $1) + (SELECT count(*) FROM messages WHERE user_id = $1)"
+            "SELECT (SELECT count(*) FROM conversations WHERE user_id = $1) + (SELECT count(*) "
+            "FROM messages WHERE user_id = $1)"
             " + (SELECT count(*) FROM message_reactions WHERE user_id = $1)",
             user.id,
         )
         return n == 0
 
     await eventually(erased, timeout=10)
-    assert await chat_db.fetchval("SELECT count(*) FROM conversations WHERE id = $1", kept.json()["conversation_id"]) == 1
+    assert (
+        await chat_db.fetchval("SELECT count(*) FROM conversations WHERE id = $1", kept.json()["conversation_id"]) == 1
+    )

@@ -1,5 +1,6 @@
 """POST /talk_with end to end: real PostgreSQL, Redis, RabbitMQ; LLMs, TMDB and Wikipedia as local
 protocol servers (sandbox)."""
+
 import asyncio
 import base64
 import json
@@ -33,18 +34,34 @@ async def test_talk_with_creates_conversation_and_saves_both_messages(chat, new_
     assert created[0].data["character"] == "Batman" and created[0].data["type"] == "single"
     assert created[0].user_id == user.id
     assert sent[0].data["message_id"] == body["message_id"]
-    assert sent[0].data["output_tokens"] > 0 and sent[0].data["input_tokens"] > 0 and sent[0].data["quota_type"] == "regular"
-    rows = await chat_db.fetch("SELECT sender, role, content, metadata, status FROM messages WHERE conversation_id = $1 ORDER BY seq", body["conversation_id"])
+    assert (
+        sent[0].data["output_tokens"] > 0
+        and sent[0].data["input_tokens"] > 0
+        and sent[0].data["quota_type"] == "regular"
+    )
+    rows = await chat_db.fetch(
+        "SELECT sender, role, content, metadata, status FROM messages WHERE conversation_id = $1 ORDER BY seq",
+        body["conversation_id"],
+    )
     assert [(r["sender"], r["role"]) for r in rows] == [("user", "user"), ("Batman", "assistant")]
     m = meta(rows[1])
-    assert m["model"] == "claude-haiku-4-5" and m["provider"] == "anthropic" and m["latency_ms"] >= 0 and m["output_tokens"] > 0
+    assert (
+        m["model"] == "claude-haiku-4-5"
+        and m["provider"] == "anthropic"
+        and m["latency_ms"] >= 0
+        and m["output_tokens"] > 0
+    )
     # The character context came from TMDB (actor, film) and Wikipedia (biography).
     calls = await llm_sandbox.requests(provider="anthropic", path="/v1/messages")
     system = calls[0]["body"]["system"]
     assert "Christian Bale" in system and "The Dark Knight" in system and "Bruce Wayne" in system
 
     # A second message in the same conversation spends nothing and carries the history.
-    r2 = await chat.post("/talk_with", json={"message": "And the Joker?", "character": "Batman", "conversation_id": body["conversation_id"]}, headers=user.headers)
+    r2 = await chat.post(
+        "/talk_with",
+        json={"message": "And the Joker?", "character": "Batman", "conversation_id": body["conversation_id"]},
+        headers=user.headers,
+    )
     assert r2.status_code == 200, r2.text
     assert r2.json()["remaining_quota"] == 4
     calls = await llm_sandbox.requests(provider="anthropic", path="/v1/messages")
@@ -65,7 +82,11 @@ async def test_talk_with_creates_conversation_and_saves_both_messages(chat, new_
 )
 async def test_each_provider_family(chat, new_user, llm_sandbox, model, provider, provider_model):
     user = new_user()
-    r = await chat.post("/talk_with", json={"message": "Hello there", "character": "Luke Skywalker", "series": "Star Wars", "model": model}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with",
+        json={"message": "Hello there", "character": "Luke Skywalker", "series": "Star Wars", "model": model},
+        headers=user.headers,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == model and body["provider"] == provider
@@ -83,8 +104,18 @@ async def test_each_provider_family(chat, new_user, llm_sandbox, model, provider
         ({"message": "   ", "character": "Batman"}, "EMPTY_MESSAGE"),
         ({"message": "x" * 8001, "character": "Batman"}, "MESSAGE_TOO_LONG"),
         ({"message": "hi", "character": "Batman", "model": "gpt-17-ultra"}, "UNKNOWN_MODEL"),
-        ({"message": "hi", "character": "Batman", "attachments": [{"data": base64.b64encode(b"not an image").decode()}]}, "UNSUPPORTED_MEDIA_TYPE"),
-        ({"message": "hi", "character": "Batman", "attachments": [{"url": "https://x/a.png"}] * 5}, "TOO_MANY_ATTACHMENTS"),
+        (
+            {
+                "message": "hi",
+                "character": "Batman",
+                "attachments": [{"data": base64.b64encode(b"not an image").decode()}],
+            },
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            {"message": "hi", "character": "Batman", "attachments": [{"url": "https://x/a.png"}] * 5},
+            "TOO_MANY_ATTACHMENTS",
+        ),
         ({"message": "hi", "character": ""}, "VALIDATION_ERROR"),
     ],
 )
@@ -105,7 +136,11 @@ async def test_message_limit_is_configurable(make_client, chat_env, new_user):
 
 
 async def test_premium_model_on_free_is_402_insufficient_tier(chat, new_user):
-    r = await chat.post("/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=new_user().headers)
+    r = await chat.post(
+        "/talk_with",
+        json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"},
+        headers=new_user().headers,
+    )
     assert r.status_code == 402
     assert r.json()["detail"]["code"] == "INSUFFICIENT_TIER" and r.json()["detail"]["required_tier"] == 1
 
@@ -113,7 +148,9 @@ async def test_premium_model_on_free_is_402_insufficient_tier(chat, new_user):
 async def test_premium_model_spends_premium_on_pro(chat, new_user, subscribe):
     user = new_user(tier=1)
     await subscribe(user.id, 1)
-    r = await chat.post("/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-sonnet-4-6"}, headers=user.headers
+    )
     assert r.status_code == 200, r.text
     assert r.json()["quota"]["type"] == "premium" and r.json()["remaining_quota"] == 99
 
@@ -124,13 +161,19 @@ async def test_unauthenticated_is_401(chat):
 
 
 async def test_legacy_prefix(chat, new_user):
-    r = await chat.post("/api/chat/talk_with", json={"message": "hi", "character": "Batman"}, headers=new_user().headers)
+    r = await chat.post(
+        "/api/chat/talk_with", json={"message": "hi", "character": "Batman"}, headers=new_user().headers
+    )
     assert r.status_code == 200, r.text
 
 
 async def test_another_users_conversation_is_invisible(chat, new_user):
     owner, other = new_user(), new_user()
-    r = await chat.post("/talk_with", json={"message": "secret plans", "character": "Joker", "series": "The Dark Knight"}, headers=owner.headers)
+    r = await chat.post(
+        "/talk_with",
+        json={"message": "secret plans", "character": "Joker", "series": "The Dark Knight"},
+        headers=owner.headers,
+    )
     cid, mid = r.json()["conversation_id"], r.json()["message_id"]
     for method, path, body in [
         ("GET", f"/conversations/{cid}", None),
@@ -171,7 +214,9 @@ async def test_llm_down_is_503_nothing_saved_quota_released(chat, new_user, chat
 async def test_fallback_when_first_provider_is_overloaded(chat, new_user, llm_sandbox, chat_db):
     user = new_user()
     await llm_sandbox.fault(provider="anthropic", status=529, count=None)
-    r = await chat.post("/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-haiku-4-5"}, headers=user.headers)
+    r = await chat.post(
+        "/talk_with", json={"message": "hi", "character": "Batman", "model": "claude-haiku-4-5"}, headers=user.headers
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["provider"] == "openai" and body["model"] == "gpt-4o-mini"
@@ -190,7 +235,9 @@ async def test_fallback_when_first_provider_times_out(make_client, chat_env, new
 
 async def test_no_keys_means_503_and_a_loud_start(make_client, chat_env, new_user, capfd):
     env = {k: v for k, v in chat_env.items() if not k.endswith("_API_KEY") or k == "TMDB_API_KEY"}
-    env.update({k: "" for k in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GROQ_API_KEY", "DEEPSEEK_API_KEY", "GEMINI_API_KEY")})
+    env.update(
+        {k: "" for k in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GROQ_API_KEY", "DEEPSEEK_API_KEY", "GEMINI_API_KEY")}
+    )
     async with make_client("chat", **env) as client:
         r = await client.post("/talk_with", json={"message": "hi", "character": "Batman"}, headers=new_user().headers)
         assert r.status_code == 503 and r.json()["detail"]["code"] == "LLM_UNAVAILABLE"
@@ -201,11 +248,17 @@ async def test_no_keys_means_503_and_a_loud_start(make_client, chat_env, new_use
 async def test_context_sources_down_gives_a_plain_context(chat, new_user, llm_sandbox):
     await llm_sandbox.fault(provider="tmdb", status=500, count=None)
     await llm_sandbox.fault(provider="wikipedia", status=500, count=None)
-    r = await chat.post("/talk_with", json={"message": "hi", "character": "Walter White", "series": "Breaking Bad"}, headers=new_user().headers)
+    r = await chat.post(
+        "/talk_with",
+        json={"message": "hi", "character": "Walter White", "series": "Breaking Bad"},
+        headers=new_user().headers,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["response"].startswith("Walter White here.")
     system = (await llm_sandbox.requests(provider="anthropic", path="/v1/messages"))[0]["body"]["system"]
-    assert system.startswith("You are Walter White, the character from Breaking Bad.") and "Bryan Cranston" not in system
+    assert (
+        system.startswith("You are Walter White, the character from Breaking Bad.") and "Bryan Cranston" not in system
+    )
 
 
 async def test_vision_spends_image_recognition(chat, new_user, core_db, llm_sandbox, subscribe):
@@ -213,7 +266,12 @@ async def test_vision_spends_image_recognition(chat, new_user, core_db, llm_sand
     await subscribe(user.id, 1)
     r = await chat.post(
         "/talk_with",
-        json={"message": "What is this?", "character": "Batman", "model": "llama-3.3-70b", "attachments": [{"data": PNG, "media_type": "image/png"}]},
+        json={
+            "message": "What is this?",
+            "character": "Batman",
+            "model": "llama-3.3-70b",
+            "attachments": [{"data": PNG, "media_type": "image/png"}],
+        },
         headers=user.headers,
     )
     assert r.status_code == 200, r.text
@@ -224,9 +282,15 @@ async def test_vision_spends_image_recognition(chat, new_user, core_db, llm_sand
     assert snap["quota_image_recognition"] == 9
     # Free users have no image recognition quota.
     free = new_user()
-    r = await chat.post("/talk_with", json={"message": "What is this?", "character": "Batman", "attachments": [{"url": "https://example.com/a.png"}]}, headers=free.headers)
+    r = await chat.post(
+        "/talk_with",
+        json={"message": "What is this?", "character": "Batman", "attachments": [{"url": "https://example.com/a.png"}]},
+        headers=free.headers,
+    )
     assert r.status_code == 402 and r.json()["detail"]["quota_type"] == "image_recognition"
-    assert (await core_db.fetchrow("SELECT quota FROM user_quotas WHERE user_id = $1", free.id))["quota"] == 5  # regular given back
+    assert (await core_db.fetchrow("SELECT quota FROM user_quotas WHERE user_id = $1", free.id))[
+        "quota"
+    ] == 5  # regular given back
 
 
 async def test_models_route(chat, new_user):
@@ -251,17 +315,32 @@ async def test_images_as_multipart_uploads(chat, new_user, subscribe, core_db, l
     assert "I can see the 2 images you sent" in r.json()["response"]
     call = (await llm_sandbox.requests(provider="anthropic", path="/v1/messages"))[0]
     blocks = call["body"]["messages"][-1]["content"]
-    assert [b["type"] for b in blocks] == ["image", "image", "text"] and blocks[0]["source"]["media_type"] == "image/png"
+    assert [b["type"] for b in blocks] == ["image", "image", "text"] and blocks[0]["source"][
+        "media_type"
+    ] == "image/png"
     assert await core_db.fetchval("SELECT quota_image_recognition FROM user_quotas WHERE user_id = $1", user.id) == 9
-    r = await chat.post("/talk_with/upload", data={"message": "And this?", "character": "Batman"},
-                        files=[("images", ("x.txt", b"plain text", "text/plain"))], headers=user.headers)
+    r = await chat.post(
+        "/talk_with/upload",
+        data={"message": "And this?", "character": "Batman"},
+        files=[("images", ("x.txt", b"plain text", "text/plain"))],
+        headers=user.headers,
+    )
     assert r.status_code == 422 and r.json()["detail"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
 async def test_openapi_documents_the_chat_routes(chat):
     spec = (await chat.get("/openapi.json")).json()
-    for path in ["/talk_with", "/talk_with/upload", "/group_chat", "/conversations", "/conversations/{conversation_id}/export",
-                 "/messages/{message_id}/reactions", "/voice/transcribe", "/voice/speak", "/models"]:
+    for path in [
+        "/talk_with",
+        "/talk_with/upload",
+        "/group_chat",
+        "/conversations",
+        "/conversations/{conversation_id}/export",
+        "/messages/{message_id}/reactions",
+        "/voice/transcribe",
+        "/voice/speak",
+        "/models",
+    ]:
         assert path in spec["paths"], path
     schema = spec["paths"]["/talk_with"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("/TalkResponse")
@@ -275,8 +354,11 @@ async def test_context_sources_timing_out_do_not_hold_the_reply(make_client, cha
         await llm_sandbox.fault(provider="tmdb", delay_seconds=60, count=None)
         await llm_sandbox.fault(provider="wikipedia", delay_seconds=60, count=None)
         started = asyncio.get_running_loop().time()
-        r = await client.post("/talk_with", json={"message": "hi", "character": "Sherlock Holmes", "series": "Sherlock"},
-                              headers=new_user().headers)
+        r = await client.post(
+            "/talk_with",
+            json={"message": "hi", "character": "Sherlock Holmes", "series": "Sherlock"},
+            headers=new_user().headers,
+        )
         assert r.status_code == 200, r.text
         assert asyncio.get_running_loop().time() - started < 20
         assert r.json()["response"].startswith("Sherlock Holmes here.")
@@ -284,7 +366,11 @@ async def test_context_sources_timing_out_do_not_hold_the_reply(make_client, cha
 
 async def test_character_context_is_cached(chat, new_user, llm_sandbox):
     for _ in range(2):
-        r = await chat.post("/talk_with", json={"message": "hi", "character": "Naruto Uzumaki", "series": "Naruto"}, headers=new_user().headers)
+        r = await chat.post(
+            "/talk_with",
+            json={"message": "hi", "character": "Naruto Uzumaki", "series": "Naruto"},
+            headers=new_user().headers,
+        )
         assert r.status_code == 200, r.text
     tmdb = await llm_sandbox.requests(provider="tmdb")
     wiki = await llm_sandbox.requests(provider="wikipedia")

@@ -1,4 +1,5 @@
 """Voice through the OpenAI SDK (speech and transcription), and Max-tier priority in the router."""
+
 import asyncio
 import json
 
@@ -12,7 +13,9 @@ async def test_speak_then_transcribe_round_trip(chat, new_user, llm_sandbox):
     assert r.headers["content-type"] == "audio/mpeg" and len(r.content) > 100
     speech = (await llm_sandbox.requests(provider="openai", path="/audio/speech"))[0]["body"]
     assert speech["voice"] == "onyx" and speech["input"] == "I am vengeance" and speech["model"] == "tts-1"
-    r = await chat.post("/voice/transcribe", files={"file": ("clip.mp3", r.content, "audio/mpeg")}, headers=user.headers)
+    r = await chat.post(
+        "/voice/transcribe", files={"file": ("clip.mp3", r.content, "audio/mpeg")}, headers=user.headers
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"text": "I am vengeance"}
     wav = audio.make_wav("Why so serious")
@@ -23,13 +26,17 @@ async def test_speak_then_transcribe_round_trip(chat, new_user, llm_sandbox):
 async def test_voice_input_limits(make_client, chat_env, new_user):
     user = new_user()
     async with make_client("chat", **chat_env, VOICE_MAX_BYTES="2000") as client:
-        r = await client.post("/voice/transcribe", files={"file": ("notes.txt", b"hello", "text/plain")}, headers=user.headers)
+        r = await client.post(
+            "/voice/transcribe", files={"file": ("notes.txt", b"hello", "text/plain")}, headers=user.headers
+        )
         assert r.status_code == 415 and r.json()["detail"]["code"] == "UNSUPPORTED_AUDIO_TYPE"
         big = audio.make_wav("a long speech " * 20)
         assert len(big) > 2000
         r = await client.post("/voice/transcribe", files={"file": ("big.wav", big, "audio/wav")}, headers=user.headers)
         assert r.status_code == 413 and r.json()["detail"]["code"] == "AUDIO_TOO_LARGE"
-        r = await client.post("/voice/transcribe", files={"file": ("empty.wav", b"", "audio/wav")}, headers=user.headers)
+        r = await client.post(
+            "/voice/transcribe", files={"file": ("empty.wav", b"", "audio/wav")}, headers=user.headers
+        )
         assert r.status_code == 422 and r.json()["detail"]["code"] == "EMPTY_AUDIO"
         r = await client.post("/voice/speak", json={"text": "x" * 5000}, headers=user.headers)
         assert r.status_code == 422 and r.json()["detail"]["code"] == "TEXT_TOO_LONG"
@@ -45,8 +52,9 @@ async def test_voice_provider_down_is_503(chat, new_user, llm_sandbox):
     assert r.status_code == 503 and r.json()["detail"]["code"] == "VOICE_UNAVAILABLE"
 
 
-async def test_max_tier_is_not_queued_behind_others(make_client, chat_env, new_user, subscribe, eventually,
-                                                     llm_sandbox):
+async def test_max_tier_is_not_queued_behind_others(
+    make_client, chat_env, new_user, subscribe, eventually, llm_sandbox
+):
     """The only LLM slot is taken; a free request queues first, a Max request after it. Each step
     is confirmed (the slot held, then one waiter, then two) before the next, so the order the
     requests are served in does not depend on how fast anything runs."""

@@ -2,6 +2,7 @@
 PostgreSQL, Redis and RabbitMQ (shared.testing.plugin), with Chat and Content as real uvicorn
 processes (Community reaches them over HTTP only) and the sandbox for the LLMs, OpenAI's
 moderation endpoint and TMDB."""
+
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +49,13 @@ def chat_process(service_env, sandbox_env, core_schema, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def content_process(service_env, sandbox_env, tmp_path_factory):
-    env = {**service_env, "CONTENT_DATA_DIR": str(tmp_path_factory.mktemp("content-data")), "CONTENT_SEED": "real",
-           "CONTENT_STORE_MAP_SIZE_GB": "1", **sandbox_env}
+    env = {
+        **service_env,
+        "CONTENT_DATA_DIR": str(tmp_path_factory.mktemp("content-data")),
+        "CONTENT_SEED": "real",
+        "CONTENT_STORE_MAP_SIZE_GB": "1",
+        **sandbox_env,
+    }
     with _process("content", env, tmp_path_factory.mktemp("content-logs")) as proc:
         yield proc
 

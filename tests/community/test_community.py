@@ -1,4 +1,5 @@
 """The community service as it is today (docs/community.md). Its own tests go beside this one."""
+
 from shared.testing.checks import assert_healthy
 
 
@@ -10,8 +11,12 @@ async def test_every_route_documents_its_error_statuses(client):
     """Each route lists (documented(...)) the statuses it can answer: 401 and 422 everywhere but the
     token-less share reader, plus its own codes."""
     spec = (await client.get("/openapi.json")).json()
-    routes = {(path, method): op for path, ops in spec["paths"].items() for method, op in ops.items()
-              if not path.startswith("/health")}
+    routes = {
+        (path, method): op
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        if not path.startswith("/health")
+    }
     assert len(routes) >= 30
     for (path, method), op in routes.items():
         statuses = set(op["responses"])

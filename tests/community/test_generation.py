@@ -1,5 +1,6 @@
 """Step 4: generation streamed through shared/llm (the sandbox's providers), the `story` quota
 reserved before and settled after (released when the model fails)."""
+
 from __future__ import annotations
 
 import httpx
@@ -17,10 +18,14 @@ def events(text: str) -> list[tuple[str, dict]]:
 
 async def _ready_draft(client, user) -> str:
     sid = (await client.post("/stories", json={}, headers=user.headers)).json()["id"]
-    await client.put(f"/stories/{sid}/universe", json={"custom": {"name": "Skyhold", "description": "Sky city."}},
-                     headers=user.headers)
-    r = await client.put(f"/stories/{sid}/characters", json={"characters": [{"name": "Aria", "series": "Skyhold"}]},
-                         headers=user.headers)
+    await client.put(
+        f"/stories/{sid}/universe",
+        json={"custom": {"name": "Skyhold", "description": "Sky city."}},
+        headers=user.headers,
+    )
+    r = await client.put(
+        f"/stories/{sid}/characters", json={"characters": [{"name": "Aria", "series": "Skyhold"}]}, headers=user.headers
+    )
     assert r.status_code == 200, r.text
     return sid
 
@@ -28,8 +33,9 @@ async def _ready_draft(client, user) -> str:
 async def test_generation_streams_saves_a_version_and_spends_one_story_quota(client, new_user):
     user = new_user()  # free tier: one story a period
     sid = await _ready_draft(client, user)
-    r = await client.post(f"/stories/{sid}/generate", json={"length": "short", "instructions": "A happy ending."},
-                          headers=user.headers)
+    r = await client.post(
+        f"/stories/{sid}/generate", json={"length": "short", "instructions": "A happy ending."}, headers=user.headers
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/event-stream")
     frames = events(r.text)
@@ -74,8 +80,9 @@ async def test_generation_needs_the_callers_story_with_characters(client, new_us
     assert r.status_code == 422
 
 
-async def test_a_client_leaving_mid_stream_releases_the_quota(community_env, service_env, new_user,
-                                                              sandbox, eventually):
+async def test_a_client_leaving_mid_stream_releases_the_quota(
+    community_env, service_env, new_user, sandbox, eventually
+):
     import asyncio
 
     import asyncpg
@@ -108,12 +115,20 @@ async def test_a_client_leaving_mid_stream_releases_the_quota(community_env, ser
                         break  # leaving the block closes the connection mid-stream
 
             async def released():
-                return await core.fetchval(
-                    "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'released'", user.id) == 1
+                return (
+                    await core.fetchval(
+                        "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'released'", user.id
+                    )
+                    == 1
+                )
 
             await eventually(released, timeout=15)
-            assert await core.fetchval(
-                "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", user.id) == 0
+            assert (
+                await core.fetchval(
+                    "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", user.id
+                )
+                == 0
+            )
             assert (await client.get(f"/stories/{sid}", headers=user.headers)).json()["version"] == 3  # nothing saved
     finally:
         await control.delete("/_sandbox/latency")

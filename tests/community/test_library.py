@@ -1,5 +1,6 @@
 """Custom characters, universes, favourites and the scenario library; bad input and bad tokens
 on every route (a clear 4xx in the envelope, nothing changed)."""
+
 from __future__ import annotations
 
 import uuid
@@ -12,9 +13,18 @@ NOBODY = str(uuid.uuid4())
 async def test_characters_private_public_and_owned(client, new_user, event_spy):
     owner, other = new_user(), new_user()
     async with event_spy(["character.*"]) as spy:
-        r = await client.post("/characters", headers=owner.headers, json={
-            "name": "Captain Vale", "series": "Skyward", "description": "An airship captain.",
-            "personality": "Bold, reckless, kind to her crew.", "greeting": "Welcome aboard!", "visibility": "private"})
+        r = await client.post(
+            "/characters",
+            headers=owner.headers,
+            json={
+                "name": "Captain Vale",
+                "series": "Skyward",
+                "description": "An airship captain.",
+                "personality": "Bold, reckless, kind to her crew.",
+                "greeting": "Welcome aboard!",
+                "visibility": "private",
+            },
+        )
         assert r.status_code == 201, r.text
         cid = r.json()["id"]
         await spy.wait_for("character.created", timeout=10)
@@ -44,28 +54,40 @@ async def test_characters_private_public_and_owned(client, new_user, event_spy):
 
 async def test_universes_and_favorites(client, new_user):
     user, other = new_user(), new_user()
-    r = await client.post("/universes", json={"name": "Aetheria", "description": "Floating isles."},
-                          headers=user.headers)
+    r = await client.post(
+        "/universes", json={"name": "Aetheria", "description": "Floating isles."}, headers=user.headers
+    )
     assert r.status_code == 201 and r.json()["visibility"] == "private"
     uid = r.json()["id"]
     assert (await client.get(f"/universes/{uid}", headers=other.headers)).status_code == 404
     r = await client.get("/universes", headers=user.headers)
     assert [u["id"] for u in r.json()["universes"]] == [uid]
     # A character in the universe, a story set in it.
-    r = await client.post("/characters", headers=user.headers, json={
-        "name": "Isle Warden", "universe_id": uid, "description": "Keeps the isles.", "personality": "Stern."})
+    r = await client.post(
+        "/characters",
+        headers=user.headers,
+        json={"name": "Isle Warden", "universe_id": uid, "description": "Keeps the isles.", "personality": "Stern."},
+    )
     assert r.status_code == 201 and r.json()["universe_id"] == uid
-    r = await client.post("/characters", headers=other.headers, json={
-        "name": "Thief", "universe_id": uid, "description": "Steals.", "personality": "Sly."})
+    r = await client.post(
+        "/characters",
+        headers=other.headers,
+        json={"name": "Thief", "universe_id": uid, "description": "Steals.", "personality": "Sly."},
+    )
     assert r.status_code == 404 and r.json()["detail"]["code"] == "UNIVERSE_NOT_FOUND"
     mine = (await client.get("/characters", params={"scope": "mine"}, headers=user.headers)).json()
     cid = mine["characters"][0]["id"]
     story = (await client.post("/stories", json={}, headers=user.headers)).json()
     r = await client.put(f"/stories/{story['id']}/universe", json={"universe_id": uid}, headers=user.headers)
     assert r.status_code == 200 and r.json()["universe"] == {
-        "kind": "universe", "id": uid, "name": "Aetheria", "description": "Floating isles."}
-    r = await client.put(f"/stories/{story['id']}/universe", json={"universe_id": uid},
-                         headers={**user.headers, "If-Match": '"1"'})
+        "kind": "universe",
+        "id": uid,
+        "name": "Aetheria",
+        "description": "Floating isles.",
+    }
+    r = await client.put(
+        f"/stories/{story['id']}/universe", json={"universe_id": uid}, headers={**user.headers, "If-Match": '"1"'}
+    )
     assert r.status_code == 412  # steps honour If-Match when it is sent
 
     # Favourites: a character and a TMDB title (checked against Content).
@@ -89,13 +111,26 @@ async def test_universes_and_favorites(client, new_user):
 async def test_scenario_library_public_and_personal(client, new_user):
     user, other = new_user(), new_user()
     tag = user.id[:8]
-    r = await client.post("/scenarios", headers=user.headers, json={
-        "title": f"Lib {tag} public", "setting": "A haunted train", "tone": "eerie", "themes": ["ghosts"],
-        "characters": [{"name": "Conductor"}], "opening_line": "Tickets, please.", "visibility": "public"})
+    r = await client.post(
+        "/scenarios",
+        headers=user.headers,
+        json={
+            "title": f"Lib {tag} public",
+            "setting": "A haunted train",
+            "tone": "eerie",
+            "themes": ["ghosts"],
+            "characters": [{"name": "Conductor"}],
+            "opening_line": "Tickets, please.",
+            "visibility": "public",
+        },
+    )
     assert r.status_code == 201, r.text
     public_id = r.json()["id"]
-    r = await client.post("/scenarios", headers=user.headers, json={
-        "title": f"Lib {tag} private", "setting": "A diary", "tone": "intimate", "visibility": "private"})
+    r = await client.post(
+        "/scenarios",
+        headers=user.headers,
+        json={"title": f"Lib {tag} private", "setting": "A diary", "tone": "intimate", "visibility": "private"},
+    )
     private_id = r.json()["id"]
     r = await client.get("/scenarios", params={"q": f"Lib {tag}", "sort": "new"}, headers=other.headers)
     assert [s["id"] for s in r.json()["scenarios"]] == [public_id]
@@ -103,11 +138,13 @@ async def test_scenario_library_public_and_personal(client, new_user):
     assert [s["id"] for s in r.json()["scenarios"]] == [private_id, public_id]
     assert (await client.get(f"/scenarios/{private_id}", headers=other.headers)).status_code == 404
     assert (await client.patch(f"/scenarios/{public_id}", json={"tone": "x"}, headers=other.headers)).status_code == 403
-    r = await client.patch(f"/scenarios/{public_id}", json={"tone": "chilling", "themes": ["ghosts", "trains"]},
-                           headers=user.headers)
+    r = await client.patch(
+        f"/scenarios/{public_id}", json={"tone": "chilling", "themes": ["ghosts", "trains"]}, headers=user.headers
+    )
     assert r.status_code == 200 and r.json()["themes"] == ["ghosts", "trains"]
-    r = await client.patch(f"/scenarios/{private_id}", json={"visibility": "public", "setting": "sandbox-flag"},
-                           headers=user.headers)
+    r = await client.patch(
+        f"/scenarios/{private_id}", json={"visibility": "public", "setting": "sandbox-flag"}, headers=user.headers
+    )
     assert r.status_code == 422 and r.json()["detail"]["code"] == "CONTENT_FLAGGED"
     assert (await client.get(f"/scenarios/{private_id}", headers=other.headers)).status_code == 404
     assert (await client.delete(f"/scenarios/{public_id}", headers=user.headers)).status_code == 204
@@ -126,8 +163,11 @@ BAD_INPUT = [
     ("post", "/universes", {"name": "   "}),
     ("get", "/universes?scope=all", None),
     ("post", "/scenarios", {"title": "t", "setting": "s", "tone": "t", "themes": ["x"] * 11}),
-    ("post", "/scenarios", {"title": "t", "setting": "s", "tone": "t",
-                            "characters": [{"name": "a", "character_id": "b"}]}),
+    (
+        "post",
+        "/scenarios",
+        {"title": "t", "setting": "s", "tone": "t", "characters": [{"name": "a", "character_id": "b"}]},
+    ),
     ("get", "/scenarios?sort=random", None),
     ("patch", f"/scenarios/{NOBODY}", {"title": None}),
     ("post", "/stories", {"from_conversation_id": 12}),
@@ -165,9 +205,18 @@ async def test_bad_input_is_a_4xx_in_the_envelope(client, new_user, method, path
 async def test_bad_or_missing_token_is_401_everywhere(client, tokens):
     bad = {"Authorization": "Bearer not.a.jwt"}
     expired = tokens.headers(tokens.user(expires_in=-10))
-    routes = [("get", "/stories"), ("post", "/stories"), ("get", "/characters"), ("post", "/characters"),
-              ("get", "/favorites"), ("get", "/scenarios"), ("put", "/votes"), ("get", "/universes"),
-              ("get", f"/stories/{NOBODY}"), ("get", "/moderation/queue")]
+    routes = [
+        ("get", "/stories"),
+        ("post", "/stories"),
+        ("get", "/characters"),
+        ("post", "/characters"),
+        ("get", "/favorites"),
+        ("get", "/scenarios"),
+        ("put", "/votes"),
+        ("get", "/universes"),
+        ("get", f"/stories/{NOBODY}"),
+        ("get", "/moderation/queue"),
+    ]
     for method, path in routes:
         for headers in ({}, bad, expired):
             r = await client.request(method.upper(), path, headers=headers, json={} if method != "get" else None)
@@ -181,9 +230,18 @@ async def test_starting_a_scenario_opens_a_chat_conversation(client, chat_proces
     import httpx
 
     user = new_user()
-    r = await client.post("/scenarios", headers=user.headers, json={
-        "title": "Interrogation", "setting": "Gotham police HQ, 3 a.m.", "tone": "tense", "themes": ["truth"],
-        "characters": [{"name": "Batman", "series": "The Dark Knight"}], "opening_line": "Where is Dent?"})
+    r = await client.post(
+        "/scenarios",
+        headers=user.headers,
+        json={
+            "title": "Interrogation",
+            "setting": "Gotham police HQ, 3 a.m.",
+            "tone": "tense",
+            "themes": ["truth"],
+            "characters": [{"name": "Batman", "series": "The Dark Knight"}],
+            "opening_line": "Where is Dent?",
+        },
+    )
     sid = r.json()["id"]
     r = await client.post(f"/scenarios/{sid}/start", headers=user.headers)
     assert r.status_code == 200, r.text
@@ -198,7 +256,10 @@ async def test_starting_a_scenario_opens_a_chat_conversation(client, chat_proces
     assert "Where is Dent?" in first["content"]
     # Someone else's private scenario: 404; a scenario with no characters: 409.
     assert (await client.post(f"/scenarios/{sid}/start", headers=new_user().headers)).status_code == 404
-    empty = (await client.post("/scenarios", headers=user.headers, json={
-        "title": "Alone", "setting": "Nowhere", "tone": "flat"})).json()["id"]
+    empty = (
+        await client.post(
+            "/scenarios", headers=user.headers, json={"title": "Alone", "setting": "Nowhere", "tone": "flat"}
+        )
+    ).json()["id"]
     r = await client.post(f"/scenarios/{empty}/start", headers=user.headers)
     assert r.status_code == 409 and r.json()["detail"]["code"] == "SCENARIO_WITHOUT_CHARACTERS"

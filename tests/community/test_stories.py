@@ -1,6 +1,7 @@
 """Stories end to end: the wizard from a real chat conversation (Chat as a process, over HTTP) to a
 published, exported and shared story; versions and If-Match; moderation (the sandbox's OpenAI
 moderation endpoint); feeds; privacy of drafts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,14 +13,23 @@ from community_service.service import hot
 
 async def _conversation(chat_url: str, user) -> str:
     async with httpx.AsyncClient(base_url=chat_url, timeout=30) as chat:
-        r = await chat.post("/talk_with", headers=user.headers,
-                            json={"message": "Why do you wear a mask?", "character": "Batman",
-                                  "series": "The Dark Knight"})
+        r = await chat.post(
+            "/talk_with",
+            headers=user.headers,
+            json={"message": "Why do you wear a mask?", "character": "Batman", "series": "The Dark Knight"},
+        )
         assert r.status_code == 200, r.text
         conversation_id = r.json()["conversation_id"]
-        r = await chat.post("/talk_with", headers=user.headers,
-                            json={"message": "Who is the Joker?", "character": "Batman",
-                                  "series": "The Dark Knight", "conversation_id": conversation_id})
+        r = await chat.post(
+            "/talk_with",
+            headers=user.headers,
+            json={
+                "message": "Who is the Joker?",
+                "character": "Batman",
+                "series": "The Dark Knight",
+                "conversation_id": conversation_id,
+            },
+        )
         assert r.status_code == 200, r.text
     return conversation_id
 
@@ -28,14 +38,18 @@ async def _draft_with_text(client, user, body: str, title: str = "A night in Got
     r = await client.post("/stories", json={}, headers=user.headers)
     assert r.status_code == 201, r.text
     story = r.json()
-    r = await client.patch(f"/stories/{story['id']}", json={"title": title, "body": body},
-                           headers={**user.headers, "If-Match": f'"{story["version"]}"'})
+    r = await client.patch(
+        f"/stories/{story['id']}",
+        json={"title": title, "body": body},
+        headers={**user.headers, "If-Match": f'"{story["version"]}"'},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
 
 async def test_wizard_from_a_chat_conversation_to_a_published_exported_shared_story(
-        client, chat_process, new_user, event_spy):
+    client, chat_process, new_user, event_spy
+):
     author = new_user()
     conversation_id = await _conversation(chat_process.url, author)
 
@@ -51,38 +65,66 @@ async def test_wizard_from_a_chat_conversation_to_a_published_exported_shared_st
         assert story["source"]["message_count"] == 4  # two user messages, two replies, read from Chat
 
         # Step 1: a TMDB title, checked against Content (The Dark Knight is in the sandbox's TMDB).
-        r = await client.put(f"/stories/{sid}/universe", json={"tmdb": {"type": "movie", "id": 155}},
-                             headers=author.headers)
+        r = await client.put(
+            f"/stories/{sid}/universe", json={"tmdb": {"type": "movie", "id": 155}}, headers=author.headers
+        )
         assert r.status_code == 200, r.text
         assert r.json()["universe"]["name"] == "The Dark Knight"
         assert r.json()["step"] == "characters" and r.json()["version"] == 2
-        r = await client.put(f"/stories/{sid}/universe", json={"tmdb": {"type": "movie", "id": 999999999}},
-                             headers=author.headers)
+        r = await client.put(
+            f"/stories/{sid}/universe", json={"tmdb": {"type": "movie", "id": 999999999}}, headers=author.headers
+        )
         assert r.status_code == 404 and r.json()["detail"]["code"] == "TITLE_NOT_FOUND"
 
         # Step 2: 1-5 characters; a custom character by id.
-        r = await client.post("/characters", headers=author.headers, json={
-            "name": "Officer Renee", "series": "The Dark Knight", "description": "A rookie cop.",
-            "personality": "Dry humour, stubborn, loyal to Gordon.", "visibility": "private"})
+        r = await client.post(
+            "/characters",
+            headers=author.headers,
+            json={
+                "name": "Officer Renee",
+                "series": "The Dark Knight",
+                "description": "A rookie cop.",
+                "personality": "Dry humour, stubborn, loyal to Gordon.",
+                "visibility": "private",
+            },
+        )
         assert r.status_code == 201, r.text
         custom_id = r.json()["id"]
         six = [{"name": f"Extra {i}", "series": "The Dark Knight"} for i in range(6)]
         r = await client.put(f"/stories/{sid}/characters", json={"characters": six}, headers=author.headers)
         assert r.status_code == 422 and r.json()["detail"]["code"] == "TOO_MANY_CHARACTERS"
-        r = await client.put(f"/stories/{sid}/characters", headers=author.headers, json={
-            "characters": [{"name": "Batman", "series": "The Dark Knight"}, {"character_id": custom_id}]})
+        r = await client.put(
+            f"/stories/{sid}/characters",
+            headers=author.headers,
+            json={"characters": [{"name": "Batman", "series": "The Dark Knight"}, {"character_id": custom_id}]},
+        )
         assert r.status_code == 200, r.text
         assert [c["name"] for c in r.json()["characters"]] == ["Batman", "Officer Renee"]
         assert r.json()["characters"][1]["personality"].startswith("Dry humour")
 
         # Step 3: the scenario, from the library.
-        r = await client.post("/scenarios", headers=author.headers, json={
-            "title": "Rooftop standoff", "setting": "Gotham rooftops at midnight", "tone": "noir",
-            "themes": ["justice"], "visibility": "private"})
+        r = await client.post(
+            "/scenarios",
+            headers=author.headers,
+            json={
+                "title": "Rooftop standoff",
+                "setting": "Gotham rooftops at midnight",
+                "tone": "noir",
+                "themes": ["justice"],
+                "visibility": "private",
+            },
+        )
         assert r.status_code == 201, r.text
-        r = await client.put(f"/stories/{sid}/scenario", headers=author.headers, json={
-            "setting": "Gotham rooftops", "tone": "noir", "themes": ["justice", "fear"],
-            "scenario_id": r.json()["id"]})
+        r = await client.put(
+            f"/stories/{sid}/scenario",
+            headers=author.headers,
+            json={
+                "setting": "Gotham rooftops",
+                "tone": "noir",
+                "themes": ["justice", "fear"],
+                "scenario_id": r.json()["id"],
+            },
+        )
         assert r.status_code == 200, r.text
         assert r.json()["scenario"]["title"] == "Rooftop standoff" and r.json()["step"] == "generation"
         version = r.json()["version"]
@@ -91,8 +133,7 @@ async def test_wizard_from_a_chat_conversation_to_a_published_exported_shared_st
         r = await client.get(f"/stories/{sid}", headers=author.headers)
         assert r.json()["version"] == version and r.headers["etag"] == f'"{version}"'
         text = {"title": "Gotham Nights", "body": "Rain on the cape.\nÉclair ☂"}
-        r = await client.patch(f"/stories/{sid}", json=text,
-                               headers={**author.headers, "If-Match": f'"{version}"'})
+        r = await client.patch(f"/stories/{sid}", json=text, headers={**author.headers, "If-Match": f'"{version}"'})
         assert r.status_code == 200, r.text
         assert r.json()["version"] == version + 1 and r.json()["step"] == "edit"
 
@@ -167,9 +208,14 @@ async def test_if_match_is_required_and_a_stale_version_is_refused(client, new_u
     r = await client.get(f"/stories/{sid}", headers=user.headers)
     assert r.json()["body"] == "second" and r.json()["version"] == version + 1
     # Two concurrent edits from the same version: exactly one wins.
-    answers = await asyncio.gather(*[
-        client.patch(f"/stories/{sid}", json={"body": f"racer {i}"},
-                     headers={**user.headers, "If-Match": f'"{version + 1}"'}) for i in range(5)])
+    answers = await asyncio.gather(
+        *[
+            client.patch(
+                f"/stories/{sid}", json={"body": f"racer {i}"}, headers={**user.headers, "If-Match": f'"{version + 1}"'}
+            )
+            for i in range(5)
+        ]
+    )
     assert sorted(a.status_code for a in answers) == [200, 412, 412, 412, 412]
 
 
@@ -183,8 +229,12 @@ async def test_moderation_rejects_flagged_text_and_publishes_nothing(client, new
     assert r.json()["status"] == "draft"
     assert (await client.get(f"/stories/{story['id']}", headers=new_user().headers)).status_code == 404
     # A public character is moderated too; a private one is not published to anyone, so it is not.
-    character = {"name": "Grim", "description": "sandbox-flag:harassment", "personality": "mean",
-                 "visibility": "public"}
+    character = {
+        "name": "Grim",
+        "description": "sandbox-flag:harassment",
+        "personality": "mean",
+        "visibility": "public",
+    }
     r = await client.post("/characters", json=character, headers=user.headers)
     assert r.status_code == 422 and r.json()["detail"]["code"] == "CONTENT_FLAGGED"
     r = await client.post("/characters", json={**character, "visibility": "private"}, headers=user.headers)
@@ -233,11 +283,13 @@ async def test_feeds_sort_by_hot_new_and_top(client, new_user):
         ids.append(s["id"])
     # Story 0 gets three up votes, story 1 one down vote.
     for _ in range(3):
-        r = await client.put("/votes", json={"target_type": "story", "target_id": ids[0], "value": 1},
-                             headers=new_user().headers)
+        r = await client.put(
+            "/votes", json={"target_type": "story", "target_id": ids[0], "value": 1}, headers=new_user().headers
+        )
         assert r.status_code == 200
-    await client.put("/votes", json={"target_type": "story", "target_id": ids[1], "value": -1},
-                     headers=new_user().headers)
+    await client.put(
+        "/votes", json={"target_type": "story", "target_id": ids[1], "value": -1}, headers=new_user().headers
+    )
 
     async def feed(sort):
         r = await client.get("/stories", params={"sort": sort, "q": f"feed-{tag}"}, headers=author.headers)
@@ -250,8 +302,11 @@ async def test_feeds_sort_by_hot_new_and_top(client, new_user):
     # Paging with the cursor walks the same order.
     r = await client.get("/stories", params={"sort": "top", "q": f"feed-{tag}", "limit": 2}, headers=author.headers)
     page1 = r.json()
-    r = await client.get("/stories", params={"sort": "top", "q": f"feed-{tag}", "limit": 2,
-                                             "cursor": page1["next_cursor"]}, headers=author.headers)
+    r = await client.get(
+        "/stories",
+        params={"sort": "top", "q": f"feed-{tag}", "limit": 2, "cursor": page1["next_cursor"]},
+        headers=author.headers,
+    )
     assert [s["id"] for s in page1["stories"] + r.json()["stories"]] == [ids[0], ids[2], ids[1]]
     assert r.json()["next_cursor"] is None
 
@@ -270,8 +325,11 @@ async def test_editing_a_published_story_is_moderated_again(client, new_user):
     story = await _draft_with_text(client, user, "A calm evening.")
     r = await client.post(f"/stories/{story['id']}/publish", json={}, headers=user.headers)
     version = r.json()["version"]
-    r = await client.patch(f"/stories/{story['id']}", json={"body": "Now with sandbox-flag:violence"},
-                           headers={**user.headers, "If-Match": f'"{version}"'})
+    r = await client.patch(
+        f"/stories/{story['id']}",
+        json={"body": "Now with sandbox-flag:violence"},
+        headers={**user.headers, "If-Match": f'"{version}"'},
+    )
     assert r.status_code == 422 and r.json()["detail"]["code"] == "CONTENT_FLAGGED"
     r = await client.get(f"/stories/{story['id']}", headers=new_user().headers)
     assert r.json()["body"] == "A calm evening." and r.json()["version"] == version

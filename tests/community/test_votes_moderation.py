@@ -1,5 +1,6 @@
 """Votes (one per user and target, exact counts under concurrency, changes and removals), reports
 and moderators' actions (audited; removed content leaves feeds and share links)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,9 @@ async def community_db(service_env):
 async def _published(client, user, title="Votes test", body="A story to vote on.") -> str:
     r = await client.post("/stories", json={}, headers=user.headers)
     sid = r.json()["id"]
-    r = await client.patch(f"/stories/{sid}", json={"title": title, "body": body},
-                           headers={**user.headers, "If-Match": '"1"'})
+    r = await client.patch(
+        f"/stories/{sid}", json={"title": title, "body": body}, headers={**user.headers, "If-Match": '"1"'}
+    )
     assert r.status_code == 200, r.text
     r = await client.post(f"/stories/{sid}/publish", json={"visibility": "public"}, headers=user.headers)
     assert r.status_code == 200, r.text
@@ -31,8 +33,9 @@ async def test_100_concurrent_voters_give_an_exact_score(client, new_user, commu
     voters = [new_user() for _ in range(100)]
 
     async def vote(user, value):
-        r = await client.put("/votes", json={"target_type": "story", "target_id": sid, "value": value},
-                             headers=user.headers)
+        r = await client.put(
+            "/votes", json={"target_type": "story", "target_id": sid, "value": value}, headers=user.headers
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -49,8 +52,10 @@ async def test_100_concurrent_voters_give_an_exact_score(client, new_user, commu
         assert r.status_code == 200, r.text
 
     await asyncio.gather(
-        *[vote(u, -1) for u in voters[:30]], *[vote(u, -1) for u in voters[:30]],
-        *[withdraw(u) for u in voters[30:50]], *[vote(u, 1) for u in voters[50:]],
+        *[vote(u, -1) for u in voters[:30]],
+        *[vote(u, -1) for u in voters[:30]],
+        *[withdraw(u) for u in voters[30:50]],
+        *[vote(u, 1) for u in voters[50:]],
     )
     r = await client.get(f"/stories/{sid}", headers=voters[0].headers)
     assert (r.json()["score"], r.json()["up"], r.json()["down"], r.json()["my_vote"]) == (20, 50, 30, -1)
@@ -66,31 +71,41 @@ async def test_votes_need_a_visible_target(client, new_user):
     draft = r.json()["id"]
     r = await client.put("/votes", json={"target_type": "story", "target_id": draft, "value": 1}, headers=other.headers)
     assert r.status_code == 404 and r.json()["detail"]["code"] == "TARGET_NOT_FOUND"
-    r = await client.put("/votes", json={"target_type": "story", "target_id": "nope", "value": 1},
-                         headers=other.headers)
+    r = await client.put(
+        "/votes", json={"target_type": "story", "target_id": "nope", "value": 1}, headers=other.headers
+    )
     assert r.status_code == 404
     # Characters and scenarios carry votes too.
-    r = await client.post("/scenarios", headers=author.headers, json={
-        "title": "Heist", "setting": "A casino", "tone": "tense", "visibility": "public"})
+    r = await client.post(
+        "/scenarios",
+        headers=author.headers,
+        json={"title": "Heist", "setting": "A casino", "tone": "tense", "visibility": "public"},
+    )
     scen = r.json()["id"]
-    r = await client.put("/votes", json={"target_type": "scenario", "target_id": scen, "value": 1},
-                         headers=other.headers)
+    r = await client.put(
+        "/votes", json={"target_type": "scenario", "target_id": scen, "value": 1}, headers=other.headers
+    )
     assert r.status_code == 200 and r.json()["score"] == 1
     r = await client.get(f"/scenarios/{scen}", headers=other.headers)
     assert (r.json()["score"], r.json()["my_vote"]) == (1, 1)
 
 
 async def test_reports_and_removal_by_a_moderator_with_an_audit_row(client, new_user, tokens, community_db):
-    author, reporter, moderator = new_user(), new_user(), new_user(
-        extra_claims={"app_metadata": {"provider": "email", "tier": 0, "roles": ["moderator"]}})
+    author, reporter, moderator = (
+        new_user(),
+        new_user(),
+        new_user(extra_claims={"app_metadata": {"provider": "email", "tier": 0, "roles": ["moderator"]}}),
+    )
     tag = author.id[:8]
     sid = await _published(client, author, title=f"mod-{tag}")
     share = (await client.post(f"/stories/{sid}/share", headers=author.headers)).json()
-    r = await client.post("/reports", json={"target_type": "story", "target_id": sid, "reason": "spam"},
-                          headers=reporter.headers)
+    r = await client.post(
+        "/reports", json={"target_type": "story", "target_id": sid, "reason": "spam"}, headers=reporter.headers
+    )
     assert r.status_code == 201, r.text
-    r = await client.post("/reports", json={"target_type": "story", "target_id": sid, "reason": "spam"},
-                          headers=reporter.headers)
+    r = await client.post(
+        "/reports", json={"target_type": "story", "target_id": sid, "reason": "spam"}, headers=reporter.headers
+    )
     assert r.status_code == 409 and r.json()["detail"]["code"] == "ALREADY_REPORTED"
 
     # Users may not see the queue or act.
@@ -106,7 +121,11 @@ async def test_reports_and_removal_by_a_moderator_with_an_audit_row(client, new_
     assert r.status_code == 200, r.text
     audit = await community_db.fetchrow("SELECT * FROM moderation_actions WHERE id = $1", r.json()["audit_id"])
     assert (audit["action"], audit["actor_id"], audit["actor_role"], audit["note"]) == (
-        "remove", moderator.id, "moderator", "spam ring")
+        "remove",
+        moderator.id,
+        "moderator",
+        "spam ring",
+    )
     # Gone from the feed, the share link and direct reads; out of the queue.
     r = await client.get("/stories", params={"sort": "new", "q": f"mod-{tag}"}, headers=reporter.headers)
     assert r.json()["stories"] == []
@@ -115,7 +134,12 @@ async def test_reports_and_removal_by_a_moderator_with_an_audit_row(client, new_
     r = await client.get("/moderation/queue", headers=moderator.headers)
     assert sid not in [e["target_id"] for e in r.json()["queue"]]
     # A service token may act too (approve is audited as well).
-    scen = (await client.post("/scenarios", headers=author.headers, json={
-        "title": "Calm", "setting": "A lake", "tone": "quiet", "visibility": "public"})).json()["id"]
+    scen = (
+        await client.post(
+            "/scenarios",
+            headers=author.headers,
+            json={"title": "Calm", "setting": "A lake", "tone": "quiet", "visibility": "public"},
+        )
+    ).json()["id"]
     r = await client.post(f"/moderation/scenario/{scen}/approve", headers=tokens.headers(tokens.service()))
     assert r.status_code == 200 and r.json()["action"] == "approve"

@@ -1,5 +1,6 @@
 """Fixtures for the content service: the app in-process (real lifespan) over a fresh embedded
 store per test, TMDB played by the sandbox's protocol server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,10 +17,16 @@ def content_app(make_client, sandbox, tmp_path):
     tmdb = {"TMDB_API_KEY": DUMMY_KEYS["TMDB_API_KEY"]} if sandbox is not None else {}
 
     def _make(**overrides):
-        env = {"CONTENT_DATA_DIR": str(tmp_path / "content"), "CONTENT_SEED": "real",
-               "SYNC_INTERVAL_SECONDS": "0", "SYNC_POPULAR_PAGES": "1",
-               "SYNC_PEOPLE_PER_TITLE": "2", "SYNC_TRENDING": "false",
-               "RATE_LIMIT_PER_MINUTE": "0", **tmdb}
+        env = {
+            "CONTENT_DATA_DIR": str(tmp_path / "content"),
+            "CONTENT_SEED": "real",
+            "SYNC_INTERVAL_SECONDS": "0",
+            "SYNC_POPULAR_PAGES": "1",
+            "SYNC_PEOPLE_PER_TITLE": "2",
+            "SYNC_TRENDING": "false",
+            "RATE_LIMIT_PER_MINUTE": "0",
+            **tmdb,
+        }
         env.update({k.upper(): str(v) for k, v in overrides.items()})
         return make_client("content", **env)
 

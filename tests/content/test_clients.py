@@ -1,5 +1,6 @@
 """The TMDB and TVDB clients against small local servers speaking their protocols (TVDB has no
 sandbox provider: a Starlette app plays its v4 API here), and the TVDB step of a sync."""
+
 from __future__ import annotations
 
 import email.utils
@@ -38,14 +39,19 @@ def tvdb_app(state: dict) -> Starlette:
         q = request.query_params.get("query", "")
         data = []
         if q.lower().startswith("naruto"):
-            data = [{"tvdb_id": "78857", "name": "Naruto", "year": "2002",
-                     "aliases": ["NARUTO -ナルト-", "Naruto TV"],
-                     "translations": {"eng": "Naruto", "jpn": "ナルト"}},
-                    {"tvdb_id": "79824", "name": "Naruto Shippuden", "year": "2007"}]
+            data = [
+                {
+                    "tvdb_id": "78857",
+                    "name": "Naruto",
+                    "year": "2002",
+                    "aliases": ["NARUTO -ナルト-", "Naruto TV"],
+                    "translations": {"eng": "Naruto", "jpn": "ナルト"},
+                },
+                {"tvdb_id": "79824", "name": "Naruto Shippuden", "year": "2007"},
+            ]
         return JSONResponse({"status": "success", "data": data})
 
-    return Starlette(routes=[Route("/v4/login", login, methods=["POST"]),
-                             Route("/v4/search", search)])
+    return Starlette(routes=[Route("/v4/login", login, methods=["POST"]), Route("/v4/search", search)])
 
 
 async def no_sleep(_):
@@ -54,12 +60,13 @@ async def no_sleep(_):
 
 async def test_tvdb_login_search_relogin_and_429():
     state = {"logins": 0, "throttle": 1}
-    client = TVDBClient("http://tvdb.local/v4", "tvdb-key",
-                        transport=httpx.ASGITransport(app=tvdb_app(state)), sleep=no_sleep)
+    client = TVDBClient(
+        "http://tvdb.local/v4", "tvdb-key", transport=httpx.ASGITransport(app=tvdb_app(state)), sleep=no_sleep
+    )
     found = await client.find_series("Naruto", 2002)
     assert found["tvdb_id"] == 78857
     assert "NARUTO -ナルト-" in found["aliases"]
-    state["expire"] = True                 # the token expires: one new login, then on
+    state["expire"] = True  # the token expires: one new login, then on
     assert (await client.find_series("Naruto"))["tvdb_id"] == 78857
     assert state["logins"] == 2
     assert await client.find_series("Breaking Bad") is None
@@ -72,8 +79,9 @@ async def test_tvdb_step_adds_aliases_that_search_finds(tmp_path):
     catalog.open("real")
 
     def tvdb_factory():
-        return TVDBClient("http://tvdb.local/v4", "tvdb-key",
-                          transport=httpx.ASGITransport(app=tvdb_app(state)), sleep=no_sleep)
+        return TVDBClient(
+            "http://tvdb.local/v4", "tvdb-key", transport=httpx.ASGITransport(app=tvdb_app(state)), sleep=no_sleep
+        )
 
     runner = SyncRunner(catalog, client_factory=None, tvdb_factory=tvdb_factory)
     out = await runner._tvdb({"queue": [["tv", 46260], ["tv", 1396], ["movie", 155]]})
@@ -116,14 +124,15 @@ async def test_tmdb_client_auth_retries_and_cache(tmp_path):
         waits.append(s)
 
     store = Store(tmp_path / "s")
-    client = TMDBClient("http://tmdb.local/3", "eyJhbGciOi.v4token", store=store,
-                        transport=httpx.MockTransport(handler), sleep=sleep)
+    client = TMDBClient(
+        "http://tmdb.local/3", "eyJhbGciOi.v4token", store=store, transport=httpx.MockTransport(handler), sleep=sleep
+    )
     assert (await client.get("movie/1"))["id"] == 1
     assert waits[:2] == [1.0, 1.0] and len(waits) == 3
     assert seen[0].headers["authorization"] == "Bearer eyJhbGciOi.v4token"
     assert "api_key" not in str(seen[0].url)
     n = len(seen)
-    assert (await client.get("movie/1"))["id"] == 1       # from the 7-day cache
+    assert (await client.get("movie/1"))["id"] == 1  # from the 7-day cache
     assert len(seen) == n and client.cache_hits == 1
     with pytest.raises(TMDBError) as err:
         await client.get("movie/missing")
@@ -154,14 +163,15 @@ def test_a_second_process_snapshot_is_picked_up(tmp_path):
     catalog.open("real")
     assert catalog.refresh() is False
     assert not catalog.index.search("zyxwvut movie", "auto")
+    root = str(__import__("pathlib").Path(__file__).parents[2])
     script = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {root!r})\n"
         "from content_service.service import ContentCatalog\n"
-        "r = ContentCatalog(%r); r.open('none')\n"
+        f"r = ContentCatalog({str(tmp_path / 'data')!r}); r.open('none')\n"
         "r.store.put_entities([{'key': 'movie:777', 'type': 'movie', 'id': 777,"
         " 'name': 'Zyxwvut Movie', 'popularity': 5.0}])\n"
-        "r.rebuild(); r.close()\n") % (str(__import__("pathlib").Path(__file__).parents[2]),
-                                       str(tmp_path / "data"))
+        "r.rebuild(); r.close()\n"
+    )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert catalog.refresh() is True
     assert catalog.index.search("zyxwvut movie", "auto")[0].entity == "movie:777"

@@ -2,6 +2,7 @@
 identical hits - same entities, names, order, kinds, distances, spans, popularity, name ids -
 for every mode on generated query sets, and the kernel must answer most of them itself (so
 the comparison is not Python against Python)."""
+
 from __future__ import annotations
 
 import random
@@ -19,15 +20,48 @@ from content_service.engine.normalize import article_stripped, normalize_key
 # keys, keys longer than 8 bytes sharing their first 8, a name longer than the 8-word
 # forward-index width
 TRICKY = [
-    "Fast & Furious", "Romeo + Juliet", "Straße der Sehnsucht", "Ærø Æventyr", "Ægir",
-    "Léon: The Professional", "Amélie", "Björk Guðmundsdóttir", "Spider-Man", "Spider-Man 2",
-    "S.H.I.E.L.D.", "L'Avventura", "Schindler's List", "The Dark Knight", "The Dark Knight Rises",
-    "Dark Knight Returns", "La Haine", "Les Misérables", "El Laberinto del Fauno",
-    "Москва слезам не верит", "千と千尋の神隠し", "Naruto Shippūden", "Pokémon: The First Movie",
-    "8½", "Ocean's Eleven", "Ocean's Twelve", "Rocky II", "Star Wars: Episode IV",
-    "Star Wars: Episode V", "Star Wars: Episode VI", "The Lord of the Rings: The Return of the King",
-    "ＡＢＣ Murder", "Łódź Story", "Çağan Irmak", "Øresund", "Þór", "Æon Flux",
-    "Mr. & Mrs. Smith", "A.I. Artificial Intelligence", "WALL·E", "Face/Off", "M*A*S*H",
+    "Fast & Furious",
+    "Romeo + Juliet",
+    "Straße der Sehnsucht",
+    "Ærø Æventyr",
+    "Ægir",
+    "Léon: The Professional",
+    "Amélie",
+    "Björk Guðmundsdóttir",
+    "Spider-Man",
+    "Spider-Man 2",
+    "S.H.I.E.L.D.",
+    "L'Avventura",
+    "Schindler's List",
+    "The Dark Knight",
+    "The Dark Knight Rises",
+    "Dark Knight Returns",
+    "La Haine",
+    "Les Misérables",
+    "El Laberinto del Fauno",
+    "Москва слезам не верит",
+    "千と千尋の神隠し",
+    "Naruto Shippūden",
+    "Pokémon: The First Movie",
+    "8½",
+    "Ocean's Eleven",
+    "Ocean's Twelve",
+    "Rocky II",
+    "Star Wars: Episode IV",
+    "Star Wars: Episode V",
+    "Star Wars: Episode VI",
+    "The Lord of the Rings: The Return of the King",
+    "ＡＢＣ Murder",
+    "Łódź Story",
+    "Çağan Irmak",
+    "Øresund",
+    "Þór",
+    "Æon Flux",
+    "Mr. & Mrs. Smith",
+    "A.I. Artificial Intelligence",
+    "WALL·E",
+    "Face/Off",
+    "M*A*S*H",
 ]
 
 
@@ -35,10 +69,8 @@ def _records():
     recs = list(generate(16_000, seed=21))
     recs += real_records()
     for i, name in enumerate(TRICKY):
-        recs.append({"key": f"movie:9{i:05d}", "type": "movie", "popularity": 50.0 + i,
-                     "name": name})
-        recs.append({"key": f"person:9{i:05d}", "type": "person", "popularity": 3.0 + i,
-                     "name": name + " Jr"})
+        recs.append({"key": f"movie:9{i:05d}", "type": "movie", "popularity": 50.0 + i, "name": name})
+        recs.append({"key": f"person:9{i:05d}", "type": "person", "popularity": 3.0 + i, "name": name + " Jr"})
     return recs
 
 
@@ -46,8 +78,7 @@ def _records():
 def index():
     if index_module._kernel is None:
         pytest.fail("the compiled kernel is not built: pip install -e . (scripts/bootstrap.sh)")
-    idx = SearchIndex.build([EntityNames(r["key"], r["type"], r["popularity"], names_of(r))
-                             for r in _records()])
+    idx = SearchIndex.build([EntityNames(r["key"], r["type"], r["popularity"], names_of(r)) for r in _records()])
     assert idx._kernel is not None, "CONTENT_KERNEL=0 is set: the kernel is off"
     return idx
 
@@ -59,12 +90,12 @@ def _typo(rnd, w):
     op = rnd.choice("sidt")
     c = rnd.choice("abcdefghiklmnoprstuwyéß")
     if op == "s":
-        return w[:i] + c + w[i + 1:]
+        return w[:i] + c + w[i + 1 :]
     if op == "i":
         return w[:i] + c + w[i:]
     if op == "d":
-        return w[:i] + w[i + 1:]
-    return w[:i] + w[i + 1:i + 2] + w[i] + w[i + 2:]
+        return w[:i] + w[i + 1 :]
+    return w[:i] + w[i + 1 : i + 2] + w[i] + w[i + 2 :]
 
 
 def _queries(idx, n, seed):
@@ -76,23 +107,22 @@ def _queries(idx, n, seed):
     out = []
     tricky = [normalize_key(t)[0] for t in TRICKY] + list(TRICKY)
     while len(out) < n:
-        key = idx.keys[min(N - 1, int(N * rnd.random() ** 3))] if rnd.random() < 0.85 \
-            else rnd.choice(tricky)
+        key = idx.keys[min(N - 1, int(N * rnd.random() ** 3))] if rnd.random() < 0.85 else rnd.choice(tricky)
         r = rnd.random()
         if r < 0.2:
             q = key
         elif r < 0.45:
-            q = key[:rnd.randint(1, max(1, len(key)))]
+            q = key[: rnd.randint(1, max(1, len(key)))]
         elif r < 0.55:
-            q = (article_stripped(key) or key)[:rnd.randint(1, len(key))]
+            q = (article_stripped(key) or key)[: rnd.randint(1, len(key))]
         elif r < 0.8:
             a = rnd.randrange(len(key))
-            q = key[a:a + rnd.randint(1, 10)]
+            q = key[a : a + rnd.randint(1, 10)]
         else:
             words = key.split(" ")
             j = rnd.randrange(len(words))
             words[j] = _typo(rnd, words[j])
-            q = " ".join(words)[:rnd.randint(1, len(key) + 1)]
+            q = " ".join(words)[: rnd.randint(1, len(key) + 1)]
         if rnd.random() < 0.1:
             q = q.upper()
         if rnd.random() < 0.05:
@@ -102,8 +132,7 @@ def _queries(idx, n, seed):
 
 
 MODE_SEEDS = {"exact": 1, "prefix": 2, "substring": 3, "auto": 4, "fuzzy": 5}
-CASES = [(10, None), (1, None), (50, None), (5, ("person",)), (20, ("movie", "tv")),
-         (7, ("character",)), (300, None)]
+CASES = [(10, None), (1, None), (50, None), (5, ("person",)), (20, ("movie", "tv")), (7, ("character",)), (300, None)]
 
 
 @pytest.mark.parametrize("mode", ["exact", "prefix", "substring", "auto", "fuzzy"])
@@ -115,16 +144,20 @@ def test_compiled_equals_pure_python(index, mode):
         limit, types = CASES[i % len(CASES)]
         got = index.search(q, mode, limit, types)
         want = index.search_python(q, mode, limit, types)
-        assert got == want, (q, mode, limit, types,
-                             [(h.name, h.kind, h.distance, h.spans) for h in got][:5],
-                             [(h.name, h.kind, h.distance, h.spans) for h in want][:5])
+        assert got == want, (
+            q,
+            mode,
+            limit,
+            types,
+            [(h.name, h.kind, h.distance, h.spans) for h in got][:5],
+            [(h.name, h.kind, h.distance, h.spans) for h in want][:5],
+        )
         assert [h.to_dict() for h in got] == [h.to_dict() for h in want]
         key = normalize_key(q)[0]
         if key:
             bits = sum(1 << index_module.TYPE_CODE[t] for t in types or ())
             asked += 1
-            answered += index._kernel.search(key, index_module.MODE_CODE[mode], limit,
-                                             bits) is not None
+            answered += index._kernel.search(key, index_module.MODE_CODE[mode], limit, bits) is not None
     # the kernel answers these modes in full unless a query needs the Python tiers
     if mode in ("exact", "prefix"):
         assert answered >= 0.95 * asked, (answered, asked)
@@ -132,7 +165,7 @@ def test_compiled_equals_pure_python(index, mode):
         assert answered >= 0.85 * asked, (answered, asked)
     elif mode == "auto":
         assert answered >= 0.2 * asked, (answered, asked)
-    else:   # fuzzy: Python collects, the kernel assembles the hits (compared above)
+    else:  # fuzzy: Python collects, the kernel assembles the hits (compared above)
         assert answered == 0
 
 
@@ -147,17 +180,18 @@ def test_hit_assembly_equals_pure_python(index):
             continue
         words = key.split(" ")
         for mode in ("auto", "fuzzy", "substring"):
-            found = index._collect(_tiers(index, key, words, mode), rnd.choice((5, 10, 40)),
-                                   None)
-            assert index._kernel.hits(found, key, mode == "auto") == \
-                index._hits(found, key, words, mode == "auto"), (q, mode)
+            found = index._collect(_tiers(index, key, words, mode), rnd.choice((5, 10, 40)), None)
+            assert index._kernel.hits(found, key, mode == "auto") == index._hits(found, key, words, mode == "auto"), (
+                q,
+                mode,
+            )
 
 
 def _tiers(index, key, words, mode):
     from bisect import bisect_left
+
     lo = bisect_left(index.skeys, key)
-    tiers = [(0, lambda want: index._exact(key, want, lo)),
-             (1, lambda want: index._prefix(key, want, lo))]
+    tiers = [(0, lambda want: index._exact(key, want, lo)), (1, lambda want: index._prefix(key, want, lo))]
     if mode == "substring":
         tiers.append((2, lambda want: index._substring(key, want)))
     elif mode == "auto":
@@ -172,9 +206,10 @@ def test_query_normalization_equals_normalize(index):
     """search_text normalizes plain ASCII queries in C: the same key as normalize(), for
     random ASCII text (and the rest goes through normalize() itself)."""
     from content_service.engine.normalize import normalize
+
     rnd = random.Random(12)
     alphabet = "abcXYZ019 -.,:;!?'`&+/\t\n()[]_*#\"~é"
-    fuzzy = index_module.MODE_CODE["fuzzy"]      # answered by Python: hands back the key
+    fuzzy = index_module.MODE_CODE["fuzzy"]  # answered by Python: hands back the key
     for _ in range(5000):
         q = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 14)))
         want = normalize(q)
@@ -186,8 +221,9 @@ def test_heavy_prefix_beyond_its_top_ids_falls_back(index):
     type than those hold must come back to Python, and still equal it."""
     key = "s"
     assert key in index.heavy_key
-    assert index._kernel.search(key, index_module.MODE_CODE["prefix"], 200,
-                                1 << index_module.TYPE_CODE["person"]) is None
+    assert (
+        index._kernel.search(key, index_module.MODE_CODE["prefix"], 200, 1 << index_module.TYPE_CODE["person"]) is None
+    )
     got = index.search(key, "prefix", 200, ("person",))
     assert len(got) == 200
     assert got == index.search_python(key, "prefix", 200, ("person",))

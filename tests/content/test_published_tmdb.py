@@ -5,6 +5,7 @@ small local server - not the sandbox's dataset, which we wrote.
 TMDB documents one example per endpoint (movie 550, series 1399, person 31); a detail asked for any
 other id answers TMDB's documented not-found error, which the sync counts as gone, not as a failure.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,9 +34,12 @@ def documented(path: str) -> dict:
 MOVIE, MOVIE_CREDITS = documented("/3/movie/{movie_id}"), documented("/3/movie/{movie_id}/credits")
 TV, TV_AGGREGATE = documented("/3/tv/{series_id}"), documented("/3/tv/{series_id}/aggregate_credits")
 PERSON, PERSON_CREDITS = documented("/3/person/{person_id}"), documented("/3/person/{person_id}/combined_credits")
-LISTS = {"movie/popular": documented("/3/movie/popular"), "tv/popular": documented("/3/tv/popular"),
-         "trending/all/week": documented("/3/trending/all/{time_window}"),
-         "search/multi": documented("/3/search/multi")}
+LISTS = {
+    "movie/popular": documented("/3/movie/popular"),
+    "tv/popular": documented("/3/tv/popular"),
+    "trending/all/week": documented("/3/trending/all/{time_window}"),
+    "search/multi": documented("/3/search/multi"),
+}
 
 
 def documented_tmdb(log: list[str]) -> Starlette:
@@ -46,8 +50,14 @@ def documented_tmdb(log: list[str]) -> Starlette:
 
     async def handle(request: Request):
         if request.query_params.get("api_key") != "tmdb-key":
-            return JSONResponse({"success": False, "status_code": 7,
-                                 "status_message": "Invalid API key: You must be granted a valid key."}, 401)
+            return JSONResponse(
+                {
+                    "success": False,
+                    "status_code": 7,
+                    "status_message": "Invalid API key: You must be granted a valid key.",
+                },
+                401,
+            )
         path = request.url.path.removeprefix("/3/")
         log.append(path)
         if path in LISTS:
@@ -67,8 +77,10 @@ def documented_tmdb(log: list[str]) -> Starlette:
 
 def client_factory(log: list[str]):
     def make() -> TMDBClient:
-        return TMDBClient("http://tmdb.local/3", "tmdb-key", transport=httpx.ASGITransport(app=documented_tmdb(log)),
-                          max_retries=0)
+        return TMDBClient(
+            "http://tmdb.local/3", "tmdb-key", transport=httpx.ASGITransport(app=documented_tmdb(log)), max_retries=0
+        )
+
     return make
 
 
@@ -80,13 +92,18 @@ async def test_a_full_sync_over_the_documented_lists(tmp_path):
     result = await runner.run("test")
     assert result["status"] == "ok", result
     trending = LISTS["trending/all/week"]["results"]
-    listed = {("movie", r["id"]) for r in LISTS["movie/popular"]["results"]} | \
-        {("tv", r["id"]) for r in LISTS["tv/popular"]["results"]} | \
-        {(r["media_type"], r["id"]) for r in trending if r["media_type"] in ("movie", "tv")}
+    listed = (
+        {("movie", r["id"]) for r in LISTS["movie/popular"]["results"]}
+        | {("tv", r["id"]) for r in LISTS["tv/popular"]["results"]}
+        | {(r["media_type"], r["id"]) for r in trending if r["media_type"] in ("movie", "tv")}
+    )
     assert result["queued"] == len(listed)
     # Every listed title was asked for; those TMDB documents no detail for answered 404: gone, not errors.
-    asked = {tuple(p.split("/")) for p in log if p.count("/") == 1 and p.split("/")[0] in ("movie", "tv")
-             and p.split("/")[1].isdigit()}
+    asked = {
+        tuple(p.split("/"))
+        for p in log
+        if p.count("/") == 1 and p.split("/")[0] in ("movie", "tv") and p.split("/")[1].isdigit()
+    }
     assert {(k, str(i)) for k, i in listed} <= asked
     documented_ids = {("movie", MOVIE["id"]), ("tv", TV["id"])}
     assert result["stats"]["titles"] == len(listed & documented_ids)

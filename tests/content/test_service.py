@@ -1,5 +1,6 @@
 """The content service over HTTP: search routes, validation, resources, sync from the sandbox's
 TMDB (paging, 429 with Retry-After, resume, incremental), restart without TMDB."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,7 @@ async def test_autocomplete_and_search(content_app):
         r = await client.get("/autocomplete", params={"q": "dark kn"})
         assert r.status_code == 200, r.text
         body = r.json()
-        assert [x["name"] for x in body["results"]][:2] == ["The Dark Knight",
-                                                           "The Dark Knight Rises"]
+        assert [x["name"] for x in body["results"]][:2] == ["The Dark Knight", "The Dark Knight Rises"]
         first = body["results"][0]
         assert first["id"] == "movie:155" and first["kind"] == "prefix"
         assert first["distance"] == 0 and first["spans"] == [[4, 11]]
@@ -57,26 +57,37 @@ async def test_autocomplete_and_search(content_app):
 async def test_openapi_documents_the_routes(content_app):
     async with content_app() as client:
         paths = (await client.get("/openapi.json")).json()["paths"]
-        for p in ("/autocomplete", "/search", "/popular", "/characters", "/admin/sync",
-                  "/resources/movies/{id}", "/resources/series/{id}",
-                  "/resources/people/{id}/filmography"):
+        for p in (
+            "/autocomplete",
+            "/search",
+            "/popular",
+            "/admin/sync",
+            "/resources/movies/{id}",
+            "/resources/series/{id}",
+            "/resources/movies/{id}/characters",
+            "/resources/series/{id}/characters",
+            "/resources/people/{id}/filmography",
+        ):
             assert p in paths, p
         modes = paths["/search"]["get"]["parameters"]
         assert any(x["name"] == "mode" for x in modes)
 
 
-@pytest.mark.parametrize("path,params", [
-    ("/autocomplete", {"q": ""}),
-    ("/autocomplete", {}),
-    ("/autocomplete", {"q": "!!!"}),
-    ("/autocomplete", {"q": "bat", "limit": 0}),
-    ("/autocomplete", {"q": "bat", "limit": 51}),
-    ("/autocomplete", {"q": "bat", "type": "book"}),
-    ("/search", {"q": "bat", "mode": "regex"}),
-    ("/search", {"q": "bat", "limit": "ten"}),
-    ("/characters", {}),
-    ("/popular", {"type": "book"}),
-])
+@pytest.mark.parametrize(
+    "path,params",
+    [
+        ("/autocomplete", {"q": ""}),
+        ("/autocomplete", {}),
+        ("/autocomplete", {"q": "!!!"}),
+        ("/autocomplete", {"q": "bat", "limit": 0}),
+        ("/autocomplete", {"q": "bat", "limit": 51}),
+        ("/autocomplete", {"q": "bat", "type": "book"}),
+        ("/search", {"q": "bat", "mode": "regex"}),
+        ("/search", {"q": "bat", "limit": "ten"}),
+        ("/characters", {}),
+        ("/popular", {"type": "book"}),
+    ],
+)
 async def test_bad_parameters_are_422(content_app, path, params):
     async with content_app() as client:
         r = await client.get(path, params=params)
@@ -120,7 +131,10 @@ async def test_resources(content_app):
         body = r.json()
         assert body["person"]["name"] == "Christian Bale"
         assert [f["title"]["name"] for f in body["filmography"]] == [
-            "The Dark Knight Rises", "The Dark Knight", "Batman Begins"]
+            "The Dark Knight Rises",
+            "The Dark Knight",
+            "Batman Begins",
+        ]
 
         r = await client.get("/resources/movies/155")
         assert r.headers.get("x-cache") == "hit"
@@ -129,6 +143,12 @@ async def test_resources(content_app):
         assert [c["name"] for c in r.json()["characters"]] == ["Walter White", "Jesse Pinkman"]
         r = await client.get("/characters", params={"series_id": 424242})
         assert r.status_code == 404
+        r = await client.get("/resources/series/1396/characters", params={"limit": 1})
+        assert [c["name"] for c in r.json()["characters"]] == ["Walter White"]
+        r = await client.get("/resources/movies/155/characters")
+        assert {c["name"] for c in r.json()["characters"]} >= {"Joker", "James Gordon"}
+        r = await client.get("/resources/series/424242/characters")
+        assert r.status_code == 404 and r.json()["detail"]["code"] == "NOT_FOUND"
 
         r = await client.get("/popular")
         body = r.json()
@@ -143,7 +163,7 @@ async def test_resources(content_app):
 
 async def test_unknown_title_is_fetched_from_tmdb_on_demand(content_app, tmdb_control):
     async with content_app() as client:
-        r = await client.get("/resources/movies/27205")        # Inception: not in the seed
+        r = await client.get("/resources/movies/27205")  # Inception: not in the seed
         assert r.status_code == 200, r.text
         assert r.json()["name"] == "Inception"
         r = await client.get("/resources/movies/99999999")
@@ -161,7 +181,7 @@ async def test_admin_sync_needs_a_service_token(content_app, tokens):
 
 async def test_sync_pages_respects_429_and_indexes(content_app, tmdb_control, tokens):
     svc = tokens.headers(tokens.service("tests"))
-    tmdb_control.tmdb(synthetic_movies=45)        # popular movies now span several pages
+    tmdb_control.tmdb(synthetic_movies=45)  # popular movies now span several pages
     before = mark(tmdb_control)
     tmdb_control.fault("tmdb", 429, count=2, retry_after=1, path="/movie/popular")
     async with content_app(sync_popular_pages=3, sync_people_per_title=1) as client:
@@ -172,11 +192,16 @@ async def test_sync_pages_respects_429_and_indexes(content_app, tmdb_control, to
         last = status["last"]
         assert last["status"] == "ok", last
         assert last["tmdb"]["throttled"] == 2
-        assert last["queued"] >= 60 + 15       # 3 pages of movies + the series
+        assert last["queued"] >= 60 + 15  # 3 pages of movies + the series
         assert last["stats"]["titles"] >= 60
         reqs = tmdb_since(tmdb_control, before)
-        pages = sorted({int(x["query"].get("page", 1)) for x in reqs
-                        if x["path"].endswith("/movie/popular") and x["status"] == 200})
+        pages = sorted(
+            {
+                int(x["query"].get("page", 1))
+                for x in reqs
+                if x["path"].endswith("/movie/popular") and x["status"] == 200
+            }
+        )
         assert pages == [1, 2, 3]
         throttled = [x for x in reqs if x["status"] == 429]
         assert len(throttled) == 2
@@ -195,8 +220,7 @@ async def test_sync_pages_respects_429_and_indexes(content_app, tmdb_control, to
         status = await wait_sync(client, svc)
         assert status["last"]["stats"]["skipped"] >= 60
         assert status["last"]["stats"]["titles"] == 0
-        details = [x for x in tmdb_since(tmdb_control, n)
-                   if "/movie/" in x["path"] and "popular" not in x["path"]]
+        details = [x for x in tmdb_since(tmdb_control, n) if "/movie/" in x["path"] and "popular" not in x["path"]]
         assert details == []
 
 
@@ -211,14 +235,14 @@ async def test_interrupted_sync_resumes(content_app, tmdb_control, tokens):
     tmdb_control.clear_faults()
     assert fault
     n = mark(tmdb_control)
-    async with content_app() as client:      # a restart resumes the run by itself
+    async with content_app() as client:  # a restart resumes the run by itself
         status = await wait_sync(client, svc)
         last = status["last"]
         assert last["status"] == "ok" and last["resumed"] is True
         assert last["stats"]["people"] >= 1
         assert status["checkpoint"] is None
         again = tmdb_since(tmdb_control, n)
-        assert not [x for x in again if x["path"].endswith("/popular")]   # no re-discovery
+        assert not [x for x in again if x["path"].endswith("/popular")]  # no re-discovery
 
 
 async def test_restart_keeps_the_data_without_tmdb(content_app, tmdb_control, tokens):
@@ -228,7 +252,7 @@ async def test_restart_keeps_the_data_without_tmdb(content_app, tmdb_control, to
         assert (await wait_sync(client, svc))["last"]["status"] == "ok"
         r = await client.get("/autocomplete", params={"q": "interstel"})
         assert r.json()["results"][0]["name"] == "Interstellar"
-    tmdb_control.fault("tmdb", 500, count=None)       # TMDB is down from here on
+    tmdb_control.fault("tmdb", 500, count=None)  # TMDB is down from here on
     n = mark(tmdb_control)
     async with content_app() as client:
         r = await client.get("/autocomplete", params={"q": "interstel"})

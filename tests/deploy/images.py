@@ -1,4 +1,5 @@
 """Reading the deployment files the way Docker and Dokku do (shared by the tests/deploy tests)."""
+
 from __future__ import annotations
 
 import json

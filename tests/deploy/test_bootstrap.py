@@ -1,5 +1,6 @@
 """infra/dokku/bootstrap.sh: the dry-run plan, env-file validation, and idempotence against a
 stand-in `dokku` (tests/deploy/fake_dokku.sh) that keeps state like a server would."""
+
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,6 @@ import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -45,8 +45,15 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def expected_commands(domain: str = "api.scenextras.com", email: str = "ops@example.com") -> list[str]:
-    cmds = [f"dokku plugin:install https://github.com/dokku/dokku-{p}.git --name {p}" for p in ("postgres", "redis", "rabbitmq", "letsencrypt")]
-    cmds += ["dokku postgres:create scenextras-db", "dokku redis:create scenextras-cache", "dokku rabbitmq:create scenextras-queue"]
+    cmds = [
+        f"dokku plugin:install https://github.com/dokku/dokku-{p}.git --name {p}"
+        for p in ("postgres", "redis", "rabbitmq", "letsencrypt")
+    ]
+    cmds += [
+        "dokku postgres:create scenextras-db",
+        "dokku redis:create scenextras-cache",
+        "dokku rabbitmq:create scenextras-queue",
+    ]
     cmds += [f"dokku postgres:create {s}-db" for s in SERVICES if s in OWN_DB]
     for s in SERVICES:
         app, pkg = f"{s}-service", f"{s}_service"
@@ -90,16 +97,22 @@ def test_dry_run_prints_every_command_once(tmp_path):
     assert [c for c, n in counts.items() if n > 1] == []
     assert sorted(others) == sorted(expected_commands())
     # One config:set per app, with names only: no value reaches the output.
-    assert sorted(re.search(r"--no-restart (\S+)", c).group(1) for c in config_lines) == sorted(f"{s}-service" for s in SERVICES)
+    assert sorted(re.search(r"--no-restart (\S+)", c).group(1) for c in config_lines) == sorted(
+        f"{s}-service" for s in SERVICES
+    )
     assert SECRET not in result.stdout + result.stderr
     chat = next(c for c in config_lines if " chat-service " in c)
     assert "SUPABASE_JWT_SECRET=…" in chat and "MIGRATE_ON_START=…" in chat
     content = next(c for c in config_lines if " content-service " in c)
     assert "CONTENT_DATA_DIR=…" in content
     # Order matters where one step needs another: plugins, then services, then apps, then links.
-    assert plan.index("dokku plugin:install https://github.com/dokku/dokku-postgres.git --name postgres") < plan.index("dokku postgres:create scenextras-db")
+    assert plan.index("dokku plugin:install https://github.com/dokku/dokku-postgres.git --name postgres") < plan.index(
+        "dokku postgres:create scenextras-db"
+    )
     assert plan.index("dokku postgres:create chat-db") < plan.index("dokku apps:create auth-service")
-    assert plan.index("dokku apps:create analytics-service") < plan.index("dokku postgres:link scenextras-db auth-service --no-restart")
+    assert plan.index("dokku apps:create analytics-service") < plan.index(
+        "dokku postgres:link scenextras-db auth-service --no-restart"
+    )
     # The core database is linked before the service's own one, so it is the one named DATABASE_URL.
     assert plan.index("dokku postgres:link scenextras-db chat-service --no-restart") < plan.index(
         "dokku postgres:link chat-db chat-service --alias CHAT_DATABASE --no-restart"
@@ -107,7 +120,16 @@ def test_dry_run_prints_every_command_once(tmp_path):
 
 
 def test_dry_run_custom_domain(tmp_path):
-    result = run(["--env-file", str(env_file(tmp_path)), "--dry-run", "--domain", "api.staging.example.org", "--skip-letsencrypt"])
+    result = run(
+        [
+            "--env-file",
+            str(env_file(tmp_path)),
+            "--dry-run",
+            "--domain",
+            "api.staging.example.org",
+            "--skip-letsencrypt",
+        ]
+    )
     assert result.returncode == 0, result.stderr
     plan = planned(result.stdout)
     assert "dokku domains:set content-service search.api.staging.example.org" in plan
@@ -127,7 +149,12 @@ def test_dry_run_custom_domain(tmp_path):
 )
 def test_bad_env_file_changes_nothing(tmp_path, extra, secret, message):
     state, log = tmp_path / "state.json", tmp_path / "log.jsonl"
-    env = {"DOKKU": str(FAKE), "FAKE_DOKKU_STATE": str(state), "FAKE_DOKKU_LOG": str(log), "DOKKU_STORAGE_ROOT": str(tmp_path / "storage")}
+    env = {
+        "DOKKU": str(FAKE),
+        "FAKE_DOKKU_STATE": str(state),
+        "FAKE_DOKKU_LOG": str(log),
+        "DOKKU_STORAGE_ROOT": str(tmp_path / "storage"),
+    }
     result = run(["--env-file", str(env_file(tmp_path, extra, secret=secret))], env)
     assert result.returncode == 2
     assert message in result.stderr
@@ -193,8 +220,10 @@ def fake_server(tmp_path):
     if os.geteuid() != 0:
         # The stand-in dokku chowns the storage directory like Dokku does, which needs root. CI
         # runs as root: there, not running these is a failure, never a quiet skip.
-        why = (f"NOT RUN: the bootstrap idempotence tests need root (running as uid {os.geteuid()}); "
-               "the stand-in dokku chowns storage directories like Dokku does")
+        why = (
+            f"NOT RUN: the bootstrap idempotence tests need root (running as uid {os.geteuid()}); "
+            "the stand-in dokku chowns storage directories like Dokku does"
+        )
         if os.environ.get("CI"):
             pytest.fail(why + "; CI must run the suite as root")
         pytest.skip(why)
@@ -206,7 +235,10 @@ def test_second_run_changes_nothing(fake_server):
     assert first.returncode == 0, first.stdout + first.stderr
     assert "FAILED" not in first.stdout
     created = {" ".join(m) for m in mutations}
-    assert "apps:create chat-service" in created and "postgres:link chat-db chat-service --alias CHAT_DATABASE --no-restart" in created
+    assert (
+        "apps:create chat-service" in created
+        and "postgres:link chat-db chat-service --alias CHAT_DATABASE --no-restart" in created
+    )
     # Nothing is deployed yet, so TLS waits for a deploy and says so.
     assert "not deployed yet" in first.stdout
     assert not [m for m in mutations if m[0].startswith("letsencrypt")]
@@ -236,7 +268,8 @@ def test_second_run_changes_nothing(fake_server):
     third, mutations = fake_server.run("--letsencrypt-email", "ops@example.com")
     assert third.returncode == 0, third.stdout
     assert sorted(" ".join(m) for m in mutations) == sorted(
-        ["letsencrypt:set --global email ops@example.com", "letsencrypt:cron-job --add"] + [f"letsencrypt:enable {s}-service" for s in SERVICES]
+        ["letsencrypt:set --global email ops@example.com", "letsencrypt:cron-job --add"]
+        + [f"letsencrypt:enable {s}-service" for s in SERVICES]
     )
     fourth, mutations = fake_server.run("--letsencrypt-email", "ops@example.com")
     assert [" ".join(m) for m in mutations] == ["letsencrypt:cron-job --add"]  # idempotent by design
@@ -280,9 +313,7 @@ def test_a_failing_step_stops_the_run(fake_server):
 
 
 def test_env_example_is_ignored_by_git_but_filled_copies_are():
-    check = subprocess.run(
-        ["git", "check-ignore", "-q", "infra/dokku/scenextras.env"], cwd=ROOT, capture_output=True
-    )
+    check = subprocess.run(["git", "check-ignore", "-q", "infra/dokku/scenextras.env"], cwd=ROOT, capture_output=True)
     assert check.returncode == 0, "a filled-in env file must be git-ignored"
     check = subprocess.run(["git", "check-ignore", "-q", "infra/dokku/scenextras.env.example"], cwd=ROOT)
     assert check.returncode == 1

@@ -5,6 +5,7 @@ whose pre-receive hook can be made to fail, as Dokku's does when a build or a he
 (the push is rejected and the old release keeps serving). The script under test is the real one,
 copied with fleet.sh into a scratch monorepo whose history the tests control.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,7 +60,11 @@ class Fleet:
         post.chmod(0o755)
         if fail:
             pre = hooks / "pre-receive"
-            pre.write_text('#!/bin/sh\necho "remote: -----> Building... failed: healthcheck /health/ready never answered 200" >&2\nexit 1\n')
+            pre.write_text(
+                "#!/bin/sh\n"
+                'echo "remote: -----> Building... failed: healthcheck /health/ready never answered 200" >&2\n'
+                "exit 1\n"
+            )
             pre.chmod(0o755)
 
     def commit(self, message: str, path: str | None = None) -> str:
@@ -76,7 +81,12 @@ class Fleet:
         environ["DOKKU_REMOTE_TEMPLATE"] = str(self.remotes / "{app}.git")
         environ.update(env or {})
         return subprocess.run(
-            ["bash", str(self.repo / "deploy-all.sh"), *args], cwd=self.repo, capture_output=True, text=True, timeout=120, env=environ
+            ["bash", str(self.repo / "deploy-all.sh"), *args],
+            cwd=self.repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=environ,
         )
 
     def received(self) -> list[tuple[str, str, str]]:
@@ -88,7 +98,10 @@ class Fleet:
 
     def head_of(self, app: str) -> str | None:
         out = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", "refs/heads/main"], cwd=self.remotes / f"{app}.git", capture_output=True, text=True
+            ["git", "rev-parse", "--verify", "--quiet", "refs/heads/main"],
+            cwd=self.remotes / f"{app}.git",
+            capture_output=True,
+            text=True,
         )
         return out.stdout.strip() or None
 
@@ -169,10 +182,12 @@ def test_failing_push_stops_the_run(fleet):
     head = git(fleet.repo, "rev-parse", "HEAD")
     result = fleet.run()
     assert result.returncode != 0
-    assert fleet.received() == [(f"{s}-service", "refs/heads/main", head) for s in ["auth", "payment", "chat", "content"]]
+    assert fleet.received() == [
+        (f"{s}-service", "refs/heads/main", head) for s in ["auth", "payment", "chat", "content"]
+    ]
     assert fleet.head_of("media-service") is None
     assert fleet.head_of("community-service") is None and fleet.head_of("analytics-service") is None
-    summary = result.stdout[result.stdout.index("\nservice "):]
+    summary = result.stdout[result.stdout.index("\nservice ") :]
     assert "media      media-service      FAILED" in summary
     assert "community  community-service  not attempted" in summary
     assert "auth       auth-service       deployed" in summary
@@ -192,7 +207,7 @@ def test_dry_run_pushes_nothing(fleet):
     result = fleet.run("--dry-run")
     assert result.returncode == 0
     assert fleet.received() == []
-    lines = [l for l in result.stdout.splitlines() if "would run: git push" in l]
+    lines = [line for line in result.stdout.splitlines() if "would run: git push" in line]
     assert len(lines) == 7
     assert f"{fleet.remotes}/chat-service.git {head}:refs/heads/main" in result.stdout
     # --changed --dry-run reads the remotes but still pushes nothing.
@@ -201,7 +216,7 @@ def test_dry_run_pushes_nothing(fleet):
     fleet.commit("chat", "chat_service/main.py")
     result = fleet.run("--changed", "--dry-run")
     assert fleet.received() == []
-    assert [l.split(":")[0] for l in result.stdout.splitlines() if "would run" in l] == ["==> chat"]
+    assert [line.split(":")[0] for line in result.stdout.splitlines() if "would run" in line] == ["==> chat"]
 
 
 def test_rollback_needs_force(fleet):
@@ -228,7 +243,9 @@ def test_bad_arguments_push_nothing(fleet):
 
 
 def test_default_remote_is_dokku_at_host(fleet):
-    result = fleet.run("--dry-run", "auth", env={"DOKKU_REMOTE_TEMPLATE": "{user}@{host}:{app}", "DOKKU_HOST": "dokku.example.com"})
+    result = fleet.run(
+        "--dry-run", "auth", env={"DOKKU_REMOTE_TEMPLATE": "{user}@{host}:{app}", "DOKKU_HOST": "dokku.example.com"}
+    )
     assert result.returncode == 0
     assert "git push dokku@dokku.example.com:auth-service " in result.stdout
     result = fleet.run("--dry-run", "auth", env={"DOKKU_REMOTE_TEMPLATE": "", "DOKKU_HOST": "dokku.example.com"})

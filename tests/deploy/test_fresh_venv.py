@@ -9,6 +9,7 @@ No Docker daemon is reachable here, so the image is reproduced as far as it matt
   runs them, with the test infrastructure's environment (service_env) and MIGRATE_ON_START=0.
 The web process must answer /health/ready (database, Redis, RabbitMQ) and stop cleanly on SIGTERM.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -65,13 +66,28 @@ def build_venv(requirements: Path, where: Path) -> Path:
     """An empty venv, filled only from requirements (pip of the dev venv does the installing)."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
     python = str(where / "bin" / "python")
-    install = ["--python", python, "install", "--quiet", "--no-compile", "--no-index", "--find-links", str(WHEELHOUSE), "-r", str(requirements)]
+    install = [
+        "--python",
+        python,
+        "install",
+        "--quiet",
+        "--no-compile",
+        "--no-index",
+        "--find-links",
+        str(WHEELHOUSE),
+        "-r",
+        str(requirements),
+    ]
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     result = pip(*install)
     if result.returncode != 0:  # a wheel is not in the wheelhouse yet: fetch what is missing
-        fetched = pip("download", "--quiet", "--only-binary", ":all:", "--dest", str(WHEELHOUSE), "-r", str(requirements))
+        fetched = pip(
+            "download", "--quiet", "--only-binary", ":all:", "--dest", str(WHEELHOUSE), "-r", str(requirements)
+        )
         if fetched.returncode != 0:
-            raise RuntimeError(f"pip download -r {requirements} failed:\n{fetched.stdout[-3000:]}\n{fetched.stderr[-3000:]}")
+            raise RuntimeError(
+                f"pip download -r {requirements} failed:\n{fetched.stdout[-3000:]}\n{fetched.stderr[-3000:]}"
+            )
         result = pip(*install)
     if result.returncode != 0:
         raise RuntimeError(f"pip install -r {requirements} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -128,14 +144,22 @@ def test_service_runs_from_its_image_contents(service, fresh_venvs, service_env,
     probe = subprocess.run(["python", "-c", "import pytest"], cwd=app_dir, env=env, capture_output=True)
     assert probe.returncode != 0, "the fresh venv must not see the development packages"
 
-    release = subprocess.run(procfile_argv(entries["release"], 0), cwd=app_dir, env=env, capture_output=True, text=True, timeout=120)
+    release = subprocess.run(
+        procfile_argv(entries["release"], 0), cwd=app_dir, env=env, capture_output=True, text=True, timeout=120
+    )
     assert release.returncode == 0, f"release phase failed:\n{release.stdout}\n{release.stderr}"
     assert service in release.stdout
 
     port = free_port()
     log_path = tmp_path / "web.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(procfile_argv(entries["web"], port), cwd=app_dir, env={**env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            procfile_argv(entries["web"], port),
+            cwd=app_dir,
+            env={**env, "PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         started = time.monotonic()
         ready = None
@@ -148,7 +172,9 @@ def test_service_runs_from_its_image_contents(service, fresh_venvs, service_env,
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        assert ready is not None and ready.status_code == 200, f"not ready: {ready and ready.text}\n{log_path.read_text()[-4000:]}"
+        assert ready is not None and ready.status_code == 200, (
+            f"not ready: {ready and ready.text}\n{log_path.read_text()[-4000:]}"
+        )
         body = ready.json()
         assert body["service"] == service and all(v == "ok" for v in body["checks"].values())
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json() == {"status": "ok", "service": service}

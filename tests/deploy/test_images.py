@@ -2,6 +2,7 @@
 requirements and the production env example. (No Docker daemon here: test_fresh_venv.py runs
 each service from exactly what its Dockerfile copies, in a venv built only from its
 requirements.txt.)"""
+
 from __future__ import annotations
 
 import importlib
@@ -23,12 +24,28 @@ from tests.deploy.images import (
     requirement_pins,
 )
 
-SCRIPTS = ["deploy-all.sh", "infra/dokku/bootstrap.sh", "infra/dokku/fleet.sh", "tests/deploy/fake_dokku.sh",
-           "scripts/images.sh"]
+SCRIPTS = [
+    "deploy-all.sh",
+    "infra/dokku/bootstrap.sh",
+    "infra/dokku/fleet.sh",
+    "tests/deploy/fake_dokku.sh",
+    "scripts/images.sh",
+]
 # What shared/ imports at run time; every image needs these.
 SHARED_NEEDS = [
-    "fastapi", "starlette", "uvicorn", "pydantic", "pydantic-settings", "asyncpg", "redis", "pika",
-    "python-jose", "cryptography", "httpx", "orjson", "sentry-sdk",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "pydantic",
+    "pydantic-settings",
+    "asyncpg",
+    "redis",
+    "pika",
+    "python-jose",
+    "cryptography",
+    "httpx",
+    "orjson",
+    "sentry-sdk",
 ]
 
 
@@ -50,7 +67,9 @@ def test_dockerfile(service):
     copies = copy_sources(path)
     for sources, _ in copies:
         for source in sources:
-            assert (ROOT / source).exists(), f"{pkg}/Dockerfile copies {source}, which does not exist at the repository root"
+            assert (ROOT / source).exists(), (
+                f"{pkg}/Dockerfile copies {source}, which does not exist at the repository root"
+            )
     copied = {s.rstrip("/") for sources, _ in copies for s in sources}
     assert {"shared", pkg, f"{pkg}/requirements.txt", f"{pkg}/Procfile", f"{pkg}/app.json"} <= copied
     assert not {f"{other}_service" for other in SERVICES if other != service} & copied, "services never ship each other"
@@ -154,7 +173,12 @@ def test_every_required_or_secret_setting_has_a_source(service):
     """A required setting must come from a Dokku link, bootstrap's defaults, or the env example;
     every credential a service reads must be listed in the example so operators know of it."""
     sections = read_env_example()
-    listed = set(sections["all"]) | set(sections[f"{service}-service"]) | LINKED | {"PORT", "ENVIRONMENT", "MIGRATE_ON_START", "LOG_JSON"}
+    listed = (
+        set(sections["all"])
+        | set(sections[f"{service}-service"])
+        | LINKED
+        | {"PORT", "ENVIRONMENT", "MIGRATE_ON_START", "LOG_JSON"}
+    )
     if service == "content":
         listed.add("CONTENT_DATA_DIR")
     secret = re.compile(r"(api_key|secret|_token$|dsn$|_auth$|client_ids$|app_id$|connection_string|^stripe_price)")
@@ -162,7 +186,9 @@ def test_every_required_or_secret_setting_has_a_source(service):
         if field.is_required():
             assert name.upper() in listed, f"{service}: required setting {name.upper()} has no source in production"
         if secret.search(name) and name not in {"supabase_jwt_secret_previous"}:
-            assert name.upper() in listed, f"{service}: {name.upper()} is a credential missing from infra/dokku/scenextras.env.example"
+            assert name.upper() in listed, (
+                f"{service}: {name.upper()} is a credential missing from infra/dokku/scenextras.env.example"
+            )
 
 
 def test_docker_compose_builds_each_service_like_dokku():
@@ -186,19 +212,25 @@ def test_dockerignore_keeps_local_state_out_and_every_copy_source_in():
     import fnmatch
 
     patterns = [
-        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
 
     def ignored(path: str) -> bool:
         parts = path.split("/")
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        return any(fnmatch.fnmatch(p, pat.removeprefix("**/")) or fnmatch.fnmatch(p, pat)
-                   for pat in patterns for p in prefixes + parts)
+        return any(
+            fnmatch.fnmatch(p, pat.removeprefix("**/")) or fnmatch.fnmatch(p, pat)
+            for pat in patterns
+            for p in prefixes + parts
+        )
 
     for local in [".venv", ".local", ".git", "chat_service/__pycache__/x.pyc", "content_service/engine/_kernel.so"]:
         assert ignored(local), f".dockerignore sends {local}"
     for service in SERVICES:
         for sources, _ in copy_sources(ROOT / f"{service}_service" / "Dockerfile"):
             for source in sources:
-                assert not ignored(source.rstrip("/")), f".dockerignore drops {source}, copied by {service}'s Dockerfile"
+                assert not ignored(source.rstrip("/")), (
+                    f".dockerignore drops {source}, copied by {service}'s Dockerfile"
+                )

@@ -3,6 +3,7 @@ be the whole, pinned set the service runs with: what it imports, everything thos
 versions this test environment (built from pyproject.toml's pins) runs. Otherwise the image
 resolves something else than what was tested, and the first to notice is the production build.
 (Top-level pins equal to pyproject.toml's: test_images.py.)"""
+
 from __future__ import annotations
 
 from importlib import metadata

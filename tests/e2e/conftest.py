@@ -9,6 +9,7 @@ without touching the servers other test runs share.
 
 One fleet per test module (module-scoped), started once: flows and faults in different modules.
 """
+
 from __future__ import annotations
 
 import time

@@ -1,5 +1,6 @@
 """What a web or mobile client does, over HTTP only: sign up with the emailed code, fill in
 details, chat, pay. Used by the end-to-end tests and by bench/bench_fleet.py."""
+
 from __future__ import annotations
 
 import asyncio
@@ -110,7 +111,13 @@ async def sign_up(http: Clients, outbox: Outbox, *, referral_code: str | None = 
     fan.take(r.json())
     r = await http.auth.put(
         "/users/me/details",
-        json={"name": "Fan " + fan.email[:8], "country": "GB", "language": "en", "preferences": {"genres": ["sci-fi"]}, "onboarding_status": "completed"},
+        json={
+            "name": "Fan " + fan.email[:8],
+            "country": "GB",
+            "language": "en",
+            "preferences": {"genres": ["sci-fi"]},
+            "onboarding_status": "completed",
+        },
         headers=fan.headers,
     )
     assert r.status_code == 200, r.text
@@ -131,8 +138,16 @@ async def quota(http: Clients, fan: Fan, token: str | None = None) -> dict:
     return r.json()
 
 
-async def talk(http: Clients, fan: Fan, message: str, character: str = "Luke Skywalker", series: str | None = "Star Wars",
-               conversation_id: str | None = None, token: str | None = None, **extra) -> httpx.Response:
+async def talk(
+    http: Clients,
+    fan: Fan,
+    message: str,
+    character: str = "Luke Skywalker",
+    series: str | None = "Star Wars",
+    conversation_id: str | None = None,
+    token: str | None = None,
+    **extra,
+) -> httpx.Response:
     body = {"message": message, "character": character, **extra}
     if series:
         body["series"] = series

@@ -1,6 +1,7 @@
 """shared/ under killed database connections (pg_terminate_backend on the end-to-end core database),
 in-process so the app's own tasks can be inspected: the outbox relay survives and keeps
 publishing; a request on a connection the server terminated while idle answers 503."""
+
 from __future__ import annotations
 
 import asyncio

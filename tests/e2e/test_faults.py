@@ -1,6 +1,7 @@
 """Faults survived by the running fleet: RabbitMQ and Redis cut (through the fleet's proxies, for
 these services only), PostgreSQL connections killed (this run's databases only), Stripe webhooks
 duplicated and reordered."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,11 +9,10 @@ import time
 import uuid
 
 import asyncpg
-import pytest
 import pytest_asyncio
 
 from tests.e2e.conftest import wait_ready
-from tests.e2e.fans import claims, quota, refresh, sign_up, talk
+from tests.e2e.fans import quota, refresh, sign_up, talk
 from tests.e2e.test_flows import checkout, exhaust_free
 
 CHECKER = "e2e-checker"
@@ -31,7 +31,9 @@ async def checker_pools(e2e_env):
 
 async def unpublished(pool, event_type: str | None = None) -> int:
     if event_type:
-        return await pool.fetchval("SELECT count(*) FROM outbox_events WHERE published_at IS NULL AND event_type = $1", event_type)
+        return await pool.fetchval(
+            "SELECT count(*) FROM outbox_events WHERE published_at IS NULL AND event_type = $1", event_type
+        )
     return await pool.fetchval("SELECT count(*) FROM outbox_events WHERE published_at IS NULL")
 
 
@@ -55,7 +57,14 @@ async def test_rabbitmq_down_during_upgrade(fleet, http, outbox, event_spy, even
             assert all(d["status"] == 200 for d in done["deliveries"]), done["deliveries"]
             paid_at = time.monotonic()
             while True:
-                r = await talk(http, fan, "Still here without the bus", character="Hermione Granger", series="Harry Potter", token=old_token)
+                r = await talk(
+                    http,
+                    fan,
+                    "Still here without the bus",
+                    character="Hermione Granger",
+                    series="Harry Potter",
+                    token=old_token,
+                )
                 if r.status_code == 200 or time.monotonic() - paid_at > 2.0:
                     break
             assert r.status_code == 200, r.text
@@ -87,11 +96,20 @@ async def test_rabbitmq_down_during_upgrade(fleet, http, outbox, event_spy, even
     # None lost, none applied twice: every consumer recorded the upgrade exactly once, the spy saw
     # each of this user's events once, one payment was recorded.
     for pool, consumer in ((core, "auth_service.events"), (chat, "chat_service.events")):
-        n = await pool.fetchval("SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = $2", consumer, uuid.UUID(upgrade.event_id))
+        n = await pool.fetchval(
+            "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = $2",
+            consumer,
+            uuid.UUID(upgrade.event_id),
+        )
         assert n == 1, consumer
     ids = [e.event_id for e in spy.events if e.user_id == fan.user_id]
     assert len(ids) == len(set(ids)), "an event was published twice"
-    assert await core.fetchval("SELECT count(*) FROM payment_transactions WHERE user_id = $1 AND kind = 'payment'", uuid.UUID(fan.user_id)) == 1
+    assert (
+        await core.fetchval(
+            "SELECT count(*) FROM payment_transactions WHERE user_id = $1 AND kind = 'payment'", uuid.UUID(fan.user_id)
+        )
+        == 1
+    )
     assert await core.fetchval("SELECT count(*) FROM subscriptions WHERE user_id = $1", uuid.UUID(fan.user_id)) == 1
 
 
@@ -101,7 +119,8 @@ async def kill_connections(admin_url: str, databases: list[str]) -> int:
         return await conn.fetchval(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid() AND coalesce(application_name, '') <> $2) t",
-            databases, CHECKER,
+            databases,
+            CHECKER,
         )
     finally:
         await conn.close()
@@ -125,9 +144,14 @@ async def test_postgres_connections_killed(fleet, http, outbox, infra, e2e_env, 
             r = await talk(http, fan, f"Storm message {i}", character="Frodo Baggins", series="The Lord of the Rings")
             code = r.json().get("detail", {}).get("code") if r.status_code != 200 else None
             statuses.append((r.status_code, code))
-            for call in (http.payment.get("/quota", headers=fan.headers), http.auth.get("/users/me", headers=fan.headers)):
+            for call in (
+                http.payment.get("/quota", headers=fan.headers),
+                http.auth.get("/users/me", headers=fan.headers),
+            ):
                 resp = await call
-                statuses.append((resp.status_code, resp.json().get("detail", {}).get("code") if resp.status_code != 200 else None))
+                statuses.append(
+                    (resp.status_code, resp.json().get("detail", {}).get("code") if resp.status_code != 200 else None)
+                )
             await asyncio.sleep(0.02)
 
     killed = 0
@@ -166,12 +190,23 @@ async def test_postgres_connections_killed(fleet, http, outbox, infra, e2e_env, 
         convs = await chat.fetch("SELECT id, message_count FROM conversations WHERE user_id = $1", uid)
         for c in convs:
             roles = await chat.fetch("SELECT role FROM messages WHERE conversation_id = $1 ORDER BY seq", c["id"])
-            assert [r["role"] for r in roles] == ["user", "assistant"] * (len(roles) // 2) and len(roles) == c["message_count"]
+            assert [r["role"] for r in roles] == ["user", "assistant"] * (len(roles) // 2) and len(roles) == c[
+                "message_count"
+            ]
         settled = await core.fetchval(
-            "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND quota_type = 'regular' AND state = 'settled'", uid
+            "SELECT count(*) FROM quota_reservations WHERE user_id = $1 "
+            "AND quota_type = 'regular' AND state = 'settled'",
+            uid,
         )
-        states = await core.fetch("SELECT state, amount, created_at FROM quota_reservations WHERE user_id = $1 AND quota_type = 'regular' ORDER BY created_at", uid)
-        assert settled == len(convs), f"{fan.user_id}: {len(convs)} conversations saved, {settled} charged; reservations {[tuple(r) for r in states]}"
+        states = await core.fetch(
+            "SELECT state, amount, created_at FROM quota_reservations WHERE user_id = $1 "
+            "AND quota_type = 'regular' ORDER BY created_at",
+            uid,
+        )
+        assert settled == len(convs), (
+            f"{fan.user_id}: {len(convs)} conversations saved, {settled} charged; "
+            f"reservations {[tuple(r) for r in states]}"
+        )
         # The database's own count (the API's cached view may lag when a reserve committed but its
         # answer was lost with the connection: that reservation is held and given back on expiry).
         left = await core.fetchval("SELECT remaining FROM quota_snapshot($1) WHERE quota_type = 'regular'", uid)
@@ -240,10 +275,16 @@ async def test_redis_outage_leaves_no_stale_tier(fleet, http, outbox, eventually
     core, chat = checker_pools
     upgrade_id = await core.fetchval(
         "SELECT event_id FROM outbox_events WHERE event_type = 'subscription.created'"
-        " AND convert_from(body, 'UTF8')::jsonb->>'user_id' = $1", fan.user_id)
-    await eventually(lambda: chat.fetchval(
-        "SELECT true FROM processed_events WHERE consumer = 'chat_service.events' AND event_id = $1", upgrade_id),
-        timeout=45, interval=0.1)
+        " AND convert_from(body, 'UTF8')::jsonb->>'user_id' = $1",
+        fan.user_id,
+    )
+    await eventually(
+        lambda: chat.fetchval(
+            "SELECT true FROM processed_events WHERE consumer = 'chat_service.events' AND event_id = $1", upgrade_id
+        ),
+        timeout=45,
+        interval=0.1,
+    )
     r = await talk(http, fan, "Premium after the outage", model="claude-sonnet-4-6")
     assert r.status_code == 200, r.text
     r = await http.payment.get("/quota", headers=fan.headers)
@@ -259,7 +300,11 @@ async def test_webhooks_twice_and_out_of_order(fleet, http, outbox, event_spy, c
     control = fleet.sandbox.control
     async with event_spy(["subscription.*", "payment.*", "quota.reset"]) as spy:
         done = control.stripe_complete_checkout(session["session_id"], deliver=False)
-        events = [e for e in done["events"] if e["type"] in ("checkout.session.completed", "customer.subscription.created", "invoice.paid")]
+        events = [
+            e
+            for e in done["events"]
+            if e["type"] in ("checkout.session.completed", "customer.subscription.created", "invoice.paid")
+        ]
         assert len(events) == 3
         for e in reversed(events):
             [d] = control.stripe_redeliver(e["id"])["deliveries"]
@@ -274,7 +319,9 @@ async def test_webhooks_twice_and_out_of_order(fleet, http, outbox, event_spy, c
         # with its effect): counted there, nothing needs time to "not show up".
         emitted = await core.fetch(
             "SELECT event_type FROM outbox_events WHERE convert_from(body, 'UTF8')::jsonb->>'user_id' = $1"
-            " AND (event_type LIKE 'subscription.%' OR event_type = 'payment.succeeded') ORDER BY id", fan.user_id)
+            " AND (event_type LIKE 'subscription.%' OR event_type = 'payment.succeeded') ORDER BY id",
+            fan.user_id,
+        )
         assert sorted(r["event_type"] for r in emitted) == ["payment.succeeded", "subscription.created"], emitted
         await spy.wait_for("subscription.created", user_id=fan.user_id, timeout=15)
         await spy.wait_for("payment.succeeded", user_id=fan.user_id, timeout=15)
@@ -284,6 +331,7 @@ async def test_webhooks_twice_and_out_of_order(fleet, http, outbox, event_spy, c
     assert await core.fetchval("SELECT count(*) FROM payment_transactions WHERE user_id = $1", uid) == 1
     assert await core.fetchval("SELECT count(*) FROM subscriptions WHERE user_id = $1", uid) == 1
     dupes = await core.fetchval(
-        "SELECT count(*) FROM webhook_events WHERE provider = 'stripe' AND event_id = ANY($1::text[])", [e["id"] for e in events]
+        "SELECT count(*) FROM webhook_events WHERE provider = 'stripe' AND event_id = ANY($1::text[])",
+        [e["id"] for e in events],
     )
     assert dupes == 3

@@ -1,4 +1,5 @@
 """The plan's flows 1-3 across the running fleet, over HTTP only."""
+
 from __future__ import annotations
 
 import time
@@ -17,7 +18,9 @@ async def test_flow1_onboarding_with_referral(fleet, http, outbox, event_spy, ev
 
         # Payment consumed user.created: the quota row exists before the user ever asked for it.
         async def quota_row(uid):
-            return await core_db.fetchrow("SELECT tier, quota, bonus_quota FROM user_quotas WHERE user_id = $1", uuid.UUID(uid))
+            return await core_db.fetchrow(
+                "SELECT tier, quota, bonus_quota FROM user_quotas WHERE user_id = $1", uuid.UUID(uid)
+            )
 
         row = await eventually(lambda: quota_row(referrer.user_id), timeout=15)
         assert (row["tier"], row["quota"], row["bonus_quota"]) == (0, 5, 0)
@@ -46,7 +49,8 @@ async def test_flow1_onboarding_with_referral(fleet, http, outbox, event_spy, ev
 
     # Each event applied once by Payment: one processed_events row per event, one bonus each.
     n = await core_db.fetchval(
-        "SELECT count(*) FROM processed_events WHERE consumer = 'payment_service.events' AND event_id = $1", uuid.UUID(done.event_id)
+        "SELECT count(*) FROM processed_events WHERE consumer = 'payment_service.events' AND event_id = $1",
+        uuid.UUID(done.event_id),
     )
     assert n == 1
 
@@ -70,7 +74,17 @@ async def test_flow2_conversation(fleet, http, outbox, event_spy, core_db, chat_
         assert "And what about Yoda?" in r.json()["response"]
 
         # Streaming: token events, then exactly one done event carrying the saved ids.
-        async with http.chat.stream("POST", "/talk_with", json={"message": "Tell me about Tatooine", "character": "Luke Skywalker", "conversation_id": cid, "stream": True}, headers=fan.headers) as s:
+        async with http.chat.stream(
+            "POST",
+            "/talk_with",
+            json={
+                "message": "Tell me about Tatooine",
+                "character": "Luke Skywalker",
+                "conversation_id": cid,
+                "stream": True,
+            },
+            headers=fan.headers,
+        ) as s:
             assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
             text = (await s.aread()).decode()
         events = parse_sse(text)
@@ -107,11 +121,15 @@ async def test_flow2_conversation(fleet, http, outbox, event_spy, core_db, chat_
         assert (await http.chat.post(f"/messages/{reply_id}/pin", headers=other.headers)).status_code == 404
 
         sent = await spy.wait_for("message.sent", count=3, user_id=fan.user_id, timeout=15)
-    saved = await chat_db.fetch("SELECT id::text FROM messages WHERE conversation_id = $1 AND role = 'assistant'", uuid.UUID(cid))
+    saved = await chat_db.fetch(
+        "SELECT id::text FROM messages WHERE conversation_id = $1 AND role = 'assistant'", uuid.UUID(cid)
+    )
     assert sorted(e.data["message_id"] for e in sent) == sorted(r["id"] for r in saved)
     assert len(spy.of_type("conversation.created", user_id=fan.user_id)) == 1
     # The ledger agrees: one regular reservation, settled, for the one new conversation.
-    rows = await core_db.fetch("SELECT quota_type, state FROM quota_reservations WHERE user_id = $1", uuid.UUID(fan.user_id))
+    rows = await core_db.fetch(
+        "SELECT quota_type, state FROM quota_reservations WHERE user_id = $1", uuid.UUID(fan.user_id)
+    )
     assert [(r["quota_type"], r["state"]) for r in rows] == [("regular", "settled")]
 
 
@@ -180,7 +198,9 @@ async def test_flow3_exhaustion_upgrade_cancel(fleet, http, outbox, event_spy, e
         # The subscription event reached Chat and Auth (each applied it once).
         async def consumed(pool, consumer):
             return await pool.fetchval(
-                "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = $2", consumer, uuid.UUID(upgrade.event_id)
+                "SELECT count(*) FROM processed_events WHERE consumer = $1 AND event_id = $2",
+                consumer,
+                uuid.UUID(upgrade.event_id),
             )
 
         await eventually(lambda: consumed(chat_db, "chat_service.events"), timeout=15)
@@ -189,7 +209,9 @@ async def test_flow3_exhaustion_upgrade_cancel(fleet, http, outbox, event_spy, e
         # A refreshed token carries tier 1.
         assert (await refresh(http, fan))["app_metadata"]["tier"] == 1
         q = await quota(http, fan)
-        assert q["tier"] == 1 and q["quotas"]["regular"]["remaining"] == -1 and q["quotas"]["premium"]["remaining"] == 99
+        assert (
+            q["tier"] == 1 and q["quotas"]["regular"]["remaining"] == -1 and q["quotas"]["premium"]["remaining"] == 99
+        )
 
         # Cancellation brings the Free limits back.
         r = await http.payment.post("/subscription/cancel", json={"at_period_end": False}, headers=fan.headers)
@@ -211,7 +233,9 @@ async def test_flow3_exhaustion_upgrade_cancel(fleet, http, outbox, event_spy, e
         await fleet_deliveries_settled(fleet)
         assert len(spy.of_type("subscription.cancelled", user_id=fan.user_id)) == 1
         assert len(spy.of_type("subscription.created", user_id=fan.user_id)) == 1
-    n = await core_db.fetchval("SELECT count(*) FROM payment_transactions WHERE user_id = $1 AND kind = 'payment'", uuid.UUID(fan.user_id))
+    n = await core_db.fetchval(
+        "SELECT count(*) FROM payment_transactions WHERE user_id = $1 AND kind = 'payment'", uuid.UUID(fan.user_id)
+    )
     assert n == 1
 
 

@@ -1,5 +1,6 @@
 """Media test fixtures: the service in-process (its real lifespan) against the run's
 PostgreSQL, Redis, RabbitMQ and blob container in Azurite (shared.testing.plugin)."""
+
 from __future__ import annotations
 
 import io

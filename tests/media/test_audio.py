@@ -1,4 +1,5 @@
 """Audio: upload (sniffing, limits, duration), read, delete."""
+
 from __future__ import annotations
 
 import io
@@ -32,8 +33,10 @@ def webm(duration_ms: float) -> bytes:
         return element_id + bytes([0x80 | len(body)]) + body
 
     header = element(b"\x1a\x45\xdf\xa3", element(b"\x42\x82", b"webm"))
-    info = element(b"\x15\x49\xa9\x66", element(b"\x2a\xd7\xb1", (1_000_000).to_bytes(3, "big"))
-                   + element(b"\x44\x89", struct.pack(">d", duration_ms)))
+    info = element(
+        b"\x15\x49\xa9\x66",
+        element(b"\x2a\xd7\xb1", (1_000_000).to_bytes(3, "big")) + element(b"\x44\x89", struct.pack(">d", duration_ms)),
+    )
     segment = b"\x18\x53\x80\x67" + b"\x01\xff\xff\xff\xff\xff\xff\xff" + info  # unknown size, as recorders write
     return header + segment
 
@@ -47,11 +50,13 @@ def _crc(data: bytes) -> int:
             crc = ((crc << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if crc & 0x80000000 else (crc << 1) & 0xFFFFFFFF
     return crc
 
+
 def ogg_page(packet: bytes, *, seq: int, granule: int, flags: int) -> bytes:
     segments = [255] * (len(packet) // 255) + [len(packet) % 255]
     header = b"OggS" + struct.pack("<BBqIIIB", 0, flags, granule, 0x5EED, seq, 0, len(segments)) + bytes(segments)
     page = header + packet
     return page[:22] + struct.pack("<I", _crc(page)) + page[26:]
+
 
 def ogg_opus(seconds: float) -> bytes:
     """Ogg Opus: OpusHead, OpusTags, one audio page whose granule position gives the length."""
@@ -59,17 +64,23 @@ def ogg_opus(seconds: float) -> bytes:
     head = b"OpusHead" + struct.pack("<BBHIhB", 1, 1, pre_skip, 48000, 0, 0)
     tags = b"OpusTags" + struct.pack("<I", 4) + b"test" + struct.pack("<I", 0)
     audio = b"\xf8\xff\xfe"  # one silent 20 ms CELT frame
-    return (ogg_page(head, seq=0, granule=0, flags=2) + ogg_page(tags, seq=1, granule=0, flags=0)
-            + ogg_page(audio, seq=2, granule=int(48000 * seconds) + pre_skip, flags=4))
+    return (
+        ogg_page(head, seq=0, granule=0, flags=2)
+        + ogg_page(tags, seq=1, granule=0, flags=0)
+        + ogg_page(audio, seq=2, granule=int(48000 * seconds) + pre_skip, flags=4)
+    )
+
 
 def atom(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", 8 + len(body)) + kind + body
 
+
 def m4a(seconds: float) -> bytes:
     """An MP4 audio file's atoms as far as a reader needs them for the duration (mdhd of a sound track)."""
     timescale = 44100
-    mdhd = atom(b"mdhd", b"\0\0\0\0" + struct.pack(">IIII", 0, 0, timescale, int(seconds * timescale))
-                + b"\x55\xc4\0\0")
+    mdhd = atom(
+        b"mdhd", b"\0\0\0\0" + struct.pack(">IIII", 0, 0, timescale, int(seconds * timescale)) + b"\x55\xc4\0\0"
+    )
     hdlr = atom(b"hdlr", b"\0\0\0\0" + b"\0\0\0\0" + b"soun" + b"\0" * 12 + b"SoundHandler\0")
     mvhd = atom(b"mvhd", b"\0\0\0\0" + struct.pack(">IIII", 0, 0, 1000, int(seconds * 1000)) + b"\0" * 80)
     trak = atom(b"trak", atom(b"mdia", mdhd + hdlr + atom(b"minf", atom(b"stbl", b""))))
@@ -82,8 +93,13 @@ async def upload(client, user, data: bytes, filename="voice.bin", content_type="
 
 async def test_wav_mp3_webm_ogg_m4a_with_duration(client, new_user):
     user = new_user()
-    cases = [(wav(1.5), "audio/wav", 1500), (mp3(100), "audio/mpeg", 2612), (webm(2500.0), "audio/webm", 2500),
-             (ogg_opus(1.25), "audio/ogg", 1250), (m4a(3.5), "audio/mp4", 3500)]
+    cases = [
+        (wav(1.5), "audio/wav", 1500),
+        (mp3(100), "audio/mpeg", 2612),
+        (webm(2500.0), "audio/webm", 2500),
+        (ogg_opus(1.25), "audio/ogg", 1250),
+        (m4a(3.5), "audio/mp4", 3500),
+    ]
     for data, mime, duration in cases:
         r = await upload(client, user, data)
         assert r.status_code == 201, r.text
@@ -128,8 +144,9 @@ async def test_another_users_audio_and_delete(client, new_user, media_db):
     assert (await client.get(f"/audio/{body['id']}", headers=other.headers)).status_code == 404
     assert (await client.delete(f"/audio/{body['id']}", headers=other.headers)).status_code == 404
     # An image id is not an audio id, even for its owner.
-    image = (await client.post("/images/upload", headers=owner.headers,
-                               files={"file": ("x.png", png(5, 5), "image/png")})).json()
+    image = (
+        await client.post("/images/upload", headers=owner.headers, files={"file": ("x.png", png(5, 5), "image/png")})
+    ).json()
     assert (await client.get(f"/audio/{image['id']}", headers=owner.headers)).status_code == 404
     name = await media_db.fetchval("SELECT blob_name FROM media_metadata WHERE id = $1::uuid", body["id"])
     assert (await client.delete(f"/audio/{body['id']}", headers=owner.headers)).status_code == 204

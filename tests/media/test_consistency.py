@@ -1,6 +1,7 @@
 """Rows and blobs never drift apart: a process killed between the blob write and the row write
 leaves no row, and its blobs are swept once their lease expires; a user's erasure takes every
 row and blob."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,12 +24,16 @@ async def test_killed_between_blob_and_row_leaves_no_row_and_the_blobs_are_swept
     headers = tokens.headers(tokens.user(user_id))
     started = datetime.now(UTC)
     data = png(77, 55, color=(12, 34, 56))
-    with service_process("media", media_test_kill_after_blob_write=1, media_blob_lease_seconds=2,
-                         media_sweep_interval_seconds=3600) as svc:
+    with service_process(
+        "media", media_test_kill_after_blob_write=1, media_blob_lease_seconds=2, media_sweep_interval_seconds=3600
+    ) as svc:
         with pytest.raises(httpx.HTTPError):  # the connection drops: the process died mid-request
             await asyncio.to_thread(
-                httpx.post, f"{svc.url}/images/upload", headers=headers,
-                files={"file": ("x.png", data, "image/png")}, timeout=15,
+                httpx.post,
+                f"{svc.url}/images/upload",
+                headers=headers,
+                files={"file": ("x.png", data, "image/png")},
+                timeout=15,
             )
         await eventually(lambda: svc.proc.poll() is not None, timeout=10)
     assert await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", user_id) == 0
@@ -53,9 +58,16 @@ async def test_killed_between_blob_and_row_leaves_no_row_and_the_blobs_are_swept
 
 async def test_user_deleted_erases_every_row_and_blob(client, new_user, service_env, media_db, event_spy, eventually):
     user = new_user()
-    images = [(await client.post("/images/upload", headers=user.headers,
-                                 files={"file": ("x.png", png(40 + i, 40, color=(i, 2, 3)), "image/png")})).json()
-              for i in range(2)]
+    images = [
+        (
+            await client.post(
+                "/images/upload",
+                headers=user.headers,
+                files={"file": ("x.png", png(40 + i, 40, color=(i, 2, 3)), "image/png")},
+            )
+        ).json()
+        for i in range(2)
+    ]
     voice = (await client.post("/audio", headers=user.headers, files={"file": ("v.wav", wav(0.5), "audio/wav")})).json()
     rows = await media_db.fetch(
         "SELECT blob_name, thumbnail_name FROM media_metadata WHERE user_id = $1::uuid", user.id

@@ -1,4 +1,5 @@
 """Images: upload (sniffing, limits, hostile files), read, list, delete, SAS URLs, events."""
+
 from __future__ import annotations
 
 import asyncio
@@ -127,6 +128,7 @@ async def test_truncated_png_is_invalid(client, new_user):
 
 def png_bomb(width: int, height: int) -> bytes:
     """A real PNG of width x height 1-bit pixels, all zero: tiny on disk, huge decoded."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -164,8 +166,14 @@ async def test_svg_html_zip_and_polyglots_are_unsupported(client, new_user):
     Image.new("RGB", (10, 10)).save(out, "PNG", pnginfo=info)
     png_with_script = out.getvalue()
     gif_html = b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00" + b"<html><script>alert(1)</script></html>"
-    for name, data in [("x.svg", svg), ("x.png", html), ("archive.png", zip_bytes), ("poly.png", png_plus_zip),
-                       ("script.png", png_with_script), ("gifar.gif", gif_html)]:
+    for name, data in [
+        ("x.svg", svg),
+        ("x.png", html),
+        ("archive.png", zip_bytes),
+        ("poly.png", png_plus_zip),
+        ("script.png", png_with_script),
+        ("gifar.gif", gif_html),
+    ]:
         r = await upload(client, user, data, name, "image/png")
         assert r.status_code == 415, (name, r.text)
         assert error_code(r) == "UNSUPPORTED_MEDIA_TYPE"
@@ -210,8 +218,10 @@ async def test_streamed_body_stops_being_read_at_the_limit(client, new_user):
 
     async def body():
         nonlocal sent
-        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n"
-                "Content-Type: image/png\r\n\r\n").encode()
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
         yield head
         chunk = b"\x89PNG\r\n\x1a\n" + b"\0" * (64 * 1024 - 8)
         for _ in range(640):  # 40 MB
@@ -230,8 +240,13 @@ async def test_streamed_body_stops_being_read_at_the_limit(client, new_user):
 
 async def test_body_over_the_service_limit(client, new_user):
     r = await client.post(
-        "/images/upload", headers={**new_user().headers, "Content-Length": str(200 * 1024 * 1024),
-                                   "Content-Type": "multipart/form-data; boundary=x"}, content=b"--x--",
+        "/images/upload",
+        headers={
+            **new_user().headers,
+            "Content-Length": str(200 * 1024 * 1024),
+            "Content-Type": "multipart/form-data; boundary=x",
+        },
+        content=b"--x--",
     )
     assert r.status_code == 413
 
@@ -327,8 +342,10 @@ async def test_concurrent_uploads_of_the_same_bytes_and_deletes(client, new_user
     first = await asyncio.gather(*(upload(client, u, data) for u in users))
     assert all(r.status_code == 201 for r in first), [r.text for r in first if r.status_code != 201]
     await asyncio.gather(
-        *(client.delete(f"/images/{r.json()['id']}", headers=u.headers)
-          for u, r in zip(users[:3], first[:3], strict=True)),
+        *(
+            client.delete(f"/images/{r.json()['id']}", headers=u.headers)
+            for u, r in zip(users[:3], first[:3], strict=True)
+        ),
         *(upload(client, u, data) for u in users[:3]),
     )
     rows = await media_db.fetch(

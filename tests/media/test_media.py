@@ -1,4 +1,5 @@
 """The media service as it is today (docs/media.md). Its own tests go beside this one."""
+
 from shared.testing.checks import assert_healthy
 
 

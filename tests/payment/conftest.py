@@ -1,5 +1,6 @@
 """Payment test fixtures: the service in-process against real PostgreSQL/Redis/RabbitMQ and the
 sandbox's Stripe server, plus helpers to post signed Stripe and RevenueCat webhooks."""
+
 from __future__ import annotations
 
 import uuid
@@ -65,7 +66,9 @@ def users(tokens):
     return Users(tokens)
 
 
-async def post_stripe(client, event: dict, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None, path: str = "/webhook"):
+async def post_stripe(
+    client, event: dict, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None, path: str = "/webhook"
+):
     body, headers = se.signed_webhook(event, secret, timestamp)
     return await client.post(path, content=body, headers=headers)
 

@@ -1,8 +1,8 @@
 """Checkout, portal, change and cancel against the sandbox's Stripe server (the SDK's real requests),
 and the full loop: pay in the sandbox, its signed events posted back to our webhook."""
+
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx
@@ -11,7 +11,11 @@ from tests.payment.conftest import PRICE_MAX, PRICE_PRO, post_stripe
 
 
 def stripe_requests(sandbox, path: str, since: int, method: str = "POST") -> list[dict]:
-    return [r for r in sandbox.control.requests(provider="stripe", path=path, method=method, since=since) if r["path"] == path]
+    return [
+        r
+        for r in sandbox.control.requests(provider="stripe", path=path, method=method, since=since)
+        if r["path"] == path
+    ]
 
 
 def last_request_id(sandbox) -> int:
@@ -22,7 +26,9 @@ def last_request_id(sandbox) -> int:
 async def deliver(client, sandbox, event_ids: list[str]) -> None:
     """Fetch the events the sandbox produced (GET /v1/events/{id}) and post them, signed, to us."""
     base = sandbox.env()["STRIPE_API_BASE"]
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": "Bearer sk_test_sandbox_0000000000000000"}) as http:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": "Bearer sk_test_sandbox_0000000000000000"}
+    ) as http:
         for event_id in event_ids:
             event = (await http.get(f"/v1/events/{event_id}")).json()
             r = await post_stripe(client, event)
@@ -84,7 +90,11 @@ async def test_promo_code_and_bad_input(client, sandbox_required, users):
     r = await client.post("/create-checkout-session", json={"tier": "pro", "promo_code": "NOPE"}, headers=headers)
     assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_PROMO_CODE"
     assert stripe_requests(sandbox, "/v1/checkout/sessions", since) == []
-    for bad in ({"tier": "gold"}, {"tier": "pro", "success_url": "https://evil.example/phish"}, {"tier": "pro", "extra": 1}):
+    for bad in (
+        {"tier": "gold"},
+        {"tier": "pro", "success_url": "https://evil.example/phish"},
+        {"tier": "pro", "extra": 1},
+    ):
         r = await client.post("/create-checkout-session", json=bad, headers=headers)
         assert r.status_code == 422, (bad, r.text)
     r = await client.post("/create-checkout-session", json={"tier": "pro"})
@@ -140,7 +150,9 @@ async def test_full_loop_pay_upgrade_downgrade_cancel(client, db, sandbox_requir
         assert upd["body"]["proration_behavior"] == "none" and upd["body"]["items"][0]["price"] == PRICE_PRO
         assert await db.fetchval("SELECT effective_tier($1::uuid)", uuid.UUID(user)) == 2
         # The period ends: the sweeper applies the scheduled tier.
-        await db.execute("UPDATE subscriptions SET pending_tier_at = now() - interval '1 second' WHERE external_id = $1", sub_id)
+        await db.execute(
+            "UPDATE subscriptions SET pending_tier_at = now() - interval '1 second' WHERE external_id = $1", sub_id
+        )
         await sweep_once(client.app)
         down = await spy.wait_for("subscription.downgraded", user_id=user)
         assert down[0].data["tier"] == 1
@@ -181,11 +193,15 @@ async def test_billing_portal(client, sandbox_required, users):
     assert r.status_code == 404 and r.json()["detail"]["code"] == "NO_BILLING_ACCOUNT"
     await subscribe(client, sandbox, headers, "pro")
     since = last_request_id(sandbox)
-    r = await client.post("/billing-portal", json={"return_url": "https://app.scenextras.test/settings"}, headers=headers)
+    r = await client.post(
+        "/billing-portal", json={"return_url": "https://app.scenextras.test/settings"}, headers=headers
+    )
     assert r.status_code == 200, r.text
     assert r.json()["url"].startswith("http")
     [req] = stripe_requests(sandbox, "/v1/billing_portal/sessions", since)
-    assert req["body"]["return_url"] == "https://app.scenextras.test/settings" and req["body"]["customer"].startswith("cus_")
+    assert req["body"]["return_url"] == "https://app.scenextras.test/settings" and req["body"]["customer"].startswith(
+        "cus_"
+    )
     r = await client.post("/billing-portal", json={"return_url": "https://elsewhere.example"}, headers=headers)
     assert r.status_code == 422
 

@@ -1,7 +1,7 @@
 """The plan-change policy (payment_service.service.plans), pure: every current tier x paid-for tier x
 target, and the one parse of the paid-for tier a scheduled downgrade records on the subscription."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -67,15 +67,15 @@ def test_plan_change_for_every_combination(current, paid, target):
 def test_a_scheduled_downgrade_round_trips_through_the_metadata_parse():
     """What a downgrade writes is what paid_tier_of reads back (until the period ends)."""
     change = plan_change(CurrentPlan(item_id="si_1", tier=2, period_end=PERIOD_END), 1, PRICE[1])
-    before = datetime.fromtimestamp(PERIOD_END - 1, timezone.utc)
-    after = datetime.fromtimestamp(PERIOD_END, timezone.utc)
+    before = datetime.fromtimestamp(PERIOD_END - 1, UTC)
+    after = datetime.fromtimestamp(PERIOD_END, UTC)
     assert paid_tier_of(change.params["metadata"], before) == (2, after)
     assert paid_tier_of(change.params["metadata"], after) == (0, None)
     withdrawn = plan_change(CurrentPlan(item_id="si_1", tier=1, paid_tier=2, period_end=PERIOD_END), 2, PRICE[2])
     assert paid_tier_of(withdrawn.params["metadata"], before) == (0, None)
 
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = int((NOW + timedelta(days=3)).timestamp())
 EARLIER = int((NOW - timedelta(seconds=1)).timestamp())
 
@@ -85,8 +85,8 @@ EARLIER = int((NOW - timedelta(seconds=1)).timestamp())
     [
         (None, (0, None)),
         ({}, (0, None)),
-        ({PAID_TIER_KEY: "2", PAID_UNTIL_KEY: str(LATER)}, (2, datetime.fromtimestamp(LATER, timezone.utc))),
-        ({PAID_TIER_KEY: 1, PAID_UNTIL_KEY: LATER}, (1, datetime.fromtimestamp(LATER, timezone.utc))),
+        ({PAID_TIER_KEY: "2", PAID_UNTIL_KEY: str(LATER)}, (2, datetime.fromtimestamp(LATER, UTC))),
+        ({PAID_TIER_KEY: 1, PAID_UNTIL_KEY: LATER}, (1, datetime.fromtimestamp(LATER, UTC))),
         ({PAID_TIER_KEY: "2", PAID_UNTIL_KEY: str(EARLIER)}, (0, None)),  # ran out
         ({PAID_TIER_KEY: "2"}, (0, None)),  # no end: nothing is paid for
         ({PAID_TIER_KEY: "", PAID_UNTIL_KEY: ""}, (0, None)),  # cleared by a withdrawal

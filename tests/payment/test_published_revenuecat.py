@@ -6,6 +6,7 @@ acknowledged and recorded as `unknown_user`. Then each again for one of our user
 replaced by the user's id, a fresh event `id` and `transaction_id` (the samples share them, real
 events do not) - nothing else changed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,8 +20,18 @@ from tests.payment.conftest import post_revenuecat
 
 SAMPLES_DIR = Path(__file__).parents[1] / "fixtures/providers/revenuecat"
 SAMPLES = {p.name: json.loads(p.read_text()) for p in sorted(SAMPLES_DIR.glob("*.json"))}
-HANDLED = {"INITIAL_PURCHASE", "RENEWAL", "UNCANCELLATION", "NON_RENEWING_PURCHASE", "SUBSCRIPTION_EXTENDED",
-           "PRODUCT_CHANGE", "CANCELLATION", "EXPIRATION", "BILLING_ISSUE", "SUBSCRIPTION_PAUSED"}
+HANDLED = {
+    "INITIAL_PURCHASE",
+    "RENEWAL",
+    "UNCANCELLATION",
+    "NON_RENEWING_PURCHASE",
+    "SUBSCRIPTION_EXTENDED",
+    "PRODUCT_CHANGE",
+    "CANCELLATION",
+    "EXPIRATION",
+    "BILLING_ISSUE",
+    "SUBSCRIPTION_PAUSED",
+}
 # payment_env: {"pro": 1, "max": 2}
 ENTITLEMENT_TIERS = {"pro": 1, "max": 2}
 
@@ -29,22 +40,31 @@ def test_every_documented_event_type_is_in_the_samples():
     types = {s["event"]["type"] for s in SAMPLES.values()}
     # The event types of RevenueCat's "Event Types and Fields" page that have a published sample.
     assert types >= HANDLED
-    unhandled = {"TRANSFER", "REFUND_REVERSED", "TEMPORARY_ENTITLEMENT_GRANT", "INVOICE_ISSUANCE",
-                 "EXPERIMENT_ENROLLMENT", "VIRTUAL_CURRENCY_TRANSACTION"}
+    unhandled = {
+        "TRANSFER",
+        "REFUND_REVERSED",
+        "TEMPORARY_ENTITLEMENT_GRANT",
+        "INVOICE_ISSUANCE",
+        "EXPERIMENT_ENROLLMENT",
+        "VIRTUAL_CURRENCY_TRANSACTION",
+    }
     assert types >= unhandled
 
 
 async def outcome(db, event_id: str):
-    return await db.fetchval("SELECT outcome FROM webhook_events WHERE provider = 'revenuecat' AND event_id = $1",
-                             event_id)
+    return await db.fetchval(
+        "SELECT outcome FROM webhook_events WHERE provider = 'revenuecat' AND event_id = $1", event_id
+    )
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 async def test_sample_as_published_is_acknowledged(client, db, name):
     event = SAMPLES[name]["event"]
-    r = await client.post("/webhooks/revenuecat", content=json.dumps(SAMPLES[name]),
-                          headers={"Authorization": "Bearer rc-test-secret-0123456789",
-                                   "Content-Type": "application/json"})
+    r = await client.post(
+        "/webhooks/revenuecat",
+        content=json.dumps(SAMPLES[name]),
+        headers={"Authorization": "Bearer rc-test-secret-0123456789", "Content-Type": "application/json"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     # Several samples share one event id: the first is recorded, the others are duplicates.
@@ -82,8 +102,11 @@ async def test_sample_for_our_user_is_applied_as_its_type_says(client, db, users
     assert row["cancel_at_period_end"] is (event["type"] == "CANCELLATION")
     # Money: a paid purchase is recorded once, in cents; a trial or a zero price is not.
     tx = await db.fetch("SELECT * FROM payment_transactions WHERE user_id = $1", uuid.UUID(user))
-    paid = event["type"] in ("INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE", "PRODUCT_CHANGE") \
-        and event.get("price") and event.get("period_type") != "TRIAL"
+    paid = (
+        event["type"] in ("INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE", "PRODUCT_CHANGE")
+        and event.get("price")
+        and event.get("period_type") != "TRIAL"
+    )
     if paid:
         assert [t["amount_cents"] for t in tx] == [round(event["price"] * 100)]
     else:

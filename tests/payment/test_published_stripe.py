@@ -7,6 +7,7 @@ a fresh `id` and `created` = now. The objects are Stripe's as published; where a
 a customer the sandbox holds) it says so. The service's Stripe API is the sandbox, reached through
 the official SDK; the sandbox is told to fail (sandbox/control.py) for the transient cases.
 """
+
 from __future__ import annotations
 
 import copy
@@ -105,7 +106,8 @@ def pdb(published):
 
 @pytest.mark.parametrize("event_type", sorted(HANDLED) + sorted(NOT_HANDLED))
 async def test_every_event_type_built_from_stripe_fixtures_as_published_is_acknowledged(
-        published, pdb, sandbox_required, caplog, event_type):
+    published, pdb, sandbox_required, caplog, event_type
+):
     """Stripe's objects as they are: a customer we never saw, no metadata, a fixture price. Stripe
     (the sandbox) answers 404 `resource_missing` for that customer: a definitive answer, recorded and
     acknowledged (200), asked once, no stack trace; never a 5xx."""
@@ -172,8 +174,11 @@ async def test_fixture_invoice_paid_for_our_subscription_is_recorded(published, 
     sub = fixture("subscription", id=fresh_sub_id(), customer=customer, metadata={"user_id": user})
     await post_stripe(published, event_of("customer.subscription.created", sub, created=int(time.time()) - 20))
     invoice = fixture("invoice", id=se.new_id("in_1", 23), customer=customer, amount_paid=1000, status="paid")
-    invoice["parent"] = {**invoice["parent"], "type": "subscription_details",
-                         "subscription_details": {"metadata": {}, "subscription": sub["id"]}}
+    invoice["parent"] = {
+        **invoice["parent"],
+        "type": "subscription_details",
+        "subscription_details": {"metadata": {}, "subscription": sub["id"]},
+    }
     r = await post_stripe(published, event_of("invoice.paid", invoice))
     assert r.status_code == 200, r.text
     tx = await pdb.fetchrow("SELECT * FROM payment_transactions WHERE external_id = $1", invoice["id"])
@@ -185,8 +190,9 @@ async def sandbox_customer(published, user: str | None) -> str:
     """A customer created at the sandbox through the official SDK (what Checkout creates)."""
     client = published.app.state.billing.gateway.client
     metadata = {"user_id": user} if user else {}
-    cus = await client.v1.customers.create_async(params={"email": f"{uuid.uuid4().hex[:8]}@example.test",
-                                                         "metadata": metadata})
+    cus = await client.v1.customers.create_async(
+        params={"email": f"{uuid.uuid4().hex[:8]}@example.test", "metadata": metadata}
+    )
     return cus.id
 
 
@@ -204,20 +210,25 @@ async def test_unknown_customer_is_identified_through_stripe(published, pdb, use
     assert customer_lookups(sandbox_required, customer) == 1
 
 
-@pytest.mark.parametrize("fault, retry_after", [
-    ({"status": 500}, "30"),
-    ({"status": 503}, "30"),
-    ({"status": 429, "retry_after": 7}, "7"),
-    ({"drop_connection": True}, "30"),
-])
+@pytest.mark.parametrize(
+    "fault, retry_after",
+    [
+        ({"status": 500}, "30"),
+        ({"status": 503}, "30"),
+        ({"status": 429, "retry_after": 7}, "7"),
+        ({"drop_connection": True}, "30"),
+    ],
+)
 async def test_transient_stripe_failure_answers_503_with_retry_after_and_the_retry_applies(
-        published, pdb, users, sandbox_required, caplog, fault, retry_after):
+    published, pdb, users, sandbox_required, caplog, fault, retry_after
+):
     user, _ = users.new()
     customer = await sandbox_customer(published, user)
     sub = fixture("subscription", id=fresh_sub_id(), customer=customer)
     event = event_of("customer.subscription.created", sub)
-    sandbox_required.control.fault("stripe", path=f"/v1/customers/{customer}", method="GET",
-                                   **{"status": None, **fault})
+    sandbox_required.control.fault(
+        "stripe", path=f"/v1/customers/{customer}", method="GET", **{"status": None, **fault}
+    )
     caplog.set_level(logging.INFO)
     r = await post_stripe(published, event)
     assert r.status_code == 503, r.text
@@ -236,15 +247,17 @@ async def test_transient_stripe_failure_answers_503_with_retry_after_and_the_ret
 
 @pytest.mark.parametrize("case", ["invalid_request", "not_found", "deleted_customer"])
 async def test_definitive_stripe_answer_is_recorded_and_acknowledged_once(
-        published, pdb, users, sandbox_required, caplog, case):
+    published, pdb, users, sandbox_required, caplog, case
+):
     user, _ = users.new()
     customer = await sandbox_customer(published, user)
     if case == "deleted_customer":
         await published.app.state.billing.gateway.client.v1.customers.delete_async(customer)
     else:
         status = 400 if case == "invalid_request" else 404
-        sandbox_required.control.fault("stripe", status, path=f"/v1/customers/{customer}", method="GET",
-                                       message=f"No such customer: '{customer}'")
+        sandbox_required.control.fault(
+            "stripe", status, path=f"/v1/customers/{customer}", method="GET", message=f"No such customer: '{customer}'"
+        )
     sub = fixture("subscription", id=fresh_sub_id(), customer=customer)
     event = event_of("customer.subscription.deleted", sub)
     caplog.set_level(logging.INFO)

@@ -1,4 +1,5 @@
 """RevenueCat webhooks, the cross-platform tier, and the events Payment consumes."""
+
 from __future__ import annotations
 
 import time
@@ -11,14 +12,28 @@ from tests.payment.conftest import PRICE_PRO, post_revenuecat, post_stripe
 PRO = se.price_object(PRICE_PRO, "prod_SandboxPro0001", 999)
 
 
-def rc_event(user: str, type_: str, entitlements: list[str], *, expires_in: int = 30 * 86400, at: float | None = None, **extra) -> dict:
+def rc_event(
+    user: str, type_: str, entitlements: list[str], *, expires_in: int = 30 * 86400, at: float | None = None, **extra
+) -> dict:
     now_ms = int((at or time.time()) * 1000)
     return {
-        "id": str(uuid.uuid4()).upper(), "type": type_, "app_user_id": user, "original_app_user_id": user,
-        "aliases": [user], "entitlement_ids": entitlements, "product_id": "scenextras_max_monthly",
-        "period_type": "NORMAL", "purchased_at_ms": now_ms, "expiration_at_ms": now_ms + expires_in * 1000,
-        "event_timestamp_ms": now_ms, "environment": "SANDBOX", "store": "APP_STORE", "currency": "USD",
-        "price": 19.99, "transaction_id": str(uuid.uuid4().int)[:15], **extra,
+        "id": str(uuid.uuid4()).upper(),
+        "type": type_,
+        "app_user_id": user,
+        "original_app_user_id": user,
+        "aliases": [user],
+        "entitlement_ids": entitlements,
+        "product_id": "scenextras_max_monthly",
+        "period_type": "NORMAL",
+        "purchased_at_ms": now_ms,
+        "expiration_at_ms": now_ms + expires_in * 1000,
+        "event_timestamp_ms": now_ms,
+        "environment": "SANDBOX",
+        "store": "APP_STORE",
+        "currency": "USD",
+        "price": 19.99,
+        "transaction_id": str(uuid.uuid4().int)[:15],
+        **extra,
     }
 
 
@@ -34,7 +49,11 @@ async def test_wrong_or_missing_secret_is_401_and_changes_nothing(client, db, us
         assert r.status_code == 401 and r.json()["detail"]["code"] == "INVALID_WEBHOOK_AUTH"
     assert await db.fetchval("SELECT count(*) FROM webhook_events") == before
     assert await tier_of(db, user) == 0
-    r = await client.post("/webhooks/revenuecat", content=b"{nope", headers={"Authorization": client.app.state.settings.revenuecat_webhook_auth})
+    r = await client.post(
+        "/webhooks/revenuecat",
+        content=b"{nope",
+        headers={"Authorization": client.app.state.settings.revenuecat_webhook_auth},
+    )
     assert r.status_code == 400
 
 
@@ -82,8 +101,12 @@ async def test_cross_platform_tier_is_the_highest_active(client, db, users, even
     customer, sub_id = se.new_id("cus_", 14), se.new_id("sub_1", 23)
     t = int(time.time()) - 100
     # Pro on the web.
-    await post_stripe(client, se.customer_subscription_created(
-        se.subscription_object(id=sub_id, customer=customer, price=PRO, metadata={"user_id": user}), event_created=t))
+    await post_stripe(
+        client,
+        se.customer_subscription_created(
+            se.subscription_object(id=sub_id, customer=customer, price=PRO, metadata={"user_id": user}), event_created=t
+        ),
+    )
     assert await tier_of(db, user) == 1
     async with event_spy(["subscription.*"]) as spy:
         # Max on the phone: upgraded, whatever the web says.
@@ -91,8 +114,13 @@ async def test_cross_platform_tier_is_the_highest_active(client, db, users, even
         up = await spy.wait_for("subscription.upgraded", user_id=user)
         assert up[0].data["tier"] == 2 and up[0].data["previous_tier"] == 1
         # A web renewal does not take Max away.
-        await post_stripe(client, se.customer_subscription_updated(
-            se.subscription_object(id=sub_id, customer=customer, price=PRO, metadata={"user_id": user}), event_created=t + 2))
+        await post_stripe(
+            client,
+            se.customer_subscription_updated(
+                se.subscription_object(id=sub_id, customer=customer, price=PRO, metadata={"user_id": user}),
+                event_created=t + 2,
+            ),
+        )
         assert await tier_of(db, user) == 2
         # The phone subscription expires: back to the web's Pro, not to free.
         await post_revenuecat(client, rc_event(user, "EXPIRATION", ["max"], expires_in=0, at=t + 3))
@@ -104,7 +132,16 @@ async def test_cross_platform_tier_is_the_highest_active(client, db, users, even
 
 
 async def test_unknown_user_and_unknown_type_are_acknowledged(client, db):
-    r = await post_revenuecat(client, rc_event("$RCAnonymousID:abc", "INITIAL_PURCHASE", ["max"], aliases=["$RCAnonymousID:abc"], original_app_user_id="$RCAnonymousID:abc"))
+    r = await post_revenuecat(
+        client,
+        rc_event(
+            "$RCAnonymousID:abc",
+            "INITIAL_PURCHASE",
+            ["max"],
+            aliases=["$RCAnonymousID:abc"],
+            original_app_user_id="$RCAnonymousID:abc",
+        ),
+    )
     assert r.status_code == 200 and r.json()["ignored"] is True
     r = await post_revenuecat(client, rc_event(str(uuid.uuid4()), "TEST", []))
     assert r.status_code == 200 and r.json()["ignored"] is True
@@ -119,12 +156,21 @@ async def test_user_created_referral_and_user_deleted_through_the_bus(client, db
     publisher = client.app.state.publisher
     for uid in (referrer, referred):
         await publisher.publish(make_event("user.created", uid, {"email": f"{uid[:8]}@example.com"}))
-    await eventually(lambda: db.fetchval("SELECT count(*) = 2 FROM user_quotas WHERE user_id = ANY($1::uuid[])", [uuid.UUID(referrer), uuid.UUID(referred)]))
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT count(*) = 2 FROM user_quotas WHERE user_id = ANY($1::uuid[])",
+            [uuid.UUID(referrer), uuid.UUID(referred)],
+        )
+    )
     referral = make_event("referral.completed", referrer, {"referrer_id": referrer, "referred_id": referred})
     await publisher.publish(referral)
     await publisher.publish(referral)  # delivered twice: applied once
-    await eventually(lambda: db.fetchval("SELECT bonus_quota = 10 FROM user_quotas WHERE user_id = $1", uuid.UUID(referrer)))
-    await eventually(lambda: db.fetchval("SELECT bonus_quota = 5 FROM user_quotas WHERE user_id = $1", uuid.UUID(referred)))
+    await eventually(
+        lambda: db.fetchval("SELECT bonus_quota = 10 FROM user_quotas WHERE user_id = $1", uuid.UUID(referrer))
+    )
+    await eventually(
+        lambda: db.fetchval("SELECT bonus_quota = 5 FROM user_quotas WHERE user_id = $1", uuid.UUID(referred))
+    )
     quota = (await client.get("/quota", headers=headers)).json()
     assert quota["quotas"]["regular"]["remaining"] == 10  # 5 daily + 5 bonus
     # The referred user subscribes, then deletes their account.
@@ -140,12 +186,20 @@ async def test_user_created_referral_and_user_deleted_through_the_bus(client, db
     async with db.acquire() as conn:
         async with conn.transaction():
             await emit(conn, make_event("user.deleted", referred, {}))
-    await eventually(lambda: db.fetchval("SELECT count(*) = 0 FROM subscriptions WHERE user_id = $1", uuid.UUID(referred)))
+    await eventually(
+        lambda: db.fetchval("SELECT count(*) = 0 FROM subscriptions WHERE user_id = $1", uuid.UUID(referred))
+    )
     assert await db.fetchval("SELECT count(*) FROM user_quotas WHERE user_id = $1", uuid.UUID(referred)) == 0
     assert await db.fetchval("SELECT count(*) FROM stripe_customers WHERE user_id = $1", uuid.UUID(referred)) == 0
     # Accounting keeps the payment, without the user.
-    kept = await db.fetch("SELECT user_id, amount_cents FROM payment_transactions WHERE stripe_customer_id = $1", customer)
+    kept = await db.fetch(
+        "SELECT user_id, amount_cents FROM payment_transactions WHERE stripe_customer_id = $1", customer
+    )
     assert kept and all(r["user_id"] is None for r in kept)
-    deletes = [r for r in sandbox.control.requests(provider="stripe", method="DELETE", since=since) if r["path"] == f"/v1/customers/{customer}"]
+    deletes = [
+        r
+        for r in sandbox.control.requests(provider="stripe", method="DELETE", since=since)
+        if r["path"] == f"/v1/customers/{customer}"
+    ]
     assert len(deletes) == 1
     assert await tier_of(db, referred) == 0

@@ -1,4 +1,5 @@
 """Stripe webhooks: signed events shaped like Stripe's current API, applied once, in order."""
+
 from __future__ import annotations
 
 import asyncio
@@ -60,11 +61,19 @@ async def test_subscription_created_grants_pro_quotas_cache_and_one_event(client
         resets = spy.of_type("quota.reset", user_id=user)
         assert [e.data["reason"] for e in resets] == ["created", "upgrade"]
     data = created[0].data
-    assert data["tier"] == 1 and data["previous_tier"] == 0 and data["status"] == "active" and data["source"] == "stripe"
+    assert (
+        data["tier"] == 1 and data["previous_tier"] == 0 and data["status"] == "active" and data["source"] == "stripe"
+    )
     assert data["current_period_end"].endswith("Z") and data["quotas"]["premium"] == 100
     assert await tier_of(db, user) == 1
     q = await quota_row(db, user)
-    assert (q["tier"], q["quota"], q["quota_premium_model"], q["quota_image_generation"], q["period"]) == (1, -1, 100, 5, "billing")
+    assert (q["tier"], q["quota"], q["quota_premium_model"], q["quota_image_generation"], q["period"]) == (
+        1,
+        -1,
+        100,
+        5,
+        "billing",
+    )
     row = await sub_row(db, sub_id)
     assert q["reset_at"] == row["current_period_end"]
     # Every service sees the upgrade on the next request: the tier cache was overwritten.
@@ -73,7 +82,10 @@ async def test_subscription_created_grants_pro_quotas_cache_and_one_event(client
     subscription = (await client.get("/subscription", headers=headers)).json()
     assert subscription["tier"] == 1 and subscription["status"] == "active" and subscription["source"] == "stripe"
     quota = (await client.get("/quota", headers=headers)).json()
-    assert quota["quotas"]["premium"]["remaining"] == 100 and quota["quotas"]["regular"] == {"remaining": -1, "reset_at": None}
+    assert quota["quotas"]["premium"]["remaining"] == 100 and quota["quotas"]["regular"] == {
+        "remaining": -1,
+        "reset_at": None,
+    }
 
 
 async def test_upgrade_then_downgrade_by_price_change(client, db, event_spy, users):
@@ -82,13 +94,19 @@ async def test_upgrade_then_downgrade_by_price_change(client, db, event_spy, use
     t0 = int(time.time()) - 100
     await post_stripe(client, se.customer_subscription_created(sub(user, customer, sub_id), event_created=t0))
     async with event_spy(["subscription.*"]) as spy:
-        r = await post_stripe(client, se.customer_subscription_updated(
-            sub(user, customer, sub_id, price=MAX), previous_attributes={"items": {}}, event_created=t0 + 10))
+        r = await post_stripe(
+            client,
+            se.customer_subscription_updated(
+                sub(user, customer, sub_id, price=MAX), previous_attributes={"items": {}}, event_created=t0 + 10
+            ),
+        )
         assert r.status_code == 200
         up = await spy.wait_for("subscription.upgraded", user_id=user)
         assert up[0].data["tier"] == 2 and up[0].data["previous_tier"] == 1
         assert (await quota_row(db, user))["quota_premium_model"] == -1
-        r = await post_stripe(client, se.customer_subscription_updated(sub(user, customer, sub_id, price=PRO), event_created=t0 + 20))
+        r = await post_stripe(
+            client, se.customer_subscription_updated(sub(user, customer, sub_id, price=PRO), event_created=t0 + 20)
+        )
         down = await spy.wait_for("subscription.downgraded", user_id=user)
         assert down[0].data["tier"] == 1 and down[0].data["previous_tier"] == 2
     assert (await quota_row(db, user))["quota_premium_model"] == 100
@@ -101,8 +119,12 @@ async def test_deleted_before_updated_stays_cancelled(client, db, event_spy, use
     t = int(time.time()) - 50
     await post_stripe(client, se.customer_subscription_created(sub(user, customer, sub_id), event_created=t))
     async with event_spy(["subscription.*"]) as spy:
-        deleted = se.customer_subscription_deleted(sub(user, customer, sub_id, status="canceled", canceled_at=t + 5), event_created=t + 5)
-        updated = se.customer_subscription_updated(sub(user, customer, sub_id, cancel_at_period_end=True), event_created=t + 5)
+        deleted = se.customer_subscription_deleted(
+            sub(user, customer, sub_id, status="canceled", canceled_at=t + 5), event_created=t + 5
+        )
+        updated = se.customer_subscription_updated(
+            sub(user, customer, sub_id, cancel_at_period_end=True), event_created=t + 5
+        )
         assert (await post_stripe(client, deleted)).status_code == 200
         assert (await post_stripe(client, updated)).status_code == 200  # same second, arrives late
         cancelled = await spy.wait_for("subscription.cancelled", user_id=user)
@@ -118,7 +140,9 @@ async def test_stale_event_cannot_undo_a_newer_one(client, db, users):
     user, _ = users.new()
     _, customer, sub_id = new_ids()
     t = int(time.time()) - 50
-    await post_stripe(client, se.customer_subscription_updated(sub(user, customer, sub_id, price=MAX), event_created=t + 20))
+    await post_stripe(
+        client, se.customer_subscription_updated(sub(user, customer, sub_id, price=MAX), event_created=t + 20)
+    )
     # An older event (pro) delivered after the newer one (max).
     await post_stripe(client, se.customer_subscription_created(sub(user, customer, sub_id, price=PRO), event_created=t))
     assert (await sub_row(db, sub_id))["tier"] == 2
@@ -154,8 +178,16 @@ async def test_signed_garbage_is_400_and_unknown_types_are_200(client, db):
     body = b'{"id": "evt_1", "type": "customer.subscription.updated"}'
     r = await client.post("/webhook", content=body, headers={"Stripe-Signature": se.sign_stripe_payload(body, secret)})
     assert r.status_code == 400
-    bad_sub = se.event("customer.subscription.updated", {"id": "sub_x", "object": "subscription", "customer": "cus_x",
-                                                         "metadata": {"user_id": str(uuid.uuid4())}, "items": "nope"})
+    bad_sub = se.event(
+        "customer.subscription.updated",
+        {
+            "id": "sub_x",
+            "object": "subscription",
+            "customer": "cus_x",
+            "metadata": {"user_id": str(uuid.uuid4())},
+            "items": "nope",
+        },
+    )
     r = await post_stripe(client, bad_sub)
     assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_PAYLOAD"
     assert await snapshot(db) == before
@@ -163,7 +195,9 @@ async def test_signed_garbage_is_400_and_unknown_types_are_200(client, db):
     r = await post_stripe(client, unknown)
     assert r.status_code == 200 and r.json()["ignored"] is True
     # The legacy monolith path works too.
-    r = await post_stripe(client, se.event("product.created", {"id": "prod_1", "object": "product"}), path="/api/payments/webhook")
+    r = await post_stripe(
+        client, se.event("product.created", {"id": "prod_1", "object": "product"}), path="/api/payments/webhook"
+    )
     assert r.status_code == 200
 
 
@@ -183,10 +217,14 @@ async def test_payment_failure_grace_then_free_then_recovery(client, db, event_s
         row = await sub_row(db, sub_id)
         assert row["status"] == "past_due" and row["grace_until"] is not None
         assert await tier_of(db, user) == 1  # still pro during the grace period
-        txn = await db.fetchrow("SELECT * FROM payment_transactions WHERE subscription_ref = $1 AND kind = 'failed_payment'", sub_id)
+        txn = await db.fetchrow(
+            "SELECT * FROM payment_transactions WHERE subscription_ref = $1 AND kind = 'failed_payment'", sub_id
+        )
         assert txn["status"] == "failed" and txn["amount_cents"] == 999
         # The grace period ends: the sweeper settles the user on free.
-        await db.execute("UPDATE subscriptions SET grace_until = now() - interval '1 second' WHERE external_id = $1", sub_id)
+        await db.execute(
+            "UPDATE subscriptions SET grace_until = now() - interval '1 second' WHERE external_id = $1", sub_id
+        )
         result = await sweep_once(client.app)
         assert result["reconciled"] >= 1
         down = await spy.wait_for("subscription.downgraded", user_id=user)
@@ -194,7 +232,9 @@ async def test_payment_failure_grace_then_free_then_recovery(client, db, event_s
         assert (await quota_row(db, user))["tier"] == 0
         assert await client.app.state.redis.get(client.app.state.keys("tier", user)) == "0"
         # The customer pays: recovered, pro again, a transaction and payment.succeeded.
-        paid = se.invoice_paid(customer=customer, subscription=sub_id, price=PRO, billing_reason="subscription_cycle", event_created=t + 20)
+        paid = se.invoice_paid(
+            customer=customer, subscription=sub_id, price=PRO, billing_reason="subscription_cycle", event_created=t + 20
+        )
         assert (await post_stripe(client, paid)).status_code == 200
         ok = await spy.wait_for("payment.succeeded", user_id=user)
         assert ok[0].data["amount"] == 999
@@ -204,8 +244,14 @@ async def test_payment_failure_grace_then_free_then_recovery(client, db, event_s
     assert row["status"] == "active" and row["grace_until"] is None
     q = await quota_row(db, user)
     assert (q["tier"], q["quota_premium_model"]) == (1, 100)
-    txns = await db.fetch("SELECT kind, status, amount_cents FROM payment_transactions WHERE subscription_ref = $1 ORDER BY occurred_at", sub_id)
-    assert [(t["kind"], t["status"], t["amount_cents"]) for t in txns] == [("failed_payment", "failed", 999), ("payment", "succeeded", 999)]
+    txns = await db.fetch(
+        "SELECT kind, status, amount_cents FROM payment_transactions WHERE subscription_ref = $1 ORDER BY occurred_at",
+        sub_id,
+    )
+    assert [(t["kind"], t["status"], t["amount_cents"]) for t in txns] == [
+        ("failed_payment", "failed", 999),
+        ("payment", "succeeded", 999),
+    ]
 
 
 async def test_invoice_paid_renews_paid_quotas_once(client, db, event_spy, users):
@@ -218,8 +264,14 @@ async def test_invoice_paid_renews_paid_quotas_once(client, db, event_spy, users
     await quota.settle(r.reservation_id)
     assert (await quota_row(db, user))["quota_premium_model"] == 60
     end = int(time.time()) + 30 * 86400
-    invoice = se.invoice_paid(customer=customer, subscription=sub_id, price=PRO, billing_reason="subscription_cycle",
-                              line_period_end=end, event_created=t + 10)
+    invoice = se.invoice_paid(
+        customer=customer,
+        subscription=sub_id,
+        price=PRO,
+        billing_reason="subscription_cycle",
+        line_period_end=end,
+        event_created=t + 10,
+    )
     async with event_spy(["quota.reset", "payment.succeeded"]) as spy:
         assert (await post_stripe(client, invoice)).status_code == 200
         assert (await post_stripe(client, invoice)).json()["duplicate"] is True
@@ -230,15 +282,21 @@ async def test_invoice_paid_renews_paid_quotas_once(client, db, event_spy, users
         assert len(spy.of_type("payment.succeeded", user_id=user)) == 1
     q = await quota_row(db, user)
     assert q["quota_premium_model"] == 100 and int(q["reset_at"].timestamp()) == end
-    assert await db.fetchval("SELECT count(*) FROM payment_transactions WHERE external_id = $1", invoice["data"]["object"]["id"]) == 1
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM payment_transactions WHERE external_id = $1", invoice["data"]["object"]["id"]
+        )
+        == 1
+    )
 
 
 async def test_checkout_completed_without_reachable_stripe_grants_from_the_session(client, db, users, sandbox_required):
     user, _ = users.new()
     _, customer, sub_id = new_ids()
     # sub_id does not exist at the sandbox: fetching it fails, the session's own data grants the plan.
-    event = se.checkout_session_completed(customer=customer, subscription=sub_id, client_reference_id=user,
-                                          metadata={"user_id": user, "tier": "max"})
+    event = se.checkout_session_completed(
+        customer=customer, subscription=sub_id, client_reference_id=user, metadata={"user_id": user, "tier": "max"}
+    )
     r = await post_stripe(client, event)
     assert r.status_code == 200
     assert await tier_of(db, user) == 2
@@ -255,7 +313,9 @@ async def test_pause_and_resume(client, db, event_spy, users):
     t = int(time.time()) - 100
     await post_stripe(client, se.customer_subscription_created(sub(user, customer, sub_id), event_created=t))
     async with event_spy(["subscription.*"]) as spy:
-        await post_stripe(client, se.customer_subscription_paused(sub(user, customer, sub_id, status="paused"), event_created=t + 1))
+        await post_stripe(
+            client, se.customer_subscription_paused(sub(user, customer, sub_id, status="paused"), event_created=t + 1)
+        )
         paused = await spy.wait_for("subscription.paused", user_id=user)
         assert paused[0].data["tier"] == 0
         assert await tier_of(db, user) == 0
@@ -275,7 +335,11 @@ async def test_refund_is_recorded_once_per_amount(client, db, users):
     assert (await post_stripe(client, se.charge_refunded(dict(charge)))).status_code == 200  # another event, same state
     charge2 = dict(charge, amount_refunded=999, refunded=True)
     assert (await post_stripe(client, se.charge_refunded(charge2))).status_code == 200
-    rows = await db.fetch("SELECT amount_cents, user_id FROM payment_transactions WHERE kind = 'refund' AND subscription_ref = $1 ORDER BY amount_cents", charge["id"])
+    rows = await db.fetch(
+        "SELECT amount_cents, user_id FROM payment_transactions WHERE kind = 'refund' "
+        "AND subscription_ref = $1 ORDER BY amount_cents",
+        charge["id"],
+    )
     assert [r["amount_cents"] for r in rows] == [-699, -300]
     assert all(r["user_id"] == uuid.UUID(user) for r in rows)
 
@@ -297,8 +361,12 @@ async def test_missing_webhook_secret_is_a_clear_503(make_client, sandbox_requir
 
 
 async def test_webhooks_are_not_rate_limited_per_address_but_other_routes_are(make_client, sandbox_required):
-    async with make_client("payment", **payment_env(sandbox_required), rate_limit_per_minute=100, redis_prefix=f"rl-{se.new_id('', 8)}") as client:
-        events = [se.event("customer.tax_id.created", {"id": se.new_id("txi_", 14), "object": "tax_id"}) for _ in range(120)]
+    async with make_client(
+        "payment", **payment_env(sandbox_required), rate_limit_per_minute=100, redis_prefix=f"rl-{se.new_id('', 8)}"
+    ) as client:
+        events = [
+            se.event("customer.tax_id.created", {"id": se.new_id("txi_", 14), "object": "tax_id"}) for _ in range(120)
+        ]
         statuses = [(await post_stripe(client, e)).status_code for e in events]
         assert statuses == [200] * 120
         plans = [(await client.get("/plans")).status_code for _ in range(120)]

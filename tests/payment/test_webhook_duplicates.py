@@ -2,6 +2,7 @@
 exactly one delivery applies it, the others are told it was a duplicate, and the effects (rows,
 events in the outbox, quota resets) exist once. Counted in the database, where the effects and
 their events commit together, so nothing here waits for anything to not happen."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,8 @@ async def _outbox_of(db, user: str, event_type: str) -> list[dict]:
     rows = await db.fetch(
         "SELECT convert_from(body, 'UTF8')::jsonb->'data' AS data FROM outbox_events"
         " WHERE event_type = $1 AND convert_from(body, 'UTF8')::jsonb->>'user_id' = $2 ORDER BY id",
-        event_type, user,
+        event_type,
+        user,
     )
     return [r["data"] for r in rows]  # the pool decodes jsonb
 
@@ -57,8 +59,14 @@ async def test_concurrent_copies_of_an_invoice_renew_and_record_the_payment_once
     spent = await quota.reserve(user, "premium", 40)
     await quota.settle(spent.reservation_id)
     end = int(time.time()) + 30 * 86400
-    invoice = se.invoice_paid(customer=customer, subscription=sub_id, price=PRO, billing_reason="subscription_cycle",
-                              line_period_end=end, event_created=t + 10)
+    invoice = se.invoice_paid(
+        customer=customer,
+        subscription=sub_id,
+        price=PRO,
+        billing_reason="subscription_cycle",
+        line_period_end=end,
+        event_created=t + 10,
+    )
     answers = await _deliver_at_once(client, invoice)
     assert sorted(a["duplicate"] for a in answers) == [False] + [True] * (COPIES - 1)
     invoice_id = invoice["data"]["object"]["id"]

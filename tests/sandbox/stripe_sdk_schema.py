@@ -14,6 +14,7 @@ whole (tests/fixtures/providers/README.md), so the contract is taken from its ge
 Stripe's own fixture objects (fixtures3.json) are validated with the same schemas in the tests, so a
 mistake here shows up against Stripe's data, not only against the sandbox's.
 """
+
 from __future__ import annotations
 
 import ast
@@ -32,8 +33,8 @@ from stripe._stripe_object import StripeObject, UntypedStripeObject
 # Fields the SDK declares but Stripe sends only when asked (`expand[]` / `include[]`), or only on
 # some objects: allowed, never required.
 NOT_ALWAYS_SENT = {
-    ("Session", "line_items"),          # checkout.session: only with expand[]=line_items
-    ("Session", "configuration"),       # billing_portal.session: an id unless expanded (typed Union)
+    ("Session", "line_items"),  # checkout.session: only with expand[]=line_items
+    ("Session", "configuration"),  # billing_portal.session: an id unless expanded (typed Union)
 }
 
 
@@ -80,8 +81,13 @@ class SchemaBuilder:
             nullable = _allows_none(ann)
             if not nullable and (cls.__name__, name) not in NOT_ALWAYS_SENT:
                 required.append(name)
-        return {"type": "object", "properties": props, "required": sorted(required), "additionalProperties": False,
-                "title": cls.__qualname__}
+        return {
+            "type": "object",
+            "properties": props,
+            "required": sorted(required),
+            "additionalProperties": False,
+            "title": cls.__qualname__,
+        }
 
     def type_schema(self, tp: Any, owner: type) -> dict:
         if isinstance(tp, ForwardRef):
@@ -118,10 +124,18 @@ class SchemaBuilder:
             item = self.type_schema(args[0], owner) if args else {}
             # `total_count`: not in the document, but Stripe sends it on lists embedded in an object
             # (a subscription's `items`, an invoice's `lines`).
-            return {"type": "object", "required": ["data", "has_more", "object", "url"], "additionalProperties": False,
-                    "properties": {"object": {"enum": ["list"]}, "data": {"type": "array", "items": item},
-                                   "has_more": {"type": "boolean"}, "url": {"type": "string"},
-                                   "total_count": {"type": "integer"}}}
+            return {
+                "type": "object",
+                "required": ["data", "has_more", "object", "url"],
+                "additionalProperties": False,
+                "properties": {
+                    "object": {"enum": ["list"]},
+                    "data": {"type": "array", "items": item},
+                    "has_more": {"type": "boolean"},
+                    "url": {"type": "string"},
+                    "total_count": {"type": "integer"},
+                },
+            }
         if origin is UntypedStripeObject or tp is UntypedStripeObject:
             return {"type": "object", "additionalProperties": self.type_schema(args[0], owner) if args else {}}
         if _is_stripe_class(tp):

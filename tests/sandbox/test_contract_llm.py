@@ -8,6 +8,7 @@ Anthropic publishes no OpenAPI document here (sandbox/README.md); its SDK's even
 from its spec, so each SSE event validates against the SDK's own models (closed: an invented field is
 drift), and the event order follows Anthropic's published stream (tests/fixtures/providers/anthropic).
 """
+
 from __future__ import annotations
 
 import copy
@@ -103,10 +104,19 @@ def http(sandbox):
 
 
 def chat(http, prefix, model, **extra):
-    return http.post(f"{prefix}/chat/completions", headers={"Authorization": f"Bearer {DUMMY_KEYS['OPENAI_API_KEY']}"},
-                     json={"model": model, "messages": [{"role": "system", "content": "You are Sherlock Holmes."},
-                                                        {"role": "user", "content": "Who did it?"}],
-                           "max_tokens": 50, **extra})
+    return http.post(
+        f"{prefix}/chat/completions",
+        headers={"Authorization": f"Bearer {DUMMY_KEYS['OPENAI_API_KEY']}"},
+        json={
+            "model": model,
+            "messages": [
+                {"role": "system", "content": "You are Sherlock Holmes."},
+                {"role": "user", "content": "Who did it?"},
+            ],
+            "max_tokens": 50,
+            **extra,
+        },
+    )
 
 
 @pytest.mark.parametrize("provider", sorted(OPENAI_COMPATIBLE))
@@ -144,8 +154,11 @@ def test_models_and_errors_fit_openais_schema(http):
     auth = {"Authorization": f"Bearer {DUMMY_KEYS['OPENAI_API_KEY']}"}
     models = http.get("/openai/v1/models", headers=auth)
     assert errors(openai_validator("ListModelsResponse"), models.json()) == []
-    missing = http.post("/openai/v1/chat/completions", headers=auth,
-                        json={"model": "not-a-model", "messages": [{"role": "user", "content": "hi"}]})
+    missing = http.post(
+        "/openai/v1/chat/completions",
+        headers=auth,
+        json={"model": "not-a-model", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert missing.status_code == 404
     assert errors(openai_validator("ErrorResponse"), missing.json()) == []
     unauthorized = http.get("/openai/v1/models")
@@ -156,8 +169,10 @@ def test_models_and_errors_fit_openais_schema(http):
 # -------------------------------------------------------------------------------------- Anthropic
 
 # message_start, content_block_start, [ping], content_block_delta*, content_block_stop, message_delta, message_stop
-ANTHROPIC_ORDER = re.compile(r"^message_start content_block_start( ping)?( content_block_delta)+ content_block_stop"
-                             r" message_delta message_stop$")
+ANTHROPIC_ORDER = re.compile(
+    r"^message_start content_block_start( ping)?( content_block_delta)+ content_block_stop"
+    r" message_delta message_stop$"
+)
 
 
 def check_anthropic_stream(text: str) -> list[str]:
@@ -182,11 +197,17 @@ def test_anthropics_published_stream_fits_the_checks():
 
 
 def test_sandbox_anthropic_stream_fits_anthropics_events_and_order(http):
-    r = http.post("/anthropic/v1/messages",
-                  headers={"x-api-key": DUMMY_KEYS["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"},
-                  json={"model": "claude-sonnet-4-6", "max_tokens": 50, "stream": True,
-                        "system": "You are Ada Lovelace.",
-                        "messages": [{"role": "user", "content": "What is an engine?"}]})
+    r = http.post(
+        "/anthropic/v1/messages",
+        headers={"x-api-key": DUMMY_KEYS["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"},
+        json={
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 50,
+            "stream": True,
+            "system": "You are Ada Lovelace.",
+            "messages": [{"role": "user", "content": "What is an engine?"}],
+        },
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert check_anthropic_stream(r.text) == []
 
@@ -194,9 +215,14 @@ def test_sandbox_anthropic_stream_fits_anthropics_events_and_order(http):
 def test_sandbox_anthropic_message_fits_anthropics_model(http):
     from anthropic.types import Message
 
-    r = http.post("/anthropic/v1/messages",
-                  headers={"x-api-key": DUMMY_KEYS["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"},
-                  json={"model": "claude-sonnet-4-6", "max_tokens": 50,
-                        "messages": [{"role": "user", "content": "What is an engine?"}]})
+    r = http.post(
+        "/anthropic/v1/messages",
+        headers={"x-api-key": DUMMY_KEYS["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"},
+        json={
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "What is an engine?"}],
+        },
+    )
     assert r.status_code == 200
     assert errors(jsonschema_rs.validator_for(closed(Message.model_json_schema())), r.json()) == []

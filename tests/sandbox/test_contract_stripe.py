@@ -7,6 +7,7 @@ first checked against Stripe's own fixture objects (fixtures3.json), so they are
 Calls go through the official SDK with the parameters the payment service sends
 (payment_service/routers/account.py), and the raw JSON on the wire is what is validated.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def validator(name: str):
 
 
 def errors(name: str, obj: dict) -> list[str]:
-    return [f"{'/'.join(map(str, e.instance_path)) or '(top)'}: {e.message[:300]}"
-            for e in validator(name).iter_errors(obj)]
+    return [
+        f"{'/'.join(map(str, e.instance_path)) or '(top)'}: {e.message[:300]}" for e in validator(name).iter_errors(obj)
+    ]
 
 
 def object_name(obj: dict) -> str:
@@ -79,8 +81,9 @@ def test_every_answer_and_event_of_a_subscription_lifetime_matches_stripe(sandbo
         seen.setdefault(name, []).append(where)
 
     user = "0b6f3d4c-1f1e-4d8f-9a44-6c8f1f3b1a10"
-    customer = client.v1.customers.create({"email": "fan@example.test", "metadata": {"user_id": user}},
-                                          {"idempotency_key": f"customer-create-{user}"})
+    customer = client.v1.customers.create(
+        {"email": "fan@example.test", "metadata": {"user_id": user}}, {"idempotency_key": f"customer-create-{user}"}
+    )
     check("customer", wire(customer), "POST /v1/customers")
     check("customer", wire(client.v1.customers.retrieve(customer.id)), "GET /v1/customers/{id}")
 
@@ -90,15 +93,19 @@ def test_every_answer_and_event_of_a_subscription_lifetime_matches_stripe(sandbo
     for promo in listed["data"]:
         check("promotion_code", promo, "GET /v1/promotion_codes")
 
-    session = client.v1.checkout.sessions.create({
-        "mode": "subscription", "customer": customer.id, "client_reference_id": user,
-        "line_items": [{"price": PRO, "quantity": 1}],
-        "success_url": "https://app.scenextras.test/payment-success?session_id={CHECKOUT_SESSION_ID}",
-        "cancel_url": "https://app.scenextras.test/payment-cancelled",
-        "metadata": {"user_id": user, "tier": "pro"},
-        "subscription_data": {"metadata": {"user_id": user, "tier": "pro"}},
-        "discounts": [{"promotion_code": listed["data"][0]["id"]}],
-    })
+    session = client.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer": customer.id,
+            "client_reference_id": user,
+            "line_items": [{"price": PRO, "quantity": 1}],
+            "success_url": "https://app.scenextras.test/payment-success?session_id={CHECKOUT_SESSION_ID}",
+            "cancel_url": "https://app.scenextras.test/payment-cancelled",
+            "metadata": {"user_id": user, "tier": "pro"},
+            "subscription_data": {"metadata": {"user_id": user, "tier": "pro"}},
+            "discounts": [{"promotion_code": listed["data"][0]["id"]}],
+        }
+    )
     check("checkout.session", wire(session), "POST /v1/checkout/sessions")
     sandbox.control.stripe_complete_checkout(session.id)
     completed = client.v1.checkout.sessions.retrieve(session.id)
@@ -108,17 +115,28 @@ def test_every_answer_and_event_of_a_subscription_lifetime_matches_stripe(sandbo
     sub = client.v1.subscriptions.retrieve(sub_id)
     check("subscription", wire(sub), "GET /v1/subscriptions/{id}")
     item = sub["items"]["data"][0]
-    portal = client.v1.billing_portal.sessions.create({"customer": customer.id,
-                                                       "return_url": "https://app.scenextras.test/account"})
+    portal = client.v1.billing_portal.sessions.create(
+        {"customer": customer.id, "return_url": "https://app.scenextras.test/account"}
+    )
     check("billing_portal.session", wire(portal), "POST /v1/billing_portal/sessions")
 
-    upgraded = client.v1.subscriptions.update(sub_id, {
-        "items": [{"id": item.id, "price": MAX}], "proration_behavior": "always_invoice",
-        "payment_behavior": "pending_if_incomplete"})
+    upgraded = client.v1.subscriptions.update(
+        sub_id,
+        {
+            "items": [{"id": item.id, "price": MAX}],
+            "proration_behavior": "always_invoice",
+            "payment_behavior": "pending_if_incomplete",
+        },
+    )
     check("subscription", wire(upgraded), "POST /v1/subscriptions/{id} (upgrade)")
-    downgraded = client.v1.subscriptions.update(sub_id, {
-        "items": [{"id": item.id, "price": PRO}], "proration_behavior": "none",
-        "metadata": {"tier": "pro", "scenextras_paid_tier": "2", "scenextras_paid_tier_until": "1900000000"}})
+    downgraded = client.v1.subscriptions.update(
+        sub_id,
+        {
+            "items": [{"id": item.id, "price": PRO}],
+            "proration_behavior": "none",
+            "metadata": {"tier": "pro", "scenextras_paid_tier": "2", "scenextras_paid_tier_until": "1900000000"},
+        },
+    )
     check("subscription", wire(downgraded), "POST /v1/subscriptions/{id} (downgrade)")
     # Time passes at Stripe: renewal, a failed payment, a refund; then the end.
     for action in ("renew", "payment_failed", "renew", "refund"):
@@ -137,18 +155,36 @@ def test_every_answer_and_event_of_a_subscription_lifetime_matches_stripe(sandbo
         envelope = {**event, "data": {**event["data"], "object": {}}}
         check("event", envelope, f"event {event['type']}")
         obj = event["data"]["object"]
-        check(object_name(obj) if object_name(obj) in OBJECTS else pytest.fail(f"unexpected {obj['object']}"),
-              obj, f"event {event['type']} data.object")
+        check(
+            object_name(obj) if object_name(obj) in OBJECTS else pytest.fail(f"unexpected {obj['object']}"),
+            obj,
+            f"event {event['type']} data.object",
+        )
     types = {e["type"] for e in events}
-    assert {"checkout.session.completed", "customer.subscription.created", "customer.subscription.updated",
-            "customer.subscription.deleted", "invoice.paid", "invoice.payment_failed", "charge.refunded"} <= types
+    assert {
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.paid",
+        "invoice.payment_failed",
+        "charge.refunded",
+    } <= types
 
     deleted = client.v1.customers.delete(customer.id)
     body = wire(deleted)
     published = FIXTURES["deleted_customer"]
     assert set(body) == set(published) and body["deleted"] is True and body["object"] == published["object"]
-    assert set(seen) >= {"customer", "subscription", "checkout.session", "billing_portal.session", "invoice", "event",
-                         "promotion_code", "charge"}
+    assert set(seen) >= {
+        "customer",
+        "subscription",
+        "checkout.session",
+        "billing_portal.session",
+        "invoice",
+        "event",
+        "promotion_code",
+        "charge",
+    }
     assert drift == [], "the sandbox drifts from Stripe:\n" + "\n".join(sorted(set(drift)))
 
 
@@ -160,6 +196,21 @@ def test_error_answers_have_stripes_error_shape(client):
     body = json.loads(err.http_body)["error"]
     # Stripe's `error` schema: type is one of four, message/code/param/doc_url strings.
     assert body["type"] in ("api_error", "card_error", "idempotency_error", "invalid_request_error")
-    assert set(body) <= {"advice_code", "charge", "code", "decline_code", "doc_url", "message", "network_advice_code",
-                         "network_decline_code", "param", "payment_intent", "payment_method", "payment_method_type",
-                         "request_log_url", "setup_intent", "source", "type"}
+    assert set(body) <= {
+        "advice_code",
+        "charge",
+        "code",
+        "decline_code",
+        "doc_url",
+        "message",
+        "network_advice_code",
+        "network_decline_code",
+        "param",
+        "payment_intent",
+        "payment_method",
+        "payment_method_type",
+        "request_log_url",
+        "setup_intent",
+        "source",
+        "type",
+    }

@@ -9,6 +9,7 @@ the fake invents is drift) - except where TMDB's own example carries more (the s
 there, and only there, by validating the example first). `append_to_response` adds the named
 sub-response's schema.
 """
+
 from __future__ import annotations
 
 import copy
@@ -71,8 +72,11 @@ def strict(path: str) -> dict:
     for where in POLYMORPHIC.get(path, []):
         _node_at(schema, where)["additionalProperties"] = True
     for _ in range(100):
-        found = [e for e in jsonschema_rs.validator_for(schema).iter_errors(example(path))
-                 if type(e.kind).__name__ == "AdditionalProperties"]
+        found = [
+            e
+            for e in jsonschema_rs.validator_for(schema).iter_errors(example(path))
+            if type(e.kind).__name__ == "AdditionalProperties"
+        ]
         if not found:
             return schema
         for e in found:
@@ -116,8 +120,10 @@ ENDPOINTS = {
 
 
 def errors(schema: dict, body) -> list[str]:
-    return [f"{'/'.join(map(str, e.instance_path)) or '(top)'}: {e.message[:200]}"
-            for e in jsonschema_rs.validator_for(schema).iter_errors(body)]
+    return [
+        f"{'/'.join(map(str, e.instance_path)) or '(top)'}: {e.message[:200]}"
+        for e in jsonschema_rs.validator_for(schema).iter_errors(body)
+    ]
 
 
 @pytest.mark.parametrize("path", sorted(ENDPOINTS))
@@ -147,11 +153,15 @@ def test_every_sandbox_answer_fits_tmdbs_schema(tmdb):
         drift += [f"{url}: {e}" for e in errors(strict(path), r.json())]
     # What the sync asks for: details with credits appended.
     movie = tmdb.get(f"movie/{known['movie']}", params={"append_to_response": "credits"}).json()
-    drift += [f"movie+credits: {e}" for e in
-              errors(with_appended("/3/movie/{movie_id}", credits="/3/movie/{movie_id}/credits"), movie)]
+    drift += [
+        f"movie+credits: {e}"
+        for e in errors(with_appended("/3/movie/{movie_id}", credits="/3/movie/{movie_id}/credits"), movie)
+    ]
     tv = tmdb.get(f"tv/{known['tv']}", params={"append_to_response": "aggregate_credits"}).json()
-    drift += [f"tv+aggregate_credits: {e}" for e in
-              errors(with_appended("/3/tv/{series_id}", aggregate_credits="/3/tv/{series_id}/aggregate_credits"), tv)]
+    drift += [
+        f"tv+aggregate_credits: {e}"
+        for e in errors(with_appended("/3/tv/{series_id}", aggregate_credits="/3/tv/{series_id}/aggregate_credits"), tv)
+    ]
     assert drift == [], "the sandbox's TMDB drifts from TMDB's document:\n" + "\n".join(drift)
 
 
@@ -168,10 +178,10 @@ def test_errors_have_tmdbs_shape(tmdb):
 def test_the_schemas_refuse_what_tmdb_would_not_send():
     movie = example("/3/movie/{movie_id}")
     assert errors(strict("/3/movie/{movie_id}"), {**movie, "imdb_rating": 8.8})  # an invented field
-    assert errors(strict("/3/movie/{movie_id}"), {**movie, "genres": "Drama"})   # a wrong type
+    assert errors(strict("/3/movie/{movie_id}"), {**movie, "genres": "Drama"})  # a wrong type
     page = example("/3/movie/popular")
-    page["results"][0] = {**page["results"][0], "media_type": "movie"}        # not on a popular list
+    page["results"][0] = {**page["results"][0], "media_type": "movie"}  # not on a popular list
     assert errors(strict("/3/movie/popular"), page)
     credits = example("/3/tv/{series_id}/aggregate_credits")
-    credits["cast"][0] = {**credits["cast"][0], "character": "Jon Snow"}      # a series' cast has `roles`
+    credits["cast"][0] = {**credits["cast"][0], "character": "Jon Snow"}  # a series' cast has `roles`
     assert errors(strict("/3/tv/{series_id}/aggregate_credits"), credits)

@@ -1,5 +1,6 @@
 """Follow-up questions a newcomer sees in the keyless fleet read as questions: no speaker label or
 pasted question from the prompt ("Can you tell me more about Fan: Who are you?")."""
+
 from __future__ import annotations
 
 import json

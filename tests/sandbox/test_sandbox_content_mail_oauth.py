@@ -38,8 +38,11 @@ async def test_tmdb_details_and_credits(http):
     assert 16 in [g["id"] for g in naruto["genres"]] and sum(s["episode_count"] for s in naruto["seasons"]) == 220
     agg = (await http.get("/tmdb/3/tv/1396/aggregate_credits", params=TMDB_KEY)).json()
     walter = agg["cast"][0]
-    assert walter["roles"] == [{"credit_id": walter["roles"][0]["credit_id"], "character": "Walter White",
-                                "episode_count": 62}] and walter["total_episode_count"] == 62
+    assert (
+        walter["roles"]
+        == [{"credit_id": walter["roles"][0]["credit_id"], "character": "Walter White", "episode_count": 62}]
+        and walter["total_episode_count"] == 62
+    )
     person = (await http.get("/tmdb/3/person/3894", params=TMDB_KEY)).json()
     assert person["name"] == "Christian Bale" and "Bruce Wayne" in person["biography"]
     combined = (await http.get("/tmdb/3/person/3894/combined_credits", params=TMDB_KEY)).json()
@@ -47,7 +50,10 @@ async def test_tmdb_details_and_credits(http):
     assert all(c["media_type"] == "movie" for c in combined["cast"])
     missing = await http.get("/tmdb/3/movie/1", params=TMDB_KEY)
     assert missing.status_code == 404 and missing.json() == {
-        "success": False, "status_code": 34, "status_message": "The resource you requested could not be found."}
+        "success": False,
+        "status_code": 34,
+        "status_message": "The resource you requested could not be found.",
+    }
 
 
 async def test_tmdb_search_trending_discover(http):
@@ -63,8 +69,9 @@ async def test_tmdb_search_trending_discover(http):
     for window in ("day", "week"):
         trend = (await http.get(f"/tmdb/3/trending/all/{window}", params=TMDB_KEY)).json()
         assert len(trend["results"]) == 20 and {x["media_type"] for x in trend["results"]} <= {"movie", "tv", "person"}
-    anime = (await http.get("/tmdb/3/discover/tv", params=dict(TMDB_KEY, with_genres="16",
-                                                               with_origin_country="JP"))).json()
+    anime = (
+        await http.get("/tmdb/3/discover/tv", params=dict(TMDB_KEY, with_genres="16", with_origin_country="JP"))
+    ).json()
     assert {x["id"] for x in anime["results"]} == {46260, 1429, 13916, 37854, 31911}
     conf = (await http.get("/tmdb/3/configuration", params=TMDB_KEY)).json()
     assert conf["images"]["secure_base_url"] == "https://image.tmdb.org/t/p/"
@@ -123,18 +130,25 @@ async def test_wikipedia_summary_redirect_and_404(http):
 
 
 async def test_sendgrid_send_and_list(sandbox, http):
-    mail = {"personalizations": [{"to": [{"email": "Bruce@Wayne.example"}], "dynamic_template_data": {"code": "482913"}}],
-            "from": {"email": "noreply@scenextras.example", "name": "SceneXtras"}, "subject": "Your code",
-            "content": [{"type": "text/plain", "value": "Your code is 482913"},
-                        {"type": "text/html", "value": "<b>482913</b>"}]}
+    mail = {
+        "personalizations": [{"to": [{"email": "Bruce@Wayne.example"}], "dynamic_template_data": {"code": "482913"}}],
+        "from": {"email": "noreply@scenextras.example", "name": "SceneXtras"},
+        "subject": "Your code",
+        "content": [
+            {"type": "text/plain", "value": "Your code is 482913"},
+            {"type": "text/html", "value": "<b>482913</b>"},
+        ],
+    }
     r = await http.post("/sendgrid/v3/mail/send", json=mail, headers={"Authorization": "Bearer SG.key"})
     assert r.status_code == 202 and r.content == b"" and r.headers["x-message-id"]
     emails = sandbox.control.emails(to="bruce@wayne.example")
     assert len(emails) == 1 and emails[0]["text"] == "Your code is 482913" and emails[0]["subject"] == "Your code"
     assert emails[0]["dynamic_template_data"] == {"code": "482913"}
-    bad = await http.post("/sendgrid/v3/mail/send", headers={"Authorization": "Bearer SG.key"},
-                          json={"personalizations": [{"to": []}], "from": {}, "content": [{"type": "text/html",
-                                                                                            "value": ""}]})
+    bad = await http.post(
+        "/sendgrid/v3/mail/send",
+        headers={"Authorization": "Bearer SG.key"},
+        json={"personalizations": [{"to": []}], "from": {}, "content": [{"type": "text/html", "value": ""}]},
+    )
     fields = {e["field"] for e in bad.json()["errors"]}
     assert bad.status_code == 400 and {"personalizations.0.to", "from.email", "subject", "content.0.value"} <= fields
     unauth = await http.post("/sendgrid/v3/mail/send", json=mail)
@@ -150,8 +164,14 @@ async def test_google_id_token_verifies_against_jwks(sandbox, http):
     token = mint_id_token("google", "google-sub-1", "diana@example.com", "client-123.apps.googleusercontent.com")
     kid = jose_jwt.get_unverified_header(token)["kid"]
     key = next(k for k in jwks["keys"] if k["kid"] == kid)
-    claims = jose_jwt.decode(token, key, algorithms=["RS256"], audience="client-123.apps.googleusercontent.com",
-                             issuer="https://accounts.google.com", options={"verify_at_hash": False})
+    claims = jose_jwt.decode(
+        token,
+        key,
+        algorithms=["RS256"],
+        audience="client-123.apps.googleusercontent.com",
+        issuer="https://accounts.google.com",
+        options={"verify_at_hash": False},
+    )
     assert claims["sub"] == "google-sub-1" and claims["email_verified"] is True
     # PyJWT fetching the JWKS from its URL works too
     signing_key = pyjwt.PyJWKClient(sandbox.env()["GOOGLE_JWKS_URL"]).get_signing_key_from_jwt(token)
@@ -166,11 +186,13 @@ async def test_google_id_token_verifies_against_jwks(sandbox, http):
 async def test_apple_token_and_remote_minting(sandbox, http):
     jwks = (await http.get("/oauth/apple/jwks")).json()
     token = mint_id_token("apple", "001234.abcd", "x@privaterelay.appleid.com", "com.scenextras.app", nonce="n1")
-    claims = jose_jwt.decode(token, jwks, algorithms=["RS256"], audience="com.scenextras.app",
-                             issuer="https://appleid.apple.com")
+    claims = jose_jwt.decode(
+        token, jwks, algorithms=["RS256"], audience="com.scenextras.app", issuer="https://appleid.apple.com"
+    )
     assert claims["email_verified"] == "true" and claims["is_private_email"] == "true" and claims["nonce"] == "n1"
-    remote = sandbox.control.mint_id_token(provider="apple", sub="s2", email="a@b.example", audience="com.app",
-                                           email_verified=False)
+    remote = sandbox.control.mint_id_token(
+        provider="apple", sub="s2", email="a@b.example", audience="com.app", email_verified=False
+    )
     assert jose_jwt.decode(remote, jwks, algorithms=["RS256"], audience="com.app")["email_verified"] == "false"
     sandbox.control._call("POST", "/_sandbox/oauth/rotate", json={"providers": ["apple"]})
     rotated = (await http.get("/oauth/apple/jwks")).json()
@@ -182,14 +204,23 @@ async def test_facebook_debug_token_and_me(sandbox, http):
     register_facebook_token("EAAB-good", "10150000000000001", email="fb@example.com", name="Peter Parker")
     sandbox.control.facebook_token("EAAB-revoked", "10150000000000002", valid=False)
     app_token = f"{DEFAULT_FACEBOOK_APP_ID}|app-secret"
-    good = (await http.get("/oauth/facebook/debug_token",
-                           params={"input_token": "EAAB-good", "access_token": app_token})).json()["data"]
-    assert good["is_valid"] is True and good["user_id"] == "10150000000000001" and good["app_id"] == DEFAULT_FACEBOOK_APP_ID
-    revoked = (await http.get("/oauth/facebook/v19.0/debug_token",
-                              params={"input_token": "EAAB-revoked", "access_token": app_token})).json()["data"]
+    good = (
+        await http.get("/oauth/facebook/debug_token", params={"input_token": "EAAB-good", "access_token": app_token})
+    ).json()["data"]
+    assert (
+        good["is_valid"] is True
+        and good["user_id"] == "10150000000000001"
+        and good["app_id"] == DEFAULT_FACEBOOK_APP_ID
+    )
+    revoked = (
+        await http.get(
+            "/oauth/facebook/v19.0/debug_token", params={"input_token": "EAAB-revoked", "access_token": app_token}
+        )
+    ).json()["data"]
     assert revoked["is_valid"] is False and revoked["error"]["code"] == 190
-    unknown = (await http.get("/oauth/facebook/debug_token",
-                              params={"input_token": "nope", "access_token": app_token})).json()["data"]
+    unknown = (
+        await http.get("/oauth/facebook/debug_token", params={"input_token": "nope", "access_token": app_token})
+    ).json()["data"]
     assert unknown["is_valid"] is False
     me = (await http.get("/oauth/facebook/me", params={"fields": "id,email,name", "access_token": "EAAB-good"})).json()
     assert me == {"id": "10150000000000001", "email": "fb@example.com", "name": "Peter Parker"}
@@ -228,8 +259,13 @@ def test_python_m_sandbox_prints_env_and_serves(tmp_path):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(__import__("pathlib").Path(__file__).parents[2]),
+    )
     try:
         lines = []
         deadline = time.monotonic() + 60

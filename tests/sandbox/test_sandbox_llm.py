@@ -32,8 +32,11 @@ def oai(sandbox, prefix: str = "/openai/v1", **kw) -> openai.AsyncOpenAI:
 
 async def test_anthropic_create_in_character_with_usage(sandbox):
     msg = await claude(sandbox).messages.create(
-        model="claude-sonnet-4-6", max_tokens=200, system=SYSTEM,
-        messages=[{"role": "user", "content": "Who are you really?"}])
+        model="claude-sonnet-4-6",
+        max_tokens=200,
+        system=SYSTEM,
+        messages=[{"role": "user", "content": "Who are you really?"}],
+    )
     assert msg.type == "message" and msg.role == "assistant" and msg.id.startswith("msg_")
     assert msg.content[0].text == "Bruce Wayne here. You said: Who are you really?"
     assert msg.stop_reason == "end_turn"
@@ -48,15 +51,20 @@ async def test_anthropic_create_in_character_with_usage(sandbox):
 
 async def test_anthropic_stream_event_sequence_and_assembly(sandbox):
     client = claude(sandbox)
-    async with client.messages.stream(model="claude-sonnet-4-6", max_tokens=200, system=SYSTEM,
-                                      messages=[{"role": "user", "content": "Tell me about Gotham"}]) as stream:
+    async with client.messages.stream(
+        model="claude-sonnet-4-6",
+        max_tokens=200,
+        system=SYSTEM,
+        messages=[{"role": "user", "content": "Tell me about Gotham"}],
+    ) as stream:
         text = "".join([t async for t in stream.text_stream])
         final = await stream.get_final_message()
     assert text == "Bruce Wayne here. You said: Tell me about Gotham"
     assert final.usage.output_tokens == 9 and final.stop_reason == "end_turn"
 
-    raw = await client.messages.create(model="claude-sonnet-4-6", max_tokens=200, stream=True,
-                                       messages=[{"role": "user", "content": "hi"}])
+    raw = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=200, stream=True, messages=[{"role": "user", "content": "hi"}]
+    )
     types = [event.type async for event in raw]
     assert types[:2] == ["message_start", "content_block_start"]
     assert types[-3:] == ["content_block_stop", "message_delta", "message_stop"]
@@ -64,10 +72,16 @@ async def test_anthropic_stream_event_sequence_and_assembly(sandbox):
 
     # the raw SSE has event: lines and a ping, as Anthropic sends
     async with httpx.AsyncClient() as http:
-        r = await http.post(sandbox.url("/anthropic/v1/messages"), json={
-            "model": "claude-haiku-4-5", "max_tokens": 50, "stream": True,
-            "messages": [{"role": "user", "content": "x"}]},
-            headers={"x-api-key": "k", "anthropic-version": "2023-06-01"})
+        r = await http.post(
+            sandbox.url("/anthropic/v1/messages"),
+            json={
+                "model": "claude-haiku-4-5",
+                "max_tokens": 50,
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            headers={"x-api-key": "k", "anthropic-version": "2023-06-01"},
+        )
     assert r.headers["content-type"].startswith("text/event-stream")
     events = [line[7:] for line in r.text.splitlines() if line.startswith("event: ")]
     assert events[:3] == ["message_start", "content_block_start", "ping"]
@@ -77,21 +91,36 @@ async def test_anthropic_stream_event_sequence_and_assembly(sandbox):
 
 async def test_anthropic_max_tokens_and_stop_sequences(sandbox):
     c = claude(sandbox)
-    cut = await c.messages.create(model="claude-sonnet-4-6", max_tokens=3, system=SYSTEM,
-                                  messages=[{"role": "user", "content": "a long question indeed"}])
+    cut = await c.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=3,
+        system=SYSTEM,
+        messages=[{"role": "user", "content": "a long question indeed"}],
+    )
     assert cut.stop_reason == "max_tokens" and cut.usage.output_tokens == 3
     assert cut.content[0].text == "Bruce Wayne here. "
-    stop = await c.messages.create(model="claude-sonnet-4-6", max_tokens=50, stop_sequences=["said"], system=SYSTEM,
-                                   messages=[{"role": "user", "content": "hi"}])
+    stop = await c.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=50,
+        stop_sequences=["said"],
+        system=SYSTEM,
+        messages=[{"role": "user", "content": "hi"}],
+    )
     assert stop.stop_reason == "stop_sequence" and stop.stop_sequence == "said"
 
 
 async def test_anthropic_image_blocks(sandbox):
     c = claude(sandbox)
-    img = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                       "data": base64.b64encode(PNG_1PX).decode()}}
-    msg = await c.messages.create(model="claude-sonnet-4-6", max_tokens=100, system=SYSTEM,
-                                  messages=[{"role": "user", "content": [img, {"type": "text", "text": "Look"}]}])
+    img = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": base64.b64encode(PNG_1PX).decode()},
+    }
+    msg = await c.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        system=SYSTEM,
+        messages=[{"role": "user", "content": [img, {"type": "text", "text": "Look"}]}],
+    )
     assert msg.content[0].text.endswith("I can see the image you sent.")
     assert msg.usage.input_tokens == len(SYSTEM.split()) + 1 + 85
     bad = dict(img, source=dict(img["source"], media_type="image/jpeg"))
@@ -103,8 +132,9 @@ async def test_anthropic_image_blocks(sandbox):
 
 async def test_anthropic_count_tokens_and_models(sandbox):
     c = claude(sandbox)
-    counted = await c.messages.count_tokens(model="claude-sonnet-4-6", system=SYSTEM,
-                                            messages=[{"role": "user", "content": "one two three"}])
+    counted = await c.messages.count_tokens(
+        model="claude-sonnet-4-6", system=SYSTEM, messages=[{"role": "user", "content": "one two three"}]
+    )
     assert counted.input_tokens == len(SYSTEM.split()) + 3
     models = await c.models.list()
     assert any(m.id.startswith("claude-") for m in models.data)
@@ -113,7 +143,9 @@ async def test_anthropic_count_tokens_and_models(sandbox):
 async def test_anthropic_auth_and_version_headers_required(sandbox):
     async with httpx.AsyncClient() as http:
         body = {"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
-        r = await http.post(sandbox.url("/anthropic/v1/messages"), json=body, headers={"anthropic-version": "2023-06-01"})
+        r = await http.post(
+            sandbox.url("/anthropic/v1/messages"), json=body, headers={"anthropic-version": "2023-06-01"}
+        )
         assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
         assert r.json()["type"] == "error" and r.json()["request_id"].startswith("req_")
         r = await http.post(sandbox.url("/anthropic/v1/messages"), json=body, headers={"x-api-key": "k"})
@@ -121,28 +153,32 @@ async def test_anthropic_auth_and_version_headers_required(sandbox):
     with pytest.raises(anthropic.NotFoundError):
         await claude(sandbox).messages.create(model="gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
-        await claude(sandbox).messages.create(model="claude-sonnet-4-6", max_tokens=0,
-                                              messages=[{"role": "user", "content": "x"}])
+        await claude(sandbox).messages.create(
+            model="claude-sonnet-4-6", max_tokens=0, messages=[{"role": "user", "content": "x"}]
+        )
 
 
 async def test_anthropic_overloaded_fault_is_529_overloaded_error(sandbox):
     sandbox.control.fault("anthropic", 529, count=1)
     with pytest.raises(anthropic.InternalServerError) as e:
         await claude(sandbox, max_retries=0).messages.create(
-            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
     assert e.value.status_code == 529
     assert isinstance(e.value, anthropic.OverloadedError)
     assert e.value.body["error"]["type"] == "overloaded_error"
     # the fault is used up: the next call succeeds
     ok = await claude(sandbox, max_retries=0).messages.create(
-        model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+    )
     assert ok.content[0].text.startswith("Assistant here.")
 
 
 async def test_anthropic_sdk_retries_through_a_fault(sandbox):
     sandbox.control.fault("anthropic", 529, count=1, retry_after=0)
     msg = await claude(sandbox, max_retries=1).messages.create(
-        model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "again"}])
+        model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "again"}]
+    )
     assert msg.content[0].text == "Assistant here. You said: again"
     statuses = [r["status"] for r in sandbox.control.requests(provider="anthropic")]
     assert statuses == [529, 200]
@@ -152,13 +188,15 @@ async def test_anthropic_rate_limit_with_retry_after(sandbox):
     sandbox.control.fault("anthropic", 429, retry_after=7)
     with pytest.raises(anthropic.RateLimitError) as e:
         await claude(sandbox, max_retries=0).messages.create(
-            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
     assert e.value.response.headers["retry-after"] == "7"
     assert e.value.body["error"]["type"] == "rate_limit_error"
     sandbox.control.fault("anthropic", 500)
     with pytest.raises(anthropic.InternalServerError) as e:
         await claude(sandbox, max_retries=0).messages.create(
-            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
     assert e.value.status_code == 500 and e.value.body["error"]["type"] == "api_error"
 
 
@@ -167,7 +205,8 @@ async def test_anthropic_delay_fault_times_the_client_out(sandbox):
     started = time.monotonic()
     with pytest.raises(anthropic.APITimeoutError):
         await claude(sandbox, max_retries=0, timeout=0.3).messages.create(
-            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
     assert time.monotonic() - started < 1.5
 
 
@@ -175,8 +214,9 @@ async def test_anthropic_mid_stream_error_event(sandbox):
     sandbox.control.fault("anthropic", 529, after_chunks=2)
     got = []
     with pytest.raises(anthropic.APIStatusError) as e:
-        async with claude(sandbox).messages.stream(model="claude-sonnet-4-6", max_tokens=100, system=SYSTEM,
-                                                   messages=[{"role": "user", "content": "go on"}]) as stream:
+        async with claude(sandbox).messages.stream(
+            model="claude-sonnet-4-6", max_tokens=100, system=SYSTEM, messages=[{"role": "user", "content": "go on"}]
+        ) as stream:
             async for text in stream.text_stream:
                 got.append(text)
     assert "".join(got) == "Bruce Wayne "
@@ -186,8 +226,12 @@ async def test_anthropic_mid_stream_error_event(sandbox):
 async def test_stream_latency_per_token(sandbox):
     sandbox.control.latency("anthropic", per_token_seconds=0.05)
     started = time.monotonic()
-    async with claude(sandbox).messages.stream(model="claude-sonnet-4-6", max_tokens=100, system=SYSTEM,
-                                               messages=[{"role": "user", "content": "one two three four"}]) as s:
+    async with claude(sandbox).messages.stream(
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        system=SYSTEM,
+        messages=[{"role": "user", "content": "one two three four"}],
+    ) as s:
         stamps = [time.monotonic() - started async for _ in s.text_stream]
     assert len(stamps) == 9
     assert stamps[-1] - stamps[0] >= 8 * 0.05 * 0.9
@@ -197,9 +241,13 @@ async def test_stream_latency_per_token(sandbox):
 
 
 async def test_openai_create_in_character(sandbox):
-    r = await oai(sandbox).chat.completions.create(model="gpt-4o-mini", messages=[
-        {"role": "system", "content": "You are Naruto Uzumaki from the Hidden Leaf."},
-        {"role": "user", "content": "Believe it?"}])
+    r = await oai(sandbox).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "system", "content": "You are Naruto Uzumaki from the Hidden Leaf."},
+            {"role": "user", "content": "Believe it?"},
+        ],
+    )
     assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
     assert r.choices[0].message.content == "Naruto Uzumaki here. You said: Believe it?"
     assert r.choices[0].finish_reason == "stop"
@@ -209,8 +257,11 @@ async def test_openai_create_in_character(sandbox):
 
 async def test_openai_stream_with_usage_chunk(sandbox):
     stream = await oai(sandbox).chat.completions.create(
-        model="gpt-4o", stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Where is Alfred?"}])
+        model="gpt-4o",
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Where is Alfred?"}],
+    )
     chunks = [c async for c in stream]
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -220,32 +271,53 @@ async def test_openai_stream_with_usage_chunk(sandbox):
     assert all(c.usage is None for c in chunks[:-1])
     # and the wire ends with data: [DONE]
     async with httpx.AsyncClient() as http:
-        r = await http.post(sandbox.url("/openai/v1/chat/completions"), headers={"Authorization": "Bearer k"},
-                            json={"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+        r = await http.post(
+            sandbox.url("/openai/v1/chat/completions"),
+            headers={"Authorization": "Bearer k"},
+            json={"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        )
     lines = [line for line in r.text.splitlines() if line]
     assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
 
 
 async def test_openai_follow_up_questions_json(sandbox):
-    r = await oai(sandbox).chat.completions.create(model="gpt-4o", messages=[
-        {"role": "system", "content": SYSTEM + " Suggest 3 follow-up questions as a JSON array of strings."},
-        {"role": "user", "content": "I saw the Joker tonight"}])
+    r = await oai(sandbox).chat.completions.create(
+        model="gpt-4o",
+        messages=[
+            {"role": "system", "content": SYSTEM + " Suggest 3 follow-up questions as a JSON array of strings."},
+            {"role": "user", "content": "I saw the Joker tonight"},
+        ],
+    )
     questions = json.loads(r.choices[0].message.content)
     assert isinstance(questions, list) and len(questions) == 3 and all(q.endswith("?") for q in questions)
-    r = await oai(sandbox).chat.completions.create(model="gpt-4o", response_format={"type": "json_object"}, messages=[
-        {"role": "user", "content": "Give follow-up questions in JSON"}])
+    r = await oai(sandbox).chat.completions.create(
+        model="gpt-4o",
+        response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "Give follow-up questions in JSON"}],
+    )
     assert len(json.loads(r.choices[0].message.content)["questions"]) == 3
 
 
 async def test_openai_image_url_parts(sandbox):
     data_url = "data:image/png;base64," + base64.b64encode(PNG_1PX).decode()
-    r = await oai(sandbox).chat.completions.create(model="gpt-4o", messages=[
-        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                     {"type": "image_url", "image_url": {"url": data_url}}]}])
+    r = await oai(sandbox).chat.completions.create(
+        model="gpt-4o",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                ],
+            }
+        ],
+    )
     assert r.choices[0].message.content.endswith("I can see the image you sent.")
     with pytest.raises(openai.BadRequestError) as e:
-        await oai(sandbox).chat.completions.create(model="gpt-4o", messages=[
-            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://nope"}}]}])
+        await oai(sandbox).chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://nope"}}]}],
+        )
     assert e.value.code == "invalid_image_url"
 
 
@@ -254,8 +326,11 @@ async def test_openai_compatible_providers_are_tagged(sandbox):
     groq = await oai(sandbox, "/groq/openai/v1").chat.completions.create(model="llama-3.3-70b-versatile", messages=msgs)
     deep = await oai(sandbox, "/deepseek/v1").chat.completions.create(model="deepseek-chat", messages=msgs)
     gem = await oai(sandbox, "/gemini/v1beta/openai").chat.completions.create(model="gemini-2.5-flash", messages=msgs)
-    assert [x.system_fingerprint for x in (groq, deep, gem)] == ["fp_sandbox_groq", "fp_sandbox_deepseek",
-                                                                "fp_sandbox_gemini"]
+    assert [x.system_fingerprint for x in (groq, deep, gem)] == [
+        "fp_sandbox_groq",
+        "fp_sandbox_deepseek",
+        "fp_sandbox_gemini",
+    ]
     assert [r["provider"] for r in sandbox.control.requests()] == ["groq", "deepseek", "gemini"]
     sandbox.control.config(tag_replies=True)
     tagged = await oai(sandbox, "/groq/openai/v1").chat.completions.create(model="llama-3.1-8b-instant", messages=msgs)
@@ -271,22 +346,26 @@ async def test_openai_compatible_providers_are_tagged(sandbox):
 async def test_openai_faults(sandbox):
     sandbox.control.fault("openai", 500)
     with pytest.raises(openai.InternalServerError) as e:
-        await oai(sandbox, max_retries=0).chat.completions.create(model="gpt-4o",
-                                                                  messages=[{"role": "user", "content": "x"}])
+        await oai(sandbox, max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
     assert e.value.status_code == 500 and e.value.type == "server_error"
     sandbox.control.fault("openai", delay_seconds=2)
     with pytest.raises(openai.APITimeoutError):
         await oai(sandbox, max_retries=0, timeout=0.3).chat.completions.create(
-            model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
     sandbox.control.fault("groq", 429, retry_after=3)
     with pytest.raises(openai.RateLimitError) as e:
         await oai(sandbox, "/groq/openai/v1", max_retries=0).chat.completions.create(
-            model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "x"}])
+            model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "x"}]
+        )
     assert e.value.response.headers["retry-after"] == "3"
     sandbox.control.fault("openai", 500, after_chunks=1)
     with pytest.raises(openai.APIError):
-        stream = await oai(sandbox).chat.completions.create(model="gpt-4o", stream=True,
-                                                            messages=[{"role": "user", "content": "x"}])
+        stream = await oai(sandbox).chat.completions.create(
+            model="gpt-4o", stream=True, messages=[{"role": "user", "content": "x"}]
+        )
         async for _ in stream:
             pass
     async with httpx.AsyncClient() as http:
@@ -327,8 +406,7 @@ async def test_speech_returns_real_audio(sandbox):
     assert mp3.response.headers["content-type"] == "audio/mpeg"
     data = mp3.content
     assert data[:3] == b"ID3" and b"\xff\xfb\x94\xc0" in data
-    wav = await client.audio.speech.create(model="tts-1", voice="nova", input="Why so serious?",
-                                           response_format="wav")
+    wav = await client.audio.speech.create(model="tts-1", voice="nova", input="Why so serious?", response_format="wav")
     assert wav.response.headers["content-type"] == "audio/wav" and wav.content[:4] == b"RIFF"
     # speech -> transcription round trip
     t = await client.audio.transcriptions.create(model="whisper-1", file=("s.mp3", data, "audio/mpeg"))
@@ -340,9 +418,11 @@ async def test_speech_returns_real_audio(sandbox):
 async def test_openai_reasoning_models_refuse_max_tokens(sandbox):
     client = oai(sandbox)
     with pytest.raises(openai.BadRequestError) as e:
-        await client.chat.completions.create(model="gpt-5-mini", max_tokens=50,
-                                             messages=[{"role": "user", "content": "x"}])
+        await client.chat.completions.create(
+            model="gpt-5-mini", max_tokens=50, messages=[{"role": "user", "content": "x"}]
+        )
     assert e.value.code == "unsupported_parameter" and e.value.param == "max_tokens"
-    ok = await client.chat.completions.create(model="gpt-5-mini", max_completion_tokens=3,
-                                              messages=[{"role": "user", "content": "x y z"}])
+    ok = await client.chat.completions.create(
+        model="gpt-5-mini", max_completion_tokens=3, messages=[{"role": "user", "content": "x y z"}]
+    )
     assert ok.choices[0].finish_reason == "length" and ok.usage.completion_tokens == 3

@@ -31,8 +31,9 @@ def client(sandbox, **kw) -> stripe.StripeClient:
 
 def async_client(sandbox, **kw) -> stripe.StripeClient:
     kw.setdefault("max_network_retries", 0)
-    return stripe.StripeClient(KEY, base_addresses={"api": sandbox.url("/stripe")}, http_client=stripe.HTTPXClient(),
-                               **kw)
+    return stripe.StripeClient(
+        KEY, base_addresses={"api": sandbox.url("/stripe")}, http_client=stripe.HTTPXClient(), **kw
+    )
 
 
 def test_customer_create_with_idempotency_key(sandbox):
@@ -51,8 +52,11 @@ def test_customer_create_with_idempotency_key(sandbox):
     recorded = sandbox.control.requests(provider="stripe", path="/v1/customers")
     assert [r["headers"]["idempotency-key"] for r in recorded] == ["signup-u-42"] * 3
     assert recorded[0]["headers"]["stripe-version"] == stripe_events.API_VERSION
-    assert recorded[0]["body"] == {"email": "bruce@wayne.example", "name": "Bruce Wayne",
-                                   "metadata": {"user_id": "u-42"}}
+    assert recorded[0]["body"] == {
+        "email": "bruce@wayne.example",
+        "name": "Bruce Wayne",
+        "metadata": {"user_id": "u-42"},
+    }
     assert len(sandbox.control._call("GET", "/_sandbox/stripe/objects", params={"object": "customer"})["data"]) == 1
 
 
@@ -75,25 +79,36 @@ def test_search_retrieve_update_delete_customer(sandbox):
 
 def test_auth_and_unknown_parameters(sandbox):
     with pytest.raises(stripe.AuthenticationError):
-        stripe.StripeClient("sk_live_realkey123456", base_addresses={"api": sandbox.url("/stripe")},
-                            max_network_retries=0).v1.customers.create({"email": "x@y.example"})
+        stripe.StripeClient(
+            "sk_live_realkey123456", base_addresses={"api": sandbox.url("/stripe")}, max_network_retries=0
+        ).v1.customers.create({"email": "x@y.example"})
     with pytest.raises(stripe.InvalidRequestError) as e:
-        client(sandbox).v1.checkout.sessions.create({"mode": "subscription", "trial_period_days": 7,
-                                                     "line_items": [{"price": "price_sandbox_pro_monthly",
-                                                                     "quantity": 1}]})
+        client(sandbox).v1.checkout.sessions.create(
+            {
+                "mode": "subscription",
+                "trial_period_days": 7,
+                "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
+            }
+        )
     assert e.value.code == "parameter_unknown" and e.value.param == "trial_period_days"
 
 
 def test_checkout_session_parameters_and_completion(sandbox):
     c = client(sandbox)
     cus = c.v1.customers.create({"email": "diana@themyscira.example", "metadata": {"user_id": "u-7"}})
-    sess = c.v1.checkout.sessions.create({
-        "mode": "subscription", "customer": cus.id, "client_reference_id": "u-7",
-        "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
-        "allow_promotion_codes": True, "subscription_data": {"trial_period_days": 7, "metadata": {"user_id": "u-7"}},
-        "success_url": "https://app.example/success?session_id={CHECKOUT_SESSION_ID}",
-        "cancel_url": "https://app.example/cancel", "metadata": {"user_id": "u-7", "tier": "pro"},
-    })
+    sess = c.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer": cus.id,
+            "client_reference_id": "u-7",
+            "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
+            "allow_promotion_codes": True,
+            "subscription_data": {"trial_period_days": 7, "metadata": {"user_id": "u-7"}},
+            "success_url": "https://app.example/success?session_id={CHECKOUT_SESSION_ID}",
+            "cancel_url": "https://app.example/cancel",
+            "metadata": {"user_id": "u-7", "tier": "pro"},
+        }
+    )
     assert sess.id.startswith("cs_test_") and sess.status == "open" and sess.payment_status == "unpaid"
     assert sess.url == sandbox.url(f"/stripe/checkout/pay/{sess.id}")
     assert sess.client_reference_id == "u-7" and sess.customer == cus.id and sess.allow_promotion_codes is True
@@ -106,8 +121,13 @@ def test_checkout_session_parameters_and_completion(sandbox):
 
     done = sandbox.control.stripe_complete_checkout(sess.id)
     assert [e["type"] for e in done["events"]] == [
-        "customer.subscription.created", "invoice.created", "invoice.finalized", "invoice.paid",
-        "invoice.payment_succeeded", "checkout.session.completed"]
+        "customer.subscription.created",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "checkout.session.completed",
+    ]
     paid = c.v1.checkout.sessions.retrieve(sess.id, {"expand": ["subscription"]})
     assert paid.status == "complete" and paid.payment_status == "no_payment_required"  # a trial
     sub = paid.subscription
@@ -129,31 +149,45 @@ def test_checkout_validation(sandbox):
         c.v1.checkout.sessions.create({"mode": "subscription", "line_items": [{"price": "price_nope", "quantity": 1}]})
     assert e.value.param == "line_items[0][price]" and e.value.code == "resource_missing"
     with pytest.raises(stripe.InvalidRequestError, match="only specify one"):
-        c.v1.checkout.sessions.create({"mode": "subscription", "allow_promotion_codes": True,
-                                       "discounts": [{"promotion_code": "promo_SandboxWelcome20"}],
-                                       "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}]})
+        c.v1.checkout.sessions.create(
+            {
+                "mode": "subscription",
+                "allow_promotion_codes": True,
+                "discounts": [{"promotion_code": "promo_SandboxWelcome20"}],
+                "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
+            }
+        )
     with pytest.raises(stripe.InvalidRequestError, match="mode"):
         c.v1.checkout.sessions.create({"line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}]})
 
 
 def test_subscription_swap_cancel_and_delete(sandbox):
     c = client(sandbox)
-    sess = c.v1.checkout.sessions.create({"mode": "subscription", "customer_email": "clark@kent.example",
-                                          "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
-                                          "success_url": "https://app.example/ok"})
+    sess = c.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer_email": "clark@kent.example",
+            "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
+            "success_url": "https://app.example/ok",
+        }
+    )
     sub_id = sandbox.control.stripe_complete_checkout(sess.id)["subscription"]["id"]
     sub = c.v1.subscriptions.retrieve(sub_id)
     assert sub.status == "active"
     item = sub["items"].data[0]
-    swapped = c.v1.subscriptions.update(sub_id, {"items": [{"id": item.id, "price": "price_sandbox_max_monthly"}],
-                                                 "proration_behavior": "always_invoice"})
+    swapped = c.v1.subscriptions.update(
+        sub_id,
+        {"items": [{"id": item.id, "price": "price_sandbox_max_monthly"}], "proration_behavior": "always_invoice"},
+    )
     assert swapped["items"].data[0].price.id == "price_sandbox_max_monthly"
     assert swapped.latest_invoice != sub.latest_invoice
     upd = [e for e in c.v1.events.list({"type": "customer.subscription.updated"}).data]
     assert upd[0].data.previous_attributes["items"]["data"][0]["price"]["id"] == "price_sandbox_pro_monthly"
     body = sandbox.control.requests(path=f"/v1/subscriptions/{sub_id}", method="POST")[0]["body"]
-    assert body == {"items": [{"id": item.id, "price": "price_sandbox_max_monthly"}],
-                    "proration_behavior": "always_invoice"}
+    assert body == {
+        "items": [{"id": item.id, "price": "price_sandbox_max_monthly"}],
+        "proration_behavior": "always_invoice",
+    }
     later = c.v1.subscriptions.update(sub_id, {"cancel_at_period_end": True})
     assert later.cancel_at_period_end is True and later.cancel_at == item.current_period_end
     gone = c.v1.subscriptions.cancel(sub_id)
@@ -167,14 +201,22 @@ def test_subscription_swap_cancel_and_delete(sandbox):
 
 async def test_async_http_client(sandbox):
     c = async_client(sandbox)
-    cus = await c.v1.customers.create_async({"email": "async@x.example", "metadata": {"user_id": "u-async"}},
-                                            {"idempotency_key": "k-async"})
-    again = await c.v1.customers.create_async({"email": "async@x.example", "metadata": {"user_id": "u-async"}},
-                                              {"idempotency_key": "k-async"})
+    cus = await c.v1.customers.create_async(
+        {"email": "async@x.example", "metadata": {"user_id": "u-async"}}, {"idempotency_key": "k-async"}
+    )
+    again = await c.v1.customers.create_async(
+        {"email": "async@x.example", "metadata": {"user_id": "u-async"}}, {"idempotency_key": "k-async"}
+    )
     assert cus.id == again.id
-    sess = await c.v1.checkout.sessions.create_async({
-        "mode": "subscription", "customer": cus.id, "client_reference_id": "u-async",
-        "line_items": [{"price": "price_sandbox_max_monthly", "quantity": 1}], "success_url": "https://a.example/s"})
+    sess = await c.v1.checkout.sessions.create_async(
+        {
+            "mode": "subscription",
+            "customer": cus.id,
+            "client_reference_id": "u-async",
+            "line_items": [{"price": "price_sandbox_max_monthly", "quantity": 1}],
+            "success_url": "https://a.example/s",
+        }
+    )
     sandbox.control.stripe_complete_checkout(sess.id)
     got = await c.v1.checkout.sessions.retrieve_async(sess.id)
     assert got.status == "complete" and got.payment_status == "paid" and got.amount_total == 1999
@@ -208,8 +250,13 @@ def test_stripe_fault_and_sdk_retry_with_same_idempotency_key(sandbox):
 
 def test_refund_and_lifecycle_control(sandbox):
     c = client(sandbox)
-    sess = c.v1.checkout.sessions.create({"mode": "subscription", "customer_email": "p@x.example",
-                                          "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}]})
+    sess = c.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer_email": "p@x.example",
+            "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
+        }
+    )
     sub_id = sandbox.control.stripe_complete_checkout(sess.id)["subscription"]["id"]
     before = c.v1.subscriptions.retrieve(sub_id)["items"].data[0].current_period_end
     renewed = sandbox.control.stripe_subscription(sub_id, "renew")
@@ -239,20 +286,23 @@ def test_signed_events_verify_with_construct_event(builder):
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(body + b" ", header, "whsec_test_secret")
     with pytest.raises(stripe.SignatureVerificationError):
-        stripe.Webhook.construct_event(body, sign_stripe_payload(body, "whsec_test_secret", int(time.time()) - 600),
-                                       "whsec_test_secret")
+        stripe.Webhook.construct_event(
+            body, sign_stripe_payload(body, "whsec_test_secret", int(time.time()) - 600), "whsec_test_secret"
+        )
 
 
 def test_event_builder_shapes():
-    sub = stripe_events.subscription_object(customer="cus_1", price=stripe_events.default_price("price_max", 1999),
-                                            metadata={"user_id": "u1"})
+    sub = stripe_events.subscription_object(
+        customer="cus_1", price=stripe_events.default_price("price_max", 1999), metadata={"user_id": "u1"}
+    )
     assert "current_period_end" not in sub and sub["items"]["data"][0]["current_period_end"] > sub["created"]
     paid = stripe_events.invoice_paid(customer="cus_1", subscription=sub["id"], price=sub["items"]["data"][0]["price"])
     inv = paid["data"]["object"]
     assert inv["parent"]["subscription_details"]["subscription"] == sub["id"] and "subscription" not in inv
     assert inv["lines"]["data"][0]["pricing"]["price_details"]["price"] == "price_max"
-    done = stripe_events.checkout_session_completed(client_reference_id="u1", metadata={"user_id": "u1"},
-                                                    event_id="evt_fixed")
+    done = stripe_events.checkout_session_completed(
+        client_reference_id="u1", metadata={"user_id": "u1"}, event_id="evt_fixed"
+    )
     assert done["id"] == "evt_fixed" and done["data"]["object"]["client_reference_id"] == "u1"
     upd = stripe_events.customer_subscription_updated(subscription=sub, previous_attributes={"status": "trialing"})
     assert upd["data"]["previous_attributes"] == {"status": "trialing"}
@@ -281,8 +331,13 @@ def test_webhook_delivery_to_registered_endpoint(sandbox):
     try:
         sandbox.control.stripe_webhook_endpoint(url, enabled_events=["checkout.session.completed", "invoice.paid"])
         c = client(sandbox)
-        sess = c.v1.checkout.sessions.create({"mode": "subscription", "client_reference_id": "u-hook",
-                                              "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}]})
+        sess = c.v1.checkout.sessions.create(
+            {
+                "mode": "subscription",
+                "client_reference_id": "u-hook",
+                "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
+            }
+        )
         result = sandbox.control.stripe_complete_checkout(sess.id)
         assert [d["status"] for d in result["deliveries"]] == [200, 200]
         types = [stripe.Webhook.construct_event(body, sig, DEFAULT_WEBHOOK_SECRET).type for body, sig in got]
@@ -298,10 +353,15 @@ def test_webhook_delivery_to_registered_endpoint(sandbox):
 
 def test_hosted_checkout_page_pays_and_redirects(sandbox):
     c = client(sandbox)
-    sess = c.v1.checkout.sessions.create({"mode": "subscription", "customer_email": "web@x.example",
-                                          "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
-                                          "success_url": "https://app.example/ok?id={CHECKOUT_SESSION_ID}",
-                                          "allow_promotion_codes": True})
+    sess = c.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer_email": "web@x.example",
+            "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
+            "success_url": "https://app.example/ok?id={CHECKOUT_SESSION_ID}",
+            "allow_promotion_codes": True,
+        }
+    )
     page = httpx.get(sess.url)
     assert page.status_code == 200 and "LOCAL SANDBOX" in page.text
     r = httpx.post(sess.url, data={"email": "web@x.example", "promotion_code": "WELCOME20"})
@@ -312,15 +372,25 @@ def test_hosted_checkout_page_pays_and_redirects(sandbox):
 
 def test_pending_if_incomplete_takes_only_pending_update_parameters(sandbox):
     c = client(sandbox)
-    sess = c.v1.checkout.sessions.create({"mode": "subscription", "customer_email": "pend@x.example",
-                                          "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}]})
+    sess = c.v1.checkout.sessions.create(
+        {
+            "mode": "subscription",
+            "customer_email": "pend@x.example",
+            "line_items": [{"price": "price_sandbox_pro_monthly", "quantity": 1}],
+        }
+    )
     sub_id = sandbox.control.stripe_complete_checkout(sess.id)["subscription"]["id"]
     item = c.v1.subscriptions.retrieve(sub_id)["items"].data[0]
-    params = {"items": [{"id": item.id, "price": "price_sandbox_max_monthly"}], "payment_behavior": "pending_if_incomplete",
-              "proration_behavior": "always_invoice", "metadata": {"tier": "max"}}
+    params = {
+        "items": [{"id": item.id, "price": "price_sandbox_max_monthly"}],
+        "payment_behavior": "pending_if_incomplete",
+        "proration_behavior": "always_invoice",
+        "metadata": {"tier": "max"},
+    }
     # metadata with a pending update is refused before 2026-05-27.dahlia, accepted from it on
-    old = stripe.StripeClient(KEY, base_addresses={"api": sandbox.url("/stripe")}, max_network_retries=0,
-                              stripe_version="2025-03-31.basil")
+    old = stripe.StripeClient(
+        KEY, base_addresses={"api": sandbox.url("/stripe")}, max_network_retries=0, stripe_version="2025-03-31.basil"
+    )
     with pytest.raises(stripe.InvalidRequestError) as e:
         old.v1.subscriptions.update(sub_id, params)
     assert e.value.param == "metadata"

@@ -1,5 +1,6 @@
 """The sandbox's `stripe listen --forward-to`: run as the local fleet runs it (Procfile.dev), a
 checkout paid on the sandbox's page upgrades the user in Payment with no manual step."""
+
 from __future__ import annotations
 
 import os
@@ -54,7 +55,10 @@ def test_checkout_paid_on_the_sandbox_page_upgrades_the_user(service_env, tokens
     with open(tmp_path / "sandbox.log", "wb") as log:
         sandbox = subprocess.Popen(
             [sys.executable, "-m", "sandbox", "--port", str(sandbox_port), "--stripe-forward-to", webhook],
-            cwd=ROOT, env={**os.environ, "STRIPE_WEBHOOK_SECRET": SECRET}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "STRIPE_WEBHOOK_SECRET": SECRET},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             _wait_up(sandbox_url + "/_sandbox", sandbox)

@@ -1,4 +1,5 @@
 """A small app built with the shared factory, for testing shared/ itself."""
+
 import asyncio
 from pathlib import Path
 
@@ -57,4 +58,6 @@ def build_probe_app(env: dict, **kwargs):
         return {"text": await asyncio.to_thread(Path("/nonexistent/scenextras-probe.txt").read_text)}
 
     settings = ServiceSettings(service_name="probe")
-    return create_app(service="probe", settings=settings, routers=[router], legacy_prefixes=["/api/probe"], outbox=False, **kwargs)
+    return create_app(
+        service="probe", settings=settings, routers=[router], legacy_prefixes=["/api/probe"], outbox=False, **kwargs
+    )

@@ -1,4 +1,5 @@
 """Token validation: what shared/ accepts and what it answers 401 to."""
+
 import base64
 import json
 import time
@@ -52,8 +53,12 @@ def ec_key():
 @pytest.fixture(scope="module")
 def jwks_server(rsa_key, ec_key):
     """A Supabase-like project serving its JWKS at /auth/v1/.well-known/jwks.json."""
-    rsa_pub = rsa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    ec_pub = ec_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    rsa_pub = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    ec_pub = ec_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     keys = [
         {**jose_jwk.construct(rsa_pub, "RS256").to_dict(), "kid": "rsa-1", "alg": "RS256", "use": "sig"},
         {**jose_jwk.construct(ec_pub, "ES256").to_dict(), "kid": "ec-1", "alg": "ES256", "use": "sig"},
@@ -142,12 +147,20 @@ async def test_bad_tokens_get_401(client, case, jwks_server, rsa_key):
         import hmac
 
         signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': 'rsa-1'})}.{b64(supabase_claims())}"
-        sig = base64.urlsafe_b64encode(hmac.new(rsa_pub, signing_input.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+        sig = (
+            base64.urlsafe_b64encode(hmac.new(rsa_pub, signing_input.encode(), hashlib.sha256).digest())
+            .rstrip(b"=")
+            .decode()
+        )
         token = f"{signing_input}.{sig}"
     elif case == "unknown_kid":
         token = pyjwt.encode(supabase_claims(), rsa_key, algorithm="RS256", headers={"kid": "nope"})
     elif case == "legacy_anon_key":
-        token = pyjwt.encode({"iss": "supabase", "ref": "abcdefgh", "role": "anon", "iat": now, "exp": now + 600}, TEST_JWT_SECRET, algorithm="HS256")
+        token = pyjwt.encode(
+            {"iss": "supabase", "ref": "abcdefgh", "role": "anon", "iat": now, "exp": now + 600},
+            TEST_JWT_SECRET,
+            algorithm="HS256",
+        )
     elif case == "no_expiry":
         claims = supabase_claims()
         del claims["exp"]

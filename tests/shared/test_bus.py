@@ -1,8 +1,8 @@
 """The bus over a real RabbitMQ: outbox delivery across an outage, idempotency, retries, DLQ."""
+
 import asyncio
 import logging
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -125,14 +125,18 @@ async def test_event_emitted_while_rabbitmq_is_down_is_delivered_when_it_returns
                     await emit(conn, make_event(EventType.USER_CREATED, user_id, {"email": "a@example.com"}))
                 await asyncio.wait_for(failed.seen.wait(), 15)  # the relay tried, and could not publish
             assert spy.of_type("user.created", user_id=user_id) == []
-            row = await pool.fetchrow("SELECT published_at, attempts FROM outbox_events WHERE event_type='user.created' ORDER BY id DESC LIMIT 1")
+            row = await pool.fetchrow(
+                "SELECT published_at, attempts FROM outbox_events "
+                "WHERE event_type='user.created' ORDER BY id DESC LIMIT 1"
+            )
             assert row["published_at"] is None
             proxy.restore()
             events = await spy.wait_for("user.created", user_id=user_id, timeout=15)
             assert len(events) == 1 and events[0].data == {"email": "a@example.com"}
             unpublished = "SELECT count(*) FROM outbox_events WHERE published_at IS NULL"
             deadline = asyncio.get_running_loop().time() + 5
-            while await pool.fetchval(unpublished) and asyncio.get_running_loop().time() < deadline:
+            # Polls rows another task (the relay) updates in PostgreSQL: there is no event to await.
+            while await pool.fetchval(unpublished) and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             assert await pool.fetchval(unpublished) == 0
         finally:
@@ -152,8 +156,10 @@ async def test_a_claimed_batch_is_left_alone_until_its_claim_expires(service_env
         async with pool.acquire() as conn, conn.transaction():
             await emit(conn, claimed)
             # as if another relay had claimed it (for an hour) and then died
-            await conn.execute("UPDATE outbox_events SET claimed_until = now() + interval '1 hour' WHERE event_id = $1",
-                               claimed.event_id)
+            await conn.execute(
+                "UPDATE outbox_events SET claimed_until = now() + interval '1 hour' WHERE event_id = $1",
+                claimed.event_id,
+            )
         relay = OutboxRelay(pool, publisher, poll_seconds=0.2)
         relay.start()
         try:
@@ -163,8 +169,10 @@ async def test_a_claimed_batch_is_left_alone_until_its_claim_expires(service_env
             await spy.wait_for("user.updated", user_id=user_id, marker=first.data["marker"], timeout=15)
             assert spy.of_type("user.updated", user_id=user_id, n=1) == []
             # The claim runs out: the next drain publishes it.
-            await pool.execute("UPDATE outbox_events SET claimed_until = now() - interval '1 second' WHERE event_id = $1",
-                               claimed.event_id)
+            await pool.execute(
+                "UPDATE outbox_events SET claimed_until = now() - interval '1 second' WHERE event_id = $1",
+                claimed.event_id,
+            )
             await spy.wait_for("user.updated", user_id=user_id, n=1, timeout=15)
             # Once: a later marker arrives and the claimed event has not come again before it.
             last = await emit_marker(pool, user_id)
@@ -190,8 +198,9 @@ async def test_relay_is_woken_by_notify_not_by_its_poll(service_env, pool, event
     only the NOTIFY of the emitting commit can wake it within the deadline. (`pool`: the module's
     database, migrated.)"""
     name = f"notify-{uuid.uuid4().hex[:8]}"
-    own_pool = await dbmod.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=3,
-                                       server_settings={"application_name": name})
+    own_pool = await dbmod.create_pool(
+        service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=3, server_settings={"application_name": name}
+    )
     publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "test-notify")
     relay = OutboxRelay(own_pool, publisher, poll_seconds=3600)
     user_id = str(uuid.uuid4())
@@ -214,8 +223,9 @@ async def test_relay_stopped_mid_wait_hands_back_its_listener(service_env, pool)
     """Stopped while coalescing after a wake-up (or backing off), the relay still releases its
     LISTEN connection: otherwise the pool's close() at shutdown waits forever."""
     name = f"stop-{uuid.uuid4().hex[:8]}"
-    own_pool = await dbmod.create_pool(service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=2,
-                                       server_settings={"application_name": name})
+    own_pool = await dbmod.create_pool(
+        service_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=2, server_settings={"application_name": name}
+    )
     publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "test-stop")
     relay = OutboxRelay(own_pool, publisher, poll_seconds=3600, coalesce_seconds=3600)
     relay.start()
@@ -357,11 +367,21 @@ async def test_unknown_types_and_unknown_fields(service_env, pool):
     await asyncio.wait_for(consumer.ready.wait(), 10)
     ch = await AMQPChannel(service_env["RABBITMQ_URL"], "raw").open()
     try:
-        future_event = {"event_id": str(uuid.uuid4()), "event_type": "future.thing", "timestamp": "2026-11-29T10:00:00Z", "data": {}}
+        future_event = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "future.thing",
+            "timestamp": "2026-11-29T10:00:00Z",
+            "data": {},
+        }
         await ch.publish(EXCHANGE, "future.thing", orjson.dumps(future_event))
         newer = {
-            "event_id": str(uuid.uuid4()), "event_type": "user.updated", "timestamp": "2026-11-29T10:00:00+00:00",
-            "user_id": "u1", "data": {"name": "x"}, "version": 2, "trace": {"span": "abc"},
+            "event_id": str(uuid.uuid4()),
+            "event_type": "user.updated",
+            "timestamp": "2026-11-29T10:00:00+00:00",
+            "user_id": "u1",
+            "data": {"name": "x"},
+            "version": 2,
+            "trace": {"span": "abc"},
         }
         await ch.publish(EXCHANGE, "user.updated", orjson.dumps(newer))
         await ch.publish(EXCHANGE, "user.updated", b"\x00not json")

@@ -1,5 +1,6 @@
 """Cache writes that fail while Redis is unreachable are replayed when it answers again, so a
 value cached before the outage is not served for the rest of its TTL."""
+
 import uuid
 
 import pytest

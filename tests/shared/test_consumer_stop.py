@@ -5,6 +5,7 @@ completes, so `_run()` carries on past `ch.open()` with `_stopping` already set.
 the consumer in exactly that state (stop requested during declaration, the cancel lost) and
 checks that `_run()` ends by itself and closes its connection.
 """
+
 import asyncio
 
 from shared.bus import Consumer, EventHandlers
@@ -28,7 +29,11 @@ async def test_run_ends_when_stopped_during_connect(service_env, databases):
         pass
 
     consumer = StoppedWhileDeclaring(
-        url=service_env["RABBITMQ_URL"], exchange="scenextras.events", queue="test_consumer_stop.events", pool=pool, handlers=handlers
+        url=service_env["RABBITMQ_URL"],
+        exchange="scenextras.events",
+        queue="test_consumer_stop.events",
+        pool=pool,
+        handlers=handlers,
     )
     try:
         consumer.start()

@@ -1,4 +1,5 @@
 """Pooled connections: released without the reset round trip, yet nothing leaks to the next user."""
+
 import asyncio
 
 import asyncpg

@@ -1,6 +1,7 @@
 """The fleet manifest (shared/fleet.py) against the code: generated files up to date, every package
 in the service template, settings agreeing with the manifest, the CLI usable without the venv, and
 scripts/new_service.py scaffolding a service that starts and answers its health check."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,18 @@ ROOT = Path(__file__).resolve().parents[2]
 # The template (docs/conventions.md). Items other branches are bringing in (issue 13: the domain
 # layer named service.py and an errors.py catalogue per service) are excused here until they land;
 # drop an entry once it exists (the test does not fail then, so those merges stay green).
-TEMPLATE = ["main.py", "settings.py", "errors.py", "service.py", "routers/__init__.py", "repositories/__init__.py",
-            "Dockerfile", "Procfile", "app.json", "requirements.txt"]
+TEMPLATE = [
+    "main.py",
+    "settings.py",
+    "errors.py",
+    "service.py",
+    "routers/__init__.py",
+    "repositories/__init__.py",
+    "Dockerfile",
+    "Procfile",
+    "app.json",
+    "requirements.txt",
+]
 NOT_YET = {
     "content": {"errors.py", "repositories/__init__.py", "docs"},
 }
@@ -51,8 +62,11 @@ def test_check_names_a_stale_file_and_generate_fixes_it(tmp_path):
 
 def test_the_cli_needs_only_the_standard_library():
     # -S: no site-packages, as on a fresh machine before the venv (scripts/infra.sh may run then).
-    run = lambda *args: subprocess.run([sys.executable, "-S", "-m", "shared.fleet", *args], cwd=ROOT,  # noqa: E731
-                                       capture_output=True, text=True, timeout=30)
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-S", "-m", "shared.fleet", *args], cwd=ROOT, capture_output=True, text=True, timeout=30
+        )
+
     assert run("names").stdout.split() == fleet.names()
     assert run("databases").stdout.split() == list(fleet.database_vars().values())
     env_lines = run("database-env", "postgresql://u:p@h:5432").stdout.splitlines()
@@ -71,8 +85,11 @@ def test_every_package_is_in_the_manifest():
 @pytest.mark.parametrize("service", fleet.names())
 def test_package_follows_the_template(service):
     s = fleet.get(service)
-    missing = {item for item in TEMPLATE
-               if not (ROOT / s.package / item).exists() and not (ROOT / s.package / AS_PACKAGE.get(item, item)).exists()}
+    missing = {
+        item
+        for item in TEMPLATE
+        if not (ROOT / s.package / item).exists() and not (ROOT / s.package / AS_PACKAGE.get(item, item)).exists()
+    }
     doc = ROOT / DOC_OF.get(service, f"docs/{service}.md")
     if not (ROOT / f"docs/{service}.md").exists():
         missing.add("docs")
@@ -101,8 +118,10 @@ def test_dev_procfile_sets_port_to_the_port_uvicorn_listens_on():
     commands = dict(line.split(": ", 1) for line in lines)
     assert set(commands) == {"sandbox", *fleet.names()}
     for s in fleet.SERVICES:
-        m = re.fullmatch(rf"env PORT=(\d+) \.venv/bin/uvicorn {s.package}\.main:app --host 127\.0\.0\.1 --port (\d+)",
-                         commands[s.name])
+        m = re.fullmatch(
+            rf"env PORT=(\d+) \.venv/bin/uvicorn {s.package}\.main:app --host 127\.0\.0\.1 --port (\d+)",
+            commands[s.name],
+        )
         assert m and int(m[1]) == int(m[2]) == s.dev_port, commands[s.name]
 
 
@@ -131,27 +150,68 @@ async def test_scaffolded_service_starts_and_answers_health(tmp_path, make_clien
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "scripts.new_service", "reviews", "--port", "8090", "--prefix", "/api/reviews",
-         "--description", "film reviews", "--root", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "scripts.new_service",
+            "reviews",
+            "--port",
+            "8090",
+            "--prefix",
+            "/api/reviews",
+            "--description",
+            "film reviews",
+            "--root",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert not (ROOT / "reviews_service").exists() and not (ROOT / "tests" / "reviews").exists()
-    for rel in ["main.py", "settings.py", "errors.py", "service.py", "routers/__init__.py",
-                "repositories/__init__.py", "Dockerfile", "Procfile", "app.json", "requirements.txt"]:
+    for rel in [
+        "main.py",
+        "settings.py",
+        "errors.py",
+        "service.py",
+        "routers/__init__.py",
+        "repositories/__init__.py",
+        "Dockerfile",
+        "Procfile",
+        "app.json",
+        "requirements.txt",
+    ]:
         assert (tmp_path / "reviews_service" / rel).exists(), rel
     assert (tmp_path / "tests/reviews/conftest.py").exists() and (tmp_path / "docs/reviews.md").exists()
     assert "release: python -m shared.migrate reviews" in (tmp_path / "reviews_service/Procfile").read_text()
     lint = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "ruff", "check", "--no-cache", str(tmp_path / "reviews_service"),
-                         str(tmp_path / "tests")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            str(tmp_path / "reviews_service"),
+            str(tmp_path / "tests"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert lint.returncode == 0, lint.stdout
 
     # The one manifest entry it added: the copied manifest now knows the service and generates from it.
     manifest = _load_manifest(tmp_path / "shared" / "fleet.py")
     reviews = manifest.get("reviews")
     assert (reviews.dev_port, reviews.legacy_prefixes, reviews.database_var) == (
-        8090, ("/api/reviews",), "REVIEWS_DATABASE_URL")
+        8090,
+        ("/api/reviews",),
+        "REVIEWS_DATABASE_URL",
+    )
     assert manifest.stale(tmp_path) == [], "the scaffold ran `python -m shared.fleet generate`"
     assert "wrote docker-compose.dev.yml" in result.stdout
     assert "reviews-service:" in (tmp_path / "docker-compose.dev.yml").read_text()
@@ -159,9 +219,19 @@ async def test_scaffolded_service_starts_and_answers_health(tmp_path, make_clien
     assert "| reviews | 8090 | reviews.api |" in (tmp_path / "README.md").read_text()
 
     # Started with the test plugin's machinery, the entry registered in this process only.
-    monkeypatch.setitem(fleet.BY_NAME, "reviews", fleet.Service(
-        reviews.name, reviews.dev_port, reviews.subdomain, reviews.legacy_prefixes, reviews.database_var,
-        reviews.consumes_events, reviews.description))
+    monkeypatch.setitem(
+        fleet.BY_NAME,
+        "reviews",
+        fleet.Service(
+            reviews.name,
+            reviews.dev_port,
+            reviews.subdomain,
+            reviews.legacy_prefixes,
+            reviews.database_var,
+            reviews.consumes_events,
+            reviews.description,
+        ),
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     dsn = await create_database(infra, f"{run_id}_reviews")
     try:

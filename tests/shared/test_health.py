@@ -1,6 +1,7 @@
 """All apps of the fleet manifest start with their real lifespan, answer their health routes, answer
 under the legacy prefixes the manifest gives them, and bind an event queue exactly when the
 manifest says they consume events."""
+
 import asyncio
 
 import pytest

@@ -1,4 +1,5 @@
 """The error envelope, bad input, body limits, legacy prefixes and rate limits across instances."""
+
 import asyncio
 import time
 
@@ -23,7 +24,9 @@ async def client(make_client):
 
 
 async def test_non_json_body_gets_400_json(client, tokens):
-    r = await client.post("/items", content=b"{not json", headers={**tokens.headers(tokens.user()), "content-type": "application/json"})
+    r = await client.post(
+        "/items", content=b"{not json", headers={**tokens.headers(tokens.user()), "content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert r.json()["detail"]["code"] == "INVALID_JSON"
 
@@ -37,7 +40,11 @@ async def test_wrong_types_get_422_with_the_fields(client, tokens):
 
 
 async def test_oversized_body_gets_413(client, tokens):
-    r = await client.post("/items", content=b"x" * (1024 * 1024 + 1), headers={**tokens.headers(tokens.user()), "content-type": "application/json"})
+    r = await client.post(
+        "/items",
+        content=b"x" * (1024 * 1024 + 1),
+        headers={**tokens.headers(tokens.user()), "content-type": "application/json"},
+    )
     assert r.status_code == 413
     assert r.json()["detail"]["code"] == "PAYLOAD_TOO_LARGE"
 
@@ -47,7 +54,9 @@ async def test_oversized_chunked_body_gets_413(client, tokens):
         for _ in range(20):
             yield b"y" * 65536
 
-    r = await client.post("/items", content=chunks(), headers={**tokens.headers(tokens.user()), "content-type": "application/json"})
+    r = await client.post(
+        "/items", content=chunks(), headers={**tokens.headers(tokens.user()), "content-type": "application/json"}
+    )
     assert r.status_code == 413
 
 
@@ -111,9 +120,12 @@ async def test_rate_limit_is_atomic_under_concurrency(make_client, tokens):
 async def test_leased_limits_never_admit_more_than_the_limit_across_instances(make_client, tokens, caplog):
     await inside_one_window()
     user = tokens.headers(tokens.user())
-    async with make_client(build_probe_app, rate_limit_per_minute=100) as a, make_client(build_probe_app, rate_limit_per_minute=100) as b:
+    async with (
+        make_client(build_probe_app, rate_limit_per_minute=100) as a,
+        make_client(build_probe_app, rate_limit_per_minute=100) as b,
+    ):
         results = []
-        for burst in range(8):
+        for _burst in range(8):
             results += await asyncio.gather(*[(a if i % 3 else b).get("/public", headers=user) for i in range(20)])
         assert "rate limit skipped" not in caplog.text  # Redis answered every time: no fail-open
         admitted = sum(r.status_code == 200 for r in results)
@@ -152,7 +164,12 @@ async def test_cors_answers_browsers_and_preflights(client, tokens):
     assert r.headers["access-control-allow-origin"] == "*"
     assert "x-request-id" in r.headers["access-control-expose-headers"].lower()
     pre = await client.options(
-        "/items", headers={"Origin": "https://app.scenextras.com", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+        "/items",
+        headers={
+            "Origin": "https://app.scenextras.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        },
     )
     assert pre.status_code == 200 and "POST" in pre.headers["access-control-allow-methods"]
     # Without an Origin (mobile apps, webhooks, services) no CORS headers are added.

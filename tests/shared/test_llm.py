@@ -1,6 +1,7 @@
 """shared/llm against the sandbox's Anthropic and OpenAI-compatible servers, through the real SDKs:
 fallback, streaming, a provider down, moderation (flagged, not flagged, unconfigured, down), Max
 priority and the settings mixin."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Migrations: recorded, safe to run twice, safe from two processes at once."""
+
 import asyncio
 import os
 import subprocess
@@ -36,7 +37,12 @@ def migrations_dir(tmp_path):
 
 async def test_migrations_run_twice_without_error(fresh_db, migrations_dir):
     first = await migrate(fresh_db, "demo", migrations_dir)
-    assert first == ["shared/001_outbox.sql", "shared/002_outbox_claims.sql", "demo/001_things.sql", "demo/002_more.sql"]
+    assert first == [
+        "shared/001_outbox.sql",
+        "shared/002_outbox_claims.sql",
+        "demo/001_things.sql",
+        "demo/002_more.sql",
+    ]
     assert await migrate(fresh_db, "demo", migrations_dir) == []
     conn = await asyncpg.connect(fresh_db)
     try:
@@ -65,8 +71,14 @@ async def test_two_processes_at_once(fresh_db, migrations_dir):
     )
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", script, fresh_db, str(migrations_dir), cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-c",
+            script,
+            fresh_db,
+            str(migrations_dir),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(2)
     ]
@@ -81,16 +93,30 @@ def test_migrate_command_for_each_service(service_env):
     env = {**os.environ, **service_env}
     for service in fleet.names():
         for _ in range(2):
-            result = subprocess.run([sys.executable, "-m", "shared.migrate", service], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+            result = subprocess.run(
+                [sys.executable, "-m", "shared.migrate", service],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert result.returncode == 0, result.stderr
-    bad = subprocess.run([sys.executable, "-m", "shared.migrate", "nope"], cwd=ROOT, env=env, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "shared.migrate", "nope"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert bad.returncode != 0 and "unknown service" in bad.stderr
 
 
 def test_missing_setting_stops_start_up_naming_it(service_env):
     env = {k: v for k, v in {**os.environ, **service_env}.items() if k != "CHAT_DATABASE_URL"}
     result = subprocess.run(
-        [sys.executable, "-c", "import chat_service.main as m; m.app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", "import chat_service.main as m; m.app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "CHAT_DATABASE_URL: missing" in result.stderr

@@ -4,6 +4,7 @@ tests/fixtures/providers/README.md), not on the ones our own minting writes.
 Only `iat`/`exp` are moved to now (the documented ones expired in 2022); every other claim is as
 published. A user token is accepted; the anon and service_role keys (no `sub`) are not user tokens.
 """
+
 from __future__ import annotations
 
 import json

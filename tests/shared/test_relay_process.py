@@ -1,5 +1,6 @@
 """`python -m shared.relay <service>`: the outbox relay as a process of its own
 (OUTBOX_RELAY=external), run as a real subprocess against the test databases and vhost."""
+
 import asyncio
 import os
 import signal
@@ -28,7 +29,9 @@ async def published_at(pool, event_id: str):
     return await pool.fetchval("SELECT published_at FROM outbox_events WHERE event_id = $1", event_id)
 
 
-async def test_with_an_external_relay_the_web_process_leaves_events_to_the_relay_process(make_client, service_env, event_spy, eventually):
+async def test_with_an_external_relay_the_web_process_leaves_events_to_the_relay_process(
+    make_client, service_env, event_spy, eventually
+):
     async with make_client("analytics", OUTBOX_RELAY="external") as client:
         state = client.app.state
         assert state.relay is None  # this process publishes nothing
@@ -65,6 +68,8 @@ async def test_with_an_external_relay_the_web_process_leaves_events_to_the_relay
 
 
 def test_relay_command_names_its_services():
-    result = subprocess.run([sys.executable, "-m", "shared.relay", "content"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.relay", "content"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "usage: python -m shared.relay <service>" in result.stderr and "chat" in result.stderr

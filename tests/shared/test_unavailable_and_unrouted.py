@@ -2,6 +2,7 @@
 - the database down: 503 DATABASE_UNAVAILABLE with Retry-After (never a 500), and back when it returns;
 - Redis down where a route needs it: 503 CACHE_UNAVAILABLE with Retry-After;
 - an event no queue is bound to is kept in `<exchange>.unrouted` (`scenextras.events.unrouted`), not dropped."""
+
 import asyncio
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -64,8 +65,9 @@ def assert_unavailable(r, code: str) -> None:
 async def test_database_down_is_503_with_retry_after(make_client, service_env):
     proxy = await _proxy_to(service_env["DATABASE_URL"], 5432)
     try:
-        async with make_client(build_dependency_app, database_url=through(service_env["DATABASE_URL"], proxy),
-                               db_pool_min=1, db_pool_max=2) as client:
+        async with make_client(
+            build_dependency_app, database_url=through(service_env["DATABASE_URL"], proxy), db_pool_min=1, db_pool_max=2
+        ) as client:
             assert (await client.get("/db")).json() == {"one": 1}
             proxy.cut()
             for _ in range(3):  # a pooled connection whose server vanished, then new connections refused

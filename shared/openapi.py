@@ -1,0 +1,216 @@
+"""The OpenAPI document tells what every route can answer, the shared stack's answers included.
+
+A route declares its own errors next to itself (`responses=documented(errors.X, ...)`); what the
+shared stack answers is added here, once, for every operation of every service, from what the
+route really goes through:
+
+- 422 `VALIDATION_ERROR` in the envelope (replacing FastAPI's HTTPValidationError) where the route
+  takes parameters or a body; 400 `INVALID_JSON` where it takes a JSON body; 413 where it takes a body;
+- 401 and the bearer security scheme where a dependency of `shared.auth` authenticates the caller
+  (the route's dependency tree is walked); 403 `SERVICE_TOKEN_REQUIRED` under `require_service`,
+  402 `INSUFFICIENT_TIER` under `requires_tier(...)`, 429 under a `RateLimit` dependency;
+- 429 `RATE_LIMITED` where the default per-client limit applies (not on exempt paths);
+- 503 `DATABASE_UNAVAILABLE` where the service has a database, `CACHE_UNAVAILABLE` (Redis).
+
+A service's own dependency declares what it raises with `@raises(errors.X, ...)`; the codes are
+then documented on every route that depends on it, directly or not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from shared import auth, errors
+from shared.errors import ErrorCode, ErrorEnvelope
+from shared.ratelimit import UNLIMITED_PATHS, RateLimit
+
+BEARER = "bearerAuth"
+_REF = "#/components/schemas/"
+_ENVELOPE_REF = _REF + "ErrorEnvelope"
+_FASTAPI_VALIDATION = _REF + "HTTPValidationError"
+_CODE_IN_DESCRIPTION = re.compile(r"`([A-Z0-9_]+)`")
+_JSON = "application/json"
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
+_CHALLENGE = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
+_HEADERS = {401: _CHALLENGE, 429: _RETRY_AFTER, 503: _RETRY_AFTER}
+
+_AUTH_ERRORS = (errors.INVALID_TOKEN, errors.MALFORMED_AUTHORIZATION)
+# What the dependencies of shared.auth answer (requires_tier's dependency is recognised by name).
+_DEPENDENCY_ERRORS: dict[Callable, tuple[ErrorCode, ...]] = {
+    auth.get_current_user: (errors.NOT_AUTHENTICATED, *_AUTH_ERRORS),
+    auth.get_optional_user: _AUTH_ERRORS,
+    auth.authenticate: _AUTH_ERRORS,
+    auth.require_service: (errors.SERVICE_TOKEN_REQUIRED,),
+}
+_TIER_DEPENDENCY = f"{auth.requires_tier.__qualname__}.<locals>."
+
+F = TypeVar("F", bound=Callable)
+
+
+def raises(*codes: ErrorCode) -> Callable[[F], F]:
+    """Declare what a dependency answers, so every route depending on it documents it:
+
+    @raises(errors.USER_TOKEN_REQUIRED)
+    async def current_account(user: CurrentUser = Depends(get_current_user)) -> CurrentUser: ...
+    """
+
+    def mark(dependency: F) -> F:
+        dependency.documented_errors = tuple(getattr(dependency, "documented_errors", ())) + codes  # type: ignore[attr-defined]
+        return dependency
+
+    return mark
+
+
+def _calls(route) -> list[Callable]:
+    """Every dependency callable under the route (sub-dependencies included), the endpoint excluded."""
+    out: list[Callable] = []
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dependant = stack.pop()
+        if dependant.call is not None:
+            out.append(dependant.call)
+        stack.extend(dependant.dependencies)
+    return out
+
+
+def _dependency_errors(call: Callable) -> tuple[ErrorCode, ...]:
+    found = list(_DEPENDENCY_ERRORS.get(call, ()))
+    qualname = getattr(call, "__qualname__", "")
+    if getattr(call, "__module__", None) == auth.__name__ and qualname.startswith(_TIER_DEPENDENCY):
+        found.append(errors.INSUFFICIENT_TIER)
+    if isinstance(call, RateLimit):
+        found.append(errors.RATE_LIMITED)
+    found.extend(getattr(call, "documented_errors", ()))
+    return tuple(found)
+
+
+def _security(calls: Iterable[Callable]) -> list[dict[str, list]] | None:
+    calls = set(calls)
+    if auth.get_current_user in calls:
+        return [{BEARER: []}]
+    if calls & {auth.get_optional_user, auth.authenticate}:
+        return [{BEARER: []}, {}]  # a token is optional, but checked when given
+    return None
+
+
+def _operation_errors(route, operation: dict, *, database: bool, limited: bool) -> list[ErrorCode]:
+    found: list[ErrorCode] = []
+    for call in _calls(route):
+        found.extend(_dependency_errors(call))
+    body = operation.get("requestBody")
+    if operation.get("parameters") or body:
+        found.append(errors.VALIDATION_ERROR)
+    if body:
+        found.append(errors.PAYLOAD_TOO_LARGE)
+        if _JSON in body.get("content", {}):
+            found.append(errors.INVALID_JSON)
+    if limited:
+        found.append(errors.RATE_LIMITED)
+    if database:
+        found.append(errors.DATABASE_UNAVAILABLE)
+    found.append(errors.CACHE_UNAVAILABLE)
+    return list(dict.fromkeys(found))
+
+
+def _describe(codes: Sequence[ErrorCode]) -> str:
+    return "; ".join(f"`{c.code}`: {c.message}" for c in sorted(codes, key=lambda c: c.code))
+
+
+def _merge(responses: dict[str, Any], codes: Sequence[ErrorCode]) -> None:
+    by_status: dict[int, list[ErrorCode]] = {}
+    for code in codes:
+        by_status.setdefault(code.status, []).append(code)
+    for status, group in sorted(by_status.items()):
+        envelope = {_JSON: {"schema": {"$ref": _ENVELOPE_REF}}}
+        existing = responses.get(str(status))
+        if existing is None:
+            responses[str(status)] = {"description": _describe(group), "content": envelope}
+        else:
+            schema = existing.get("content", {}).get(_JSON, {}).get("schema", {})
+            if schema.get("$ref") == _FASTAPI_VALIDATION:
+                existing["content"] = envelope
+                existing["description"] = _describe(group)
+            else:
+                # The route documented this status itself: add the shared codes it does not name.
+                named = set(_CODE_IN_DESCRIPTION.findall(existing.get("description", "")))
+                extra = [c for c in group if c.code not in named]
+                if extra:
+                    existing["description"] = "; ".join(filter(None, [existing.get("description"), _describe(extra)]))
+        if status in _HEADERS:
+            responses[str(status)].setdefault("headers", {}).update(_HEADERS[status])
+
+
+def _envelope_schemas() -> dict[str, Any]:
+    schema = ErrorEnvelope.model_json_schema(ref_template=_REF + "{model}", mode="serialization")
+    definitions = schema.pop("$defs", {})
+    return {**definitions, "ErrorEnvelope": schema}
+
+
+def complete_document(
+    app: FastAPI, document: dict[str, Any], *, database: bool, rate_limit_exempt: Sequence[str] = ()
+) -> dict[str, Any]:
+    """`document` (FastAPI's) with what the shared stack answers added to every operation."""
+    unlimited = tuple(UNLIMITED_PATHS) + tuple(rate_limit_exempt)
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for name, schema in _envelope_schemas().items():
+        schemas.setdefault(name, schema)
+    components.setdefault("securitySchemes", {})[BEARER] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A Supabase-format access token (a user's, or a service token for service routes).",
+    }
+    paths = document.get("paths", {})
+    # Routes as FastAPI's own document generator walks them (included routers resolved).
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+            continue
+        if route.path_format.startswith("/health"):
+            continue
+        item = paths.get(route.path_format)
+        if item is None:
+            continue
+        calls = _calls(route)
+        security = _security(calls)
+        for method in sorted(route.methods):
+            operation = item.get(method.lower())
+            if operation is None:
+                continue
+            codes = _operation_errors(
+                route, operation, database=database, limited=not route.path_format.startswith(unlimited)
+            )
+            responses = operation.setdefault("responses", {})
+            _merge(responses, codes)
+            operation["responses"] = dict(sorted(responses.items()))
+            if security is not None:
+                operation["security"] = security
+    for name in ("HTTPValidationError", "ValidationError"):  # in this order: the first refers to the second
+        if name in schemas and f'"{_REF}{name}"' not in json.dumps(document):
+            del schemas[name]
+    return document
+
+
+def install_openapi(app: FastAPI, *, database: bool, rate_limit_exempt: Sequence[str] = ()) -> None:
+    """Make `app.openapi()` (and /openapi.json, /docs) answer the completed document, built once."""
+    build = app.openapi  # FastAPI's: cached, rebuilt when routes are added
+    completed: list[int] = []
+
+    def openapi() -> dict[str, Any]:
+        document = build()
+        if completed[-1:] != [id(document)]:
+            complete_document(app, document, database=database, rate_limit_exempt=rate_limit_exempt)
+            completed[:] = [id(document)]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+__all__ = ["BEARER", "complete_document", "install_openapi", "raises"]

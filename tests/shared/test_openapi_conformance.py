@@ -1,0 +1,132 @@
+"""Every service's OpenAPI document tells the truth: schemathesis generates requests from each
+document (examples, coverage and fuzzing phases, valid and invalid data) against the service
+running in-process with its real lifespan on real PostgreSQL, Redis, RabbitMQ and the sandbox,
+and checks every answer with all its default checks (status documented, content type, headers,
+body schema, invalid data rejected, valid data accepted, no 5xx, ...).
+
+Protected routes get a valid token (a service token where the document says the route is for
+services, a max-tier user's otherwise), so they are exercised beyond their 401; schemathesis
+also sends requests without it (the ignored_auth check). Examples per operation are bounded
+(CONFORMANCE_EXAMPLES, default 25) so the test stays within a few minutes on a small machine.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import HealthCheck
+from schemathesis.python.asgi import shutdown_lifespans
+
+from shared.migrate import migrate
+from tests.shared.documents import SERVICES, build_app, document
+
+EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "25"))
+# A request that hangs fails its operation (naming the request) instead of stalling the suite.
+REQUEST_TIMEOUT = 60
+
+# What each service needs beyond the run's environment to answer for real.
+_PER_ROUTE_LIMITS = ("signup", "login", "otp_verify", "otp_resend", "password", "guest", "oauth", "refresh")
+
+
+def _service_overrides(service: str, sandbox, tmp_dir) -> dict[str, str]:
+    keys = sandbox.env(keys=True) if sandbox is not None else {}
+    if service == "auth":
+        from sandbox.oauth import DEFAULT_FACEBOOK_APP_ID
+
+        return {
+            **keys,
+            "GOOGLE_CLIENT_IDS": "sx-test.apps.googleusercontent.com",
+            "APPLE_CLIENT_IDS": "com.scenextras.app",
+            "FACEBOOK_APP_ID": DEFAULT_FACEBOOK_APP_ID,
+            "FACEBOOK_APP_SECRET": "sandbox-facebook-app-secret",
+            "EMAIL_BACKEND": "file",
+            "EMAIL_OUTBOX_DIR": str(tmp_dir / "emails"),
+            "OTP_RESEND_COOLDOWN_SECONDS": "0",
+            "ARGON2_TIME_COST": "1",
+            "ARGON2_MEMORY_KIB": "8192",
+            "ARGON2_PARALLELISM": "1",
+            **{f"RATE_LIMIT_{name.upper()}_PER_MINUTE": "100000" for name in _PER_ROUTE_LIMITS},
+        }
+    if service == "payment":
+        return {**keys, "SWEEP_INTERVAL_SECONDS": "0", "FRONTEND_URL": "https://app.scenextras.test",
+                "REVENUECAT_WEBHOOK_AUTH": "Bearer rc-test-secret-0123456789"}
+    if service == "chat":
+        return {**keys}
+    if service == "content":
+        return {**keys, "CONTENT_DATA_DIR": str(tmp_dir / "content"), "CONTENT_SEED": "real",
+                "SYNC_INTERVAL_SECONDS": "0", "SYNC_POPULAR_PAGES": "1", "SYNC_TRENDING": "false"}
+    return {}
+
+
+# The documents, built at collection time (schemathesis parametrizes over their operations);
+# the running apps are checked to answer the same document.
+DOCUMENTS = {service: document(service) for service in SERVICES}
+
+
+class ServiceApp:
+    """What schemathesis sends its requests to (probes of its checks included): the service's app
+    as the `running` fixture builds it with the run's real configuration."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.app = None
+
+    async def __call__(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+
+def _schema(service: str):
+    loaded = schemathesis.openapi.from_dict(DOCUMENTS[service])
+    loaded.app = ServiceApp(service)
+    return loaded
+
+
+SCHEMAS = {service: _schema(service) for service in SERVICES}
+
+
+@pytest.fixture(scope="module")
+def running(service_env, sandbox, tmp_path_factory):
+    """`running(service)`: the service's app with the run's real configuration; schemathesis
+    starts its lifespan (on its own event loop thread) at the first request, and this fixture
+    shuts every one down at the end."""
+
+    def _start(service: str) -> None:
+        target = SCHEMAS[service].app
+        if target.app is None:
+            env = {**service_env, **_service_overrides(service, sandbox, tmp_path_factory.mktemp(service))}
+            if service == "chat":
+                # Chat reserves quota with Payment's SQL functions in the core database.
+                asyncio.run(migrate(env["DATABASE_URL"], "payment"))
+            target.app = build_app(service, env)
+            assert target.app.openapi() == DOCUMENTS[service]
+
+    yield _start
+    shutdown_lifespans()
+    for loaded in SCHEMAS.values():
+        loaded.app.app = None
+
+
+def _needs_service_token(case) -> bool:
+    forbidden = case.operation.definition.raw.get("responses", {}).get("403", {})
+    return "SERVICE_TOKEN_REQUIRED" in forbidden.get("description", "")
+
+
+@schemathesis.pytest.parametrize(**SCHEMAS)
+@hypothesis.settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
+def test_documents_tell_the_truth(case, running, tokens):
+    running(case.operation.schema.app.service)
+    headers = None
+    if case.operation.definition.raw.get("security"):
+        token = tokens.service() if _needs_service_token(case) else tokens.user(str(uuid.uuid4()), tier=2)
+        headers = tokens.headers(token)
+    case.call_and_validate(headers=headers, timeout=REQUEST_TIMEOUT)
