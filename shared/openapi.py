@@ -48,6 +48,7 @@ _DEPENDENCY_ERRORS: dict[Callable, tuple[ErrorCode, ...]] = {
     auth.get_optional_user: _AUTH_ERRORS,
     auth.authenticate: _AUTH_ERRORS,
     auth.require_service: (errors.SERVICE_TOKEN_REQUIRED,),
+    auth.require_admin_or_service: (errors.ADMIN_REQUIRED,),
 }
 _TIER_DEPENDENCY = f"{auth.requires_tier.__qualname__}.<locals>."
 
