@@ -478,8 +478,12 @@ async def leaderboard(
         # Everyone with a higher value is listed before: the rank is 1 + those, ties share it.
         rank = entries[-1]["rank"] if entries and entries[-1]["value"] == r["value"] else i + 1
         entries.append(
-            {"rank": rank, "display_name": rules.display_name(r["user_id"]), "value": int(r["value"]),
-             "is_me": r["user_id"] == uid}
+            {
+                "rank": rank,
+                "display_name": rules.display_name(r["user_id"]),
+                "value": int(r["value"]),
+                "is_me": r["user_id"] == uid,
+            }
         )
     return {
         "metric": metric,

@@ -25,9 +25,8 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from common import ROOT, Infra, create_database, create_vhost, drop_database, summary
-
 import asyncpg
+from common import ROOT, Infra, create_database, create_vhost, drop_database, summary
 
 from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.service import Ingestor
@@ -52,7 +51,7 @@ def make_events(n: int, users: int, seed: int = 7) -> list:
     convs: dict[str, str] = {}
     now = datetime.now(UTC)
     out = []
-    for i in range(n):
+    for _ in range(n):
         user = ids[min(int(rnd.paretovariate(1.2)) - 1, users - 1) if rnd.random() < 0.5 else rnd.randrange(users)]
         at = now - timedelta(seconds=rnd.randrange(86_400))
         r = rnd.random()
@@ -101,8 +100,14 @@ async def bare_loop(url: str, queue: str, n: int, prefetch: int) -> float:
 
 async def consumer_rate(url: str, pool: asyncpg.Pool, n: int, batch: int) -> tuple[float, int]:
     consumer = BatchConsumer(
-        url=url, exchange=EXCHANGE, queue=QUEUE, pool=pool, handle_batch=Ingestor(), bindings=["#"],
-        batch_size=batch, max_wait_ms=20,
+        url=url,
+        exchange=EXCHANGE,
+        queue=QUEUE,
+        pool=pool,
+        handle_batch=Ingestor(),
+        bindings=["#"],
+        batch_size=batch,
+        max_wait_ms=20,
     )
     start = time.perf_counter()
     consumer.start()
@@ -148,8 +153,13 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
         assert raw == n, (raw, n)
         await pool.close()
         bare = (bare_before + bare_after) / 2
-        return {"rate": rate, "batches": batches, "bare_before": bare_before, "bare_after": bare_after,
-                "ratio": rate / bare}
+        return {
+            "rate": rate,
+            "batches": batches,
+            "bare_before": bare_before,
+            "bare_after": bare_after,
+            "ratio": rate / bare,
+        }
     finally:
         await drop_database(infra, run)
         delete_vhost(infra, run)

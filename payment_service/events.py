@@ -4,6 +4,7 @@ both users), reward.granted (a flip-ticket reward's bonus credits, once per rewa
 
 Handlers take (conn, event, state) and run inside the consumer's idempotency transaction (event id
 recorded with the effect); `state` is the app's state (Stripe gateway, Redis, quota client)."""
+
 from __future__ import annotations
 
 import logging
@@ -81,8 +82,10 @@ async def on_user_deleted(conn, event: Event, state) -> None:
             if getattr(exc, "code", None) != "resource_missing":
                 raise
     elif customer:
-        log.error("user deleted but Stripe is not configured: their Stripe customer was not deleted",
-                  extra={"customer": customer})
+        log.error(
+            "user deleted but Stripe is not configured: their Stripe customer was not deleted",
+            extra={"customer": customer},
+        )
     counts = await repo.erase_user(conn, str(user_id))
     log.info("payment data erased", extra={"counts": counts})
     await drop_cached_tier(state.redis, state.keys, str(user_id))

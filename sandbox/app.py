@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,7 +28,7 @@ def _with_default_404(provider: str, router: Router) -> Router:
     return router
 
 
-def create_app(state: Optional[SandboxState] = None) -> Starlette:
+def create_app(state: SandboxState | None = None) -> Starlette:
     state = state or SandboxState()
     oauth.keyring()  # generate the signing keys now, not on the first request
 

@@ -89,12 +89,14 @@ def _bad(message: str, status: int = 400) -> Response:
 def routes(state: SandboxState) -> list[Route]:
     async def index(request: Request) -> Response:
         base = str(request.base_url).rstrip("/")
-        return JSON({
-            "sandbox": "SceneXtras local sandbox - NOT the real providers",
-            "providers": {p: base + prefix for p, prefix in PREFIXES.items()},
-            "env": env_for(base),
-            "control": base + "/_sandbox",
-        })
+        return JSON(
+            {
+                "sandbox": "SceneXtras local sandbox - NOT the real providers",
+                "providers": {p: base + prefix for p, prefix in PREFIXES.items()},
+                "env": env_for(base),
+                "control": base + "/_sandbox",
+            }
+        )
 
     async def reset(request: Request) -> Response:
         state.reset()
@@ -145,10 +147,9 @@ def routes(state: SandboxState) -> list[Route]:
     async def list_requests(request: Request) -> Response:
         q = request.query_params
         since = q.get("since")
-        data = state.find_requests(q.get("provider"), q.get("path"), q.get("method"),
-                                   int(since) if since else None)
+        data = state.find_requests(q.get("provider"), q.get("path"), q.get("method"), int(since) if since else None)
         if q.get("limit"):
-            data = data[-int(q["limit"]):]
+            data = data[-int(q["limit"]) :]
         return JSON({"data": data})
 
     async def clear_requests(request: Request) -> Response:

@@ -19,8 +19,9 @@ import random
 import string
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -251,15 +252,15 @@ class Fault:
 
     id: str
     provider: str
-    status: Optional[int] = None
-    count: Optional[int] = 1
-    path: Optional[str] = None  # substring of the provider-relative path, e.g. "/v1/messages"
-    method: Optional[str] = None
+    status: int | None = None
+    count: int | None = 1
+    path: str | None = None  # substring of the provider-relative path, e.g. "/v1/messages"
+    method: str | None = None
     delay_seconds: float = 0.0
-    retry_after: Optional[float] = None
-    message: Optional[str] = None
-    error_type: Optional[str] = None
-    after_chunks: Optional[int] = None  # streaming only: fail after N content chunks
+    retry_after: float | None = None
+    message: str | None = None
+    error_type: str | None = None
+    after_chunks: int | None = None  # streaming only: fail after N content chunks
     drop_connection: bool = False
     hits: int = 0
 
@@ -319,7 +320,7 @@ class SandboxState:
     base_url: str = ""  # set by the server when known; used for URLs the sandbox hands out
     _fault_ids: Any = field(init=False)
     _request_ids: Any = field(init=False)
-    _resetters: list[Callable[["SandboxState"], None]] = field(default_factory=list)
+    _resetters: list[Callable[[SandboxState], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -331,7 +332,7 @@ class SandboxState:
         return "".join(self.rng.choice(alphabet) for _ in range(n))
 
     # -- reset --------------------------------------------------------------------------------
-    def on_reset(self, fn: Callable[["SandboxState"], None]) -> None:
+    def on_reset(self, fn: Callable[[SandboxState], None]) -> None:
         self._resetters.append(fn)
         fn(self)
 
@@ -363,7 +364,7 @@ class SandboxState:
         self.faults.append(fault)
         return fault
 
-    def take_fault(self, provider: str, method: str, path: str, streaming: bool) -> Optional[Fault]:
+    def take_fault(self, provider: str, method: str, path: str, streaming: bool) -> Fault | None:
         for fault in self.faults:
             if fault.matches(provider, method, path, streaming):
                 fault.hits += 1
@@ -401,10 +402,10 @@ class SandboxState:
 
     def find_requests(
         self,
-        provider: Optional[str] = None,
-        path: Optional[str] = None,
-        method: Optional[str] = None,
-        since: Optional[int] = None,
+        provider: str | None = None,
+        path: str | None = None,
+        method: str | None = None,
+        since: int | None = None,
     ) -> list[dict[str, Any]]:
         out = []
         for r in self.requests:
@@ -440,9 +441,9 @@ def register_error_renderer(*providers: str) -> Callable[[ErrorRenderer], ErrorR
 def render_error(
     provider: str,
     status: int,
-    message: Optional[str] = None,
-    error_type: Optional[str] = None,
-    retry_after: Optional[float] = None,
+    message: str | None = None,
+    error_type: str | None = None,
+    retry_after: float | None = None,
 ) -> Response:
     renderer = ERROR_RENDERERS.get(provider)
     if renderer is None:
@@ -547,7 +548,7 @@ def sandbox_scope(request: Request) -> dict[str, Any]:
     return request.scope["sandbox"]
 
 
-def stream_fault(request: Request) -> Optional[Fault]:
+def stream_fault(request: Request) -> Fault | None:
     """The fault that applies to this streaming response (``after_chunks`` set), if any."""
     fault = request.scope["sandbox"]["fault"]
     if fault is not None and fault.after_chunks is not None:
@@ -555,7 +556,7 @@ def stream_fault(request: Request) -> Optional[Fault]:
     return None
 
 
-def bearer_token(request: Request) -> Optional[str]:
+def bearer_token(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():

@@ -27,16 +27,25 @@ def build(state: SandboxState) -> Router:
         body = sandbox_scope(request)["parsed"]
         if not isinstance(body, dict) or not body.get("api_key"):
             return JSON(
-                {"type": "authentication_error", "code": "invalid_api_key",
-                 "detail": "Project API key invalid. You can find your project API key in PostHog project settings."},
+                {
+                    "type": "authentication_error",
+                    "code": "invalid_api_key",
+                    "detail": "Project API key invalid. You can find your project API key in PostHog project settings.",
+                },
                 status_code=401,
             )
         events = body.get("batch")
         if not isinstance(events, list) or not all(
             isinstance(e, dict) and isinstance(e.get("event"), str) and e.get("distinct_id") for e in events
         ):
-            return JSON({"type": "validation_error", "code": "invalid_payload",
-                         "detail": "Each event needs an event name and a distinct_id."}, status_code=400)
+            return JSON(
+                {
+                    "type": "validation_error",
+                    "code": "invalid_payload",
+                    "detail": "Each event needs an event name and a distinct_id.",
+                },
+                status_code=400,
+            )
         for e in events:
             state.posthog_events.append({**e, "api_key": body["api_key"], "received_at": time.time()})
         return JSON({"status": 1})

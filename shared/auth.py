@@ -7,12 +7,13 @@ project's JWKS and the algorithm from an explicit allow-list. The algorithm is p
 type: an HS256 header is only ever checked against the shared secret, an asymmetric header only
 against a JWKS public key, so a public key can never be used as an HMAC secret.
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,9 @@ class JWKSCache:
         if kid not in self._keys or stale:
             async with self._lock:
                 now = time.monotonic()
-                if (kid not in self._keys and now - self._fetched_at > self.min_refetch) or now - self._fetched_at > self.ttl:
+                if (
+                    kid not in self._keys and now - self._fetched_at > self.min_refetch
+                ) or now - self._fetched_at > self.ttl:
                     await self._fetch()
         return self._keys.get(kid)
 
@@ -323,7 +326,9 @@ def mint_access_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def mint_service_token(secret: str, service_name: str, *, expires_in: int = 300, issuer: str = "scenextras-auth") -> str:
+def mint_service_token(
+    secret: str, service_name: str, *, expires_in: int = 300, issuer: str = "scenextras-auth"
+) -> str:
     """A short-lived token for service-to-service calls and operators (role `service`)."""
     now = int(time.time())
     claims = {

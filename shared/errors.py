@@ -8,6 +8,7 @@ fields) and declares what it may answer next to itself
 (`@router.get(..., responses=documented(errors.CONVERSATION_NOT_FOUND))`), so the OpenAPI
 document lists every status and code a client can meet.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,7 +54,9 @@ class ErrorCode:
     def __call__(self, message: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any) -> APIError:
         return APIError(self.status, self.code, message or self.message, headers=headers, **extra)
 
-    def response(self, message: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    def response(
+        self, message: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> JSONResponse:
         return error_response(self.status, self.code, message or self.message, headers=headers, **extra)
 
 
@@ -88,9 +91,23 @@ GATEWAY_TIMEOUT = ErrorCode(504, "GATEWAY_TIMEOUT", "An upstream service timed o
 # What Starlette's own HTTPExceptions (404 for an unknown path, 405, ...) become.
 _DEFAULT_CODES = {
     e.status: e.code
-    for e in (BAD_REQUEST, UNAUTHORIZED, PAYMENT_REQUIRED, FORBIDDEN, NOT_FOUND, METHOD_NOT_ALLOWED, CONFLICT,
-              PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, VALIDATION_ERROR, RATE_LIMITED, INTERNAL_ERROR,
-              BAD_GATEWAY, SERVICE_UNAVAILABLE, GATEWAY_TIMEOUT)
+    for e in (
+        BAD_REQUEST,
+        UNAUTHORIZED,
+        PAYMENT_REQUIRED,
+        FORBIDDEN,
+        NOT_FOUND,
+        METHOD_NOT_ALLOWED,
+        CONFLICT,
+        PAYLOAD_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        VALIDATION_ERROR,
+        RATE_LIMITED,
+        INTERNAL_ERROR,
+        BAD_GATEWAY,
+        SERVICE_UNAVAILABLE,
+        GATEWAY_TIMEOUT,
+    )
 }
 
 
@@ -121,7 +138,9 @@ def documented(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     return JSONResponse({"detail": {"code": code, "message": message, **extra}}, status_code=status, headers=headers)
 
 

@@ -26,17 +26,18 @@ Each call is its own single-statement transaction and asks the function to commi
 operations, as whole transactions, never as an overspend (docs/payment.md). Other services' test
 databases need Payment's migrations: `await shared.migrate.migrate(DATABASE_URL, "payment")`.
 """
+
 from __future__ import annotations
 
 import asyncio
 import copy
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import AsyncIterator, overload
+from datetime import UTC, datetime
+from typing import overload
 
 import asyncpg
 import orjson
@@ -62,16 +63,18 @@ RESERVE_BATCH_MAX = 48
 RESERVES_IN_FLIGHT = 2
 
 _RESERVE_ONE = "SELECT reservation_id, remaining, reset_at FROM quota_reserve($1::uuid, $2, $3, $4, true)"
-_RESERVE_MANY = ("SELECT item, reservation_id, remaining, reset_at, error_code, error_message"
-                 " FROM quota_reserve_many($1::uuid[], $2::text[], $3::int[], $4, true)")
+_RESERVE_MANY = (
+    "SELECT item, reservation_id, remaining, reset_at, error_code, error_message"
+    " FROM quota_reserve_many($1::uuid[], $2::text[], $3::int[], $4, true)"
+)
 
 
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class InsufficientQuota(APIError):
@@ -127,6 +130,7 @@ class _Invalidator:
         self._pending: set[str] = set()
         self._waiters: list[asyncio.Future] = []
         self._running = False
+        self._flusher: asyncio.Task | None = None
 
     async def drop(self, keys: list[str]) -> None:
         loop = asyncio.get_running_loop()
@@ -135,7 +139,7 @@ class _Invalidator:
         self._waiters.append(fut)
         if not self._running:
             self._running = True
-            loop.create_task(self._flush())
+            self._flusher = loop.create_task(self._flush())  # kept: the loop holds tasks weakly
         await fut
 
     async def _flush(self) -> None:
@@ -168,7 +172,7 @@ class _ReserveBatcher:
     while waiting is left out of the next call; one cancelled while its call is in flight has its
     reservation released."""
 
-    def __init__(self, client: "QuotaClient"):
+    def __init__(self, client: QuotaClient):
         self.client = client
         self._queue: list[tuple[uuid.UUID, str, int, asyncio.Future]] = []
         self._running = 0
@@ -222,7 +226,11 @@ class _ReserveBatcher:
             row = await client.pool.fetchrow(_RESERVE_ONE, user, quota_type, amount, client.reservation_ttl)
             return [(row["reservation_id"], row["remaining"], row["reset_at"])]
         rows = await client.pool.fetch(
-            _RESERVE_MANY, [b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch], client.reservation_ttl,
+            _RESERVE_MANY,
+            [b[0] for b in batch],
+            [b[1] for b in batch],
+            [b[2] for b in batch],
+            client.reservation_ttl,
         )
         answers: list = [None] * len(batch)
         for row in rows:
@@ -231,18 +239,22 @@ class _ReserveBatcher:
                 answers[row["item"] - 1] = (row["reservation_id"], row["remaining"], row["reset_at"])
             else:
                 answers[row["item"] - 1] = asyncpg.PostgresError.new(
-                    {"S": "ERROR", "C": code, "M": row["error_message"]}, query=_RESERVE_MANY)
+                    {"S": "ERROR", "C": code, "M": row["error_message"]}, query=_RESERVE_MANY
+                )
         return answers
 
     async def _deliver(self, batch: list, answers: list) -> None:
-        changed = {str(b[0]) for b, a in zip(batch, answers)
-                   if isinstance(a, tuple) and a[0] is not None and a[1] != UNLIMITED}
+        changed = {
+            str(b[0])
+            for b, a in zip(batch, answers, strict=True)
+            if isinstance(a, tuple) and a[0] is not None and a[1] != UNLIMITED
+        }
         if changed:
             try:
                 await self.client.drop_cache(*changed)
             except Exception:  # drop_cache reports Redis trouble itself; nothing may keep an answer back
                 log.exception("quota cache drop failed")
-        for (*_, fut), answer in zip(batch, answers):
+        for (*_, fut), answer in zip(batch, answers, strict=True):
             if fut.done():  # the caller gave up while its reserve was in flight: give it back
                 if isinstance(answer, tuple) and answer[0] is not None:
                     self._spawn(self._release_abandoned(str(answer[0])))
@@ -267,9 +279,17 @@ def _copy_error(exc: BaseException) -> BaseException:
 
 
 class QuotaClient:
-    def __init__(self, core_pool, redis=None, keys=None, *, cache_ttl_seconds: int = QUOTA_CACHE_TTL_SECONDS,
-                 reservation_ttl_seconds: int = 600, max_reserve_batch: int = RESERVE_BATCH_MAX,
-                 reserves_in_flight: int = RESERVES_IN_FLIGHT):
+    def __init__(
+        self,
+        core_pool,
+        redis=None,
+        keys=None,
+        *,
+        cache_ttl_seconds: int = QUOTA_CACHE_TTL_SECONDS,
+        reservation_ttl_seconds: int = 600,
+        max_reserve_batch: int = RESERVE_BATCH_MAX,
+        reserves_in_flight: int = RESERVES_IN_FLIGHT,
+    ):
         self.pool = core_pool
         self.redis = redis
         self.keys = keys
@@ -333,7 +353,8 @@ class QuotaClient:
             lambda: self.pool.fetchrow(
                 "SELECT quota_settle($1::uuid, $2, true) AS remaining,"
                 " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
-                reservation_id, actual,
+                reservation_id,
+                actual,
             )
         )
         if row["user_id"] is None:
@@ -377,7 +398,7 @@ class QuotaClient:
             resets = [r["reset_at"] for r in rows if r["reset_at"] is not None]
             if resets:
                 # Never serve a cached value past the next reset.
-                until = (min(resets) - datetime.now(timezone.utc)).total_seconds()
+                until = (min(resets) - datetime.now(UTC)).total_seconds()
                 ttl = max(1, min(ttl, int(until)))
             try:
                 await self.redis.set(key, orjson.dumps(result), ex=ttl)
@@ -389,8 +410,9 @@ class QuotaClient:
     def reserved(self, user_id: str, quota_type: str, amount: int = 1) -> AbstractAsyncContextManager[Reservation]: ...
 
     @overload
-    def reserved(self, user_id: str, quota_type: Sequence[str],
-                 amount: int = 1) -> AbstractAsyncContextManager[list[Reservation]]: ...
+    def reserved(
+        self, user_id: str, quota_type: Sequence[str], amount: int = 1
+    ) -> AbstractAsyncContextManager[list[Reservation]]: ...
 
     def reserved(self, user_id, quota_type, amount=1):
         """Reserve, run the block, then settle (success) or release (any exception, cancellation
@@ -412,8 +434,9 @@ class QuotaClient:
             yield reservation
 
     @asynccontextmanager
-    async def _reserved_each(self, user_id: str, quota_types: list[str],
-                             amount: int) -> AsyncIterator[list[Reservation]]:
+    async def _reserved_each(
+        self, user_id: str, quota_types: list[str], amount: int
+    ) -> AsyncIterator[list[Reservation]]:
         held: list[Reservation] = []
         try:
             for qt in quota_types:
@@ -435,8 +458,10 @@ class QuotaClient:
                     await self.release(r.reservation_id)
             except Exception:
                 what = "settle" if settle else "release"
-                log.exception(f"quota {what} failed; the reservation expires on its own",
-                              extra={"reservation_id": r.reservation_id})
+                log.exception(
+                    f"quota {what} failed; the reservation expires on its own",
+                    extra={"reservation_id": r.reservation_id},
+                )
 
 
 __all__ = ["InsufficientQuota", "Reservation", "QuotaClient", "QUOTA_CACHE_TTL_SECONDS"]

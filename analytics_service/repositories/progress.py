@@ -77,9 +77,7 @@ _METRIC_VALUE = """
 """
 
 
-async def unlock_due(
-    conn, user_ids: list[uuid.UUID], longest_streaks: list[int], at: datetime
-) -> list[asyncpg.Record]:
+async def unlock_due(conn, user_ids: list[uuid.UUID], longest_streaks: list[int], at: datetime) -> list[asyncpg.Record]:
     """Unlock every active definition whose metric reached its threshold for these users, once
     (primary key user + code); the rows unlocked now with the definition's name and XP. One
     statement: the users' rollups, the definitions and the insert."""

@@ -1,4 +1,5 @@
 """All SQL of subscriptions, customers, transactions and processed webhook events (core database)."""
+
 from __future__ import annotations
 
 import uuid
@@ -8,8 +9,19 @@ from typing import Any
 import asyncpg
 
 _SUB_COLUMNS = (
-    "user_id", "stripe_customer_id", "stripe_subscription_id", "stripe_item_id", "price_id", "tier", "status",
-    "current_period_end", "cancel_at_period_end", "grace_until", "trial_end", "pending_tier", "pending_tier_at",
+    "user_id",
+    "stripe_customer_id",
+    "stripe_subscription_id",
+    "stripe_item_id",
+    "price_id",
+    "tier",
+    "status",
+    "current_period_end",
+    "cancel_at_period_end",
+    "grace_until",
+    "trial_end",
+    "pending_tier",
+    "pending_tier_at",
     "source_updated_at",
 )
 
@@ -27,34 +39,65 @@ def as_uuid(value: Any) -> uuid.UUID | None:
 
 # ------------------------------------------------------------------------------ webhook events
 
-async def record_webhook_event(conn: asyncpg.Connection, provider: str, event_id: str, event_type: str,
-                               created: datetime | None, outcome: str | None = None) -> bool:
+
+async def record_webhook_event(
+    conn: asyncpg.Connection,
+    provider: str,
+    event_id: str,
+    event_type: str,
+    created: datetime | None,
+    outcome: str | None = None,
+) -> bool:
     """True the first time; False when this event was already applied (same transaction as the effect)."""
-    return bool(await conn.fetchval(
-        "INSERT INTO webhook_events (provider, event_id, event_type, event_created, outcome) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT DO NOTHING RETURNING true",
-        provider, event_id, event_type, created, outcome,
-    ))
+    return bool(
+        await conn.fetchval(
+            "INSERT INTO webhook_events (provider, event_id, event_type, event_created, outcome)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+            provider,
+            event_id,
+            event_type,
+            created,
+            outcome,
+        )
+    )
 
 
-async def record_subscription_event(conn: asyncpg.Connection, provider: str, event_id: str, event_type: str,
-                                    created: datetime | None, outcome: str | None, source: str,
-                                    external_id: str) -> tuple[bool, asyncpg.Record | None]:
+async def record_subscription_event(
+    conn: asyncpg.Connection,
+    provider: str,
+    event_id: str,
+    event_type: str,
+    created: datetime | None,
+    outcome: str | None,
+    source: str,
+    external_id: str,
+) -> tuple[bool, asyncpg.Record | None]:
     """record_webhook_event and, the first time, lock_and_get_subscription: one round trip.
     Returns (recorded, the subscription row or None)."""
     row = await conn.fetchrow(
         "SELECT recorded, sub FROM payment_record_subscription_event($1, $2, $3, $4, $5, $6, $7)",
-        provider, event_id, event_type, created, outcome, source, external_id,
+        provider,
+        event_id,
+        event_type,
+        created,
+        outcome,
+        source,
+        external_id,
     )
     return row["recorded"], row["sub"]
 
 
 async def set_webhook_outcome(conn: asyncpg.Connection, provider: str, event_id: str, outcome: str) -> None:
-    await conn.execute("UPDATE webhook_events SET outcome = $3 WHERE provider = $1 AND event_id = $2",
-                       provider, event_id, outcome[:200])
+    await conn.execute(
+        "UPDATE webhook_events SET outcome = $3 WHERE provider = $1 AND event_id = $2",
+        provider,
+        event_id,
+        outcome[:200],
+    )
 
 
 # ----------------------------------------------------------------------------------- customers
+
 
 async def customer_for_user(conn, user_id: str) -> str | None:
     return await conn.fetchval("SELECT customer_id FROM stripe_customers WHERE user_id = $1", as_uuid(user_id))
@@ -69,12 +112,14 @@ async def link_customer(conn, user_id: str, customer_id: str) -> str:
     """Record user -> customer once; returns the customer id that is recorded (the first one wins)."""
     await conn.execute(
         "INSERT INTO stripe_customers (user_id, customer_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        as_uuid(user_id), customer_id,
+        as_uuid(user_id),
+        customer_id,
     )
     return await conn.fetchval("SELECT customer_id FROM stripe_customers WHERE user_id = $1", as_uuid(user_id))
 
 
 # ------------------------------------------------------------------------------- subscriptions
+
 
 async def lock_and_get_subscription(conn, source: str, external_id: str) -> asyncpg.Record | None:
     """Serialise every change to one subscription (also before its row exists; the lock is held
@@ -83,18 +128,28 @@ async def lock_and_get_subscription(conn, source: str, external_id: str) -> asyn
 
 
 async def get_subscription(conn, source: str, external_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM subscriptions WHERE source = $1 AND external_id = $2", source, external_id)
+    return await conn.fetchrow(
+        "SELECT * FROM subscriptions WHERE source = $1 AND external_id = $2", source, external_id
+    )
 
 
-async def save_subscription_and_settle_tier(conn, source: str, external_id: str,
-                                            fields: dict[str, Any]) -> tuple[asyncpg.Record, int, int]:
+async def save_subscription_and_settle_tier(
+    conn, source: str, external_id: str, fields: dict[str, Any]
+) -> tuple[asyncpg.Record, int, int]:
     """Lock the user's quota row, save the subscription, settle the effective tier (quotas reset when
     it changed), in one round trip. Returns (row, tier the quotas were set for before, tier now)."""
-    fields = {**fields, "cancel_at_period_end": bool(fields.get("cancel_at_period_end")), "tier": fields.get("tier") or 0}
+    fields = {
+        **fields,
+        "cancel_at_period_end": bool(fields.get("cancel_at_period_end")),
+        "tier": fields.get("tier") or 0,
+    }
     values = {c: fields.get(c) for c in _SUB_COLUMNS}
     values["user_id"] = as_uuid(values["user_id"])
     result = await conn.fetchrow(
-        "SELECT sub, tier_before, tier_after FROM payment_save_subscription($1, $2, $3::jsonb)", source, external_id, values,
+        "SELECT sub, tier_before, tier_after FROM payment_save_subscription($1, $2, $3::jsonb)",
+        source,
+        external_id,
+        values,
     )
     return result["sub"], result["tier_before"], result["tier_after"]
 
@@ -116,9 +171,11 @@ async def live_stripe_subscription(conn, user_id: str) -> asyncpg.Record | None:
 
 
 async def had_stripe_subscription(conn, user_id: str) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE user_id = $1 AND source = 'stripe')", as_uuid(user_id)
-    ))
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE user_id = $1 AND source = 'stripe')", as_uuid(user_id)
+        )
+    )
 
 
 async def effective_tier(conn, user_id: str) -> int:
@@ -136,7 +193,8 @@ async def settle_tier(conn, user_id: str, before: int) -> int:
         "     AND status IN ('active', 'trialing', 'past_due')),"
         "   CASE WHEN t.tier > $2 THEN 'upgrade' ELSE 'downgrade' END) AS u FROM t WHERE t.tier <> $2)"
         " SELECT t.tier, (SELECT count(*) FROM r) AS reset FROM t",
-        as_uuid(user_id), before,
+        as_uuid(user_id),
+        before,
     )
     return int(row["tier"])
 
@@ -145,7 +203,8 @@ async def entitled_period_end(conn, user_id: str, tier: int) -> datetime | None:
     return await conn.fetchval(
         "SELECT max(current_period_end) FROM subscriptions WHERE user_id = $1 AND tier = $2"
         " AND status IN ('active', 'trialing', 'past_due')",
-        as_uuid(user_id), tier,
+        as_uuid(user_id),
+        tier,
     )
 
 
@@ -172,6 +231,7 @@ async def apply_due_pending_tiers(conn, user_id: str) -> None:
 
 
 # -------------------------------------------------------------------------------------- quotas
+
 
 async def lock_quota_tier(conn, user_id: str) -> int:
     """Lock the user's quota row (created lazily) and return the tier its allowances were set for."""
@@ -220,35 +280,63 @@ async def delete_old_reservations(conn, days: int) -> int:
 
 # -------------------------------------------------------------------------------- transactions
 
-async def insert_transaction(conn, *, user_id: str | None, source: str, kind: str, status: str, amount_cents: int,
-                             currency: str, external_id: str, stripe_customer_id: str | None = None,
-                             subscription_ref: str | None = None, description: str | None = None,
-                             occurred_at: datetime) -> bool:
-    return bool(await conn.fetchval(
-        "INSERT INTO payment_transactions (user_id, source, kind, status, amount_cents, currency, external_id,"
-        " stripe_customer_id, subscription_ref, description, occurred_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (source, kind, external_id) DO NOTHING"
-        " RETURNING true",
-        as_uuid(user_id), source, kind, status, amount_cents, (currency or "usd").lower(), external_id,
-        stripe_customer_id, subscription_ref, description, occurred_at,
-    ))
+
+async def insert_transaction(
+    conn,
+    *,
+    user_id: str | None,
+    source: str,
+    kind: str,
+    status: str,
+    amount_cents: int,
+    currency: str,
+    external_id: str,
+    stripe_customer_id: str | None = None,
+    subscription_ref: str | None = None,
+    description: str | None = None,
+    occurred_at: datetime,
+) -> bool:
+    return bool(
+        await conn.fetchval(
+            "INSERT INTO payment_transactions (user_id, source, kind, status, amount_cents, currency, external_id,"
+            " stripe_customer_id, subscription_ref, description, occurred_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (source, kind, external_id) DO NOTHING"
+            " RETURNING true",
+            as_uuid(user_id),
+            source,
+            kind,
+            status,
+            amount_cents,
+            (currency or "usd").lower(),
+            external_id,
+            stripe_customer_id,
+            subscription_ref,
+            description,
+            occurred_at,
+        )
+    )
 
 
 async def refunded_so_far(conn, charge_id: str) -> int:
-    return int(await conn.fetchval(
-        "SELECT COALESCE(-sum(amount_cents), 0) FROM payment_transactions"
-        " WHERE source = 'stripe' AND kind = 'refund' AND subscription_ref = $1",
-        charge_id,
-    ))
+    return int(
+        await conn.fetchval(
+            "SELECT COALESCE(-sum(amount_cents), 0) FROM payment_transactions"
+            " WHERE source = 'stripe' AND kind = 'refund' AND subscription_ref = $1",
+            charge_id,
+        )
+    )
 
 
 async def transactions_for_user(conn, user_id: str, limit: int = 50) -> list[asyncpg.Record]:
     return await conn.fetch(
-        "SELECT * FROM payment_transactions WHERE user_id = $1 ORDER BY occurred_at DESC LIMIT $2", as_uuid(user_id), limit
+        "SELECT * FROM payment_transactions WHERE user_id = $1 ORDER BY occurred_at DESC LIMIT $2",
+        as_uuid(user_id),
+        limit,
     )
 
 
 # ------------------------------------------------------------------------------------- erasure
+
 
 async def erase_user(conn, user_id: str) -> dict[str, int]:
     """Erase a user's payment data. Kept for accounting: payment_transactions (amounts, currency,
@@ -261,7 +349,10 @@ async def erase_user(conn, user_id: str) -> dict[str, int]:
         ("quota_reservations", "DELETE FROM quota_reservations WHERE user_id = $1"),
         ("reward_grants", "DELETE FROM reward_grants WHERE user_id = $1"),
         ("stripe_customers", "DELETE FROM stripe_customers WHERE user_id = $1"),
-        ("payment_transactions", "UPDATE payment_transactions SET user_id = NULL, description = NULL WHERE user_id = $1"),
+        (
+            "payment_transactions",
+            "UPDATE payment_transactions SET user_id = NULL, description = NULL WHERE user_id = $1",
+        ),
     ):
         counts[table] = int((await conn.execute(sql, uid)).split()[-1])
     return counts

@@ -1,4 +1,5 @@
 """The analytics service starts and is ready (docs/analytics.md); its domain is tested beside this."""
+
 from shared.testing.checks import assert_healthy
 
 

@@ -66,8 +66,13 @@ async def test_platform_figures_come_from_the_events(analytics, bus, tokens, adm
         assert s["revenue_cents"] == [999, 1999, 0]
         assert s["mrr_cents"] == [999, 2998, 2998]
         assert (p["dau"], p["wau"], p["mau"]) == (2, 4, 4)
-        assert p["totals"] == {"messages": 7, "new_users": 2, "conversions": 2, "cancellations": 1,
-                               "revenue_cents": 2998}
+        assert p["totals"] == {
+            "messages": 7,
+            "new_users": 2,
+            "conversions": 2,
+            "cancellations": 1,
+            "revenue_cents": 2998,
+        }
         assert p["paying_subscribers"] == 1 and p["churn_rate"] is None  # nobody was paying at the start
 
     hourly = await analytics.get(
@@ -109,11 +114,24 @@ def _chromium(*args: str) -> str:
     try:
         return subprocess.run(
             [
-                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--window-size=1280,900", "--virtual-time-budget=5000", *args,
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--window-size=1280,900",
+                "--virtual-time-budget=5000",
+                *args,
             ],
-            capture_output=True, text=True, timeout=90, check=True,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=True,
         ).stdout
     finally:
         shutil.rmtree(profile, ignore_errors=True)

@@ -1,9 +1,10 @@
 """shared/quota.py and shared/tiers.py against Payment's SQL functions in a real core database."""
+
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -62,8 +63,8 @@ async def test_missing_row_is_created_free_and_reserve_counts_down(quota, core):
     row = await core.fetchrow("SELECT tier, period, quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
     assert dict(row) == {"tier": 0, "period": "daily", "quota": 4}
     # The free reset is the next UTC midnight.
-    now = datetime.now(timezone.utc)
-    assert r1.reset_at == datetime(now.year, now.month, now.day, tzinfo=timezone.utc) + timedelta(days=1)
+    now = datetime.now(UTC)
+    assert r1.reset_at == datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
 
 
 async def test_fifty_concurrent_reserves_with_five_left_give_exactly_five(quota, core):
@@ -87,7 +88,9 @@ async def _wait_for_lock_waiters(core, text: str, count: int, within: float = 30
     while True:
         waiting = await core.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
-            " AND datname = current_database()", f"%{text}%")
+            " AND datname = current_database()",
+            f"%{text}%",
+        )
         if waiting >= count:
             return
         if asyncio.get_running_loop().time() > deadline:
@@ -125,7 +128,8 @@ async def test_reserves_on_many_connections_against_an_existing_row_give_exactly
     assert all(r.remaining == 0 for r in results if isinstance(r, InsufficientQuota))
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 0
     held = await core.fetchval(
-        "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", uuid.UUID(user))
+        "SELECT count(*) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", uuid.UUID(user)
+    )
     assert held == 5
 
 
@@ -148,7 +152,8 @@ async def test_concurrent_mixed_amounts_never_overspend(core, redis, keys):
     # Every grant's answer is what it left: all different, the smallest is what is left now.
     assert len({r.remaining for r in granted}) == len(granted) and min(r.remaining for r in granted) == left
     held = await core.fetchval(
-        "SELECT coalesce(sum(amount), 0) FROM quota_reservations WHERE user_id = $1", uuid.UUID(user))
+        "SELECT coalesce(sum(amount), 0) FROM quota_reservations WHERE user_id = $1", uuid.UUID(user)
+    )
     assert held == spent
 
 
@@ -195,7 +200,9 @@ async def test_settle_charges_actual_and_gives_back_rest_idempotently(quota, cor
     await quota.settle(r.reservation_id, 4)
     await quota.settle(r.reservation_id, 1)  # second settle changes nothing
     await quota.release(r.reservation_id)  # nor does a release after it
-    row = await core.fetchrow("SELECT quota_premium_model, premium_tokens_used FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
+    row = await core.fetchrow(
+        "SELECT quota_premium_model, premium_tokens_used FROM user_quotas WHERE user_id = $1", uuid.UUID(user)
+    )
     assert dict(row) == {"quota_premium_model": 96, "premium_tokens_used": 4}
     # Charging more than reserved charges only what was reserved.
     r2 = await quota.reserve(user, "premium", 2)
@@ -222,7 +229,9 @@ async def test_reserved_context_settles_on_success_and_releases_on_error(quota, 
         async with quota.reserved(user, "regular", 2):
             raise RuntimeError("the LLM failed")
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 4
-    states = await core.fetch("SELECT state, charged FROM quota_reservations WHERE user_id = $1 ORDER BY created_at", uuid.UUID(user))
+    states = await core.fetch(
+        "SELECT state, charged FROM quota_reservations WHERE user_id = $1 ORDER BY created_at", uuid.UUID(user)
+    )
     assert [(s["state"], s["charged"]) for s in states] == [("settled", 1), ("released", 0)]
 
 
@@ -241,10 +250,16 @@ async def test_reserved_several_types_is_all_or_nothing_and_zero_actual_is_a_rel
     with pytest.raises(asyncio.CancelledError):
         async with quota.reserved(user, ["regular"]):
             raise asyncio.CancelledError
-    states = await core.fetch("SELECT quota_type, state, charged FROM quota_reservations WHERE user_id = $1"
-                              " ORDER BY created_at", uuid.UUID(user))
-    assert [tuple(s) for s in states] == [("regular", "released", 0), ("regular", "settled", 1),
-                                          ("story", "released", 0), ("regular", "released", 0)]
+    states = await core.fetch(
+        "SELECT quota_type, state, charged FROM quota_reservations WHERE user_id = $1 ORDER BY created_at",
+        uuid.UUID(user),
+    )
+    assert [tuple(s) for s in states] == [
+        ("regular", "released", 0),
+        ("regular", "settled", 1),
+        ("story", "released", 0),
+        ("regular", "released", 0),
+    ]
     row = await core.fetchrow("SELECT quota, quota_story FROM user_quotas WHERE user_id = $1", uuid.UUID(user))
     assert dict(row) == {"quota": 4, "quota_story": 1}
 
@@ -255,7 +270,9 @@ async def test_unlimited_always_reserves_with_an_id(quota, core):
     results = await asyncio.gather(*(quota.reserve(user, "image_gen", 5) for _ in range(20)))
     assert all(r.reservation_id and r.remaining == -1 and r.unlimited for r in results)
     await quota.settle(results[0].reservation_id)
-    assert await core.fetchval("SELECT quota_image_generation FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == -1
+    assert (
+        await core.fetchval("SELECT quota_image_generation FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == -1
+    )
 
 
 async def test_expired_reservation_is_given_back(quota, core):
@@ -264,10 +281,16 @@ async def test_expired_reservation_is_given_back(quota, core):
     with pytest.raises(InsufficientQuota):
         await quota.reserve(user, "regular")
     # A worker crashed: the reservation's time runs out.
-    await core.execute("UPDATE quota_reservations SET expires_at = now() - interval '1 second' WHERE id = $1", uuid.UUID(held.reservation_id))
+    await core.execute(
+        "UPDATE quota_reservations SET expires_at = now() - interval '1 second' WHERE id = $1",
+        uuid.UUID(held.reservation_id),
+    )
     again = await quota.reserve(user, "regular")
     assert again.remaining == 4
-    assert await core.fetchval("SELECT state FROM quota_reservations WHERE id = $1", uuid.UUID(held.reservation_id)) == "expired"
+    assert (
+        await core.fetchval("SELECT state FROM quota_reservations WHERE id = $1", uuid.UUID(held.reservation_id))
+        == "expired"
+    )
     # A late settle of the expired reservation charges nothing more.
     await quota.settle(held.reservation_id)
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 4
@@ -289,13 +312,17 @@ async def test_free_daily_reset_lazy_and_swept(quota, core):
     with pytest.raises(InsufficientQuota):
         await quota.reserve(user, "regular")
     # Midnight UTC passes.
-    await core.execute("UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(user))
+    await core.execute(
+        "UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(user)
+    )
     r = await quota.reserve(user, "regular")
     assert r.remaining == 4
     # The sweeper's path: quota_reset() without a user resets every due free row.
     other = new_user()
     await quota.reserve(other, "regular", 5)
-    await core.execute("UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(other))
+    await core.execute(
+        "UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(other)
+    )
     reset = [r["u"] for r in await core.fetch("SELECT u FROM quota_reset() AS u")]
     assert uuid.UUID(other) in reset
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(other)) == 5
@@ -310,7 +337,9 @@ async def test_free_daily_reset_lazy_and_swept(quota, core):
 async def test_reservation_from_before_a_reset_does_not_overfill(quota, core):
     user = new_user()
     held = await quota.reserve(user, "regular", 3)
-    await core.execute("UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(user))
+    await core.execute(
+        "UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(user)
+    )
     await core.fetch("SELECT quota_reset()")
     await quota.release(held.reservation_id)
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(user)) == 5
@@ -324,7 +353,9 @@ async def test_bonus_credits_spent_after_allowance_and_survive_reset(quota, core
     await quota.release(r.reservation_id)
     r = await quota.reserve(user, "regular", 7)
     await quota.settle(r.reservation_id)
-    await core.execute("UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(user))
+    await core.execute(
+        "UPDATE user_quotas SET reset_at = now() - interval '1 second' WHERE user_id = $1", uuid.UUID(user)
+    )
     snap = await quota.remaining(user)
     assert snap["regular"]["remaining"] == 6  # 5 daily + 1 bonus left
 
@@ -336,7 +367,9 @@ async def test_depleted_event_is_emitted_once_when_reaching_zero(quota, core):
     with pytest.raises(InsufficientQuota):
         await quota.reserve(user, "regular", 1)
     n = await core.fetchval(
-        "SELECT count(*) FROM outbox_events WHERE event_type = 'quota.depleted' AND convert_from(body, 'UTF8')::jsonb->>'user_id' = $1", user
+        "SELECT count(*) FROM outbox_events WHERE event_type = 'quota.depleted'"
+        " AND convert_from(body, 'UTF8')::jsonb->>'user_id' = $1",
+        user,
     )
     assert n == 1
 
@@ -377,7 +410,8 @@ async def test_tier_resolver_cache_database_and_token_fallbacks(core, redis, key
     await core.execute(
         "INSERT INTO subscriptions (user_id, source, external_id, tier, status, source_updated_at)"
         " VALUES ($1, 'revenuecat', $2, 2, 'active', now())",
-        uuid.UUID(user_id), user_id,
+        uuid.UUID(user_id),
+        user_id,
     )
     assert await resolver(user) == 2
     # Both unreachable: the token's own tier.
@@ -409,6 +443,7 @@ async def test_tier_and_quota_snapshot_in_one_read(core, redis, keys, tokens, qu
 
 # ------------------------------------------------------------------- reserves coalesced into one call
 
+
 @pytest.fixture
 def quota_one_call(core, redis, keys):
     """One reserve call in flight at a time: a call held on a row lock makes the next ones queue."""
@@ -426,7 +461,9 @@ async def test_reserve_many_applies_each_item_on_its_own_in_user_order(core):
     ua, ub = uuid.UUID(a), uuid.UUID(b)
     rows = await core.fetch(
         "SELECT * FROM quota_reserve_many($1::uuid[], $2::text[], $3::int[])",
-        [ua, ub, ua, ua, ub, ua], ["regular", "regular", "story", "regular", "gold", "regular"], [2, 1, 1, 4, 1, 3],
+        [ua, ub, ua, ua, ub, ua],
+        ["regular", "regular", "story", "regular", "gold", "regular"],
+        [2, 1, 1, 4, 1, 3],
     )
     by_item = {r["item"]: r for r in rows}
     assert sorted(by_item) == [1, 2, 3, 4, 5, 6]
@@ -441,9 +478,13 @@ async def test_reserve_many_applies_each_item_on_its_own_in_user_order(core):
     assert "unknown quota type" in by_item[5]["error_message"]
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", ua) == 0
     assert await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", ub) == 4
-    held = await core.fetch("SELECT user_id, quota_type, amount FROM quota_reservations WHERE user_id = ANY($1::uuid[]) AND state = 'held'", [ua, ub])
+    held = await core.fetch(
+        "SELECT user_id, quota_type, amount FROM quota_reservations WHERE user_id = ANY($1::uuid[]) AND state = 'held'",
+        [ua, ub],
+    )
     assert sorted((str(r["user_id"]) == a, r["quota_type"], r["amount"]) for r in held) == sorted(
-        [(True, "regular", 2), (True, "story", 1), (True, "regular", 3), (False, "regular", 1)])
+        [(True, "regular", 2), (True, "story", 1), (True, "regular", 3), (False, "regular", 1)]
+    )
 
 
 async def test_concurrent_reserves_share_calls_and_each_caller_gets_its_own_answer(quota, core, redis, keys):
@@ -458,7 +499,10 @@ async def test_concurrent_reserves_share_calls_and_each_caller_gets_its_own_answ
     for u in users:
         mine = [r for r in results if r.user_id == u]
         spent = sum(r.amount for r in mine)
-        assert await core.fetchval("SELECT quota_premium_model FROM user_quotas WHERE user_id = $1", uuid.UUID(u)) == 100 - spent
+        assert (
+            await core.fetchval("SELECT quota_premium_model FROM user_quotas WHERE user_id = $1", uuid.UUID(u))
+            == 100 - spent
+        )
         # Each answer is what that reserve left: the smallest is what remains now.
         assert min(r.remaining for r in mine) == 100 - spent
         assert sorted(r.remaining for r in mine) == sorted({r.remaining for r in mine})
@@ -497,8 +541,10 @@ async def test_a_failing_item_fails_only_its_own_caller(quota_one_call, core):
 async def _wait_for_lock_waiter(core, text: str) -> int:
     for _ in range(200):
         pid = await core.fetchval(
-            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1 AND datname = current_database()",
-            f"%{text}%")
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE $1 AND datname = current_database()",
+            f"%{text}%",
+        )
         if pid:
             return pid
         await asyncio.sleep(0.02)
@@ -531,7 +577,10 @@ async def test_connection_killed_mid_call_gives_errors_or_correct_answers_never_
     assert all(isinstance(r, BaseException) for r in results[:8])  # the killed calls answered nobody
     assert [r.remaining for r in results[8:]] == [2] * 5  # the next call was made and answered correctly
     for u in users:
-        held = await core.fetchval("SELECT coalesce(sum(amount), 0) FROM quota_reservations WHERE user_id = $1 AND state = 'held'", uuid.UUID(u))
+        held = await core.fetchval(
+            "SELECT coalesce(sum(amount), 0) FROM quota_reservations WHERE user_id = $1 AND state = 'held'",
+            uuid.UUID(u),
+        )
         left = await core.fetchval("SELECT quota FROM user_quotas WHERE user_id = $1", uuid.UUID(u))
         assert held == 3 and left == 2  # the killed calls were rolled back whole
     assert (await quota_one_call.reserve(hot, "regular", 2)).remaining == 0
