@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from zoneinfo import available_timezones
+
 from pydantic import BaseModel, ConfigDict, Field
+
+# Every name the service knows (rules.known_timezones, the same tz database): the document lists them,
+# and the service answers INVALID_TIMEZONE (naming the value) for any other.
+TIMEZONES = sorted(available_timezones())
 
 
 class CheckinRequest(BaseModel):
@@ -13,6 +19,7 @@ class CheckinRequest(BaseModel):
         min_length=1,
         max_length=64,
         description="IANA time zone name (e.g. Europe/Paris); kept for the user's later days",
+        json_schema_extra={"enum": [*TIMEZONES, None]},
     )
 
 

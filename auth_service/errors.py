@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from shared.errors import ErrorCode
 
-# Sign-up, codes, login.
+# Sign-up, codes, login. A wrong or expired code is a refused credential (401), like a wrong password.
 EMAIL_TAKEN = ErrorCode(409, "EMAIL_TAKEN", "An account with this email already exists; log in instead.")
-INVALID_CODE = ErrorCode(400, "INVALID_CODE", "That code is not right.")
-CODE_EXPIRED = ErrorCode(400, "CODE_EXPIRED", "This code has expired. Ask for a new one.")
+INVALID_CODE = ErrorCode(401, "INVALID_CODE", "That code is not right.")
+CODE_EXPIRED = ErrorCode(401, "CODE_EXPIRED", "This code has expired. Ask for a new one.")
 CODE_LOCKED = ErrorCode(429, "CODE_LOCKED", "Too many wrong codes; this code is locked. Ask for a new one.")
 EMAIL_DELIVERY_FAILED = ErrorCode(
     503,
@@ -34,9 +34,9 @@ OAUTH_PROVIDER_UNAVAILABLE = ErrorCode(503, "OAUTH_PROVIDER_UNAVAILABLE", "Sign-
 USER_NOT_FOUND = ErrorCode(404, "USER_NOT_FOUND", "This account no longer exists.")
 PREFERENCES_TOO_LARGE = ErrorCode(422, "PREFERENCES_TOO_LARGE", "preferences is too large.")
 
-# Referrals.
-INVALID_REFERRAL_CODE = ErrorCode(400, "INVALID_REFERRAL_CODE", "That referral code does not exist.")
-SELF_REFERRAL = ErrorCode(400, "SELF_REFERRAL", "You cannot use your own referral code.")
+# Referrals: an unknown code is not found (404), your own one conflicts with who you are (409).
+INVALID_REFERRAL_CODE = ErrorCode(404, "INVALID_REFERRAL_CODE", "That referral code does not exist.")
+SELF_REFERRAL = ErrorCode(409, "SELF_REFERRAL", "You cannot use your own referral code.")
 ACCOUNT_REQUIRED = ErrorCode(
     403, "ACCOUNT_REQUIRED", "Create an account (and verify its email) to use a referral code."
 )

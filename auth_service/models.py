@@ -2,94 +2,103 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
-EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
-CODE_RE = re.compile(r"^\d{6}$")
-REFERRAL_RE = re.compile(r"^[A-Za-z0-9]{4,16}$")
-PHONE_RE = re.compile(r"^\+?[0-9]{6,15}$")
-COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
-LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-ONBOARDING_RE = re.compile(r"^[a-z0-9_:-]{1,50}$")
+from shared.openapi import WHITESPACE_CLASS
+
+# Each pattern is what the server accepts, so the OpenAPI document says it exactly: surrounding whitespace
+# (trimmed) included where it always was, character classes spelled out (no \s or \d, which mean
+# different sets to different regex engines), the whole value matched as JSON Schema readers match it.
+_WS = WHITESPACE_CLASS
+_BLANKS = rf"[{_WS}]*"
+EMAIL_PATTERN = (
+    rf"^{_BLANKS}[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
+    rf"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?)+{_BLANKS}$"
+)
+CODE_PATTERN = rf"^{_BLANKS}[0-9]{{6}}{_BLANKS}$"
+REFERRAL_PATTERN = rf"^{_BLANKS}[A-Za-z0-9]{{4,16}}{_BLANKS}$"
+OPTIONAL_REFERRAL_PATTERN = rf"^{_BLANKS}(?:[A-Za-z0-9]{{4,16}})?{_BLANKS}$"
+# Something besides whitespace, no control characters once trimmed.
+NAME_PATTERN = rf"^{_BLANKS}[^\x00-\x1f{_WS}](?:[^\x00-\x1f]*[^\x00-\x1f{_WS}])?{_BLANKS}$"
+AVATAR_URL_PATTERN = rf"^{_BLANKS}[Hh][Tt][Tt][Pp][Ss]?://[^{_WS}/$.?#][^{_WS}]*{_BLANKS}$"
+PHONE_SEPARATORS = rf"[{_WS}().-]"
+PHONE_PATTERN = rf"^{PHONE_SEPARATORS}*(?:\+{PHONE_SEPARATORS}*)?(?:[0-9]{PHONE_SEPARATORS}*){{6,15}}$"
+COUNTRY_PATTERN = rf"^{_BLANKS}[A-Za-z]{{2}}{_BLANKS}$"
+LANGUAGE_PATTERN = rf"^{_BLANKS}[a-z]{{2,3}}(?:-[A-Za-z0-9]{{2,8}})*{_BLANKS}$"
+ONBOARDING_PATTERN = rf"^{_BLANKS}[a-z0-9_:-]{{1,50}}{_BLANKS}$"
+
+
+def matching(
+    pattern: str, message: str, *, max_length: int | None = None, then: Callable[[str], str] = str.strip
+) -> Any:
+    """A string checked against `pattern` (and `max_length`) as given, then normalised by `then`;
+    the document declares exactly that pattern and length."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or (max_length is not None and len(value) > max_length):
+            raise ValueError(message)
+        if not compiled.fullmatch(value):  # anchored: `$` is the end, as in JSON Schema (not before a final \n)
+            raise ValueError(message)
+        return then(value)
+
+    schema: dict[str, Any] = {"type": "string", "pattern": pattern}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return Annotated[str, BeforeValidator(check), WithJsonSchema(schema)]
+
+
+Email = matching(EMAIL_PATTERN, "must be an email address", max_length=254, then=lambda v: v.strip().lower())
+OtpCode = matching(CODE_PATTERN, "must be the 6-digit code from the email")
+ReferralCode = matching(REFERRAL_PATTERN, "must be a referral code (4-16 letters and digits)",
+                        then=lambda v: v.strip().upper())
+# Optional at sign-up: an empty code is no code.
+OptionalReferralCode = matching(OPTIONAL_REFERRAL_PATTERN, "must be a referral code (4-16 letters and digits)",
+                                then=lambda v: v.strip().upper())
+Password = Annotated[str, Field(min_length=8, max_length=256)]
+ProfileName = matching(NAME_PATTERN, "must be a non-empty name without control characters", max_length=100)
+AvatarUrl = matching(AVATAR_URL_PATTERN, "must be an http(s) URL", max_length=2048)
+Phone = matching(PHONE_PATTERN, "must be a phone number, e.g. +14155550100",
+                 then=lambda v: re.sub(PHONE_SEPARATORS, "", v))
+Country = matching(COUNTRY_PATTERN, "must be an ISO 3166-1 alpha-2 country code, e.g. US",
+                   then=lambda v: v.strip().upper())
+Language = matching(LANGUAGE_PATTERN, "must be a language tag, e.g. en or pt-BR")
+OnboardingStatus = matching(ONBOARDING_PATTERN, "must be a short status such as 'started', 'avatar' or 'completed'")
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def normalise_email(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be an email address")
-    value = value.strip().lower()
-    if len(value) > 254 or not EMAIL_RE.match(value) or len(value.split("@")[0]) > 64:
-        raise ValueError("must be an email address")
-    return value
-
-
-def normalise_referral(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("must be a referral code")
-    value = value.strip().upper()
-    if value == "":
-        return None
-    if not REFERRAL_RE.match(value):
-        raise ValueError("must be a referral code (letters and digits)")
-    return value
-
-
 class EmailBody(Strict):
-    email: str
-
-    _email = field_validator("email", mode="before")(lambda cls, v: normalise_email(v))
-
-
-def _check_password(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    if len(value) < 8:
-        raise ValueError("must be at least 8 characters")
-    if len(value) > 256:
-        raise ValueError("must be at most 256 characters")
-    return value
+    email: Email
 
 
 class CreateAccount(Strict):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
-    email: str
-    password: str
-    referral_code: str | None = None
+    email: Email
+    password: Password
+    referral_code: OptionalReferralCode | None = None
 
-    _email = field_validator("email", mode="before")(lambda cls, v: normalise_email(v))
-    _password = field_validator("password", mode="before")(lambda cls, v: _check_password(v))
-    _referral = field_validator("referral_code", mode="before")(lambda cls, v: normalise_referral(v))
+    @field_validator("referral_code")
+    @classmethod
+    def _no_code(cls, value: str | None) -> str | None:
+        return value or None
 
 
 class VerifyOtp(Strict):
-    email: str
-    code: str
-
-    _email = field_validator("email", mode="before")(lambda cls, v: normalise_email(v))
-
-    @field_validator("code", mode="before")
-    @classmethod
-    def _code(cls, value: Any) -> str:
-        value = str(value).strip() if isinstance(value, (str, int)) else value
-        if not isinstance(value, str) or not CODE_RE.match(value):
-            raise ValueError("must be the 6-digit code from the email")
-        return value
+    email: Email
+    code: OtpCode
 
 
 class Login(Strict):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
-    email: str
+    email: Email
     password: str = Field(min_length=1, max_length=256)
-
-    _email = field_validator("email", mode="before")(lambda cls, v: normalise_email(v))
 
 
 class RefreshBody(Strict):
@@ -98,9 +107,7 @@ class RefreshBody(Strict):
 
 class PasswordReset(VerifyOtp):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
-    new_password: str
-
-    _password = field_validator("new_password", mode="before")(lambda cls, v: _check_password(v))
+    new_password: Password
 
 
 class IdTokenBody(Strict):
@@ -112,75 +119,36 @@ class FacebookBody(Strict):
 
 
 class ReferralApply(Strict):
-    code: str
-
-    @field_validator("code", mode="before")
-    @classmethod
-    def _code(cls, value: Any) -> str:
-        code = normalise_referral(value)
-        if code is None:
-            raise ValueError("must be a referral code")
-        return code
+    code: ReferralCode
 
 
 class ProfileUpdate(Strict):
     """PUT /users/me/details: only the fields sent change; null clears a field."""
 
-    name: str | None = Field(None, max_length=100)
-    avatar_url: str | None = Field(None, max_length=2048)
-    phone: str | None = None
-    country: str | None = None
-    language: str | None = None
+    name: ProfileName | None = None
+    avatar_url: AvatarUrl | None = None
+    phone: Phone | None = None
+    country: Country | None = None
+    language: Language | None = None
     preferences: dict[str, Any] | None = None
-    onboarding_status: str | None = None
+    onboarding_status: OnboardingStatus | None = None
 
-    @field_validator("name")
+    @field_validator("preferences")
     @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is not None and (not value or any(ord(c) < 32 for c in value)):
-            raise ValueError("must be a non-empty name without control characters")
-        return value
+    def _preferences(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _within_int64(value)
 
-    @field_validator("avatar_url")
-    @classmethod
-    def _avatar(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
-            raise ValueError("must be an http(s) URL")
-        return value
 
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        compact = re.sub(r"[\s().-]", "", value)
-        if not PHONE_RE.match(compact):
-            raise ValueError("must be a phone number, e.g. +14155550100")
-        return compact
-
-    @field_validator("country")
-    @classmethod
-    def _country(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.upper()
-        if not COUNTRY_RE.match(value):
-            raise ValueError("must be an ISO 3166-1 alpha-2 country code, e.g. US")
-        return value
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str | None) -> str | None:
-        if value is not None and not LANGUAGE_RE.match(value):
-            raise ValueError("must be a language tag, e.g. en or pt-BR")
-        return value
-
-    @field_validator("onboarding_status")
-    @classmethod
-    def _onboarding(cls, value: str | None) -> str | None:
-        if value is not None and not ONBOARDING_RE.match(value):
-            raise ValueError("must be a short status such as 'started', 'avatar' or 'completed'")
-        return value
+def _within_int64(value: Any) -> Any:
+    """Any JSON object is valid preferences; integers beyond 64 bits (which jsonb's encoder cannot
+    write) are kept as numbers, the way most JSON readers hold them anyway."""
+    if isinstance(value, dict):
+        return {k: _within_int64(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_within_int64(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
 
 
 class TokenPair(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from shared.errors import ErrorCode
+from shared.pagination import INVALID_CURSOR  # noqa: F401 (re-exported: one code for every list)
 
 # -- conversations and messages -----------------------------------------------------------------
 CONVERSATION_NOT_FOUND = ErrorCode(404, "CONVERSATION_NOT_FOUND", "No such conversation.")
@@ -25,7 +26,6 @@ CANNOT_EDIT_REPLY = ErrorCode(
     403, "CANNOT_EDIT_REPLY", "Only your own messages can be edited; regenerate a character's reply instead."
 )
 UNKNOWN_REACTION = ErrorCode(422, "UNKNOWN_REACTION", "reaction must be like or dislike.")
-INVALID_CURSOR = ErrorCode(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")
 UNSUPPORTED_FORMAT = ErrorCode(422, "UNSUPPORTED_FORMAT", "This format is not offered.")
 
 # -- a message --------------------------------------------------------------------------------
@@ -44,7 +44,8 @@ ATTACHMENT_NOT_AN_IMAGE = ErrorCode(
 # -- group chat -------------------------------------------------------------------------------
 NO_CHARACTERS = ErrorCode(422, "NO_CHARACTERS", "A group chat needs at least one character.")
 TOO_MANY_CHARACTERS = ErrorCode(422, "TOO_MANY_CHARACTERS", "Too many characters for one group chat.")
-DUPLICATE_CHARACTER = ErrorCode(422, "DUPLICATE_CHARACTER", "Each character can join a group chat once.")
+# A character is its name (any case): naming one twice conflicts with the group already holding it.
+DUPLICATE_CHARACTER = ErrorCode(409, "DUPLICATE_CHARACTER", "Each character can join a group chat once.")
 
 # -- the model --------------------------------------------------------------------------------
 LLM_UNAVAILABLE = ErrorCode(

@@ -9,6 +9,12 @@ import orjson
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.openapi import NOT_BLANK_PATTERN
+
+# Text that must hold something besides whitespace: the document says so with this pattern, and the service
+# answers its own clear code (EMPTY_MESSAGE, EMPTY_TEXT) for the rest, checking exactly that (str.strip()).
+NOT_BLANK = {"pattern": NOT_BLANK_PATTERN}
+
 
 class Attachment(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -20,12 +26,12 @@ class Attachment(BaseModel):
 
 
 class TalkRequest(BaseModel):
-    message: str
+    message: str = Field(..., json_schema_extra=NOT_BLANK)
     character: str = Field(..., min_length=1, max_length=200)
     series: str | None = Field(default=None, max_length=300)
     conversation_id: str | None = None
     model: str | None = None
-    stream: bool = False
+    stream: bool = Field(default=False, strict=True)  # a JSON boolean, as documented (not 0/1 or "yes")
     attachments: list[Attachment] = Field(default_factory=list)
 
 
@@ -58,8 +64,8 @@ class GroupCharacter(BaseModel):
 
 
 class GroupChatRequest(BaseModel):
-    characters: list[GroupCharacter] = Field(default_factory=list)
-    message: str
+    characters: list[GroupCharacter] = Field(..., json_schema_extra={"minItems": 1})  # else NO_CHARACTERS
+    message: str = Field(..., json_schema_extra=NOT_BLANK)
     conversation_id: str | None = None
     model: str | None = None
 
@@ -83,16 +89,20 @@ class GroupChatResponse(BaseModel):
 
 
 class EditMessage(BaseModel):
-    content: str
+    content: str = Field(..., json_schema_extra=NOT_BLANK)
 
 
 class ReactionRequest(BaseModel):
     reaction: Literal["like", "dislike"]
 
 
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse")
+
+
 class SpeakRequest(BaseModel):
-    text: str
-    voice: str | None = Field(default=None, max_length=40)
+    text: str = Field(..., json_schema_extra=NOT_BLANK)
+    # The service answers UNKNOWN_VOICE (with the list) for any other.
+    voice: str | None = Field(default=None, max_length=40, json_schema_extra={"enum": [*VOICES, None]})
 
 
 def message_out(row, reactions: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import os
 import signal
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -31,7 +30,7 @@ from media_service.settings import Settings
 from media_service.storage import BlobStore, content_address
 from shared.bus import emit
 from shared.events import EventType, make_event
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_keyset, encode_keyset
 
 log = logging.getLogger("media_service")
 
@@ -140,19 +139,13 @@ class MediaService:
         return self.image_out(row)
 
     async def list_images(self, user_id: str, *, purpose: str | None, limit: int, cursor: str | None) -> dict:
-        before = None
-        if cursor:
-            created, last_id = decode_cursor(cursor, 2)
-            try:
-                before = (datetime.fromisoformat(created), uuid.UUID(last_id))
-            except ValueError:
-                raise errors.INVALID_CURSOR() from None
+        before = decode_keyset(cursor) if cursor else None
         rows = await repo.list_owned(self.db, user_id, "image", purpose=purpose, limit=limit + 1, before=before)
         page = rows[:limit]
         next_cursor = None
         if len(rows) > limit:
             last = page[-1]
-            next_cursor = encode_cursor(last["created_at"].isoformat(), str(last["id"]))
+            next_cursor = encode_keyset(last["created_at"], last["id"])
         return {"images": [self.image_out(r) for r in page], "next_cursor": next_cursor}
 
     async def delete_image(self, user_id: str, image_id: str) -> None:

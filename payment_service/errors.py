@@ -13,8 +13,9 @@ ALREADY_SUBSCRIBED = ErrorCode(
 SUBSCRIPTION_MANAGED_IN_APP = ErrorCode(
     409, "SUBSCRIPTION_MANAGED_IN_APP", "Your subscription is managed in the App Store / Google Play."
 )
-INVALID_PROMO_CODE = ErrorCode(400, "INVALID_PROMO_CODE", "The promotion code is not valid.")
-INVALID_REDIRECT_URL = ErrorCode(422, "INVALID_REDIRECT_URL", "The redirect URL must be on our front end.")
+# A code Stripe does not know (or no longer active) is not found; a redirect off our front end is refused.
+INVALID_PROMO_CODE = ErrorCode(404, "INVALID_PROMO_CODE", "The promotion code is not valid.")
+INVALID_REDIRECT_URL = ErrorCode(403, "INVALID_REDIRECT_URL", "The redirect URL must be on our front end.")
 UPGRADE_PAYMENT_PENDING = ErrorCode(
     402, "UPGRADE_PAYMENT_PENDING", "The upgrade waits for its payment; update your card in the billing portal."
 )
@@ -29,9 +30,9 @@ STRIPE_REJECTED = ErrorCode(502, "STRIPE_REJECTED", "Stripe refused the request.
 STRIPE_ERROR = ErrorCode(502, "STRIPE_ERROR", "Stripe could not do this right now; try again shortly.")
 STRIPE_UNAVAILABLE = ErrorCode(503, "STRIPE_UNAVAILABLE", "Card payments are unavailable right now; try again shortly.")
 
-# Provider webhooks.
+# Provider webhooks. A signature that does not verify is a sender not authenticated (401).
 INVALID_SIGNATURE = ErrorCode(
-    400, "INVALID_SIGNATURE", "The Stripe-Signature header does not match this payload (or is too old)."
+    401, "INVALID_SIGNATURE", "The Stripe-Signature header does not match this payload (or is too old)."
 )
 INVALID_PAYLOAD = ErrorCode(400, "INVALID_PAYLOAD", "The webhook body is not a valid event.")
 INVALID_WEBHOOK_AUTH = ErrorCode(

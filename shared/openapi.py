@@ -54,6 +54,11 @@ _TIER_DEPENDENCY = f"{auth.requires_tier.__qualname__}.<locals>."
 
 F = TypeVar("F", bound=Callable)
 
+# Python's whitespace (what str.strip() removes) spelled out: `\s` is a different set in Python, ECMAScript
+# and Rust regexes, and a pattern in the document must mean the same to every reader and to the server.
+WHITESPACE_CLASS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_PATTERN = rf"[^{WHITESPACE_CLASS}]"  # something besides whitespace: `text.strip()` is not empty
+
 
 def raises(*codes: ErrorCode) -> Callable[[F], F]:
     """Declare what a dependency answers, so every route depending on it documents it:
@@ -214,4 +219,4 @@ def install_openapi(app: FastAPI, *, database: bool, rate_limit_exempt: Sequence
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["BEARER", "complete_document", "install_openapi", "raises"]
+__all__ = ["BEARER", "NOT_BLANK_PATTERN", "WHITESPACE_CLASS", "complete_document", "install_openapi", "raises"]

@@ -1,25 +1,67 @@
-"""Opaque list cursors (`?cursor=`): a few fields, base64url-encoded. A cursor this service did not
-give out answers 422 INVALID_CURSOR."""
+"""Opaque list cursors (`?cursor=`): where the previous page ended, in a format the OpenAPI document states
+as a pattern, so that every cursor matching it is a position (the page after it may be empty) and a
+client, or a test generating requests from the document, cannot send a well-formed one that is refused.
 
+- a keyset position, `<microseconds since the epoch>.<row id as 32 hex digits>`, for lists ordered by
+  (timestamp, id);
+- a sequence position, `<digits>`, for lists ordered by an integer.
+
+Anything else answers 422 INVALID_CURSOR (base64 cursors of earlier releases included).
+"""
 from __future__ import annotations
 
-import base64
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import Query
 
 from shared.errors import ErrorCode
 
 INVALID_CURSOR = ErrorCode(422, "INVALID_CURSOR", "The cursor is not one this service gave out.")
 
+# Empty is the first page (as no cursor). 16 digits of microseconds reach the year 2286.
+KEYSET_PATTERN = r"^(?:([0-9]{1,16})\.([0-9a-f]{32}))?$"
+SEQUENCE_PATTERN = r"^([0-9]{1,18})?$"  # within a bigint
+_KEYSET = re.compile(KEYSET_PATTERN)
+_SEQUENCE = re.compile(SEQUENCE_PATTERN)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-def encode_cursor(*parts: str) -> str:
-    return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
+
+def cursor_query(pattern: str = KEYSET_PATTERN) -> Any:
+    """The `cursor` query parameter: the pattern is documented and checked by the decoder (so a
+    cursor that does not match answers INVALID_CURSOR, not a generic validation error)."""
+    return Query(None, max_length=60, description="`next_cursor` of the previous page.",
+                 json_schema_extra={"pattern": pattern})
 
 
-def decode_cursor(cursor: str, n: int) -> list[str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise INVALID_CURSOR() from None
-    parts = raw.split("|")
-    if len(parts) != n:
+def encode_keyset(at: datetime, row_id: Any) -> str:
+    delta = at - _EPOCH
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return f"{micros}.{uuid.UUID(str(row_id)).hex}"
+
+
+def decode_keyset(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """(timestamp, id) of a keyset cursor, None for the first page; the whole value matched, as JSON Schema does."""
+    match = _KEYSET.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None:
         raise INVALID_CURSOR()
-    return parts
+    if match.group(1) is None:
+        return None
+    return _EPOCH + timedelta(microseconds=int(match.group(1))), uuid.UUID(hex=match.group(2))
+
+
+def encode_sequence(value: int) -> str:
+    return str(int(value))
+
+
+def decode_sequence(cursor: str | None) -> int | None:
+    match = _SEQUENCE.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise INVALID_CURSOR()
+    return int(match.group(1)) if match.group(1) is not None else None
+
+
+__all__ = ["INVALID_CURSOR", "KEYSET_PATTERN", "SEQUENCE_PATTERN", "cursor_query", "decode_keyset",
+           "decode_sequence", "encode_keyset", "encode_sequence"]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -22,6 +20,7 @@ from analytics_service.models import (
 from shared import errors as common
 from shared.auth import CurrentUser, get_current_user
 from shared.errors import documented
+from shared.pagination import cursor_query, decode_keyset, encode_keyset
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
@@ -60,22 +59,6 @@ async def achievements(request: Request, user: Account):
     return {"achievements": await service.achievements(request.app.state.db, user.user_id)}
 
 
-def _cursor(granted_at: datetime, ticket_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{granted_at.isoformat()}|{ticket_id}".encode()).decode().rstrip("=")
-
-
-def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, ticket_id = raw.split("|")
-        after = datetime.fromisoformat(ts), uuid.UUID(ticket_id)
-    except (ValueError, UnicodeDecodeError):
-        raise errors.INVALID_CURSOR() from None
-    if after[0].tzinfo is None:
-        raise errors.INVALID_CURSOR()
-    return after
-
-
 @router.get(
     "/flip-tickets", response_model=FlipTicketList, responses=USER_ROUTE_ERRORS | documented(errors.INVALID_CURSOR)
 )
@@ -83,15 +66,15 @@ async def flip_tickets(
     request: Request,
     user: Account,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: str | None = cursor_query(),
 ):
-    after = _after(cursor) if cursor else None
+    after = decode_keyset(cursor) if cursor else None
     rows = await service.flip_tickets(request.app.state.db, user.user_id, limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
     return {
         "flip_tickets": [service.ticket_out(r) for r in rows],
-        "next_cursor": _cursor(rows[-1]["granted_at"], rows[-1]["id"]) if more and rows else None,
+        "next_cursor": encode_keyset(rows[-1]["granted_at"], rows[-1]["id"]) if more and rows else None,
     }
 
 

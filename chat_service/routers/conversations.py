@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import secrets
-import uuid
-from datetime import datetime
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
@@ -17,23 +14,16 @@ from chat_service.repositories import conversations as conv_repo
 from chat_service.repositories import messages as msg_repo
 from shared.auth import CurrentUser, get_current_user, resolve_tier
 from shared.errors import INSUFFICIENT_QUOTA, INSUFFICIENT_TIER, VALIDATION_ERROR, documented
+from shared.pagination import (
+    SEQUENCE_PATTERN,
+    cursor_query,
+    decode_keyset,
+    decode_sequence,
+    encode_keyset,
+    encode_sequence,
+)
 
 router = APIRouter(tags=["conversations"])
-
-
-def encode_cursor(*parts: str) -> str:
-    return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, n: int) -> list[str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise errors.INVALID_CURSOR() from None
-    parts = raw.split("|")
-    if len(parts) != n:
-        raise errors.INVALID_CURSOR()
-    return parts
 
 
 async def owned(request: Request, conversation_id: str, user: CurrentUser):
@@ -50,20 +40,14 @@ NOT_FOUND = documented(errors.CONVERSATION_NOT_FOUND)
 async def list_conversations(
     request: Request,
     limit: int = Query(20, ge=1, le=100),
-    cursor: str | None = Query(None, max_length=200),
+    cursor: str | None = cursor_query(),
     user: CurrentUser = Depends(get_current_user),
 ):
-    after = None
-    if cursor:
-        ts, cid = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(ts), uuid.UUID(cid))
-        except ValueError:
-            raise errors.INVALID_CURSOR() from None
+    after = decode_keyset(cursor) if cursor else None
     rows = await conv_repo.list_page(request.app.state.db, user.user_id, limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["activity_at"].isoformat(), str(rows[-1]["id"])) if more and rows else None
+    next_cursor = encode_keyset(rows[-1]["activity_at"], rows[-1]["id"]) if more and rows else None
     return {"conversations": [conversation_out(r) for r in rows], "next_cursor": next_cursor}
 
 
@@ -73,18 +57,13 @@ async def get_conversation(
     conversation_id: str,
     request: Request,
     limit: int = Query(50, ge=1, le=200),
-    cursor: str | None = Query(None, max_length=200),
+    cursor: str | None = cursor_query(SEQUENCE_PATTERN),
     user: CurrentUser = Depends(get_current_user),
 ):
     """The conversation and a page of its messages: the newest first page, older with `cursor`;
     each page is in chronological order."""
     conv = await owned(request, conversation_id, user)
-    before = None
-    if cursor:
-        (seq,) = decode_cursor(cursor, 1)
-        if not seq.isdigit():
-            raise errors.INVALID_CURSOR()
-        before = int(seq)
+    before = decode_sequence(cursor) if cursor else None
     db = request.app.state.db
     rows = await msg_repo.page(db, conv["id"], limit=limit + 1, before_seq=before)
     more = len(rows) > limit
@@ -93,7 +72,7 @@ async def get_conversation(
     return {
         "conversation": conversation_out(conv),
         "messages": [message_out(r, reactions.get(str(r["id"]))) for r in rows],
-        "next_cursor": encode_cursor(str(rows[0]["seq"])) if more and rows else None,
+        "next_cursor": encode_sequence(rows[0]["seq"]) if more and rows else None,
     }
 
 
@@ -132,7 +111,8 @@ async def _transcript(db, conv):
 async def export_conversation(
     conversation_id: str,
     request: Request,
-    format: str = Query("txt"),
+    # Declared as the list; the service answers UNSUPPORTED_FORMAT (with the list) for any other.
+    format: str = Query("txt", json_schema_extra={"enum": list(export.FORMATS)}),
     user: CurrentUser = Depends(get_current_user),
 ):
     if format not in export.FORMATS:

@@ -1,7 +1,7 @@
 """Messages: edit, delete, pin, reactions (own conversations only)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from chat_service import errors
 from chat_service.errors import parse_uuid
@@ -82,7 +82,12 @@ async def react(message_id: str, body: ReactionRequest, request: Request, user: 
 
 @router.delete("/messages/{message_id}/reactions/{reaction}",
                responses=documented(errors.MESSAGE_NOT_FOUND, errors.UNKNOWN_REACTION))
-async def unreact(message_id: str, reaction: str, request: Request, user: CurrentUser = Depends(get_current_user)):
+async def unreact(
+    message_id: str,
+    request: Request,
+    reaction: str = Path(json_schema_extra={"enum": ["like", "dislike"]}),  # else UNKNOWN_REACTION
+    user: CurrentUser = Depends(get_current_user),
+):
     if reaction not in ("like", "dislike"):
         raise errors.UNKNOWN_REACTION()
     row = await owned_message(request, message_id, user)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from chat_service import attachments, errors
-from chat_service.models import Attachment, TalkRequest, TalkResponse, json_response
+from chat_service.models import NOT_BLANK, Attachment, TalkRequest, TalkResponse, json_response
 from chat_service.streaming import StreamRun
 from shared.auth import TIER_NAMES, CurrentUser, get_current_user, resolve_tier
 from shared.errors import INSUFFICIENT_QUOTA, INSUFFICIENT_TIER, documented
@@ -68,7 +68,7 @@ async def talk_with(body: TalkRequest, request: Request, user: CurrentUser = Dep
 @router.post("/talk_with/upload", responses=TALK_RESPONSES)
 async def talk_with_upload(
     request: Request,
-    message: str = Form(...),
+    message: str = Form(..., json_schema_extra=NOT_BLANK),
     character: str = Form(..., min_length=1, max_length=200),
     series: str | None = Form(None, max_length=300),
     conversation_id: str | None = Form(None),

@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 
 import openai
-from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 
 from chat_service import errors
+from chat_service.models import VOICES as MODEL_VOICES
 from chat_service.models import SpeakRequest
 from shared.auth import CurrentUser, get_current_user
 from shared.errors import APIError, documented
@@ -31,7 +32,7 @@ AUDIO_TYPES = {
     "audio/flac": "flac",
     "audio/x-flac": "flac",
 }
-VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse"}
+VOICES = set(MODEL_VOICES)
 SPEECH_FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 
 
@@ -53,12 +54,24 @@ def _voice_error(exc: Exception) -> APIError:
 
 
 VOICE_ERRORS = (errors.VOICE_UNAVAILABLE, errors.VOICE_FAILED)
+# The caller is authenticated before the voice limit counts the request: no token is a 401, never a 429.
+VOICE_DEPENDENCIES = [Depends(get_current_user), Depends(RateLimit(30, 60, scope="voice"))]
 
 
-@router.post("/voice/transcribe", dependencies=[Depends(RateLimit(30, 60, scope="voice"))], responses=documented(
+# The audio types the upload's part may carry (its Content-Type; or a file name with one of their extensions).
+TRANSCRIBE_BODY = {"requestBody": {"content": {"multipart/form-data": {
+    "encoding": {"file": {"contentType": ", ".join(AUDIO_TYPES)}},
+}}}}
+
+
+@router.post("/voice/transcribe", dependencies=VOICE_DEPENDENCIES, responses=documented(
     errors.UNSUPPORTED_AUDIO_TYPE, errors.AUDIO_TOO_LARGE, errors.EMPTY_AUDIO, errors.AUDIO_REJECTED, *VOICE_ERRORS,
-))
-async def transcribe(request: Request, file: UploadFile = File(...), user: CurrentUser = Depends(get_current_user)):
+), openapi_extra=TRANSCRIBE_BODY)
+async def transcribe(
+    request: Request,
+    file: UploadFile = File(..., json_schema_extra={"minLength": 1}),  # else EMPTY_AUDIO
+    user: CurrentUser = Depends(get_current_user),
+):
     settings = request.app.state.settings
     ctype = (file.content_type or "").split(";")[0].strip().lower()
     ext = (file.filename or "").rsplit(".", 1)[-1].lower() if "." in (file.filename or "") else ""
@@ -88,9 +101,15 @@ SPEAK_RESPONSES = {
 } | documented(errors.EMPTY_TEXT, errors.TEXT_TOO_LONG, errors.UNKNOWN_VOICE, errors.UNSUPPORTED_FORMAT, *VOICE_ERRORS)
 
 
-@router.post("/voice/speak", dependencies=[Depends(RateLimit(30, 60, scope="voice"))], response_class=Response,
+@router.post("/voice/speak", dependencies=VOICE_DEPENDENCIES, response_class=Response,
              responses=SPEAK_RESPONSES)
-async def speak(body: SpeakRequest, request: Request, format: str = "mp3", user: CurrentUser = Depends(get_current_user)):
+async def speak(
+    body: SpeakRequest,
+    request: Request,
+    # Declared as the list; the service answers UNSUPPORTED_FORMAT (with the list) for any other.
+    format: str = Query("mp3", json_schema_extra={"enum": list(SPEECH_FORMATS)}),
+    user: CurrentUser = Depends(get_current_user),
+):
     settings = request.app.state.settings
     text = body.text.strip() if body.text else ""
     if not text:

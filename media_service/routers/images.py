@@ -10,6 +10,7 @@ from media_service.service import PURPOSES, MediaService
 from media_service.uploads import read_upload
 from shared.auth import CurrentUser, get_current_user
 from shared.errors import documented
+from shared.pagination import cursor_query
 
 router = APIRouter(tags=["images"])
 
@@ -68,7 +69,7 @@ async def list_images(
     request: Request,
     purpose: str | None = Query(None, pattern="^(avatar|character|attachment)$"),
     limit: int = Query(20, ge=1, le=100),
-    cursor: str | None = Query(None, max_length=200),
+    cursor: str | None = cursor_query(),
     user: CurrentUser = Depends(get_current_user),
 ):
     """The caller's images, newest first."""

@@ -23,7 +23,15 @@ from shared.errors import documented
 router = APIRouter(tags=["webhooks"])
 
 
-@router.post("/webhook", response_model=WebhookAck,
+# The body is read raw (the signature covers its exact bytes); the header is declared here.
+STRIPE_SIGNATURE = {"parameters": [{
+    "name": "Stripe-Signature", "in": "header", "required": True,
+    "description": "`t=<unix time>,v1=<HMAC-SHA256 of the payload>`, as Stripe signs each delivery.",
+    "schema": {"type": "string", "minLength": 1},
+}]}
+
+
+@router.post("/webhook", response_model=WebhookAck, openapi_extra=STRIPE_SIGNATURE,
              responses=documented(errors.INVALID_SIGNATURE, errors.INVALID_PAYLOAD, errors.WEBHOOK_NOT_CONFIGURED,
                                   errors.STRIPE_UNAVAILABLE))
 async def stripe_webhook(request: Request):

@@ -140,10 +140,10 @@ async def test_referral_rules_self_twice_too_late(client, outbox, event_spy, db)
     h = bearer(user["access_token"])
     # Own code.
     r = await client.post("/referrals/apply", json={"code": user["user"]["referral_code"]}, headers=h)
-    assert r.status_code == 400 and r.json()["detail"]["code"] == "SELF_REFERRAL"
+    assert r.status_code == 409 and r.json()["detail"]["code"] == "SELF_REFERRAL"
     # Unknown code.
     r = await client.post("/referrals/apply", json={"code": "ZZZZ2222"}, headers=h)
-    assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_REFERRAL_CODE"
+    assert r.status_code == 404 and r.json()["detail"]["code"] == "INVALID_REFERRAL_CODE"
     # Retroactive, once.
     async with event_spy(["referral.completed"]) as spy:
         r = await client.post("/referrals/apply", json={"code": referrer["user"]["referral_code"]}, headers=h)

@@ -99,7 +99,7 @@ async def test_group_chat_limits(chat, new_user):
         json={"characters": [{"name": "Batman"}, {"name": "batman"}], "message": "hi"},
         headers=user.headers,
     )
-    assert r.json()["detail"]["code"] == "DUPLICATE_CHARACTER"
+    assert r.status_code == 409 and r.json()["detail"]["code"] == "DUPLICATE_CHARACTER"
     r = await chat.post("/group_chat", json={"characters": CAST, "message": ""}, headers=user.headers)
     assert r.json()["detail"]["code"] == "EMPTY_MESSAGE"
 

@@ -88,15 +88,18 @@ async def test_promo_code_and_bad_input(client, sandbox_required, users):
     assert "allow_promotion_codes" not in session_req["body"]
     since = last_request_id(sandbox)
     r = await client.post("/create-checkout-session", json={"tier": "pro", "promo_code": "NOPE"}, headers=headers)
-    assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_PROMO_CODE"
+    assert r.status_code == 404 and r.json()["detail"]["code"] == "INVALID_PROMO_CODE"
     assert stripe_requests(sandbox, "/v1/checkout/sessions", since) == []
     for bad in (
         {"tier": "gold"},
-        {"tier": "pro", "success_url": "https://evil.example/phish"},
         {"tier": "pro", "extra": 1},
     ):
         r = await client.post("/create-checkout-session", json=bad, headers=headers)
         assert r.status_code == 422, (bad, r.text)
+    r = await client.post(
+        "/create-checkout-session", json={"tier": "pro", "success_url": "https://evil.example/phish"}, headers=headers
+    )
+    assert r.status_code == 403 and r.json()["detail"]["code"] == "INVALID_REDIRECT_URL"
     r = await client.post("/create-checkout-session", json={"tier": "pro"})
     assert r.status_code == 401
     assert stripe_requests(sandbox, "/v1/checkout/sessions", since) == []
@@ -203,7 +206,7 @@ async def test_billing_portal(client, sandbox_required, users):
         "cus_"
     )
     r = await client.post("/billing-portal", json={"return_url": "https://elsewhere.example"}, headers=headers)
-    assert r.status_code == 422
+    assert r.status_code == 403 and r.json()["detail"]["code"] == "INVALID_REDIRECT_URL"
 
 
 async def test_stripe_down_is_a_clear_error_and_changes_nothing(client, db, sandbox_required, users):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from shared.testing.env import TEST_JWT_SECRET, patched_environ
+from shared.testing.env import AZURITE_CONNECTION_STRING, TEST_JWT_SECRET, patched_environ
 
 SERVICES = ["auth", "chat", "payment", "content", "media", "community", "analytics"]
 
@@ -18,6 +18,7 @@ PLACEHOLDERS = {
     },
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
+    "AZURE_STORAGE_CONNECTION_STRING": AZURITE_CONNECTION_STRING,
 }
 
 

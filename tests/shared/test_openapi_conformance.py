@@ -54,8 +54,8 @@ def _service_overrides(service: str, sandbox, tmp_dir) -> dict[str, str]:
     if service == "payment":
         return {**keys, "SWEEP_INTERVAL_SECONDS": "0", "FRONTEND_URL": "https://app.scenextras.test",
                 "REVENUECAT_WEBHOOK_AUTH": "Bearer rc-test-secret-0123456789"}
-    if service == "chat":
-        return {**keys}
+    if service in ("chat", "community", "media"):
+        return {**keys}  # models, moderation and providers on the sandbox
     if service == "content":
         return {**keys, "CONTENT_DATA_DIR": str(tmp_dir / "content"), "CONTENT_SEED": "real",
                 "SYNC_INTERVAL_SECONDS": "0", "SYNC_POPULAR_PAGES": "1", "SYNC_TRENDING": "false"}
