@@ -8,6 +8,7 @@ client, or a test generating requests from the document, cannot send a well-form
 
 Anything else answers 422 INVALID_CURSOR (base64 cursors of earlier releases included).
 """
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def cursor_query(pattern: str = KEYSET_PATTERN) -> Any:
     """The `cursor` query parameter: the pattern is documented and checked by the decoder (so a
     cursor that does not match answers INVALID_CURSOR, not a generic validation error)."""
-    return Query(None, max_length=60, description="`next_cursor` of the previous page.",
-                 json_schema_extra={"pattern": pattern})
+    return Query(
+        None, max_length=60, description="`next_cursor` of the previous page.", json_schema_extra={"pattern": pattern}
+    )
 
 
 def encode_keyset(at: datetime, row_id: Any) -> str:
@@ -63,5 +65,13 @@ def decode_sequence(cursor: str | None) -> int | None:
     return int(match.group(1)) if match.group(1) is not None else None
 
 
-__all__ = ["INVALID_CURSOR", "KEYSET_PATTERN", "SEQUENCE_PATTERN", "cursor_query", "decode_keyset",
-           "decode_sequence", "encode_keyset", "encode_sequence"]
+__all__ = [
+    "INVALID_CURSOR",
+    "KEYSET_PATTERN",
+    "SEQUENCE_PATTERN",
+    "cursor_query",
+    "decode_keyset",
+    "decode_sequence",
+    "encode_keyset",
+    "encode_sequence",
+]

@@ -1,4 +1,5 @@
 """Conversations: list and detail (cursor pagination), delete, regenerate, export, share."""
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,9 @@ async def list_conversations(
     return {"conversations": [conversation_out(r) for r in rows], "next_cursor": next_cursor}
 
 
-@router.get("/conversations/{conversation_id}",
-            responses=documented(errors.CONVERSATION_NOT_FOUND, errors.INVALID_CURSOR))
+@router.get(
+    "/conversations/{conversation_id}", responses=documented(errors.CONVERSATION_NOT_FOUND, errors.INVALID_CURSOR)
+)
 async def get_conversation(
     conversation_id: str,
     request: Request,
@@ -83,10 +85,18 @@ async def delete_conversation(conversation_id: str, request: Request, user: Curr
     return Response(status_code=204)
 
 
-@router.post("/conversations/{conversation_id}/regenerate", responses=documented(
-    errors.CONVERSATION_NOT_FOUND, errors.NOTHING_TO_REGENERATE, VALIDATION_ERROR, errors.UNKNOWN_MODEL,
-    INSUFFICIENT_TIER, INSUFFICIENT_QUOTA, errors.LLM_UNAVAILABLE,
-))
+@router.post(
+    "/conversations/{conversation_id}/regenerate",
+    responses=documented(
+        errors.CONVERSATION_NOT_FOUND,
+        errors.NOTHING_TO_REGENERATE,
+        VALIDATION_ERROR,
+        errors.UNKNOWN_MODEL,
+        INSUFFICIENT_TIER,
+        INSUFFICIENT_QUOTA,
+        errors.LLM_UNAVAILABLE,
+    ),
+)
 async def regenerate(
     conversation_id: str,
     request: Request,
@@ -105,9 +115,13 @@ async def _transcript(db, conv):
     return conversation_out(conv), [message_out(r) for r in rows]
 
 
-@router.get("/conversations/{conversation_id}/export", responses=documented(
-    errors.CONVERSATION_NOT_FOUND, errors.UNSUPPORTED_FORMAT,
-))
+@router.get(
+    "/conversations/{conversation_id}/export",
+    responses=documented(
+        errors.CONVERSATION_NOT_FOUND,
+        errors.UNSUPPORTED_FORMAT,
+    ),
+)
 async def export_conversation(
     conversation_id: str,
     request: Request,
@@ -116,7 +130,9 @@ async def export_conversation(
     user: CurrentUser = Depends(get_current_user),
 ):
     if format not in export.FORMATS:
-        raise errors.UNSUPPORTED_FORMAT(f"format must be one of {', '.join(export.FORMATS)}.", formats=list(export.FORMATS))
+        raise errors.UNSUPPORTED_FORMAT(
+            f"format must be one of {', '.join(export.FORMATS)}.", formats=list(export.FORMATS)
+        )
     conv = await owned(request, conversation_id, user)
     meta, messages = await _transcript(request.app.state.db, conv)
     if format == "pdf":
@@ -165,7 +181,12 @@ async def shared_transcript(token: str, request: Request):
         "type": meta["type"],
         "created_at": meta["created_at"],
         "messages": [
-            {"sender": "You" if m["role"] == "user" else m["sender"], "role": m["role"], "content": m["content"], "created_at": m["created_at"]}
+            {
+                "sender": "You" if m["role"] == "user" else m["sender"],
+                "role": m["role"],
+                "content": m["content"],
+                "created_at": m["created_at"],
+            }
             for m in messages
         ],
     }

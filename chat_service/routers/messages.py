@@ -1,4 +1,5 @@
 """Messages: edit, delete, pin, reactions (own conversations only)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -25,10 +26,18 @@ async def owned_message(request: Request, message_id: str, user: CurrentUser):
 NOT_FOUND = documented(errors.MESSAGE_NOT_FOUND)
 
 
-@router.patch("/messages/{message_id}", responses=documented(
-    errors.MESSAGE_NOT_FOUND, errors.CANNOT_EDIT_REPLY, errors.EMPTY_MESSAGE, errors.MESSAGE_TOO_LONG,
-))
-async def edit_message(message_id: str, body: EditMessage, request: Request, user: CurrentUser = Depends(get_current_user)):
+@router.patch(
+    "/messages/{message_id}",
+    responses=documented(
+        errors.MESSAGE_NOT_FOUND,
+        errors.CANNOT_EDIT_REPLY,
+        errors.EMPTY_MESSAGE,
+        errors.MESSAGE_TOO_LONG,
+    ),
+)
+async def edit_message(
+    message_id: str, body: EditMessage, request: Request, user: CurrentUser = Depends(get_current_user)
+):
     row = await owned_message(request, message_id, user)
     if row["role"] != "user":
         raise errors.CANNOT_EDIT_REPLY()
@@ -67,11 +76,16 @@ async def unpin(message_id: str, request: Request, user: CurrentUser = Depends(g
 
 async def _summary(db, message_id, user_id):
     summary = await msg_repo.reaction_summary(db, [message_id], user_id)
-    return {"message_id": str(message_id), "reactions": summary.get(str(message_id), {"like": 0, "dislike": 0, "mine": []})}
+    return {
+        "message_id": str(message_id),
+        "reactions": summary.get(str(message_id), {"like": 0, "dislike": 0, "mine": []}),
+    }
 
 
 @router.post("/messages/{message_id}/reactions", responses=NOT_FOUND)
-async def react(message_id: str, body: ReactionRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
+async def react(
+    message_id: str, body: ReactionRequest, request: Request, user: CurrentUser = Depends(get_current_user)
+):
     row = await owned_message(request, message_id, user)
     db = request.app.state.db
     async with db.acquire() as conn:
@@ -80,8 +94,10 @@ async def react(message_id: str, body: ReactionRequest, request: Request, user: 
     return await _summary(db, row["id"], user.user_id)
 
 
-@router.delete("/messages/{message_id}/reactions/{reaction}",
-               responses=documented(errors.MESSAGE_NOT_FOUND, errors.UNKNOWN_REACTION))
+@router.delete(
+    "/messages/{message_id}/reactions/{reaction}",
+    responses=documented(errors.MESSAGE_NOT_FOUND, errors.UNKNOWN_REACTION),
+)
 async def unreact(
     message_id: str,
     request: Request,

@@ -1,4 +1,5 @@
 """POST /talk_with (plain or server-sent events) and GET /models."""
+
 from __future__ import annotations
 
 import base64
@@ -53,9 +54,18 @@ TALK_RESPONSES = {
         "content": {"text/event-stream": {}},
     }
 } | documented(
-    INSUFFICIENT_TIER, INSUFFICIENT_QUOTA, errors.CONVERSATION_NOT_FOUND, errors.NOT_A_SINGLE_CONVERSATION,
-    errors.EMPTY_MESSAGE, errors.MESSAGE_TOO_LONG, errors.UNKNOWN_MODEL, errors.MODEL_CANNOT_SEE_IMAGES,
-    errors.TOO_MANY_ATTACHMENTS, errors.INVALID_ATTACHMENT, errors.ATTACHMENT_TOO_LARGE, errors.ATTACHMENT_NOT_AN_IMAGE,
+    INSUFFICIENT_TIER,
+    INSUFFICIENT_QUOTA,
+    errors.CONVERSATION_NOT_FOUND,
+    errors.NOT_A_SINGLE_CONVERSATION,
+    errors.EMPTY_MESSAGE,
+    errors.MESSAGE_TOO_LONG,
+    errors.UNKNOWN_MODEL,
+    errors.MODEL_CANNOT_SEE_IMAGES,
+    errors.TOO_MANY_ATTACHMENTS,
+    errors.INVALID_ATTACHMENT,
+    errors.ATTACHMENT_TOO_LARGE,
+    errors.ATTACHMENT_NOT_AN_IMAGE,
     errors.LLM_UNAVAILABLE,
 )
 
@@ -86,8 +96,15 @@ async def talk_with_upload(
         if len(data) > settings.chat_max_image_bytes:
             raise attachments.too_large(i, None, settings.chat_max_image_bytes)
         uploaded.append(Attachment(data=base64.b64encode(data).decode()))
-    body = TalkRequest(message=message, character=character, series=series, conversation_id=conversation_id,
-                       model=model, stream=stream, attachments=uploaded)
+    body = TalkRequest(
+        message=message,
+        character=character,
+        series=series,
+        conversation_id=conversation_id,
+        model=model,
+        stream=stream,
+        attachments=uploaded,
+    )
     return await _talk(request, user, body)
 
 

@@ -1,4 +1,5 @@
 """Voice: speech to text (OpenAI transcription) and text to speech (OpenAI TTS), via the SDK."""
+
 from __future__ import annotations
 
 import logging
@@ -59,14 +60,29 @@ VOICE_DEPENDENCIES = [Depends(get_current_user), Depends(RateLimit(30, 60, scope
 
 
 # The audio types the upload's part may carry (its Content-Type; or a file name with one of their extensions).
-TRANSCRIBE_BODY = {"requestBody": {"content": {"multipart/form-data": {
-    "encoding": {"file": {"contentType": ", ".join(AUDIO_TYPES)}},
-}}}}
+TRANSCRIBE_BODY = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "encoding": {"file": {"contentType": ", ".join(AUDIO_TYPES)}},
+            }
+        }
+    }
+}
 
 
-@router.post("/voice/transcribe", dependencies=VOICE_DEPENDENCIES, responses=documented(
-    errors.UNSUPPORTED_AUDIO_TYPE, errors.AUDIO_TOO_LARGE, errors.EMPTY_AUDIO, errors.AUDIO_REJECTED, *VOICE_ERRORS,
-), openapi_extra=TRANSCRIBE_BODY)
+@router.post(
+    "/voice/transcribe",
+    dependencies=VOICE_DEPENDENCIES,
+    responses=documented(
+        errors.UNSUPPORTED_AUDIO_TYPE,
+        errors.AUDIO_TOO_LARGE,
+        errors.EMPTY_AUDIO,
+        errors.AUDIO_REJECTED,
+        *VOICE_ERRORS,
+    ),
+    openapi_extra=TRANSCRIBE_BODY,
+)
 async def transcribe(
     request: Request,
     file: UploadFile = File(..., json_schema_extra={"minLength": 1}),  # else EMPTY_AUDIO
@@ -79,14 +95,17 @@ async def transcribe(
         raise errors.UNSUPPORTED_AUDIO_TYPE(accepted=sorted(set(AUDIO_TYPES.values())))
     data = await file.read(settings.voice_max_bytes + 1)
     if len(data) > settings.voice_max_bytes:
-        raise errors.AUDIO_TOO_LARGE(f"Audio files are limited to {settings.voice_max_bytes} bytes.",
-                                     max_bytes=settings.voice_max_bytes)
+        raise errors.AUDIO_TOO_LARGE(
+            f"Audio files are limited to {settings.voice_max_bytes} bytes.", max_bytes=settings.voice_max_bytes
+        )
     if not data:
         raise errors.EMPTY_AUDIO()
     client = openai_client(request)
     name = f"audio.{AUDIO_TYPES.get(ctype) or ext}"
     try:
-        result = await client.audio.transcriptions.create(model=settings.voice_transcribe_model, file=(name, data, ctype or "application/octet-stream"))
+        result = await client.audio.transcriptions.create(
+            model=settings.voice_transcribe_model, file=(name, data, ctype or "application/octet-stream")
+        )
     except openai.APIError as exc:
         raise _voice_error(exc) from None
     return {"text": result.text}
@@ -95,14 +114,14 @@ async def transcribe(
 SPEAK_RESPONSES = {
     200: {
         "description": "The speech: `audio/mpeg` (mp3, the default), `audio/wav` or `audio/flac` by `format`.",
-        "content": {media_type: {"schema": {"type": "string", "format": "binary"}}
-                    for media_type in SPEECH_FORMATS.values()},
+        "content": {
+            media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in SPEECH_FORMATS.values()
+        },
     },
 } | documented(errors.EMPTY_TEXT, errors.TEXT_TOO_LONG, errors.UNKNOWN_VOICE, errors.UNSUPPORTED_FORMAT, *VOICE_ERRORS)
 
 
-@router.post("/voice/speak", dependencies=VOICE_DEPENDENCIES, response_class=Response,
-             responses=SPEAK_RESPONSES)
+@router.post("/voice/speak", dependencies=VOICE_DEPENDENCIES, response_class=Response, responses=SPEAK_RESPONSES)
 async def speak(
     body: SpeakRequest,
     request: Request,
@@ -115,8 +134,10 @@ async def speak(
     if not text:
         raise errors.EMPTY_TEXT()
     if len(text) > settings.voice_max_text_chars:
-        raise errors.TEXT_TOO_LONG(f"At most {settings.voice_max_text_chars} characters can be spoken at once.",
-                                   max_chars=settings.voice_max_text_chars)
+        raise errors.TEXT_TOO_LONG(
+            f"At most {settings.voice_max_text_chars} characters can be spoken at once.",
+            max_chars=settings.voice_max_text_chars,
+        )
     voice = body.voice or settings.voice_default
     if voice not in VOICES:
         raise errors.UNKNOWN_VOICE(f"Unknown voice {voice!r}.", voices=sorted(VOICES))
@@ -124,7 +145,9 @@ async def speak(
         raise errors.UNSUPPORTED_FORMAT("format must be mp3, wav or flac.", formats=list(SPEECH_FORMATS))
     client = openai_client(request)
     try:
-        audio = await client.audio.speech.create(model=settings.voice_tts_model, voice=voice, input=text, response_format=format)
+        audio = await client.audio.speech.create(
+            model=settings.voice_tts_model, voice=voice, input=text, response_format=format
+        )
     except openai.APIError as exc:
         raise _voice_error(exc) from None
     return Response(audio.content, media_type=SPEECH_FORMATS[format])

@@ -9,6 +9,7 @@ services, a max-tier user's otherwise), so they are exercised beyond their 401; 
 also sends requests without it (the ignored_auth check). Examples per operation are bounded
 (CONFORMANCE_EXAMPLES, default 25) so the test stays within a few minutes on a small machine.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,13 +53,23 @@ def _service_overrides(service: str, sandbox, tmp_dir) -> dict[str, str]:
             **{f"RATE_LIMIT_{name.upper()}_PER_MINUTE": "100000" for name in _PER_ROUTE_LIMITS},
         }
     if service == "payment":
-        return {**keys, "SWEEP_INTERVAL_SECONDS": "0", "FRONTEND_URL": "https://app.scenextras.test",
-                "REVENUECAT_WEBHOOK_AUTH": "Bearer rc-test-secret-0123456789"}
+        return {
+            **keys,
+            "SWEEP_INTERVAL_SECONDS": "0",
+            "FRONTEND_URL": "https://app.scenextras.test",
+            "REVENUECAT_WEBHOOK_AUTH": "Bearer rc-test-secret-0123456789",
+        }
     if service in ("chat", "community", "media"):
         return {**keys}  # models, moderation and providers on the sandbox
     if service == "content":
-        return {**keys, "CONTENT_DATA_DIR": str(tmp_dir / "content"), "CONTENT_SEED": "real",
-                "SYNC_INTERVAL_SECONDS": "0", "SYNC_POPULAR_PAGES": "1", "SYNC_TRENDING": "false"}
+        return {
+            **keys,
+            "CONTENT_DATA_DIR": str(tmp_dir / "content"),
+            "CONTENT_SEED": "real",
+            "SYNC_INTERVAL_SECONDS": "0",
+            "SYNC_POPULAR_PAGES": "1",
+            "SYNC_TRENDING": "false",
+        }
     return {}
 
 
