@@ -130,6 +130,13 @@ def _describe(codes: Sequence[ErrorCode]) -> str:
 
 
 def _merge(responses: dict[str, Any], codes: Sequence[ErrorCode]) -> None:
+    for status, response in responses.items():
+        # A route answering HTML (response_class) still answers its errors as JSON envelopes.
+        content = response.get("content") or {}
+        if status[:1] in ("4", "5") and content and _JSON not in content:
+            schemas = [media.get("schema", {}).get("$ref") for media in content.values()]
+            if _ENVELOPE_REF in schemas or _FASTAPI_VALIDATION in schemas:
+                response["content"] = {_JSON: {"schema": {"$ref": schemas[0]}}}
     by_status: dict[int, list[ErrorCode]] = {}
     for code in codes:
         by_status.setdefault(code.status, []).append(code)
