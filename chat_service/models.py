@@ -64,7 +64,8 @@ class GroupCharacter(BaseModel):
 
 
 class GroupChatRequest(BaseModel):
-    characters: list[GroupCharacter] = Field(..., json_schema_extra={"minItems": 1})  # else NO_CHARACTERS
+    # Optional when continuing a conversation; a new one without characters answers NO_CHARACTERS.
+    characters: list[GroupCharacter] = Field(default_factory=list, json_schema_extra={"minItems": 1})
     message: str = Field(..., json_schema_extra=NOT_BLANK)
     conversation_id: str | None = None
     model: str | None = None
