@@ -117,6 +117,8 @@ def _operation_errors(route, operation: dict, *, database: bool, limited: bool) 
         found.append(errors.PAYLOAD_TOO_LARGE)
         if _JSON in body.get("content", {}):
             found.append(errors.INVALID_JSON)
+        if "multipart/form-data" in body.get("content", {}):
+            found.append(errors.BAD_REQUEST)  # a body that is not valid multipart (Starlette's parser)
     if limited:
         found.append(errors.RATE_LIMITED)
     if database:
