@@ -6,8 +6,8 @@ from shared.errors import ErrorCode
 
 # Sign-up, codes, login. A wrong or expired code is a refused credential (401), like a wrong password.
 EMAIL_TAKEN = ErrorCode(409, "EMAIL_TAKEN", "An account with this email already exists; log in instead.")
-INVALID_CODE = ErrorCode(401, "INVALID_CODE", "That code is not right.")
-CODE_EXPIRED = ErrorCode(401, "CODE_EXPIRED", "This code has expired. Ask for a new one.")
+INVALID_CODE = ErrorCode(400, "INVALID_CODE", "That code is not right.")
+CODE_EXPIRED = ErrorCode(400, "CODE_EXPIRED", "This code has expired. Ask for a new one.")
 CODE_LOCKED = ErrorCode(429, "CODE_LOCKED", "Too many wrong codes; this code is locked. Ask for a new one.")
 EMAIL_DELIVERY_FAILED = ErrorCode(
     503,

@@ -1,4 +1,5 @@
 """Request and response models (pydantic at the edges)."""
+
 from __future__ import annotations
 
 import re
@@ -54,18 +55,22 @@ def matching(
 
 Email = matching(EMAIL_PATTERN, "must be an email address", max_length=254, then=lambda v: v.strip().lower())
 OtpCode = matching(CODE_PATTERN, "must be the 6-digit code from the email")
-ReferralCode = matching(REFERRAL_PATTERN, "must be a referral code (4-16 letters and digits)",
-                        then=lambda v: v.strip().upper())
+ReferralCode = matching(
+    REFERRAL_PATTERN, "must be a referral code (4-16 letters and digits)", then=lambda v: v.strip().upper()
+)
 # Optional at sign-up: an empty code is no code.
-OptionalReferralCode = matching(OPTIONAL_REFERRAL_PATTERN, "must be a referral code (4-16 letters and digits)",
-                                then=lambda v: v.strip().upper())
+OptionalReferralCode = matching(
+    OPTIONAL_REFERRAL_PATTERN, "must be a referral code (4-16 letters and digits)", then=lambda v: v.strip().upper()
+)
 Password = Annotated[str, Field(min_length=8, max_length=256)]
 ProfileName = matching(NAME_PATTERN, "must be a non-empty name without control characters", max_length=100)
 AvatarUrl = matching(AVATAR_URL_PATTERN, "must be an http(s) URL", max_length=2048)
-Phone = matching(PHONE_PATTERN, "must be a phone number, e.g. +14155550100",
-                 then=lambda v: re.sub(PHONE_SEPARATORS, "", v))
-Country = matching(COUNTRY_PATTERN, "must be an ISO 3166-1 alpha-2 country code, e.g. US",
-                   then=lambda v: v.strip().upper())
+Phone = matching(
+    PHONE_PATTERN, "must be a phone number, e.g. +14155550100", then=lambda v: re.sub(PHONE_SEPARATORS, "", v)
+)
+Country = matching(
+    COUNTRY_PATTERN, "must be an ISO 3166-1 alpha-2 country code, e.g. US", then=lambda v: v.strip().upper()
+)
 Language = matching(LANGUAGE_PATTERN, "must be a language tag, e.g. en or pt-BR")
 OnboardingStatus = matching(ONBOARDING_PATTERN, "must be a short status such as 'started', 'avatar' or 'completed'")
 

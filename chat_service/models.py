@@ -1,6 +1,7 @@
 """Request and response bodies (pydantic at the edges). Limits that depend on configuration
 (message length, number of characters, attachments) are checked in the routes, so the error
 names the configured limit with its own code."""
+
 from __future__ import annotations
 
 from typing import Any, Literal

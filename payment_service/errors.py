@@ -32,7 +32,7 @@ STRIPE_UNAVAILABLE = ErrorCode(503, "STRIPE_UNAVAILABLE", "Card payments are una
 
 # Provider webhooks. A signature that does not verify is a sender not authenticated (401).
 INVALID_SIGNATURE = ErrorCode(
-    401, "INVALID_SIGNATURE", "The Stripe-Signature header does not match this payload (or is too old)."
+    400, "INVALID_SIGNATURE", "The Stripe-Signature header does not match this payload (or is too old)."
 )
 INVALID_PAYLOAD = ErrorCode(400, "INVALID_PAYLOAD", "The webhook body is not a valid event.")
 INVALID_WEBHOOK_AUTH = ErrorCode(

@@ -1,4 +1,5 @@
 """Pydantic models at the edges of the payment service."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,21 +1,11 @@
 #!/usr/bin/env bash
-# Lint: ruff check + ruff format --check over the tracked Python files (rules: pyproject.toml),
-# except those listed in scripts/lint-pending.txt (a path per line; a trailing / means a folder:
-# files other branches are still changing, formatted once they land). scripts/test.sh runs this
-# before pytest. To fix what it reports: .venv/bin/ruff format <files>; .venv/bin/ruff check --fix <files>.
+# Lint: ruff check + ruff format --check over the tracked Python files (rules: pyproject.toml).
+# scripts/test.sh runs this before pytest. To fix what it reports: .venv/bin/ruff format <files>; .venv/bin/ruff check --fix <files>.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 RUFF="${RUFF:-.venv/bin/ruff}"
-pending=scripts/lint-pending.txt
-[ -f "$pending" ] || pending=/dev/null
-mapfile -t files < <(
-  git ls-files -- '*.py' | awk '
-    NR == FNR { if ($0 !~ /^#/ && NF) skip[++n] = $0; next }
-    { for (i = 1; i <= n; i++)
-        if ($0 == skip[i] || (substr(skip[i], length(skip[i])) == "/" && index($0, skip[i]) == 1)) next
-      print }' "$pending" -
-)
+mapfile -t files < <(git ls-files -- '*.py')
 [ ${#files[@]} -gt 0 ] || { echo "lint: no Python files found (not a git checkout?)" >&2; exit 1; }
 status=0
 "$RUFF" check --quiet "${files[@]}" || status=1

@@ -31,7 +31,7 @@ CODE_ERRORS = documented(errors.INVALID_CODE, errors.CODE_EXPIRED, errors.CODE_L
 )
 async def create_account(
     body: CreateAccount, request: Request, guest_claims: CurrentUser | None = Depends(get_optional_user)
-):  # noqa: B008
+):
     """Starts a sign-up: emails a 6-digit code. Called with a guest's token, the guest becomes
     this account (same user id, its data kept) once the code is verified."""
     user = await auth_of(request).start_signup(body.email, body.password, body.referral_code, guest_claims)

@@ -27,7 +27,7 @@ def limited(scope: str, setting: str):
     return Depends(dependency)
 
 
-async def current_account(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:  # noqa: B008
+async def current_account(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
     """A user token (not a service token) whose subject is a user id."""
     if user.is_service:
         raise USER_TOKEN_REQUIRED("This route needs a user's token.")

@@ -1,5 +1,6 @@
 """The signed-in user's own account: read, edit the profile, delete. Every route acts on the
 token's subject only; there is no route that takes another user's id."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -40,7 +41,11 @@ async def me(request: Request, caller: CurrentUser = ACCOUNT):
     return auth.user_view(row, profile, list(row["providers"]))
 
 
-@router.put("/users/me/details", response_model=Profile, responses=documented(errors.USER_NOT_FOUND, errors.PREFERENCES_TOO_LARGE))
+@router.put(
+    "/users/me/details",
+    response_model=Profile,
+    responses=documented(errors.USER_NOT_FOUND, errors.PREFERENCES_TOO_LARGE),
+)
 async def update_details(body: ProfileUpdate, request: Request, caller: CurrentUser = ACCOUNT):
     return await auth_of(request).update_profile(caller.user_id, body.model_dump(exclude_unset=True))
 

@@ -5,11 +5,12 @@ authenticated (Stripe signature with a 5-minute tolerance, RevenueCat's Authoriz
 parsed here, then applied once by payment_service.service.webhooks (its id recorded in the same
 transaction as its effect).
 """
+
 from __future__ import annotations
 
 import hmac
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import stripe
@@ -24,16 +25,27 @@ router = APIRouter(tags=["webhooks"])
 
 
 # The body is read raw (the signature covers its exact bytes); the header is declared here.
-STRIPE_SIGNATURE = {"parameters": [{
-    "name": "Stripe-Signature", "in": "header", "required": True,
-    "description": "`t=<unix time>,v1=<HMAC-SHA256 of the payload>`, as Stripe signs each delivery.",
-    "schema": {"type": "string", "minLength": 1},
-}]}
+STRIPE_SIGNATURE = {
+    "parameters": [
+        {
+            "name": "Stripe-Signature",
+            "in": "header",
+            "required": True,
+            "description": "`t=<unix time>,v1=<HMAC-SHA256 of the payload>`, as Stripe signs each delivery.",
+            "schema": {"type": "string", "minLength": 1},
+        }
+    ]
+}
 
 
-@router.post("/webhook", response_model=WebhookAck, openapi_extra=STRIPE_SIGNATURE,
-             responses=documented(errors.INVALID_SIGNATURE, errors.INVALID_PAYLOAD, errors.WEBHOOK_NOT_CONFIGURED,
-                                  errors.STRIPE_UNAVAILABLE))
+@router.post(
+    "/webhook",
+    response_model=WebhookAck,
+    openapi_extra=STRIPE_SIGNATURE,
+    responses=documented(
+        errors.INVALID_SIGNATURE, errors.INVALID_PAYLOAD, errors.WEBHOOK_NOT_CONFIGURED, errors.STRIPE_UNAVAILABLE
+    ),
+)
 async def stripe_webhook(request: Request):
     state = request.app.state
     secret = state.settings.stripe_webhook_secret
@@ -55,7 +67,7 @@ async def stripe_webhook(request: Request):
     created = event.get("created")
     if not isinstance(obj, dict) or not isinstance(created, int):
         raise errors.INVALID_PAYLOAD("The Stripe event has no data.object or created time.")
-    when = datetime.fromtimestamp(created, timezone.utc)
+    when = datetime.fromtimestamp(created, UTC)
     return _ack(await webhooks.apply_stripe_event(state, event["id"], event["type"], obj, when))
 
 
@@ -63,8 +75,11 @@ def _ack(outcome: str) -> WebhookAck:
     return WebhookAck(duplicate=outcome == "duplicate", ignored=outcome == "ignored")
 
 
-@router.post("/webhooks/revenuecat", response_model=WebhookAck,
-             responses=documented(errors.INVALID_WEBHOOK_AUTH, errors.INVALID_PAYLOAD, errors.WEBHOOK_NOT_CONFIGURED))
+@router.post(
+    "/webhooks/revenuecat",
+    response_model=WebhookAck,
+    responses=documented(errors.INVALID_WEBHOOK_AUTH, errors.INVALID_PAYLOAD, errors.WEBHOOK_NOT_CONFIGURED),
+)
 async def revenuecat_webhook(request: Request):
     state = request.app.state
     expected = state.settings.revenuecat_webhook_auth
@@ -79,7 +94,7 @@ async def revenuecat_webhook(request: Request):
         raise errors.INVALID_PAYLOAD("The webhook body is not JSON.") from None
     event = body.get("event") if isinstance(body, dict) else None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
-        raise errors.INVALID_PAYLOAD("The body is not a RevenueCat event ({\"event\": {id, type, ...}}).")
+        raise errors.INVALID_PAYLOAD('The body is not a RevenueCat event ({"event": {id, type, ...}}).')
     stamp = event.get("event_timestamp_ms")
-    when = datetime.fromtimestamp((int(stamp) / 1000) if isinstance(stamp, (int, float)) else time.time(), timezone.utc)
+    when = datetime.fromtimestamp((int(stamp) / 1000) if isinstance(stamp, (int, float)) else time.time(), UTC)
     return _ack(await webhooks.apply_revenuecat_event(state, event, when))

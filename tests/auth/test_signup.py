@@ -48,7 +48,7 @@ async def test_onboarding_flow(client, outbox, event_spy, db):
 
         # The code is spent.
         r = await client.post("/verify-otp", json={"email": email, "code": code})
-        assert r.status_code == 401
+        assert r.status_code == 400
 
         details = {
             "name": "Ada Lovelace",
@@ -100,7 +100,7 @@ async def test_wrong_and_expired_codes(client, outbox, db):
     code = await outbox.code(email)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     r = await client.post("/verify-otp", json={"email": email, "code": wrong})
-    assert r.status_code == 401
+    assert r.status_code == 400
     assert r.json()["detail"] == {"code": "INVALID_CODE", "message": "That code is not right.", "attempts_remaining": 4}
     for bad in ("12345", "abcdef", "1234567"):
         r = await client.post("/verify-otp", json={"email": email, "code": bad})
@@ -108,16 +108,16 @@ async def test_wrong_and_expired_codes(client, outbox, db):
     # Ten minutes later the right code is refused as expired, and nothing changes.
     await db.execute("UPDATE otp_codes SET expires_at = now() - interval '1 second' WHERE user_id = $1", user_id)
     r = await client.post("/verify-otp", json={"email": email, "code": code})
-    assert r.status_code == 401 and r.json()["detail"]["code"] == "CODE_EXPIRED"
+    assert r.status_code == 400 and r.json()["detail"]["code"] == "CODE_EXPIRED"
     assert await db.fetchval("SELECT confirmed FROM users WHERE id = $1", user_id) is False
     # A new code works.
     assert (await client.post("/resend-otp", json={"email": email})).status_code == 202
     new_code = await outbox.code(email, count=2)
     r = await client.post("/verify-otp", json={"email": email, "code": new_code})
     assert r.status_code == 200
-    # Unknown address: the same 401 as a wrong code.
+    # Unknown address: the same 400 as a wrong code.
     r = await client.post("/verify-otp", json={"email": new_email("nobody"), "code": "123456"})
-    assert r.status_code == 401 and r.json()["detail"]["code"] == "INVALID_CODE"
+    assert r.status_code == 400 and r.json()["detail"]["code"] == "INVALID_CODE"
 
 
 async def test_lockout_after_five_wrong_codes(client, outbox, db):
@@ -127,7 +127,7 @@ async def test_lockout_after_five_wrong_codes(client, outbox, db):
     wrong = f"{(int(code) + 7) % 1_000_000:06d}"
     for remaining in (4, 3, 2, 1):
         r = await client.post("/verify-otp", json={"email": email, "code": wrong})
-        assert r.status_code == 401 and r.json()["detail"]["attempts_remaining"] == remaining
+        assert r.status_code == 400 and r.json()["detail"]["attempts_remaining"] == remaining
     r = await client.post("/verify-otp", json={"email": email, "code": wrong})
     assert r.status_code == 429 and r.json()["detail"]["code"] == "CODE_LOCKED"
     # Locked: even the right code is refused now.
@@ -139,7 +139,7 @@ async def test_lockout_after_five_wrong_codes(client, outbox, db):
     code = await outbox.code(email, count=2)
     guesses = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 9)]
     answers = await asyncio.gather(*(client.post("/verify-otp", json={"email": email, "code": g}) for g in guesses))
-    assert sorted(a.status_code for a in answers) == [401] * 4 + [429] * 4
+    assert sorted(a.status_code for a in answers) == [400] * 4 + [429] * 4
     assert await db.fetchval("SELECT attempts FROM otp_codes WHERE user_id = $1", user_id) == 5
 
 
@@ -227,7 +227,7 @@ async def test_password_reset(client, outbox):
     r = await client.post(
         "/password/reset", json={"email": email, "code": wrong, "new_password": "a brand new password"}
     )
-    assert r.status_code == 401 and r.json()["detail"]["attempts_remaining"] == 4
+    assert r.status_code == 400 and r.json()["detail"]["attempts_remaining"] == 4
     r = await client.post(
         "/password/reset", json={"email": email, "code": code, "new_password": "a brand new password"}
     )
@@ -241,7 +241,7 @@ async def test_password_reset(client, outbox):
     r = await client.post(
         "/password/reset", json={"email": email, "code": code, "new_password": "yet another password"}
     )
-    assert r.status_code == 401
+    assert r.status_code == 400
 
 
 async def test_guest_becomes_an_account_with_the_same_id(client, outbox, event_spy, db):
@@ -293,7 +293,7 @@ async def test_an_unverified_address_belongs_to_whoever_proves_it(client, outbox
     owner_code = await outbox.code(email, count=2)
     if guest_code != owner_code:
         r = await client.post("/verify-otp", json={"email": email, "code": guest_code})
-        assert r.status_code == 401
+        assert r.status_code == 400
     r = await client.post("/verify-otp", json={"email": email, "code": owner_code})
     assert r.status_code == 200 and r.json()["user"]["profile"]["name"] is None
     me = (await client.get("/users/me", headers=gh)).json()
