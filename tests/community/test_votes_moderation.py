@@ -4,6 +4,7 @@ and moderators' actions (audited; removed content leaves feeds and share links).
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest_asyncio
@@ -63,6 +64,52 @@ async def test_100_concurrent_voters_give_an_exact_score(client, new_user, commu
     rows = await community_db.fetch("SELECT value, count(*) AS n FROM votes WHERE target_id = $1 GROUP BY value", sid)
     assert {r["value"]: r["n"] for r in rows} == {1: 50, -1: 30}
     assert (await client.get(f"/stories/{sid}", headers=voters[40].headers)).json()["my_vote"] == 0
+
+
+async def _lock_waiters(db, text: str, count: int, within: float = 20.0) -> None:
+    """Until `count` backends of this database wait on a lock with `text` in their query."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
+            " AND datname = current_database()",
+            f"%{text}%",
+        )
+        if waiting >= count:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{waiting} of {count} backends waiting on {text}"
+        await asyncio.sleep(0.02)
+
+
+async def test_one_users_concurrent_changes_of_a_vote_move_the_counters_once(client, new_user, community_db):
+    sid = await _published(client, new_user(), title="One change")
+    voter = new_user()
+
+    async def vote(value):
+        r = await client.put(
+            "/votes", json={"target_type": "story", "target_id": sid, "value": value}, headers=voter.headers
+        )
+        assert r.status_code == 200, r.text
+
+    await vote(1)
+    # Hold the vote row; two changes to a down vote are sent at once and both seen waiting on it
+    # (reading the vote, or, were it read unlocked, writing it), then released together.
+    async with community_db.acquire() as holder:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute(
+            "SELECT 1 FROM votes WHERE target_type = 'story' AND target_id = $1 AND user_id = $2 FOR UPDATE",
+            uuid.UUID(sid),
+            voter.id,
+        )
+        changes = [asyncio.create_task(vote(-1)) for _ in range(2)]
+        try:
+            await _lock_waiters(community_db, "votes", 2)
+        finally:
+            await hold.rollback()
+        await asyncio.gather(*changes)
+    r = await client.get(f"/stories/{sid}", headers=voter.headers)
+    assert (r.json()["score"], r.json()["up"], r.json()["down"], r.json()["my_vote"]) == (-1, 0, 1, -1)
 
 
 async def test_votes_need_a_visible_target(client, new_user):
