@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute
 from shared import db as dbmod
 from shared.auth import TokenValidator
 from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay
-from shared.errors import error_response, install_error_handlers
+from shared.errors import VALIDATION_ERROR, error_response, install_error_handlers
 from shared.logs import AccessLog, configure_logging, request_id_var
 from shared.migrate import migrate
 from shared.openapi import install_openapi
@@ -313,6 +313,13 @@ def create_app(
             )
 
     import asyncpg
+
+    @app.exception_handler(asyncpg.exceptions.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.exceptions.UntranslatableCharacterError)
+    async def _text_not_storable(request, exc):
+        # PostgreSQL's text cannot hold U+0000: a client string carrying one is the client's error,
+        # and the statement that refused it rolled its transaction back, so nothing changed.
+        return VALIDATION_ERROR.response("The request contains a character that cannot be stored (U+0000).")
 
     @app.exception_handler(asyncpg.exceptions.InternalClientError)
     async def _db_connection_broken(request, exc):

@@ -263,3 +263,15 @@ async def test_starting_a_scenario_opens_a_chat_conversation(client, chat_proces
     ).json()["id"]
     r = await client.post(f"/scenarios/{empty}/start", headers=user.headers)
     assert r.status_code == 409 and r.json()["detail"]["code"] == "SCENARIO_WITHOUT_CHARACTERS"
+
+
+async def test_a_nul_character_is_refused_with_422_and_stores_nothing(client, new_user):
+    """PostgreSQL text cannot hold U+0000: the shared stack answers 422, not 500, and the
+    refused statement's transaction leaves nothing behind."""
+    owner = new_user()
+    body = {"name": "Nul\u0000Captain", "description": "x", "personality": "y", "visibility": "private"}
+    r = await client.post("/characters", headers=owner.headers, json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"]["code"] == "VALIDATION_ERROR"
+    r = await client.get("/characters", headers=owner.headers, params={"scope": "mine"})
+    assert r.status_code == 200 and r.json()["characters"] == [], r.text
