@@ -45,7 +45,7 @@ import anthropic  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 from common import percentile as pct  # noqa: E402
-from common import process_cpu_seconds  # noqa: E402
+from common import process_cpu_seconds, uvicorn_command  # noqa: E402
 
 from shared.auth import mint_access_token  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
@@ -82,27 +82,7 @@ def free_port() -> int:
 
 def start(module: str, port: int, env: dict[str, str], log: Path, workers: int = 1) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            module,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--timeout-keep-alive",
-            "60",
-            "--workers",
-            str(workers),
-        ],
+        uvicorn_command(module, port, workers=workers),
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=open(log, "wb"),

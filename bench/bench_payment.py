@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from asgi_lifespan import LifespanManager  # noqa: E402
 
+from bench.common import uvicorn_command  # noqa: E402
 from sandbox import stripe_events as se  # noqa: E402
 from shared import db as dbmod  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
@@ -314,25 +315,7 @@ async def bench_webhooks_worker(env: dict[str, str], n: int, concurrency: int, l
         port = s.getsockname()[1]
     # Set-up, before the load starts: blocking the loop here delays nothing that is measured.
     proc = subprocess.Popen(  # noqa: ASYNC220
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "payment_service.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--timeout-keep-alive",
-            "60",
-        ],
+        uvicorn_command("payment_service.main:app", port),
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=open(log_path, "wb"),  # noqa: ASYNC230

@@ -32,6 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+from common import uvicorn_command  # noqa: E402
+
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
 
 
@@ -88,21 +90,7 @@ def start_server(store_dir: str, port: int, cache: bool, workers: int = 1) -> su
     }
     env.pop("TMDB_API_KEY", None)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "content_service.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--workers",
-            str(workers),
-        ],
+        uvicorn_command("content_service.main:app", port, workers=workers, fast_loop=False),
         cwd=ROOT,
         env=env,
     )

@@ -28,6 +28,18 @@ __all__ = [
 ]
 
 
+def uvicorn_command(module: str, port: int, *, workers: int = 1, fast_loop: bool = True) -> list[str]:
+    """The command line every benchmark serves an app with: loopback, no access log, warnings only;
+    uvloop + httptools and long keep-alive unless `fast_loop=False` (uvicorn's defaults)."""
+    cmd = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--no-access-log", "--log-level", "warning"]
+    if fast_loop:
+        cmd += ["--loop", "uvloop", "--http", "httptools", "--timeout-keep-alive", "60"]
+    if workers != 1:
+        cmd += ["--workers", str(workers)]
+    return cmd
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")

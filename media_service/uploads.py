@@ -110,3 +110,11 @@ async def read_upload(request: Request, *, limit: int, file_field: str = "file")
     if not upload.has_file:
         raise errors.VALIDATION_ERROR("The `file` part is missing.")
     return upload
+
+
+def multipart_upload_body(**fields: dict) -> dict:
+    """`openapi_extra` for a route that reads its multipart body itself (read_upload): a required
+    binary `file` and the given form fields, so the document says what the route takes."""
+    schema = {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}
+    schema["properties"].update(fields)
+    return {"requestBody": {"content": {"multipart/form-data": {"schema": schema}}, "required": True}}

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from media_service import errors
 from media_service.models import AudioOut
 from media_service.routers.images import media
-from media_service.uploads import read_upload
+from media_service.uploads import multipart_upload_body, read_upload
 from shared.auth import CurrentUser, get_current_user
 from shared.errors import documented
 
@@ -26,20 +26,7 @@ router = APIRouter(tags=["audio"])
         errors.VALIDATION_ERROR,
         errors.STORAGE_UNAVAILABLE,
     ),
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                    }
-                }
-            },
-            "required": True,
-        }
-    },
+    openapi_extra=multipart_upload_body(),
 )
 async def upload_audio(request: Request, user: CurrentUser = Depends(get_current_user)):
     """Multipart `file`: mp3, m4a, ogg, wav or webm, recognised by content."""

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from media_service import errors
 from media_service.models import ImageList, ImageOut
 from media_service.service import PURPOSES, MediaService
-from media_service.uploads import read_upload
+from media_service.uploads import multipart_upload_body, read_upload
 from shared.auth import CurrentUser, get_current_user
 from shared.errors import documented
 from shared.pagination import cursor_query
@@ -33,23 +33,7 @@ def media(request: Request) -> MediaService:
         errors.VALIDATION_ERROR,
         errors.STORAGE_UNAVAILABLE,
     ),
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "purpose": {"type": "string", "enum": list(PURPOSES), "default": "attachment"},
-                        },
-                    }
-                }
-            },
-            "required": True,
-        }
-    },
+    openapi_extra=multipart_upload_body(purpose={"type": "string", "enum": list(PURPOSES), "default": "attachment"}),
 )
 async def upload_image(request: Request, user: CurrentUser = Depends(get_current_user)):
     """Multipart `file` (PNG, JPEG, GIF or WebP, by content) and `purpose`. Stored re-encoded,
