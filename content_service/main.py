@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 
 from fastapi import FastAPI
 
@@ -23,6 +24,24 @@ from shared.app import create_app, lazy_app
 from shared.settings import load_settings
 
 log = logging.getLogger("content_service")
+
+
+async def close_catalog(catalog: ContentCatalog, timeout: float = 10.0) -> None:
+    """Close the store off the event loop, bounded: LMDB's close blocks while anything in the
+    process still holds the environment (seen once in a test that ran two lifespans of one app
+    over one data directory), and a shutdown must not hang on it. A daemon thread, so a close that
+    never returns cannot hold the process at exit either; the OS releases the map and its lock."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            catalog.close()
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="content-store-close", daemon=True).start()
+    if not await asyncio.to_thread(done.wait, timeout):
+        log.error("content store did not close within %.0f s; leaving it to process exit", timeout)
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -100,7 +119,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 await runner.task
         catalog = getattr(app.state, "catalog", None)
         if catalog is not None:
-            catalog.close()
+            await close_catalog(catalog)
 
     legacy = ["/api/search", "/api"]
     return create_app(
