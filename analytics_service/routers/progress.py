@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
-from analytics_service import errors, rules, service
+from analytics_service import errors, rules, service_user
 from analytics_service.models import (
     AchievementList,
     CheckinRequest,
@@ -41,7 +41,7 @@ Account = Annotated[CurrentUser, Depends(account)]
 
 @router.get("/me", response_model=MeResponse, responses=USER_ROUTE_ERRORS)
 async def me(request: Request, user: Account):
-    return await service.profile(request.app.state.db, user.user_id)
+    return await service_user.profile(request.app.state.db, user.user_id)
 
 
 @router.post(
@@ -51,12 +51,12 @@ async def checkin(request: Request, user: Account, body: Annotated[CheckinReques
     tz_name = body.timezone if body is not None else None
     if tz_name is not None and not rules.valid_timezone(tz_name):
         raise errors.INVALID_TIMEZONE(timezone=tz_name[:64])
-    return await service.checkin(request.app.state.db, user.user_id, tz_name)
+    return await service_user.checkin(request.app.state.db, user.user_id, tz_name)
 
 
 @router.get("/achievements", response_model=AchievementList, responses=USER_ROUTE_ERRORS)
 async def achievements(request: Request, user: Account):
-    return {"achievements": await service.achievements(request.app.state.db, user.user_id)}
+    return {"achievements": await service_user.achievements(request.app.state.db, user.user_id)}
 
 
 @router.get(
@@ -69,11 +69,11 @@ async def flip_tickets(
     cursor: str | None = cursor_query(),
 ):
     after = decode_keyset(cursor) if cursor else None
-    rows = await service.flip_tickets(request.app.state.db, user.user_id, limit=limit + 1, after=after)
+    rows = await service_user.flip_tickets(request.app.state.db, user.user_id, limit=limit + 1, after=after)
     more = len(rows) > limit
     rows = rows[:limit]
     return {
-        "flip_tickets": [service.ticket_out(r) for r in rows],
+        "flip_tickets": [service_user.ticket_out(r) for r in rows],
         "next_cursor": encode_keyset(rows[-1]["granted_at"], rows[-1]["id"]) if more and rows else None,
     }
 
@@ -90,7 +90,7 @@ async def leaderboard(
 ):
     if metric == "streak" and period != "all":
         raise errors.UNSUPPORTED_PERIOD(period=period)
-    return await service.leaderboard(request.app.state.db, user.user_id, metric, period, limit)
+    return await service_user.leaderboard(request.app.state.db, user.user_id, metric, period, limit)
 
 
 @router.post(
@@ -100,7 +100,7 @@ async def leaderboard(
 )
 async def flip_ticket(request: Request, user: Account, ticket_id: uuid.UUID):
     """Reveal the ticket's reward (drawn server-side), once; flipping again answers the same reward."""
-    result = await service.flip(request.app.state.db, user.user_id, ticket_id)
+    result = await service_user.flip(request.app.state.db, user.user_id, ticket_id)
     if result is None:
         raise common.NOT_FOUND("No such flip ticket.")
     return result
