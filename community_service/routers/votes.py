@@ -7,9 +7,10 @@ from typing import Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from community_service import errors
-from community_service import service as svc
+from community_service import service_votes as votes_svc
 from community_service.models import ReportRequest, VoteRequest
 from community_service.routers.common import pool, responses
+from community_service.service import is_moderator
 from shared.auth import CurrentUser, get_current_user
 
 router = APIRouter(tags=["votes"])
@@ -19,7 +20,7 @@ TargetType = Literal["story", "scenario", "character"]
 @router.put("/votes", responses=responses(errors.TARGET_NOT_FOUND))
 async def put_vote(body: VoteRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
     """Up (1) or down (-1); voting again changes the vote. Answers the target's counts."""
-    return await svc.vote(pool(request), user, body.target_type, body.target_id, body.value)
+    return await votes_svc.vote(pool(request), user, body.target_type, body.target_id, body.value)
 
 
 @router.delete("/votes/{target_type}/{target_id}", responses=responses(errors.TARGET_NOT_FOUND))
@@ -29,7 +30,7 @@ async def delete_vote(
     target_id: str = Path(max_length=64),
     user: CurrentUser = Depends(get_current_user),
 ):
-    return await svc.vote(pool(request), user, target_type, target_id, 0)
+    return await votes_svc.vote(pool(request), user, target_type, target_id, 0)
 
 
 @router.post(
@@ -39,11 +40,11 @@ async def delete_vote(
     tags=["moderation"],
 )
 async def report(body: ReportRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
-    return await svc.report(pool(request), user, body.target_type, body.target_id, body.reason)
+    return await votes_svc.report(pool(request), user, body.target_type, body.target_id, body.reason)
 
 
 async def moderator_user(user: CurrentUser = Depends(get_current_user)) -> CurrentUser:
-    if not svc.is_moderator(user):
+    if not is_moderator(user):
         raise errors.MODERATOR_REQUIRED()
     return user
 
@@ -53,7 +54,7 @@ async def moderation_queue(
     request: Request, limit: int = Query(50, ge=1, le=200), user: CurrentUser = Depends(moderator_user)
 ):
     """Reported content with open reports, oldest first."""
-    return {"queue": await svc.moderation_queue(pool(request), limit), "next_cursor": None}
+    return {"queue": await votes_svc.moderation_queue(pool(request), limit), "next_cursor": None}
 
 
 @router.post(
@@ -70,4 +71,4 @@ async def moderate(
     user: CurrentUser = Depends(moderator_user),
 ):
     """approve closes the reports; remove hides the content from feeds, lists and share links. Audited."""
-    return await svc.moderate(pool(request), user, target_type, target_id, action, note)
+    return await votes_svc.moderate(pool(request), user, target_type, target_id, action, note)
