@@ -27,3 +27,10 @@ MODERATION_UNAVAILABLE = ErrorCode(503, "MODERATION_UNAVAILABLE", "Moderation is
 LLM_UNAVAILABLE = ErrorCode(503, "LLM_UNAVAILABLE", "No language model is available; try again shortly.")
 UPSTREAM_UNAVAILABLE = ErrorCode(502, "UPSTREAM_UNAVAILABLE", "A SceneXtras service did not answer; try again shortly.")
 MODERATOR_REQUIRED = ErrorCode(403, "MODERATOR_REQUIRED", "This needs the moderator role or a service token.")
+# Fandom rooms
+ROOM_NOT_FOUND = ErrorCode(404, "ROOM_NOT_FOUND", "No such room.")
+INVITE_NOT_FOUND = ErrorCode(404, "INVITE_NOT_FOUND", "No room has this invite code.")
+MEMBER_NOT_FOUND = ErrorCode(404, "MEMBER_NOT_FOUND", "This user is not a member of the room.")
+ROOM_MEMBERS_ONLY = ErrorCode(403, "ROOM_MEMBERS_ONLY", "Join the room first.")
+ROOM_OWNER_REQUIRED = ErrorCode(403, "ROOM_OWNER_REQUIRED", "Only the room's owner can do this.")
+OWNER_ROLE_FIXED = ErrorCode(409, "OWNER_ROLE_FIXED", "The owner's role cannot change, and the owner cannot leave.")

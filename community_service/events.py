@@ -3,7 +3,8 @@
 - `user.deleted`: the user's content is erased (service.erase_user) in the consumer's idempotency
   transaction: characters, universes, scenarios, favourites and drafts deleted, published stories
   removed (status 'removed', text erased: gone from feeds and share links, not orphaned), votes
-  withdrawn from the counters.
+  withdrawn from the counters. Rooms (service_rooms.erase_user): the user's posts and memberships
+  are deleted, and so are the rooms they own, with everyone's posts and the document in them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from community_service import service
+from community_service import service, service_rooms
 from shared.bus import EventHandlers
 from shared.events import Event, EventType
 
@@ -29,4 +30,9 @@ async def on_user_deleted(conn: asyncpg.Connection, event: Event, state: Any = N
         log.warning("user.deleted without a user id", extra={"event_id": event.event_id})
         return
     erased = await service.erase_user(conn, str(user_id))
-    log.info("user erased", extra={"user_id": user_id, **erased})
+    rooms_erased = await service_rooms.erase_user(conn, str(user_id))
+    log.info("user erased", extra={"user_id": user_id, **erased, "rooms": len(rooms_erased["rooms"])})
+    docs = getattr(state, "room_docs", None)
+    if docs is not None:  # open documents of deleted rooms are closed (their updates are dropped)
+        for room_id in rooms_erased["rooms"]:
+            await docs.room_deleted(room_id)

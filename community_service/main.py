@@ -1,10 +1,15 @@
 """uvicorn community_service.main:app"""
 
+import asyncio
+
 from fastapi import FastAPI
 
+from community_service import service_rooms
+from community_service.collab import RoomDocs
 from community_service.events import handlers
 from community_service.moderation import Moderator
 from community_service.routers import characters, scenarios, stories, votes
+from community_service.routers import rooms as rooms_router
 from community_service.settings import Settings
 from community_service.upstream import Upstreams
 from shared import fleet
@@ -19,14 +24,44 @@ SERVICE = fleet.get("community")
 async def startup(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     app.state.upstreams = Upstreams(
-        settings.chat_service_url, settings.content_service_url, settings.upstream_timeout_seconds
+        settings.chat_service_url,
+        settings.content_service_url,
+        settings.upstream_timeout_seconds,
+        auth_url=settings.auth_service_url,
     )
     app.state.llm = LLMRouter(settings)
     app.state.quota = QuotaClient(app.state.core_db, app.state.redis, app.state.keys)
     app.state.moderator = Moderator(app.state.llm)
+    await start_room_docs(app)
+
+
+async def start_room_docs(app: FastAPI) -> None:
+    """The live room documents (collab.py), running until shutdown."""
+    pool, moderator = app.state.db, app.state.moderator
+
+    async def seed(room_id: str):
+        return await service_rooms.document_seed(pool, room_id)
+
+    async def save(room_id: str, text: str, editor_id: str | None):
+        return await service_rooms.save_document(pool, moderator, room_id, text, editor_id)
+
+    docs = RoomDocs(pool, seed, save, app.state.settings.room_doc_save_seconds)
+    app.state.room_docs_task = asyncio.create_task(docs.start())
+    await docs.started.wait()
+    app.state.room_docs = docs
+
+
+async def stop_room_docs(app: FastAPI) -> None:
+    """Open rooms are saved (story version, compacted updates) before the server stops."""
+    docs = getattr(app.state, "room_docs", None)
+    if docs is None:
+        return
+    await docs.close_all(timeout=10)
+    await docs.stop()
 
 
 async def shutdown(app: FastAPI) -> None:
+    await stop_room_docs(app)
     for name in ("upstreams", "llm"):
         client = getattr(app.state, name, None)
         if client is not None:
@@ -38,7 +73,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     return create_app(
         service=SERVICE.name,
         settings=settings,
-        routers=[characters.router, scenarios.router, stories.router, votes.router],
+        routers=[characters.router, scenarios.router, stories.router, votes.router, rooms_router.router],
         legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.community_database_url,
         consumer=handlers,

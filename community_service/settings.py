@@ -1,5 +1,7 @@
 """The community service's settings: everything ServiceSettings reads, plus its own."""
 
+from pydantic import Field
+
 from shared import fleet
 from shared.llm import LLMSettings
 from shared.settings import ServiceSettings
@@ -23,3 +25,7 @@ class Settings(LLMSettings, ServiceSettings):
     import_max_messages: int = 200
     # The LLM providers and OpenAI's moderation (OPENAI_API_KEY, LLM_MODERATION_MODEL, ...) are
     # LLMSettings' (shared/llm).
+    # Fandom rooms: Auth records referral joins (POST /referrals/apply with the caller's token).
+    auth_service_url: str = _local("auth")
+    # How often an open room's document is saved back to its story as a version (when it changed).
+    room_doc_save_seconds: float = Field(30.0, gt=0)

@@ -13,9 +13,10 @@ log = logging.getLogger("community_service.upstream")
 
 
 class Upstreams:
-    def __init__(self, chat_url: str, content_url: str, timeout: float):
+    def __init__(self, chat_url: str, content_url: str, timeout: float, auth_url: str | None = None):
         self.chat = httpx.AsyncClient(base_url=chat_url.rstrip("/"), timeout=timeout)
         self.content = httpx.AsyncClient(base_url=content_url.rstrip("/"), timeout=timeout)
+        self.auth = httpx.AsyncClient(base_url=auth_url.rstrip("/"), timeout=timeout) if auth_url else None
 
     async def _get(self, client: httpx.AsyncClient, path: str, token: str | None, **params) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -68,6 +69,38 @@ class Upstreams:
             raise errors.UPSTREAM_UNAVAILABLE("Content did not answer; try again shortly.")
         return r.json()
 
+    async def apply_referral(self, token: str, code: str) -> dict:
+        """Records a referral through Auth's own rules (`POST /referrals/apply` with the caller's
+        token: once per user, verified accounts, within the window, never your own code). Auth's
+        4xx answers are passed on as they are; the answer is the caller's referral info."""
+        if self.auth is None:
+            raise errors.UPSTREAM_UNAVAILABLE("Auth is not configured.")
+        try:
+            r = await self.auth.post(
+                "/referrals/apply", json={"code": code}, headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError as exc:
+            log.warning("upstream unreachable", extra={"path": "/referrals/apply", "error": type(exc).__name__})
+            raise errors.UPSTREAM_UNAVAILABLE() from exc
+        _pass_on_client_error(r)
+        if r.status_code != 200:
+            log.warning("auth answered %s", r.status_code)
+            raise errors.UPSTREAM_UNAVAILABLE("Auth did not answer; try again shortly.")
+        return r.json()
+
     async def close(self) -> None:
         await self.chat.aclose()
         await self.content.aclose()
+        if self.auth is not None:
+            await self.auth.aclose()
+
+
+def _pass_on_client_error(r: httpx.Response) -> None:
+    """Another service's 4xx in our envelope, as it was (its code, message, extra fields, Retry-After)."""
+    if 400 <= r.status_code < 500:
+        is_json = r.headers.get("content-type", "").startswith("application/json")
+        detail = (r.json() if is_json else {}).get("detail")
+        if isinstance(detail, dict) and "code" in detail:
+            extra = {k: v for k, v in detail.items() if k not in ("code", "message")}
+            headers = {"Retry-After": r.headers["retry-after"]} if "retry-after" in r.headers else None
+            raise APIError(r.status_code, detail["code"], detail.get("message", ""), headers=headers, **extra)

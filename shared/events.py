@@ -42,6 +42,10 @@ class EventType(StrEnum):
     # Community
     STORY_CREATED = "story.created"
     STORY_PUBLISHED = "story.published"
+    # data: {room_id, owner_id, story_id, visibility}
+    ROOM_CREATED = "room.created"
+    # data: {room_id, user_id, owner_id, role, via: invite|public|referral, referrer_id}
+    ROOM_JOINED = "room.joined"
     # Media
     IMAGE_GENERATED = "image.generated"
     IMAGE_UPLOADED = "image.uploaded"
