@@ -82,7 +82,12 @@ async def create_room(pool, user: CurrentUser, body: dict) -> dict:
         row = None
         while row is None:  # a taken invite code (one in ~10^17 draws) is drawn again
             row = await rooms_repo.insert(
-                conn, user.user_id, body["name"], body.get("description") or "", story_id, body["visibility"],
+                conn,
+                user.user_id,
+                body["name"],
+                body.get("description") or "",
+                story_id,
+                body["visibility"],
                 _invite_code(),
             )
         await emit(

@@ -89,3 +89,32 @@ def new_user(tokens):
         return User(tokens, **claims)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def auth_process(service_env, tmp_path_factory):
+    """Auth as a real process (referral joins go through its /referrals/apply), emails as files."""
+    outbox = tmp_path_factory.mktemp("auth-emails")
+    env = {
+        **service_env,
+        "OUTBOX_RELAY": "inprocess",
+        "EMAIL_BACKEND": "file",
+        "EMAIL_OUTBOX_DIR": str(outbox),
+        "OTP_RESEND_COOLDOWN_SECONDS": "0",
+        "RATE_LIMIT_PER_MINUTE": "100000",
+        "RATE_LIMIT_SIGNUP_PER_MINUTE": "100000",
+        "RATE_LIMIT_OTP_VERIFY_PER_MINUTE": "100000",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "8192",
+        "ARGON2_PARALLELISM": "1",
+    }
+    with _process("auth", env, tmp_path_factory.mktemp("auth-logs")) as proc:
+        proc.email_outbox = outbox
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def room_env(sandbox_env, auth_process) -> dict[str, str]:
+    """Community's environment for rooms: Auth's URL (referral joins), a short save interval, the
+    sandbox's moderation endpoint (saving a published story's text); rooms need no Chat or Content."""
+    return {**sandbox_env, "AUTH_SERVICE_URL": auth_process.url, "ROOM_DOC_SAVE_SECONDS": "0.5"}
