@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, WebSocket
@@ -22,6 +23,7 @@ AUTH_REFERRAL_ANSWERS = (
     ErrorCode(403, "ACCOUNT_REQUIRED", "Create an account (and verify its email) to use a referral code."),
     ErrorCode(404, "INVALID_REFERRAL_CODE", "That referral code does not exist."),
     ErrorCode(409, "REFERRAL_ALREADY_APPLIED", "You have already used a referral code."),
+    ErrorCode(429, "RATE_LIMITED", "Too many requests; try again shortly."),
 )
 MemberId = Path(max_length=128)
 
@@ -61,10 +63,11 @@ async def list_rooms(
     return await rooms.list_rooms(pool(request), user, scope, cursor, limit)
 
 
-@router.get("/rooms/{room_id}", responses=responses(errors.ROOM_NOT_FOUND))
-async def get_room(request: Request, room_id: str = RoomId, user: CurrentUser = Depends(get_current_user)):
+# `:uuid` so that /rooms/join is not also this route (its Allow header would list GET).
+@router.get("/rooms/{room_id:uuid}", responses=responses(errors.ROOM_NOT_FOUND))
+async def get_room(request: Request, room_id: uuid.UUID, user: CurrentUser = Depends(get_current_user)):
     """The room with its members and roles; an invite-only room is a 404 to non-members."""
-    return await rooms.get_room(pool(request), user, room_id)
+    return await rooms.get_room(pool(request), user, str(room_id))
 
 
 @router.patch(
