@@ -3,8 +3,9 @@
 
 - One `YRoom` per open room in this worker, its document holding one `Y.Text` named `body`.
   pycrdt-websocket does not load or save documents itself: `get_room` opens a room under a per-room
-  lock (without it a second client's edits were lost): the stored updates are applied, or, the
-  first time, the story's text is the seed; the room is ready (synchronised) only then.
+  lock (without it a second client's edits were lost): the stored updates are applied, and the
+  story's text seeds a new document (or replaces the text of one whose story was edited outside
+  the room since); the room is ready (synchronised) only then.
 - Every update is appended to PostgreSQL (`PostgresYStore`, asyncpg: `room_doc_updates`); when the
   last client leaves, the rows are compacted into one update holding the whole state.
 - The text is saved back to the story as a new version (`change: collab`) every
@@ -132,19 +133,19 @@ class MemberChannel:
 
 
 class RoomDocs(WebsocketServer):
-    """The open rooms of this worker. `seed(room_id)` is the story's text for a new document;
-    `save(room_id, text, editor_id)` saves the text back to the story."""
+    """The open rooms of this worker. `text_on_open(room_id, stored_text)` is the text an opening
+    document must hold (None: keep it); `save(room_id, text, editor_id)` saves it back to the story."""
 
     def __init__(
         self,
         pool,
-        seed: Callable[[str], Awaitable[str | None]],
+        text_on_open: Callable[[str, str | None], Awaitable[str | None]],
         save: Callable[[str, str, str | None], Awaitable[object]],
         save_interval: float,
     ):
         super().__init__(rooms_ready=False, auto_clean_rooms=False, exception_handler=exception_logger, log=log)
         self.pool = pool
-        self._seed = seed
+        self._text_on_open = text_on_open
         self._save = save
         self.save_interval = save_interval
         self._locks: dict[str, Lock] = {}
@@ -179,11 +180,13 @@ class RoomDocs(WebsocketServer):
             async for update, *_ in ystore.read():
                 room.ydoc.apply_update(update)
                 stored = True
-            if not stored:
-                seed = await self._seed(name)
-                if seed:
-                    text.insert(0, seed)
-                    await ystore.write(room.ydoc.get_update())
+            replacement = await self._text_on_open(name, str(text) if stored else None)
+            if replacement is not None and replacement != str(text):
+                before = room.ydoc.get_state()
+                with room.ydoc.transaction():
+                    del text[:]
+                    text.insert(0, replacement)
+                await ystore.write(room.ydoc.get_update(before))
             self._saved_text[name] = str(text)
             room.ready = True
             # Updates are stored and broadcast once the room observes its document: no client

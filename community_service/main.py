@@ -39,13 +39,13 @@ async def start_room_docs(app: FastAPI) -> None:
     """The live room documents (collab.py), running until shutdown."""
     pool, moderator = app.state.db, app.state.moderator
 
-    async def seed(room_id: str):
-        return await service_rooms.document_seed(pool, room_id)
+    async def text_on_open(room_id: str, stored_text: str | None):
+        return await service_rooms.document_text_on_open(pool, room_id, stored_text)
 
     async def save(room_id: str, text: str, editor_id: str | None):
         return await service_rooms.save_document(pool, moderator, room_id, text, editor_id)
 
-    docs = RoomDocs(pool, seed, save, app.state.settings.room_doc_save_seconds)
+    docs = RoomDocs(pool, text_on_open, save, app.state.settings.room_doc_save_seconds)
     app.state.room_docs_task = asyncio.create_task(docs.start())
     await docs.started.wait()
     app.state.room_docs = docs

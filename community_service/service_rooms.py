@@ -260,14 +260,23 @@ async def document_access(pool, user: CurrentUser, room_id: str) -> tuple[str, s
     return str(row["id"]), role
 
 
-async def document_seed(pool, room_id: str) -> str | None:
-    """The room's story's current text (None for a room without a story)."""
-    async with pool.acquire() as conn:
-        row = await rooms_repo.get(conn, parse_id(room_id, errors.ROOM_NOT_FOUND))
-        if row is None or row["story_id"] is None:
+async def document_text_on_open(pool, room_id: str, stored_text: str | None) -> str | None:
+    """The text an opening document must be given, None to keep it as stored: the story's text for
+    a document never stored, and for one whose story was edited outside the room since the
+    document last matched it (the story is the source while the room is closed: every close saves
+    to it). A room without a story keeps its document."""
+    async with pool.acquire() as conn, conn.transaction():
+        room = await rooms_repo.get(conn, parse_id(room_id, errors.ROOM_NOT_FOUND))
+        if room is None or room["story_id"] is None:
             return None
-        story = await story_repo.get(conn, row["story_id"])
-    return story["body"] if story is not None and story["status"] != "removed" else None
+        story = await story_repo.get(conn, room["story_id"])
+        if story is None or story["status"] == "removed":
+            return None
+        outside_edit = room["doc_story_version"] != story["version"]
+        if stored_text is not None and (not outside_edit or stored_text == story["body"]):
+            return None
+        await rooms_repo.set_doc_story_version(conn, room["id"], story["version"])
+    return story["body"]
 
 
 async def save_document(pool, moderator: Moderator, room_id: str, text: str, editor_id: str | None) -> int | None:
@@ -279,16 +288,21 @@ async def save_document(pool, moderator: Moderator, room_id: str, text: str, edi
         if room is None or room["story_id"] is None:
             return None
         story = await story_repo.get(conn, room["story_id"])
-    if story is None or story["status"] == "removed" or story["body"] == text:
+    if story is None or story["status"] == "removed":
+        return None
+    if story["body"] == text:
+        async with pool.acquire() as conn:
+            await rooms_repo.set_doc_story_version(conn, room["id"], story["version"])
         return None
     if story["status"] == "published":
         await moderator.require_clean(story["title"], text)
     async with pool.acquire() as conn, conn.transaction():
         story = await story_repo.get_for_update(conn, room["story_id"])
         if story is None or story["status"] == "removed" or story["body"] == text:
-            return None
+            return None  # changed meanwhile: the next save compares again
         values = {"body": text, "step": _later_step(story["step"], "edit")}
         row = await story_repo.new_version(conn, story["id"], values, "collab", editor_id or room["owner_id"])
+        await rooms_repo.set_doc_story_version(conn, room["id"], row["version"])
     return row["version"]
 
 

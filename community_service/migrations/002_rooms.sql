@@ -8,6 +8,9 @@ CREATE TABLE rooms (
     description text NOT NULL DEFAULT '',
     -- The story the room co-edits (the owner's); the room stays when the story is deleted.
     story_id    uuid REFERENCES stories (id) ON DELETE SET NULL,
+    -- The story version the room's document last matched (seeded from or saved as): a story
+    -- edited outside the room since then gives a reopened document the story's text.
+    doc_story_version integer,
     visibility  text NOT NULL CHECK (visibility IN ('public', 'invite')),
     invite_code text NOT NULL UNIQUE,
     -- Counters ready for votes on rooms (the votes route does not take rooms yet).

@@ -6,7 +6,10 @@ from datetime import datetime
 
 import asyncpg
 
-_ROOM = "r.id, r.owner_id, r.name, r.description, r.story_id, r.visibility, r.invite_code, r.up, r.down, r.score"
+_ROOM = (
+    "r.id, r.owner_id, r.name, r.description, r.story_id, r.visibility, r.invite_code, r.up, r.down, r.score,"
+    " r.doc_story_version"
+)
 _MEMBER_COUNT = "(SELECT count(*) FROM room_members m WHERE m.room_id = r.id) AS member_count"
 
 
@@ -166,9 +169,18 @@ async def updates(conn, room_id) -> list[bytes]:
 
 async def compact(conn, room_id, up_to_seq: int, state: bytes) -> None:
     """Replaces the updates up to `up_to_seq` with one update holding the same state (the caller's
-    transaction); updates written meanwhile stay after it."""
+    transaction; Yjs updates commute, so updates written meanwhile may stay before it). Nothing for
+    a room deleted meanwhile."""
     await conn.execute("DELETE FROM room_doc_updates WHERE room_id = $1 AND seq <= $2", room_id, up_to_seq)
-    await conn.execute("INSERT INTO room_doc_updates (room_id, body) VALUES ($1, $2)", room_id, state)
+    await conn.execute(
+        "INSERT INTO room_doc_updates (room_id, body) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM rooms WHERE id = $1)",
+        room_id,
+        state,
+    )
+
+
+async def set_doc_story_version(conn, room_id, version: int) -> None:
+    await conn.execute("UPDATE rooms SET doc_story_version = $2 WHERE id = $1", room_id, version)
 
 
 async def last_seq(conn, room_id) -> int | None:

@@ -136,7 +136,21 @@ async def test_two_editors_converge_and_the_story_gets_the_merged_text(http, new
 
     # The last one out: the text is saved and the stored updates compacted.
     await eventually(lambda: _closed(community_db, room["id"]), timeout=10)
-    assert (await http.get(f"/stories/{story_id}", headers=owner.headers)).json()["body"] == merged
+    story = (await http.get(f"/stories/{story_id}", headers=owner.headers)).json()
+    assert story["body"] == merged
+    # Reopened unchanged, the document is the stored one; after an edit outside the room
+    # (PATCH while it was closed), it opens with the story's new text.
+    async with editing(http, room["id"], editor.token) as doc:
+        assert body(doc) == merged
+    await eventually(lambda: _closed(community_db, room["id"]), timeout=10)
+    r = await http.patch(
+        f"/stories/{story_id}",
+        json={"body": "Rewritten outside."},
+        headers={**owner.headers, "If-Match": f'"{story["version"]}"'},
+    )
+    assert r.status_code == 200, r.text
+    async with editing(http, room["id"], editor.token) as doc:
+        assert body(doc) == "Rewritten outside."
 
 
 async def test_a_viewers_edits_are_refused_but_they_read(http, new_user, community_db, eventually):
