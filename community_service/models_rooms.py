@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from community_service.models import Body, Name, ShortText
 
@@ -20,21 +20,23 @@ class RoomCreate(Body):
     visibility: Literal["public", "invite"] = "invite"
 
 
-class RoomJoin(Body):
-    """The room: `invite_code` (any room) or `room_id` (a public room). With `referral_code` (a
-    member's Auth referral code) the referral is recorded through Auth's rules."""
+class JoinByInvite(Body):
+    """Any room, by its invite code."""
 
-    invite_code: InviteCode | None = None
+    invite_code: InviteCode
     referral_code: ReferralCode | None = None
-    room_id: str | None = Field(None, max_length=64)
 
-    @model_validator(mode="after")
-    def _one_room(self):
-        if self.invite_code is None and self.room_id is None:
-            raise ValueError("send invite_code, or room_id for a public room")
-        if self.invite_code is not None and self.room_id is not None:
-            raise ValueError("send invite_code or room_id, not both")
-        return self
+
+class JoinPublic(Body):
+    """A public room, by its id."""
+
+    room_id: str = Field(max_length=64)
+    referral_code: ReferralCode | None = None
+
+
+# One or the other (the document says so: anyOf two closed objects). With `referral_code` (a
+# member's Auth referral code) the referral is recorded through Auth's rules.
+RoomJoin = JoinByInvite | JoinPublic
 
 
 class MemberRole(Body):
