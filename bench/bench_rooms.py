@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import anyio  # noqa: E402
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
-from common import percentile  # noqa: E402
+from common import percentile, process_cpu_seconds  # noqa: E402
 from httpx_ws import aconnect_ws  # noqa: E402
 from pycrdt import Doc, Provider, Text  # noqa: E402
 from pycrdt.websocket.websocket import HttpxWebsocket  # noqa: E402
@@ -166,12 +166,18 @@ async def many_rooms(http, base: str, pid: int, rooms: list[tuple[str, list[str]
         for n, group in enumerate(groups):
             for c in group[1:]:
                 c.waiting.add(f"<r{n}>")
+        server_cpu, own_cpu, burst_start = process_cpu_seconds(pid), time.process_time(), time.perf_counter()
         for n, group in enumerate(groups):
             sent[f"<r{n}>"] = time.perf_counter()
             group[0].text.insert(0, f"<r{n}>")
         with anyio.fail_after(60):
             while any(c.waiting for c in clients):  # noqa: ASYNC110 (observer callbacks)
                 await asyncio.sleep(0.005)
+        burst_cpu = {
+            "wall": time.perf_counter() - burst_start,
+            "server": process_cpu_seconds(pid) - server_cpu,
+            "clients": time.process_time() - own_cpu,
+        }
         for n, group in enumerate(groups):
             samples += [(c.seen[f"<r{n}>"] - sent[f"<r{n}>"]) * 1000 for c in group[1:]]
         stop.set()
@@ -181,6 +187,7 @@ async def many_rooms(http, base: str, pid: int, rooms: list[tuple[str, list[str]
         "rss_before": before,
         "rss_after": after,
         "burst": samples,
+        "burst_cpu": burst_cpu,
     }
 
 
@@ -232,6 +239,11 @@ async def main(args) -> None:
                 print(
                     f"  one update in every room at once: p50 {percentile(s, 50):.2f} ms"
                     f"  p99 {percentile(s, 99):.2f} ms  n={len(s)}"
+                )
+                cpu = result["burst_cpu"]
+                print(
+                    f"  that burst: {cpu['wall']:.2f} s wall, CPU {cpu['server']:.2f} s in the worker,"
+                    f" {cpu['clients']:.2f} s in the clients' process"
                 )
                 print(f"load after: {os.getloadavg()}")
         finally:
