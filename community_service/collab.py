@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import anyio
 import asyncpg
 from anyio import CancelScope, Lock
-from pycrdt import Text, YMessageType, YSyncMessageType
+from pycrdt import Text, YMessageType, YSyncMessageType, merge_updates
 from pycrdt.store import BaseYStore
 from pycrdt.websocket import WebsocketServer, YRoom
 from pycrdt.websocket.websocket_server import exception_logger
@@ -47,18 +47,40 @@ def document_text(room: YRoom) -> str:
 
 
 class PostgresYStore(BaseYStore):
-    """A room's Yjs updates in `room_doc_updates`, in order (ours: pycrdt's stores are files and SQLite)."""
+    """A room's Yjs updates in `room_doc_updates` (ours: pycrdt's stores are files and SQLite).
+    Updates arriving within FLUSH_SECONDS of each other are merged into one row: a row per
+    keystroke would be a round trip per keystroke. A crash loses at most that window."""
+
+    FLUSH_SECONDS = 0.1
 
     def __init__(self, path: str, metadata_callback=None, log: logging.Logger | None = None, *, pool=None):
         self.path = path  # the room id
         self.metadata_callback = metadata_callback
         self.log = log or logging.getLogger(__name__)
         self.pool = pool
+        self._pending: list[bytes] = []
+        self._flushing = False
 
     async def write(self, data: bytes) -> None:
+        """Queues the update; the first write of a burst flushes it (and what follows) after FLUSH_SECONDS."""
+        self._pending.append(data)
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while self._pending:
+                await anyio.sleep(self.FLUSH_SECONDS)
+                batch, self._pending = self._pending, []
+                if not batch:  # compacted meanwhile
+                    break
+                await self._insert(merge_updates(*batch) if len(batch) > 1 else batch[0])
+        finally:
+            self._flushing = False
+
+    async def _insert(self, update: bytes) -> None:
         try:
             async with self.pool.acquire() as conn:
-                await rooms_repo.append_update(conn, self.path, data)
+                await rooms_repo.append_update(conn, self.path, update)
         except asyncpg.ForeignKeyViolationError:
             self.log.info("update for a deleted room dropped", extra={"room_id": self.path})
 
@@ -69,7 +91,9 @@ class PostgresYStore(BaseYStore):
             yield update, b"", 0.0
 
     async def compact(self, state: bytes) -> None:
-        """Everything written so far replaced by `state` (the whole document), in one transaction."""
+        """Everything written so far replaced by `state` (the whole document, so updates still
+        queued are in it), in one transaction."""
+        self._pending.clear()
         async with self.pool.acquire() as conn, conn.transaction():
             up_to = await rooms_repo.last_seq(conn, self.path)
             if up_to is not None:
@@ -271,6 +295,9 @@ class RoomDocs(WebsocketServer):
         for channel in list(self._channels.get(room_id, ())):
             channel.role = None
             await channel.close(CLOSE_ROOM_GONE)
+
+    def status(self, room_id: str) -> dict:
+        return {"open": room_id in self.rooms, "connections": len(self._channels.get(room_id, ()))}
 
     async def close_all(self, timeout: float) -> None:
         """Shutdown: every connection closed, so every open room saves and compacts (bounded)."""

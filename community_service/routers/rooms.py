@@ -66,8 +66,10 @@ async def list_rooms(
 # `:uuid` so that /rooms/join is not also this route (its Allow header would list GET).
 @router.get("/rooms/{room_id:uuid}", responses=responses(errors.ROOM_NOT_FOUND))
 async def get_room(request: Request, room_id: uuid.UUID, user: CurrentUser = Depends(get_current_user)):
-    """The room with its members and roles; an invite-only room is a 404 to non-members."""
-    return await rooms.get_room(pool(request), user, str(room_id))
+    """The room with its members and roles, and its live document in this worker (`open`: loaded,
+    `connections`: clients on it); an invite-only room is a 404 to non-members."""
+    room = await rooms.get_room(pool(request), user, str(room_id))
+    return {**room, "document": room_docs(request).status(room["id"])}
 
 
 @router.patch(

@@ -99,9 +99,14 @@ async def _member(http, owner, room, user, role: str):
         assert r.status_code == 200, r.text
 
 
-async def _closed(db, room_id: str) -> bool:
-    """The room closed (its last client left): its updates are compacted into one row."""
-    return await db.fetchval("SELECT count(*) FROM room_doc_updates WHERE room_id = $1", uuid.UUID(room_id)) == 1
+def closed(http, owner, room_id: str):
+    """The room's document closed in the worker (its last client left: saved and compacted)."""
+
+    async def _closed() -> bool:
+        r = await http.get(f"/rooms/{room_id}", headers=owner.headers)
+        return r.json()["document"] == {"open": False, "connections": 0}
+
+    return _closed
 
 
 async def test_two_editors_converge_and_the_story_gets_the_merged_text(http, new_user, community_db, eventually):
@@ -135,14 +140,14 @@ async def test_two_editors_converge_and_the_story_gets_the_merged_text(http, new
     assert any(v["change"] == "collab" for v in versions)
 
     # The last one out: the text is saved and the stored updates compacted.
-    await eventually(lambda: _closed(community_db, room["id"]), timeout=10)
+    await eventually(closed(http, owner, room["id"]), timeout=10)
     story = (await http.get(f"/stories/{story_id}", headers=owner.headers)).json()
     assert story["body"] == merged
     # Reopened unchanged, the document is the stored one; after an edit outside the room
     # (PATCH while it was closed), it opens with the story's new text.
     async with editing(http, room["id"], editor.token) as doc:
         assert body(doc) == merged
-    await eventually(lambda: _closed(community_db, room["id"]), timeout=10)
+    await eventually(closed(http, owner, room["id"]), timeout=10)
     r = await http.patch(
         f"/stories/{story_id}",
         json={"body": "Rewritten outside."},
@@ -191,7 +196,7 @@ async def test_a_viewers_edits_are_refused_but_they_read(http, new_user, communi
             while update[:2] != bytes([YMessageType.SYNC, YSyncMessageType.SYNC_UPDATE]):
                 update = await ws.receive_bytes()
             assert body(owner_doc) == "Read only. Owner was here."
-    await eventually(lambda: _closed(community_db, room["id"]), timeout=10)
+    await eventually(closed(http, owner, room["id"]), timeout=10)
     story = (await http.get(f"/stories/{story_id}", headers=owner.headers)).json()
     assert story["body"] == "Read only. Owner was here."
     # Promoted, the same member writes.
@@ -208,17 +213,26 @@ async def test_the_document_survives_the_room_closing_and_reopening(http, new_us
     _, room = await _story_room(http, owner, None)  # no story: the stored updates are all there is
     kept = Doc()
     async with editing(http, room["id"], owner.token, kept) as doc:
-        doc.get("body", type=Text).insert(0, "Kept across sessions.")
-        await eventually(
-            lambda: community_db.fetchval(
-                "SELECT count(*) > 0 FROM room_doc_updates WHERE room_id = $1", uuid.UUID(room["id"])
-            )
-        )
-    await eventually(lambda: _closed(community_db, room["id"]), timeout=10)
+        for word in ("Kept", " across", " sessions."):
+            doc.get("body", type=Text).insert(len(body(doc)), word)
+            await asyncio.sleep(0.3)  # apart, so they are stored as separate rows
+        assert (await http.get(f"/rooms/{room['id']}", headers=owner.headers)).json()["document"] == {
+            "open": True,
+            "connections": 1,
+        }
+        rows = "SELECT count(*) FROM room_doc_updates WHERE room_id = $1"
+
+        async def stored_apart() -> bool:
+            return await community_db.fetchval(rows, uuid.UUID(room["id"])) >= 2
+
+        await eventually(stored_apart)
+    await eventually(closed(http, owner, room["id"]), timeout=10)
+    # Closed: the updates are compacted into one row.
+    assert await community_db.fetchval(rows, uuid.UUID(room["id"])) == 1
     # A new client gets the stored document.
     async with editing(http, room["id"], owner.token) as fresh:
         assert body(fresh) == "Kept across sessions."
-    await eventually(lambda: _closed(community_db, room["id"]), timeout=10)
+    await eventually(closed(http, owner, room["id"]), timeout=10)
     # The old client's copy merges with it without duplicating: the same Yjs items, not a re-seed.
     async with editing(http, room["id"], owner.token, kept) as again:
         again.get("body", type=Text).insert(len(body(again)), " And more.")
