@@ -282,3 +282,33 @@ async def test_handshake_refused_for_bad_tokens_and_non_members(http, new_user):
             with pytest.raises(WebSocketDisconnect):
                 while True:
                     await ws.receive_bytes()
+
+
+async def test_concurrent_first_connections_share_one_seeded_document(http, new_user, eventually):
+    """The per-room lock: five clients opening a never-opened room at once get one document, seeded
+    once, and an edit by any of them reaches all."""
+    owner = new_user()
+    _, room = await _story_room(http, owner, "Seeded once.")
+    docs = [Doc() for _ in range(5)]
+    ready = anyio.Event()
+    count = 0
+
+    async def connect(doc: Doc) -> None:
+        nonlocal count
+        async with editing(http, room["id"], owner.token, doc):
+            count += 1
+            if count == len(docs):
+                ready.set()
+            await done.wait()
+
+    done = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        for doc in docs:
+            tg.start_soon(connect, doc)
+        with anyio.fail_after(30):
+            await ready.wait()
+        assert [body(d) for d in docs] == ["Seeded once."] * 5
+        docs[3].get("body", type=Text).insert(0, "Edited. ")
+        await until(lambda: all(body(d) == "Edited. Seeded once." for d in docs))
+        done.set()
+    await eventually(closed(http, owner, room["id"]), timeout=10)
