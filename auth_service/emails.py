@@ -70,6 +70,26 @@ def render(template: str, context: dict[str, Any], *, frontend_url: str, otp_min
             template,
             {"code": context["code"], "bonus_credits": bonus, "referral_count": count},
         )
+    if template == "email_change":
+        code = context["code"]
+        return Email(
+            to,
+            f"{code} is your SceneXtras email change code",
+            f"Someone asked to use this address for their SceneXtras account.\n\nYour code is {code}.\n"
+            f"It expires in {otp_minutes} minutes. If it was not you, ignore this email: nothing changes.\n",
+            template,
+            {"code": code},
+        )
+    if template == "email_changed":
+        new_email = context["new_email"]
+        return Email(
+            to,
+            "Your SceneXtras email address was changed",
+            f"The email address of your SceneXtras account is now {new_email}; this address no longer"
+            " signs in.\n\nIf you did not make this change, reply to this email or contact support at once.\n",
+            template,
+            {"new_email": new_email},
+        )
     raise ValueError(f"unknown email template {template!r}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared import errors as shared_errors
 from shared.errors import ErrorCode
 
 # Sign-up, codes, login. A wrong or expired code is a refused credential (401), like a wrong password.
@@ -31,7 +32,8 @@ INVALID_OAUTH_TOKEN = ErrorCode(401, "INVALID_OAUTH_TOKEN", "Sign-in refused.")
 OAUTH_PROVIDER_UNAVAILABLE = ErrorCode(503, "OAUTH_PROVIDER_UNAVAILABLE", "Sign-in is unavailable right now.")
 
 # The account.
-USER_NOT_FOUND = ErrorCode(404, "USER_NOT_FOUND", "This account no longer exists.")
+# A signed token whose user Auth does not know: 401, from the shared catalogue (like USER_DELETED).
+USER_NOT_FOUND = shared_errors.USER_NOT_FOUND
 PREFERENCES_TOO_LARGE = ErrorCode(422, "PREFERENCES_TOO_LARGE", "preferences is too large.")
 
 # Referrals: an unknown code is not found (404), your own one conflicts with who you are (409).
@@ -43,4 +45,14 @@ ACCOUNT_REQUIRED = ErrorCode(
 REFERRAL_ALREADY_APPLIED = ErrorCode(409, "REFERRAL_ALREADY_APPLIED", "You have already used a referral code.")
 REFERRAL_WINDOW_CLOSED = ErrorCode(
     409, "REFERRAL_WINDOW_CLOSED", "Referral codes can only be applied soon after sign-up."
+)
+
+# Changing the email or the password while signed in.
+EMAIL_UNCHANGED = ErrorCode(409, "EMAIL_UNCHANGED", "This is already your email address.")
+NO_PENDING_EMAIL_CHANGE = ErrorCode(
+    400, "NO_PENDING_EMAIL_CHANGE", "No email change is waiting for a code; ask for one (POST /users/me/email)."
+)
+WRONG_PASSWORD = ErrorCode(403, "WRONG_PASSWORD", "The current password is not right.")
+PASSWORD_NOT_SET = ErrorCode(
+    409, "PASSWORD_NOT_SET", "This account has no password yet; set one with POST /password/forgot."
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from auth_service.repositories import maintenance as repo
 from shared.bus import emit
@@ -29,7 +30,11 @@ async def cleanup_once(pool, settings, batch: int = 500) -> dict[str, int]:
                             make_event(
                                 EventType.USER_DELETED,
                                 uid,
-                                {"was_guest": True, "reason": "guest_expired"},
+                                {
+                                    "was_guest": True,
+                                    "reason": "guest_expired",
+                                    "tokens_valid_until": time.time() + settings.access_token_ttl_seconds,
+                                },
                                 source="auth_service",
                             )
                             for uid in ids

@@ -115,6 +115,27 @@ class PasswordReset(VerifyOtp):
     new_password: Password
 
 
+class EmailChange(Strict):
+    """POST /users/me/email: the address to move the account to (a code is sent there)."""
+
+    new_email: Email
+
+
+class EmailChangeCode(Strict):
+    code: OtpCode
+
+
+class PasswordChange(Strict):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: Password
+
+
+class EmailChangeAccepted(BaseModel):
+    status: Literal["pending_verification"] = "pending_verification"
+    new_email: str
+
+
 class IdTokenBody(Strict):
     id_token: str = Field(min_length=10, max_length=8192)
 

@@ -27,6 +27,8 @@ from shared.openapi import install_openapi
 from shared.ratelimit import DefaultRateLimit
 from shared.redis import Keys, create_redis
 from shared.settings import ServiceSettings
+from shared.tombstones import Tombstones
+from shared.tombstones import redis_key as tombstones_key
 
 log = logging.getLogger("shared.app")
 
@@ -255,6 +257,16 @@ def create_app(
                     max_attempts=settings.consumer_max_attempts,
                     retry_delays_ms=settings.consumer_retry_delays_ms,
                 )
+        # Deleted users' tokens refused from start-up on (Redis and RabbitMQ down: serves, and
+        # keeps trying; shared/tombstones.py).
+        state.tombstones = Tombstones(
+            redis=state.redis,
+            key=tombstones_key(state.keys),
+            amqp_url=settings.rabbitmq_url,
+            exchange=settings.events_exchange,
+            service=service,
+        )
+        await state.tombstones.start()
         for hook in on_startup:
             await hook(app)
         if state.consumer is not None:
@@ -278,6 +290,7 @@ def create_app(
                     await hook(app)
                 except Exception:
                     log.exception("shutdown hook failed")
+            await state.tombstones.stop()
             if state.relay is not None:
                 await state.relay.stop()
             await state.publisher.close()

@@ -246,6 +246,11 @@ async def authenticate(request: Request) -> CurrentUser | None:
     except InvalidToken as exc:
         raise _unauthorized(errors.INVALID_TOKEN, f"Invalid token: {exc}.") from None
     user = user_from_claims(claims)
+    # Deleted users' tokens stay signed and unexpired: refused from the moment the deletion is
+    # known here (shared.tombstones; an in-memory lookup, no I/O).
+    tombstones = getattr(request.app.state, "tombstones", None)
+    if tombstones is not None and user.user_id in tombstones:
+        raise _unauthorized(errors.USER_DELETED)
     request.scope[_USER_KEY] = user
     return user
 

@@ -100,6 +100,16 @@ async def set_password(conn: asyncpg.Connection, user_id: str, password_hash: st
     await conn.execute("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1", user_id, password_hash)
 
 
+async def set_email(conn: asyncpg.Connection, user_id: str, email: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"UPDATE users SET email = $2, updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}", user_id, email
+    )
+
+
+async def exists(conn: asyncpg.Connection, user_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM users WHERE id = $1", user_id))
+
+
 async def set_referred_by(conn: asyncpg.Connection, user_id: str, referrer_id: str | None) -> None:
     await conn.execute("UPDATE users SET referred_by = $2, updated_at = now() WHERE id = $1", user_id, referrer_id)
 

@@ -30,13 +30,16 @@ class Codes(AuthBase):
     def code_matches(self, stored: str, user_id: Any, purpose: str, code: str) -> bool:
         return hmac.compare_digest(stored, self.code_hash(user_id, purpose, code))
 
-    async def put_code(self, conn: asyncpg.Connection, user_id: Any, purpose: str, code: str) -> None:
+    async def put_code(
+        self, conn: asyncpg.Connection, user_id: Any, purpose: str, code: str, *, new_email: str | None = None
+    ) -> None:
         await otp_repo.put(
             conn,
             user_id=user_id,
             purpose=purpose,
             code_hash=self.code_hash(user_id, purpose, code),
             ttl_seconds=self.settings.otp_ttl_seconds,
+            new_email=new_email,
         )
 
     async def check_code(self, conn: asyncpg.Connection, user, purpose: str, code: str) -> tuple[str, int]:

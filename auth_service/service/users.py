@@ -3,6 +3,8 @@ account confirmed (email verified or proven by an OAuth provider), which complet
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -11,8 +13,12 @@ import orjson
 from auth_service import errors
 from auth_service.repositories import users as users_repo
 from auth_service.service.referrals import Referrals
+from shared import tombstones
 from shared.bus import emit
 from shared.events import EventType, make_event
+from shared.tombstones import record_deletion
+
+log = logging.getLogger("auth_service.users")
 
 # Profile values that travel in user.updated (phone and preferences stay here).
 PUBLIC_FIELDS = ("name", "avatar_url", "country", "language", "onboarding_status")
@@ -100,19 +106,29 @@ class Users(Referrals):
         return dict(profile)
 
     async def delete_account(self, user_id: str) -> None:
-        """Deletes the account, its profile, codes, identities and refresh tokens, and publishes
-        user.deleted so every service erases its data."""
+        """Deletes the account, its profile, codes, identities and refresh tokens (so nothing can
+        be refreshed), and publishes user.deleted so every service erases its data and refuses
+        the user's access tokens still in circulation (shared.tombstones) until they expire."""
+        tokens_valid_until = time.time() + self.settings.access_token_ttl_seconds
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 deleted = await users_repo.delete(conn, user_id)
                 if deleted is None:
-                    raise errors.USER_NOT_FOUND()
+                    raise errors.USER_NOT_FOUND(headers={"WWW-Authenticate": "Bearer"})
                 await emit(
                     conn,
                     make_event(
                         EventType.USER_DELETED,
                         user_id,
-                        {"was_guest": bool(deleted["temporary_account"])},
+                        {"was_guest": bool(deleted["temporary_account"]), "tokens_valid_until": tokens_valid_until},
                         source="auth_service",
                     ),
                 )
+        # After the commit (a deletion rolled back must not lock anyone out): refused by this
+        # process at once, by processes starting later from Redis, by the rest from the event.
+        state = self.app.state
+        state.tombstones.add(user_id, tokens_valid_until)
+        try:
+            await record_deletion(state.redis, tombstones.redis_key(state.keys), user_id, tokens_valid_until)
+        except Exception as exc:  # Redis down: the event still reaches every running process
+            log.warning("deleted user not recorded in redis", extra={"user_id": user_id, "error": repr(exc)})

@@ -174,6 +174,12 @@ class AMQPChannel:
     async def declare_queue(self, name: str, arguments: dict | None = None) -> None:
         await self._rpc(self._channel.queue_declare, queue=name, durable=True, arguments=arguments)
 
+    async def declare_exclusive_queue(self, name: str) -> None:
+        """A queue of this connection only, deleted with it (per-process subscriptions)."""
+        await self._rpc(
+            self._channel.queue_declare, queue=name, durable=False, exclusive=True, auto_delete=True
+        )
+
     async def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
         await self._rpc(self._channel.queue_bind, queue=queue, exchange=exchange, routing_key=routing_key)
 
