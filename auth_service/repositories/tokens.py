@@ -50,8 +50,7 @@ async def revoke_user(conn: asyncpg.Connection, user_id: str) -> int:
 async def revoke_user_except(conn: asyncpg.Connection, user_id: str, keep_family_id: str) -> int:
     """Every session of the user but one (the family of the request's own token)."""
     status = await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now()"
-        " WHERE user_id = $1 AND family_id <> $2 AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND family_id <> $2 AND revoked_at IS NULL",
         user_id,
         keep_family_id,
     )

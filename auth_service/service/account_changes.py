@@ -26,6 +26,8 @@ def _is_uuid(value: object) -> bool:
     except ValueError:
         return False
     return value is not None
+
+
 EMAIL_CHANGE = "email_change"
 
 

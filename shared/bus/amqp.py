@@ -176,9 +176,7 @@ class AMQPChannel:
 
     async def declare_exclusive_queue(self, name: str) -> None:
         """A queue of this connection only, deleted with it (per-process subscriptions)."""
-        await self._rpc(
-            self._channel.queue_declare, queue=name, durable=False, exclusive=True, auto_delete=True
-        )
+        await self._rpc(self._channel.queue_declare, queue=name, durable=False, exclusive=True, auto_delete=True)
 
     async def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
         await self._rpc(self._channel.queue_bind, queue=queue, exchange=exchange, routing_key=routing_key)

@@ -58,11 +58,18 @@ async def test_no_route_reaches_another_users_data(client, outbox, tokens):
     assert r.json()["name"] == "Bob"
     a = (await client.get("/users/me", headers=bearer(alice["access_token"]))).json()
     assert a["id"] == alice["user"]["id"] and a["profile"]["name"] == "Alice" and a["email"] == alice["email"]
-    # A token for a user id that is not an account (forged with the right secret) sees nothing.
+    # A validly signed token for a user id that was never an account (a database restored from
+    # before the sign-up) is refused: 401 USER_NOT_FOUND, and nothing is written.
     stranger = tokens.user(str(uuid.uuid4()))
-    assert (await client.get("/users/me", headers=bearer(stranger))).status_code == 404
-    assert (await client.put("/users/me/details", json={"name": "x"}, headers=bearer(stranger))).status_code == 404
-    assert (await client.get("/referrals/me", headers=bearer(stranger))).status_code == 404
+    for r in (
+        await client.get("/users/me", headers=bearer(stranger)),
+        await client.put("/users/me/details", json={"name": "x"}, headers=bearer(stranger)),
+        await client.get("/referrals/me", headers=bearer(stranger)),
+        await client.post("/users/me/password", json={"current_password": "x", "new_password": "y" * 9},
+                          headers=bearer(stranger)),
+    ):
+        assert r.status_code == 401 and r.json()["detail"]["code"] == "USER_NOT_FOUND", r.text
+        assert r.headers["www-authenticate"] == "Bearer"
     # Bob deleting himself leaves Alice alone.
     assert (await client.delete("/users/me", headers=bearer(bob["access_token"]))).status_code == 204
     assert (await client.get("/users/me", headers=bearer(alice["access_token"]))).json()["profile"]["name"] == "Alice"
@@ -88,10 +95,20 @@ async def test_deletion_publishes_user_deleted_and_tokens_stop_refreshing(client
         "otp_codes WHERE user_id",
     ):
         assert await db.fetchval(f"SELECT count(*) FROM {table} = $1", user_id) == 0, table
+    # Refresh tokens are gone with the account; the still-unexpired access token is refused at
+    # once in Auth (401 USER_DELETED), on every route that takes a token.
     r = await client.post("/token/refresh", json={"refresh_token": done["refresh_token"]})
-    assert r.status_code == 401
-    assert (await client.get("/users/me", headers=bearer(done["access_token"]))).status_code == 404
-    assert (await client.delete("/users/me", headers=bearer(done["access_token"]))).status_code == 404
+    assert r.status_code == 401 and r.json()["detail"]["code"] == "INVALID_REFRESH_TOKEN"
+    for r in (
+        await client.get("/users/me", headers=bearer(done["access_token"])),
+        await client.delete("/users/me", headers=bearer(done["access_token"])),
+        await client.put("/users/me/details", json={"name": "Back"}, headers=bearer(done["access_token"])),
+        await client.post("/referrals/apply", json={"code": "ABCDEFGH"}, headers=bearer(done["access_token"])),
+        await client.post("/create-account", json={"email": new_email(), "password": "long enough pw"},
+                          headers=bearer(done["access_token"])),
+    ):
+        assert r.status_code == 401 and r.json()["detail"]["code"] == "USER_DELETED", r.text
+    assert await db.fetchval("SELECT count(*) FROM user_profiles WHERE user_id = $1", user_id) == 0
     # The address is free again.
     again = await sign_up(client, outbox, email=done["email"])
     assert again["user"]["id"] != user_id
