@@ -42,6 +42,14 @@ DEFAULT_RETENTION_SECONDS = 86400
 KEY_PARTS = ("users", "deleted")
 
 
+def note_deleted(state, event: Event) -> None:
+    """The service's own durable consumer got `user.deleted`: refuse the user's tokens in this
+    process before erasing, so nothing can be re-created between the erasure and the listener."""
+    tombstones = getattr(state, "tombstones", None)
+    if tombstones is not None:
+        tombstones.add_event(event)
+
+
 def redis_key(keys) -> str:
     return keys(*KEY_PARTS)
 
@@ -137,6 +145,10 @@ class Tombstones:
         except (ValidationError, ValueError):
             log.warning("unparseable user.deleted ignored")
             return
+        self.add_event(event)
+
+    def add_event(self, event: Event) -> None:
+        """A `user.deleted` event (anything else is ignored)."""
         if event.event_type != EventType.USER_DELETED.value or not event.user_id:
             return
         until = event.data.get("tokens_valid_until") if isinstance(event.data, dict) else None
@@ -185,4 +197,4 @@ class Tombstones:
         self._tasks = []
 
 
-__all__ = ["DEFAULT_RETENTION_SECONDS", "Tombstones", "record_deletion", "redis_key"]
+__all__ = ["DEFAULT_RETENTION_SECONDS", "Tombstones", "note_deleted", "record_deletion", "redis_key"]

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from shared import tombstones
 from shared.bus.amqp import AMQPChannel
 from shared.bus.consumer import ATTEMPT_HEADER, Consumer, EventHandlers
 from shared.events import Event
@@ -161,6 +162,8 @@ class BatchConsumer(Consumer):
             first_time = {r[0] for r in rows}
             fresh = [e for e in unique.values() if e.event_id in first_time]
             if fresh:
+                for event in fresh:
+                    tombstones.note_deleted(self.state, event)
                 await self.handle_batch(conn, fresh, self.state)
             return len(fresh)
 

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from shared import tombstones
 from shared.bus.amqp import AMQPChannel, ConnectionLost, declare_event_exchange
 from shared.events import Event
 
@@ -248,6 +249,7 @@ class Consumer:
                         "duplicate event skipped", extra={"event_id": event.event_id, "event_type": event.event_type}
                     )
                     return False
+                tombstones.note_deleted(self.state, event)
                 await handler(conn, event, self.state)
                 return True
 

@@ -65,8 +65,9 @@ async def test_no_route_reaches_another_users_data(client, outbox, tokens):
         await client.get("/users/me", headers=bearer(stranger)),
         await client.put("/users/me/details", json={"name": "x"}, headers=bearer(stranger)),
         await client.get("/referrals/me", headers=bearer(stranger)),
-        await client.post("/users/me/password", json={"current_password": "x", "new_password": "y" * 9},
-                          headers=bearer(stranger)),
+        await client.post(
+            "/users/me/password", json={"current_password": "x", "new_password": "y" * 9}, headers=bearer(stranger)
+        ),
     ):
         assert r.status_code == 401 and r.json()["detail"]["code"] == "USER_NOT_FOUND", r.text
         assert r.headers["www-authenticate"] == "Bearer"
@@ -104,8 +105,11 @@ async def test_deletion_publishes_user_deleted_and_tokens_stop_refreshing(client
         await client.delete("/users/me", headers=bearer(done["access_token"])),
         await client.put("/users/me/details", json={"name": "Back"}, headers=bearer(done["access_token"])),
         await client.post("/referrals/apply", json={"code": "ABCDEFGH"}, headers=bearer(done["access_token"])),
-        await client.post("/create-account", json={"email": new_email(), "password": "long enough pw"},
-                          headers=bearer(done["access_token"])),
+        await client.post(
+            "/create-account",
+            json={"email": new_email(), "password": "long enough pw"},
+            headers=bearer(done["access_token"]),
+        ),
     ):
         assert r.status_code == 401 and r.json()["detail"]["code"] == "USER_DELETED", r.text
     assert await db.fetchval("SELECT count(*) FROM user_profiles WHERE user_id = $1", user_id) == 0
