@@ -207,6 +207,17 @@ class Ingestor:
         self.forwarder = forwarder  # PostHogForwarder, when POSTHOG_API_KEY is set
 
     async def __call__(self, conn: asyncpg.Connection, events: list[Event], state: Any = None) -> None:
+        tombstones = getattr(state, "tombstones", None)
+        if tombstones is not None:
+            # Events naming a user already erased here (the image.deleted Media emits while erasing
+            # them, anything published after the deletion) would bring the user back: not kept.
+            events = [
+                e
+                for e in events
+                if e.event_type == EventType.USER_DELETED.value or str(rules.event_user(e)) not in tombstones
+            ]
+            if not events:
+                return
         try:
             await self.ingest(conn, events)
         except BaseException:
