@@ -68,7 +68,9 @@ def test_what_each_dependency_answers_is_documented():
 
     me = paths["/me"]["get"]
     assert me["security"] == [{"bearerAuth": []}]
-    assert {"NOT_AUTHENTICATED", "INVALID_TOKEN", "MALFORMED_AUTHORIZATION"} <= _codes(me["responses"]["401"])
+    assert {"NOT_AUTHENTICATED", "INVALID_TOKEN", "MALFORMED_AUTHORIZATION", "USER_DELETED"} <= _codes(
+        me["responses"]["401"]
+    )
     assert "WWW-Authenticate" in me["responses"]["401"]["headers"]
     assert "403" not in me["responses"] and "402" not in me["responses"]
     assert "422" not in me["responses"]  # no parameters, no body: nothing to validate
@@ -132,7 +134,7 @@ def test_service_dependencies_and_route_declarations_merge_with_the_shared_codes
     assert _codes(responses["422"]) == {"VALIDATION_ERROR"}
     optional = doc["paths"]["/maybe"]["get"]
     assert optional["security"] == [{"bearerAuth": []}, {}]  # a token is optional, checked when given
-    assert _codes(optional["responses"]["401"]) == {"INVALID_TOKEN", "MALFORMED_AUTHORIZATION"}
+    assert _codes(optional["responses"]["401"]) == {"INVALID_TOKEN", "MALFORMED_AUTHORIZATION", "USER_DELETED"}
 
 
 async def test_a_405_lists_every_method_the_path_answers(make_client):
