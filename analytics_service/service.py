@@ -209,13 +209,11 @@ class Ingestor:
     async def __call__(self, conn: asyncpg.Connection, events: list[Event], state: Any = None) -> None:
         tombstones = getattr(state, "tombstones", None)
         if tombstones is not None:
-            # Events naming a user already erased here (the image.deleted Media emits while erasing
-            # them, anything published after the deletion) would bring the user back: not kept.
-            events = [
-                e
-                for e in events
-                if e.event_type == EventType.USER_DELETED.value or str(rules.event_user(e)) not in tombstones
-            ]
+            # Events naming a user erased by an earlier batch (the image.deleted Media emits while
+            # erasing them, anything published after the deletion) would bring the user back: not
+            # kept. A user deleted in this batch is handled by ingest (totals kept, user erased).
+            deleted_now = {str(rules.event_user(e)) for e in events if e.event_type == EventType.USER_DELETED.value}
+            events = [e for e in events if (user := str(rules.event_user(e))) in deleted_now or user not in tombstones]
             if not events:
                 return
         try:

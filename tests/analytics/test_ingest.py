@@ -222,8 +222,9 @@ async def test_user_deleted_erases_the_user_and_keeps_totals_replayable(bus, ana
         await analytics_db.fetchval("SELECT count(*) FROM analytics_events WHERE data::text LIKE '%gone@example.com%'")
         == 0
     )
-    me = (await analytics.get("/analytics/me", headers=headers)).json()
-    assert (me["messages"], me["xp"], me["streak"]["longest"]) == (0, 0, 0)
+    # The deleted user's token is refused from the deletion on (shared.tombstones).
+    r = await analytics.get("/analytics/me", headers=headers)
+    assert r.status_code == 401 and r.json()["detail"]["code"] == "USER_DELETED"
     # Totals still count what happened, and a replay agrees with them.
     after = await analytics_db.fetchrow("SELECT users, messages FROM character_stats WHERE character = 'Yoda'")
     assert tuple(after) == tuple(before)

@@ -90,7 +90,9 @@ async def test_user_deleted_erases_every_row_and_blob(client, new_user, service_
         return left == 0 and not any(blobs)
 
     await eventually(erased, timeout=15, interval=0.5)
-    assert (await client.get(f"/audio/{voice['id']}", headers=user.headers)).status_code == 404
+    # The deleted user's token is refused from the deletion on (shared.tombstones).
+    r = await client.get(f"/audio/{voice['id']}", headers=user.headers)
+    assert r.status_code == 401 and r.json()["detail"]["code"] == "USER_DELETED"
 
 
 async def test_storage_down_answers_503_and_leaves_no_row(make_client, new_user, media_db, infra):
