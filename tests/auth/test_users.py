@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from shared.tiers import REFERRAL_BONUS_REFERRED
+from shared.tombstones import record_deletion, redis_key
 from tests.auth.conftest import PASSWORD, bearer, new_email, sign_up
 
 
@@ -216,3 +218,20 @@ async def test_housekeeping_removes_abandoned_guests_and_dead_tokens(client, out
     assert await db.fetchval("SELECT count(*) FROM users WHERE id = $1", fresh_guest["user"]["id"]) == 1
     assert await db.fetchval("SELECT count(*) FROM users WHERE id = $1", member["user"]["id"]) == 1
     assert await db.fetchval("SELECT count(*) FROM refresh_tokens WHERE user_id = $1", member["user"]["id"]) == 0
+
+
+async def test_a_deletion_by_another_auth_process_counts_before_its_event(client, outbox, db):
+    """Another Auth process deleted the account and its event has not reached this one: this
+    process's tombstones do not know the user yet, but its users table and the Redis set do
+    (USER_DELETED); an account that is simply not there is USER_NOT_FOUND."""
+    state = client.app.state
+    for recorded, code in ((True, "USER_DELETED"), (False, "USER_NOT_FOUND")):
+        done = await sign_up(client, outbox)
+        user_id = done["user"]["id"]
+        # What the other process did: the row gone (no event here), the deletion in Redis.
+        await db.execute("DELETE FROM users WHERE id = $1", uuid.UUID(user_id))
+        if recorded:
+            await record_deletion(state.redis, redis_key(state.keys), user_id, time.time() + 3600)
+        assert user_id not in state.tombstones
+        r = await client.get("/users/me", headers=bearer(done["access_token"]))
+        assert r.status_code == 401 and r.json()["detail"]["code"] == code, r.text
