@@ -50,6 +50,19 @@ def note_deleted(state, event: Event) -> None:
         tombstones.add_event(event)
 
 
+def names_deleted_user(state, event: Event) -> bool:
+    """An event about a user whose deletion this process already knows (published before the
+    deletion but delivered after it, or emitted while erasing them): applying it would re-create
+    what the erasure removed."""
+    tombstones = getattr(state, "tombstones", None)
+    return (
+        tombstones is not None
+        and event.event_type != EventType.USER_DELETED.value
+        and event.user_id is not None
+        and event.user_id in tombstones
+    )
+
+
 def redis_key(keys) -> str:
     return keys(*KEY_PARTS)
 
@@ -197,4 +210,11 @@ class Tombstones:
         self._tasks = []
 
 
-__all__ = ["DEFAULT_RETENTION_SECONDS", "Tombstones", "note_deleted", "record_deletion", "redis_key"]
+__all__ = [
+    "DEFAULT_RETENTION_SECONDS",
+    "Tombstones",
+    "names_deleted_user",
+    "note_deleted",
+    "record_deletion",
+    "redis_key",
+]

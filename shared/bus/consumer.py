@@ -195,6 +195,13 @@ class Consumer:
             )
             self._ack(ch, tag)
             return
+        if tombstones.names_deleted_user(self.state, event):
+            log.info(
+                "event of a deleted user skipped",
+                extra={"event_type": event.event_type, "event_id": event.event_id},
+            )
+            self._ack(ch, tag)
+            return
         try:
             applied = await self._apply(handler, event)
         except asyncio.CancelledError:

@@ -197,7 +197,7 @@ def _blob_exists(infra_conn: str, container: str, name: str) -> bool:
 # A read per service, to see when it has heard of the deletion without creating anything.
 READS = {
     "auth": ("GET", "/users/me"),
-    "payment": ("GET", "/quota"),
+    "payment": ("GET", "/subscription"),  # not /quota: it creates the quota row of a user it has not seen
     "chat": ("GET", "/conversations"),
     "media": ("GET", "/images"),
     "community": ("GET", "/favorites"),

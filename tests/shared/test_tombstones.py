@@ -149,3 +149,50 @@ async def test_a_deleted_users_token_is_refused_by_a_service(make_client, tokens
         assert (await client.get("/subscription", headers=tokens.headers(tokens.user()))).status_code == 200
         document = (await client.get("/openapi.json")).json()
         assert "USER_DELETED" in document["paths"]["/quota"]["get"]["responses"]["401"]["description"]
+
+
+async def test_a_consumer_applies_nothing_about_a_user_once_deleted(service_env, redis, key, tmp_path_factory):
+    """A service's durable consumer marks the deletion before its handler erases the user, and
+    skips later events naming that user (they would re-create what the erasure removed)."""
+    from types import SimpleNamespace
+
+    from shared import db as dbmod
+    from shared.bus import Consumer, EventHandlers
+    from shared.migrate import migrate
+
+    dsn = service_env["ANALYTICS_DATABASE_URL"]
+    await migrate(dsn, "bus_tests", tmp_path_factory.mktemp("no-migrations"))
+    pool = await dbmod.create_pool(dsn)
+    state = SimpleNamespace(tombstones=Tombstones(redis=redis, key=key, amqp_url="", exchange="", service="tests"))
+    seen: list[tuple[str, str, bool]] = []
+    handlers = EventHandlers()
+
+    @handlers.on(EventType.USER_DELETED, EventType.MESSAGE_SENT)
+    async def record(conn, event, st):
+        # Whether the deletion was already refused here when the handler ran.
+        seen.append((event.event_type, event.user_id, event.user_id in st.tombstones))
+
+    queue = f"tombstone-consumer-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(
+        url=service_env["RABBITMQ_URL"], exchange=EXCHANGE, queue=queue, pool=pool, handlers=handlers, state=state
+    )
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE)
+    gone, stays = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        consumer.start()
+        await asyncio.wait_for(consumer.ready.wait(), 10)
+        await publisher.publish(make_event(EventType.USER_DELETED, gone, {}))
+        # Delivered after the deletion was handled (messages in flight together run concurrently,
+        # and one handled at the same moment as the deletion is not told apart).
+        await until(lambda: any(t == "user.deleted" for t, _, _ in seen))
+        await publisher.publish(make_event(EventType.MESSAGE_SENT, gone, {}))
+        await publisher.publish(make_event(EventType.MESSAGE_SENT, stays, {}))
+        await until(lambda: any(u == stays for _, u, _ in seen))
+        await asyncio.sleep(0.2)
+    finally:
+        await publisher.close()
+        await consumer.stop()
+        await pool.close()
+    assert [(t, u) for t, u, _ in seen if u == gone] == [("user.deleted", gone)]
+    assert ("user.deleted", gone, True) in seen  # marked before the handler (the erasure) ran
+    assert ("message.sent", stays, False) in seen
