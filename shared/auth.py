@@ -229,6 +229,14 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def is_deleted(app, user_id: str) -> bool:
+    """Deleted users' tokens stay signed and unexpired: refused from the moment the deletion is
+    known in this process (shared.tombstones; an in-memory lookup, no I/O). For paths that decode
+    tokens themselves (WebSockets)."""
+    tombstones = getattr(app.state, "tombstones", None)
+    return tombstones is not None and user_id in tombstones
+
+
 async def authenticate(request: Request) -> CurrentUser | None:
     """The request's user, validated once per request and cached in the request's scope.
 
@@ -246,10 +254,7 @@ async def authenticate(request: Request) -> CurrentUser | None:
     except InvalidToken as exc:
         raise _unauthorized(errors.INVALID_TOKEN, f"Invalid token: {exc}.") from None
     user = user_from_claims(claims)
-    # Deleted users' tokens stay signed and unexpired: refused from the moment the deletion is
-    # known here (shared.tombstones; an in-memory lookup, no I/O).
-    tombstones = getattr(request.app.state, "tombstones", None)
-    if tombstones is not None and user.user_id in tombstones:
+    if is_deleted(request.app, user.user_id):
         raise _unauthorized(errors.USER_DELETED)
     request.scope[_USER_KEY] = user
     return user

@@ -312,3 +312,33 @@ async def test_concurrent_first_connections_share_one_seeded_document(http, new_
         await until(lambda: all(body(d) == "Edited. Seeded once." for d in docs))
         done.set()
     await eventually(closed(http, owner, room["id"]), timeout=10)
+
+
+async def test_handshake_refused_for_a_deleted_users_token(http, new_user, service_env):
+    """The WebSocket decodes its token itself: a deleted user's still-valid token is refused there
+    too (401 USER_DELETED), as on every HTTP route (shared.tombstones)."""
+    from shared.bus import EventPublisher
+    from shared.events import EventType, make_event
+
+    owner = new_user()
+    _, room = await _story_room(http, owner, "Soon gone.")
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], "scenextras.events")
+    try:
+        await publisher.publish(make_event(EventType.USER_DELETED, owner.id, {"was_guest": False}))
+    finally:
+        await publisher.close()
+    for _ in range(300):  # the service hears the deletion (its HTTP routes refuse the token)
+        if (await http.get("/rooms", headers=owner.headers)).status_code == 401:
+            break
+        await asyncio.sleep(0.05)
+    r = await http.get(
+        f"/rooms/{room['id']}/doc",
+        params={"token": owner.token},
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    assert r.status_code == 401 and r.json()["detail"]["code"] == "USER_DELETED", r.text
