@@ -169,6 +169,10 @@ async def _make_data(http, fan: Fan, rgb: tuple[int, int, int]) -> dict:
     made["character"] = r.json()["id"]
     r = await http.community.put(f"/favorites/character/{made['character']}", headers=fan.headers)
     assert r.status_code == 204, r.text
+    r = await http.community.post(
+        "/rooms", json={"name": f"Room {fan.email[:6]}", "visibility": "public"}, headers=fan.headers
+    )
+    assert r.status_code == 201, r.text
     r = await http.analytics.post("/analytics/checkin", json={"timezone": "Europe/London"}, headers=fan.headers)
     assert r.status_code == 200, r.text
     return made
