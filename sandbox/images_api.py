@@ -6,8 +6,9 @@ Every image is a PNG drawn with Pillow from the prompt (and the model, the image
 aspect ratio): the same request gives the same bytes, a different prompt different ones.
 
 * Google (provider ``genai``, mount ``/genai``): the Gemini Developer API form
-  ``POST /v1beta/models/{model}:predict|:generateContent`` (and ``/v1/models/...:generateContent``) and the Vertex AI (express mode) form
-  ``POST /v1beta1/publishers/google/models/{model}:predict|:generateContent``; the key in
+  ``POST /v1beta/models/{model}:predict|:generateContent`` (and ``/v1/models/...:generateContent``)
+  and the Vertex AI (express mode) form ``POST /v1beta1/publishers/google/models/{model}:predict|:generateContent``;
+  the key in
   ``x-goog-api-key`` (or ``?key=``); errors ``{"error": {"code", "message", "status"}}``.
   Imagen models (``imagen-*``) answer ``:predict``, Gemini image models (``gemini-*image*``)
   ``:generateContent``; another model → 404 ``NOT_FOUND``.
@@ -85,7 +86,13 @@ def data_uri(png: bytes) -> str:
 @register_error_renderer("genai")
 def render_google_error(status: int, message: str | None = None, error_type: str | None = None) -> Response:
     return JSON(
-        {"error": {"code": status, "message": message or "sandbox fault", "status": GOOGLE_STATUS.get(status, "UNKNOWN")}},
+        {
+            "error": {
+                "code": status,
+                "message": message or "sandbox fault",
+                "status": GOOGLE_STATUS.get(status, "UNKNOWN"),
+            }
+        },
         status_code=status,
     )
 
@@ -122,9 +129,9 @@ def build_google(state: SandboxState) -> Router:
         prompt = instances[0]["prompt"]
         predictions = [
             {
-                "bytesBase64Encoded": base64.b64encode(make_png(prompt, model=model, index=i, aspect_ratio=aspect)).decode(
-                    "ascii"
-                ),
+                "bytesBase64Encoded": base64.b64encode(
+                    make_png(prompt, model=model, index=i, aspect_ratio=aspect)
+                ).decode("ascii"),
                 "mimeType": "image/png",
             }
             for i in range(count)
@@ -266,9 +273,7 @@ def build_replicate(state: SandboxState) -> Router:
             "status": "starting",
             "created_at": now(),
             "_ready_at": time.monotonic() + delay,
-            "_output": [
-                data_uri(make_png(prompt, model=model, index=i, aspect_ratio=aspect)) for i in range(count)
-            ],
+            "_output": [data_uri(make_png(prompt, model=model, index=i, aspect_ratio=aspect)) for i in range(count)],
         }
         predictions()[pid] = p
         wait = _wait_seconds(request.headers.get("prefer", ""))
