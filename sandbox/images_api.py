@@ -16,8 +16,9 @@ aspect ratio): the same request gives the same bytes, a different prompt differe
   and ``GET /v1/predictions/{id}``, ``Authorization: Bearer|Token <token>``; errors as problem
   details ``{"title", "detail", "status"}``. A prediction is ready ``replicate_prediction_seconds``
   (``POST /_sandbox/config``, default 0) after it was created: with ``Prefer: wait[=N]`` the POST
-  waits for it when it is ready within the wait (60 s for a bare ``wait``) and answers
-  ``succeeded``, else answers ``starting`` at once; polling answers ``processing`` until ready.
+  waits for it when it is ready within the wait (60 s for a bare ``wait``, at most
+  ``replicate_max_wait_seconds``, default 60) and answers ``succeeded``, else answers ``starting``
+  at once; polling answers ``processing`` until ready.
   Output: a list of ``data:image/png;base64,...`` URIs (``num_outputs``, default 1). An input
   prompt containing ``sandbox-fail`` makes the prediction end ``failed``.
 """
@@ -277,6 +278,8 @@ def build_replicate(state: SandboxState) -> Router:
         }
         predictions()[pid] = p
         wait = _wait_seconds(request.headers.get("prefer", ""))
+        if wait is not None:  # the server holds a request at most this long (Replicate: 60 s)
+            wait = min(wait, float(state.config.get("replicate_max_wait_seconds", REPLICATE_WAIT_SECONDS)))
         if wait is not None and delay <= wait:
             await asyncio.sleep(delay)
             return JSON(view(request, p), status_code=201)
