@@ -3,13 +3,12 @@
 from pydantic import Field, model_validator
 
 from shared import fleet
-from shared.llm import LLMSettings
 from shared.settings import ServiceSettings
 
 MIB = 1024 * 1024
 
 
-class Settings(LLMSettings, ServiceSettings):
+class Settings(ServiceSettings):
     service_name: str = "media"
     port: int = fleet.get("media").dev_port
     media_database_url: str
@@ -41,6 +40,14 @@ class Settings(LLMSettings, ServiceSettings):
     # (VERTEX_API_KEY: google-genai 3.x calls Imagen through Vertex only), Gemini image output
     # through the Gemini API (GEMINI_API_KEY), OpenAI images with OPENAI_API_KEY/OPENAI_BASE_URL.
     media_image_providers: list[str] = ["imagen", "gemini", "replicate", "openai"]
+    # Named as in shared/llm's LLMSettings (the same variables chat reads), without the LLM
+    # providers media does not call. OPENAI_API_KEY also serves moderation (fails closed without it).
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    gemini_api_key: str | None = None
+    llm_moderation_model: str = "omni-moderation-latest"
+    llm_moderation_timeout_seconds: float = 10.0
+    llm_connect_timeout_seconds: float = 5.0
     vertex_api_key: str | None = None
     vertex_base_url: str | None = None  # None: the SDK's default (aiplatform.googleapis.com)
     gemini_genai_base_url: str | None = None  # None: the SDK's default (generativelanguage.googleapis.com)
