@@ -167,27 +167,36 @@ class GenerationService:
         return images
 
     async def _store(self, user_id: str, generated: Generated, prompt: str, job_id: str | None) -> list[dict]:
-        """Each image decoded, re-encoded and thumbnailed like an upload, then stored (blobs, row and
-        `image.generated` in one transaction). An image the provider sent broken is skipped."""
-        s = self.settings
-        out = []
-        for raw in generated.images:
-            try:
-                image = await self.media._in_thread(
-                    imaging.process,
-                    raw.data,
-                    max_pixels=s.media_image_max_pixels,
-                    thumbnail_size=s.media_thumbnail_size,
-                )
-            except (imaging.Invalid, imaging.Unsupported) as exc:
-                log.warning(
-                    "provider sent an unusable image", extra={"provider": generated.provider, "error": str(exc)}
-                )
-                continue
-            out.append(await self._store_one(user_id, image, generated, prompt, job_id))
-        return out
+        """The images stored side by side, each decoded, re-encoded and thumbnailed like an upload
+        (blobs, then row and `image.generated` in one transaction). An image the provider sent
+        broken is skipped; the caller charges for the images stored. If none could be stored
+        because storage failed, that error is raised."""
+        results = await asyncio.gather(
+            *(self._store_one(user_id, raw.data, generated, prompt, job_id) for raw in generated.images),
+            return_exceptions=True,
+        )
+        stored = [r for r in results if isinstance(r, dict)]
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, (imaging.Invalid, imaging.Unsupported, errors.APIError)):
+                raise failure  # a bug, not the provider's bytes or storage
+        if not stored:
+            storage = [f for f in failures if isinstance(f, errors.APIError)]
+            if storage:
+                raise storage[0]
+        return stored
 
-    async def _store_one(self, user_id, image, generated: Generated, prompt: str, job_id: str | None) -> dict:
+    async def _store_one(
+        self, user_id: str, data: bytes, generated: Generated, prompt: str, job_id: str | None
+    ) -> dict:
+        s = self.settings
+        try:
+            image = await self.media._in_thread(
+                imaging.process, data, max_pixels=s.media_image_max_pixels, thumbnail_size=s.media_thumbnail_size
+            )
+        except (imaging.Invalid, imaging.Unsupported) as exc:
+            log.warning("provider sent an unusable image", extra={"provider": generated.provider, "error": str(exc)})
+            raise
         original = content_address("images", image.data, image.extension)
         thumbnail = content_address("thumbnails", image.thumbnail, imaging.THUMBNAIL_EXTENSION)
         media_id = uuid.uuid4()
