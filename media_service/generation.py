@@ -30,7 +30,7 @@ from typing import Any
 import openai
 
 from media_service import errors, imaging
-from media_service.providers import Generated, ProviderChain, ProvidersUnavailable
+from media_service.providers import Generated, ProviderChain, ProviderImage, ProvidersUnavailable
 from media_service.repositories import jobs as jobs_repo
 from media_service.service import MediaService, parse_id
 from media_service.settings import Settings
@@ -153,50 +153,59 @@ class GenerationService:
         return {"images": images, "remaining_quota": remaining_after(reservation, len(images))}
 
     async def _produce(self, user_id: str, request: dict[str, Any], text: str, job_id: str | None) -> list[dict]:
-        """Providers in order, then the images stored; raises PROVIDER_UNAVAILABLE (nothing usable)."""
+        """Providers in order, each one's images decoded before it counts as answered; then the
+        images stored. Raises PROVIDER_UNAVAILABLE when no provider gave a usable image."""
         try:
             generated = await self.chain.generate(
-                text, count=request["count"], aspect_ratio=request["aspect_ratio"], preferred=request.get("provider")
+                text,
+                count=request["count"],
+                aspect_ratio=request["aspect_ratio"],
+                preferred=request.get("provider"),
+                accept=self._decode,
             )
         except ProvidersUnavailable as exc:
             raise errors.PROVIDER_UNAVAILABLE(attempts=exc.attempts) from None
-        images = await self._store(user_id, generated, request["prompt"], job_id)
-        if not images:
-            attempts = [*generated.attempts, {"provider": generated.provider, "error": "no decodable image"}]
-            raise errors.PROVIDER_UNAVAILABLE(attempts=attempts)
-        return images
+        return await self._store(user_id, generated, request["prompt"], job_id)
+
+    async def _decode(self, images: list[ProviderImage]) -> list[imaging.ProcessedImage]:
+        """Each image decoded under the pixel limit, re-encoded and thumbnailed like an upload
+        (Pillow, in the CPU pool), side by side; one the provider sent broken is dropped."""
+        s = self.settings
+
+        async def one(raw: ProviderImage) -> imaging.ProcessedImage | None:
+            try:
+                return await self.media._in_thread(
+                    imaging.process,
+                    raw.data,
+                    max_pixels=s.media_image_max_pixels,
+                    thumbnail_size=s.media_thumbnail_size,
+                )
+            except (imaging.Invalid, imaging.Unsupported) as exc:
+                log.warning("provider sent an unusable image", extra={"error": str(exc)})
+                return None
+
+        return [p for p in await asyncio.gather(*(one(raw) for raw in images)) if p is not None]
 
     async def _store(self, user_id: str, generated: Generated, prompt: str, job_id: str | None) -> list[dict]:
-        """The images stored side by side, each decoded, re-encoded and thumbnailed like an upload
-        (blobs, then row and `image.generated` in one transaction). An image the provider sent
-        broken is skipped; the caller charges for the images stored. If none could be stored
-        because storage failed, that error is raised."""
+        """The images stored side by side (blobs, then row and `image.generated` in one
+        transaction). The caller charges for the images stored; if none could be, the first
+        storage error is raised."""
         results = await asyncio.gather(
-            *(self._store_one(user_id, raw.data, generated, prompt, job_id) for raw in generated.images),
+            *(self._store_one(user_id, image, generated, prompt, job_id) for image in generated.images),
             return_exceptions=True,
         )
         stored = [r for r in results if isinstance(r, dict)]
         failures = [r for r in results if isinstance(r, BaseException)]
         for failure in failures:
-            if not isinstance(failure, (imaging.Invalid, imaging.Unsupported, errors.APIError)):
-                raise failure  # a bug, not the provider's bytes or storage
-        if not stored:
-            storage = [f for f in failures if isinstance(f, errors.APIError)]
-            if storage:
-                raise storage[0]
+            if not isinstance(failure, errors.APIError):
+                raise failure  # a bug, not storage being away
+        if not stored and failures:
+            raise failures[0]
         return stored
 
     async def _store_one(
-        self, user_id: str, data: bytes, generated: Generated, prompt: str, job_id: str | None
+        self, user_id: str, image: imaging.ProcessedImage, generated: Generated, prompt: str, job_id: str | None
     ) -> dict:
-        s = self.settings
-        try:
-            image = await self.media._in_thread(
-                imaging.process, data, max_pixels=s.media_image_max_pixels, thumbnail_size=s.media_thumbnail_size
-            )
-        except (imaging.Invalid, imaging.Unsupported) as exc:
-            log.warning("provider sent an unusable image", extra={"provider": generated.provider, "error": str(exc)})
-            raise
         original = content_address("images", image.data, image.extension)
         thumbnail = content_address("thumbnails", image.thumbnail, imaging.THUMBNAIL_EXTENSION)
         media_id = uuid.uuid4()

@@ -9,7 +9,7 @@ the event loop), and the ordered fallback between them.
 - `openai`: openai `AsyncOpenAI.images.generate` (b64_json).
 
 The chain tries the configured providers in order (the caller's choice first) and moves to the
-next on any error or timeout, as chat's LLM router does; when every one failed it raises
+next on any error, timeout or answer without a usable image, as chat's LLM router does; when every one failed it raises
 ProvidersUnavailable with what each said.
 """
 
@@ -20,6 +20,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ class ProviderImage:
 class Generated:
     provider: str
     model: str
-    images: list[ProviderImage]
+    images: list[Any]  # ProviderImage, or what the chain's `accept` made of them
     attempts: list[dict[str, Any]] = field(default_factory=list)
     latency_ms: float = 0.0
 
@@ -209,15 +210,28 @@ class ProviderChain:
             names.insert(0, preferred)
         return [self.providers[n] for n in names]
 
-    async def generate(self, prompt: str, *, count: int, aspect_ratio: str, preferred: str | None) -> Generated:
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        count: int,
+        aspect_ratio: str,
+        preferred: str | None,
+        accept: Callable[[list[ProviderImage]], Awaitable[list[Any]]] | None = None,
+    ) -> Generated:
+        """`accept`: turns a provider's images into what the caller keeps (decoded, re-encoded),
+        dropping the unusable ones; none usable counts as that provider failing."""
         attempts: list[dict[str, Any]] = []
         started = time.perf_counter()
         for provider in self.order(preferred):
             try:
                 async with asyncio.timeout(self.timeout):
                     images = await provider.generate(prompt, count=count, aspect_ratio=aspect_ratio)
+                images = images[:count]
+                if accept is not None and images:
+                    images = await accept(images)
                 if not images:
-                    raise NoImages(f"{provider.name} answered without images")
+                    raise NoImages(f"{provider.name} answered without a usable image")
             except Exception as exc:  # any failure of one provider: the next one is tried
                 error = "Timeout" if isinstance(exc, TimeoutError) else describe(exc)
                 log.warning(
@@ -229,7 +243,7 @@ class ProviderChain:
             return Generated(
                 provider.name,
                 provider.model,
-                images[:count],
+                images,
                 attempts,
                 round((time.perf_counter() - started) * 1000, 2),
             )

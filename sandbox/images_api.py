@@ -21,6 +21,7 @@ aspect ratio): the same request gives the same bytes, a different prompt differe
   at once; polling answers ``processing`` until ready.
   Output: a list of ``data:image/png;base64,...`` URIs (``num_outputs``, default 1). An input
   prompt containing ``sandbox-fail`` makes the prediction end ``failed``.
+* ``POST /_sandbox/config {"broken_images": ["genai", ...]}``: those providers send truncated PNGs.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def make_png(prompt: str, *, model: str = "", index: int = 0, aspect_ratio: str 
     return out.getvalue()
 
 
+def drawn(state: SandboxState, provider: str, prompt: str, **kw: Any) -> bytes:
+    """`make_png`, or its first half (a truncated PNG) when `broken_images` (`POST /_sandbox/config`)
+    lists this provider: what a provider sending a corrupt file looks like."""
+    png = make_png(prompt, **kw)
+    return png[: len(png) // 2] if provider in state.config.get("broken_images", ()) else png
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -131,7 +139,7 @@ def build_google(state: SandboxState) -> Router:
         predictions = [
             {
                 "bytesBase64Encoded": base64.b64encode(
-                    make_png(prompt, model=model, index=i, aspect_ratio=aspect)
+                    drawn(state, "genai", prompt, model=model, index=i, aspect_ratio=aspect)
                 ).decode("ascii"),
                 "mimeType": "image/png",
             }
@@ -163,7 +171,7 @@ def build_google(state: SandboxState) -> Router:
         prompt = texts[-1]
         parts: list[dict[str, Any]] = [{"text": f"Here is your image: {prompt[:80]}"}]
         if "IMAGE" in modalities:
-            png = make_png(prompt, model=model, aspect_ratio=aspect)
+            png = drawn(state, "genai", prompt, model=model, aspect_ratio=aspect)
             parts.append({"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png).decode("ascii")}})
         words = len(prompt.split())
         return JSON(
@@ -274,7 +282,10 @@ def build_replicate(state: SandboxState) -> Router:
             "status": "starting",
             "created_at": now(),
             "_ready_at": time.monotonic() + delay,
-            "_output": [data_uri(make_png(prompt, model=model, index=i, aspect_ratio=aspect)) for i in range(count)],
+            "_output": [
+                data_uri(drawn(state, "replicate", prompt, model=model, index=i, aspect_ratio=aspect))
+                for i in range(count)
+            ],
         }
         predictions()[pid] = p
         wait = _wait_seconds(request.headers.get("prefer", ""))
@@ -318,7 +329,7 @@ OPENAI_IMAGE_SIZES = {
 }
 
 
-def openai_images_generation(body: Any) -> tuple[int, dict[str, Any]]:
+def openai_images_generation(state: SandboxState, body: Any) -> tuple[int, dict[str, Any]]:
     """`POST /images/generations` → (status, JSON): gpt-image-* always answer b64_json; dall-e-*
     only when asked for it (the sandbox hands out no image URLs)."""
 
@@ -343,7 +354,11 @@ def openai_images_generation(body: Any) -> tuple[int, dict[str, Any]]:
         return bad("The sandbox answers response_format=b64_json only.", "response_format")
     aspect = OPENAI_IMAGE_SIZES[size]
     data = [
-        {"b64_json": base64.b64encode(make_png(prompt, model=model, index=i, aspect_ratio=aspect)).decode("ascii")}
+        {
+            "b64_json": base64.b64encode(
+                drawn(state, "openai", prompt, model=model, index=i, aspect_ratio=aspect)
+            ).decode("ascii")
+        }
         for i in range(n)
     ]
     answer: dict[str, Any] = {"created": now(), "data": data}

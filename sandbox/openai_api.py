@@ -679,7 +679,7 @@ def build(state: SandboxState, provider: str) -> Router:
     async def image_generations(request: Request) -> Response:
         if (denied := auth(request)) is not None:
             return denied
-        status, answer = images_api.openai_images_generation(sandbox_scope(request)["parsed"])
+        status, answer = images_api.openai_images_generation(state, sandbox_scope(request)["parsed"])
         return JSON(answer, status_code=status, headers={"x-sandbox-provider": provider})
 
     routes = [

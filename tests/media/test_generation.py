@@ -17,6 +17,8 @@ from PIL import Image
 from media_service.repositories import jobs as jobs_repo
 from sandbox.images_api import make_png
 from sandbox.testing import DUMMY_KEYS
+from shared.bus import EventPublisher
+from shared.events import make_event
 from shared.migrate import migrate
 from shared.quota import QuotaClient
 
@@ -56,7 +58,7 @@ async def media_pool(service_env):
 def _clean_sandbox(sandbox):
     sandbox.control.clear_faults()
     sandbox.control._call("DELETE", "/_sandbox/latency")
-    sandbox.control.config(replicate_prediction_seconds=0, replicate_max_wait_seconds=60)
+    sandbox.control.config(replicate_prediction_seconds=0, replicate_max_wait_seconds=60, broken_images=[])
     yield
     sandbox.control.clear_faults()
 
@@ -178,6 +180,15 @@ async def test_falls_back_when_the_first_provider_fails(gen, user, core_db, sand
     assert r.status_code == 201, r.text
     assert r.json()["images"][0]["provider"] == "gemini"  # next in MEDIA_IMAGE_PROVIDERS order
     assert await image_quota(core_db, u.id) == 4
+
+
+async def test_falls_back_when_a_provider_sends_a_broken_image(gen, user, core_db, sandbox):
+    u = await user(PRO)
+    sandbox.control.config(broken_images=["genai"])  # Imagen and Gemini both send truncated PNGs
+    r = await gen.post("/images/generate", json={"prompt": "a broken vase", "count": 2}, headers=u.headers)
+    assert r.status_code == 201, r.text
+    assert {i["provider"] for i in r.json()["images"]} == {"replicate"} and len(r.json()["images"]) == 2
+    assert await image_quota(core_db, u.id) == 3
 
 
 async def test_falls_back_on_a_timeout(gen, user, sandbox):
@@ -385,3 +396,30 @@ async def test_a_job_interrupted_by_a_restart_completes(make_client, user, core_
         done = await poll(second, job_id, u.headers)
     assert done["status"] == "succeeded" and done["images"][0]["provider"] == "replicate"
     assert await image_quota(core_db, u.id) == 4 and await held(core_db, u.id) == 0
+
+
+async def test_image_generated_event_and_user_deleted(gen, user, media_pool, service_env, event_spy, eventually):
+    u = await user(PRO)
+    async with event_spy(["image.generated"]) as spy:
+        r = await gen.post("/images/generate", json={"prompt": "a kite", "provider": "openai"}, headers=u.headers)
+        assert r.status_code == 201
+        image = r.json()["images"][0]
+        (event,) = await spy.wait_for("image.generated", image_id=image["id"])
+    assert event.data["provider"] == "openai" and event.data["model"] == "gpt-image-1"
+    assert event.data["prompt"] == "a kite" and event.user_id == u.id
+    r = await gen.post("/images/generate", json={"prompt": "a kite"}, headers={**u.headers, "Prefer": "respond-async"})
+    job_id = r.json()["job_id"]
+    await poll(gen, job_id, u.headers)
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], "scenextras.events", name="test-publisher")
+    try:
+        await publisher.publish(make_event("user.deleted", u.id, {}))
+    finally:
+        await publisher.close()
+
+    async def erased():
+        jobs = await media_pool.fetchval("SELECT count(*) FROM generation_jobs WHERE user_id = $1::uuid", u.id)
+        rows = await media_pool.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", u.id)
+        return jobs == 0 and rows == 0
+
+    await eventually(erased, timeout=15, interval=0.2)
+    assert (await gen.get(f"/images/jobs/{job_id}", headers=u.headers)).status_code == 404
