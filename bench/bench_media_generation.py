@@ -65,7 +65,7 @@ def start(module: str, port: int, env: dict[str, str], log: Path, probe: str) ->
         uvicorn_command(module, port),
         cwd=ROOT,
         env={**os.environ, **env},
-        stdout=open(log, "wb"),  # noqa: SIM115 (closed with the process)
+        stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
@@ -82,7 +82,9 @@ def start(module: str, port: int, env: dict[str, str], log: Path, probe: str) ->
 
 
 def line(label: str, values: list[float]) -> str:
-    return f"  {label:<44} p50 {pct(values, 50):7.2f} ms   p90 {pct(values, 90):7.2f} ms   p99 {pct(values, 99):7.2f} ms"
+    return (
+        f"  {label:<44} p50 {pct(values, 50):7.2f} ms   p90 {pct(values, 90):7.2f} ms   p99 {pct(values, 99):7.2f} ms"
+    )
 
 
 async def timed(n: int, call) -> list[float]:
@@ -169,7 +171,9 @@ async def main() -> None:
             "OPENAI_BASE_URL": f"{base}/openai/v1",
             "MEDIA_IMAGE_PROVIDERS": '["openai"]',
         }
-        procs.append(start("media_service.main:app", media_port, env, logs / f"bench-gen-media-{run_id}.log", "/health"))
+        procs.append(
+            start("media_service.main:app", media_port, env, logs / f"bench-gen-media-{run_id}.log", "/health")
+        )
         user_id = str(uuid.uuid4())
         import asyncpg
 
