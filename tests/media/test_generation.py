@@ -314,7 +314,7 @@ async def test_not_json_and_no_token(gen, user):
     assert r.status_code == 401
 
 
-async def poll(client, job_id: str, headers, until=("succeeded", "failed"), timeout: float = 20.0) -> dict:
+async def poll(client, job_id: str, headers, until=("succeeded", "failed"), timeout: float = 60.0) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         r = await client.get(f"/images/jobs/{job_id}", headers=headers)
