@@ -102,6 +102,17 @@ async def held(core_db, user_id: str) -> int:
     )
 
 
+async def settled_at(core_db, user_id: str, quota: int, timeout: float = 15.0) -> None:
+    """A job's status is written before its reservation is settled or released: wait for both."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (await held(core_db, user_id) == 0 and await image_quota(core_db, user_id) == quota):
+        assert asyncio.get_running_loop().time() < deadline, (
+            await held(core_db, user_id),
+            await image_quota(core_db, user_id),
+        )
+        await asyncio.sleep(0.05)
+
+
 def requests_since(sandbox, mark: int, provider: str) -> list[dict]:
     return sandbox.control.requests(provider=provider, since=mark)
 
@@ -339,7 +350,7 @@ async def test_async_job(gen, user, core_db, tokens):
     done = await poll(gen, job["job_id"], u.headers)
     assert done["status"] == "succeeded" and len(done["images"]) == 2
     assert done["images"][0]["provider"] == "imagen"
-    assert await image_quota(core_db, u.id) == 3 and await held(core_db, u.id) == 0
+    await settled_at(core_db, u.id, 3)
     other = User(tokens)
     assert (await gen.get(f"/images/jobs/{job['job_id']}", headers=other.headers)).status_code == 404
     assert (await gen.get(f"/images/jobs/{uuid.uuid4()}", headers=u.headers)).status_code == 404
@@ -357,7 +368,7 @@ async def test_async_job_that_fails_is_released(gen, user, core_db, sandbox):
     done = await poll(gen, r.json()["job_id"], u.headers)
     assert done["status"] == "failed" and done["error"]["code"] == "PROVIDER_UNAVAILABLE"
     assert "images" not in done or done["images"] is None
-    assert await image_quota(core_db, u.id) == 5 and await held(core_db, u.id) == 0
+    await settled_at(core_db, u.id, 5)
 
 
 async def test_a_queued_job_left_behind_runs_at_start_up(make_client, user, core_db, media_pool, service_env):
@@ -372,8 +383,8 @@ async def test_a_queued_job_left_behind_runs_at_start_up(make_client, user, core
         await jobs_repo.insert_job(conn, job_id, u.id, {**request, "text": "a ghost ship"}, reservation.reservation_id)
     async with make_client("media", **GEN) as fresh:
         done = await poll(fresh, str(job_id), u.headers)
-    assert done["status"] == "succeeded" and done["images"][0]["prompt"] == "a ghost ship"
-    assert await image_quota(core_db, u.id) == 4 and await held(core_db, u.id) == 0
+        assert done["status"] == "succeeded" and done["images"][0]["prompt"] == "a ghost ship"
+        await settled_at(core_db, u.id, 4)
 
 
 async def test_a_job_interrupted_by_a_restart_completes(make_client, user, core_db, media_pool, sandbox):
@@ -394,8 +405,8 @@ async def test_a_job_interrupted_by_a_restart_completes(make_client, user, core_
     sandbox.control.config(replicate_prediction_seconds=0)
     async with make_client("media", **GEN) as second:
         done = await poll(second, job_id, u.headers)
-    assert done["status"] == "succeeded" and done["images"][0]["provider"] == "replicate"
-    assert await image_quota(core_db, u.id) == 4 and await held(core_db, u.id) == 0
+        assert done["status"] == "succeeded" and done["images"][0]["provider"] == "replicate"
+        await settled_at(core_db, u.id, 4)
 
 
 async def test_image_generated_event_and_user_deleted(gen, user, media_pool, service_env, event_spy, eventually):
