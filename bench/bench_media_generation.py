@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import openai  # noqa: E402
 from common import percentile as pct  # noqa: E402
-from common import uvicorn_command  # noqa: E402
+from common import process_cpu_seconds, uvicorn_command  # noqa: E402
 
 from sandbox.testing import DUMMY_KEYS  # noqa: E402
 from shared.auth import mint_access_token  # noqa: E402
@@ -96,7 +96,7 @@ async def timed(n: int, call) -> list[float]:
     return out
 
 
-async def run(args, sandbox_base: str, media_base: str, headers: dict[str, str]) -> None:
+async def run(args, sandbox_base: str, media_base: str, headers: dict[str, str], media_pid: int) -> None:
     sdk = openai.AsyncOpenAI(api_key=DUMMY_KEYS["OPENAI_API_KEY"], base_url=f"{sandbox_base}/openai/v1", max_retries=0)
     tag = uuid.uuid4().hex[:8]
 
@@ -120,10 +120,13 @@ async def run(args, sandbox_base: str, media_base: str, headers: dict[str, str])
         # Interleaved rounds, so a noisy neighbour on the shared machine hits all three alike.
         direct, direct_mod, through = [], [], []
         per_round = max(1, args.requests // 5)
+        service_cpu = 0.0
         for rnd in range(5):
             direct += await timed(per_round, lambda i, r=rnd: images_only(i, f"a{r}"))
             direct_mod += await timed(per_round, lambda i, r=rnd: moderation_and_images(i, f"b{r}"))
+            cpu = process_cpu_seconds(media_pid)
             through += await timed(per_round, lambda i, r=rnd: service(i, f"s{r}"))
+            service_cpu += process_cpu_seconds(media_pid) - cpu
     await sdk.close()
 
     print(f"\nOne request at a time, {len(through)} each (after {args.warmup} warm-up), zero-latency sandbox:")
@@ -133,6 +136,10 @@ async def run(args, sandbox_base: str, media_base: str, headers: dict[str, str])
     overhead = pct(through, 50) - pct(direct_mod, 50)
     print(f"\n  service overhead p50 (3 - 2): {overhead:.2f} ms   (target <= 15 ms)")
     print(f"  service / direct p50 (3 / 2): {pct(through, 50) / pct(direct_mod, 50):.2f}x")
+    print(
+        f"  media process CPU per request: {service_cpu * 1000 / len(through):.2f} ms"
+        " (its own work: Python, Pillow; PostgreSQL, Redis, Azurite and the sandbox not counted)"
+    )
     print(f"  machine load: {os.getloadavg()}")
 
 
@@ -189,7 +196,7 @@ async def main() -> None:
         finally:
             await conn.close()
         token = mint_access_token(TEST_JWT_SECRET, user_id=user_id, email="bench@example.com", tier=2)
-        await run(args, base, f"http://127.0.0.1:{media_port}", {"Authorization": f"Bearer {token}"})
+        await run(args, base, f"http://127.0.0.1:{media_port}", {"Authorization": f"Bearer {token}"}, procs[1].pid)
     finally:
         for p in procs:
             p.terminate()
