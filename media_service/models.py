@@ -41,12 +41,16 @@ AspectRatio = Literal["1:1", "3:4", "4:3", "9:16", "16:9"]
 ImageProviderName = Literal["imagen", "gemini", "replicate", "openai"]
 
 
+# PostgreSQL text (and JSONB) cannot hold U+0000: the schema says so, rather than a late 422.
+NO_NUL = r"^[^\x00]*$"
+
+
 class GenerateRequest(BaseModel):
-    prompt: str = Field(min_length=1, max_length=1000, pattern=r"\S")
-    style: str | None = Field(None, max_length=200)
+    prompt: str = Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*\S[^\x00]*$")
+    style: str | None = Field(None, max_length=200, pattern=NO_NUL)
     aspect_ratio: AspectRatio = "1:1"
-    character: str | None = Field(None, max_length=200)
-    series: str | None = Field(None, max_length=200)
+    character: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    series: str | None = Field(None, max_length=200, pattern=NO_NUL)
     count: int = Field(1, ge=1, le=4)
     # Tried first when configured; the others follow as fallbacks.
     provider: ImageProviderName | None = None

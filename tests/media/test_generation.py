@@ -300,6 +300,8 @@ async def test_moderation_down_fails_closed(gen, user, core_db, sandbox):
         {"prompt": "a", "aspect_ratio": "2:1"},
         {"prompt": "a", "provider": "midjourney"},
         {"prompt": 5},
+        {"prompt": "a\u0000b"},
+        {"prompt": "a", "style": "noir\u0000"},
         [],
     ],
 )
