@@ -5,6 +5,8 @@ ones are re-exported from shared/errors.py so routes import one module.
 
 from shared.errors import (  # noqa: F401 (re-exported)
     FORBIDDEN,
+    INSUFFICIENT_QUOTA,
+    INSUFFICIENT_TIER,
     INVALID_TOKEN,
     NOT_FOUND,
     UNSUPPORTED_MEDIA_TYPE,
@@ -20,3 +22,7 @@ INVALID_AUDIO = ErrorCode(422, "INVALID_AUDIO", "The audio file is corrupt or tr
 IMAGE_NOT_FOUND = ErrorCode(404, "IMAGE_NOT_FOUND", "No such image.")
 AUDIO_NOT_FOUND = ErrorCode(404, "AUDIO_NOT_FOUND", "No such audio file.")
 STORAGE_UNAVAILABLE = ErrorCode(503, "STORAGE_UNAVAILABLE", "Blob storage is unavailable; try again shortly.")
+PROMPT_REJECTED = ErrorCode(422, "PROMPT_REJECTED", "The prompt was rejected by moderation.")
+MODERATION_UNAVAILABLE = ErrorCode(503, "MODERATION_UNAVAILABLE", "Moderation is unavailable; try again shortly.")
+PROVIDER_UNAVAILABLE = ErrorCode(503, "PROVIDER_UNAVAILABLE", "No image provider could generate the image; try again.")
+JOB_NOT_FOUND = ErrorCode(404, "JOB_NOT_FOUND", "No such generation job.")

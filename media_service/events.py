@@ -2,7 +2,7 @@
 
 - `user.deleted`: every image and audio row of the user is erased in the consumer's idempotency
   transaction (with an `image.deleted` event per image); the blobs, then unreferenced, are
-  deleted by the sweep, which is woken for it.
+  deleted by the sweep, which is woken for it; so are the user's generation jobs.
 """
 
 from __future__ import annotations
@@ -26,4 +26,5 @@ async def on_user_deleted(conn: asyncpg.Connection, event: Event, state) -> None
         log.warning("user.deleted without a user", extra={"event_id": event.event_id})
         return
     erased = await state.media.delete_user(conn, user_id)
+    await state.generation.delete_user(conn, user_id)
     log.info("user erased", extra={"user_id": user_id, "media": erased})

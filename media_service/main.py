@@ -1,17 +1,25 @@
 """uvicorn media_service.main:app"""
 
+import logging
+
+import openai
 from fastapi import FastAPI
 
 from media_service.events import handlers
-from media_service.routers import audio, images
+from media_service.generation import GenerationService
+from media_service.providers import ProviderChain, build_providers
+from media_service.routers import audio, generation, images
 from media_service.service import MediaService
 from media_service.settings import Settings
 from media_service.storage import BlobStore
 from shared import fleet
 from shared.app import create_app, lazy_app
+from shared.quota import QuotaClient
 from shared.settings import load_settings
+from shared.tiers import TierResolver
 
 SERVICE = fleet.get("media")
+log = logging.getLogger("media_service")
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -27,8 +35,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         await store.ensure_container()
         app.state.media = MediaService(settings, app.state.db, store)
         app.state.media.start()
+        app.state.generation = build_generation(settings, app)
+        app.state.generation.start()
 
     async def shutdown(app: FastAPI) -> None:
+        if getattr(app.state, "generation", None) is not None:
+            await app.state.generation.close()
         if getattr(app.state, "media", None) is not None:
             await app.state.media.close()
         if getattr(app.state, "blobs", None) is not None:
@@ -37,12 +49,40 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     return create_app(
         service=SERVICE.name,
         settings=settings,
-        routers=[images.router, audio.router],
+        routers=[generation.router, images.router, audio.router],
         legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.media_database_url,
         consumer=handlers,
         on_startup=[startup],
         on_shutdown=[shutdown],
+    )
+
+
+def build_generation(settings: Settings, app: FastAPI) -> GenerationService:
+    """Image generation: providers with a key, moderation and OpenAI images through one OpenAI client."""
+    state = app.state
+    openai_client = None
+    if settings.openai_api_key:
+        openai_client = openai.AsyncOpenAI(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            timeout=openai.Timeout(
+                settings.media_provider_timeout_seconds, connect=settings.llm_connect_timeout_seconds
+            ),
+            max_retries=0,  # the chain falls back to the next provider instead
+            http_client=openai.DefaultAioHttpClient(),  # as shared/llm: less CPU per call than httpx
+        )
+    providers = build_providers(settings, openai_client)
+    if not providers:
+        log.error("NO IMAGE PROVIDER IS CONFIGURED: POST /images/generate answers 503 PROVIDER_UNAVAILABLE")
+    return GenerationService(
+        settings,
+        state.db,
+        state.media,
+        QuotaClient(state.core_db, state.redis, state.keys),
+        TierResolver(state.redis, state.keys, state.core_db),
+        ProviderChain(providers, settings.media_provider_timeout_seconds),
+        openai_client,
     )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ImageOut(BaseModel):
@@ -33,4 +34,41 @@ class AudioOut(BaseModel):
     mime: str
     bytes: int
     duration_ms: int | None
+    created_at: datetime
+
+
+AspectRatio = Literal["1:1", "3:4", "4:3", "9:16", "16:9"]
+ImageProviderName = Literal["imagen", "gemini", "replicate", "openai"]
+
+
+# PostgreSQL text (and JSONB) cannot hold U+0000: the schema says so, rather than a late 422.
+NO_NUL = r"^[^\x00]*$"
+
+
+class GenerateRequest(BaseModel):
+    prompt: str = Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*\S[^\x00]*$")
+    style: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    aspect_ratio: AspectRatio = "1:1"
+    character: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    series: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    count: int = Field(1, ge=1, le=4)
+    # Tried first when configured; the others follow as fallbacks.
+    provider: ImageProviderName | None = None
+
+
+class GenerateOut(BaseModel):
+    images: list[ImageOut]
+    remaining_quota: int  # image_gen left this period; -1: unlimited
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+
+
+class JobOut(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    images: list[ImageOut] | None = None
+    error: dict[str, Any] | None = None  # the error envelope's detail: {code, message, ...}
     created_at: datetime

@@ -35,6 +35,36 @@ class Settings(ServiceSettings):
     # and before writing its row, to prove the sweep cleans up after a crash.
     media_test_kill_after_blob_write: bool = False
 
+    # Image generation (generation.py, providers.py; docs/media.md "Generation"). A provider without
+    # its key is left out; the rest are tried in this order. Imagen runs in Vertex AI express mode
+    # (VERTEX_API_KEY: google-genai 3.x calls Imagen through Vertex only), Gemini image output
+    # through the Gemini API (GEMINI_API_KEY), OpenAI images with OPENAI_API_KEY/OPENAI_BASE_URL.
+    media_image_providers: list[str] = ["imagen", "gemini", "replicate", "openai"]
+    # Named as in shared/llm's LLMSettings (the same variables chat reads), without the LLM
+    # providers media does not call. OPENAI_API_KEY also serves moderation (fails closed without it).
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    gemini_api_key: str | None = None
+    llm_moderation_model: str = "omni-moderation-latest"
+    llm_moderation_timeout_seconds: float = 10.0
+    llm_connect_timeout_seconds: float = 5.0
+    vertex_api_key: str | None = None
+    vertex_base_url: str | None = None  # None: the SDK's default (aiplatform.googleapis.com)
+    gemini_genai_base_url: str | None = None  # None: the SDK's default (generativelanguage.googleapis.com)
+    replicate_api_token: str | None = None
+    replicate_base_url: str | None = None  # None: the SDK's default (api.replicate.com)
+    media_imagen_model: str = "imagen-4.0-generate-001"
+    media_gemini_image_model: str = "gemini-2.5-flash-image"
+    media_replicate_model: str = "black-forest-labs/flux-schnell"
+    media_openai_image_model: str = "gpt-image-1"
+    # One provider attempt (Replicate's polling included) may take this long before the next is tried.
+    media_provider_timeout_seconds: float = Field(90, gt=0)
+    media_replicate_poll_seconds: float = Field(0.5, gt=0)
+    # Async jobs: a worker holds a job's lease this long, renewing it while it runs; a job whose
+    # lease ran out (its process died) is taken up by the next scan, every this many seconds.
+    media_job_lease_seconds: float = Field(60, gt=0)
+    media_job_scan_seconds: float = Field(15, gt=0)
+
     # Uploads are larger than the fleet's default body limit.
     max_body_bytes: int = 20 * MIB + 64 * 1024
 

@@ -13,7 +13,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 
-from . import anthropic_api, control, oauth, openai_api, posthog_api, sendgrid_api, stripe_api, tmdb_api, wikipedia_api
+from . import (
+    anthropic_api,
+    control,
+    images_api,
+    oauth,
+    openai_api,
+    posthog_api,
+    sendgrid_api,
+    stripe_api,
+    tmdb_api,
+    wikipedia_api,
+)
 from .core import JSON, ProviderApp, SandboxState, render_error
 
 BANNER = "SceneXtras LOCAL SANDBOX - fake Anthropic/OpenAI/Stripe/TMDB/... on this machine, NOT the real providers"
@@ -64,6 +75,8 @@ def create_app(state: SandboxState | None = None) -> Starlette:
         mount("/oauth/google", "google", oauth.build_google(state)),
         mount("/oauth/apple", "apple", oauth.build_apple(state)),
         mount("/oauth/facebook", "facebook", oauth.build_facebook(state)),
+        mount("/genai", "genai", images_api.build_google(state)),
+        mount("/replicate", "replicate", images_api.build_replicate(state)),
     ]
     app = Starlette(routes=routes)
     app.state.sandbox = state

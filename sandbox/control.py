@@ -50,6 +50,8 @@ PREFIXES = {
     "google": "/oauth/google",
     "apple": "/oauth/apple",
     "facebook": "/oauth/facebook",
+    "genai": "/genai",
+    "replicate": "/replicate",
 }
 
 
@@ -70,6 +72,10 @@ def env_for(base_url: str) -> dict[str, str]:
         "GOOGLE_JWKS_URL": f"{b}/oauth/google/jwks",
         "APPLE_JWKS_URL": f"{b}/oauth/apple/jwks",
         "FACEBOOK_GRAPH_URL": f"{b}/oauth/facebook",
+        # Image generation (media): Gemini API and Vertex AI (Imagen) forms on one mount; Replicate.
+        "GEMINI_GENAI_BASE_URL": f"{b}/genai",
+        "VERTEX_BASE_URL": f"{b}/genai",
+        "REPLICATE_BASE_URL": f"{b}/replicate",
     }
 
 

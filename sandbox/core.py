@@ -42,6 +42,8 @@ PROVIDERS = (
     "google",
     "apple",
     "facebook",
+    "genai",
+    "replicate",
 )
 OPENAI_FAMILY = ("openai", "groq", "deepseek", "gemini")
 

@@ -4,7 +4,8 @@ DeepSeek (``/deepseek/v1``) and Gemini (``/gemini/v1beta/openai``).
 Routes (relative to each base): ``POST /chat/completions`` (plain and SSE ``data: {chunk}`` ...
 ``data: [DONE]``; ``stream_options.include_usage`` adds the final usage chunk with empty
 ``choices``), ``GET /models``, ``GET /models/{id}``, ``POST /audio/transcriptions`` (multipart),
-``POST /audio/speech`` (audio bytes); OpenAI only: ``POST /moderations`` (below).
+``POST /audio/speech`` (audio bytes); OpenAI only: ``POST /moderations`` (below) and
+``POST /images/generations`` (b64_json PNGs, sandbox/images_api.py).
 
 * auth: ``Authorization: Bearer <key>`` required -> 401 in the provider's error shape;
 * errors: ``{"error": {"message", "type", "param", "code"}}``; Gemini's compatibility layer
@@ -34,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 
-from . import audio, llm
+from . import audio, images_api, llm
 from .core import (
     JSON,
     OPENAI_FAMILY,
@@ -675,6 +676,12 @@ def build(state: SandboxState, provider: str) -> Router:
             headers={"x-sandbox-provider": provider},
         )
 
+    async def image_generations(request: Request) -> Response:
+        if (denied := auth(request)) is not None:
+            return denied
+        status, answer = images_api.openai_images_generation(state, sandbox_scope(request)["parsed"])
+        return JSON(answer, status_code=status, headers={"x-sandbox-provider": provider})
+
     routes = [
         Route("/chat/completions", chat, methods=["POST"]),
         Route("/models", models, methods=["GET"]),
@@ -684,6 +691,7 @@ def build(state: SandboxState, provider: str) -> Router:
     ]
     if provider == "openai":  # the OpenAI-compatible providers have no moderation endpoint
         routes.append(Route("/moderations", moderations, methods=["POST"]))
+        routes.append(Route("/images/generations", image_generations, methods=["POST"]))
     return Router(routes=routes)
 
 

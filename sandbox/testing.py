@@ -44,6 +44,8 @@ DUMMY_KEYS = {
     "STRIPE_PRICE_MAX": "price_sandbox_max_monthly",
     "TMDB_API_KEY": "sandbox0tmdb0key0000000000000000",
     "SENDGRID_API_KEY": "SG.sandbox.key",
+    "VERTEX_API_KEY": "sandbox-vertex-key",
+    "REPLICATE_API_TOKEN": "r8_sandbox_token",
 }
 
 

@@ -40,6 +40,9 @@ PROVIDERS = {
     "SendGrid": ("SENDGRID_API_KEY", ["SENDGRID_BASE_URL"]),
     "Wikipedia": ("WIKIPEDIA_BASE_URL", ["WIKIPEDIA_BASE_URL"]),
     "Google/Apple/Facebook sign-in": ("GOOGLE_CLIENT_IDS", ["GOOGLE_JWKS_URL", "APPLE_JWKS_URL", "FACEBOOK_GRAPH_URL"]),
+    "Gemini images": ("GEMINI_API_KEY", ["GEMINI_GENAI_BASE_URL"]),
+    "Imagen (Vertex AI)": ("VERTEX_API_KEY", ["VERTEX_BASE_URL"]),
+    "Replicate": ("REPLICATE_API_TOKEN", ["REPLICATE_BASE_URL"]),
 }
 
 

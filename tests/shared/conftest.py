@@ -24,6 +24,8 @@ KNOWN_MISMATCHES = {
     "[chat][POST /voice/transcribe]": "schemathesis cannot serialize the declared audio/* bodies",
     "[media][POST /images/upload]": "ST205: the Allow header of a 405 on this path, not investigated",
     "[media][POST /audio]": "random bytes are refused as unsupported audio (415); the schema cannot say so",
+    "[media][POST /images/generate]": "the plan comes from the caller's subscription (none here: Free, 402 "
+    "INSUFFICIENT_TIER); with a Max subscription only ST205 remains (Allow lists /images/{image_id}'s GET, DELETE)",
     "[community][POST /characters]": "a string carrying U+0000 is 422 (PostgreSQL text cannot hold it; "
     "shared/app.py answers it); the schemas do not exclude U+0000 yet",
     "[community][GET /characters]": "community's cursors are not yet shared/pagination's documented format",

@@ -109,8 +109,8 @@ def running(service_env, sandbox, tmp_path_factory):
         target = SCHEMAS[service].app
         if target.app is None:
             env = {**service_env, **_service_overrides(service, sandbox, tmp_path_factory.mktemp(service))}
-            if service == "chat":
-                # Chat reserves quota with Payment's SQL functions in the core database.
+            if service in ("chat", "media"):
+                # Chat and Media reserve quota with Payment's SQL functions in the core database.
                 asyncio.run(migrate(env["DATABASE_URL"], "payment"))
             target.app = build_app(service, env)
             assert target.app.openapi() == DOCUMENTS[service]
