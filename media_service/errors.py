@@ -26,3 +26,6 @@ PROMPT_REJECTED = ErrorCode(422, "PROMPT_REJECTED", "The prompt was rejected by 
 MODERATION_UNAVAILABLE = ErrorCode(503, "MODERATION_UNAVAILABLE", "Moderation is unavailable; try again shortly.")
 PROVIDER_UNAVAILABLE = ErrorCode(503, "PROVIDER_UNAVAILABLE", "No image provider could generate the image; try again.")
 JOB_NOT_FOUND = ErrorCode(404, "JOB_NOT_FOUND", "No such generation job.")
+LLM_UNAVAILABLE = ErrorCode(
+    503, "LLM_UNAVAILABLE", "No vision model could answer; nothing was charged. Try again shortly."
+)

@@ -1,8 +1,10 @@
 """uvicorn media_service.main:app"""
 
+import asyncio
 import logging
 
 import openai
+from azure.core.exceptions import AzureError
 from fastapi import FastAPI
 
 from media_service.events import handlers
@@ -32,7 +34,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             sas_ttl_seconds=settings.media_sas_ttl_seconds,
         )
         app.state.blobs = store
-        await store.ensure_container()
+        try:
+            await asyncio.wait_for(store.ensure_container(), 10)
+        except (AzureError, TimeoutError) as exc:
+            # Start anyway: /health/ready says "not ready" (and creates the container once storage
+            # answers) instead of the process crash-looping while storage is away.
+            log.error("blob storage unavailable at start-up", extra={"error": repr(exc)})
         app.state.media = MediaService(settings, app.state.db, store)
         app.state.media.start()
         app.state.generation = build_generation(settings, app)
@@ -55,6 +62,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         consumer=handlers,
         on_startup=[startup],
         on_shutdown=[shutdown],
+        ready_checks={"blob_storage": lambda app: app.state.blobs.ready()},
     )
 
 

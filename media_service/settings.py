@@ -1,14 +1,15 @@
-"""The media service's settings: everything ServiceSettings reads, plus its own."""
+"""The media service's settings: everything ServiceSettings and LLMSettings (providers) read, plus its own."""
 
 from pydantic import Field, model_validator
 
 from shared import fleet
+from shared.llm import LLMSettings
 from shared.settings import ServiceSettings
 
 MIB = 1024 * 1024
 
 
-class Settings(ServiceSettings):
+class Settings(LLMSettings, ServiceSettings):
     service_name: str = "media"
     port: int = fleet.get("media").dev_port
     media_database_url: str
@@ -40,14 +41,9 @@ class Settings(ServiceSettings):
     # (VERTEX_API_KEY: google-genai 3.x calls Imagen through Vertex only), Gemini image output
     # through the Gemini API (GEMINI_API_KEY), OpenAI images with OPENAI_API_KEY/OPENAI_BASE_URL.
     media_image_providers: list[str] = ["imagen", "gemini", "replicate", "openai"]
-    # Named as in shared/llm's LLMSettings (the same variables chat reads), without the LLM
-    # providers media does not call. OPENAI_API_KEY also serves moderation (fails closed without it).
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    gemini_api_key: str | None = None
-    llm_moderation_model: str = "omni-moderation-latest"
-    llm_moderation_timeout_seconds: float = 10.0
-    llm_connect_timeout_seconds: float = 5.0
+    # OPENAI_API_KEY/OPENAI_BASE_URL, GEMINI_API_KEY and the moderation settings are shared/llm's
+    # LLMSettings (recognition's router reads them too). OPENAI_API_KEY also serves moderation
+    # (fails closed without it).
     vertex_api_key: str | None = None
     vertex_base_url: str | None = None  # None: the SDK's default (aiplatform.googleapis.com)
     gemini_genai_base_url: str | None = None  # None: the SDK's default (generativelanguage.googleapis.com)
@@ -64,6 +60,14 @@ class Settings(ServiceSettings):
     # lease ran out (its process died) is taken up by the next scan, every this many seconds.
     media_job_lease_seconds: float = Field(60, gt=0)
     media_job_scan_seconds: float = Field(15, gt=0)
+
+    # Recognition (recognition.py): the vision model (default: the first vision model of a
+    # configured provider), the longest side of the copy it is shown, and Content's search.
+    media_vision_model: str | None = None
+    media_vision_max_side: int = Field(1024, ge=64, le=4096)
+    media_recognition_max_tokens: int = Field(600, ge=64, le=4096)
+    content_service_url: str = f"http://127.0.0.1:{fleet.get('content').dev_port}"
+    media_content_timeout_seconds: float = Field(3.0, gt=0, le=30)
 
     # Uploads are larger than the fleet's default body limit.
     max_body_bytes: int = 20 * MIB + 64 * 1024

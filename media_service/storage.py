@@ -39,10 +39,20 @@ class BlobStore:
             raise ValueError("AZURE_STORAGE_CONNECTION_STRING must carry an AccountKey (to sign SAS URLs)")
         self.base_url = self.container.url.rstrip("/")
         self.sas_ttl = timedelta(seconds=sas_ttl_seconds)
+        self.container_confirmed = False
 
     async def ensure_container(self) -> None:
         with contextlib.suppress(ResourceExistsError):
             await self.container.create_container()
+        self.container_confirmed = True
+
+    async def ready(self) -> None:
+        """The readiness check: storage answers and the container exists; raises otherwise. Until
+        the container has been seen once (storage was down at start-up), it is created here."""
+        if not self.container_confirmed:
+            await self.ensure_container()
+            return
+        await self.container.get_container_properties()
 
     async def put(self, name: str, data: bytes, content_type: str) -> None:
         """Write (or rewrite: same name, same bytes) one blob."""

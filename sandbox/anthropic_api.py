@@ -180,7 +180,7 @@ def _parse_request(body: Any, count_only: bool = False) -> dict[str, Any]:
             raise BadRequest(f"messages.{i}.content: Field required")
         _check_blocks(msg["content"], f"messages.{i}.content")
         text, images = llm.text_of(msg["content"])
-        turns.append(llm.Turn(msg["role"], text, images))
+        turns.append(llm.Turn(msg["role"], text, images, llm.image_data(msg["content"])))
     temperature = body.get("temperature")
     if temperature is not None and not (0 <= float(temperature) <= 1):
         raise BadRequest("temperature: range: 0..1")

@@ -281,7 +281,12 @@ def _parse_chat(body: Any) -> dict[str, Any]:
             system_parts.append(text)
         else:
             turns.append(
-                llm.Turn("assistant" if role == "assistant" else "user" if role == "user" else role, text, images)
+                llm.Turn(
+                    "assistant" if role == "assistant" else "user" if role == "user" else role,
+                    text,
+                    images,
+                    llm.image_data(content),
+                )
             )
     system = "\n".join(system_parts)
     extra = dumps(body.get("tools")).decode() if body.get("tools") else ""

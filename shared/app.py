@@ -7,7 +7,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Literal
 
@@ -33,6 +33,8 @@ from shared.tombstones import redis_key as tombstones_key
 log = logging.getLogger("shared.app")
 
 Hook = Callable[[FastAPI], Awaitable[None]]
+# A readiness check of a service's own dependency (blob storage, ...): raises when not ready.
+ReadyCheck = Callable[[FastAPI], Awaitable[object]]
 
 
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -185,6 +187,7 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     rate_limit_exempt: Sequence[str] = (),
+    ready_checks: Mapping[str, ReadyCheck] = {},
     title: str | None = None,
     version: str = "1.0.0",
 ) -> FastAPI:
@@ -201,6 +204,8 @@ def create_app(
     - `first_routes`: routes matched before health and the routers, as given (no legacy prefixing): a hot
       path served by plain Starlette routes, still wrapped by the shared middleware.
     - `rate_limit_exempt`: path prefixes outside the default per-client rate limit.
+    - `ready_checks`: the service's own dependencies for `/health/ready`, `{name: check(app)}`
+      next to the database, Redis and RabbitMQ; a check that raises (or takes over 2 s) is not ready.
     """
     configure_logging(f"{service}_service", settings.log_level, settings.log_json)
     if settings.sentry_dsn:
@@ -391,6 +396,8 @@ def create_app(
                 checks["core_database"] = await _check(state.core_db.fetchval("SELECT 1"))
         checks["redis"] = await _check(state.redis.ping())
         checks["rabbitmq"] = await _check(state.publisher.connect(timeout=2.0))
+        for name, ready_check in ready_checks.items():
+            checks[name] = await _check(ready_check(app))
         ok = all(v == "ok" for v in checks.values())
         body = {"status": "ok" if ok else "unavailable", "service": service, "checks": checks}
         return JSONResponse(body, status_code=200 if ok else 503)
