@@ -64,54 +64,79 @@ def sniff(data: bytes) -> str:
     raise Unsupported("The file is not a PNG, JPEG, GIF or WebP image.")
 
 
-def _zip_inside(data: bytes) -> bool:
+def _zip_inside(data) -> bool:
     """A zip archive's end-of-central-directory record whose comment length reaches exactly the
-    end of the file: what makes a file (also) a valid zip, e.g. a GIFAR or a PNG+zip polyglot."""
-    start = max(0, len(data) - 65557)
-    at = data.rfind(_ZIP_END, start)
+    end of the file: what makes a file (also) a valid zip, e.g. a GIFAR or a PNG+zip polyglot.
+    `data`: any bytes-like object (only its last 64 KiB are copied)."""
+    tail = bytes(data[max(0, len(data) - 65557) :])
+    at = tail.rfind(_ZIP_END)
     while at != -1:
-        if at + 22 <= len(data):
-            (comment_length,) = struct.unpack_from("<H", data, at + 20)
-            if at + 22 + comment_length == len(data):
+        if at + 22 <= len(tail):
+            (comment_length,) = struct.unpack_from("<H", tail, at + 20)
+            if at + 22 + comment_length == len(tail):
                 return True
-        at = data.rfind(_ZIP_END, start, at)
+        at = tail.rfind(_ZIP_END, 0, at)
     return False
 
 
-def check_not_polyglot(data: bytes) -> None:
+def check_not_polyglot(data) -> None:
     if _MARKUP.search(data) or _zip_inside(data):
         raise Unsupported("The file is also markup, script or an archive; only plain images are accepted.")
 
 
-def process(data: bytes, *, max_pixels: int, thumbnail_size: int, jpeg_quality: int = 88) -> ProcessedImage:
-    """Sniff, check, decode and re-encode one uploaded image, and make its thumbnail."""
-    if not data:
-        raise Invalid("The file is empty.")
-    fmt = sniff(data)
-    check_not_polyglot(data)
-    # No warnings.catch_warnings() here: it swaps process-wide state and this runs in several
-    # threads at once. Pillow raises DecompressionBombError itself beyond twice its own limit;
-    # below that, the check on the header's size does the refusing.
-    try:
-        image = Image.open(io.BytesIO(data), formats=[fmt])
-        # The header alone gives the size: a bomb is refused before a single pixel is decoded.
-        width, height = image.size
-        if width <= 0 or height <= 0 or width * height > max_pixels:
-            raise Invalid(f"The image is {width}x{height} pixels; at most {max_pixels} pixels are accepted.")
-        image.load()
-        # Keep the orientation EXIF described (in place: no second copy of the pixels).
-        ImageOps.exif_transpose(image, in_place=True)
-    except Invalid:
-        raise
-    except Image.DecompressionBombError as exc:
-        # Pillow's own check in open(), from the header too, beyond twice its MAX_IMAGE_PIXELS.
-        raise Invalid(f"The image has too many pixels to decode: {exc}") from None
-    except UnidentifiedImageError as exc:
-        raise Invalid(f"The image cannot be decoded: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        # Pillow's "image file is truncated", broken chunks, bad Huffman tables, ...
-        raise Invalid(f"The image is corrupt or truncated: {exc}") from None
+Source = bytes | io.BytesIO
 
+
+def decode(source: Source, *, max_pixels: int, draft_size: int | None = None) -> tuple[Image.Image, str]:
+    """Sniff, check and decode one image under the pixel limit, EXIF orientation applied; returns
+    the decoded image and its format. A BytesIO `source` is closed once the pixels are decoded: the
+    raw file is freed before anything is encoded (an upload is then held once, not as bytes, copy
+    and output at the same time). `draft_size`: a JPEG may be decoded at a reduced scale (1/2..1/8)
+    no smaller than this, which is all a downscaled copy needs."""
+    if isinstance(source, io.BytesIO):
+        stream, view = source, source.getbuffer()  # a view, not a copy (the stream was written to)
+    else:
+        stream, view = io.BytesIO(source), memoryview(source)  # BytesIO(bytes) shares the bytes
+    try:
+        try:
+            if not len(view):
+                raise Invalid("The file is empty.")
+            fmt = sniff(bytes(view[:12]))
+            check_not_polyglot(view)
+        finally:
+            view.release()
+        # No warnings.catch_warnings() here: it swaps process-wide state and this runs in several
+        # threads at once. Pillow raises DecompressionBombError itself beyond twice its own limit;
+        # below that, the check on the header's size does the refusing.
+        try:
+            image = Image.open(stream, formats=[fmt])
+            # The header alone gives the size: a bomb is refused before a single pixel is decoded.
+            width, height = image.size
+            if width <= 0 or height <= 0 or width * height > max_pixels:
+                raise Invalid(f"The image is {width}x{height} pixels; at most {max_pixels} pixels are accepted.")
+            if draft_size and fmt == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+            image.load()
+            # Keep the orientation EXIF described (in place: no second copy of the pixels).
+            ImageOps.exif_transpose(image, in_place=True)
+        except Invalid:
+            raise
+        except Image.DecompressionBombError as exc:
+            # Pillow's own check in open(), from the header too, beyond twice its MAX_IMAGE_PIXELS.
+            raise Invalid(f"The image has too many pixels to decode: {exc}") from None
+        except UnidentifiedImageError as exc:
+            raise Invalid(f"The image cannot be decoded: {exc}") from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+            # Pillow's "image file is truncated", broken chunks, bad Huffman tables, ...
+            raise Invalid(f"The image is corrupt or truncated: {exc}") from None
+    finally:
+        stream.close()
+    return image, fmt
+
+
+def process(source: Source, *, max_pixels: int, thumbnail_size: int, jpeg_quality: int = 88) -> ProcessedImage:
+    """Sniff, check, decode and re-encode one uploaded image, and make its thumbnail."""
+    image, fmt = decode(source, max_pixels=max_pixels)
     data_out, mime, extension = _reencode(image, fmt, jpeg_quality)
     # Resized straight from the decoded image (a copy first would hold the pixels twice); a
     # small image is its own thumbnail (contain() would enlarge it).
@@ -123,6 +148,21 @@ def process(data: bytes, *, max_pixels: int, thumbnail_size: int, jpeg_quality: 
     out = io.BytesIO()
     thumb.save(out, "WEBP", quality=80, method=4)
     return ProcessedImage(data_out, mime, extension, image.width, image.height, out.getvalue())
+
+
+def for_vision(source: Source, *, max_pixels: int, max_side: int) -> tuple[bytes, str]:
+    """A copy to show a vision model: the same checks as an upload, at most `max_side` px on its
+    longest side (providers downscale larger images anyway), no metadata; JPEG, or PNG when the
+    image has transparency. Returns (bytes, mime)."""
+    image, _ = decode(source, max_pixels=max_pixels, draft_size=max_side)
+    if max(image.size) > max_side:
+        image = ImageOps.contain(image, (max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    if _has_alpha(image):
+        image.convert("RGBA").save(out, "PNG")
+        return out.getvalue(), "image/png"
+    image.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue(), "image/jpeg"
 
 
 def _has_alpha(image: Image.Image) -> bool:

@@ -73,7 +73,7 @@ class MediaService:
         return await asyncio.get_running_loop().run_in_executor(self.cpu, lambda: fn(*args, **kwargs))
 
     # ------------------------------------------------------------------ images
-    async def upload_image(self, user_id: str, data: bytes, purpose: str) -> dict[str, Any]:
+    async def upload_image(self, user_id: str, data: imaging.Source, purpose: str) -> dict[str, Any]:
         s = self.settings
         try:
             image = await self._in_thread(

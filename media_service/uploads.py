@@ -8,6 +8,7 @@ limit is refused before one byte of the body is read.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -22,7 +23,7 @@ MAX_TEXT_FIELD_BYTES = 1024
 
 @dataclass
 class Upload:
-    file: bytearray = field(default_factory=bytearray)
+    file: io.BytesIO = field(default_factory=io.BytesIO)
     filename: str | None = None
     has_file: bool = False
     fields: dict[str, str] = field(default_factory=dict)
@@ -74,8 +75,8 @@ async def read_upload(request: Request, *, limit: int, file_field: str = "file")
 
     def on_part_data(data, start, end):
         if part.get("is_file"):
-            upload.file.extend(data[start:end])
-            if len(upload.file) > limit:
+            upload.file.write(memoryview(data)[start:end])
+            if upload.file.tell() > limit:
                 raise errors.TOO_LARGE(limit_bytes=limit)
         else:
             text.extend(data[start:end])
@@ -109,6 +110,7 @@ async def read_upload(request: Request, *, limit: int, file_field: str = "file")
         raise errors.VALIDATION_ERROR(f"The multipart body is malformed: {exc}") from None
     if not upload.has_file:
         raise errors.VALIDATION_ERROR("The `file` part is missing.")
+    upload.file.seek(0)
     return upload
 
 

@@ -32,7 +32,7 @@ async def upload_audio(request: Request, user: CurrentUser = Depends(get_current
     """Multipart `file`: mp3, m4a, ogg, wav or webm, recognised by content."""
     service = media(request)
     upload = await read_upload(request, limit=service.settings.media_audio_max_bytes)
-    return await service.upload_audio(user.user_id, bytes(upload.file))
+    return await service.upload_audio(user.user_id, upload.file.getvalue())
 
 
 @router.get(

@@ -43,7 +43,7 @@ async def upload_image(request: Request, user: CurrentUser = Depends(get_current
     purpose = upload.fields.get("purpose") or "attachment"
     if purpose not in PURPOSES:
         raise errors.VALIDATION_ERROR(f"`purpose` must be one of {', '.join(PURPOSES)}.")
-    return await service.upload_image(user.user_id, bytes(upload.file), purpose)
+    return await service.upload_image(user.user_id, upload.file, purpose)
 
 
 @router.get(
