@@ -10,12 +10,14 @@ from fastapi import FastAPI
 from media_service.events import handlers
 from media_service.generation import GenerationService
 from media_service.providers import ProviderChain, build_providers
-from media_service.routers import audio, generation, images
+from media_service.recognition import ContentSearch, Recognizer
+from media_service.routers import audio, generation, images, recognition
 from media_service.service import MediaService
 from media_service.settings import Settings
 from media_service.storage import BlobStore
 from shared import fleet
 from shared.app import create_app, lazy_app
+from shared.llm import LLMRouter
 from shared.quota import QuotaClient
 from shared.settings import load_settings
 from shared.tiers import TierResolver
@@ -42,21 +44,38 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             log.error("blob storage unavailable at start-up", extra={"error": repr(exc)})
         app.state.media = MediaService(settings, app.state.db, store)
         app.state.media.start()
-        app.state.generation = build_generation(settings, app)
-        app.state.generation.start()
+        state = app.state
+        # One quota client and tier resolver for generation and recognition.
+        state.quota = QuotaClient(state.core_db, state.redis, state.keys)
+        state.tier_resolver = TierResolver(state.redis, state.keys, state.core_db)
+        state.generation = build_generation(settings, app)
+        state.generation.start()
+        state.vision_llm = LLMRouter(settings, vision_model=settings.media_vision_model)
+        state.vision_llm.announce(log, "POST /images/recognize answers 503 LLM_UNAVAILABLE until then.")
+        state.recognizer = Recognizer(
+            settings,
+            state.media,
+            state.vision_llm,
+            state.quota,
+            state.tier_resolver,
+            ContentSearch(settings.content_service_url, settings.media_content_timeout_seconds),
+        )
 
     async def shutdown(app: FastAPI) -> None:
         if getattr(app.state, "generation", None) is not None:
             await app.state.generation.close()
         if getattr(app.state, "media", None) is not None:
             await app.state.media.close()
+        if getattr(app.state, "recognizer", None) is not None:
+            await app.state.recognizer.content.close()
+            await app.state.vision_llm.close()
         if getattr(app.state, "blobs", None) is not None:
             await app.state.blobs.close()
 
     return create_app(
         service=SERVICE.name,
         settings=settings,
-        routers=[generation.router, images.router, audio.router],
+        routers=[generation.router, recognition.router, images.router, audio.router],
         legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.media_database_url,
         consumer=handlers,
@@ -87,8 +106,8 @@ def build_generation(settings: Settings, app: FastAPI) -> GenerationService:
         settings,
         state.db,
         state.media,
-        QuotaClient(state.core_db, state.redis, state.keys),
-        TierResolver(state.redis, state.keys, state.core_db),
+        state.quota,
+        state.tier_resolver,
         ProviderChain(providers, settings.media_provider_timeout_seconds),
         openai_client,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ImageOut(BaseModel):
@@ -72,3 +72,26 @@ class JobOut(BaseModel):
     images: list[ImageOut] | None = None
     error: dict[str, Any] | None = None  # the error envelope's detail: {code, message, ...}
     created_at: datetime
+
+
+class RecognizeByImage(BaseModel):
+    """POST /images/recognize with JSON: one of the caller's images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: str = Field(..., min_length=1, max_length=64)
+
+
+class RecognitionMatch(BaseModel):
+    type: str  # Content's entity type: movie, tv, character
+    id: str  # Content's id (GET /resources/...), e.g. "movie:603"
+    name: str
+
+
+class RecognitionOut(BaseModel):
+    description: str
+    tags: list[str]
+    matches: list[RecognitionMatch]
+    # False when the Content service did not answer every search: the matches may be incomplete.
+    matches_available: bool
+    model: str  # the vision model that answered
