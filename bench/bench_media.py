@@ -175,7 +175,9 @@ async def _measure(one, runs: int) -> dict:
 
 def run_probe(kind: str, env: dict[str, str], code_root: Path) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", kind]
-    child_env = {**os.environ, **env, "BENCH_CODE_ROOT": str(code_root)}
+    # A fixed mmap threshold: glibc otherwise raises it after the first large free and serves the
+    # next upload's buffers from a heap that stays resident, hiding them from the resident peak.
+    child_env = {**os.environ, **env, "BENCH_CODE_ROOT": str(code_root), "MALLOC_MMAP_THRESHOLD_": "131072"}
     out = subprocess.run(cmd, env=child_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise SystemExit(f"memory probe {kind} failed:\n{out.stderr[-3000:]}")
@@ -212,12 +214,16 @@ async def direct_round(direct: Direct, files: list[bytes], concurrency: int) -> 
     return time.perf_counter() - t
 
 
-async def open_loop(op, seconds: float, rate: float, clients: int = 20) -> tuple[list[float], list[float], int]:
-    """Each client fires on its own fixed schedule (staggered); latency from the scheduled time.
-    Returns (client latencies ms, server Server-Timing ms, errors)."""
+async def open_loop(
+    connections: list[RawConnection], path: str, headers: dict[str, str], seconds: float, rate: float
+) -> tuple[list[float], list[float], int]:
+    """Each connection fires on its own fixed schedule (staggered); latency from the scheduled
+    time, so a slow server shows as latency, not as less load. Returns (client latencies ms,
+    the service's own time from Server-Timing ms, errors)."""
     lat: list[float] = []
     app: list[float] = []
     errors = 0
+    clients = len(connections)
     interval = clients / rate
 
     async def worker(i):
@@ -228,10 +234,10 @@ async def open_loop(op, seconds: float, rate: float, clients: int = 20) -> tuple
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            r = await op()
-            if r.status_code == 200:
+            status, fields = await connections[i].get(path, headers)
+            if status == 200:
                 lat.append((time.perf_counter() - due) * 1000)
-                timing = r.headers.get("server-timing", "")
+                timing = fields.get("server-timing", "")
                 if "dur=" in timing:
                     app.append(float(timing.split("dur=")[1]))
             else:
@@ -269,6 +275,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--port", type=int, default=18804)
     parser.add_argument("--before", type=Path, help="another checkout whose upload memory to measure too")
+    parser.add_argument("--parts", default="memory,upload,get", help="which parts to run (comma-separated)")
     args = parser.parse_args()
 
     infra = Infra.from_environ()
@@ -289,7 +296,15 @@ async def run(args, env: dict[str, str]) -> None:
     print(f"load average at start: {load()}  (2 cores)")
     print(f"file: {size / MIB:.2f} MiB JPEG, {w}x{h} (decoded RGB pixels: {w * h * 3 / MIB:.1f} MiB)")
 
-    # 2. memory, first, in fresh processes (nothing else running yet)
+    parts = set(args.parts.split(","))
+    if "memory" in parts:
+        await memory(args, env, size)
+    if parts & {"upload", "get"}:
+        await service_parts(args, env, parts)
+    print(f"load average at the end: {load()}")
+
+
+async def memory(args, env: dict[str, str], size: int) -> None:
     print("\npeak memory of one upload (fresh process each; best of 3):")
     roots = [("service", ROOT)] + ([("service, --before", args.before)] if args.before else [])
     results = [(name, run_probe("service", env, root)) for name, root in roots]
@@ -300,68 +315,106 @@ async def run(args, env: dict[str, str]) -> None:
             f"   resident peak {m['rss_peak'] / MIB:6.2f} MiB = {m['rss_peak'] / size:.2f}x"
         )
 
-    # 1. upload throughput, service vs direct, alternating
+
+async def service_parts(args, env: dict[str, str], parts: set[str]) -> None:
     user_id = str(uuid.uuid4())
     token = mint_access_token(TEST_JWT_SECRET, user_id=user_id, email="b@example.com", tier=0)
     url = f"http://127.0.0.1:{args.port}"
     proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before any measuring)
         uvicorn_command("media_service.main:app", args.port), env={**os.environ, **env}, cwd=ROOT
     )
+    limits = httpx.Limits(max_connections=args.concurrency + 10, max_keepalive_connections=args.concurrency + 10)
     try:
         await wait_ready(url, proc)
-        n = args.uploads
-        files = [make_jpeg(i + 1) for i in range(4 * n)]
-        direct = Direct(env["AZURE_STORAGE_CONNECTION_STRING"], env["AZURE_STORAGE_CONTAINER"])
-        limits = httpx.Limits(max_connections=args.concurrency + 10, max_keepalive_connections=args.concurrency + 10)
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-            await rounds_of_uploads(client, token, [make_jpeg(9999)] * 4, 4)  # warm
-            await direct_round(direct, [make_jpeg(9998)] * 4, 4)
-            print(f"\nupload, {args.concurrency} concurrent, {n} distinct files per round (load {load()}):")
-            times = {"direct": [], "service": []}
-            cpu = {"direct": 0.0, "service": 0.0}
-            for r in range(2):
-                batch = files[2 * r * n : (2 * r + 1) * n]
-                c0 = time.process_time()
-                times["direct"].append(await direct_round(direct, batch, args.concurrency))
-                cpu["direct"] += time.process_time() - c0
-                batch = files[(2 * r + 1) * n : (2 * r + 2) * n]
-                s0 = process_cpu_seconds(proc.pid)
-                times["service"].append(await rounds_of_uploads(client, token, batch, args.concurrency))
-                cpu["service"] += process_cpu_seconds(proc.pid) - s0
-                print(
-                    f"  round {r + 1}: direct {n / times['direct'][-1]:5.1f} uploads/s"
-                    f"   service {n / times['service'][-1]:5.1f} uploads/s"
-                )
-            d, s = sum(times["direct"]), sum(times["service"])
-            print(
-                f"  total: direct {2 * n / d:.1f}/s, service {2 * n / s:.1f}/s -> service overhead {s / d - 1:+.1%}"
-                f"  (CPU per upload: direct {cpu['direct'] * 1000 / (2 * n):.0f} ms in this process,"
-                f" service {cpu['service'] * 1000 / (2 * n):.0f} ms in its process)"
-            )
-            await direct.close()
-
-            # 3. GET /images/{id} at a fixed rate, beside /health
-            auth = {"Authorization": f"Bearer {token}"}
-            body, ctype = multipart(make_jpeg(4242))
-            r = await client.post("/images/upload", content=body, headers={**auth, "Content-Type": ctype})
-            image_id = r.json()["id"]
-            await asyncio.sleep(1)
-            print(f"\nopen loop, {args.rate:g} req/s for {args.seconds:g} s each, 20 connections (load {load()}):")
-            for name, op in (
-                ("GET /health", lambda: client.get("/health")),
-                ("GET /images/{id}", lambda: client.get(f"/images/{image_id}", headers=auth)),
-            ):
-                lat, app, errors = await open_loop(op, args.seconds, args.rate)
-                print(
-                    f"  {name:<17} p50 {percentile(lat, 50):5.2f} ms  p99 {percentile(lat, 99):6.2f} ms"
-                    f"  (in the service: p50 {percentile(app, 50):.2f} ms, p99 {percentile(app, 99):.2f} ms)"
-                    f"  n={len(lat)} errors={errors}"
-                )
+            if "upload" in parts:
+                await uploads(args, env, client, token, proc.pid)
+            if "get" in parts:
+                await reads(args, env, client, token, user_id, proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
 
-    # the route's own parts, alone
+
+async def uploads(args, env: dict[str, str], client: httpx.AsyncClient, token: str, pid: int) -> None:
+    """1. upload throughput, service vs direct, in alternating rounds"""
+    n = args.uploads
+    files = [make_jpeg(i + 1) for i in range(4 * n)]
+    direct = Direct(env["AZURE_STORAGE_CONNECTION_STRING"], env["AZURE_STORAGE_CONTAINER"])
+    await rounds_of_uploads(client, token, [make_jpeg(9999)] * 4, 4)  # warm
+    await direct_round(direct, [make_jpeg(9998)] * 4, 4)
+    print(f"\nupload, {args.concurrency} concurrent, {n} distinct files per round (load {load()}):")
+    times: dict[str, list[float]] = {"direct": [], "service": []}
+    cpu = {"direct": 0.0, "service": 0.0}
+    for r in range(2):
+        batch = files[2 * r * n : (2 * r + 1) * n]
+        c0 = time.process_time()
+        times["direct"].append(await direct_round(direct, batch, args.concurrency))
+        cpu["direct"] += time.process_time() - c0
+        batch = files[(2 * r + 1) * n : (2 * r + 2) * n]
+        s0 = process_cpu_seconds(pid)
+        times["service"].append(await rounds_of_uploads(client, token, batch, args.concurrency))
+        cpu["service"] += process_cpu_seconds(pid) - s0
+        print(
+            f"  round {r + 1}: direct {n / times['direct'][-1]:5.1f} uploads/s"
+            f"   service {n / times['service'][-1]:5.1f} uploads/s"
+        )
+    d, s = sum(times["direct"]), sum(times["service"])
+    print(
+        f"  total: direct {2 * n / d:.1f}/s, service {2 * n / s:.1f}/s -> service overhead {s / d - 1:+.1%}"
+        f"  (CPU per upload: direct {cpu['direct'] * 1000 / (2 * n):.0f} ms in this process,"
+        f" service {cpu['service'] * 1000 / (2 * n):.0f} ms in its process)"
+    )
+    await direct.close()
+
+
+class RawConnection:
+    """A keep-alive HTTP/1.1 connection with the least client-side work (httpx costs several
+    hundred µs a request, which on a loaded two-core machine is what an open loop would measure)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def get(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        lines = [f"GET {path} HTTP/1.1", f"Host: {self.host}"] + [f"{k}: {v}" for k, v in headers.items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1])
+        fields = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
+        await self.reader.readexactly(int(fields.get("content-length", "0")))
+        return status, fields
+
+
+async def reads(args, env: dict[str, str], client: httpx.AsyncClient, token: str, user_id: str, pid: int) -> None:
+    """3. GET /images/{id} at a fixed rate, beside /health; then the route's parts alone"""
+    auth = {"Authorization": f"Bearer {token}"}
+    body, ctype = multipart(make_jpeg(4242))
+    r = await client.post("/images/upload", content=body, headers={**auth, "Content-Type": ctype})
+    image_id = r.json()["id"]
+    clients = 20
+    connections = [RawConnection("127.0.0.1", args.port) for _ in range(clients)]
+    for c in connections:  # connected and warm before the clock starts
+        await c.get(f"/images/{image_id}", auth)
+    await asyncio.sleep(1)
+    print(
+        f"\nopen loop, {args.rate:g} req/s for {args.seconds:g} s each, {clients} keep-alive connections"
+        f" (load {load()}):"
+    )
+    for name, path, headers in (("GET /health", "/health", {}), ("GET /images/{id}", f"/images/{image_id}", auth)):
+        cpu0 = process_cpu_seconds(pid)
+        lat, app, errors = await open_loop(connections, path, headers, args.seconds, args.rate)
+        cpu_ms = (process_cpu_seconds(pid) - cpu0) * 1000 / max(1, len(lat) + errors)
+        print(
+            f"  {name:<17} p50 {percentile(lat, 50):5.2f} ms  p99 {percentile(lat, 99):6.2f} ms"
+            f"  (in the service: p50 {percentile(app, 50):.2f} ms, p99 {percentile(app, 99):.2f} ms;"
+            f" service CPU {cpu_ms:.2f} ms/request)  n={len(lat)} errors={errors}"
+        )
+    for c in connections:
+        c.writer.close()
+
     from media_service.repositories import media as repo
     from media_service.storage import BlobStore
     from shared.db import create_pool
@@ -380,10 +433,9 @@ async def run(args, env: dict[str, str]) -> None:
         lookups.append((time.perf_counter() - t) * 1000)
     await pool.close()
     print(
-        f"\nthe route's parts alone: one SAS URL signed in {sas_us:.0f} µs (two per image);"
+        f"  the route's parts alone: one SAS URL signed in {sas_us:.0f} µs (two per image);"
         f" the row lookup p50 {percentile(lookups, 50):.2f} ms, p99 {percentile(lookups, 99):.2f} ms"
     )
-    print(f"load average at the end: {load()}")
 
 
 if __name__ == "__main__":
@@ -391,4 +443,6 @@ if __name__ == "__main__":
         result = asyncio.run(probe(sys.argv[2], b""))
         print(json.dumps(result))
     else:
-        asyncio.run(main())
+        import uvloop
+
+        uvloop.run(main())
