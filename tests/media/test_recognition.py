@@ -1,4 +1,4 @@
-"""POST /images/recognize (docs/media.md "Recognition") and blob storage in /health/ready.
+"""POST /images/recognize (docs/media.md "Recognition").
 
 The media app runs in-process against the run's PostgreSQL, Redis, RabbitMQ and Azurite; the
 vision models are the sandbox's (real anthropic/openai SDKs), which "recognise" a picture by its
@@ -362,22 +362,3 @@ def test_reply_parsing_is_defensive():
     assert parse_reply("").description == ""
     many = parse_reply('{"titles": [' + ",".join(f'"t{i}"' for i in range(30)) + "]}")
     assert len(many.titles) == 5
-
-
-# --------------------------------------------------------------------------------- readiness
-async def test_ready_includes_blob_storage(client):
-    r = await client.get("/health/ready")
-    assert r.status_code == 200 and r.json()["checks"]["blob_storage"] == "ok"
-
-
-async def test_ready_fails_when_blob_storage_is_unreachable(make_client, service_env):
-    closed = service_env["AZURE_STORAGE_CONNECTION_STRING"]
-    parts = dict(p.split("=", 1) for p in closed.split(";") if p)
-    parts["BlobEndpoint"] = f"http://127.0.0.1:{_closed_port()}/{parts.get('AccountName', 'devstoreaccount1')}"
-    unreachable = ";".join(f"{k}={v}" for k, v in parts.items())
-    async with make_client("media", azure_storage_connection_string=unreachable) as c:
-        r = await c.get("/health/ready")
-        assert r.status_code == 503, r.text
-        assert r.json()["checks"]["blob_storage"].startswith("error")
-        assert r.json()["checks"]["database"] == "ok"
-        assert (await c.get("/health")).status_code == 200
