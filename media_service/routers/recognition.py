@@ -35,7 +35,7 @@ async def _read_json(request: Request) -> RecognizeByImage:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        message = f"{where}: {first.get('msg', 'invalid')}. Send {{\"image_id\": \"...\"}}."
+        message = f'{where}: {first.get("msg", "invalid")}. Send {{"image_id": "..."}}.'
         raise errors.VALIDATION_ERROR(message) from None
 
 

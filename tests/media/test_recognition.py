@@ -124,9 +124,7 @@ async def reservations(core_db, user: User) -> dict[str, int]:
 
 
 async def recognize_file(client, user, data: bytes, filename: str = "x.jpg", content_type: str = "image/jpeg"):
-    return await client.post(
-        "/images/recognize", headers=user.headers, files={"file": (filename, data, content_type)}
-    )
+    return await client.post("/images/recognize", headers=user.headers, files={"file": (filename, data, content_type)})
 
 
 def code(response) -> str:
