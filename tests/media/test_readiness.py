@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from media_service.storage import BlobStore
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from shared.testing.processes import free_port
 
 
 async def test_ready_includes_blob_storage(client):
@@ -23,9 +17,9 @@ async def test_ready_includes_blob_storage(client):
 
 
 async def test_ready_fails_when_blob_storage_is_unreachable(make_client, service_env):
-    closed = service_env["AZURE_STORAGE_CONNECTION_STRING"]
-    parts = dict(p.split("=", 1) for p in closed.split(";") if p)
-    parts["BlobEndpoint"] = f"http://127.0.0.1:{_closed_port()}/{parts.get('AccountName', 'devstoreaccount1')}"
+    real = service_env["AZURE_STORAGE_CONNECTION_STRING"]
+    parts = dict(p.split("=", 1) for p in real.split(";") if p)
+    parts["BlobEndpoint"] = f"http://127.0.0.1:{free_port()}/{parts.get('AccountName', 'devstoreaccount1')}"
     unreachable = ";".join(f"{k}={v}" for k, v in parts.items())
     async with make_client("media", azure_storage_connection_string=unreachable) as c:
         r = await c.get("/health/ready")

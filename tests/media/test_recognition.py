@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import socket
 import struct
 import uuid
 import zipfile
@@ -24,19 +23,13 @@ from PIL import Image
 
 from media_service.recognition import parse_reply
 from shared.migrate import migrate
-from shared.testing.processes import ServiceProcess
+from shared.testing.processes import ServiceProcess, free_port
 from tests.media.conftest import LIMITS, jpeg, png
 
 MATRIX_GREEN = (0, 200, 70)  # sandbox/llm.py: The Matrix, Neo
 STAR_WARS_BLUE = (40, 90, 230)  # Star Wars, Luke Skywalker, Han Solo
 UNKNOWN_MAGENTA = (230, 0, 230)  # "Zorblax Nine": a title Content does not know
 VISION_PROVIDERS = ("anthropic", "openai", "gemini")  # the catalogue's vision models' providers
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -252,7 +245,7 @@ async def test_no_model_answering_is_503_and_nothing_is_charged(rclient, make_us
 
 async def test_content_down_answers_without_matches(make_client, recognition_env, make_user, core_db):
     user = await make_user(tier=1)
-    env = {**recognition_env, "CONTENT_SERVICE_URL": f"http://127.0.0.1:{_closed_port()}"}
+    env = {**recognition_env, "CONTENT_SERVICE_URL": f"http://127.0.0.1:{free_port()}"}
     async with make_client("media", **env) as client:
         r = await recognize_file(client, user, photo(MATRIX_GREEN))
     assert r.status_code == 200, r.text
