@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from media_service import errors
@@ -60,13 +62,15 @@ async def list_images(
     return await media(request).list_images(user.user_id, purpose=purpose, limit=limit, cursor=cursor)
 
 
-@router.get("/images/{image_id}", response_model=ImageOut, responses=documented(*_AUTH, errors.IMAGE_NOT_FOUND))
-async def get_image(image_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
+# `:uuid` so that /images/upload and /images/recognize are not also these routes (a 405 there
+# would list GET and DELETE in its Allow header); any other id is 404 as before.
+@router.get("/images/{image_id:uuid}", response_model=ImageOut, responses=documented(*_AUTH, errors.IMAGE_NOT_FOUND))
+async def get_image(image_id: uuid.UUID, request: Request, user: CurrentUser = Depends(get_current_user)):
     """One of the caller's images with fresh URLs; another user's answers 404."""
-    return await media(request).get_image(user.user_id, image_id)
+    return await media(request).get_image(user.user_id, str(image_id))
 
 
-@router.delete("/images/{image_id}", status_code=204, responses=documented(*_AUTH, errors.IMAGE_NOT_FOUND))
-async def delete_image(image_id: str, request: Request, user: CurrentUser = Depends(get_current_user)):
-    await media(request).delete_image(user.user_id, image_id)
+@router.delete("/images/{image_id:uuid}", status_code=204, responses=documented(*_AUTH, errors.IMAGE_NOT_FOUND))
+async def delete_image(image_id: uuid.UUID, request: Request, user: CurrentUser = Depends(get_current_user)):
+    await media(request).delete_image(user.user_id, str(image_id))
     return Response(status_code=204)

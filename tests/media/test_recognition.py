@@ -353,3 +353,14 @@ def test_reply_parsing_is_defensive():
     assert parse_reply("").description == ""
     many = parse_reply('{"titles": [' + ",".join(f'"t{i}"' for i in range(30)) + "]}")
     assert len(many.titles) == 5
+
+
+async def test_literal_image_paths_answer_405_with_only_post(client, new_user):
+    """/images/{image_id:uuid}: /images/upload and /images/recognize are not image ids, so other
+    methods there are 405 with `Allow: POST` (not a 404 for an image called "recognize")."""
+    user = new_user()
+    for path in ("/images/recognize", "/images/upload"):
+        for method in ("GET", "DELETE", "OPTIONS"):
+            r = await client.request(method, path, headers=user.headers)
+            assert r.status_code == 405 and r.headers["allow"] == "POST", (method, path, r.text)
+    assert (await client.get("/images/not-a-uuid", headers=user.headers)).status_code == 404

@@ -22,10 +22,10 @@ KNOWN_MISMATCHES = {
     "[chat][POST /talk_with/upload]": "attachments must be decodable images; the schema cannot say so",
     "[chat][POST /group_chat]": "the character limit comes from configuration; a new group needs characters",
     "[chat][POST /voice/transcribe]": "schemathesis cannot serialize the declared audio/* bodies",
-    "[media][POST /images/upload]": "ST205: GET and DELETE /images/{image_id} match this path too (image_id "
-    "'upload' answers 404), so a 405's Allow lists them; the document cannot say templates overlap",
-    "[media][POST /images/recognize]": "ST205 as POST /images/upload (image_id 'recognize'); and ST202: the "
-    "conformance user has no subscription row, so the core database gives it Free's 0 image_recognition (402)",
+    "[media][POST /images/upload]": "random bytes are refused as an unsupported image (415); the schema cannot "
+    "say so (the Allow header of a 405 here is right since GET /images/{image_id:uuid})",
+    "[media][POST /images/recognize]": "as upload (415 for random bytes); and the conformance user has no "
+    "subscription row, so the core database gives it Free's 0 image_recognition (402)",
     "[media][POST /audio]": "random bytes are refused as unsupported audio (415); the schema cannot say so",
     "[media][POST /images/generate]": "the plan comes from the caller's subscription (none here: Free, 402 "
     "INSUFFICIENT_TIER); with a Max subscription only ST205 remains (Allow lists /images/{image_id}'s GET, DELETE)",
