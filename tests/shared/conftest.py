@@ -28,7 +28,7 @@ KNOWN_MISMATCHES = {
     "subscription row, so the core database gives it Free's 0 image_recognition (402)",
     "[media][POST /audio]": "random bytes are refused as unsupported audio (415); the schema cannot say so",
     "[media][POST /images/generate]": "the plan comes from the caller's subscription (none here: Free, 402 "
-    "INSUFFICIENT_TIER); with a Max subscription only ST205 remains (Allow lists /images/{image_id}'s GET, DELETE)",
+    "INSUFFICIENT_TIER); the ST205 it also had is gone since GET /images/{image_id:uuid}",
     "[community][POST /characters]": "a string carrying U+0000 is 422 (PostgreSQL text cannot hold it; "
     "shared/app.py answers it); the schemas do not exclude U+0000 yet",
     "[community][GET /characters]": "community's cursors are not yet shared/pagination's documented format",
