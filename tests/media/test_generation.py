@@ -435,4 +435,6 @@ async def test_image_generated_event_and_user_deleted(gen, user, media_pool, ser
         return jobs == 0 and rows == 0
 
     await eventually(erased, timeout=15, interval=0.2)
-    assert (await gen.get(f"/images/jobs/{job_id}", headers=u.headers)).status_code == 404
+    # The deleted user's still-valid token is refused from now on (shared/tombstones.py).
+    r = await gen.get(f"/images/jobs/{job_id}", headers=u.headers)
+    assert r.status_code == 401 and r.json()["detail"]["code"] == "USER_DELETED"
