@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from shared.email import EmailSettings
 from shared.settings import ServiceSettings
 
 CommaList = Annotated[list[str], NoDecode]
 
 
-class Settings(ServiceSettings):
+class Settings(EmailSettings, ServiceSettings):
     service_name: str = "auth"
     port: int = 8005
 
@@ -20,14 +21,7 @@ class Settings(ServiceSettings):
     access_token_ttl_seconds: int = Field(3600, ge=60, le=86400)
     refresh_token_ttl_days: int = Field(30, ge=1, le=365)
 
-    # Email: sendgrid (production), file (one JSON file per email, tests / local), console (logs)
-    email_backend: Literal["sendgrid", "file", "console"] = "console"
-    email_outbox_dir: str | None = None
-    sendgrid_api_key: str | None = None
-    sendgrid_base_url: str = "https://api.sendgrid.com"
-    email_from: str = "no-reply@scenextras.com"
-    email_from_name: str = "SceneXtras"
-    email_timeout_seconds: float = 10.0
+    # Email (EMAIL_BACKEND, SENDGRID_*, EMAIL_FROM...): shared.email.EmailSettings
     frontend_url: str = "https://scenextras.com"
 
     # OAuth providers
@@ -93,13 +87,7 @@ class Settings(ServiceSettings):
         return value
 
     @model_validator(mode="after")
-    def _email_backend_complete(self):
-        if self.email_backend == "sendgrid" and not self.sendgrid_api_key:
-            raise ValueError("EMAIL_BACKEND=sendgrid needs SENDGRID_API_KEY")
-        if self.email_backend == "file" and not self.email_outbox_dir:
-            raise ValueError("EMAIL_BACKEND=file needs EMAIL_OUTBOX_DIR")
-        if self.email_backend == "console" and self.environment == "production":
-            raise ValueError("EMAIL_BACKEND=console logs codes instead of sending them; use sendgrid in production")
+    def _facebook_complete(self):
         if bool(self.facebook_app_id) != bool(self.facebook_app_secret):
             raise ValueError("set both FACEBOOK_APP_ID and FACEBOOK_APP_SECRET, or neither")
         return self
