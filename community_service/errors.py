@@ -34,3 +34,4 @@ MEMBER_NOT_FOUND = ErrorCode(404, "MEMBER_NOT_FOUND", "This user is not a member
 ROOM_MEMBERS_ONLY = ErrorCode(403, "ROOM_MEMBERS_ONLY", "Join the room first.")
 ROOM_OWNER_REQUIRED = ErrorCode(403, "ROOM_OWNER_REQUIRED", "Only the room's owner can do this.")
 OWNER_ROLE_FIXED = ErrorCode(409, "OWNER_ROLE_FIXED", "The owner's role cannot change, and the owner cannot leave.")
+DEVICE_NOT_FOUND = ErrorCode(404, "DEVICE_NOT_FOUND", "No such device token among yours.")

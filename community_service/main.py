@@ -8,7 +8,9 @@ from community_service import service_rooms
 from community_service.collab import RoomDocs
 from community_service.events import handlers
 from community_service.moderation import Moderator
+from community_service.notifications import consumer as notifications
 from community_service.routers import characters, scenarios, stories, votes
+from community_service.routers import notifications as notifications_router
 from community_service.routers import rooms as rooms_router
 from community_service.settings import Settings
 from community_service.upstream import Upstreams
@@ -33,6 +35,7 @@ async def startup(app: FastAPI) -> None:
     app.state.quota = QuotaClient(app.state.core_db, app.state.redis, app.state.keys)
     app.state.moderator = Moderator(app.state.llm)
     await start_room_docs(app)
+    await notifications.start(app)
 
 
 async def start_room_docs(app: FastAPI) -> None:
@@ -61,6 +64,7 @@ async def stop_room_docs(app: FastAPI) -> None:
 
 
 async def shutdown(app: FastAPI) -> None:
+    await notifications.stop(app)
     await stop_room_docs(app)
     for name in ("upstreams", "llm"):
         client = getattr(app.state, name, None)
@@ -73,7 +77,14 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     return create_app(
         service=SERVICE.name,
         settings=settings,
-        routers=[characters.router, scenarios.router, stories.router, votes.router, rooms_router.router],
+        routers=[
+            characters.router,
+            scenarios.router,
+            stories.router,
+            votes.router,
+            rooms_router.router,
+            notifications_router.router,
+        ],
         legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.community_database_url,
         consumer=handlers,

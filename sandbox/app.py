@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route, Router
 from . import (
     anthropic_api,
     control,
+    expo_push,
     images_api,
     oauth,
     openai_api,
@@ -65,6 +66,7 @@ def create_app(state: SandboxState | None = None) -> Starlette:
         *stripe_api.control_routes(state),
         *tmdb_api.control_routes(state),
         *oauth.control_routes(state),
+        *expo_push.control_routes(state),
         mount("/anthropic", "anthropic", anthropic_api.build(state)),
         *openai_mounts,
         mount("/stripe", "stripe", stripe_api.build(state)),
@@ -77,6 +79,7 @@ def create_app(state: SandboxState | None = None) -> Starlette:
         mount("/oauth/facebook", "facebook", oauth.build_facebook(state)),
         mount("/genai", "genai", images_api.build_google(state)),
         mount("/replicate", "replicate", images_api.build_replicate(state)),
+        mount("/expo", "expo", expo_push.build(state)),
     ]
     app = Starlette(routes=routes)
     app.state.sandbox = state

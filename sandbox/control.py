@@ -14,6 +14,8 @@
 ``DELETE /_sandbox/requests``          forget them
 ``GET    /_sandbox/emails``            SendGrid messages; filter ``to``
 ``GET    /_sandbox/posthog``           PostHog events captured; filter ``distinct_id``, ``event``
+``POST   /_sandbox/expo``              Expo push: ``{"down", "unregistered", "unregistered_on_receipt"}``
+``GET    /_sandbox/expo/messages``     Expo push messages accepted; filter ``to``
 ``POST   /_sandbox/config``            ``{"tag_replies": true}`` appends ``[via <provider>]`` to replies
 ``POST   /_sandbox/transcripts``       ``{"texts": [...]}``: next transcriptions answer these, in order
 =====================================  ============================================================
@@ -52,6 +54,7 @@ PREFIXES = {
     "facebook": "/oauth/facebook",
     "genai": "/genai",
     "replicate": "/replicate",
+    "expo": "/expo",
 }
 
 
@@ -76,6 +79,7 @@ def env_for(base_url: str) -> dict[str, str]:
         "GEMINI_GENAI_BASE_URL": f"{b}/genai",
         "VERTEX_BASE_URL": f"{b}/genai",
         "REPLICATE_BASE_URL": f"{b}/replicate",
+        "EXPO_PUSH_BASE_URL": f"{b}/expo/--/api/v2",
     }
 
 

@@ -44,6 +44,7 @@ PROVIDERS = (
     "facebook",
     "genai",
     "replicate",
+    "expo",
 )
 OPENAI_FAMILY = ("openai", "groq", "deepseek", "gemini")
 

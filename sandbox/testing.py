@@ -142,6 +142,13 @@ class Control:
     def facebook_token(self, token: str, user_id: str, **kw: Any) -> dict:
         return self._call("POST", "/_sandbox/oauth/facebook/tokens", json={"token": token, "user_id": user_id, **kw})
 
+    def expo(self, **kw: Any) -> dict:
+        """Expo push: ``down=True|False``, ``unregistered=[token]``, ``unregistered_on_receipt=[token]``."""
+        return self._call("POST", "/_sandbox/expo", json=kw)
+
+    def expo_messages(self, to: str | None = None) -> list[dict]:
+        return self._call("GET", "/_sandbox/expo/messages", params={"to": to} if to else None)["data"]
+
     def close(self) -> None:
         self.http.close()
 

@@ -56,6 +56,10 @@ class EventType(StrEnum):
     STREAK_MILESTONE = "streak.milestone"
     LEVEL_UP = "level.up"
     REWARD_GRANTED = "reward.granted"
+    # Community (votes: emitted by service_votes; rooms: the rooms branch emits room.joined with
+    # data {room_id, owner_id, user_id, role?, room_name?}, which Community's notifications consume)
+    STORY_VOTED = "story.voted"
+    ROOM_JOINED = "room.joined"
 
 
 KNOWN_TYPES = frozenset(t.value for t in EventType)
