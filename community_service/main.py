@@ -74,7 +74,7 @@ async def shutdown(app: FastAPI) -> None:
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
-    return create_app(
+    app = create_app(
         service=SERVICE.name,
         settings=settings,
         routers=[
@@ -91,6 +91,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         on_startup=[startup],
         on_shutdown=[shutdown],
     )
+    # The monolith served notifications at /api/notifications[/...] itself (the generic legacy
+    # prefix gives /api/notifications/notifications): answer there too.
+    app.include_router(notifications_router.router, prefix="/api", include_in_schema=False)
+    return app
 
 
 __getattr__ = lazy_app(build_app)

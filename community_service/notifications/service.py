@@ -28,7 +28,7 @@ async def apply_events(conn: asyncpg.Connection, events: list[Event], state: Any
     erasures last, so a user deleted in the same batch keeps nothing."""
     drafts: dict[tuple[str, str], kinds.Draft] = {}
     erased: list[str] = []
-    for event in events:
+    for event in sorted(events, key=lambda e: e.timestamp):  # a batch comes in event id order
         if event.event_type in (EventType.USER_CREATED, EventType.USER_UPDATED):
             if event.user_id and "email" in event.data:
                 await repo.set_email(conn, str(event.user_id), event.data.get("email") or None)
@@ -68,7 +68,7 @@ async def _deliveries(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> l
 
 
 async def list_notifications(pool, user: CurrentUser, *, cursor: str | None, unread: bool, limit: int) -> dict:
-    before = decode_sequence(cursor)
+    before = decode_sequence(cursor or "")
     async with pool.acquire() as conn:
         rows = await repo.page(conn, user.user_id, before_seq=before, unread=unread, limit=limit + 1)
     items = [repo.as_dict(r) for r in rows[:limit]]
