@@ -192,12 +192,8 @@ async def test_preferences_choose_the_channels(bus, http, person, sandbox, db, e
     assert sandbox.control.expo_messages(p.device)[0]["data"]["kind"] == "subscription"
     assert len(await notifications_of(http, p)) == 2  # in-app always
     # All deliveries settled: nothing left pending.
-    await eventually(
-        lambda: db.fetchval(
-            "SELECT count(*) = 0 FROM notification_deliveries WHERE user_id = $1 AND status IN ('pending', 'sent')", p.id
-        ),
-        timeout=10,
-    )
+    unsettled = "SELECT count(*) = 0 FROM notification_deliveries WHERE user_id = $1 AND status IN ('pending', 'sent')"
+    await eventually(lambda: db.fetchval(unsettled, p.id), timeout=10)
 
 
 async def test_one_event_one_notification_under_redelivery_and_concurrent_milestones(
@@ -210,7 +206,8 @@ async def test_one_event_one_notification_under_redelivery_and_concurrent_milest
     story = str(uuid.uuid4())
 
     def vote(up: int) -> Event:
-        return make_event("story.voted", str(uuid.uuid4()), {"story_id": story, "author_id": p.id, "value": 1, "up": up})
+        data = {"story_id": story, "author_id": p.id, "value": 1, "up": up}
+        return make_event("story.voted", str(uuid.uuid4()), data)
 
     # Votes racing in any order, a milestone reached again after a withdrawal, and redeliveries.
     votes = [vote(up) for up in (1, 2, 3, 1, 10, 9, 11, 10, 12, 100, 99, 100, 101)]
@@ -303,8 +300,7 @@ async def test_push_outage_delays_never_loses(bus, http, person, expo, db, event
     for days in range(1, 11):
         await bus.publish(make_event("streak.milestone", p.id, {"milestone": days}))
     await bus.publish(source_events(p, other)["subscription"])
-    await eventually(lambda: notifications_of(http, p), timeout=10)  # in-app at once
-    assert len(await notifications_of(http, p)) == 11
+    await eventually(async_len(http, p, 11), timeout=10)  # in-app at once
 
     async def retried():
         return await db.fetchval(
