@@ -51,7 +51,7 @@ async def start(app: FastAPI) -> None:
     state.notification_delivery = DeliveryWorker(
         state.db, email=state.notification_email, push=push, settings=settings, frontend_url=settings.frontend_url
     )
-    state.notification_hub = LiveHub(settings.community_database_url, on_notification=state.notification_delivery.wake)
+    state.notification_hub = LiveHub(settings.community_database_url, on_delivery=state.notification_delivery.wake)
     await state.notification_hub.start()
     state.notification_delivery.start()
     state.notification_consumer = build_consumer(app)

@@ -48,12 +48,13 @@ class Subscriber:
 
 
 class LiveHub:
-    """One LISTEN connection per worker, fanning payloads out to the streams open on it."""
+    """One LISTEN connection per worker, fanning payloads out to the streams open on it (and
+    telling the delivery worker when deliveries were queued)."""
 
-    def __init__(self, dsn: str, *, on_notification=None):
+    def __init__(self, dsn: str, *, on_delivery=None):
         self.dsn = dsn
         self.subscribers: dict[str, set[Subscriber]] = {}
-        self.on_notification = on_notification  # e.g. wake the delivery worker
+        self.on_delivery = on_delivery  # deliveries were queued: wake the delivery worker
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
         self._lost = asyncio.Event()
@@ -67,6 +68,8 @@ class LiveHub:
         conn = await asyncpg.connect(self.dsn)
         conn.add_termination_listener(lambda _c: self._lost.set())
         await conn.add_listener(repo.CHANNEL, self._on_payload)
+        if self.on_delivery is not None:
+            await conn.add_listener(repo.DELIVERY_CHANNEL, lambda *_: self.on_delivery())
         self._conn = conn
         self.ready.set()
 
@@ -97,8 +100,6 @@ class LiveHub:
             item = int(body) if body.isdigit() else orjson.loads(body)
             for sub in subs:
                 sub.put(item)
-        if self.on_notification is not None:
-            self.on_notification()
 
     def subscribe(self, user_id: str) -> Subscriber:
         sub = Subscriber(user_id)

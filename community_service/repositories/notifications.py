@@ -8,8 +8,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-# The NOTIFY channel the live streams listen on (notifications/live.py).
+# The NOTIFY channels: new notifications (the live streams), new deliveries (the delivery workers).
 CHANNEL = "community_notifications"
+DELIVERY_CHANNEL = "community_deliveries"
 # PostgreSQL's payload limit is 8000 bytes; a bigger notification is announced by its sequence only.
 MAX_PAYLOAD = 7900
 
@@ -238,9 +239,11 @@ async def erase_user(conn: asyncpg.Connection, user_id: str) -> dict[str, int]:
 
 
 async def enqueue(conn: asyncpg.Connection, rows: list[tuple[Any, str, str, str | None]]) -> None:
-    """(notification_id, user_id, channel, device_token) rows to send."""
+    """(notification_id, user_id, channel, device_token) rows to send; the delivery workers are
+    woken when the transaction commits."""
     if not rows:
         return
+    await conn.execute("SELECT pg_notify($1, '')", DELIVERY_CHANNEL)
     await conn.execute(
         "INSERT INTO notification_deliveries (notification_id, user_id, channel, device_token)"
         " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
