@@ -179,8 +179,9 @@ async def bench(args) -> None:
             rate = before_last / span if span else float("nan")
             print(
                 f"in-app: {args.events} notifications in {stats['batches']} batches; {before_last} applied between the "
-                f"first batch's start and the last one's ({span:.2f} s) = {rate:.0f}/s; wall clock first row seen -> all "
-                f"seen {wall:.2f} s; {rate / bare_rate:.0%} of the bare loop; target >= 1,000/s"
+                f"first batch's start and the last one's ({span:.2f} s) = {rate:.0f}/s; "
+                f"wall clock first row seen -> all seen {wall:.2f} s; {rate / bare_rate:.0%} of the bare loop; "
+                "target >= 1,000/s"
             )
             dup = await pool.fetchval("SELECT count(*) - count(DISTINCT (user_id, dedup_key)) FROM notifications")
             print(f"  duplicates: {dup}")
