@@ -67,7 +67,8 @@ class PreferencesUpdate(Body):
 
 
 class DeviceRequest(Body):
-    expo_push_token: str = Field(pattern=r"^Expo(nent)?PushToken\[[A-Za-z0-9_\-:.]{1,200}\]$")
+    # What Expo's getExpoPushTokenAsync gives, and all the official server SDK accepts.
+    expo_push_token: str = Field(pattern=r"^ExponentPushToken\[[A-Za-z0-9_\-:.]{1,200}\]$")
     platform: Literal["ios", "android"]
 
 

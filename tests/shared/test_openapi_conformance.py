@@ -59,6 +59,9 @@ def _service_overrides(service: str, sandbox, tmp_dir) -> dict[str, str]:
             "FRONTEND_URL": "https://app.scenextras.test",
             "REVENUECAT_WEBHOOK_AUTH": "Bearer rc-test-secret-0123456789",
         }
+    if service == "community":
+        # The notification stream is endless by design: here it ends after a second (clients reconnect).
+        return {**keys, "NOTIFICATION_STREAM_MAX_SECONDS": "1"}
     if service in ("chat", "community", "media"):
         return {**keys}  # models, moderation and providers on the sandbox
     if service == "content":
