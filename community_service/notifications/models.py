@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from community_service.notifications.kinds import KINDS
 
@@ -16,17 +16,18 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ReadRequest(Body):
-    """`{ids: [...]}` marks those (yours; others' change nothing), `{all: true}` marks every one."""
+class ReadIds(Body):
+    """Marks these (the caller's; others' ids change nothing)."""
 
-    ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=500)
-    all: Literal[True] | None = None
+    ids: list[uuid.UUID] = Field(min_length=1, max_length=500)
 
-    @model_validator(mode="after")
-    def _one_of(self):
-        if (self.ids is None) == (self.all is None):
-            raise ValueError("send either ids or all: true")
-        return self
+
+class ReadAll(Body):
+    """Marks every one."""
+
+    all: Literal[True]
+
+
 
 
 class ReadAnswer(BaseModel):
@@ -62,8 +63,8 @@ class Preferences(BaseModel):
 class PreferencesUpdate(Body):
     """Only the kinds named change."""
 
-    email: dict[Kind, bool] = Field(default_factory=dict)
-    push: dict[Kind, bool] = Field(default_factory=dict)
+    email: dict[Kind, StrictBool] = Field(default_factory=dict)
+    push: dict[Kind, StrictBool] = Field(default_factory=dict)
 
 
 class DeviceRequest(Body):

@@ -14,8 +14,9 @@ from community_service.notifications.models import (
     NotificationPage,
     Preferences,
     PreferencesUpdate,
+    ReadAll,
     ReadAnswer,
-    ReadRequest,
+    ReadIds,
     UnreadCount,
 )
 from community_service.routers.common import DEFAULT_LIMIT, MAX_LIMIT, pool, responses
@@ -43,9 +44,9 @@ async def unread_count(request: Request, user: CurrentUser = Depends(get_current
 
 
 @router.post("/read", response_model=ReadAnswer, responses=responses())
-async def mark_read(body: ReadRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
-    """Marks the caller's notifications read; ids that are not the caller's change nothing."""
-    return await notifications.mark_read(pool(request), user, body.ids)
+async def mark_read(body: ReadIds | ReadAll, request: Request, user: CurrentUser = Depends(get_current_user)):
+    """`{ids}` or `{all: true}`; ids that are not the caller's change nothing."""
+    return await notifications.mark_read(pool(request), user, body.ids if isinstance(body, ReadIds) else None)
 
 
 @router.get(
@@ -55,7 +56,7 @@ async def mark_read(body: ReadRequest, request: Request, user: CurrentUser = Dep
 )
 async def stream(
     request: Request,
-    last_event_id: str | None = Header(
+    last_event_id: str = Header(  # not `| None`: the document states a string, never null
         None,
         alias="Last-Event-ID",
         pattern=r"^[0-9]{1,18}$",
