@@ -141,9 +141,14 @@ async def stream(
     deadline = loop.time() + max_seconds
     sub = hub.subscribe(user_id)  # before reading the table: nothing falls between the two
     try:
-        yield b"retry: 3000\n\n"
-        async with pool.acquire() as conn:
-            sent = last_event_id if last_event_id is not None else await repo.last_seq(conn, user_id)
+        if last_event_id is None:
+            async with pool.acquire() as conn:
+                sent = await repo.last_seq(conn, user_id)
+        else:
+            sent = last_event_id
+        # The starting point is fixed before the client hears anything, and given as an id-only
+        # event (it sets EventSource's lastEventId), so a reconnect before any frame misses nothing.
+        yield b"retry: 3000\nid: %d\n\n" % sent
         if last_event_id is not None:
             async for chunk, seq in _backfill(pool, user_id, sent):
                 sent = seq
