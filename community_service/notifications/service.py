@@ -49,10 +49,14 @@ async def apply_events(conn: asyncpg.Connection, events: list[Event], state: Any
 
 async def _deliveries(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[tuple]:
     """Email and push deliveries the recipients' preferences allow (email only to a known address)."""
-    users = sorted({r["user_id"] for r in rows})
-    prefs = await repo.preferences(conn, users)
-    emails = await repo.emails_of(conn, users)
-    devices = await repo.devices_of(conn, users)
+    found = await repo.targets(conn, sorted({r["user_id"] for r in rows}))
+    emails = {t["user_id"]: t["email"] for t in found if t["email"]}
+    devices = {t["user_id"]: t["devices"] for t in found if t["devices"]}
+    prefs: dict[str, dict[tuple[str, str], bool]] = {}
+    for t in found:
+        for entry in t["prefs"] or ():
+            channel, kind, enabled = entry.split(":")
+            prefs.setdefault(t["user_id"], {})[(channel, kind)] = enabled == "true"
     out = []
     for r in rows:
         user, kind = r["user_id"], r["kind"]

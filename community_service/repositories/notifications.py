@@ -191,22 +191,21 @@ async def drop_device(conn: asyncpg.Connection, token: str) -> None:
     )
 
 
-async def devices_of(conn: asyncpg.Connection, user_ids: list[str]) -> dict[str, list[str]]:
-    rows = await conn.fetch(
-        "SELECT user_id, token FROM notification_devices WHERE user_id = ANY($1::text[]) ORDER BY created_at", user_ids
-    )
-    out: dict[str, list[str]] = {}
-    for r in rows:
-        out.setdefault(r["user_id"], []).append(r["token"])
-    return out
-
-
-async def emails_of(conn: asyncpg.Connection, user_ids: list[str]) -> dict[str, str]:
-    rows = await conn.fetch(
-        "SELECT user_id, email FROM notification_recipients WHERE user_id = ANY($1::text[]) AND email IS NOT NULL",
+async def targets(conn: asyncpg.Connection, user_ids: list[str]) -> list[asyncpg.Record]:
+    """For each user with anything set: their preferences (channel, kind, enabled), address and
+    devices, in one round trip (the consumer's hot path)."""
+    return await conn.fetch(
+        """
+        SELECT u.user_id,
+               (SELECT email FROM notification_recipients r WHERE r.user_id = u.user_id) AS email,
+               (SELECT array_agg(token ORDER BY created_at) FROM notification_devices d
+                 WHERE d.user_id = u.user_id) AS devices,
+               (SELECT array_agg(channel || ':' || kind || ':' || enabled::text) FROM notification_preferences p
+                 WHERE p.user_id = u.user_id) AS prefs
+        FROM unnest($1::text[]) AS u(user_id)
+        """,
         user_ids,
     )
-    return {r["user_id"]: r["email"] for r in rows}
 
 
 async def set_email(conn: asyncpg.Connection, user_id: str, email: str | None) -> None:
