@@ -131,7 +131,7 @@ class SSEClient:
                 if line.startswith(b"retry:"):
                     self.ready.set()  # the stream is subscribed
                 elif line.startswith(b"data: "):
-                    now = time.perf_counter()
+                    now = time.time()
                     item = orjson.loads(line[6:])
                     self.arrivals[item["data"]["code"]] = now
         finally:
@@ -203,7 +203,7 @@ async def bench(args) -> None:
             t_next = time.perf_counter()
             for i in range(args.live):
                 code = f"live-{i}"
-                sent[code] = time.perf_counter()
+                sent[code] = time.time()
                 await publisher.publish(make_event("achievement.unlocked", rnd.choice(streamers), {"code": code}))
                 t_next += interval
                 delay = t_next - time.perf_counter()
@@ -218,6 +218,19 @@ async def bench(args) -> None:
                 f"{summary(latencies)}; target p99 <= 100 ms"
             )
             print(f"  p90 {percentile(latencies, 90):.1f} ms, max {max(latencies):.1f} ms")
+            # Where the time goes: publish -> the consumer's transaction start (bus, batching) and
+            # transaction start -> frame (statements, commit, NOTIFY, stream, client).
+            started = {
+                r["code"]: r["at"]
+                for r in await pool.fetch(
+                    "SELECT data->>'code' AS code, extract(epoch FROM created_at)::float8 AS at FROM notifications"
+                    " WHERE data->>'code' LIKE 'live-%'"
+                )
+            }
+            to_tx = [(started[c] - t) * 1000 for c, t in sent.items() if c in started]
+            tx_to_frame = [(arrivals[c] - started[c]) * 1000 for c in sent if c in arrivals and c in started]
+            print(f"  publish -> transaction start: {summary(to_tx)}")
+            print(f"  transaction start -> frame:   {summary(tx_to_frame)}")
             print(f"load average after: {loadavg()}")
             for t in tasks:
                 t.cancel()
