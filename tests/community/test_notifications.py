@@ -461,3 +461,21 @@ async def test_hostile_requests(bus, http, person, tokens, db):
     # The legacy prefix serves the same routes.
     r = await http.get("/api/notifications/unread-count", headers=p.headers)
     assert r.status_code == 200 and r.json() == {"unread": 0}
+
+
+async def test_email_outage_delays_never_loses(bus, http, person, sandbox, db, eventually):
+    """SendGrid answering 500 (each attempt of the backend and its one quick retry) for the first
+    two rounds: the email arrives once, on a later round."""
+    p, other = await joined(bus, http, person(), device=False), await joined(bus, http, person(), device=False)
+    sandbox.control.fault("sendgrid", status=500, count=4)
+    try:
+        await bus.publish(source_events(p, other)["payment_failed"])
+        await eventually(lambda: sandbox.control.emails(p.email), timeout=20)
+        await asyncio.sleep(1.0)
+        assert [e["subject"] for e in sandbox.control.emails(p.email)] == ["Your payment failed"]
+        row = await db.fetchrow(
+            "SELECT status, attempts FROM notification_deliveries WHERE user_id = $1 AND channel = 'email'", p.id
+        )
+        assert row["status"] == "delivered" and row["attempts"] == 3
+    finally:
+        sandbox.control.clear_faults()
