@@ -479,3 +479,20 @@ async def test_email_outage_delays_never_loses(bus, http, person, sandbox, db, e
         assert row["status"] == "delivered" and row["attempts"] == 3
     finally:
         sandbox.control.clear_faults()
+
+
+async def test_stream_survives_the_listener_losing_its_connection(bus, http, person, db, service_env):
+    """The worker's LISTEN connection killed: it reconnects, and open streams read what was made
+    meanwhile from the table (nothing missed, nothing twice)."""
+    p = await joined(bus, http, person(), device=False)
+    async with opened(http, p) as live:
+        assert [await live.__anext__() for _ in range(3)] == ["retry: 3000", "id: 0", ""]
+        killed = await db.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+        )
+        assert killed >= 1
+        for days in (3, 7):
+            await bus.publish(make_event("streak.milestone", p.id, {"milestone": days}))
+        got = await _frames(live, 2, timeout=20)
+    assert [(i, d["data"]["milestone"]) for i, d in got] == [(1, 3), (2, 7)]
