@@ -43,6 +43,8 @@ PROVIDERS = {
     "Gemini images": ("GEMINI_API_KEY", ["GEMINI_GENAI_BASE_URL"]),
     "Imagen (Vertex AI)": ("VERTEX_API_KEY", ["VERTEX_BASE_URL"]),
     "Replicate": ("REPLICATE_API_TOKEN", ["REPLICATE_BASE_URL"]),
+    # Expo's push service needs no key: set EXPO_PUSH_BASE_URL=https://exp.host/--/api/v2 for the real one.
+    "Expo push": ("EXPO_PUSH_BASE_URL", ["EXPO_PUSH_BASE_URL"]),
 }
 
 

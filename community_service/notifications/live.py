@@ -83,7 +83,7 @@ class LiveHub:
                 try:
                     await self._connect()
                     break
-                except (OSError, asyncpg.PostgresError) as exc:
+                except Exception as exc:  # whatever the cause, keep trying
                     log.warning("notification listener cannot connect", extra={"error": repr(exc)})
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
