@@ -40,7 +40,9 @@ class Settings(LLMSettings, EmailSettings, ServiceSettings):
     expo_access_token: str | None = None  # Expo's "enhanced security for push notifications"
     expo_push_timeout_seconds: float = 10.0
     notification_batch_size: int = 500
-    notification_batch_wait_ms: float = 5.0  # the longest an event waits for others to batch with
+    # The longest an event waits for others to batch with: none (what arrives while a batch is being
+    # applied forms the next one, so batches grow with the load by themselves).
+    notification_batch_wait_ms: float = 0.0
     notification_delivery_poll_seconds: float = 1.0
     notification_delivery_batch: int = 100  # Expo takes up to 100 messages a request
     notification_retry_base_seconds: float = 5.0  # back-off doubles from here...

@@ -77,7 +77,7 @@ async def announce(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None
     if not rows:
         return
     payloads = []
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (r["user_id"], r["seq"])):  # a user's in sequence order
         body = orjson.dumps(as_dict(row)).decode()
         if len(body) + len(row["user_id"]) + 1 > MAX_PAYLOAD:
             body = str(row["seq"])
