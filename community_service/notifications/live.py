@@ -141,11 +141,10 @@ async def stream(
     deadline = loop.time() + max_seconds
     sub = hub.subscribe(user_id)  # before reading the table: nothing falls between the two
     try:
-        if last_event_id is None:
-            async with pool.acquire() as conn:
-                sent = await repo.last_seq(conn, user_id)
-        else:
-            sent = last_event_id
+        async with pool.acquire() as conn:
+            newest = await repo.last_seq(conn, user_id)
+        # An id beyond the newest (not one this stream gave) would hide what comes next: clamped.
+        sent = newest if last_event_id is None else min(last_event_id, newest)
         # The starting point is fixed before the client hears anything, and given as an id-only
         # event (it sets EventSource's lastEventId), so a reconnect before any frame misses nothing.
         yield b"retry: 3000\nid: %d\n\n" % sent

@@ -287,10 +287,15 @@ async def test_live_stream_and_reconnect_with_last_event_id(bus, http, person, c
         await bus.publish(make_event("streak.milestone", p.id, {"milestone": 1000}))
         live_again = await _frames(again, 1)
     assert [(i, d["data"]["milestone"]) for i, d in live_again] == [(7, 1000)]
+    # An id it never gave (beyond the newest) does not hide what comes next.
+    async with opened(http, p, last_event_id=10**12) as ahead:
+        assert [await ahead.__anext__() for _ in range(3)] == ["retry: 3000", "id: 7", ""]
+        await bus.publish(make_event("streak.milestone", p.id, {"milestone": 2000}))
+        assert [(i, d["data"]["milestone"]) for i, d in await _frames(ahead, 1)] == [(8, 2000)]
     # From the start: everything, in order, once.
     async with opened(http, p, last_event_id=0) as replay:
-        everything = await _frames(replay, 7)
-    assert [i for i, _ in everything] == list(range(1, 8))
+        everything = await _frames(replay, 8)
+    assert [i for i, _ in everything] == list(range(1, 9))
 
 
 async def test_push_outage_delays_never_loses(bus, http, person, expo, db, eventually):
