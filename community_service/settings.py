@@ -26,12 +26,10 @@ class Settings(LLMSettings, EmailSettings, ServiceSettings):
     import_max_messages: int = 200
     # The LLM providers and OpenAI's moderation (OPENAI_API_KEY, LLM_MODERATION_MODEL, ...) are
     # LLMSettings' (shared/llm).
-<<<<<<< HEAD
     # Fandom rooms: Auth records referral joins (POST /referrals/apply with the caller's token).
     auth_service_url: str = _local("auth")
     # How often an open room's document is saved back to its story as a version (when it changed).
     room_doc_save_seconds: float = Field(30.0, gt=0)
-=======
 
     # Notifications (community_service/notifications). Email: shared.email.EmailSettings
     # (EMAIL_BACKEND, SENDGRID_*); push: Expo's push API (the sandbox's /expo/--/api/v2 in tests).
@@ -51,4 +49,3 @@ class Settings(LLMSettings, EmailSettings, ServiceSettings):
     notification_receipt_delay_seconds: float = 900.0  # Expo: receipts are ready within ~15 minutes
     notification_stream_heartbeat_seconds: float = 15.0
     notification_stream_max_seconds: float = 300.0  # then the client reconnects with Last-Event-ID
->>>>>>> 39b333a (community: notifications (migration 003, consumer, live stream over LISTEN/NOTIFY, delivery worker for email and Expo push, routes); sandbox: Expo push server)

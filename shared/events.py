@@ -56,10 +56,8 @@ class EventType(StrEnum):
     STREAK_MILESTONE = "streak.milestone"
     LEVEL_UP = "level.up"
     REWARD_GRANTED = "reward.granted"
-    # Community (votes: emitted by service_votes; rooms: the rooms branch emits room.joined with
-    # data {room_id, owner_id, user_id, role?, room_name?}, which Community's notifications consume)
+    # Community: data {story_id, author_id, value, previous, score, up, down} (service_votes)
     STORY_VOTED = "story.voted"
-    ROOM_JOINED = "room.joined"
 
 
 KNOWN_TYPES = frozenset(t.value for t in EventType)
