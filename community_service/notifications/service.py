@@ -28,7 +28,11 @@ async def apply_events(conn: asyncpg.Connection, events: list[Event], state: Any
     erasures last, so a user deleted in the same batch keeps nothing."""
     drafts: dict[tuple[str, str], kinds.Draft] = {}
     erased: list[str] = []
+    room_names = await _room_names(conn, events)
     for event in sorted(events, key=lambda e: e.timestamp):  # a batch comes in event id order
+        name = room_names.get(str(event.data.get("room_id"))) if event.event_type == EventType.ROOM_JOINED else None
+        if name:
+            event = event.model_copy(update={"data": {**event.data, "room_name": name}})
         if event.event_type in (EventType.USER_CREATED, EventType.USER_UPDATED):
             if event.user_id and "email" in event.data:
                 await repo.set_email(conn, str(event.user_id), event.data.get("email") or None)
@@ -45,6 +49,21 @@ async def apply_events(conn: asyncpg.Connection, events: list[Event], state: Any
         await repo.enqueue(conn, await _deliveries(conn, rows))
     for user_id in erased:
         await repo.erase_user(conn, user_id)
+
+
+async def _room_names(conn: asyncpg.Connection, events: list[Event]) -> dict[str, str]:
+    """room.joined carries the room's id, not its name: the rooms table (same database) has it."""
+    ids = set()
+    for e in events:
+        if e.event_type == EventType.ROOM_JOINED:
+            try:
+                ids.add(str(uuid.UUID(str(e.data.get("room_id")))))
+            except ValueError:
+                continue
+    if not ids:
+        return {}
+    rows = await conn.fetch("SELECT id::text, name FROM rooms WHERE id = ANY($1::uuid[])", list(ids))
+    return {r["id"]: r["name"] for r in rows}
 
 
 async def _deliveries(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[tuple]:

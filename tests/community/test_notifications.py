@@ -500,3 +500,18 @@ async def test_stream_survives_the_listener_losing_its_connection(bus, http, per
             await bus.publish(make_event("streak.milestone", p.id, {"milestone": days}))
         got = await _frames(live, 2, timeout=20)
     assert [(i, d["data"]["milestone"]) for i, d in got] == [(1, 3), (2, 7)]
+
+
+async def test_a_real_room_join_tells_the_owner(bus, http, person, sandbox, eventually):
+    """From the rooms routes to the owner's notification and push: the event as rooms emits it
+    (through its outbox), the room's name read from the rooms table."""
+    owner, joiner = await joined(bus, http, person()), await joined(bus, http, person(), device=False)
+    r = await http.post("/rooms", json={"name": "Rivendell readers", "visibility": "public"}, headers=owner.headers)
+    assert r.status_code == 201, r.text
+    r = await http.post("/rooms/join", json={"room_id": r.json()["id"]}, headers=joiner.headers)
+    assert r.status_code == 200, r.text
+    got = await eventually(lambda: notifications_of(http, owner), timeout=20)
+    assert [(n["kind"], n["body"]) for n in got] == [("room_joined", "Someone joined your room Rivendell readers.")]
+    assert got[0]["data"]["user_id"] == joiner.id
+    await eventually(lambda: sandbox.control.expo_messages(owner.device), timeout=20)
+    assert await notifications_of(http, joiner) == []  # the joiner is not told
