@@ -98,7 +98,7 @@ def _referral(event: Event) -> list[Draft]:
     body = "Someone joined SceneXtras with your referral code."
     if bonus:
         body += f" You both get {bonus} bonus credits."
-    data = {"referred_id": d.get("referred_id") or event.user_id, "bonus_credits": bonus}
+    data = {"bonus_credits": bonus}  # not who joined: no other user's id is kept in someone's notifications
     return [Draft(str(referrer), REFERRAL, "Your referral just joined", body, event.event_id, data)]
 
 
@@ -109,7 +109,7 @@ def _room_joined(event: Event) -> list[Draft]:
         return []
     name = _str(d.get("room_name") or d.get("name"), 100)
     body = f"Someone joined your room {name}." if name else "Someone joined your room."
-    data = {"room_id": d.get("room_id"), "user_id": joiner, "role": d.get("role")}
+    data = {"room_id": d.get("room_id"), "role": d.get("role")}  # not the joiner's id (theirs to erase)
     return [Draft(str(owner), ROOM_JOINED, "New member in your room", body, event.event_id, data)]
 
 
