@@ -8,9 +8,8 @@ from community_service import errors
 from community_service.models import counts, iso
 from community_service.repositories import moderation as mod_repo
 from community_service.repositories import votes as vote_repo
-from community_service.service import STORY_VOTED, hot, parse_id
+from community_service.service import STORY_VOTED, parse_id
 from shared.auth import CurrentUser
-from shared.bus.outbox import emit
 from shared.events import make_event
 
 
@@ -23,48 +22,24 @@ def _visible_target(row, target_type: str, user: CurrentUser) -> bool:
 
 
 async def vote(pool, user: CurrentUser, target_type: str, target_id: str, value: int) -> dict:
-    """Set (value ±1) or remove (value 0) the caller's vote. Exact under concurrency: the vote row
-    is the per-user lock (first insert, or SELECT ... FOR UPDATE), and the target's counters move by
-    relative increments under its row lock in the same transaction."""
+    """Set (value ±1) or remove (value 0) the caller's vote. One statement (repositories/votes.cast):
+    the vote row's upsert/delete is the per-user serialization, the target's counters and hot move by
+    the delta under the target's row lock, and story.voted goes to the outbox with them. No lock is
+    held across round trips, so votes on one story follow each other at the speed of a commit."""
     tid = parse_id(target_id, errors.TARGET_NOT_FOUND)
-    async with pool.acquire() as conn, conn.transaction():
-        row = await vote_repo.target(conn, target_type, tid)
-        if not _visible_target(row, target_type, user):
-            raise errors.TARGET_NOT_FOUND()
-        if value and await vote_repo.insert_new(conn, target_type, tid, user.user_id, value):
-            previous = 0
-        else:
-            previous = await vote_repo.previous_value(conn, target_type, tid, user.user_id)
-            if value == previous:
-                return {"target_type": target_type, "target_id": str(tid), **counts(row, value)}
-            if value:
-                await vote_repo.change(conn, target_type, tid, user.user_id, value)
-            else:
-                await vote_repo.delete(conn, target_type, tid, user.user_id)
-        d_up = (value == 1) - (previous == 1)
-        d_down = (value == -1) - (previous == -1)
-        moved = await vote_repo.move_counts(conn, target_type, tid, d_up, d_down)
-        if target_type == "story":
-            await vote_repo.set_hot(conn, "story", tid, hot(moved["score"], row["published_at"]))
-            await emit(
-                conn,
-                make_event(
-                    STORY_VOTED,
-                    user.user_id,
-                    {
-                        "story_id": str(tid),
-                        "author_id": row["author_id"],
-                        "value": value,
-                        "previous": previous,
-                        "score": moved["score"],
-                        "up": moved["up"],
-                        "down": moved["down"],
-                    },
-                ),
-            )
-        elif target_type == "scenario":
-            await vote_repo.set_hot(conn, "scenario", tid, hot(moved["score"], row["created_at"]))
-    return {"target_type": target_type, "target_id": str(tid), **counts(moved, value)}
+    event = None
+    if target_type == "story":
+        # author_id, previous and the counters are filled in by the statement.
+        event = make_event(STORY_VOTED, user.user_id, {"story_id": str(tid), "value": value})
+    async with pool.acquire() as conn:
+        row = await vote_repo.cast(conn, target_type, tid, user.user_id, value, event)
+    if row is None:
+        raise errors.TARGET_NOT_FOUND()
+    if row["previous"] is None:  # already so: nothing moved
+        current = {"score": row["score"], "up": row["up"], "down": row["down"]}
+    else:
+        current = {"score": row["new_score"], "up": row["new_up"], "down": row["new_down"]}
+    return {"target_type": target_type, "target_id": str(tid), **counts(current, value)}
 
 
 # Reports and moderation ---------------------------------------------------------------------
