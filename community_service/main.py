@@ -12,6 +12,7 @@ from community_service.routers import characters, scenarios, stories, votes
 from community_service.routers import rooms as rooms_router
 from community_service.settings import Settings
 from community_service.upstream import Upstreams
+from community_service.vote_batch import VoteBatcher
 from shared import fleet
 from shared.app import create_app, lazy_app
 from shared.llm import LLMRouter
@@ -32,6 +33,7 @@ async def startup(app: FastAPI) -> None:
     app.state.llm = LLMRouter(settings)
     app.state.quota = QuotaClient(app.state.core_db, app.state.redis, app.state.keys)
     app.state.moderator = Moderator(app.state.llm)
+    app.state.votes = VoteBatcher(app.state.db)
     await start_room_docs(app)
 
 
@@ -62,6 +64,8 @@ async def stop_room_docs(app: FastAPI) -> None:
 
 async def shutdown(app: FastAPI) -> None:
     await stop_room_docs(app)
+    if getattr(app.state, "votes", None) is not None:
+        await app.state.votes.close()
     for name in ("upstreams", "llm"):
         client = getattr(app.state, name, None)
         if client is not None:

@@ -1,5 +1,5 @@
 """Votes, reports and moderation in community: one vote per user and target with the counters moved
-in the vote's transaction, the reports queue, moderator actions with their audit rows. Characters,
+in the vote's statement, the reports queue, moderator actions with their audit rows. Characters,
 universes, favourites and scenarios are in service.py; stories in service_stories.py."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from community_service.models import counts, iso
 from community_service.repositories import moderation as mod_repo
 from community_service.repositories import votes as vote_repo
 from community_service.service import STORY_VOTED, parse_id
+from community_service.vote_batch import VoteBatcher
 from shared.auth import CurrentUser
 from shared.events import make_event
 
@@ -21,24 +22,21 @@ def _visible_target(row, target_type: str, user: CurrentUser) -> bool:
     return row["status"] == "active" and (row["visibility"] == "public" or row["owner_id"] == user.user_id)
 
 
-async def vote(pool, user: CurrentUser, target_type: str, target_id: str, value: int) -> dict:
-    """Set (value ±1) or remove (value 0) the caller's vote. One statement (repositories/votes.cast):
-    the vote row's upsert/delete is the per-user serialization, the target's counters and hot move by
-    the delta under the target's row lock, and story.voted goes to the outbox with them. No lock is
-    held across round trips, so votes on one story follow each other at the speed of a commit."""
+async def vote(votes: VoteBatcher, user: CurrentUser, target_type: str, target_id: str, value: int) -> dict:
+    """Set (value ±1) or remove (value 0) the caller's vote. One statement carries it with the votes
+    that arrived meanwhile (vote_batch.py, repositories/votes.cast_many): the vote row's upsert or
+    delete is the per-user serialization, the target's counters and hot move by the delta under the
+    target's row lock, and story.voted goes to the outbox with them. No lock is held across round
+    trips."""
     tid = parse_id(target_id, errors.TARGET_NOT_FOUND)
     event = None
     if target_type == "story":
         # author_id, previous and the counters are filled in by the statement.
         event = make_event(STORY_VOTED, user.user_id, {"story_id": str(tid), "value": value})
-    async with pool.acquire() as conn:
-        row = await vote_repo.cast(conn, target_type, tid, user.user_id, value, event)
-    if row is None:
+    row = await votes.cast(target_type, tid, user.user_id, value, event)
+    if not row["visible"]:
         raise errors.TARGET_NOT_FOUND()
-    if row["previous"] is None:  # already so: nothing moved
-        current = {"score": row["score"], "up": row["up"], "down": row["down"]}
-    else:
-        current = {"score": row["new_score"], "up": row["new_up"], "down": row["new_down"]}
+    current = {"score": row["up"] - row["down"], "up": row["up"], "down": row["down"]}
     return {"target_type": target_type, "target_id": str(tid), **counts(current, value)}
 
 
