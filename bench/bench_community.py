@@ -92,7 +92,7 @@ def start(port: int, env: dict[str, str], log: Path, workers: int) -> subprocess
         uvicorn_command("community_service.main:app", port, workers=workers),
         cwd=ROOT,
         env={**os.environ, **env},
-        stdout=open(log, "wb"),  # noqa: SIM115
+        stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90
@@ -182,7 +182,10 @@ async def votes_service_layer(pool, targets: list[str], n: int, in_flight: int) 
     from community_service.vote_batch import VoteBatcher
 
     batcher = VoteBatcher(pool)
-    users = [CurrentUser(user_id=f"layer-{uuid.uuid4()}", email=None, role="authenticated", tier=0, claims={}) for _ in range(n)]
+    users = [
+        CurrentUser(user_id=f"layer-{uuid.uuid4()}", email=None, role="authenticated", tier=0, claims={})
+        for _ in range(n)
+    ]
     queue = iter(users)
     rnd = random.Random(11)
 
