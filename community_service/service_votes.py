@@ -8,9 +8,10 @@ from community_service import errors
 from community_service.models import counts, iso
 from community_service.repositories import moderation as mod_repo
 from community_service.repositories import votes as vote_repo
-from community_service.service import STORY_VOTED, parse_id
+from community_service.service import ENGAGEMENT_KEYS, STORY_VOTED, parse_id
 from community_service.vote_batch import VoteBatcher
 from shared.auth import CurrentUser
+from shared.engagement import Engagement
 from shared.events import make_event
 
 
@@ -22,7 +23,14 @@ def _visible_target(row, target_type: str, user: CurrentUser) -> bool:
     return row["status"] == "active" and (row["visibility"] == "public" or row["owner_id"] == user.user_id)
 
 
-async def vote(votes: VoteBatcher, user: CurrentUser, target_type: str, target_id: str, value: int) -> dict:
+async def vote(
+    votes: VoteBatcher,
+    user: CurrentUser,
+    target_type: str,
+    target_id: str,
+    value: int,
+    engagement: Engagement | None = None,
+) -> dict:
     """Set (value ±1) or remove (value 0) the caller's vote. One statement carries it with the votes
     that arrived meanwhile (vote_batch.py, repositories/votes.cast_many): the vote row's upsert or
     delete is the per-user serialization, the target's counters and hot move by the delta under the
@@ -32,10 +40,15 @@ async def vote(votes: VoteBatcher, user: CurrentUser, target_type: str, target_i
     event = None
     if target_type == "story":
         # author_id, previous and the counters are filled in by the statement.
-        event = make_event(STORY_VOTED, user.user_id, {"story_id": str(tid), "value": value})
+        data = {"story_id": str(tid), "value": value}
+        event = make_event(STORY_VOTED, user.user_id, data, source="community_service")
     row = await votes.cast(target_type, tid, user.user_id, value, event)
     if not row["visible"]:
         raise errors.TARGET_NOT_FOUND()
+    if event is not None and row["previous"] is not None and engagement is not None:
+        # The vote committed (and its story.voted, same id, is in the outbox): PostHog gets it too.
+        event.data["previous"] = row["previous"]
+        engagement.capture(event, ENGAGEMENT_KEYS)
     current = {"score": row["up"] - row["down"], "up": row["up"], "down": row["down"]}
     return {"target_type": target_type, "target_id": str(tid), **counts(current, value)}
 
