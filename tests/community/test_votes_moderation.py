@@ -124,6 +124,31 @@ async def test_one_users_concurrent_changes_of_a_vote_move_the_counters_once(cli
     assert (r.json()["score"], r.json()["up"], r.json()["down"], r.json()["my_vote"]) == (-1, 0, 1, -1)
 
 
+async def test_a_vote_waiting_on_the_story_adds_to_what_committed_meanwhile(client, new_user, community_db):
+    """The counters move by relative increments on the row as committed when the vote gets its
+    lock, not as its statement first saw it: another instance's batch that commits +5 while this
+    vote waits is kept (+5, then +1)."""
+    sid = await _published(client, new_user(), title="Relative")
+    voter = new_user()
+    async with community_db.acquire() as other_instance:
+        batch = other_instance.transaction()
+        await batch.start()
+        await other_instance.execute("UPDATE stories SET up = up + 5, score = score + 5 WHERE id = $1", uuid.UUID(sid))
+        vote = asyncio.create_task(
+            client.put("/votes", json={"target_type": "story", "target_id": sid, "value": 1}, headers=voter.headers)
+        )
+        try:
+            await _lock_waiters(community_db, "votes", 1)
+        finally:
+            await batch.commit()
+        r = await vote
+    assert r.status_code == 200, r.text
+    assert (r.json()["score"], r.json()["up"], r.json()["down"]) == (6, 6, 0)
+    row = await community_db.fetchrow("SELECT up, down, score, hot, published_at FROM stories WHERE id = $1", sid)
+    assert (row["up"], row["down"], row["score"]) == (6, 0, 6)
+    assert row["hot"] == hot(6, row["published_at"])
+
+
 async def test_votes_need_a_visible_target(client, new_user):
     author, other = new_user(), new_user()
     r = await client.post("/stories", json={}, headers=author.headers)
