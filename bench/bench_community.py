@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 from common import percentile as pct  # noqa: E402
-from common import uvicorn_command  # noqa: E402
+from common import process_cpu_seconds, uvicorn_command  # noqa: E402
 
 from shared.auth import CurrentUser, mint_access_token  # noqa: E402
 from shared.db import create_pool  # noqa: E402
@@ -220,12 +221,15 @@ async def main() -> None:
         await migrate(dsn, "community")
         pool = await create_pool(dsn, min_size=2, max_size=10)
         t0 = time.perf_counter()
-        async with pool.acquire() as conn:
+        seeder = await asyncpg.connect(dsn)  # no command timeout: seeding takes a while
+        try:
             for sql in SEED_SQL:
                 args_ = [a for a, used in ((args.stories, "$1"), (args.votes, "$2")) if used in sql]
-                await conn.execute(sql, *args_) if args_ else await conn.execute(sql)
-        await pool.execute("VACUUM ANALYZE stories")
-        await pool.execute("VACUUM ANALYZE votes")
+                await seeder.execute(sql, *args_)
+            await seeder.execute("VACUUM ANALYZE stories")
+            await seeder.execute("VACUUM ANALYZE votes")
+        finally:
+            await seeder.close()
         seeded = time.perf_counter() - t0
         counts = await pool.fetchrow("SELECT (SELECT count(*) FROM stories) s, (SELECT count(*) FROM votes) v")
         port = free_port()
@@ -270,18 +274,36 @@ async def main() -> None:
                 async with session.get(f"{url}/stories", params={"scope": "public"}, headers=token("w")) as r:
                     await r.read()
 
+            def cpu() -> float:  # the service's own CPU seconds (its workers too), not PostgreSQL's
+                return process_cpu_seconds(proc.pid, with_children=True)
+
             print(f"\n1. hot feed, GET /stories?scope=public&sort=hot&limit=20 at {args.rate:.0f} req/s (open loop)")
+            c0 = cpu()
             first, err1 = await feed_at_rate(session, url, args.rate, args.seconds, None)
-            print(line("first page", first, f"{err1} errors"))
+            c1 = cpu()
+            print(line("first page", first, f"{err1} errors, service CPU {(c1 - c0) / len(first) * 1000:.2f} ms/req"))
             deeper, err2 = await feed_at_rate(session, url, args.rate, args.seconds, deep_cursor)
-            print(line(f"a page {counts['s'] // 2:,} stories deep (cursor)", deeper, f"{err2} errors"))
+            c2 = cpu()
+            print(
+                line(
+                    f"a page {counts['s'] // 2:,} stories deep (cursor)",
+                    deeper,
+                    f"{err2} errors, service CPU {(c2 - c1) / len(deeper) * 1000:.2f} ms/req",
+                )
+            )
 
             print(f"\n2. votes, PUT /votes, {args.in_flight} in flight, distinct voters, 20% change their vote")
             one_story = str(deep["id"])
             all_ids = [str(r["id"]) for r in await pool.fetch("SELECT id FROM stories")]
             voters = [token(f"bench-voter-{i}") for i in range(int(args.seconds * 4000))]
+            c0 = cpu()
             done, wall, lat, bad = await votes_http(session, url, [one_story], voters, args.in_flight, args.seconds)
-            print(line("all on one story", lat, f"{done / wall:,.0f} votes/s, {bad} non-200"))
+            per = (cpu() - c0) / max(done, 1) * 1000
+            print(
+                line(
+                    "all on one story", lat, f"{done / wall:,.0f} votes/s, {bad} non-200, service CPU {per:.2f} ms/vote"
+                )
+            )
             spread_voters = [token(f"bench-spread-{i}") for i in range(int(args.seconds * 4000))]
             done2, wall2, lat2, bad2 = await votes_http(
                 session, url, all_ids, spread_voters, args.in_flight, args.seconds
