@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
-from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.openapi import NOT_BLANK_PATTERN
+from shared.responses import json_response  # noqa: F401 (chat's routes import it from here)
 
 # Text that must hold something besides whitespace: the document says so with this pattern, and the service
 # answers its own clear code (EMPTY_MESSAGE, EMPTY_TEXT) for the rest, checking exactly that (str.strip()).
@@ -169,8 +168,3 @@ def conversation_out(row) -> dict[str, Any]:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
-
-
-def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
-    """A dict straight to JSON bytes (orjson), without FastAPI's per-field encoder walk."""
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
