@@ -99,3 +99,20 @@ async def test_a_posthog_outage_costs_no_request(make_client, community_env, new
                 assert r.json()["score"] == 20
             finally:
                 await http.delete(f"/faults/{fault}")
+
+
+async def test_room_joined_reaches_posthog(tracked, new_user, event_spy, community_env):
+    owner, fan = new_user(), new_user()
+    r = await tracked.post("/rooms", json={"name": "Engaged fans", "visibility": "invite"}, headers=owner.headers)
+    assert r.status_code == 201, r.text
+    room = r.json()
+    async with event_spy(["room.joined"]) as spy:
+        r = await tracked.post("/rooms/join", json={"invite_code": room["invite_code"]}, headers=fan.headers)
+        assert r.status_code == 200 and r.json()["joined"] is True, r.text
+        r = await tracked.post("/rooms/join", json={"invite_code": room["invite_code"]}, headers=fan.headers)
+        assert r.json()["joined"] is False  # already in: no event, nothing captured
+        (joined,) = await spy.wait_for("room.joined", room_id=room["id"])
+    (seen,) = await _captured(community_env, {joined.event_id})
+    assert seen["event"] == "room.joined" and seen["distinct_id"] == fan.id
+    ours = {k: v for k, v in seen["properties"].items() if not k.startswith("$")}  # the SDK adds its own
+    assert ours == {"room_id": room["id"], "role": "viewer", "via": "invite", "source": "community_service"}
