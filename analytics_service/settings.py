@@ -12,6 +12,5 @@ class Settings(ServiceSettings):
     # ANALYTICS_BATCH_WAIT_MS for a batch to fill (the latency added when traffic is light).
     analytics_batch_size: int = 500
     analytics_batch_wait_ms: float = 20.0
-    # Forward every event to PostHog (official SDK) when a project key is set.
-    posthog_api_key: str | None = None
-    posthog_host: str = "https://us.i.posthog.com"
+    # Every event is forwarded to PostHog (official SDK) when POSTHOG_API_KEY is set (ServiceSettings'
+    # posthog_api_key / posthog_host, shared/engagement.py).

@@ -48,9 +48,17 @@ class CharacterContext:
     bio: str | None = None
     sources: list[str] = field(default_factory=list)
     degraded: bool = False  # a source failed: the plain fallback (partly) stands in
+    # A Community custom character (custom_characters.py): its id and the rest of its definition
+    # (its description is `bio`).
+    personality: str | None = None
+    greeting: str | None = None
+    example_dialogue: str | None = None
+    character_id: str | None = None
 
     def keywords(self) -> set[str]:
-        text = " ".join(filter(None, [self.character, self.series, self.title, self.overview, self.bio]))
+        text = " ".join(
+            filter(None, [self.character, self.series, self.title, self.overview, self.bio, self.personality])
+        )
         return {w for w in re.findall(r"[a-z]{4,}", text.lower())} - STOPWORDS
 
 
@@ -80,6 +88,12 @@ def system_prompt(ctx: CharacterContext, *, group_names: list[str] | None = None
         parts.append(f"The story: {ctx.overview}")
     if ctx.bio:
         parts.append(f"About you: {ctx.bio}")
+    if ctx.personality:
+        parts.append(f"Your personality: {ctx.personality}")
+    if ctx.greeting:
+        parts.append(f"You greet people like this: {ctx.greeting}")
+    if ctx.example_dialogue:
+        parts.append(f"An example of how you talk:\n{ctx.example_dialogue}")
     if group_names:
         others = [n for n in group_names if n != ctx.character]
         parts.append(

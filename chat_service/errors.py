@@ -28,6 +28,12 @@ CANNOT_EDIT_REPLY = ErrorCode(
 UNKNOWN_REACTION = ErrorCode(422, "UNKNOWN_REACTION", "reaction must be like or dislike.")
 UNSUPPORTED_FORMAT = ErrorCode(422, "UNSUPPORTED_FORMAT", "This format is not offered.")
 
+# -- custom characters (Community's) -------------------------------------------------------------
+CHARACTER_NOT_FOUND = ErrorCode(404, "CHARACTER_NOT_FOUND", "No such character.")
+COMMUNITY_UNAVAILABLE = ErrorCode(
+    503, "COMMUNITY_UNAVAILABLE", "Custom characters cannot be read right now; try again shortly."
+)
+
 # -- a message --------------------------------------------------------------------------------
 EMPTY_MESSAGE = ErrorCode(422, "EMPTY_MESSAGE", "The message is empty.")
 MESSAGE_TOO_LONG = ErrorCode(422, "MESSAGE_TOO_LONG", "The message is too long.")

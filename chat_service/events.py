@@ -3,6 +3,7 @@
 - `subscription.*`: the user's tier changed; the cached tier is set from the event (`data.tier`)
   or dropped so the next request reads it from the core database, and the cached quota is dropped.
 - `quota.*`: the cached quota is dropped.
+- `character.updated` (Community): the custom character's cached definition is dropped.
 - `user.deleted`: every conversation, message and reaction of the user is erased, in the
   consumer's idempotency transaction.
 
@@ -64,3 +65,13 @@ async def on_user_deleted(conn: asyncpg.Connection, event: Event, state) -> None
         return
     erased = await conv_repo.erase_user(conn, user_id)
     log.info("user erased", extra={"user_id": user_id, **erased})
+
+
+@handlers.on("character.updated")
+async def on_character_updated(conn: asyncpg.Connection, event: Event, state) -> None:
+    """A custom character changed in Community: its cached definition is dropped, so the next turn
+    reads the new one (custom_characters.py; dropped rather than replaced, so a redelivered older
+    event cannot bring back an older definition)."""
+    character_id = (event.data.get("character") or {}).get("id")
+    if character_id and getattr(state, "custom_characters", None) is not None:
+        await state.custom_characters.forget(str(character_id))

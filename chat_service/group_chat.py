@@ -36,6 +36,7 @@ async def group(
     message: str,
     conversation_id: str | None,
     model: str | None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     text = engine.check_message(message)
     conv = None
@@ -46,11 +47,16 @@ async def group(
         if conv["conversation_type"] != "group":
             raise errors.NOT_A_GROUP_CONVERSATION()
     cast = [GroupCharacter(**c) for c in conv["participants"] or []] if conv is not None else characters
+    # Custom characters (Community's) are read before any quota is reserved: a 404 or 503 costs nothing.
+    by_id = await engine.custom_contexts([c.character_id for c in cast], user, token)
+    cast = [_as_defined(c, by_id[c.character_id]) if c.character_id else c for c in cast]
     names = check_cast(cast, engine.settings.chat_max_group_characters)
     spec = engine.choose_model(model or engine.conversation_model(conv, tier), tier)
     plan = quota_plan.plan(spec, new_conversation=conv is None)
     async with engine.quota.reserved(user.user_id, plan.needs) as reservations:
-        contexts = await asyncio.gather(*(engine.contexts.get(c.name, c.series) for c in cast))
+        contexts = await asyncio.gather(
+            *(_known(by_id[c.character_id]) if c.character_id else engine.contexts.get(c.name, c.series) for c in cast)
+        )
         by_name = {c.name.strip(): ctx for c, ctx in zip(cast, contexts, strict=True)}
         last_spoke: dict[str, int] = {}
         rows: list[asyncpg.Record] = []
@@ -91,7 +97,10 @@ async def group(
             Prepared(**{**p.__dict__, "character": first, "context": by_name[first]}),
             transcript,
         )
-        participants = [{"name": c.name.strip(), "series": c.series} for c in cast]
+        participants = [
+            {"name": c.name.strip(), "series": c.series, **({"character_id": c.character_id} if c.character_id else {})}
+            for c in cast
+        ]
         user_message_id, saved = await save_turn(
             engine.pool,
             p,
@@ -114,6 +123,15 @@ async def group(
         "quota": quota,
         "follow_up_questions": follow,
     }
+
+
+def _as_defined(member: GroupCharacter, ctx: CharacterContext) -> GroupCharacter:
+    """A custom member's name and series are its definition's."""
+    return GroupCharacter(name=ctx.character, series=ctx.series, character_id=member.character_id)
+
+
+async def _known(ctx: CharacterContext) -> CharacterContext:
+    return ctx
 
 
 def check_cast(cast: list[GroupCharacter], limit: int) -> list[str]:

@@ -8,6 +8,7 @@ import logging
 from fastapi import FastAPI
 
 from chat_service.context import ContextBuilder
+from chat_service.custom_characters import CustomCharacters
 from chat_service.events import handlers
 from chat_service.routers import conversations, group, messages, talk, voice
 from chat_service.service import ChatEngine
@@ -35,7 +36,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         )
         state.llm.announce(log, "/talk_with and /group_chat answer 503 LLM_UNAVAILABLE until then.")
         state.contexts = ContextBuilder(settings, state.redis, state.keys)
-        state.engine = ChatEngine(settings, state.db, state.llm, state.contexts, state.quota, state.tier_resolver)
+        state.custom_characters = CustomCharacters(settings, state.redis, state.keys)
+        state.engine = ChatEngine(
+            settings, state.db, state.llm, state.contexts, state.quota, state.tier_resolver, state.custom_characters
+        )
 
     async def shutdown(app: FastAPI) -> None:
         state = app.state
@@ -43,6 +47,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             await state.engine.drain()
         if getattr(state, "contexts", None) is not None:
             await state.contexts.close()
+        if getattr(state, "custom_characters", None) is not None:
+            await state.custom_characters.close()
         if getattr(state, "llm", None) is not None:
             await state.llm.close()
 

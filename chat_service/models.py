@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
-from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.openapi import NOT_BLANK_PATTERN
+from shared.responses import json_response  # noqa: F401 (chat's routes import it from here)
 
 # Text that must hold something besides whitespace: the document says so with this pattern, and the service
 # answers its own clear code (EMPTY_MESSAGE, EMPTY_TEXT) for the rest, checking exactly that (str.strip()).
@@ -26,14 +25,33 @@ class Attachment(BaseModel):
     media_type: str | None = Field(default=None, description="image/jpeg, image/png, image/gif or image/webp")
 
 
+# A Community custom character's id (a UUID); name and series then come from its definition.
+CHARACTER_ID = Field(
+    default=None,
+    pattern=r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$",
+    description="a Community custom character (public, or your own); replaces `character` and `series`",
+)
+# The document says "character or character_id" (schemathesis sends only what it allows).
+CHARACTER_OR_ID = {"anyOf": [{"required": ["character"]}, {"required": ["character_id"]}]}
+
+
 class TalkRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra=CHARACTER_OR_ID)
+
     message: str = Field(..., json_schema_extra=NOT_BLANK)
-    character: str = Field(..., min_length=1, max_length=200)
+    character: str | None = Field(default=None, min_length=1, max_length=200)
+    character_id: str | None = CHARACTER_ID
     series: str | None = Field(default=None, max_length=300)
     conversation_id: str | None = None
     model: str | None = None
     stream: bool = Field(default=False, strict=True)  # a JSON boolean, as documented (not 0/1 or "yes")
     attachments: list[Attachment] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _character_or_id(self):
+        if self.character is None and self.character_id is None:
+            raise ValueError("give character (a name) or character_id (a custom character)")
+        return self
 
 
 class QuotaInfo(BaseModel):
@@ -60,8 +78,17 @@ class TalkResponse(BaseModel):
 
 
 class GroupCharacter(BaseModel):
-    name: str = Field(..., min_length=1, max_length=200)
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["name"]}, {"required": ["character_id"]}]})
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
     series: str | None = Field(default=None, max_length=300)
+    character_id: str | None = CHARACTER_ID
+
+    @model_validator(mode="after")
+    def _name_or_id(self):
+        if self.name is None and self.character_id is None:
+            raise ValueError("give name or character_id (a custom character)")
+        return self
 
 
 class GroupChatRequest(BaseModel):
@@ -141,8 +168,3 @@ def conversation_out(row) -> dict[str, Any]:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
-
-
-def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
-    """A dict straight to JSON bytes (orjson), without FastAPI's per-field encoder walk."""
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 async def regenerate(
-    engine: ChatEngine, user: CurrentUser, tier: int, conversation_id: str, model: str | None
+    engine: ChatEngine, user: CurrentUser, tier: int, conversation_id: str, model: str | None, token: str | None = None
 ) -> dict[str, Any]:
     conv = await conv_repo.get_owned(engine.pool, errors.parse_uuid(conversation_id), user.user_id)
     if conv is None:
@@ -37,8 +37,12 @@ async def regenerate(
     old_replies = [r for r in after if r["role"] == "assistant"]
     spec = engine.choose_model(model or engine.conversation_model(conv, tier), tier)
     plan = quota_plan.plan(spec, new_conversation=False)
+    # Custom characters (Community's) are read before any quota is reserved: a 404 or 503 costs nothing.
+    participants = conv["participants"] or []
+    by_id = await engine.custom_contexts([c.get("character_id") for c in participants], user, token)
+    custom = {c["name"]: by_id[c["character_id"]] for c in participants if c.get("character_id")}
     async with engine.quota.reserved(user.user_id, plan.needs):
-        results, used, dropped = await answer_again(engine, conv, last_user, old_replies, spec, tier)
+        results, used, dropped = await answer_again(engine, conv, last_user, old_replies, spec, tier, custom)
         async with engine.pool.acquire() as conn, conn.transaction():
             saved, events = [], []
             for i, (speaker, c) in enumerate(results):
@@ -63,10 +67,11 @@ async def regenerate(
 
 
 async def answer_again(
-    engine: ChatEngine, conv, last_user, old_replies, spec, tier
+    engine: ChatEngine, conv, last_user, old_replies, spec, tier, custom: dict | None = None
 ) -> tuple[list[tuple[str, Completion]], int, int]:
     """The same speakers as before, in order, each seeing the history before the user message and
-    the new replies before its own. (replies, context tokens, dropped messages)"""
+    the new replies before its own; `custom`: the custom characters' contexts by name.
+    (replies, context tokens, dropped messages)"""
     group = conv["conversation_type"] == "group"
     participants = conv["participants"] or []
     names = [c["name"] for c in participants] if group else [conv["character_name"]]
@@ -81,7 +86,7 @@ async def answer_again(
     rows: list[asyncpg.Record] = []
     used = dropped = 0
     for speaker in speakers:
-        ctx = await engine.contexts.get(speaker, series_of.get(speaker))
+        ctx = (custom or {}).get(speaker) or await engine.contexts.get(speaker, series_of.get(speaker))
         system = system_prompt(ctx, group_names=names if group else None)
         if not rows:
             rows, used, dropped = await engine.history(

@@ -16,7 +16,8 @@ import asyncpg
 
 from chat_service import budget, errors, follow_ups, group_chat, quota_plan, regenerate
 from chat_service.attachments import check as check_attachments
-from chat_service.context import ContextBuilder, system_prompt
+from chat_service.context import CharacterContext, ContextBuilder, system_prompt
+from chat_service.custom_characters import CustomCharacters
 from chat_service.models import Attachment, GroupCharacter
 from chat_service.repositories import conversations as conv_repo
 from chat_service.repositories import messages as msg_repo
@@ -46,6 +47,7 @@ class TalkPlan:
     spec: ModelSpec
     quota: quota_plan.QuotaPlan
     cached_quota: bytes | None
+    custom: CharacterContext | None = None  # a Community custom character's definition
 
 
 class ChatEngine:
@@ -57,8 +59,10 @@ class ChatEngine:
         contexts: ContextBuilder,
         quota: QuotaClient,
         tiers: TierResolver | None = None,
+        custom: CustomCharacters | None = None,
     ):
         self.settings = settings
+        self.custom = custom
         self.tiers = tiers
         self.pool = pool
         self.router = router
@@ -144,6 +148,20 @@ class ChatEngine:
         total = rows[0]["total"] if rows else 0  # rows beyond the window were dropped too
         return kept, fitted.used_tokens, int(total) - len(kept)
 
+    # -- custom characters ---------------------------------------------------------------------------
+    async def custom_context(self, character_id: str, user: CurrentUser, token: str | None) -> CharacterContext:
+        """A Community custom character this caller may talk with (404 CHARACTER_NOT_FOUND, or 503
+        COMMUNITY_UNAVAILABLE: raised before any quota is reserved)."""
+        if self.custom is None:
+            raise errors.COMMUNITY_UNAVAILABLE()
+        return await self.custom.context(character_id, user.user_id, token)
+
+    async def custom_contexts(self, character_ids, user: CurrentUser, token: str | None) -> dict[str, CharacterContext]:
+        """Several custom characters (a group's cast), by id, read at once."""
+        ids = list(dict.fromkeys(i for i in character_ids if i))
+        contexts = await asyncio.gather(*(self.custom_context(i, user, token) for i in ids))
+        return dict(zip(ids, contexts, strict=True))
+
     # -- one-to-one talk -----------------------------------------------------------------------------
     async def tier_and_cached_quota(self, user: CurrentUser) -> tuple[int, bytes | None]:
         """The caller's current tier and the cached quota snapshot, in one Redis round trip."""
@@ -165,6 +183,8 @@ class ChatEngine:
         conversation_id: str | None,
         model: str | None,
         attachments: list[Attachment],
+        character_id: str | None = None,
+        token: str | None = None,
     ) -> TalkPlan:
         text = self.check_message(message)
         s = self.settings
@@ -192,6 +212,11 @@ class ChatEngine:
                 if conv is None:  # deleted meanwhile
                     raise errors.CONVERSATION_NOT_FOUND()
             character, series = conv["character_name"], conv["character_series"]
+            participant = (conv["participants"] or [{}])[0]
+            character_id = participant.get("character_id")
+        custom = await self.custom_context(character_id, user, token) if character_id else None
+        if custom is not None:
+            character, series = custom.character, custom.series
         vision = bool(images)
         spec = self.choose_model(model or self.conversation_model(conv, tier), tier, vision=vision)
         return TalkPlan(
@@ -207,13 +232,14 @@ class ChatEngine:
             spec,
             quota_plan.plan(spec, new_conversation=conv is None, vision=vision),
             cached_quota,
+            custom,
         )
 
     async def prepare(self, plan: TalkPlan, reservations: list[Reservation]) -> Prepared:
         """The prompt (character context, history within budget): the expensive part, done with
         the quota already held."""
         conv = plan.conversation
-        ctx = await self.contexts.get(plan.character, plan.series)
+        ctx = plan.custom or await self.contexts.get(plan.character, plan.series)
         system = system_prompt(ctx)
         text_tokens = count_tokens(plan.text)
         new_tokens = text_tokens + MESSAGE_OVERHEAD + IMAGE_TOKENS * len(plan.images)
@@ -312,10 +338,20 @@ class ChatEngine:
         message: str,
         conversation_id: str | None,
         model: str | None,
+        token: str | None = None,
     ) -> dict[str, Any]:
         return await group_chat.group(
-            self, user, tier, characters=characters, message=message, conversation_id=conversation_id, model=model
+            self,
+            user,
+            tier,
+            characters=characters,
+            message=message,
+            conversation_id=conversation_id,
+            model=model,
+            token=token,
         )
 
-    async def regenerate(self, user: CurrentUser, tier: int, conversation_id: str, model: str | None) -> dict[str, Any]:
-        return await regenerate.regenerate(self, user, tier, conversation_id, model)
+    async def regenerate(
+        self, user: CurrentUser, tier: int, conversation_id: str, model: str | None, token: str | None = None
+    ) -> dict[str, Any]:
+        return await regenerate.regenerate(self, user, tier, conversation_id, model, token)

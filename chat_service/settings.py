@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from shared import fleet
 from shared.auth import TIER_FREE, TIER_PRO
 from shared.llm import LLMSettings
 from shared.settings import ServiceSettings
@@ -46,6 +47,11 @@ class Settings(LLMSettings, ServiceSettings):
     tmdb_cache_seconds: int = 7 * 24 * 3600
     context_failure_cache_seconds: int = 60
     context_local_cache_seconds: int = 300  # in-process copy of hot characters (0: off)
+    # Community's custom characters (/talk_with and /group_chat with character_id): read over HTTP
+    # with the caller's token, cached this long (custom_characters.py).
+    community_service_url: str = f"http://127.0.0.1:{fleet.get('community').dev_port}"
+    community_timeout_seconds: float = 5.0
+    custom_character_cache_seconds: int = 60
 
     # --- voice ----------------------------------------------------------------------------------
     voice_max_bytes: int = 10 * 1024 * 1024

@@ -142,6 +142,9 @@ def _turn_rows(p: Prepared, replies, follow_ups, user_message_id, conversation_t
     events = []
     new_conversation = None
     if p.conversation is None:
+        if participants is None and p.context.character_id:
+            # A custom character: the conversation remembers which, so later turns read its definition.
+            participants = [{"name": p.character, "series": p.series, "character_id": p.context.character_id}]
         new_conversation = {
             "user_id": p.user.user_id,
             "character_name": character_label or p.character,

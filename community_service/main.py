@@ -14,8 +14,10 @@ from community_service.routers import notifications as notifications_router
 from community_service.routers import rooms as rooms_router
 from community_service.settings import Settings
 from community_service.upstream import Upstreams
+from community_service.vote_batch import VoteBatcher
 from shared import fleet
 from shared.app import create_app, lazy_app
+from shared.engagement import Engagement
 from shared.llm import LLMRouter
 from shared.quota import QuotaClient
 from shared.settings import load_settings
@@ -34,6 +36,8 @@ async def startup(app: FastAPI) -> None:
     app.state.llm = LLMRouter(settings)
     app.state.quota = QuotaClient(app.state.core_db, app.state.redis, app.state.keys)
     app.state.moderator = Moderator(app.state.llm)
+    app.state.votes = VoteBatcher(app.state.db)
+    app.state.engagement = Engagement.from_settings(settings)
     await start_room_docs(app)
     await notifications.start(app)
 
@@ -66,6 +70,10 @@ async def stop_room_docs(app: FastAPI) -> None:
 async def shutdown(app: FastAPI) -> None:
     await notifications.stop(app)
     await stop_room_docs(app)
+    if getattr(app.state, "votes", None) is not None:
+        await app.state.votes.close()
+    if getattr(app.state, "engagement", None) is not None:
+        await app.state.engagement.close()
     for name in ("upstreams", "llm"):
         client = getattr(app.state, name, None)
         if client is not None:

@@ -28,6 +28,9 @@ from shared.events import make_event
 CHARACTER_CREATED = "character.created"
 CHARACTER_UPDATED = "character.updated"
 STORY_VOTED = "story.voted"
+# The event data PostHog gets with story.published and story.voted (shared/engagement.py): ids and
+# what was done, never text a user wrote.
+ENGAGEMENT_KEYS = ("story_id", "visibility", "version", "value", "previous")
 
 # Reddit's "hot": log10 of the net score plus the age term, so 10 votes weigh as much as 12.5 hours
 # of recency. The value depends only on score and publication time, so it is stored and indexed

@@ -16,6 +16,7 @@ from community_service.service_stories import _later_step
 from community_service.upstream import Upstreams
 from shared.auth import CurrentUser
 from shared.bus.outbox import emit
+from shared.engagement import Engagement
 from shared.events import EventType, make_event
 from shared.pagination import decode_keyset, encode_keyset
 
@@ -23,6 +24,8 @@ from shared.pagination import decode_keyset, encode_keyset
 _INVITE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 _INVITE_LENGTH = 10
 EDITOR_ROLES = frozenset({"owner", "editor"})
+# What PostHog gets with room.joined: the room and how it was joined (no referrer or owner ids).
+ROOM_ENGAGEMENT_KEYS = ("room_id", "role", "via")
 
 
 def _invite_code() -> str:
@@ -108,7 +111,9 @@ async def create_room(pool, user: CurrentUser, body: dict) -> dict:
     return room_out(row, "owner")
 
 
-async def join_room(pool, upstreams: Upstreams, user: CurrentUser, token: str, body: dict) -> dict:
+async def join_room(
+    pool, upstreams: Upstreams, user: CurrentUser, token: str, body: dict, engagement: Engagement | None = None
+) -> dict:
     """Joins as a viewer (the owner promotes). The room is named by its invite code, or by id when
     public. With a referral code, Auth records the referral first, by its own rules (once per user,
     verified accounts, within the window, not your own code): its refusals are answered as they are
@@ -131,26 +136,27 @@ async def join_room(pool, upstreams: Upstreams, user: CurrentUser, token: str, b
         info = await upstreams.apply_referral(token, body["referral_code"])
         referral = {"recorded": True, "referrer_id": info.get("referred_by")}
     referrer_id = referral["referrer_id"] if referral else None
+    event = None
     async with pool.acquire() as conn, conn.transaction():
         joined = await rooms_repo.add_member(conn, room["id"], user.user_id, "viewer", referrer_id)
         if joined:
             via = "referral" if referral else ("invite" if body.get("invite_code") else "public")
-            await emit(
-                conn,
-                make_event(
-                    EventType.ROOM_JOINED,
-                    user.user_id,
-                    {
-                        "room_id": str(room["id"]),
-                        "user_id": user.user_id,
-                        "owner_id": room["owner_id"],
-                        "role": "viewer",
-                        "via": via,
-                        "referrer_id": referrer_id,
-                    },
-                    source="community_service",
-                ),
+            event = make_event(
+                EventType.ROOM_JOINED,
+                user.user_id,
+                {
+                    "room_id": str(room["id"]),
+                    "user_id": user.user_id,
+                    "owner_id": room["owner_id"],
+                    "role": "viewer",
+                    "via": via,
+                    "referrer_id": referrer_id,
+                },
+                source="community_service",
             )
+            await emit(conn, event)
+    if event is not None and engagement is not None:
+        engagement.capture(event, ROOM_ENGAGEMENT_KEYS)  # after the commit (shared/engagement.py)
     return await _joined(pool, user, room["id"], joined=joined, referral=referral)
 
 

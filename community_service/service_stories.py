@@ -16,10 +16,11 @@ from community_service.repositories import scenarios as scen_repo
 from community_service.repositories import stories as story_repo
 from community_service.repositories import universes as uni_repo
 from community_service.repositories import votes as vote_repo
-from community_service.service import hot, parse_id, visible_character
+from community_service.service import ENGAGEMENT_KEYS, hot, parse_id, visible_character
 from community_service.upstream import Upstreams
 from shared.auth import CurrentUser
 from shared.bus.outbox import emit
+from shared.engagement import Engagement
 from shared.events import EventType, make_event
 
 STEPS = ("universe", "characters", "scenario", "generation", "edit")
@@ -284,7 +285,9 @@ async def edit(pool, moderator: Moderator, user: CurrentUser, story_id: str, if_
     return story_out(row, for_author=True)
 
 
-async def publish(pool, moderator: Moderator, user: CurrentUser, story_id: str, visibility: str) -> dict:
+async def publish(
+    pool, moderator: Moderator, user: CurrentUser, story_id: str, visibility: str, engagement: Engagement | None = None
+) -> dict:
     async with pool.acquire() as conn:
         current = await _readable_story(conn, user, story_id)
     if current["author_id"] != user.user_id:
@@ -305,20 +308,22 @@ async def publish(pool, moderator: Moderator, user: CurrentUser, story_id: str, 
         published_at = row["published_at"] if published_at is None else published_at
         await vote_repo.set_hot(conn, "story", row["id"], hot(row["score"], published_at))
         row = await story_repo.get(conn, row["id"])
+        published = None
         if first:
-            await emit(
-                conn,
-                make_event(
-                    EventType.STORY_PUBLISHED,
-                    user.user_id,
-                    {
-                        "story_id": str(row["id"]),
-                        "title": row["title"],
-                        "visibility": visibility,
-                        "version": row["version"],
-                    },
-                ),
+            published = make_event(
+                EventType.STORY_PUBLISHED,
+                user.user_id,
+                {
+                    "story_id": str(row["id"]),
+                    "title": row["title"],
+                    "visibility": visibility,
+                    "version": row["version"],
+                },
+                source="community_service",
             )
+            await emit(conn, published)
+    if published is not None and engagement is not None:
+        engagement.capture(published, ENGAGEMENT_KEYS)  # after the commit: what PostHog sees happened
     return story_out(row, for_author=True)
 
 

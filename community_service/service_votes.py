@@ -1,5 +1,5 @@
 """Votes, reports and moderation in community: one vote per user and target with the counters moved
-in the vote's transaction, the reports queue, moderator actions with their audit rows. Characters,
+in the vote's statement, the reports queue, moderator actions with their audit rows. Characters,
 universes, favourites and scenarios are in service.py; stories in service_stories.py."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from community_service import errors
 from community_service.models import counts, iso
 from community_service.repositories import moderation as mod_repo
 from community_service.repositories import votes as vote_repo
-from community_service.service import STORY_VOTED, hot, parse_id
+from community_service.service import ENGAGEMENT_KEYS, STORY_VOTED, parse_id
+from community_service.vote_batch import VoteBatcher
 from shared.auth import CurrentUser
-from shared.bus.outbox import emit
+from shared.engagement import Engagement
 from shared.events import make_event
 
 
@@ -22,49 +23,34 @@ def _visible_target(row, target_type: str, user: CurrentUser) -> bool:
     return row["status"] == "active" and (row["visibility"] == "public" or row["owner_id"] == user.user_id)
 
 
-async def vote(pool, user: CurrentUser, target_type: str, target_id: str, value: int) -> dict:
-    """Set (value ±1) or remove (value 0) the caller's vote. Exact under concurrency: the vote row
-    is the per-user lock (first insert, or SELECT ... FOR UPDATE), and the target's counters move by
-    relative increments under its row lock in the same transaction."""
+async def vote(
+    votes: VoteBatcher,
+    user: CurrentUser,
+    target_type: str,
+    target_id: str,
+    value: int,
+    engagement: Engagement | None = None,
+) -> dict:
+    """Set (value ±1) or remove (value 0) the caller's vote. One statement carries it with the votes
+    that arrived meanwhile (vote_batch.py, repositories/votes.cast_many): the vote row's upsert or
+    delete is the per-user serialization, the target's counters and hot move by the delta under the
+    target's row lock, and story.voted goes to the outbox with them. No lock is held across round
+    trips."""
     tid = parse_id(target_id, errors.TARGET_NOT_FOUND)
-    async with pool.acquire() as conn, conn.transaction():
-        row = await vote_repo.target(conn, target_type, tid)
-        if not _visible_target(row, target_type, user):
-            raise errors.TARGET_NOT_FOUND()
-        if value and await vote_repo.insert_new(conn, target_type, tid, user.user_id, value):
-            previous = 0
-        else:
-            previous = await vote_repo.previous_value(conn, target_type, tid, user.user_id)
-            if value == previous:
-                return {"target_type": target_type, "target_id": str(tid), **counts(row, value)}
-            if value:
-                await vote_repo.change(conn, target_type, tid, user.user_id, value)
-            else:
-                await vote_repo.delete(conn, target_type, tid, user.user_id)
-        d_up = (value == 1) - (previous == 1)
-        d_down = (value == -1) - (previous == -1)
-        moved = await vote_repo.move_counts(conn, target_type, tid, d_up, d_down)
-        if target_type == "story":
-            await vote_repo.set_hot(conn, "story", tid, hot(moved["score"], row["published_at"]))
-            await emit(
-                conn,
-                make_event(
-                    STORY_VOTED,
-                    user.user_id,
-                    {
-                        "story_id": str(tid),
-                        "author_id": row["author_id"],
-                        "value": value,
-                        "previous": previous,
-                        "score": moved["score"],
-                        "up": moved["up"],
-                        "down": moved["down"],
-                    },
-                ),
-            )
-        elif target_type == "scenario":
-            await vote_repo.set_hot(conn, "scenario", tid, hot(moved["score"], row["created_at"]))
-    return {"target_type": target_type, "target_id": str(tid), **counts(moved, value)}
+    event = None
+    if target_type == "story":
+        # author_id, previous and the counters are filled in by the statement.
+        data = {"story_id": str(tid), "value": value}
+        event = make_event(STORY_VOTED, user.user_id, data, source="community_service")
+    row = await votes.cast(target_type, tid, user.user_id, value, event)
+    if not row["visible"]:
+        raise errors.TARGET_NOT_FOUND()
+    if event is not None and row["previous"] is not None and engagement is not None:
+        # The vote committed (and its story.voted, same id, is in the outbox): PostHog gets it too.
+        event.data["previous"] = row["previous"]
+        engagement.capture(event, ENGAGEMENT_KEYS)
+    current = {"score": row["up"] - row["down"], "up": row["up"], "down": row["down"]}
+    return {"target_type": target_type, "target_id": str(tid), **counts(current, value)}
 
 
 # Reports and moderation ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from payment_service.settings import Settings
 from payment_service.stripe_gateway import StripeGateway
 from payment_service.sweeper import Sweeper
 from shared.app import create_app, lazy_app
+from shared.engagement import Engagement
 from shared.quota import QuotaClient
 from shared.settings import load_settings
 from shared.tiers import TierResolver
@@ -33,12 +34,14 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             state.core_db, state.redis, state.keys, cache_ttl_seconds=settings.quota_cache_ttl_seconds
         )
         state.tier_resolver = TierResolver(state.redis, state.keys, state.core_db)
+        state.engagement = Engagement.from_settings(settings)  # upgrades to PostHog (webhook_effects)
         state.sweeper = Sweeper(app, settings.sweep_interval_seconds)
         state.sweeper.start()
 
     async def shutdown(app: FastAPI) -> None:
         await app.state.sweeper.stop()
         await app.state.gateway.close()
+        await app.state.engagement.close()
 
     return create_app(
         service="payment",

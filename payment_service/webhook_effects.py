@@ -1,5 +1,7 @@
 """What happens after a tier-changing transaction commits: every service sees the new tier on the
-user's very next request (Redis tier cache), and the quota cache is dropped.
+user's very next request (Redis tier cache), and the quota cache is dropped; an upgrade (a higher
+tier: subscription.created or .upgraded) is captured for PostHog (shared/engagement.py: queued, sent
+from the SDK's thread, never waited on).
 
 Both in one Redis round trip (a pipeline, no MULTI): the same writes as shared.tiers.set_cached_tier
 and QuotaClient.drop_cache, with the same fallback: a write that fails while Redis is away is
@@ -17,13 +19,19 @@ from shared.tiers import TIER_CACHE_TTL_SECONDS
 
 log = logging.getLogger("payment.webhooks")
 
+# What PostHog gets with an upgrade: tiers and why, nothing about the payment itself.
+UPGRADE_KEYS = ("tier", "tier_name", "previous_tier", "status", "reason")
+
 
 async def after_commit(state, applied: Iterable) -> None:
-    """`state`: the app's state (redis, keys); `applied`: the ledger's Applied changes."""
+    """`state`: the app's state (redis, keys, engagement); `applied`: the ledger's Applied changes."""
     users = {}
+    engagement = getattr(state, "engagement", None)
     for a in applied:
         if a is not None:
             users[a.user_id] = a.tier
+            if engagement is not None and a.emitted is not None and a.tier > a.previous_tier:
+                engagement.capture(a.emitted, UPGRADE_KEYS)
     if not users:
         return
     redis, keys = state.redis, state.keys

@@ -55,6 +55,9 @@ class ServiceSettings(BaseSettings):
     consumer_retry_delays_ms: list[int] = [1000, 5000, 30000]
     log_level: str = "INFO"
     log_json: bool = True
+    # Engagement tracking (shared/engagement.py): PostHog's project key turns it on.
+    posthog_api_key: str | None = None
+    posthog_host: str = "https://us.i.posthog.com"
 
     @field_validator("supabase_jwt_secret")
     @classmethod

@@ -13,7 +13,7 @@ from chat_service.errors import parse_uuid
 from chat_service.models import conversation_out, message_out
 from chat_service.repositories import conversations as conv_repo
 from chat_service.repositories import messages as msg_repo
-from shared.auth import CurrentUser, get_current_user, resolve_tier
+from shared.auth import CurrentUser, bearer_token, get_current_user, resolve_tier
 from shared.errors import INSUFFICIENT_QUOTA, INSUFFICIENT_TIER, VALIDATION_ERROR, documented
 from shared.pagination import (
     SEQUENCE_PATTERN,
@@ -95,6 +95,8 @@ async def delete_conversation(conversation_id: str, request: Request, user: Curr
         INSUFFICIENT_TIER,
         INSUFFICIENT_QUOTA,
         errors.LLM_UNAVAILABLE,
+        errors.CHARACTER_NOT_FOUND,
+        errors.COMMUNITY_UNAVAILABLE,
     ),
 )
 async def regenerate(
@@ -107,7 +109,7 @@ async def regenerate(
     if model is not None and not isinstance(model, str):
         raise VALIDATION_ERROR("model must be a string.")
     tier = await resolve_tier(request, user)
-    return await request.app.state.engine.regenerate(user, tier, conversation_id, model)
+    return await request.app.state.engine.regenerate(user, tier, conversation_id, model, bearer_token(request))
 
 
 async def _transcript(db, conv):

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 
 from chat_service import errors
 from chat_service.models import GroupChatRequest, GroupChatResponse, json_response
-from shared.auth import CurrentUser, get_current_user, resolve_tier
+from shared.auth import CurrentUser, bearer_token, get_current_user, resolve_tier
 from shared.errors import INSUFFICIENT_QUOTA, INSUFFICIENT_TIER, documented
 
 router = APIRouter(tags=["chat"])
@@ -24,6 +24,8 @@ GROUP_RESPONSES = {200: {"model": GroupChatResponse}} | documented(
     errors.TOO_MANY_CHARACTERS,
     errors.DUPLICATE_CHARACTER,
     errors.LLM_UNAVAILABLE,
+    errors.CHARACTER_NOT_FOUND,
+    errors.COMMUNITY_UNAVAILABLE,
 )
 
 
@@ -38,5 +40,6 @@ async def group_chat(body: GroupChatRequest, request: Request, user: CurrentUser
             message=body.message,
             conversation_id=body.conversation_id,
             model=body.model,
+            token=bearer_token(request),
         )
     )

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from chat_service import attachments, errors
 from chat_service.models import NOT_BLANK, Attachment, TalkRequest, TalkResponse, json_response
 from chat_service.streaming import StreamRun
-from shared.auth import TIER_NAMES, CurrentUser, get_current_user, resolve_tier
+from shared.auth import TIER_NAMES, CurrentUser, bearer_token, get_current_user, resolve_tier
 from shared.errors import INSUFFICIENT_QUOTA, INSUFFICIENT_TIER, documented
 
 router = APIRouter(tags=["chat"])
@@ -34,6 +34,8 @@ async def _talk(request: Request, user: CurrentUser, body: TalkRequest):
         conversation_id=body.conversation_id,
         model=body.model,
         attachments=body.attachments,
+        character_id=body.character_id,
+        token=bearer_token(request),
     )
     if not wants_stream(request, body):
         return json_response(await eng.talk(plan))
@@ -67,6 +69,8 @@ TALK_RESPONSES = {
     errors.ATTACHMENT_TOO_LARGE,
     errors.ATTACHMENT_NOT_AN_IMAGE,
     errors.LLM_UNAVAILABLE,
+    errors.CHARACTER_NOT_FOUND,
+    errors.COMMUNITY_UNAVAILABLE,
 )
 
 

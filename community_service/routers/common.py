@@ -3,9 +3,10 @@ documented errors, list answers."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from fastapi import Request, Response
 
 from shared.errors import INVALID_TOKEN, VALIDATION_ERROR, documented
+from shared.responses import json_response
 
 AUTH_ERRORS = (INVALID_TOKEN, VALIDATION_ERROR)
 DEFAULT_LIMIT = 20
@@ -28,5 +29,6 @@ def upstreams(request: Request):
     return request.app.state.upstreams
 
 
-def listing(name: str, items: list, next_cursor: str | None) -> dict:
-    return {name: items, "next_cursor": next_cursor}
+def listing(name: str, items: list, next_cursor: str | None) -> Response:
+    """A list page, serialized by orjson (FastAPI's encoder walk was most of a feed page's CPU)."""
+    return json_response({name: items, "next_cursor": next_cursor})

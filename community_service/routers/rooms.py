@@ -48,7 +48,9 @@ async def join_room(body: RoomJoin, request: Request, user: CurrentUser = Depend
     """Joins as a viewer. With `referral_code`, Auth records the referral by its own rules first;
     its refusals (404 INVALID_REFERRAL_CODE, 409 SELF_REFERRAL / REFERRAL_ALREADY_APPLIED /
     REFERRAL_WINDOW_CLOSED, 403 ACCOUNT_REQUIRED) are answered as they are and nothing changes."""
-    return await rooms.join_room(pool(request), upstreams(request), user, bearer_token(request), body.model_dump())
+    return await rooms.join_room(
+        pool(request), upstreams(request), user, bearer_token(request), body.model_dump(), request.app.state.engagement
+    )
 
 
 @router.get("/rooms", responses=responses(INVALID_CURSOR))

@@ -183,7 +183,9 @@ async def publish_story(
     user: CurrentUser = Depends(get_current_user),
 ):
     """Publication after moderation (OpenAI's moderation endpoint): 422 CONTENT_FLAGGED when flagged."""
-    story = await stories.publish(pool(request), moderator(request), user, story_id, body.visibility)
+    story = await stories.publish(
+        pool(request), moderator(request), user, story_id, body.visibility, request.app.state.engagement
+    )
     return _etag(response, story)
 
 

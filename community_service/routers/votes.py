@@ -20,7 +20,9 @@ TargetType = Literal["story", "scenario", "character"]
 @router.put("/votes", responses=responses(errors.TARGET_NOT_FOUND))
 async def put_vote(body: VoteRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
     """Up (1) or down (-1); voting again changes the vote. Answers the target's counts."""
-    return await votes_svc.vote(pool(request), user, body.target_type, body.target_id, body.value)
+    return await votes_svc.vote(
+        request.app.state.votes, user, body.target_type, body.target_id, body.value, request.app.state.engagement
+    )
 
 
 @router.delete("/votes/{target_type}/{target_id}", responses=responses(errors.TARGET_NOT_FOUND))
@@ -30,7 +32,7 @@ async def delete_vote(
     target_id: str = Path(max_length=64),
     user: CurrentUser = Depends(get_current_user),
 ):
-    return await votes_svc.vote(pool(request), user, target_type, target_id, 0)
+    return await votes_svc.vote(request.app.state.votes, user, target_type, target_id, 0, request.app.state.engagement)
 
 
 @router.post(

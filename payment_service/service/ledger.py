@@ -20,7 +20,7 @@ import asyncpg
 
 from payment_service.repositories import billing as repo
 from shared.bus import emit
-from shared.events import EventType, make_event
+from shared.events import Event, EventType, make_event
 from shared.tiers import TIER_MAX, TIER_PRO, TIER_QUOTAS, tier_name
 
 log = logging.getLogger("payment.billing")
@@ -52,6 +52,7 @@ class Applied:
     tier: int
     previous_tier: int
     event: str | None = None
+    emitted: Event | None = None  # the subscription.* event in the outbox (PostHog gets the same one)
 
 
 def classify(prev: asyncpg.Record | None, row: asyncpg.Record, before: int, after: int) -> str | None:
@@ -132,29 +133,28 @@ class SubscriptionLedger:
             if row is not None
             else ("upgraded" if after > before else "downgraded" if after < before else None)
         )
+        emitted = None
         if kind:
-            await emit(
-                conn,
-                make_event(
-                    _EVENT_TYPES[kind],
-                    user_id,
-                    {
-                        "tier": after,
-                        "tier_name": tier_name(after),
-                        "previous_tier": before,
-                        "status": row["status"] if row is not None else None,
-                        "source": source,
-                        "subscription_id": row["external_id"] if row is not None else None,
-                        "current_period_end": iso(row["current_period_end"]) if row is not None else None,
-                        "cancel_at_period_end": bool(row["cancel_at_period_end"]) if row is not None else False,
-                        "quotas": TIER_QUOTAS[after],
-                        "reason": reason,
-                    },
-                    source="payment_service",
-                    provider_event_id=provider_event_id,
-                ),
+            emitted = make_event(
+                _EVENT_TYPES[kind],
+                user_id,
+                {
+                    "tier": after,
+                    "tier_name": tier_name(after),
+                    "previous_tier": before,
+                    "status": row["status"] if row is not None else None,
+                    "source": source,
+                    "subscription_id": row["external_id"] if row is not None else None,
+                    "current_period_end": iso(row["current_period_end"]) if row is not None else None,
+                    "cancel_at_period_end": bool(row["cancel_at_period_end"]) if row is not None else False,
+                    "quotas": TIER_QUOTAS[after],
+                    "reason": reason,
+                },
+                source="payment_service",
+                provider_event_id=provider_event_id,
             )
-        return Applied(user_id, after, before, kind)
+            await emit(conn, emitted)
+        return Applied(user_id, after, before, kind, emitted)
 
     async def apply_row(
         self,

@@ -9,6 +9,8 @@ import uuid
 import asyncpg
 import pytest_asyncio
 
+from community_service.service import hot
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def community_db(service_env):
@@ -30,7 +32,8 @@ async def _published(client, user, title="Votes test", body="A story to vote on.
 
 
 async def test_100_concurrent_voters_give_an_exact_score(client, new_user, community_db, event_spy):
-    sid = await _published(client, new_user())
+    author = new_user()
+    sid = await _published(client, author)
     voters = [new_user() for _ in range(100)]
 
     async def vote(user, value):
@@ -42,7 +45,13 @@ async def test_100_concurrent_voters_give_an_exact_score(client, new_user, commu
 
     async with event_spy(["story.voted"]) as spy:
         await asyncio.gather(*[vote(u, 1) for u in voters])
-        await spy.wait_for("story.voted", count=100, story_id=sid, timeout=20)
+        voted = await spy.wait_for("story.voted", count=100, story_id=sid, timeout=20)
+    # Each event carries what its own vote saw: scores 1..100 once each, previous 0, the author.
+    assert sorted(e.data["score"] for e in voted) == list(range(1, 101))
+    assert {(e.data["previous"], e.data["value"], e.data["author_id"], e.data["down"]) for e in voted} == {
+        (0, 1, author.id, 0)
+    }
+    assert all(e.data["up"] == e.data["score"] for e in voted)
     r = await client.get(f"/stories/{sid}", headers=voters[0].headers)
     assert (r.json()["score"], r.json()["up"], r.json()["down"], r.json()["my_vote"]) == (100, 100, 0, 1)
 
@@ -63,6 +72,9 @@ async def test_100_concurrent_voters_give_an_exact_score(client, new_user, commu
     # The counters equal the votes table.
     rows = await community_db.fetch("SELECT value, count(*) AS n FROM votes WHERE target_id = $1 GROUP BY value", sid)
     assert {r["value"]: r["n"] for r in rows} == {1: 50, -1: 30}
+    # The hot value the vote statement stored (SQL's community_hot) is service.hot()'s.
+    story = await community_db.fetchrow("SELECT score, hot, published_at FROM stories WHERE id = $1", sid)
+    assert story["hot"] == hot(story["score"], story["published_at"]) == hot(20, story["published_at"])
     assert (await client.get(f"/stories/{sid}", headers=voters[40].headers)).json()["my_vote"] == 0
 
 
@@ -110,6 +122,31 @@ async def test_one_users_concurrent_changes_of_a_vote_move_the_counters_once(cli
         await asyncio.gather(*changes)
     r = await client.get(f"/stories/{sid}", headers=voter.headers)
     assert (r.json()["score"], r.json()["up"], r.json()["down"], r.json()["my_vote"]) == (-1, 0, 1, -1)
+
+
+async def test_a_vote_waiting_on_the_story_adds_to_what_committed_meanwhile(client, new_user, community_db):
+    """The counters move by relative increments on the row as committed when the vote gets its
+    lock, not as its statement first saw it: another instance's batch that commits +5 while this
+    vote waits is kept (+5, then +1)."""
+    sid = await _published(client, new_user(), title="Relative")
+    voter = new_user()
+    async with community_db.acquire() as other_instance:
+        batch = other_instance.transaction()
+        await batch.start()
+        await other_instance.execute("UPDATE stories SET up = up + 5, score = score + 5 WHERE id = $1", uuid.UUID(sid))
+        vote = asyncio.create_task(
+            client.put("/votes", json={"target_type": "story", "target_id": sid, "value": 1}, headers=voter.headers)
+        )
+        try:
+            await _lock_waiters(community_db, "votes", 1)
+        finally:
+            await batch.commit()
+        r = await vote
+    assert r.status_code == 200, r.text
+    assert (r.json()["score"], r.json()["up"], r.json()["down"]) == (6, 6, 0)
+    row = await community_db.fetchrow("SELECT up, down, score, hot, published_at FROM stories WHERE id = $1", sid)
+    assert (row["up"], row["down"], row["score"]) == (6, 0, 6)
+    assert row["hot"] == hot(6, row["published_at"])
 
 
 async def test_votes_need_a_visible_target(client, new_user):
