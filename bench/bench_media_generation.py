@@ -1,7 +1,7 @@
 """Media generation benchmark: what POST /images/generate adds around a zero-latency provider,
 side by side in one run.
 
-    .venv/bin/python bench/bench_media_generation.py [--requests 100] [--warmup 10]
+    .venv/bin/python bench/bench_media_generation.py [--requests 100] [--warmup 10] [--profile FILE]
 
 Needs the local PostgreSQL, Redis, RabbitMQ and Azurite (scripts/infra.sh). Creates throwaway
 databases, a vhost and a blob container, applies Payment's migrations (quota functions) to the
@@ -60,9 +60,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(module: str, port: int, env: dict[str, str], log: Path, probe: str) -> subprocess.Popen:
+def start(
+    module: str, port: int, env: dict[str, str], log: Path, probe: str, profile: str | None = None
+) -> subprocess.Popen:
+    cmd = uvicorn_command(module, port)
+    if profile:  # the process's main thread under cProfile, written when uvicorn exits on SIGTERM
+        cmd[1:1] = ["-m", "cProfile", "-o", profile]
     proc = subprocess.Popen(
-        uvicorn_command(module, port),
+        cmd,
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=open(log, "wb"),
@@ -147,6 +152,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--profile", help="write a cProfile of the media process (event loop thread) to this file")
     args = ap.parse_args()
 
     infra = Infra.from_environ()
@@ -179,7 +185,14 @@ async def main() -> None:
             "MEDIA_IMAGE_PROVIDERS": '["openai"]',
         }
         procs.append(
-            start("media_service.main:app", media_port, env, logs / f"bench-gen-media-{run_id}.log", "/health")
+            start(
+                "media_service.main:app",
+                media_port,
+                env,
+                logs / f"bench-gen-media-{run_id}.log",
+                "/health",
+                args.profile,
+            )
         )
         user_id = str(uuid.uuid4())
         import asyncpg

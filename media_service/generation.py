@@ -239,7 +239,7 @@ class GenerationService:
                 model=generated.model,
                 prompt=prompt,
             ),
-            lambda row: make_event(EventType.IMAGE_GENERATED, user_id, data),
+            make_event(EventType.IMAGE_GENERATED, user_id, data),
         )
         return self.media.image_out(row)
 

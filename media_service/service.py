@@ -29,7 +29,7 @@ from media_service.repositories import media as repo
 from media_service.settings import Settings
 from media_service.storage import BlobStore, content_address
 from shared.bus import emit
-from shared.events import EventType, make_event
+from shared.events import Event, EventType, make_event
 from shared.pagination import decode_keyset, encode_keyset
 
 log = logging.getLogger("media_service")
@@ -100,7 +100,7 @@ class MediaService:
                 width=image.width,
                 height=image.height,
             ),
-            lambda row: make_event(
+            make_event(
                 EventType.IMAGE_UPLOADED,
                 user_id,
                 {
@@ -197,7 +197,7 @@ class MediaService:
         await self._delete(user_id, parse_id(audio_id, errors.AUDIO_NOT_FOUND), "audio", errors.AUDIO_NOT_FOUND)
 
     # ------------------------------------------------------------------ blobs and rows
-    async def _store(self, blobs: list[tuple[str, bytes, str]], fields: dict, event) -> Any:
+    async def _store(self, blobs: list[tuple[str, bytes, str]], fields: dict, event: Event | None) -> Any:
         """Write the blobs, then the row (and its event): the protocol in this module's docstring.
         Retried once from the start if the upload outlived its lease."""
         names = [b[0] for b in blobs]
@@ -217,12 +217,10 @@ class MediaService:
                     raise errors.STORAGE_UNAVAILABLE() from None
                 if self.settings.media_test_kill_after_blob_write:
                     os.kill(os.getpid(), signal.SIGKILL)  # tests only (settings refuse it elsewhere)
-                async with self.db.acquire() as conn, conn.transaction():
-                    if await repo.end_leases(conn, names) != len(names):
-                        raise LeaseLost()
-                    row = await repo.insert_media(conn, **fields)
-                    if event is not None:
-                        await emit(conn, event(row))
+                async with self.db.acquire() as conn:
+                    row = await repo.finish_upload(conn, names, [event] if event is not None else [], **fields)
+                if row is None:
+                    raise LeaseLost()
                 return row
             except LeaseLost:
                 if attempt == 2:

@@ -8,6 +8,9 @@ from datetime import datetime
 
 import asyncpg
 
+from shared.bus.outbox import OUTBOX_INSERT_ARRAYS, outbox_arrays
+from shared.events import Event
+
 _COLUMNS = (
     "id, user_id, kind, purpose, blob_name, thumbnail_name, mime, bytes, width, height, duration_ms,"
     " provider, model, prompt, created_at"
@@ -51,8 +54,36 @@ async def end_leases(conn, names: list[str]) -> int:
     return len(rows)
 
 
-async def insert_media(
+# end_leases + the media row's INSERT + emit in one statement: one round trip instead of BEGIN, lock,
+# update, insert, event, COMMIT. `locked` takes the registry rows in name order (as end_leases
+# does); `ok` (all leases still valid) is a one-time filter evaluated before anything is written,
+# so an upload that outlived a lease changes nothing, as the rolled-back transaction did. The
+# refs trigger and the foreign keys fire at the end of the statement, after these writes.
+_FINISH_UPLOAD = f"""
+    WITH locked AS (
+        SELECT name, lease_until > now() AND leases > 0 AS valid
+          FROM media_blobs WHERE name = ANY($15::text[]) ORDER BY name FOR UPDATE
+    ), ok AS (
+        SELECT count(*) FILTER (WHERE valid) = cardinality($15::text[]) AS ok FROM locked
+    ), ended AS (
+        UPDATE media_blobs SET leases = leases - 1
+         WHERE name = ANY($15::text[]) AND (SELECT ok FROM ok)
+        RETURNING name
+    ), events AS (
+        {OUTBOX_INSERT_ARRAYS.format(ids="$16", types="$17", bodies="$18")} WHERE (SELECT ok FROM ok)
+    )
+    INSERT INTO media_metadata (id, user_id, kind, purpose, blob_name, thumbnail_name, mime, bytes, width,
+                                height, duration_ms, provider, model, prompt)
+    SELECT $1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+     WHERE (SELECT ok FROM ok)
+    RETURNING {_COLUMNS}
+"""
+
+
+async def finish_upload(
     conn,
+    names: list[str],
+    events: list[Event],
     *,
     media_id: uuid.UUID,
     user_id: str,
@@ -68,14 +99,12 @@ async def insert_media(
     provider: str | None = None,
     model: str | None = None,
     prompt: str | None = None,
-) -> asyncpg.Record:
+) -> asyncpg.Record | None:
+    """Give back the upload's leases on `names`, insert its media row and record `events`, in
+    one statement. None (and nothing changed) when a lease was no longer valid: the upload
+    outlived it and must write its blobs again."""
     return await conn.fetchrow(
-        f"""
-        INSERT INTO media_metadata (id, user_id, kind, purpose, blob_name, thumbnail_name, mime, bytes, width,
-                                    height, duration_ms, provider, model, prompt)
-        VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-        RETURNING {_COLUMNS}
-        """,
+        _FINISH_UPLOAD,
         media_id,
         user_id,
         kind,
@@ -90,6 +119,8 @@ async def insert_media(
         provider,
         model,
         prompt,
+        names,
+        *outbox_arrays(events),
     )
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from media_service.repositories import media as media_repo
 from shared.bus import EventPublisher
 from shared.events import make_event
 from tests.media.conftest import png
@@ -131,3 +132,38 @@ async def test_upload_that_outlives_its_lease_writes_no_row(make_client, new_use
         r = await svc.post("/images/upload", headers=user.headers, files=files)
         assert r.status_code == 503 and r.json()["detail"]["code"] == "STORAGE_UNAVAILABLE"
         assert await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", user.id) == 0
+
+
+async def test_row_is_refused_and_nothing_changes_when_one_lease_of_two_is_gone(client, media_db):
+    """The one-statement finish (lease back, row, event): with one of the two leases no longer
+    valid it writes no row and no event and gives neither lease back, as the rolled-back
+    transaction it replaced did."""
+    names = [f"images/{uuid.uuid4().hex}.png", f"thumbnails/{uuid.uuid4().hex}.webp"]
+    user_id, media_id = str(uuid.uuid4()), uuid.uuid4()
+    event = make_event("image.uploaded", user_id, {"image_id": str(media_id)})
+    async with media_db.acquire() as conn:
+        await media_repo.lease_blobs(conn, names, ["image/png", "image/webp"], [1, 1], 60)
+        # leases = 0: not valid; refs = 1 keeps the sweep away from it during the test
+        await conn.execute("UPDATE media_blobs SET leases = 0, refs = 1 WHERE name = $1", names[1])
+        fields = dict(media_id=media_id, user_id=user_id, kind="image", purpose="avatar", blob_name=names[0])
+        fields.update(thumbnail_name=names[1], mime="image/png", size=1, width=1, height=1)
+        assert await media_repo.finish_upload(conn, names, [event], **fields) is None
+        leases = {r["name"]: r["leases"] for r in await conn.fetch(
+            "SELECT name, leases FROM media_blobs WHERE name = ANY($1::text[])", names
+        )}
+        assert leases == {names[0]: 1, names[1]: 0}
+        assert await conn.fetchval("SELECT count(*) FROM media_metadata WHERE id = $1", media_id) == 0
+        assert await conn.fetchval("SELECT count(*) FROM outbox_events WHERE event_id = $1::uuid", event.event_id) == 0
+
+        # Both leases valid: one statement gives them back, writes the row (the trigger counts
+        # its refs) and the event.
+        await media_repo.lease_blobs(conn, names, ["image/png", "image/webp"], [1, 1], 60)
+        row = await media_repo.finish_upload(conn, names, [event], **fields)
+        assert row is not None and row["id"] == media_id
+        blobs = {r["name"]: (r["leases"], r["refs"]) for r in await conn.fetch(
+            "SELECT name, leases, refs FROM media_blobs WHERE name = ANY($1::text[])", names
+        )}
+        assert blobs == {names[0]: (1, 1), names[1]: (0, 2)}
+        assert await conn.fetchval("SELECT count(*) FROM outbox_events WHERE event_id = $1::uuid", event.event_id) == 1
+        await conn.execute("DELETE FROM media_metadata WHERE id = $1", media_id)
+        await conn.execute("UPDATE media_blobs SET refs = 0 WHERE name = $1", names[1])
