@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -212,7 +213,9 @@ async def main() -> None:
         await run(args, base, f"http://127.0.0.1:{media_port}", {"Authorization": f"Bearer {token}"}, procs[1].pid)
     finally:
         for p in procs:
-            p.terminate()
+            # uvicorn re-raises SIGTERM after shutting down (no cProfile dump); SIGINT ends in
+            # KeyboardInterrupt, after which cProfile still writes its file.
+            p.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
         for p in procs:
             try:
                 p.wait(10)

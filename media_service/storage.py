@@ -35,6 +35,9 @@ class BlobStore:
             connection_timeout=5,
             read_timeout=timeout_seconds,
             retry_policy=LinearRetry(backoff=0.2, retry_total=2, random_jitter_range=0.1),
+            # Otherwise aiohttp (trust_env) looks up ~/.netrc and the proxy variables in a worker
+            # thread on every request: two thread hops per blob write. Storage is reached directly.
+            use_env_settings=False,
         )
         self.container_name = container
         self.container = self.service.get_container_client(container)
