@@ -4,8 +4,9 @@ a user's erasure. Routers call it; SQL is in repositories/media.py; blobs in sto
 Blobs and rows never drift apart (docs/media.md "Blobs and rows"):
 1. lease the blobs in the registry (`media_blobs`, committed at once);
 2. write the blobs to storage;
-3. in one transaction: give the leases back (they must still be valid), insert the media row
-   (a trigger counts it in the blobs' `refs`), emit the event.
+3. in one statement (atomic; repositories/media.py `finish_upload`): give the leases back (all
+   must still be valid, else nothing is written), insert the media row (a trigger counts it in
+   the blobs' `refs`), emit the event.
 A crash after 1 or 2 leaves leased, unreferenced blobs; once the lease expires the sweep deletes
 them (blob first, then its registry row, under the row's lock). A deleted row leaves its blobs
 unreferenced; the deleting request sweeps them at once, the periodic sweep otherwise.
