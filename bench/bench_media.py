@@ -42,8 +42,9 @@ from pathlib import Path
 import httpx
 from azure.core.exceptions import ResourceExistsError
 from common import ROOT, percentile, process_cpu_seconds, uvicorn_command
-from PIL import Image, ImageOps
+from PIL import Image
 
+from media_service import imaging
 from shared.auth import mint_access_token
 from shared.testing.env import TEST_JWT_SECRET, Infra, delete_blob_container, new_run_id
 from shared.testing.plugin import blob_container_name, build_service_env, isolated_infra
@@ -79,9 +80,10 @@ def direct_process(data: bytes) -> tuple[bytes, bytes]:
     image.load()
     out = io.BytesIO()
     image.save(out, "JPEG", quality=88)
-    thumb = ImageOps.contain(image, (256, 256), Image.Resampling.LANCZOS)
+    # The encoder settings the service uses (media_service/imaging.py), so both sides do the same work.
+    image.thumbnail((256, 256), Image.Resampling.LANCZOS, reducing_gap=imaging.REDUCING_GAP)
     tout = io.BytesIO()
-    thumb.save(tout, "WEBP", quality=80, method=4)
+    image.save(tout, "WEBP", quality=80, method=imaging.THUMBNAIL_WEBP_METHOD)
     return out.getvalue(), tout.getvalue()
 
 
@@ -89,7 +91,7 @@ class Direct:
     def __init__(self, connection_string: str, container: str):
         from azure.storage.blob.aio import BlobServiceClient
 
-        self.service = BlobServiceClient.from_connection_string(connection_string)
+        self.service = BlobServiceClient.from_connection_string(connection_string, use_env_settings=False)
         self.container = self.service.get_container_client(container)
         self.pool = ThreadPoolExecutor(CPU_WORKERS)
 
