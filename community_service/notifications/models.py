@@ -28,8 +28,6 @@ class ReadAll(Body):
     all: Literal[True]
 
 
-
-
 class ReadAnswer(BaseModel):
     marked: int
     unread: int

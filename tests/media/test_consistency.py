@@ -148,9 +148,10 @@ async def test_row_is_refused_and_nothing_changes_when_one_lease_of_two_is_gone(
         fields = dict(media_id=media_id, user_id=user_id, kind="image", purpose="avatar", blob_name=names[0])
         fields.update(thumbnail_name=names[1], mime="image/png", size=1, width=1, height=1)
         assert await media_repo.finish_upload(conn, names, [event], **fields) is None
-        leases = {r["name"]: r["leases"] for r in await conn.fetch(
-            "SELECT name, leases FROM media_blobs WHERE name = ANY($1::text[])", names
-        )}
+        leases = {
+            r["name"]: r["leases"]
+            for r in await conn.fetch("SELECT name, leases FROM media_blobs WHERE name = ANY($1::text[])", names)
+        }
         assert leases == {names[0]: 1, names[1]: 0}
         assert await conn.fetchval("SELECT count(*) FROM media_metadata WHERE id = $1", media_id) == 0
         assert await conn.fetchval("SELECT count(*) FROM outbox_events WHERE event_id = $1::uuid", event.event_id) == 0
@@ -160,9 +161,10 @@ async def test_row_is_refused_and_nothing_changes_when_one_lease_of_two_is_gone(
         await media_repo.lease_blobs(conn, names, ["image/png", "image/webp"], [1, 1], 60)
         row = await media_repo.finish_upload(conn, names, [event], **fields)
         assert row is not None and row["id"] == media_id
-        blobs = {r["name"]: (r["leases"], r["refs"]) for r in await conn.fetch(
-            "SELECT name, leases, refs FROM media_blobs WHERE name = ANY($1::text[])", names
-        )}
+        blobs = {
+            r["name"]: (r["leases"], r["refs"])
+            for r in await conn.fetch("SELECT name, leases, refs FROM media_blobs WHERE name = ANY($1::text[])", names)
+        }
         assert blobs == {names[0]: (1, 1), names[1]: (0, 2)}
         assert await conn.fetchval("SELECT count(*) FROM outbox_events WHERE event_id = $1::uuid", event.event_id) == 1
         await conn.execute("DELETE FROM media_metadata WHERE id = $1", media_id)
