@@ -1,0 +1,229 @@
+"""Flow 5 (group chat with characters picked from favourites, popular characters and recent chats)
+and image generation against the monthly quota, across six running services (Auth, Payment, Chat,
+Content, Community, Media), over HTTP only; the sandbox plays the LLMs, Stripe and the image
+providers, Azurite the blob storage."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from shared.testing.env import queue_info
+from shared.testing.fleet import Fleet
+from tests.e2e.fans import quota, sign_up, talk
+from tests.e2e.test_flows import checkout
+
+SERVICES = ("auth", "payment", "chat", "content", "community", "media")
+QUEUES = tuple(f"{s}_service.events" for s in ("auth", "payment", "chat", "community", "media"))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def fleet(e2e_env, sandbox_handle, infra, tmp_path_factory):
+    """This module's own fleet of six, Stripe's webhooks going to its Payment."""
+    from sandbox.stripe_api import store_of
+
+    env = {**e2e_env, **sandbox_handle.env(keys=True)}
+    f = Fleet(env, log_dir=tmp_path_factory.mktemp("fleet6"), services=SERVICES).start(timeout=180)
+    endpoint = None
+    try:
+        deadline = time.monotonic() + 30
+        vhost = e2e_env["REDIS_PREFIX"]
+        while [q for q in QUEUES if (queue_info(infra, vhost, q) or {}).get("consumers", 0) < 1]:
+            assert time.monotonic() < deadline, "consumers not attached in time"
+            time.sleep(0.2)
+        endpoint = sandbox_handle.control.stripe_webhook_endpoint(f.url("payment") + "/webhook")
+        f.sandbox = sandbox_handle
+        yield f
+    finally:
+        if endpoint is not None:
+            store = store_of(sandbox_handle.state)
+            store.endpoints[:] = [e for e in store.endpoints if e["id"] != endpoint["id"]]
+        f.stop()
+
+
+def _llm_calls_since(sandbox, since: int) -> list[dict]:
+    """The in-character completions the sandbox model received (follow-up question calls left out)."""
+    calls = []
+    for provider, path in (("anthropic", "/v1/messages"), ("openai", "/chat/completions")):
+        for c in sandbox.control.requests(provider=provider, since=since):
+            if not c["path"].endswith(path) or not isinstance(c.get("body"), dict):
+                continue
+            body = c["body"]
+            system = body.get("system")
+            if system is None:  # OpenAI-compatible: the system prompt is the first message
+                system = next((m.get("content") for m in body.get("messages", []) if m.get("role") == "system"), "")
+            if isinstance(system, list):
+                system = " ".join(p.get("text", "") for p in system if isinstance(p, dict))
+            if "group scene" in (system or "") and "follow-up" not in json.dumps(body).lower():
+                calls.append({"system": system, "messages": body.get("messages", []), "id": c["id"]})
+    return calls
+
+
+def _request_mark(sandbox) -> int:
+    return max((r["id"] for r in sandbox.control.requests()), default=0)
+
+
+async def test_flow5_group_chat_from_favourites_popular_and_recent(fleet, http, outbox):
+    fan = await sign_up(http, outbox)
+    maker = await sign_up(http, outbox)
+
+    # Favourites: a public character another fan made, favourited through Community.
+    r = await http.community.post(
+        "/characters",
+        json={
+            "name": "Hermione Granger",
+            "series": "Harry Potter",
+            "description": "The brightest witch of her age.",
+            "personality": "Clever, loyal, a little bossy.",
+            "visibility": "public",
+        },
+        headers=maker.headers,
+    )
+    assert r.status_code == 201, r.text
+    favourite_id = r.json()["id"]
+    r = await http.community.put(f"/favorites/character/{favourite_id}", headers=fan.headers)
+    assert r.status_code == 204, r.text
+    r = await http.community.get("/favorites", params={"kind": "character"}, headers=fan.headers)
+    assert r.status_code == 200, r.text
+    [favourite] = r.json()["favorites"]
+    from_favourites = {"name": favourite["character"]["name"], "series": favourite["character"]["series"]}
+    assert from_favourites == {"name": "Hermione Granger", "series": "Harry Potter"}
+
+    # Popular characters, from Content.
+    r = await http.content.get("/popular", params={"type": "character", "limit": 10})
+    assert r.status_code == 200, r.text
+    popular = r.json()["results"] if "results" in r.json() else r.json()["characters"]
+    assert popular, r.text
+    pick = next(c for c in popular if c.get("name") and c["name"] not in ("Hermione Granger", "Luke Skywalker"))
+    from_popular = {"name": pick["name"], "series": pick.get("title_name") or pick.get("title")}
+
+    # Recent chats, from Chat.
+    r = await talk(http, fan, "Hello Luke, how is the farm?")
+    assert r.status_code == 200, r.text
+    r = await http.chat.get("/conversations", headers=fan.headers)
+    assert r.status_code == 200, r.text
+    recent = r.json()["conversations"][0]
+    from_recent = {"name": recent["character"], "series": recent["series"]}
+    assert from_recent == {"name": "Luke Skywalker", "series": "Star Wars"}
+
+    # The group: the message names them in the order they should answer.
+    cast = [from_favourites, from_popular, from_recent]
+    order = [from_recent["name"], from_favourites["name"], from_popular["name"]]
+    message = f"{order[0]}, {order[1]} and {order[2]}: who would win a quiz night?"
+    mark = _request_mark(fleet.sandbox)
+    r = await http.chat.post("/group_chat", json={"characters": cast, "message": message}, headers=fan.headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    cid = body["conversation_id"]
+    assert body["turn_order"] == order
+    assert [x["sender"] for x in body["replies"]] == order
+    for reply in body["replies"]:  # the sandbox model answers as the "You are <Name>" of its prompt
+        assert reply["response"].startswith(f"{reply['sender']} here."), reply
+    # Each one in its own turn: the first answers the fan, each next one reacts to the one before.
+    assert body["replies"][0]["response"].startswith(f"{order[0]} here. You said: {message[:40]}")
+    for before, reply in zip(body["replies"], body["replies"][1:], strict=False):
+        assert reply["response"].startswith(f"{reply['sender']} here. You said: [{before['sender']}]:"), reply
+
+    # What the model was given: one call per speaker, in turn, each with its own persona.
+    calls = sorted(_llm_calls_since(fleet.sandbox, mark), key=lambda c: c["id"])
+    assert [c["system"].split(",")[0].split(".")[0] for c in calls] == [f"You are {n}" for n in order]
+    for call, character in zip(calls, sorted(cast, key=lambda c: order.index(c["name"])), strict=True):
+        assert call["system"].startswith(f"You are {character['name']}, the character from ")
+        others = [n for n in order if n != character["name"]]
+        assert all(n in call["system"].split("group scene with ", 1)[1][:200] for n in others), call["system"]
+    last_turns = json.dumps(calls[2]["messages"])
+    assert f"[{order[0]}]:" in last_turns and f"[{order[1]}]:" in last_turns
+
+    # The conversation as Chat stores it: the fan's line, then the three replies in turn order.
+    r = await http.chat.get(f"/conversations/{cid}", headers=fan.headers)
+    assert r.status_code == 200, r.text
+    conv = r.json()
+    assert conv["conversation"]["type"] == "group"
+    assert sorted(p["name"] for p in conv["conversation"]["participants"]) == sorted(order)
+    assert [(m["role"], m["sender"]) for m in conv["messages"]] == [("user", "user")] + [
+        ("assistant", n) for n in order
+    ]
+    assert [m["content"] for m in conv["messages"][1:]] == [x["response"] for x in body["replies"]]
+    assert conv["messages"][0]["content"] == message
+
+    # The next turn continues the scene with its cast; a mention picks the speaker.
+    r = await http.chat.post(
+        "/group_chat", json={"conversation_id": cid, "message": f"{order[2]}, your answer?"}, headers=fan.headers
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["turn_order"] == [order[2]]
+    conv = (await http.chat.get(f"/conversations/{cid}", headers=fan.headers)).json()
+    assert [m["sender"] for m in conv["messages"]] == ["user", *order, "user", order[2]]
+    # Another user sees none of it.
+    assert (await http.chat.get(f"/conversations/{cid}", headers=maker.headers)).status_code == 404
+    r = await http.chat.post("/group_chat", json={"conversation_id": cid, "message": "hi"}, headers=maker.headers)
+    assert r.status_code == 404
+
+
+async def _fetch(url: str) -> bytes:
+    async with httpx.AsyncClient(timeout=15, trust_env=False) as c:
+        r = await c.get(url)
+    assert r.status_code == 200, (url, r.status_code)
+    return r.content
+
+
+async def test_images_until_the_quota_is_spent_then_max(fleet, http, outbox):
+    free = await sign_up(http, outbox)
+    r = await http.media.post("/images/generate", json={"prompt": "a lighthouse at dusk"}, headers=free.headers)
+    assert r.status_code == 402 and r.json()["detail"]["code"] == "INSUFFICIENT_TIER", r.text
+
+    fan = await sign_up(http, outbox)
+    session = await checkout(http, fleet, fan, "pro")
+    done = fleet.sandbox.control.stripe_complete_checkout(session["session_id"])
+    assert all(d["status"] == 200 for d in done["deliveries"]), done["deliveries"]
+
+    async def generate(prompt: str) -> httpx.Response:
+        return await http.media.post("/images/generate", json={"prompt": prompt}, headers=fan.headers)
+
+    # The first generation may race the tier's arrival (the webhook is answered; the tier is in Redis).
+    deadline = time.monotonic() + 10
+    while (r := await generate("a lighthouse at dusk, number 0")).status_code == 402:
+        assert r.json()["detail"]["code"] == "INSUFFICIENT_TIER" and time.monotonic() < deadline, r.text
+    made = []
+    for i in range(5):
+        if i:
+            r = await generate(f"a lighthouse at dusk, number {i}")
+        assert r.status_code == 201, r.text
+        assert r.json()["remaining_quota"] == 4 - i
+        made += [img["id"] for img in r.json()["images"]]
+    r = await generate("one more lighthouse")
+    assert r.status_code == 402, r.text
+    detail = r.json()["detail"]
+    assert detail["code"] == "INSUFFICIENT_QUOTA" and detail["quota_type"] == "image_gen", detail
+    assert (await quota(http, fan))["quotas"]["image_gen"]["remaining"] == 0
+
+    # Upgrade to Max at Stripe: the subscription changes there, its webhooks reach Payment.
+    r = await http.payment.post("/subscription/change", json={"tier": "max"}, headers=fan.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["tier"] == 2
+    deliveries = fleet.sandbox.control.stripe_deliveries()
+    assert all(d["status"] == 200 for d in deliveries if d["url"].startswith(fleet.url("payment"))), deliveries
+    for i in range(3):
+        r = await generate(f"a lighthouse in a storm, number {i}")
+        assert r.status_code == 201, r.text
+        assert r.json()["remaining_quota"] == -1
+        made += [img["id"] for img in r.json()["images"]]
+    assert (await quota(http, fan))["quotas"]["image_gen"]["remaining"] == -1
+
+    # The images are listed, newest first, and their SAS URLs give real PNGs from Azurite.
+    r = await http.media.get("/images", params={"limit": 20}, headers=fan.headers)
+    assert r.status_code == 200, r.text
+    listed = r.json()["images"]
+    assert [img["id"] for img in listed] == list(reversed(made))
+    for img in listed:
+        assert "sig=" in img["url"]
+        data = await _fetch(img["url"])
+        assert data.startswith(PNG_SIGNATURE) and len(data) == img["bytes"]
+        assert (await _fetch(img["thumbnail_url"]))[:8] in (PNG_SIGNATURE, b"\xff\xd8\xff\xe0\x00\x10JF")
+    # Another user's list does not show them.
+    assert (await http.media.get("/images", headers=free.headers)).json()["images"] == []
+    assert (await http.media.get(f"/images/{made[0]}", headers=free.headers)).status_code == 404
