@@ -1,5 +1,5 @@
 """Resource details: /resources/movies/{id}, /resources/series/{id},
-/resources/people/{id}/filmography.
+/resources/people/{id}/filmography, /resources/characters/{id}.
 
 Answers come from the embedded store (cast, characters and people resolved) and are cached in
 Redis (RESOURCE_CACHE_TTL_SECONDS) under a key carrying the store's entity version, so a sync
@@ -173,3 +173,18 @@ async def filmography(request: Request, id: int = Path(..., ge=1)):
         return found
 
     return await _cached(request, ("person", id), produce)
+
+
+# A character's id is what follows "character:" in its key: a number (seed, corpus) or TMDB's
+# credit id (hex), so Community can check a favourite and show its name and title.
+CHARACTER_ID = r"^[A-Za-z0-9]{1,64}$"
+
+
+@router.get(
+    "/characters/{id}", summary="A character: name, title, actor", responses=documented(errors.NOT_FOUND)
+)
+async def character(request: Request, id: str = Path(..., pattern=CHARACTER_ID)):
+    rec = request.app.state.catalog.entity(f"character:{id}")
+    if rec is None or rec.get("type") != "character":
+        raise errors.NOT_FOUND(f"No character with id {id}.")
+    return rec

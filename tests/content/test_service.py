@@ -67,6 +67,7 @@ async def test_openapi_documents_the_routes(content_app):
             "/resources/movies/{id}/characters",
             "/resources/series/{id}/characters",
             "/resources/people/{id}/filmography",
+            "/resources/characters/{id}",
         ):
             assert p in paths, p
         modes = paths["/search"]["get"]["parameters"]
@@ -159,6 +160,16 @@ async def test_resources(content_app):
 
         r = await client.get("/resources/movies/0")
         assert r.status_code == 422
+
+        # One character by the id in its key (Community checks favourites with it).
+        joker = next(c for c in movie["characters"] if c["name"] == "Joker")
+        r = await client.get(f"/resources/characters/{joker['id'].split(':', 1)[1]}")
+        assert r.status_code == 200, r.text
+        assert r.json()["key"] == joker["id"] and r.json()["title_name"] == "The Dark Knight"
+        r = await client.get("/resources/characters/999999999")
+        assert r.status_code == 404 and r.json()["detail"]["code"] == "NOT_FOUND"
+        r = await client.get("/resources/characters/bad%20id")
+        assert r.status_code == 422 and r.json()["detail"]["code"]
 
 
 async def test_unknown_title_is_fetched_from_tmdb_on_demand(content_app, tmdb_control):
