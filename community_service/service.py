@@ -4,7 +4,9 @@ repositories/; every change and its events commit together (outbox)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -210,9 +212,21 @@ async def list_universes(pool, user: CurrentUser, scope: str, cursor: str | None
 # Favourites ---------------------------------------------------------------------------------
 
 
+# A Content character favourited by its key: "character:<id>", the id a number or TMDB's credit id.
+CONTENT_CHARACTER = re.compile(r"character:([A-Za-z0-9]{1,54})")
+
+
 async def put_favorite(pool, upstreams, user: CurrentUser, kind: str, target_id: str) -> None:
-    """kind 'character': a custom character the caller can see; kind 'title': "movie:<tmdb id>" or
-    "tv:<tmdb id>", checked against Content."""
+    """kind 'character': a custom character the caller can see, or a Content character
+    ("character:<id>", checked against Content); kind 'title': "movie:<tmdb id>" or "tv:<tmdb id>",
+    checked against Content."""
+    if kind == "character" and target_id.startswith("character:"):
+        m = CONTENT_CHARACTER.fullmatch(target_id)
+        if m is None or await upstreams.content_character(m.group(1)) is None:
+            raise errors.CHARACTER_NOT_FOUND()
+        async with pool.acquire() as conn:
+            await fav_repo.put(conn, user.user_id, kind, target_id)
+        return
     async with pool.acquire() as conn:
         if kind == "character":
             row = await visible_character(conn, user, target_id)
@@ -232,15 +246,38 @@ async def delete_favorite(pool, user: CurrentUser, kind: str, target_id: str) ->
             raise errors.FAVORITE_NOT_FOUND()
 
 
-async def list_favorites(pool, user: CurrentUser, kind: str | None) -> list[dict]:
+async def list_favorites(pool, upstreams, user: CurrentUser, kind: str | None) -> list[dict]:
+    """The caller's favourites, newest first; a character carries what a client shows (a custom
+    character as it is now, a Content character's name, title and actor from Content)."""
     async with pool.acquire() as conn:
         rows = await fav_repo.list_for(conn, user.user_id, kind)
-        char_ids = [uuid.UUID(r["target_id"]) for r in rows if r["kind"] == "character"]
+        char_ids = [
+            uuid.UUID(r["target_id"])
+            for r in rows
+            if r["kind"] == "character" and not r["target_id"].startswith("character:")
+        ]
         chars = await char_repo.get_many(conn, char_ids) if char_ids else {}
+    content_keys = [
+        r["target_id"] for r in rows if r["kind"] == "character" and r["target_id"].startswith("character:")
+    ]
+    found = await asyncio.gather(*(upstreams.content_character(k.split(":", 1)[1]) for k in content_keys))
+    content = dict(zip(content_keys, found, strict=True))
     out = []
     for r in rows:
         item = {"kind": r["kind"], "id": r["target_id"], "created_at": iso(r["created_at"])}
-        if r["kind"] == "character":
+        if r["kind"] == "character" and r["target_id"] in content:
+            rec = content[r["target_id"]]
+            if rec is None:
+                continue  # gone from Content (a sync removed it)
+            item["source"] = "content"
+            item["character"] = {
+                "id": rec["key"],
+                "name": rec.get("name"),
+                "series": rec.get("title_name"),
+                "actor": rec.get("actor"),
+            }
+        elif r["kind"] == "character":
+            item["source"] = "community"
             c = chars.get(uuid.UUID(r["target_id"]))
             visible = c is not None and (
                 c["owner_id"] == user.user_id or (c["visibility"] == "public" and c["status"] == "active")

@@ -69,6 +69,17 @@ class Upstreams:
             raise errors.UPSTREAM_UNAVAILABLE("Content did not answer; try again shortly.")
         return r.json()
 
+    async def content_character(self, character_id: str) -> dict | None:
+        """A character from Content by the id in its key (`character:<id>`); None when Content
+        has no such character."""
+        r = await self._get(self.content, f"/resources/characters/{character_id}", None)
+        if r.status_code in (404, 422):
+            return None
+        if r.status_code != 200:
+            log.warning("content answered %s", r.status_code)
+            raise errors.UPSTREAM_UNAVAILABLE("Content did not answer; try again shortly.")
+        return r.json()
+
     async def apply_referral(self, token: str, code: str) -> dict:
         """Records a referral through Auth's own rules (`POST /referrals/apply` with the caller's
         token: once per user, verified accounts, within the window, never your own code). Auth's

@@ -118,7 +118,8 @@ async def put_favorite(
     target_id: str = Path(max_length=64),
     user: CurrentUser = Depends(get_current_user),
 ):
-    """kind `character`: a custom character's id; kind `title`: `movie:<tmdb id>` or `tv:<tmdb id>`."""
+    """kind `character`: a custom character's id, or a Content character's key `character:<id>`;
+    kind `title`: `movie:<tmdb id>` or `tv:<tmdb id>`."""
     await svc.put_favorite(pool(request), upstreams(request), user, kind, target_id)
     return Response(status_code=204)
 
@@ -136,8 +137,9 @@ async def delete_favorite(
     return Response(status_code=204)
 
 
-@router.get("/favorites", responses=responses(), tags=["favorites"])
+@router.get("/favorites", responses=responses(errors.UPSTREAM_UNAVAILABLE), tags=["favorites"])
 async def list_favorites(
     request: Request, kind: FavoriteKind | None = None, user: CurrentUser = Depends(get_current_user)
 ):
-    return {"favorites": await svc.list_favorites(pool(request), user, kind), "next_cursor": None}
+    favorites = await svc.list_favorites(pool(request), upstreams(request), user, kind)
+    return {"favorites": favorites, "next_cursor": None}
