@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from shared.testing.processes import ServiceProcess
+from shared.testing.processes import ServiceProcess, free_port
 from shared.testing.proxy import ThreadedTcpProxy
 
 # Settings the fleet's services run with besides the run's own infrastructure: generous rate limits
@@ -78,16 +78,22 @@ class Fleet:
 
     def start(self, timeout: float = 60.0) -> Fleet:
         self.env = self._build_env()
+        # Ports chosen up front so every service knows where the others are (`<NAME>_SERVICE_URL`,
+        # as Community's settings read them); without it a call between services went to the dev ports.
+        ports = {name: free_port() for name in self.services}
+        for name, port in ports.items():
+            self.env.setdefault(f"{name.upper()}_SERVICE_URL", f"http://127.0.0.1:{port}")
         errors: list[BaseException] = []
         # Payment first: its migrations define the quota functions Chat calls in the core database.
         order = sorted(self.services, key=lambda s: s != "payment")
         first, rest = order[0], order[1:]
         try:
-            self.procs[first] = ServiceProcess(first, self.env, log_dir=self.log_dir).start(timeout)
+            self.procs[first] = ServiceProcess(first, self.env, ports[first], log_dir=self.log_dir).start(timeout)
 
             def run(name: str) -> None:
                 try:
-                    self.procs[name] = ServiceProcess(name, self.env, log_dir=self.log_dir).start(timeout)
+                    proc = ServiceProcess(name, self.env, ports[name], log_dir=self.log_dir)
+                    self.procs[name] = proc.start(timeout)
                 except BaseException as exc:  # reported below
                     errors.append(exc)
 

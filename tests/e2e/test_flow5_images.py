@@ -72,7 +72,34 @@ async def test_flow5_group_chat_from_favourites_popular_and_recent(fleet, http, 
     fan = await sign_up(http, outbox)
     maker = await sign_up(http, outbox)
 
-    # Favourites: a public character another fan made, favourited through Community.
+    # Popular characters, from Content. One whose name the sandbox model reads back whole
+    # ("You are <Capitalised Words>"), so its answer can be told from the others' ("Bruce Wayne /
+    # Batman" would come back as "Bruce Wayne").
+    plain = re.compile(r"[A-Z][\w'-]*( [A-Z][\w'-]*){0,4}")
+    taken = {"Hermione Granger", "Luke Skywalker"}
+
+    def pick(characters: list[dict]) -> dict:
+        return next(c for c in characters if plain.fullmatch(c.get("name") or "") and c["name"] not in taken)
+
+    r = await http.content.get("/popular", params={"type": "character", "limit": 20})
+    assert r.status_code == 200, r.text
+    popular = pick(r.json()["results"])
+    from_popular = {"name": popular["name"], "series": popular.get("title_name") or popular.get("title")}
+    taken.add(popular["name"])
+
+    # Favourites, through Community: a Content character from the cast of the most popular movie
+    # (checked against Content), and a public character another fan made.
+    r = await http.content.get("/popular", params={"type": "movie", "limit": 1})
+    assert r.status_code == 200, r.text
+    movie = r.json()["results"][0]
+    r = await http.content.get(f"/resources/movies/{str(movie['id']).rsplit(':', 1)[-1]}/characters")
+    assert r.status_code == 200, r.text
+    liked = pick(r.json()["characters"])
+    taken.add(liked["name"])
+    liked_key = liked.get("key") or liked["id"]  # "character:<id>" (the cast lists full records)
+    assert str(liked_key).startswith("character:"), liked
+    r = await http.community.put(f"/favorites/character/{liked_key}", headers=fan.headers)
+    assert r.status_code == 204, r.text
     r = await http.community.post(
         "/characters",
         json={
@@ -85,29 +112,19 @@ async def test_flow5_group_chat_from_favourites_popular_and_recent(fleet, http, 
         headers=maker.headers,
     )
     assert r.status_code == 201, r.text
-    favourite_id = r.json()["id"]
-    r = await http.community.put(f"/favorites/character/{favourite_id}", headers=fan.headers)
+    r = await http.community.put(f"/favorites/character/{r.json()['id']}", headers=fan.headers)
     assert r.status_code == 204, r.text
     r = await http.community.get("/favorites", params={"kind": "character"}, headers=fan.headers)
     assert r.status_code == 200, r.text
-    [favourite] = r.json()["favorites"]
-    from_favourites = {"name": favourite["character"]["name"], "series": favourite["character"]["series"]}
-    assert from_favourites == {"name": "Hermione Granger", "series": "Harry Potter"}
-
-    # Popular characters, from Content.
-    r = await http.content.get("/popular", params={"type": "character", "limit": 10})
-    assert r.status_code == 200, r.text
-    popular = r.json()["results"] if "results" in r.json() else r.json()["characters"]
-    assert popular, r.text
-    # One whose name the sandbox model reads back whole ("You are <Capitalised Words>"), so its
-    # answer can be told from the others' ("Bruce Wayne / Batman" would come back as "Bruce Wayne").
-    plain = re.compile(r"[A-Z][\w'-]*( [A-Z][\w'-]*){0,4}")
-    pick = next(
-        c
-        for c in popular
-        if plain.fullmatch(c.get("name") or "") and c["name"] not in ("Hermione Granger", "Luke Skywalker")
-    )
-    from_popular = {"name": pick["name"], "series": pick.get("title_name") or pick.get("title")}
+    favourites = {f["source"]: f["character"] for f in r.json()["favorites"]}
+    from_favourites = [
+        {"name": favourites["content"]["name"], "series": favourites["content"]["series"]},
+        {"name": favourites["community"]["name"], "series": favourites["community"]["series"]},
+    ]
+    assert from_favourites == [
+        {"name": liked["name"], "series": movie["name"]},
+        {"name": "Hermione Granger", "series": "Harry Potter"},
+    ]
 
     # Recent chats, from Chat.
     r = await talk(http, fan, "Hello Luke, how is the farm?")
@@ -119,9 +136,9 @@ async def test_flow5_group_chat_from_favourites_popular_and_recent(fleet, http, 
     assert from_recent == {"name": "Luke Skywalker", "series": "Star Wars"}
 
     # The group: the message names them in the order they should answer.
-    cast = [from_favourites, from_popular, from_recent]
-    order = [from_recent["name"], from_favourites["name"], from_popular["name"]]
-    message = f"{order[0]}, {order[1]} and {order[2]}: who would win a quiz night?"
+    cast = [*from_favourites, from_popular, from_recent]
+    order = [from_recent["name"], from_favourites[1]["name"], from_popular["name"], from_favourites[0]["name"]]
+    message = f"{order[0]}, {order[1]}, {order[2]} and {order[3]}: who would win a quiz night?"
     mark = _request_mark(fleet.sandbox)
     r = await http.chat.post("/group_chat", json={"characters": cast, "message": message}, headers=fan.headers)
     assert r.status_code == 200, r.text
@@ -148,7 +165,7 @@ async def test_flow5_group_chat_from_favourites_popular_and_recent(fleet, http, 
             line = f"[{reply['sender']}]: {reply['response'][:30]}"
             assert (line in turns) == (j < i), (i, j, turns)
 
-    # The conversation as Chat stores it: the fan's line, then the three replies in turn order.
+    # The conversation as Chat stores it: the fan's line, then the four replies in turn order.
     r = await http.chat.get(f"/conversations/{cid}", headers=fan.headers)
     assert r.status_code == 200, r.text
     conv = r.json()
@@ -162,12 +179,12 @@ async def test_flow5_group_chat_from_favourites_popular_and_recent(fleet, http, 
 
     # The next turn continues the scene with its cast; a mention picks the speaker.
     r = await http.chat.post(
-        "/group_chat", json={"conversation_id": cid, "message": f"{order[2]}, your answer?"}, headers=fan.headers
+        "/group_chat", json={"conversation_id": cid, "message": f"{order[3]}, your answer?"}, headers=fan.headers
     )
     assert r.status_code == 200, r.text
-    assert r.json()["turn_order"] == [order[2]]
+    assert r.json()["turn_order"] == [order[3]]
     conv = (await http.chat.get(f"/conversations/{cid}", headers=fan.headers)).json()
-    assert [m["sender"] for m in conv["messages"]] == ["user", *order, "user", order[2]]
+    assert [m["sender"] for m in conv["messages"]] == ["user", *order, "user", order[3]]
     # Another user sees none of it.
     assert (await http.chat.get(f"/conversations/{cid}", headers=maker.headers)).status_code == 404
     r = await http.chat.post("/group_chat", json={"conversation_id": cid, "message": "hi"}, headers=maker.headers)
