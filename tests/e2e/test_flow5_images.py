@@ -228,12 +228,18 @@ async def test_images_until_the_quota_is_spent_then_max(fleet, http, outbox):
     assert detail["code"] == "INSUFFICIENT_QUOTA" and detail["quota_type"] == "image_gen", detail
     assert (await quota(http, fan))["quotas"]["image_gen"]["remaining"] == 0
 
-    # Upgrade to Max at Stripe: the subscription changes there, its webhooks reach Payment.
+    # Upgrade to Max. A subscriber does not check out a second time (409, pointing at
+    # /subscription/change); the change is made at Stripe, and Stripe's webhook for it reaches Payment.
+    r = await http.payment.post("/create-checkout-session", json={"tier": "max"}, headers=fan.headers)
+    assert r.status_code == 409 and r.json()["detail"]["code"] == "ALREADY_SUBSCRIBED", r.text
+    to_payment = [d for d in fleet.sandbox.control.stripe_deliveries() if d["url"].startswith(fleet.url("payment"))]
     r = await http.payment.post("/subscription/change", json={"tier": "max"}, headers=fan.headers)
     assert r.status_code == 200, r.text
     assert r.json()["tier"] == 2
-    deliveries = fleet.sandbox.control.stripe_deliveries()
-    assert all(d["status"] == 200 for d in deliveries if d["url"].startswith(fleet.url("payment"))), deliveries
+    deliveries = [d for d in fleet.sandbox.control.stripe_deliveries() if d["url"].startswith(fleet.url("payment"))]
+    new = deliveries[len(to_payment) :]
+    assert "customer.subscription.updated" in [d["type"] for d in new], new
+    assert all(d["status"] == 200 for d in deliveries), deliveries
     for i in range(3):
         r = await generate(f"a lighthouse in a storm, number {i}")
         assert r.status_code == 201, r.text
