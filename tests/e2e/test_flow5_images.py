@@ -135,8 +135,10 @@ async def test_flow5_group_chat_from_favourites_popular_and_recent(fleet, http, 
     from_recent = {"name": recent["character"], "series": recent["series"]}
     assert from_recent == {"name": "Luke Skywalker", "series": "Star Wars"}
 
-    # The group: the message names them in the order they should answer.
-    cast = [*from_favourites, from_popular, from_recent]
+    # The group: the message names them in the order they should answer. The custom character
+    # joins by its id, so Chat reads its definition (personality included) from Community.
+    custom = {"character_id": favourites["community"]["id"]}
+    cast = [from_favourites[0], custom, from_popular, from_recent]
     order = [from_recent["name"], from_favourites[1]["name"], from_popular["name"], from_favourites[0]["name"]]
     message = f"{order[0]}, {order[1]}, {order[2]} and {order[3]}: who would win a quiz night?"
     mark = _request_mark(fleet.sandbox)
@@ -153,10 +155,14 @@ async def test_flow5_group_chat_from_favourites_popular_and_recent(fleet, http, 
     # What the model was given: one call per speaker, in turn, each with its own persona.
     calls = sorted(_llm_calls_since(fleet.sandbox, mark), key=lambda c: c["id"])
     assert [c["system"].split(",")[0].split(".")[0] for c in calls] == [f"You are {n}" for n in order]
-    for call, character in zip(calls, sorted(cast, key=lambda c: order.index(c["name"])), strict=True):
-        assert call["system"].startswith(f"You are {character['name']}, the character from ")
+    named = [*from_favourites, from_popular, from_recent]
+    for call, character in zip(calls, sorted(named, key=lambda c: order.index(c["name"])), strict=True):
+        assert call["system"].startswith(f"You are {character['name']}, the character from {character['series']}")
         others = [n for n in order if n != character["name"]]
         assert all(n in call["system"].split("group scene with ", 1)[1][:200] for n in others), call["system"]
+    # The custom character speaks with the personality its maker gave it, and only it does.
+    with_personality = [c["system"].split(",")[0] for c in calls if "Clever, loyal, a little bossy." in c["system"]]
+    assert with_personality == ["You are Hermione Granger"]
     # Each one in its own turn: a speaker's prompt carries the lines of those who answered before it
     # (named), and no line of those after it.
     for i, call in enumerate(calls):
@@ -170,7 +176,9 @@ async def test_flow5_group_chat_from_favourites_popular_and_recent(fleet, http, 
     assert r.status_code == 200, r.text
     conv = r.json()
     assert conv["conversation"]["type"] == "group"
-    assert sorted(p["name"] for p in conv["conversation"]["participants"]) == sorted(order)
+    participants = conv["conversation"]["participants"]
+    assert sorted(p["name"] for p in participants) == sorted(order)
+    assert [p.get("character_id") for p in participants if p["name"] == "Hermione Granger"] == [custom["character_id"]]
     assert [(m["role"], m["sender"]) for m in conv["messages"]] == [("user", "user")] + [
         ("assistant", n) for n in order
     ]
