@@ -285,18 +285,19 @@ async def test_content_characters_as_favourites(client, new_user, content_proces
     async with httpx.AsyncClient(base_url=content_process.url, trust_env=False) as content:
         cast = (await content.get("/resources/movies/155/characters")).json()["characters"]
     joker = next(c for c in cast if c["name"] == "Joker")
-    assert joker["id"].startswith("character:")
-    assert (await client.put(f"/favorites/character/{joker['id']}", headers=user.headers)).status_code == 204
-    assert (await client.put(f"/favorites/character/{joker['id']}", headers=user.headers)).status_code == 204
+    key = joker["key"]  # the entity's key, "character:<id>"
+    assert key.startswith("character:")
+    assert (await client.put(f"/favorites/character/{key}", headers=user.headers)).status_code == 204
+    assert (await client.put(f"/favorites/character/{key}", headers=user.headers)).status_code == 204
     for missing in ("character:999999999", "character:", "character:bad id", "character:1:2"):
         r = await client.put(f"/favorites/character/{missing}", headers=user.headers)
         assert r.status_code == 404 and r.json()["detail"]["code"] == "CHARACTER_NOT_FOUND", (missing, r.text)
     r = await client.get("/favorites", params={"kind": "character"}, headers=user.headers)
     assert r.status_code == 200, r.text
     [favourite] = r.json()["favorites"]
-    assert favourite["id"] == joker["id"] and favourite["source"] == "content"
+    assert favourite["id"] == key and favourite["source"] == "content"
     assert favourite["character"] == {
-        "id": joker["id"],
+        "id": key,
         "name": "Joker",
         "series": "The Dark Knight",
         "actor": favourite["character"]["actor"],
@@ -304,6 +305,6 @@ async def test_content_characters_as_favourites(client, new_user, content_proces
     assert favourite["character"]["actor"]
     # Another user's list does not have it; deleting it is the caller's own.
     assert (await client.get("/favorites", headers=other.headers)).json()["favorites"] == []
-    assert (await client.delete(f"/favorites/character/{joker['id']}", headers=other.headers)).status_code == 404
-    assert (await client.delete(f"/favorites/character/{joker['id']}", headers=user.headers)).status_code == 204
+    assert (await client.delete(f"/favorites/character/{key}", headers=other.headers)).status_code == 404
+    assert (await client.delete(f"/favorites/character/{key}", headers=user.headers)).status_code == 204
     assert (await client.get("/favorites", headers=user.headers)).json()["favorites"] == []
