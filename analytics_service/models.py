@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -130,3 +131,41 @@ class Leaderboard(BaseModel):
 class FlipResult(BaseModel):
     flip_ticket: FlipTicket
     flipped_now: bool = Field(description="false when the ticket had already been flipped: the same reward again")
+
+
+class ConversationOut(BaseModel):
+    conversation_id: str
+    character: str | None
+    messages: int = Field(description="messages of the whole conversation")
+    first_message_at: str | None
+    last_message_at: str | None
+
+
+class CharacterMessages(BaseModel):
+    character: str
+    messages: int
+
+
+class ConversationStats(BaseModel):
+    period: Literal["week", "month", "all"]
+    period_start: str | None = Field(description="first day (UTC) of the week or month; null for all time")
+    messages: int = Field(description="messages the caller sent in the period (regenerations excluded)")
+    conversations: int = Field(description="the caller's conversations with a message in the period")
+    characters: int = Field(description="distinct characters of those conversations")
+    average_messages_per_conversation: float
+    recent_conversations: list[ConversationOut] = Field(description="most recent message first")
+    top_characters: list[CharacterMessages] = Field(description="the caller's most-talked-to characters, all time")
+
+
+class CharacterEntry(BaseModel):
+    rank: int = Field(description="1 is the top; equal message counts share a rank")
+    character: str
+    messages: int
+    conversations: int | None = Field(description="conversations started with the character; all time only")
+    users: int | None = Field(description="distinct users who talked to the character; all time only")
+
+
+class CharacterStats(BaseModel):
+    period: Literal["week", "month", "all"]
+    period_start: str | None
+    characters: list[CharacterEntry]

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from analytics_service.repositories import daily as daily_repo
 from analytics_service.repositories import rollups as rollups_repo
 
 SERIES = ("active_users", "messages", "new_users", "conversions", "cancellations", "revenue_cents")
@@ -57,8 +58,13 @@ async def platform(pool: asyncpg.Pool, start: datetime, end: datetime, granulari
             conn, "day", ["revenue_cents"], mrr_from, last_day + timedelta(days=1)
         )
         before = await rollups_repo.platform_totals_before(conn, ["conversions", "cancellations"], first)
-        wau = await rollups_repo.distinct_active(conn, last_day - timedelta(days=6), last_day + timedelta(days=1))
-        mau = await rollups_repo.distinct_active(conn, last_day - timedelta(days=29), last_day + timedelta(days=1))
+        stored = await daily_repo.stored_actives(conn, last_day.date())
+        if stored is not None:
+            # A complete day the daily task stored: no distinct count over a month of users.
+            wau, mau = stored["wau"], stored["mau"]
+        else:
+            wau = await rollups_repo.distinct_active(conn, last_day - timedelta(days=6), last_day + timedelta(days=1))
+            mau = await rollups_repo.distinct_active(conn, last_day - timedelta(days=29), last_day + timedelta(days=1))
 
     index = {b: i for i, b in enumerate(keys)}
     series = {m: [0] * len(keys) for m in SERIES}

@@ -374,17 +374,26 @@ def level_progress(xp: int) -> float:
 # -- engagement tier ------------------------------------------------------------------------------------
 
 
+# The engagement tier's thresholds (the daily task applies the same ones in SQL).
+TIER_NEW_DAYS = 7
+TIER_AT_RISK_DAYS = 14
+TIER_WINDOW_DAYS = 30
+TIER_POWER_DAYS = 20
+TIER_REGULAR_DAYS = 8
+ENGAGEMENT_TIERS = ("new", "casual", "regular", "power", "at_risk")
+
+
 def engagement_tier(
     *, first_seen: datetime | None, last_active: datetime | None, active_days_30: int, now: datetime
 ) -> str:
     """new: first seen within 7 days. at_risk: nothing for 14 days or more. power: active on 20+ of
     the last 30 days. regular: 8+. casual: the rest."""
-    if first_seen is None or now - first_seen < timedelta(days=7):
+    if first_seen is None or now - first_seen < timedelta(days=TIER_NEW_DAYS):
         return "new"
-    if last_active is None or now - last_active >= timedelta(days=14):
+    if last_active is None or now - last_active >= timedelta(days=TIER_AT_RISK_DAYS):
         return "at_risk"
-    if active_days_30 >= 20:
+    if active_days_30 >= TIER_POWER_DAYS:
         return "power"
-    if active_days_30 >= 8:
+    if active_days_30 >= TIER_REGULAR_DAYS:
         return "regular"
     return "casual"

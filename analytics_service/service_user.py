@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from analytics_service import rules
+from analytics_service.repositories import daily as daily_repo
 from analytics_service.repositories import progress as progress_repo
 from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.repositories import rollups as rollups_repo
@@ -104,7 +105,15 @@ async def profile(pool: asyncpg.Pool, user_id: str, now: datetime | None = None)
         row = await progress_repo.get(conn, user_id)
         p = Progress.from_row(row) if row is not None else None
         unlocked, total = await progress_repo.count_unlocked(conn, user_id)
-        active_30 = await rollups_repo.active_days_since(conn, user_id, (now - timedelta(days=29)).date())
+        tier = await daily_repo.tier_of(conn, user_id)
+        if tier is None and a is not None:
+            # Seen for the first time since the last daily run: computed now, by the same rule.
+            active_30 = await rollups_repo.active_days_since(
+                conn, user_id, (now - timedelta(days=rules.TIER_WINDOW_DAYS - 1)).date()
+            )
+            tier = rules.engagement_tier(
+                first_seen=a["first_seen_at"], last_active=a["last_active_at"], active_days_30=active_30, now=now
+            )
         percentiles = {
             "messages": rank_out(*await ranks_repo.rank(conn, "messages", a["messages"])) if a is not None else None,
             "xp": rank_out(*await ranks_repo.rank(conn, "xp", p.xp)) if p is not None else None,
@@ -128,12 +137,7 @@ async def profile(pool: asyncpg.Pool, user_id: str, now: datetime | None = None)
         "level_progress": rules.level_progress(xp),
         "achievements": {"unlocked": unlocked, "total": total},
         "percentiles": percentiles,
-        "engagement_tier": rules.engagement_tier(
-            first_seen=a["first_seen_at"] if a else None,
-            last_active=a["last_active_at"] if a else None,
-            active_days_30=active_30,
-            now=now,
-        ),
+        "engagement_tier": tier or "new",
         "timezone": p.timezone if p else "UTC",
     }
 

@@ -14,3 +14,6 @@ class Settings(ServiceSettings):
     analytics_batch_wait_ms: float = 20.0
     # Every event is forwarded to PostHog (official SDK) when POSTHOG_API_KEY is set (ServiceSettings'
     # posthog_api_key / posthog_host, shared/engagement.py).
+    # The daily task (engagement tiers, stored DAU/WAU/MAU, pruning; analytics_service/daily.py):
+    # each worker checks this often whether today's run is due; 0 turns the check off.
+    analytics_daily_check_seconds: float = 900.0

@@ -177,7 +177,7 @@ async def erase_user(conn, user_id: uuid.UUID) -> dict[str, int]:
         await ranks_repo.shift(conn, "xp", Counter({row["xp"]: -1}))
         await ranks_repo.shift(conn, "streak", Counter({row["streak_longest"]: -1}))
     counts = {}
-    for table in ("user_progress", "user_achievements", "flip_tickets"):
+    for table in ("user_progress", "user_achievements", "flip_tickets", "user_engagement"):
         status = await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)
         counts[table] = int(status.split()[-1])
     return counts

@@ -18,6 +18,8 @@ ROUTES = [
     ("POST", "/analytics/checkin"),
     ("GET", "/analytics/achievements"),
     ("GET", "/analytics/flip-tickets"),
+    ("GET", "/conversation-stats/me"),
+    ("GET", "/conversation-stats/characters"),
 ]
 
 

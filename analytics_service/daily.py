@@ -1,0 +1,105 @@
+"""The daily task: engagement tiers, the platform's stored DAU/WAU/MAU, and housekeeping (old
+idempotency records, old hourly activity rows).
+
+Scheduling: every worker of the service runs `run_periodically`, which wakes every
+ANALYTICS_DAILY_CHECK_SECONDS (default 900) and calls `run_daily`. `run_daily` works in one
+transaction that first takes a transaction-level advisory lock with pg_try_advisory_xact_lock
+(a second worker finds it held and skips) and then reads the day the task last ran
+(`analytics_daily_runs`): it runs at most once per UTC day, whichever worker wakes first after
+midnight, and a restart does not run it again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from analytics_service import rules
+from analytics_service.events import QUEUE
+from analytics_service.repositories import daily as daily_repo
+
+log = logging.getLogger("analytics_service.daily")
+
+TASK = "daily"
+# Idempotency records are kept far longer than any redelivery: the broker redelivers within
+# seconds (unacked on a lost channel) and the retry queues within minutes; 30 days also covers
+# a dead-lettered message re-published by hand weeks later.
+PROCESSED_RETENTION = timedelta(days=30)
+# Hourly "who was active" rows only tell a late event whether its user already counts in that
+# hour; 35 days is beyond any redelivery too (and beyond the platform route's 31-day hourly range).
+HOURLY_ACTIVITY_RETENTION = timedelta(days=35)
+# Stored DAU/WAU/MAU: the days not stored yet, at most this many back (the first run, or after downtime).
+ACTIVES_BACKFILL_DAYS = 60
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run_daily(pool: asyncpg.Pool, now: datetime | None = None, *, force: bool = False) -> dict[str, Any] | None:
+    """Run today's task unless it already ran today (or runs now in another worker): None then.
+    `force` runs it again the same day (tests, an operator)."""
+    now = now or _utcnow()
+    today = now.astimezone(UTC).date()
+    async with pool.acquire() as conn, conn.transaction():
+        if not await daily_repo.try_lock(conn):
+            return None
+        last = await daily_repo.last_run_on(conn, TASK)
+        if last is not None and last >= today and not force:
+            return None
+        summary = await _work(conn, now, today)
+        await daily_repo.record_run(conn, TASK, today, now, summary)
+    log.info("daily task done", extra=summary)
+    return summary
+
+
+async def _work(conn: asyncpg.Connection, now: datetime, today: date) -> dict[str, Any]:
+    tiers_changed = await daily_repo.store_tiers(
+        conn,
+        now,
+        new_days=rules.TIER_NEW_DAYS,
+        at_risk_days=rules.TIER_AT_RISK_DAYS,
+        window_days=rules.TIER_WINDOW_DAYS,
+        power_days=rules.TIER_POWER_DAYS,
+        regular_days=rules.TIER_REGULAR_DAYS,
+    )
+    # Complete days only (up to yesterday), and yesterday again: late events of yesterday are
+    # still arriving when the task runs just after midnight, so it is recomputed the next day.
+    last_stored = await daily_repo.last_stored_day(conn)
+    first = today - timedelta(days=ACTIVES_BACKFILL_DAYS)
+    if last_stored is not None:
+        first = max(first, last_stored - timedelta(days=1))
+    days = [first + timedelta(days=i) for i in range((today - first).days)]
+    actives = await daily_repo.store_daily_actives(conn, days, now) if days else 0
+    return {
+        "day": today.isoformat(),
+        "tiers_changed": tiers_changed,
+        "tiers": await daily_repo.tier_counts(conn),
+        "daily_actives_stored": actives,
+        "processed_events_pruned": await daily_repo.prune_processed(conn, QUEUE, now - PROCESSED_RETENTION),
+        "hourly_activity_pruned": await daily_repo.prune_hourly_activity(conn, now - HOURLY_ACTIVITY_RETENTION),
+    }
+
+
+async def run_periodically(pool: asyncpg.Pool, interval_seconds: float) -> None:
+    """The loop each worker runs (main.startup): try the daily task now, then every interval."""
+    while True:
+        try:
+            await run_daily(pool)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A failed run rolls back and is tried again at the next wake-up.
+            log.exception("daily task failed")
+        await asyncio.sleep(interval_seconds)
+
+
+async def stop(task: asyncio.Task | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,0 +1,28 @@
+"""/conversation-stats: the caller's conversation figures, the most-talked-to characters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from analytics_service import service_conversations
+from analytics_service.models import CharacterStats, ConversationStats
+from analytics_service.routers.progress import USER_ROUTE_ERRORS, Account
+
+router = APIRouter(prefix="/conversation-stats", tags=["conversation-stats"])
+
+Period = Annotated[
+    Literal["week", "month", "all"], Query(description="UTC ISO week (from Monday), UTC month, or all time")
+]
+Limit = Annotated[int, Query(ge=1, le=100, description="list lengths")]
+
+
+@router.get("/me", response_model=ConversationStats, responses=USER_ROUTE_ERRORS)
+async def my_conversation_stats(request: Request, user: Account, period: Period = "all", limit: Limit = 10):
+    return await service_conversations.mine(request.app.state.db, user.user_id, period, limit)
+
+
+@router.get("/characters", response_model=CharacterStats, responses=USER_ROUTE_ERRORS)
+async def most_talked_to_characters(request: Request, user: Account, period: Period = "all", limit: Limit = 10):
+    return await service_conversations.characters(request.app.state.db, period, limit)
