@@ -59,6 +59,11 @@ STREAK_MILESTONES = (3, 7, 14, 30, 100)
 KEYS_KEPT_AFTER_ERASURE = ("sender", "regenerated", "tier", "previous_tier", "amount", "is_guest", "action")
 
 
+def uuid_order(u: uuid.UUID) -> int:
+    """Sort key of a UUID: the same order as comparing UUIDs, without UUID.__lt__ per comparison."""
+    return u.int
+
+
 def parse_user_id(value: object) -> uuid.UUID | None:
     if value is None:
         return None
@@ -107,6 +112,18 @@ def hour_bucket(ts: datetime) -> datetime:
 def day_bucket(ts: datetime) -> datetime:
     ts = ts.astimezone(UTC)
     return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@lru_cache(maxsize=8192)
+def _hour_start(hour: int) -> datetime:
+    return datetime.fromtimestamp(hour * 3600, UTC)
+
+
+def hour_and_day(ts: datetime) -> tuple[datetime, datetime]:
+    """hour_bucket(ts), day_bucket(ts) for the ingestion's hot loop: integer hours since the epoch
+    (UTC days are whole hours from it) and a cache, instead of time zone conversions per event."""
+    hour = math.floor(ts.timestamp()) // 3600
+    return _hour_start(hour), _hour_start(hour - hour % 24)
 
 
 # -- rollup deltas ----------------------------------------------------------------------------------
@@ -159,7 +176,7 @@ class RollupDelta:
     board_messages: Counter = field(default_factory=Counter)  # (board, user) -> messages
 
     def add(self, e: RawEvent) -> None:
-        hour, day = hour_bucket(e.occurred_at), day_bucket(e.occurred_at)
+        hour, day = hour_and_day(e.occurred_at)
         t, data, uid = e.event_type, e.data, e.user_id
         # Per-user rollups only for the user's own live events (an erased user has none).
         per_user = uid is not None and not e.erased and t not in OWN_EVENT_TYPES
@@ -182,7 +199,7 @@ class RollupDelta:
             character = message_character(data)
             if per_user:
                 self.users[uid]["messages"] += 1
-                for b in boards_at("messages", e.occurred_at):
+                for b in _boards_on("messages", day.date()):
                     self.board_messages[(b, uid)] += 1
                 conv_id = parse_user_id(data.get("conversation_id"))
                 if conv_id is not None:
@@ -268,9 +285,15 @@ def board(metric: str, period: str, start: date) -> str:
     return f"{metric}:{period}:{start.isoformat()}"
 
 
-def boards_at(metric: str, ts: datetime) -> list[str]:
+def boards_at(metric: str, ts: datetime) -> tuple[str, ...]:
     """The per-period boards a score earned at `ts` counts on."""
-    return [board(metric, period, period_start(period, ts)) for period in ("week", "month")]
+    return _boards_on(metric, ts.astimezone(UTC).date())
+
+
+@lru_cache(maxsize=4096)
+def _boards_on(metric: str, day: date) -> tuple[str, ...]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return tuple(board(metric, period, period_start(period, start)) for period in ("week", "month"))
 
 
 def display_name(user_id: uuid.UUID) -> str:

@@ -100,7 +100,7 @@ async def settle(
     """After the states took their XP and streak days: tickets for milestones reached (once per
     milestone per streak run), achievements whose metric reached its threshold (once), their
     XP, the new level; rows saved and the events emitted, all in the caller's transaction."""
-    users = sorted(states)
+    users = sorted(states, key=rules.uuid_order)
     grants = [
         (u, f"streak_{m}", rules.streak_grant_key(started, m)) for u in users for m, started in states[u].milestones
     ]
@@ -198,6 +198,35 @@ async def progress_from_events(conn: asyncpg.Connection, raw: list[rules.RawEven
 # -- ingestion -----------------------------------------------------------------------------------------
 
 
+@dataclass
+class Prepared:
+    """A batch's CPU work, done before its transaction (BatchConsumer overlaps it with the previous
+    batch's): raw rows, the rollup delta, the months touched, the event ids it was made of."""
+
+    event_ids: list[str] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)
+    raw: list[rules.RawEvent] = field(default_factory=list)
+    delta: rules.RollupDelta = field(default_factory=rules.RollupDelta)
+    months: set[date] = field(default_factory=set)
+
+    def add(self, events: list[Event]) -> None:
+        for e in events:
+            user_id = rules.event_user(e)
+            data = e.data if isinstance(e.data, dict) else {}
+            source = e.metadata.get("source") if isinstance(e.metadata, dict) else None
+            self.rows.append(events_repo.raw_row(e.event_id, e.event_type, user_id, e.timestamp, source, data))
+            r = rules.RawEvent(e.event_type, user_id, e.timestamp, data)
+            self.raw.append(r)
+            self.delta.add(r)
+            self.months.add(rules.hour_and_day(e.timestamp)[1].date().replace(day=1))
+            self.event_ids.append(e.event_id)
+
+    def made_of(self, events: list[Event]) -> bool:
+        """Exactly these events, each once (a redelivery filtered out, or an id twice in the
+        delivered batch, means it must be made again from the events applied)."""
+        return len(self.event_ids) == len(events) and set(self.event_ids) == {e.event_id for e in events}
+
+
 class Ingestor:
     """Applies a batch of events (first-time ones: the consumer filtered redeliveries) in the
     consumer's transaction. Keeps the months whose partition is known to exist."""
@@ -206,36 +235,41 @@ class Ingestor:
         self.months: set[date] = set()
         self.forwarder = forwarder  # PostHogForwarder, when POSTHOG_API_KEY is set
 
-    async def __call__(self, conn: asyncpg.Connection, events: list[Event], state: Any = None) -> None:
+    @staticmethod
+    def prepare(events: list[Event], prepared: Prepared | None = None) -> Prepared:
+        """BatchConsumer's hook: called chunk by chunk as a batch is parsed."""
+        prepared = prepared or Prepared()
+        prepared.add(events)
+        return prepared
+
+    async def __call__(
+        self, conn: asyncpg.Connection, events: list[Event], state: Any = None, prepared: Prepared | None = None
+    ) -> None:
         tombstones = getattr(state, "tombstones", None)
         if tombstones is not None:
             # Events naming a user erased by an earlier batch (the image.deleted Media emits while
             # erasing them, anything published after the deletion) would bring the user back: not
             # kept. A user deleted in this batch is handled by ingest (totals kept, user erased).
+            # (What was prepared from the unfiltered batch is then made again: Prepared.made_of.)
             deleted_now = {str(rules.event_user(e)) for e in events if e.event_type == EventType.USER_DELETED.value}
             events = [e for e in events if (user := str(rules.event_user(e))) in deleted_now or user not in tombstones]
             if not events:
                 return
         try:
-            await self.ingest(conn, events)
+            await self.ingest(conn, events, prepared)
         except BaseException:
             # A partition created in a transaction that rolls back does not exist: forget the
             # months seen, so the retry creates them again.
             self.months.clear()
             raise
 
-    async def ingest(self, conn: asyncpg.Connection, events: list[Event]) -> None:
-        raw, rows = [], []
-        for e in events:
-            user_id = rules.event_user(e)
-            data = e.data if isinstance(e.data, dict) else {}
-            source = e.metadata.get("source") if isinstance(e.metadata, dict) else None
-            rows.append(events_repo.raw_row(e.event_id, e.event_type, user_id, e.timestamp, source, data))
-            raw.append(rules.RawEvent(e.event_type, user_id, e.timestamp, data))
-        months = {e.occurred_at.astimezone(UTC).date().replace(day=1) for e in raw}
-        await events_repo.ensure_partitions(conn, months, self.months)
-        await events_repo.insert_raw(conn, rows, rollups_repo.ROLLUP_LOCK)
-        await rollups_repo.apply(conn, rollup_delta(raw))
+    async def ingest(self, conn: asyncpg.Connection, events: list[Event], prepared: Prepared | None = None) -> None:
+        if prepared is None or not prepared.made_of(events):
+            prepared = self.prepare(events)
+        raw = prepared.raw
+        await events_repo.ensure_partitions(conn, prepared.months, self.months)
+        await events_repo.insert_raw(conn, prepared.rows, rollups_repo.ROLLUP_LOCK)
+        await rollups_repo.apply(conn, prepared.delta)
         deleted = {e.user_id for e in raw if e.event_type == EventType.USER_DELETED.value and e.user_id is not None}
         # No progression (nor its events, which would come back naming the user) for a user
         # this batch erases.

@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from analytics_service.repositories import ranks as ranks_repo
+from analytics_service.rules import uuid_order
 
 
 async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> tuple[list[asyncpg.Record], set]:
@@ -16,7 +17,7 @@ async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> tuple[lis
     (so a consumer batch and a check-in never wait on each other in a cycle); and the ids of
     the rows created now. One round trip: the no-op update of an existing row locks it and
     returns it."""
-    user_ids = sorted(set(user_ids))
+    user_ids = sorted(set(user_ids), key=uuid_order)
     rows = await conn.fetch(
         """
         INSERT INTO user_progress AS p (user_id) SELECT u FROM unnest($1::uuid[]) AS u ORDER BY u
@@ -25,7 +26,7 @@ async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> tuple[lis
         """,
         user_ids,
     )
-    return sorted(rows, key=lambda r: r["user_id"]), {r["user_id"] for r in rows if r["created"]}
+    return sorted(rows, key=lambda r: r["user_id"].int), {r["user_id"] for r in rows if r["created"]}
 
 
 async def save(conn: asyncpg.Connection, rows: list[dict]) -> None:
@@ -114,7 +115,7 @@ async def insert_tickets(conn, grants: list[tuple[uuid.UUID, str, str]], at: dat
     """(user, reason, grant_key) -> the tickets actually created (a key already granted is not)."""
     if not grants:
         return []
-    grants = sorted(grants)
+    grants = sorted(grants, key=lambda g: (g[0].int, *g[1:]))
     return await conn.fetch(
         """
         INSERT INTO flip_tickets (user_id, reason, grant_key, granted_at)

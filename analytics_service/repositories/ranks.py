@@ -61,7 +61,7 @@ async def shift_many(conn: asyncpg.Connection, changes: dict[str, Counter]) -> N
 async def add_scores(conn: asyncpg.Connection, gains: dict[tuple[str, uuid.UUID], int]) -> None:
     """Add (board, user) -> gain to leaderboard_scores and move the boards' histograms (a new
     row enters at its value, a row that moved leaves the old value)."""
-    keys = sorted(k for k, g in gains.items() if g)
+    keys = sorted((k for k, g in gains.items() if g), key=lambda k: (k[0], k[1].int))
     if not keys:
         return
     rows = await conn.fetch(

@@ -11,7 +11,7 @@ from datetime import date, datetime
 import asyncpg
 
 from analytics_service.repositories import ranks as ranks_repo
-from analytics_service.rules import USER_COUNTERS, RollupDelta
+from analytics_service.rules import USER_COUNTERS, RollupDelta, uuid_order
 
 # Rebuilt from the raw events by a replay (progression tables are not: see the migration).
 ROLLUP_TABLES = (
@@ -47,7 +47,7 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
 
     # Sets first: a new row there is what a distinct count counts.
     if d.user_days:
-        days = sorted(d.user_days)
+        days = sorted(d.user_days, key=lambda k: (k[0].int, k[1]))
         rows = await conn.fetch(
             """
             INSERT INTO user_active_days (user_id, day) SELECT * FROM unnest($1::uuid[], $2::date[])
@@ -61,7 +61,7 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
 
     new_character_users: Counter = Counter()
     if d.user_characters:
-        keys = sorted(d.user_characters)
+        keys = sorted(d.user_characters, key=lambda k: (k[0].int, k[1]))
         rows = await conn.fetch(
             """
             INSERT INTO user_characters AS uc (user_id, character, messages)
@@ -81,7 +81,7 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
 
     platform = Counter(d.platform)
     if d.activity:
-        keys = sorted(d.activity)
+        keys = sorted(d.activity, key=lambda k: (k[0], k[1], k[2].int))
         rows = await conn.fetch(
             """
             INSERT INTO activity_buckets (granularity, bucket, user_id)
@@ -110,7 +110,7 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
         )
 
     if user_counts or d.user_first:
-        users = sorted(set(user_counts) | set(d.user_first))
+        users = sorted(set(user_counts) | set(d.user_first), key=uuid_order)
         columns = (*USER_COUNTERS, "characters", "active_days")
         arrays = [[user_counts.get(u, Counter())[c] for u in users] for c in columns]
         rows = await conn.fetch(
@@ -152,7 +152,7 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
     await ranks_repo.add_scores(conn, d.board_messages)
 
     if d.conversations:
-        ids = sorted(d.conversations)
+        ids = sorted(d.conversations, key=uuid_order)
         rows = [d.conversations[i] for i in ids]
         await conn.execute(
             """

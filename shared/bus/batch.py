@@ -7,6 +7,12 @@ the event ids in `processed_events` with one statement and hands the events seen
 time to `handle_batch(conn, events, state)` in that same transaction. So a redelivered event is
 applied once, exactly as with `Consumer`.
 
+While a batch's transaction runs, the next batch is parsed (and, when the handler has a
+`prepare(events, prepared)` method, its CPU work done: see `Ingestor.prepare` in analytics) in
+small chunks between the transaction's round trips: the consumer's Python work overlaps
+PostgreSQL's instead of adding to it. Transactions and acknowledgements stay one batch at a
+time, in delivery order.
+
 If a batch fails, its events are applied one by one (each in its own transaction), so one bad
 event cannot hold back the others; a failing single event takes `Consumer`'s path: retry through
 the delay queues, then the dead-letter queue. Batches run one at a time, in delivery order.
@@ -31,6 +37,10 @@ from shared.events import Event
 log = logging.getLogger("shared.bus.batch")
 
 BatchHandler = Callable[[asyncpg.Connection, list[Event], Any], Awaitable[None]]
+Item = tuple[AMQPChannel, int, Any, bytes]
+# Messages parsed (and prepared) between two yields to the event loop while a transaction runs:
+# small enough that the transaction's next statement waits at most a few milliseconds.
+PREPARE_CHUNK = 50
 
 _RECORD = """
     INSERT INTO processed_events (consumer, event_id, event_type)
@@ -104,38 +114,66 @@ class BatchConsumer(Consumer):
                 self._full.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.max_wait)
-            while self._pending:
-                batch = self._pending[: self.batch_size]
-                del self._pending[: self.batch_size]
+            upcoming: asyncio.Task | None = None
+            while self._pending or upcoming is not None:
                 try:
-                    await self._process(batch)
+                    if upcoming is None:
+                        current = await self._prepare(self._take())
+                    else:
+                        current, upcoming = await upcoming, None
+                    if self._pending:
+                        # Parsed and prepared while this batch's transaction waits on PostgreSQL.
+                        upcoming = asyncio.create_task(self._prepare(self._take()))
+                    await self._apply_prepared(*current)
                 except asyncio.CancelledError:
+                    if upcoming is not None:
+                        upcoming.cancel()
                     raise
                 except Exception:
                     # Unacked messages are redelivered when the channel closes; keep the worker alive.
                     log.exception("batch processing failed unexpectedly", extra={"queue": self.queue})
             self._idle.set()
 
-    async def _process(self, batch: list[tuple[AMQPChannel, int, Any, bytes]]) -> None:
-        parsed: list[tuple[tuple[AMQPChannel, int, Any, bytes], Event]] = []
+    def _take(self) -> list[Item]:
+        batch = self._pending[: self.batch_size]
+        del self._pending[: self.batch_size]
+        return batch
+
+    async def _prepare(self, batch: list[Item]) -> tuple[list[tuple[Item, Event]], bool, Any]:
+        """Parse the batch (unparseable messages are parked at once) and let the handler do its
+        CPU work, a chunk at a time, yielding to the event loop between chunks."""
+        parsed: list[tuple[Item, Event]] = []
         clean = True
-        for item in batch:
-            ch, tag, properties, body = item
-            try:
-                parsed.append((item, Event.from_bytes(body)))
-            except (ValidationError, ValueError) as exc:
-                clean = False
-                self._withheld.add(id(ch))
-                log.error(
-                    "unparseable message parked in the dead-letter queue",
-                    extra={"queue": self.queue, "error": str(exc)[:500]},
-                )
-                headers = dict(properties.headers or {})
-                await self._park(ch, tag, body, properties, headers, f"unparseable: {exc}"[:1000])
+        prepare = getattr(self.handle_batch, "prepare", None)
+        prepared = None
+        for start in range(0, len(batch), PREPARE_CHUNK):
+            chunk: list[Event] = []
+            for item in batch[start : start + PREPARE_CHUNK]:
+                ch, tag, properties, body = item
+                try:
+                    event = Event.from_bytes(body)
+                except (ValidationError, ValueError) as exc:
+                    clean = False
+                    self._withheld.add(id(ch))
+                    log.error(
+                        "unparseable message parked in the dead-letter queue",
+                        extra={"queue": self.queue, "error": str(exc)[:500]},
+                    )
+                    headers = dict(properties.headers or {})
+                    await self._park(ch, tag, body, properties, headers, f"unparseable: {exc}"[:1000])
+                    continue
+                parsed.append((item, event))
+                chunk.append(event)
+            if prepare is not None and chunk:
+                prepared = prepare(chunk, prepared)
+            await asyncio.sleep(0)
+        return parsed, clean, prepared
+
+    async def _apply_prepared(self, parsed: list[tuple[Item, Event]], clean: bool, prepared: Any) -> None:
         if not parsed:
             return
         try:
-            applied = await self._apply_events([event for _, event in parsed])
+            applied = await self._apply_events([event for _, event in parsed], prepared)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -151,8 +189,10 @@ class BatchConsumer(Consumer):
         self.duplicates += len(parsed) - applied
         self._ack_all([item for item, _ in parsed], multiple=clean)
 
-    async def _apply_events(self, events: list[Event]) -> int:
-        """Record and apply the events in one transaction; the number seen for the first time."""
+    async def _apply_events(self, events: list[Event], prepared: Any = None) -> int:
+        """Record and apply the events in one transaction; the number seen for the first time.
+        `prepared`: what the handler's `prepare` made of these events (it checks that they are
+        the ones it gets, redeliveries filtered out, and otherwise starts again)."""
         unique: dict[str, Event] = {}
         for event in sorted(events, key=lambda e: e.event_id):
             # in id order: two consumers handed the same events (a redelivery) lock them alike
@@ -161,9 +201,11 @@ class BatchConsumer(Consumer):
             rows = await conn.fetch(_RECORD, self.queue, list(unique), [e.event_type for e in unique.values()])
             first_time = {r[0] for r in rows}
             fresh = [e for e in unique.values() if e.event_id in first_time]
-            if fresh:
-                for event in fresh:
-                    tombstones.note_deleted(self.state, event)
+            for event in fresh:
+                tombstones.note_deleted(self.state, event)
+            if fresh and prepared is not None:
+                await self.handle_batch(conn, fresh, self.state, prepared=prepared)
+            elif fresh:
                 await self.handle_batch(conn, fresh, self.state)
             return len(fresh)
 
