@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 
 from analytics_service import rules
-from analytics_service.repositories import daily as daily_repo
 from analytics_service.repositories import progress as progress_repo
 from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.repositories import rollups as rollups_repo
@@ -99,30 +98,27 @@ def _state_out(p: Progress, today: date) -> dict[str, Any]:
 
 
 async def profile(pool: asyncpg.Pool, user_id: str, now: datetime | None = None) -> dict[str, Any]:
+    """/analytics/me: one statement (progress_repo.profile_row) reads the rollup, progression,
+    achievements, the stored engagement tier and both ranks."""
     now = now or _utcnow()
     async with pool.acquire() as conn:
-        a = await rollups_repo.user_row(conn, user_id)
-        row = await progress_repo.get(conn, user_id)
-        p = Progress.from_row(row) if row is not None else None
-        unlocked, total = await progress_repo.count_unlocked(conn, user_id)
-        tier = await daily_repo.tier_of(conn, user_id)
-        if tier is None and a is not None:
-            # Seen for the first time since the last daily run: computed now, by the same rule.
-            active_30 = await rollups_repo.active_days_since(
-                conn, user_id, (now - timedelta(days=rules.TIER_WINDOW_DAYS - 1)).date()
-            )
-            tier = rules.engagement_tier(
-                first_seen=a["first_seen_at"], last_active=a["last_active_at"], active_days_30=active_30, now=now
-            )
-        percentiles = {
-            "messages": rank_out(*await ranks_repo.rank(conn, "messages", a["messages"])) if a is not None else None,
-            "xp": rank_out(*await ranks_repo.rank(conn, "xp", p.xp)) if p is not None else None,
-        }
+        r = await progress_repo.profile_row(conn, user_id, (now - timedelta(days=rules.TIER_WINDOW_DAYS - 1)).date())
+    has_analytics = r["has_analytics"]
+    p = Progress.from_row(r) if r["user_id"] is not None else None
+    tier = r["tier"]
+    if tier is None and has_analytics:
+        # Seen for the first time since the last daily run: computed now, by the same rule.
+        tier = rules.engagement_tier(
+            first_seen=r["first_seen_at"],
+            last_active=r["last_active_at"],
+            active_days_30=r["active_days_window"],
+            now=now,
+        )
     today = rules.local_day(now, p.timezone if p else "UTC")
     xp = p.xp if p else 0
 
     def count(name: str) -> int:
-        return int(a[name]) if a is not None else 0
+        return int(r[name]) if has_analytics else 0
 
     return {
         "messages": count("messages"),
@@ -135,8 +131,11 @@ async def profile(pool: asyncpg.Pool, user_id: str, now: datetime | None = None)
         "xp": xp,
         "level": rules.level_for_xp(xp) if p is None else p.level,
         "level_progress": rules.level_progress(xp),
-        "achievements": {"unlocked": unlocked, "total": total},
-        "percentiles": percentiles,
+        "achievements": {"unlocked": r["unlocked"], "total": r["achievements_total"]},
+        "percentiles": {
+            "messages": rank_out(r["messages_above"], r["messages_total"]) if has_analytics else None,
+            "xp": rank_out(r["xp_above"], r["xp_total"]) if p is not None else None,
+        },
         "engagement_tier": tier or "new",
         "timezone": p.timezone if p else "UTC",
     }

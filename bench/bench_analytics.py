@@ -7,6 +7,14 @@
    mean of the two bare rates. Targets: >= 5,000 events/s and >= 50% of the bare loop.
 2. Percentile/rank lookup at --users users (histograms built by the service's own code path,
    Pareto-distributed values): p99 of `ranks.rank()` over --lookups lookups. Target p99 <= 5 ms.
+3. `GET /analytics/me` over HTTP from one uvicorn worker (as deployed: uvloop, httptools), --me-users
+   users seeded in SQL (rollups, progression, 30 days of active days, the rank histograms, tiers
+   stored by the daily task), requests arriving open-loop at --me-rate per second (Poisson) for
+   --me-seconds; latency counted from each request's scheduled arrival. Target p99 <= 15 ms at 200/s.
+4. The platform query (`platform.platform()`, what /analytics/platform and the dashboard call) with
+   --dashboard-events raw events (one year, generate_series) in analytics_events and the rollups
+   made from them by SQL aggregates: 30 days by day, a year by day, 7 days by hour; the 30-day range
+   ending yesterday (stored DAU/WAU/MAU) and today (WAU/MAU counted). Target p99 <= 200 ms.
 
 Run: .venv/bin/python bench/bench_analytics.py [--events 40000 --users 20000 --batch 1000]
      (needs scripts/infra.sh's PostgreSQL and RabbitMQ). Prints the load average with the figures:
@@ -19,6 +27,8 @@ import argparse
 import asyncio
 import os
 import random
+import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -26,16 +36,28 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from common import ROOT, Infra, create_database, create_vhost, drop_database, summary
+import httpx
+from common import (
+    ROOT,
+    Infra,
+    create_database,
+    create_vhost,
+    drop_database,
+    process_cpu_seconds,
+    summary,
+    uvicorn_command,
+)
 
+from analytics_service import daily, platform
 from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.service import Ingestor
+from shared.auth import mint_access_token
 from shared.bus import EventPublisher
 from shared.bus.amqp import AMQPChannel, declare_event_exchange
 from shared.bus.batch import BatchConsumer
 from shared.events import make_event
 from shared.migrate import migrate
-from shared.testing.env import delete_vhost
+from shared.testing.env import TEST_JWT_SECRET, delete_vhost
 
 EXCHANGE = "scenextras.events"
 QUEUE = "analytics_service.events"
@@ -195,6 +217,244 @@ async def bench_ranks(infra: Infra, run: str, users: int, lookups: int) -> dict:
         await drop_database(infra, run)
 
 
+SEED_USERS_SQL = """
+INSERT INTO user_analytics (user_id, events, messages, conversations, characters, stories, images, upgrades,
+                            active_days, first_seen_at, last_active_at)
+SELECT md5('user' || i)::uuid, m + 10, m, 1 + m / 20, 1 + m / 50, m / 200, m / 100, (i % 17 = 0)::int,
+       1 + (i % 30), now() - make_interval(days => 1 + i % 400), now() - make_interval(hours => i % 900)
+  FROM (SELECT i, floor(power(random(), 4) * 3000)::bigint AS m FROM generate_series(1, $1) AS i) AS s;
+INSERT INTO user_progress (user_id, timezone, xp, level, streak_current, streak_longest, streak_started_on,
+                           last_active_day, last_checkin_day)
+SELECT user_id, 'Europe/Paris', messages * 2 + 50, 1, active_days % 8, active_days % 20, current_date - 3,
+       current_date, current_date
+  FROM user_analytics;
+INSERT INTO user_active_days (user_id, day)
+SELECT DISTINCT user_id, current_date - (random() * 29)::int
+  FROM user_analytics, generate_series(1, 1 + (abs(hashtext(user_id::text)) % 15));
+"""
+
+# One year of raw events for the platform query, and the rollups it reads made from them in SQL.
+SEED_RAW_SQL = """
+INSERT INTO analytics_events (event_id, event_type, user_id, occurred_at, source, data)
+SELECT gen_random_uuid(),
+       CASE WHEN i % 10 < 8 THEN 'message.sent' WHEN i % 10 = 8 THEN 'conversation.created' ELSE 'image.generated' END,
+       md5('user' || (i % $2))::uuid,
+       date_trunc('hour', now()) - make_interval(secs => (i::bigint * 31536000 / $1)),
+       'bench', '{"sender": "Frodo"}'::jsonb
+  FROM generate_series(1, $1) AS i
+"""
+ROLLUPS_FROM_RAW_SQL = """
+INSERT INTO activity_buckets (granularity, bucket, user_id)
+SELECT DISTINCT 'day', date_trunc('day', occurred_at, 'UTC'), user_id FROM analytics_events;
+INSERT INTO platform_metrics (granularity, bucket, metric, value)
+SELECT g, b, m, sum(v) FROM (
+    SELECT 'hour' AS g, date_trunc('hour', occurred_at, 'UTC') AS b, event_type, count(*) AS n
+      FROM analytics_events GROUP BY 2, 3
+    UNION ALL
+    SELECT 'day', date_trunc('day', occurred_at, 'UTC'), event_type, count(*) FROM analytics_events GROUP BY 2, 3
+) AS per_type
+CROSS JOIN LATERAL (VALUES ('events', n),
+                           ('messages', CASE WHEN event_type = 'message.sent' THEN n ELSE 0 END),
+                           ('conversations', CASE WHEN event_type = 'conversation.created' THEN n ELSE 0 END),
+                           ('images', CASE WHEN event_type = 'image.generated' THEN n ELSE 0 END)) AS x(m, v)
+GROUP BY 1, 2, 3;
+INSERT INTO platform_metrics (granularity, bucket, metric, value)
+SELECT 'day', bucket, 'active_users', count(*) FROM activity_buckets WHERE granularity = 'day' GROUP BY bucket;
+"""
+
+
+async def serve(dsn: str, amqp_url: str, infra: Infra, port: int, log_path: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": dsn,
+        "ANALYTICS_DATABASE_URL": dsn,
+        "REDIS_URL": infra.redis_url,
+        "REDIS_PREFIX": f"bench-{port}",
+        "RABBITMQ_URL": amqp_url,
+        "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_MINUTE": "1000000",
+        "ANALYTICS_DAILY_CHECK_SECONDS": "0",
+    }
+    proc = subprocess.Popen(  # noqa: ASYNC220 (set-up, before anything is measured)
+        uvicorn_command("analytics_service.main:app", port),
+        cwd=ROOT,
+        env=env,
+        stdout=open(log_path, "wb"),  # noqa: ASYNC230
+        stderr=subprocess.STDOUT,
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as probe:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise SystemExit(f"the analytics worker exited, see {log_path}")
+            try:
+                if (await probe.get("/health")).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit("the analytics worker did not start")
+
+
+class KeepAliveGets:
+    """GET over HTTP/1.1 keep-alive connections with prepared bytes (as bench_payment's
+    RawHttpClient posts): httpx costs milliseconds of CPU per request on the same two cores as the
+    worker, which would be measured as the worker's latency."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def get(self, path: str, token: str) -> int:
+        request = f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        reader, writer = self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
+        writer.write(request)
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        self._idle.append((reader, writer))
+        return status
+
+    async def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+
+
+async def bench_me(infra: Infra, run: str, users: int, rate: float, seconds: float) -> dict:
+    dsn = await create_database(infra, run)
+    url = create_vhost(infra, run)
+    proc = None
+    try:
+        await migrate(dsn, "analytics", ROOT / "analytics_service" / "migrations")
+        t = time.perf_counter()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(SEED_USERS_SQL.replace("$1", str(int(users))))
+            await conn.execute(
+                "UPDATE user_analytics ua SET active_days = d.n FROM (SELECT user_id, count(*) AS n"
+                " FROM user_active_days GROUP BY 1) d WHERE d.user_id = ua.user_id"
+            )
+            async with conn.transaction():
+                for metric, source in (
+                    ("messages", "SELECT messages, count(*) FROM user_analytics GROUP BY 1"),
+                    ("xp", "SELECT xp, count(*) FROM user_progress GROUP BY 1"),
+                    ("streak", "SELECT streak_longest, count(*) FROM user_progress GROUP BY 1"),
+                ):
+                    await ranks_repo.rebuild(conn, metric, source)
+            await conn.execute("VACUUM ANALYZE")
+            ids = [str(r[0]) for r in await conn.fetch("SELECT user_id FROM user_analytics")]
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        tiers = (await daily.run_daily(pool, force=True))["tiers"]
+        await pool.close()
+        seeded = time.perf_counter() - t
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = await serve(dsn, url, infra, port, f"/tmp/bench_analytics_me_{run}.log")
+        rnd = random.Random(5)
+        tokens = {u: mint_access_token(TEST_JWT_SECRET, user_id=u) for u in rnd.sample(ids, min(len(ids), 5000))}
+        chosen = list(tokens)
+        times: list[float] = []
+        errors = 0
+        client = KeepAliveGets("127.0.0.1", port)
+        try:
+            for u in chosen[:50]:  # warm-up: the worker's first requests
+                await client.get("/analytics/me", tokens[u])
+
+            async def one(user: str, due: float) -> None:
+                nonlocal errors
+                status = await client.get("/analytics/me", tokens[user])
+                times.append((time.perf_counter() - due) * 1000)
+                if status != 200:
+                    errors += 1
+
+            gaps = random.Random(6).expovariate
+            n = int(rate * seconds)
+            cpu = process_cpu_seconds(proc.pid)
+            start = due = time.perf_counter()
+            tasks = []
+            for i in range(n):
+                due += gaps(rate)
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.ensure_future(one(chosen[i % len(chosen)], due)))
+            await asyncio.gather(*tasks)
+            achieved = n / (time.perf_counter() - start)
+            cpu_ms = (process_cpu_seconds(proc.pid) - cpu) / n * 1000
+        finally:
+            await client.close()
+        return {
+            "times": times,
+            "errors": errors,
+            "rate": achieved,
+            "seeded_s": seeded,
+            "tiers": tiers,
+            "cpu_ms": cpu_ms,
+        }
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=20)
+        await drop_database(infra, run)
+        delete_vhost(infra, run)
+
+
+async def bench_dashboard(infra: Infra, run: str, events: int, users: int, queries: int) -> dict:
+    dsn = await create_database(infra, run)
+    try:
+        await migrate(dsn, "analytics", ROOT / "analytics_service" / "migrations")
+        t = time.perf_counter()
+        conn = await asyncpg.connect(dsn)
+        try:
+            today = datetime.now(UTC).date().replace(day=1)
+            await conn.execute(
+                "SELECT analytics_ensure_partition(($1::date - make_interval(months => m))::date)"
+                " FROM generate_series(0, 13) AS m",
+                today,
+            )
+            await conn.execute(SEED_RAW_SQL, events, users)
+            await conn.execute(ROLLUPS_FROM_RAW_SQL)
+            await conn.execute("VACUUM ANALYZE")
+            raw = await conn.fetchval("SELECT count(*) FROM analytics_events")
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        await daily.run_daily(pool, force=True)  # the stored DAU/WAU/MAU of the last 60 complete days
+        seeded = time.perf_counter() - t
+        now = datetime.now(UTC)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        cases = {
+            "30 days by day, ending yesterday (stored WAU/MAU)": (midnight - timedelta(days=30), midnight, "day"),
+            "30 days by day, ending today (WAU/MAU counted)": (
+                midnight - timedelta(days=29),
+                midnight + timedelta(days=1),
+                "day",
+            ),
+            "365 days by day, ending yesterday": (midnight - timedelta(days=365), midnight, "day"),
+            "7 days by hour, ending yesterday": (midnight - timedelta(days=7), midnight, "hour"),
+        }
+        results = {}
+        for name, (start, end, granularity) in cases.items():
+            timings = []
+            for _ in range(queries):
+                t0 = time.perf_counter()
+                answer = await platform.platform(pool, start, end, granularity)
+                timings.append((time.perf_counter() - t0) * 1000)
+            results[name] = (timings, answer["mau"], sum(answer["series"]["messages"]))
+        await pool.close()
+        return {"raw": raw, "seeded_s": seeded, "cases": results}
+    finally:
+        await drop_database(infra, run)
+
+
 def load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -206,7 +466,13 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--rank-users", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=2000)
-    parser.add_argument("--skip", choices=["ingestion", "ranks"], action="append", default=[])
+    parser.add_argument("--me-users", type=int, default=200_000)
+    parser.add_argument("--me-rate", type=float, default=200)
+    parser.add_argument("--me-seconds", type=float, default=15)
+    parser.add_argument("--dashboard-events", type=int, default=10_000_000)
+    parser.add_argument("--dashboard-users", type=int, default=50_000)
+    parser.add_argument("--dashboard-queries", type=int, default=200)
+    parser.add_argument("--skip", choices=["ingestion", "ranks", "me", "dashboard"], action="append", default=[])
     args = parser.parse_args()
     infra = Infra.from_environ()
     tag = uuid.uuid4().hex[:6]
@@ -223,6 +489,22 @@ async def main() -> None:
         print(f"rank lookup: {args.rank_users:,} users, {r['distinct']:,} distinct values")
         print(f"  {summary(r['timings'])}   (target p99 <= 5 ms)")
         print(f"  load average {load()}")
+    if "me" not in args.skip:
+        r = await bench_me(infra, f"bench_me_{tag}", args.me_users, args.me_rate, args.me_seconds)
+        print(f"/analytics/me over HTTP, one uvicorn worker: {args.me_users:,} users seeded in {r['seeded_s']:.0f} s")
+        print(f"  tiers stored by the daily task: {r['tiers']}")
+        print(f"  open loop at {args.me_rate:.0f}/s for {args.me_seconds:.0f} s (achieved {r['rate']:.0f}/s),")
+        print(f"  {summary(r['times'])}, non-200: {r['errors']}   (target p99 <= 15 ms)")
+        print(f"  the worker's CPU: {r['cpu_ms']:.2f} ms per request")
+        print(f"  load average {load()}")
+    if "dashboard" not in args.skip:
+        r = await bench_dashboard(
+            infra, f"bench_dash_{tag}", args.dashboard_events, args.dashboard_users, args.dashboard_queries
+        )
+        print(f"platform query: {r['raw']:,} raw events over a year, rollups made in {r['seeded_s']:.0f} s")
+        for name, (timings, mau, messages) in r["cases"].items():
+            print(f"  {name:<52} {summary(timings)}  (MAU {mau:,}, messages {messages:,})")
+        print(f"  target p99 <= 200 ms; load average {load()}")
 
 
 if __name__ == "__main__":

@@ -78,10 +78,6 @@ async def store_tiers(
     return int(status.split()[-1])
 
 
-async def tier_of(conn, user_id: str) -> str | None:
-    return await conn.fetchval("SELECT tier FROM user_engagement WHERE user_id = $1", user_id)
-
-
 async def tier_counts(conn) -> dict[str, int]:
     rows = await conn.fetch("SELECT tier, count(*) AS n FROM user_engagement GROUP BY tier")
     return {r["tier"]: int(r["n"]) for r in rows}

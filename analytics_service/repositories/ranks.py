@@ -142,15 +142,8 @@ async def rebuild(conn: asyncpg.Connection, metric: str, source_sql: str) -> Non
 
 async def rank(conn, metric: str, value: int) -> tuple[int, int]:
     """(users with a higher value, users in all)."""
+    # The two range scans are SQL functions (migration 005), also used by progress.profile_row.
     row = await conn.fetchrow(
-        """
-        SELECT (SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks
-                 WHERE metric = $1 AND block > ($2::bigint >> 10))
-             + (SELECT COALESCE(sum(users), 0) FROM metric_histogram
-                 WHERE metric = $1 AND value > $2 AND value < ((($2::bigint >> 10) + 1) << 10)) AS above,
-               (SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks WHERE metric = $1) AS total
-        """,
-        metric,
-        value,
+        "SELECT analytics_rank_above($1, $2) AS above, analytics_rank_total($1) AS total", metric, value
     )
     return int(row["above"]), int(row["total"])

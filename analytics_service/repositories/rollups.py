@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import date, datetime
+from datetime import datetime
 
 import asyncpg
 
@@ -230,10 +230,6 @@ async def user_row(conn, user_id: str) -> asyncpg.Record | None:
 async def user_rows(conn, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
     rows = await conn.fetch("SELECT * FROM user_analytics WHERE user_id = ANY($1::uuid[])", user_ids)
     return {r["user_id"]: r for r in rows}
-
-
-async def active_days_since(conn, user_id: str, since: date) -> int:
-    return await conn.fetchval("SELECT count(*) FROM user_active_days WHERE user_id = $1 AND day >= $2", user_id, since)
 
 
 # -- platform reads (rollups only: never the raw events) ----------------------------------------------
