@@ -120,7 +120,8 @@ class BatchConsumer(Consumer):
                     if upcoming is None:
                         current = await self._prepare(self._take())
                     else:
-                        current, upcoming = await upcoming, None
+                        prepared, upcoming = upcoming, None
+                        current = await prepared
                     if self._pending:
                         # Parsed and prepared while this batch's transaction waits on PostgreSQL.
                         upcoming = asyncio.create_task(self._prepare(self._take()))

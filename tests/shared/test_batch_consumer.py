@@ -130,3 +130,50 @@ async def test_a_poisoned_event_is_parked_and_the_rest_of_its_batch_applied(serv
     finally:
         await consumer.stop()
         await publisher.close()
+
+
+class PreparingRecorder(Recorder):
+    """A handler with `prepare`: what it was handed must be exactly the events it is applied to,
+    or None; the batch's own prepare work is then redone from the events (as analytics does)."""
+
+    def __init__(self, queue: str):
+        super().__init__(queue)
+        self.prepared_used = 0
+        self.prepared_stale = 0
+
+    @staticmethod
+    def prepare(events, prepared=None):
+        return (prepared or []) + [e.event_id for e in events]
+
+    async def __call__(self, conn, events, state, prepared=None):
+        assert prepared is not None  # the consumer always hands what it prepared
+        if sorted(prepared) == sorted(e.event_id for e in events):
+            self.prepared_used += 1
+        else:
+            self.prepared_stale += 1  # redeliveries were filtered out after it was prepared
+        await super().__call__(conn, events, state)
+
+
+async def test_prepared_batches_apply_each_event_once_in_order_with_redeliveries(service_env, pool):
+    recorder = PreparingRecorder(f"prep-{uuid.uuid4().hex[:8]}")
+    consumer = await started(service_env, pool, recorder, batch_size=50)
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE)
+    try:
+        events = [make_event(f"{recorder.queue}.thing", str(uuid.uuid4())) for _ in range(1000)]
+        again = events[::7]
+        items = [(e.event_id, e.event_type, e.to_bytes()) for e in events + again]
+        items.insert(333, (str(uuid.uuid4()), f"{recorder.queue}.thing", b"{not json"))
+        assert all(r is None for r in await publisher.publish_raw(items))
+        await wait_until(lambda: consumer.handled + consumer.duplicates == len(items) - 1)
+        applied = await effects(pool, recorder.queue)
+        assert sorted(applied) == sorted(e.event_id for e in events)
+        assert consumer.handled == 1000 and consumer.duplicates == len(again)
+        assert recorder.prepared_used >= 15  # batches of fresh events used their prepared work
+        # Nothing left unacknowledged: the queue is empty once the consumer stops.
+        await consumer.stop()
+        infra, vhost = _vhost(service_env)
+        await wait_until(lambda: (queue_info(infra, vhost, recorder.queue) or {}).get("messages", 1) == 0)
+        assert (queue_info(infra, vhost, consumer.dlq) or {}).get("messages", 0) == 1  # the unparseable one
+    finally:
+        await consumer.stop()
+        await publisher.close()
