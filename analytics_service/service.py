@@ -95,11 +95,16 @@ def _metrics(analytics: asyncpg.Record | None, p: Progress) -> dict[str, int]:
 
 
 async def settle(
-    conn: asyncpg.Connection, states: dict[uuid.UUID, Progress], now: datetime, extra_events: list[Event] = ()
+    conn: asyncpg.Connection,
+    states: dict[uuid.UUID, Progress],
+    now: datetime,
+    extra_events: list[Event] = (),
+    board_gains: dict[tuple[str, uuid.UUID], int] | None = None,
 ) -> Settled:
     """After the states took their XP and streak days: tickets for milestones reached (once per
     milestone per streak run), achievements whose metric reached its threshold (once), their
-    XP, the new level; rows saved and the events emitted, all in the caller's transaction."""
+    XP, the new level; rows saved and the events emitted, all in the caller's transaction.
+    `board_gains`: other per-period board scores (the batch's messages) written with the XP ones."""
     users = sorted(states, key=rules.uuid_order)
     grants = [
         (u, f"streak_{m}", rules.streak_grant_key(started, m)) for u in users for m, started in states[u].milestones
@@ -122,7 +127,7 @@ async def settle(
     await progress_repo.save(conn, [states[u].row() for u in users])
     moved: Counter = Counter()
     longest: Counter = Counter()
-    gains: dict[tuple[str, uuid.UUID], int] = {}
+    gains: dict[tuple[str, uuid.UUID], int] = dict(board_gains or {})
     boards = rules.boards_at("xp", now)
     for p in states.values():
         gained = p.xp - (p.xp_before or 0)
@@ -172,7 +177,11 @@ async def settle(
     return Settled(tickets, achievements, level_ups)
 
 
-async def progress_from_events(conn: asyncpg.Connection, raw: list[rules.RawEvent], now: datetime) -> Settled | None:
+async def progress_from_events(
+    conn: asyncpg.Connection, raw: list[rules.RawEvent], now: datetime, board_gains: dict | None = None
+) -> Settled | None:
+    """Progression from a batch's events. `board_gains` (the batch's message boards) are written
+    with the XP boards: one statement for both."""
     relevant = [
         e
         for e in raw
@@ -182,6 +191,7 @@ async def progress_from_events(conn: asyncpg.Connection, raw: list[rules.RawEven
         and e.event_type in rules.PROGRESSION_TYPES
     ]
     if not relevant:
+        await ranks_repo.add_scores(conn, board_gains or {})
         return None
     rows, created = await progress_repo.lock(conn, [e.user_id for e in relevant])
     states = {r["user_id"]: Progress.from_row(r, r["user_id"] in created) for r in rows}
@@ -192,7 +202,7 @@ async def progress_from_events(conn: asyncpg.Connection, raw: list[rules.RawEven
         # A check-in moved the streak in its own request; its event only counts as activity.
         if e.event_type in rules.ACTIVITY_TYPES and e.event_type != EventType.USER_ENGAGEMENT.value:
             p.active_on(rules.local_day(e.occurred_at, p.timezone))
-    return await settle(conn, states, now)
+    return await settle(conn, states, now, board_gains=board_gains)
 
 
 # -- ingestion -----------------------------------------------------------------------------------------
@@ -269,11 +279,13 @@ class Ingestor:
         raw = prepared.raw
         await events_repo.ensure_partitions(conn, prepared.months, self.months)
         await events_repo.insert_raw(conn, prepared.rows, rollups_repo.ROLLUP_LOCK)
-        await rollups_repo.apply(conn, prepared.delta)
+        await rollups_repo.apply(conn, prepared.delta, write_boards=False)
         deleted = {e.user_id for e in raw if e.event_type == EventType.USER_DELETED.value and e.user_id is not None}
         # No progression (nor its events, which would come back naming the user) for a user
         # this batch erases.
-        await progress_from_events(conn, [e for e in raw if e.user_id not in deleted], _utcnow())
+        await progress_from_events(
+            conn, [e for e in raw if e.user_id not in deleted], _utcnow(), prepared.delta.board_messages
+        )
         for user_id in sorted(deleted):
             await erase_user(conn, user_id)
         if self.forwarder is not None:

@@ -42,7 +42,9 @@ async def truncate(conn: asyncpg.Connection) -> None:
     await conn.execute("DELETE FROM metric_histogram_blocks WHERE metric LIKE 'messages:%'")
 
 
-async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
+async def apply(conn: asyncpg.Connection, d: RollupDelta, *, write_boards: bool = True) -> None:
+    """`write_boards=False`: the caller writes `d.board_messages` itself (the consumer, in one
+    statement with the XP boards)."""
     user_counts = {u: Counter(c) for u, c in d.users.items()}
 
     # Sets first: a new row there is what a distinct count counts.
@@ -149,7 +151,8 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta) -> None:
                 moved[r["messages"]] += 1
         await ranks_repo.shift(conn, "messages", moved)
 
-    await ranks_repo.add_scores(conn, d.board_messages)
+    if write_boards:
+        await ranks_repo.add_scores(conn, d.board_messages)
 
     if d.conversations:
         ids = sorted(d.conversations, key=uuid_order)
