@@ -233,31 +233,36 @@ SELECT DISTINCT user_id, current_date - (random() * 29)::int
   FROM user_analytics, generate_series(1, 1 + (abs(hashtext(user_id::text)) % 15));
 """
 
-# One year of raw events for the platform query, and the rollups it reads made from them in SQL.
+# One year of raw events for the platform query ($1 events, $2 users): each day about 3,000 of the
+# users are active (a window that moves through them), ~9 events each at 10M a year.
 SEED_RAW_SQL = """
 INSERT INTO analytics_events (event_id, event_type, user_id, occurred_at, source, data)
 SELECT gen_random_uuid(),
        CASE WHEN i % 10 < 8 THEN 'message.sent' WHEN i % 10 = 8 THEN 'conversation.created' ELSE 'image.generated' END,
-       md5('user' || (i % $2))::uuid,
+       md5('user' || (((i::bigint * 365 / $1) * 997 + i % 3000) % $2))::uuid,
        date_trunc('hour', now()) - make_interval(secs => (i::bigint * 31536000 / $1)),
        'bench', '{"sender": "Frodo"}'::jsonb
   FROM generate_series(1, $1) AS i
 """
+# The rollups the platform query reads, made from the raw events in SQL: one scan for the hourly
+# counts and one for the day rows of who was active; day counts from the hour rows.
 ROLLUPS_FROM_RAW_SQL = """
-INSERT INTO activity_buckets (granularity, bucket, user_id)
-SELECT DISTINCT 'day', date_trunc('day', occurred_at, 'UTC'), user_id FROM analytics_events;
+SET work_mem = '256MB';
+CREATE TEMP TABLE per_hour AS
+SELECT date_trunc('hour', occurred_at, 'UTC') AS b, event_type, count(*) AS n FROM analytics_events GROUP BY 1, 2;
 INSERT INTO platform_metrics (granularity, bucket, metric, value)
 SELECT g, b, m, sum(v) FROM (
-    SELECT 'hour' AS g, date_trunc('hour', occurred_at, 'UTC') AS b, event_type, count(*) AS n
-      FROM analytics_events GROUP BY 2, 3
+    SELECT 'hour' AS g, b, event_type, n FROM per_hour
     UNION ALL
-    SELECT 'day', date_trunc('day', occurred_at, 'UTC'), event_type, count(*) FROM analytics_events GROUP BY 2, 3
+    SELECT 'day', date_trunc('day', b, 'UTC'), event_type, n FROM per_hour
 ) AS per_type
 CROSS JOIN LATERAL (VALUES ('events', n),
                            ('messages', CASE WHEN event_type = 'message.sent' THEN n ELSE 0 END),
                            ('conversations', CASE WHEN event_type = 'conversation.created' THEN n ELSE 0 END),
                            ('images', CASE WHEN event_type = 'image.generated' THEN n ELSE 0 END)) AS x(m, v)
 GROUP BY 1, 2, 3;
+INSERT INTO activity_buckets (granularity, bucket, user_id)
+SELECT 'day', date_trunc('day', occurred_at, 'UTC'), user_id FROM analytics_events GROUP BY 2, 3;
 INSERT INTO platform_metrics (granularity, bucket, metric, value)
 SELECT 'day', bucket, 'active_users', count(*) FROM activity_buckets WHERE granularity = 'day' GROUP BY bucket;
 """
