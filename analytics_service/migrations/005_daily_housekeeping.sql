@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS analytics_daily_runs (
 
 -- A rank from the histograms (users above `value`, and all users of `metric`): the two range
 -- scans of repositories/ranks.py, as SQL functions so /analytics/me reads everything in one
--- statement. LANGUAGE sql and STABLE: PostgreSQL inlines them into the calling query.
+-- statement (LANGUAGE sql, STABLE; with sub-selects they are not inlined, each runs its two
+-- index range scans).
 CREATE OR REPLACE FUNCTION analytics_rank_above(p_metric TEXT, p_value BIGINT) RETURNS BIGINT AS $$
     SELECT (SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks
              WHERE metric = p_metric AND block > (p_value >> 10))
