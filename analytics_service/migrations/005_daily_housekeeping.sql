@@ -22,18 +22,3 @@ CREATE TABLE IF NOT EXISTS analytics_daily_runs (
     finished_at TIMESTAMPTZ NOT NULL,
     summary     JSONB NOT NULL DEFAULT '{}'::jsonb
 );
-
--- A rank from the histograms (users above `value`, and all users of `metric`): the two range
--- scans of repositories/ranks.py, as SQL functions so /analytics/me reads everything in one
--- statement (LANGUAGE sql, STABLE; with sub-selects they are not inlined, each runs its two
--- index range scans).
-CREATE OR REPLACE FUNCTION analytics_rank_above(p_metric TEXT, p_value BIGINT) RETURNS BIGINT AS $$
-    SELECT (SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks
-             WHERE metric = p_metric AND block > (p_value >> 10))
-         + (SELECT COALESCE(sum(users), 0) FROM metric_histogram
-             WHERE metric = p_metric AND value > p_value AND value < (((p_value >> 10) + 1) << 10))
-$$ LANGUAGE sql STABLE;
-
-CREATE OR REPLACE FUNCTION analytics_rank_total(p_metric TEXT) RETURNS BIGINT AS $$
-    SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks WHERE metric = p_metric
-$$ LANGUAGE sql STABLE;

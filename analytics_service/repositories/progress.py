@@ -147,8 +147,10 @@ async def profile_row(conn, user_id: str, window_start: date) -> asyncpg.Record:
     """Everything /analytics/me shows, in one statement: the user's rollup (has_analytics false
     when none) and progress row (user_id null when none), achievements unlocked of the active
     ones, the stored tier, the active days since `window_start` and both ranks (histograms)."""
+    messages_above, messages_total = ranks_repo.rank_sql("'messages'", "ua.messages")
+    xp_above, xp_total = ranks_repo.rank_sql("'xp'", "up.xp")
     return await conn.fetchrow(
-        """
+        f"""
         SELECT ua.user_id IS NOT NULL AS has_analytics, ua.messages, ua.conversations, ua.characters, ua.stories,
                ua.images, ua.active_days, ua.first_seen_at, ua.last_active_at,
                up.user_id, up.timezone, up.xp, up.level, up.streak_current, up.streak_longest, up.streak_started_on,
@@ -157,10 +159,8 @@ async def profile_row(conn, user_id: str, window_start: date) -> asyncpg.Record:
                (SELECT count(*) FROM achievement_definitions WHERE active) AS achievements_total,
                (SELECT tier FROM user_engagement WHERE user_id = $1) AS tier,
                (SELECT count(*) FROM user_active_days WHERE user_id = $1 AND day >= $2) AS active_days_window,
-               analytics_rank_above('messages', ua.messages) AS messages_above,
-               analytics_rank_total('messages') AS messages_total,
-               analytics_rank_above('xp', up.xp) AS xp_above,
-               analytics_rank_total('xp') AS xp_total
+               {messages_above} AS messages_above, {messages_total} AS messages_total,
+               {xp_above} AS xp_above, {xp_total} AS xp_total
           FROM (SELECT $1::uuid AS id) AS me
           LEFT JOIN user_analytics ua ON ua.user_id = me.id
           LEFT JOIN user_progress up ON up.user_id = me.id

@@ -140,10 +140,20 @@ async def rebuild(conn: asyncpg.Connection, metric: str, source_sql: str) -> Non
     )
 
 
+def rank_sql(metric: str, value: str) -> tuple[str, str]:
+    """SQL expressions of (users with a value above `value`, users in all) for SQL expressions
+    `metric` and `value`: the blocks above the value's block plus the values above it inside its
+    block, two short index range scans. progress.profile_row puts them in its statement."""
+    above = f"""((SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks
+                  WHERE metric = {metric} AND block > ({value} >> 10))
+               + (SELECT COALESCE(sum(users), 0) FROM metric_histogram
+                  WHERE metric = {metric} AND value > {value} AND value < ((({value} >> 10) + 1) << 10)))"""
+    total = f"(SELECT COALESCE(sum(users), 0) FROM metric_histogram_blocks WHERE metric = {metric})"
+    return above, total
+
+
 async def rank(conn, metric: str, value: int) -> tuple[int, int]:
     """(users with a higher value, users in all)."""
-    # The two range scans are SQL functions (migration 005), also used by progress.profile_row.
-    row = await conn.fetchrow(
-        "SELECT analytics_rank_above($1, $2) AS above, analytics_rank_total($1) AS total", metric, value
-    )
+    above, total = rank_sql("$1", "$2::bigint")
+    row = await conn.fetchrow(f"SELECT {above} AS above, {total} AS total", metric, value)
     return int(row["above"]), int(row["total"])
