@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from analytics_service import service_conversations
 from analytics_service.models import CharacterStats, ConversationStats
 from analytics_service.routers.progress import USER_ROUTE_ERRORS, Account
+from shared import errors as common
 
-router = APIRouter(prefix="/conversation-stats", tags=["conversation-stats"])
+QUERY_NAMES = frozenset({"period", "limit"})
+
+
+def only_known_query(request: Request) -> None:
+    """An unknown query parameter is a 422, not silently ignored: the document lists the only two."""
+    unknown = sorted(set(request.query_params) - QUERY_NAMES)
+    if unknown:
+        raise common.VALIDATION_ERROR("Unknown query parameter.", unknown=[name[:64] for name in unknown[:10]])
+
+
+router = APIRouter(prefix="/conversation-stats", tags=["conversation-stats"], dependencies=[Depends(only_known_query)])
 
 Period = Annotated[
     Literal["week", "month", "all"], Query(description="UTC ISO week (from Monday), UTC month, or all time")

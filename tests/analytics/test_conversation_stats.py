@@ -110,7 +110,14 @@ async def test_my_conversation_stats_per_period_and_only_mine(analytics, bus, ne
 @pytest.mark.parametrize("path", ["/conversation-stats/me", "/conversation-stats/characters"])
 async def test_bad_periods_and_limits_are_refused(analytics, new_user, path):
     user = new_user()
-    for params in ({"period": "year"}, {"period": ""}, {"limit": 0}, {"limit": 101}, {"limit": "x" * 5000}):
+    for params in (
+        {"period": "year"},
+        {"period": ""},
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "x" * 5000},
+        {"period": "week", "since": "2026-01-01"},  # unknown parameters are refused, not ignored
+    ):
         r = await analytics.get(path, params=params, headers=user.headers)
         assert r.status_code == 422, (params, r.text)
         assert r.json()["detail"]["code"] == "VALIDATION_ERROR"
