@@ -21,10 +21,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import Field
 
 from shared import auth, errors
 from shared.errors import ErrorCode, ErrorEnvelope
@@ -58,6 +59,17 @@ F = TypeVar("F", bound=Callable)
 # and Rust regexes, and a pattern in the document must mean the same to every reader and to the server.
 WHITESPACE_CLASS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NOT_BLANK_PATTERN = rf"[^{WHITESPACE_CLASS}]"  # something besides whitespace: `text.strip()` is not empty
+
+# PostgreSQL's text cannot hold U+0000 (shared/app.py answers 422 when a statement meets one), so a string a
+# service stores says so in its schema, and pydantic refuses it with the same pattern before any SQL runs.
+STORABLE_PATTERN = r"^[^\x00]*$"
+STORABLE_NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}][^\x00]*$"
+
+
+def stored_text(*, max_length: int, min_length: int | None = None, not_blank: bool = False) -> Any:
+    """The type of a string field stored in PostgreSQL: `name: stored_text(max_length=120, not_blank=True)`."""
+    pattern = STORABLE_NOT_BLANK_PATTERN if not_blank else STORABLE_PATTERN
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=pattern)]
 
 
 def raises(*codes: ErrorCode) -> Callable[[F], F]:
@@ -228,4 +240,14 @@ def install_openapi(app: FastAPI, *, database: bool, rate_limit_exempt: Sequence
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["BEARER", "NOT_BLANK_PATTERN", "WHITESPACE_CLASS", "complete_document", "install_openapi", "raises"]
+__all__ = [
+    "BEARER",
+    "NOT_BLANK_PATTERN",
+    "STORABLE_NOT_BLANK_PATTERN",
+    "STORABLE_PATTERN",
+    "WHITESPACE_CLASS",
+    "complete_document",
+    "install_openapi",
+    "raises",
+    "stored_text",
+]
