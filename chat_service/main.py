@@ -16,6 +16,7 @@ from chat_service.settings import Settings
 from shared.app import create_app, lazy_app
 from shared.llm import LLMRouter
 from shared.llm.tokens import encoding
+from shared.openapi import document_configured_limits
 from shared.quota import QuotaClient
 from shared.settings import load_settings
 from shared.tiers import TierResolver
@@ -52,7 +53,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         if getattr(state, "llm", None) is not None:
             await state.llm.close()
 
-    return create_app(
+    app = create_app(
         service="chat",
         settings=settings,
         routers=[talk.router, group.router, conversations.router, messages.router, voice.router],
@@ -62,6 +63,19 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         on_startup=[startup],
         on_shutdown=[shutdown],
     )
+    message = {"maxLength": settings.chat_max_message_chars}
+    document_configured_limits(
+        app,
+        {
+            ("TalkRequest", "message"): message,
+            ("TalkRequest", "attachments"): {"maxItems": settings.chat_max_attachments},
+            ("Body_talk_with_upload_talk_with_upload_post", "message"): message,
+            ("Body_talk_with_upload_talk_with_upload_post", "images"): {"maxItems": settings.chat_max_attachments},
+            ("GroupChatRequest", "message"): message,
+            ("GroupChatRequest", "characters"): {"maxItems": settings.chat_max_group_characters},
+        },
+    )
+    return app
 
 
 __getattr__ = lazy_app(build_app)

@@ -4,11 +4,11 @@ names the configured limit with its own code."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.openapi import NOT_BLANK_PATTERN
+from shared.openapi import NOT_BLANK_PATTERN, exactly_one_of, omittable
 from shared.responses import json_response  # noqa: F401 (chat's routes import it from here)
 
 # Text that must hold something besides whitespace: the document says so with this pattern, and the service
@@ -16,13 +16,30 @@ from shared.responses import json_response  # noqa: F401 (chat's routes import i
 NOT_BLANK = {"pattern": NOT_BLANK_PATTERN}
 
 
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+# What the service checks, stated in the document (the service answers its own codes for the rest:
+# INVALID_ATTACHMENT, UNSUPPORTED_MEDIA_TYPE): an http(s) URL, or base64 (RFC 4648, padded) of bytes that start
+# with a JPEG, PNG, GIF or WebP signature, the signature spelled in base64.
+HTTP_URL_PATTERN = r"^https?://"
+IMAGE_BASE64_PATTERN = (
+    r"^(?:/9j/|iVBORw0KGg[o-r][A-Za-z0-9+/]|R0lGOD[dl]h|UklGR[A-Za-z0-9+/]{6}XRUJQ)"
+    r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+)
+
+
 class Attachment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("url", "data"))
 
     type: Literal["image"] = "image"
-    url: str | None = Field(default=None, max_length=4096, description="an https image URL")
-    data: str | None = Field(default=None, description="base64 image bytes (an upload)")
-    media_type: str | None = Field(default=None, description="image/jpeg, image/png, image/gif or image/webp")
+    url: omittable(Annotated[str, Field(max_length=4096)], pattern=HTTP_URL_PATTERN, description="http(s) URL") = None
+    data: omittable(
+        str,
+        pattern=IMAGE_BASE64_PATTERN,
+        description="base64 image bytes (an upload): JPEG, PNG, GIF or WebP, recognised by content",
+    ) = None
+    media_type: omittable(
+        Literal[IMAGE_MEDIA_TYPES], description="informative: the bytes decide the type (a disagreeing one is ignored)"
+    ) = None
 
 
 # A Community custom character's id (a UUID); name and series then come from its definition.
@@ -92,7 +109,16 @@ class GroupCharacter(BaseModel):
 
 
 class GroupChatRequest(BaseModel):
-    # Optional when continuing a conversation; a new one without characters answers NO_CHARACTERS.
+    # Optional when continuing a conversation (a conversation_id); a new one without characters answers
+    # NO_CHARACTERS, and the document says so.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["characters"]},
+                {"required": ["conversation_id"], "properties": {"conversation_id": {"type": "string"}}},
+            ]
+        }
+    )
     characters: list[GroupCharacter] = Field(default_factory=list, json_schema_extra={"minItems": 1})
     message: str = Field(..., json_schema_extra=NOT_BLANK)
     conversation_id: str | None = None

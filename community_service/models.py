@@ -2,7 +2,7 @@
 
 The schemas say every rule pydantic checks, so a client (or a generator working from the document) that follows
 them is not refused: stored strings exclude U+0000 (shared.openapi.stored_text), a PATCH field that cannot be
-cleared may be omitted but not null, and "give exactly one of" rules are `oneOf` over the required fields.
+cleared may be omitted but not null (omittable), and "give exactly one of" rules are `oneOf` over the required fields.
 """
 
 from __future__ import annotations
@@ -11,28 +11,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.openapi import stored_text
+from shared.openapi import exactly_one_of, omittable, stored_text
 
 Name = stored_text(min_length=1, max_length=120, not_blank=True)
 ShortText = stored_text(max_length=2000)
 LongText = stored_text(max_length=8000)
 Visibility = Literal["private", "public"]
 ItemId = Annotated[str, Field(min_length=1, max_length=64)]  # an id of ours; a malformed one is a 404
-
-
-def _no_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-def omittable(kind: Any) -> Any:
-    """A field that may be left out but is never null: `name: omittable(Name) = None`. The default None
-    stands for "not given" (pydantic does not validate it); an explicit null fails the type and is 422."""
-    return Annotated[kind, Field(json_schema_extra=_no_default)]
-
-
-def exactly_one_of(*fields: str) -> dict[str, Any]:
-    """The model's JSON Schema rule that exactly one of `fields` is given (they are not nullable)."""
-    return {"oneOf": [{"required": [name]} for name in fields]}
 
 
 class Body(BaseModel):

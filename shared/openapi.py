@@ -72,6 +72,23 @@ def stored_text(*, max_length: int, min_length: int | None = None, not_blank: bo
     return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=pattern)]
 
 
+def omittable(kind: Any, **schema: Any) -> Any:
+    """A body field that may be left out but is never null: `name: omittable(str) = None`. The default None
+    stands for "not given" (pydantic does not validate a default); an explicit null fails the type (422), and
+    the schema says neither null nor a default. `schema`: keywords added to the field's schema."""
+
+    def document(field_schema: dict[str, Any]) -> None:
+        field_schema.pop("default", None)
+        field_schema.update(schema)
+
+    return Annotated[kind, Field(json_schema_extra=document)]
+
+
+def exactly_one_of(*fields: str) -> dict[str, Any]:
+    """A model's `json_schema_extra`: exactly one of these (omittable) fields is given, as the model checks."""
+    return {"oneOf": [{"required": [name]} for name in fields]}
+
+
 def raises(*codes: ErrorCode) -> Callable[[F], F]:
     """Declare what a dependency answers, so every route depending on it documents it:
 
@@ -225,6 +242,26 @@ def complete_document(
     return document
 
 
+def document_configured_limits(app: FastAPI, limits: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """State limits that come from configuration in the app's document: `{(schema, property): keywords}`,
+    e.g. `{("GroupChatRequest", "characters"): {"maxItems": settings.chat_max_group_characters}}`. The
+    models are built at import, before settings exist; the document is built per app, with them."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()
+        schemas = document.get("components", {}).get("schemas", {})
+        for (schema_name, property_name), keywords in limits.items():
+            prop = schemas[schema_name]["properties"][property_name]  # a KeyError names a stale entry
+            # `x: T | None` is anyOf [T, null]: the limit is T's.
+            branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"] or [prop]
+            for branch in branches:
+                branch.update(keywords)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_openapi(app: FastAPI, *, database: bool, rate_limit_exempt: Sequence[str] = ()) -> None:
     """Make `app.openapi()` (and /openapi.json, /docs) answer the completed document, built once."""
     build = app.openapi  # FastAPI's: cached, rebuilt when routes are added
@@ -247,7 +284,10 @@ __all__ = [
     "STORABLE_PATTERN",
     "WHITESPACE_CLASS",
     "complete_document",
+    "document_configured_limits",
+    "exactly_one_of",
     "install_openapi",
+    "omittable",
     "raises",
     "stored_text",
 ]

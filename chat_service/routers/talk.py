@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from chat_service import attachments, errors
-from chat_service.models import NOT_BLANK, Attachment, TalkRequest, TalkResponse, json_response
+from chat_service.models import IMAGE_MEDIA_TYPES, NOT_BLANK, Attachment, TalkRequest, TalkResponse, json_response
 from chat_service.streaming import StreamRun
 from shared.auth import TIER_NAMES, CurrentUser, bearer_token, get_current_user, resolve_tier
 from shared.errors import INSUFFICIENT_QUOTA, INSUFFICIENT_TIER, documented
@@ -79,7 +79,16 @@ async def talk_with(body: TalkRequest, request: Request, user: CurrentUser = Dep
     return await _talk(request, user, body)
 
 
-@router.post("/talk_with/upload", responses=TALK_RESPONSES)
+@router.post(
+    "/talk_with/upload",
+    responses=TALK_RESPONSES,
+    # Each `images` part is a JPEG, PNG, GIF or WebP file (recognised by content, not by this type).
+    openapi_extra={
+        "requestBody": {
+            "content": {"multipart/form-data": {"encoding": {"images": {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}}}}
+        }
+    },
+)
 async def talk_with_upload(
     request: Request,
     message: str = Form(..., json_schema_extra=NOT_BLANK),
