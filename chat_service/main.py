@@ -15,6 +15,7 @@ from chat_service.service import ChatEngine
 from chat_service.settings import Settings
 from shared.app import create_app, lazy_app
 from shared.llm import LLMRouter
+from shared.llm.catalogue import catalogue_from_config
 from shared.llm.tokens import encoding
 from shared.openapi import document_configured_limits
 from shared.quota import QuotaClient
@@ -64,10 +65,15 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         on_shutdown=[shutdown],
     )
     message = {"maxLength": settings.chat_max_message_chars}
+    # The models a request may name (others are 422 UNKNOWN_MODEL): the configured catalogue.
+    model = {"enum": [spec.id for spec in catalogue_from_config(settings.llm_model_catalogue)]}
     document_configured_limits(
         app,
         {
             ("TalkRequest", "message"): message,
+            ("TalkRequest", "model"): model,
+            ("Body_talk_with_upload_talk_with_upload_post", "model"): model,
+            ("GroupChatRequest", "model"): model,
             ("TalkRequest", "attachments"): {"maxItems": settings.chat_max_attachments},
             ("Body_talk_with_upload_talk_with_upload_post", "message"): message,
             ("Body_talk_with_upload_talk_with_upload_post", "images"): {"maxItems": settings.chat_max_attachments},
