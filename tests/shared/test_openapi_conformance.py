@@ -116,6 +116,13 @@ CHECK_STATUSES: dict[str, dict[str, dict[str, tuple[list[str], str]]]] = {
             for name in ("POST /talk_with", "POST /talk_with/upload", "POST /group_chat")
         }
     },
+    "media": {
+        # The plan and the quota come from the caller's subscription: each case's user is new and has none,
+        # so it is Free, which has no image_recognition quota (402 INSUFFICIENT_QUOTA) and no generation
+        # (402 INSUFFICIENT_TIER), as API.md says for a plan or a quota that does not cover the request.
+        "POST /images/recognize": {"positive_data_acceptance": (["402"], "Free has no image_recognition quota")},
+        "POST /images/generate": {"positive_data_acceptance": (["402"], "Free's plan has no image generation")},
+    },
     "community": {
         # RFC 6585: a missing If-Match on a conditional-only route is 428 Precondition Required (API.md),
         # and RFC 9110: a well-formed but stale version is 412 Precondition Failed.
