@@ -35,6 +35,7 @@ from schemathesis.generation.meta import negated_parameters
 from schemathesis.python.asgi import shutdown_lifespans
 
 from shared.migrate import migrate
+from shared.testing.processes import ServiceProcess
 from tests.shared.documents import SERVICES, build_app, document
 
 EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "25"))
@@ -211,6 +212,8 @@ def running(service_env, sandbox, tmp_path_factory):
     starts its lifespan (on its own event loop thread) at the first request, and this fixture
     shuts every one down at the end."""
 
+    processes: list[ServiceProcess] = []
+
     def _start(service: str) -> None:
         target = SCHEMAS[service].app
         if target.app is None:
@@ -218,6 +221,16 @@ def running(service_env, sandbox, tmp_path_factory):
             if service in ("chat", "media"):
                 # Chat and Media reserve quota with Payment's SQL functions in the core database.
                 asyncio.run(migrate(env["DATABASE_URL"], "payment"))
+            if service == "chat":
+                # Chat reads custom characters (character_id) from Community over HTTP: a real one, else
+                # every such request would be 503 COMMUNITY_UNAVAILABLE.
+                community_env = {**service_env, **_service_overrides("community", sandbox, None)}
+                community = ServiceProcess(
+                    "community", {**community_env, "OUTBOX_RELAY": "inprocess"}, log_dir=tmp_path_factory.mktemp("cl")
+                )
+                processes.append(community)
+                community.start(timeout=120)
+                env["COMMUNITY_SERVICE_URL"] = community.url
             target.app = build_app(service, env)
             assert target.app.openapi() == DOCUMENTS[service]
 
@@ -225,6 +238,8 @@ def running(service_env, sandbox, tmp_path_factory):
     shutdown_lifespans()
     for loaded in SCHEMAS.values():
         loaded.app.app = None
+    for process in processes:
+        process.stop()
 
 
 def _leaves_out_authorization(case) -> bool:
