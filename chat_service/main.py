@@ -15,7 +15,9 @@ from chat_service.service import ChatEngine
 from chat_service.settings import Settings
 from shared.app import create_app, lazy_app
 from shared.llm import LLMRouter
+from shared.llm.catalogue import catalogue_from_config
 from shared.llm.tokens import encoding
+from shared.openapi import document_configured_limits
 from shared.quota import QuotaClient
 from shared.settings import load_settings
 from shared.tiers import TierResolver
@@ -52,7 +54,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         if getattr(state, "llm", None) is not None:
             await state.llm.close()
 
-    return create_app(
+    app = create_app(
         service="chat",
         settings=settings,
         routers=[talk.router, group.router, conversations.router, messages.router, voice.router],
@@ -62,6 +64,24 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         on_startup=[startup],
         on_shutdown=[shutdown],
     )
+    message = {"maxLength": settings.chat_max_message_chars}
+    # The models a request may name (others are 422 UNKNOWN_MODEL): the configured catalogue.
+    model = {"enum": [spec.id for spec in catalogue_from_config(settings.llm_model_catalogue)]}
+    document_configured_limits(
+        app,
+        {
+            ("TalkRequest", "message"): message,
+            ("TalkRequest", "model"): model,
+            ("Body_talk_with_upload_talk_with_upload_post", "model"): model,
+            ("GroupChatRequest", "model"): model,
+            ("TalkRequest", "attachments"): {"maxItems": settings.chat_max_attachments},
+            ("Body_talk_with_upload_talk_with_upload_post", "message"): message,
+            ("Body_talk_with_upload_talk_with_upload_post", "images"): {"maxItems": settings.chat_max_attachments},
+            ("GroupChatRequest", "message"): message,
+            ("GroupChatRequest", "characters"): {"maxItems": settings.chat_max_group_characters},
+        },
+    )
+    return app
 
 
 __getattr__ = lazy_app(build_app)

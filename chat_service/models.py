@@ -4,25 +4,51 @@ names the configured limit with its own code."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.openapi import NOT_BLANK_PATTERN
+from shared.openapi import (
+    NOT_BLANK_PATTERN,
+    STORABLE_NOT_BLANK_PATTERN,
+    STORABLE_PATTERN,
+    exactly_one_of,
+    omittable,
+)
 from shared.responses import json_response  # noqa: F401 (chat's routes import it from here)
 
 # Text that must hold something besides whitespace: the document says so with this pattern, and the service
 # answers its own clear code (EMPTY_MESSAGE, EMPTY_TEXT) for the rest, checking exactly that (str.strip()).
 NOT_BLANK = {"pattern": NOT_BLANK_PATTERN}
+# Stored text (messages, names) excludes U+0000, which PostgreSQL cannot hold: pydantic refuses it (422) before
+# anything runs, and the document's pattern says both rules (not blank, no U+0000).
+STORED_MESSAGE = {"pattern": STORABLE_PATTERN, "json_schema_extra": {"pattern": STORABLE_NOT_BLANK_PATTERN}}
+
+
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+# What the service checks, stated in the document (the service answers its own codes for the rest:
+# INVALID_ATTACHMENT, UNSUPPORTED_MEDIA_TYPE): an http(s) URL, or base64 (RFC 4648, padded) of bytes that start
+# with a JPEG, PNG, GIF or WebP signature, the signature spelled in base64.
+HTTP_URL_PATTERN = r"^https?://"
+IMAGE_BASE64_PATTERN = (
+    r"^(?:/9j/|iVBORw0KGg[o-r][A-Za-z0-9+/]|R0lGOD[dl]h|UklGR[g-v][A-Za-z0-9+/]{4}[BFJNRVZdhlptx159]XRUJQ)"
+    r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+)
 
 
 class Attachment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("url", "data"))
 
     type: Literal["image"] = "image"
-    url: str | None = Field(default=None, max_length=4096, description="an https image URL")
-    data: str | None = Field(default=None, description="base64 image bytes (an upload)")
-    media_type: str | None = Field(default=None, description="image/jpeg, image/png, image/gif or image/webp")
+    url: omittable(Annotated[str, Field(max_length=4096)], pattern=HTTP_URL_PATTERN, description="http(s) URL") = None
+    data: omittable(
+        str,
+        pattern=IMAGE_BASE64_PATTERN,
+        description="base64 image bytes (an upload): JPEG, PNG, GIF or WebP, recognised by content",
+    ) = None
+    media_type: omittable(
+        Literal[IMAGE_MEDIA_TYPES], description="informative: the bytes decide the type (a disagreeing one is ignored)"
+    ) = None
 
 
 # A Community custom character's id (a UUID); name and series then come from its definition.
@@ -32,18 +58,24 @@ CHARACTER_ID = Field(
     description="a Community custom character (public, or your own); replaces `character` and `series`",
 )
 # The document says "character or character_id" (schemathesis sends only what it allows).
-CHARACTER_OR_ID = {"anyOf": [{"required": ["character"]}, {"required": ["character_id"]}]}
+# A branch's property is a string there: null is "not given".
+CHARACTER_OR_ID = {
+    "anyOf": [
+        {"required": ["character"], "properties": {"character": {"type": "string"}}},
+        {"required": ["character_id"], "properties": {"character_id": {"type": "string"}}},
+    ]
+}
 
 
 class TalkRequest(BaseModel):
     model_config = ConfigDict(json_schema_extra=CHARACTER_OR_ID)
 
-    message: str = Field(..., json_schema_extra=NOT_BLANK)
-    character: str | None = Field(default=None, min_length=1, max_length=200)
+    message: str = Field(..., **STORED_MESSAGE)
+    character: str | None = Field(default=None, min_length=1, max_length=200, pattern=STORABLE_PATTERN)
     character_id: str | None = CHARACTER_ID
-    series: str | None = Field(default=None, max_length=300)
+    series: str | None = Field(default=None, max_length=300, pattern=STORABLE_PATTERN)
     conversation_id: str | None = None
-    model: str | None = None
+    model: str | None = None  # one of the catalogue's ids: the app's document lists them (main.py)
     stream: bool = Field(default=False, strict=True)  # a JSON boolean, as documented (not 0/1 or "yes")
     attachments: list[Attachment] = Field(default_factory=list)
 
@@ -78,10 +110,17 @@ class TalkResponse(BaseModel):
 
 
 class GroupCharacter(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["name"]}, {"required": ["character_id"]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["name"], "properties": {"name": {"type": "string"}}},
+                {"required": ["character_id"], "properties": {"character_id": {"type": "string"}}},
+            ]
+        }
+    )
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    series: str | None = Field(default=None, max_length=300)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=STORABLE_PATTERN)
+    series: str | None = Field(default=None, max_length=300, pattern=STORABLE_PATTERN)
     character_id: str | None = CHARACTER_ID
 
     @model_validator(mode="after")
@@ -92,9 +131,18 @@ class GroupCharacter(BaseModel):
 
 
 class GroupChatRequest(BaseModel):
-    # Optional when continuing a conversation; a new one without characters answers NO_CHARACTERS.
+    # Optional when continuing a conversation (a conversation_id); a new one without characters answers
+    # NO_CHARACTERS, and the document says so.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["characters"]},
+                {"required": ["conversation_id"], "properties": {"conversation_id": {"type": "string"}}},
+            ]
+        }
+    )
     characters: list[GroupCharacter] = Field(default_factory=list, json_schema_extra={"minItems": 1})
-    message: str = Field(..., json_schema_extra=NOT_BLANK)
+    message: str = Field(..., **STORED_MESSAGE)
     conversation_id: str | None = None
     model: str | None = None
 
@@ -118,7 +166,7 @@ class GroupChatResponse(BaseModel):
 
 
 class EditMessage(BaseModel):
-    content: str = Field(..., json_schema_extra=NOT_BLANK)
+    content: str = Field(..., **STORED_MESSAGE)
 
 
 class ReactionRequest(BaseModel):

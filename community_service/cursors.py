@@ -1,46 +1,21 @@
-"""Opaque keyset cursors: the last row's (sort value, id), base64 of JSON with the value's type."""
+"""Keyset cursors of community's lists: shared/pagination's ranked format (`<signed integer>.<row id>`), the
+last row's (sort value, id), documented as a pattern so that every cursor matching it is a position."""
 
 from __future__ import annotations
 
-import base64
-import uuid
-from datetime import datetime
+from shared.pagination import RANKED_PATTERN, cursor_query, decode_ranked, encode_ranked
 
-import orjson
+_KINDS = {"t": "timestamptz", "i": "integer", "f": "float8"}
 
-from community_service import errors
-
-
-def encode(value, row_id) -> str:
-    if isinstance(value, datetime):
-        tagged = ["t", value.isoformat()]
-    elif isinstance(value, bool):
-        raise TypeError("booleans are not sort keys")
-    elif isinstance(value, int):
-        tagged = ["i", value]
-    else:
-        tagged = ["f", float(value)]
-    return base64.urlsafe_b64encode(orjson.dumps([*tagged, str(row_id)])).decode().rstrip("=")
+# The `?cursor=` parameter of every community list.
+CursorQuery = cursor_query(RANKED_PATTERN)
 
 
 def decode(cursor: str | None, kind: str) -> tuple | None:
     """`kind`: 't' (timestamp), 'i' (integer) or 'f' (float), what the list sorts by."""
     if cursor is None:
         return None
-    try:
-        tag, value, row_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if tag != kind:
-            raise ValueError(tag)
-        if kind == "t":
-            value = datetime.fromisoformat(value)
-        elif kind == "i":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(value)
-        else:
-            value = float(value)
-        return value, uuid.UUID(row_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise errors.INVALID_CURSOR() from None
+    return decode_ranked(cursor, _KINDS[kind])
 
 
 def page(rows: list, limit: int, key: str) -> tuple[list, str | None]:
@@ -48,4 +23,4 @@ def page(rows: list, limit: int, key: str) -> tuple[list, str | None]:
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    return rows, encode(rows[-1][key], rows[-1]["id"])
+    return rows, encode_ranked(rows[-1][key], rows[-1]["id"])

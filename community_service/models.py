@@ -1,80 +1,94 @@
-"""Request bodies (pydantic, strict about shape and size) and the answers' shapes."""
+"""Request bodies (pydantic, strict about shape and size) and the answers' shapes.
+
+The schemas say every rule pydantic checks, so a client (or a generator working from the document) that follows
+them is not refused: stored strings exclude U+0000 (shared.openapi.stored_text), a PATCH field that cannot be
+cleared may be omitted but not null (omittable), and "give exactly one of" rules are `oneOf` over the required fields.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Name = Annotated[str, Field(min_length=1, max_length=120, pattern=r"\S")]
-ShortText = Annotated[str, Field(max_length=2000)]
-LongText = Annotated[str, Field(max_length=8000)]
+from shared.openapi import exactly_one_of, omittable, stored_text
+
+Name = stored_text(min_length=1, max_length=120, not_blank=True)
+ShortText = stored_text(max_length=2000)
+LongText = stored_text(max_length=8000)
 Visibility = Literal["private", "public"]
+ItemId = Annotated[str, Field(min_length=1, max_length=64)]  # an id of ours; a malformed one is a 404
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Changes(Body):
+    """A PATCH body: at least one field."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.model_fields_set:
+            raise ValueError("nothing to change")
+        return self
+
+
 # Characters, universes, favourites ----------------------------------------------------------
+
+Description = stored_text(min_length=1, max_length=2000)
+Personality = stored_text(min_length=1, max_length=8000)
+ImageId = stored_text(max_length=200)
 
 
 class CharacterCreate(Body):
     name: Name
     series: Name | None = None
-    universe_id: str | None = Field(None, max_length=64)
-    description: Annotated[str, Field(min_length=1, max_length=2000)]
-    personality: Annotated[str, Field(min_length=1, max_length=8000)]
+    universe_id: ItemId | None = None
+    description: Description
+    personality: Personality
     greeting: ShortText | None = None
     example_dialogue: LongText | None = None
-    avatar_image_id: str | None = Field(None, max_length=200)
+    avatar_image_id: ImageId | None = None
     visibility: Visibility = "private"
 
 
-def _changes_only(model: BaseModel, nullable: frozenset[str]):
-    """A PATCH body: at least one field, and null only where null means "clear it"."""
-    if not model.model_fields_set:
-        raise ValueError("nothing to change")
-    for name in model.model_fields_set:
-        if getattr(model, name) is None and name not in nullable:
-            raise ValueError(f"{name} cannot be null")
-    return model
-
-
-class CharacterUpdate(Body):
-    NULLABLE: ClassVar[frozenset[str]] = frozenset(
-        {"series", "universe_id", "greeting", "example_dialogue", "avatar_image_id"}
-    )
-    name: Name | None = None
+class CharacterUpdate(Changes):
+    # null clears series, universe_id, greeting, example_dialogue and avatar_image_id; the rest cannot be cleared.
+    name: omittable(Name) = None
     series: Name | None = None
-    universe_id: str | None = Field(None, max_length=64)
-    description: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
-    personality: Annotated[str, Field(min_length=1, max_length=8000)] | None = None
+    universe_id: ItemId | None = None
+    description: omittable(Description) = None
+    personality: omittable(Personality) = None
     greeting: ShortText | None = None
     example_dialogue: LongText | None = None
-    avatar_image_id: str | None = Field(None, max_length=200)
-    visibility: Visibility | None = None
-
-    @model_validator(mode="after")
-    def _something(self):
-        return _changes_only(self, self.NULLABLE)
+    avatar_image_id: ImageId | None = None
+    visibility: omittable(Visibility) = None
 
 
 class UniverseCreate(Body):
     name: Name
-    description: Annotated[str, Field(max_length=4000)] = ""
+    description: stored_text(max_length=4000) = ""
     visibility: Visibility = "private"
 
 
 # Scenarios ----------------------------------------------------------------------------------
 
-Theme = Annotated[str, Field(min_length=1, max_length=60)]
+Theme = stored_text(min_length=1, max_length=60)
+Themes = Annotated[list[Theme], Field(max_length=10)]
+Setting = stored_text(min_length=1, max_length=4000)
+Tone = stored_text(min_length=1, max_length=60)
 
 
 class ScenarioCharacter(Body):
-    name: Name | None = None
+    """A character by name (and series), or one of the library's by character_id."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("name", "character_id"))
+    name: omittable(Name) = None
     series: Name | None = None
-    character_id: str | None = Field(None, max_length=64)
+    character_id: omittable(ItemId) = None
 
     @model_validator(mode="after")
     def _one_kind(self):
@@ -83,36 +97,35 @@ class ScenarioCharacter(Body):
         return self
 
 
+ScenarioCharacters = Annotated[list[ScenarioCharacter], Field(max_length=5)]
+
+
 class ScenarioCreate(Body):
     title: Name
-    setting: Annotated[str, Field(min_length=1, max_length=4000)]
-    tone: Annotated[str, Field(min_length=1, max_length=60)]
-    themes: Annotated[list[Theme], Field(max_length=10)] = []
-    characters: Annotated[list[ScenarioCharacter], Field(max_length=5)] = []
+    setting: Setting
+    tone: Tone
+    themes: Themes = []
+    characters: ScenarioCharacters = []
     opening_line: ShortText | None = None
     visibility: Visibility = "private"
 
 
-class ScenarioUpdate(Body):
-    NULLABLE: ClassVar[frozenset[str]] = frozenset({"opening_line"})
-    title: Name | None = None
-    setting: Annotated[str, Field(min_length=1, max_length=4000)] | None = None
-    tone: Annotated[str, Field(min_length=1, max_length=60)] | None = None
-    themes: Annotated[list[Theme], Field(max_length=10)] | None = None
-    characters: Annotated[list[ScenarioCharacter], Field(max_length=5)] | None = None
+class ScenarioUpdate(Changes):
+    # null clears opening_line; the rest cannot be cleared.
+    title: omittable(Name) = None
+    setting: omittable(Setting) = None
+    tone: omittable(Tone) = None
+    themes: omittable(Themes) = None
+    characters: omittable(ScenarioCharacters) = None
     opening_line: ShortText | None = None
-    visibility: Visibility | None = None
-
-    @model_validator(mode="after")
-    def _something(self):
-        return _changes_only(self, self.NULLABLE)
+    visibility: omittable(Visibility) = None
 
 
 # Stories ------------------------------------------------------------------------------------
 
 
 class StoryCreate(Body):
-    from_conversation_id: str | None = Field(None, max_length=64)
+    from_conversation_id: ItemId | None = None
 
 
 class TmdbRef(Body):
@@ -122,13 +135,14 @@ class TmdbRef(Body):
 
 class CustomUniverse(Body):
     name: Name
-    description: Annotated[str, Field(max_length=4000)] = ""
+    description: stored_text(max_length=4000) = ""
 
 
 class UniverseStep(Body):
-    tmdb: TmdbRef | None = None
-    universe_id: str | None = Field(None, max_length=64)
-    custom: CustomUniverse | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("tmdb", "universe_id", "custom"))
+    tmdb: omittable(TmdbRef) = None
+    universe_id: omittable(ItemId) = None
+    custom: omittable(CustomUniverse) = None
 
     @model_validator(mode="after")
     def _exactly_one(self):
@@ -138,31 +152,28 @@ class UniverseStep(Body):
 
 
 class CharactersStep(Body):
-    # The 1-5 rule answers TOO_MANY_CHARACTERS (the service checks it); this only bounds the body.
-    characters: Annotated[list[ScenarioCharacter], Field(max_length=50)]
+    # A story has 1 to 5 characters: the document says so, and the service answers its own code for a list
+    # outside it (TOO_MANY_CHARACTERS, 422 like the validation error); pydantic only bounds the body.
+    characters: Annotated[
+        list[ScenarioCharacter], Field(max_length=50, json_schema_extra={"minItems": 1, "maxItems": 5})
+    ]
 
 
 class ScenarioStep(Body):
-    setting: Annotated[str, Field(min_length=1, max_length=4000)]
-    tone: Annotated[str, Field(min_length=1, max_length=60)]
-    themes: Annotated[list[Theme], Field(max_length=10)] = []
-    scenario_id: str | None = Field(None, max_length=64)
+    setting: Setting
+    tone: Tone
+    themes: Themes = []
+    scenario_id: omittable(ItemId) = None
 
 
 class GenerateRequest(Body):
     length: Literal["short", "medium", "long"] = "medium"
-    instructions: Annotated[str, Field(max_length=2000)] | None = None
+    instructions: stored_text(max_length=2000) | None = None
 
 
-class StoryEdit(Body):
-    title: Annotated[str, Field(max_length=200)] | None = None
-    body: Annotated[str, Field(max_length=200_000)] | None = None
-
-    @model_validator(mode="after")
-    def _something(self):
-        if self.title is None and self.body is None:
-            raise ValueError("give title or body")
-        return self
+class StoryEdit(Changes):
+    title: omittable(stored_text(max_length=200)) = None
+    body: omittable(stored_text(max_length=200_000)) = None
 
 
 class PublishRequest(Body):
@@ -181,7 +192,7 @@ class VoteRequest(Body):
 class ReportRequest(Body):
     target_type: Literal["story", "scenario", "character"]
     target_id: str = Field(..., max_length=64)
-    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+    reason: stored_text(min_length=1, max_length=1000)
 
 
 def iso(value) -> str | None:

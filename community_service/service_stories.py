@@ -64,7 +64,10 @@ def _later_step(current: str, reached: str) -> str:
     return max(current, reached, key=STEPS.index)
 
 
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
+# If-Match names a story version ("3", 3, W/"3"): the routers document this pattern and length.
+IF_MATCH_PATTERN = r'^(?:W/)?"?([0-9]{1,9})"?$'
+IF_MATCH_MAX_LENGTH = 40
+_ETAG = re.compile(IF_MATCH_PATTERN)
 
 
 def parse_if_match(header: str | None, *, required: bool) -> int | None:
@@ -72,7 +75,7 @@ def parse_if_match(header: str | None, *, required: bool) -> int | None:
         if required:
             raise errors.PRECONDITION_REQUIRED()
         return None
-    m = _ETAG.match(header)
+    m = _ETAG.match(header) if len(header) <= IF_MATCH_MAX_LENGTH else None
     if not m:
         raise errors.INVALID_IF_MATCH()
     return int(m.group(1))
@@ -209,7 +212,10 @@ async def _step(
 async def set_universe(
     pool, upstreams: Upstreams, user: CurrentUser, story_id: str, if_match: int | None, step: dict
 ) -> dict:
-    if step.get("tmdb"):
+    # The body holds exactly one of the three (models.UniverseStep); the others are None.
+    if step.get("tmdb") is not None:
+        async with pool.acquire() as conn, conn.transaction():
+            await _own_story_locked(conn, user, story_id, if_match)  # 404 or 412 before asking Content
         ref = step["tmdb"]
         title = await upstreams.title(ref["type"], ref["id"])
         universe = {
@@ -219,7 +225,7 @@ async def set_universe(
             "name": title.get("title") or title.get("name") or "",
             "description": title.get("overview") or "",
         }
-    elif step.get("universe_id"):
+    elif step.get("universe_id") is not None:
         async with pool.acquire() as conn:
             row = await uni_repo.get(conn, parse_id(step["universe_id"], errors.UNIVERSE_NOT_FOUND))
         if row is None or (row["visibility"] != "public" and row["owner_id"] != user.user_id):
@@ -236,7 +242,7 @@ async def set_characters(pool, user: CurrentUser, story_id: str, if_match: int |
     resolved = []
     async with pool.acquire() as conn:
         for c in characters:
-            if c.get("character_id"):
+            if c.get("character_id") is not None:
                 row = await visible_character(conn, user, c["character_id"])
                 resolved.append(
                     {
@@ -254,7 +260,7 @@ async def set_characters(pool, user: CurrentUser, story_id: str, if_match: int |
 
 async def set_scenario(pool, user: CurrentUser, story_id: str, if_match: int | None, step: dict) -> dict:
     scenario = {"setting": step["setting"], "tone": step["tone"], "themes": step.get("themes") or []}
-    if step.get("scenario_id"):
+    if step.get("scenario_id") is not None:
         async with pool.acquire() as conn:
             row = await scen_repo.get(conn, parse_id(step["scenario_id"], errors.SCENARIO_NOT_FOUND))
         if row is None or not (

@@ -114,9 +114,13 @@ async def read_upload(request: Request, *, limit: int, file_field: str = "file")
     return upload
 
 
-def multipart_upload_body(**fields: dict) -> dict:
+def multipart_upload_body(*, file_types: tuple[str, ...] = (), **fields: dict) -> dict:
     """`openapi_extra` for a route that reads its multipart body itself (read_upload): a required
-    binary `file` and the given form fields, so the document says what the route takes."""
+    binary `file` and the given form fields, so the document says what the route takes; `file_types`,
+    the media types the file may be (recognised by content), as the file part's encoding."""
     schema = {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}
     schema["properties"].update(fields)
-    return {"requestBody": {"content": {"multipart/form-data": {"schema": schema}}, "required": True}}
+    media: dict = {"schema": schema}
+    if file_types:
+        media["encoding"] = {"file": {"contentType": ", ".join(file_types)}}
+    return {"requestBody": {"content": {"multipart/form-data": media}, "required": True}}

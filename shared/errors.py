@@ -162,12 +162,15 @@ def _allowed_methods(request: Request) -> list[str]:
     from fastapi.routing import iter_route_contexts
 
     path = request.scope["path"]
-    methods: set[str] = set()
+    literal: set[str] = set()
+    templated: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         regex = getattr(route, "path_regex", None)
         if route.methods and regex is not None and regex.match(path):
-            methods |= set(route.methods)
-    return sorted(methods)
+            (templated if getattr(route, "param_convertors", None) else literal).update(route.methods)
+    # As OpenAPI matches paths: a concrete path (/images/upload) is its own resource, before any template
+    # that also matches it (/images/{image_id}), so a document and this header name the same methods.
+    return sorted(literal or templated)
 
 
 def install_error_handlers(app: FastAPI) -> None:

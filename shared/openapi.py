@@ -21,10 +21,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import Field
 
 from shared import auth, errors
 from shared.errors import ErrorCode, ErrorEnvelope
@@ -58,6 +59,34 @@ F = TypeVar("F", bound=Callable)
 # and Rust regexes, and a pattern in the document must mean the same to every reader and to the server.
 WHITESPACE_CLASS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NOT_BLANK_PATTERN = rf"[^{WHITESPACE_CLASS}]"  # something besides whitespace: `text.strip()` is not empty
+
+# PostgreSQL's text cannot hold U+0000 (shared/app.py answers 422 when a statement meets one), so a string a
+# service stores says so in its schema, and pydantic refuses it with the same pattern before any SQL runs.
+STORABLE_PATTERN = r"^[^\x00]*$"
+STORABLE_NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE_CLASS}][^\x00]*$"
+
+
+def stored_text(*, max_length: int, min_length: int | None = None, not_blank: bool = False) -> Any:
+    """The type of a string field stored in PostgreSQL: `name: stored_text(max_length=120, not_blank=True)`."""
+    pattern = STORABLE_NOT_BLANK_PATTERN if not_blank else STORABLE_PATTERN
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=pattern)]
+
+
+def omittable(kind: Any, **schema: Any) -> Any:
+    """A body field that may be left out but is never null: `name: omittable(str) = None`. The default None
+    stands for "not given" (pydantic does not validate a default); an explicit null fails the type (422), and
+    the schema says neither null nor a default. `schema`: keywords added to the field's schema."""
+
+    def document(field_schema: dict[str, Any]) -> None:
+        field_schema.pop("default", None)
+        field_schema.update(schema)
+
+    return Annotated[kind, Field(json_schema_extra=document)]
+
+
+def exactly_one_of(*fields: str) -> dict[str, Any]:
+    """A model's `json_schema_extra`: exactly one of these (omittable) fields is given, as the model checks."""
+    return {"oneOf": [{"required": [name]} for name in fields]}
 
 
 def raises(*codes: ErrorCode) -> Callable[[F], F]:
@@ -213,6 +242,26 @@ def complete_document(
     return document
 
 
+def document_configured_limits(app: FastAPI, limits: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """State limits that come from configuration in the app's document: `{(schema, property): keywords}`,
+    e.g. `{("GroupChatRequest", "characters"): {"maxItems": settings.chat_max_group_characters}}`. The
+    models are built at import, before settings exist; the document is built per app, with them."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()
+        schemas = document.get("components", {}).get("schemas", {})
+        for (schema_name, property_name), keywords in limits.items():
+            prop = schemas[schema_name]["properties"][property_name]  # a KeyError names a stale entry
+            # `x: T | None` is anyOf [T, null]: the limit is T's.
+            branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"] or [prop]
+            for branch in branches:
+                branch.update(keywords)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_openapi(app: FastAPI, *, database: bool, rate_limit_exempt: Sequence[str] = ()) -> None:
     """Make `app.openapi()` (and /openapi.json, /docs) answer the completed document, built once."""
     build = app.openapi  # FastAPI's: cached, rebuilt when routes are added
@@ -228,4 +277,17 @@ def install_openapi(app: FastAPI, *, database: bool, rate_limit_exempt: Sequence
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["BEARER", "NOT_BLANK_PATTERN", "WHITESPACE_CLASS", "complete_document", "install_openapi", "raises"]
+__all__ = [
+    "BEARER",
+    "NOT_BLANK_PATTERN",
+    "STORABLE_NOT_BLANK_PATTERN",
+    "STORABLE_PATTERN",
+    "WHITESPACE_CLASS",
+    "complete_document",
+    "document_configured_limits",
+    "exactly_one_of",
+    "install_openapi",
+    "omittable",
+    "raises",
+    "stored_text",
+]

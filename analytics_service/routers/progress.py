@@ -88,6 +88,8 @@ async def leaderboard(
     period: Annotated[Literal["week", "month", "all"], Query()] = "all",
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ):
+    """Top users and the caller's rank. `metric=streak` has only `period=all` (the longest streak): with
+    `week` or `month` it is 422 `UNSUPPORTED_PERIOD`."""
     if metric == "streak" and period != "all":
         raise errors.UNSUPPORTED_PERIOD(period=period)
     return await service_user.leaderboard(request.app.state.db, user.user_id, metric, period, limit)

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from chat_service import attachments, errors
-from chat_service.models import NOT_BLANK, Attachment, TalkRequest, TalkResponse, json_response
+from chat_service.models import IMAGE_MEDIA_TYPES, STORED_MESSAGE, Attachment, TalkRequest, TalkResponse, json_response
 from chat_service.streaming import StreamRun
 from shared.auth import TIER_NAMES, CurrentUser, bearer_token, get_current_user, resolve_tier
 from shared.errors import INSUFFICIENT_QUOTA, INSUFFICIENT_TIER, documented
+from shared.openapi import STORABLE_PATTERN
 
 router = APIRouter(tags=["chat"])
 
@@ -79,12 +80,21 @@ async def talk_with(body: TalkRequest, request: Request, user: CurrentUser = Dep
     return await _talk(request, user, body)
 
 
-@router.post("/talk_with/upload", responses=TALK_RESPONSES)
+@router.post(
+    "/talk_with/upload",
+    responses=TALK_RESPONSES,
+    # Each `images` part is a JPEG, PNG, GIF or WebP file (recognised by content, not by this type).
+    openapi_extra={
+        "requestBody": {
+            "content": {"multipart/form-data": {"encoding": {"images": {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}}}}
+        }
+    },
+)
 async def talk_with_upload(
     request: Request,
-    message: str = Form(..., json_schema_extra=NOT_BLANK),
-    character: str = Form(..., min_length=1, max_length=200),
-    series: str | None = Form(None, max_length=300),
+    message: str = Form(..., **STORED_MESSAGE),
+    character: str = Form(..., min_length=1, max_length=200, pattern=STORABLE_PATTERN),
+    series: str | None = Form(None, max_length=300, pattern=STORABLE_PATTERN),
     conversation_id: str | None = Form(None),
     model: str | None = Form(None),
     stream: bool = Form(False),

@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from community_service import errors
 from community_service import service as svc
+from community_service.cursors import CursorQuery
 from community_service.models import CharacterCreate, CharacterUpdate, UniverseCreate
 from community_service.routers.common import DEFAULT_LIMIT, MAX_LIMIT, listing, moderator, pool, responses, upstreams
 from shared.auth import CurrentUser, get_current_user
 from shared.errors import FORBIDDEN
+from shared.openapi import STORABLE_PATTERN
 
 router = APIRouter(tags=["characters"])
 MODERATED = (errors.CONTENT_FLAGGED, errors.MODERATION_UNAVAILABLE)
@@ -28,8 +30,8 @@ async def list_characters(
     request: Request,
     scope: Literal["public", "mine"] = "public",
     sort: Literal["top", "new"] = "new",
-    q: str | None = Query(None, min_length=1, max_length=100),
-    cursor: str | None = Query(None, max_length=300),
+    q: str | None = Query(None, min_length=1, max_length=100, pattern=STORABLE_PATTERN),
+    cursor: str | None = CursorQuery,
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
     user: CurrentUser = Depends(get_current_user),
 ):
@@ -86,7 +88,7 @@ async def create_universe(body: UniverseCreate, request: Request, user: CurrentU
 async def list_universes(
     request: Request,
     scope: Literal["public", "mine"] = "mine",
-    cursor: str | None = Query(None, max_length=300),
+    cursor: str | None = CursorQuery,
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
     user: CurrentUser = Depends(get_current_user),
 ):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from community_service import errors, generation
 from community_service import service_stories as stories
+from community_service.cursors import CursorQuery
 from community_service.models import (
     CharactersStep,
     GenerateRequest,
@@ -21,10 +22,29 @@ from community_service.models import (
 from community_service.routers.common import DEFAULT_LIMIT, MAX_LIMIT, listing, moderator, pool, responses, upstreams
 from shared.auth import CurrentUser, bearer_token, get_current_user
 from shared.errors import INSUFFICIENT_QUOTA
+from shared.openapi import STORABLE_PATTERN
 
 router = APIRouter(tags=["stories"])
 StoryId = Path(max_length=64)
-IfMatch = Header(None, alias="If-Match", max_length=40)
+
+
+def if_match_parameter(*, required: bool) -> dict:
+    """The If-Match header as the document states it. The routes read it themselves (parse_if_match): a
+    missing one on PATCH is 428 PRECONDITION_REQUIRED (RFC 6585) and a malformed one 400 INVALID_IF_MATCH,
+    not validation errors."""
+    if required:
+        description = 'The version edited (`"3"`, the story\'s ETag): 428 without it, 412 when stale.'
+    else:
+        description = 'The version the step applies to (`"3"`): 412 when stale; without it, the latest.'
+    return {
+        "name": "If-Match",
+        "in": "header",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string", "maxLength": stories.IF_MATCH_MAX_LENGTH, "pattern": stories.IF_MATCH_PATTERN},
+    }
+
+
 STEP_ERRORS = (errors.STORY_NOT_FOUND, errors.NOT_A_DRAFT, errors.VERSION_CONFLICT, errors.INVALID_IF_MATCH)
 
 
@@ -55,13 +75,13 @@ async def create_story(
 @router.put(
     "/stories/{story_id}/universe",
     responses=responses(*STEP_ERRORS, errors.TITLE_NOT_FOUND, errors.UNIVERSE_NOT_FOUND, errors.UPSTREAM_UNAVAILABLE),
+    openapi_extra={"parameters": [if_match_parameter(required=False)]},
 )
 async def set_universe(
     body: UniverseStep,
     request: Request,
     response: Response,
     story_id: str = StoryId,
-    if_match: str | None = IfMatch,
     user: CurrentUser = Depends(get_current_user),
 ):
     """Step 1: a TMDB title (checked against Content), a user-made universe, or a custom one."""
@@ -70,7 +90,7 @@ async def set_universe(
         upstreams(request),
         user,
         story_id,
-        stories.parse_if_match(if_match, required=False),
+        stories.parse_if_match(request.headers.get("If-Match"), required=False),
         body.model_dump(),
     )
     return _etag(response, story)
@@ -79,13 +99,13 @@ async def set_universe(
 @router.put(
     "/stories/{story_id}/characters",
     responses=responses(*STEP_ERRORS, errors.TOO_MANY_CHARACTERS, errors.CHARACTER_NOT_FOUND),
+    openapi_extra={"parameters": [if_match_parameter(required=False)]},
 )
 async def set_characters(
     body: CharactersStep,
     request: Request,
     response: Response,
     story_id: str = StoryId,
-    if_match: str | None = IfMatch,
     user: CurrentUser = Depends(get_current_user),
 ):
     """Step 2: 1 to 5 characters, by name and series or as custom characters."""
@@ -93,24 +113,31 @@ async def set_characters(
         pool(request),
         user,
         story_id,
-        stories.parse_if_match(if_match, required=False),
+        stories.parse_if_match(request.headers.get("If-Match"), required=False),
         [c.model_dump() for c in body.characters],
     )
     return _etag(response, story)
 
 
-@router.put("/stories/{story_id}/scenario", responses=responses(*STEP_ERRORS, errors.SCENARIO_NOT_FOUND))
+@router.put(
+    "/stories/{story_id}/scenario",
+    responses=responses(*STEP_ERRORS, errors.SCENARIO_NOT_FOUND),
+    openapi_extra={"parameters": [if_match_parameter(required=False)]},
+)
 async def set_scenario(
     body: ScenarioStep,
     request: Request,
     response: Response,
     story_id: str = StoryId,
-    if_match: str | None = IfMatch,
     user: CurrentUser = Depends(get_current_user),
 ):
     """Step 3: setting, tone, themes, optionally from the scenario library."""
     story = await stories.set_scenario(
-        pool(request), user, story_id, stories.parse_if_match(if_match, required=False), body.model_dump()
+        pool(request),
+        user,
+        story_id,
+        stories.parse_if_match(request.headers.get("If-Match"), required=False),
+        body.model_dump(),
     )
     return _etag(response, story)
 
@@ -143,17 +170,17 @@ async def generate_story(
         errors.CONTENT_FLAGGED,
         errors.MODERATION_UNAVAILABLE,
     ),
+    openapi_extra={"parameters": [if_match_parameter(required=True)]},
 )
 async def edit_story(
     body: StoryEdit,
     request: Request,
     response: Response,
     story_id: str = StoryId,
-    if_match: str | None = IfMatch,
     user: CurrentUser = Depends(get_current_user),
 ):
     """A new version; `If-Match: "<version>"` is required (428 without, 412 when stale)."""
-    expected = stories.parse_if_match(if_match, required=True)
+    expected = stories.parse_if_match(request.headers.get("If-Match"), required=True)
     story = await stories.edit(
         pool(request), moderator(request), user, story_id, expected, body.model_dump(exclude_none=True)
     )
@@ -194,8 +221,8 @@ async def list_stories(
     request: Request,
     scope: Literal["public", "mine"] = "public",
     sort: Literal["hot", "new", "top"] = "hot",
-    q: str | None = Query(None, min_length=1, max_length=100),
-    cursor: str | None = Query(None, max_length=300),
+    q: str | None = Query(None, min_length=1, max_length=100, pattern=STORABLE_PATTERN),
+    cursor: str | None = CursorQuery,
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
     user: CurrentUser = Depends(get_current_user),
 ):

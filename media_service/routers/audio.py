@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from media_service import errors
+from media_service.audio import KINDS
 from media_service.models import AudioOut
 from media_service.routers.images import media
 from media_service.uploads import multipart_upload_body, read_upload
@@ -26,7 +27,7 @@ router = APIRouter(tags=["audio"])
         errors.VALIDATION_ERROR,
         errors.STORAGE_UNAVAILABLE,
     ),
-    openapi_extra=multipart_upload_body(),
+    openapi_extra=multipart_upload_body(file_types=tuple(dict.fromkeys(mime for mime, _ in KINDS.values()))),
 )
 async def upload_audio(request: Request, user: CurrentUser = Depends(get_current_user)):
     """Multipart `file`: mp3, m4a, ogg, wav or webm, recognised by content."""

@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from media_service import errors
+from media_service.imaging import FORMATS
 from media_service.models import ImageList, ImageOut
 from media_service.service import PURPOSES, MediaService
 from media_service.uploads import multipart_upload_body, read_upload
@@ -35,7 +36,10 @@ def media(request: Request) -> MediaService:
         errors.VALIDATION_ERROR,
         errors.STORAGE_UNAVAILABLE,
     ),
-    openapi_extra=multipart_upload_body(purpose={"type": "string", "enum": list(PURPOSES), "default": "attachment"}),
+    openapi_extra=multipart_upload_body(
+        file_types=tuple(dict.fromkeys(mime for mime, _ in FORMATS.values())),
+        purpose={"type": "string", "enum": list(PURPOSES), "default": "attachment"},
+    ),
 )
 async def upload_image(request: Request, user: CurrentUser = Depends(get_current_user)):
     """Multipart `file` (PNG, JPEG, GIF or WebP, by content) and `purpose`. Stored re-encoded,

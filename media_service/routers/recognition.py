@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
 from media_service import errors
+from media_service.imaging import FORMATS
 from media_service.models import RecognitionOut, RecognizeByImage
 from media_service.recognition import Recognizer
 from media_service.uploads import multipart_upload_body, read_upload
@@ -19,7 +20,7 @@ MAX_JSON_BYTES = 4096
 
 
 def _request_body() -> dict:
-    body = multipart_upload_body()
+    body = multipart_upload_body(file_types=tuple(dict.fromkeys(mime for mime, _ in FORMATS.values())))
     body["requestBody"]["content"]["application/json"] = {"schema": RecognizeByImage.model_json_schema()}
     return body
 

@@ -162,3 +162,32 @@ async def test_a_405_lists_every_method_the_path_answers(make_client):
             assert r.headers["allow"] == "GET, POST"
             assert r.json()["detail"]["code"] == "METHOD_NOT_ALLOWED"
         assert (await client.get("/things")).status_code == 200
+
+
+async def test_a_405_on_a_concrete_path_names_its_own_methods(make_client):
+    """As OpenAPI matches paths, /things/upload is its own resource, not the thing "upload" of
+    /things/{thing_id}: its 405 names POST only, as the document does."""
+
+    def build(env):
+        router = APIRouter()
+
+        @router.post("/things/upload", status_code=201)
+        async def upload():
+            return {}
+
+        @router.get("/things/{thing_id}")
+        async def thing(thing_id: str):
+            return {"id": thing_id}
+
+        @router.delete("/things/{thing_id}", status_code=204)
+        async def delete_thing(thing_id: str):
+            return None
+
+        settings = ServiceSettings(service_name="probe")
+        return create_app(service="probe", settings=settings, routers=[router], outbox=False)
+
+    async with make_client(build) as client:
+        r = await client.request("PUT", "/things/upload")
+        assert r.status_code == 405 and r.headers["allow"] == "POST"
+        r = await client.request("PUT", "/things/x")
+        assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET"
