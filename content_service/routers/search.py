@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from content_service import errors as content_errors
 from content_service.engine.normalize import normalize_key
@@ -153,6 +153,9 @@ def _limit(request: Request, limit: int | None, default_setting: str) -> int:
     return limit
 
 
+_QUERY_INT = TypeAdapter(int)
+
+
 def _lean(mode_fixed: str | None, default_setting: str):
     async def endpoint(request: Request) -> Response:
         params = request.query_params
@@ -166,9 +169,9 @@ def _lean(mode_fixed: str | None, default_setting: str):
         raw_limit = params.get("limit")
         limit = None
         if raw_limit is not None:
-            try:
-                limit = int(raw_limit)
-            except ValueError:
+            try:  # as pydantic reads an integer (the FastAPI twin's rule): "30.0" is 30, "30.5" is not
+                limit = _QUERY_INT.validate_python(raw_limit)
+            except ValidationError:
                 raise _invalid("limit", "Input should be a valid integer", "int_parsing") from None
         limit = _limit(request, limit, default_setting)
         mode = mode_fixed or params.get("mode", "auto")
@@ -221,7 +224,9 @@ _SEARCH_ERRORS = documented(content_errors.INVALID_QUERY)
 AUTOCOMPLETE_LIMIT = "How many results: 1 to SEARCH_MAX_LIMIT (50); AUTOCOMPLETE_DEFAULT_LIMIT (10) when not given."
 SEARCH_LIMIT = "How many results: 1 to SEARCH_MAX_LIMIT (50); SEARCH_DEFAULT_LIMIT (20) when not given."
 # The document states the default SEARCH_MAX_LIMIT as the maximum (_limit enforces the setting).
-_LIMIT_RANGE = {"ge": 1, "json_schema_extra": {"maximum": Settings.model_fields["search_max_limit"].default}}
+# The bounds sit on the integer itself, inside the document's anyOf [integer, null]: a maximum beside
+# the anyOf let a generator send limit=30.0, an integer to JSON Schema that no route accepts.
+_Limit = Annotated[int, Field(ge=1, json_schema_extra={"maximum": Settings.model_fields["search_max_limit"].default})]
 
 
 @router.get(
@@ -233,7 +238,7 @@ _LIMIT_RANGE = {"ge": 1, "json_schema_extra": {"maximum": Settings.model_fields[
 async def autocomplete(
     request: Request,
     q: str = Query(..., **_QUERY),
-    limit: int | None = Query(None, description=AUTOCOMPLETE_LIMIT, **_LIMIT_RANGE),
+    limit: _Limit | None = Query(None, description=AUTOCOMPLETE_LIMIT),
     type: EntityType | None = Query(None),
 ):
     return _search(request, q, "auto", _limit(request, limit, "autocomplete_default_limit"), type)
@@ -250,7 +255,7 @@ async def search(
     q: str = Query(..., **_QUERY),
     mode: Mode = Query("auto"),
     type: EntityType | None = Query(None),
-    limit: int | None = Query(None, description=SEARCH_LIMIT, **_LIMIT_RANGE),
+    limit: _Limit | None = Query(None, description=SEARCH_LIMIT),
 ):
     return _search(request, q, mode, _limit(request, limit, "search_default_limit"), type)
 
