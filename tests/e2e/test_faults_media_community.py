@@ -248,7 +248,7 @@ async def test_image_providers_failing_release_the_quota(fleet, http, dbs):
     what each answered, the Pro user's image quota unchanged, nothing held, no image row."""
     core = dbs["core"]
     user = await new_user(core, PRO)
-    left = await remaining(core, user, "image_generation")
+    left = await remaining(core, user, "image_gen")
     assert left > 0
     control = fleet.sandbox.control
     control.fault("genai", 500, count=None)
@@ -263,15 +263,15 @@ async def test_image_providers_failing_release_the_quota(fleet, http, dbs):
     assert r.status_code == 503, r.text
     assert r.json()["detail"]["code"] == "PROVIDER_UNAVAILABLE" and r.json()["detail"]["attempts"]
     await until(lambda: _zero_held(core, user), what="reservation released")
-    assert await remaining(core, user, "image_generation") == left
+    assert await remaining(core, user, "image_gen") == left
     r = await http.payment.get("/quota", headers=user.headers)
-    assert r.status_code == 200 and r.json()["quotas"]["image_generation"]["remaining"] == left, r.text
+    assert r.status_code == 200 and r.json()["quotas"]["image_gen"]["remaining"] == left, r.text
     assert await dbs["media"].fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", user.id) == 0
     # And the next generation works and is charged once.
     r = await http.media.post("/images/generate", json={"prompt": "A lighthouse at dawn"}, headers=user.headers)
     assert r.status_code == 201, r.text
     await until(lambda: _zero_held(core, user), what="reservation settled")
-    assert await remaining(core, user, "image_generation") == left - 1
+    assert await remaining(core, user, "image_gen") == left - 1
 
 
 async def _zero_held(core, user) -> bool:
@@ -404,14 +404,15 @@ async def test_community_killed_mid_generation(fleet, http, dbs):
                 "POST", f"/stories/{sid}/generate", json={"length": "long"}, headers=user.headers
             ) as r:
                 assert r.status_code == 200
-                async for line in r.aiter_lines():
-                    if line.startswith("event: token"):
-                        break
+                lines = r.aiter_lines()
+                while not (await anext(lines)).startswith("event: token"):
+                    pass
                 proc.proc.kill()  # SIGKILL, mid stream
                 proc.proc.wait()
-                with pytest.raises(httpx.HTTPError):
-                    async for _ in r.aiter_lines():
-                        pass
+                with pytest.raises(httpx.HTTPError):  # the stream ends without `done` or `error`
+                    while True:
+                        line = await anext(lines)
+                        assert not line.startswith(("event: done", "event: error")), line
     finally:
         control._call("DELETE", "/_sandbox/latency")
     assert await held(core, user) == 1
