@@ -30,7 +30,7 @@ from pypdf import PdfReader
 from shared import fleet as fleet_manifest
 from shared.testing.env import queue_info
 from shared.testing.fleet import Fleet
-from tests.e2e.fans import Clients, parse_sse, sign_up, talk
+from tests.e2e.fans import Clients, parse_sse, quota, sign_up, talk
 
 SERVICES = tuple(s.name for s in fleet_manifest.SERVICES)
 CONSUMER_QUEUES = tuple(f"{s.name}_service.events" for s in fleet_manifest.SERVICES if s.consumes_events)
@@ -229,6 +229,15 @@ async def test_flow4_chat_story_room_coediting_votes_notifications_analytics(fle
         assert r.json()["joined"] is True and r.json()["referral"]["referrer_id"] == author.user_id
         r = await http.auth.get("/users/me", headers=friend.headers)
         assert r.status_code == 200 and r.json()["referred_by"] == author.user_id, r.text  # Auth recorded it
+        assert (await http.auth.get("/referrals/me", headers=author.headers)).json()["referral_count"] == 1
+
+        # Payment's referral bonuses (10 to the referrer, 5 to the referred), the author's one
+        # conversation spent from the 5 regular.
+        async def bonuses():
+            a, b = await quota(http, author), await quota(http, friend)
+            return (a["quotas"]["regular"]["remaining"], b["quotas"]["regular"]["remaining"]) == (14, 10)
+
+        await eventually(bonuses, what="the referral bonuses")
         r = await http.community.patch(
             f"/rooms/{room['id']}/members/{friend.user_id}", json={"role": "editor"}, headers=author.headers
         )
@@ -280,6 +289,7 @@ async def test_flow4_chat_story_room_coediting_votes_notifications_analytics(fle
         by_kind = {n["kind"]: n for n in listed}
         assert by_kind["room_joined"]["data"]["room_id"] == room["id"]
         assert by_kind["story_milestone"]["data"]["story_id"] == sid
+        assert by_kind["referral"]["title"] == "Your referral just joined"
         assert any(n["kind"] == "achievement" and n["data"].get("code") == "first_story" for n in listed), [
             n["data"] for n in listed if n["kind"] == "achievement"
         ]
