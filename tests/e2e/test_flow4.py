@@ -35,6 +35,8 @@ from tests.e2e.fans import Clients, parse_sse, quota, sign_up, talk
 SERVICES = tuple(s.name for s in fleet_manifest.SERVICES)
 CONSUMER_QUEUES = tuple(f"{s.name}_service.events" for s in fleet_manifest.SERVICES if s.consumes_events)
 TOLD = ("room_joined", "referral", "story_milestone", "achievement")  # what the first user hears of
+# Exactly these: two achievements (first_chat, first_story), a join, a referral, the first up-vote.
+EXPECTED = sorted(("achievement", "achievement", "referral", "room_joined", "story_milestone"))
 
 
 @pytest.fixture(scope="module")
@@ -283,16 +285,15 @@ async def test_flow4_chat_story_room_coediting_votes_notifications_analytics(fle
             r = await http.community.get("/notifications", headers=author.headers)
             assert r.status_code == 200, r.text
             found = r.json()["notifications"]
-            return found if set(TOLD) <= {n["kind"] for n in found} else None
+            return found if sorted(n["kind"] for n in found) == EXPECTED else None
 
         listed = await eventually(notified, timeout=30, what="the in-app notifications")
         by_kind = {n["kind"]: n for n in listed}
         assert by_kind["room_joined"]["data"]["room_id"] == room["id"]
         assert by_kind["story_milestone"]["data"]["story_id"] == sid
         assert by_kind["referral"]["title"] == "Your referral just joined"
-        assert any(n["kind"] == "achievement" and n["data"].get("code") == "first_story" for n in listed), [
-            n["data"] for n in listed if n["kind"] == "achievement"
-        ]
+        achievements = sorted(n["data"]["code"] for n in listed if n["kind"] == "achievement")
+        assert achievements == ["first_chat", "first_story"], achievements
         assert len({n["id"] for n in listed}) == len(listed)
         r = await http.community.get("/notifications/unread-count", headers=author.headers)
         assert r.json()["unread"] == len(listed)
@@ -302,6 +303,7 @@ async def test_flow4_chat_story_room_coediting_votes_notifications_analytics(fle
         # ...live, each once, in order...
         seqs = sorted(n["seq"] for n in listed)
         await eventually(lambda: len(live) >= len(listed), what="the live stream")
+        assert len(live) == len(listed), live
         assert [int(f["id"]) for f in live] == seqs and {f["event"] for f in live} == {"notification"}
     finally:
         stream_task.cancel()
@@ -325,6 +327,7 @@ async def test_flow4_chat_story_room_coediting_votes_notifications_analytics(fle
         lambda: (found := sandbox.emails(author.email)) and len(found) >= len(listed) and found,
         what="the emails",
     )
+    assert len(emails) == len(listed), [e["subject"] for e in emails]
     subjects = {e["subject"] for e in emails}
     assert {n["title"] for n in listed} <= subjects, (subjects, [n["title"] for n in listed])
     pushes = await eventually(
