@@ -55,6 +55,7 @@ class Fleet:
         services: tuple[str, ...] = ("auth", "payment", "chat"),
         outbox_dir: Path | None = None,
         proxied: bool = True,
+        service_env: dict[str, dict[str, str]] | None = None,
     ):
         self.base_env = dict(env)
         self.log_dir = Path(log_dir)
@@ -66,6 +67,9 @@ class Fleet:
         self.amqp_proxy: ThreadedTcpProxy | None = None
         self.procs: dict[str, ServiceProcess] = {}
         self.env: dict[str, str] = {}
+        # Per-service additions to the shared environment (e.g. Community's EMAIL_BACKEND=sendgrid
+        # while Auth keeps the file outbox the tests read codes from).
+        self.service_env = service_env or {}
 
     def _build_env(self) -> dict[str, str]:
         env = {**FLEET_DEFAULTS, **self.base_env, "EMAIL_OUTBOX_DIR": str(self.outbox_dir)}
@@ -75,6 +79,9 @@ class Fleet:
             env["REDIS_URL"] = self.redis_proxy.rewrite(env["REDIS_URL"])
             env["RABBITMQ_URL"] = self.amqp_proxy.rewrite(env["RABBITMQ_URL"])
         return env
+
+    def _env_of(self, service: str) -> dict[str, str]:
+        return {**self.env, **self.service_env.get(service, {})}
 
     def start(self, timeout: float = 60.0) -> Fleet:
         self.env = self._build_env()
@@ -88,11 +95,13 @@ class Fleet:
         order = sorted(self.services, key=lambda s: s != "payment")
         first, rest = order[0], order[1:]
         try:
-            self.procs[first] = ServiceProcess(first, self.env, ports[first], log_dir=self.log_dir).start(timeout)
+            self.procs[first] = ServiceProcess(first, self._env_of(first), ports[first], log_dir=self.log_dir).start(
+                timeout
+            )
 
             def run(name: str) -> None:
                 try:
-                    proc = ServiceProcess(name, self.env, ports[name], log_dir=self.log_dir)
+                    proc = ServiceProcess(name, self._env_of(name), ports[name], log_dir=self.log_dir)
                     self.procs[name] = proc.start(timeout)
                 except BaseException as exc:  # reported below
                     errors.append(exc)
