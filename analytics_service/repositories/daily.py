@@ -125,7 +125,5 @@ async def prune_processed(conn: asyncpg.Connection, consumer: str, before: datet
 
 
 async def prune_hourly_activity(conn: asyncpg.Connection, before: datetime) -> int:
-    status = await conn.execute(
-        "DELETE FROM activity_buckets WHERE granularity = 'hour' AND bucket < $1", before
-    )
+    status = await conn.execute("DELETE FROM activity_buckets WHERE granularity = 'hour' AND bucket < $1", before)
     return int(status.split()[-1])

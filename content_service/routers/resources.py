@@ -180,9 +180,7 @@ async def filmography(request: Request, id: int = Path(..., ge=1)):
 CHARACTER_ID = r"^[A-Za-z0-9]{1,64}$"
 
 
-@router.get(
-    "/characters/{id}", summary="A character: name, title, actor", responses=documented(errors.NOT_FOUND)
-)
+@router.get("/characters/{id}", summary="A character: name, title, actor", responses=documented(errors.NOT_FOUND))
 async def character(request: Request, id: str = Path(..., pattern=CHARACTER_ID)):
     rec = request.app.state.catalog.entity(f"character:{id}")
     if rec is None or rec.get("type") != "character":
