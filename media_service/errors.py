@@ -7,6 +7,7 @@ from shared.errors import (  # noqa: F401 (re-exported)
     FORBIDDEN,
     INSUFFICIENT_QUOTA,
     INSUFFICIENT_TIER,
+    INVALID_JSON,
     INVALID_TOKEN,
     NOT_FOUND,
     UNSUPPORTED_MEDIA_TYPE,

@@ -64,6 +64,16 @@ class InvalidToken(Exception):
     pass
 
 
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -137,9 +147,18 @@ class TokenValidator:
         self._verified_max = 10_000
 
     def _check_claims(self, claims: dict[str, Any]) -> dict[str, Any]:
-        if not claims.get("sub"):
+        sub = claims.get("sub")
+        if not sub:
             # Supabase's legacy anon / service_role keys have no sub: they are not user tokens.
             raise InvalidToken("token has no subject")
+        # Every service keys rows by the subject (uuid columns): a signed token whose subject is
+        # not a user id (or a service name on a service token) is refused here, once, rather than
+        # reaching SQL as a value PostgreSQL cannot take.
+        if claims.get("role") == SERVICE_ROLE:
+            if not (isinstance(sub, str) and sub.startswith("service:") and len(sub) <= 100):
+                raise InvalidToken("service token subject is not a service name")
+        elif not _is_uuid(sub):
+            raise InvalidToken("token subject is not a user id")
         if "exp" not in claims:
             raise InvalidToken("token has no expiry")
         return claims

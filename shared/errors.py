@@ -187,6 +187,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
+        # FastAPI answers a JSON body it could not decode (invalid UTF-8) or parse (nesting deeper
+        # than the parser's recursion limit) with a bare 400: to the client both are invalid JSON.
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            return INVALID_JSON.response("The request body is not valid UTF-8 JSON.")
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            return INVALID_JSON.response("The request body is nested too deeply.")
         if isinstance(exc.detail, dict) and "code" in exc.detail:
             body = {"detail": exc.detail}
         else:

@@ -35,6 +35,8 @@ async def _read_json(request: Request) -> RecognizeByImage:
         return RecognizeByImage.model_validate_json(bytes(body))
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first.get("type") == "json_invalid":  # not JSON at all (invalid UTF-8 included): as every JSON route
+            raise errors.INVALID_JSON() from None
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
         message = f'{where}: {first.get("msg", "invalid")}. Send {{"image_id": "..."}}.'
         raise errors.VALIDATION_ERROR(message) from None
@@ -51,6 +53,7 @@ async def _read_json(request: Request) -> RecognizeByImage:
         errors.UNSUPPORTED_MEDIA_TYPE,
         errors.INVALID_IMAGE,
         errors.VALIDATION_ERROR,
+        errors.INVALID_JSON,
         errors.LLM_UNAVAILABLE,
         errors.STORAGE_UNAVAILABLE,
     ),
