@@ -241,3 +241,72 @@ async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
                if before.get(table) != after.get(table)}
     assert not findings, "\n".join(findings)
     assert not changed, f"rows changed while refusing hostile input: {changed}"
+
+
+async def _handshake(app, room_id: str, *, token: str | None, as_subprotocol: bool, denial: bool) -> tuple[int, dict]:
+    """One WebSocket handshake on /rooms/{id}/doc straight through the ASGI app: (status, envelope)
+    from the denial response when the server offers that extension (uvicorn does), else
+    (close code - 4000, {"code": reason})."""
+    subprotocols = ["yjs", f"bearer.{token}"] if token is not None and as_subprotocol else ["yjs"]
+    query = f"token={token}" if token is not None and not as_subprotocol else ""
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "http_version": "1.1",
+        "path": f"/rooms/{room_id}/doc",
+        "raw_path": f"/rooms/{room_id}/doc".encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "subprotocols": subprotocols,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "extensions": {"websocket.http.response": {}} if denial else {},
+        "state": {},
+    }
+    sent: list[dict] = []
+    incoming: asyncio.Queue = asyncio.Queue()
+    await incoming.put({"type": "websocket.connect"})
+
+    async def send(message):
+        sent.append(message)
+        if message["type"] in ("websocket.accept", "websocket.close") or (
+            message["type"] == "websocket.http.response.body" and not message.get("more_body")
+        ):
+            await incoming.put({"type": "websocket.disconnect", "code": 1000})
+
+    await asyncio.wait_for(app(scope, incoming.get, send), 10)
+    kinds = [m["type"] for m in sent]
+    if "websocket.accept" in kinds:
+        return 101, {}
+    if "websocket.http.response.start" in kinds:
+        status = next(m["status"] for m in sent if m["type"] == "websocket.http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "websocket.http.response.body")
+        return status, json.loads(body)["detail"]
+    close = next(m for m in sent if m["type"] == "websocket.close")
+    return close["code"] - 4000, {"code": close.get("reason"), "message": close.get("reason")}
+
+
+async def test_room_document_socket_refuses_bad_tokens(make_client, sandbox, tokens, tmp_path_factory):
+    overrides = _service_overrides("community", sandbox, tmp_path_factory.mktemp("hostile-rooms"))
+    async with make_client("community", **overrides) as client:
+        app = client.app
+        cases = {**bad_tokens(tokens.secret), "none": None}
+        for room_id in (str(uuid.uuid4()), "not-a-room"):
+            for name, token in cases.items():
+                for as_subprotocol in (True, False):
+                    for denial in (True, False):
+                        if token is None and as_subprotocol:
+                            continue
+                        status, detail = await _handshake(
+                            app, room_id, token=token, as_subprotocol=as_subprotocol, denial=denial
+                        )
+                        where = f"{name} (subprotocol={as_subprotocol}, denial={denial}, room={room_id})"
+                        assert status == 401, f"{where}: {status} {detail}"
+                        assert detail["code"] in {"INVALID_TOKEN", "NOT_AUTHENTICATED"}, f"{where}: {detail}"
+            # A signed token of no one: not a member of any room, so 404 (never a 5xx).
+            status, detail = await _handshake(
+                app, room_id, token=tokens.user(str(uuid.uuid4())), as_subprotocol=True, denial=True
+            )
+            assert status == 404 and detail["code"], detail
