@@ -205,7 +205,10 @@ async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
                     "deep object": '{"a":' * DEPTH + "1" + "}" * DEPTH,
                 }.items():
                     r = await client.request(method, url, content=body, headers=as_json)
-                    findings.check(f"{what} {shape}", r, status={400, 401, 403, 404, 405, 409, 413, 415, 422})
+                    if _json_body(operation):  # parsed first: invalid JSON (413 past a route's own limit)
+                        findings.check(f"{what} {shape}", r, status={400, 413})
+                    else:
+                        findings.check(f"{what} {shape}", r, status={400, 415, 422})
 
                 invalid_utf8 = b'{"name": "\xff\xfe\xfd", "text": "\xc3\x28"}'
                 r = await client.request(method, url, content=invalid_utf8, headers=as_json)
