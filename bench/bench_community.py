@@ -274,12 +274,17 @@ async def main() -> None:
                 " ORDER BY hot DESC, id DESC OFFSET $1 LIMIT 1",
                 counts["s"] // 2,
             )
-            from community_service import cursors
+            from shared.pagination import encode_ranked  # community's cursor format
 
-            deep_cursor = cursors.encode(deep["hot"], deep["id"])
-            for _ in range(50):
-                async with session.get(f"{url}/stories", params={"scope": "public"}, headers=token("w")) as r:
-                    await r.read()
+            deep_cursor = encode_ranked(deep["hot"], deep["id"])
+            # Warm-up in parallel, so the worker's DB pool has opened (and set up) its connections
+            # before the timed phase rather than during it (a serial warm-up used one connection).
+            async def warm() -> None:
+                for _ in range(10):
+                    async with session.get(f"{url}/stories", params={"scope": "public"}, headers=token("w")) as r:
+                        await r.read()
+
+            await asyncio.gather(*(warm() for _ in range(args.pool)))
 
             def cpu() -> float:  # the service's own CPU seconds (its workers too), not PostgreSQL's
                 return process_cpu_seconds(proc.pid, with_children=True)
