@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -88,9 +89,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(port: int, env: dict[str, str], log: Path, workers: int) -> subprocess.Popen:
+def start(port: int, env: dict[str, str], log: Path, workers: int, profile: str | None) -> subprocess.Popen:
+    cmd = uvicorn_command("community_service.main:app", port, workers=workers)
+    if profile:  # the one worker under cProfile; the profile is written when it stops (SIGTERM)
+        cmd = [cmd[0], "-m", "cProfile", "-o", profile, *cmd[1:]]
     proc = subprocess.Popen(
-        uvicorn_command("community_service.main:app", port, workers=workers),
+        cmd,
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=open(log, "wb"),
@@ -209,6 +213,7 @@ async def main() -> None:
     ap.add_argument("--in-flight", type=int, default=64, help="concurrent vote requests")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers")
     ap.add_argument("--pool", type=int, default=20, help="DB_POOL_MAX of each worker")
+    ap.add_argument("--profile", help="write a cProfile of the (single) worker to this file")
     args = ap.parse_args()
 
     infra = Infra.from_environ()
@@ -247,7 +252,9 @@ async def main() -> None:
             "OUTBOX_RELAY": "inprocess",
         }
         log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-community-{run}.log"
-        proc = start(port, env, log, args.workers)
+        if args.profile and args.workers != 1:
+            raise SystemExit("--profile needs --workers 1")
+        proc = start(port, env, log, args.workers, args.profile)
         url = f"http://127.0.0.1:{port}"
         load = os.getloadavg()
         print(
@@ -267,28 +274,44 @@ async def main() -> None:
                 " ORDER BY hot DESC, id DESC OFFSET $1 LIMIT 1",
                 counts["s"] // 2,
             )
-            from community_service import cursors
+            from shared.pagination import encode_ranked  # community's cursor format
 
-            deep_cursor = cursors.encode(deep["hot"], deep["id"])
-            for _ in range(50):
-                async with session.get(f"{url}/stories", params={"scope": "public"}, headers=token("w")) as r:
-                    await r.read()
+            deep_cursor = encode_ranked(deep["hot"], deep["id"])
+            # Warm-up in parallel, so the worker's DB pool has opened (and set up) its connections
+            # before the timed phase rather than during it (a serial warm-up used one connection).
+            async def warm() -> None:
+                for _ in range(10):
+                    async with session.get(f"{url}/stories", params={"scope": "public"}, headers=token("w")) as r:
+                        await r.read()
+
+            await asyncio.gather(*(warm() for _ in range(args.pool)))
 
             def cpu() -> float:  # the service's own CPU seconds (its workers too), not PostgreSQL's
                 return process_cpu_seconds(proc.pid, with_children=True)
 
+            def client_cpu() -> float:  # this process (the load generator), on the same two cores
+                return process_cpu_seconds(os.getpid())
+
             print(f"\n1. hot feed, GET /stories?scope=public&sort=hot&limit=20 at {args.rate:.0f} req/s (open loop)")
-            c0 = cpu()
+            c0, k0 = cpu(), client_cpu()
             first, err1 = await feed_at_rate(session, url, args.rate, args.seconds, None)
-            c1 = cpu()
-            print(line("first page", first, f"{err1} errors, service CPU {(c1 - c0) / len(first) * 1000:.2f} ms/req"))
+            c1, k1 = cpu(), client_cpu()
+            print(
+                line(
+                    "first page",
+                    first,
+                    f"{err1} errors, CPU/req service {(c1 - c0) / len(first) * 1000:.2f} ms,"
+                    f" client {(k1 - k0) / len(first) * 1000:.2f} ms",
+                )
+            )
             deeper, err2 = await feed_at_rate(session, url, args.rate, args.seconds, deep_cursor)
-            c2 = cpu()
+            c2, k2 = cpu(), client_cpu()
             print(
                 line(
                     f"a page {counts['s'] // 2:,} stories deep (cursor)",
                     deeper,
-                    f"{err2} errors, service CPU {(c2 - c1) / len(deeper) * 1000:.2f} ms/req",
+                    f"{err2} errors, CPU/req service {(c2 - c1) / len(deeper) * 1000:.2f} ms,"
+                    f" client {(k2 - k1) / len(deeper) * 1000:.2f} ms",
                 )
             )
 
@@ -296,12 +319,14 @@ async def main() -> None:
             one_story = str(deep["id"])
             all_ids = [str(r["id"]) for r in await pool.fetch("SELECT id FROM stories")]
             voters = [token(f"bench-voter-{i}") for i in range(int(args.seconds * 4000))]
-            c0 = cpu()
+            c0, k0 = cpu(), client_cpu()
             done, wall, lat, bad = await votes_http(session, url, [one_story], voters, args.in_flight, args.seconds)
-            per = (cpu() - c0) / max(done, 1) * 1000
+            per, kper = (cpu() - c0) / max(done, 1) * 1000, (client_cpu() - k0) / max(done, 1) * 1000
             print(
                 line(
-                    "all on one story", lat, f"{done / wall:,.0f} votes/s, {bad} non-200, service CPU {per:.2f} ms/vote"
+                    "all on one story",
+                    lat,
+                    f"{done / wall:,.0f} votes/s, {bad} non-200, CPU/vote service {per:.2f} ms, client {kper:.2f} ms",
                 )
             )
             spread_voters = [token(f"bench-spread-{i}") for i in range(int(args.seconds * 4000))]
@@ -336,7 +361,9 @@ async def main() -> None:
             raise SystemExit("counts are not exact")
     finally:
         if proc is not None:
-            proc.terminate()
+            # uvicorn re-raises the signal it caught after shutting down; SIGINT's KeyboardInterrupt still
+            # lets cProfile write its file, SIGTERM's default action does not.
+            proc.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
