@@ -387,8 +387,10 @@ async def test_analytics_counts_each_event_once_across_dropped_connections(fleet
     finally:
         await publisher.close()
     assert closed > 0
-    # The cuts landed while events were waiting: not everything was counted at the last one.
-    assert counted_at_cuts[-1] < len(ids), counted_at_cuts
+    # At least one cut landed while events were waiting: fewer counted than published by then
+    # (the last chunk holds only duplicates, so a fast consumer may have caught up before it).
+    published = [min(start + 300, len(ids)) for start in range(0, len(items), 300)]
+    assert any(c < p for c, p in zip(counted_at_cuts, published, strict=True)), (counted_at_cuts, published)
 
     ids = [uuid.UUID(e.event_id) for e in events]
 
