@@ -277,6 +277,7 @@ async def main() -> None:
             from shared.pagination import encode_ranked  # community's cursor format
 
             deep_cursor = encode_ranked(deep["hot"], deep["id"])
+
             # Warm-up in parallel, so the worker's DB pool has opened (and set up) its connections
             # before the timed phase rather than during it (a serial warm-up used one connection).
             async def warm() -> None:

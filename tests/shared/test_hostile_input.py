@@ -65,8 +65,8 @@ def _claims(user_id: str | None, **changes) -> dict:
 def bad_tokens(secret: str) -> dict[str, str]:
     """name -> a token every protected route must refuse with 401."""
     user_id = str(uuid.uuid4())
-    unsigned = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode()) + "." + _b64(
-        json.dumps(_claims(user_id)).encode()
+    unsigned = (
+        _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode()) + "." + _b64(json.dumps(_claims(user_id)).encode())
     )
     return {
         "forged signature": mint_access_token("not-the-secret-" + "x" * 32, user_id=user_id, tier=2),
@@ -240,8 +240,11 @@ async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
                 findings.check(what, r)
         if service == "auth":
             after = await row_counts(dsns)
-    changed = {table: (before.get(table), after.get(table)) for table in before.keys() | after.keys()
-               if before.get(table) != after.get(table)}
+    changed = {
+        table: (before.get(table), after.get(table))
+        for table in before.keys() | after.keys()
+        if before.get(table) != after.get(table)
+    }
     assert not findings, "\n".join(findings)
     assert not changed, f"rows changed while refusing hostile input: {changed}"
 
