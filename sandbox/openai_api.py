@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,12 +35,12 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, Router
 
 from . import audio, images_api, llm
+from .bodies import UploadedFile
 from .core import (
     JSON,
     OPENAI_FAMILY,
     SandboxState,
     StreamCut,
-    UploadedFile,
     bearer_token,
     dumps,
     now,
@@ -49,6 +48,7 @@ from .core import (
     sandbox_scope,
     stream_fault,
 )
+from .openai_moderation import MODERATION_CATEGORIES, moderation_inputs, moderation_result
 
 OPENAI_TYPES = {
     400: ("invalid_request_error", None),
@@ -148,31 +148,6 @@ VOICES = {
     "cedar",
 }
 AUDIO_EXTENSIONS = ["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"]
-MODERATION_CATEGORIES = (
-    "harassment",
-    "harassment/threatening",
-    "hate",
-    "hate/threatening",
-    "illicit",
-    "illicit/violent",
-    "self-harm",
-    "self-harm/instructions",
-    "self-harm/intent",
-    "sexual",
-    "sexual/minors",
-    "violence",
-    "violence/graphic",
-)
-# Categories the real endpoint also scores on images (category_applied_input_types).
-MODERATION_IMAGE_CATEGORIES = {
-    "self-harm",
-    "self-harm/instructions",
-    "self-harm/intent",
-    "sexual",
-    "violence",
-    "violence/graphic",
-}
-MODERATION_MARKER = re.compile(r"sandbox-flag(?::([a-z/-]+))?", re.IGNORECASE)
 OWNERS = {"openai": "system", "groq": "Meta", "deepseek": "deepseek", "gemini": "google"}
 
 
@@ -655,7 +630,7 @@ def build(state: SandboxState, provider: str) -> Router:
                 f"The model `{model}` does not exist or you do not have access to it.",
                 code="model_not_found",
             )
-        inputs = _moderation_inputs(body["input"])
+        inputs = moderation_inputs(body["input"])
         if inputs is None:
             return _err(
                 provider,
@@ -666,7 +641,7 @@ def build(state: SandboxState, provider: str) -> Router:
                 "invalid_type",
             )
         try:
-            results = [_moderation_result(text, image) for text, image in inputs]
+            results = [moderation_result(text, image) for text, image in inputs]
         except ValueError as e:
             return _err(
                 provider,
@@ -698,38 +673,6 @@ def build(state: SandboxState, provider: str) -> Router:
         routes.append(Route("/moderations", moderations, methods=["POST"]))
         routes.append(Route("/images/generations", image_generations, methods=["POST"]))
     return Router(routes=routes)
-
-
-def _moderation_inputs(value: Any) -> list[tuple[str, bool]] | None:
-    """(text, has an image) per input, or None when `input` is not a shape the API accepts."""
-    if isinstance(value, str):
-        return [(value, False)]
-    if not isinstance(value, list) or not value:
-        return None
-    if all(isinstance(v, str) for v in value):
-        return [(v, False) for v in value]
-    if all(isinstance(v, dict) and v.get("type") in ("text", "image_url") for v in value):
-        # Multimodal parts are one input together.
-        text = " ".join(str(v.get("text") or "") for v in value if v["type"] == "text")
-        return [(text, any(v["type"] == "image_url" for v in value))]
-    return None
-
-
-def _moderation_result(text: str, image: bool) -> dict[str, Any]:
-    """Raises ValueError for a marker naming an unknown category."""
-    flagged: set[str] = set()
-    for m in MODERATION_MARKER.finditer(text):
-        category = (m.group(1) or "violence").lower()
-        if category not in MODERATION_CATEGORIES:
-            raise ValueError(category)
-        flagged.add(category)
-    kinds = lambda c: ["text", "image"] if image and c in MODERATION_IMAGE_CATEGORIES else ["text"]  # noqa: E731
-    return {
-        "flagged": bool(flagged),
-        "categories": {c: c in flagged for c in MODERATION_CATEGORIES},
-        "category_scores": {c: 0.98 if c in flagged else 0.0001 for c in MODERATION_CATEGORIES},
-        "category_applied_input_types": {c: kinds(c) for c in MODERATION_CATEGORIES},
-    }
 
 
 def _timestamp(seconds: float, sep: str) -> str:

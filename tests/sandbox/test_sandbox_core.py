@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from sandbox import audio, llm
-from sandbox.core import UploadedFile, parse_multipart, parse_stripe_form
+from sandbox.bodies import UploadedFile, parse_multipart, parse_stripe_form
 
 
 def test_stripe_form_decoding():
