@@ -26,16 +26,14 @@ Routes (relative to each base): ``POST /chat/completions`` (plain and SSE ``data
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, Router
 
-from . import audio, images_api, llm
-from .bodies import UploadedFile
+from . import images_api, llm, openai_audio
 from .core import (
     JSON,
     OPENAI_FAMILY,
@@ -48,6 +46,7 @@ from .core import (
     sandbox_scope,
     stream_fault,
 )
+from .openai_chat_request import BadRequest, parse_chat
 from .openai_moderation import MODERATION_CATEGORIES, moderation_inputs, moderation_result
 
 OPENAI_TYPES = {
@@ -132,22 +131,6 @@ MODELS: dict[str, tuple[list[str], tuple[str, ...]]] = {
 }
 # OpenAI reasoning models refuse max_tokens (max_completion_tokens instead) and a temperature other than 1.
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-VOICES = {
-    "alloy",
-    "ash",
-    "ballad",
-    "coral",
-    "echo",
-    "fable",
-    "onyx",
-    "nova",
-    "sage",
-    "shimmer",
-    "verse",
-    "marin",
-    "cedar",
-}
-AUDIO_EXTENSIONS = ["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"]
 OWNERS = {"openai": "system", "groq": "Meta", "deepseek": "deepseek", "gemini": "google"}
 
 
@@ -208,66 +191,6 @@ def _model_known(provider: str, model: str) -> bool:
     return model in listed or model.startswith(prefixes)
 
 
-class BadRequest(Exception):
-    def __init__(self, message: str, param: str | None = None, code: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.message, self.param, self.code, self.status = message, param, code, status
-
-
-def _parse_chat(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequest("We could not parse the JSON body of your request.")
-    if not body.get("model"):
-        raise BadRequest("you must provide a model parameter")
-    messages = body.get("messages")
-    if messages is None:
-        raise BadRequest("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("[] is too short - 'messages'", "messages", "invalid_value")
-    system_parts: list[str] = []
-    turns: list[llm.Turn] = []
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            raise BadRequest(f"Invalid type for 'messages[{i}]': expected an object.", f"messages[{i}]", "invalid_type")
-        role = msg.get("role")
-        if role not in ("system", "developer", "user", "assistant", "tool", "function"):
-            raise BadRequest(
-                f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', "
-                "'tool', and 'developer'.",
-                f"messages[{i}].role",
-                "invalid_value",
-            )
-        content = msg.get("content")
-        if isinstance(content, list):
-            for j, part in enumerate(content):
-                if isinstance(part, dict) and part.get("type") == "image_url":
-                    url = (part.get("image_url") or {}).get("url", "")
-                    if not (
-                        url.startswith(("http://", "https://")) or (url.startswith("data:image/") and ";base64," in url)
-                    ):
-                        raise BadRequest(
-                            "Invalid image URL. The URL must be a valid HTTP or HTTPS URL, or a data URL with "
-                            "base64 encoding.",
-                            f"messages[{i}].content[{j}].image_url.url",
-                            "invalid_image_url",
-                        )
-        text, images = llm.text_of(content)
-        if role in ("system", "developer"):
-            system_parts.append(text)
-        else:
-            turns.append(
-                llm.Turn(
-                    "assistant" if role == "assistant" else "user" if role == "user" else role,
-                    text,
-                    images,
-                    llm.image_data(content),
-                )
-            )
-    system = "\n".join(system_parts)
-    extra = dumps(body.get("tools")).decode() if body.get("tools") else ""
-    return {"system": system, "turns": turns, "prompt_tokens": llm.input_tokens(system, turns, extra)}
-
-
 def _usage(prompt: int, completion: int) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
@@ -306,7 +229,7 @@ def build(state: SandboxState, provider: str) -> Router:
             return err
         body = sandbox_scope(request)["parsed"]
         try:
-            parsed = _parse_chat(body)
+            parsed = parse_chat(body)
         except BadRequest as e:
             return _err(provider, e.status, e.message, e.param, e.code)
         model = body["model"]
@@ -472,88 +395,6 @@ def build(state: SandboxState, provider: str) -> Router:
             return _err(provider, 404, f"The model '{mid}' does not exist", param="model", code="model_not_found")
         return JSON(model_obj(mid))
 
-    async def transcriptions(request: Request) -> Response:
-        if (err := auth(request)) is not None:
-            return err
-        form = sandbox_scope(request)["parsed"]
-        if not isinstance(form, dict) or not isinstance(form.get("file"), UploadedFile):
-            return _err(provider, 400, "Missing required parameter: 'file'.", "file", "missing_required_parameter")
-        if not form.get("model"):
-            return _err(provider, 400, "Missing required parameter: 'model'.", "model", "missing_required_parameter")
-        if not _model_known(provider, str(form["model"])):
-            return _err(
-                provider,
-                404,
-                f"The model `{form['model']}` does not exist or you do not have access to it.",
-                code="model_not_found",
-            )
-        upload: UploadedFile = form["file"]
-        ext = upload.filename.rsplit(".", 1)[-1].lower() if "." in upload.filename else ""
-        if ext not in AUDIO_EXTENSIONS:
-            return _err(
-                provider, 400, f"Invalid file format. Supported formats: {AUDIO_EXTENSIONS}", "file", "invalid_value"
-            )
-        duration = audio.sniff_duration(upload.data)
-        if not upload.data or (duration is not None and duration < 0.1):
-            return _err(
-                provider,
-                400,
-                "Audio file is too short. Minimum audio length is 0.1 seconds.",
-                "file",
-                "audio_too_short",
-            )
-        if state.transcripts:
-            text = state.transcripts.popleft()
-        else:
-            text = audio.read_marker(upload.data)
-            if text is None:
-                if audio.wav_duration(upload.data) is not None:
-                    text = audio.DEFAULT_TRANSCRIPT
-                else:
-                    text = f"Sandbox transcription of {upload.filename} ({len(upload.data)} bytes)."
-        duration = duration if duration is not None else max(0.1, len(upload.data) / 16000)
-        fmt = form.get("response_format") or "json"
-        if fmt == "text":
-            return PlainTextResponse(text + "\n")
-        if fmt in ("srt", "vtt"):
-            end = _timestamp(duration, "," if fmt == "srt" else ".")
-            start = _timestamp(0.0, "," if fmt == "srt" else ".")
-            cue = f"{start} --> {end}\n{text}\n"
-            return PlainTextResponse(("1\n" + cue + "\n") if fmt == "srt" else ("WEBVTT\n\n" + cue + "\n"))
-        if fmt == "verbose_json":
-            return JSON(
-                {
-                    "task": "transcribe",
-                    "language": form.get("language") or "english",
-                    "duration": round(duration, 2),
-                    "text": text,
-                    "segments": [
-                        {
-                            "id": 0,
-                            "seek": 0,
-                            "start": 0.0,
-                            "end": round(duration, 2),
-                            "text": " " + text,
-                            "tokens": [],
-                            "temperature": 0.0,
-                            "avg_logprob": -0.2,
-                            "compression_ratio": 1.0,
-                            "no_speech_prob": 0.01,
-                        }
-                    ],
-                    "usage": {"type": "duration", "seconds": math.ceil(duration)},
-                }
-            )
-        if fmt != "json":
-            return _err(
-                provider,
-                400,
-                f"Invalid value: '{fmt}'. Supported values are: 'json', 'text', 'srt', 'verbose_json', and 'vtt'.",
-                "response_format",
-                "invalid_value",
-            )
-        return JSON({"text": text, "usage": {"type": "duration", "seconds": math.ceil(duration)}})
-
     def json_body(request: Request) -> dict[str, Any] | Response:
         """The request's JSON object, or the error to answer (no key, not a JSON object)."""
         if (err := auth(request)) is not None:
@@ -562,59 +403,6 @@ def build(state: SandboxState, provider: str) -> Router:
         if not isinstance(body, dict):
             return _err(provider, 400, "We could not parse the JSON body of your request.")
         return body
-
-    async def speech(request: Request) -> Response:
-        body = json_body(request)
-        if isinstance(body, Response):
-            return body
-        for name in ("model", "input", "voice"):
-            if not body.get(name):
-                return _err(provider, 400, f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
-        if not _model_known(provider, str(body["model"])):
-            return _err(
-                provider,
-                404,
-                f"The model `{body['model']}` does not exist or you do not have access to it.",
-                code="model_not_found",
-            )
-        text = str(body["input"])
-        if len(text) > 4096:
-            return _err(
-                provider,
-                400,
-                f"'{text[:20]}...' is too long - 'input' (max 4096 characters)",
-                "input",
-                "string_above_max_length",
-            )
-        if provider == "openai" and body["voice"] not in VOICES:
-            return _err(
-                provider,
-                400,
-                f"Invalid value: '{body['voice']}'. Supported values are: "
-                + ", ".join(f"'{v}'" for v in sorted(VOICES))
-                + ".",
-                "voice",
-                "invalid_value",
-            )
-        fmt = body.get("response_format") or "mp3"
-        if fmt not in audio.FORMATS:
-            if fmt in ("opus", "aac"):
-                return _err(
-                    provider,
-                    400,
-                    f"The sandbox cannot encode '{fmt}'; ask for mp3, wav, flac or pcm.",
-                    "response_format",
-                    "unsupported_value",
-                )
-            return _err(
-                provider,
-                400,
-                f"Invalid value: '{fmt}'. Supported values are: 'mp3', 'opus', 'aac', 'flac', 'wav', and 'pcm'.",
-                "response_format",
-                "invalid_value",
-            )
-        content_type, make = audio.FORMATS[fmt]
-        return Response(make(text), media_type=content_type, headers={"x-sandbox-provider": provider})
 
     async def moderations(request: Request) -> Response:
         body = json_body(request)
@@ -666,18 +454,9 @@ def build(state: SandboxState, provider: str) -> Router:
         Route("/chat/completions", chat, methods=["POST"]),
         Route("/models", models, methods=["GET"]),
         Route("/models/{model_id:path}", model, methods=["GET"]),
-        Route("/audio/transcriptions", transcriptions, methods=["POST"]),
-        Route("/audio/speech", speech, methods=["POST"]),
+        *openai_audio.routes(state, provider, auth, json_body, _err, _model_known),
     ]
     if provider == "openai":  # the OpenAI-compatible providers have no moderation endpoint
         routes.append(Route("/moderations", moderations, methods=["POST"]))
         routes.append(Route("/images/generations", image_generations, methods=["POST"]))
     return Router(routes=routes)
-
-
-def _timestamp(seconds: float, sep: str) -> str:
-    ms = int(round(seconds * 1000))
-    h, rem = divmod(ms, 3600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
