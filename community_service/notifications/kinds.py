@@ -34,6 +34,7 @@ DEFAULTS: dict[str, dict[str, bool]] = {
 VOTE_MILESTONES = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
 
 CONSUMED = (
+    EventType.SUBSCRIPTION_CREATED,  # a first subscription from Free (Payment's name for it): the welcome
     EventType.SUBSCRIPTION_UPGRADED,
     EventType.SUBSCRIPTION_DOWNGRADED,
     EventType.SUBSCRIPTION_CANCELLED,
@@ -71,7 +72,7 @@ def _subscription(event: Event) -> list[Draft]:
         body = f"Your {tier} plan will not renew" + (f"; it stays active until {ends[:10]}." if ends else ".")
         if not d.get("cancel_at_period_end"):
             body = "Your subscription has ended; you are on the Free plan now."
-    elif event.event_type == EventType.SUBSCRIPTION_UPGRADED:
+    elif event.event_type in (EventType.SUBSCRIPTION_CREATED, EventType.SUBSCRIPTION_UPGRADED):
         title, body = f"Welcome to {tier}", f"Your plan is now {tier}. Your new limits apply from now on."
     else:
         title, body = f"Your plan is now {tier}", f"Your plan changed to {tier}. Your limits changed with it."
@@ -146,6 +147,7 @@ def _streak(event: Event) -> list[Draft]:
 
 
 _BUILDERS = {
+    EventType.SUBSCRIPTION_CREATED.value: _subscription,
     EventType.SUBSCRIPTION_UPGRADED.value: _subscription,
     EventType.SUBSCRIPTION_DOWNGRADED.value: _subscription,
     EventType.SUBSCRIPTION_CANCELLED.value: _subscription,
