@@ -121,18 +121,24 @@ async def test_flow3_upgrade_confirmation_email_and_push(fleet, http, outbox):
 
     await pay(http, fleet, fan)
 
-    # The defaults: a subscription change is emailed (it confirms money) and pushed.
-    emails = await eventually(lambda: sandbox.emails(fan.email), what="the confirmation email")
-    pushes = await eventually(lambda: sandbox.expo_messages(device), what="the push")
+    # The defaults: a subscription change is emailed (it confirms money) and pushed. The first
+    # upgrade also unlocks an achievement (Analytics), pushed but not emailed.
+    await eventually(lambda: sandbox.emails(fan.email), what="the confirmation email")
+    await eventually(lambda: len(sandbox.expo_messages(device)) >= 2, what="the pushes")
     await asyncio.sleep(1.0)  # a duplicate would land now
     emails, pushes = sandbox.emails(fan.email), sandbox.expo_messages(device)
     assert [e["subject"] for e in emails] == ["Welcome to Pro"], emails
     assert "Your plan is now Pro" in emails[0]["text"]
-    assert [(p["title"], p["data"]["kind"]) for p in pushes] == [("Welcome to Pro", "subscription")], pushes
+    assert sorted((p["data"]["kind"], p["title"]) for p in pushes) == [
+        ("achievement", "Achievement unlocked"),
+        ("subscription", "Welcome to Pro"),
+    ], pushes
     r = await http.community.get("/notifications", headers=fan.headers)
     assert r.status_code == 200, r.text
-    [told] = r.json()["notifications"]
-    assert told["kind"] == "subscription" and told["data"]["change"] == "created" and told["data"]["tier"] == 1
+    [told] = [n for n in r.json()["notifications"] if n["kind"] == "subscription"]
+    assert told["data"]["change"] == "created" and told["data"]["tier"] == 1
+    [achieved] = [n for n in r.json()["notifications"] if n["kind"] == "achievement"]
+    assert achieved["data"]["code"] == "first_upgrade", achieved
 
 
 async def _reward_events(analytics_db, ticket_id: str) -> list[Event]:
@@ -343,7 +349,8 @@ async def test_a_guest_who_signs_up_keeps_everything_and_expiry_leaves_them_alon
 
         async def counted():
             me = (await http.analytics.get("/analytics/me", headers=guest)).json()
-            return me if me["conversations"] >= 1 and me["stories"] >= 1 and me["images"] >= 1 else None
+            # (`images` counts generated images, not uploads: docs/analytics.md.)
+            return me if me["conversations"] >= 1 and me["messages"] >= 1 and me["stories"] >= 1 else None
 
         before = await eventually(counted, timeout=30, what="the guest's analytics")
         regular_before = (await quota(http, as_guest))["quotas"]["regular"]["remaining"]
