@@ -29,6 +29,7 @@ from shared.testing.env import queue_info
 from shared.testing.fleet import Fleet
 from shared.tiers import TIER_QUOTAS
 from tests.analytics.conftest import rewrite_progress
+from tests.e2e import test_lifecycle
 from tests.e2e.fans import Fan, claims, new_email, quota, talk
 from tests.e2e.test_flows import checkout
 
@@ -36,6 +37,7 @@ SERVICES = tuple(s.name for s in fleet_manifest.SERVICES)
 CONSUMER_QUEUES = tuple(f"{s.name}_service.events" for s in fleet_manifest.SERVICES if s.consumes_events) + (
     "community_service.notifications",
 )
+pools = test_lifecycle.pools  # the fixture: every service database, direct
 MATRIX_GREEN = (0, 200, 70)  # sandbox/llm.py RECOGNISABLE: The Matrix, Neo (both in Content's seed)
 
 
@@ -320,7 +322,7 @@ def _png(rgb: tuple[int, int, int]) -> bytes:
 
 
 async def test_a_guest_who_signs_up_keeps_everything_and_expiry_leaves_them_alone(
-    fleet, http, outbox, event_spy, analytics_db, e2e_env
+    fleet, http, outbox, event_spy, pools, e2e_env
 ):
     async with event_spy(["user.*"]) as spy:
         r = await http.auth.post("/guest")
@@ -354,6 +356,9 @@ async def test_a_guest_who_signs_up_keeps_everything_and_expiry_leaves_them_alon
 
         before = await eventually(counted, timeout=30, what="the guest's analytics")
         regular_before = (await quota(http, as_guest))["quotas"]["regular"]["remaining"]
+        # Every row of every service database naming the guest (test_lifecycle's catalogue rule).
+        rows_before = await test_lifecycle._settled(pools, guest_id)
+        assert {key.split(".")[0] for key in rows_before} == set(pools), rows_before
 
         # The guest signs up with their token: the same account, now a real one.
         fan = await sign_up(http, outbox, headers=guest)
@@ -361,6 +366,9 @@ async def test_a_guest_who_signs_up_keeps_everything_and_expiry_leaves_them_alon
         assert claims(fan.access_token)["sub"] == guest_id and not claims(fan.access_token).get("is_anonymous")
         await spy.wait_for("user.updated", user_id=guest_id)
 
+        # Nothing erased: every table holds at least the rows it held for the guest.
+        rows_after = await test_lifecycle._settled(pools, guest_id)
+        assert {k: n for k, n in rows_before.items() if rows_after.get(k, 0) < n} == {}, (rows_before, rows_after)
         # Everything is still there, reachable with the new tokens.
         r = await http.chat.get(f"/conversations/{conversation}", headers=fan.headers)
         assert r.status_code == 200 and r.json()["conversation"]["message_count"] >= 2, r.text
