@@ -95,3 +95,6 @@ class RecognitionOut(BaseModel):
     # False when the Content service did not answer every search: the matches may be incomplete.
     matches_available: bool
     model: str  # the vision model that answered
+    # True: the caller recognised these exact bytes before (same model and prompts); the stored
+    # result was returned without a model call or a quota charge. Matches are searched afresh.
+    cached: bool

@@ -9,6 +9,10 @@ titles and characters it shows; the names are matched through the Content servic
    released when no model could (503 LLM_UNAVAILABLE).
 3. The model is asked for one JSON object; its reply is parsed defensively (a code fence, prose
    around it, a missing or mistyped field, or no JSON at all still give an answer).
+   The result is stored per user, picture (sha256 of its bytes) and version (model, prompts, size
+   shown; repositories/recognitions.py): a repeat answers it with `cached: true`, without a model
+   call or a charge; concurrent identical requests cause one model call (a claim in the database,
+   the others wait for its result). Erased with the user's image and on user.deleted.
 4. Each proposed name is searched in Content over HTTP (GET /search). When Content does not
    answer, the recognition is still returned, with `matches_available: false` and the matches
    found so far: the model's work was done and charged, and a client can retry the matching
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -30,8 +36,10 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from media_service import errors, imaging
 from media_service.repositories import media as repo
+from media_service.repositories import recognitions
 from media_service.service import MediaService, parse_id
 from media_service.settings import Settings
+from media_service.storage import address_sha256
 from shared.auth import CurrentUser
 from shared.llm import ImageInput, LLMRouter, LLMUnavailable, Turn
 from shared.quota import QuotaClient
@@ -61,6 +69,12 @@ SYSTEM_PROMPT = (
 USER_PROMPT = "What is in this image? Answer with the JSON object."
 
 
+# Part of every stored result's version: changing what the model is asked recognises again.
+PROMPTS_VERSION = hashlib.sha256(f"{SYSTEM_PROMPT}\n{USER_PROMPT}".encode()).hexdigest()[:12]
+# Waiting for another request's result: polls back off to this interval.
+CLAIM_POLL_MAX_SECONDS = 0.2
+
+
 @dataclass
 class Seen:
     """What the model saw, cleaned up."""
@@ -69,6 +83,33 @@ class Seen:
     tags: list[str] = field(default_factory=list)
     titles: list[str] = field(default_factory=list)
     characters: list[str] = field(default_factory=list)
+    model: str | None = None  # the vision model that answered
+
+    def stored(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "tags": self.tags,
+            "titles": self.titles,
+            "characters": self.characters,
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_stored(cls, value: dict[str, Any]) -> Seen:
+        return cls(
+            description=value["description"],
+            tags=list(value["tags"]),
+            titles=list(value["titles"]),
+            characters=list(value["characters"]),
+            model=value["model"],
+        )
+
+
+def _sha256(source: imaging.Source) -> str:
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    with source.getbuffer() as view:
+        return hashlib.sha256(view).hexdigest()
 
 
 def _first_json_object(text: str) -> dict[str, Any] | None:
@@ -216,12 +257,77 @@ class Recognizer:
         self, user: CurrentUser, *, upload: imaging.Source | None = None, image_id: str | None = None
     ) -> dict[str, Any]:
         """`upload` (a file sent with the request) or `image_id` (one of the caller's images)."""
-        source = upload if upload is not None else await self._stored_original(user.user_id, image_id or "")
-        picture, mime = await self._vision_copy(source)
-        del source  # the original (up to the upload limit) is not kept while the model thinks
+        if upload is not None:
+            image_sha256, blob_name = await self.media._in_thread(_sha256, upload), None
+        else:
+            row = await self._own_image(user.user_id, image_id or "")
+            image_sha256, blob_name = address_sha256(row["blob_name"]), row["blob_name"]
         spec = self.llm.default_model(vision=True)
         if spec is None:
+            if upload is not None:
+                await self._vision_copy(upload)  # a bad file is still told so first
             raise errors.LLM_UNAVAILABLE("No vision model is configured; nothing was charged.")
+        key = (user.user_id, image_sha256, self._version(spec.id))
+        # A stored result means these exact bytes passed the checks below when it was made.
+        seen = await self._stored_or_claim(*key)
+        cached = seen is not None
+        if seen is None:
+            try:
+                seen = await self._ask_model(user, upload if upload is not None else blob_name, spec, key)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._unclaim(*key))
+                raise
+        del upload
+        matches, available = await self.content.match(seen)
+        return {
+            "description": seen.description,
+            "tags": seen.tags,
+            "matches": matches,
+            "matches_available": available,
+            "model": seen.model,
+            "cached": cached,
+        }
+
+    def _version(self, model_id: str) -> str:
+        """What a stored result depends on besides the picture: another model, prompt or size of
+        the copy shown recognises again."""
+        return f"{model_id}|{PROMPTS_VERSION}|{self.settings.media_vision_max_side}"
+
+    async def _stored_or_claim(self, user_id: str, image_sha256: str, version: str) -> Seen | None:
+        """The stored result (None: this request claimed the key and asks the model). While another
+        request holds the claim, wait for its result: identical requests cause one model call and
+        one charge. A claim given back without a result (that request failed) is taken over."""
+        waited = 0.0
+        delay = 0.02
+        while True:
+            async with self.media.db.acquire() as conn:
+                stored = await recognitions.stored(conn, user_id, image_sha256, version)
+                if stored is not None:
+                    return Seen.from_stored(stored)
+                if await recognitions.claim(conn, user_id, image_sha256, version, self._claim_seconds):
+                    return None
+            if waited > self._claim_seconds:  # a holder past its own claim: a stuck process
+                raise errors.LLM_UNAVAILABLE(headers={"Retry-After": "5"})
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, CLAIM_POLL_MAX_SECONDS)
+
+    @property
+    def _claim_seconds(self) -> float:
+        return self.settings.media_recognition_claim_seconds
+
+    async def _unclaim(self, user_id: str, image_sha256: str, version: str) -> None:
+        async with self.media.db.acquire() as conn:
+            await recognitions.unclaim(conn, user_id, image_sha256, version)
+
+    async def _ask_model(self, user: CurrentUser, source: imaging.Source | str, spec, key: tuple[str, ...]) -> Seen:
+        """Under the claim: the checks, one quota unit, the model; the result stored before the
+        unit is settled (a failure to store releases it)."""
+        if isinstance(source, str):
+            source = await self._blob(source)
+        picture, mime = await self._vision_copy(source)
+        del source  # the original (up to the upload limit) is not kept while the model thinks
         tier = await self.tiers(user)
         turn = Turn("user", USER_PROMPT, [ImageInput(media_type=mime, data_b64=base64.b64encode(picture).decode())])
         async with self.quota.reserved(user.user_id, QUOTA_TYPE):
@@ -237,25 +343,24 @@ class Recognizer:
             except LLMUnavailable as exc:
                 log.warning("recognition: no vision model answered", extra={"attempts": exc.attempts})
                 raise errors.LLM_UNAVAILABLE(headers={"Retry-After": "5"}) from None
-        seen = parse_reply(completion.text)
-        matches, available = await self.content.match(seen)
-        return {
-            "description": seen.description,
-            "tags": seen.tags,
-            "matches": matches,
-            "matches_available": available,
-            "model": completion.model,
-        }
+            seen = parse_reply(completion.text)
+            seen.model = completion.model
+            async with self.media.db.acquire() as conn:
+                await recognitions.save(conn, *key, seen.stored())
+        return seen
 
-    async def _stored_original(self, user_id: str, image_id: str) -> bytes:
+    async def _own_image(self, user_id: str, image_id: str):
         row = await repo.get_owned(self.media.db, parse_id(image_id, errors.IMAGE_NOT_FOUND), user_id, "image")
         if row is None:
             raise errors.IMAGE_NOT_FOUND()
+        return row
+
+    async def _blob(self, blob_name: str) -> bytes:
         try:
-            return await self.media.store.get(row["blob_name"])
+            return await self.media.store.get(blob_name)
         except ResourceNotFoundError:
             # A row's blob is written before the row and never swept while the row exists.
-            log.error("image row without its blob", extra={"image_id": image_id, "blob": row["blob_name"]})
+            log.error("image row without its blob", extra={"blob": blob_name})
             raise errors.STORAGE_UNAVAILABLE() from None
         except AzureError as exc:
             log.warning("blob read failed", extra={"error": repr(exc)})

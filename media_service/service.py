@@ -27,8 +27,9 @@ from azure.core.exceptions import AzureError
 
 from media_service import audio, errors, imaging
 from media_service.repositories import media as repo
+from media_service.repositories import recognitions
 from media_service.settings import Settings
-from media_service.storage import BlobStore, content_address
+from media_service.storage import BlobStore, address_sha256, content_address
 from shared.bus import emit
 from shared.events import Event, EventType, make_event
 from shared.pagination import decode_keyset, encode_keyset
@@ -249,6 +250,8 @@ class MediaService:
                 raise not_found()
             if kind == "image":
                 await emit(conn, make_event(EventType.IMAGE_DELETED, user_id, {"image_id": str(media_id)}))
+                # Its stored recognition results go with it (recognition.py).
+                await recognitions.forget_image(conn, user_id, address_sha256(row["blob_name"]), row["blob_name"])
         names = [n for n in (row["blob_name"], row["thumbnail_name"]) if n]
         try:
             await self.sweep(names)
@@ -256,9 +259,11 @@ class MediaService:
             log.warning("blob sweep after delete failed; the periodic sweep will retry", extra={"error": repr(exc)})
 
     async def delete_user(self, conn, user_id: str) -> int:
-        """Erase every image and audio row of the user in the caller's transaction (the consumer's);
+        """Erase every image and audio row of the user, and their stored recognition results, in the
+        caller's transaction (the consumer's);
         their blobs, once unreferenced, go with the next sweep, woken here."""
         rows = await repo.delete_user(conn, user_id)
+        await recognitions.delete_user(conn, user_id)
         for row in rows:
             if row["kind"] == "image":
                 await emit(conn, make_event(EventType.IMAGE_DELETED, user_id, {"image_id": str(row["id"])}))

@@ -68,6 +68,9 @@ class Settings(LLMSettings, ServiceSettings):
     media_recognition_max_tokens: int = Field(600, ge=64, le=4096)
     content_service_url: str = f"http://127.0.0.1:{fleet.get('content').dev_port}"
     media_content_timeout_seconds: float = Field(3.0, gt=0, le=30)
+    # One request recognising a picture holds its claim this long (identical requests wait for its
+    # result); a claim its process left behind is taken over after it. Above the model's timeouts.
+    media_recognition_claim_seconds: float = Field(180, gt=0, le=3600)
 
     # Uploads are larger than the fleet's default body limit.
     max_body_bytes: int = 20 * MIB + 64 * 1024

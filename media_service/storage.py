@@ -26,6 +26,11 @@ def content_address(folder: str, data: bytes, extension: str) -> str:
     return f"{folder}/{hashlib.sha256(data).hexdigest()}.{extension}"
 
 
+def address_sha256(name: str) -> str:
+    """The sha256 in a content address (`<folder>/<sha256>.<ext>`): that of the blob's bytes."""
+    return name.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
 class BlobStore:
     def __init__(self, connection_string: str, container: str, *, sas_ttl_seconds: int, timeout_seconds: float = 30):
         # The SDK's default retry waits 15 s, then more, three times: a request would hang for a

@@ -22,6 +22,8 @@ import pytest_asyncio
 from PIL import Image
 
 from media_service.recognition import parse_reply
+from shared.bus import EventPublisher
+from shared.events import make_event
 from shared.migrate import migrate
 from shared.testing.processes import ServiceProcess, free_port
 from tests.media.conftest import LIMITS, jpeg, png
@@ -148,6 +150,7 @@ async def test_uploaded_picture_is_described_and_matched_to_content(rclient, mak
     assert body["matches"][0] == {"type": "movie", "id": "movie:603", "name": "The Matrix"}
     assert [m["name"] for m in body["matches"] if m["type"] == "character"] == ["Neo"]
     assert body["model"] == "claude-haiku-4-5"
+    assert body["cached"] is False
     assert await remaining(core_db, user) == 9
     assert await reservations(core_db, user) == {"settled": 1}
     # The model was shown a downscaled copy (at most MEDIA_VISION_MAX_SIDE px), as base64.
@@ -195,6 +198,7 @@ async def test_unrecognised_picture(rclient, make_user):
         "matches": [],
         "matches_available": True,
         "model": None,
+        "cached": False,
     }
 
 
@@ -221,8 +225,8 @@ async def test_free_tier_has_no_recognition(rclient, make_user, core_db, sandbox
 async def test_concurrent_recognitions_spend_exactly_what_is_left(rclient, make_user, core_db):
     user = await make_user(tier=1)
     await core_db.execute("UPDATE user_quotas SET quota_image_recognition = 3 WHERE user_id = $1::uuid", user.id)
-    data = photo(MATRIX_GREEN)
-    answers = await asyncio.gather(*(recognize_file(rclient, user, data) for _ in range(8)))
+    pictures = [photo(MATRIX_GREEN, size=(800 + i, 600)) for i in range(8)]  # different files: none is a repeat
+    answers = await asyncio.gather(*(recognize_file(rclient, user, data) for data in pictures))
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200] * 3 + [402] * 5, [a.text for a in answers if a.status_code not in (200, 402)]
     assert await remaining(core_db, user) == 0
@@ -241,6 +245,7 @@ async def test_no_model_answering_is_503_and_nothing_is_charged(rclient, make_us
     sandbox.control.clear_faults()
     r = await recognize_file(rclient, user, photo(MATRIX_GREEN))
     assert r.status_code == 200 and await remaining(core_db, user) == 9
+    assert r.json()["cached"] is False  # the failed attempt stored nothing
 
 
 async def test_content_down_answers_without_matches(make_client, recognition_env, make_user, core_db):
@@ -252,6 +257,125 @@ async def test_content_down_answers_without_matches(make_client, recognition_env
     assert r.json()["description"].startswith("Green code rains down")
     assert r.json()["matches"] == [] and r.json()["matches_available"] is False
     assert await remaining(core_db, user) == 9  # the model's work was done: charged
+
+
+# ------------------------------------------------------------------------- stored results
+def model_calls(sandbox, since: int) -> int:
+    return len([q for q in sandbox.control.requests()[since:] if q["provider"] in VISION_PROVIDERS])
+
+
+async def stored_rows(media_db, user: User) -> int:
+    return await media_db.fetchval("SELECT count(*) FROM image_recognitions WHERE user_id = $1::uuid", user.id)
+
+
+async def test_a_repeat_is_answered_from_the_stored_result_uncharged(rclient, make_user, core_db, sandbox):
+    user, other = await make_user(tier=1), await make_user(tier=1)
+    data = photo(STAR_WARS_BLUE)
+    first = await recognize_file(rclient, user, data)
+    assert first.status_code == 200 and first.json()["cached"] is False
+    since = len(sandbox.control.requests())
+    again = await recognize_file(rclient, user, data)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json() | {"cached": True}  # matches searched again, found the same
+    assert model_calls(sandbox, since) == 0
+    assert await remaining(core_db, user) == 9 and await reservations(core_db, user) == {"settled": 1}
+    # Even with no quota left, what was paid for is still answered.
+    await core_db.execute("UPDATE user_quotas SET quota_image_recognition = 0 WHERE user_id = $1::uuid", user.id)
+    assert (await recognize_file(rclient, user, data)).json()["cached"] is True
+    # Stored per user: another user sending the same bytes causes (and pays for) their own call.
+    theirs = await recognize_file(rclient, other, data)
+    assert theirs.status_code == 200 and theirs.json()["cached"] is False
+    assert model_calls(sandbox, since) == 1 and await remaining(core_db, other) == 9
+
+
+async def test_concurrent_identical_requests_ask_the_model_once(rclient, make_user, core_db, sandbox):
+    user = await make_user(tier=1)
+    data = photo((10, 190, 80))  # Matrix green, a picture no other test sends
+    since = len(sandbox.control.requests())
+    answers = await asyncio.gather(*(recognize_file(rclient, user, data) for _ in range(6)))
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    assert sorted(a.json()["cached"] for a in answers) == [False] + [True] * 5
+    assert len({a.json()["description"] for a in answers}) == 1
+    assert model_calls(sandbox, since) == 1
+    assert await remaining(core_db, user) == 9 and await reservations(core_db, user) == {"settled": 1}
+
+
+async def test_a_stored_image_is_recognised_once_and_its_result_goes_with_it(
+    rclient, make_user, core_db, media_db, sandbox
+):
+    user = await make_user(tier=1)
+    data = png(320, 240, STAR_WARS_BLUE)
+    ids = []
+    for _ in range(2):  # the same bytes twice: two rows, one blob
+        up = await rclient.post("/images/upload", headers=user.headers, files={"file": ("a.png", data, "image/png")})
+        assert up.status_code == 201, up.text
+        ids.append(up.json()["id"])
+    since = len(sandbox.control.requests())
+    answers = [
+        (await rclient.post("/images/recognize", headers=user.headers, json={"image_id": i})).json() for i in ids
+    ]
+    assert [a["cached"] for a in answers] == [False, True]  # the same bytes: one call
+    assert model_calls(sandbox, since) == 1 and await remaining(core_db, user) == 9
+    # Deleting one of the two images keeps the result: the other still holds those bytes.
+    assert (await rclient.delete(f"/images/{ids[0]}", headers=user.headers)).status_code == 204
+    assert await stored_rows(media_db, user) == 1
+    assert await recognize_by_id(rclient, user, ids[1]) is True
+    # Deleting the last one erases it: the same picture uploaded again is recognised (and charged) anew.
+    assert (await rclient.delete(f"/images/{ids[1]}", headers=user.headers)).status_code == 204
+    assert await stored_rows(media_db, user) == 0
+    up = await rclient.post("/images/upload", headers=user.headers, files={"file": ("a.png", data, "image/png")})
+    assert await recognize_by_id(rclient, user, up.json()["id"]) is False
+    assert await remaining(core_db, user) == 8
+
+
+async def recognize_by_id(client, user: User, image_id: str) -> bool:
+    r = await client.post("/images/recognize", headers=user.headers, json={"image_id": image_id})
+    assert r.status_code == 200, r.text
+    return r.json()["cached"]
+
+
+async def test_another_model_or_prompt_recognises_again(rclient, make_user, core_db, media_db, sandbox):
+    user = await make_user(tier=1)
+    data = photo(UNKNOWN_MAGENTA)
+    assert (await recognize_file(rclient, user, data)).json()["cached"] is False
+    # As if the stored result came from another model or prompt: its version no longer matches.
+    await media_db.execute("UPDATE image_recognitions SET version = 'old-model|old' WHERE user_id = $1::uuid", user.id)
+    since = len(sandbox.control.requests())
+    r = await recognize_file(rclient, user, data)
+    assert r.status_code == 200 and r.json()["cached"] is False
+    assert model_calls(sandbox, since) == 1 and await remaining(core_db, user) == 8
+
+
+async def test_a_claim_left_by_a_dead_process_is_taken_over(rclient, make_user, core_db, media_db):
+    """A request that died holding the claim (no result): once its claim expired, the next
+    request asks the model itself instead of waiting for ever."""
+    user = await make_user(tier=1)
+    data = photo((5, 210, 60))
+    await recognize_file(rclient, user, data)
+    await media_db.execute(
+        "UPDATE image_recognitions SET result = NULL, claimed_until = now() - interval '1 second'"
+        " WHERE user_id = $1::uuid",
+        user.id,
+    )
+    r = await recognize_file(rclient, user, data)
+    assert r.status_code == 200 and r.json()["cached"] is False
+    assert await remaining(core_db, user) == 8
+
+
+async def test_user_deleted_erases_stored_results(rclient, make_user, media_db, service_env, eventually):
+    user = await make_user(tier=2)
+    assert (await recognize_file(rclient, user, photo((0, 205, 75)))).status_code == 200
+    assert await stored_rows(media_db, user) == 1
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], "scenextras.events", name="test-publisher")
+    try:
+        await publisher.publish(make_event("user.deleted", user.id, {}))
+    finally:
+        await publisher.close()
+
+    async def erased():
+        return await stored_rows(media_db, user) == 0
+
+    await eventually(erased, timeout=15, interval=0.3)
 
 
 # ------------------------------------------------------------------------- who and what
