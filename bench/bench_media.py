@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hashlib
 import io
 import json
@@ -51,6 +52,7 @@ from shared.testing.plugin import blob_container_name, build_service_env, isolat
 
 MIB = 1024 * 1024
 CPU_WORKERS = 2
+CONCURRENT_MEMORY = 20  # uploads at once for the per-upload memory under concurrency
 
 
 def make_jpeg(variant: int, size=(2400, 1600)) -> bytes:
@@ -136,23 +138,31 @@ async def probe(kind: str, data: bytes, runs: int = 3) -> dict:
             async with httpx.AsyncClient(transport=transport, base_url="http://media", timeout=60) as client:
                 bodies = [multipart(make_jpeg(1000 + i)) for i in range(runs + 1)]
 
-                async def one(i: int) -> None:
+                concurrent = [multipart(make_jpeg(3000 + i)) for i in range(CONCURRENT_MEMORY)]
+
+                async def one(i: int, bodies=bodies) -> None:
                     body, ctype = bodies[i]
                     headers = {"Authorization": f"Bearer {token}", "Content-Type": ctype}
                     r = await client.post("/images/upload", content=body, headers=headers)
                     assert r.status_code == 201, r.text
 
-                return await _measure(one, runs)
+                result = await _measure(one, runs)
+                # The request bodies are built beforehand in both: what is measured is the service's.
+                result.update(await _measure_concurrent(lambda i: one(i, concurrent), CONCURRENT_MEMORY))
+                return result
     direct = Direct(os.environ["AZURE_STORAGE_CONNECTION_STRING"], os.environ["AZURE_STORAGE_CONTAINER"])
     with contextlib.suppress(ResourceExistsError):
         await direct.container.create_container()
     files = [make_jpeg(2000 + i) for i in range(runs + 1)]
+    concurrent = [make_jpeg(4000 + i) for i in range(CONCURRENT_MEMORY)]
 
-    async def one(i: int) -> None:
+    async def one(i: int, files=files) -> None:
         await direct.upload(files[i])
 
     try:
-        return await _measure(one, runs)
+        result = await _measure(one, runs)
+        result.update(await _measure_concurrent(lambda i: one(i, concurrent), CONCURRENT_MEMORY))
+        return result
     finally:
         await direct.close()
 
@@ -173,6 +183,24 @@ async def _measure(one, runs: int) -> dict:
         heap.append(tracemalloc.get_traced_memory()[1] - base)
     tracemalloc.stop()
     return {"rss_peak": min(rss), "heap_peak": min(heap)}
+
+
+async def _measure_concurrent(one, n: int) -> dict:
+    """`n` uploads at once: the increase of the resident peak over the process's idle resident
+    size (interpreter, libraries, pools: there before any upload) and of the heap peak, per upload.
+    The files' own bytes were made before the baseline, as a client's would be elsewhere."""
+    gc.collect()
+    _reset_hwm()
+    idle = _status("VmRSS")
+    await asyncio.gather(*(one(i) for i in range(n)))
+    rss = _status("VmHWM") - idle
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    await asyncio.gather(*(one(i) for i in range(n)))
+    heap = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return {"concurrent": n, "rss_per_upload": rss / n, "heap_per_upload": heap / n, "idle_rss": idle}
 
 
 def run_probe(kind: str, env: dict[str, str], code_root: Path) -> dict:
@@ -318,6 +346,16 @@ async def memory(args, env: dict[str, str], size: int) -> None:
             f"  {name:<18} Python heap peak {m['heap_peak'] / MIB:6.2f} MiB = {m['heap_peak'] / size:.2f}x the file"
             f"   resident peak {m['rss_peak'] / MIB:6.2f} MiB = {m['rss_peak'] / size:.2f}x"
         )
+    print(
+        f"\nper upload with {CONCURRENT_MEMORY} at once (same processes; resident: the peak's increase over the"
+        " idle process, / uploads; heap: tracemalloc's peak increase, / uploads):"
+    )
+    for name, m in results:
+        print(
+            f"  {name:<18} resident +{m['rss_per_upload'] / MIB:6.2f} MiB = {m['rss_per_upload'] / size:.2f}x the file"
+            f"   heap +{m['heap_per_upload'] / MIB:6.2f} MiB = {m['heap_per_upload'] / size:.2f}x"
+            f"   (idle process {m['idle_rss'] / MIB:.0f} MiB)"
+        )
 
 
 async def service_parts(args, env: dict[str, str], parts: set[str]) -> None:
@@ -408,13 +446,15 @@ async def reads(args, env: dict[str, str], client: httpx.AsyncClient, token: str
         f" (load {load()}):"
     )
     for name, path, headers in (("GET /health", "/health", {}), ("GET /images/{id}", f"/images/{image_id}", auth)):
-        cpu0 = process_cpu_seconds(pid)
+        cpu0, client0, wall0 = process_cpu_seconds(pid), time.process_time(), time.perf_counter()
         lat, app, errors = await open_loop(connections, path, headers, args.seconds, args.rate)
         cpu_ms = (process_cpu_seconds(pid) - cpu0) * 1000 / max(1, len(lat) + errors)
+        client_share = (time.process_time() - client0) / (time.perf_counter() - wall0)
         print(
             f"  {name:<17} p50 {percentile(lat, 50):5.2f} ms  p99 {percentile(lat, 99):6.2f} ms"
             f"  (in the service: p50 {percentile(app, 50):.2f} ms, p99 {percentile(app, 99):.2f} ms;"
-            f" service CPU {cpu_ms:.2f} ms/request)  n={len(lat)} errors={errors}"
+            f" service CPU {cpu_ms:.2f} ms/request; this client {client_share:.0%} of a core)"
+            f"  n={len(lat)} errors={errors}"
         )
     for c in connections:
         c.writer.close()
