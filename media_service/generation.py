@@ -32,9 +32,8 @@ import openai
 from media_service import errors, imaging
 from media_service.providers import Generated, ProviderChain, ProviderImage, ProvidersUnavailable
 from media_service.repositories import jobs as jobs_repo
-from media_service.service import MediaService, parse_id
+from media_service.service import MediaService, parse_id, process_image
 from media_service.settings import Settings
-from media_service.storage import content_address
 from shared.auth import TIER_FREE, CurrentUser
 from shared.events import EventType, make_event
 from shared.llm.moderation import ModerationUnavailable, moderate
@@ -175,7 +174,7 @@ class GenerationService:
         async def one(raw: ProviderImage) -> imaging.ProcessedImage | None:
             try:
                 return await self.media._in_thread(
-                    imaging.process,
+                    process_image,
                     raw.data,
                     max_pixels=s.media_image_max_pixels,
                     thumbnail_size=s.media_thumbnail_size,
@@ -206,8 +205,7 @@ class GenerationService:
     async def _store_one(
         self, user_id: str, image: imaging.ProcessedImage, generated: Generated, prompt: str, job_id: str | None
     ) -> dict:
-        original = content_address("images", image.data, image.extension)
-        thumbnail = content_address("thumbnails", image.thumbnail, imaging.THUMBNAIL_EXTENSION)
+        original, thumbnail = image.original_name, image.thumbnail_name
         media_id = uuid.uuid4()
         data = {
             "image_id": str(media_id),

@@ -59,6 +59,10 @@ class ProcessedImage:
     width: int
     height: int
     thumbnail: bytes
+    # Content addresses (storage.py), set by service.process_image in the worker thread, so
+    # hashing the outputs does not hold the event loop.
+    original_name: str = ""
+    thumbnail_name: str = ""
 
 
 def sniff(data: bytes) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -51,6 +52,16 @@ def parse_id(value: str, not_found: errors.ErrorCode) -> uuid.UUID:
         raise not_found() from None
 
 
+def process_image(source: imaging.Source, **limits) -> imaging.ProcessedImage:
+    """imaging.process plus the two blob names (sha256 of each output): all of it in the CPU pool."""
+    image = imaging.process(source, **limits)
+    return dataclasses.replace(
+        image,
+        original_name=content_address("images", image.data, image.extension),
+        thumbnail_name=content_address("thumbnails", image.thumbnail, imaging.THUMBNAIL_EXTENSION),
+    )
+
+
 class MediaService:
     def __init__(self, settings: Settings, db, store: BlobStore):
         self.settings = settings
@@ -79,14 +90,13 @@ class MediaService:
         s = self.settings
         try:
             image = await self._in_thread(
-                imaging.process, data, max_pixels=s.media_image_max_pixels, thumbnail_size=s.media_thumbnail_size
+                process_image, data, max_pixels=s.media_image_max_pixels, thumbnail_size=s.media_thumbnail_size
             )
         except imaging.Unsupported as exc:
             raise errors.UNSUPPORTED_MEDIA_TYPE(str(exc)) from None
         except imaging.Invalid as exc:
             raise errors.INVALID_IMAGE(str(exc)) from None
-        original = content_address("images", image.data, image.extension)
-        thumbnail = content_address("thumbnails", image.thumbnail, imaging.THUMBNAIL_EXTENSION)
+        original, thumbnail = image.original_name, image.thumbnail_name
         media_id = uuid.uuid4()
         row = await self._store(
             [(original, image.data, image.mime), (thumbnail, image.thumbnail, imaging.THUMBNAIL_MIME)],
