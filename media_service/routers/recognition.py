@@ -63,7 +63,9 @@ async def recognize_image(request: Request, user: CurrentUser = Depends(get_curr
     """Multipart `file` (checked like an upload, not stored) or JSON `{image_id}` (one of the
     caller's images). Spends one `image_recognition` unit (402 when none is left; not charged
     when no model answers, 503). `matches` are Content's titles and characters; when Content does
-    not answer, `matches_available` is false and the description still comes back."""
+    not answer, `matches_available` is false and the description still comes back. The same
+    bytes recognised again by the same user answer the stored result with `cached: true`: no
+    model call, nothing charged (matches are searched again)."""
     recognizer: Recognizer = request.app.state.recognizer
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type == "multipart/form-data":
