@@ -151,3 +151,19 @@ async def test_replicates_documented_text_output_is_no_image(serve):
     assert PREDICTION["output"] == "hello Alice"
     url = serve({"replicate_create": [PREDICTION]}, [])
     assert await replicate_provider(url).generate("a kite", count=1, aspect_ratio="1:1") == []
+
+
+async def test_an_aborted_prediction_is_a_failed_attempt(serve):
+    """`aborted` is in Replicate's document but not among replicate 1.0.7's statuses: the SDK's
+    model refuses the answer (ValidationError), and the chain counts it as this provider failing
+    (then tries the next), rather than polling on."""
+    assert (
+        "aborted"
+        in REPLICATE_DOC["components"]["schemas"]["schemas_prediction_response"]["properties"]["status"]["enum"]
+    )
+    starting = {**copy.deepcopy(PREDICTION), "status": "starting", "output": None}
+    url = serve({"replicate_create": [starting], "replicate_get": [{**starting, "status": "aborted"}]}, [])
+    chain = ProviderChain({"replicate": replicate_provider(url)}, timeout_seconds=10)
+    with pytest.raises(ProvidersUnavailable) as failed:
+        await chain.generate("a kite", count=1, aspect_ratio="1:1", preferred=None)
+    assert failed.value.attempts[0]["error"] == "ValidationError"
