@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import base64
+import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -170,7 +171,17 @@ class OpenAIImagesProvider(ImageProvider):
         response = await self.client.images.generate(
             model=self.model, prompt=prompt, n=count, size=OPENAI_SIZES[aspect_ratio], **extra
         )
-        return [ProviderImage(base64.b64decode(d.b64_json), None) for d in response.data or [] if d.b64_json]
+        decoded = (_strict_b64(d.b64_json) for d in response.data or [])
+        return [ProviderImage(data, None) for data in decoded if data]
+
+
+def _strict_b64(value: str | None) -> bytes | None:
+    """The bytes of a base64 image, or None when it is not base64 (OpenAI's documented example
+    carries the placeholder "...", which a lenient decode reads as an empty image)."""
+    try:
+        return base64.b64decode(value or "", validate=True)
+    except binascii.Error:
+        return None
 
 
 def build_providers(settings: Settings, openai_client: openai.AsyncOpenAI | None) -> dict[str, ImageProvider]:

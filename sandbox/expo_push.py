@@ -122,7 +122,8 @@ def build(state: SandboxState) -> Router:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             return _error(400, "VALIDATION_ERROR", 'child "ids" fails because ["ids" must be an array of strings]')
         if len(ids) > MAX_RECEIPT_IDS:
-            return _error(400, "VALIDATION_ERROR", f'"ids" must contain at most {MAX_RECEIPT_IDS} items')
+            message = f"You are trying to get more than {MAX_RECEIPT_IDS} push receipts in one request."
+            return _error(400, "PUSH_TOO_MANY_RECEIPTS", message)  # the code Expo documents for it
         data = {}
         for receipt_id in ids:
             token = store["receipts"].get(receipt_id)

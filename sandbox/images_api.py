@@ -31,6 +31,7 @@ import base64
 import hashlib
 import io
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -83,6 +84,11 @@ def drawn(state: SandboxState, provider: str, prompt: str, **kw: Any) -> bytes:
     lists this provider: what a provider sending a corrupt file looks like."""
     png = make_png(prompt, **kw)
     return png[: len(png) // 2] if provider in state.config.get("broken_images", ()) else png
+
+
+def iso_now() -> str:
+    """Replicate's timestamps: ISO 8601 UTC with microseconds (its document: `format: date-time`)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def data_uri(png: bytes) -> str:
@@ -240,15 +246,22 @@ def build_replicate(state: SandboxState) -> Router:
         out = {k: v for k, v in p.items() if not k.startswith("_")}
         base = str(request.base_url).rstrip("/") + request.scope.get("root_path", "")
         out["urls"] = {
+            "web": f"{base}/p/{p['id']}",  # required by Replicate's document; no page behind it here
             "get": f"{base}/v1/predictions/{p['id']}",
             "cancel": f"{base}/v1/predictions/{p['id']}/cancel",
         }
         if not done:
             return out
         if "sandbox-fail" in p["input"].get("prompt", ""):
-            out.update(status="failed", error="sandbox: the model failed (prompt asked for it)", completed_at=now())
+            out.update(status="failed", error="sandbox: the model failed (prompt asked for it)", completed_at=iso_now())
             return out
-        out.update(status="succeeded", output=p["_output"], completed_at=now(), metrics={"predict_time": 0.01})
+        out.update(
+            status="succeeded",
+            output=p["_output"],
+            started_at=p["created_at"],
+            completed_at=iso_now(),
+            metrics={"predict_time": 0.01, "total_time": 0.01},
+        )
         return out
 
     async def create(request: Request) -> Response:
@@ -280,7 +293,8 @@ def build_replicate(state: SandboxState) -> Router:
             "data_removed": False,
             "error": None,
             "status": "starting",
-            "created_at": now(),
+            "created_at": iso_now(),
+            "source": "api",
             "_ready_at": time.monotonic() + delay,
             "_output": [
                 data_uri(drawn(state, "replicate", prompt, model=model, index=i, aspect_ratio=aspect))

@@ -1,8 +1,11 @@
 """PostHog capture (``POST /posthog/batch/``), the legacy endpoint the official Python SDK (posthog
 7.x, default capture mode) posts to: ``{"api_key", "batch": [{event, distinct_id, properties,
 timestamp, uuid, type}], "sent_at"}``. A body without ``api_key`` is 401 (as PostHog answers a
-missing project key); a malformed batch is 400. Accepted events answer 200 ``{"status": 1}`` (the
-SDK retries anything else) and are kept for ``GET /_sandbox/posthog?distinct_id=&event=``.
+missing project key); a body whose ``batch`` is not a list of objects is 400. As PostHog documents
+(posthog.com/docs/api/capture, "Invalid events"), an event without a name or a ``distinct_id``
+(top level, or in ``properties`` as its batch example does) is dropped with 200, not refused.
+Accepted requests answer 200 ``{"status": 1}`` (the SDK retries anything else); kept events (with
+``distinct_id`` at the top level) are listed by ``GET /_sandbox/posthog?distinct_id=&event=``.
 """
 
 from __future__ import annotations
@@ -35,19 +38,19 @@ def build(state: SandboxState) -> Router:
                 status_code=401,
             )
         events = body.get("batch")
-        if not isinstance(events, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("event"), str) and e.get("distinct_id") for e in events
-        ):
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
             return JSON(
-                {
-                    "type": "validation_error",
-                    "code": "invalid_payload",
-                    "detail": "Each event needs an event name and a distinct_id.",
-                },
+                {"type": "validation_error", "code": "invalid_payload", "detail": "batch must be a list of events."},
                 status_code=400,
             )
         for e in events:
-            state.posthog_events.append({**e, "api_key": body["api_key"], "received_at": time.time()})
+            properties = e.get("properties") if isinstance(e.get("properties"), dict) else {}
+            distinct_id = e.get("distinct_id") or properties.get("distinct_id")
+            if not (isinstance(e.get("event"), str) and e["event"] and distinct_id):
+                continue  # PostHog answers 200 and does not ingest it
+            state.posthog_events.append(
+                {**e, "distinct_id": distinct_id, "api_key": body["api_key"], "received_at": time.time()}
+            )
         return JSON({"status": 1})
 
     return Router(routes=[Route("/batch/", batch, methods=["POST"])])

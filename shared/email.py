@@ -92,12 +92,12 @@ class SendGridBackend(EmailBackend):
 
     async def send(self, email: Email) -> None:
         payload = {
-            "personalizations": [{"to": [{"email": email.to}]}],
+            # custom_args on the personalization: SendGrid's document types the top-level one as a string.
+            "personalizations": [{"to": [{"email": email.to}], "custom_args": {"template": email.template}}],
             "from": self.sender,
             "subject": email.subject,
             "content": [{"type": "text/plain", "value": email.text}],
             "categories": [email.template],
-            "custom_args": {"template": email.template},
         }
         last: Exception | None = None
         for attempt in range(2):

@@ -1,4 +1,9 @@
-"""Fixtures for the sandbox's own tests: one sandbox server for the session, reset before each test."""
+"""Fixtures for the sandbox's own tests: the session's sandbox (shared.testing.plugin), reset before
+each test.
+
+Not a second sandbox of their own: `service_env` is session-scoped, and built with whichever
+`sandbox` the first test asking for it sees; with two instances, services started by later
+modules (media, community) talked to one sandbox while their tests read the other."""
 
 from __future__ import annotations
 
@@ -11,14 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sandbox.testing import SandboxHandle, start_sandbox_in_thread  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def sandbox() -> SandboxHandle:
-    handle = start_sandbox_in_thread()
-    yield handle
-    handle.stop()
+from sandbox.testing import SandboxHandle  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

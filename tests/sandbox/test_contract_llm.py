@@ -11,10 +11,8 @@ drift), and the event order follows Anthropic's published stream (tests/fixtures
 
 from __future__ import annotations
 
-import copy
 import json
 import re
-from pathlib import Path
 
 import httpx
 import jsonschema_rs
@@ -23,11 +21,11 @@ from anthropic.types import RawMessageStreamEvent
 from pydantic import TypeAdapter
 
 from sandbox.testing import DUMMY_KEYS
+from tests.sandbox.published import FIXTURES, closed, errors, load, nullable_as_null_type, openapi_validator
 
-FIXTURES = Path(__file__).parents[1] / "fixtures/providers"
-OPENAI = json.loads((FIXTURES / "openai/openapi.trimmed.json").read_text())
 ANTHROPIC_STREAM = (FIXTURES / "anthropic/messages-streaming.basic_response.txt").read_text()
 OPENAI_STREAM = (FIXTURES / "openai/chat-completions-streaming.documented.txt").read_text()
+OPENAI = load("openai/openapi.trimmed.json")
 
 # provider -> (prefix, a model of that provider)
 OPENAI_COMPATIBLE = {
@@ -36,37 +34,11 @@ OPENAI_COMPATIBLE = {
     "deepseek": ("/deepseek/v1", "deepseek-chat"),
     "gemini": ("/gemini/v1beta/openai", "gemini-2.5-flash"),
 }
-
-
-def _nullable_as_null_type(node):
-    """The document is OpenAPI 3.1 but keeps 3.0's `nullable: true` in places; JSON Schema reads `null`."""
-    if isinstance(node, dict):
-        node = {k: _nullable_as_null_type(v) for k, v in node.items()}
-        if node.pop("nullable", False) is True:
-            node = {"anyOf": [node, {"type": "null"}]}
-        return node
-    if isinstance(node, list):
-        return [_nullable_as_null_type(v) for v in node]
-    return node
-
-
-COMPONENTS = _nullable_as_null_type(OPENAI["components"])
+COMPONENTS = nullable_as_null_type(OPENAI["components"])
 
 
 def openai_validator(name: str):
-    return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}", "components": COMPONENTS})
-
-
-def errors(validator, body) -> list[str]:
-    return [f"{'/'.join(map(str, e.instance_path)) or '(top)'}: {e.message[:200]}" for e in validator.iter_errors(body)]
-
-
-def closed(schema: dict) -> dict:
-    schema = copy.deepcopy(schema)
-    for node in [schema, *schema.get("$defs", {}).values()]:
-        if node.get("type") == "object" and node.get("properties"):
-            node["additionalProperties"] = False
-    return schema
+    return openapi_validator(OPENAI, name, components=COMPONENTS)
 
 
 ANTHROPIC_EVENT = jsonschema_rs.validator_for(closed(TypeAdapter(RawMessageStreamEvent).json_schema()))
