@@ -248,7 +248,7 @@ def create_app(
                 )
             )
             if outbox and settings.outbox_relay == "inprocess":
-                state.relay = OutboxRelay(state.db, state.publisher, batch_size=settings.outbox_batch_size)
+                state.relay = OutboxRelay.from_settings(state.db, state.publisher, settings)
                 state.relay.start()
             if consumer is not None:
                 state.consumer = Consumer(

@@ -33,7 +33,7 @@ async def run(service: str, stop: asyncio.Event) -> None:
     dsn = database_url_for(service)
     pool = await create_pool(dsn, min_size=1, max_size=2)
     publisher = EventPublisher(settings.rabbitmq_url, settings.events_exchange, name=f"{service}_service:relay")
-    relay = OutboxRelay(pool, publisher, batch_size=settings.outbox_batch_size)
+    relay = OutboxRelay.from_settings(pool, publisher, settings)
     relay.start()
     log.info("outbox relay started", extra={"service": service})
     try:

@@ -50,6 +50,10 @@ class ServiceSettings(BaseSettings):
     # must run: its CPU (~1.5 ms a chat message) leaves the requests' event loop.
     outbox_relay: Literal["inprocess", "external"] = "inprocess"
     outbox_batch_size: int = 500
+    # Published outbox rows (event bodies: emails, names) are deleted this long after publication,
+    # by a sweep in the relay every OUTBOX_SWEEP_SECONDS. Unpublished rows are never deleted.
+    outbox_retention_hours: float = 24.0
+    outbox_sweep_seconds: float = 600.0
     consumer_prefetch: int = 20
     consumer_max_attempts: int = 5
     consumer_retry_delays_ms: list[int] = [1000, 5000, 30000]

@@ -14,7 +14,7 @@ from auth_service import errors
 from auth_service.repositories import users as users_repo
 from auth_service.service.referrals import Referrals
 from shared import tombstones
-from shared.bus import emit
+from shared.bus import emit, erase_published
 from shared.events import EventType, make_event
 from shared.tombstones import record_deletion
 
@@ -115,6 +115,9 @@ class Users(Referrals):
                 deleted = await users_repo.delete(conn, user_id)
                 if deleted is None:
                     raise errors.USER_NOT_FOUND(headers={"WWW-Authenticate": "Bearer"})
+                # The events already published that name the user (user.created's email) go now;
+                # the user.deleted below is owed to the bus, and goes with the retention sweep.
+                await erase_published(conn, user_id)
                 await emit(
                     conn,
                     make_event(

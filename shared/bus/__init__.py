@@ -7,7 +7,14 @@ pika call ever blocks the loop and there is exactly one thread touching each con
 
 from shared.bus.amqp import AMQPChannel, ConnectionLost, PublishFailed
 from shared.bus.consumer import Consumer, EventHandlers
-from shared.bus.outbox import OUTBOX_INSERT_ARRAYS, OutboxRelay, emit, outbox_arrays
+from shared.bus.outbox import (
+    OUTBOX_INSERT_ARRAYS,
+    OutboxRelay,
+    emit,
+    erase_published,
+    outbox_arrays,
+    sweep_published,
+)
 from shared.bus.publisher import EventPublisher
 
 __all__ = [
@@ -21,4 +28,6 @@ __all__ = [
     "OutboxRelay",
     "emit",
     "outbox_arrays",
+    "erase_published",
+    "sweep_published",
 ]

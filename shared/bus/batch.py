@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from shared import tombstones
 from shared.bus.amqp import AMQPChannel
-from shared.bus.consumer import ATTEMPT_HEADER, Consumer, EventHandlers
+from shared.bus.consumer import ATTEMPT_HEADER, Consumer, EventHandlers, erase_from_outbox
 from shared.events import Event
 
 log = logging.getLogger("shared.bus.batch")
@@ -208,6 +208,8 @@ class BatchConsumer(Consumer):
                 await self.handle_batch(conn, fresh, self.state, prepared=prepared)
             elif fresh:
                 await self.handle_batch(conn, fresh, self.state)
+            for event in fresh:
+                await erase_from_outbox(conn, event)
             return len(fresh)
 
     async def _process_one(self, item: tuple[AMQPChannel, int, Any, bytes], event: Event) -> None:

@@ -21,7 +21,8 @@ from pydantic import ValidationError
 
 from shared import tombstones
 from shared.bus.amqp import AMQPChannel, ConnectionLost, declare_event_exchange
-from shared.events import Event
+from shared.bus.outbox import erase_published
+from shared.events import Event, EventType
 
 log = logging.getLogger("shared.bus.consumer")
 
@@ -38,6 +39,13 @@ def _check_signature(fn: Handler) -> None:
         inspect.signature(fn).bind(None, None, None)
     except TypeError:
         raise TypeError(f"event handler {getattr(fn, '__qualname__', fn)!r} must take (conn, event, state)") from None
+
+
+async def erase_from_outbox(conn: asyncpg.Connection, event: Event) -> None:
+    """`user.deleted`, in the transaction of the service's own erasure: its published outbox rows
+    naming the user go too (every service consuming the event, whatever its handler does)."""
+    if event.event_type == EventType.USER_DELETED.value and event.user_id:
+        await erase_published(conn, event.user_id)
 
 
 class EventHandlers:
@@ -258,6 +266,7 @@ class Consumer:
                     return False
                 tombstones.note_deleted(self.state, event)
                 await handler(conn, event, self.state)
+                await erase_from_outbox(conn, event)
                 return True
 
     def _ack(self, ch: AMQPChannel, tag: int) -> None:

@@ -4,6 +4,11 @@
 publishes unpublished rows with confirms and marks them, so an event emitted while RabbitMQ is
 down is delivered when it returns. A crash between publish and mark re-publishes: consumers
 are idempotent by event id, so that is harmless.
+
+Published rows keep the events' bodies (a user.created carries the email), so they do not stay:
+the relay deletes published rows older than OUTBOX_RETENTION_HOURS (`sweep_published`), and a
+service erasing a user deletes its published rows naming that user at once (`erase_published`).
+Unpublished rows are never deleted: they are owed to the bus (Auth's own user.deleted among them).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import asyncpg
 
@@ -44,6 +50,47 @@ async def emit(conn: asyncpg.Connection, *events: Event) -> None:
         await conn.executemany(_INSERT, [(e.event_id, e.event_type, e.to_bytes()) for e in events])
 
 
+# Published rows older than the cutoff, oldest first, a batch at a time. Ids follow creation
+# order, so the walk stops at `bound`, the first row created after the cutoff, instead of reading
+# the whole table: no index on published_at needed (one would cost every publish an index write).
+_SWEEP = """
+    DELETE FROM outbox_events WHERE id IN (
+        SELECT id FROM outbox_events
+         WHERE id < $3 AND published_at IS NOT NULL AND published_at < $1
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+"""
+_SWEEP_BOUND = """
+    SELECT coalesce((SELECT id FROM outbox_events WHERE created_at >= $1 ORDER BY id LIMIT 1),
+                    (SELECT max(id) + 1 FROM outbox_events), 0)
+"""
+
+
+async def sweep_published(pool: asyncpg.Pool, older_than_seconds: float, batch_size: int = 5000) -> int:
+    """Delete published rows published more than `older_than_seconds` ago, in batches (each its
+    own short statement, so no long lock and no long transaction); returns how many."""
+    cutoff = await pool.fetchval("SELECT now() - make_interval(secs => $1)", float(older_than_seconds))
+    bound = await pool.fetchval(_SWEEP_BOUND, cutoff)
+    total = 0
+    while True:
+        status = await pool.execute(_SWEEP, cutoff, batch_size, bound)
+        deleted = int(status.rsplit(" ", 1)[1])
+        total += deleted
+        if deleted < batch_size:
+            return total
+
+
+async def erase_published(conn: asyncpg.Connection, user_id: str) -> int:
+    """A user's erasure, in the caller's transaction: delete the published rows whose body names
+    the user (anywhere: user_id, author_id, an email beside the id). Unpublished ones stay to be
+    delivered; the sweep removes them once published and past the retention. A scan of the
+    table, which the sweep keeps to the retention window; deletions are rare."""
+    status = await conn.execute(
+        "DELETE FROM outbox_events WHERE published_at IS NOT NULL AND position($1::bytea IN body) > 0",
+        str(user_id).encode(),
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
 _CLAIM = """
     UPDATE outbox_events SET claimed_until = now() + make_interval(secs => $2)
      WHERE id IN (SELECT id FROM outbox_events
@@ -75,6 +122,8 @@ class OutboxRelay:
         max_backoff_seconds: float = 30.0,
         coalesce_seconds: float = 0.005,
         claim_seconds: float = 30.0,
+        retention_seconds: float | None = 24 * 3600.0,
+        sweep_every_seconds: float = 600.0,
     ):
         self.pool = pool
         self.publisher = publisher
@@ -88,23 +137,59 @@ class OutboxRelay:
         # How long a claimed batch stays invisible to other relays: far longer than a publish
         # with confirms takes; after it, a batch whose relay died is published again.
         self.claim_seconds = claim_seconds
+        # Published rows older than this are deleted (None: kept; only for tests of the relay).
+        self.retention_seconds = retention_seconds
+        self.sweep_every_seconds = sweep_every_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
         self._stopping = False
         self.published_total = 0
+        self.swept_total = 0
+
+    @classmethod
+    def from_settings(cls, pool: asyncpg.Pool, publisher: EventPublisher, settings) -> OutboxRelay:
+        """A service's relay (in its web process or `python -m shared.relay`), from ServiceSettings."""
+        return cls(
+            pool,
+            publisher,
+            batch_size=settings.outbox_batch_size,
+            retention_seconds=settings.outbox_retention_hours * 3600.0,
+            sweep_every_seconds=settings.outbox_sweep_seconds,
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        if self.retention_seconds is not None:
+            self._sweeper = asyncio.create_task(self._sweep_loop(), name="outbox-sweeper")
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._sweeper):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+
+    async def _sweep_loop(self) -> None:
+        """Every `sweep_every_seconds` (the first at start), delete published rows past the
+        retention. Its own task, so a long sweep never delays publishing; every worker runs one
+        (SKIP LOCKED: they share the work rather than wait on each other)."""
+        while not self._stopping:
+            started = time.monotonic()
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+                swept = await sweep_published(self.pool, self.retention_seconds)
+                self.swept_total += swept
+                if swept:
+                    log.info("outbox sweep", extra={"deleted": swept, "retention_h": self.retention_seconds / 3600})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox sweep failed; next one as scheduled", extra={"error": repr(exc)})
+            await asyncio.sleep(max(0.0, self.sweep_every_seconds - (time.monotonic() - started)))
 
     def wake(self) -> None:
         self._wake.set()

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from shared import db as dbmod
-from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay, emit
+from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay, emit, sweep_published
 from shared.bus.amqp import AMQPChannel
 from shared.events import Event, EventType, make_event
 from shared.migrate import migrate
@@ -416,3 +416,102 @@ async def test_a_handler_must_take_conn_event_and_state():
 
     assert handlers.bindings == ["user.created", "user.deleted"]
     assert handlers.on("quota.updated")(Recorder())  # a callable object with the signature is fine
+
+
+async def _fresh_outbox(pool) -> None:
+    """The earlier tests' rows out of the way: backdated rows of this test come after them in id
+    order, which real rows never do (ids follow creation; the sweep stops at the first recent one)."""
+    await pool.execute("DELETE FROM outbox_events")
+
+
+async def _emit_rows(pool, *events: Event, published_ago_hours: float | None) -> None:
+    """Events in the outbox as the relay leaves them: published `published_ago_hours` ago (created
+    a minute before that), or unpublished (None) and as old as a day."""
+    async with pool.acquire() as conn, conn.transaction():
+        await emit(conn, *events)
+        ids = [e.event_id for e in events]
+        if published_ago_hours is None:
+            await conn.execute(
+                "UPDATE outbox_events SET created_at = now() - interval '1 day' WHERE event_id = ANY($1::uuid[])", ids
+            )
+        else:
+            await conn.execute(
+                "UPDATE outbox_events SET published_at = now() - make_interval(hours => $2),"
+                " created_at = now() - make_interval(hours => $2, mins => 1) WHERE event_id = ANY($1::uuid[])",
+                ids,
+                published_ago_hours,
+            )
+
+
+async def _left(pool, events: list[Event]) -> set[str]:
+    rows = await pool.fetch(
+        "SELECT event_id::text FROM outbox_events WHERE event_id = ANY($1::uuid[])", [e.event_id for e in events]
+    )
+    return {r[0] for r in rows}
+
+
+async def test_sweep_deletes_published_rows_past_the_retention_never_unpublished_ones(pool):
+    old = [make_event(EventType.USER_CREATED, str(uuid.uuid4()), {"email": f"{i}@example.com"}) for i in range(7)]
+    recent = make_event(EventType.USER_CREATED, str(uuid.uuid4()), {"email": "recent@example.com"})
+    owed = make_event(EventType.USER_DELETED, str(uuid.uuid4()))
+    await _fresh_outbox(pool)
+    await _emit_rows(pool, *old, published_ago_hours=30)
+    await _emit_rows(pool, recent, published_ago_hours=1)
+    await _emit_rows(pool, owed, published_ago_hours=None)
+    try:
+        # Batches of 3: the sweep goes on until a batch comes back short.
+        assert await sweep_published(pool, 24 * 3600, batch_size=3) >= len(old)
+        assert await _left(pool, [*old, recent, owed]) == {recent.event_id, owed.event_id}
+        assert await sweep_published(pool, 24 * 3600) == 0
+    finally:
+        await pool.execute(
+            "DELETE FROM outbox_events WHERE event_id = ANY($1::uuid[])", [recent.event_id, owed.event_id]
+        )
+
+
+async def test_relay_sweeps_on_its_own_schedule(service_env, pool):
+    old = make_event(EventType.USER_CREATED, str(uuid.uuid4()), {"email": "old@example.com"})
+    await _fresh_outbox(pool)
+    await _emit_rows(pool, old, published_ago_hours=2)
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE, "test-relay")
+    relay = OutboxRelay(pool, publisher, poll_seconds=0.2, retention_seconds=3600, sweep_every_seconds=0.1)
+    relay.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        # Polls rows another task (the sweeper) deletes in PostgreSQL: there is no event to await.
+        while await _left(pool, [old]) and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert await _left(pool, [old]) == set()
+        assert relay.swept_total >= 1
+    finally:
+        await relay.stop()
+        await publisher.close()
+
+
+async def test_user_deleted_erases_the_users_published_rows_and_keeps_what_is_owed(service_env, pool):
+    """Whatever the service's own handler does, its consumer deletes the published rows naming
+    the user; an unpublished one (owed to the bus) and another user's stay."""
+    gone, kept = str(uuid.uuid4()), str(uuid.uuid4())
+    published = [
+        make_event(EventType.USER_CREATED, gone, {"email": "gone@example.com"}),
+        make_event(EventType.ROOM_JOINED, kept, {"owner_id": gone}),  # named in the data only
+    ]
+    owed = make_event(EventType.IMAGE_DELETED, gone)
+    other = make_event(EventType.USER_CREATED, kept, {"email": "kept@example.com"})
+    await _emit_rows(pool, *published, other, published_ago_hours=0)
+    await _emit_rows(pool, owed, published_ago_hours=None)
+    recorder = Recorder()
+    consumer = make_consumer(service_env, pool, f"erase-{uuid.uuid4().hex[:8]}.events", recorder, "user.deleted")
+    consumer.start()
+    await asyncio.wait_for(consumer.ready.wait(), 10)
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE)
+    try:
+        await publisher.publish(make_event(EventType.USER_DELETED, gone))
+        await wait_until(lambda: consumer.handled == 1)
+        assert await _left(pool, [*published, owed, other]) == {owed.event_id, other.event_id}
+    finally:
+        await consumer.stop()
+        await publisher.close()
+        await pool.execute(
+            "DELETE FROM outbox_events WHERE event_id = ANY($1::uuid[])", [owed.event_id, other.event_id]
+        )
