@@ -1,4 +1,5 @@
-"""What Payment consumes: user.created (the free quota row), referral.completed (bonus credits for
+"""What Payment consumes: user.created (the free quota row), user.updated (a new email goes to the
+Stripe customer), referral.completed (bonus credits for
 both users), reward.granted (a flip-ticket reward's bonus credits, once per reward), user.deleted
 (erase payment data; cancel the Stripe customer's subscriptions).
 
@@ -13,6 +14,7 @@ import stripe
 
 from payment_service.repositories import billing as repo
 from payment_service.repositories.billing import as_uuid
+from payment_service.service.account import update_customer_email
 from shared.bus import EventHandlers
 from shared.events import Event, EventType
 from shared.quota import REWARD_QUOTA_TYPES
@@ -31,6 +33,16 @@ async def on_user_created(conn, event: Event, state) -> None:
         log.warning("user.created without a user id ignored", extra={"event_id": event.event_id})
         return
     await repo.ensure_quota_row(conn, str(user_id))
+
+
+@handlers.on(EventType.USER_UPDATED)
+async def on_user_updated(conn, event: Event, state) -> None:
+    data = event.data if isinstance(event.data, dict) else {}
+    email = data.get("email")
+    user_id = as_uuid(event.user_id)
+    if user_id is None or "email" not in (data.get("changed") or []) or not isinstance(email, str) or not email:
+        return  # not an email change (a password, the profile)
+    await update_customer_email(conn, state, str(user_id), email, event.timestamp, event.event_id)
 
 
 @handlers.on(EventType.REFERRAL_COMPLETED)

@@ -103,6 +103,17 @@ async def customer_for_user(conn, user_id: str) -> str | None:
     return await conn.fetchval("SELECT customer_id FROM stripe_customers WHERE user_id = $1", as_uuid(user_id))
 
 
+async def claim_customer_email_update(conn, user_id: str, as_of) -> str | None:
+    """The user's Stripe customer, if an email change as of `as_of` is newer than the last applied
+    one (recorded now; the row stays locked until the caller's transaction ends); else None."""
+    return await conn.fetchval(
+        "UPDATE stripe_customers SET email_as_of = $2"
+        " WHERE user_id = $1 AND (email_as_of IS NULL OR email_as_of < $2) RETURNING customer_id",
+        as_uuid(user_id),
+        as_of,
+    )
+
+
 async def user_for_customer(conn, customer_id: str) -> str | None:
     value = await conn.fetchval("SELECT user_id FROM stripe_customers WHERE customer_id = $1", customer_id)
     return str(value) if value else None

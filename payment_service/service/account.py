@@ -4,19 +4,25 @@ billing, settings, redis): the Stripe calls, the policy (service.plans) and the 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+import stripe
 
 from payment_service import errors
 from payment_service.models import SubscriptionItem, SubscriptionState
 from payment_service.repositories import billing as repo
 from payment_service.service.ledger import ENDED_STATUSES, ENTITLED_STATUSES
 from payment_service.service.plans import CurrentPlan, paid_tier_of, plan_change
+from payment_service.stripe_errors import is_definitive
 from payment_service.stripe_gateway import stripe_errors, to_dict
 from payment_service.webhook_effects import after_commit
 from shared.tiers import tier_name
+
+log = logging.getLogger("payment.account")
 
 
 async def subscription_state(conn, user_id: str) -> SubscriptionState:
@@ -79,6 +85,35 @@ async def ensure_customer(state, user_id: str, email: str | None) -> str:
     async with stripe_errors("create the customer"):
         customer = await client.v1.customers.create_async(params, {"idempotency_key": f"customer-create-{user_id}"})
     return await repo.link_customer(pool, user_id, customer.id)
+
+
+async def update_customer_email(conn, state, user_id: str, email: str, as_of: datetime, event_id: str) -> bool:
+    """user.updated with a new email: the user's Stripe customer gets it (Stripe emails receipts and
+    invoices there). In the consumer's transaction: the stripe_customers row lock orders two changes
+    of one user, and an event older than the last applied one changes nothing. A Stripe failure that
+    may pass raises (the claim rolls back, the consumer retries); a definitive answer (the customer
+    deleted at Stripe, an address Stripe refuses) is logged and the event is done. True if updated."""
+    customer = await repo.claim_customer_email_update(conn, user_id, as_of)
+    if customer is None:
+        return False  # no Stripe customer yet (created later with the token's email), or a newer change applied
+    if not state.gateway.configured:
+        log.error(
+            "email changed but Stripe is not configured: the customer keeps the old one", extra={"customer": customer}
+        )
+        return False
+    try:
+        await state.gateway.client.v1.customers.update_async(
+            customer, {"email": email}, {"idempotency_key": f"customer-email-{event_id}"}
+        )
+    except stripe.StripeError as exc:
+        if not is_definitive(exc):
+            raise
+        log.warning(
+            "Stripe refused the customer's new email; left as it was",
+            extra={"customer": customer, "http_status": exc.http_status, "stripe_code": exc.code},
+        )
+        return False
+    return True
 
 
 async def start_checkout(

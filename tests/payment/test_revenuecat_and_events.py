@@ -203,3 +203,49 @@ async def test_user_created_referral_and_user_deleted_through_the_bus(client, db
     ]
     assert len(deletes) == 1
     assert await tier_of(db, referred) == 0
+
+
+async def test_user_updated_email_goes_to_the_stripe_customer_once_and_never_backwards(
+    client, db, users, eventually, sandbox_required
+):
+    """An email change (Auth's user.updated) reaches the user's Stripe customer, where receipts
+    go; redelivered it is applied once; an older change delivered late does not undo it."""
+    import httpx
+
+    from tests.payment.test_checkout import last_request_id
+
+    sandbox = sandbox_required
+    user, headers = users.new()
+    r = await client.post("/create-checkout-session", json={"tier": "pro"}, headers=headers)
+    assert r.status_code == 200, r.text
+    customer = await db.fetchval("SELECT customer_id FROM stripe_customers WHERE user_id = $1", uuid.UUID(user))
+    assert customer
+    publisher = client.app.state.publisher
+    since = last_request_id(sandbox)
+    changed = make_event("user.updated", user, {"changed": ["email"], "email": "new@example.com"})
+    older = make_event("user.updated", user, {"changed": ["email"], "email": "older@example.com"})
+    older.timestamp = changed.timestamp.replace(year=changed.timestamp.year - 1)
+    password = make_event("user.updated", user, {"changed": ["password"]})
+    for event in (changed, changed, password):
+        await publisher.publish(event)
+    await eventually(
+        lambda: db.fetchval("SELECT email_as_of IS NOT NULL FROM stripe_customers WHERE user_id = $1", uuid.UUID(user))
+    )
+    await publisher.publish(older)
+    # A marker after the others (a user without a customer): once handled, everything before it was.
+    nobody = str(uuid.uuid4())
+    marker = make_event("user.updated", nobody, {"changed": ["email"], "email": "nobody@example.com"})
+    await publisher.publish(marker)
+    await eventually(
+        lambda: db.fetchval("SELECT count(*) = 1 FROM processed_events WHERE event_id = $1", uuid.UUID(marker.event_id))
+    )
+    updates = [
+        r
+        for r in sandbox.control.requests(provider="stripe", method="POST", since=since)
+        if r["path"] == f"/v1/customers/{customer}"
+    ]
+    assert len(updates) == 1
+    async with httpx.AsyncClient(
+        base_url=sandbox.env()["STRIPE_API_BASE"], headers={"Authorization": "Bearer sk_test_sandbox_0000000000000000"}
+    ) as http:
+        assert (await http.get(f"/v1/customers/{customer}")).json()["email"] == "new@example.com"

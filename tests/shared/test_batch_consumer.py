@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from shared import db as dbmod
-from shared.bus import EventPublisher
+from shared.bus import EventPublisher, emit
 from shared.bus.batch import BatchConsumer
-from shared.events import make_event
+from shared.events import EventType, make_event
 from shared.migrate import migrate
 from shared.testing.env import queue_info
 
@@ -52,7 +52,7 @@ async def started(service_env, pool, recorder, **kwargs) -> BatchConsumer:
         queue=recorder.queue,
         pool=pool,
         handle_batch=recorder,
-        bindings=[f"{recorder.queue}.#"],
+        bindings=[f"{recorder.queue}.#", *kwargs.get("also", [])],
         batch_size=kwargs.get("batch_size", 100),
         max_wait_ms=20,
         max_attempts=kwargs.get("max_attempts", 3),
@@ -177,3 +177,27 @@ async def test_prepared_batches_apply_each_event_once_in_order_with_redeliveries
     finally:
         await consumer.stop()
         await publisher.close()
+
+
+async def test_user_deleted_in_a_batch_erases_the_users_published_outbox_rows(service_env, pool):
+    gone = str(uuid.uuid4())
+    named = make_event(EventType.USER_CREATED, gone, {"email": "gone@example.com"})
+    owed = make_event(EventType.IMAGE_DELETED, gone)  # unpublished: still owed to the bus
+    async with pool.acquire() as conn, conn.transaction():
+        await emit(conn, named, owed)
+        await conn.execute("UPDATE outbox_events SET published_at = now() WHERE event_id = $1", named.event_id)
+    recorder = Recorder(f"batch-{uuid.uuid4().hex[:8]}")
+    consumer = await started(service_env, pool, recorder, also=["user.deleted"])
+    publisher = EventPublisher(service_env["RABBITMQ_URL"], EXCHANGE)
+    try:
+        await publisher.publish(make_event(f"{recorder.queue}.thing", gone))
+        await publisher.publish(make_event(EventType.USER_DELETED, gone))
+        await wait_until(lambda: consumer.handled == 2)
+        left = await pool.fetch(
+            "SELECT event_id::text FROM outbox_events WHERE event_id = ANY($1::uuid[])", [named.event_id, owed.event_id]
+        )
+        assert [r[0] for r in left] == [owed.event_id]
+    finally:
+        await consumer.stop()
+        await publisher.close()
+        await pool.execute("DELETE FROM outbox_events WHERE event_id = $1", owed.event_id)
