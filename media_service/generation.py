@@ -37,6 +37,7 @@ from media_service.settings import Settings
 from shared.auth import TIER_FREE, CurrentUser
 from shared.events import EventType, make_event
 from shared.llm.moderation import ModerationUnavailable, moderate
+from shared.periodic import Periodic
 from shared.quota import InsufficientQuota, QuotaClient
 from shared.tiers import UNLIMITED, TierResolver
 
@@ -88,19 +89,21 @@ class GenerationService:
         self.slots = asyncio.Semaphore(JOB_CLAIM_BATCH)
         self._running: dict[uuid.UUID, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._scanner: asyncio.Task | None = None
-        self._wake = asyncio.Event()
+        self._scanner = Periodic(
+            self.scan,
+            self._next_wait,
+            name="media-generation-jobs",
+            log=log,
+            failure="job scan failed; retrying next interval",
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Take up jobs left queued or running (by a process that stopped), now and every scan."""
-        self._scanner = asyncio.create_task(self._scan_forever(), name="media-generation-jobs")
+        self._scanner.start()
 
     async def close(self) -> None:
-        if self._scanner is not None:
-            self._scanner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._scanner
+        await self._scanner.stop()
         running = list(self._running)
         for task in list(self._running.values()):
             task.cancel()
@@ -255,7 +258,7 @@ class GenerationService:
         except BaseException:
             await asyncio.shield(self.quota.release(reservation.reservation_id))
             raise
-        self._wake.set()  # the scanner claims it at once
+        self._scanner.wake()  # the scanner claims it at once
         return {"job_id": str(job["id"]), "status": job["status"]}
 
     async def get_job(self, user_id: str, job_id: str) -> dict[str, Any]:
@@ -275,18 +278,6 @@ class GenerationService:
 
     async def delete_user(self, conn, user_id: str) -> int:
         return await jobs_repo.delete_user(conn, user_id)
-
-    async def _scan_forever(self) -> None:
-        while True:
-            try:
-                await self.scan()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("job scan failed; retrying next interval", extra={"error": repr(exc)})
-            self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._next_wait())
 
     def _next_wait(self) -> float:
         # While jobs run, leases are renewed at a third of their length.

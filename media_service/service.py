@@ -34,6 +34,7 @@ from media_service.storage import BlobStore, address_sha256, content_address
 from shared.bus import emit
 from shared.events import Event, EventType, make_event
 from shared.pagination import decode_keyset, encode_keyset
+from shared.periodic import Periodic
 
 log = logging.getLogger("media_service")
 
@@ -68,18 +69,20 @@ class MediaService:
         self.db = db
         self.store = store
         self.cpu = ThreadPoolExecutor(max_workers=settings.media_cpu_workers, thread_name_prefix="media-cpu")
-        self._sweeper: asyncio.Task | None = None
-        self._wake = asyncio.Event()
+        self._sweeper = Periodic(
+            self._sweep_and_log,
+            settings.media_sweep_interval_seconds,
+            name="media-blob-sweep",
+            log=log,
+            failure="blob sweep failed; retrying next interval",
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="media-blob-sweep")
+        self._sweeper.start()
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._sweeper
+        await self._sweeper.stop()
         self.cpu.shutdown(wait=False, cancel_futures=True)
 
     async def _in_thread(self, fn, *args, **kwargs):
@@ -300,19 +303,9 @@ class MediaService:
     def wake_sweep(self) -> None:
         """Sweep soon: a moment after the caller's transaction has committed."""
         loop = asyncio.get_running_loop()
-        loop.call_later(0.5, self._wake.set)
+        loop.call_later(0.5, self._sweeper.wake)
 
-    async def _sweep_forever(self) -> None:
-        interval = self.settings.media_sweep_interval_seconds
-        while True:
-            try:
-                swept = await self.sweep()
-                if swept:
-                    log.info("blob sweep", extra={"deleted": swept})
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("blob sweep failed; retrying next interval", extra={"error": repr(exc)})
-            self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+    async def _sweep_and_log(self) -> None:
+        swept = await self.sweep()
+        if swept:
+            log.info("blob sweep", extra={"deleted": swept})

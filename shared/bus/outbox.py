@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 import asyncpg
 
 from shared.bus.publisher import EventPublisher
 from shared.events import Event
+from shared.periodic import Periodic
 
 log = logging.getLogger("shared.bus.outbox")
 
@@ -142,7 +142,17 @@ class OutboxRelay:
         self.sweep_every_seconds = sweep_every_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._sweeper: asyncio.Task | None = None
+        self._sweeper = (
+            Periodic(
+                self._sweep,
+                sweep_every_seconds,
+                name="outbox-sweeper",
+                log=log,
+                failure="outbox sweep failed; next one as scheduled",
+            )
+            if retention_seconds is not None
+            else None
+        )
         self._stopping = False
         self.published_total = 0
         self.swept_total = 0
@@ -160,36 +170,31 @@ class OutboxRelay:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
-        if self.retention_seconds is not None:
-            self._sweeper = asyncio.create_task(self._sweep_loop(), name="outbox-sweeper")
+        if self._sweeper is not None:
+            self._sweeper.start()
 
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        for task in (self._task, self._sweeper):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
-
-    async def _sweep_loop(self) -> None:
-        """Every `sweep_every_seconds` (the first at start), delete published rows past the
-        retention. Its own task, so a long sweep never delays publishing; every worker runs one
-        (SKIP LOCKED: they share the work rather than wait on each other)."""
-        while not self._stopping:
-            started = time.monotonic()
+        # The relay first, with no await before its cancel: given the time to leave its loop on its
+        # own, it would be cancelled while handing its listener back, and the pool never closes.
+        if self._task is not None:
+            self._task.cancel()
             try:
-                swept = await sweep_published(self.pool, self.retention_seconds)
-                self.swept_total += swept
-                if swept:
-                    log.info("outbox sweep", extra={"deleted": swept, "retention_h": self.retention_seconds / 3600})
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbox sweep failed; next one as scheduled", extra={"error": repr(exc)})
-            await asyncio.sleep(max(0.0, self.sweep_every_seconds - (time.monotonic() - started)))
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._sweeper is not None:
+            await self._sweeper.stop()
+
+    async def _sweep(self) -> None:
+        """Every `sweep_every_seconds` (the first at start): published rows past the retention go.
+        A task of its own, so a long sweep never delays publishing; every worker runs one (SKIP
+        LOCKED: they share the work rather than wait on each other)."""
+        swept = await sweep_published(self.pool, self.retention_seconds)
+        self.swept_total += swept
+        if swept:
+            log.info("outbox sweep", extra={"deleted": swept, "retention_h": self.retention_seconds / 3600})
 
     def wake(self) -> None:
         self._wake.set()
