@@ -45,18 +45,12 @@ import anthropic  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 from common import percentile as pct  # noqa: E402
-from common import process_cpu_seconds, uvicorn_command  # noqa: E402
+from common import process_cpu_seconds, scratch, uvicorn_command  # noqa: E402
 
 from shared.auth import mint_access_token  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
 from shared.testing.env import (  # noqa: E402
     TEST_JWT_SECRET,
-    Infra,
-    create_database,
-    create_vhost,
-    delete_vhost,
-    drop_database,
-    new_run_id,
 )
 
 KEYS = {
@@ -318,151 +312,145 @@ async def main() -> None:
     )
     args = ap.parse_args()
 
-    infra = Infra.from_environ()
-    run = new_run_id()
-    names = {role: f"{run}_{role}" for role in ("core", "chat")}
-    dsns = {role: await create_database(infra, name) for role, name in names.items()}
-    amqp = create_vhost(infra, run)
-    logs = Path(os.environ.get("TMPDIR", "/tmp"))
-    procs: list[subprocess.Popen] = []
-    try:
-        await migrate(dsns["core"], "payment")
-        sandbox_port, chat_port = free_port(), free_port()
-        procs.append(start("sandbox.app:app", sandbox_port, {}, logs / f"bench-chat-sandbox-{run}.log"))
-        base = f"http://127.0.0.1:{sandbox_port}"
-        env = {
-            "DATABASE_URL": dsns["core"],
-            "CHAT_DATABASE_URL": dsns["chat"],
-            "REDIS_URL": infra.redis_url,
-            "REDIS_PREFIX": run,
-            "RABBITMQ_URL": amqp,
-            "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
-            "MIGRATE_ON_START": "1",
-            "LOG_LEVEL": "WARNING",
-            "RATE_LIMIT_PER_MINUTE": "1000000",
-            "CHAT_FOLLOW_UPS": "template",
-            "DB_POOL_MAX": "20",
-            "ANTHROPIC_BASE_URL": f"{base}/anthropic",
-            "OPENAI_BASE_URL": f"{base}/openai/v1",
-            "TMDB_BASE_URL": f"{base}/tmdb/3",
-            "WIKIPEDIA_BASE_URL": f"{base}/wikipedia/api/rest_v1",
-            "OUTBOX_RELAY": args.relay,
-            **KEYS,
-        }
-        procs.append(
-            start("chat_service.main:app", chat_port, env, logs / f"bench-chat-service-{run}.log", args.workers)
-        )
-        service_pid = procs[-1].pid
-        relay_pids = []
-        if args.relay == "external":
-            procs.append(  # set-up, before any load is timed
-                subprocess.Popen(  # noqa: ASYNC220
-                    [sys.executable, "-m", "shared.relay", "chat"],
-                    cwd=ROOT,
-                    env={**os.environ, **env},
-                    stdout=open(logs / f"bench-chat-relay-{run}.log", "wb"),  # noqa: ASYNC230
-                    stderr=subprocess.STDOUT,
-                )
+    async with scratch("core", "chat") as run_env:
+        infra, run, dsns, amqp = run_env.infra, run_env.run, run_env.dsns, run_env.amqp
+        logs = Path(os.environ.get("TMPDIR", "/tmp"))
+        procs: list[subprocess.Popen] = []
+        try:
+            await migrate(dsns["core"], "payment")
+            sandbox_port, chat_port = free_port(), free_port()
+            procs.append(start("sandbox.app:app", sandbox_port, {}, logs / f"bench-chat-sandbox-{run}.log"))
+            base = f"http://127.0.0.1:{sandbox_port}"
+            env = {
+                "DATABASE_URL": dsns["core"],
+                "CHAT_DATABASE_URL": dsns["chat"],
+                "REDIS_URL": infra.redis_url,
+                "REDIS_PREFIX": run,
+                "RABBITMQ_URL": amqp,
+                "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
+                "MIGRATE_ON_START": "1",
+                "LOG_LEVEL": "WARNING",
+                "RATE_LIMIT_PER_MINUTE": "1000000",
+                "CHAT_FOLLOW_UPS": "template",
+                "DB_POOL_MAX": "20",
+                "ANTHROPIC_BASE_URL": f"{base}/anthropic",
+                "OPENAI_BASE_URL": f"{base}/openai/v1",
+                "TMDB_BASE_URL": f"{base}/tmdb/3",
+                "WIKIPEDIA_BASE_URL": f"{base}/wikipedia/api/rest_v1",
+                "OUTBOX_RELAY": args.relay,
+                **KEYS,
+            }
+            procs.append(
+                start("chat_service.main:app", chat_port, env, logs / f"bench-chat-service-{run}.log", args.workers)
             )
-            relay_pids.append(procs[-1].pid)
+            service_pid = procs[-1].pid
+            relay_pids = []
+            if args.relay == "external":
+                procs.append(  # set-up, before any load is timed
+                    subprocess.Popen(  # noqa: ASYNC220
+                        [sys.executable, "-m", "shared.relay", "chat"],
+                        cwd=ROOT,
+                        env={**os.environ, **env},
+                        stdout=open(logs / f"bench-chat-relay-{run}.log", "wb"),  # noqa: ASYNC230
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+                relay_pids.append(procs[-1].pid)
 
-        def chat_cpu_seconds() -> float:  # the service (its workers included) and its relay process
-            return process_cpu_seconds(service_pid, with_children=True) + sum(
-                process_cpu_seconds(p) for p in relay_pids
+            def chat_cpu_seconds() -> float:  # the service (its workers included) and its relay process
+                return process_cpu_seconds(service_pid, with_children=True) + sum(
+                    process_cpu_seconds(p) for p in relay_pids
+                )
+
+            url = f"http://127.0.0.1:{chat_port}"
+            # Warm up: the character context is cached after the first request, connections are open.
+            async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+                h = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=str(uuid.uuid4()))}"}
+                for _ in range(20):
+                    warm = await c.post(
+                        "/talk_with",
+                        json={"message": "warm up", "character": "Batman", "series": "The Dark Knight"},
+                        headers=h,
+                    )
+                    warm.raise_for_status()
+
+            print(
+                f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, "
+                f"think time ~{args.think} s, {args.workers} worker(s), "
+                f"outbox relay {'in its own process' if args.relay == 'external' else 'in the web process'}; "
+                f"model = local sandbox (no added latency); {os.cpu_count()} CPUs"
+            )
+            pg, rd = await round_trips(dsns["chat"], infra.redis_url)
+            pg_idle, rd_idle = await round_trips(dsns["chat"], infra.redis_url, n=100, idle=0.01)
+            load = os.getloadavg()
+            print(
+                f"\n0. the machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
+                "the service does ~10 such round trips a message)"
+            )
+            print(line("PostgreSQL SELECT 1", pg))
+            print(line("Redis GET", rd))
+            print(line("PostgreSQL SELECT 1 after 10 ms idle", pg_idle))
+            print(line("Redis GET after 10 ms idle", rd_idle))
+            alone, alone_rps = await model_alone(base, args.users, args.seconds, args.think)
+            cpu_before = chat_cpu_seconds()
+            latencies, overheads, server_overheads, rps, errors = await through_service(
+                url, args.users, args.seconds, args.think
+            )
+            cpu_per_message = (chat_cpu_seconds() - cpu_before) / max(1, len(latencies)) * 1000
+            empty = await empty_route(url, args.users, min(args.seconds, 10), args.think)
+            print("\n1. non-streamed messages")
+            print(line("model alone (SDK -> local model)", alone) + f"   {alone_rps:.0f} req/s")
+            print(line("through /talk_with (client latency)", latencies) + f"   {rps:.0f} req/s, {errors} errors")
+            print(line("service overhead per request", overheads))
+            print(line("  of which inside the service (Server-Timing)", server_overheads))
+            print(line("floor: GET /health, same users and server", empty))
+            print(
+                f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its "
+                f"threads{' and its relay process' if relay_pids else ''}, from /proc)"
+            )
+            print(
+                f"  side by side: service p50 - model p50 = {pct(latencies, 50) - pct(alone, 50):.2f} ms; "
+                f"p99 - p99 = {pct(latencies, 99) - pct(alone, 99):.2f} ms; "
+                f"ratio p50 {pct(latencies, 50) / pct(alone, 50):.2f}x"
             )
 
-        url = f"http://127.0.0.1:{chat_port}"
-        # Warm up: the character context is cached after the first request, connections are open.
-        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-            h = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=str(uuid.uuid4()))}"}
-            for _ in range(20):
-                warm = await c.post(
-                    "/talk_with",
-                    json={"message": "warm up", "character": "Batman", "series": "The Dark Knight"},
-                    headers=h,
-                )
-                warm.raise_for_status()
+            direct, service, per_request = await ttft(url, base, args.ttft)
+            print("\n2. time to first token (streamed, one at a time)")
+            print(line("model alone", direct))
+            print(line("through /talk_with", service))
+            print(line("overhead per request (client - server-measured)", per_request))
+            print(
+                f"  side by side: p50 {pct(service, 50) - pct(direct, 50):.2f} ms more; "
+                f"ratio {pct(service, 50) / pct(direct, 50):.2f}x"
+            )
+            await asyncio.sleep(2)  # the last batch's publish
+            import asyncpg
 
-        print(
-            f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, "
-            f"think time ~{args.think} s, {args.workers} worker(s), "
-            f"outbox relay {'in its own process' if args.relay == 'external' else 'in the web process'}; "
-            f"model = local sandbox (no added latency); {os.cpu_count()} CPUs"
-        )
-        pg, rd = await round_trips(dsns["chat"], infra.redis_url)
-        pg_idle, rd_idle = await round_trips(dsns["chat"], infra.redis_url, n=100, idle=0.01)
-        load = os.getloadavg()
-        print(
-            f"\n0. the machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
-            "the service does ~10 such round trips a message)"
-        )
-        print(line("PostgreSQL SELECT 1", pg))
-        print(line("Redis GET", rd))
-        print(line("PostgreSQL SELECT 1 after 10 ms idle", pg_idle))
-        print(line("Redis GET after 10 ms idle", rd_idle))
-        alone, alone_rps = await model_alone(base, args.users, args.seconds, args.think)
-        cpu_before = chat_cpu_seconds()
-        latencies, overheads, server_overheads, rps, errors = await through_service(
-            url, args.users, args.seconds, args.think
-        )
-        cpu_per_message = (chat_cpu_seconds() - cpu_before) / max(1, len(latencies)) * 1000
-        empty = await empty_route(url, args.users, min(args.seconds, 10), args.think)
-        print("\n1. non-streamed messages")
-        print(line("model alone (SDK -> local model)", alone) + f"   {alone_rps:.0f} req/s")
-        print(line("through /talk_with (client latency)", latencies) + f"   {rps:.0f} req/s, {errors} errors")
-        print(line("service overhead per request", overheads))
-        print(line("  of which inside the service (Server-Timing)", server_overheads))
-        print(line("floor: GET /health, same users and server", empty))
-        print(
-            f"  chat service CPU: {cpu_per_message:.2f} ms per message (all its "
-            f"threads{' and its relay process' if relay_pids else ''}, from /proc)"
-        )
-        print(
-            f"  side by side: service p50 - model p50 = {pct(latencies, 50) - pct(alone, 50):.2f} ms; "
-            f"p99 - p99 = {pct(latencies, 99) - pct(alone, 99):.2f} ms; "
-            f"ratio p50 {pct(latencies, 50) / pct(alone, 50):.2f}x"
-        )
-
-        direct, service, per_request = await ttft(url, base, args.ttft)
-        print("\n2. time to first token (streamed, one at a time)")
-        print(line("model alone", direct))
-        print(line("through /talk_with", service))
-        print(line("overhead per request (client - server-measured)", per_request))
-        print(
-            f"  side by side: p50 {pct(service, 50) - pct(direct, 50):.2f} ms more; "
-            f"ratio {pct(service, 50) / pct(direct, 50):.2f}x"
-        )
-        await asyncio.sleep(2)  # the last batch's publish
-        import asyncpg
-
-        conn = await asyncpg.connect(dsns["chat"])
-        total, waiting = await conn.fetchrow(
-            "SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox_events"
-        )
-        await conn.close()
-        print(
-            f"\n3. events: {total} emitted through the outbox, "
-            f"{total - waiting} published to RabbitMQ, {waiting} still waiting"
-        )
-        verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
-        print(
-            "\ntargets: overhead p50 <= 5 ms: "
-            + verdict(pct(overheads, 50) <= 5)
-            + "; p99 <= 20 ms: "
-            + verdict(pct(overheads, 99) <= 20)
-            + "; TTFT overhead <= 10 ms: "
-            + verdict(pct(per_request, 50) <= 10)
-        )
-    finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for name in names.values():
-            await drop_database(infra, name)
-        delete_vhost(infra, run)
+            conn = await asyncpg.connect(dsns["chat"])
+            total, waiting = await conn.fetchrow(
+                "SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM outbox_events"
+            )
+            await conn.close()
+            print(
+                f"\n3. events: {total} emitted through the outbox, "
+                f"{total - waiting} published to RabbitMQ, {waiting} still waiting"
+            )
+            verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
+            print(
+                "\ntargets: overhead p50 <= 5 ms: "
+                + verdict(pct(overheads, 50) <= 5)
+                + "; p99 <= 20 ms: "
+                + verdict(pct(overheads, 99) <= 20)
+                + "; TTFT overhead <= 10 ms: "
+                + verdict(pct(per_request, 50) <= 10)
+            )
+        finally:
+            for p in procs:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
 
 
 if __name__ == "__main__":

@@ -39,19 +39,13 @@ import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 from common import percentile as pct  # noqa: E402
-from common import process_cpu_seconds, uvicorn_command  # noqa: E402
+from common import process_cpu_seconds, scratch, uvicorn_command  # noqa: E402
 
 from shared.auth import CurrentUser, mint_access_token  # noqa: E402
 from shared.db import create_pool  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
 from shared.testing.env import (  # noqa: E402
     TEST_JWT_SECRET,
-    Infra,
-    create_database,
-    create_vhost,
-    delete_vhost,
-    drop_database,
-    new_run_id,
 )
 
 # Votes are skewed towards some stories (index ~ n * random()^2), each by its own user.
@@ -216,161 +210,162 @@ async def main() -> None:
     ap.add_argument("--profile", help="write a cProfile of the (single) worker to this file")
     args = ap.parse_args()
 
-    infra = Infra.from_environ()
-    run = new_run_id()
-    name = f"{run}_community_bench"
-    dsn = await create_database(infra, name)
-    amqp = create_vhost(infra, run)
-    proc = None
-    try:
-        await migrate(dsn, "community")
-        pool = await create_pool(dsn, min_size=2, max_size=10)
-        t0 = time.perf_counter()
-        seeder = await asyncpg.connect(dsn)  # no command timeout: seeding takes a while
+    async with scratch("community_bench") as run_env:
+        infra, run, dsn, amqp = run_env.infra, run_env.run, run_env.dsns["community_bench"], run_env.amqp
+        proc = None
         try:
-            for sql in SEED_SQL:
-                args_ = [a for a, used in ((args.stories, "$1"), (args.votes, "$2")) if used in sql]
-                await seeder.execute(sql, *args_)
-            await seeder.execute("VACUUM ANALYZE stories")
-            await seeder.execute("VACUUM ANALYZE votes")
-        finally:
-            await seeder.close()
-        seeded = time.perf_counter() - t0
-        counts = await pool.fetchrow("SELECT (SELECT count(*) FROM stories) s, (SELECT count(*) FROM votes) v")
-        port = free_port()
-        env = {
-            "COMMUNITY_DATABASE_URL": dsn,
-            "DATABASE_URL": dsn,
-            "REDIS_URL": infra.redis_url,
-            "REDIS_PREFIX": run,
-            "RABBITMQ_URL": amqp,
-            "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
-            "MIGRATE_ON_START": "1",
-            "LOG_LEVEL": "WARNING",
-            "RATE_LIMIT_PER_MINUTE": "100000000",
-            "DB_POOL_MAX": str(args.pool),
-            "OUTBOX_RELAY": "inprocess",
-        }
-        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-community-{run}.log"
-        if args.profile and args.workers != 1:
-            raise SystemExit("--profile needs --workers 1")
-        proc = start(port, env, log, args.workers, args.profile)
-        url = f"http://127.0.0.1:{port}"
-        load = os.getloadavg()
-        print(
-            f"community benchmark: {counts['s']:,} published stories, {counts['v']:,} votes seeded in {seeded:.1f} s; "
-            f"{args.workers} uvicorn worker(s), DB pool {args.pool}; {os.cpu_count()} CPUs, "
-            f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
-        )
-        connector = aiohttp.TCPConnector(limit=256)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            # A cursor half-way down the feed (its keyset position), and a warm-up.
-            async with session.get(
-                f"{url}/stories", params={"scope": "public", "sort": "hot", "limit": "100"}, headers=token("w")
-            ) as r:
-                assert r.status == 200, await r.text()
-            deep = await pool.fetchrow(
-                "SELECT hot, id FROM stories WHERE status = 'published' AND visibility = 'public'"
-                " ORDER BY hot DESC, id DESC OFFSET $1 LIMIT 1",
-                counts["s"] // 2,
-            )
-            from shared.pagination import encode_ranked  # community's cursor format
-
-            deep_cursor = encode_ranked(deep["hot"], deep["id"])
-
-            # Warm-up in parallel, so the worker's DB pool has opened (and set up) its connections
-            # before the timed phase rather than during it (a serial warm-up used one connection).
-            async def warm() -> None:
-                for _ in range(10):
-                    async with session.get(f"{url}/stories", params={"scope": "public"}, headers=token("w")) as r:
-                        await r.read()
-
-            await asyncio.gather(*(warm() for _ in range(args.pool)))
-
-            def cpu() -> float:  # the service's own CPU seconds (its workers too), not PostgreSQL's
-                return process_cpu_seconds(proc.pid, with_children=True)
-
-            def client_cpu() -> float:  # this process (the load generator), on the same two cores
-                return process_cpu_seconds(os.getpid())
-
-            print(f"\n1. hot feed, GET /stories?scope=public&sort=hot&limit=20 at {args.rate:.0f} req/s (open loop)")
-            c0, k0 = cpu(), client_cpu()
-            first, err1 = await feed_at_rate(session, url, args.rate, args.seconds, None)
-            c1, k1 = cpu(), client_cpu()
-            print(
-                line(
-                    "first page",
-                    first,
-                    f"{err1} errors, CPU/req service {(c1 - c0) / len(first) * 1000:.2f} ms,"
-                    f" client {(k1 - k0) / len(first) * 1000:.2f} ms",
-                )
-            )
-            deeper, err2 = await feed_at_rate(session, url, args.rate, args.seconds, deep_cursor)
-            c2, k2 = cpu(), client_cpu()
-            print(
-                line(
-                    f"a page {counts['s'] // 2:,} stories deep (cursor)",
-                    deeper,
-                    f"{err2} errors, CPU/req service {(c2 - c1) / len(deeper) * 1000:.2f} ms,"
-                    f" client {(k2 - k1) / len(deeper) * 1000:.2f} ms",
-                )
-            )
-
-            print(f"\n2. votes, PUT /votes, {args.in_flight} in flight, distinct voters, 20% change their vote")
-            one_story = str(deep["id"])
-            all_ids = [str(r["id"]) for r in await pool.fetch("SELECT id FROM stories")]
-            voters = [token(f"bench-voter-{i}") for i in range(int(args.seconds * 4000))]
-            c0, k0 = cpu(), client_cpu()
-            done, wall, lat, bad = await votes_http(session, url, [one_story], voters, args.in_flight, args.seconds)
-            per, kper = (cpu() - c0) / max(done, 1) * 1000, (client_cpu() - k0) / max(done, 1) * 1000
-            print(
-                line(
-                    "all on one story",
-                    lat,
-                    f"{done / wall:,.0f} votes/s, {bad} non-200, CPU/vote service {per:.2f} ms, client {kper:.2f} ms",
-                )
-            )
-            spread_voters = [token(f"bench-spread-{i}") for i in range(int(args.seconds * 4000))]
-            done2, wall2, lat2, bad2 = await votes_http(
-                session, url, all_ids, spread_voters, args.in_flight, args.seconds
-            )
-            print(line(f"spread over {len(all_ids):,} stories", lat2, f"{done2 / wall2:,.0f} votes/s, {bad2} non-200"))
-
-        n = int(args.seconds * 1500)
-        done3, wall3, calls = await votes_service_layer(pool, [one_story], n, args.in_flight)
-        print(
-            f"  service layer alone (no HTTP), one story, {args.in_flight} in flight: {done3 / wall3:,.0f} votes/s "
-            f"(n={done3}, {done3 / calls:.1f} votes per statement)"
-        )
-
-        mismatches = await pool.fetchval(MISMATCHES)
-        story = await pool.fetchrow("SELECT up, down, score FROM stories WHERE id = $1", deep["id"])
-        table = await pool.fetchrow(
-            "SELECT count(*) FILTER (WHERE value = 1) AS up, count(*) FILTER (WHERE value = -1) AS down"
-            " FROM votes WHERE target_type = 'story' AND target_id = $1",
-            deep["id"],
-        )
-        print(
-            f"\n3. exact counts: {mismatches} stories whose up/down/score/hot differ from the votes table; "
-            f"the one story: counters {story['up']}/{story['down']} (score {story['score']}), "
-            f"votes table {table['up']}/{table['down']}"
-        )
-        load = os.getloadavg()
-        print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
-        await pool.close()
-        if mismatches:
-            raise SystemExit("counts are not exact")
-    finally:
-        if proc is not None:
-            # uvicorn re-raises the signal it caught after shutting down; SIGINT's KeyboardInterrupt still
-            # lets cProfile write its file, SIGTERM's default action does not.
-            proc.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+            await migrate(dsn, "community")
+            pool = await create_pool(dsn, min_size=2, max_size=10)
+            t0 = time.perf_counter()
+            seeder = await asyncpg.connect(dsn)  # no command timeout: seeding takes a while
             try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        delete_vhost(infra, run)
-        await drop_database(infra, name)
+                for sql in SEED_SQL:
+                    args_ = [a for a, used in ((args.stories, "$1"), (args.votes, "$2")) if used in sql]
+                    await seeder.execute(sql, *args_)
+                await seeder.execute("VACUUM ANALYZE stories")
+                await seeder.execute("VACUUM ANALYZE votes")
+            finally:
+                await seeder.close()
+            seeded = time.perf_counter() - t0
+            counts = await pool.fetchrow("SELECT (SELECT count(*) FROM stories) s, (SELECT count(*) FROM votes) v")
+            port = free_port()
+            env = {
+                "COMMUNITY_DATABASE_URL": dsn,
+                "DATABASE_URL": dsn,
+                "REDIS_URL": infra.redis_url,
+                "REDIS_PREFIX": run,
+                "RABBITMQ_URL": amqp,
+                "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
+                "MIGRATE_ON_START": "1",
+                "LOG_LEVEL": "WARNING",
+                "RATE_LIMIT_PER_MINUTE": "100000000",
+                "DB_POOL_MAX": str(args.pool),
+                "OUTBOX_RELAY": "inprocess",
+            }
+            log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-community-{run}.log"
+            if args.profile and args.workers != 1:
+                raise SystemExit("--profile needs --workers 1")
+            proc = start(port, env, log, args.workers, args.profile)
+            url = f"http://127.0.0.1:{port}"
+            load = os.getloadavg()
+            print(
+                f"community benchmark: {counts['s']:,} published stories, {counts['v']:,} votes seeded"
+                f" in {seeded:.1f} s; "
+                f"{args.workers} uvicorn worker(s), DB pool {args.pool}; {os.cpu_count()} CPUs, "
+                f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+            )
+            connector = aiohttp.TCPConnector(limit=256)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                # A cursor half-way down the feed (its keyset position), and a warm-up.
+                async with session.get(
+                    f"{url}/stories", params={"scope": "public", "sort": "hot", "limit": "100"}, headers=token("w")
+                ) as r:
+                    assert r.status == 200, await r.text()
+                deep = await pool.fetchrow(
+                    "SELECT hot, id FROM stories WHERE status = 'published' AND visibility = 'public'"
+                    " ORDER BY hot DESC, id DESC OFFSET $1 LIMIT 1",
+                    counts["s"] // 2,
+                )
+                from shared.pagination import encode_ranked  # community's cursor format
+
+                deep_cursor = encode_ranked(deep["hot"], deep["id"])
+
+                # Warm-up in parallel, so the worker's DB pool has opened (and set up) its connections
+                # before the timed phase rather than during it (a serial warm-up used one connection).
+                async def warm() -> None:
+                    for _ in range(10):
+                        async with session.get(f"{url}/stories", params={"scope": "public"}, headers=token("w")) as r:
+                            await r.read()
+
+                await asyncio.gather(*(warm() for _ in range(args.pool)))
+
+                def cpu() -> float:  # the service's own CPU seconds (its workers too), not PostgreSQL's
+                    return process_cpu_seconds(proc.pid, with_children=True)
+
+                def client_cpu() -> float:  # this process (the load generator), on the same two cores
+                    return process_cpu_seconds(os.getpid())
+
+                print(
+                    f"\n1. hot feed, GET /stories?scope=public&sort=hot&limit=20 at {args.rate:.0f} req/s (open loop)"
+                )
+                c0, k0 = cpu(), client_cpu()
+                first, err1 = await feed_at_rate(session, url, args.rate, args.seconds, None)
+                c1, k1 = cpu(), client_cpu()
+                print(
+                    line(
+                        "first page",
+                        first,
+                        f"{err1} errors, CPU/req service {(c1 - c0) / len(first) * 1000:.2f} ms,"
+                        f" client {(k1 - k0) / len(first) * 1000:.2f} ms",
+                    )
+                )
+                deeper, err2 = await feed_at_rate(session, url, args.rate, args.seconds, deep_cursor)
+                c2, k2 = cpu(), client_cpu()
+                print(
+                    line(
+                        f"a page {counts['s'] // 2:,} stories deep (cursor)",
+                        deeper,
+                        f"{err2} errors, CPU/req service {(c2 - c1) / len(deeper) * 1000:.2f} ms,"
+                        f" client {(k2 - k1) / len(deeper) * 1000:.2f} ms",
+                    )
+                )
+
+                print(f"\n2. votes, PUT /votes, {args.in_flight} in flight, distinct voters, 20% change their vote")
+                one_story = str(deep["id"])
+                all_ids = [str(r["id"]) for r in await pool.fetch("SELECT id FROM stories")]
+                voters = [token(f"bench-voter-{i}") for i in range(int(args.seconds * 4000))]
+                c0, k0 = cpu(), client_cpu()
+                done, wall, lat, bad = await votes_http(session, url, [one_story], voters, args.in_flight, args.seconds)
+                per, kper = (cpu() - c0) / max(done, 1) * 1000, (client_cpu() - k0) / max(done, 1) * 1000
+                print(
+                    line(
+                        "all on one story",
+                        lat,
+                        f"{done / wall:,.0f} votes/s, {bad} non-200, CPU/vote service {per:.2f} ms,"
+                        f" client {kper:.2f} ms",
+                    )
+                )
+                spread_voters = [token(f"bench-spread-{i}") for i in range(int(args.seconds * 4000))]
+                done2, wall2, lat2, bad2 = await votes_http(
+                    session, url, all_ids, spread_voters, args.in_flight, args.seconds
+                )
+                print(
+                    line(f"spread over {len(all_ids):,} stories", lat2, f"{done2 / wall2:,.0f} votes/s, {bad2} non-200")
+                )
+
+            n = int(args.seconds * 1500)
+            done3, wall3, calls = await votes_service_layer(pool, [one_story], n, args.in_flight)
+            print(
+                f"  service layer alone (no HTTP), one story, {args.in_flight} in flight: {done3 / wall3:,.0f} votes/s "
+                f"(n={done3}, {done3 / calls:.1f} votes per statement)"
+            )
+
+            mismatches = await pool.fetchval(MISMATCHES)
+            story = await pool.fetchrow("SELECT up, down, score FROM stories WHERE id = $1", deep["id"])
+            table = await pool.fetchrow(
+                "SELECT count(*) FILTER (WHERE value = 1) AS up, count(*) FILTER (WHERE value = -1) AS down"
+                " FROM votes WHERE target_type = 'story' AND target_id = $1",
+                deep["id"],
+            )
+            print(
+                f"\n3. exact counts: {mismatches} stories whose up/down/score/hot differ from the votes table; "
+                f"the one story: counters {story['up']}/{story['down']} (score {story['score']}), "
+                f"votes table {table['up']}/{table['down']}"
+            )
+            load = os.getloadavg()
+            print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+            await pool.close()
+            if mismatches:
+                raise SystemExit("counts are not exact")
+        finally:
+            if proc is not None:
+                # uvicorn re-raises the signal it caught after shutting down; SIGINT's KeyboardInterrupt still
+                # lets cProfile write its file, SIGTERM's default action does not.
+                proc.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 if __name__ == "__main__":

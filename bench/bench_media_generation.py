@@ -37,20 +37,14 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import openai  # noqa: E402
 from common import percentile as pct  # noqa: E402
-from common import process_cpu_seconds, uvicorn_command  # noqa: E402
+from common import process_cpu_seconds, scratch, uvicorn_command  # noqa: E402
 
 from sandbox.testing import DUMMY_KEYS  # noqa: E402
 from shared.auth import mint_access_token  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
 from shared.testing.env import (  # noqa: E402
     TEST_JWT_SECRET,
-    Infra,
-    create_database,
-    create_vhost,
     delete_blob_container,
-    delete_vhost,
-    drop_database,
-    new_run_id,
 )
 from shared.testing.plugin import blob_container_name  # noqa: E402
 
@@ -156,74 +150,69 @@ async def main() -> None:
     ap.add_argument("--profile", help="write a cProfile of the media process (event loop thread) to this file")
     args = ap.parse_args()
 
-    infra = Infra.from_environ()
-    run_id = new_run_id()
-    names = {role: f"{run_id}_{role}" for role in ("core", "media")}
-    dsns = {role: await create_database(infra, name) for role, name in names.items()}
-    amqp = create_vhost(infra, run_id)
-    container = blob_container_name(run_id)
-    logs = Path(os.environ.get("TMPDIR", "/tmp"))
-    procs: list[subprocess.Popen] = []
-    try:
-        await migrate(dsns["core"], "payment")
-        sandbox_port, media_port = free_port(), free_port()
-        procs.append(start("sandbox.app:app", sandbox_port, {}, logs / f"bench-gen-sandbox-{run_id}.log", "/"))
-        base = f"http://127.0.0.1:{sandbox_port}"
-        env = {
-            "DATABASE_URL": dsns["core"],
-            "MEDIA_DATABASE_URL": dsns["media"],
-            "REDIS_URL": infra.redis_url,
-            "REDIS_PREFIX": run_id,
-            "RABBITMQ_URL": amqp,
-            "AZURE_STORAGE_CONNECTION_STRING": infra.azure_storage,
-            "AZURE_STORAGE_CONTAINER": container,
-            "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
-            "MIGRATE_ON_START": "1",
-            "LOG_LEVEL": "WARNING",
-            "RATE_LIMIT_PER_MINUTE": "1000000",
-            "OPENAI_API_KEY": DUMMY_KEYS["OPENAI_API_KEY"],
-            "OPENAI_BASE_URL": f"{base}/openai/v1",
-            "MEDIA_IMAGE_PROVIDERS": '["openai"]',
-        }
-        procs.append(
-            start(
-                "media_service.main:app",
-                media_port,
-                env,
-                logs / f"bench-gen-media-{run_id}.log",
-                "/health",
-                args.profile,
-            )
-        )
-        user_id = str(uuid.uuid4())
-        import asyncpg
-
-        conn = await asyncpg.connect(dsns["core"])
+    async with scratch("core", "media") as run_env:
+        infra, run_id, dsns, amqp = run_env.infra, run_env.run, run_env.dsns, run_env.amqp
+        container = blob_container_name(run_id)
+        logs = Path(os.environ.get("TMPDIR", "/tmp"))
+        procs: list[subprocess.Popen] = []
         try:
-            await conn.execute(
-                "INSERT INTO subscriptions (user_id, source, external_id, tier, status, current_period_end,"
-                " source_updated_at) VALUES ($1::uuid, 'stripe', $2, 2, 'active', now() + interval '1 month', now())",
-                user_id,
-                f"sub_bench_{run_id}",
+            await migrate(dsns["core"], "payment")
+            sandbox_port, media_port = free_port(), free_port()
+            procs.append(start("sandbox.app:app", sandbox_port, {}, logs / f"bench-gen-sandbox-{run_id}.log", "/"))
+            base = f"http://127.0.0.1:{sandbox_port}"
+            env = {
+                "DATABASE_URL": dsns["core"],
+                "MEDIA_DATABASE_URL": dsns["media"],
+                "REDIS_URL": infra.redis_url,
+                "REDIS_PREFIX": run_id,
+                "RABBITMQ_URL": amqp,
+                "AZURE_STORAGE_CONNECTION_STRING": infra.azure_storage,
+                "AZURE_STORAGE_CONTAINER": container,
+                "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
+                "MIGRATE_ON_START": "1",
+                "LOG_LEVEL": "WARNING",
+                "RATE_LIMIT_PER_MINUTE": "1000000",
+                "OPENAI_API_KEY": DUMMY_KEYS["OPENAI_API_KEY"],
+                "OPENAI_BASE_URL": f"{base}/openai/v1",
+                "MEDIA_IMAGE_PROVIDERS": '["openai"]',
+            }
+            procs.append(
+                start(
+                    "media_service.main:app",
+                    media_port,
+                    env,
+                    logs / f"bench-gen-media-{run_id}.log",
+                    "/health",
+                    args.profile,
+                )
             )
-            await conn.execute("SELECT quota_reset($1::uuid, 2, now() + interval '1 month', 'bench')", user_id)
-        finally:
-            await conn.close()
-        token = mint_access_token(TEST_JWT_SECRET, user_id=user_id, email="bench@example.com", tier=2)
-        await run(args, base, f"http://127.0.0.1:{media_port}", {"Authorization": f"Bearer {token}"}, procs[1].pid)
-    finally:
-        for p in procs:
-            # uvicorn re-raises SIGTERM after shutting down (no cProfile dump); SIGINT ends in
-            # KeyboardInterrupt, after which cProfile still writes its file.
-            p.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
-        for p in procs:
+            user_id = str(uuid.uuid4())
+            import asyncpg
+
+            conn = await asyncpg.connect(dsns["core"])
             try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for name in names.values():
-            await drop_database(infra, name)
-        delete_vhost(infra, run_id)
+                await conn.execute(
+                    "INSERT INTO subscriptions (user_id, source, external_id, tier, status, current_period_end,"
+                    " source_updated_at)"
+                    " VALUES ($1::uuid, 'stripe', $2, 2, 'active', now() + interval '1 month', now())",
+                    user_id,
+                    f"sub_bench_{run_id}",
+                )
+                await conn.execute("SELECT quota_reset($1::uuid, 2, now() + interval '1 month', 'bench')", user_id)
+            finally:
+                await conn.close()
+            token = mint_access_token(TEST_JWT_SECRET, user_id=user_id, email="bench@example.com", tier=2)
+            await run(args, base, f"http://127.0.0.1:{media_port}", {"Authorization": f"Bearer {token}"}, procs[1].pid)
+        finally:
+            for p in procs:
+                # uvicorn re-raises SIGTERM after shutting down (no cProfile dump); SIGINT ends in
+                # KeyboardInterrupt, after which cProfile still writes its file.
+                p.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
         delete_blob_container(infra, container)
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from asgi_lifespan import LifespanManager  # noqa: E402
 
-from bench.common import uvicorn_command  # noqa: E402
+from bench.common import scratch, uvicorn_command  # noqa: E402
 from sandbox import stripe_events as se  # noqa: E402
 from shared import db as dbmod  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
@@ -39,12 +39,6 @@ from shared.quota import InsufficientQuota, QuotaClient  # noqa: E402
 from shared.redis import Keys, create_redis  # noqa: E402
 from shared.testing.env import (  # noqa: E402
     TEST_JWT_SECRET,
-    Infra,
-    create_database,
-    create_vhost,
-    delete_vhost,
-    drop_database,
-    new_run_id,
     patched_environ,
 )
 
@@ -353,11 +347,8 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--only", choices=("quota", "webhooks"), help="run one half")
     args = parser.parse_args()
-    infra = Infra.from_environ()
-    run = new_run_id()
-    dsn = await create_database(infra, f"{run}_core")
-    amqp = create_vhost(infra, run)
-    try:
+    async with scratch("core") as run_env:
+        infra, run, dsn, amqp = run_env.infra, run_env.run, run_env.dsns["core"], run_env.amqp
         await migrate(dsn, "payment")
         load = os.getloadavg()[0]
         print(
@@ -381,9 +372,6 @@ async def main() -> None:
                 "DB_POOL_MAX": "20",
             }
             await report_webhooks(env, args.webhooks, run)
-    finally:
-        await drop_database(infra, f"{run}_core")
-        delete_vhost(infra, run)
 
 
 async def report_quota(dsn: str, redis_url: str, prefix: str, total: int, concurrency: int) -> None:

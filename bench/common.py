@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.testing.env import Infra, create_database, create_vhost, drop_database  # noqa: E402
+from shared.testing.env import (  # noqa: E402
+    Infra,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+    new_run_id,
+)
 
 __all__ = [
     "ROOT",
@@ -21,11 +31,41 @@ __all__ = [
     "create_database",
     "create_vhost",
     "drop_database",
+    "Scratch",
+    "scratch",
     "percentile",
     "wrk",
     "summary",
     "process_cpu_seconds",
 ]
+
+
+@dataclass
+class Scratch:
+    infra: Infra
+    run: str  # this run's id: names its databases, vhost and Redis prefix
+    dsns: dict[str, str]  # role -> the database `<run>_<role>`
+    amqp: str  # the RabbitMQ URL of the vhost `<run>`
+
+
+@contextlib.asynccontextmanager
+async def scratch(*roles: str) -> AsyncIterator[Scratch]:
+    """A benchmark run's own databases (one per role) and RabbitMQ vhost, dropped afterwards
+    however the run ends."""
+    infra = Infra.from_environ()
+    run = new_run_id()
+    dsns: dict[str, str] = {}
+    amqp = None
+    try:
+        for role in roles:
+            dsns[role] = await create_database(infra, f"{run}_{role}")
+        amqp = create_vhost(infra, run)
+        yield Scratch(infra, run, dsns, amqp)
+    finally:
+        for role in dsns:
+            await drop_database(infra, f"{run}_{role}")
+        if amqp is not None:
+            delete_vhost(infra, run)
 
 
 def uvicorn_command(module: str, port: int, *, workers: int = 1, fast_loop: bool = True) -> list[str]:
