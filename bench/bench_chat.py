@@ -49,9 +49,7 @@ from common import process_cpu_seconds, scratch, uvicorn_command  # noqa: E402
 
 from shared.auth import mint_access_token  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
-from shared.testing.env import (  # noqa: E402
-    TEST_JWT_SECRET,
-)
+from shared.testing.env import TEST_JWT_SECRET  # noqa: E402
 
 KEYS = {
     "ANTHROPIC_API_KEY": "sk-ant-bench",

@@ -44,9 +44,7 @@ from common import process_cpu_seconds, scratch, uvicorn_command  # noqa: E402
 from shared.auth import CurrentUser, mint_access_token  # noqa: E402
 from shared.db import create_pool  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
-from shared.testing.env import (  # noqa: E402
-    TEST_JWT_SECRET,
-)
+from shared.testing.env import TEST_JWT_SECRET  # noqa: E402
 
 # Votes are skewed towards some stories (index ~ n * random()^2), each by its own user.
 SEED = """

@@ -42,10 +42,7 @@ from common import process_cpu_seconds, scratch, uvicorn_command  # noqa: E402
 from sandbox.testing import DUMMY_KEYS  # noqa: E402
 from shared.auth import mint_access_token  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
-from shared.testing.env import (  # noqa: E402
-    TEST_JWT_SECRET,
-    delete_blob_container,
-)
+from shared.testing.env import TEST_JWT_SECRET, delete_blob_container  # noqa: E402
 from shared.testing.plugin import blob_container_name  # noqa: E402
 
 

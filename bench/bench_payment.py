@@ -37,10 +37,7 @@ from shared import db as dbmod  # noqa: E402
 from shared.migrate import migrate  # noqa: E402
 from shared.quota import InsufficientQuota, QuotaClient  # noqa: E402
 from shared.redis import Keys, create_redis  # noqa: E402
-from shared.testing.env import (  # noqa: E402
-    TEST_JWT_SECRET,
-    patched_environ,
-)
+from shared.testing.env import TEST_JWT_SECRET, patched_environ  # noqa: E402
 
 SECRET = "whsec_bench_0123456789abcdefghijklmnopqrstuvwxyz"
 # Open-loop arrival rate for one series: far above what Stripe sends for our user numbers, about a
