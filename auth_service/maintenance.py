@@ -9,7 +9,7 @@ import logging
 import time
 
 from auth_service.repositories import maintenance as repo
-from shared.bus import emit, erase_published
+from shared.bus import emit
 from shared.events import EventType, make_event
 
 log = logging.getLogger("auth_service.maintenance")
@@ -24,8 +24,8 @@ async def cleanup_once(pool, settings, batch: int = 500) -> dict[str, int]:
             async with conn.transaction():
                 ids = await repo.delete_abandoned_guests(conn, settings.guest_retention_days, batch)
                 if ids:
-                    # Their published events go now; the user.deleted below once published (retention).
-                    await erase_published(conn, *[str(uid) for uid in ids])
+                    # No erase_published here: an abandoned guest's events are older than
+                    # GUEST_RETENTION_DAYS (>= 1 day), so the outbox sweep (24 h) has deleted them.
                     await emit(
                         conn,
                         *[

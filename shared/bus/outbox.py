@@ -79,17 +79,14 @@ async def sweep_published(pool: asyncpg.Pool, older_than_seconds: float, batch_s
             return total
 
 
-async def erase_published(conn: asyncpg.Connection, *user_ids: str) -> int:
-    """Users' erasure, in the caller's transaction: delete the published rows whose body names one
-    of them (anywhere: user_id, author_id, an email beside the id). Unpublished ones stay to be
-    delivered; the sweep removes them once published and past the retention. One scan of the
-    table, which the sweep keeps to the retention window; deletions are rare."""
-    if not user_ids:
-        return 0
+async def erase_published(conn: asyncpg.Connection, user_id: str) -> int:
+    """A user's erasure, in the caller's transaction: delete the published rows whose body names
+    the user (anywhere: user_id, author_id, an email beside the id). Unpublished ones stay to be
+    delivered; the sweep removes them once published and past the retention. A scan of the
+    table, which the sweep keeps to the retention window (docs/benchmarks.md: outbox retention)."""
     status = await conn.execute(
-        "DELETE FROM outbox_events WHERE published_at IS NOT NULL"
-        " AND EXISTS (SELECT 1 FROM unnest($1::bytea[]) AS u(id) WHERE position(u.id IN body) > 0)",
-        [str(u).encode() for u in user_ids],
+        "DELETE FROM outbox_events WHERE published_at IS NOT NULL AND position($1::bytea IN body) > 0",
+        str(user_id).encode(),
     )
     return int(status.rsplit(" ", 1)[1])
 
