@@ -1,0 +1,24 @@
+-- Ingestion writes fewer index entries, and action XP has a daily cap.
+
+-- idx_user_progress_xp (xp DESC) duplicates idx_user_progress_xp_top (xp DESC, user_id): every XP
+-- change wrote both.
+DROP INDEX IF EXISTS idx_user_progress_xp;
+
+-- leaderboard_scores keyed (user_id, board): the key serves the upsert and a user's erasure, so
+-- the separate user_id index (a third entry per score change) goes.
+ALTER TABLE leaderboard_scores DROP CONSTRAINT IF EXISTS leaderboard_scores_pkey;
+ALTER TABLE leaderboard_scores ADD PRIMARY KEY (user_id, board);
+DROP INDEX IF EXISTS idx_leaderboard_scores_user;
+
+-- The daily cap on XP from actions (messages, conversations, images, stories, check-ins; not
+-- achievements or flip rewards): the action XP granted on the user's local day `xp_day`.
+ALTER TABLE user_progress ADD COLUMN IF NOT EXISTS xp_day DATE;
+ALTER TABLE user_progress ADD COLUMN IF NOT EXISTS xp_today INTEGER NOT NULL DEFAULT 0;
+
+-- rules.level_for_xp in SQL, for the statement that adds XP (progress.save): the largest L with
+-- 50 * L * (L - 1) <= xp, i.e. floor((5 + sqrt(25 + 2 * xp)) / 10), with an exact integer root
+-- (numeric sqrt, floored). tests/analytics/test_rules.py compares the two.
+CREATE OR REPLACE FUNCTION analytics_level_for_xp(xp BIGINT) RETURNS INTEGER
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT ((5 + floor(sqrt(25 + 2 * GREATEST(xp, 0)::numeric)))::bigint / 10)::integer
+$$;
