@@ -127,3 +127,30 @@ async def prune_processed(conn: asyncpg.Connection, consumer: str, before: datet
 async def prune_hourly_activity(conn: asyncpg.Connection, before: datetime) -> int:
     status = await conn.execute("DELETE FROM activity_buckets WHERE granularity = 'hour' AND bucket < $1", before)
     return int(status.split()[-1])
+
+
+async def raw_partitions_before(conn: asyncpg.Connection, first_kept: date) -> list[str]:
+    """The month partitions of analytics_events (analytics_events_YYYY_MM) for months before
+    `first_kept`, oldest first."""
+    rows = await conn.fetch(
+        """
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'analytics_events'::regclass AND c.relname ~ '^analytics_events_[0-9]{4}_[0-9]{2}$'
+           AND to_date(right(c.relname, 7), 'YYYY_MM') < $1
+         ORDER BY c.relname
+        """,
+        first_kept,
+    )
+    return [r[0] for r in rows]
+
+
+async def drop_raw_partitions(conn: asyncpg.Connection, names: list[str], lock_timeout: str) -> None:
+    """Detach and drop them (the parent's exclusive lock, held until the caller's commit), after
+    waiting at most `lock_timeout` for it (LockNotAvailableError then). Names come from
+    raw_partitions_before (catalogue names of our own pattern), quoted all the same."""
+    await conn.execute("SELECT set_config('lock_timeout', $1, true)", lock_timeout)
+    for name in names:
+        quoted = await conn.fetchval("SELECT quote_ident($1)", name)
+        await conn.execute(f"ALTER TABLE analytics_events DETACH PARTITION {quoted}")
+        await conn.execute(f"DROP TABLE {quoted}")
+    await conn.execute("SELECT set_config('lock_timeout', '0', true)")
