@@ -15,17 +15,31 @@ from analytics_service.rules import DAILY_ACTION_XP_CAP, uuid_order
 async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> tuple[list[asyncpg.Record], set]:
     """The users' progress rows, created if missing, locked for this transaction in user order
     (so a consumer batch and a check-in never wait on each other in a cycle); and the ids of
-    the rows created now. One round trip: the no-op update of an existing row locks it and
-    returns it."""
-    user_ids = sorted(set(user_ids), key=uuid_order)
-    rows = await conn.fetch(
-        """
-        INSERT INTO user_progress AS p (user_id) SELECT u FROM unnest($1::uuid[]) AS u ORDER BY u
-        ON CONFLICT (user_id) DO UPDATE SET user_id = p.user_id
-        RETURNING p.*, (xmax = 0) AS created
-        """,
-        user_ids,
-    )
+    the rows created now. One round trip: existing rows are locked with FOR UPDATE (no new row
+    version, unlike a no-op update), missing ones inserted. A row another transaction inserted
+    after this statement's snapshot is not returned (the insert skips it): asked for again."""
+    wanted = sorted(set(user_ids), key=uuid_order)
+    rows: list[asyncpg.Record] = []
+    while wanted:
+        found = await conn.fetch(
+            """
+            WITH locked AS (
+                SELECT p.*, false AS created FROM user_progress p
+                 WHERE p.user_id = ANY($1::uuid[]) ORDER BY p.user_id FOR UPDATE
+            ),
+            created AS (
+                INSERT INTO user_progress AS p (user_id)
+                SELECT u FROM unnest($1::uuid[]) AS u WHERE u NOT IN (SELECT user_id FROM locked) ORDER BY u
+                ON CONFLICT (user_id) DO NOTHING
+                RETURNING p.*, true AS created
+            )
+            SELECT * FROM locked UNION ALL SELECT * FROM created
+            """,
+            wanted,
+        )
+        rows.extend(found)
+        seen = {r["user_id"] for r in found}
+        wanted = [u for u in wanted if u not in seen]
     return sorted(rows, key=lambda r: r["user_id"].int), {r["user_id"] for r in rows if r["created"]}
 
 
