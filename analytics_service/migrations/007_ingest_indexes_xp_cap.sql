@@ -22,3 +22,9 @@ CREATE OR REPLACE FUNCTION analytics_level_for_xp(xp BIGINT) RETURNS INTEGER
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT ((5 + floor(sqrt(25 + 2 * GREATEST(xp, 0)::numeric)))::bigint / 10)::integer
 $$;
+
+-- A range ending today: WAU/MAU are yesterday's users of the 6 / 29 days ending yesterday (stored
+-- here by the daily task) plus today's users not among them (platform.py), not a distinct count
+-- over a month of day rows. NULL on rows stored before this migration (counted then).
+ALTER TABLE platform_daily_actives ADD COLUMN IF NOT EXISTS wau_trailing BIGINT;
+ALTER TABLE platform_daily_actives ADD COLUMN IF NOT EXISTS mau_trailing BIGINT;

@@ -85,10 +85,11 @@ async def tier_counts(conn) -> dict[str, int]:
 
 async def store_daily_actives(conn: asyncpg.Connection, days: list[date], now: datetime) -> int:
     """DAU, WAU, MAU of each UTC day in `days`: distinct users over the day rows of
-    activity_buckets (1, 7, 30 days ending with the day), computed once and stored."""
+    activity_buckets (1, 7, 30 days ending with the day), computed once and stored; and the users
+    of the 6 and 29 days ending with it (the next day's WAU/MAU before its own users are added)."""
     status = await conn.execute(
         """
-        INSERT INTO platform_daily_actives AS p (day, dau, wau, mau, computed_at)
+        INSERT INTO platform_daily_actives AS p (day, dau, wau, mau, wau_trailing, mau_trailing, computed_at)
         SELECT d,
                (SELECT count(DISTINCT user_id) FROM activity_buckets
                  WHERE granularity = 'day' AND bucket = (d::timestamp AT TIME ZONE 'UTC')),
@@ -98,9 +99,16 @@ async def store_daily_actives(conn: asyncpg.Connection, days: list[date], now: d
                (SELECT count(DISTINCT user_id) FROM activity_buckets
                  WHERE granularity = 'day' AND bucket > ((d - 30)::timestamp AT TIME ZONE 'UTC')
                    AND bucket <= (d::timestamp AT TIME ZONE 'UTC')),
+               (SELECT count(DISTINCT user_id) FROM activity_buckets
+                 WHERE granularity = 'day' AND bucket > ((d - 6)::timestamp AT TIME ZONE 'UTC')
+                   AND bucket <= (d::timestamp AT TIME ZONE 'UTC')),
+               (SELECT count(DISTINCT user_id) FROM activity_buckets
+                 WHERE granularity = 'day' AND bucket > ((d - 29)::timestamp AT TIME ZONE 'UTC')
+                   AND bucket <= (d::timestamp AT TIME ZONE 'UTC')),
                $2
           FROM unnest($1::date[]) AS d
         ON CONFLICT (day) DO UPDATE SET dau = EXCLUDED.dau, wau = EXCLUDED.wau, mau = EXCLUDED.mau,
+                                        wau_trailing = EXCLUDED.wau_trailing, mau_trailing = EXCLUDED.mau_trailing,
                                         computed_at = EXCLUDED.computed_at
         """,
         days,
@@ -110,7 +118,9 @@ async def store_daily_actives(conn: asyncpg.Connection, days: list[date], now: d
 
 
 async def stored_actives(conn, day: date) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT dau, wau, mau, computed_at FROM platform_daily_actives WHERE day = $1", day)
+    return await conn.fetchrow(
+        "SELECT dau, wau, mau, wau_trailing, mau_trailing, computed_at FROM platform_daily_actives WHERE day = $1", day
+    )
 
 
 async def last_stored_day(conn) -> date | None:
