@@ -28,3 +28,8 @@ $$;
 -- over a month of day rows. NULL on rows stored before this migration (counted then).
 ALTER TABLE platform_daily_actives ADD COLUMN IF NOT EXISTS wau_trailing BIGINT;
 ALTER TABLE platform_daily_actives ADD COLUMN IF NOT EXISTS mau_trailing BIGINT;
+
+-- The user index of activity_buckets (erasure) carries the granularity and bucket too: the latest
+-- day a user was active before a given day is then one backward index probe (rollups.newcomers).
+CREATE INDEX IF NOT EXISTS idx_activity_buckets_user_day ON activity_buckets (user_id, granularity, bucket);
+DROP INDEX IF EXISTS idx_activity_buckets_user;

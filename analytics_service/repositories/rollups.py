@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
@@ -280,24 +280,20 @@ async def distinct_active(conn, start: datetime, end: datetime) -> int:
 
 async def newcomers(conn, day: datetime) -> tuple[int, int]:
     """Users active on UTC day `day` (its day rows of activity_buckets) who were not active on any
-    of the 6 days before it, and on any of the 29 days before it. Per user, key lookups of the
-    days before, newest first, stopping at the first found: a cost of the day's users, not of
-    the month's day rows."""
-    before = [day - timedelta(days=k) for k in range(1, 30)]
+    of the 6 days before it, and on any of the 29 days before it. Per user of that day, one
+    backward probe of idx_activity_buckets_user_day for their latest earlier active day: a cost
+    of the day's users, not of the month's day rows."""
     row = await conn.fetchrow(
         """
         SELECT count(*) FILTER (WHERE p.prev IS NULL OR p.prev < $1::timestamptz - interval '6 days') AS week,
-               count(*) FILTER (WHERE p.prev IS NULL) AS month
+               count(*) FILTER (WHERE p.prev IS NULL OR p.prev < $1::timestamptz - interval '29 days') AS month
           FROM activity_buckets t
-          LEFT JOIN LATERAL (
-              SELECT d.day AS prev FROM unnest($2::timestamptz[]) WITH ORDINALITY AS d(day, n)
-               WHERE EXISTS (SELECT 1 FROM activity_buckets o
-                              WHERE o.granularity = 'day' AND o.bucket = d.day AND o.user_id = t.user_id)
-               ORDER BY d.n LIMIT 1
-          ) p ON true
+         CROSS JOIN LATERAL (
+              SELECT max(o.bucket) AS prev FROM activity_buckets o
+               WHERE o.user_id = t.user_id AND o.granularity = 'day' AND o.bucket < $1::timestamptz
+          ) p
          WHERE t.granularity = 'day' AND t.bucket = $1::timestamptz
         """,
         day,
-        before,
     )
     return int(row["week"]), int(row["month"])
