@@ -17,7 +17,7 @@ ALTER TABLE user_progress ADD COLUMN IF NOT EXISTS xp_today INTEGER NOT NULL DEF
 
 -- rules.level_for_xp in SQL, for the statement that adds XP (progress.save): the largest L with
 -- 50 * L * (L - 1) <= xp, i.e. floor((5 + sqrt(25 + 2 * xp)) / 10), with an exact integer root
--- (numeric sqrt, floored). tests/analytics/test_rules.py compares the two.
+-- (numeric sqrt, floored). tests/analytics/test_xp_cap.py compares the two.
 CREATE OR REPLACE FUNCTION analytics_level_for_xp(xp BIGINT) RETURNS INTEGER
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT ((5 + floor(sqrt(25 + 2 * GREATEST(xp, 0)::numeric)))::bigint / 10)::integer
