@@ -82,3 +82,17 @@ async def test_old_partitions_are_dropped_and_their_rollups_kept(bus, analytics_
     assert await messages_on(analytics_db, OLD[0]) == old_day + 1
     assert "analytics_events_2019_03" in await partitions(analytics_db)
     assert await analytics_db.fetchval("SELECT count(*) FROM analytics_events WHERE event_id = $1", late.event_id) == 1
+
+
+@pytest.mark.parametrize("months, accepted", [(0, True), (1, False), (-3, False), (2, True), (13, True)])
+async def test_the_retention_setting_is_0_or_at_least_2_months(service_env, months, accepted):
+    from analytics_service.settings import Settings
+    from shared.settings import SettingsError, load_settings
+    from shared.testing.env import patched_environ
+
+    with patched_environ({**service_env, "ANALYTICS_RAW_RETENTION_MONTHS": str(months)}):
+        if accepted:
+            assert load_settings(Settings).analytics_raw_retention_months == months
+        else:
+            with pytest.raises(SettingsError, match="ANALYTICS_RAW_RETENTION_MONTHS"):
+                load_settings(Settings)
