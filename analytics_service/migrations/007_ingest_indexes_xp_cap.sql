@@ -33,3 +33,16 @@ ALTER TABLE platform_daily_actives ADD COLUMN IF NOT EXISTS mau_trailing BIGINT;
 -- day a user was active before a given day is then one backward index probe (rollups.newcomers).
 CREATE INDEX IF NOT EXISTS idx_activity_buckets_user_day ON activity_buckets (user_id, granularity, bucket);
 DROP INDEX IF EXISTS idx_activity_buckets_user;
+
+-- Room on each page for the consumer's updates to stay heap-only (HOT: no index entry written)
+-- when they change no indexed column: counters, last-seen times, histogram counts. Applies to
+-- pages written from now on.
+ALTER TABLE user_analytics SET (fillfactor = 80);
+ALTER TABLE user_characters SET (fillfactor = 80);
+ALTER TABLE conversation_stats SET (fillfactor = 80);
+ALTER TABLE character_stats SET (fillfactor = 80);
+ALTER TABLE character_daily SET (fillfactor = 80);
+ALTER TABLE platform_metrics SET (fillfactor = 80);
+ALTER TABLE metric_histogram SET (fillfactor = 80);
+ALTER TABLE metric_histogram_blocks SET (fillfactor = 80);
+ALTER TABLE user_progress SET (fillfactor = 80);
