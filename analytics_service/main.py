@@ -28,7 +28,12 @@ async def startup(app: FastAPI) -> None:
     app.state.daily_task = None
     if settings.analytics_daily_check_seconds > 0:
         app.state.daily_task = asyncio.create_task(
-            daily.run_periodically(app.state.db, settings.analytics_daily_check_seconds), name="analytics-daily"
+            daily.run_periodically(
+                app.state.db,
+                settings.analytics_daily_check_seconds,
+                raw_retention_months=settings.analytics_raw_retention_months,
+            ),
+            name="analytics-daily",
         )
 
 

@@ -59,9 +59,16 @@ async def platform(pool: asyncpg.Pool, start: datetime, end: datetime, granulari
         )
         before = await rollups_repo.platform_totals_before(conn, ["conversions", "cancellations"], first)
         stored = await daily_repo.stored_actives(conn, last_day.date())
+        day_before = (last_day - STEP["day"]).date()
+        previous = None if stored is not None else await daily_repo.stored_actives(conn, day_before)
         if stored is not None:
             # A complete day the daily task stored: no distinct count over a month of users.
             wau, mau = stored["wau"], stored["mau"]
+        elif previous is not None and previous["mau_trailing"] is not None:
+            # Today (or a day not stored yet after a stored one): the day before's users of the
+            # 6 / 29 days ending with it, plus this day's users who are not among them.
+            new_week, new_month = await rollups_repo.newcomers(conn, last_day)
+            wau, mau = previous["wau_trailing"] + new_week, previous["mau_trailing"] + new_month
         else:
             wau = await rollups_repo.distinct_active(conn, last_day - timedelta(days=6), last_day + timedelta(days=1))
             mau = await rollups_repo.distinct_active(conn, last_day - timedelta(days=29), last_day + timedelta(days=1))

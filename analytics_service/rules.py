@@ -50,6 +50,10 @@ XP_PER_EVENT = {
     EventType.IMAGE_GENERATED.value: 5,
 }
 CHECKIN_XP = 10
+# At most this much XP from actions (XP_PER_EVENT and check-ins) per user and local day: a script
+# sending messages all day cannot farm levels. Achievements and flip rewards are not capped (each
+# comes once, or from a ticket). Enforced by the statement that adds XP (progress_repo.save).
+DAILY_ACTION_XP_CAP = 500
 # Events that can move a user's progression: XP, a streak day, or an achievement's metric.
 PROGRESSION_TYPES = frozenset(XP_PER_EVENT) | ACTIVITY_TYPES | UPGRADE_TYPES
 STREAK_MILESTONES = (3, 7, 14, 30, 100)

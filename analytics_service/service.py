@@ -41,6 +41,9 @@ class Progress:
     level: int
     streak: rules.Streak
     last_checkin_day: date | None
+    # XP to add in this transaction: from actions (capped per local day by the statement that adds
+    # it, progress_repo.save) and from rewards (achievements, flips: not capped).
+    action_xp: int = 0
     xp_gain: int = 0
     milestones: list[tuple[int, date]] = field(default_factory=list)
     # The XP and longest streak the user had in the histograms before this transaction (None: a new row).
@@ -76,6 +79,11 @@ class Progress:
             "last_active_day": self.streak.last_active_day,
             "last_checkin_day": self.last_checkin_day,
         }
+
+    def gains(self, now: datetime) -> dict[str, Any]:
+        """What progress_repo.save adds: the action XP (capped there), the reward XP, and the
+        user's local day the action XP counts on."""
+        return {"action_xp": self.action_xp, "reward_xp": self.xp_gain, "xp_day": rules.local_day(now, self.timezone)}
 
 
 @dataclass
@@ -115,16 +123,16 @@ async def settle(
     for a in achievements:
         states[a["user_id"]].xp_gain += a["xp_reward"]
 
+    # The statement adds the XP (the action XP capped per local day) and sets the level.
+    saved = await progress_repo.save(conn, [{**states[u].row(), **states[u].gains(now)} for u in users])
     level_ups = []
     for u in users:
         p = states[u]
-        p.xp += p.xp_gain
-        p.xp_gain = 0
-        new_level = rules.level_for_xp(p.xp)
+        p.xp, new_level = saved[u]
+        p.action_xp = p.xp_gain = 0
         if new_level > p.level:
             level_ups.append((u, p.level, new_level))
-        p.level = max(p.level, new_level)
-    await progress_repo.save(conn, [states[u].row() for u in users])
+        p.level = new_level
     moved: Counter = Counter()
     longest: Counter = Counter()
     gains: dict[tuple[str, uuid.UUID], int] = dict(board_gains or {})
@@ -198,7 +206,7 @@ async def progress_from_events(
     for e in sorted(relevant, key=lambda e: e.occurred_at):
         p = states[e.user_id]
         if rules.is_counted_message(e.event_type, e.data) or e.event_type != EventType.MESSAGE_SENT.value:
-            p.xp_gain += rules.XP_PER_EVENT.get(e.event_type, 0)
+            p.action_xp += rules.XP_PER_EVENT.get(e.event_type, 0)
         # A check-in moved the streak in its own request; its event only counts as activity.
         if e.event_type in rules.ACTIVITY_TYPES and e.event_type != EventType.USER_ENGAGEMENT.value:
             p.active_on(rules.local_day(e.occurred_at, p.timezone))

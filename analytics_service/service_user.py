@@ -65,10 +65,10 @@ async def checkin(pool: asyncpg.Pool, user_id: str, tz_name: str | None, now: da
         today = rules.local_day(now, p.timezone)
         if p.last_checkin_day == today:
             if tz_name:
-                await progress_repo.save(conn, [p.row()])
+                await progress_repo.save(conn, [{**p.row(), **p.gains(now)}])
             return {**_state_out(p, today), "checked_in": False, "reward": None}
         p.last_checkin_day = today
-        p.xp_gain += rules.CHECKIN_XP
+        p.action_xp += rules.CHECKIN_XP
         p.active_on(today)
         engagement = make_event(
             EventType.USER_ENGAGEMENT,

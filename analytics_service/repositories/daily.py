@@ -85,10 +85,11 @@ async def tier_counts(conn) -> dict[str, int]:
 
 async def store_daily_actives(conn: asyncpg.Connection, days: list[date], now: datetime) -> int:
     """DAU, WAU, MAU of each UTC day in `days`: distinct users over the day rows of
-    activity_buckets (1, 7, 30 days ending with the day), computed once and stored."""
+    activity_buckets (1, 7, 30 days ending with the day), computed once and stored; and the users
+    of the 6 and 29 days ending with it (the next day's WAU/MAU before its own users are added)."""
     status = await conn.execute(
         """
-        INSERT INTO platform_daily_actives AS p (day, dau, wau, mau, computed_at)
+        INSERT INTO platform_daily_actives AS p (day, dau, wau, mau, wau_trailing, mau_trailing, computed_at)
         SELECT d,
                (SELECT count(DISTINCT user_id) FROM activity_buckets
                  WHERE granularity = 'day' AND bucket = (d::timestamp AT TIME ZONE 'UTC')),
@@ -98,9 +99,16 @@ async def store_daily_actives(conn: asyncpg.Connection, days: list[date], now: d
                (SELECT count(DISTINCT user_id) FROM activity_buckets
                  WHERE granularity = 'day' AND bucket > ((d - 30)::timestamp AT TIME ZONE 'UTC')
                    AND bucket <= (d::timestamp AT TIME ZONE 'UTC')),
+               (SELECT count(DISTINCT user_id) FROM activity_buckets
+                 WHERE granularity = 'day' AND bucket > ((d - 6)::timestamp AT TIME ZONE 'UTC')
+                   AND bucket <= (d::timestamp AT TIME ZONE 'UTC')),
+               (SELECT count(DISTINCT user_id) FROM activity_buckets
+                 WHERE granularity = 'day' AND bucket > ((d - 29)::timestamp AT TIME ZONE 'UTC')
+                   AND bucket <= (d::timestamp AT TIME ZONE 'UTC')),
                $2
           FROM unnest($1::date[]) AS d
         ON CONFLICT (day) DO UPDATE SET dau = EXCLUDED.dau, wau = EXCLUDED.wau, mau = EXCLUDED.mau,
+                                        wau_trailing = EXCLUDED.wau_trailing, mau_trailing = EXCLUDED.mau_trailing,
                                         computed_at = EXCLUDED.computed_at
         """,
         days,
@@ -110,7 +118,9 @@ async def store_daily_actives(conn: asyncpg.Connection, days: list[date], now: d
 
 
 async def stored_actives(conn, day: date) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT dau, wau, mau, computed_at FROM platform_daily_actives WHERE day = $1", day)
+    return await conn.fetchrow(
+        "SELECT dau, wau, mau, wau_trailing, mau_trailing, computed_at FROM platform_daily_actives WHERE day = $1", day
+    )
 
 
 async def last_stored_day(conn) -> date | None:
@@ -127,3 +137,30 @@ async def prune_processed(conn: asyncpg.Connection, consumer: str, before: datet
 async def prune_hourly_activity(conn: asyncpg.Connection, before: datetime) -> int:
     status = await conn.execute("DELETE FROM activity_buckets WHERE granularity = 'hour' AND bucket < $1", before)
     return int(status.split()[-1])
+
+
+async def raw_partitions_before(conn: asyncpg.Connection, first_kept: date) -> list[str]:
+    """The month partitions of analytics_events (analytics_events_YYYY_MM) for months before
+    `first_kept`, oldest first."""
+    rows = await conn.fetch(
+        """
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'analytics_events'::regclass AND c.relname ~ '^analytics_events_[0-9]{4}_[0-9]{2}$'
+           AND to_date(right(c.relname, 7), 'YYYY_MM') < $1
+         ORDER BY c.relname
+        """,
+        first_kept,
+    )
+    return [r[0] for r in rows]
+
+
+async def drop_raw_partitions(conn: asyncpg.Connection, names: list[str], lock_timeout: str) -> None:
+    """Detach and drop them (the parent's exclusive lock, held until the caller's commit), after
+    waiting at most `lock_timeout` for it (LockNotAvailableError then). Names come from
+    raw_partitions_before (catalogue names of our own pattern), quoted all the same."""
+    await conn.execute("SELECT set_config('lock_timeout', $1, true)", lock_timeout)
+    for name in names:
+        quoted = await conn.fetchval("SELECT quote_ident($1)", name)
+        await conn.execute(f"ALTER TABLE analytics_events DETACH PARTITION {quoted}")
+        await conn.execute(f"DROP TABLE {quoted}")
+    await conn.execute("SELECT set_config('lock_timeout', '0', true)")

@@ -9,54 +9,87 @@ from datetime import date, datetime
 import asyncpg
 
 from analytics_service.repositories import ranks as ranks_repo
-from analytics_service.rules import uuid_order
+from analytics_service.rules import DAILY_ACTION_XP_CAP, uuid_order
 
 
 async def lock(conn: asyncpg.Connection, user_ids: list[uuid.UUID]) -> tuple[list[asyncpg.Record], set]:
     """The users' progress rows, created if missing, locked for this transaction in user order
     (so a consumer batch and a check-in never wait on each other in a cycle); and the ids of
-    the rows created now. One round trip: the no-op update of an existing row locks it and
-    returns it."""
-    user_ids = sorted(set(user_ids), key=uuid_order)
-    rows = await conn.fetch(
-        """
-        INSERT INTO user_progress AS p (user_id) SELECT u FROM unnest($1::uuid[]) AS u ORDER BY u
-        ON CONFLICT (user_id) DO UPDATE SET user_id = p.user_id
-        RETURNING p.*, (xmax = 0) AS created
-        """,
-        user_ids,
-    )
+    the rows created now. One round trip: existing rows are locked with FOR UPDATE (no new row
+    version, unlike a no-op update), missing ones inserted. A row another transaction inserted
+    after this statement's snapshot is not returned (the insert skips it): asked for again."""
+    wanted = sorted(set(user_ids), key=uuid_order)
+    rows: list[asyncpg.Record] = []
+    while wanted:
+        found = await conn.fetch(
+            """
+            WITH locked AS (
+                SELECT p.*, false AS created FROM user_progress p
+                 WHERE p.user_id = ANY($1::uuid[]) ORDER BY p.user_id FOR UPDATE
+            ),
+            created AS (
+                INSERT INTO user_progress AS p (user_id)
+                SELECT u FROM unnest($1::uuid[]) AS u WHERE u NOT IN (SELECT user_id FROM locked) ORDER BY u
+                ON CONFLICT (user_id) DO NOTHING
+                RETURNING p.*, true AS created
+            )
+            SELECT * FROM locked UNION ALL SELECT * FROM created
+            """,
+            wanted,
+        )
+        rows.extend(found)
+        seen = {r["user_id"] for r in found}
+        wanted = [u for u in wanted if u not in seen]
     return sorted(rows, key=lambda r: r["user_id"].int), {r["user_id"] for r in rows if r["created"]}
 
 
-async def save(conn: asyncpg.Connection, rows: list[dict]) -> None:
+async def save(conn: asyncpg.Connection, rows: list[dict]) -> dict[uuid.UUID, tuple[int, int]]:
+    """Write the rows' streak and time zone, add their XP and set the level; user -> (xp, level)
+    after. Each row has `action_xp` (added up to what is left of DAILY_ACTION_XP_CAP on its
+    `xp_day`, the user's local day) and `reward_xp` (added whole). The cap is applied here, on the
+    row being updated (an UPDATE re-reads a row another transaction changed before applying it),
+    so no two transactions can both spend the same day's allowance."""
     if not rows:
-        return
+        return {}
     cols = (
         "user_id",
         "timezone",
-        "xp",
-        "level",
         "streak_current",
         "streak_longest",
         "streak_started_on",
         "last_active_day",
         "last_checkin_day",
+        "action_xp",
+        "reward_xp",
+        "xp_day",
     )
-    await conn.execute(
-        """
-        UPDATE user_progress p SET timezone = v.timezone, xp = v.xp, level = v.level,
+    saved = await conn.fetch(
+        f"""
+        UPDATE user_progress p SET timezone = v.timezone,
+               xp = p.xp + v.reward_xp + {_GRANTED},
+               level = GREATEST(p.level, analytics_level_for_xp(p.xp + v.reward_xp + {_GRANTED})),
+               xp_today = CASE WHEN v.action_xp > 0 THEN {_SPENT} + {_GRANTED} ELSE p.xp_today END,
+               xp_day = CASE WHEN v.action_xp > 0 THEN GREATEST(p.xp_day, v.xp_day) ELSE p.xp_day END,
                streak_current = v.streak_current, streak_longest = v.streak_longest,
                streak_started_on = v.streak_started_on, last_active_day = v.last_active_day,
                last_checkin_day = v.last_checkin_day, updated_at = now()
-          FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::int[], $5::int[], $6::int[], $7::date[], $8::date[],
-                      $9::date[])
-               AS v(user_id, timezone, xp, level, streak_current, streak_longest, streak_started_on, last_active_day,
-                    last_checkin_day)
+          FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::date[], $6::date[], $7::date[],
+                      $8::bigint[], $9::bigint[], $10::date[])
+               AS v(user_id, timezone, streak_current, streak_longest, streak_started_on, last_active_day,
+                    last_checkin_day, action_xp, reward_xp, xp_day)
          WHERE p.user_id = v.user_id
+        RETURNING p.user_id, p.xp, p.level
         """,
         *[[r[c] for r in rows] for c in cols],
+        DAILY_ACTION_XP_CAP,
     )
+    return {r["user_id"]: (r["xp"], r["level"]) for r in saved}
+
+
+# The action XP already granted on the row's day (0 on a later day; a move west to an earlier day
+# spends the same allowance), and what this update grants.
+_SPENT = "(CASE WHEN p.xp_day >= v.xp_day THEN p.xp_today ELSE 0 END)"
+_GRANTED = f"LEAST(v.action_xp, GREATEST(0, $11::int - {_SPENT}))"
 
 
 async def get(conn, user_id: str) -> asyncpg.Record | None:

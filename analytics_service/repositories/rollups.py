@@ -29,6 +29,9 @@ ROLLUP_TABLES = (
 # holds it exclusively while it rebuilds.
 ROLLUP_LOCK = 0x5CE7A7A1
 
+# The counts of a user without any (read only): one shared Counter, not one made per lookup.
+_NONE: Counter = Counter()
+
 
 async def lock_exclusive(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK)
@@ -114,7 +117,7 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta, *, write_boards: bool 
     if user_counts or d.user_first:
         users = sorted(set(user_counts) | set(d.user_first), key=uuid_order)
         columns = (*USER_COUNTERS, "characters", "active_days")
-        arrays = [[user_counts.get(u, Counter())[c] for u in users] for c in columns]
+        arrays = [[user_counts.get(u, _NONE)[c] for u in users] for c in columns]
         rows = await conn.fetch(
             """
             INSERT INTO user_analytics AS ua (user_id, events, messages, conversations, stories, images, upgrades,
@@ -143,7 +146,7 @@ async def apply(conn: asyncpg.Connection, d: RollupDelta, *, write_boards: bool 
         # whose count moved leaves the old value for the new one.
         moved: Counter = Counter()
         for r in rows:
-            gained = user_counts.get(r["user_id"], Counter())["messages"]
+            gained = user_counts.get(r["user_id"], _NONE)["messages"]
             if r["inserted"]:
                 moved[r["messages"]] += 1
             elif gained:
@@ -273,3 +276,24 @@ async def distinct_active(conn, start: datetime, end: datetime) -> int:
         start,
         end,
     )
+
+
+async def newcomers(conn, day: datetime) -> tuple[int, int]:
+    """Users active on UTC day `day` (its day rows of activity_buckets) who were not active on any
+    of the 6 days before it, and on any of the 29 days before it. Per user of that day, one
+    backward probe of idx_activity_buckets_user_day for their latest earlier active day: a cost
+    of the day's users, not of the month's day rows."""
+    row = await conn.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE p.prev IS NULL OR p.prev < $1::timestamptz - interval '6 days') AS week,
+               count(*) FILTER (WHERE p.prev IS NULL OR p.prev < $1::timestamptz - interval '29 days') AS month
+          FROM activity_buckets t
+         CROSS JOIN LATERAL (
+              SELECT max(o.bucket) AS prev FROM activity_buckets o
+               WHERE o.user_id = t.user_id AND o.granularity = 'day' AND o.bucket < $1::timestamptz
+          ) p
+         WHERE t.granularity = 'day' AND t.bucket = $1::timestamptz
+        """,
+        day,
+    )
+    return int(row["week"]), int(row["month"])

@@ -12,6 +12,7 @@ import pytest
 from analytics_service import daily, platform, rules
 from analytics_service.events import QUEUE
 from analytics_service.repositories import daily as daily_repo
+from analytics_service.repositories import rollups as rollups_repo
 from tests.analytics.conftest import event
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -93,7 +94,7 @@ async def test_daily_actives_are_stored_per_complete_day(analytics, bus, new_use
     assert rows and rows[-1]["day"] == today - timedelta(days=1)  # complete days only
     for r in rows:
         day = datetime(r["day"].year, r["day"].month, r["day"].day, tzinfo=UTC)
-        for column, days in (("dau", 1), ("wau", 7), ("mau", 30)):
+        for column, days in (("dau", 1), ("wau", 7), ("mau", 30), ("wau_trailing", 6), ("mau_trailing", 29)):
             counted = await analytics_db.fetchval(
                 "SELECT count(DISTINCT user_id) FROM activity_buckets WHERE granularity = 'day'"
                 " AND bucket > $1 AND bucket <= $2",
@@ -108,6 +109,27 @@ async def test_daily_actives_are_stored_per_complete_day(analytics, bus, new_use
     answer = await platform.platform(analytics_db, start, start + timedelta(days=3), "day")
     assert (answer["wau"], answer["mau"]) == (yesterday["wau"], yesterday["mau"] + 1000)
     await analytics_db.execute("UPDATE platform_daily_actives SET mau = mau - 1000 WHERE day = $1", yesterday["day"])
+
+    # A range ending today: yesterday's trailing figures plus today's newcomers, equal to distinct
+    # counts over the day rows. Today's users: one back after 3 days (in both), one after 20 days
+    # (new this week), one first seen today (new in both).
+    d = new_user()
+    await bus.send(
+        event("message.sent", b.id, {"sender": "Sam"}, at=now),
+        event("message.sent", c.id, {"sender": "Sam"}, at=now),
+        event("message.sent", d.id, {"sender": "Sam"}, at=now),
+    )
+    await bus.settled()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    answer = await platform.platform(analytics_db, midnight - timedelta(days=6), midnight + timedelta(days=1), "day")
+    counted = [
+        await rollups_repo.distinct_active(
+            analytics_db, midnight - timedelta(days=days - 1), midnight + timedelta(days=1)
+        )
+        for days in (7, 30)
+    ]
+    assert (answer["wau"], answer["mau"]) == tuple(counted)
+    assert await rollups_repo.newcomers(analytics_db, midnight) >= (2, 1)
 
 
 async def test_pruning_keeps_recent_rows_and_other_consumers(analytics, analytics_db):
