@@ -14,7 +14,8 @@ from community_service.service import is_moderator
 from shared.auth import CurrentUser, get_current_user
 
 router = APIRouter(tags=["votes"])
-TargetType = Literal["story", "scenario", "character"]
+TargetType = Literal["story", "scenario", "character"]  # what can be reported and moderated
+VoteTargetType = Literal["story", "scenario", "character", "room"]
 
 
 @router.put("/votes", responses=responses(errors.TARGET_NOT_FOUND))
@@ -27,7 +28,7 @@ async def put_vote(body: VoteRequest, request: Request, user: CurrentUser = Depe
 
 @router.delete("/votes/{target_type}/{target_id}", responses=responses(errors.TARGET_NOT_FOUND))
 async def delete_vote(
-    target_type: TargetType,
+    target_type: VoteTargetType,
     request: Request,
     target_id: str = Path(max_length=64),
     user: CurrentUser = Depends(get_current_user),
