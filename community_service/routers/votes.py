@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from community_service import errors
 from community_service import service_votes as votes_svc
 from community_service.models import ReportRequest, VoteRequest
-from community_service.routers.common import pool, responses
+from community_service.routers.common import feed_pages, pool, responses
 from community_service.service import is_moderator
 from shared.auth import CurrentUser, get_current_user
 
@@ -74,4 +74,7 @@ async def moderate(
     user: CurrentUser = Depends(moderator_user),
 ):
     """approve closes the reports; remove hides the content from feeds, lists and share links. Audited."""
-    return await votes_svc.moderate(pool(request), user, target_type, target_id, action, note)
+    done = await votes_svc.moderate(pool(request), user, target_type, target_id, action, note)
+    if action == "remove":
+        feed_pages(request).clear()
+    return done
