@@ -1,21 +1,27 @@
 """Community: the public story feed (hot) at a fixed rate and votes at full speed, side by side in one run.
 
-    .venv/bin/python bench/bench_community.py [--stories 100000] [--votes 1000000] [--seconds 10] [--parts feed,votes,votes2,hello,layer]
+    .venv/bin/python bench/bench_community.py [--stories 100000] [--votes 1000000] [--seconds 10]
+        [--parts feed,votes,votes2,hello,layer] [--profile FILE]
 
 Needs the local PostgreSQL, Redis and RabbitMQ (scripts/infra.sh). Creates a throwaway database
 with community's schema, seeds it in SQL (generate_series: published public stories over the last
 30 days, votes skewed towards a few stories, every story's counters and hot value computed from
-the votes table), then runs the community service under uvicorn and measures over HTTP:
+the votes table), then runs the community service under uvicorn and measures over HTTP, with a
+minimal keep-alive HTTP/1.1 client (common.RawHTTP: the client shares the two cores, so its own
+CPU per request is printed next to the server's):
 
 1. the hot feed (`GET /stories?scope=public&sort=hot`, first page of 20 and a page deep in the
    feed by cursor) at a fixed arrival rate (open loop: latency counted from the scheduled send
-   time, so a stall is not hidden by the client waiting);
+   time, so a stall is not hidden by the client waiting), one worker;
 2. votes (`PUT /votes`, ±1 by distinct users, some changing their vote) as fast as `--in-flight`
-   concurrent requests go: all on one story (every vote serializes on its row) and spread over
-   the seeded stories;
-3. the same votes through the service layer alone (no HTTP), to separate the database's share;
+   connections go: all on one story (every vote serializes on its row) and spread over the
+   seeded stories, on one worker and then on two (`votes2`: the vote batcher is per process;
+   the SQL keeps the counts exact across processes);
+3. the floor (`hello`): a bare FastAPI `GET /ping` on one and two workers, and the same endpoint
+   behind the shared stack (JWT, Redis rate limit) with a distinct token per request;
+4. the same votes through the service layer alone (`layer`: no HTTP), to separate the database's share;
 
-and at the end checks that every story's up/down/score equals the votes table (exact counts).
+and at the end checks that every story's up/down/score/hot equals the votes table (exact counts).
 """
 
 from __future__ import annotations
@@ -196,15 +202,18 @@ async def votes_http(conns: list[RawHTTP], targets: list[str], voters: list[dict
     return done, time.perf_counter() - t0, latencies, bad
 
 
-async def closed_loop_get(conns: list[RawHTTP], path: str, seconds: float) -> tuple[int, float]:
-    """GET `path` as fast as the connections go (one in flight each): (requests, wall seconds)."""
+async def closed_loop_get(
+    conns: list[RawHTTP], path: str, seconds: float, headers: list[dict] | None = None
+) -> tuple[int, float]:
+    """GET `path` as fast as the connections go (one in flight each): (requests, wall seconds).
+    `headers`: one set per request, in turn (e.g. a distinct user's token each)."""
     done = 0
     stop = time.perf_counter() + seconds
 
     async def worker(conn: RawHTTP) -> None:
         nonlocal done
         while time.perf_counter() < stop:
-            status, _ = await conn.request("GET", path)
+            status, _ = await conn.request("GET", path, headers[done % len(headers)] if headers else None)
             assert status == 200, status
             done += 1
 
@@ -219,8 +228,7 @@ async def votes_service_layer(pool, targets: list[str], n: int, in_flight: int) 
 
     batcher = VoteBatcher(pool)
     users = [
-        CurrentUser(user_id=str(uuid.uuid4()), email=None, role="authenticated", tier=0, claims={})
-        for _ in range(n)
+        CurrentUser(user_id=str(uuid.uuid4()), email=None, role="authenticated", tier=0, claims={}) for _ in range(n)
     ]
     queue = iter(users)
     rnd = random.Random(11)
@@ -297,22 +305,27 @@ async def votes_phase(port, proc, args, one_story, all_ids, results: dict, label
         c.close()
 
 
-async def hello_phase(env, log, args, workers: int, results: dict) -> None:
-    """The floor: a bare FastAPI `GET /ping` (bench/apps/bare.py) under the same uvicorn options,
-    as fast as `--in-flight` connections go, with this client."""
+async def hello_phase(env, log, args, workers: int, results: dict, *, stack: bool = False) -> None:
+    """The floor: a bare FastAPI `GET /ping` (bench/apps/bare.py) under the same uvicorn options, as
+    fast as `--in-flight` connections go, with this client. `stack`: the same endpoint behind the
+    shared stack (bench/apps/shared_stack.py: factory middleware, JWT, Redis rate limit), each
+    request with a distinct user's token as each vote has: the shared part of a vote's cost."""
     port = free_port()
-    proc = start(port, env, log, workers, app="bench.apps.bare:app", ready="/ping")
+    app = "bench.apps.shared_stack:app" if stack else "bench.apps.bare:app"
+    proc = start(port, {**env, "SERVICE_NAME": "bench"}, log, workers, app=app, ready="/health" if stack else "/ping")
     try:
         conns = connections(port, args.in_flight)
-        await closed_loop_get(conns, "/ping", 1.0)
+        users = [token(f"ping-{uuid.uuid4()}") for _ in range(int(args.seconds * 2500))] if stack else None
+        await closed_loop_get(conns, "/ping", 1.0, users[-500:] if users else None)
         c0, k0 = cpu(proc), client_cpu()
-        done, wall = await closed_loop_get(conns, "/ping", args.seconds / 2)
+        done, wall = await closed_loop_get(conns, "/ping", args.seconds / 2, users)
         per, kper = (cpu(proc) - c0) / done * 1000, (client_cpu() - k0) / done * 1000
+        name = "shared stack GET /ping (JWT, rate limit)" if stack else "bare FastAPI GET /ping"
         print(
-            f"  bare FastAPI GET /ping, {workers} worker(s): {done / wall:,.0f} req/s,"
+            f"  {name}, {workers} worker(s): {done / wall:,.0f} req/s,"
             f" CPU/req server {per:.2f} ms, client {kper:.2f} ms"
         )
-        results[("hello", workers)] = (done / wall, per, kper)
+        results[("stack" if stack else "hello", workers)] = (done / wall, per, kper)
         for c in conns:
             c.close()
     finally:
@@ -405,6 +418,7 @@ async def main() -> None:
             print("\nthe floor, same client and uvicorn options:")
             for workers in (1, 2):
                 await hello_phase(env, log, args, workers, results)
+            await hello_phase(env, log, args, 1, results, stack=True)
         if "layer" in parts:
             n = int(args.seconds * 1500)
             done3, wall3, calls = await votes_service_layer(pool, [one_story], n, args.in_flight)
@@ -449,6 +463,7 @@ def summary(results: dict) -> None:
         ("HTTP 2 workers, spread", (results.get(("2 workers", "spread")) or (None,))[0]),
         ("bare FastAPI GET /ping, 1 worker", (results.get(("hello", 1)) or (None,))[0]),
         ("bare FastAPI GET /ping, 2 workers", (results.get(("hello", 2)) or (None,))[0]),
+        ("shared stack GET /ping, 1 worker", (results.get(("stack", 1)) or (None,))[0]),
     ]
     floor = (results.get(("hello", 1)) or (None,))[0]
     print("\nside by side (requests or votes per second; ratio to the bare 1-worker floor):")
