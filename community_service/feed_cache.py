@@ -15,6 +15,7 @@ processes (workers) drop theirs within the ttl, so removed content leaves every 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -33,12 +34,18 @@ class FeedPages:
     def __init__(self, ttl: float = 1.0):
         self.ttl = ttl
         self._pages: dict[tuple[str, int], CachedPage] = {}
+        self._refills: dict[tuple[str, int], asyncio.Lock] = {}
 
     def get(self, sort: str, limit: int) -> CachedPage | None:
         page = self._pages.get((sort, limit))
         if page is None or page.expires < time.monotonic():
             return None
         return page
+
+    def refilling(self, sort: str, limit: int) -> asyncio.Lock:
+        """Held while a page is read again: the requests that find it expired meanwhile wait for that
+        one read instead of each running the feed query."""
+        return self._refills.setdefault((sort, limit), asyncio.Lock())
 
     def put(self, sort: str, limit: int, ids: list, items: list[dict], next_cursor: str | None) -> CachedPage:
         """`items`: the stories as answered, without `my_vote`."""

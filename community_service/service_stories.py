@@ -157,20 +157,25 @@ async def list_stories(
 
 
 async def public_first_page(pool, pages: feed_cache.FeedPages, user: CurrentUser, sort: str, limit: int) -> bytes:
-    """The first page of a public feed as JSON bytes: its stories from `pages` (read and kept when
-    missing or expired; feed_cache.py says for how long and why), the caller's votes read now."""
+    """The first page of a public feed as JSON bytes: its stories from `pages` (read again, once for
+    all waiting requests, when missing or expired; feed_cache.py says for how long and why), the
+    caller's votes read now."""
     page = pages.get(sort, limit)
+    if page is None:
+        async with pages.refilling(sort, limit):
+            page = pages.get(sort, limit)
+            if page is None:
+                async with pool.acquire() as conn:
+                    rows = await story_repo.feed(
+                        conn, sort=sort, q=None, after=None, limit=limit + 1, voter_id=user.user_id
+                    )
+                rows, next_cursor = cursors.page(rows, limit, _FEED_KEYS[sort][0])
+                items = [story_out(r) for r in rows]
+                for item in items:
+                    del item["my_vote"]
+                page = pages.put(sort, limit, [r["id"] for r in rows], items, next_cursor)
     async with pool.acquire() as conn:
-        if page is None:
-            rows = await story_repo.feed(conn, sort=sort, q=None, after=None, limit=limit + 1, voter_id=user.user_id)
-            rows, next_cursor = cursors.page(rows, limit, _FEED_KEYS[sort][0])
-            items = [story_out(r) for r in rows]
-            for item in items:
-                del item["my_vote"]
-            page = pages.put(sort, limit, [r["id"] for r in rows], items, next_cursor)
-            mine = {r["id"]: r["my_vote"] for r in rows if r["my_vote"]}
-        else:
-            mine = await vote_repo.mine(conn, user.user_id, "story", page.ids)
+        mine = await vote_repo.mine(conn, user.user_id, "story", page.ids)
     return feed_cache.render(page, mine)
 
 
