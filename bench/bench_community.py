@@ -11,8 +11,9 @@ minimal keep-alive HTTP/1.1 client (common.RawHTTP: the client shares the two co
 CPU per request is printed next to the server's):
 
 1. the hot feed (`GET /stories?scope=public&sort=hot`, first page of 20 and a page deep in the
-   feed by cursor) at a fixed arrival rate (open loop: latency counted from the scheduled send
-   time, so a stall is not hidden by the client waiting), one worker;
+   feed by cursor), after `GET /health` as the latency floor, at a fixed arrival rate (open loop:
+   latency counted from the scheduled send time, so a stall is not hidden by the client waiting),
+   one worker;
 2. votes (`PUT /votes`, ±1 by distinct users, some changing their vote) as fast as `--in-flight`
    connections go: all on one story (every vote serializes on its row) and spread over the
    seeded stories, on one worker and then on two (`votes2`: the vote batcher is per process;
@@ -271,13 +272,20 @@ async def feed_phase(port, proc, args, counts, deep_cursor, results: dict, label
         await asyncio.gather(*(c.request("GET", first, reader) for c in conns))
     await asyncio.sleep(0.5)
     print(f"\n{label}: hot feed at {args.rate:.0f} req/s, open loop, {len(conns)} keep-alive connections")
-    for name, path in (("first page", first), (f"a page {counts['s'] // 2:,} stories deep (cursor)", deep)):
+    # GET /health on the same worker at the same rate: the latency floor of this moment's machine
+    # (no token, no database), beside the feed's.
+    pages = (
+        ("GET /health (the floor)", "/health"),
+        ("first page", first),
+        (f"a page {counts['s'] // 2:,} stories deep (cursor)", deep),
+    )
+    for name, path in pages:
         c0, k0 = cpu(proc), client_cpu()
         lat, err = await feed_at_rate(conns, path, reader, args.rate, args.seconds)
         c1, k1 = cpu(proc), client_cpu()
         per, kper = (c1 - c0) / len(lat) * 1000, (k1 - k0) / len(lat) * 1000
         print(line(name, lat, f"{err} errors, CPU/req service {per:.2f} ms, client {kper:.2f} ms"))
-        results[(label, name.split()[0] + (" deep" if "deep" in name else ""))] = (lat, per, kper)
+        results[(label, name)] = (lat, per, kper)
     for c in conns:
         c.close()
 
