@@ -32,6 +32,9 @@ async def on_user_deleted(conn: asyncpg.Connection, event: Event, state: Any = N
     erased = await service.erase_user(conn, str(user_id))
     rooms_erased = await service_rooms.erase_user(conn, str(user_id))
     log.info("user erased", extra={"user_id": user_id, **erased, "rooms": len(rooms_erased["rooms"])})
+    pages = getattr(state, "feed_pages", None)
+    if pages is not None:  # their published stories left the feeds
+        pages.clear()
     docs = getattr(state, "room_docs", None)
     if docs is not None:  # open documents of deleted rooms are closed (their updates are dropped)
         for room_id in rooms_erased["rooms"]:

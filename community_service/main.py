@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from community_service import service_rooms
 from community_service.collab import RoomDocs
 from community_service.events import handlers
+from community_service.feed_cache import FeedPages
 from community_service.moderation import Moderator
 from community_service.notifications import consumer as notifications
 from community_service.routers import characters, scenarios, stories, votes
@@ -37,6 +38,7 @@ async def startup(app: FastAPI) -> None:
     app.state.quota = QuotaClient(app.state.core_db, app.state.redis, app.state.keys)
     app.state.moderator = Moderator(app.state.llm)
     app.state.votes = VoteBatcher(app.state.db)
+    app.state.feed_pages = FeedPages(settings.feed_cache_seconds)
     app.state.engagement = Engagement.from_settings(settings)
     await start_room_docs(app)
     await notifications.start(app)
@@ -85,11 +87,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     app = create_app(
         service=SERVICE.name,
         settings=settings,
+        # The feed's and votes' routes first: routes are tried in order, and these are the busiest.
         routers=[
-            characters.router,
-            scenarios.router,
             stories.router,
             votes.router,
+            characters.router,
+            scenarios.router,
             rooms_router.router,
             notifications_router.router,
         ],

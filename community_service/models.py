@@ -184,7 +184,7 @@ class PublishRequest(Body):
 
 
 class VoteRequest(Body):
-    target_type: Literal["story", "scenario", "character"]
+    target_type: Literal["story", "scenario", "character", "room"]
     target_id: str = Field(..., max_length=64)
     value: Literal[1, -1]
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import secrets
 
 from community_service import errors
-from community_service.models import iso
+from community_service.models import counts, iso
 from community_service.moderation import Moderator
 from community_service.repositories import rooms as rooms_repo
 from community_service.repositories import stories as story_repo
+from community_service.repositories import votes as vote_repo
 from community_service.service import parse_id
 from community_service.service_stories import _later_step
 from community_service.upstream import Upstreams
@@ -32,8 +33,8 @@ def _invite_code() -> str:
     return "".join(secrets.choice(_INVITE_ALPHABET) for _ in range(_INVITE_LENGTH))
 
 
-def room_out(row, role: str | None) -> dict:
-    """A room as the caller sees it: the invite code only to members."""
+def room_out(row, role: str | None, my_vote: int | None = None) -> dict:
+    """A room as the caller sees it: the invite code only to members; its votes and the caller's."""
     return {
         "id": str(row["id"]),
         "name": row["name"],
@@ -45,6 +46,7 @@ def room_out(row, role: str | None) -> dict:
         "my_role": role,
         "invite_code": row["invite_code"] if role else None,
         "created_at": iso(row["created_at"]),
+        **counts(row, my_vote),
     }
 
 
@@ -164,14 +166,16 @@ async def _joined(pool, user: CurrentUser, room_id, *, joined: bool, referral: d
     async with pool.acquire() as conn:
         row = await rooms_repo.get(conn, room_id)
         role = await rooms_repo.role_of(conn, room_id, user.user_id)
-    return {"room": room_out(row, role), "joined": joined, "referral": referral}
+        mine = await vote_repo.mine(conn, user.user_id, "room", [room_id])
+    return {"room": room_out(row, role, mine.get(room_id)), "joined": joined, "referral": referral}
 
 
 async def get_room(pool, user: CurrentUser, room_id: str) -> dict:
     async with pool.acquire() as conn:
         row, role = await _visible_room(conn, user, room_id)
         members = await rooms_repo.members(conn, row["id"])
-    return {**room_out(row, role), "members": [_member_out(m) for m in members]}
+        mine = await vote_repo.mine(conn, user.user_id, "room", [row["id"]])
+    return {**room_out(row, role, mine.get(row["id"])), "members": [_member_out(m) for m in members]}
 
 
 async def list_rooms(pool, user: CurrentUser, scope: str, cursor: str | None, limit: int) -> dict:
@@ -188,8 +192,12 @@ async def list_rooms(pool, user: CurrentUser, scope: str, cursor: str | None, li
             if scope == "mine"
             else await rooms_repo.roles_in(conn, [r["id"] for r in rows], user.user_id)
         )
+        mine = await vote_repo.mine(conn, user.user_id, "room", [r["id"] for r in rows[:limit]])
     next_cursor = encode_keyset(rows[limit - 1][key], rows[limit - 1]["id"]) if len(rows) > limit else None
-    return {"rooms": [room_out(r, roles.get(r["id"])) for r in rows[:limit]], "next_cursor": next_cursor}
+    return {
+        "rooms": [room_out(r, roles.get(r["id"]), mine.get(r["id"])) for r in rows[:limit]],
+        "next_cursor": next_cursor,
+    }
 
 
 async def _owned_room(conn, user: CurrentUser, room_id: str):
@@ -317,4 +325,6 @@ async def erase_user(conn, user_id: str) -> dict:
     they own are deleted with their members, posts and document (no one would be left to manage
     them; the story itself is the story erasure's)."""
     erased = await rooms_repo.erase_user(conn, user_id)
+    if erased["rooms"]:  # the deleted rooms' votes (the voters' rows; the counters went with the rooms)
+        await vote_repo.delete_for_targets(conn, "room", erased["rooms"])
     return {**erased, "rooms": [str(r) for r in erased["rooms"]]}

@@ -8,7 +8,7 @@ import re
 import secrets
 import urllib.parse
 
-from community_service import cursors, errors
+from community_service import cursors, errors, feed_cache
 from community_service import export as story_export
 from community_service.models import counts, iso
 from community_service.moderation import Moderator
@@ -147,12 +147,36 @@ async def list_stories(
     after = cursors.decode(cursor, kind)
     async with pool.acquire() as conn:
         if scope == "public":
-            rows = await story_repo.feed(conn, sort=sort, q=q, after=after, limit=limit + 1)
-        else:
-            rows = await story_repo.list_authored(conn, user.user_id, q=q, after=after, limit=limit + 1)
+            rows = await story_repo.feed(conn, sort=sort, q=q, after=after, limit=limit + 1, voter_id=user.user_id)
+            rows, next_cursor = cursors.page(rows, limit, key)
+            return [story_out(r, r["my_vote"]) for r in rows], next_cursor
+        rows = await story_repo.list_authored(conn, user.user_id, q=q, after=after, limit=limit + 1)
         rows, next_cursor = cursors.page(rows, limit, key)
         mine = await vote_repo.mine(conn, user.user_id, "story", [r["id"] for r in rows])
     return [story_out(r, mine.get(r["id"])) for r in rows], next_cursor
+
+
+async def public_first_page(pool, pages: feed_cache.FeedPages, user: CurrentUser, sort: str, limit: int) -> bytes:
+    """The first page of a public feed as JSON bytes: its stories from `pages` (read again, once for
+    all waiting requests, when missing or expired; feed_cache.py says for how long and why), the
+    caller's votes read now."""
+    page = pages.get(sort, limit)
+    if page is None:
+        async with pages.refilling(sort, limit):
+            page = pages.get(sort, limit)
+            if page is None:
+                async with pool.acquire() as conn:
+                    rows = await story_repo.feed(
+                        conn, sort=sort, q=None, after=None, limit=limit + 1, voter_id=user.user_id
+                    )
+                rows, next_cursor = cursors.page(rows, limit, _FEED_KEYS[sort][0])
+                items = [story_out(r) for r in rows]
+                for item in items:
+                    del item["my_vote"]
+                page = pages.put(sort, limit, [r["id"] for r in rows], items, next_cursor)
+    async with pool.acquire() as conn:
+        mine = await vote_repo.mine(conn, user.user_id, "story", page.ids)
+    return feed_cache.render(page, mine)
 
 
 # The wizard ---------------------------------------------------------------------------------

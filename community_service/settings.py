@@ -49,3 +49,5 @@ class Settings(LLMSettings, EmailSettings, ServiceSettings):
     notification_receipt_delay_seconds: float = 900.0  # Expo: receipts are ready within ~15 minutes
     notification_stream_heartbeat_seconds: float = 15.0
     notification_stream_max_seconds: float = 300.0  # then the client reconnects with Last-Event-ID
+    # How long the first page of each public story feed is served from memory (feed_cache.py).
+    feed_cache_seconds: float = Field(1.0, ge=0, le=60)

@@ -92,21 +92,29 @@ async def delete(conn, story_id) -> None:
 _FEED = {"hot": ("hot", "float8"), "new": ("published_at", "timestamptz"), "top": ("score", "integer")}
 
 
-async def feed(conn, *, sort: str, q: str | None, after: tuple | None, limit: int) -> list[asyncpg.Record]:
-    """Published public stories (removed ones are status 'removed' and never match). Without and
-    with a cursor are two statements, so a later page is an index range scan starting at the
-    cursor (one statement with `$cursor IS NULL OR (key, id) < ...` scanned from the top)."""
+async def feed(
+    conn, *, sort: str, q: str | None, after: tuple | None, limit: int, voter_id: str
+) -> list[asyncpg.Record]:
+    """Published public stories (removed ones are status 'removed' and never match), each with the
+    voter's vote (`my_vote`, NULL when none) in the same round trip. Without and with a cursor are
+    two statements, so a later page is an index range scan starting at the cursor (one statement
+    with `$cursor IS NULL OR (key, id) < ...` scanned from the top)."""
     key, cast = _FEED[sort]
     where = "status = 'published' AND visibility = 'public' AND ($1::text IS NULL OR title ILIKE '%' || $1 || '%')"
     if after is None:
-        return await conn.fetch(f"SELECT * FROM stories WHERE {where} ORDER BY {key} DESC, id DESC LIMIT $2", q, limit)
+        page = f"SELECT * FROM stories WHERE {where} ORDER BY {key} DESC, id DESC LIMIT $3"
+        args = (q, voter_id, limit)
+    else:
+        page = (
+            f"SELECT * FROM stories WHERE {where} AND ({key}, id) < ($4::{cast}, $5::uuid)"
+            f" ORDER BY {key} DESC, id DESC LIMIT $3"
+        )
+        args = (q, voter_id, limit, after[0], after[1])
     return await conn.fetch(
-        f"SELECT * FROM stories WHERE {where} AND ({key}, id) < ($2::{cast}, $3::uuid)"
-        f" ORDER BY {key} DESC, id DESC LIMIT $4",
-        q,
-        after[0],
-        after[1],
-        limit,
+        f"SELECT s.*, v.value AS my_vote FROM ({page}) s LEFT JOIN votes v"
+        " ON v.target_type = 'story' AND v.target_id = s.id AND v.user_id = $2"
+        f" ORDER BY s.{key} DESC, s.id DESC",
+        *args,
     )
 
 

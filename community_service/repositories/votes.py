@@ -7,6 +7,7 @@ TABLES = {
     "story": ("stories", "status = 'published'"),
     "scenario": ("scenarios", "status = 'active'"),
     "character": ("characters", "status = 'active'"),
+    "room": ("rooms", "true"),
 }
 
 
@@ -16,8 +17,11 @@ _VISIBLE = {
     "story": "t.status = 'published'",
     "scenario": "t.status = 'active' AND (t.visibility = 'public' OR t.owner_id = i.user_id)",
     "character": "t.status = 'active' AND (t.visibility = 'public' OR t.owner_id = i.user_id)",
+    # A room as GET /rooms/{id} shows it: a public one to anyone, an invite-only one to its members.
+    "room": "(t.visibility = 'public' OR EXISTS (SELECT 1 FROM room_members m"
+    " WHERE m.room_id = t.id AND m.user_id = i.user_id))",
 }
-_HOT_FROM = {"story": "published_at", "scenario": "created_at", "character": None}
+_HOT_FROM = {"story": "published_at", "scenario": "created_at", "character": None, "room": None}
 
 # Set (±1): the upsert inserts (previous 0), or flips the other value (previous -value), or, when
 # the vote is already this value, locks the row and returns nothing (no change). Remove (0): the
@@ -151,3 +155,10 @@ async def delete_by_user(conn, user_id: str) -> list:
 
 async def delete_for_target(conn, target_type: str, target_id) -> None:
     await conn.execute("DELETE FROM votes WHERE target_type = $1 AND target_id = $2", target_type, target_id)
+
+
+async def delete_for_targets(conn, target_type: str, target_ids: list) -> None:
+    """The votes on deleted targets (votes.target_id has no foreign key: it names rows of several tables)."""
+    await conn.execute(
+        "DELETE FROM votes WHERE target_type = $1 AND target_id = ANY($2::uuid[])", target_type, target_ids
+    )

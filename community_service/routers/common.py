@@ -25,6 +25,11 @@ def moderator(request: Request):
     return request.app.state.moderator
 
 
+def feed_pages(request: Request):
+    """The first pages of the public feeds kept by this process (feed_cache.py)."""
+    return request.app.state.feed_pages
+
+
 def upstreams(request: Request):
     return request.app.state.upstreams
 

@@ -19,7 +19,16 @@ from community_service.models import (
     StoryEdit,
     UniverseStep,
 )
-from community_service.routers.common import DEFAULT_LIMIT, MAX_LIMIT, listing, moderator, pool, responses, upstreams
+from community_service.routers.common import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    feed_pages,
+    listing,
+    moderator,
+    pool,
+    responses,
+    upstreams,
+)
 from shared.auth import CurrentUser, bearer_token, get_current_user
 from shared.errors import INSUFFICIENT_QUOTA
 from shared.openapi import STORABLE_PATTERN
@@ -213,6 +222,7 @@ async def publish_story(
     story = await stories.publish(
         pool(request), moderator(request), user, story_id, body.visibility, request.app.state.engagement
     )
+    feed_pages(request).clear()
     return _etag(response, story)
 
 
@@ -227,6 +237,9 @@ async def list_stories(
     user: CurrentUser = Depends(get_current_user),
 ):
     """`public`: published public stories by hot, new or top; `mine`: the caller's, recently changed first."""
+    if scope == "public" and cursor is None and q is None:
+        page = await stories.public_first_page(pool(request), feed_pages(request), user, sort, limit)
+        return Response(page, media_type="application/json")
     items, next_cursor = await stories.list_stories(
         pool(request), user, scope=scope, sort=sort, q=q, cursor=cursor, limit=limit
     )
@@ -244,6 +257,7 @@ async def get_story(
 @router.delete("/stories/{story_id}", status_code=204, responses=responses(errors.STORY_NOT_FOUND))
 async def delete_story(request: Request, story_id: str = StoryId, user: CurrentUser = Depends(get_current_user)):
     await stories.delete(pool(request), user, story_id)
+    feed_pages(request).clear()
     return Response(status_code=204)
 
 

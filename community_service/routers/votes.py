@@ -9,30 +9,37 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from community_service import errors
 from community_service import service_votes as votes_svc
 from community_service.models import ReportRequest, VoteRequest
-from community_service.routers.common import pool, responses
+from community_service.routers.common import feed_pages, pool, responses
 from community_service.service import is_moderator
 from shared.auth import CurrentUser, get_current_user
+from shared.responses import json_response
 
 router = APIRouter(tags=["votes"])
-TargetType = Literal["story", "scenario", "character"]
+TargetType = Literal["story", "scenario", "character"]  # what can be reported and moderated
+VoteTargetType = Literal["story", "scenario", "character", "room"]
 
 
 @router.put("/votes", responses=responses(errors.TARGET_NOT_FOUND))
 async def put_vote(body: VoteRequest, request: Request, user: CurrentUser = Depends(get_current_user)):
     """Up (1) or down (-1); voting again changes the vote. Answers the target's counts."""
-    return await votes_svc.vote(
-        request.app.state.votes, user, body.target_type, body.target_id, body.value, request.app.state.engagement
+    # orjson straight to bytes: the answer is plain JSON types (FastAPI's encoder walk costs more).
+    return json_response(
+        await votes_svc.vote(
+            request.app.state.votes, user, body.target_type, body.target_id, body.value, request.app.state.engagement
+        )
     )
 
 
 @router.delete("/votes/{target_type}/{target_id}", responses=responses(errors.TARGET_NOT_FOUND))
 async def delete_vote(
-    target_type: TargetType,
+    target_type: VoteTargetType,
     request: Request,
     target_id: str = Path(max_length=64),
     user: CurrentUser = Depends(get_current_user),
 ):
-    return await votes_svc.vote(request.app.state.votes, user, target_type, target_id, 0, request.app.state.engagement)
+    return json_response(
+        await votes_svc.vote(request.app.state.votes, user, target_type, target_id, 0, request.app.state.engagement)
+    )
 
 
 @router.post(
@@ -73,4 +80,7 @@ async def moderate(
     user: CurrentUser = Depends(moderator_user),
 ):
     """approve closes the reports; remove hides the content from feeds, lists and share links. Audited."""
-    return await votes_svc.moderate(pool(request), user, target_type, target_id, action, note)
+    done = await votes_svc.moderate(pool(request), user, target_type, target_id, action, note)
+    if action == "remove":
+        feed_pages(request).clear()
+    return done
