@@ -319,6 +319,12 @@ async def test_push_outage_delays_never_loses(bus, http, person, expo, db, event
     assert {r["status"] for r in rows if r["last_error"] and "push" in r["last_error"]} == {"pending"}
     expo.expo(down=False)
     await eventually(lambda: len(expo.expo_messages(p.device)) == 11, timeout=20)
+    # Each accepted push is settled by its receipt, never queued to go out again.
+    settled = (
+        "SELECT count(*) = 0 FROM notification_deliveries"
+        " WHERE user_id = $1 AND channel = 'push' AND status IN ('pending', 'sent')"
+    )
+    await eventually(lambda: db.fetchval(settled, p.id), timeout=20)
     await asyncio.sleep(1.5)  # retries still scheduled would show up as duplicates now
     messages = expo.expo_messages(p.device)
     assert len(messages) == 11 and len({m["data"]["notification_id"] for m in messages}) == 11

@@ -10,6 +10,9 @@ import zipfile
 import zlib
 
 import httpx
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob.aio import BlobClient
 from PIL import Image
 
 from tests.media.conftest import jpeg, png
@@ -363,7 +366,18 @@ async def test_sas_url_expires(make_client, new_user):
         user = new_user()
         r = await upload(short, user, png(12, 12, color=(3, 3, 3)))
         url = r.json()["url"]
-        assert (await fetch(url)).status_code == 200
+        original = await fetch(url)
+        assert original.status_code == 200
+        # Read-only: the URL's signature does not let anyone overwrite or delete the blob (through
+        # the storage SDK, as a client holding the URL would).
+        async with BlobClient.from_blob_url(url) as blob:
+            with pytest.raises(HttpResponseError) as refused:
+                await blob.upload_blob(b"overwritten", overwrite=True)
+            assert refused.value.status_code == 403
+            with pytest.raises(HttpResponseError) as refused:
+                await blob.delete_blob()
+            assert refused.value.status_code == 403
+        assert (await fetch(url)).content == original.content
         unsigned = url.split("?")[0]
         assert (await fetch(unsigned)).status_code in (403, 404)  # never readable without a signature
         await asyncio.sleep(3.2)

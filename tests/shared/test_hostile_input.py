@@ -206,7 +206,8 @@ async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
                 }.items():
                     r = await client.request(method, url, content=body, headers=as_json)
                     if _json_body(operation):  # parsed first: invalid JSON (413 past a route's own limit)
-                        findings.check(f"{what} {shape}", r, status={400, 413})
+                        invalid_json = "INVALID_JSON" if r.status_code == 400 else None
+                        findings.check(f"{what} {shape}", r, status={400, 413}, code=invalid_json)
                     else:
                         findings.check(f"{what} {shape}", r, status={400, 415, 422})
 
