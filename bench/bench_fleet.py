@@ -760,6 +760,36 @@ def machine_cpu() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+INFRA_COMMANDS = {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ", "redis-server": "Redis", "node": "Azurite (node)"}
+
+
+def infra_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds of the shared servers' processes, children reaped included (PostgreSQL's backends
+    end with their connections; their time lands in the postmaster's). Approximate: the servers
+    also serve the other engineers' runs."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        if comm in INFRA_COMMANDS:
+            f = raw.rsplit(")", 1)[1].split()
+            out[int(entry.name)] = (INFRA_COMMANDS[comm], sum(int(x) for x in f[11:15]) / tick)
+    return out
+
+
+def infra_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    totals: dict[str, float] = collections.defaultdict(float)
+    for pid, (name, seconds) in after.items():
+        totals[name] += seconds - before.get(pid, (name, 0.0))[1]
+    return dict(totals)
+
+
 def own_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
@@ -775,7 +805,7 @@ async def load(args, fleet: Fleet, sandbox: subprocess.Popen, sandbox_url: str, 
     http = Clients({n: fleet.url(n) for n in fleet.procs}, timeout=args.timeout, limits=limits)
     pids = {n: p.proc.pid for n, p in fleet.procs.items()} | {"sandbox": sandbox.pid}
     cpu0 = {n: process_cpu_seconds(pid) for n, pid in pids.items()}
-    client0, machine0 = own_cpu(), machine_cpu()
+    client0, machine0, infra0 = own_cpu(), machine_cpu(), infra_cpu()
     started = time.monotonic()
     run = Run(http, OtpIndex(fleet.outbox_dir), sandbox_url, stats, started + args.seconds, args.seed)
     tasks = []
@@ -786,7 +816,7 @@ async def load(args, fleet: Fleet, sandbox: subprocess.Popen, sandbox_url: str, 
     elapsed = time.monotonic() - started
     client_cpu = own_cpu() - client0
     cpu = {n: process_cpu_seconds(pid) - cpu0[n] for n, pid in pids.items()}
-    machine1 = machine_cpu()
+    machine1, servers = machine_cpu(), infra_delta(infra0, infra_cpu())
     await http.aclose()
     await run.sandbox.aclose()
 
@@ -812,7 +842,9 @@ async def load(args, fleet: Fleet, sandbox: subprocess.Popen, sandbox_url: str, 
         f"core-s, {busy / (elapsed * cores):.0%}): load generator {client_cpu:.0f} core-s "
         f"({client_cpu / (elapsed * cores):.0%} of the machine), "
         + ", ".join(f"{n} {v:.0f}" for n, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
-        + f"; the rest (PostgreSQL, RabbitMQ, Redis, Azurite, other users) {busy - client_cpu - sum(cpu.values()):.0f}"
+        + "; servers (shared with other runs) "
+        + ", ".join(f"{n} {v:.0f}" for n, v in sorted(servers.items(), key=lambda kv: -kv[1]))
+        + f"; the rest (other engineers' processes) {busy - client_cpu - sum(cpu.values()) - sum(servers.values()):.0f}"
     )
     server_errors = sum(stats.server_errors.values())
     timeouts, transport = stats.count("timeout"), stats.count("exc")
