@@ -38,6 +38,7 @@ import contextlib
 import io
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -610,7 +611,10 @@ async def load(args, fleet: Fleet, sandbox: subprocess.Popen, sandbox_url: str, 
     if stats.server_errors:
         print("server errors by status and code:", dict(stats.server_errors))
     print("timeouts raised for the saturated run:", " ".join(f"{k}={v}" for k, v in SATURATION_TIMEOUTS.items()))
-    for e in (stats.errors + run.failures)[:12]:
+    kinds = collections.Counter(re.sub(r"[0-9a-f-]{36}|\d+", "#", f)[:90] for f in run.failures)
+    for kind, n in kinds.most_common(8):
+        print(f"    step failures x{n}: {kind}")
+    for e in stats.errors[:8]:
         print("   ", e)
     result = await checks(dsns, amqp_url, infra, vhost, run)
     result["messages dead-lettered"] = sum(
