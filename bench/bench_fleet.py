@@ -611,7 +611,7 @@ async def load(args, fleet: Fleet, sandbox: subprocess.Popen, sandbox_url: str, 
     if stats.server_errors:
         print("server errors by status and code:", dict(stats.server_errors))
     print("timeouts raised for the saturated run:", " ".join(f"{k}={v}" for k, v in SATURATION_TIMEOUTS.items()))
-    kinds = collections.Counter(re.sub(r"[0-9a-f-]{36}|\d+", "#", f)[:90] for f in run.failures)
+    kinds = collections.Counter(re.sub(r"[0-9a-f-]{36}|\d{4,}", "#", f)[:90] for f in run.failures)
     for kind, n in kinds.most_common(8):
         print(f"    step failures x{n}: {kind}")
     for e in stats.errors[:8]:
