@@ -188,7 +188,9 @@ class Run:
     def __init__(self, http: Clients, otp: OtpIndex, sandbox_url: str, stats: Stats, deadline: float, seed: int):
         self.http = http
         self.otp = otp
-        self.sandbox = httpx.AsyncClient(base_url=sandbox_url, timeout=120, trust_env=False)
+        self.sandbox = httpx.AsyncClient(
+            base_url=sandbox_url, timeout=120, trust_env=False, limits=httpx.Limits(keepalive_expiry=2.0)
+        )
         self.stats = stats
         self.deadline = deadline
         self.rng = random.Random(seed)
