@@ -56,3 +56,6 @@ WRONG_PASSWORD = ErrorCode(403, "WRONG_PASSWORD", "The current password is not r
 PASSWORD_NOT_SET = ErrorCode(
     409, "PASSWORD_NOT_SET", "This account has no password yet; set one with POST /password/forgot."
 )
+
+# GET /internal/users/{id} (services asking whether a token's user exists): Auth has no such user.
+NO_SUCH_USER = ErrorCode(404, "NO_SUCH_USER", "Auth has no user with this id.")

@@ -11,7 +11,7 @@ from auth_service.events import handlers
 from auth_service.maintenance import cleanup_loop
 from auth_service.oauth import OAuthProviders
 from auth_service.passwords import Passwords
-from auth_service.routers import accounts, oauth, referrals, tokens, users
+from auth_service.routers import accounts, internal, oauth, referrals, tokens, users
 from auth_service.service import Auth
 from auth_service.settings import Settings
 from shared.app import create_app, lazy_app
@@ -52,7 +52,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     return create_app(
         service="auth",
         settings=settings,
-        routers=[accounts.router, tokens.router, oauth.router, users.router, referrals.router],
+        routers=[accounts.router, tokens.router, oauth.router, users.router, referrals.router, internal.router],
         legacy_prefixes=["/api/auth", "/api/user_management"],
         consumer=handlers,
         on_startup=[startup],

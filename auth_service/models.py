@@ -229,3 +229,10 @@ class ReferralInfo(BaseModel):
     referral_bonus_received: int
     can_apply: bool
     apply_deadline: datetime | None
+
+
+class UserExistence(BaseModel):
+    """GET /internal/users/{id}: the user exists (guests are users)."""
+
+    user_id: str
+    is_guest: bool

@@ -21,6 +21,7 @@ from shared import db as dbmod
 from shared.auth import TokenValidator
 from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay
 from shared.errors import VALIDATION_ERROR, error_response, install_error_handlers
+from shared.known_users import KnownUsers
 from shared.logs import AccessLog, configure_logging, request_id_var
 from shared.migrate import migrate
 from shared.openapi import install_openapi
@@ -262,6 +263,18 @@ def create_app(
                     max_attempts=settings.consumer_max_attempts,
                     retry_delays_ms=settings.consumer_retry_delays_ms,
                 )
+        # Tokens of users Auth never had are refused (shared/known_users.py); Auth reads its own table.
+        state.known_users = (
+            KnownUsers(
+                auth_url=settings.auth_service_url,
+                secret=settings.supabase_jwt_secret,
+                service=service,
+                max_known=settings.known_users_max,
+                unknown_ttl_seconds=settings.known_users_unknown_ttl_seconds,
+            )
+            if settings.known_users_check and service != "auth"
+            else None
+        )
         # Deleted users' tokens refused from start-up on (Redis and RabbitMQ down: serves, and
         # keeps trying; shared/tombstones.py).
         state.tombstones = Tombstones(
@@ -270,6 +283,7 @@ def create_app(
             amqp_url=settings.rabbitmq_url,
             exchange=settings.events_exchange,
             service=service,
+            on_user_created=state.known_users.add if state.known_users is not None else None,
         )
         await state.tombstones.start()
         for hook in on_startup:
@@ -296,6 +310,8 @@ def create_app(
                 except Exception:
                     log.exception("shutdown hook failed")
             await state.tombstones.stop()
+            if state.known_users is not None:
+                await state.known_users.close()
             if state.relay is not None:
                 await state.relay.stop()
             await state.publisher.close()

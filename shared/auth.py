@@ -256,6 +256,25 @@ def is_deleted(app, user_id: str) -> bool:
     return tombstones is not None and user_id in tombstones
 
 
+async def require_known_user(app, user_id: str) -> None:
+    """A user Auth never had (shared.known_users; a dict lookup once known) is refused with 401
+    `USER_NOT_FOUND`. Auth has no such cache: its own routes read its users table. For paths that
+    decode tokens themselves (WebSockets) too."""
+    known_users = getattr(app.state, "known_users", None)
+    if known_users is None:
+        return
+    answer = await known_users.check(user_id)
+    if answer == "known":
+        return
+    if answer == "deleted":
+        # Auth knows of a deletion this process has not heard of yet: refuse as the tombstones would.
+        tombstones = getattr(app.state, "tombstones", None)
+        if tombstones is not None:
+            tombstones.add(user_id)
+        raise _unauthorized(errors.USER_DELETED)
+    raise _unauthorized(errors.USER_NOT_FOUND)
+
+
 async def authenticate(request: Request) -> CurrentUser | None:
     """The request's user, validated once per request and cached in the request's scope.
 
@@ -275,6 +294,8 @@ async def authenticate(request: Request) -> CurrentUser | None:
     user = user_from_claims(claims)
     if is_deleted(request.app, user.user_id):
         raise _unauthorized(errors.USER_DELETED)
+    if not user.is_service:
+        await require_known_user(request.app, user.user_id)
     request.scope[_USER_KEY] = user
     return user
 

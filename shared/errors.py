@@ -68,7 +68,7 @@ NOT_AUTHENTICATED = ErrorCode(401, "NOT_AUTHENTICATED", "Authentication required
 INVALID_TOKEN = ErrorCode(401, "INVALID_TOKEN", "The access token is missing, invalid or expired.")
 MALFORMED_AUTHORIZATION = ErrorCode(401, "MALFORMED_AUTHORIZATION", "Authorization header must be 'Bearer <token>'.")
 # A validly signed token whose user was deleted (every service, from the user.deleted event on) or
-# that Auth does not know (USER_NOT_FOUND: Auth only, which reads its users table anyway).
+# that Auth does not know (USER_NOT_FOUND: every service, shared.known_users asks Auth once per id).
 USER_DELETED = ErrorCode(401, "USER_DELETED", "This account has been deleted; sign up again to continue.")
 USER_NOT_FOUND = ErrorCode(401, "USER_NOT_FOUND", "This token's account does not exist; sign in again.")
 PAYMENT_REQUIRED = ErrorCode(402, "PAYMENT_REQUIRED", "This needs a paid plan.")

@@ -42,7 +42,7 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying ag
 _CHALLENGE = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
 _HEADERS = {401: _CHALLENGE, 429: _RETRY_AFTER, 503: _RETRY_AFTER}
 
-_AUTH_ERRORS = (errors.INVALID_TOKEN, errors.MALFORMED_AUTHORIZATION, errors.USER_DELETED)
+_AUTH_ERRORS = (errors.INVALID_TOKEN, errors.MALFORMED_AUTHORIZATION, errors.USER_DELETED, errors.USER_NOT_FOUND)
 # What the dependencies of shared.auth answer (requires_tier's dependency is recognised by name).
 _DEPENDENCY_ERRORS: dict[Callable, tuple[ErrorCode, ...]] = {
     auth.get_current_user: (errors.NOT_AUTHENTICATED, *_AUTH_ERRORS),

@@ -12,6 +12,8 @@ from typing import Literal, TypeVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared import fleet
+
 
 class ServiceSettings(BaseSettings):
     """What every service reads. Services subclass it and add their own fields."""
@@ -62,6 +64,12 @@ class ServiceSettings(BaseSettings):
     # Engagement tracking (shared/engagement.py): PostHog's project key turns it on.
     posthog_api_key: str | None = None
     posthog_host: str = "https://us.i.posthog.com"
+    # Tokens of users Auth never had are refused (shared/known_users.py): Auth is asked once per
+    # unknown id. Off only for tests of one service run without Auth (shared/testing/plugin.py).
+    known_users_check: bool = True
+    auth_service_url: str = f"http://127.0.0.1:{fleet.get('auth').dev_port}"
+    known_users_max: int = Field(100_000, ge=1)
+    known_users_unknown_ttl_seconds: float = Field(5.0, ge=0)
 
     @field_validator("supabase_jwt_secret")
     @classmethod

@@ -86,6 +86,7 @@ class Tombstones:
         exchange: str,
         service: str,
         resync_seconds: float = 30.0,
+        on_user_created=None,
     ):
         self.redis = redis
         self.key = key
@@ -93,6 +94,8 @@ class Tombstones:
         self.exchange = exchange
         self.service = service
         self.resync_seconds = resync_seconds
+        # `user.created` heard on the same per-process queue: pre-warms shared.known_users.
+        self.on_user_created = on_user_created
         self._until: dict[str, float] = {}
         self._tasks: list[asyncio.Task] = []
         self._channel: AMQPChannel | None = None
@@ -158,6 +161,10 @@ class Tombstones:
         except (ValidationError, ValueError):
             log.warning("unparseable user.deleted ignored")
             return
+        if event.event_type == EventType.USER_CREATED.value:
+            if self.on_user_created is not None and event.user_id:
+                self.on_user_created(str(event.user_id))
+            return
         self.add_event(event)
 
     def add_event(self, event: Event) -> None:
@@ -176,6 +183,8 @@ class Tombstones:
                 await declare_event_exchange(ch, self.exchange)
                 await ch.declare_exclusive_queue(self.queue)
                 await ch.bind_queue(self.queue, self.exchange, EventType.USER_DELETED.value)
+                if self.on_user_created is not None:
+                    await ch.bind_queue(self.queue, self.exchange, EventType.USER_CREATED.value)
                 # auto_ack: handling is one dict insert in this callback, and a message lost with
                 # the connection is recovered by the sync below.
                 ch.channel.basic_consume(self.queue, self._on_message, auto_ack=True)

@@ -110,6 +110,11 @@ async def exists(conn: asyncpg.Connection, user_id: str) -> bool:
     return bool(await conn.fetchval("SELECT true FROM users WHERE id = $1", user_id))
 
 
+async def guest_flag(conn: asyncpg.Connection, user_id: str) -> bool | None:
+    """Whether the user is a guest; None when there is no such user (a primary-key read)."""
+    return await conn.fetchval("SELECT temporary_account FROM users WHERE id = $1", user_id)
+
+
 async def set_referred_by(conn: asyncpg.Connection, user_id: str, referrer_id: str | None) -> None:
     await conn.execute("UPDATE users SET referred_by = $2, updated_at = now() WHERE id = $1", user_id, referrer_id)
 

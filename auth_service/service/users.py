@@ -105,6 +105,23 @@ class Users(Referrals):
                     await self.emit_updated(conn, user_id, sorted(changes), profile=public)
         return dict(profile)
 
+    async def user_existence(self, user_id: str) -> dict[str, Any]:
+        """What another service needs to accept a token's subject (shared.known_users): the user
+        exists (a guest or not); otherwise 404, saying whether Auth deleted them within the access
+        tokens' lifetime (this process's tombstones, then Redis'), or never had them."""
+        async with self.pool.acquire() as conn:
+            is_guest = await users_repo.guest_flag(conn, user_id)
+        if is_guest is not None:
+            return {"user_id": user_id, "is_guest": is_guest}
+        state = self.app.state
+        deleted = user_id in state.tombstones
+        if not deleted:
+            try:
+                deleted = await state.redis.zscore(tombstones.redis_key(state.keys), user_id) is not None
+            except Exception:  # Redis down: the user does not exist either way
+                deleted = False
+        raise errors.NO_SUCH_USER(deleted=deleted)
+
     async def delete_account(self, user_id: str) -> None:
         """Deletes the account, its profile, codes, identities and refresh tokens (so nothing can
         be refreshed), and publishes user.deleted so every service erases its data and refuses

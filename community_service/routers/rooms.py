@@ -12,7 +12,15 @@ from community_service import collab, errors
 from community_service import service_rooms as rooms
 from community_service.models_rooms import MemberRole, PostCreate, RoomCreate, RoomJoin
 from community_service.routers.common import DEFAULT_LIMIT, MAX_LIMIT, pool, responses, upstreams
-from shared.auth import CurrentUser, InvalidToken, bearer_token, get_current_user, is_deleted, user_from_claims
+from shared.auth import (
+    CurrentUser,
+    InvalidToken,
+    bearer_token,
+    get_current_user,
+    is_deleted,
+    require_known_user,
+    user_from_claims,
+)
 from shared.errors import INVALID_TOKEN, NOT_AUTHENTICATED, USER_DELETED, APIError, ErrorCode
 from shared.pagination import INVALID_CURSOR, cursor_query
 
@@ -175,6 +183,8 @@ async def room_document(websocket: WebSocket, room_id: str):
     if is_deleted(websocket.app, user.user_id):
         return await _refuse(websocket, USER_DELETED())
     try:
+        if not user.is_service:
+            await require_known_user(websocket.app, user.user_id)
         rid, role = await rooms.document_access(websocket.app.state.db, user, room_id)
     except APIError as exc:
         return await _refuse(websocket, exc)

@@ -90,6 +90,10 @@ class Fleet:
         ports = {name: free_port() for name in self.services}
         for name, port in ports.items():
             self.env.setdefault(f"{name.upper()}_SERVICE_URL", f"http://127.0.0.1:{port}")
+        if "auth" in self.services:
+            # Tokens of users Auth never had are refused fleet-wide, as in production
+            # (shared/known_users.py): a fleet's tests create their users through Auth.
+            self.env["KNOWN_USERS_CHECK"] = "1"
         errors: list[BaseException] = []
         # Payment first: its migrations define the quota functions Chat calls in the core database.
         order = sorted(self.services, key=lambda s: s != "payment")
