@@ -22,7 +22,9 @@ def build_consumer(app: FastAPI) -> BatchConsumer:
         exchange=settings.events_exchange,
         queue=QUEUE,
         pool=state.db,
-        handle_batch=Ingestor(forwarder=getattr(state, "posthog", None)),
+        handle_batch=Ingestor(
+            forwarder=getattr(state, "posthog", None), second_pass_seconds=settings.erasure_second_pass_seconds
+        ),
         bindings=BINDINGS,
         state=state,
         batch_size=settings.analytics_batch_size,

@@ -59,6 +59,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         own_database_url=settings.analytics_database_url,
         on_startup=[startup],
         on_shutdown=[shutdown],
+        erase_user=service.erase_user_again,
     )
 
 

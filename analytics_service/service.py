@@ -18,6 +18,7 @@ from analytics_service.repositories import events as events_repo
 from analytics_service.repositories import progress as progress_repo
 from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.repositories import rollups as rollups_repo
+from shared import erasure
 from shared.bus.outbox import emit
 from shared.events import Event, EventType, make_event
 
@@ -249,9 +250,10 @@ class Ingestor:
     """Applies a batch of events (first-time ones: the consumer filtered redeliveries) in the
     consumer's transaction. Keeps the months whose partition is known to exist."""
 
-    def __init__(self, forwarder: Any = None) -> None:
+    def __init__(self, forwarder: Any = None, second_pass_seconds: float = 120.0) -> None:
         self.months: set[date] = set()
         self.forwarder = forwarder  # PostHogForwarder, when POSTHOG_API_KEY is set
+        self.second_pass_seconds = second_pass_seconds  # shared/erasure.py
 
     @staticmethod
     def prepare(events: list[Event], prepared: Prepared | None = None) -> Prepared:
@@ -296,6 +298,7 @@ class Ingestor:
         )
         for user_id in sorted(deleted):
             await erase_user(conn, user_id)
+            await erasure.schedule(conn, str(user_id), delay_seconds=self.second_pass_seconds)
         if self.forwarder is not None:
             # Last: nothing is handed over for a batch whose work failed (nor anything naming a user
             # this batch erases).
@@ -330,6 +333,13 @@ async def erase_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> dict[str, 
     counts.update(await progress_repo.erase_user(conn, user_id))
     log.info("user erased", extra={"user_id": str(user_id), **counts})
     return counts
+
+
+async def erase_user_again(conn: asyncpg.Connection, user_id: str, state: Any = None) -> None:
+    """The second erasure pass (shared/erasure.py): what a request in flight wrote after the batch
+    that erased the user; under the rollups' shared lock, as a batch."""
+    await rollups_repo.lock_shared(conn)
+    await erase_user(conn, uuid.UUID(user_id))
 
 
 async def replay(pool_or_conn, chunk: int = 5000) -> int:

@@ -17,6 +17,7 @@ import logging
 import asyncpg
 
 from chat_service.repositories import conversations as conv_repo
+from shared import erasure
 from shared.bus import EventHandlers
 from shared.events import Event, EventType
 from shared.tiers import clamp_tier, drop_cached_tier, set_cached_tier
@@ -63,6 +64,12 @@ async def on_user_deleted(conn: asyncpg.Connection, event: Event, state) -> None
     if not user_id:
         log.warning("user.deleted without a user", extra={"event_id": event.event_id})
         return
+    await erase_user(conn, user_id, state)
+    await erasure.schedule(conn, user_id, state)
+
+
+async def erase_user(conn: asyncpg.Connection, user_id: str, state) -> None:
+    """Every conversation, message and reaction of the user (also the second pass, shared/erasure.py)."""
     erased = await conv_repo.erase_user(conn, user_id)
     log.info("user erased", extra={"user_id": user_id, **erased})
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from chat_service.context import ContextBuilder
 from chat_service.custom_characters import CustomCharacters
-from chat_service.events import handlers
+from chat_service.events import erase_user, handlers
 from chat_service.routers import conversations, group, messages, talk, voice
 from chat_service.service import ChatEngine
 from chat_service.settings import Settings
@@ -61,6 +61,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         legacy_prefixes=["/api/chat"],
         own_database_url=settings.chat_database_url,
         consumer=handlers,
+        erase_user=erase_user,
         on_startup=[startup],
         on_shutdown=[shutdown],
     )

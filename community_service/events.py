@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 
 from community_service import service, service_rooms
+from community_service.repositories import notifications as notifications_repo
+from shared import erasure
 from shared.bus import EventHandlers
 from shared.events import Event, EventType
 
@@ -29,7 +31,16 @@ async def on_user_deleted(conn: asyncpg.Connection, event: Event, state: Any = N
     if not user_id:
         log.warning("user.deleted without a user id", extra={"event_id": event.event_id})
         return
+    await erase_user(conn, str(user_id), state)
+    await erasure.schedule(conn, str(user_id), state)
+
+
+async def erase_user(conn: asyncpg.Connection, user_id: str, state: Any = None) -> None:
+    """The user's content and room memberships (also the second pass, shared/erasure.py, which
+    also takes what a request in flight wrote to their notifications; the notifications consumer
+    erases those at the first pass)."""
     erased = await service.erase_user(conn, str(user_id))
+    await notifications_repo.erase_user(conn, str(user_id))
     rooms_erased = await service_rooms.erase_user(conn, str(user_id))
     log.info("user erased", extra={"user_id": user_id, **erased, "rooms": len(rooms_erased["rooms"])})
     pages = getattr(state, "feed_pages", None)

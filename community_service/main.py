@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from community_service import service_rooms
 from community_service.collab import RoomDocs
-from community_service.events import handlers
+from community_service.events import erase_user, handlers
 from community_service.feed_cache import FeedPages
 from community_service.moderation import Moderator
 from community_service.notifications import consumer as notifications
@@ -99,6 +99,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.community_database_url,
         consumer=handlers,
+        erase_user=erase_user,
         on_startup=[startup],
         on_shutdown=[shutdown],
     )

@@ -11,6 +11,7 @@ import logging
 
 import asyncpg
 
+from shared import erasure
 from shared.bus import EventHandlers
 from shared.events import Event, EventType
 
@@ -25,6 +26,12 @@ async def on_user_deleted(conn: asyncpg.Connection, event: Event, state) -> None
     if not user_id:
         log.warning("user.deleted without a user", extra={"event_id": event.event_id})
         return
+    await erase_user(conn, user_id, state)
+    await erasure.schedule(conn, user_id, state)
+
+
+async def erase_user(conn: asyncpg.Connection, user_id: str, state) -> None:
+    """Every image and audio row of the user (also the second pass, shared/erasure.py)."""
     erased = await state.media.delete_user(conn, user_id)
     await state.generation.delete_user(conn, user_id)
     log.info("user erased", extra={"user_id": user_id, "media": erased})

@@ -7,7 +7,7 @@ import openai
 from azure.core.exceptions import AzureError
 from fastapi import FastAPI
 
-from media_service.events import handlers
+from media_service.events import erase_user, handlers
 from media_service.generation import GenerationService
 from media_service.providers import ProviderChain, build_providers
 from media_service.recognition import ContentSearch, Recognizer
@@ -79,6 +79,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         legacy_prefixes=SERVICE.legacy_prefixes,
         own_database_url=settings.media_database_url,
         consumer=handlers,
+        erase_user=erase_user,
         on_startup=[startup],
         on_shutdown=[shutdown],
         ready_checks={"blob_storage": lambda app: app.state.blobs.ready()},

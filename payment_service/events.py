@@ -15,6 +15,7 @@ import stripe
 from payment_service.repositories import billing as repo
 from payment_service.repositories.billing import as_uuid
 from payment_service.service.account import update_customer_email
+from shared import erasure
 from shared.bus import EventHandlers
 from shared.events import Event, EventType
 from shared.quota import REWARD_QUOTA_TYPES
@@ -83,6 +84,12 @@ async def on_user_deleted(conn, event: Event, state) -> None:
     user_id = as_uuid(event.user_id or event.data.get("user_id"))
     if user_id is None:
         return
+    await erase_user(conn, str(user_id), state)
+    await erasure.schedule(conn, str(user_id), state)
+
+
+async def erase_user(conn, user_id: str, state) -> None:
+    """The user's payment data and Stripe customer (also the second pass, shared/erasure.py)."""
     customer = await repo.customer_for_user(conn, str(user_id))
     gateway = state.gateway
     if customer and gateway.configured:

@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from payment_service.events import handlers
+from payment_service.events import erase_user, handlers
 from payment_service.routers import account, webhooks
 from payment_service.service import Billing
 from payment_service.settings import Settings
@@ -49,6 +49,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         routers=[account.router, webhooks.router],
         legacy_prefixes=[LEGACY_PREFIX],
         consumer=handlers,
+        erase_user=erase_user,
         on_startup=[startup],
         on_shutdown=[shutdown],
         # Provider webhooks: authenticated per event, delivered in bursts from a few addresses.

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 from shared import db as dbmod
 from shared.auth import TokenValidator
 from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay
+from shared.erasure import Erase, SecondPasses
 from shared.errors import VALIDATION_ERROR, error_response, install_error_handlers
 from shared.known_users import KnownUsers
 from shared.logs import AccessLog, configure_logging, request_id_var
@@ -184,6 +185,7 @@ def create_app(
     own_database_url: str | None = None,
     use_database: bool = True,
     consumer: EventHandlers | None = None,
+    erase_user: Erase | None = None,
     outbox: bool = True,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
@@ -199,6 +201,9 @@ def create_app(
       the core pool (the same pool when they coincide).
     - `consumer`: event handlers (`async def on_x(conn, event, state)`, state = app.state); binds
       the service's durable queue `<service>_service.events`.
+    - `erase_user`: the service's erasure of one user (`async def erase(conn, user_id, state)`), which
+      its `user.deleted` handler runs and follows with `shared.erasure.schedule`: the app then runs
+      the second passes (shared/erasure.py).
     - `on_startup` / `on_shutdown`: the service's own `startup(app)` / `shutdown(app)` hooks.
     - `outbox`: the service emits events through an outbox in its own database; its relay runs
       in this process unless OUTBOX_RELAY=external (then `python -m shared.relay <service>`).
@@ -291,6 +296,12 @@ def create_app(
         if state.consumer is not None:
             # After the service's start-up hooks: handlers get app.state with everything in it.
             state.consumer.start()
+        state.second_passes = None
+        if erase_user is not None and state.db is not None:
+            state.second_passes = SecondPasses(
+                state.db, erase_user, state, interval_seconds=settings.erasure_sweep_seconds
+            )
+            state.second_passes.start()
         # Everything loaded so far (frameworks, SDKs, a service's in-memory data such as the
         # search index) lives as long as the process. Frozen out of the collector, a full
         # collection no longer walks it: walking it stalled every request in flight (~50 ms on
@@ -304,6 +315,8 @@ def create_app(
             if state.consumer is not None:
                 # Before the service's shutdown hooks: a handler in flight still has what it uses.
                 await state.consumer.stop()
+            if state.second_passes is not None:
+                await state.second_passes.stop()
             for hook in on_shutdown:
                 try:
                     await hook(app)

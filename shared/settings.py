@@ -70,6 +70,9 @@ class ServiceSettings(BaseSettings):
     auth_service_url: str = f"http://127.0.0.1:{fleet.get('auth').dev_port}"
     known_users_max: int = Field(100_000, ge=1)
     known_users_unknown_ttl_seconds: float = Field(5.0, ge=0)
+    # The second erasure pass after user.deleted (shared/erasure.py): longer than any request runs.
+    erasure_second_pass_seconds: float = Field(120.0, ge=0)
+    erasure_sweep_seconds: float = Field(10.0, gt=0)
 
     @field_validator("supabase_jwt_secret")
     @classmethod

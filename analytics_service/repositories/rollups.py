@@ -33,6 +33,11 @@ ROLLUP_LOCK = 0x5CE7A7A1
 _NONE: Counter = Counter()
 
 
+async def lock_shared(conn: asyncpg.Connection) -> None:
+    """What a batch takes (insert_raw): a replay (lock_exclusive) waits for it, and it for a replay."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", ROLLUP_LOCK)
+
+
 async def lock_exclusive(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK)
 

@@ -7,8 +7,9 @@ its real lifespan (as the conformance test builds it), and every operation of it
 - invalid UTF-8 inside a JSON body: 400 INVALID_JSON;
 - on protected routes, bad tokens: forged signature, expired, `alg=none`, no `sub`, a `sub` that is
   not a user id (garbage string, number, object): 401 with the usual envelope;
-- a validly signed token of a user who does not exist: Auth 401 USER_NOT_FOUND on its user routes;
-  the other services accept such a token by design (docs/auth.md), so there: no 5xx.
+- a validly signed token of a user who does not exist: 401 USER_NOT_FOUND on every user route of every
+  service (Auth reads its table; the others ask a real Auth process once, shared.known_users), and
+  nothing created. The valid token of the other cases belongs to a real user (a guest made in Auth).
 
 Every answer must be a JSON envelope `{"detail": {"code", "message"}}` (or a success), never 5xx;
 and no row appears or disappears in any table of the service's databases (found from the
@@ -25,11 +26,13 @@ import time
 import uuid
 
 import asyncpg
+import httpx
 import pytest
 from jose import jwt
 
 from shared.auth import AUDIENCE, mint_access_token
 from shared.migrate import migrate
+from shared.testing.processes import ServiceProcess
 from tests.shared.documents import SERVICES
 from tests.shared.test_openapi_conformance import _service_overrides
 
@@ -47,6 +50,32 @@ _DATABASES = {
     "community": ["COMMUNITY_DATABASE_URL", "DATABASE_URL"],
     "analytics": ["ANALYTICS_DATABASE_URL", "DATABASE_URL"],
 }
+
+
+@pytest.fixture(scope="module")
+def auth(service_env, tmp_path_factory):
+    """A real Auth process: the other services ask it whether a token's user exists."""
+    env = {
+        **service_env,
+        "EMAIL_BACKEND": "file",
+        "EMAIL_OUTBOX_DIR": str(tmp_path_factory.mktemp("hostile-mail")),
+        "RATE_LIMIT_GUEST_PER_MINUTE": "100000",
+    }
+    with ServiceProcess("auth", env, log_dir=tmp_path_factory.mktemp("hostile-auth")) as proc:
+        yield proc
+
+
+async def real_user(auth) -> str:
+    """A user Auth has (a guest): the id the "valid" tokens name."""
+    async with httpx.AsyncClient(base_url=auth.url, timeout=30) as client:
+        r = await client.post("/guest")
+        assert r.status_code == 201, r.text
+        me = await client.get("/users/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    return me.json()["id"]
+
+
+def known_users_on(auth) -> dict[str, str]:
+    return {"KNOWN_USERS_CHECK": "1", "AUTH_SERVICE_URL": auth.url}
 
 
 def _b64(data: bytes) -> str:
@@ -153,9 +182,12 @@ class Findings(list):
 
 @pytest.mark.parametrize("service", SERVICES)
 async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
-    service, make_client, service_env, sandbox, tokens, tmp_path_factory
+    service, make_client, service_env, sandbox, tokens, tmp_path_factory, auth
 ):
-    overrides = _service_overrides(service, sandbox, tmp_path_factory.mktemp(f"hostile-{service}"))
+    overrides = {
+        **_service_overrides(service, sandbox, tmp_path_factory.mktemp(f"hostile-{service}")),
+        **known_users_on(auth),
+    }
     env = {**service_env, **overrides}
     if service in ("chat", "media"):
         await migrate(env["DATABASE_URL"], "payment")  # quota reservations use Payment's SQL functions
@@ -164,7 +196,7 @@ async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
     async with make_client(service, **overrides) as client:
         document = client.app.openapi()
         max_body = client.app.state.settings.max_body_bytes
-        valid = tokens.headers(tokens.user(str(uuid.uuid4()), tier=2))
+        valid = tokens.headers(tokens.user(await real_user(auth), tier=2))
         service_token = tokens.headers(tokens.service())
         forged = {name: tokens.headers(token) for name, token in bad_tokens(tokens.secret).items()}
         await asyncio.sleep(0.5)  # start-up work (seeding, the relay's first pass) settles first
@@ -225,8 +257,9 @@ async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
                     findings.check(f"{what} token {name}", r, status={401})
         after = await row_counts(dsns)
 
-        # A signed token of a user no one has: Auth refuses it (and must create nothing); the other
-        # services accept it by design (docs/auth.md), so there it may do what the user could.
+        # A signed token of a user no one has: every service refuses it (Auth from its table, the
+        # others through shared.known_users), and nothing is created. Auth's routes where a token
+        # is optional (sign-up, guest) do not look it up.
         unknown = tokens.headers(tokens.user(str(uuid.uuid4())))
         for path, method, operation in operations(document):
             security = operation.get("security") or []
@@ -235,12 +268,11 @@ async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
                 continue
             what = f"{service} {method.upper()} {path} unknown user"
             r = await client.request(method, _concrete(path, operation), headers=unknown)
-            if service == "auth" and {} not in security:
+            if service != "auth" or {} not in security:
                 findings.check(what, r, status={401}, code="USER_NOT_FOUND")
             else:
                 findings.check(what, r)
-        if service == "auth":
-            after = await row_counts(dsns)
+        after = await row_counts(dsns)
     changed = {
         table: (before.get(table), after.get(table))
         for table in before.keys() | after.keys()
@@ -295,8 +327,11 @@ async def _handshake(app, room_id: str, *, token: str | None, as_subprotocol: bo
     return close["code"] - 4000, {"code": close.get("reason"), "message": close.get("reason")}
 
 
-async def test_room_document_socket_refuses_bad_tokens(make_client, sandbox, tokens, tmp_path_factory):
-    overrides = _service_overrides("community", sandbox, tmp_path_factory.mktemp("hostile-rooms"))
+async def test_room_document_socket_refuses_bad_tokens(make_client, sandbox, tokens, tmp_path_factory, auth):
+    overrides = {
+        **_service_overrides("community", sandbox, tmp_path_factory.mktemp("hostile-rooms")),
+        **known_users_on(auth),
+    }
     async with make_client("community", **overrides) as client:
         app = client.app
         cases = {**bad_tokens(tokens.secret), "none": None}
@@ -312,8 +347,13 @@ async def test_room_document_socket_refuses_bad_tokens(make_client, sandbox, tok
                         where = f"{name} (subprotocol={as_subprotocol}, denial={denial}, room={room_id})"
                         assert status == 401, f"{where}: {status} {detail}"
                         assert detail["code"] in {"INVALID_TOKEN", "NOT_AUTHENTICATED"}, f"{where}: {detail}"
-            # A signed token of no one: not a member of any room, so 404 (never a 5xx).
+            # A signed token of no one: refused as such (shared.known_users), before any room is read.
             status, detail = await _handshake(
                 app, room_id, token=tokens.user(str(uuid.uuid4())), as_subprotocol=True, denial=True
             )
-            assert status == 404 and detail["code"], detail
+            assert status == 401 and detail["code"] == "USER_NOT_FOUND", detail
+        # A real user who is not a member: 404 (never a 5xx).
+        status, detail = await _handshake(
+            app, str(uuid.uuid4()), token=tokens.user(await real_user(auth)), as_subprotocol=True, denial=True
+        )
+        assert status == 404 and detail["code"], detail
