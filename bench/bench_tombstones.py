@@ -1,9 +1,15 @@
-"""What refusing deleted users' tokens costs (shared/tombstones.py), measured side by side:
+"""What refusing deleted users' tokens (shared/tombstones.py) and never-created users' tokens
+(shared/known_users.py) costs, measured side by side:
 
     .venv/bin/python bench/bench_tombstones.py [--calls 20000] [--deleted 100000] [--events 50]
+        [--misses 200]
 
 - per request: `shared.auth.authenticate` on a cached valid token, without a tombstone set, with
-  an empty one and with `--deleted` ids in it (the check is one dict lookup);
+  an empty one and with `--deleted` ids in it (the check is one dict lookup); then with the
+  tombstones and the known-users check, the user known among `--deleted` known ids (a hit: a dict
+  lookup and an LRU move);
+- per miss: a user id this process has not seen, asked to a real Auth process (started here, on a
+  throw-away database; `GET /internal/users/{id}`, a primary-key read), p50/p99;
 - per deletion: a `user.deleted` published to the local RabbitMQ (in a throw-away vhost) until a
   process's set has it, next to the publisher's confirm round trip on the same connection;
 - per start-up: seeding `--deleted` ids from the local Redis.
@@ -29,8 +35,17 @@ from starlette.requests import Request  # noqa: E402
 from shared.auth import TokenValidator, authenticate, mint_access_token  # noqa: E402
 from shared.bus import EventPublisher  # noqa: E402
 from shared.events import EventType, make_event  # noqa: E402
+from shared.known_users import KnownUsers  # noqa: E402
 from shared.redis import Keys, create_redis  # noqa: E402
-from shared.testing.env import TEST_JWT_SECRET, Infra, create_vhost, delete_vhost  # noqa: E402
+from shared.testing.env import (  # noqa: E402
+    TEST_JWT_SECRET,
+    Infra,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+)
+from shared.testing.processes import ServiceProcess  # noqa: E402
 from shared.tombstones import Tombstones, redis_key  # noqa: E402
 
 EXCHANGE = "scenextras.events"
@@ -43,17 +58,30 @@ def pct(values: list[float], p: float) -> float:
 
 async def per_request(calls: int, deleted: int) -> dict[str, float]:
     validator = TokenValidator(TEST_JWT_SECRET)
-    token = mint_access_token(TEST_JWT_SECRET, user_id=str(uuid.uuid4()))
+    user_id = str(uuid.uuid4())
+    token = mint_access_token(TEST_JWT_SECRET, user_id=user_id)
     header = [(b"authorization", f"Bearer {token}".encode())]
     full = Tombstones(redis=None, key="", amqp_url="", exchange="", service="bench")
     for _ in range(deleted):
         full.add(str(uuid.uuid4()), time.time() + 3600)
     empty = Tombstones(redis=None, key="", amqp_url="", exchange="", service="bench")
+    # Never asks Auth: the user is known, as every active user is after their first request.
+    known = KnownUsers(auth_url="http://127.0.0.1:9", secret=TEST_JWT_SECRET, service="bench", max_known=deleted + 1)
+    for _ in range(deleted):
+        known.add(str(uuid.uuid4()))
+    known.add(user_id)
+    cases = (
+        ("no set", None, None),
+        ("empty set", empty, None),
+        (f"{deleted} ids", full, None),
+        ("+ known hit", full, known),
+    )
     out: dict[str, float] = {}
     # Five interleaved rounds, the best of each kept: other load on the machine moves single runs.
     for _ in range(5):
-        for name, tombstones in (("no set", None), ("empty set", empty), (f"{deleted} ids", full)):
-            app = SimpleNamespace(state=SimpleNamespace(token_validator=validator, tombstones=tombstones))
+        for name, tombstones, known_users in cases:
+            state = SimpleNamespace(token_validator=validator, tombstones=tombstones, known_users=known_users)
+            app = SimpleNamespace(state=state)
             await authenticate(Request({"type": "http", "headers": header, "app": app}))  # warm the token cache
             started = time.perf_counter()
             for _ in range(calls // 5):
@@ -61,6 +89,21 @@ async def per_request(calls: int, deleted: int) -> dict[str, float]:
             micros = (time.perf_counter() - started) / (calls // 5) * 1e6
             out[name] = min(out.get(name, micros), micros)
     return out
+
+
+async def per_miss(auth_url: str, misses: int) -> list[float]:
+    """A user id not seen here: one call to Auth each (answered 404, unknown)."""
+    known = KnownUsers(auth_url=auth_url, secret=TEST_JWT_SECRET, service="bench")
+    timings = []
+    try:
+        for _ in range(misses):
+            started = time.perf_counter()
+            await known.check(str(uuid.uuid4()))
+            timings.append((time.perf_counter() - started) * 1000)
+    finally:
+        await known.close()
+    assert known.lookups == misses
+    return timings
 
 
 async def per_deletion(amqp_url: str, redis, events: int) -> tuple[list[float], list[float]]:
@@ -112,6 +155,7 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--deleted", type=int, default=100000)
     parser.add_argument("--events", type=int, default=50)
+    parser.add_argument("--misses", type=int, default=200, help="0: no Auth process, no miss figure")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}")
 
@@ -125,7 +169,24 @@ async def main() -> None:
     vhost = f"bench_tomb_{uuid.uuid4().hex[:8]}"
     amqp_url = create_vhost(infra, vhost)
     redis = create_redis(infra.redis_url)
+    core = None
     try:
+        if args.misses:
+            core = await create_database(infra, f"{vhost}_core")
+            env = {
+                "DATABASE_URL": core,
+                "REDIS_URL": infra.redis_url,
+                "REDIS_PREFIX": vhost,
+                "RABBITMQ_URL": amqp_url,
+                "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
+                "MIGRATE_ON_START": "1",
+                "LOG_LEVEL": "WARNING",
+                "RATE_LIMIT_PER_MINUTE": "0",
+            }
+            with ServiceProcess("auth", env) as auth:
+                misses = await per_miss(auth.url, args.misses)
+            print(f"known-users miss (asks Auth over HTTP), {args.misses} ids (ms):")
+            print(f"  p50 {statistics.median(misses):6.2f}  p99 {pct(misses, 0.99):6.2f}")
         confirms, visible = await per_deletion(amqp_url, redis, args.events)
         print(f"user.deleted published -> in a process's set, {args.events} deletions (ms):")
         print(f"  publisher confirm   p50 {statistics.median(confirms):6.2f}  p99 {pct(confirms, 0.99):6.2f}")
@@ -135,6 +196,8 @@ async def main() -> None:
     finally:
         await redis.aclose()
         delete_vhost(infra, vhost)
+        if core is not None:
+            await drop_database(infra, f"{vhost}_core")
     print(f"load average: {os.getloadavg()}")
 
 

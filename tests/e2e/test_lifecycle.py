@@ -9,7 +9,12 @@ After `DELETE /users/me` and `user.deleted` processed everywhere:
 - the user's blobs are gone from the media registry and from blob storage;
 - no outbox row from before the deletion names the user; those the deletion emitted are deleted
   by the retention sweep once published;
-- another user's rows are exactly as they were.
+- another user's rows are exactly as they were;
+- the second erasure pass (shared/erasure.py) ran in every service database: its bookkeeping row
+  names the user (a text column the rule checks) until it has.
+
+And a validly signed token of a user Auth never had is refused by every service (401
+`USER_NOT_FOUND`, shared.known_users) and creates no row anywhere.
 """
 
 from __future__ import annotations
@@ -125,7 +130,13 @@ async def outbox_naming(pools: dict[str, asyncpg.Pool], user_id: str) -> dict[st
 @pytest.fixture(scope="module")
 def fleet(e2e_env, sandbox_handle, infra, tmp_path_factory):
     """All seven services (this module's own fleet; the other e2e modules run three)."""
-    env = {**e2e_env, **sandbox_handle.env(keys=True)}
+    # The second erasure pass soon after the first, so the test sees it done (production: 120 s).
+    env = {
+        **e2e_env,
+        **sandbox_handle.env(keys=True),
+        "ERASURE_SECOND_PASS_SECONDS": "2",
+        "ERASURE_SWEEP_SECONDS": "0.5",
+    }
     f = Fleet(env, log_dir=tmp_path_factory.mktemp("fleet7"), services=SERVICES).start(timeout=180)
     try:
         deadline = time.monotonic() + 30
@@ -331,3 +342,29 @@ async def test_deleted_user_is_refused_everywhere_and_erased_from_every_table(fl
     assert await references(pools, kept.user_id) == before_kept
     r = await http.chat.get("/conversations", headers=kept.headers)
     assert r.status_code == 200 and r.json()
+
+
+async def test_token_of_a_never_created_user_is_refused_everywhere_and_creates_nothing(fleet, http, pools, tokens):
+    stranger = str(uuid.uuid4())
+    headers = tokens.headers(tokens.user(stranger, tier=2))
+    reads = [await getattr(http, s).request(m, p, headers=headers) for s, (m, p) in READS.items()]
+    writes = [
+        await http.auth.put("/users/me/details", json={"name": "Nobody"}, headers=headers),
+        await http.payment.get("/quota", headers=headers),  # creates a quota row for a user it has not seen
+        await http.payment.post("/create-checkout-session", json={"tier": "pro"}, headers=headers),
+        await http.chat.post(
+            "/talk_with", json={"message": "Hi", "character": "Luke Skywalker", "series": "Star Wars"}, headers=headers
+        ),
+        await http.media.post(
+            "/images/upload", files={"file": ("x.png", _png((4, 5, 6)), "image/png")}, headers=headers
+        ),
+        await http.community.post(
+            "/characters", json={"name": "Nobody", "description": "x", "personality": "y"}, headers=headers
+        ),
+        await http.analytics.post("/analytics/checkin", json={}, headers=headers),
+    ]
+    for r in reads + writes:
+        assert r.status_code == 401, (str(r.url), r.text)
+        assert r.json()["detail"]["code"] == "USER_NOT_FOUND", (str(r.url), r.text)
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert await references(pools, stranger, sweep=True) == {}
