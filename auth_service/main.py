@@ -57,6 +57,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         consumer=handlers,
         on_startup=[startup],
         on_shutdown=[shutdown],
+        # Services asking about users (shared.known_users) under one service identity: a restart
+        # of a service asks about every active user at once. Service tokens only (require_service).
+        rate_limit_exempt=["/internal/"],
     )
 
 
