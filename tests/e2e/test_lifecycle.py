@@ -265,6 +265,19 @@ async def test_deleted_user_is_refused_everywhere_and_erased_from_every_table(fl
     # The test has teeth: Auth's user.created (with the email) is among them.
     assert outbox_before.get("DATABASE_URL"), outbox_before
 
+    # Every database gets the second erasure pass's row (shared/erasure.py) for a while: watched
+    # from the deletion on, so the erasure below is known to include the second pass everywhere.
+    second_pass_seen: set[str] = set()
+
+    async def watch_second_passes() -> None:
+        while second_pass_seen != set(pools):
+            for db, pool in pools.items():
+                sql = "SELECT count(*) FROM erasure_second_passes WHERE user_id = $1"
+                if db not in second_pass_seen and await pool.fetchval(sql, gone.user_id):
+                    second_pass_seen.add(db)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch_second_passes())
     r = await http.auth.delete("/users/me", headers=gone.headers)
     assert r.status_code == 204
     deleted_at = time.monotonic()
@@ -311,6 +324,12 @@ async def test_deleted_user_is_refused_everywhere_and_erased_from_every_table(fl
     while left := await references(pools, gone.user_id):
         assert time.monotonic() < deadline, f"rows still naming the deleted user: {left}"
         await asyncio.sleep(0.2)
+    # Scheduled in every database (Auth's core one is Payment's too), and run: its row is gone.
+    try:
+        await asyncio.wait_for(watcher, 5)
+    except TimeoutError:
+        pass
+    assert second_pass_seen == set(pools), f"second erasure pass scheduled only in {sorted(second_pass_seen)}"
     # The sweep: no column of any table, whatever its name, still holds the id.
     assert await references(pools, gone.user_id, sweep=True) == {}
     # Blobs: out of the registry and out of storage (the sweep runs moments after the erasure).

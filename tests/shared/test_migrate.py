@@ -40,13 +40,14 @@ async def test_migrations_run_twice_without_error(fresh_db, migrations_dir):
     assert first == [
         "shared/001_outbox.sql",
         "shared/002_outbox_claims.sql",
+        "shared/003_erasure_second_passes.sql",
         "demo/001_things.sql",
         "demo/002_more.sql",
     ]
     assert await migrate(fresh_db, "demo", migrations_dir) == []
     conn = await asyncpg.connect(fresh_db)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 4
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 5
         await conn.execute("INSERT INTO things (name, size) VALUES ('x', 1)")
     finally:
         await conn.close()

@@ -134,7 +134,12 @@ def test_service_dependencies_and_route_declarations_merge_with_the_shared_codes
     assert _codes(responses["422"]) == {"VALIDATION_ERROR"}
     optional = doc["paths"]["/maybe"]["get"]
     assert optional["security"] == [{"bearerAuth": []}, {}]  # a token is optional, checked when given
-    assert _codes(optional["responses"]["401"]) == {"INVALID_TOKEN", "MALFORMED_AUTHORIZATION", "USER_DELETED"}
+    assert _codes(optional["responses"]["401"]) == {
+        "INVALID_TOKEN",
+        "MALFORMED_AUTHORIZATION",
+        "USER_DELETED",
+        "USER_NOT_FOUND",
+    }
 
 
 async def test_a_405_lists_every_method_the_path_answers(make_client):
