@@ -77,9 +77,12 @@ async def test_no_route_reaches_another_users_data(client, outbox, tokens):
     assert (await client.delete("/users/me", headers=bearer(bob["access_token"]))).status_code == 204
     assert (await client.get("/users/me", headers=bearer(alice["access_token"]))).json()["profile"]["name"] == "Alice"
     assert (await client.post("/token/refresh", json={"refresh_token": alice["refresh_token"]})).status_code == 200
-    # The OpenAPI surface has no route with a user id in it.
+    # The OpenAPI surface has no user route with a user id in it: the only one is for services
+    # (shared.known_users), and a user's token gets 403 there, even with their own id.
     paths = (await client.get("/openapi.json")).json()["paths"]
-    assert not [p for p in paths if "{user" in p or "{id" in p]
+    assert [p for p in paths if "{user" in p or "{id" in p] == ["/internal/users/{user_id}"]
+    r = await client.get(f"/internal/users/{alice['user']['id']}", headers=bearer(alice["access_token"]))
+    assert r.status_code == 403 and r.json()["detail"]["code"] == "SERVICE_TOKEN_REQUIRED"
 
 
 async def test_deletion_publishes_user_deleted_and_tokens_stop_refreshing(client, outbox, event_spy, db):
