@@ -63,7 +63,7 @@ class KnownUsers:
         self.timeout = timeout_seconds
         self._known: OrderedDict[str, None] = OrderedDict()
         self._unknown: dict[str, float] = {}  # user id -> monotonic time until which it is refused
-        self._inflight: dict[str, asyncio.Future[str]] = {}
+        self._inflight: dict[str, asyncio.Future[str | None]] = {}
         self._client: httpx.AsyncClient | None = None
         self._token: tuple[str, float] | None = None
         self._auth_down_until = 0.0
@@ -116,7 +116,8 @@ class KnownUsers:
                 )
                 answer = KNOWN
             except BaseException:
-                pending.set_result(KNOWN)
+                # This caller went away (cancelled) mid-call: the others ask again themselves.
+                pending.set_result(None)
                 raise
             finally:
                 self._inflight.pop(user_id, None)
@@ -124,7 +125,8 @@ class KnownUsers:
                 pending.set_result(answer)
             return answer
         # Shielded: a caller that goes away must not cancel the answer others wait for.
-        return await asyncio.shield(pending)
+        answer = await asyncio.shield(pending)
+        return answer if answer is not None else await self.check(user_id)
 
     def _service_token(self) -> str:
         now = time.time()

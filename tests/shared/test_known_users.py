@@ -162,3 +162,18 @@ async def test_user_created_events_prewarm_the_cache(make_client, service_env, e
             await publisher.close()
         await eventually(lambda: newcomer in c.app.state.known_users)
         assert c.app.state.known_users.lookups == 0
+
+
+async def test_a_waiter_asks_again_when_the_caller_it_waited_on_went_away(auth):
+    stranger = str(uuid.uuid4())
+    cache = known_users(auth.url)
+    try:
+        first = asyncio.create_task(cache.check(stranger))
+        await asyncio.sleep(0)  # the first caller is now waiting for Auth (another process)
+        second = asyncio.create_task(cache.check(stranger))
+        await asyncio.sleep(0)  # ...and the second one waits for the first one's answer
+        first.cancel()  # the first client disconnected
+        assert await second == ku.UNKNOWN  # not let through by the first one's going away
+        assert first.cancelled() and cache.lookups == 2
+    finally:
+        await cache.close()
