@@ -278,6 +278,7 @@ async def serve(dsn: str, amqp_url: str, infra: Infra, port: int, log_path: str)
         "REDIS_PREFIX": f"bench-{port}",
         "RABBITMQ_URL": amqp_url,
         "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
+        "KNOWN_USERS_CHECK": "0",  # one service, no Auth: tokens of made-up users (docs/auth.md)
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_PER_MINUTE": "1000000",
         "ANALYTICS_DAILY_CHECK_SECONDS": "0",

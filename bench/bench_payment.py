@@ -361,6 +361,7 @@ async def main() -> None:
                 "REDIS_PREFIX": f"{run}-bench",
                 "RABBITMQ_URL": amqp,
                 "SUPABASE_JWT_SECRET": TEST_JWT_SECRET,
+                "KNOWN_USERS_CHECK": "0",  # one service, no Auth: tokens of made-up users (docs/auth.md)
                 "STRIPE_WEBHOOK_SECRET": SECRET,
                 "STRIPE_PRICE_PRO": PRICE_PRO,
                 "STRIPE_PRICE_MAX": PRICE_MAX,

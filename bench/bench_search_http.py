@@ -82,6 +82,7 @@ def start_server(store_dir: str, port: int, cache: bool, workers: int = 1) -> su
         "CONTENT_DATA_DIR": data_dir,
         "CONTENT_SEED": "none",
         "SUPABASE_JWT_SECRET": SECRET,
+        "KNOWN_USERS_CHECK": "0",  # one service, no Auth: tokens of made-up users (docs/auth.md)
         "RATE_LIMIT_PER_MINUTE": "0",
         "LOG_LEVEL": "WARNING",
         "SYNC_INTERVAL_SECONDS": "0",

@@ -59,6 +59,7 @@ def bench_http(seconds: int, rounds: int) -> None:
     env = {
         "DATABASE_URL": "postgresql://unused/unused",
         "SUPABASE_JWT_SECRET": SECRET,
+        "KNOWN_USERS_CHECK": "0",  # one service, no Auth: tokens of made-up users (docs/auth.md)
         "REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
         # High enough that the benchmark measures the limiter's cost, not 429s.
         "RATE_LIMIT_PER_MINUTE": "100000000",
