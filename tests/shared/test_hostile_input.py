@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import time
@@ -28,10 +29,12 @@ import uuid
 import asyncpg
 import httpx
 import pytest
+import pytest_asyncio
 from jose import jwt
 
 from shared.auth import AUDIENCE, mint_access_token
 from shared.migrate import migrate
+from shared.testing.plugin import build_service_env, isolated_infra
 from shared.testing.processes import ServiceProcess
 from tests.shared.documents import SERVICES
 from tests.shared.test_openapi_conformance import _service_overrides
@@ -52,22 +55,27 @@ _DATABASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def auth(service_env, tmp_path_factory):
-    """A real Auth process: the other services ask it whether a token's user exists."""
-    env = {
-        **service_env,
-        "EMAIL_BACKEND": "file",
-        "EMAIL_OUTBOX_DIR": str(tmp_path_factory.mktemp("hostile-mail")),
-        "RATE_LIMIT_GUEST_PER_MINUTE": "100000",
-    }
-    with ServiceProcess("auth", env, log_dir=tmp_path_factory.mktemp("hostile-auth")) as proc:
-        yield proc
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def auth(infra, run_id, tmp_path_factory):
+    """A real Auth process that the other services ask whether a token's user exists; on databases
+    and a vhost of its own, so its consumer and housekeeping never change the rows counted here."""
+    tag = f"{run_id}hau"
+    async with isolated_infra(infra, tag) as (dsns, amqp_url):
+        env = {
+            **build_service_env(infra, tag, dsns, amqp_url, None),
+            "EMAIL_BACKEND": "file",
+            "EMAIL_OUTBOX_DIR": str(tmp_path_factory.mktemp("hostile-mail")),
+            "RATE_LIMIT_GUEST_PER_MINUTE": "100000",
+        }
+        with ServiceProcess("auth", env, log_dir=tmp_path_factory.mktemp("hostile-auth")) as proc:
+            yield proc
 
 
 async def real_user(auth) -> str:
-    """A user Auth has (a guest): the id the "valid" tokens name."""
-    async with httpx.AsyncClient(base_url=auth.url, timeout=30) as client:
+    """A user Auth has (a guest): the id the "valid" tokens name. `auth`: the Auth process, or an
+    in-process Auth's client (whose database is the one its routes read)."""
+    client = auth if isinstance(auth, httpx.AsyncClient) else httpx.AsyncClient(base_url=auth.url, timeout=30)
+    async with contextlib.nullcontext(client) if client is auth else client:
         r = await client.post("/guest")
         assert r.status_code == 201, r.text
         me = await client.get("/users/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
@@ -196,7 +204,7 @@ async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
     async with make_client(service, **overrides) as client:
         document = client.app.openapi()
         max_body = client.app.state.settings.max_body_bytes
-        valid = tokens.headers(tokens.user(await real_user(auth), tier=2))
+        valid = tokens.headers(tokens.user(await real_user(client if service == "auth" else auth), tier=2))
         service_token = tokens.headers(tokens.service())
         forged = {name: tokens.headers(token) for name, token in bad_tokens(tokens.secret).items()}
         await asyncio.sleep(0.5)  # start-up work (seeding, the relay's first pass) settles first
