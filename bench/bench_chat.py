@@ -363,15 +363,15 @@ async def main() -> None:
 
             url = f"http://127.0.0.1:{chat_port}"
             # Warm up: the character context is cached after the first request, connections are open.
+            # One conversation, as the timed users do: a new conversation spends a free user's `regular`
+            # allowance (5 a day), a message in an existing one spends nothing.
             async with httpx.AsyncClient(base_url=url, timeout=30) as c:
                 h = {"Authorization": f"Bearer {mint_access_token(TEST_JWT_SECRET, user_id=str(uuid.uuid4()))}"}
+                warm_body = {"message": "warm up", "character": "Batman", "series": "The Dark Knight"}
                 for _ in range(20):
-                    warm = await c.post(
-                        "/talk_with",
-                        json={"message": "warm up", "character": "Batman", "series": "The Dark Knight"},
-                        headers=h,
-                    )
+                    warm = await c.post("/talk_with", json=warm_body, headers=h)
                     warm.raise_for_status()
+                    warm_body["conversation_id"] = warm.json()["conversation_id"]
 
             print(
                 f"chat benchmark: {args.users} concurrent users, {args.seconds:.0f} s each phase, "
