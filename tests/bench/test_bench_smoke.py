@@ -103,7 +103,9 @@ SMOKE: dict[str, Smoke | str] = {
     "bench_shared.py": Smoke(
         (), "publish -> consume latency", {"BENCH_SECONDS": "1", "BENCH_ROUNDS": "1", "BENCH_EVENTS": "500"}
     ),
-    "bench_tombstones.py": Smoke(("--calls", "200", "--deleted", "100", "--events", "5"), "seeding 100 ids"),
+    "bench_tombstones.py": Smoke(
+        ("--calls", "200", "--deleted", "100", "--events", "5", "--misses", "20"), "known-users miss (asks Auth"
+    ),
 }
 
 
