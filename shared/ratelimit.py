@@ -6,7 +6,9 @@ cost no Redis round trip. The leases handed out never add up to more than the li
 instances together never admit more than `limit` requests a window; the price is that near
 the end of a window an instance may refuse while another still holds a few unspent leased
 requests (at most limit/20, capped at 10, per instance). Limits of 20 or less are exact
-(one Redis call per request). Concurrent requests of one identity share one Redis call.
+(one Redis call per request). Concurrent requests of one identity share one Redis call, and the
+lease fetches of different identities asked for in one event-loop turn go out together as one
+script call (one round trip; each key still one atomic INCRBY, so no bound above changes).
 
 The service-wide default (RATE_LIMIT_PER_MINUTE, every route but health and docs) is checked
 by the app factory's request middleware; stricter per-route limits are dependencies:
