@@ -50,51 +50,53 @@ def jose_decode(token: str, secrets: list[str]):
     return None
 
 
-NOW = int(time.time())
-CASES = {
-    "valid": signed(claims()),
-    "valid, previous secret": signed(claims(), secret=PREVIOUS),
-    "valid, no aud": signed(claims(aud=...)),
-    "valid, aud list": signed(claims(aud=["other", AUDIENCE])),
-    "valid, nbf past": signed(claims(nbf=NOW - 10)),
-    "valid, jti": signed(claims(jti="abc")),
-    "valid, exp in 2 s": signed(claims(exp=NOW + 2)),
-    "valid, extra header fields": signed(claims(), header={"alg": "HS256", "kid": "x", "typ": "JWT"}),
-    "wrong secret": signed(claims(), secret=OTHER),
-    "expired": signed(claims(exp=NOW - 5)),
-    "no exp": signed(claims(exp=...)),
-    "exp float": signed(claims(exp=NOW + 600.5)),
-    "exp string": signed(claims(exp=str(NOW + 600))),
-    "exp bool": signed(claims(exp=True)),
-    "exp null": signed(claims(exp=None)),
-    "nbf future": signed(claims(nbf=NOW + 600)),
-    "nbf string": signed(claims(nbf="soon")),
-    "iat float": signed(claims(iat=NOW + 0.5)),
-    "iat string": signed(claims(iat="yesterday")),
-    "wrong aud": signed(claims(aud="anon")),
-    "aud list without ours": signed(claims(aud=["a", "b"])),
-    "aud list with a number": signed(claims(aud=[AUDIENCE, 1])),
-    "aud number": signed(claims(aud=5)),
-    "sub number": signed(claims(sub=5)),
-    "jti number": signed(claims(jti=5)),
-    "at_hash": signed(claims(at_hash="x")),
-    "payload a list": signed([1, 2]),
-    "header a list": signed(claims(), header=["HS256"]),
-    "alg none": signed(claims(), header={"alg": "none"}).rsplit(".", 1)[0] + ".",
-    "alg HS512 header": signed(claims(), header={"alg": "HS512"}),
-    "alg missing": signed(claims(), header={"typ": "JWT"}),
-    "tampered payload": signed(claims()).split(".")[0] + "." + b64(json.dumps(claims()).encode()) + ".AAAA",
-    "two segments": ".".join(signed(claims()).split(".")[:2]),
-    "four segments": signed(claims()) + ".x",
-    "not base64": "!!!.###.$$$",
-    "empty": "",
-    "non-ascii": signed(claims()) + "é",
-}
+def cases() -> dict[str, str]:
+    """Built when a test runs (not at collection: a 2 s expiry must still be ahead)."""
+    now = int(time.time())
+    return {
+        "valid": signed(claims()),
+        "valid, previous secret": signed(claims(), secret=PREVIOUS),
+        "valid, no aud": signed(claims(aud=...)),
+        "valid, aud list": signed(claims(aud=["other", AUDIENCE])),
+        "valid, nbf past": signed(claims(nbf=now - 10)),
+        "valid, jti": signed(claims(jti="abc")),
+        "valid, exp in 2 s": signed(claims(exp=now + 2)),
+        "valid, extra header fields": signed(claims(), header={"alg": "HS256", "kid": "x", "typ": "JWT"}),
+        "wrong secret": signed(claims(), secret=OTHER),
+        "expired": signed(claims(exp=now - 5)),
+        "no exp": signed(claims(exp=...)),
+        "exp float": signed(claims(exp=now + 600.5)),
+        "exp string": signed(claims(exp=str(now + 600))),
+        "exp bool": signed(claims(exp=True)),
+        "exp null": signed(claims(exp=None)),
+        "nbf future": signed(claims(nbf=now + 600)),
+        "nbf string": signed(claims(nbf="soon")),
+        "iat float": signed(claims(iat=now + 0.5)),
+        "iat string": signed(claims(iat="yesterday")),
+        "wrong aud": signed(claims(aud="anon")),
+        "aud list without ours": signed(claims(aud=["a", "b"])),
+        "aud list with a number": signed(claims(aud=[AUDIENCE, 1])),
+        "aud number": signed(claims(aud=5)),
+        "sub number": signed(claims(sub=5)),
+        "jti number": signed(claims(jti=5)),
+        "at_hash": signed(claims(at_hash="x")),
+        "payload a list": signed([1, 2]),
+        "header a list": signed(claims(), header=["HS256"]),
+        "alg none": signed(claims(), header={"alg": "none"}).rsplit(".", 1)[0] + ".",
+        "alg HS512 header": signed(claims(), header={"alg": "HS512"}),
+        "alg missing": signed(claims(), header={"typ": "JWT"}),
+        "tampered payload": signed(claims()).split(".")[0] + "." + b64(json.dumps(claims()).encode()) + ".AAAA",
+        "two segments": ".".join(signed(claims()).split(".")[:2]),
+        "four segments": signed(claims()) + ".x",
+        "not base64": "!!!.###.$$$",
+        "empty": "",
+        "non-ascii": signed(claims()) + "é",
+    }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(cases()))
 def test_fast_path_agrees_with_jose(case: str) -> None:
-    token = CASES[case]
+    token = cases()[case]
     expected = jose_decode(token, [SECRET, PREVIOUS])
     got = HS256Verifier([SECRET, PREVIOUS], audience=AUDIENCE).verify(token)
     # Accepted here only if jose accepts, with the same claims; the unusual types jose converts
@@ -114,8 +116,9 @@ def test_secret_jose_reads_as_a_key_set_never_takes_the_fast_path() -> None:
 async def test_validator_refusals_keep_their_messages() -> None:
     """The fast path refuses nothing itself: jose still words every refusal."""
     validator = TokenValidator(SECRET)
+    now = int(time.time())
     with pytest.raises(InvalidToken, match="token expired"):
-        await validator.decode(signed(claims(exp=NOW - 5)))
+        await validator.decode(signed(claims(exp=now - 5)))
     with pytest.raises(InvalidToken, match="Signature verification failed"):
         await validator.decode(signed(claims(), secret=OTHER))
     with pytest.raises(InvalidToken, match="Invalid audience"):
