@@ -154,6 +154,7 @@ def bench_stack_before_after(seconds: int, rounds: int) -> None:
         "REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
         "RATE_LIMIT_PER_MINUTE": "100000000",
         "LOG_LEVEL": "WARNING",
+        "KNOWN_USERS_CHECK": "0",  # one service, no Auth: tokens of made-up users (docs/auth.md)
     }
     per_round = seconds * 6000  # more than either server answers in a round
     tokens_file = Path(tempfile.mkdtemp()) / "tokens.txt"
