@@ -6,6 +6,10 @@
 2. Outbox relay: 20,000 events emitted into the outbox, published with confirms. Target >= 2,000/s.
 3. Publish -> consume latency: events emitted one by one (NOTIFY wakes the relay), consumed
    from a queue; latency = consume time - emit time. Target p99 < 50 ms.
+4. The shared stack's CPU per request, before/after side by side: bench/apps/shared_stack.py
+   (HS256 fast path, batched rate-limit leases) vs bench/apps/shared_stack_before.py (python-jose
+   for every token, one Redis call per lease), a fresh user's token on every request (wrk + Lua),
+   alternating rounds. `BENCH_ONLY=stack` runs this part alone.
 
 Run: .venv/bin/python bench/bench_shared.py   (needs scripts/infra.sh's services and wrk)
 """
@@ -14,11 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from common import ROOT, Infra, create_database, create_vhost, drop_database, process_cpu_seconds, summary, wrk
 
@@ -105,6 +112,97 @@ def bench_http(seconds: int, rounds: int) -> None:
             p.wait()
 
 
+_FRESH_TOKENS_LUA = """
+-- A different token on every request: thread t of n takes tokens t, t+n, t+2n, ... from line
+-- `offset` on (each round its own slice, so no token is ever seen twice by one server).
+local tokens, i, n = {}, 0, 0
+function setup(thread)
+  thread:set("tid", n); n = n + 1
+end
+function init(args)
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  i = tonumber(args[2]) + tid
+  step = tonumber(args[3])
+end
+function request()
+  local token = tokens[(i % #tokens) + 1]
+  i = i + step
+  return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. token})
+end
+"""
+
+
+def wrk_fresh_tokens(url: str, tokens_file: str, offset: int, seconds: int, threads: int = 2) -> dict:
+    script = Path(tokens_file).with_suffix(".lua")
+    script.write_text(_FRESH_TOKENS_LUA)
+    cmd = ["wrk", "-t", str(threads), "-c", "50", "-d", f"{seconds}s", "--latency", "-s", str(script)]
+    out = subprocess.run(
+        [*cmd, url, "--", tokens_file, str(offset), str(threads)], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
+    p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+    return {"rps": rps, "requests": total, "non_2xx": int(non2xx.group(1)) if non2xx else 0, "p99_ms": p99_ms}
+
+
+def bench_stack_before_after(seconds: int, rounds: int) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://unused/unused",
+        "SUPABASE_JWT_SECRET": SECRET,
+        "REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
+        "RATE_LIMIT_PER_MINUTE": "100000000",
+        "LOG_LEVEL": "WARNING",
+        "KNOWN_USERS_CHECK": "0",  # one service, no Auth: tokens of made-up users (docs/auth.md)
+    }
+    per_round = seconds * 6000  # more than either server answers in a round
+    tokens_file = Path(tempfile.mkdtemp()) / "tokens.txt"
+    tokens_file.write_text(
+        "\n".join(mint_access_token(SECRET, user_id=str(uuid.uuid4())) for _ in range(per_round * rounds)) + "\n"
+    )
+    servers = {
+        "before": start("bench.apps.shared_stack_before:app", env),
+        "after": start("bench.apps.shared_stack:app", env),
+    }
+    try:
+        results: dict[str, list[dict]] = {"before": [], "after": []}
+        for r in range(rounds):  # alternating, so background load hits both alike
+            for name, (proc, url) in servers.items():
+                cpu0 = process_cpu_seconds(proc.pid)
+                run = wrk_fresh_tokens(f"{url}/ping", str(tokens_file), r * per_round, seconds)
+                run["cpu_us"] = (process_cpu_seconds(proc.pid) - cpu0) / run["requests"] * 1e6
+                run["tokens_reused"] = run["requests"] > per_round
+                results[name].append(run)
+        print(
+            "\n== Shared stack GET /ping, a fresh user's token per request, before/after "
+            "(wrk -t2 -c50 + Lua, uvicorn 1 worker) =="
+        )
+        for name, runs in results.items():
+            cpu = statistics.median(r["cpu_us"] for r in runs)
+            print(
+                f"{name:>7}: median {statistics.median(r['rps'] for r in runs):7.0f} req/s  "
+                f"server CPU {cpu:4.0f} us/request  p99 {statistics.median(r['p99_ms'] for r in runs):.2f} ms  "
+                f"non-2xx {sum(r['non_2xx'] for r in runs)}"
+                f"{'  (tokens reused!)' if any(r['tokens_reused'] for r in runs) else ''}"
+                f"  (rounds: {', '.join(format(r['rps'], '.0f') for r in runs)} req/s; "
+                f"{', '.join(format(r['cpu_us'], '.0f') for r in runs)} us)"
+            )
+        cpu_before = statistics.median(r["cpu_us"] for r in results["before"])
+        cpu_after = statistics.median(r["cpu_us"] for r in results["after"])
+        pairs = sorted(a["rps"] / b["rps"] for a, b in zip(results["after"], results["before"], strict=True))
+        print(
+            f"  after/before: server CPU per request {cpu_after / cpu_before:.2f}, "
+            f"req/s median of {len(pairs)} pairs {statistics.median(pairs):.2f} (range {pairs[0]:.2f}-{pairs[-1]:.2f})"
+        )
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait()
+        tokens_file.unlink(missing_ok=True)
+        tokens_file.with_suffix(".lua").unlink(missing_ok=True)
+
+
 async def bench_bus(events: int, latency_events: int) -> None:
     infra = Infra.from_environ()
     run = f"bench{uuid.uuid4().hex[:6]}"
@@ -167,8 +265,12 @@ async def bench_bus(events: int, latency_events: int) -> None:
 
 def main() -> None:
     seconds = int(os.environ.get("BENCH_SECONDS", "5"))
+    if os.environ.get("BENCH_ONLY") == "stack":
+        bench_stack_before_after(seconds, rounds=int(os.environ.get("BENCH_ROUNDS", "3")))
+        return
     bench_http(seconds, rounds=int(os.environ.get("BENCH_ROUNDS", "4")))
     asyncio.run(bench_bus(events=int(os.environ.get("BENCH_EVENTS", "20000")), latency_events=1000))
+    bench_stack_before_after(seconds, rounds=int(os.environ.get("BENCH_ROUNDS", "4")))
 
 
 if __name__ == "__main__":

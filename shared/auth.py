@@ -24,6 +24,7 @@ from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
 
 from shared import errors
 from shared.errors import APIError
+from shared.hs256 import HS256Verifier
 
 AUDIENCE = "authenticated"
 TIER_FREE, TIER_PRO, TIER_MAX = 0, 1, 2
@@ -140,6 +141,8 @@ class TokenValidator:
             else None
         )
         self._options = {"leeway": leeway_seconds, "require_exp": True, "require_sub": False}
+        # Valid HS256 tokens without jose's overhead; every other token still goes to jose.
+        self._hs256 = HS256Verifier(self.secrets, audience=AUDIENCE, leeway_seconds=leeway_seconds)
         # token -> claims for tokens that passed full validation. A token is immutable and
         # signed, so re-verifying it on every request only burns CPU; expiry is still checked
         # on every hit. Bounded, so a flood of distinct tokens cannot grow memory.
@@ -192,6 +195,9 @@ class TokenValidator:
         return claims
 
     async def _decode(self, token: str) -> dict[str, Any]:
+        claims = self._hs256.verify(token)
+        if claims is not None:
+            return self._check_claims(claims)
         try:
             header = jwt.get_unverified_header(token)
         except JWTError as exc:

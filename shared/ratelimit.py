@@ -6,7 +6,9 @@ cost no Redis round trip. The leases handed out never add up to more than the li
 instances together never admit more than `limit` requests a window; the price is that near
 the end of a window an instance may refuse while another still holds a few unspent leased
 requests (at most limit/20, capped at 10, per instance). Limits of 20 or less are exact
-(one Redis call per request). Concurrent requests of one identity share one Redis call.
+(one Redis call per request). Concurrent requests of one identity share one Redis call, and the
+lease fetches of different identities asked for in one event-loop turn go out together as one
+script call (one round trip; each key still one atomic INCRBY, so no bound above changes).
 
 The service-wide default (RATE_LIMIT_PER_MINUTE, every route but health and docs) is checked
 by the app factory's request middleware; stricter per-route limits are dependencies:
@@ -32,17 +34,28 @@ from shared.errors import APIError
 
 log = logging.getLogger("shared.ratelimit")
 
+# One call takes the leases of every (key, window, lease) triple given: KEYS = the counters,
+# ARGV = window_ms, lease per key; answers count, ttl_ms per key. Batching the leases wanted in
+# one event-loop turn into one call (_LeaseBatcher) gives each concurrent request a share of one
+# round trip instead of its own; each key is still one atomic INCRBY, as before.
 _SCRIPT = """
-local count = redis.call('INCRBY', KEYS[1], ARGV[2])
-if count == tonumber(ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local window_ms = ARGV[2 * i - 1]
+  local lease = tonumber(ARGV[2 * i])
+  local count = redis.call('INCRBY', key, lease)
+  if count == lease then
+    redis.call('PEXPIRE', key, window_ms)
+  end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then
+    redis.call('PEXPIRE', key, window_ms)
+    ttl = tonumber(window_ms)
+  end
+  out[2 * i - 1] = count
+  out[2 * i] = ttl
 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return {count, ttl}
+return out
 """
 MAX_LEASE = 10
 UNLIMITED_PATHS = ("/health", "/docs", "/openapi.json", "/redoc")
@@ -59,6 +72,60 @@ class _Window:
         # identity -> the Redis call in flight for it; concurrent requests of that identity wait
         # for it and share its lease instead of each calling Redis.
         self.inflight: dict[str, asyncio.Future] = {}
+
+
+class _LeaseBatcher:
+    """The lease fetches asked for within one event-loop turn, sent to Redis as one script call.
+
+    Under load many requests reach the limiter in the same turn (a burst read from many
+    connections); each used to pay a whole Redis round trip of its own (command packing, a
+    socket write, a read, a wake-up). A caller waits no longer than before: the call goes out on
+    the very next loop turn."""
+
+    def __init__(self, redis):
+        self.script = redis.register_script(_SCRIPT)
+        self.pending: list[tuple[str, int, int, asyncio.Future]] = []
+
+    def lease(self, key: str, window_ms: int, lease: int) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        self.pending.append((key, window_ms, lease, answer))
+        if len(self.pending) == 1:
+            loop.call_soon(self._send)
+        return answer
+
+    def _send(self) -> None:
+        batch, self.pending = self.pending, []
+        task = asyncio.ensure_future(self._call(batch))
+        _in_flight.add(task)
+        task.add_done_callback(_in_flight.discard)
+
+    async def _call(self, batch: list[tuple[str, int, int, asyncio.Future]]) -> None:
+        args: list[int] = []
+        for _, window_ms, lease, _ in batch:
+            args += (window_ms, lease)
+        try:
+            flat = await self.script(keys=[key for key, *_ in batch], args=args)
+        except BaseException as exc:  # every waiter gets the failure (RedisError: fail open)
+            for *_, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for i, (*_, answer) in enumerate(batch):
+            if not answer.done():
+                answer.set_result((flat[2 * i], flat[2 * i + 1]))
+
+
+_in_flight: set[asyncio.Task] = set()  # strong references: a pending task is not collected
+
+
+def _batcher(state) -> _LeaseBatcher:
+    batcher = getattr(state, "rate_lease_batcher", None)
+    if batcher is None or batcher.script.registered_client is not state.redis:
+        batcher = state.rate_lease_batcher = _LeaseBatcher(state.redis)
+    return batcher
 
 
 def _window(state, scope: str, index: int) -> _Window:
@@ -98,7 +165,7 @@ async def check_rate(state, scope: str, identity: str, limit: int, window_second
     window.inflight[identity] = fetch
     outcome: APIError | str | None = None
     try:
-        count, ttl_ms = await state.redis.eval(_SCRIPT, 1, state.keys("rl", scope, identity, index), window_ms, lease)
+        count, ttl_ms = await _batcher(state).lease(state.keys("rl", scope, identity, index), window_ms, lease)
         granted = min(lease, limit - (int(count) - lease))
         if granted > 0:
             window.leases[identity] = window.leases.get(identity, 0) + granted - 1  # this request takes one

@@ -8,14 +8,20 @@ from shared.auth import CurrentUser, get_current_user
 from shared.settings import ServiceSettings, load_settings
 
 
-def build_app():
+def build_app(on_startup=()):
     router = APIRouter()
 
     @router.get("/ping")
     async def ping(user: CurrentUser = Depends(get_current_user)):
         return {"ok": True}
 
-    return create_app(service="bench", settings=load_settings(ServiceSettings), routers=[router], use_database=False)
+    return create_app(
+        service="bench",
+        settings=load_settings(ServiceSettings),
+        routers=[router],
+        use_database=False,
+        on_startup=on_startup,
+    )
 
 
 __getattr__ = lazy_app(build_app)

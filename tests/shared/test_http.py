@@ -174,3 +174,28 @@ async def test_cors_answers_browsers_and_preflights(client, tokens):
     assert pre.status_code == 200 and "POST" in pre.headers["access-control-allow-methods"]
     # Without an Origin (mobile apps, webhooks, services) no CORS headers are added.
     assert "access-control-allow-origin" not in (await client.get("/public")).headers
+
+
+async def test_concurrent_users_share_redis_calls_and_each_keeps_its_own_budget(make_client, tokens):
+    """Lease fetches asked for in the same event-loop turn go to Redis as one script call
+    (shared.ratelimit._LeaseBatcher); every user still gets exactly their limit."""
+    await inside_one_window()
+    users = [tokens.headers(tokens.user()) for _ in range(20)]
+    async with make_client(build_probe_app) as a:
+        redis = a.app.state.redis
+        real_evalsha = redis.evalsha
+        calls = 0
+
+        async def counted_evalsha(*args, **kwargs):  # counts the real calls, Redis still answers them
+            nonlocal calls
+            calls += 1
+            return await real_evalsha(*args, **kwargs)
+
+        redis.evalsha = counted_evalsha
+        results = await asyncio.gather(*[a.get("/limited", headers=user) for user in users for _ in range(7)])
+        by_user: dict[int, list[int]] = {}
+        for i, r in enumerate(results):
+            by_user.setdefault(i // 7, []).append(r.status_code)
+        assert all(sorted(statuses) == [200] * 5 + [429] * 2 for statuses in by_user.values()), by_user
+        # 140 requests, each needing the default and the route limit: far fewer calls than requests.
+        assert 0 < calls < len(results) / 2, calls
