@@ -11,7 +11,6 @@ midnight, and a restart does not run it again."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ import asyncpg
 from analytics_service import rules
 from analytics_service.events import QUEUE
 from analytics_service.repositories import daily as daily_repo
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("analytics_service.daily")
 
@@ -136,7 +136,4 @@ async def run_periodically(pool: asyncpg.Pool, interval_seconds: float, *, raw_r
 
 
 async def stop(task: asyncio.Task | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await cancel_and_wait(task)

@@ -16,6 +16,7 @@ from auth_service.service import Auth
 from auth_service.settings import Settings
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings
+from shared.tasks import cancel_and_wait
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -38,9 +39,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     async def shutdown(app: FastAPI) -> None:
         cleanup = getattr(app.state, "cleanup", None)
-        if cleanup is not None:
-            cleanup.cancel()
-            await asyncio.gather(cleanup, return_exceptions=True)
+        await cancel_and_wait(cleanup)
         tasks = getattr(app.state, "background_tasks", set())
         if tasks:
             await asyncio.wait(list(tasks), timeout=10)

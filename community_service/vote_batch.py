@@ -19,6 +19,7 @@ import logging
 import asyncpg
 
 from community_service.repositories import votes as vote_repo
+from shared.tasks import cancel_all_and_wait
 
 log = logging.getLogger("community_service.vote_batch")
 
@@ -101,6 +102,4 @@ class VoteBatcher:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all_and_wait(list(self._tasks))

@@ -8,7 +8,6 @@ sync runs on POST /admin/sync and every SYNC_INTERVAL_SECONDS when TMDB_API_KEY 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 
@@ -22,6 +21,7 @@ from content_service.sync.tmdb import TMDBClient
 from content_service.sync.tvdb import TVDBClient
 from shared.app import create_app, lazy_app
 from shared.settings import load_settings
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("content_service")
 
@@ -108,15 +108,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     async def shutdown(app: FastAPI) -> None:
         for name in ("sync_schedule", "index_refresh"):
             task = getattr(app.state, name, None)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(task)
         runner = getattr(app.state, "sync_runner", None)
         if runner is not None and runner.running:
-            runner.task.cancel()  # the checkpoint lets the next start resume it
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner.task
+            await cancel_and_wait(runner.task)  # the checkpoint lets the next start resume it
         catalog = getattr(app.state, "catalog", None)
         if catalog is not None:
             await close_catalog(catalog)

@@ -22,7 +22,6 @@ across a restart:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from typing import Any
@@ -39,6 +38,7 @@ from shared.events import EventType, make_event
 from shared.llm.moderation import ModerationUnavailable, moderate
 from shared.periodic import Periodic
 from shared.quota import InsufficientQuota, QuotaClient
+from shared.tasks import cancel_all_and_wait
 from shared.tiers import UNLIMITED, TierResolver
 
 log = logging.getLogger("media_service.generation")
@@ -105,11 +105,7 @@ class GenerationService:
     async def close(self) -> None:
         await self._scanner.stop()
         running = list(self._running)
-        for task in list(self._running.values()):
-            task.cancel()
-        for task in list(self._running.values()):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all_and_wait(list(self._running.values()))
         if running:
             # Their reservations stay held: whoever takes the jobs up next re-reserves (module doc).
             try:

@@ -10,6 +10,7 @@ import logging
 
 from payment_service.repositories import billing as repo
 from payment_service.webhook_effects import after_commit
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("payment.sweeper")
 
@@ -57,9 +58,4 @@ class Sweeper:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)

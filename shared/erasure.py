@@ -28,6 +28,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.tasks import cancel_and_wait
+
 log = logging.getLogger("shared.erasure")
 
 # `async def erase(conn, user_id, state)`: the service's erasure of one user, in the caller's transaction.
@@ -61,10 +63,8 @@ class SecondPasses:
         self._task = asyncio.create_task(self._loop(), name="erasure-second-passes")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -9,6 +9,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from shared.tasks import cancel_and_wait
+
 
 class Periodic:
     def __init__(
@@ -38,10 +40,7 @@ class Periodic:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from shared.bus.amqp import AMQPChannel, ConnectionLost, declare_event_exchange
 from shared.events import Event, EventType
+from shared.tasks import cancel_all_and_wait
 
 log = logging.getLogger("shared.tombstones")
 
@@ -151,7 +152,7 @@ class Tombstones:
             log.warning("not listening for user.deleted yet (RabbitMQ unreachable); starting anyway")
 
     async def _resync_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.resync_seconds)
             await self._try_sync("periodic")
 
@@ -215,7 +216,7 @@ class Tombstones:
             task.cancel()
         if self._channel is not None:
             await self._channel.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all_and_wait(self._tasks)
         self._tasks = []
 
 

@@ -34,6 +34,7 @@ from exponent_server_sdk import (
 
 from community_service.repositories import notifications as repo
 from shared.email import Email, EmailBackend, EmailDeliveryError
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("community_service.notifications.delivery")
 
@@ -81,10 +82,7 @@ class DeliveryWorker:
         self._task = asyncio.create_task(self._run(), name="notifications:delivery")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

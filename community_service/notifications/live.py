@@ -24,6 +24,7 @@ import asyncpg
 import orjson
 
 from community_service.repositories import notifications as repo
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("community_service.notifications.live")
 
@@ -118,10 +119,7 @@ class LiveHub:
         return sum(len(s) for s in self.subscribers.values())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._conn is not None and not self._conn.is_closed():
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=2)

@@ -33,6 +33,7 @@ from shared import tombstones
 from shared.bus.amqp import AMQPChannel
 from shared.bus.consumer import ATTEMPT_HEADER, Consumer, EventHandlers, erase_from_outbox
 from shared.events import Event
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("shared.bus.batch")
 
@@ -280,8 +281,5 @@ class BatchConsumer(Consumer):
             await asyncio.wait_for(self._idle.wait(), grace_seconds)
         except TimeoutError:
             log.warning("batch consumer stopped with messages still pending", extra={"pending": len(self._pending)})
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._worker
+        await cancel_and_wait(self._worker)
         await super().stop(grace_seconds=0.1)

@@ -23,6 +23,7 @@ from shared import tombstones
 from shared.bus.amqp import AMQPChannel, ConnectionLost, declare_event_exchange
 from shared.bus.outbox import erase_published
 from shared.events import Event, EventType
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("shared.bus.consumer")
 
@@ -308,9 +309,4 @@ class Consumer:
             await asyncio.wait(list(self._inflight), timeout=grace_seconds)
         if ch is not None:
             await ch.close()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)

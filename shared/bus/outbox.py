@@ -22,6 +22,7 @@ import asyncpg
 from shared.bus.publisher import EventPublisher
 from shared.events import Event
 from shared.periodic import Periodic
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger("shared.bus.outbox")
 
@@ -178,12 +179,7 @@ class OutboxRelay:
         self._wake.set()
         # The relay first, with no await before its cancel: given the time to leave its loop on its
         # own, it would be cancelled while handing its listener back, and the pool never closes.
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
         if self._sweeper is not None:
             await self._sweeper.stop()
 
