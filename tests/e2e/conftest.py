@@ -20,12 +20,9 @@ import pytest
 import pytest_asyncio
 
 from shared.testing.bus import EventSpy
-from shared.testing.env import Infra, queue_info
-from shared.testing.fleet import Fleet
 from shared.testing.plugin import build_service_env, isolated_infra
 from tests.e2e.fans import Clients, Outbox
-
-QUEUES = ("auth_service.events", "payment_service.events", "chat_service.events")
+from tests.e2e.fleets import running_fleet
 
 
 @pytest.fixture(scope="session")
@@ -33,18 +30,6 @@ def sandbox_handle(sandbox):
     if sandbox is None:
         pytest.fail("the sandbox package is required for the end-to-end tests")
     return sandbox
-
-
-def _wait_for_queues(infra: Infra, vhost: str, timeout: float = 30.0) -> None:
-    """Each consumer has declared and bound its queue: an event published now reaches it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = [q for q in QUEUES if (queue_info(infra, vhost, q) or {}).get("consumers", 0) < 1]
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"consumers not attached in time: {missing}")
-        time.sleep(0.2)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -68,22 +53,9 @@ def event_spy(e2e_env):
 @pytest.fixture(scope="module")
 def fleet(e2e_env, sandbox_handle, infra, tmp_path_factory):
     """Auth, Payment and Chat running, the sandbox's Stripe posting signed webhooks to Payment."""
-    from sandbox.stripe_api import store_of
-
-    log_dir = tmp_path_factory.mktemp("fleet")
     env = {**e2e_env, **sandbox_handle.env(keys=True)}
-    f = Fleet(env, log_dir=log_dir).start()
-    endpoint = None
-    try:
-        _wait_for_queues(infra, e2e_env["REDIS_PREFIX"])
-        endpoint = sandbox_handle.control.stripe_webhook_endpoint(f.url("payment") + "/webhook")
-        f.sandbox = sandbox_handle
+    with running_fleet(env, sandbox_handle, infra, tmp_path_factory.mktemp("fleet"), stripe_webhooks=True) as f:
         yield f
-    finally:
-        if endpoint is not None:
-            store = store_of(sandbox_handle.state)
-            store.endpoints[:] = [e for e in store.endpoints if e["id"] != endpoint["id"]]
-        f.stop()
 
 
 @pytest.fixture(scope="module")

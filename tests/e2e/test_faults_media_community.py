@@ -27,16 +27,15 @@ import pytest_asyncio
 from shared.bus.publisher import EventPublisher
 from shared.events import make_event
 from shared.testing.env import _rabbit, queue_info
-from shared.testing.fleet import Fleet
 from shared.testing.plugin import Tokens
 from shared.testing.processes import ServiceProcess
 from shared.testing.proxy import ThreadedTcpProxy
 from tests.e2e.conftest import wait_ready
 from tests.e2e.fans import Clients
+from tests.e2e.fleets import running_fleet
 from tests.e2e.test_faults import CHECKER, kill_connections
 
 SERVICES = ("payment", "media", "community", "analytics")
-QUEUES = ("analytics_service.events", "community_service.events", "media_service.events")
 PRO = 1
 
 
@@ -66,18 +65,11 @@ def fleet(e2e_env, sandbox_handle, infra, azurite_proxy, tmp_path_factory):
         "MEDIA_BLOB_LEASE_SECONDS": "3",
         "MEDIA_SWEEP_INTERVAL_SECONDS": "1",
     }
-    f = Fleet(env, log_dir=tmp_path_factory.mktemp("fleet-mca"), services=SERVICES).start(timeout=180)
-    try:
-        deadline = time.monotonic() + 30
-        vhost = e2e_env["REDIS_PREFIX"]
-        while [q for q in QUEUES if (queue_info(infra, vhost, q) or {}).get("consumers", 0) < 1]:
-            assert time.monotonic() < deadline, "consumers not attached in time"
-            time.sleep(0.2)
-        f.sandbox = sandbox_handle
-        yield f
-    finally:
-        sandbox_handle.control.clear_faults()
-        f.stop()
+    with running_fleet(env, sandbox_handle, infra, tmp_path_factory.mktemp("fleet-mca"), services=SERVICES) as f:
+        try:
+            yield f
+        finally:
+            sandbox_handle.control.clear_faults()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -27,17 +27,14 @@ from shared import fleet as fleet_manifest
 from shared.bus.publisher import EventPublisher
 from shared.events import Event, make_event
 from shared.testing.env import queue_info
-from shared.testing.fleet import Fleet
 from shared.tiers import TIER_QUOTAS
 from tests.analytics.conftest import rewrite_progress
 from tests.e2e import test_lifecycle
 from tests.e2e.fans import Fan, claims, new_email, quota, talk
+from tests.e2e.fleets import running_fleet
 from tests.e2e.test_flows import checkout
 
 SERVICES = tuple(s.name for s in fleet_manifest.SERVICES)
-CONSUMER_QUEUES = tuple(f"{s.name}_service.events" for s in fleet_manifest.SERVICES if s.consumes_events) + (
-    "community_service.notifications",
-)
 pools = test_lifecycle.pools  # the fixture: every service database, direct
 MATRIX_GREEN = (0, 200, 70)  # sandbox/llm.py RECOGNISABLE: The Matrix, Neo (both in Content's seed)
 
@@ -46,28 +43,19 @@ MATRIX_GREEN = (0, 200, 70)  # sandbox/llm.py RECOGNISABLE: The Matrix, Neo (bot
 def fleet(e2e_env, sandbox_handle, infra, tmp_path_factory):
     """All seven services; Stripe's webhooks to this Payment; Community mails through the
     sandbox's SendGrid (Auth keeps the file outbox the sign-ups read their codes from)."""
-    from sandbox.stripe_api import store_of
-
     env = {**e2e_env, **sandbox_handle.env(keys=True)}
     community = {"EMAIL_BACKEND": "sendgrid", "NOTIFICATION_DELIVERY_POLL_SECONDS": "0.2"}
-    f = Fleet(
-        env, log_dir=tmp_path_factory.mktemp("fleet-rest"), services=SERVICES, service_env={"community": community}
-    ).start(timeout=180)
-    endpoint = None
-    try:
-        deadline = time.monotonic() + 30
-        vhost = e2e_env["REDIS_PREFIX"]
-        while [q for q in CONSUMER_QUEUES if (queue_info(infra, vhost, q) or {}).get("consumers", 0) < 1]:
-            assert time.monotonic() < deadline, "consumers not attached in time"
-            time.sleep(0.2)
-        endpoint = sandbox_handle.control.stripe_webhook_endpoint(f.url("payment") + "/webhook")
-        f.sandbox = sandbox_handle
+    with running_fleet(
+        env,
+        sandbox_handle,
+        infra,
+        tmp_path_factory.mktemp("fleet-rest"),
+        services=SERVICES,
+        service_env={"community": community},
+        extra_queues=("community_service.notifications",),
+        stripe_webhooks=True,
+    ) as f:
         yield f
-    finally:
-        if endpoint is not None:
-            store = store_of(sandbox_handle.state)
-            store.endpoints[:] = [e for e in store.endpoints if e["id"] != endpoint["id"]]
-        f.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

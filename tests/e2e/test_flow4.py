@@ -28,12 +28,10 @@ from pycrdt.websocket.websocket import HttpxWebsocket
 from pypdf import PdfReader
 
 from shared import fleet as fleet_manifest
-from shared.testing.env import queue_info
-from shared.testing.fleet import Fleet
 from tests.e2e.fans import Clients, parse_sse, quota, sign_up, talk
+from tests.e2e.fleets import running_fleet
 
 SERVICES = tuple(s.name for s in fleet_manifest.SERVICES)
-CONSUMER_QUEUES = tuple(f"{s.name}_service.events" for s in fleet_manifest.SERVICES if s.consumes_events)
 TOLD = ("room_joined", "referral", "story_milestone", "achievement")  # what the first user hears of
 # Exactly these: two achievements (first_chat, first_story), a join, a referral, the first up-vote.
 EXPECTED = sorted(("achievement", "achievement", "referral", "room_joined", "story_milestone"))
@@ -49,19 +47,11 @@ def fleet(e2e_env, sandbox_handle, infra, tmp_path_factory):
         "ROOM_DOC_SAVE_SECONDS": "0.5",
         "NOTIFICATION_DELIVERY_POLL_SECONDS": "0.2",
     }
-    f = Fleet(
-        env, log_dir=tmp_path_factory.mktemp("fleet-flow4"), services=SERVICES, service_env={"community": community}
-    ).start(timeout=180)
-    try:
-        deadline = time.monotonic() + 30
-        vhost = e2e_env["REDIS_PREFIX"]
-        while [q for q in CONSUMER_QUEUES if (queue_info(infra, vhost, q) or {}).get("consumers", 0) < 1]:
-            assert time.monotonic() < deadline, "consumers not attached in time"
-            time.sleep(0.2)
-        f.sandbox = sandbox_handle
+    log_dir = tmp_path_factory.mktemp("fleet-flow4")
+    with running_fleet(
+        env, sandbox_handle, infra, log_dir, services=SERVICES, service_env={"community": community}
+    ) as f:
         yield f
-    finally:
-        f.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -12,38 +12,21 @@ import time
 import httpx
 import pytest
 
-from shared.testing.env import queue_info
-from shared.testing.fleet import Fleet
 from tests.e2e.fans import quota, sign_up, talk
+from tests.e2e.fleets import running_fleet
 from tests.e2e.test_flows import checkout
 
 SERVICES = ("auth", "payment", "chat", "content", "community", "media")
-QUEUES = tuple(f"{s}_service.events" for s in ("auth", "payment", "chat", "community", "media"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def fleet(e2e_env, sandbox_handle, infra, tmp_path_factory):
     """This module's own fleet of six, Stripe's webhooks going to its Payment."""
-    from sandbox.stripe_api import store_of
-
     env = {**e2e_env, **sandbox_handle.env(keys=True)}
-    f = Fleet(env, log_dir=tmp_path_factory.mktemp("fleet6"), services=SERVICES).start(timeout=180)
-    endpoint = None
-    try:
-        deadline = time.monotonic() + 30
-        vhost = e2e_env["REDIS_PREFIX"]
-        while [q for q in QUEUES if (queue_info(infra, vhost, q) or {}).get("consumers", 0) < 1]:
-            assert time.monotonic() < deadline, "consumers not attached in time"
-            time.sleep(0.2)
-        endpoint = sandbox_handle.control.stripe_webhook_endpoint(f.url("payment") + "/webhook")
-        f.sandbox = sandbox_handle
+    log_dir = tmp_path_factory.mktemp("fleet6")
+    with running_fleet(env, sandbox_handle, infra, log_dir, services=SERVICES, stripe_webhooks=True) as f:
         yield f
-    finally:
-        if endpoint is not None:
-            store = store_of(sandbox_handle.state)
-            store.endpoints[:] = [e for e in store.endpoints if e["id"] != endpoint["id"]]
-        f.stop()
 
 
 def _llm_calls_since(sandbox, since: int) -> list[dict]:

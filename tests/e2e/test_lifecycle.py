@@ -31,12 +31,10 @@ import pytest_asyncio
 
 from shared import fleet as fleet_manifest
 from shared.bus import sweep_published
-from shared.testing.env import queue_info
-from shared.testing.fleet import Fleet
 from tests.e2e.fans import Fan, sign_up, talk
+from tests.e2e.fleets import running_fleet
 
 SERVICES = tuple(s.name for s in fleet_manifest.SERVICES)
-CONSUMER_QUEUES = tuple(f"{s.name}_service.events" for s in fleet_manifest.SERVICES if s.consumes_events)
 
 # The rule. A column "looks like a user" when its name has one of these words as a whole
 # underscore-separated part (user_id, owner_id, author_id, voter_id, reporter_id, created_by,
@@ -137,17 +135,8 @@ def fleet(e2e_env, sandbox_handle, infra, tmp_path_factory):
         "ERASURE_SECOND_PASS_SECONDS": "2",
         "ERASURE_SWEEP_SECONDS": "0.5",
     }
-    f = Fleet(env, log_dir=tmp_path_factory.mktemp("fleet7"), services=SERVICES).start(timeout=180)
-    try:
-        deadline = time.monotonic() + 30
-        vhost = e2e_env["REDIS_PREFIX"]
-        while [q for q in CONSUMER_QUEUES if (queue_info(infra, vhost, q) or {}).get("consumers", 0) < 1]:
-            assert time.monotonic() < deadline, "consumers not attached in time"
-            time.sleep(0.2)
-        f.sandbox = sandbox_handle
+    with running_fleet(env, sandbox_handle, infra, tmp_path_factory.mktemp("fleet7"), services=SERVICES) as f:
         yield f
-    finally:
-        f.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
