@@ -17,6 +17,8 @@
    ending yesterday (stored DAU/WAU/MAU) and today (WAU/MAU counted). Target p99 <= 200 ms.
 
 Run: .venv/bin/python bench/bench_analytics.py [--events 40000 --users 20000 --batch 1000]
+     [--sql-breakdown: the consumer's time per SQL statement, awaited wall time on its side, which
+     includes the event loop's delay in resuming it]
      (needs scripts/infra.sh's PostgreSQL and RabbitMQ). Prints the load average with the figures:
      on a shared machine they move with the load.
 """
@@ -34,6 +36,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -120,7 +123,48 @@ async def bare_loop(url: str, queue: str, n: int, prefetch: int) -> float:
     return (n - 1) / (end - start)
 
 
-async def consumer_rate(url: str, pool: asyncpg.Pool, n: int, batch: int) -> tuple[float, int]:
+class StatementTimes:
+    """The wall time the consumer awaits each SQL statement (its first words): where a batch's
+    transaction spends its time. Wraps asyncpg.Connection's query methods while installed."""
+
+    METHODS = ("execute", "fetch", "fetchval", "fetchrow")
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self.saved: dict[str, Any] = {}
+
+    def install(self) -> None:
+        for name in self.METHODS:
+            self.saved[name] = getattr(asyncpg.Connection, name)
+            setattr(asyncpg.Connection, name, self._timed(self.saved[name]))
+
+    def uninstall(self) -> None:
+        for name, method in self.saved.items():
+            setattr(asyncpg.Connection, name, method)
+
+    def _timed(self, method):
+        async def timed(conn, query, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return await method(conn, query, *args, **kwargs)
+            finally:
+                entry = self.times.setdefault(" ".join(query.split())[:70], [0, 0.0])
+                entry[0] += 1
+                entry[1] += time.perf_counter() - start
+
+        return timed
+
+    def report(self, events: int, top: int = 12) -> list[str]:
+        rows = sorted(self.times.items(), key=lambda kv: -kv[1][1])
+        total = sum(t for _, t in self.times.values())
+        lines = [f"  SQL awaited: {1e6 * total / events:.0f} us per event in all; by statement (us/event, calls):"]
+        lines += [f"    {1e6 * t / events:6.1f} {n:5d}  {q}" for q, (n, t) in rows[:top]]
+        return lines
+
+
+async def consumer_rate(
+    url: str, pool: asyncpg.Pool, n: int, batch: int, statements: StatementTimes | None = None
+) -> tuple[float, int]:
     consumer = BatchConsumer(
         url=url,
         exchange=EXCHANGE,
@@ -132,6 +176,8 @@ async def consumer_rate(url: str, pool: asyncpg.Pool, n: int, batch: int) -> tup
         max_wait_ms=20,
     )
     start = time.perf_counter()
+    if statements is not None:
+        statements.install()
     consumer.start()
     await asyncio.wait_for(consumer.ready.wait(), 30)
     first = None
@@ -140,12 +186,14 @@ async def consumer_rate(url: str, pool: asyncpg.Pool, n: int, batch: int) -> tup
             first = time.perf_counter()
         await asyncio.sleep(0.01)
     end = time.perf_counter()
+    if statements is not None:
+        statements.uninstall()
     await consumer.stop()
     # From the consumer's start: includes filling the first batch, the honest "sustained" figure.
     return n / (end - start), consumer.batches
 
 
-async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int) -> dict:
+async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int, sql_breakdown: bool = False) -> dict:
     dsn = await create_database(infra, run)
     url = create_vhost(infra, run)
     try:
@@ -169,7 +217,8 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
         await publisher.close()
 
         bare_before = await bare_loop(url, BARE[0], n, 2 * batch)
-        rate, batches = await consumer_rate(url, pool, n, batch)
+        statements = StatementTimes() if sql_breakdown else None
+        rate, batches = await consumer_rate(url, pool, n, batch, statements)
         bare_after = await bare_loop(url, BARE[1], n, 2 * batch)
         raw = await pool.fetchval("SELECT count(*) FROM analytics_events")
         assert raw == n, (raw, n)
@@ -181,6 +230,7 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
             "bare_before": bare_before,
             "bare_after": bare_after,
             "ratio": rate / bare,
+            "statements": statements.report(n) if statements is not None else [],
         }
     finally:
         await drop_database(infra, run)
@@ -498,17 +548,22 @@ async def main() -> None:
     parser.add_argument("--dashboard-events", type=int, default=10_000_000)
     parser.add_argument("--dashboard-users", type=int, default=50_000)
     parser.add_argument("--dashboard-queries", type=int, default=200)
+    parser.add_argument("--sql-breakdown", action="store_true")
     parser.add_argument("--skip", choices=["ingestion", "ranks", "me", "dashboard"], action="append", default=[])
     args = parser.parse_args()
     infra = Infra.from_environ()
     tag = uuid.uuid4().hex[:6]
     print(f"cores {os.cpu_count()}, load average {load()}")
     if "ingestion" not in args.skip:
-        r = await bench_ingestion(infra, f"bench_analytics_{tag}", args.events, args.users, args.batch)
+        r = await bench_ingestion(
+            infra, f"bench_analytics_{tag}", args.events, args.users, args.batch, args.sql_breakdown
+        )
         print(f"ingestion: {args.events:,} events, {args.users:,} users, batch {args.batch}")
         print(f"  bare consume-and-ack: {r['bare_before']:,.0f}/s before, {r['bare_after']:,.0f}/s after")
         print(f"  analytics consumer:   {r['rate']:,.0f} events/s ({r['batches']} batches)")
         print(f"  ratio to the bare loop: {100 * r['ratio']:.0f}%   (targets: >= 5,000/s, >= 50%)")
+        for line in r["statements"]:
+            print(line)
         print(f"  load average {load()}")
     if "ranks" not in args.skip:
         r = await bench_ranks(infra, f"bench_ranks_{tag}", args.rank_users, args.lookups)
