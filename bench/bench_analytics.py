@@ -164,7 +164,7 @@ class StatementTimes:
 
 async def consumer_rate(
     url: str, pool: asyncpg.Pool, n: int, batch: int, statements: StatementTimes | None = None
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     consumer = BatchConsumer(
         url=url,
         exchange=EXCHANGE,
@@ -176,6 +176,7 @@ async def consumer_rate(
         max_wait_ms=20,
     )
     start = time.perf_counter()
+    cpu_start = time.process_time()
     if statements is not None:
         statements.install()
     consumer.start()
@@ -186,11 +187,12 @@ async def consumer_rate(
             first = time.perf_counter()
         await asyncio.sleep(0.01)
     end = time.perf_counter()
+    cpu = time.process_time() - cpu_start
     if statements is not None:
         statements.uninstall()
     await consumer.stop()
     # From the consumer's start: includes filling the first batch, the honest "sustained" figure.
-    return n / (end - start), consumer.batches
+    return n / (end - start), consumer.batches, cpu
 
 
 async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int, sql_breakdown: bool = False) -> dict:
@@ -218,7 +220,7 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
 
         bare_before = await bare_loop(url, BARE[0], n, 2 * batch)
         statements = StatementTimes() if sql_breakdown else None
-        rate, batches = await consumer_rate(url, pool, n, batch, statements)
+        rate, batches, cpu = await consumer_rate(url, pool, n, batch, statements)
         bare_after = await bare_loop(url, BARE[1], n, 2 * batch)
         raw = await pool.fetchval("SELECT count(*) FROM analytics_events")
         assert raw == n, (raw, n)
@@ -230,6 +232,9 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
             "bare_before": bare_before,
             "bare_after": bare_after,
             "ratio": rate / bare,
+            # This process's CPU while the consumer ran (nothing else runs in it meanwhile).
+            "cpu_us": 1e6 * cpu / n,
+            "cpu_share": cpu * rate / n,
             "statements": statements.report(n) if statements is not None else [],
         }
     finally:
@@ -562,6 +567,7 @@ async def main() -> None:
         print(f"  bare consume-and-ack: {r['bare_before']:,.0f}/s before, {r['bare_after']:,.0f}/s after")
         print(f"  analytics consumer:   {r['rate']:,.0f} events/s ({r['batches']} batches)")
         print(f"  ratio to the bare loop: {100 * r['ratio']:.0f}%   (targets: >= 5,000/s, >= 50%)")
+        print(f"  consumer process CPU: {r['cpu_us']:.0f} us per event, {100 * r['cpu_share']:.0f}% of one core")
         for line in r["statements"]:
             print(line)
         print(f"  load average {load()}")
