@@ -162,9 +162,30 @@ class StatementTimes:
         return lines
 
 
+async def backend_cpu(pool: asyncpg.Pool) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend of the pool's database (read from
+    /proc: PostgreSQL runs on this machine; {} when it cannot be read)."""
+    pids = [r[0] for r in await pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+    return _proc_cpu(pids)
+
+
+def _proc_cpu(pids: list[int]) -> dict[int, float]:
+    """(Reading /proc does not block: a plain read between two measurements.)"""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return out
+
+
 async def consumer_rate(
     url: str, pool: asyncpg.Pool, n: int, batch: int, statements: StatementTimes | None = None
-) -> tuple[float, int, float]:
+) -> tuple[float, int, float, float | None]:
     consumer = BatchConsumer(
         url=url,
         exchange=EXCHANGE,
@@ -175,6 +196,7 @@ async def consumer_rate(
         batch_size=batch,
         max_wait_ms=20,
     )
+    db_start = await backend_cpu(pool)
     start = time.perf_counter()
     cpu_start = time.process_time()
     if statements is not None:
@@ -188,11 +210,13 @@ async def consumer_rate(
         await asyncio.sleep(0.01)
     end = time.perf_counter()
     cpu = time.process_time() - cpu_start
+    db_end = await backend_cpu(pool)
+    db_cpu = sum(t - db_start.get(pid, 0.0) for pid, t in db_end.items()) if db_end else None
     if statements is not None:
         statements.uninstall()
     await consumer.stop()
     # From the consumer's start: includes filling the first batch, the honest "sustained" figure.
-    return n / (end - start), consumer.batches, cpu
+    return n / (end - start), consumer.batches, cpu, db_cpu
 
 
 async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int, sql_breakdown: bool = False) -> dict:
@@ -220,7 +244,7 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
 
         bare_before = await bare_loop(url, BARE[0], n, 2 * batch)
         statements = StatementTimes() if sql_breakdown else None
-        rate, batches, cpu = await consumer_rate(url, pool, n, batch, statements)
+        rate, batches, cpu, db_cpu = await consumer_rate(url, pool, n, batch, statements)
         bare_after = await bare_loop(url, BARE[1], n, 2 * batch)
         raw = await pool.fetchval("SELECT count(*) FROM analytics_events")
         assert raw == n, (raw, n)
@@ -235,6 +259,9 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
             # This process's CPU while the consumer ran (nothing else runs in it meanwhile).
             "cpu_us": 1e6 * cpu / n,
             "cpu_share": cpu * rate / n,
+            # PostgreSQL's backends for this database meanwhile (the consumer's transactions).
+            "db_cpu_us": None if db_cpu is None else 1e6 * db_cpu / n,
+            "db_cpu_share": None if db_cpu is None else db_cpu * rate / n,
             "statements": statements.report(n) if statements is not None else [],
         }
     finally:
@@ -568,6 +595,11 @@ async def main() -> None:
         print(f"  analytics consumer:   {r['rate']:,.0f} events/s ({r['batches']} batches)")
         print(f"  ratio to the bare loop: {100 * r['ratio']:.0f}%   (targets: >= 5,000/s, >= 50%)")
         print(f"  consumer process CPU: {r['cpu_us']:.0f} us per event, {100 * r['cpu_share']:.0f}% of one core")
+        if r["db_cpu_us"] is not None:
+            print(
+                f"  PostgreSQL backends' CPU: {r['db_cpu_us']:.0f} us per event, "
+                f"{100 * r['db_cpu_share']:.0f}% of one core"
+            )
         for line in r["statements"]:
             print(line)
         print(f"  load average {load()}")
