@@ -255,9 +255,13 @@ async def add_post(pool, user: CurrentUser, room_id: str, body: str) -> dict:
 
 
 async def list_posts(pool, user: CurrentUser, room_id: str, cursor: str | None, limit: int) -> dict:
+    """Members read the posts; moderators read any room's, to review reported posts."""
     after = decode_keyset(cursor or "")
     async with pool.acquire() as conn:
-        row = await _member_room(conn, user, room_id)
+        if is_moderator(user):
+            row, _ = await _visible_room(conn, user, room_id, moderating=True)
+        else:
+            row = await _member_room(conn, user, room_id)
         rows = await rooms_repo.posts(conn, row["id"], after, limit + 1)
     next_cursor = encode_keyset(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return {"posts": [_post_out(r) for r in rows[:limit]], "next_cursor": next_cursor}

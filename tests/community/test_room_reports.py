@@ -107,6 +107,12 @@ async def test_rooms_and_posts_are_reported_by_whoever_may_see_them(client, new_
         r = await _report(client, member, target_type, target_id, reason="again")
         assert r.status_code == 409 and r.json()["detail"]["code"] == "ALREADY_REPORTED"
         assert [tuple(x) for x in await _reports(community_db, target_type, target_id)] == [(member.id, "open")]
+    # A moderator reviews what was reported, an invite-only room's posts included.
+    moderator = new_user(extra_claims=MODERATOR_CLAIMS)
+    r = await client.get(f"/rooms/{private['id']}/posts", headers=moderator.headers)
+    assert r.status_code == 200 and [p["id"] for p in r.json()["posts"]] == [private_post]
+    r = await client.get(f"/rooms/{private['id']}", headers=moderator.headers)
+    assert r.status_code == 200 and r.json()["my_role"] is None and r.json()["invite_code"] is None
 
 
 async def test_moderators_remove_rooms_and_posts_with_an_audit_row(client, new_user, tokens, community_db):
@@ -189,6 +195,10 @@ async def test_moderators_remove_rooms_and_posts_with_an_audit_row(client, new_u
         assert r.status_code == 404
     r = await client.get(f"/rooms/{rid}", headers=moderator.headers)
     assert r.status_code == 200 and r.json()["status"] == "removed" and r.json()["invite_code"] is None
+    r = await client.get(f"/rooms/{rid}/posts", headers=moderator.headers)
+    assert r.status_code == 200 and [p["id"] for p in r.json()["posts"]] == [good_post]
+    r = await client.post(f"/rooms/{rid}/posts", json={"body": "mod here"}, headers=moderator.headers)
+    assert r.status_code == 404  # reading to review, not taking part
     newcomer = new_user()
     r = await client.post("/rooms/join", json={"invite_code": room["invite_code"]}, headers=newcomer.headers)
     assert r.status_code == 404 and r.json()["detail"]["code"] == "INVITE_NOT_FOUND"
