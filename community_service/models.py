@@ -190,7 +190,7 @@ class VoteRequest(Body):
 
 
 class ReportRequest(Body):
-    target_type: Literal["story", "scenario", "character"]
+    target_type: Literal["story", "scenario", "character", "room", "post"]  # post: a room's discussion post
     target_id: str = Field(..., max_length=64)
     reason: stored_text(min_length=1, max_length=1000)
 

@@ -17,6 +17,7 @@ from community_service.models import counts, iso
 from community_service.moderation import Moderator
 from community_service.repositories import characters as char_repo
 from community_service.repositories import favorites as fav_repo
+from community_service.repositories import moderation as mod_repo
 from community_service.repositories import scenarios as scen_repo
 from community_service.repositories import stories as story_repo
 from community_service.repositories import universes as uni_repo
@@ -422,7 +423,8 @@ async def start_scenario(pool, upstreams, user: CurrentUser, token: str, scenari
 
 async def erase_user(conn: asyncpg.Connection, user_id: str) -> dict:
     """user.deleted: the user's characters, universes, scenarios, favourites, drafts are deleted;
-    their published stories removed (not orphaned); their votes withdrawn from the counters."""
+    their published stories removed (not orphaned); their votes withdrawn from the counters; their
+    reports deleted, and the reports on their deleted characters and scenarios."""
     for v in await vote_repo.delete_by_user(conn, user_id):
         d_up, d_down = -(v["value"] == 1), -(v["value"] == -1)
         moved = await vote_repo.move_counts(conn, v["target_type"], v["target_id"], d_up, d_down)
@@ -433,9 +435,12 @@ async def erase_user(conn: asyncpg.Connection, user_id: str) -> dict:
     removed = await story_repo.remove_authored_by(conn, user_id)
     for character_id in await char_repo.delete_owned_by(conn, user_id):
         await vote_repo.delete_for_target(conn, "character", character_id)
+        await mod_repo.delete_for_targets(conn, "character", [character_id])
         await fav_repo.delete_target(conn, "character", str(character_id))
     for scenario_id in await scen_repo.delete_owned_by(conn, user_id):
         await vote_repo.delete_for_target(conn, "scenario", scenario_id)
+        await mod_repo.delete_for_targets(conn, "scenario", [scenario_id])
     await uni_repo.delete_owned_by(conn, user_id)
     await fav_repo.delete_for_user(conn, user_id)
-    return {"removed_stories": len(removed)}
+    reports = await mod_repo.delete_by_reporter(conn, user_id)
+    return {"removed_stories": len(removed), "reports": reports}

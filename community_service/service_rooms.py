@@ -9,10 +9,11 @@ import secrets
 from community_service import errors
 from community_service.models import counts, iso
 from community_service.moderation import Moderator
+from community_service.repositories import moderation as mod_repo
 from community_service.repositories import rooms as rooms_repo
 from community_service.repositories import stories as story_repo
 from community_service.repositories import votes as vote_repo
-from community_service.service import parse_id
+from community_service.service import is_moderator, parse_id
 from community_service.service_stories import _later_step
 from community_service.upstream import Upstreams
 from shared.auth import CurrentUser
@@ -41,6 +42,7 @@ def room_out(row, role: str | None, my_vote: int | None = None) -> dict:
         "description": row["description"],
         "story_id": str(row["story_id"]) if row["story_id"] else None,
         "visibility": row["visibility"],
+        "status": row["status"],
         "owner_id": row["owner_id"],
         "member_count": row["member_count"],
         "my_role": role,
@@ -64,14 +66,15 @@ def _post_out(row) -> dict:
     }
 
 
-async def _visible_room(conn, user: CurrentUser, room_id: str):
+async def _visible_room(conn, user: CurrentUser, room_id: str, *, moderating: bool = False):
     """The room and the caller's role (None for a non-member); an invite-only room is a 404 to
-    anyone outside it (its existence is private too)."""
+    anyone outside it (its existence is private too), a room a moderator removed a 404 to everyone.
+    `moderating`: a moderator reviewing reports sees any room, removed or invite-only."""
     row = await rooms_repo.get(conn, parse_id(room_id, errors.ROOM_NOT_FOUND))
     if row is None:
         raise errors.ROOM_NOT_FOUND()
     role = await rooms_repo.role_of(conn, row["id"], user.user_id)
-    if role is None and row["visibility"] != "public":
+    if not moderating and (row["status"] != "active" or (role is None and row["visibility"] != "public")):
         raise errors.ROOM_NOT_FOUND()
     return row, role
 
@@ -128,7 +131,7 @@ async def join_room(
                 raise errors.INVITE_NOT_FOUND()
         else:
             room = await rooms_repo.get(conn, parse_id(body["room_id"], errors.ROOM_NOT_FOUND))
-            if room is None or room["visibility"] != "public":
+            if room is None or room["visibility"] != "public" or room["status"] != "active":
                 raise errors.ROOM_NOT_FOUND()
         role = await rooms_repo.role_of(conn, room["id"], user.user_id)
     if role is not None:
@@ -172,7 +175,7 @@ async def _joined(pool, user: CurrentUser, room_id, *, joined: bool, referral: d
 
 async def get_room(pool, user: CurrentUser, room_id: str) -> dict:
     async with pool.acquire() as conn:
-        row, role = await _visible_room(conn, user, room_id)
+        row, role = await _visible_room(conn, user, room_id, moderating=is_moderator(user))
         members = await rooms_repo.members(conn, row["id"])
         mine = await vote_repo.mine(conn, user.user_id, "room", [row["id"]])
     return {**room_out(row, role, mine.get(row["id"])), "members": [_member_out(m) for m in members]}
@@ -252,9 +255,13 @@ async def add_post(pool, user: CurrentUser, room_id: str, body: str) -> dict:
 
 
 async def list_posts(pool, user: CurrentUser, room_id: str, cursor: str | None, limit: int) -> dict:
+    """Members read the posts; moderators read any room's, to review reported posts."""
     after = decode_keyset(cursor or "")
     async with pool.acquire() as conn:
-        row = await _member_room(conn, user, room_id)
+        if is_moderator(user):
+            row, _ = await _visible_room(conn, user, room_id, moderating=True)
+        else:
+            row = await _member_room(conn, user, room_id)
         rows = await rooms_repo.posts(conn, row["id"], after, limit + 1)
     next_cursor = encode_keyset(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return {"posts": [_post_out(r) for r in rows[:limit]], "next_cursor": next_cursor}
@@ -265,10 +272,11 @@ async def list_posts(pool, user: CurrentUser, room_id: str, cursor: str | None, 
 
 async def document_access(pool, user: CurrentUser, room_id: str) -> tuple[str, str]:
     """(room id, role) for a WebSocket on the room's document: members only; anyone else, and any
-    room that does not exist, is ROOM_NOT_FOUND."""
+    room that does not exist or that a moderator removed, is ROOM_NOT_FOUND."""
     async with pool.acquire() as conn:
         row = await rooms_repo.get(conn, parse_id(room_id, errors.ROOM_NOT_FOUND))
-        role = await rooms_repo.role_of(conn, row["id"], user.user_id) if row is not None else None
+        active = row is not None and row["status"] == "active"
+        role = await rooms_repo.role_of(conn, row["id"], user.user_id) if active else None
     if role is None:
         raise errors.ROOM_NOT_FOUND()
     return str(row["id"]), role
@@ -323,8 +331,13 @@ async def save_document(pool, moderator: Moderator, room_id: str, text: str, edi
 async def erase_user(conn, user_id: str) -> dict:
     """user.deleted, in the consumer's transaction: the user's posts and memberships go; the rooms
     they own are deleted with their members, posts and document (no one would be left to manage
-    them; the story itself is the story erasure's)."""
+    them; the story itself is the story erasure's); so do the reports on the deleted rooms and posts
+    (the user's own reports are service.erase_user's)."""
     erased = await rooms_repo.erase_user(conn, user_id)
+    post_ids = erased.pop("post_ids")
     if erased["rooms"]:  # the deleted rooms' votes (the voters' rows; the counters went with the rooms)
         await vote_repo.delete_for_targets(conn, "room", erased["rooms"])
+        await mod_repo.delete_for_targets(conn, "room", erased["rooms"])
+    if post_ids:
+        await mod_repo.delete_for_targets(conn, "post", post_ids)
     return {**erased, "rooms": [str(r) for r in erased["rooms"]]}

@@ -7,7 +7,6 @@ from __future__ import annotations
 from community_service import errors
 from community_service.models import counts, iso
 from community_service.repositories import moderation as mod_repo
-from community_service.repositories import votes as vote_repo
 from community_service.service import ENGAGEMENT_KEYS, STORY_VOTED, parse_id
 from community_service.vote_batch import VoteBatcher
 from shared.auth import CurrentUser
@@ -16,10 +15,17 @@ from shared.events import make_event
 
 
 def _visible_target(row, target_type: str, user: CurrentUser) -> bool:
+    """Whether the user may see (so report) the row: a published story; an active public (or their
+    own) scenario or character; an active room as GET /rooms/{id} shows it (public, or the user is a
+    member); an active post in an active room the user is a member of (posts are members only)."""
     if row is None:
         return False
     if target_type == "story":
         return row["status"] == "published"
+    if target_type == "room":
+        return row["status"] == "active" and (row["visibility"] == "public" or row["is_member"])
+    if target_type == "post":
+        return row["status"] == "active" and row["room_status"] == "active" and row["is_member"]
     return row["status"] == "active" and (row["visibility"] == "public" or row["owner_id"] == user.user_id)
 
 
@@ -59,7 +65,7 @@ async def vote(
 async def report(pool, user: CurrentUser, target_type: str, target_id: str, reason: str) -> dict:
     tid = parse_id(target_id, errors.TARGET_NOT_FOUND)
     async with pool.acquire() as conn:
-        row = await vote_repo.target(conn, target_type, tid)
+        row = await mod_repo.target(conn, target_type, tid, user.user_id)
         if not _visible_target(row, target_type, user):
             raise errors.TARGET_NOT_FOUND()
         created = await mod_repo.report(conn, target_type, tid, user.user_id, reason)
@@ -85,10 +91,11 @@ async def moderation_queue(pool, limit: int) -> list[dict]:
 
 async def moderate(pool, actor: CurrentUser, target_type: str, target_id: str, action: str, note: str | None) -> dict:
     """approve: the reports are closed, the content stays; remove: the content is hidden from feeds,
-    lists and share links (status 'removed'). Either way one audit row."""
+    lists and share links (status 'removed'; a room: from the room lists and reads, joining and its
+    document; a post: from its room's posts). Either way one audit row."""
     tid = parse_id(target_id, errors.TARGET_NOT_FOUND)
     async with pool.acquire() as conn, conn.transaction():
-        if await vote_repo.target(conn, target_type, tid) is None:
+        if await mod_repo.target(conn, target_type, tid, actor.user_id) is None:
             raise errors.TARGET_NOT_FOUND()
         if action == "remove":
             await mod_repo.set_status(conn, target_type, tid, "removed")

@@ -2,6 +2,35 @@
 
 from __future__ import annotations
 
+# What can be reported and moderated, and its table (each has a `status`: 'active' or 'removed',
+# stories also 'draft' and 'published').
+TABLES = {
+    "story": "stories",
+    "scenario": "scenarios",
+    "character": "characters",
+    "room": "rooms",
+    "post": "room_posts",
+}
+# A room's or post's row also says whether the user is a member of its room (who may see it).
+_ROOM_TARGET = (
+    "SELECT t.*, EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = t.id AND m.user_id = $2) AS is_member"
+    " FROM rooms t WHERE t.id = $1"
+)
+_POST_TARGET = (
+    "SELECT t.*, r.status AS room_status, EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = t.room_id"
+    " AND m.user_id = $2) AS is_member FROM room_posts t JOIN rooms r ON r.id = t.room_id WHERE t.id = $1"
+)
+
+
+async def target(conn, target_type: str, target_id, user_id: str):
+    """The reported or moderated row (any status), None when there is none; rooms and posts with
+    `is_member` for `user_id`, posts with their room's status."""
+    if target_type == "room":
+        return await conn.fetchrow(_ROOM_TARGET, target_id, user_id)
+    if target_type == "post":
+        return await conn.fetchrow(_POST_TARGET, target_id, user_id)
+    return await conn.fetchrow(f"SELECT * FROM {TABLES[target_type]} WHERE id = $1", target_id)
+
 
 async def report(conn, target_type: str, target_id, reporter_id: str, reason: str):
     return await conn.fetchrow(
@@ -48,6 +77,20 @@ async def audit(conn, target_type: str, target_id, action: str, actor_id: str, a
 
 
 async def set_status(conn, target_type: str, target_id, status: str) -> bool:
-    table = {"story": "stories", "scenario": "scenarios", "character": "characters"}[target_type]
+    table = TABLES[target_type]
     updated = await conn.fetchval(f"UPDATE {table} SET status = $2 WHERE id = $1 RETURNING true", target_id, status)
     return updated is not None
+
+
+async def delete_by_reporter(conn, reporter_id: str) -> int:
+    """A deleted user's reports (their reasons are their words); resolved ones too."""
+    return await conn.fetchval(
+        "WITH d AS (DELETE FROM reports WHERE reporter_id = $1 RETURNING 1) SELECT count(*) FROM d", reporter_id
+    )
+
+
+async def delete_for_targets(conn, target_type: str, target_ids: list) -> None:
+    """The reports on deleted targets (reports.target_id has no foreign key: it names rows of several tables)."""
+    await conn.execute(
+        "DELETE FROM reports WHERE target_type = $1 AND target_id = ANY($2::uuid[])", target_type, target_ids
+    )

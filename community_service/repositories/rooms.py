@@ -8,7 +8,7 @@ import asyncpg
 
 _ROOM = (
     "r.id, r.owner_id, r.name, r.description, r.story_id, r.visibility, r.invite_code, r.up, r.down, r.score,"
-    " r.doc_story_version"
+    " r.doc_story_version, r.status"
 )
 _MEMBER_COUNT = "(SELECT count(*) FROM room_members m WHERE m.room_id = r.id) AS member_count"
 
@@ -35,7 +35,8 @@ async def get(conn, room_id) -> asyncpg.Record | None:
 
 
 async def get_by_invite_code(conn, invite_code: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM rooms WHERE invite_code = $1", invite_code)
+    """An active room only: a removed room's invite code joins nothing."""
+    return await conn.fetchrow("SELECT * FROM rooms WHERE invite_code = $1 AND status = 'active'", invite_code)
 
 
 async def role_of(conn, room_id, user_id: str) -> str | None:
@@ -97,15 +98,17 @@ async def remove_member(conn, room_id, user_id: str) -> bool:
 
 
 async def list_public(conn, after: tuple[datetime, object] | None, limit: int) -> list[asyncpg.Record]:
-    """Public rooms, newest first; a page after a cursor is an index range scan from it."""
+    """Active public rooms, newest first; a page after a cursor is an index range scan from it."""
     if after is None:
         return await conn.fetch(
-            f"SELECT {_ROOM}, r.created_at, {_MEMBER_COUNT} FROM rooms r WHERE r.visibility = 'public'"
+            f"SELECT {_ROOM}, r.created_at, {_MEMBER_COUNT} FROM rooms r"
+            " WHERE r.visibility = 'public' AND r.status = 'active'"
             " ORDER BY r.created_at DESC, r.id DESC LIMIT $1",
             limit,
         )
     return await conn.fetch(
-        f"SELECT {_ROOM}, r.created_at, {_MEMBER_COUNT} FROM rooms r WHERE r.visibility = 'public'"
+        f"SELECT {_ROOM}, r.created_at, {_MEMBER_COUNT} FROM rooms r"
+        " WHERE r.visibility = 'public' AND r.status = 'active'"
         " AND (r.created_at, r.id) < ($2, $3) ORDER BY r.created_at DESC, r.id DESC LIMIT $1",
         limit,
         *after,
@@ -113,11 +116,11 @@ async def list_public(conn, after: tuple[datetime, object] | None, limit: int) -
 
 
 async def list_mine(conn, user_id: str, after: tuple[datetime, object] | None, limit: int) -> list[asyncpg.Record]:
-    """The user's rooms, most recently joined first (the cursor is the join time and room id)."""
+    """The user's active rooms, most recently joined first (the cursor is the join time and room id)."""
     cursor = "" if after is None else " AND (m.joined_at, m.room_id) < ($3, $4)"
     return await conn.fetch(
         f"SELECT {_ROOM}, r.created_at, {_MEMBER_COUNT}, m.role AS my_role, m.joined_at FROM room_members m"
-        f" JOIN rooms r ON r.id = m.room_id WHERE m.user_id = $1{cursor}"
+        f" JOIN rooms r ON r.id = m.room_id WHERE m.user_id = $1 AND r.status = 'active'{cursor}"
         " ORDER BY m.joined_at DESC, m.room_id DESC LIMIT $2",
         user_id,
         limit,
@@ -132,9 +135,11 @@ async def insert_post(conn, room_id, author_id: str, body: str) -> asyncpg.Recor
 
 
 async def posts(conn, room_id, after: tuple[datetime, object] | None, limit: int) -> list[asyncpg.Record]:
+    """The room's posts a moderator has not removed, newest first."""
     cursor = "" if after is None else " AND (created_at, id) < ($3, $4)"
     return await conn.fetch(
-        f"SELECT * FROM room_posts WHERE room_id = $1{cursor} ORDER BY created_at DESC, id DESC LIMIT $2",
+        f"SELECT * FROM room_posts WHERE room_id = $1 AND status = 'active'{cursor}"
+        " ORDER BY created_at DESC, id DESC LIMIT $2",
         room_id,
         limit,
         *(after or ()),
@@ -143,16 +148,23 @@ async def posts(conn, room_id, after: tuple[datetime, object] | None, limit: int
 
 async def erase_user(conn, user_id: str) -> dict:
     """The user's posts and memberships, and the rooms they own (with everyone's posts and the
-    document in them: a room without its owner has no one to manage it). Returns the counts and
-    the deleted rooms' ids."""
-    posts_deleted = await conn.fetchval(
-        "WITH d AS (DELETE FROM room_posts WHERE author_id = $1 RETURNING 1) SELECT count(*) FROM d", user_id
+    document in them: a room without its owner has no one to manage it). Returns the counts, the
+    deleted rooms' ids and the deleted posts' ids (the user's and those in their rooms)."""
+    posts = await conn.fetch(
+        "DELETE FROM room_posts WHERE author_id = $1 OR room_id IN (SELECT id FROM rooms WHERE owner_id = $1)"
+        " RETURNING id, author_id",
+        user_id,
     )
     rooms = await conn.fetch("DELETE FROM rooms WHERE owner_id = $1 RETURNING id", user_id)
     memberships = await conn.fetchval(
         "WITH d AS (DELETE FROM room_members WHERE user_id = $1 RETURNING 1) SELECT count(*) FROM d", user_id
     )
-    return {"room_posts": posts_deleted, "rooms": [r["id"] for r in rooms], "room_memberships": memberships}
+    return {
+        "room_posts": sum(p["author_id"] == user_id for p in posts),
+        "rooms": [r["id"] for r in rooms],
+        "post_ids": [p["id"] for p in posts],
+        "room_memberships": memberships,
+    }
 
 
 # The collaborative document: Yjs updates in order ------------------------------------------------

@@ -7,7 +7,7 @@ TABLES = {
     "story": ("stories", "status = 'published'"),
     "scenario": ("scenarios", "status = 'active'"),
     "character": ("characters", "status = 'active'"),
-    "room": ("rooms", "true"),
+    "room": ("rooms", "status = 'active'"),
 }
 
 
@@ -17,8 +17,9 @@ _VISIBLE = {
     "story": "t.status = 'published'",
     "scenario": "t.status = 'active' AND (t.visibility = 'public' OR t.owner_id = i.user_id)",
     "character": "t.status = 'active' AND (t.visibility = 'public' OR t.owner_id = i.user_id)",
-    # A room as GET /rooms/{id} shows it: a public one to anyone, an invite-only one to its members.
-    "room": "(t.visibility = 'public' OR EXISTS (SELECT 1 FROM room_members m"
+    # A room as GET /rooms/{id} shows it: a public one to anyone, an invite-only one to its members;
+    # a removed one to no one.
+    "room": "t.status = 'active' AND (t.visibility = 'public' OR EXISTS (SELECT 1 FROM room_members m"
     " WHERE m.room_id = t.id AND m.user_id = i.user_id))",
 }
 _HOT_FROM = {"story": "published_at", "scenario": "created_at", "character": None, "room": None}

@@ -15,7 +15,8 @@ from shared.auth import CurrentUser, get_current_user
 from shared.responses import json_response
 
 router = APIRouter(tags=["votes"])
-TargetType = Literal["story", "scenario", "character"]  # what can be reported and moderated
+# What can be reported and moderated (post: a room's discussion post, by its id).
+TargetType = Literal["story", "scenario", "character", "room", "post"]
 VoteTargetType = Literal["story", "scenario", "character", "room"]
 
 
@@ -83,4 +84,6 @@ async def moderate(
     done = await votes_svc.moderate(pool(request), user, target_type, target_id, action, note)
     if action == "remove":
         feed_pages(request).clear()
+        if target_type == "room":  # its open document connections are closed (joining is refused too)
+            await request.app.state.room_docs.room_deleted(done["target_id"])
     return done

@@ -284,6 +284,25 @@ async def test_handshake_refused_for_bad_tokens_and_non_members(http, new_user):
                     await ws.receive_bytes()
 
 
+async def test_a_room_removed_by_a_moderator_closes_its_document_and_refuses_new_connections(http, new_user):
+    owner = new_user()
+    moderator = new_user(extra_claims={"app_metadata": {"provider": "email", "tier": 0, "roles": ["moderator"]}})
+    _, room = await _story_room(http, owner, "Reported text.")
+    async with aconnect_ws(ws_url(http, room["id"]) + f"?token={owner.token}", http) as ws:
+        await ws.receive_bytes()
+        r = await http.post(f"/moderation/room/{room['id']}/remove", headers=moderator.headers)
+        assert r.status_code == 200, r.text
+        with anyio.fail_after(5):
+            with pytest.raises(WebSocketDisconnect) as closed_with:
+                while True:
+                    await ws.receive_bytes()
+        assert closed_with.value.code == 4404
+    with pytest.raises(WebSocketUpgradeError) as refused:
+        async with aconnect_ws(ws_url(http, room["id"]) + f"?token={owner.token}", http):
+            pass
+    assert refused.value.response.status_code == 404
+
+
 async def test_concurrent_first_connections_share_one_seeded_document(http, new_user, eventually):
     """The per-room lock: five clients opening a never-opened room at once get one document, seeded
     once, and an edit by any of them reaches all."""
