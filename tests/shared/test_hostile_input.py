@@ -190,13 +190,25 @@ class Findings(list):
 
 @pytest.mark.parametrize("service", SERVICES)
 async def test_every_route_refuses_hostile_input_with_a_4xx_envelope(
-    service, make_client, service_env, sandbox, tokens, tmp_path_factory, auth
+    service, make_client, service_env, sandbox, tokens, tmp_path_factory, auth, infra, run_id
 ):
-    overrides = {
-        **_service_overrides(service, sandbox, tmp_path_factory.mktemp(f"hostile-{service}")),
-        **known_users_on(auth),
-    }
-    env = {**service_env, **overrides}
+    # Databases and a vhost of the service's own, like Auth's above: on the run's shared ones its
+    # consumer would drain what other tests published (Analytics takes every event) while the rows
+    # are counted.
+    tag = f"{run_id}h{service[:3]}"
+    async with isolated_infra(infra, tag) as (own_dsns, own_amqp):
+        overrides = {
+            **build_service_env(infra, tag, own_dsns, own_amqp, sandbox),
+            # The run's blob container (deleted at the end of the session), not one per service here.
+            "AZURE_STORAGE_CONTAINER": service_env["AZURE_STORAGE_CONTAINER"],
+            **_service_overrides(service, sandbox, tmp_path_factory.mktemp(f"hostile-{service}")),
+            **known_users_on(auth),
+        }
+        await _refuses_hostile_input(service, make_client, overrides, tokens, auth)
+
+
+async def _refuses_hostile_input(service, make_client, overrides, tokens, auth):
+    env = overrides
     if service in ("chat", "media"):
         await migrate(env["DATABASE_URL"], "payment")  # quota reservations use Payment's SQL functions
     dsns = [env[name] for name in _DATABASES[service]]
