@@ -21,14 +21,13 @@ request a service serves, streams included).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
-from shared.tasks import cancel_and_wait
+from shared.periodic import Periodic
 
 log = logging.getLogger("shared.erasure")
 
@@ -57,24 +56,20 @@ class SecondPasses:
         self.state = state
         self.interval = interval_seconds
         self.batch = batch
-        self._task: asyncio.Task | None = None
+        self._periodic = Periodic(
+            self.run_due,
+            interval_seconds,
+            name="erasure-second-passes",
+            log=log,
+            # the database away: the passes stay due, the next turn retries
+            failure="second erasure passes not run",
+        )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="erasure-second-passes")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database away: the passes stay due, the next sweep retries
-                log.warning("second erasure passes not run", extra={"error": repr(exc)})
-            await asyncio.sleep(self.interval)
+        await self._periodic.stop()
 
     async def run_due(self) -> int:
         """Runs the passes that are due, each in its own transaction; returns how many ran."""
