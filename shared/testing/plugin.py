@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import re
@@ -29,6 +28,7 @@ from asgi_lifespan import LifespanManager
 
 from shared import fleet
 from shared.auth import mint_access_token, mint_service_token
+from shared.testing import poll
 from shared.testing.bus import EventSpy
 from shared.testing.env import (
     TEST_JWT_SECRET,
@@ -215,17 +215,4 @@ def event_spy(service_env):
 @pytest.fixture
 async def eventually():
     """await eventually(lambda: condition(), timeout=5): poll an async or sync predicate."""
-
-    async def _eventually(predicate, timeout: float = 10.0, interval: float = 0.05):
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            result = predicate()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return result
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("condition not met in time")
-            await asyncio.sleep(interval)
-
-    return _eventually
+    return poll.eventually

@@ -13,6 +13,7 @@ a Pro user gets its subscription row and quota period written the way Payment's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import time
 import uuid
@@ -26,6 +27,7 @@ import pytest_asyncio
 
 from shared.bus.publisher import EventPublisher
 from shared.events import make_event
+from shared.testing import poll
 from shared.testing.env import _rabbit, queue_info
 from shared.testing.plugin import Tokens
 from shared.testing.processes import ServiceProcess
@@ -128,14 +130,7 @@ async def held(core: asyncpg.Pool, user: User) -> int:
     )
 
 
-async def until(predicate, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s (last: {value!r})"
-        await asyncio.sleep(interval)
+until = functools.partial(poll.eventually, timeout=20.0, interval=0.1)
 
 
 def png(rgb: tuple[int, int, int]) -> bytes:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import itertools
 import time
@@ -26,6 +27,7 @@ from analytics_service import rules as analytics_rules
 from shared import fleet as fleet_manifest
 from shared.bus.publisher import EventPublisher
 from shared.events import Event, make_event
+from shared.testing import poll
 from shared.testing.env import queue_info
 from shared.tiers import TIER_QUOTAS
 from tests.analytics.conftest import rewrite_progress
@@ -65,17 +67,7 @@ async def analytics_db(e2e_env):
     await pool.close()
 
 
-async def eventually(check, timeout: float = 20.0, what: str = "condition"):
-    """Polls `check` (sync or async) until it answers something truthy; returns that answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = check()
-        if asyncio.iscoroutine(answer):
-            answer = await answer
-        if answer:
-            return answer
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
-        await asyncio.sleep(0.1)
+eventually = functools.partial(poll.eventually, timeout=20.0, interval=0.1)
 
 
 async def sign_up(http, outbox, *, headers: dict | None = None) -> Fan:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
-import time
 
 import anyio
 import pytest
@@ -28,6 +28,7 @@ from pycrdt.websocket.websocket import HttpxWebsocket
 from pypdf import PdfReader
 
 from shared import fleet as fleet_manifest
+from shared.testing import poll
 from tests.e2e.fans import Clients, parse_sse, quota, sign_up, talk
 from tests.e2e.fleets import running_fleet
 
@@ -61,17 +62,7 @@ async def http(fleet):
     await clients.aclose()
 
 
-async def eventually(check, timeout: float = 20.0, what: str = "condition"):
-    """Polls `check` (sync or async) until it answers something truthy; returns that answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = check()
-        if asyncio.iscoroutine(answer):
-            answer = await answer
-        if answer:
-            return answer
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
-        await asyncio.sleep(0.1)
+eventually = functools.partial(poll.eventually, timeout=20.0, interval=0.1)
 
 
 @contextlib.asynccontextmanager
