@@ -364,7 +364,9 @@ async def test_a_guest_who_signs_up_keeps_everything_and_expiry_leaves_them_alon
         after = (await http.analytics.get("/analytics/me", headers=fan.headers)).json()
         for key in ("conversations", "messages", "stories", "images", "active_days", "xp"):
             assert after[key] >= before[key], (key, before, after)
-        assert after["streak"]["current"] == 1 and after["timezone"] == "Europe/Paris"
+        # The guest's streak is kept as it was (1, or 2 when the chat fell on the previous UTC day and the
+        # check-in on the next Paris day: the test ran near midnight).
+        assert after["streak"]["current"] == before["streak"]["current"] >= 1 and after["timezone"] == "Europe/Paris"
         assert (await quota(http, fan))["quotas"]["regular"]["remaining"] == regular_before
 
         # Housekeeping with no retention at all: a guest that never signed up is removed (the
