@@ -8,11 +8,15 @@ import collections
 import os
 import resource
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
+from pycrdt import Doc, Text
 
 from shared import fleet as manifest
+from shared.events import Event
+from shared.quota import REWARD_QUOTA_TYPES
 from shared.testing.env import Infra, queue_info
 
 TAP_QUEUE = "bench.analytics.tap"
@@ -21,6 +25,7 @@ SERVICE_QUEUES = tuple(s.events_queue for s in manifest.SERVICES if s.consumes_e
 FREE_REGULAR, REFERRER_BONUS, REFERRED_BONUS = 5, 10, 5
 STORY_ALLOWANCE = {0: 1, 1: 20}  # per tier; an upgrade from Free starts a Pro period
 PRO_IMAGES = 5
+PRO_PREMIUM, PRO_RECOGNITIONS = 100, 10  # shared/tiers.py TIER_QUOTAS[Pro]; Max is unlimited
 DRAIN_TIMEOUT = 600.0  # seconds the fleet gets to publish and consume everything after the load
 
 
@@ -117,13 +122,25 @@ async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, 
             )
         }
 
+        # Flip-ticket rewards Payment credited (once per reward id: reward_grants' key), per user and type.
+        grant_rows = await core.fetch(
+            "SELECT reward_id::text AS id, user_id::text AS u, quota_type AS t, amount FROM reward_grants"
+        )
+        granted: collections.Counter = collections.Counter()
+        for g in grant_rows:
+            granted[(g["u"], g["t"])] += g["amount"]
+
         def spent(user: str, quota_type: str, column: str) -> int:
             row = ledger.get((user, quota_type))
             return int(row[column]) if row else 0
 
         regular_users = {u for u, t in ledger if t == "regular"} | set(convs)
         conv_mismatch = [u for u in regular_users if spent(u, "regular", "settled") != convs.get(u, 0)]
-        conv_over = [u for u in regular_users if spent(u, "regular", "limited") > FREE_REGULAR + int(bonus.get(u, 0))]
+        conv_over = [
+            u
+            for u in regular_users
+            if spent(u, "regular", "limited") > FREE_REGULAR + int(bonus.get(u, 0)) + granted[(u, "regular")]
+        ]
         generated = {
             r["u"]: r["n"]
             for r in await community.fetch(
@@ -146,7 +163,109 @@ async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, 
         }
         image_users = {u for u, t in ledger if t == "image_gen"} | set(images)
         image_mismatch = [u for u in image_users if spent(u, "image_gen", "charged") != images.get(u, 0)]
-        image_over = [u for u in image_users if spent(u, "image_gen", "limited") > PRO_IMAGES]
+        image_over = [
+            u for u in image_users if spent(u, "image_gen", "limited") > PRO_IMAGES + granted[(u, "image_gen")]
+        ]
+        # Premium messages: replies of a premium model (chat's metadata) = `premium` charged = what the
+        # clients were told; within Pro's 100 + premium messages won (Max: unlimited, not counted).
+        premium = {
+            str(r["u"]): r["n"]
+            for r in await chat.fetch(
+                "SELECT user_id AS u, count(*) AS n FROM messages WHERE role = 'assistant'"
+                " AND metadata->>'quota_type' = 'premium' GROUP BY 1"
+            )
+        }
+        premium_users = {u for u, t in ledger if t == "premium"} | set(premium) | set(run.premium_told)
+        premium_mismatch = [u for u in premium_users if spent(u, "premium", "charged") != premium.get(u, 0)]
+        premium_told_mismatch = [
+            u for u in premium_users - run.premium_unsure if premium.get(u, 0) != run.premium_told.get(u, 0)
+        ]
+        premium_over = [
+            u for u in premium_users if spent(u, "premium", "limited") > PRO_PREMIUM + granted[(u, "premium")]
+        ]
+        # Recognition: results stored (one model call each) = `image_recognition` charged = the answers
+        # the clients got that were not `cached` (a repeat of the same bytes is free); within Pro's 10.
+        recognised = {
+            str(r["u"]): r["n"]
+            for r in await media.fetch(
+                "SELECT user_id AS u, count(*) AS n FROM image_recognitions WHERE result IS NOT NULL GROUP BY 1"
+            )
+        }
+        recognition_users = {u for u, t in ledger if t == "image_recognition"} | set(recognised)
+        recognition_users |= set(run.recognitions_told)
+        recognition_mismatch = [
+            u for u in recognition_users if spent(u, "image_recognition", "charged") != recognised.get(u, 0)
+        ]
+        recognition_told_mismatch = [
+            u
+            for u in recognition_users - run.recognition_unsure
+            if recognised.get(u, 0) != run.recognitions_told.get(u, 0)
+        ]
+        recognition_over = [u for u in recognition_users if spent(u, "image_recognition", "limited") > PRO_RECOGNITIONS]
+        # Group chat: each group conversation's replies stored = the replies its client was shown,
+        # every one from a member of the cast.
+        groups = await chat.fetch(
+            "SELECT c.id::text AS id, c.user_id::text AS u, count(m.id) AS replies,"
+            " count(m.id) FILTER (WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.participants) p"
+            "   WHERE p->>'name' = m.sender)) AS strangers"
+            " FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id AND m.role = 'assistant'"
+            " WHERE c.conversation_type = 'group' GROUP BY c.id"
+        )
+        group_mismatch = [
+            g["id"] for g in groups if g["u"] not in run.group_unsure and g["replies"] != run.group_told.get(g["id"], 0)
+        ]
+        group_mismatch += [cid for cid in set(run.group_told) - {g["id"] for g in groups}]
+        group_strangers = sum(g["strangers"] for g in groups)
+        # Flip tickets: each flipped ticket gave exactly one reward.granted (Analytics' outbox) and,
+        # for a credit, exactly one grant in Payment of that type and amount, to that user; an XP
+        # reward none; the reward each client was shown is the one stored.
+        flipped = {
+            r["id"]: r
+            for r in await analytics.fetch(
+                "SELECT id::text AS id, user_id::text AS u, reward_kind AS kind, reward_amount AS amount"
+                " FROM flip_tickets WHERE flipped_at IS NOT NULL"
+            )
+        }
+        announced = collections.Counter(
+            Event.from_bytes(bytes(r["body"])).data.get("reward_id")
+            for r in await analytics.fetch("SELECT body FROM outbox_events WHERE event_type = 'reward.granted'")
+        )
+        grants = {g["id"]: g for g in grant_rows}
+        flip_wrong = []
+        for tid, t in flipped.items():
+            quota_type = REWARD_QUOTA_TYPES.get(t["kind"])
+            g = grants.get(tid)
+            if announced[tid] != 1:
+                flip_wrong.append((tid, f"{announced[tid]} reward.granted"))
+            elif quota_type is None and g is not None:
+                flip_wrong.append((tid, "an XP reward credited in Payment"))
+            elif quota_type is not None and (
+                g is None or (g["u"], g["t"], g["amount"]) != (t["u"], quota_type, t["amount"])
+            ):
+                flip_wrong.append((tid, f"{t['kind']} {t['amount']} credited as {dict(g) if g else None}"))
+        flip_wrong += [(gid, "a grant of no flipped ticket") for gid in set(grants) - set(flipped)]
+        flip_wrong += [(tid, "announced, not flipped") for tid in set(announced) - set(flipped)]
+        for tid, told in run.flips.items():
+            t = flipped.get(tid)
+            if t is None or (t["u"], t["kind"], t["amount"]) != (told["user"], told["kind"], told["amount"]):
+                flip_wrong.append((tid, f"told {told}, stored {dict(t) if t else None}"))
+        flip_kinds = collections.Counter(t["kind"] for t in flipped.values())
+        # Rooms: every edit the other client received is in the room's stored document and in the
+        # story's text saved from it when the last client left.
+        room_missing, story_missing = 0, 0
+        for room_id, edits in run.room_edits.items():
+            doc = Doc()
+            for r in await community.fetch(
+                "SELECT body FROM room_doc_updates WHERE room_id = $1 ORDER BY seq", uuid.UUID(room_id)
+            ):
+                doc.apply_update(bytes(r["body"]))
+            stored_text = str(doc.get("body", type=Text))
+            story_text = await community.fetchval(
+                "SELECT body FROM stories WHERE id = $1", uuid.UUID(run.room_story[room_id])
+            )
+            room_missing += sum(1 for e in edits if e not in stored_text)
+            story_missing += sum(1 for e in edits if e not in (story_text or ""))
+        exports_incomplete = sum(n for k, n in run.exports_checked.items() if k.endswith("INCOMPLETE"))
         negative = await core.fetchval(
             "SELECT count(*) FROM user_quotas WHERE quota < -1 OR bonus_quota < 0 OR quota_story < -1"
             " OR quota_image_generation < -1 OR quota_premium_model < -1"
@@ -208,6 +327,32 @@ async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, 
             "images generated": sum(images.values()),
             "users with images generated != image_gen quota charged": len(image_mismatch),
             "users over the Pro image allowance (5)": len(image_over),
+            "premium replies (premium model)": sum(premium.values()),
+            "users with premium replies != premium quota charged": len(premium_mismatch),
+            "users with premium replies != what the client was told (unsure after a timeout)": (
+                f"{len(premium_told_mismatch)} ({len(run.premium_unsure)})"
+            ),
+            "users over the Pro premium allowance (100 + premium messages won)": len(premium_over),
+            "recognitions: model calls stored / repeats answered from the store": (
+                f"{sum(recognised.values())} / {sum(run.recognitions_cached.values())}"
+            ),
+            "users with recognitions stored != image_recognition charged": len(recognition_mismatch),
+            "users with recognitions stored != uncached answers told (unsure)": (
+                f"{len(recognition_told_mismatch)} ({len(run.recognition_unsure)})"
+            ),
+            "users over the Pro recognition allowance (10)": len(recognition_over),
+            "group conversations / replies stored": f"{len(groups)} / {sum(g['replies'] for g in groups)}",
+            "group conversations whose replies != what the client was shown": len(group_mismatch),
+            "group replies from outside the cast": group_strangers,
+            "flip tickets flipped, by reward": dict(sorted(flip_kinds.items())),
+            "rewards credited by Payment (reward_grants)": len(grants),
+            "flips without exactly one reward and one matching credit": len(flip_wrong),
+            "double taps that revealed two rewards": run.flips_inexact,
+            "rooms co-edited / edits acknowledged": (
+                f"{len(run.room_edits)} / {sum(len(e) for e in run.room_edits.values())}"
+            ),
+            "acknowledged edits missing from the stored document / from the story": f"{room_missing} / {story_missing}",
+            "exports checked / incomplete": f"{sum(run.exports_checked.values())} / {exports_incomplete}",
             "quota rows below zero": negative,
             "reservations still held": held,
             "published stories / popular (voted) stories": f"{len(stories)} / {len(popular)}",
@@ -222,10 +367,25 @@ async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, 
             "_lost": len(set(published) - set(seen)) + len(set(published) - set(stored)) + unpublished,
             "_twice": sum(1 for n in stored.values() if n > 1) + len(set(stored) - set(published)),
             "_overspent": len(conv_mismatch + conv_over + story_mismatch + story_over + image_mismatch + image_over)
+            + len(premium_mismatch + premium_told_mismatch + premium_over)
+            + len(recognition_mismatch + recognition_told_mismatch + recognition_over)
             + negative,
+            "_flips": len(flip_wrong) + run.flips_inexact,
+            "_rooms": room_missing + story_missing,
+            "_exports": exports_incomplete,
+            "_group": len(group_mismatch) + group_strangers,
             "_votes": len(counter_mismatch) + len(told_mismatch),
             "_held": held,
-            "_examples": (told_mismatch[:3], counter_mismatch[:3], story_mismatch[:3], image_mismatch[:3]),
+            "_examples": (
+                told_mismatch[:3],
+                counter_mismatch[:3],
+                story_mismatch[:3],
+                image_mismatch[:3],
+                premium_mismatch[:3] + premium_told_mismatch[:3],
+                recognition_mismatch[:3] + recognition_told_mismatch[:3],
+                group_mismatch[:3],
+                flip_wrong[:3],
+            ),
         }
     finally:
         for conn in dbs.values():
