@@ -908,7 +908,9 @@ class Run:
                         await stream
 
 
-async def load(args, fleet: Fleet, sandbox: subprocess.Popen, sandbox_url: str, amqp_url: str, dsns, infra, vhost):
+async def load(
+    args, fleet: Fleet, sandbox: subprocess.Popen, sandbox_url: str, amqp_url: str, dsns, infra, vhost
+) -> bool:
     stats = Stats()
     # Idle connections dropped after 2 s, before uvicorn's 5 s keep-alive closes them: at 5 s (httpx's
     # default) a request sent on a connection the server was closing failed with ReadError.
@@ -998,6 +1000,7 @@ async def load(args, fleet: Fleet, sandbox: subprocess.Popen, sandbox_url: str, 
         f"exports incomplete {result['_exports']}, group replies inexact {result['_group']}"
     )
     print("RESULT:", "OK" if ok else "FAILED")
+    return ok
 
 
 def main() -> None:
@@ -1016,6 +1019,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     dsns = {}
     sandbox = fleet = None
+    ok = False
     try:
         for role in manifest.database_roles():
             dsns[role] = asyncio.run(create_database(infra, f"{run_id}_{role}"))
@@ -1076,7 +1080,7 @@ def main() -> None:
             flush=True,
         )
         print(f"load average before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", flush=True)
-        asyncio.run(load(args, fleet, sandbox, sandbox_url, amqp_url, dsns, infra, run_id))
+        ok = asyncio.run(load(args, fleet, sandbox, sandbox_url, amqp_url, dsns, infra, run_id))
         print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", flush=True)
     finally:
         if fleet is not None:
@@ -1090,6 +1094,7 @@ def main() -> None:
         delete_blob_container(infra, container)
         if not args.keep_logs:
             shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if ok else 1)  # a failed check fails the run (tests/bench's smoke run)
 
 
 if __name__ == "__main__":
