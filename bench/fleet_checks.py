@@ -249,6 +249,15 @@ async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, 
             t = flipped.get(tid)
             if t is None or (t["u"], t["kind"], t["amount"]) != (told["user"], told["kind"], told["amount"]):
                 flip_wrong.append((tid, f"told {told}, stored {dict(t) if t else None}"))
+        # The bonus itself, added once per reward: Payment announces each addition (quota.updated with
+        # `bonus_added`, in the transaction that adds it); their sum per user and type = the grants.
+        added: collections.Counter = collections.Counter()
+        for r in await core.fetch("SELECT body FROM outbox_events WHERE event_type = 'quota.updated'"):
+            e = Event.from_bytes(bytes(r["body"]))
+            if str(e.data.get("reason", "")).startswith("reward:"):
+                added[(e.user_id, e.data.get("quota_type"))] += int(e.data.get("bonus_added") or 0)
+        bonus_wrong = [k for k in set(added) | set(granted) if added[k] != granted[k]]
+        flip_wrong += [(f"{u} {t}", f"bonus added {added[(u, t)]}, granted {granted[(u, t)]}") for u, t in bonus_wrong]
         flip_kinds = collections.Counter(t["kind"] for t in flipped.values())
         # Rooms: every edit the other client received is in the room's stored document and in the
         # story's text saved from it when the last client left.
@@ -345,7 +354,7 @@ async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, 
             "group conversations whose replies != what the client was shown": len(group_mismatch),
             "group replies from outside the cast": group_strangers,
             "flip tickets flipped, by reward": dict(sorted(flip_kinds.items())),
-            "rewards credited by Payment (reward_grants)": len(grants),
+            "rewards credited by Payment (reward_grants) / bonus units added": f"{len(grants)} / {sum(added.values())}",
             "flips without exactly one reward and one matching credit": len(flip_wrong),
             "double taps that revealed two rewards": run.flips_inexact,
             "rooms co-edited / edits acknowledged": (
