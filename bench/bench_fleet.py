@@ -11,22 +11,32 @@ providers, SendGrid and Expo. A durable queue bound to '#' on the events exchang
 Each virtual user loops: sign up (OTP from the email outbox; every other sign-up uses the previous
 user's referral code), details, quota; about a third open the notifications stream and hold it for
 the rest of the loop; search (Content); chat (new conversation, history, stream, pin, like,
-export); analytics (check-in, /analytics/me); a story (wizard, draft generated as a stream,
-publish; the first few published become the "popular" stories); votes on the popular stories
-(everyone votes on the same few, some change or withdraw their vote, so the counters are
-contended); the free conversations spent until 402; checkout, pay at the sandbox's Stripe (signed
-webhooks to Payment), chat again with the old token, refresh; images as Pro (half generate until
-the monthly allowance answers 402, the rest once or twice) and an upload; /analytics/me again.
-Only 127.0.0.1 is loaded.
+export, its Markdown read back); analytics (check-in, /analytics/me); a quarter turn a 3-day
+streak's flip ticket over (twice at once); a story (wizard, draft generated as a stream, publish;
+the first few published become the "popular" stories); votes on the popular stories (everyone
+votes on the same few, some change or withdraw their vote, so the counters are contended); 30% open
+a room on their story with an earlier user as editor and both type into its document live; 30%
+export their story (PDF, read back) and conversation (JSON); 40% hold a group chat (two turns);
+the free conversations spent until 402; checkout (70% Pro, 30% Max), pay at the sandbox's Stripe
+(signed webhooks to Payment), chat again with the old token, refresh; 2-4 premium-model messages;
+images (half of the Pro users generate until the allowance answers 402, the rest once or twice)
+and an upload; 60% of the paid users recognise pictures (a fifth of the Pro ones until the 11th
+answers 402) and one again (answered from the store); /analytics/me again. 40% of the users take
+the paid part (group chat to recognition) before the creative one (story to exports). Only
+127.0.0.1 is loaded.
 
 Reports request rate and p50/p99 per route, the CPU each process took (the load generator runs on
 the same cores), then the checks, read from the databases once the fleet has drained (outboxes
 empty, queues empty): server errors (5xx, must be 0; client timeouts are counted apart); events
 lost (every outbox row of every service published and seen on the '#' tap, and Analytics' raw
-events table holding each exactly once: must be 0); quota overspent (conversations, stories and
-images vs the ledger and the tier allowances: must be 0); votes (each story's stored up/down/score
-equal to its votes rows, and the rows equal to what the clients were told succeeded). The checks
-are in bench/fleet_checks.py.
+events table holding each exactly once: must be 0); quota overspent (conversations, stories,
+images, premium messages and recognitions vs the ledger, the tier allowances plus the bonuses won,
+and what the clients were told: must be 0); votes (each story's stored up/down/score equal to its
+votes rows, and the rows equal to what the clients were told succeeded); flip tickets (one
+reward.granted per flipped ticket, one matching credit in Payment, the bonus added once); rooms
+(every edit the other client received is in the stored document and the story); exports (they
+hold the user's text and messages); group chat (replies stored = replies shown, all from the
+cast). The checks are in bench/fleet_checks.py; a failed one makes the run exit 1.
 """
 
 from __future__ import annotations
@@ -88,6 +98,7 @@ ROOM_SHARE = 0.3  # a room on their story, co-edited live with an earlier user
 EXPORT_SHARE = 0.3  # their story as PDF, their conversation as JSON
 GROUP_SHARE = 0.4  # a group chat (two turns) before the upgrade
 MAX_SHARE = 0.3  # of the upgrades, to Max (the rest to Pro)
+PAY_FIRST_SHARE = 0.4  # upgrade, premium, images, recognition before the story, votes, room, exports
 RECOGNITION_SHARE = 0.6  # of the paid users, recognise a few pictures (and one again)
 RECOGNITION_UNTIL_402_SHARE = 0.2  # of the Pro ones doing so, until the 11th answers 402
 ROOM_EDITS = 3  # edits each of the two editors types
@@ -876,20 +887,19 @@ class Run:
                 sometimes = [(FLIP_SHARE, self.flip_ticket), (ROOM_SHARE, self.room), (EXPORT_SHARE, self.exports)]
                 sometimes += [(GROUP_SHARE, self.group_chat), (RECOGNITION_SHARE, self.recognition)]
                 take = {step: rng.random() < share for share, step in sometimes}
+                creating = [self.story, self.votes, *[self.room] * take[self.room]]
+                creating += [self.exports] * take[self.exports]
+                paying = [*[self.group_chat] * take[self.group_chat], self.upgrade, self.premium, self.images]
+                paying += [self.recognition] * take[self.recognition]
+                # Some users pay before they write: within the run's two minutes, a loop that always
+                # wrote first reached the paid paths for a sixth of the users only.
+                middle = paying + creating if rng.random() < PAY_FIRST_SHARE else creating + paying
                 steps = (
                     self.search,
                     self.conversation,
                     lambda f: self.analytics(f, checkin=True),
                     *[self.flip_ticket] * take[self.flip_ticket],
-                    self.story,
-                    self.votes,
-                    *[self.room] * take[self.room],
-                    *[self.exports] * take[self.exports],
-                    *[self.group_chat] * take[self.group_chat],
-                    self.upgrade,
-                    self.premium,
-                    self.images,
-                    *[self.recognition] * take[self.recognition],
+                    *middle,
                     lambda f: self.analytics(f, checkin=False),
                 )
                 for step in steps:
