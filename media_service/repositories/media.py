@@ -193,3 +193,45 @@ async def forget_blobs(conn, names: list[str]) -> None:
 
 async def blob_row(conn, name: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT name, refs, leases, lease_until FROM media_blobs WHERE name = $1", name)
+
+
+# A thumbnail made after the answer (service.py `make_thumbnail`): gives back the lease on its
+# blob and points the row at it, in one statement. Only while the lease is valid (else the blob may
+# have been swept: nothing is written, the caller writes it again), and only if the row still has
+# no thumbnail (made once: a second maker's update finds nothing, its lease is given back all the
+# same). The refs trigger counts the new reference.
+_SET_THUMBNAIL = """
+    WITH locked AS (
+        SELECT lease_until > now() AND leases > 0 AS valid FROM media_blobs WHERE name = $2 FOR UPDATE
+    ), ended AS (
+        UPDATE media_blobs SET leases = leases - 1 WHERE name = $2 AND (SELECT valid FROM locked)
+        RETURNING name
+    ), updated AS (
+        UPDATE media_metadata SET thumbnail_name = $2
+         WHERE id = $1 AND kind = 'image' AND thumbnail_name IS NULL AND (SELECT valid FROM locked)
+        RETURNING id
+    )
+    SELECT (SELECT valid FROM locked) AS lease_valid, EXISTS (SELECT 1 FROM updated) AS set
+"""
+
+
+async def set_thumbnail(conn, media_id: uuid.UUID, thumbnail_name: str) -> asyncpg.Record:
+    """`lease_valid`: the lease on the thumbnail's blob was still valid (and is given back);
+    `set`: the row pointed at no thumbnail and now points at this one."""
+    return await conn.fetchrow(_SET_THUMBNAIL, media_id, thumbnail_name)
+
+
+async def pending_thumbnails(conn, older_than_seconds: float, limit: int) -> list[asyncpg.Record]:
+    """Images whose thumbnail is still to be made, written more than `older_than_seconds` ago
+    (younger ones are being made by the process that wrote them)."""
+    return await conn.fetch(
+        """
+        SELECT id, blob_name FROM media_metadata
+         WHERE kind = 'image' AND thumbnail_name IS NULL
+           AND created_at < now() - make_interval(secs => $1)
+         ORDER BY created_at
+         LIMIT $2
+        """,
+        older_than_seconds,
+        limit,
+    )
