@@ -1,7 +1,7 @@
 """Media generation benchmark: what POST /images/generate adds around a zero-latency provider,
 side by side in one run.
 
-    .venv/bin/python bench/bench_media_generation.py [--requests 100] [--warmup 10] [--pause-ms 0] [--profile FILE]
+    .venv/bin/python bench/bench_media_generation.py [--requests 100] [--warmup 10] [--profile FILE]
 
 Needs the local PostgreSQL, Redis, RabbitMQ and Azurite (scripts/infra.sh). Creates throwaway
 databases, a vhost and a blob container, applies Payment's migrations (quota functions) to the
@@ -13,15 +13,9 @@ own prompt (so every image is new: its blobs are written, not found):
   1. direct: the OpenAI SDK's `images.generate` straight to the sandbox;
   2. direct: moderation + `images.generate`, the provider work the service cannot skip;
   3. the service: `POST /images/generate` (tier, moderation, quota reserve, provider, Pillow
-     decode + re-encode + thumbnail, the original's blob write to Azurite, row + outbox event,
-     settle; the thumbnail's blob is stored after the answer).
+     decode + re-encode + thumbnail, two blob writes to Azurite, row + outbox event, settle).
 
 Overhead = the service's p50 minus (2)'s p50 (target p50 <= 15 ms, issue 14).
-
-`--pause-ms`: a pause after each request (all three kinds alike). Back to back (0), work a request
-leaves for after its answer (the thumbnail's blob write) runs during the next request; with a
-pause longer than that work, each request meets an idle service, as a user's request does on a
-service that is not saturated. The CPU per request counts that work either way.
 """
 
 from __future__ import annotations
@@ -90,14 +84,12 @@ def line(label: str, values: list[float]) -> str:
     )
 
 
-async def timed(n: int, call, pause: float = 0.0) -> list[float]:
+async def timed(n: int, call) -> list[float]:
     out = []
     for i in range(n):
         t = time.perf_counter()
         await call(i)
         out.append((time.perf_counter() - t) * 1000)
-        if pause:
-            await asyncio.sleep(pause)
     return out
 
 
@@ -126,20 +118,15 @@ async def run(args, sandbox_base: str, media_base: str, headers: dict[str, str],
         direct, direct_mod, through = [], [], []
         per_round = max(1, args.requests // 5)
         service_cpu = 0.0
-        pause = args.pause_ms / 1000
         for rnd in range(5):
-            direct += await timed(per_round, lambda i, r=rnd: images_only(i, f"a{r}"), pause)
-            direct_mod += await timed(per_round, lambda i, r=rnd: moderation_and_images(i, f"b{r}"), pause)
+            direct += await timed(per_round, lambda i, r=rnd: images_only(i, f"a{r}"))
+            direct_mod += await timed(per_round, lambda i, r=rnd: moderation_and_images(i, f"b{r}"))
             cpu = process_cpu_seconds(media_pid)
-            through += await timed(per_round, lambda i, r=rnd: service(i, f"s{r}"), pause)
-            await asyncio.sleep(0.2)  # what the last request left for after its answer, counted too
+            through += await timed(per_round, lambda i, r=rnd: service(i, f"s{r}"))
             service_cpu += process_cpu_seconds(media_pid) - cpu
     await sdk.close()
 
-    print(
-        f"\nOne request at a time, {len(through)} each (after {args.warmup} warm-up, {args.pause_ms:g} ms pause"
-        " after each), zero-latency sandbox:"
-    )
+    print(f"\nOne request at a time, {len(through)} each (after {args.warmup} warm-up), zero-latency sandbox:")
     print(line("1. SDK images.generate, direct", direct))
     print(line("2. SDK moderation + images.generate, direct", direct_mod))
     print(line("3. POST /images/generate (the service)", through))
@@ -157,7 +144,6 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--pause-ms", type=float, default=0, help="pause after each request (see the module doc)")
     ap.add_argument("--profile", help="write a cProfile of the media process (event loop thread) to this file")
     args = ap.parse_args()
 
