@@ -166,9 +166,8 @@ class GenerationService:
         return await self._store(user_id, generated, request["prompt"], job_id)
 
     async def _decode(self, images: list[ProviderImage]) -> list[imaging.ProcessedImage]:
-        """Each image decoded under the pixel limit and re-encoded like an upload (Pillow, in the CPU
-        pool), side by side; one the provider sent broken is dropped. The thumbnail is made after
-        the answer (`_store_one`)."""
+        """Each image decoded under the pixel limit, re-encoded and thumbnailed like an upload
+        (Pillow, in the CPU pool), side by side; one the provider sent broken is dropped."""
         s = self.settings
 
         async def one(raw: ProviderImage) -> imaging.ProcessedImage | None:
@@ -205,7 +204,7 @@ class GenerationService:
     async def _store_one(
         self, user_id: str, image: imaging.ProcessedImage, generated: Generated, prompt: str, job_id: str | None
     ) -> dict:
-        original = image.original_name
+        original, thumbnail = image.original_name, image.thumbnail_name
         media_id = uuid.uuid4()
         data = {
             "image_id": str(media_id),
@@ -220,17 +219,15 @@ class GenerationService:
         if job_id is not None:
             data["job_id"] = job_id
         # MediaService._store is the one blob/row protocol (leases, then blobs, then row + event).
-        # One blob in the request: the row says its thumbnail is pending (its URL serves the
-        # original meanwhile) and the thumbnail is made after the answer (docs/media.md "Generation").
         row = await self.media._store(
-            [(original, image.data, image.mime)],
+            [(original, image.data, image.mime), (thumbnail, image.thumbnail, imaging.THUMBNAIL_MIME)],
             dict(
                 media_id=media_id,
                 user_id=user_id,
                 kind="image",
                 purpose=None,
                 blob_name=original,
-                thumbnail_name=None,
+                thumbnail_name=thumbnail,
                 mime=image.mime,
                 size=len(image.data),
                 width=image.width,
@@ -241,7 +238,6 @@ class GenerationService:
             ),
             make_event(EventType.IMAGE_GENERATED, user_id, data),
         )
-        self.media.thumbnail_later(media_id, original, image.thumbnail)
         return self.media.image_out(row)
 
     # ------------------------------------------------------------------ async jobs

@@ -58,7 +58,7 @@ class ProcessedImage:
     extension: str
     width: int
     height: int
-    thumbnail: bytes | None  # None: made after the answer (generation)
+    thumbnail: bytes
     # Content addresses (storage.py), set by service.process_image in the worker thread, so
     # hashing the outputs does not hold the event loop.
     original_name: str = ""
@@ -148,28 +148,10 @@ def decode(source: Source, *, max_pixels: int, draft_size: int | None = None) ->
     return image, fmt
 
 
-def process(
-    source: Source, *, max_pixels: int, thumbnail_size: int, jpeg_quality: int = 88, with_thumbnail: bool = True
-) -> ProcessedImage:
-    """Sniff, check, decode and re-encode one uploaded image, and make its thumbnail (unless
-    `with_thumbnail` is false: a generated image's is made after the answer, `thumbnail_of`)."""
+def process(source: Source, *, max_pixels: int, thumbnail_size: int, jpeg_quality: int = 88) -> ProcessedImage:
+    """Sniff, check, decode and re-encode one uploaded image, and make its thumbnail."""
     image, fmt = decode(source, max_pixels=max_pixels)
     data_out, mime, extension = _reencode(image, fmt, jpeg_quality)
-    thumbnail = _thumbnail(image, thumbnail_size) if with_thumbnail else None
-    return ProcessedImage(data_out, mime, extension, image.width, image.height, thumbnail)
-
-
-def thumbnail_of(original: bytes, *, thumbnail_size: int) -> bytes:
-    """The thumbnail of a stored original (our own re-encoded file, checked when it was stored)."""
-    try:
-        with Image.open(io.BytesIO(original), formats=list(FORMATS)) as image:
-            image.load()
-            return _thumbnail(image, thumbnail_size)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        raise Invalid(f"The stored original cannot be decoded: {exc}") from None
-
-
-def _thumbnail(image: Image.Image, thumbnail_size: int) -> bytes:
     # Resized straight from the decoded image (a copy first would hold the pixels twice); a
     # small image is its own thumbnail (contain() would enlarge it).
     thumb = image
@@ -180,7 +162,7 @@ def _thumbnail(image: Image.Image, thumbnail_size: int) -> bytes:
         thumb = thumb.convert("RGBA" if _has_alpha(thumb) else "RGB")
     out = io.BytesIO()
     thumb.save(out, "WEBP", quality=80, method=THUMBNAIL_WEBP_METHOD)
-    return out.getvalue()
+    return ProcessedImage(data_out, mime, extension, image.width, image.height, out.getvalue())
 
 
 def for_vision(source: Source, *, max_pixels: int, max_side: int) -> tuple[bytes, str]:

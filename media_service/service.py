@@ -35,17 +35,11 @@ from shared.bus import emit
 from shared.events import Event, EventType, make_event
 from shared.pagination import decode_keyset, encode_keyset
 from shared.periodic import Periodic
-from shared.tasks import cancel_all_and_wait
 
 log = logging.getLogger("media_service")
 
 PURPOSES = ("avatar", "character", "attachment")
 SWEEP_BATCH = 100
-# Thumbnails made after the answer (generation): the process that wrote the row makes its
-# thumbnail at once; the periodic pass makes those still pending after this long (their process
-# stopped first), at most a batch at a time.
-THUMBNAIL_GRACE_SECONDS = 30
-THUMBNAIL_BATCH = 20
 
 
 class LeaseLost(Exception):
@@ -59,18 +53,14 @@ def parse_id(value: str, not_found: errors.ErrorCode) -> uuid.UUID:
         raise not_found() from None
 
 
-def process_image(source: imaging.Source, **options) -> imaging.ProcessedImage:
-    """imaging.process plus the blob names (sha256 of each output): all of it in the CPU pool."""
-    image = imaging.process(source, **options)
+def process_image(source: imaging.Source, **limits) -> imaging.ProcessedImage:
+    """imaging.process plus the two blob names (sha256 of each output): all of it in the CPU pool."""
+    image = imaging.process(source, **limits)
     return dataclasses.replace(
         image,
         original_name=content_address("images", image.data, image.extension),
-        thumbnail_name=thumbnail_address(image.thumbnail) if image.thumbnail is not None else "",
+        thumbnail_name=content_address("thumbnails", image.thumbnail, imaging.THUMBNAIL_EXTENSION),
     )
-
-
-def thumbnail_address(thumbnail: bytes) -> str:
-    return content_address("thumbnails", thumbnail, imaging.THUMBNAIL_EXTENSION)
 
 
 class MediaService:
@@ -79,9 +69,8 @@ class MediaService:
         self.db = db
         self.store = store
         self.cpu = ThreadPoolExecutor(max_workers=settings.media_cpu_workers, thread_name_prefix="media-cpu")
-        self._thumbnails: dict[uuid.UUID, asyncio.Task] = {}
         self._sweeper = Periodic(
-            self._housekeeping,
+            self._sweep_and_log,
             settings.media_sweep_interval_seconds,
             name="media-blob-sweep",
             log=log,
@@ -94,9 +83,6 @@ class MediaService:
 
     async def close(self) -> None:
         await self._sweeper.stop()
-        # Thumbnails not made yet stay pending (their rows serve the original); the periodic pass
-        # of whichever instance runs next makes them.
-        await cancel_all_and_wait(list(self._thumbnails.values()))
         self.cpu.shutdown(wait=False, cancel_futures=True)
 
     async def _in_thread(self, fn, *args, **kwargs):
@@ -148,8 +134,7 @@ class MediaService:
         out = {
             "id": str(row["id"]),
             "url": self.store.read_url(row["blob_name"]),
-            # A thumbnail not made yet (generation makes it after the answer): the original meanwhile.
-            "thumbnail_url": self.store.read_url(row["thumbnail_name"] or row["blob_name"]),
+            "thumbnail_url": self.store.read_url(row["thumbnail_name"]) if row["thumbnail_name"] else None,
             "width": row["width"],
             "height": row["height"],
             "mime": row["mime"],
@@ -180,75 +165,6 @@ class MediaService:
 
     async def delete_image(self, user_id: str, image_id: str) -> None:
         await self._delete(user_id, parse_id(image_id, errors.IMAGE_NOT_FOUND), "image", errors.IMAGE_NOT_FOUND)
-
-    # ------------------------------------------------------------------ thumbnails after the answer
-    def thumbnail_later(self, media_id: uuid.UUID, blob_name: str, thumbnail: bytes | None = None) -> None:
-        """Store the image's thumbnail in the background (`thumbnail`: its bytes if already made,
-        else it is made from the stored original). A row whose thumbnail is not stored (this process
-        stops first, or this fails) stays pending and the periodic pass makes it."""
-        if media_id in self._thumbnails:
-            return
-        task = asyncio.create_task(
-            self._thumbnail_quietly(media_id, blob_name, thumbnail), name=f"thumbnail-{media_id}"
-        )
-        self._thumbnails[media_id] = task
-        task.add_done_callback(lambda _t: self._thumbnails.pop(media_id, None))
-
-    async def _thumbnail_quietly(self, media_id: uuid.UUID, blob_name: str, thumbnail: bytes | None) -> None:
-        try:
-            await self.make_thumbnail(media_id, blob_name, thumbnail)
-        except Exception as exc:
-            log.warning(
-                "thumbnail not made; the periodic pass retries", extra={"image_id": str(media_id), "error": repr(exc)}
-            )
-
-    async def make_thumbnail(self, media_id: uuid.UUID, blob_name: str, thumbnail: bytes | None = None) -> bool:
-        """Store the thumbnail of an image whose row has none (made from the stored original unless
-        given), by the blobs-then-row protocol: lease its blob, write it, then point the row at it
-        (repositories/media.py `set_thumbnail`), so the row never names a missing blob. True if this
-        call set it; False if the row already had one or is gone (then the blob is swept unless
-        referenced)."""
-        if thumbnail is None:
-            original = await self.store.get(blob_name)
-            thumbnail = await self._in_thread(
-                imaging.thumbnail_of, original, thumbnail_size=self.settings.media_thumbnail_size
-            )
-        name = thumbnail_address(thumbnail)
-        for attempt in (1, 2):
-            await repo.lease_blobs(
-                self.db, [name], [imaging.THUMBNAIL_MIME], [len(thumbnail)], self.settings.media_blob_lease_seconds
-            )
-            try:
-                await self.store.put(name, thumbnail, imaging.THUMBNAIL_MIME)
-                async with self.db.acquire() as conn:
-                    outcome = await repo.set_thumbnail(conn, media_id, name)
-            except BaseException:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(self._end_leases_quietly([name]))
-                raise
-            if outcome["lease_valid"]:
-                if not outcome["set"]:
-                    await self.sweep([name])
-                return outcome["set"]
-            if attempt == 2:
-                raise LeaseLost()
-            log.warning("thumbnail outlived its blob lease; writing again", extra={"blobs": [name]})
-        raise AssertionError("unreachable")
-
-    async def make_pending_thumbnails(self, older_than_seconds: float = THUMBNAIL_GRACE_SECONDS) -> int:
-        """Thumbnails left pending by a process that stopped before making them; returns how many
-        this call set."""
-        async with self.db.acquire() as conn:
-            rows = await repo.pending_thumbnails(conn, older_than_seconds, THUMBNAIL_BATCH)
-        made = 0
-        for row in rows:
-            if row["id"] in self._thumbnails:
-                continue  # being made here already
-            try:
-                made += await self.make_thumbnail(row["id"], row["blob_name"])
-            except Exception as exc:
-                log.warning("pending thumbnail not made", extra={"image_id": str(row["id"]), "error": repr(exc)})
-        return made
 
     # ------------------------------------------------------------------ audio
     async def upload_audio(self, user_id: str, data: bytes) -> dict[str, Any]:
@@ -389,10 +305,7 @@ class MediaService:
         loop = asyncio.get_running_loop()
         loop.call_later(0.5, self._sweeper.wake)
 
-    async def _housekeeping(self) -> None:
+    async def _sweep_and_log(self) -> None:
         swept = await self.sweep()
         if swept:
             log.info("blob sweep", extra={"deleted": swept})
-        made = await self.make_pending_thumbnails()
-        if made:
-            log.info("pending thumbnails made", extra={"made": made})
