@@ -167,7 +167,9 @@ class GenerationService:
 
     async def _decode(self, images: list[ProviderImage]) -> list[imaging.ProcessedImage]:
         """Each image decoded under the pixel limit, re-encoded and thumbnailed like an upload
-        (Pillow, in the CPU pool), side by side; one the provider sent broken is dropped."""
+        (Pillow, in the CPU pool), side by side; one the provider sent broken is dropped. A PNG
+        with nothing in it but its image is kept as sent (imaging.is_clean_png): re-encoding it
+        would strip nothing and only change its compression."""
         s = self.settings
 
         async def one(raw: ProviderImage) -> imaging.ProcessedImage | None:
@@ -177,6 +179,7 @@ class GenerationService:
                     raw.data,
                     max_pixels=s.media_image_max_pixels,
                     thumbnail_size=s.media_thumbnail_size,
+                    keep_clean_png=True,
                 )
             except (imaging.Invalid, imaging.Unsupported) as exc:
                 log.warning("provider sent an unusable image", extra={"error": str(exc)})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+import zlib
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -148,10 +149,18 @@ def decode(source: Source, *, max_pixels: int, draft_size: int | None = None) ->
     return image, fmt
 
 
-def process(source: Source, *, max_pixels: int, thumbnail_size: int, jpeg_quality: int = 88) -> ProcessedImage:
-    """Sniff, check, decode and re-encode one uploaded image, and make its thumbnail."""
+def process(
+    source: Source, *, max_pixels: int, thumbnail_size: int, jpeg_quality: int = 88, keep_clean_png: bool = False
+) -> ProcessedImage:
+    """Sniff, check, decode and re-encode one uploaded image, and make its thumbnail.
+    `keep_clean_png` (generated images): a PNG that holds its image and nothing else
+    (`is_clean_png`) is kept as it is instead of re-encoded, which would only change its
+    compression; everything else is re-encoded as always."""
     image, fmt = decode(source, max_pixels=max_pixels)
-    data_out, mime, extension = _reencode(image, fmt, jpeg_quality)
+    if keep_clean_png and fmt == "PNG" and isinstance(source, bytes) and is_clean_png(source):
+        data_out, (mime, extension) = source, FORMATS["PNG"]
+    else:
+        data_out, mime, extension = _reencode(image, fmt, jpeg_quality)
     # Resized straight from the decoded image (a copy first would hold the pixels twice); a
     # small image is its own thumbnail (contain() would enlarge it).
     thumb = image
@@ -163,6 +172,63 @@ def process(source: Source, *, max_pixels: int, thumbnail_size: int, jpeg_qualit
     out = io.BytesIO()
     thumb.save(out, "WEBP", quality=80, method=THUMBNAIL_WEBP_METHOD)
     return ProcessedImage(data_out, mime, extension, image.width, image.height, out.getvalue())
+
+
+# PNG chunks that are the image itself; any other (text, EXIF, time, ICC profile, private) makes a
+# PNG "not clean". Channels per colour type, for the size of the decompressed rows.
+_PNG_IMAGE_CHUNKS = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"})
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_clean_png(data: bytes) -> bool:
+    """A PNG that carries nothing but its pixels, so storing it as it is strips nothing: only the
+    chunks IHDR, PLTE, tRNS, IDAT (consecutive), IEND; every CRC right; nothing after IEND; not
+    interlaced; and its one zlib stream ends exactly at the end of the IDAT data, decompressing to
+    exactly the image's rows (no bytes hidden after the stream or after the last row). Call it
+    after `decode` accepted the file (the pixel limit bounds the decompression here)."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return False
+    at, end = len(_PNG_SIGNATURE), len(data)
+    types: list[bytes] = []
+    idat: list[memoryview] = []
+    view = memoryview(data)
+    while at + 12 <= end:
+        (length,) = struct.unpack_from(">I", data, at)
+        kind = bytes(view[at + 4 : at + 8])
+        body_end = at + 8 + length
+        if kind not in _PNG_IMAGE_CHUNKS or body_end + 4 > end:
+            return False
+        if zlib.crc32(view[at + 4 : body_end]) != struct.unpack_from(">I", data, body_end)[0]:
+            return False
+        if kind == b"IDAT":
+            if types and types[-1] != b"IDAT" and b"IDAT" in types:
+                return False  # IDAT chunks split by another chunk
+            idat.append(view[at + 8 : body_end])
+        types.append(kind)
+        at = body_end + 4
+        if kind == b"IEND":
+            break
+    if at != end or not types or types[0] != b"IHDR" or types[-1] != b"IEND" or not idat:
+        return False
+    width, height, depth, color, _compression, _filter, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    if interlace or color not in _PNG_CHANNELS:
+        return False
+    expected = height * (1 + (width * depth * _PNG_CHANNELS[color] + 7) // 8)
+    inflater = zlib.decompressobj()
+    produced = 0
+    for i, chunk in enumerate(idat):
+        pending = bytes(chunk)
+        while pending:
+            produced += len(inflater.decompress(pending, 1 << 20))
+            if produced > expected:
+                return False
+            pending = inflater.unconsumed_tail
+            if inflater.eof:
+                if pending or inflater.unused_data or any(len(c) for c in idat[i + 1 :]):
+                    return False
+                break
+    return inflater.eof and produced == expected
 
 
 def for_vision(source: Source, *, max_pixels: int, max_side: int) -> tuple[bytes, str]:

@@ -171,6 +171,19 @@ async def test_the_same_prompt_gives_the_same_image(gen, user):
     assert make_png("x") == make_png("x") != make_png("y")
 
 
+async def test_a_clean_provider_png_is_stored_as_sent(gen, user):
+    """The sandbox's PNGs hold nothing but their image (imaging.is_clean_png): stored byte for byte,
+    not re-encoded."""
+    u = await user(MAX)
+    r = await gen.post("/images/generate", json={"prompt": "a clean harbour", "provider": "openai"}, headers=u.headers)
+    assert r.status_code == 201, r.text
+    image = r.json()["images"][0]
+    async with httpx.AsyncClient() as http:
+        stored = (await http.get(image["url"])).content
+    assert stored == make_png("a clean harbour", model="gpt-image-1", index=0, aspect_ratio="1:1")
+    assert image["bytes"] == len(stored) and image["mime"] == "image/png"
+
+
 async def test_character_and_series_add_context_to_the_prompt(gen, user, sandbox):
     u = await user(PRO)
     since = mark(sandbox)
