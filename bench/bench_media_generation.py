@@ -2,6 +2,7 @@
 side by side in one run.
 
     .venv/bin/python bench/bench_media_generation.py [--requests 100] [--warmup 10] [--profile FILE]
+    .venv/bin/python bench/bench_media_generation.py --pillow   # the Pillow step alone, no services
 
 Needs the local PostgreSQL, Redis, RabbitMQ and Azurite (scripts/infra.sh). Creates throwaway
 databases, a vhost and a blob container, applies Payment's migrations (quota functions) to the
@@ -16,6 +17,12 @@ own prompt (so every image is new: its blobs are written, not found):
      decode + re-encode + thumbnail, two blob writes to Azurite, row + outbox event, settle).
 
 Overhead = the service's p50 minus (2)'s p50 (target p50 <= 15 ms, issue 14).
+
+`--pillow`: the service's Pillow step (`service.process_image`: decode, PNG re-encode, thumbnail,
+hashes) alone, in this process, with a clean provider PNG kept as sent (`keep_clean_png`, what
+generation does) against re-encoded (what it did before, and what uploads do), alternating, on the
+sandbox's 256 x 256 PNG and on 1024 x 1024 photo-like PNGs (a provider's usual size), clean and with
+a text chunk.
 """
 
 from __future__ import annotations
@@ -140,7 +147,56 @@ async def run(args, sandbox_base: str, media_base: str, headers: dict[str, str],
     print(f"  machine load: {os.getloadavg()}")
 
 
+def pillow_step(rounds: int = 5, per_round: int = 20) -> None:
+    import io
+    import statistics
+
+    from PIL import Image, PngImagePlugin
+
+    from media_service.service import process_image
+    from sandbox.images_api import make_png
+
+    def photo(seed: int, text: bool = False) -> bytes:
+        image = Image.blend(
+            Image.linear_gradient("L").resize((1024, 1024)).convert("RGB"),
+            Image.effect_noise((1024, 1024), 30 + seed).convert("RGB"),
+            0.5,
+        )
+        info = PngImagePlugin.PngInfo()
+        if text:
+            info.add_text("parameters", "a provider's generation parameters")
+        out = io.BytesIO()
+        image.save(out, "PNG", pnginfo=info)  # zlib level 6, as providers' encoders
+        return out.getvalue()
+
+    cases = {
+        "sandbox 256x256 PNG": [make_png(f"bench {i}", model="gpt-image-1") for i in range(per_round)],
+        "1024x1024 photo-like PNG, clean": [photo(i) for i in range(4)],
+        "1024x1024 photo-like PNG with a text chunk": [photo(i, text=True) for i in range(4)],
+    }
+    print(f"\nservice.process_image, {rounds} alternating rounds (load {os.getloadavg()[0]:.2f}):")
+    for name, files in cases.items():
+        times: dict[bool, list[float]] = {False: [], True: []}
+        sizes: dict[bool, int] = {}
+        for _ in range(rounds):
+            for keep in (False, True):
+                for data in files:
+                    t = time.perf_counter()
+                    out = process_image(data, max_pixels=40_000_000, thumbnail_size=256, keep_clean_png=keep)
+                    times[keep].append((time.perf_counter() - t) * 1000)
+                    sizes[keep] = len(out.data)
+        before, after = statistics.median(times[False]), statistics.median(times[True])
+        print(
+            f"  {name:44} re-encoded {before:7.2f} ms   kept if clean {after:7.2f} ms   ({after / before:.2f}x;"
+            f" stored {sizes[False]:,} -> {sizes[True]:,} bytes, sent {len(files[-1]):,})"
+        )
+    print(f"  machine load: {os.getloadavg()}")
+
+
 async def main() -> None:
+    if "--pillow" in sys.argv:
+        pillow_step()
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
