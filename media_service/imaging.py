@@ -211,23 +211,28 @@ def is_clean_png(data: bytes) -> bool:
             break
     if at != end or not types or types[0] != b"IHDR" or types[-1] != b"IEND" or not idat:
         return False
+    if types.count(b"IHDR") != 1 or struct.unpack_from(">I", data, 8)[0] != 13:
+        return False
     width, height, depth, color, _compression, _filter, interlace = struct.unpack_from(">IIBBBBB", data, 16)
     if interlace or color not in _PNG_CHANNELS:
         return False
     expected = height * (1 + (width * depth * _PNG_CHANNELS[color] + 7) // 8)
     inflater = zlib.decompressobj()
     produced = 0
-    for i, chunk in enumerate(idat):
-        pending = bytes(chunk)
-        while pending:
-            produced += len(inflater.decompress(pending, 1 << 20))
-            if produced > expected:
-                return False
-            pending = inflater.unconsumed_tail
-            if inflater.eof:
-                if pending or inflater.unused_data or any(len(c) for c in idat[i + 1 :]):
+    try:
+        for i, chunk in enumerate(idat):
+            pending: bytes | memoryview = chunk
+            while pending:
+                produced += len(inflater.decompress(pending, 1 << 20))
+                if produced > expected:
                     return False
-                break
+                pending = inflater.unconsumed_tail
+                if inflater.eof:
+                    if pending or inflater.unused_data or any(len(c) for c in idat[i + 1 :]):
+                        return False
+                    break
+    except zlib.error:  # e.g. a wrong checksum after the last row, which a decoder may never read
+        return False
     return inflater.eof and produced == expected
 
 

@@ -121,3 +121,10 @@ def test_an_interlaced_or_corrupt_png_is_not_clean():
     assert not imaging.is_clean_png(broken_crc)
     assert not imaging.is_clean_png(clean[: len(clean) // 2])
     assert not imaging.is_clean_png(b"not a png")
+    # A zlib stream with a wrong checksum: not clean (and no exception out of the check).
+    stream = zlib.compress(Image.open(io.BytesIO(clean)).tobytes())
+    bad = clean[:8] + chunk(b"IHDR", clean[16:29]) + chunk(b"IDAT", stream[:-4] + bytes(4)) + chunk(b"IEND", b"")
+    assert not imaging.is_clean_png(bad)
+    # An IHDR of the wrong length, or two of them.
+    assert not imaging.is_clean_png(clean[:8] + chunk(b"IHDR", clean[16:29] + b"\0") + clean[33:])
+    assert not imaging.is_clean_png(clean[:33] + chunk(b"IHDR", clean[16:29]) + clean[33:])
