@@ -61,7 +61,10 @@ from shared.testing.env import (  # noqa: E402
     new_run_id,
 )
 
-# Votes are skewed towards some stories (index ~ n * random()^2), each by its own user.
+# Votes are skewed towards some stories (index ~ n * random()^2), each by its own user. Then the vote
+# milestones those votes would have told their authors (notifications/kinds.py): without them every
+# story's next up-vote tells a milestone reached long ago, and a run spread over many stories
+# measured one new notification (and its deliveries) per vote, a seeding artefact, not the votes.
 SEED = """
 INSERT INTO stories (id, author_id, title, body, version, step, status, visibility, published_at, created_at)
 SELECT md5('story' || g)::uuid, 'author-' || (g % 5000), 'Seeded story ' || g,
@@ -77,8 +80,16 @@ UPDATE stories s SET up = v.up, down = v.down, score = v.up - v.down
           FROM votes GROUP BY target_id) v
  WHERE s.id = v.target_id;
 UPDATE stories SET hot = community_hot(score, published_at);
+INSERT INTO notifications (user_id, seq, kind, title, body, data, dedup_key, read_at)
+SELECT s.author_id, row_number() OVER (PARTITION BY s.author_id ORDER BY s.id, m), 'story_milestone',
+       'Your story reached ' || m || ' votes', m || ' readers voted your story up.',
+       jsonb_build_object('story_id', s.id::text, 'votes', m), 'story:' || s.id::text || ':' || m, now()
+  FROM stories s CROSS JOIN unnest(ARRAY[1, 10, 100, 1000, 10000, 100000, 1000000]) m
+ WHERE m <= s.up;
+INSERT INTO notification_counters (user_id, last_seq) SELECT user_id, max(seq) FROM notifications GROUP BY user_id;
 """
 SEED_SQL = [s.strip() for s in SEED.split(";") if s.strip() and not s.strip().startswith("--")]
+MILESTONE_SEED = [sql for sql in SEED_SQL if "notification" in sql]
 
 # Stories whose counters differ from the votes table (must be 0).
 MISMATCHES = """
@@ -94,6 +105,51 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_relay(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The outbox relay as its own process (`python -m shared.relay community`, Procfile `relay`): how a
+    deployment that scales web processes runs it (OUTBOX_RELAY=external on the web processes)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "shared.relay", "community"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+PROBE_QUEUE = "bench.story_voted"
+EXCHANGE = "scenextras.events"  # ServiceSettings.events_exchange
+
+
+def probe_messages(amqp_url: str, exchange: str) -> int:
+    """A queue of the bench's own bound to `story.voted` (declared at the first call, before any vote):
+    how many events reached the broker (publisher confirms: a confirmed message is in the queue)."""
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = conn.channel()
+        channel.queue_declare(PROBE_QUEUE)
+        channel.queue_bind(PROBE_QUEUE, exchange, routing_key="story.voted")
+        return channel.queue_declare(PROBE_QUEUE, passive=True).method.message_count
+    finally:
+        conn.close()
+
+
+async def events_check(pool, amqp_url: str, exchange: str, timeout: float = 60.0) -> tuple[int, int, int]:
+    """After a votes phase: wait for the outbox to drain, then (story.voted rows, messages the probe
+    queue got, events lost = rows not published or not received)."""
+    deadline = time.monotonic() + timeout
+    while await pool.fetchval("SELECT count(*) FROM outbox_events WHERE published_at IS NULL"):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    rows = await pool.fetchval("SELECT count(*) FROM outbox_events WHERE event_type = 'story.voted'")
+    unpublished = await pool.fetchval("SELECT count(*) FROM outbox_events WHERE published_at IS NULL")
+    received = await asyncio.to_thread(probe_messages, amqp_url, exchange)
+    return rows, received, max(unpublished, rows - received)
 
 
 def start(
@@ -254,8 +310,8 @@ def stop(proc: subprocess.Popen, *, profiled: bool = False) -> None:
         proc.kill()
 
 
-def cpu(proc: subprocess.Popen) -> float:  # the server's own CPU seconds (its workers too)
-    return process_cpu_seconds(proc.pid, with_children=True)
+def cpu(*procs: subprocess.Popen) -> float:  # the server's own CPU seconds (its workers, its relay process)
+    return sum(process_cpu_seconds(p.pid, with_children=True) for p in procs)
 
 
 def client_cpu() -> float:  # this process (the load generator), on the same two cores
@@ -290,7 +346,9 @@ async def feed_phase(port, proc, args, counts, deep_cursor, results: dict, label
         c.close()
 
 
-async def votes_phase(port, proc, args, one_story, all_ids, results: dict, label: str) -> None:
+async def votes_phase(port, procs, args, one_story, all_ids, results: dict, label: str, pool, amqp: str) -> None:
+    """`procs`: the server and, with OUTBOX_RELAY=external, its relay process (CPU counted for both)."""
+    await asyncio.to_thread(probe_messages, amqp, EXCHANGE)  # the probe queue exists before any vote
     conns = connections(port, args.in_flight)
     for c in conns:  # connected before the clock
         await c.request("GET", "/health")
@@ -298,17 +356,23 @@ async def votes_phase(port, proc, args, one_story, all_ids, results: dict, label
     print(f"\n{label}: votes, PUT /votes, {args.in_flight} in flight, distinct voters, 20% change their vote")
     for name, targets in (("one story", [one_story]), (f"spread over {len(all_ids):,} stories", all_ids)):
         voters = [token(f"bench-{tag}-{name[:3]}-{i}") for i in range(int(args.seconds * 3000))]
-        c0, k0 = cpu(proc), client_cpu()
+        told = await pool.fetchval("SELECT count(*) FROM notifications")
+        c0, k0 = cpu(*procs), client_cpu()
         done, wall, lat, bad = await votes_http(conns, targets, voters, args.seconds)
-        per, kper = (cpu(proc) - c0) / max(done, 1) * 1000, (client_cpu() - k0) / max(done, 1) * 1000
+        per, kper = (cpu(*procs) - c0) / max(done, 1) * 1000, (client_cpu() - k0) / max(done, 1) * 1000
+        told = await pool.fetchval("SELECT count(*) FROM notifications") - told
         print(
             line(
                 name,
                 lat,
-                f"{done / wall:,.0f} votes/s, {bad} non-200, CPU/vote service {per:.2f} ms, client {kper:.2f} ms",
+                f"{done / wall:,.0f} votes/s, {bad} non-200, CPU/vote service {per:.2f} ms, client {kper:.2f} ms,"
+                f" {told} milestone notifications",
             )
         )
         results[(label, name.split()[0])] = (done / wall, per, kper, bad)
+    rows, received, lost = await events_check(pool, amqp, EXCHANGE)
+    print(f"  story.voted: {rows:,} in the outbox so far, {received:,} reached the broker: events lost = {lost}")
+    results[(label, "lost")] = lost
     for c in conns:
         c.close()
 
@@ -351,6 +415,17 @@ async def main() -> None:
     ap.add_argument("--pool", type=int, default=20, help="DB_POOL_MAX of each worker")
     ap.add_argument("--profile", help="write a cProfile of the one-worker run to this file")
     ap.add_argument("--parts", default="feed,votes,votes2,hello,layer", help="which phases to run")
+    ap.add_argument(
+        "--no-milestone-seed",
+        action="store_true",
+        help="seed no milestone notifications (as before 2026-12-05): shows what they cost a spread run",
+    )
+    ap.add_argument(
+        "--relays",
+        default="inprocess,external",
+        help="the 1-worker votes with the outbox relay in the web process and/or as its own process"
+        " (OUTBOX_RELAY=external + `python -m shared.relay community`, its CPU counted with the service's)",
+    )
     args = ap.parse_args()
     parts = set(args.parts.split(","))
 
@@ -368,6 +443,8 @@ async def main() -> None:
         seeder = await asyncpg.connect(dsn)  # no command timeout: seeding takes a while
         try:
             for sql in SEED_SQL:
+                if args.no_milestone_seed and sql in MILESTONE_SEED:
+                    continue
                 args_ = [a for a, used in ((args.stories, "$1"), (args.votes, "$2")) if used in sql]
                 await seeder.execute(sql, *args_)
             await seeder.execute("VACUUM ANALYZE stories")
@@ -408,19 +485,31 @@ async def main() -> None:
         one_story = str(deep["id"])
         all_ids = [str(r["id"]) for r in await pool.fetch("SELECT id FROM stories")]
 
-        if parts & {"feed", "votes"}:
+        if "feed" in parts:
             port = free_port()
             proc = start(port, env, log, 1, args.profile)
-            if "feed" in parts:
-                await feed_phase(port, proc, args, counts, deep_cursor, results, "1 worker")
-            if "votes" in parts:
-                await votes_phase(port, proc, args, one_story, all_ids, results, "1 worker")
+            await feed_phase(port, proc, args, counts, deep_cursor, results, "1 worker")
+            stop(proc, profiled=bool(args.profile))
+            proc = None
+        for relay in args.relays.split(",") if "votes" in parts else ():
+            port = free_port()
+            proc = start(port, {**env, "OUTBOX_RELAY": relay}, log, 1, args.profile)
+            procs = [proc]
+            if relay == "external":
+                relay_proc = start_relay(env, log.with_suffix(".relay.log"))
+                procs.append(relay_proc)
+            label = "1 worker" if relay == "inprocess" else "1 worker + relay process"
+            try:
+                await votes_phase(port, procs, args, one_story, all_ids, results, label, pool, amqp)
+            finally:
+                for p in procs[1:]:
+                    stop(p)
             stop(proc, profiled=bool(args.profile))
             proc = None
         if "votes2" in parts:
             port = free_port()
             proc = start(port, env, log, 2)
-            await votes_phase(port, proc, args, one_story, all_ids, results, "2 workers")
+            await votes_phase(port, [proc], args, one_story, all_ids, results, "2 workers", pool, amqp)
             stop(proc)
             proc = None
         if "hello" in parts:
@@ -453,8 +542,11 @@ async def main() -> None:
         load = os.getloadavg()
         print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
         await pool.close()
+        lost = sum(v for k, v in results.items() if isinstance(k, tuple) and k[1] == "lost")
         if mismatches:
             raise SystemExit("counts are not exact")
+        if lost:
+            raise SystemExit(f"{lost} story.voted events lost")
     finally:
         if proc is not None:
             stop(proc, profiled=bool(args.profile))
@@ -468,6 +560,8 @@ def summary(results: dict) -> None:
         ("service layer, one story", results.get("layer")),
         ("HTTP 1 worker, one story", (results.get(("1 worker", "one")) or (None,))[0]),
         ("HTTP 1 worker, spread", (results.get(("1 worker", "spread")) or (None,))[0]),
+        ("HTTP 1 worker + relay process, one story", (results.get(("1 worker + relay process", "one")) or (None,))[0]),
+        ("HTTP 1 worker + relay process, spread", (results.get(("1 worker + relay process", "spread")) or (None,))[0]),
         ("HTTP 2 workers, one story", (results.get(("2 workers", "one")) or (None,))[0]),
         ("HTTP 2 workers, spread", (results.get(("2 workers", "spread")) or (None,))[0]),
         ("bare FastAPI GET /ping, 1 worker", (results.get(("hello", 1)) or (None,))[0]),
@@ -479,7 +573,7 @@ def summary(results: dict) -> None:
     for label, rate in rows:
         if rate is not None:
             ratio = f"  x{rate / floor:.2f}" if floor else ""
-            print(f"  {label:<36} {rate:8,.0f}/s{ratio}")
+            print(f"  {label:<42} {rate:8,.0f}/s{ratio}")
 
 
 if __name__ == "__main__":

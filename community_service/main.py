@@ -87,10 +87,13 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     app = create_app(
         service=SERVICE.name,
         settings=settings,
-        # The feed's and votes' routes first: routes are tried in order, and these are the busiest.
+        # The votes' and feed's routes first: routes are tried in order, and these are the busiest.
+        # Votes before stories: PUT /votes then matches at its first candidate instead of after the
+        # 14 stories routes, while GET /stories passes only the 5 votes routes (a failed match is a
+        # regex test).
         routers=[
-            stories.router,
             votes.router,
+            stories.router,
             characters.router,
             scenarios.router,
             rooms_router.router,
