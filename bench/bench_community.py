@@ -519,12 +519,11 @@ async def main() -> None:
             await hello_phase(env, log, args, 1, results, stack=True)
         if "layer" in parts:
             n = int(args.seconds * 1500)
-            done3, wall3, calls = await votes_service_layer(pool, [one_story], n, args.in_flight)
-            results["layer"] = done3 / wall3
-            print(
-                f"\nservice layer alone (no HTTP), one story, {args.in_flight} in flight: {done3 / wall3:,.0f} votes/s "
-                f"(n={done3}, {done3 / calls:.1f} votes per statement)"
-            )
+            print(f"\nservice layer alone (no HTTP), {args.in_flight} in flight:")
+            for name, targets in (("one story", [one_story]), ("spread", all_ids)):
+                done3, wall3, calls = await votes_service_layer(pool, targets, n, args.in_flight)
+                results["layer" if name == "one story" else "layer spread"] = done3 / wall3
+                print(f"  {name}: {done3 / wall3:,.0f} votes/s (n={done3}, {done3 / calls:.1f} votes per statement)")
 
         mismatches = await pool.fetchval(MISMATCHES)
         story = await pool.fetchrow("SELECT up, down, score FROM stories WHERE id = $1", deep["id"])
@@ -558,6 +557,7 @@ def summary(results: dict) -> None:
     """The vote rates side by side: service layer, HTTP on 1 and 2 workers, and the bare floor."""
     rows = [
         ("service layer, one story", results.get("layer")),
+        ("service layer, spread", results.get("layer spread")),
         ("HTTP 1 worker, one story", (results.get(("1 worker", "one")) or (None,))[0]),
         ("HTTP 1 worker, spread", (results.get(("1 worker", "spread")) or (None,))[0]),
         ("HTTP 1 worker + relay process, one story", (results.get(("1 worker + relay process", "one")) or (None,))[0]),
