@@ -100,6 +100,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             notifications_router.router,
         ],
         legacy_prefixes=SERVICE.legacy_prefixes,
+        first_routes=votes.lean_routes(),  # PUT /votes without FastAPI's machinery (routers/votes.py)
         own_database_url=settings.community_database_url,
         consumer=handlers,
         erase_user=erase_user,
