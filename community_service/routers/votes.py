@@ -90,7 +90,7 @@ async def _lean_answer(request: Request, raw: bytes) -> Response | None:
         return None
     try:
         body = VoteRequest.model_validate(json.loads(raw))
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, RecursionError, ValidationError):  # bad JSON, too deep, bad fields: FastAPI's to answer
         return None
     try:
         user = await authenticate(request)

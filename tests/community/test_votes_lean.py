@@ -37,6 +37,7 @@ async def test_lean_and_fastapi_votes_answer_alike(client, new_user):
         ("not UTF-8", "user", plain, b'{"target_type": "\xff"}'),
         ("empty body", "user", plain, ""),
         ("a list", "user", plain, "[]"),
+        ("nested too deep", "user", plain, "[" * 100_000 + "]" * 100_000),
         ("missing value", "user", plain, json.dumps({"target_type": "story", "target_id": sid})),
         ("extra field", "user", plain, json.dumps({**ok, "weight": 2})),
         ("value 0", "user", plain, json.dumps({**ok, "value": 0})),
