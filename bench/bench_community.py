@@ -1,7 +1,8 @@
 """Community: the public story feed (hot) at a fixed rate and votes at full speed, side by side in one run.
 
     .venv/bin/python bench/bench_community.py [--stories 100000] [--votes 1000000] [--seconds 10]
-        [--parts feed,votes,votes2,hello,layer] [--profile FILE]
+        [--parts feed,votes,votes2,hello,layer] [--relays inprocess,external] [--no-milestone-seed]
+        [--profile FILE]
 
 Needs the local PostgreSQL, Redis and RabbitMQ (scripts/infra.sh). Creates a throwaway database
 with community's schema, seeds it in SQL (generate_series: published public stories over the last
@@ -17,10 +18,16 @@ CPU per request is printed next to the server's):
 2. votes (`PUT /votes`, ±1 by distinct users, some changing their vote) as fast as `--in-flight`
    connections go: all on one story (every vote serializes on its row) and spread over the
    seeded stories, on one worker and then on two (`votes2`: the vote batcher is per process;
-   the SQL keeps the counts exact across processes);
+   the SQL keeps the counts exact across processes). One worker twice (`--relays`): the outbox
+   relay in the web process, then as its own process (OUTBOX_RELAY=external and
+   `python -m shared.relay community`, as a deployment that scales web processes runs it), its CPU
+   counted with the worker's; after each, every `story.voted` row must have reached the broker (a
+   queue of the bench's own bound to it counts them: events lost = 0). Each line also counts the
+   milestone notifications the votes told (the seed holds those its own votes would have told);
 3. the floor (`hello`): a bare FastAPI `GET /ping` on one and two workers, and the same endpoint
    behind the shared stack (JWT, Redis rate limit) with a distinct token per request;
-4. the same votes through the service layer alone (`layer`: no HTTP), to separate the database's share;
+4. the same votes through the service layer alone (`layer`: no HTTP), on one story and spread, to
+   separate the database's share;
 
 and at the end checks that every story's up/down/score/hot equals the votes table (exact counts).
 """
