@@ -37,7 +37,7 @@ from shared.auth import TIER_FREE, CurrentUser
 from shared.events import EventType, make_event
 from shared.llm.moderation import ModerationUnavailable, moderate
 from shared.periodic import Periodic
-from shared.quota import InsufficientQuota, QuotaClient
+from shared.quota import InsufficientQuota, QuotaClient, Reservation
 from shared.tasks import cancel_all_and_wait
 from shared.tiers import UNLIMITED, TierResolver
 
@@ -118,13 +118,25 @@ class GenerationService:
             await self.openai_client.close()
 
     # ------------------------------------------------------------------ checks
-    async def admit(self, user: CurrentUser, text: str) -> int:
-        """Tier, then moderation, then a provider to call: refusals that cost nothing come first."""
+    async def admit(self, user: CurrentUser, text: str, count: int) -> Reservation:
+        """Tier, then moderation, then a provider to call: refusals that cost nothing come first.
+        The quota is reserved while moderation runs (a paying user's prompt is moderated either
+        way; the core database's round trip then costs the answer nothing) and given back if the
+        prompt is refused, so the refusals' order is unchanged: tier, moderation, provider, quota."""
         tier = await self.tiers(user)
         if tier <= TIER_FREE:
             raise errors.INSUFFICIENT_TIER(
                 "Image generation needs the Pro plan or higher.", required_tier=TIER_FREE + 1, current_tier=tier
             )
+        reserving = asyncio.ensure_future(self.quota.reserve(user.user_id, QUOTA_TYPE, count))
+        try:
+            await self._screen(text)
+        except BaseException:
+            await asyncio.shield(self._give_back(reserving))
+            raise
+        return await reserving  # InsufficientQuota (402) only once the prompt passed
+
+    async def _screen(self, text: str) -> None:
         try:
             verdict = await moderate(
                 self.openai_client,
@@ -138,14 +150,24 @@ class GenerationService:
             raise errors.PROMPT_REJECTED(categories=verdict.categories)
         if not self.chain.providers:
             raise errors.PROVIDER_UNAVAILABLE("No image provider is configured on this server.", attempts=[])
-        return tier
+
+    async def _give_back(self, reserving: asyncio.Future) -> None:
+        """Release what `reserving` reserved, once it has answered (not cancelled midway: a
+        reservation made but not known here would be held until it expires)."""
+        try:
+            reservation = await reserving
+        except Exception:
+            return  # nothing reserved (quota spent, or the core database away)
+        try:
+            await self.quota.release(reservation.reservation_id)
+        except Exception:
+            log.exception("quota release failed; the reservation expires on its own")
 
     # ------------------------------------------------------------------ sync
     async def generate(self, user: CurrentUser, request: dict[str, Any]) -> dict[str, Any]:
         text = full_prompt(request["prompt"], request.get("style"), request.get("character"), request.get("series"))
-        await self.admit(user, text)
-        count = request["count"]
-        async with self.quota.reserved(user.user_id, QUOTA_TYPE, count) as reservation:
+        reservation = await self.admit(user, text, request["count"])
+        async with self.quota.settling(reservation):
             images = await self._produce(user.user_id, request, text, job_id=None)
             reservation.actual = len(images)
         return {"images": images, "remaining_quota": remaining_after(reservation, len(images))}
@@ -246,8 +268,7 @@ class GenerationService:
     # ------------------------------------------------------------------ async jobs
     async def submit(self, user: CurrentUser, request: dict[str, Any]) -> dict[str, Any]:
         text = full_prompt(request["prompt"], request.get("style"), request.get("character"), request.get("series"))
-        await self.admit(user, text)
-        reservation = await self.quota.reserve(user.user_id, QUOTA_TYPE, request["count"])
+        reservation = await self.admit(user, text, request["count"])
         job_id = uuid.uuid4()
         try:
             async with self.db.acquire() as conn:

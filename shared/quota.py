@@ -441,6 +441,25 @@ class QuotaClient:
         try:
             for qt in quota_types:
                 held.append(await self.reserve(user_id, qt, amount))
+        except BaseException:
+            await asyncio.shield(self._finish(held, charge=False))
+            raise
+        async with self._settling(held):
+            yield held
+
+    def settling(self, reservation: Reservation) -> AbstractAsyncContextManager[Reservation]:
+        """For a reservation made by `reserve`: run the block, then settle it (success) or release
+        it (any exception, cancellation included), as `reserved` does."""
+        return self._settling_one(reservation)
+
+    @asynccontextmanager
+    async def _settling_one(self, reservation: Reservation) -> AsyncIterator[Reservation]:
+        async with self._settling([reservation]):
+            yield reservation
+
+    @asynccontextmanager
+    async def _settling(self, held: list[Reservation]) -> AsyncIterator[list[Reservation]]:
+        try:
             yield held
         except BaseException:
             # Shielded: a second cancellation (a shutdown) must not leave the quota held.

@@ -298,7 +298,27 @@ async def test_moderation_down_fails_closed(gen, user, core_db, sandbox):
     sandbox.control.fault("openai", 500, path="/moderations")
     r = await gen.post("/images/generate", json={"prompt": "a river"}, headers=u.headers)
     assert r.status_code == 503 and r.json()["detail"]["code"] == "MODERATION_UNAVAILABLE"
-    assert await image_quota(core_db, u.id) == 5
+    assert await image_quota(core_db, u.id) == 5 and await held(core_db, u.id) == 0
+
+
+async def test_refusals_keep_their_order_while_the_quota_is_reserved_beside_moderation(gen, user, core_db, sandbox):
+    """The quota is reserved while moderation runs; a refused prompt still answers 422 (not the
+    402 of a spent quota), and a spent quota 402 only for a prompt that passed."""
+    u = await user(PRO)
+    await core_db.execute("UPDATE user_quotas SET quota_image_generation = 0 WHERE user_id = $1::uuid", u.id)
+    r = await gen.post("/images/generate", json={"prompt": "sandbox-flag a fight"}, headers=u.headers)
+    assert r.status_code == 422 and r.json()["detail"]["code"] == "PROMPT_REJECTED", r.text
+    r = await gen.post("/images/generate", json={"prompt": "a quiet lake"}, headers=u.headers)
+    assert r.status_code == 402 and r.json()["detail"]["code"] == "INSUFFICIENT_QUOTA", r.text
+    await core_db.execute("UPDATE user_quotas SET quota_image_generation = 2 WHERE user_id = $1::uuid", u.id)
+    since = mark(sandbox)
+    for _ in range(3):
+        r = await gen.post("/images/generate", json={"prompt": "sandbox-flag a fight", "count": 2}, headers=u.headers)
+        assert r.status_code == 422, r.text
+    assert await image_quota(core_db, u.id) == 2 and await held(core_db, u.id) == 0
+    assert not requests_since(sandbox, since, "genai") and not requests_since(sandbox, since, "replicate")
+    r = await gen.post("/images/generate", json={"prompt": "a quiet lake", "count": 2}, headers=u.headers)
+    assert r.status_code == 201 and r.json()["remaining_quota"] == 0, r.text
 
 
 @pytest.mark.parametrize(
