@@ -78,6 +78,11 @@ async def wait_drained(dbs: dict[str, asyncpg.Connection], infra: Infra, vhost: 
     return time.monotonic() - started
 
 
+async def counts_by_user(conn: asyncpg.Connection, sql: str) -> dict[str, int]:
+    """`sql` selects (u, n): a count per user id."""
+    return {str(r["u"]): r["n"] for r in await conn.fetch(sql)}
+
+
 async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, run) -> dict:
     # One connection per database with an outbox (Content has none); "core" is Auth's and Payment's.
     dbs = {role: await asyncpg.connect(dsn) for role, dsn in dsns.items()}
@@ -154,13 +159,11 @@ async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, 
             for u in story_users
             if spent(u, "story", "limited") > STORY_ALLOWANCE[0] + (STORY_ALLOWANCE[1] if tiers.get(u, 0) >= 1 else 0)
         ]
-        images = {
-            str(r["u"]): r["n"]
-            for r in await media.fetch(
-                "SELECT user_id AS u, count(*) AS n FROM media_metadata WHERE kind = 'image' AND prompt IS NOT NULL "
-                "GROUP BY 1"
-            )
-        }
+        images = await counts_by_user(
+            media,
+            "SELECT user_id AS u, count(*) AS n FROM media_metadata WHERE kind = 'image' AND prompt IS NOT NULL"
+            " GROUP BY 1",
+        )
         image_users = {u for u, t in ledger if t == "image_gen"} | set(images)
         image_mismatch = [u for u in image_users if spent(u, "image_gen", "charged") != images.get(u, 0)]
         image_over = [
@@ -168,13 +171,11 @@ async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, 
         ]
         # Premium messages: replies of a premium model (chat's metadata) = `premium` charged = what the
         # clients were told; within Pro's 100 + premium messages won (Max: unlimited, not counted).
-        premium = {
-            str(r["u"]): r["n"]
-            for r in await chat.fetch(
-                "SELECT user_id AS u, count(*) AS n FROM messages WHERE role = 'assistant'"
-                " AND metadata->>'quota_type' = 'premium' GROUP BY 1"
-            )
-        }
+        premium = await counts_by_user(
+            chat,
+            "SELECT user_id AS u, count(*) AS n FROM messages WHERE role = 'assistant'"
+            " AND metadata->>'quota_type' = 'premium' GROUP BY 1",
+        )
         premium_users = {u for u, t in ledger if t == "premium"} | set(premium) | set(run.premium_told)
         premium_mismatch = [u for u in premium_users if spent(u, "premium", "charged") != premium.get(u, 0)]
         premium_told_mismatch = [
@@ -185,12 +186,9 @@ async def checks(dsns: dict[str, str], amqp_url: str, infra: Infra, vhost: str, 
         ]
         # Recognition: results stored (one model call each) = `image_recognition` charged = the answers
         # the clients got that were not `cached` (a repeat of the same bytes is free); within Pro's 10.
-        recognised = {
-            str(r["u"]): r["n"]
-            for r in await media.fetch(
-                "SELECT user_id AS u, count(*) AS n FROM image_recognitions WHERE result IS NOT NULL GROUP BY 1"
-            )
-        }
+        recognised = await counts_by_user(
+            media, "SELECT user_id AS u, count(*) AS n FROM image_recognitions WHERE result IS NOT NULL GROUP BY 1"
+        )
         recognition_users = {u for u, t in ledger if t == "image_recognition"} | set(recognised)
         recognition_users |= set(run.recognitions_told)
         recognition_mismatch = [
