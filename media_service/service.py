@@ -35,6 +35,7 @@ from shared.bus import emit
 from shared.events import Event, EventType, make_event
 from shared.pagination import decode_keyset, encode_keyset
 from shared.periodic import Periodic
+from shared.tasks import cancel_all_and_wait
 
 log = logging.getLogger("media_service")
 
@@ -226,7 +227,7 @@ class MediaService:
             )
             try:
                 try:
-                    await asyncio.gather(*(self.store.put(name, data, mime) for name, data, mime in blobs))
+                    await self._put_all(blobs)
                 except AzureError as exc:
                     log.warning("blob write failed", extra={"error": repr(exc)})
                     raise errors.STORAGE_UNAVAILABLE() from None
@@ -248,6 +249,18 @@ class MediaService:
                     await asyncio.shield(self._end_leases_quietly(names))
                 raise
         raise AssertionError("unreachable")
+
+    async def _put_all(self, blobs: list[tuple[str, bytes, str]]) -> None:
+        """The blobs written side by side. If one write fails, the others are stopped and waited
+        for before this raises: the caller then gives the leases back and the sweep may delete the
+        blobs, so no write may still be under way (an SDK retry landing after the sweep would
+        leave a blob nothing refers to; tests/e2e test_azurite_down_during_upload once saw it)."""
+        writes = [asyncio.ensure_future(self.store.put(name, data, mime)) for name, data, mime in blobs]
+        try:
+            await asyncio.gather(*writes)
+        except BaseException:
+            await cancel_all_and_wait(writes)
+            raise
 
     async def _end_leases_quietly(self, names: list[str]) -> None:
         try:
