@@ -13,8 +13,9 @@ crashed worker) expires and is given back by the database.
     # settled on success, released when the block raises (InsufficientQuota: nothing reserved)
     async with quota.reserved(user.user_id, ["regular", "premium"]) as (regular, premium): ...
 
-The Redis cache of `remaining()` (`keys("quota", user_id)`, at most 5 minutes) is dropped on every
-change made through this client.
+The Redis cache of `remaining()` (`keys("quota", user_id)`, at most 5 minutes) is dropped whenever
+a call through this client changes what remains (a settle that charges the whole reservation does
+not: the reserve already took it).
 
 Reserves made while another reserve call is in flight are coalesced: they go to PostgreSQL together
 in one `quota_reserve_many()` call (each applied on its own, exactly as `quota_reserve()` would),
@@ -349,10 +350,17 @@ class QuotaClient:
             raise ValueError(f"actual must be a non-negative int or None, got {actual!r}")
         # Retried while the database is briefly away: the work was done and saved, so a settle
         # lost to a dropped connection would let the reservation expire and be given back.
+        # `gives_back` is read from the reservation as it was before this settle (the statement's
+        # snapshot; quota_settle's own writes come later): a held, limited reservation charged less
+        # than its amount. Only then does what remains change (the reserve already took the whole
+        # amount), so only then is the cached remaining() dropped; a full charge (the usual case)
+        # spares the Redis round trip.
         row = await retry_unavailable(
             lambda: self.pool.fetchrow(
-                "SELECT quota_settle($1::uuid, $2, true) AS remaining,"
-                " (SELECT user_id::text FROM quota_reservations WHERE id = $1::uuid) AS user_id",
+                "SELECT quota_settle($1::uuid, $2, true) AS remaining, r.user_id::text AS user_id,"
+                " r.state = 'held' AND NOT r.unlimited"
+                " AND LEAST(GREATEST(COALESCE($2, r.amount), 0), r.amount) < r.amount AS gives_back"
+                " FROM (SELECT 1) AS one LEFT JOIN quota_reservations r ON r.id = $1::uuid",
                 reservation_id,
                 actual,
             )
@@ -360,7 +368,8 @@ class QuotaClient:
         if row["user_id"] is None:
             log.warning("settle of an unknown reservation ignored", extra={"reservation_id": reservation_id})
             return
-        await self.drop_cache(row["user_id"])
+        if row["gives_back"]:
+            await self.drop_cache(row["user_id"])
 
     async def release(self, reservation_id: str) -> None:
         """Give the whole reservation back (the work failed). Idempotent."""

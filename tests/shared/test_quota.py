@@ -394,6 +394,41 @@ async def test_remaining_is_cached_and_dropped_on_change(quota, redis, keys):
     assert (await quota.remaining(user))["regular"]["remaining"] == 3
 
 
+async def test_settle_drops_the_cache_only_when_it_gives_something_back(quota, core, redis, keys):
+    """A reserve takes the whole amount, so a settle charging all of it leaves remaining() as it
+    was (the cached answer stays, and is still the database's); one charging less gives the rest
+    back, and the cached answer must go."""
+    user = new_user()
+    await core.execute("SELECT quota_reset($1::uuid, 1)", uuid.UUID(user))  # Pro: premium 100
+
+    async def database_says() -> int:
+        row = await core.fetchrow(
+            "SELECT remaining FROM quota_snapshot($1::uuid) WHERE quota_type = 'premium'", uuid.UUID(user)
+        )
+        return row["remaining"]
+
+    full = await quota.reserve(user, "premium", 3)
+    assert (await quota.remaining(user))["premium"]["remaining"] == 97  # cached after the reserve
+    await quota.settle(full.reservation_id)  # charges all 3
+    assert await redis.get(keys("quota", user)) is not None
+    assert (await quota.remaining(user))["premium"]["remaining"] == await database_says() == 97
+
+    partial = await quota.reserve(user, "premium", 4)
+    assert (await quota.remaining(user))["premium"]["remaining"] == 93
+    await quota.settle(partial.reservation_id, 1)  # gives 3 back
+    assert await redis.get(keys("quota", user)) is None
+    assert (await quota.remaining(user))["premium"]["remaining"] == await database_says() == 96
+
+    await quota.settle(partial.reservation_id, 0)  # already settled: changes nothing, keeps the cache
+    assert await redis.get(keys("quota", user)) is not None
+    assert (await quota.remaining(user))["premium"]["remaining"] == await database_says() == 96
+
+    nothing = await quota.reserve(user, "premium", 2)
+    await quota.remaining(user)
+    await quota.settle(nothing.reservation_id, 0)  # charges nothing: all of it back
+    assert (await quota.remaining(user))["premium"]["remaining"] == await database_says() == 96
+
+
 async def test_tier_resolver_cache_database_and_token_fallbacks(core, redis, keys, tokens, databases):
     from jose import jwt
 
