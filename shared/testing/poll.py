@@ -20,3 +20,21 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05, what:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout}s (last: {answer!r})")
         await asyncio.sleep(interval)
+
+
+async def lock_waiters(db, text: str, count: int, within: float = 30.0) -> None:
+    """Until `count` backends of `db`'s database wait on a lock while running a query that
+    contains `text`: how a race test knows its requests all reached the contended row before it
+    lets them go (so the race happens every run, not when the scheduler allows)."""
+
+    async def waiting() -> bool:
+        return (
+            await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
+                " AND datname = current_database()",
+                f"%{text}%",
+            )
+            >= count
+        )
+
+    await eventually(waiting, timeout=within, interval=0.02, what=f"{count} backends waiting on a lock ({text})")

@@ -10,6 +10,7 @@ import pytest
 
 from analytics_service.repositories import progress as progress_repo
 from shared.quota import REWARD_QUOTA_TYPES
+from shared.testing.poll import lock_waiters
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -32,9 +33,24 @@ async def _outbox_rewards(db, ticket_id: str) -> list[dict]:
 async def test_concurrent_flips_reveal_one_reward_and_send_it_once(analytics, analytics_db, new_user):
     user = new_user()
     ticket = await _ticket(analytics_db, user.id)
-    answers = await asyncio.gather(
-        *[analytics.post(f"/analytics/flip-tickets/{ticket}/flip", headers=user.headers) for _ in range(12)]
-    )
+    # The user's progress row (what a flip locks first) is held while eight flips are sent, until
+    # all eight wait on it, so every run races them (eight: the service's pool has ten connections).
+    async with analytics_db.acquire() as holder:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute(
+            "INSERT INTO user_progress (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", uuid.UUID(user.id)
+        )
+        await holder.execute("SELECT 1 FROM user_progress WHERE user_id = $1 FOR UPDATE", uuid.UUID(user.id))
+        flips = [
+            asyncio.ensure_future(analytics.post(f"/analytics/flip-tickets/{ticket}/flip", headers=user.headers))
+            for _ in range(8)
+        ]
+        try:
+            await lock_waiters(analytics_db, "user_progress", 8)
+        finally:
+            await hold.commit()  # the progress row stays (the flips would have created it)
+        answers = await asyncio.gather(*flips)
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     bodies = [a.json() for a in answers]
     assert sum(b["flipped_now"] for b in bodies) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -68,6 +69,14 @@ def community_env(sandbox_env, chat_process, content_process, core_schema) -> di
         "CONTENT_SERVICE_URL": content_process.url,
         "PUBLIC_BASE_URL": "https://scenextras.test",
     }
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def community_db(service_env):
+    """The Community database, for what a test checks or holds (a row lock) beside the service."""
+    pool = await asyncpg.create_pool(service_env["COMMUNITY_DATABASE_URL"], min_size=1, max_size=4)
+    yield pool
+    await pool.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

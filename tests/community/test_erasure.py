@@ -3,18 +3,8 @@ published stories are removed, not orphaned; their votes leave the counters."""
 
 from __future__ import annotations
 
-import asyncpg
-import pytest_asyncio
-
 from shared.bus.publisher import EventPublisher
 from shared.events import make_event
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def community_db(service_env):
-    pool = await asyncpg.create_pool(service_env["COMMUNITY_DATABASE_URL"], min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 async def test_user_deleted_erases_content_and_removes_published_stories(

@@ -10,7 +10,6 @@ import contextlib
 import uuid
 
 import anyio
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -41,13 +40,6 @@ def community(service_env, room_env, tmp_path_factory):
 async def http(community):
     async with httpx.AsyncClient(base_url=community.url, timeout=30) as client:
         yield client
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def community_db(service_env):
-    pool = await asyncpg.create_pool(service_env["COMMUNITY_DATABASE_URL"], min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 def ws_url(http: httpx.AsyncClient, room_id: str) -> str:

@@ -8,20 +8,10 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-import pytest_asyncio
-
 from shared.bus.publisher import EventPublisher
 from shared.events import make_event
 
 MODERATOR_CLAIMS = {"app_metadata": {"provider": "email", "tier": 0, "roles": ["moderator"]}}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def community_db(service_env):
-    pool = await asyncpg.create_pool(service_env["COMMUNITY_DATABASE_URL"], min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 async def _room(client, user, visibility: str) -> dict:

@@ -8,7 +8,6 @@ import json
 import uuid
 from types import SimpleNamespace
 
-import asyncpg
 import httpx
 import pytest_asyncio
 
@@ -22,13 +21,6 @@ PASSWORD = "correct horse battery staple 1"
 async def rooms_client(make_client, room_env):
     async with make_client("community", **room_env) as c:
         yield c
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def community_db(service_env):
-    pool = await asyncpg.create_pool(service_env["COMMUNITY_DATABASE_URL"], min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 async def _room(client, user, **body) -> dict:

@@ -5,10 +5,12 @@ moderation endpoint); feeds; privacy of drafts."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 
 from community_service.service import hot
+from shared.testing.poll import lock_waiters
 
 
 async def _conversation(chat_url: str, user) -> str:
@@ -190,7 +192,7 @@ async def test_another_users_conversation_cannot_be_imported(client, chat_proces
     assert r.json()["stories"] == []
 
 
-async def test_if_match_is_required_and_a_stale_version_is_refused(client, new_user):
+async def test_if_match_is_required_and_a_stale_version_is_refused(client, new_user, community_db):
     user = new_user()
     story = await _draft_with_text(client, user, "First text.")
     sid, version = story["id"], story["version"]
@@ -207,16 +209,31 @@ async def test_if_match_is_required_and_a_stale_version_is_refused(client, new_u
     assert r.json()["detail"]["current_version"] == version + 1
     r = await client.get(f"/stories/{sid}", headers=user.headers)
     assert r.json()["body"] == "second" and r.json()["version"] == version + 1
-    # Two concurrent edits from the same version: exactly one wins.
-    answers = await asyncio.gather(
-        *[
-            client.patch(
-                f"/stories/{sid}", json={"body": f"racer {i}"}, headers={**user.headers, "If-Match": f'"{version + 1}"'}
+    # Concurrent edits from the same version: exactly one wins. The story row is held while five
+    # edits are sent, until all five wait on it (reading it, or, were it read unlocked, writing
+    # it), so every run races them: unlocked reads would all see the same version and all win.
+    async with community_db.acquire() as holder:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("SELECT 1 FROM stories WHERE id = $1 FOR UPDATE", uuid.UUID(sid))
+        racers = [
+            asyncio.ensure_future(
+                client.patch(
+                    f"/stories/{sid}",
+                    json={"body": f"racer {i}"},
+                    headers={**user.headers, "If-Match": f'"{version + 1}"'},
+                )
             )
             for i in range(5)
         ]
-    )
+        try:
+            await lock_waiters(community_db, "stories", 5)
+        finally:
+            await hold.rollback()
+        answers = await asyncio.gather(*racers)
     assert sorted(a.status_code for a in answers) == [200, 412, 412, 412, 412]
+    r = await client.get(f"/stories/{sid}", headers=user.headers)
+    assert r.json()["version"] == version + 2 and r.json()["body"].startswith("racer ")
 
 
 async def test_moderation_rejects_flagged_text_and_publishes_nothing(client, new_user):

@@ -6,17 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
-import pytest_asyncio
-
 from community_service.service import hot
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def community_db(service_env):
-    pool = await asyncpg.create_pool(service_env["COMMUNITY_DATABASE_URL"], min_size=1, max_size=4)
-    yield pool
-    await pool.close()
+from shared.testing.poll import lock_waiters
 
 
 async def _published(client, user, title="Votes test", body="A story to vote on.") -> str:
@@ -78,21 +69,6 @@ async def test_100_concurrent_voters_give_an_exact_score(client, new_user, commu
     assert (await client.get(f"/stories/{sid}", headers=voters[40].headers)).json()["my_vote"] == 0
 
 
-async def _lock_waiters(db, text: str, count: int, within: float = 20.0) -> None:
-    """Until `count` backends of this database wait on a lock with `text` in their query."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        waiting = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
-            " AND datname = current_database()",
-            f"%{text}%",
-        )
-        if waiting >= count:
-            return
-        assert asyncio.get_running_loop().time() < deadline, f"{waiting} of {count} backends waiting on {text}"
-        await asyncio.sleep(0.02)
-
-
 async def test_one_users_concurrent_changes_of_a_vote_move_the_counters_once(client, new_user, community_db):
     sid = await _published(client, new_user(), title="One change")
     voter = new_user()
@@ -116,7 +92,7 @@ async def test_one_users_concurrent_changes_of_a_vote_move_the_counters_once(cli
         )
         changes = [asyncio.create_task(vote(-1)) for _ in range(2)]
         try:
-            await _lock_waiters(community_db, "votes", 2)
+            await lock_waiters(community_db, "votes", 2)
         finally:
             await hold.rollback()
         await asyncio.gather(*changes)
@@ -138,7 +114,7 @@ async def test_a_vote_waiting_on_the_story_adds_to_what_committed_meanwhile(clie
             client.put("/votes", json={"target_type": "story", "target_id": sid, "value": 1}, headers=voter.headers)
         )
         try:
-            await _lock_waiters(community_db, "votes", 1)
+            await lock_waiters(community_db, "votes", 1)
         finally:
             await batch.commit()
         r = await vote

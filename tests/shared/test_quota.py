@@ -15,6 +15,7 @@ from shared.auth import user_from_claims
 from shared.migrate import migrate
 from shared.quota import InsufficientQuota, QuotaClient
 from shared.redis import Keys, create_redis
+from shared.testing.poll import lock_waiters
 from shared.tiers import QUOTA_TYPES, TIER_QUOTAS, TierResolver, drop_cached_tier, set_cached_tier
 
 
@@ -82,22 +83,6 @@ async def test_fifty_concurrent_reserves_with_five_left_give_exactly_five(quota,
     assert err.body()["detail"]["reset_at"].endswith("Z")
 
 
-async def _wait_for_lock_waiters(core, text: str, count: int, within: float = 30.0) -> None:
-    """Until `count` backends of this database wait on a lock running a query containing `text`."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        waiting = await core.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
-            " AND datname = current_database()",
-            f"%{text}%",
-        )
-        if waiting >= count:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{waiting} of {count} backends waiting on a lock with {text}")
-        await asyncio.sleep(0.02)
-
-
 async def _reserve_all_at_once(core, redis, keys, user: str, quota_type: str, amounts: list[int]):
     """One reserve per amount, each from its own QuotaClient (as many service instances), each on
     its own connection, all released at the same moment: a transaction holds the user's existing
@@ -109,7 +94,7 @@ async def _reserve_all_at_once(core, redis, keys, user: str, quota_type: str, am
     try:
         await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(user))
         calls = [asyncio.ensure_future(c.reserve(user, quota_type, a)) for c, a in zip(clients, amounts, strict=True)]
-        await _wait_for_lock_waiters(core, "quota_reserve(", len(amounts))
+        await lock_waiters(core, "quota_reserve(", len(amounts))
     finally:
         await tx.rollback()
         await core.release(blocker)
@@ -177,7 +162,7 @@ async def test_batches_taking_users_in_opposite_orders_do_not_deadlock(core):
                 asyncio.ensure_future(first.fetch(sql, [ua, ub], ["regular", "regular"], [1, 2])),
                 asyncio.ensure_future(second.fetch(sql, [ub, ua], ["regular", "regular"], [1, 2])),
             ]
-            await _wait_for_lock_waiters(core, "quota_reserve_many", 2)
+            await lock_waiters(core, "quota_reserve_many", 2)
         finally:
             await tx.rollback()
         rows_first, rows_second = await asyncio.gather(*calls)
