@@ -7,6 +7,7 @@ import asyncio
 from jose import jwt
 
 from shared.testing.env import TEST_JWT_SECRET
+from shared.testing.poll import lock_waiters
 from tests.auth.conftest import PASSWORD, bearer, new_email, sign_up
 
 
@@ -134,12 +135,24 @@ async def test_lockout_after_five_wrong_codes(client, outbox, db):
     r = await client.post("/verify-otp", json={"email": email, "code": code})
     assert r.status_code == 429 and r.json()["detail"]["code"] == "CODE_LOCKED"
     assert await db.fetchval("SELECT confirmed FROM users WHERE id = $1", user_id) is False
-    # Five guesses at once cannot sneak past the counter (the row is locked per guess).
+    # Guesses at once cannot sneak past the counter: each locks the account's row, then the code's
+    # (either lock alone serialises them). The account's row is held until all six guesses wait on
+    # it, so every run races them: read unlocked, all six would be checked against attempts = 0
+    # and counted, a sixth try past the limit of five.
     await client.post("/resend-otp", json={"email": email})
     code = await outbox.code(email, count=2)
-    guesses = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 9)]
-    answers = await asyncio.gather(*(client.post("/verify-otp", json={"email": email, "code": g}) for g in guesses))
-    assert sorted(a.status_code for a in answers) == [400] * 4 + [429] * 4
+    guesses = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 7)]
+    async with db.acquire() as holder:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+        tries = [asyncio.ensure_future(client.post("/verify-otp", json={"email": email, "code": g})) for g in guesses]
+        try:
+            await lock_waiters(db, "users", len(guesses))
+        finally:
+            await hold.rollback()
+        answers = await asyncio.gather(*tries)
+    assert sorted(a.status_code for a in answers) == [400] * 4 + [429] * 2
     assert await db.fetchval("SELECT attempts FROM otp_codes WHERE user_id = $1", user_id) == 5
 
 
