@@ -33,23 +33,22 @@ async def _outbox_rewards(db, ticket_id: str) -> list[dict]:
 async def test_concurrent_flips_reveal_one_reward_and_send_it_once(analytics, analytics_db, new_user):
     user = new_user()
     ticket = await _ticket(analytics_db, user.id)
-    # The user's progress row (what a flip locks first) is held while eight flips are sent, until
-    # all eight wait on it, so every run races them (eight: the service's pool has ten connections).
+    # The ticket's row is held while eight flips are sent, until all eight wait on a lock: the
+    # first on the ticket, the others on the user's progress row it locked first (or, were the
+    # ticket read unlocked before that lock, on the first flip's write of it). So every run races
+    # them. Eight: the service's pool has ten connections.
     async with analytics_db.acquire() as holder:
         hold = holder.transaction()
         await hold.start()
-        await holder.execute(
-            "INSERT INTO user_progress (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING", uuid.UUID(user.id)
-        )
-        await holder.execute("SELECT 1 FROM user_progress WHERE user_id = $1 FOR UPDATE", uuid.UUID(user.id))
+        await holder.execute("SELECT 1 FROM flip_tickets WHERE id = $1 FOR UPDATE", uuid.UUID(ticket))
         flips = [
             asyncio.ensure_future(analytics.post(f"/analytics/flip-tickets/{ticket}/flip", headers=user.headers))
             for _ in range(8)
         ]
         try:
-            await lock_waiters(analytics_db, "user_progress", 8)
+            await lock_waiters(analytics_db, "", 8)
         finally:
-            await hold.commit()  # the progress row stays (the flips would have created it)
+            await hold.rollback()
         answers = await asyncio.gather(*flips)
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     bodies = [a.json() for a in answers]
