@@ -1,10 +1,12 @@
 """Polling until a condition holds: the one helper behind the `eventually` fixture and the e2e
-modules' waits."""
+modules' waits; and the database barrier race tests use (`holding`, `lock_waiters`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 
 async def eventually(check, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
@@ -38,3 +40,36 @@ async def lock_waiters(db, text: str, count: int, within: float = 30.0) -> None:
         )
 
     await eventually(waiting, timeout=within, interval=0.02, what=f"{count} backends waiting on a lock ({text})")
+
+
+@contextlib.asynccontextmanager
+async def holding(db, statement: str, *args, commit: bool = False) -> AsyncIterator[Callable[..., Awaitable[None]]]:
+    """Runs `statement` (e.g. `SELECT ... FOR UPDATE`, or an UPDATE another instance would make) in a
+    transaction of its own on a connection of `db`, and holds its locks while the block sends the
+    racing requests; the block then awaits `release_when_waiting(text, count)`, which returns once
+    `count` backends wait on a lock (lock_waiters) and ends the transaction (rolled back, or
+    committed with `commit=True`). Leaving the block ends it too, whatever happened."""
+    async with db.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        ended = False
+
+        async def end() -> None:
+            nonlocal ended
+            if not ended:
+                ended = True
+                await (transaction.commit() if commit else transaction.rollback())
+
+        async def release_when_waiting(text: str, count: int, within: float = 30.0) -> None:
+            try:
+                await lock_waiters(db, text, count, within)
+            finally:
+                await end()
+
+        try:
+            await conn.execute(statement, *args)
+            yield release_when_waiting
+        finally:
+            if not ended:
+                ended = True
+                await transaction.rollback()

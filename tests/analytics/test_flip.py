@@ -10,7 +10,7 @@ import pytest
 
 from analytics_service.repositories import progress as progress_repo
 from shared.quota import REWARD_QUOTA_TYPES
-from shared.testing.poll import lock_waiters
+from shared.testing.poll import holding
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -37,18 +37,13 @@ async def test_concurrent_flips_reveal_one_reward_and_send_it_once(analytics, an
     # first on the ticket, the others on the user's progress row it locked first (or, were the
     # ticket read unlocked before that lock, on the first flip's write of it). So every run races
     # them. Eight: the service's pool has ten connections.
-    async with analytics_db.acquire() as holder:
-        hold = holder.transaction()
-        await hold.start()
-        await holder.execute("SELECT 1 FROM flip_tickets WHERE id = $1 FOR UPDATE", uuid.UUID(ticket))
+    holds_ticket = "SELECT 1 FROM flip_tickets WHERE id = $1 FOR UPDATE"
+    async with holding(analytics_db, holds_ticket, uuid.UUID(ticket)) as release_when_waiting:
         flips = [
             asyncio.ensure_future(analytics.post(f"/analytics/flip-tickets/{ticket}/flip", headers=user.headers))
             for _ in range(8)
         ]
-        try:
-            await lock_waiters(analytics_db, "", 8)
-        finally:
-            await hold.rollback()
+        await release_when_waiting("", 8)
         answers = await asyncio.gather(*flips)
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     bodies = [a.json() for a in answers]

@@ -7,7 +7,7 @@ import asyncio
 from jose import jwt
 
 from shared.testing.env import TEST_JWT_SECRET
-from shared.testing.poll import lock_waiters
+from shared.testing.poll import holding
 from tests.auth.conftest import PASSWORD, bearer, new_email, sign_up
 
 
@@ -142,15 +142,9 @@ async def test_lockout_after_five_wrong_codes(client, outbox, db):
     await client.post("/resend-otp", json={"email": email})
     code = await outbox.code(email, count=2)
     guesses = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 7)]
-    async with db.acquire() as holder:
-        hold = holder.transaction()
-        await hold.start()
-        await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+    async with holding(db, "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id) as release_when_waiting:
         tries = [asyncio.ensure_future(client.post("/verify-otp", json={"email": email, "code": g})) for g in guesses]
-        try:
-            await lock_waiters(db, "users", len(guesses))
-        finally:
-            await hold.rollback()
+        await release_when_waiting("users", len(guesses))
         answers = await asyncio.gather(*tries)
     assert sorted(a.status_code for a in answers) == [400] * 4 + [429] * 2
     assert await db.fetchval("SELECT attempts FROM otp_codes WHERE user_id = $1", user_id) == 5

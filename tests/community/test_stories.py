@@ -10,7 +10,7 @@ import uuid
 import httpx
 
 from community_service.service import hot
-from shared.testing.poll import lock_waiters
+from shared.testing.poll import holding
 
 
 async def _conversation(chat_url: str, user) -> str:
@@ -212,10 +212,9 @@ async def test_if_match_is_required_and_a_stale_version_is_refused(client, new_u
     # Concurrent edits from the same version: exactly one wins. The story row is held while five
     # edits are sent, until all five wait on it (reading it, or, were it read unlocked, writing
     # it), so every run races them: unlocked reads would all see the same version and all win.
-    async with community_db.acquire() as holder:
-        hold = holder.transaction()
-        await hold.start()
-        await holder.execute("SELECT 1 FROM stories WHERE id = $1 FOR UPDATE", uuid.UUID(sid))
+    async with holding(
+        community_db, "SELECT 1 FROM stories WHERE id = $1 FOR UPDATE", uuid.UUID(sid)
+    ) as release_when_waiting:
         racers = [
             asyncio.ensure_future(
                 client.patch(
@@ -226,10 +225,7 @@ async def test_if_match_is_required_and_a_stale_version_is_refused(client, new_u
             )
             for i in range(5)
         ]
-        try:
-            await lock_waiters(community_db, "stories", 5)
-        finally:
-            await hold.rollback()
+        await release_when_waiting("stories", 5)
         answers = await asyncio.gather(*racers)
     assert sorted(a.status_code for a in answers) == [200, 412, 412, 412, 412]
     r = await client.get(f"/stories/{sid}", headers=user.headers)

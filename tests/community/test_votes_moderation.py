@@ -7,7 +7,7 @@ import asyncio
 import uuid
 
 from community_service.service import hot
-from shared.testing.poll import lock_waiters
+from shared.testing.poll import holding
 
 
 async def _published(client, user, title="Votes test", body="A story to vote on.") -> str:
@@ -82,19 +82,10 @@ async def test_one_users_concurrent_changes_of_a_vote_move_the_counters_once(cli
     await vote(1)
     # Hold the vote row; two changes to a down vote are sent at once and both seen waiting on it
     # (reading the vote, or, were it read unlocked, writing it), then released together.
-    async with community_db.acquire() as holder:
-        hold = holder.transaction()
-        await hold.start()
-        await holder.execute(
-            "SELECT 1 FROM votes WHERE target_type = 'story' AND target_id = $1 AND user_id = $2 FOR UPDATE",
-            uuid.UUID(sid),
-            voter.id,
-        )
+    holds_vote = "SELECT 1 FROM votes WHERE target_type = 'story' AND target_id = $1 AND user_id = $2 FOR UPDATE"
+    async with holding(community_db, holds_vote, uuid.UUID(sid), voter.id) as release_when_waiting:
         changes = [asyncio.create_task(vote(-1)) for _ in range(2)]
-        try:
-            await lock_waiters(community_db, "votes", 2)
-        finally:
-            await hold.rollback()
+        await release_when_waiting("votes", 2)
         await asyncio.gather(*changes)
     r = await client.get(f"/stories/{sid}", headers=voter.headers)
     assert (r.json()["score"], r.json()["up"], r.json()["down"], r.json()["my_vote"]) == (-1, 0, 1, -1)
@@ -106,17 +97,12 @@ async def test_a_vote_waiting_on_the_story_adds_to_what_committed_meanwhile(clie
     vote waits is kept (+5, then +1)."""
     sid = await _published(client, new_user(), title="Relative")
     voter = new_user()
-    async with community_db.acquire() as other_instance:
-        batch = other_instance.transaction()
-        await batch.start()
-        await other_instance.execute("UPDATE stories SET up = up + 5, score = score + 5 WHERE id = $1", uuid.UUID(sid))
+    other_instance_batch = "UPDATE stories SET up = up + 5, score = score + 5 WHERE id = $1"
+    async with holding(community_db, other_instance_batch, uuid.UUID(sid), commit=True) as commit_when_waiting:
         vote = asyncio.create_task(
             client.put("/votes", json={"target_type": "story", "target_id": sid, "value": 1}, headers=voter.headers)
         )
-        try:
-            await lock_waiters(community_db, "votes", 1)
-        finally:
-            await batch.commit()
+        await commit_when_waiting("votes", 1)
         r = await vote
     assert r.status_code == 200, r.text
     assert (r.json()["score"], r.json()["up"], r.json()["down"]) == (6, 6, 0)
