@@ -354,9 +354,14 @@ class QuotaClient:
         # snapshot; quota_settle's own writes come later): a held, limited reservation charged less
         # than its amount. Only then does what remains change (the reserve already took the whole
         # amount), so only then is the cached remaining() dropped; a full charge (the usual case)
-        # spares the Redis round trip.
-        row = await retry_unavailable(
-            lambda: self.pool.fetchrow(
+        # spares the Redis round trip. A retried call cannot tell (its first try may have settled
+        # before the connection dropped, and the retry then sees it settled): it drops the cache.
+        tries = 0
+
+        async def call():
+            nonlocal tries
+            tries += 1
+            return await self.pool.fetchrow(
                 "SELECT quota_settle($1::uuid, $2, true) AS remaining, r.user_id::text AS user_id,"
                 " r.state = 'held' AND NOT r.unlimited"
                 " AND LEAST(GREATEST(COALESCE($2, r.amount), 0), r.amount) < r.amount AS gives_back"
@@ -364,11 +369,12 @@ class QuotaClient:
                 reservation_id,
                 actual,
             )
-        )
+
+        row = await retry_unavailable(call)
         if row["user_id"] is None:
             log.warning("settle of an unknown reservation ignored", extra={"reservation_id": reservation_id})
             return
-        if row["gives_back"]:
+        if row["gives_back"] or tries > 1:
             await self.drop_cache(row["user_id"])
 
     async def release(self, reservation_id: str) -> None:
@@ -456,13 +462,10 @@ class QuotaClient:
         async with self._settling(held):
             yield held
 
-    def settling(self, reservation: Reservation) -> AbstractAsyncContextManager[Reservation]:
+    @asynccontextmanager
+    async def settling(self, reservation: Reservation) -> AsyncIterator[Reservation]:
         """For a reservation made by `reserve`: run the block, then settle it (success) or release
         it (any exception, cancellation included), as `reserved` does."""
-        return self._settling_one(reservation)
-
-    @asynccontextmanager
-    async def _settling_one(self, reservation: Reservation) -> AsyncIterator[Reservation]:
         async with self._settling([reservation]):
             yield reservation
 

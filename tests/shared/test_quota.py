@@ -15,7 +15,7 @@ from shared.auth import user_from_claims
 from shared.migrate import migrate
 from shared.quota import InsufficientQuota, QuotaClient
 from shared.redis import Keys, create_redis
-from shared.testing.poll import lock_waiters
+from shared.testing.poll import holding
 from shared.tiers import QUOTA_TYPES, TIER_QUOTAS, TierResolver, drop_cached_tier, set_cached_tier
 
 
@@ -88,16 +88,10 @@ async def _reserve_all_at_once(core, redis, keys, user: str, quota_type: str, am
     its own connection, all released at the same moment: a transaction holds the user's existing
     quota row until every reserve is inside the database waiting for it. Returns the results."""
     clients = [QuotaClient(core, redis, keys) for _ in amounts]
-    blocker = await core.acquire()
-    tx = blocker.transaction()
-    await tx.start()
-    try:
-        await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(user))
+    holds_row = "SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE"
+    async with holding(core, holds_row, uuid.UUID(user)) as release_when_waiting:
         calls = [asyncio.ensure_future(c.reserve(user, quota_type, a)) for c, a in zip(clients, amounts, strict=True)]
-        await lock_waiters(core, "quota_reserve(", len(amounts))
-    finally:
-        await tx.rollback()
-        await core.release(blocker)
+        await release_when_waiting("quota_reserve(", len(amounts))
     return await asyncio.gather(*calls, return_exceptions=True)
 
 
@@ -152,22 +146,16 @@ async def test_batches_taking_users_in_opposite_orders_do_not_deadlock(core):
     ua, ub = uuid.UUID(a), uuid.UUID(b)
     sql = "SELECT * FROM quota_reserve_many($1::uuid[], $2::text[], $3::int[])"
     first, second = await core.acquire(), await core.acquire()
-    blocker = await core.acquire()
     try:
-        tx = blocker.transaction()
-        await tx.start()
-        try:
-            await blocker.execute("LOCK TABLE quota_reservations IN SHARE MODE")
+        async with holding(core, "LOCK TABLE quota_reservations IN SHARE MODE") as release_when_waiting:
             calls = [
                 asyncio.ensure_future(first.fetch(sql, [ua, ub], ["regular", "regular"], [1, 2])),
                 asyncio.ensure_future(second.fetch(sql, [ub, ua], ["regular", "regular"], [1, 2])),
             ]
-            await lock_waiters(core, "quota_reserve_many", 2)
-        finally:
-            await tx.rollback()
+            await release_when_waiting("quota_reserve_many", 2)
         rows_first, rows_second = await asyncio.gather(*calls)
     finally:
-        for conn in (first, second, blocker):
+        for conn in (first, second):
             await core.release(conn)
     for rows in (rows_first, rows_second):
         assert [(r["error_code"], r["error_message"]) for r in rows] == [(None, None)] * 2
@@ -412,6 +400,25 @@ async def test_settle_drops_the_cache_only_when_it_gives_something_back(quota, c
     await quota.remaining(user)
     await quota.settle(nothing.reservation_id, 0)  # charges nothing: all of it back
     assert (await quota.remaining(user))["premium"]["remaining"] == await database_says() == 96
+
+
+async def test_a_retried_settle_drops_the_cache(quota, core, redis, keys):
+    """A settle whose first try lost its connection cannot tell whether that try settled (and gave
+    something back) before the connection dropped: it drops the cache whatever it charged."""
+    user = new_user()
+    await core.execute("SELECT quota_reset($1::uuid, 1)", uuid.UUID(user))
+    r = await quota.reserve(user, "premium", 3)
+    await quota.remaining(user)
+    assert await redis.get(keys("quota", user)) is not None
+    holds_reservation = "SELECT 1 FROM quota_reservations WHERE id = $1 FOR UPDATE"
+    async with holding(core, holds_reservation, uuid.UUID(r.reservation_id)) as release_when_waiting:
+        settling = asyncio.ensure_future(quota.settle(r.reservation_id))  # the whole amount
+        await core.execute("SELECT pg_terminate_backend($1)", await _wait_for_lock_waiter(core, "quota_settle"))
+        await release_when_waiting("quota_settle", 1)  # its second try
+    await settling
+    assert await redis.get(keys("quota", user)) is None
+    state = await core.fetchval("SELECT state FROM quota_reservations WHERE id = $1", uuid.UUID(r.reservation_id))
+    assert state == "settled" and (await quota.remaining(user))["premium"]["remaining"] == 97
 
 
 async def test_tier_resolver_cache_database_and_token_fallbacks(core, redis, keys, tokens, databases):
