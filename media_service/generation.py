@@ -27,11 +27,12 @@ import uuid
 from typing import Any
 
 import openai
+from PIL import Image
 
 from media_service import errors, imaging
 from media_service.providers import Generated, ProviderChain, ProviderImage, ProvidersUnavailable
 from media_service.repositories import jobs as jobs_repo
-from media_service.service import MediaService, parse_id, process_image
+from media_service.service import Blob, MediaService, parse_id, prepare_image, thumbnail_blob
 from media_service.settings import Settings
 from shared.auth import TIER_FREE, CurrentUser
 from shared.events import EventType, make_event
@@ -187,21 +188,18 @@ class GenerationService:
             raise errors.PROVIDER_UNAVAILABLE(attempts=exc.attempts) from None
         return await self._store(user_id, generated, request["prompt"], job_id)
 
-    async def _decode(self, images: list[ProviderImage]) -> list[imaging.ProcessedImage]:
-        """Each image decoded under the pixel limit, re-encoded and thumbnailed like an upload
-        (Pillow, in the CPU pool), side by side; one the provider sent broken is dropped. A PNG
-        with nothing in it but its image is kept as sent (imaging.is_clean_png): re-encoding it
-        would strip nothing and only change its compression."""
+    async def _decode(self, images: list[ProviderImage]) -> list[tuple[Image.Image, Blob]]:
+        """Each image decoded under the pixel limit and re-encoded like an upload (Pillow, in the
+        CPU pool), side by side; one the provider sent broken is dropped. A PNG with nothing in it
+        but its image is kept as sent (imaging.is_clean_png): re-encoding it would strip nothing
+        and only change its compression. The thumbnail is made later, while the original is
+        being stored (_store_one)."""
         s = self.settings
 
-        async def one(raw: ProviderImage) -> imaging.ProcessedImage | None:
+        async def one(raw: ProviderImage) -> tuple[Image.Image, Blob] | None:
             try:
                 return await self.media._in_thread(
-                    process_image,
-                    raw.data,
-                    max_pixels=s.media_image_max_pixels,
-                    thumbnail_size=s.media_thumbnail_size,
-                    keep_clean_png=True,
+                    prepare_image, raw.data, max_pixels=s.media_image_max_pixels, keep_clean_png=True
                 )
             except (imaging.Invalid, imaging.Unsupported) as exc:
                 log.warning("provider sent an unusable image", extra={"error": str(exc)})
@@ -227,42 +225,55 @@ class GenerationService:
         return stored
 
     async def _store_one(
-        self, user_id: str, image: imaging.ProcessedImage, generated: Generated, prompt: str, job_id: str | None
+        self,
+        user_id: str,
+        prepared: tuple[Image.Image, Blob],
+        generated: Generated,
+        prompt: str,
+        job_id: str | None,
     ) -> dict:
-        original, thumbnail = image.original_name, image.thumbnail_name
+        """One image: its thumbnail made in the CPU pool while the original is leased and written
+        (MediaService._store's `thumbnail`), then the row and `image.generated`."""
+        image, original = prepared
+        original_name, data, mime = original
+        making = asyncio.ensure_future(self.media._in_thread(thumbnail_blob, image, self.settings.media_thumbnail_size))
         media_id = uuid.uuid4()
-        data = {
+        body = {
             "image_id": str(media_id),
             "provider": generated.provider,
             "model": generated.model,
             "prompt": prompt,
-            "mime": image.mime,
-            "bytes": len(image.data),
+            "mime": mime,
+            "bytes": len(data),
             "width": image.width,
             "height": image.height,
         }
         if job_id is not None:
-            data["job_id"] = job_id
-        # MediaService._store is the one blob/row protocol (leases, then blobs, then row + event).
-        row = await self.media._store(
-            [(original, image.data, image.mime), (thumbnail, image.thumbnail, imaging.THUMBNAIL_MIME)],
-            dict(
-                media_id=media_id,
-                user_id=user_id,
-                kind="image",
-                purpose=None,
-                blob_name=original,
-                thumbnail_name=thumbnail,
-                mime=image.mime,
-                size=len(image.data),
-                width=image.width,
-                height=image.height,
-                provider=generated.provider,
-                model=generated.model,
-                prompt=prompt,
-            ),
-            make_event(EventType.IMAGE_GENERATED, user_id, data),
-        )
+            body["job_id"] = job_id
+        try:
+            # MediaService._store is the one blob/row protocol (leases, then blobs, then row + event).
+            row = await self.media._store(
+                [original],
+                dict(
+                    media_id=media_id,
+                    user_id=user_id,
+                    kind="image",
+                    purpose=None,
+                    blob_name=original_name,
+                    thumbnail_name=None,  # the thumbnail's, once made
+                    mime=mime,
+                    size=len(data),
+                    width=image.width,
+                    height=image.height,
+                    provider=generated.provider,
+                    model=generated.model,
+                    prompt=prompt,
+                ),
+                make_event(EventType.IMAGE_GENERATED, user_id, body),
+                thumbnail=making,
+            )
+        finally:
+            await cancel_all_and_wait([making])  # stopped early (storage failed): not left running
         return self.media.image_out(row)
 
     # ------------------------------------------------------------------ async jobs

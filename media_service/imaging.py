@@ -155,20 +155,24 @@ def decode(source: Source, *, max_pixels: int, draft_size: int | None = None) ->
     return image, fmt
 
 
-def process(
-    source: Source, *, max_pixels: int, thumbnail_size: int, jpeg_quality: int = 88, keep_clean_png: bool = False
-) -> ProcessedImage:
-    """Sniff, check, decode and re-encode one uploaded image, and make its thumbnail.
-    `keep_clean_png` (generated images): a PNG that holds its image and nothing else
-    (`is_clean_png`) is kept as it is instead of re-encoded, which would only change its
-    compression; everything else is re-encoded as always."""
+def prepare(
+    source: Source, *, max_pixels: int, jpeg_quality: int = 88, keep_clean_png: bool = False
+) -> tuple[Image.Image, bytes, str, str]:
+    """Sniff, check and decode one image, and make the file to store: (the decoded image, the
+    file, its mime type, its extension). `keep_clean_png` (generated images): a PNG that holds its
+    image and nothing else (`is_clean_png`) is kept as it is instead of re-encoded, which would
+    only change its compression; everything else is re-encoded as always."""
     image, fmt = decode(source, max_pixels=max_pixels)
     if keep_clean_png and fmt == "PNG" and isinstance(source, bytes) and is_clean_png(source):
         data_out, (mime, extension) = source, FORMATS["PNG"]
     else:
         data_out, mime, extension = _reencode(image, fmt, jpeg_quality)
-    # Resized straight from the decoded image (a copy first would hold the pixels twice); a
-    # small image is its own thumbnail (contain() would enlarge it).
+    return image, data_out, mime, extension
+
+
+def make_thumbnail(image: Image.Image, thumbnail_size: int) -> bytes:
+    """The WebP thumbnail of a decoded image. Resized straight from it (a copy first would hold
+    the pixels twice); a small image is its own thumbnail (contain() would enlarge it)."""
     thumb = image
     if max(image.size) > thumbnail_size:
         size = _contained(image.size, thumbnail_size)
@@ -177,7 +181,18 @@ def process(
         thumb = thumb.convert("RGBA" if _has_alpha(thumb) else "RGB")
     out = io.BytesIO()
     thumb.save(out, "WEBP", quality=80, method=THUMBNAIL_WEBP_METHOD)
-    return ProcessedImage(data_out, mime, extension, image.width, image.height, out.getvalue())
+    return out.getvalue()
+
+
+def process(
+    source: Source, *, max_pixels: int, thumbnail_size: int, jpeg_quality: int = 88, keep_clean_png: bool = False
+) -> ProcessedImage:
+    """`prepare` and `make_thumbnail` in one go (uploads: one job of the CPU pool per upload, so
+    that at most as many decoded images are held as the pool has threads)."""
+    image, data_out, mime, extension = prepare(
+        source, max_pixels=max_pixels, jpeg_quality=jpeg_quality, keep_clean_png=keep_clean_png
+    )
+    return ProcessedImage(data_out, mime, extension, image.width, image.height, make_thumbnail(image, thumbnail_size))
 
 
 # PNG chunks that are the image itself; any other (text, EXIF, time, ICC profile, private) makes a

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from azure.core.exceptions import AzureError
+from PIL import Image
 
 from media_service import audio, errors, imaging
 from media_service.repositories import media as repo
@@ -52,6 +53,23 @@ def parse_id(value: str, not_found: errors.ErrorCode) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise not_found() from None
+
+
+# A blob to store: its name (content address), its bytes, its content type.
+Blob = tuple[str, bytes, str]
+
+
+def prepare_image(source: imaging.Source, **limits) -> tuple[Image.Image, Blob]:
+    """imaging.prepare plus the original's blob name, in the CPU pool: the decoded image (for
+    `thumbnail_blob`) and the original to store. Generation stores the original while the
+    thumbnail is being made (GenerationService._store_one)."""
+    image, data, mime, extension = imaging.prepare(source, **limits)
+    return image, (content_address("images", data, extension), data, mime)
+
+
+def thumbnail_blob(image: Image.Image, thumbnail_size: int) -> Blob:
+    data = imaging.make_thumbnail(image, thumbnail_size)
+    return content_address("thumbnails", data, imaging.THUMBNAIL_EXTENSION), data, imaging.THUMBNAIL_MIME
 
 
 def process_image(source: imaging.Source, **limits) -> imaging.ProcessedImage:
@@ -213,24 +231,28 @@ class MediaService:
         await self._delete(user_id, parse_id(audio_id, errors.AUDIO_NOT_FOUND), "audio", errors.AUDIO_NOT_FOUND)
 
     # ------------------------------------------------------------------ blobs and rows
-    async def _store(self, blobs: list[tuple[str, bytes, str]], fields: dict, event: Event | None) -> Any:
+    async def _store(
+        self,
+        blobs: list[Blob],
+        fields: dict,
+        event: Event | None,
+        thumbnail: asyncio.Future[Blob] | None = None,
+    ) -> Any:
         """Write the blobs, then the row (and its event): the protocol in this module's docstring.
-        Retried once from the start if the upload outlived its lease."""
-        names = [b[0] for b in blobs]
+        `thumbnail`: a blob still being made (a task of the CPU pool); the others are leased and
+        written meanwhile, it is leased and written once made, and the row names it. Retried once
+        from the start if the upload outlived its lease."""
         for attempt in (1, 2):
-            await repo.lease_blobs(
-                self.db,
-                names,
-                [b[2] for b in blobs],
-                [len(b[1]) for b in blobs],
-                self.settings.media_blob_lease_seconds,
-            )
+            names = [b[0] for b in blobs]
+            await self._lease(blobs)
             try:
                 try:
-                    await self._put_all(blobs)
+                    thumbnail_name = await self._put_all(blobs, thumbnail, names)
                 except AzureError as exc:
                     log.warning("blob write failed", extra={"error": repr(exc)})
                     raise errors.STORAGE_UNAVAILABLE() from None
+                if thumbnail_name is not None:
+                    fields = {**fields, "thumbnail_name": thumbnail_name}
                 if self.settings.media_test_kill_after_blob_write:
                     os.kill(os.getpid(), signal.SIGKILL)  # tests only (settings refuse it elsewhere)
                 async with self.db.acquire() as conn:
@@ -250,14 +272,27 @@ class MediaService:
                 raise
         raise AssertionError("unreachable")
 
-    async def _put_all(self, blobs: list[tuple[str, bytes, str]]) -> None:
-        """The blobs written side by side. If one write fails, the others are stopped and waited
-        for before this raises: the caller then gives the leases back and the sweep may delete the
-        blobs, so no write may still be under way (an SDK retry landing after the sweep would
-        leave a blob nothing refers to; tests/e2e test_azurite_down_during_upload once saw it)."""
+    async def _lease(self, blobs: list[Blob]) -> None:
+        names, types, sizes = [b[0] for b in blobs], [b[2] for b in blobs], [len(b[1]) for b in blobs]
+        await repo.lease_blobs(self.db, names, types, sizes, self.settings.media_blob_lease_seconds)
+
+    async def _put_all(self, blobs: list[Blob], thumbnail: asyncio.Future[Blob] | None, names: list[str]) -> str | None:
+        """The blobs written side by side; `thumbnail` too once made, after its lease (its name is
+        appended to `names`, the leases the caller holds). Returns the thumbnail's name. If a write
+        (or the thumbnail) fails, the other writes are stopped and waited for before this raises:
+        the caller then gives the leases back and the sweep may delete the blobs, so no write may
+        still be under way (an SDK retry landing after the sweep would leave a blob nothing refers
+        to; tests/e2e test_azurite_down_during_upload once saw it)."""
         writes = [asyncio.ensure_future(self.store.put(name, data, mime)) for name, data, mime in blobs]
         try:
+            thumbnail_name = None
+            if thumbnail is not None:
+                thumbnail_name, data, mime = await thumbnail  # a done task gives its blob again on a retry
+                await self._lease([(thumbnail_name, data, mime)])
+                names.append(thumbnail_name)
+                writes.append(asyncio.ensure_future(self.store.put(thumbnail_name, data, mime)))
             await asyncio.gather(*writes)
+            return thumbnail_name
         except BaseException:
             await cancel_all_and_wait(writes)
             raise

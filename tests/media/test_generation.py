@@ -266,6 +266,36 @@ async def test_ten_concurrent_generations_with_three_left(gen, user, core_db):
     assert len(listed) == 3
 
 
+async def test_a_generated_image_and_its_thumbnail_hold_no_lease_once_stored(gen, user, media_pool):
+    """The thumbnail is leased on its own, once made (the original meanwhile being written): the
+    row's statement gives both leases back, and each blob is referenced once."""
+    u = await user(MAX)
+    r = await gen.post("/images/generate", json={"prompt": "a lease handed back", "count": 2}, headers=u.headers)
+    assert r.status_code == 201, r.text
+    rows = await media_pool.fetch(
+        "SELECT b.name, b.leases, b.refs FROM media_metadata m"
+        " JOIN media_blobs b ON b.name IN (m.blob_name, m.thumbnail_name) WHERE m.user_id = $1::uuid",
+        u.id,
+    )
+    assert len(rows) == 4 and {(r["leases"], r["refs"]) for r in rows} == {(0, 1)}, [dict(r) for r in rows]
+    assert sum(r["name"].startswith("thumbnails/") for r in rows) == 2
+
+
+async def test_generation_that_outlives_its_lease_stores_nothing_and_charges_nothing(
+    make_client, user, core_db, media_pool
+):
+    """Leases shorter than the request: the original's (taken while the thumbnail is made) and the
+    thumbnail's (taken once it is made) have expired at the row's write, which is refused; the
+    request starts its storage again once, then answers 503. No row, the reservation released."""
+    u = await user(PRO)
+    async with make_client("media", **GEN, media_blob_lease_seconds=0.001) as app:
+        body = {"prompt": "a brief candle", "provider": "openai"}
+        r = await app.post("/images/generate", json=body, headers=u.headers)
+    assert r.status_code == 503 and r.json()["detail"]["code"] == "STORAGE_UNAVAILABLE", r.text
+    assert await media_pool.fetchval("SELECT count(*) FROM media_metadata WHERE user_id = $1::uuid", u.id) == 0
+    assert await image_quota(core_db, u.id) == 5 and await held(core_db, u.id) == 0
+
+
 async def test_free_tier_is_refused(gen, user, core_db, sandbox):
     u = await user(0)
     since = mark(sandbox)
