@@ -548,7 +548,7 @@ async def test_a_failing_item_fails_only_its_own_caller(quota_one_call, core):
         await tx.start()
         await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(good[0]))
         first = asyncio.ensure_future(quota_one_call.reserve(good[0], "regular"))
-        await asyncio.sleep(0.05)
+        await _wait_for_lock_waiter(core, "quota_reserve($1")  # in flight: the next ones queue up
         batcher = quota_one_call._reserves
         # The public API refuses unknown types before the database; the batch path must still
         # keep one item's database error to its own caller.
@@ -587,10 +587,11 @@ async def test_connection_killed_mid_call_gives_errors_or_correct_answers_never_
     await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(hot))
     try:
         lone = asyncio.ensure_future(quota_one_call.reserve(hot, "regular", 1))  # goes alone, waits on the lock
-        await asyncio.sleep(0.05)
+        lone_pid = await _wait_for_lock_waiter(core, "quota_reserve($1")
         batch1 = [asyncio.ensure_future(quota_one_call.reserve(u, "regular", 2)) for u in users + users[:2]]
+        await asyncio.sleep(0)  # batch1's callers queue behind the lone call
         # Kill the lone reserve's connection: its caller gets an error, the queue goes on.
-        await core.execute("SELECT pg_terminate_backend($1)", await _wait_for_lock_waiter(core, "quota_reserve($1"))
+        await core.execute("SELECT pg_terminate_backend($1)", lone_pid)
         # Kill the call carrying the next seven mid-way (it also waits on the hot user's row).
         await core.execute("SELECT pg_terminate_backend($1)", await _wait_for_lock_waiter(core, "quota_reserve_many"))
         batch2 = [asyncio.ensure_future(quota_one_call.reserve(u, "regular", 3)) for u in users]
@@ -622,7 +623,7 @@ async def test_a_caller_cancelled_while_its_call_is_in_flight_gets_its_reservati
     await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(user))
     try:
         lone = asyncio.ensure_future(quota.reserve(user, "regular", 1))  # waits on the lock
-        await asyncio.sleep(0.05)
+        await _wait_for_lock_waiter(core, "quota_reserve($1")
         # A second call in flight carries these two together, and waits on the lock too.
         queued = [asyncio.ensure_future(quota.reserve(u, "regular", 2)) for u in (user, other)]
         await _wait_for_lock_waiter(core, "quota_reserve_many")
