@@ -2,7 +2,8 @@
 a user's erasure. Routers call it; SQL is in repositories/media.py; blobs in storage.py.
 
 Blobs and rows never drift apart (docs/media.md "Blobs and rows"):
-1. lease the blobs in the registry (`media_blobs`, committed at once);
+1. lease the blobs in the registry (`media_blobs`, committed at once; a generated image's
+   thumbnail once it is made, while its original is being written: `_store`'s `thumbnail`);
 2. write the blobs to storage;
 3. in one statement (atomic; repositories/media.py `finish_upload`): give the leases back (all
    must still be valid, else nothing is written), insert the media row (a trigger counts it in
