@@ -87,6 +87,7 @@ say "rabbitmq ready (amqp 5672, management 15672)"
 # Azurite: the blob service only, on loopback, data under .local/azurite/data. Installed with
 # `npm ci` from infra/azurite/package-lock.json into .local/azurite (again when the lockfile
 # changes). --skipApiVersionCheck: azure-storage-blob sends a newer x-ms-version than it knows.
+# --disableTelemetry: Azurite otherwise collects usage telemetry (on by default) from every dev and CI run.
 AZURITE_DIR="$ROOT/.local/azurite"
 AZURITE_PORT="${AZURITE_BLOB_PORT:-10000}"
 AZURITE_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -102,7 +103,7 @@ if azurite_up; then
   say "azurite already running"
 else
   nohup "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
-    --location "$AZURITE_DIR/data" --skipApiVersionCheck --silent >"$AZURITE_DIR/azurite.log" 2>&1 &
+    --location "$AZURITE_DIR/data" --skipApiVersionCheck --disableTelemetry --silent >"$AZURITE_DIR/azurite.log" 2>&1 &
   for _ in $(seq 100); do azurite_up && break; sleep 0.1; done
   azurite_up || { echo "[infra] azurite did not start; see $AZURITE_DIR/azurite.log" >&2; exit 1; }
   say "azurite started (blob $AZURITE_PORT)"
