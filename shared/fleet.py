@@ -262,7 +262,8 @@ services:
   # Azure Blob Storage's emulator for the media service (its blob service only).
   azurite:
     image: mcr.microsoft.com/azure-storage/azurite:3.35.0
-    command: ["azurite-blob", "--blobHost", "0.0.0.0", "--location", "/data", "--skipApiVersionCheck", "--disableTelemetry"]
+    command: ["azurite-blob", "--blobHost", "0.0.0.0", "--location", "/data",
+              "--skipApiVersionCheck", "--disableTelemetry"]
     ports: ["10000:10000"]
     volumes:
       - azurite-data:/data
