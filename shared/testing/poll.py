@@ -24,22 +24,21 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05, what:
         await asyncio.sleep(interval)
 
 
-async def lock_waiters(db, text: str, count: int, within: float = 30.0) -> None:
+async def lock_waiters(db, text: str, count: int, within: float = 30.0) -> list[int]:
     """Until `count` backends of `db`'s database wait on a lock while running a query that
     contains `text`: how a race test knows its requests all reached the contended row before it
-    lets them go (so the race happens every run, not when the scheduler allows)."""
+    lets them go (so the race happens every run, not when the scheduler allows). Returns the
+    waiting backends' pids (a test may terminate one)."""
 
-    async def waiting() -> bool:
-        return (
-            await db.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
-                " AND datname = current_database()",
-                f"%{text}%",
-            )
-            >= count
+    async def waiting() -> list[int] | None:
+        pids = await db.fetchval(
+            "SELECT array_agg(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1"
+            " AND datname = current_database()",
+            f"%{text}%",
         )
+        return pids if pids and len(pids) >= count else None
 
-    await eventually(waiting, timeout=within, interval=0.02, what=f"{count} backends waiting on a lock ({text})")
+    return await eventually(waiting, timeout=within, interval=0.02, what=f"{count} backends waiting on a lock ({text})")
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,7 @@ from shared.auth import user_from_claims
 from shared.migrate import migrate
 from shared.quota import InsufficientQuota, QuotaClient
 from shared.redis import Keys, create_redis
-from shared.testing.poll import holding
+from shared.testing.poll import holding, lock_waiters
 from shared.tiers import QUOTA_TYPES, TIER_QUOTAS, TierResolver, drop_cached_tier, set_cached_tier
 
 
@@ -413,7 +413,7 @@ async def test_a_retried_settle_drops_the_cache(quota, core, redis, keys):
     holds_reservation = "SELECT 1 FROM quota_reservations WHERE id = $1 FOR UPDATE"
     async with holding(core, holds_reservation, uuid.UUID(r.reservation_id)) as release_when_waiting:
         settling = asyncio.ensure_future(quota.settle(r.reservation_id))  # the whole amount
-        await core.execute("SELECT pg_terminate_backend($1)", await _wait_for_lock_waiter(core, "quota_settle"))
+        await core.execute("SELECT pg_terminate_backend($1)", (await lock_waiters(core, "quota_settle", 1))[0])
         await release_when_waiting("quota_settle", 1)  # its second try
     await settling
     assert await redis.get(keys("quota", user)) is None
@@ -548,7 +548,7 @@ async def test_a_failing_item_fails_only_its_own_caller(quota_one_call, core):
         await tx.start()
         await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(good[0]))
         first = asyncio.ensure_future(quota_one_call.reserve(good[0], "regular"))
-        await _wait_for_lock_waiter(core, "quota_reserve($1")  # in flight: the next ones queue up
+        await lock_waiters(core, "quota_reserve($1", 1)  # in flight: the next ones queue up
         batcher = quota_one_call._reserves
         # The public API refuses unknown types before the database; the batch path must still
         # keep one item's database error to its own caller.
@@ -565,19 +565,6 @@ async def test_a_failing_item_fails_only_its_own_caller(quota_one_call, core):
     assert batcher.largest >= 4
 
 
-async def _wait_for_lock_waiter(core, text: str) -> int:
-    for _ in range(200):
-        pid = await core.fetchval(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND query LIKE $1 AND datname = current_database()",
-            f"%{text}%",
-        )
-        if pid:
-            return pid
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no backend waiting with {text}")
-
-
 async def test_connection_killed_mid_call_gives_errors_or_correct_answers_never_an_overspend(quota_one_call, core):
     users = [await _fresh_user(core) for _ in range(5)]  # 5 regular each
     hot = users[0]
@@ -587,13 +574,13 @@ async def test_connection_killed_mid_call_gives_errors_or_correct_answers_never_
     await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(hot))
     try:
         lone = asyncio.ensure_future(quota_one_call.reserve(hot, "regular", 1))  # goes alone, waits on the lock
-        lone_pid = await _wait_for_lock_waiter(core, "quota_reserve($1")
+        lone_pid = (await lock_waiters(core, "quota_reserve($1", 1))[0]
         batch1 = [asyncio.ensure_future(quota_one_call.reserve(u, "regular", 2)) for u in users + users[:2]]
         await asyncio.sleep(0)  # batch1's callers queue behind the lone call
         # Kill the lone reserve's connection: its caller gets an error, the queue goes on.
         await core.execute("SELECT pg_terminate_backend($1)", lone_pid)
         # Kill the call carrying the next seven mid-way (it also waits on the hot user's row).
-        await core.execute("SELECT pg_terminate_backend($1)", await _wait_for_lock_waiter(core, "quota_reserve_many"))
+        await core.execute("SELECT pg_terminate_backend($1)", (await lock_waiters(core, "quota_reserve_many", 1))[0])
         batch2 = [asyncio.ensure_future(quota_one_call.reserve(u, "regular", 3)) for u in users]
         await asyncio.sleep(0.05)
     finally:
@@ -623,10 +610,10 @@ async def test_a_caller_cancelled_while_its_call_is_in_flight_gets_its_reservati
     await blocker.execute("SELECT 1 FROM user_quotas WHERE user_id = $1 FOR UPDATE", uuid.UUID(user))
     try:
         lone = asyncio.ensure_future(quota.reserve(user, "regular", 1))  # waits on the lock
-        await _wait_for_lock_waiter(core, "quota_reserve($1")
+        await lock_waiters(core, "quota_reserve($1", 1)
         # A second call in flight carries these two together, and waits on the lock too.
         queued = [asyncio.ensure_future(quota.reserve(u, "regular", 2)) for u in (user, other)]
-        await _wait_for_lock_waiter(core, "quota_reserve_many")
+        await lock_waiters(core, "quota_reserve_many", 1)
         queued[0].cancel()  # its request went away while the call is in flight
     finally:
         await tx.rollback()
