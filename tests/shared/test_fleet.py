@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import fleet
+from shared import fleet, fleet_files
 from shared.testing.env import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,20 +44,20 @@ DOC_OF = {"content": "docs/content-search.md"}  # until it is docs/content.md
 
 
 def test_generated_files_are_up_to_date():
-    assert fleet.stale() == [], "run `python -m shared.fleet generate`"
+    assert fleet_files.stale(fleet) == [], "run `python -m shared.fleet generate`"
 
 
 def test_check_names_a_stale_file_and_generate_fixes_it(tmp_path):
-    for rel in fleet.GENERATED:
+    for rel in fleet_files.GENERATED:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
-    assert fleet.stale(tmp_path) == []
+    assert fleet_files.stale(fleet, tmp_path) == []
     procfile = tmp_path / "Procfile.dev"
     procfile.write_text(procfile.read_text().replace("--port 8004", "--port 9999"))
     (tmp_path / "infra/dev/postgres-init.sql").unlink()
-    assert fleet.stale(tmp_path) == ["Procfile.dev", "infra/dev/postgres-init.sql"]
-    assert fleet.generate(tmp_path) == ["Procfile.dev", "infra/dev/postgres-init.sql"]
-    assert fleet.stale(tmp_path) == [] and "--port 8004" in procfile.read_text()
+    assert fleet_files.stale(fleet, tmp_path) == ["Procfile.dev", "infra/dev/postgres-init.sql"]
+    assert fleet_files.generate(fleet, tmp_path) == ["Procfile.dev", "infra/dev/postgres-init.sql"]
+    assert fleet_files.stale(fleet, tmp_path) == [] and "--port 8004" in procfile.read_text()
 
 
 def test_the_cli_needs_only_the_standard_library():
@@ -146,7 +146,8 @@ def _load_manifest(path: Path):
 
 async def test_scaffolded_service_starts_and_answers_health(tmp_path, make_client, infra, run_id, monkeypatch):
     (tmp_path / "shared").mkdir()
-    shutil.copy(ROOT / "shared" / "fleet.py", tmp_path / "shared" / "fleet.py")
+    for module in ("fleet.py", "fleet_files.py"):
+        shutil.copy(ROOT / "shared" / module, tmp_path / "shared" / module)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     result = await asyncio.to_thread(
         subprocess.run,
@@ -212,7 +213,7 @@ async def test_scaffolded_service_starts_and_answers_health(tmp_path, make_clien
         ("/api/reviews",),
         "REVIEWS_DATABASE_URL",
     )
-    assert manifest.stale(tmp_path) == [], "the scaffold ran `python -m shared.fleet generate`"
+    assert fleet_files.stale(manifest, tmp_path) == [], "the scaffold ran `python -m shared.fleet generate`"
     assert "wrote docker-compose.dev.yml" in result.stdout
     assert "reviews-service:" in (tmp_path / "docker-compose.dev.yml").read_text()
     assert "reviews: env PORT=8090 " in (tmp_path / "Procfile.dev").read_text()
