@@ -51,9 +51,11 @@ from common import (
     uvicorn_command,
 )
 
-from analytics_service import daily, platform
+from analytics_service import daily, platform, rules
+from analytics_service.repositories import events as events_repo
 from analytics_service.repositories import ranks as ranks_repo
-from analytics_service.service import Ingestor
+from analytics_service.repositories import rollups as rollups_repo
+from analytics_service.service import Ingestor, Prepared
 from shared.auth import mint_access_token
 from shared.bus import EventPublisher
 from shared.bus.amqp import AMQPChannel, declare_event_exchange
@@ -65,6 +67,7 @@ from shared.testing.env import TEST_JWT_SECRET, delete_vhost
 EXCHANGE = "scenextras.events"
 QUEUE = "analytics_service.events"
 BARE = ("bench.bare.before", "bench.bare.after")
+LANDING = "bench.landing"  # the floor: a consumer that only records and keeps each event
 CHARACTERS = [f"character-{i}" for i in range(300)]
 
 
@@ -100,8 +103,71 @@ def make_events(n: int, users: int, seed: int = 7) -> list:
     return out
 
 
-async def bare_loop(url: str, queue: str, n: int, prefetch: int) -> float:
-    """Consume and ack each message, nothing else: the broker's and the client's ceiling."""
+class Cpu:
+    """CPU seconds used by this process and by the broker (RabbitMQ's beam.smp, read from /proc:
+    the broker runs on this machine) between start() and stop(), per event."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.broker = _broker_pids()
+
+    def start(self) -> Cpu:
+        self._own = time.process_time()
+        self._broker = _proc_cpu(self.broker)
+        return self
+
+    def stop(self) -> dict:
+        own = time.process_time() - self._own
+        end = _proc_cpu(self.broker)
+        broker = sum(t - self._broker.get(pid, 0.0) for pid, t in end.items()) if end else None
+        return {"own_us": 1e6 * own / self.n, "broker_us": None if broker is None else 1e6 * broker / self.n}
+
+
+def _broker_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == "beam.smp":
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+class LandingOnly:
+    """The floor of any consumer that does what the issue asks first: each event recorded once
+    (BatchConsumer's idempotency statement) and kept raw (the Ingestor's own raw insert), in one
+    transaction per batch; no rollups, no progression. What the full consumer does beyond it is
+    the derive step."""
+
+    def __init__(self) -> None:
+        self.months: set = set()
+
+    @staticmethod
+    def prepare(events: list, prepared: Prepared | None = None) -> Prepared:
+        prepared = prepared or Prepared()
+        for e in events:
+            data = e.data if isinstance(e.data, dict) else {}
+            source = e.metadata.get("source") if isinstance(e.metadata, dict) else None
+            user_id = rules.event_user(e)
+            prepared.rows.append(events_repo.raw_row(e.event_id, e.event_type, user_id, e.timestamp, source, data))
+            prepared.months.add(rules.hour_and_day(e.timestamp)[1].date().replace(day=1))
+            prepared.event_ids.append(e.event_id)
+        return prepared
+
+    async def __call__(self, conn, events: list, state: Any = None, prepared: Prepared | None = None) -> None:
+        if prepared is None or not prepared.made_of(events):
+            prepared = self.prepare(events)
+        await events_repo.ensure_partitions(conn, prepared.months, self.months)
+        await events_repo.insert_raw(conn, prepared.rows, rollups_repo.ROLLUP_LOCK)
+
+
+async def bare_loop(url: str, queue: str, n: int, prefetch: int) -> tuple[float, dict]:
+    """Consume and ack each message, nothing else: the broker's and the client's ceiling. Also
+    the CPU per event of this process (the loop alone runs in it meanwhile) and of the broker."""
+    cpu = Cpu(n).start()
     ch = await AMQPChannel(url, f"bare:{queue}").open()
     await ch.qos(prefetch)
     done = asyncio.get_running_loop().create_future()
@@ -119,8 +185,9 @@ async def bare_loop(url: str, queue: str, n: int, prefetch: int) -> float:
 
     ch.channel.basic_consume(queue, on_message, auto_ack=False)
     end = await asyncio.wait_for(done, 600)
+    used = cpu.stop()
     await ch.close()
-    return (n - 1) / (end - start)
+    return (n - 1) / (end - start), used
 
 
 class StatementTimes:
@@ -184,19 +251,26 @@ def _proc_cpu(pids: list[int]) -> dict[int, float]:
 
 
 async def consumer_rate(
-    url: str, pool: asyncpg.Pool, n: int, batch: int, statements: StatementTimes | None = None
-) -> tuple[float, int, float, float | None]:
+    url: str,
+    pool: asyncpg.Pool,
+    n: int,
+    batch: int,
+    statements: StatementTimes | None = None,
+    queue: str = QUEUE,
+    handler: Any = None,
+) -> tuple[float, int, float, float | None, float | None]:
     consumer = BatchConsumer(
         url=url,
         exchange=EXCHANGE,
-        queue=QUEUE,
+        queue=queue,
         pool=pool,
-        handle_batch=Ingestor(),
+        handle_batch=handler or Ingestor(),
         bindings=["#"],
         batch_size=batch,
         max_wait_ms=20,
     )
     db_start = await backend_cpu(pool)
+    broker = Cpu(n).start()
     start = time.perf_counter()
     cpu_start = time.process_time()
     if statements is not None:
@@ -210,13 +284,14 @@ async def consumer_rate(
         await asyncio.sleep(0.01)
     end = time.perf_counter()
     cpu = time.process_time() - cpu_start
+    broker_us = broker.stop()["broker_us"]
     db_end = await backend_cpu(pool)
     db_cpu = sum(t - db_start.get(pid, 0.0) for pid, t in db_end.items()) if db_end else None
     if statements is not None:
         statements.uninstall()
     await consumer.stop()
     # From the consumer's start: includes filling the first batch, the honest "sustained" figure.
-    return n / (end - start), consumer.batches, cpu, db_cpu
+    return n / (end - start), consumer.batches, cpu, db_cpu, broker_us
 
 
 async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int, sql_breakdown: bool = False) -> dict:
@@ -227,7 +302,7 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
         pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4)
         ch = await AMQPChannel(url, "bench-setup").open()
         await declare_event_exchange(ch, EXCHANGE)
-        for q in (QUEUE, *BARE):
+        for q in (QUEUE, LANDING, *BARE):
             await ch.declare_queue(q)
             await ch.bind_queue(q, EXCHANGE, "#")
         await ch.close()
@@ -239,13 +314,19 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
             chunk = events[i : i + 5000]
             errors = await publisher.publish_raw([(e.event_id, e.event_type, e.to_bytes()) for e in chunk], timeout=60)
             assert not [e for e in errors if e is not None], errors[:3]
-        print(f"  published {n:,} events x {1 + len(BARE)} queues in {time.perf_counter() - t:.1f} s")
+        print(f"  published {n:,} events x {2 + len(BARE)} queues in {time.perf_counter() - t:.1f} s")
         await publisher.close()
 
-        bare_before = await bare_loop(url, BARE[0], n, 2 * batch)
+        bare_before, bare_cpu_before = await bare_loop(url, BARE[0], n, 2 * batch)
+        floor_rate, _, floor_cpu, floor_db_cpu, floor_broker = await consumer_rate(
+            url, pool, n, batch, queue=LANDING, handler=LandingOnly()
+        )
+        assert await pool.fetchval("SELECT count(*) FROM analytics_events") == n
+        # The full consumer starts from empty tables, as the floor did.
+        await pool.execute("TRUNCATE analytics_events, processed_events")
         statements = StatementTimes() if sql_breakdown else None
-        rate, batches, cpu, db_cpu = await consumer_rate(url, pool, n, batch, statements)
-        bare_after = await bare_loop(url, BARE[1], n, 2 * batch)
+        rate, batches, cpu, db_cpu, broker_us = await consumer_rate(url, pool, n, batch, statements)
+        bare_after, bare_cpu_after = await bare_loop(url, BARE[1], n, 2 * batch)
         raw = await pool.fetchval("SELECT count(*) FROM analytics_events")
         assert raw == n, (raw, n)
         await pool.close()
@@ -255,7 +336,16 @@ async def bench_ingestion(infra: Infra, run: str, n: int, users: int, batch: int
             "batches": batches,
             "bare_before": bare_before,
             "bare_after": bare_after,
+            "bare_cpu": [bare_cpu_before, bare_cpu_after],
             "ratio": rate / bare,
+            "floor": {
+                "rate": floor_rate,
+                "ratio": floor_rate / bare,
+                "cpu_us": 1e6 * floor_cpu / n,
+                "db_cpu_us": None if floor_db_cpu is None else 1e6 * floor_db_cpu / n,
+                "broker_us": floor_broker,
+            },
+            "broker_us": broker_us,
             # This process's CPU while the consumer ran (nothing else runs in it meanwhile).
             "cpu_us": 1e6 * cpu / n,
             "cpu_share": cpu * rate / n,
@@ -563,6 +653,32 @@ async def bench_dashboard(infra: Infra, run: str, events: int, users: int, queri
         await drop_database(infra, run)
 
 
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def _print_budget(r: dict) -> None:
+    """CPU per event of each side, and what 50% of the bare loop leaves for them: at half the bare
+    rate, the two cores give 2 x 2 / bare_rate seconds of CPU per event to share out."""
+    f = r["floor"]
+    print(
+        f"  floor (recorded once + kept raw, no rollups): {f['rate']:,.0f} events/s, "
+        f"{100 * f['ratio']:.0f}% of the bare loop; CPU per event: consumer {_us(f['cpu_us'])} us, "
+        f"PostgreSQL {_us(f['db_cpu_us'])} us, broker {_us(f['broker_us'])} us"
+    )
+    for label, used in zip(("before", "after"), r["bare_cpu"], strict=True):
+        print(f"  bare loop {label}: CPU per event: loop {_us(used['own_us'])} us, broker {_us(used['broker_us'])} us")
+    bare = (r["bare_before"] + r["bare_after"]) / 2
+    budget = 4e6 / bare
+    used = [r["cpu_us"], r["db_cpu_us"], r["broker_us"]]
+    total = None if None in used else sum(used)
+    print(
+        f"  budget at 50% of the bare loop ({bare / 2:,.0f}/s on 2 cores): {budget:.0f} us of CPU per event in all, "
+        f"the consumer's own <= {2e6 / bare:.0f} us (one thread); the full consumer used {_us(total)} us "
+        f"(consumer {_us(r['cpu_us'])}, PostgreSQL {_us(r['db_cpu_us'])}, broker {_us(r['broker_us'])})"
+    )
+
+
 def load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -602,6 +718,7 @@ async def main() -> None:
             )
         for line in r["statements"]:
             print(line)
+        _print_budget(r)
         print(f"  load average {load()}")
     if "ranks" not in args.skip:
         r = await bench_ranks(infra, f"bench_ranks_{tag}", args.rank_users, args.lookups)
