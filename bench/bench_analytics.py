@@ -4,7 +4,10 @@
    bound to `#`). A bare consume-and-ack loop drains one copy, the analytics BatchConsumer (the
    service's own Ingestor: raw rows, rollups, progression, in one transaction per batch) drains
    the second, and the bare loop drains the third: the consumer's sustained rate against the
-   mean of the two bare rates. Targets: >= 5,000 events/s and >= 50% of the bare loop.
+   mean of the two bare rates. Targets: >= 5,000 events/s and >= 50% of the bare loop. Between
+   the bare loop and the consumer, a floor consumer (LandingOnly: each event recorded once and
+   kept raw, nothing derived) drains a fourth copy; every phase prints its CPU per event (this
+   process, PostgreSQL's backends, the broker), and the budget line what 50% leaves to spend.
 2. Percentile/rank lookup at --users users (histograms built by the service's own code path,
    Pareto-distributed values): p99 of `ranks.rank()` over --lookups lookups. Target p99 <= 5 ms.
 3. `GET /analytics/me` over HTTP from one uvicorn worker (as deployed: uvloop, httptools), --me-users
