@@ -22,12 +22,21 @@ class PublishFailed(Exception):
     """The broker refused (nack) or could not route a message."""
 
 
+# AMQP heartbeat (seconds) unless the URL sets one (`?heartbeat=`): pika closes a connection that
+# received nothing for this long plus 5 s, and the consumer reconnects. RabbitMQ proposes 60: a
+# connection dead without pika being told (seen after a broker restart: docs/e2e.md, bug 5) held a
+# consumer for over a minute.
+HEARTBEAT_SECONDS = 15
+
+
 def connection_parameters(url: str, name: str) -> pika.URLParameters:
     params = pika.URLParameters(url)
     params.connection_attempts = 1
     params.socket_timeout = 5
     params.blocked_connection_timeout = 30
     params.client_properties = {"connection_name": name}
+    if "heartbeat=" not in url:
+        params.heartbeat = HEARTBEAT_SECONDS
     return params
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from shared import db as dbmod
 from shared.bus import Consumer, EventHandlers, EventPublisher, OutboxRelay, emit, sweep_published
-from shared.bus.amqp import AMQPChannel
+from shared.bus.amqp import HEARTBEAT_SECONDS, AMQPChannel
 from shared.events import Event, EventType, make_event
 from shared.migrate import migrate
 from shared.testing.env import queue_info
@@ -108,6 +108,19 @@ async def emit_marker(pool, user_id: str) -> Event:
 
 def unmarked(events: list[Event]) -> list[Event]:
     return [e for e in events if "marker" not in e.data]
+
+
+@pytest.mark.parametrize(("suffix", "expected"), [("", HEARTBEAT_SECONDS), ("?heartbeat=40", 40)])
+async def test_connections_agree_a_short_heartbeat_with_the_broker_unless_the_url_sets_one(
+    service_env, suffix, expected
+):
+    """RabbitMQ proposes 60 s; ours is HEARTBEAT_SECONDS so a connection dead without a word is
+    closed by pika within ~20-35 s (docs/e2e.md, bug 5). Read back after the broker's tune."""
+    ch = await AMQPChannel(service_env["RABBITMQ_URL"] + suffix, "heartbeat-test").open()
+    try:
+        assert ch.channel.connection.params.heartbeat == expected
+    finally:
+        await ch.close()
 
 
 async def test_event_emitted_while_rabbitmq_is_down_is_delivered_when_it_returns(service_env, pool, event_spy):
