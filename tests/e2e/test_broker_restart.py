@@ -34,7 +34,8 @@ from tests.e2e.rabbit_node import RabbitNode
 
 QUEUE = "analytics_service.events"
 NAMES_USER = "convert_from(body, 'UTF8')::jsonb->>'user_id' = $1"
-until = functools.partial(poll.eventually, timeout=60.0, interval=0.2)
+# 90 s: a connection dead without pika being told is closed by the heartbeat within ~40 s (bug 5).
+until = functools.partial(poll.eventually, timeout=90.0, interval=0.2)
 
 
 @pytest.fixture(scope="module")
