@@ -85,6 +85,13 @@ async def chat_db(e2e_env):
     await pool.close()
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def analytics_db(e2e_env):
+    pool = await asyncpg.create_pool(e2e_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
 async def wait_ready(url: str, timeout: float = 30.0) -> dict:
     """Poll /health/ready until 200 (the service recovered by itself)."""
     deadline = time.monotonic() + timeout

@@ -23,7 +23,6 @@ import uuid
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from shared.bus.publisher import EventPublisher
 from shared.events import make_event
@@ -51,13 +50,6 @@ def fleet(e2e_env, node, tmp_path_factory):
     # Not proxied: the services talk to the node itself, so its restart is what they see.
     with Fleet(env, log_dir=tmp_path_factory.mktemp("fleet"), services=("analytics",), proxied=False) as f:
         yield f
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def analytics_db(e2e_env):
-    pool = await asyncpg.create_pool(e2e_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 async def counted(db: asyncpg.Pool, ids: list[uuid.UUID]) -> int:

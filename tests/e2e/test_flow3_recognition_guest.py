@@ -21,7 +21,6 @@ from types import SimpleNamespace
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from analytics_service import rules as analytics_rules
 from shared import fleet as fleet_manifest
@@ -58,13 +57,6 @@ def fleet(e2e_env, sandbox_handle, infra, tmp_path_factory):
         stripe_webhooks=True,
     ) as f:
         yield f
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def analytics_db(e2e_env):
-    pool = await asyncpg.create_pool(e2e_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 eventually = functools.partial(poll.eventually, timeout=20.0, interval=0.1)
