@@ -9,9 +9,21 @@ from typing import Any
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.adapters.utils.io_services_utils import _AsyncTransportBase
 from pika.exchange_type import ExchangeType
 
 log = logging.getLogger("shared.bus")
+
+# pika reads at most 100 KiB per readable event and waits for the next event for the rest. When a
+# socket reports an error (after a broker restart), uvloop runs the read callback once more and
+# closes the poll handle: with a fuller buffer (a consumer's prefetched deliveries) the broker's
+# Close and the end of the stream stay unread, pika never learns the connection is gone, and the
+# consumer waits until the heartbeat gives up on it. Reading until the socket is empty each time
+# closes that gap; what can be waiting is bounded by the consumer's prefetch (docs/e2e.md, bug 5).
+# A private attribute of pika (pinned in requirements.txt): checked, so a pika that renamed it fails here.
+if not hasattr(_AsyncTransportBase, "_MAX_CONSUME_BYTES"):
+    raise ImportError("pika's per-read limit moved: see docs/e2e.md, bug 5")
+_AsyncTransportBase._MAX_CONSUME_BYTES = 1 << 40
 
 
 class ConnectionLost(Exception):
@@ -24,8 +36,8 @@ class PublishFailed(Exception):
 
 # AMQP heartbeat (seconds) unless the URL sets one (`?heartbeat=`): pika closes a connection that
 # received nothing for this long plus 5 s, and the consumer reconnects. RabbitMQ proposes 60: a
-# connection dead without pika being told (seen after a broker restart: docs/e2e.md, bug 5) held a
-# consumer for over a minute.
+# connection dead without pika being told (a half-open socket, a host gone) held a consumer for
+# over a minute.
 HEARTBEAT_SECONDS = 15
 
 
