@@ -65,12 +65,12 @@ def prepare_image(source: imaging.Source, **limits) -> tuple[Image.Image, Blob]:
     `thumbnail_blob`) and the original to store. Generation stores the original while the
     thumbnail is being made (GenerationService._store_one)."""
     image, data, mime, extension = imaging.prepare(source, **limits)
-    return image, (content_address("images", data, extension), data, mime)
+    return image, (_original_address(data, extension), data, mime)
 
 
 def thumbnail_blob(image: Image.Image, thumbnail_size: int) -> Blob:
     data = imaging.make_thumbnail(image, thumbnail_size)
-    return content_address("thumbnails", data, imaging.THUMBNAIL_EXTENSION), data, imaging.THUMBNAIL_MIME
+    return _thumbnail_address(data), data, imaging.THUMBNAIL_MIME
 
 
 def process_image(source: imaging.Source, **limits) -> imaging.ProcessedImage:
@@ -78,9 +78,18 @@ def process_image(source: imaging.Source, **limits) -> imaging.ProcessedImage:
     image = imaging.process(source, **limits)
     return dataclasses.replace(
         image,
-        original_name=content_address("images", image.data, image.extension),
-        thumbnail_name=content_address("thumbnails", image.thumbnail, imaging.THUMBNAIL_EXTENSION),
+        original_name=_original_address(image.data, image.extension),
+        thumbnail_name=_thumbnail_address(image.thumbnail),
     )
+
+
+# The content addresses of an image's two blobs (uploads and generated images alike).
+def _original_address(data: bytes, extension: str) -> str:
+    return content_address("images", data, extension)
+
+
+def _thumbnail_address(data: bytes) -> str:
+    return content_address("thumbnails", data, imaging.THUMBNAIL_EXTENSION)
 
 
 class MediaService:
