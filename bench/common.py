@@ -130,14 +130,21 @@ def process_cpu_seconds(pid: int, *, with_children: bool = False) -> float:
     """User + system CPU time of a process (from /proc): robust to other load on the machine.
     `with_children`: its child processes too (uvicorn's workers)."""
     pids = [pid, *_children(pid)] if with_children else [pid]
-    total = 0.0
+    return sum(cpu_seconds_of(pids).values())
+
+
+def cpu_seconds_of(pids: list[int]) -> dict[int, float]:
+    """User + system CPU time of each process (from /proc) that still exists; one that is gone (or
+    not readable) is left out, so a difference of two readings only counts processes in both."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
+        except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        out[p] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return out
 
 
 def _children(pid: int) -> list[int]:
