@@ -230,15 +230,25 @@ class Prepared:
 
     def add(self, events: list[Event]) -> None:
         for e in events:
-            user_id = rules.event_user(e)
-            data = e.data if isinstance(e.data, dict) else {}
-            source = e.metadata.get("source") if isinstance(e.metadata, dict) else None
-            self.rows.append(events_repo.raw_row(e.event_id, e.event_type, user_id, e.timestamp, source, data))
+            user_id, data = self._keep(e)
             r = rules.RawEvent(e.event_type, user_id, e.timestamp, data)
             self.raw.append(r)
             self.delta.add(r)
-            self.months.add(rules.hour_and_day(e.timestamp)[1].date().replace(day=1))
-            self.event_ids.append(e.event_id)
+
+    def keep_only(self, events: list[Event]) -> None:
+        """The raw rows alone, nothing derived (bench_analytics' floor consumer)."""
+        for e in events:
+            self._keep(e)
+
+    def _keep(self, e: Event) -> tuple[uuid.UUID | None, dict]:
+        """The event's raw row, month and id; its user and data for what is derived from it."""
+        user_id = rules.event_user(e)
+        data = e.data if isinstance(e.data, dict) else {}
+        source = e.metadata.get("source") if isinstance(e.metadata, dict) else None
+        self.rows.append(events_repo.raw_row(e.event_id, e.event_type, user_id, e.timestamp, source, data))
+        self.months.add(rules.hour_and_day(e.timestamp)[1].date().replace(day=1))
+        self.event_ids.append(e.event_id)
+        return user_id, data
 
     def made_of(self, events: list[Event]) -> bool:
         """Exactly these events, each once (a redelivery filtered out, or an id twice in the

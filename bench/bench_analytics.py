@@ -46,6 +46,7 @@ import httpx
 from common import (
     ROOT,
     Infra,
+    cpu_seconds_of,
     create_database,
     create_vhost,
     drop_database,
@@ -54,7 +55,7 @@ from common import (
     uvicorn_command,
 )
 
-from analytics_service import daily, platform, rules
+from analytics_service import daily, platform
 from analytics_service.repositories import events as events_repo
 from analytics_service.repositories import ranks as ranks_repo
 from analytics_service.repositories import rollups as rollups_repo
@@ -116,12 +117,12 @@ class Cpu:
 
     def start(self) -> Cpu:
         self._own = time.process_time()
-        self._broker = _proc_cpu(self.broker)
+        self._broker = cpu_seconds_of(self.broker)
         return self
 
     def stop(self) -> dict:
         own = time.process_time() - self._own
-        end = _proc_cpu(self.broker)
+        end = cpu_seconds_of(self.broker)
         broker = sum(t - self._broker.get(pid, 0.0) for pid, t in end.items()) if end else None
         return {"own_us": 1e6 * own / self.n, "broker_us": None if broker is None else 1e6 * broker / self.n}
 
@@ -151,13 +152,7 @@ class LandingOnly:
     @staticmethod
     def prepare(events: list, prepared: Prepared | None = None) -> Prepared:
         prepared = prepared or Prepared()
-        for e in events:
-            data = e.data if isinstance(e.data, dict) else {}
-            source = e.metadata.get("source") if isinstance(e.metadata, dict) else None
-            user_id = rules.event_user(e)
-            prepared.rows.append(events_repo.raw_row(e.event_id, e.event_type, user_id, e.timestamp, source, data))
-            prepared.months.add(rules.hour_and_day(e.timestamp)[1].date().replace(day=1))
-            prepared.event_ids.append(e.event_id)
+        prepared.keep_only(events)
         return prepared
 
     async def __call__(self, conn, events: list, state: Any = None, prepared: Prepared | None = None) -> None:
@@ -234,23 +229,10 @@ class StatementTimes:
 
 async def backend_cpu(pool: asyncpg.Pool) -> dict[int, float]:
     """CPU seconds used so far by each PostgreSQL backend of the pool's database (read from
-    /proc: PostgreSQL runs on this machine; {} when it cannot be read)."""
+    /proc: PostgreSQL runs on this machine; {} when it cannot be read; reading /proc does not
+    block: a plain read between two measurements)."""
     pids = [r[0] for r in await pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
-    return _proc_cpu(pids)
-
-
-def _proc_cpu(pids: list[int]) -> dict[int, float]:
-    """(Reading /proc does not block: a plain read between two measurements.)"""
-    ticks = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return out
+    return cpu_seconds_of(pids)
 
 
 async def consumer_rate(
