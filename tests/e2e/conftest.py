@@ -13,6 +13,7 @@ One fleet per test module (module-scoped), started once: flows and faults in dif
 from __future__ import annotations
 
 import time
+import uuid
 
 import asyncpg
 import httpx
@@ -90,6 +91,14 @@ async def analytics_db(e2e_env):
     pool = await asyncpg.create_pool(e2e_env["ANALYTICS_DATABASE_URL"], min_size=1, max_size=2)
     yield pool
     await pool.close()
+
+
+async def counted(analytics: asyncpg.Pool, ids: list[uuid.UUID]) -> int:
+    """How many of the events `ids` Analytics has stored (distinct: a duplicate row would not hide
+    a missing one)."""
+    return await analytics.fetchval(
+        "SELECT count(DISTINCT event_id) FROM analytics_events WHERE event_id = ANY($1::uuid[])", ids
+    )
 
 
 async def wait_ready(url: str, timeout: float = 30.0) -> dict:

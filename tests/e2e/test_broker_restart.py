@@ -28,7 +28,7 @@ from shared.bus.publisher import EventPublisher
 from shared.events import make_event
 from shared.testing import poll
 from shared.testing.fleet import Fleet
-from tests.e2e.conftest import wait_ready
+from tests.e2e.conftest import counted, wait_ready
 from tests.e2e.rabbit_node import RabbitNode
 
 QUEUE = "analytics_service.events"
@@ -50,12 +50,6 @@ def fleet(e2e_env, node, tmp_path_factory):
     # Not proxied: the services talk to the node itself, so its restart is what they see.
     with Fleet(env, log_dir=tmp_path_factory.mktemp("fleet"), services=("analytics",), proxied=False) as f:
         yield f
-
-
-async def counted(db: asyncpg.Pool, ids: list[uuid.UUID]) -> int:
-    return await db.fetchval(
-        "SELECT count(DISTINCT event_id) FROM analytics_events WHERE event_id = ANY($1::uuid[])", ids
-    )
 
 
 def message(user_id: str, conversation: str):

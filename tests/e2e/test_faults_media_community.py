@@ -32,7 +32,7 @@ from shared.testing.env import _rabbit, queue_info
 from shared.testing.plugin import Tokens
 from shared.testing.processes import ServiceProcess
 from shared.testing.proxy import ThreadedTcpProxy
-from tests.e2e.conftest import wait_ready
+from tests.e2e.conftest import counted, wait_ready
 from tests.e2e.fans import Clients
 from tests.e2e.fleets import running_fleet
 from tests.e2e.test_faults import CHECKER, kill_connections
@@ -329,12 +329,6 @@ def close_vhost_connections(infra, vhost: str, keep: str) -> int:
             if d.status_code in (204, 404):
                 closed += d.status_code == 204
     return closed
-
-
-async def counted(analytics: asyncpg.Pool, ids: list[uuid.UUID]) -> int:
-    return await analytics.fetchval(
-        "SELECT count(DISTINCT event_id) FROM analytics_events WHERE event_id = ANY($1::uuid[])", ids
-    )
 
 
 async def test_analytics_counts_each_event_once_across_dropped_connections(fleet, dbs, infra, e2e_env):
